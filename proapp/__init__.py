@@ -1,0 +1,62 @@
+"""proapp: patient-reported outcomes for clinical trials.
+
+``create_app(config=None)`` builds the web application (no scheduler inside it: the SMS worker is the
+separate ``proapp worker`` process).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from proapp import db
+from proapp.config import load_config
+from proapp.extensions import babel, csrf
+from proapp.i18n import select_locale
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. ``config`` overrides settings (tests); everything else comes from ``PROAPP_*``.
+
+    Raises ``ConfigError``, ``InstrumentFileError`` or ``StudyFileError`` with a message naming what to fix.
+    """
+    instance_path = Path(os.environ.get("PROAPP_INSTANCE_PATH") or PROJECT_ROOT / "instance").resolve()
+    app = Flask(__name__, instance_path=str(instance_path), template_folder="../templates",
+                static_folder="static")
+    app.config.update(load_config(instance_path, overrides=config))
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(PROJECT_ROOT / "translations")
+
+    _load_definitions(app)
+    db.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+    csrf.init_app(app)
+
+    from proapp import web
+
+    web.init_app(app)
+
+    from proapp.cli import proapp_cli
+
+    app.cli.add_command(proapp_cli)
+    return app
+
+
+def _load_definitions(app: Flask) -> None:
+    """Instrument and study files are checked at start-up: a malformed file stops the app here."""
+    from proapp.instruments import default_registry, load_directory
+    from proapp.patients.phones import PhoneVault
+    from proapp.studies.catalog import DATA_DIR as STUDY_DIR
+    from proapp.studies.catalog import load_studies
+
+    instrument_dir = app.config.get("INSTRUMENTS_DIR")
+    registry = load_directory(Path(instrument_dir)) if instrument_dir else default_registry()
+    app.extensions["proapp.instruments"] = registry
+    studies_dir = Path(app.config["STUDIES_DIR"]) if app.config.get("STUDIES_DIR") else STUDY_DIR
+    app.extensions["proapp.studies"] = load_studies(studies_dir, registry)
+    app.extensions["proapp.phones"] = PhoneVault(app.config["PHONE_KEYS"])

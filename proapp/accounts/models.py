@@ -1,0 +1,49 @@
+"""Staff accounts and their roles (admin, coordinator of sites, monitor of a study)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from proapp.db import Base
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    COORDINATOR = "coordinator"
+    MONITOR = "monitor"
+
+
+class User(Base):
+    __tablename__ = "app_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(Enum(Role, name="user_role", native_enum=False, create_constraint=True,
+                                            length=20, values_callable=lambda e: [m.value for m in e],
+                                            validate_strings=True))
+    language: Mapped[str] = mapped_column(String(2), default="fr")
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime]
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+
+    scopes: Mapped[list[UserScope]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+
+class UserScope(Base):
+    """What a coordinator or monitor may see: a study, optionally one site of it (None: every site)."""
+
+    __tablename__ = "user_scope"
+    __table_args__ = (UniqueConstraint("user_id", "study_id", "site_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"))
+
+    user: Mapped[User] = relationship(back_populates="scopes")

@@ -1,0 +1,200 @@
+"""The ``proapp`` command (console script, and ``flask --app wsgi proapp``).
+
+Errors are one line on stderr and exit code 2; nothing is stored from a refused command.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from datetime import date, timedelta
+from typing import NoReturn
+from zoneinfo import ZoneInfo
+
+import click
+from flask.cli import AppGroup, ScriptInfo
+from flask_babel import force_locale
+
+from proapp import db, services
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+proapp_cli = AppGroup("proapp", help="proapp: patient-reported outcomes for clinical trials.")
+
+
+@proapp_cli.command("init")
+def init_cmd() -> None:
+    """Create or upgrade the database to the newest schema and load the study files (safe to run twice)."""
+    from flask import current_app
+
+    from proapp.migrate import upgrade
+    from proapp.studies.services import sync_studies
+
+    upgrade(current_app.config["DATABASE_URL"])
+    with db.transaction() as s:
+        changes = sync_studies(s, services.studies(), services.now())
+    for line in changes:
+        click.echo(line)
+    click.echo(f"database at the newest schema; studies: {', '.join(services.studies().codes())}")
+
+
+def _parse_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"--anchor-date {value!r} is not a date (YYYY-MM-DD)")
+
+
+@proapp_cli.command("enroll")
+@click.option("--study", required=True, help="Study code, e.g. ADUSE.")
+@click.option("--site", required=True, help="Site code, e.g. TLS.")
+@click.option("--subject", required=True, help="Subject ID following the study's pattern.")
+@click.option("--phone", required=True, help="Mobile number (E.164 or national).")
+@click.option("--language", default="fr", show_default=True, help="fr or en.")
+@click.option("--anchor-date", required=True, help="Day 0 of the schedule (YYYY-MM-DD).")
+@click.option("--timezone", default=None, help="Patient's time zone (default: the site's).")
+@click.option("--hour", "sms_hour", default=10, show_default=True, type=int, help="Preferred local SMS hour.")
+def enroll_cmd(study: str, site: str, subject: str, phone: str, language: str, anchor_date: str,
+               timezone: str | None, sms_hour: int) -> None:
+    """Enrol a patient and print their schedule."""
+    from flask import current_app
+
+    from proapp.patients.services import EnrolmentError, EnrolmentRequest, enroll_patient
+
+    req = EnrolmentRequest(study_code=study, site_code=site, subject_id=subject, phone=phone,
+                           language=language, anchor_date=_parse_date(anchor_date), timezone=timezone,
+                           sms_hour=sms_hour)
+    with force_locale("en"):
+        try:
+            with db.transaction() as s:
+                patient = enroll_patient(s, services.studies(), services.phone_vault(), req,
+                                         now=services.now(),
+                                         phone_region=current_app.config["DEFAULT_PHONE_REGION"])
+        except EnrolmentError as exc:
+            fail(f"{exc.field}: {exc.message}")
+    click.echo(f"enrolled {patient.subject_id} ({study}/{site}), time zone {patient.timezone}")
+    _print_schedule(patient.id)
+
+
+def _print_schedule(patient_id: int) -> None:
+    from proapp.patients.services import occurrence_state, schedule_of
+
+    now = services.now()
+    click.echo(f"{'visit':<6} {'opens':<10}  {'closes':<10}  {'state':<9}  instruments")
+    for occ in schedule_of(db.session(), patient_id):
+        click.echo(f"{occ.visit_code:<6} {occ.window_opens_on.isoformat()}  {occ.window_closes_on.isoformat()}"
+                   f"  {occurrence_state(occ, now):<9}  {', '.join(occ.instruments)}")
+
+
+@proapp_cli.command("schedule")
+@click.argument("subject")
+@click.option("--study", default=None, help="Study code, when the subject ID is not unique.")
+def schedule_cmd(subject: str, study: str | None) -> None:
+    """Print a patient's schedule (local dates, state, instruments)."""
+    _print_schedule(_find_patient(subject, study).id)
+
+
+def _find_patient(subject: str, study: str | None):
+    from sqlalchemy import select
+
+    from proapp.patients.models import Patient
+    from proapp.studies.models import Study
+
+    q = select(Patient).where(Patient.subject_id == subject)
+    if study:
+        q = q.join(Study, Study.id == Patient.study_id).where(Study.code == study)
+    found = list(db.session().scalars(q))
+    if not found:
+        fail(f"no patient {subject}")
+    if len(found) > 1:
+        fail(f"{subject} is enrolled in several studies: add --study")
+    return found[0]
+
+
+@proapp_cli.command("instruments")
+def instruments_cmd() -> None:
+    """List the instruments, their versions and whether each language's wording is validated."""
+    for inst in services.instruments().all():
+        langs = ", ".join(f"{lang} {'validated' if st.validated else 'NOT VALIDATED'}"
+                          for lang, st in sorted(inst.languages.items()))
+        click.echo(f"{inst.code} {inst.version}: {len(inst.items)} items; {langs}")
+
+
+@proapp_cli.group("user")
+def user_group() -> None:
+    """Staff accounts."""
+
+
+@user_group.command("create")
+@click.option("--email", required=True)
+@click.option("--role", required=True, type=click.Choice(["admin", "coordinator", "monitor"]))
+@click.option("--study", default=None)
+@click.option("--site", default=None)
+@click.option("--language", default="fr", type=click.Choice(["fr", "en"]))
+def user_create_cmd(email: str, role: str, study: str | None, site: str | None, language: str) -> None:
+    """Create an account; the password is read from standard input."""
+    from proapp.accounts.models import Role
+    from proapp.accounts.services import AccountError, create_user
+
+    password = sys.stdin.readline().rstrip("\n")
+    try:
+        with db.transaction() as s:
+            create_user(s, email=email, password=password, role=Role(role), now=services.now(),
+                        study_code=study, site_code=site, language=language)
+    except AccountError as exc:
+        fail(str(exc))
+    click.echo(f"account {email.strip().lower()} created ({role})")
+
+
+@proapp_cli.command("demo")
+def demo_cmd() -> None:
+    """Add a demo admin and demo patients whose questionnaire windows are open now (development only)."""
+    from flask import current_app
+    from sqlalchemy import select
+
+    from proapp.accounts.models import Role, User
+    from proapp.accounts.services import create_user
+    from proapp.patients.models import Patient
+    from proapp.patients.services import EnrolmentRequest, enroll_patient
+
+    if current_app.config["PRODUCTION"]:
+        fail("demo data is refused in production")
+    s = db.session()
+    now = services.now()
+    email = "admin@demo.invalid"
+    if s.scalar(select(User.id).where(User.email == email)) is None:
+        password = secrets.token_urlsafe(12)
+        with db.transaction():
+            create_user(s, email=email, password=password, role=Role.ADMIN, now=now)
+        click.echo(f"demo admin: {email} / password: {password}")
+    else:
+        click.echo(f"demo admin {email} already exists (its password was printed when it was created)")
+    # Anchors chosen so that a window is open today in each patient's zone: ADUSE week 1 opens on day 7,
+    # IMATINIB-SSC month 1 is open from day 23 to day 37. Phone numbers sit beside libphonenumber's example
+    # mobile number; demo data is refused in production, so no real SMS can reach them.
+    demo = [
+        ("ADUSE", "TLS", "ADU-TLS-901", "+33612345601", "fr", "Europe/Paris", 7),
+        ("ADUSE", "TLS", "ADU-TLS-902", "+33612345602", "en", "Indian/Reunion", 7),
+        ("IMATINIB-SSC", "PSL", "IMA-PSL-901", "+33612345603", "fr", "Europe/Paris", 30),
+        ("IMATINIB-SSC", "TLS", "IMA-TLS-902", "+33612345604", "fr", "America/Guadeloupe", 30),
+    ]
+    for study, site, subject, phone, lang, tz, days in demo:
+        if s.scalar(select(Patient.id).where(Patient.subject_id == subject)) is not None:
+            click.echo(f"{subject} already enrolled")
+            continue
+        anchor = now.astimezone(ZoneInfo(tz)).date() - timedelta(days=days)
+        with db.transaction():
+            enroll_patient(s, services.studies(), services.phone_vault(),
+                           EnrolmentRequest(study, site, subject, phone, lang, anchor, tz, 10), now=now)
+        click.echo(f"enrolled demo patient {subject} ({study}/{site}, {lang}, {tz}), anchor date {anchor}")
+
+
+def main() -> None:
+    """Console-script entry point: the same commands, with the app built from the environment."""
+    from proapp import create_app
+
+    proapp_cli.main(obj=ScriptInfo(create_app=lambda: create_app()), prog_name="proapp")

@@ -1,0 +1,148 @@
+"""Loading instrument files, finding an instrument by code and version, and checking answers against it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from proapp.instruments.schema import Instrument
+
+DATA_DIR = Path(__file__).parent / "data"
+_KEY_RE = re.compile(r"^([A-Z][A-Z0-9_]*)(?:\[(\d{1,3})\])?$")
+
+
+class InstrumentFileError(ValueError):
+    """An instrument file is malformed; the message names the file and the field."""
+
+
+Scorer = Callable[[Instrument, "ParsedAnswers"], dict[str, Any]]
+SCORERS: dict[str, Scorer] = {}
+
+
+def scorer(code: str) -> Callable[[Scorer], Scorer]:
+    """Register the scoring function of instrument ``code``."""
+
+    def register(fn: Scorer) -> Scorer:
+        SCORERS[code] = fn
+        return fn
+
+    return register
+
+
+@dataclass
+class ParsedAnswers:
+    """Checked answers: plain items by code, repeating groups by group code then 1-based repeat index."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    groups: dict[str, dict[int, dict[str, str]]] = field(default_factory=dict)
+
+    def get(self, code: str) -> str | None:
+        return self.values.get(code)
+
+
+def parse_answers(instrument: Instrument, answers: Mapping[str, str | None]) -> ParsedAnswers:
+    """Check every answer against the data dictionary; raise ValueError naming the first bad item.
+
+    Keys are item codes; items of a repeating group carry a 1-based repeat index: ``DU_HAND[2]``.
+    A value of None means unanswered.
+    """
+    parsed = ParsedAnswers()
+    for key, value in answers.items():
+        match = _KEY_RE.match(key) if isinstance(key, str) else None
+        if not match:
+            raise ValueError(f"{key!r}: not an item code of {instrument.code}")
+        code, index = match.group(1), match.group(2)
+        try:
+            item = instrument.item(code)
+        except KeyError:
+            raise ValueError(f"{code}: not an item of {instrument.code} {instrument.version}") from None
+        if item.group and index is None:
+            raise ValueError(f"{code}: belongs to the repeating group {item.group}; give it as {code}[1]")
+        if not item.group and index is not None:
+            raise ValueError(f"{code}: is not in a repeating group and takes no [index]")
+        if value is None:
+            continue
+        item.check_value(value)
+        if item.group:
+            n = int(index)  # type: ignore[arg-type]
+            limit = instrument.group(item.group).max_repeats
+            if not 1 <= n <= limit:
+                raise ValueError(f"{code}: repeat index {n} is outside 1..{limit}")
+            parsed.groups.setdefault(item.group, {}).setdefault(n, {})[code] = value
+        else:
+            parsed.values[code] = value
+    return parsed
+
+
+class Registry:
+    """Every instrument version known to this process, keyed by (code, version)."""
+
+    def __init__(self, instruments: Iterable[Instrument]):
+        self._by_key: dict[tuple[str, str], Instrument] = {}
+        for inst in instruments:
+            if inst.key in self._by_key:
+                raise InstrumentFileError(f"{inst.code} {inst.version} is defined twice")
+            self._by_key[inst.key] = inst
+
+    def get(self, code: str, version: str | None = None) -> Instrument:
+        if version is not None:
+            try:
+                return self._by_key[(code, version)]
+            except KeyError:
+                raise KeyError(f"no instrument {code} version {version}") from None
+        versions = [i for (c, _), i in self._by_key.items() if c == code]
+        if not versions:
+            raise KeyError(f"no instrument {code}")
+        return max(versions, key=lambda i: tuple(int(p) for p in i.version.split(".")))
+
+    def codes(self) -> list[str]:
+        return sorted({c for c, _ in self._by_key})
+
+    def all(self) -> list[Instrument]:
+        return [self._by_key[k] for k in sorted(self._by_key)]
+
+    def unvalidated(self) -> list[tuple[Instrument, str]]:
+        """(instrument, language) pairs whose wording is not the licensed, validated text."""
+        return [(i, lang) for i in self.all() for lang, st in sorted(i.languages.items()) if not st.validated]
+
+
+def load_file(path: Path) -> Instrument:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InstrumentFileError(f"instrument file {path.name}: cannot be read: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise InstrumentFileError(f"instrument file {path.name}: expected a mapping at the top level")
+    try:
+        inst = Instrument.model_validate(raw)
+    except ValidationError as exc:
+        raise InstrumentFileError(f"instrument file {path.name}: {_describe(exc)}") from None
+    expected = f"{inst.code}-{inst.version}.yaml"
+    if path.name != expected:
+        raise InstrumentFileError(f"instrument file {path.name}: code and version say it should be named {expected}")
+    if inst.code not in SCORERS:
+        raise InstrumentFileError(f"instrument file {path.name}: code: no scoring function for {inst.code}")
+    return inst
+
+
+def load_directory(directory: Path = DATA_DIR) -> Registry:
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        raise InstrumentFileError(f"no instrument files (*.yaml) in {directory.name}")
+    return Registry(load_file(p) for p in files)
+
+
+def _describe(exc: ValidationError) -> str:
+    """First error as 'field.path: message' — the field a study team must fix."""
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)

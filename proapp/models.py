@@ -1,0 +1,22 @@
+"""Every model, imported once so that the metadata (and Alembic) sees all tables."""
+
+from proapp.accounts.models import Role, User, UserScope
+from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
+from proapp.questionnaire.models import Answer, Response, ResponseStatus
+from proapp.studies.models import Site, Study
+
+__all__ = [
+    "Answer",
+    "Occurrence",
+    "OccurrenceStatus",
+    "Patient",
+    "PatientContact",
+    "PatientStatus",
+    "Response",
+    "ResponseStatus",
+    "Role",
+    "Site",
+    "Study",
+    "User",
+    "UserScope",
+]

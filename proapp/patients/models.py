@@ -1,0 +1,101 @@
+"""Patients (pseudonymised: a subject ID, never a name), their contact kept apart, and their schedule."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import JSON, Enum, ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from proapp.db import Base
+
+if TYPE_CHECKING:
+    from proapp.studies.models import Site, Study
+
+
+class PatientStatus(enum.StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    WITHDRAWN = "withdrawn"
+    COMPLETED = "completed"
+
+
+class OccurrenceStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"      # not completed yet; "open" or "upcoming" follows from the window and the clock
+    COMPLETED = "completed"
+    MISSED = "missed"            # the window closed before completion
+    CANCELLED = "cancelled"      # the patient was withdrawn before the window closed
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    return Enum(cls, name=name, native_enum=False, create_constraint=True, length=20,
+                values_callable=lambda e: [m.value for m in e], validate_strings=True)
+
+
+class Patient(Base):
+    __tablename__ = "patient"
+    __table_args__ = (UniqueConstraint("study_id", "subject_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"), index=True)
+    subject_id: Mapped[str] = mapped_column(String(40))
+    language: Mapped[str] = mapped_column(String(2))
+    timezone: Mapped[str] = mapped_column(String(64))
+    anchor_date: Mapped[date]
+    sms_hour: Mapped[int]
+    status: Mapped[PatientStatus] = mapped_column(_enum(PatientStatus, "patient_status"),
+                                                  default=PatientStatus.ACTIVE)
+    schedule_version: Mapped[str] = mapped_column(String(40))
+    enrolled_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    study: Mapped[Study] = relationship()
+    site: Mapped[Site] = relationship()
+    contact: Mapped[PatientContact | None] = relationship(back_populates="patient", uselist=False)
+    occurrences: Mapped[list[Occurrence]] = relationship(
+        back_populates="patient", order_by="Occurrence.window_opens_at")
+
+
+class PatientContact(Base):
+    """The patient's phone number, encrypted, in a table of its own so exports never touch it."""
+
+    __tablename__ = "patient_contact"
+
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), primary_key=True)
+    phone_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    phone_lookup: Mapped[str | None] = mapped_column(String(64), index=True)
+    usable: Mapped[bool] = mapped_column(default=True)
+    unusable_reason: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[datetime]
+
+    patient: Mapped[Patient] = relationship(back_populates="contact")
+
+
+class Occurrence(Base):
+    """One assessment a patient is due to complete: a visit of the study, its window and instruments."""
+
+    __tablename__ = "occurrence"
+    __table_args__ = (UniqueConstraint("patient_id", "visit_code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    visit_code: Mapped[str] = mapped_column(String(20))
+    visit_day: Mapped[int]
+    instruments: Mapped[list[str]] = mapped_column(JSON)
+    window_opens_on: Mapped[date]          # first local calendar day of the window (patient's zone)
+    window_closes_on: Mapped[date]         # last local calendar day of the window
+    window_opens_at: Mapped[datetime] = mapped_column(index=True)   # UTC instant of local midnight
+    window_closes_at: Mapped[datetime] = mapped_column(index=True)  # UTC instant the window ends (exclusive)
+    status: Mapped[OccurrenceStatus] = mapped_column(_enum(OccurrenceStatus, "occurrence_status"),
+                                                     default=OccurrenceStatus.SCHEDULED, index=True)
+    completed_at: Mapped[datetime | None]
+    completed_on_site: Mapped[bool | None]
+
+    patient: Mapped[Patient] = relationship(back_populates="occurrences")
+
+    def is_open(self, now: datetime) -> bool:
+        return (self.status == OccurrenceStatus.SCHEDULED
+                and self.window_opens_at <= now < self.window_closes_at)

@@ -1,0 +1,131 @@
+"""Enrolment and the patient's schedule. Every write to patients, contacts and occurrences is here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from proapp.config import SUPPORTED_LANGUAGES
+from proapp.patients import phones
+from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
+from proapp.studies.catalog import StudyCatalog
+from proapp.studies.models import Site, Study
+from proapp.studies.schedule import compute_schedule
+from proapp.studies.schema import check_timezone
+
+SENDING_HOURS = range(8, 21)          # a preferred SMS hour must fall outside the quiet hours (21:00-08:00)
+ANCHOR_PAST_LIMIT = timedelta(days=2 * 366)
+ANCHOR_FUTURE_LIMIT = timedelta(days=366)
+
+
+class EnrolmentError(ValueError):
+    """Enrolment refused; ``field`` names the input at fault and ``message`` says why (translatable)."""
+
+    def __init__(self, field: str, message: object):
+        super().__init__(str(message))
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class EnrolmentRequest:
+    study_code: str
+    site_code: str
+    subject_id: str
+    phone: str
+    language: str
+    anchor_date: date
+    timezone: str | None = None
+    sms_hour: int = 10
+
+
+def validate_enrolment(db: Session, catalog: StudyCatalog, req: EnrolmentRequest, *, now: datetime,
+                       phone_region: str = "FR") -> tuple[Study, Site, str, str]:
+    """Check every field; return (study, site, E.164 phone, time zone) or raise EnrolmentError."""
+    try:
+        study_def = catalog.get(req.study_code)
+    except KeyError:
+        raise EnrolmentError("study", _l("Unknown study %(study)s.", study=req.study_code)) from None
+    study = db.scalar(select(Study).where(Study.code == req.study_code))
+    if study is None:
+        raise EnrolmentError("study", _l("Study %(study)s is not loaded yet: run proapp init.",
+                                         study=req.study_code))
+    site = db.scalar(select(Site).where(Site.study_id == study.id, Site.code == req.site_code))
+    if site is None or not site.active:
+        raise EnrolmentError("site", _l("Unknown site %(site)s for study %(study)s.",
+                                        site=req.site_code, study=req.study_code))
+    if not study_def.subject_id_matches(req.subject_id, req.site_code):
+        raise EnrolmentError("subject_id", _l(
+            "Subject ID %(subject)s does not follow the study's pattern (for example %(example)s).",
+            subject=req.subject_id, example=study_def.subject_id_example(req.site_code)))
+    duplicate = db.scalar(select(Patient.id).where(Patient.study_id == study.id,
+                                                   Patient.subject_id == req.subject_id))
+    if duplicate is not None:
+        raise EnrolmentError("subject_id", _l("Subject %(subject)s is already enrolled in %(study)s.",
+                                              subject=req.subject_id, study=req.study_code))
+    try:
+        e164 = phones.normalise(req.phone, phone_region)
+    except phones.PhoneError as exc:
+        if exc.code == "not_mobile":
+            raise EnrolmentError("phone", _l("This number cannot receive SMS: give a mobile number.")) from None
+        raise EnrolmentError("phone", _l("This is not a valid phone number.")) from None
+    if req.language not in SUPPORTED_LANGUAGES:
+        raise EnrolmentError("language", _l("Language must be fr or en."))
+    timezone = req.timezone or site.timezone
+    try:
+        check_timezone(timezone)
+    except ValueError:
+        raise EnrolmentError("timezone", _l("Unknown time zone %(tz)s (for example Europe/Paris).",
+                                            tz=timezone)) from None
+    if req.sms_hour not in SENDING_HOURS:
+        raise EnrolmentError("sms_hour", _l("The SMS hour must be between 8 and 20 (no SMS at night)."))
+    today = now.astimezone(ZoneInfo(timezone)).date()
+    if not today - ANCHOR_PAST_LIMIT <= req.anchor_date <= today + ANCHOR_FUTURE_LIMIT:
+        raise EnrolmentError("anchor_date", _l("The anchor date must be within two years before "
+                                               "and one year after today."))
+    return study, site, e164, timezone
+
+
+def enroll_patient(db: Session, catalog: StudyCatalog, vault: phones.PhoneVault, req: EnrolmentRequest, *,
+                   now: datetime, phone_region: str = "FR") -> Patient:
+    """Enrol a patient and create their schedule. Visits whose window closed before today are cancelled."""
+    study, site, e164, timezone = validate_enrolment(db, catalog, req, now=now, phone_region=phone_region)
+    study_def = catalog.get(req.study_code)
+    patient = Patient(study_id=study.id, site_id=site.id, subject_id=req.subject_id, language=req.language,
+                      timezone=timezone, anchor_date=req.anchor_date, sms_hour=req.sms_hour,
+                      status=PatientStatus.ACTIVE, schedule_version=study_def.version,
+                      enrolled_at=now, updated_at=now)
+    db.add(patient)
+    db.flush()
+    db.add(PatientContact(patient_id=patient.id, phone_ciphertext=vault.encrypt(e164),
+                          phone_lookup=vault.lookup(e164), usable=True, updated_at=now))
+    for p in compute_schedule(study_def, req.anchor_date, timezone):
+        db.add(Occurrence(
+            patient_id=patient.id, visit_code=p.visit_code, visit_day=p.day, instruments=list(p.instruments),
+            window_opens_on=p.opens_on, window_closes_on=p.closes_on,
+            window_opens_at=p.opens_at, window_closes_at=p.closes_at,
+            status=OccurrenceStatus.CANCELLED if p.closes_at <= now else OccurrenceStatus.SCHEDULED,
+        ))
+    db.flush()
+    return patient
+
+
+def schedule_of(db: Session, patient_id: int) -> list[Occurrence]:
+    return list(db.scalars(select(Occurrence).where(Occurrence.patient_id == patient_id)
+                           .order_by(Occurrence.window_opens_at, Occurrence.visit_code)))
+
+
+def occurrence_state(occ: Occurrence, now: datetime) -> str:
+    """What a coordinator sees: upcoming, open, completed, missed or cancelled."""
+    if occ.status != OccurrenceStatus.SCHEDULED:
+        return occ.status.value
+    if now < occ.window_opens_at:
+        return "upcoming"
+    if now < occ.window_closes_at:
+        return "open"
+    return "missed"

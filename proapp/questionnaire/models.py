@@ -1,0 +1,56 @@
+"""Responses to instruments and their answers, with server UTC timestamps."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from proapp.db import Base
+from proapp.patients.models import Occurrence
+
+
+class ResponseStatus(enum.StrEnum):
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+
+
+class Response(Base):
+    __tablename__ = "response"
+    __table_args__ = (UniqueConstraint("occurrence_id", "instrument_code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    occurrence_id: Mapped[int] = mapped_column(ForeignKey("occurrence.id"), index=True)
+    instrument_code: Mapped[str] = mapped_column(String(20))
+    instrument_version: Mapped[str] = mapped_column(String(20))
+    language: Mapped[str] = mapped_column(String(2))
+    status: Mapped[ResponseStatus] = mapped_column(
+        Enum(ResponseStatus, name="response_status", native_enum=False, create_constraint=True, length=20,
+             values_callable=lambda e: [m.value for m in e], validate_strings=True),
+        default=ResponseStatus.IN_PROGRESS)
+    started_at: Mapped[datetime]
+    last_saved_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+    completed_on_site: Mapped[bool | None]
+    scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    occurrence: Mapped[Occurrence] = relationship()
+    answers: Mapped[list[Answer]] = relationship(
+        back_populates="response", order_by="(Answer.item_code, Answer.repeat_index)")
+
+
+class Answer(Base):
+    __tablename__ = "answer"
+    __table_args__ = (UniqueConstraint("response_id", "item_code", "repeat_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    response_id: Mapped[int] = mapped_column(ForeignKey("response.id"), index=True)
+    item_code: Mapped[str] = mapped_column(String(40))
+    repeat_index: Mapped[int] = mapped_column(default=0)   # 0 outside a repeating group, 1.. inside
+    value: Mapped[str | None] = mapped_column(String(64))
+    answered_at: Mapped[datetime]
+
+    response: Mapped[Response] = relationship(back_populates="answers")

@@ -1,0 +1,155 @@
+"""The shape of a study file: sites, visits with their windows, and the instruments at each visit."""
+
+from __future__ import annotations
+
+import re
+from typing import Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from proapp.instruments.schema import Text
+
+SITE_CODE_RE = r"^[A-Z]{2,6}$"
+VISIT_CODE_RE = r"^[A-Z][A-Z0-9_]{0,19}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not a known time zone (e.g. Europe/Paris)") from None
+    if name not in available_timezones():
+        raise ValueError(f"{name!r} is not a known time zone (e.g. Europe/Paris)")
+    return name
+
+
+class Window(_Strict):
+    before: int = Field(ge=0, le=365)
+    after: int = Field(ge=0, le=365)
+
+
+class SiteDef(_Strict):
+    code: str = Field(pattern=SITE_CODE_RE)
+    name: str = Field(min_length=1, max_length=200)
+    phone: str | None = Field(default=None, max_length=32)
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return None if v is None else check_timezone(v)
+
+
+class InstrumentUse(_Strict):
+    version: str
+    variant: str | None = None
+
+
+class VisitDef(_Strict):
+    code: str = Field(pattern=VISIT_CODE_RE)
+    day: int = Field(ge=-365, le=3650)
+    window: Window
+    instruments: list[str] = Field(min_length=1)
+    label: Text
+
+
+class Series(_Strict):
+    """Visits repeated every N days: ``code`` and ``label`` use ``{n}`` for the repeat number."""
+
+    code: str
+    label: Text
+    from_: int = Field(alias="from", ge=0)
+    to: int = Field(ge=0, le=520)
+    every_days: int = Field(ge=1, le=365)
+    window: Window
+    instruments: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.to < self.from_:
+            raise ValueError("'to' must not be before 'from'")
+        if "{n}" not in self.code:
+            raise ValueError("code must contain {n}")
+        return self
+
+    def expand(self) -> list[VisitDef]:
+        return [
+            VisitDef(code=self.code.format(n=n), day=n * self.every_days, window=self.window,
+                     instruments=self.instruments,
+                     label=Text(en=self.label.en.format(n=n), fr=self.label.fr.format(n=n)))
+            for n in range(self.from_, self.to + 1)
+        ]
+
+
+class SeriesEntry(_Strict):
+    series: Series
+
+
+class StudyDef(_Strict):
+    code: str = Field(pattern=r"^[A-Z][A-Z0-9-]{1,39}$")
+    version: str = Field(pattern=r"^[0-9A-Za-z.\-]{1,40}$")
+    title: str = Field(min_length=1, max_length=300)
+    registry_id: str | None = None
+    subject_id_pattern: str
+    anchor: Text
+    default_timezone: str = "Europe/Paris"
+    sites: list[SiteDef] = Field(min_length=1)
+    instruments: dict[str, InstrumentUse] = Field(min_length=1)
+    visits: list[VisitDef | SeriesEntry] = Field(min_length=1)
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return check_timezone(v)
+
+    @field_validator("subject_id_pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        if "{site}" not in v:
+            raise ValueError("must contain {site}, replaced by the site code")
+        try:
+            re.compile(v.replace("{site}", "SITE"))
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Self:
+        seen: set[str] = set()
+        for i, site in enumerate(self.sites):
+            if site.code in seen:
+                raise ValueError(f"sites.{i}.code: {site.code} appears twice")
+            seen.add(site.code)
+        codes: set[str] = set()
+        for visit in self.all_visits():
+            if visit.code in codes:
+                raise ValueError(f"visits: visit code {visit.code} appears twice")
+            codes.add(visit.code)
+            for inst in visit.instruments:
+                if inst not in self.instruments:
+                    raise ValueError(f"visits ({visit.code}).instruments: {inst} is not listed under instruments")
+        return self
+
+    def all_visits(self) -> list[VisitDef]:
+        out: list[VisitDef] = []
+        for entry in self.visits:
+            out.extend(entry.series.expand() if isinstance(entry, SeriesEntry) else [entry])
+        return sorted(out, key=lambda v: (v.day - v.window.before, v.day, v.code))
+
+    def site(self, code: str) -> SiteDef:
+        for site in self.sites:
+            if site.code == code:
+                return site
+        raise KeyError(code)
+
+    def subject_id_matches(self, subject_id: str, site_code: str) -> bool:
+        pattern = self.subject_id_pattern.replace("{site}", re.escape(site_code))
+        return re.fullmatch(pattern, subject_id) is not None
+
+    def subject_id_example(self, site_code: str) -> str:
+        return self.subject_id_pattern.replace("{site}", site_code).replace("[0-9]{3}", "001")

@@ -1,0 +1,80 @@
+"""The pages every feature shares: home, health check, language switch, error pages and response headers."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, Response, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
+
+from proapp import db
+from proapp.config import SUPPORTED_LANGUAGES
+
+bp = Blueprint("core", __name__)
+
+
+@bp.get("/")
+def index() -> str:
+    return render_template("index.html")
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[dict[str, str], int]:
+    try:
+        db.session().execute(text("SELECT 1"))
+    except Exception:
+        return {"status": "database unavailable"}, 503
+    return {"status": "ok"}, 200
+
+
+@bp.post("/language")
+def switch_language() -> Response:
+    """The FR | EN switch for pages without a patient or user preference (remembered in the session)."""
+    lang = request.form.get("lang", "")
+    if lang in SUPPORTED_LANGUAGES:
+        session["lang"] = lang
+    target = request.form.get("next", "")
+    if not target.startswith("/") or target.startswith("//"):
+        target = url_for("core.index")
+    return redirect(target, code=303)
+
+
+def _error_page(exc: HTTPException) -> tuple[str, int]:
+    titles = {
+        400: _("This request could not be understood."),
+        403: _("You are not allowed to see this page."),
+        404: _("This page does not exist."),
+        405: _("This page does not accept that request."),
+        410: _("This page is no longer available."),
+        413: _("What was sent is too large."),
+        429: _("Too many attempts. Please wait a moment and try again."),
+        500: _("Something went wrong on our side. Nothing you entered was lost; please try again later."),
+        503: _("The service is briefly unavailable. Please try again in a moment."),
+    }
+    code = exc.code or 500
+    return render_template("errors/error.html", code=code,
+                           message=titles.get(code, _("This request could not be completed."))), code
+
+
+def _csrf_error(_exc: CSRFError) -> tuple[str, int]:
+    return render_template("errors/error.html", code=400,
+                           message=_("This page had expired. Please go back, reload it and try again.")), 400
+
+
+def _security_headers(resp: Response) -> Response:
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "same-origin")
+    resp.headers.setdefault("X-Frame-Options", "DENY")
+    resp.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+    return resp
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(HTTPException, _error_page)
+    app.after_request(_security_headers)

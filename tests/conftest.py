@@ -1,0 +1,123 @@
+"""Shared fixtures. The database is real: SQLite by default, PostgreSQL when PROAPP_TEST_DATABASE_URL
+names one (each run works in its own schema, dropped at the end). A configured PostgreSQL that cannot be
+reached fails the run: it is never skipped."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from flask import Flask
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from proapp import create_app, db
+from proapp.db import Base
+from proapp.migrate import upgrade
+
+PHONE_KEY = Fernet.generate_key().decode()
+
+
+def _database_url(tmp_root: Path) -> tuple[str, str | None]:
+    """(URL for the app, PostgreSQL schema or None)."""
+    configured = os.environ.get("PROAPP_TEST_DATABASE_URL", "").strip()
+    if not configured or configured.startswith("sqlite"):
+        return configured or f"sqlite:///{tmp_root / 'test.sqlite3'}", None
+    url = make_url(configured)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    schema = f"proapp_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:
+        pytest.exit(f"PostgreSQL at {url.render_as_string(hide_password=True)} is not reachable: {exc}",
+                    returncode=3)
+    finally:
+        admin.dispose()
+    url = url.update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False), schema
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url, schema = _database_url(tmp_path_factory.mktemp("db"))
+    upgrade(url)
+    yield url
+    if schema:
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def instance_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("instance")
+    os.environ["PROAPP_INSTANCE_PATH"] = str(path)
+    return path
+
+
+def make_app(database_url: str, **overrides) -> Flask:
+    config = {
+        "ENV": "testing",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "test-" + "x" * 40,
+        "PHONE_KEYS": PHONE_KEY,
+        "PUBLIC_URL": "https://pro.example.test",
+        "WTF_CSRF_ENABLED": True,
+    }
+    config.update(overrides)
+    return create_app(config)
+
+
+@pytest.fixture
+def app(database_url: str, instance_dir: Path) -> Iterator[Flask]:
+    app = make_app(database_url)
+    with app.app_context():
+        _empty_tables()
+        from proapp.studies.services import sync_studies
+
+        with db.transaction() as s:
+            sync_studies(s, app.extensions["proapp.studies"], datetime.now(UTC))
+    yield app
+    app.extensions["proapp.engine"].dispose()
+
+
+def _empty_tables() -> None:
+    engine = db.engine()
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def session(app: Flask) -> Iterator[Session]:
+    with app.app_context():
+        yield db.session()
+
+
+@pytest.fixture
+def client(app: Flask):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def dialect(database_url: str) -> str:
+    return make_url(database_url).get_backend_name()
