@@ -16,7 +16,7 @@ from flask import Flask
 from proapp import db
 from proapp.config import load_config
 from proapp.extensions import babel, csrf
-from proapp.i18n import select_locale
+from proapp.i18n import ensure_compiled, select_locale
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +31,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                 static_folder="static")
     app.config.update(load_config(instance_path, overrides=config))
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(PROJECT_ROOT / "translations")
+    ensure_compiled(app.config["BABEL_TRANSLATION_DIRECTORIES"])
 
     _load_definitions(app)
     db.init_app(app)

@@ -29,3 +29,27 @@ def use_locale(language: str) -> None:
         from flask_babel import refresh
 
         refresh()
+
+
+def ensure_compiled(translations_dir: str) -> None:
+    """Compile each messages.po whose .mo is missing or older, so a checkout never serves stale text.
+
+    Written to a temporary file then renamed: several processes starting at once cannot see half a file.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    for po in Path(translations_dir).glob("*/LC_MESSAGES/messages.po"):
+        mo = po.with_suffix(".mo")
+        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+            continue
+        with po.open("rb") as fh:
+            catalog = read_po(fh)
+        fd, tmp = tempfile.mkstemp(dir=po.parent, suffix=".mo.tmp")
+        with os.fdopen(fd, "wb") as out:
+            write_mo(out, catalog)
+        os.replace(tmp, mo)

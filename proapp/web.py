@@ -73,8 +73,15 @@ def _security_headers(resp: Response) -> Response:
     return resp
 
 
+def _template_globals() -> dict[str, object]:
+    from flask_babel import get_locale
+
+    return {"current_locale": lambda: str(get_locale() or "fr")}
+
+
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.context_processor(_template_globals)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _error_page)
     app.after_request(_security_headers)
