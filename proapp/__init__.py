@@ -41,6 +41,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from proapp import web
 
     web.init_app(app)
+    from proapp.questionnaire import routes as questionnaire_routes
+
+    questionnaire_routes.init_app(app)
 
     from proapp.cli import proapp_cli
 

@@ -115,6 +115,25 @@ def _find_patient(subject: str, study: str | None):
     return found[0]
 
 
+@proapp_cli.command("link")
+@click.argument("subject")
+@click.option("--visit", default=None, help="Visit code (default: the open one).")
+@click.option("--study", default=None, help="Study code, when the subject ID is not unique.")
+def link_cmd(subject: str, visit: str | None, study: str | None) -> None:
+    """Print a fresh questionnaire link for an open occurrence; the previous link stops working."""
+    from flask import current_app
+
+    from proapp.questionnaire.services import issue_link, open_occurrence_for
+
+    patient = _find_patient(subject, study)
+    occ = open_occurrence_for(db.session(), patient, services.now(), visit)
+    if occ is None:
+        fail(f"{subject} has no open questionnaire" + (f" for visit {visit}" if visit else ""))
+    with db.transaction() as s:
+        token = issue_link(s, occ, services.now())
+    click.echo(f"{current_app.config['PUBLIC_URL']}/s/{token}")
+
+
 @proapp_cli.command("instruments")
 def instruments_cmd() -> None:
     """List the instruments, their versions and whether each language's wording is validated."""
@@ -191,6 +210,16 @@ def demo_cmd() -> None:
             enroll_patient(s, services.studies(), services.phone_vault(),
                            EnrolmentRequest(study, site, subject, phone, lang, anchor, tz, 10), now=now)
         click.echo(f"enrolled demo patient {subject} ({study}/{site}, {lang}, {tz}), anchor date {anchor}")
+    click.echo("questionnaire links (each new link replaces the previous one):")
+    from proapp.questionnaire.services import issue_link, open_occurrence_for
+
+    for _study, _site, subject, *_rest in demo:
+        patient = s.scalar(select(Patient).where(Patient.subject_id == subject))
+        occ = open_occurrence_for(s, patient, now) if patient else None
+        if occ is not None and occ.status.value == "scheduled":
+            with db.transaction():
+                token = issue_link(s, occ, now)
+            click.echo(f"  {subject} {occ.visit_code}: {current_app.config['PUBLIC_URL']}/s/{token}")
 
 
 def main() -> None:

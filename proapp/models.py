@@ -2,21 +2,10 @@
 
 from proapp.accounts.models import Role, User, UserScope
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
-from proapp.questionnaire.models import Answer, Response, ResponseStatus
+from proapp.questionnaire.models import AccessLink, Answer, Response, ResponseStatus
 from proapp.studies.models import Site, Study
 
 __all__ = [
-    "Answer",
-    "Occurrence",
-    "OccurrenceStatus",
-    "Patient",
-    "PatientContact",
-    "PatientStatus",
-    "Response",
-    "ResponseStatus",
-    "Role",
-    "Site",
-    "Study",
-    "User",
-    "UserScope",
+    "AccessLink", "Answer", "Occurrence", "OccurrenceStatus", "Patient", "PatientContact", "PatientStatus",
+    "Response", "ResponseStatus", "Role", "Site", "Study", "User", "UserScope",
 ]

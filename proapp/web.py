@@ -57,7 +57,12 @@ def _error_page(exc: HTTPException) -> tuple[str, int]:
                            message=titles.get(code, _("This request could not be completed."))), code
 
 
-def _csrf_error(_exc: CSRFError) -> tuple[str, int]:
+def _csrf_error(_exc: CSRFError):
+    from proapp.questionnaire.routes import on_csrf_error
+
+    redirected = on_csrf_error()
+    if redirected is not None:
+        return redirected
     return render_template("errors/error.html", code=400,
                            message=_("This page had expired. Please go back, reload it and try again.")), 400
 

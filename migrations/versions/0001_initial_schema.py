@@ -120,9 +120,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["study_id"], ["study.id"], name=op.f("fk_user_scope_study_id_study")),
         sa.ForeignKeyConstraint(["user_id"], ["app_user.id"], name=op.f("fk_user_scope_user_id_app_user")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_user_scope")),
-        sa.UniqueConstraint(
-            "user_id", "study_id", "site_id", name=op.f("uq_user_scope_user_id_study_id_site_id")
-        ),
+        sa.UniqueConstraint("user_id", "study_id", "site_id", name=op.f("uq_user_scope_user_id_study_id_site_id")),
     )
     with op.batch_alter_table("user_scope", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_user_scope_user_id"), ["user_id"], unique=False)
@@ -154,18 +152,14 @@ def upgrade() -> None:
         ),
         sa.Column("completed_at", proapp.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("completed_on_site", sa.Boolean(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["patient_id"], ["patient.id"], name=op.f("fk_occurrence_patient_id_patient")
-        ),
+        sa.ForeignKeyConstraint(["patient_id"], ["patient.id"], name=op.f("fk_occurrence_patient_id_patient")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_occurrence")),
         sa.UniqueConstraint("patient_id", "visit_code", name=op.f("uq_occurrence_patient_id_visit_code")),
     )
     with op.batch_alter_table("occurrence", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_occurrence_patient_id"), ["patient_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_occurrence_status"), ["status"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_occurrence_window_closes_at"), ["window_closes_at"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_occurrence_window_closes_at"), ["window_closes_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_occurrence_window_opens_at"), ["window_opens_at"], unique=False)
 
     op.create_table(
@@ -176,9 +170,7 @@ def upgrade() -> None:
         sa.Column("usable", sa.Boolean(), nullable=False),
         sa.Column("unusable_reason", sa.String(length=200), nullable=True),
         sa.Column("updated_at", proapp.db.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["patient_id"], ["patient.id"], name=op.f("fk_patient_contact_patient_id_patient")
-        ),
+        sa.ForeignKeyConstraint(["patient_id"], ["patient.id"], name=op.f("fk_patient_contact_patient_id_patient")),
         sa.PrimaryKeyConstraint("patient_id", name=op.f("pk_patient_contact")),
     )
     with op.batch_alter_table("patient_contact", schema=None) as batch_op:
@@ -212,9 +204,7 @@ def upgrade() -> None:
             ["occurrence_id"], ["occurrence.id"], name=op.f("fk_response_occurrence_id_occurrence")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_response")),
-        sa.UniqueConstraint(
-            "occurrence_id", "instrument_code", name=op.f("uq_response_occurrence_id_instrument_code")
-        ),
+        sa.UniqueConstraint("occurrence_id", "instrument_code", name=op.f("uq_response_occurrence_id_instrument_code")),
     )
     with op.batch_alter_table("response", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_response_occurrence_id"), ["occurrence_id"], unique=False)
@@ -227,9 +217,7 @@ def upgrade() -> None:
         sa.Column("repeat_index", sa.Integer(), nullable=False),
         sa.Column("value", sa.String(length=64), nullable=True),
         sa.Column("answered_at", proapp.db.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["response_id"], ["response.id"], name=op.f("fk_answer_response_id_response")
-        ),
+        sa.ForeignKeyConstraint(["response_id"], ["response.id"], name=op.f("fk_answer_response_id_response")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_answer")),
         sa.UniqueConstraint(
             "response_id",

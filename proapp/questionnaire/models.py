@@ -36,6 +36,8 @@ class Response(Base):
     completed_at: Mapped[datetime | None]
     completed_on_site: Mapped[bool | None]
     scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Navigation state that is not clinical data: screens seen, repeats declared in a repeating group.
+    flow_state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     occurrence: Mapped[Occurrence] = relationship()
     answers: Mapped[list[Answer]] = relationship(
@@ -54,3 +56,18 @@ class Answer(Base):
     answered_at: Mapped[datetime]
 
     response: Mapped[Response] = relationship(back_populates="answers")
+
+
+class AccessLink(Base):
+    """The SMS link of an occurrence. Only the SHA-256 of the token is kept; a new link revokes the old."""
+
+    __tablename__ = "access_link"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    occurrence_id: Mapped[int] = mapped_column(ForeignKey("occurrence.id"), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    first_opened_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    occurrence: Mapped[Occurrence] = relationship()

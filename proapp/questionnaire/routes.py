@@ -1,0 +1,253 @@
+"""Patient pages behind the SMS link. Thin: each route loads the occurrence, calls a service, renders."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response as WResponse
+
+from proapp import db, services
+from proapp.i18n import use_locale
+from proapp.patients.models import Occurrence
+from proapp.questionnaire import flow as flowmod
+from proapp.questionnaire import services as qs
+
+bp = Blueprint("questionnaire", __name__)
+SESSION_KEY = "pq"
+
+
+@bp.after_request
+def _patient_headers(resp: Response) -> Response:
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    return resp
+
+
+def _invalid() -> tuple[str, int]:
+    return render_template("questionnaire/message.html", kind="invalid"), 404
+
+
+@bp.get("/s/<token>")
+def open_link(token: str) -> WResponse | tuple[str, int]:
+    s = db.session()
+    state, link = qs.resolve_link(s, token, services.now())
+    if state is qs.LinkState.INVALID or link is None:
+        s.rollback()
+        return _invalid()
+    s.commit()
+    session.clear()
+    session[SESSION_KEY] = {"occ": link.occurrence_id, "link": link.id}
+    return redirect(url_for("questionnaire.welcome"), code=303)
+
+
+def _current() -> Occurrence | None:
+    data = session.get(SESSION_KEY)
+    if not isinstance(data, dict):
+        return None
+    s = db.session()
+    if not qs.link_is_live(s, data.get("link", -1)):
+        return None
+    occ = s.get(Occurrence, data.get("occ", -1))
+    if occ is not None:
+        use_locale(occ.patient.language)
+    return occ
+
+
+def _load() -> tuple[Occurrence, qs.Session_] | None:
+    occ = _current()
+    if occ is None:
+        return None
+    return occ, qs.load(db.session(), occ, services.instruments(), services.studies())
+
+
+def _state_page(occ: Occurrence) -> tuple[str, int] | None:
+    """The kind pages for a completed or closed occurrence, or None when it is open."""
+    if occ.status.value == "completed":
+        return render_template("questionnaire/message.html", kind="completed"), 200
+    if not occ.is_open(services.now()) or occ.patient.status.value in ("withdrawn", "completed"):
+        return render_template("questionnaire/message.html", kind="closed"), 410
+    return None
+
+
+@bp.get("/q")
+def welcome() -> WResponse | tuple[str, int] | str:
+    loaded = _load()
+    if loaded is None:
+        return _invalid()
+    occ, qsess = loaded
+    page = _state_page(occ)
+    if page:
+        return page
+    nxt = flowmod.first_unanswered(qsess.flow(), qsess.answers, qsess.states)
+    started = bool(qsess.responses)
+    minutes = sum(i.estimated_minutes for i in qsess.instruments)
+    return render_template("questionnaire/welcome.html", qs=qsess, minutes=minutes, started=started,
+                           next_key=nxt.key if nxt else None)
+
+
+def _screen_context(qsess: qs.Session_, key: str):
+    flow = qsess.flow()
+    for index, screen in enumerate(flow):
+        if screen.key == key:
+            return flow, index, screen
+    return flow, None, None
+
+
+@bp.route("/q/<key>", methods=["GET", "POST"])
+def screen(key: str) -> WResponse | tuple[str, int] | str:
+    loaded = _load()
+    if loaded is None:
+        return _invalid()
+    occ, qsess = loaded
+    page = _state_page(occ)
+    if page:
+        return page
+    flow, index, scr = _screen_context(qsess, key)
+    if scr is None:
+        # A screen hidden by an earlier answer, or a made-up key: go where the patient should be.
+        nxt = flowmod.first_unanswered(flow, qsess.answers, qsess.states)
+        return redirect(url_for("questionnaire.screen", key=nxt.key) if nxt else url_for("questionnaire.review"),
+                        code=303)
+    from_review = request.values.get("from") == "review"
+    errors: dict = {}
+    form_values = {}
+    if request.method == "POST":
+        language = occ.patient.language
+        try:
+            errors = qs.save_screen(db.session(), qsess, scr, request.form, language=language, now=services.now())
+        except qs.AlreadyCompleted:
+            db.session().rollback()
+            return render_template("questionnaire/message.html", kind="completed"), 200
+        except qs.Closed:
+            db.session().rollback()
+            return render_template("questionnaire/message.html", kind="closed"), 410
+        if not errors:
+            db.session().commit()
+            flow = qsess.flow()
+            nxt = flowmod.first_unanswered(flow, qsess.answers, qsess.states)
+            if from_review and nxt is None:
+                return redirect(url_for("questionnaire.review"), code=303)
+            if nxt is None:
+                return redirect(url_for("questionnaire.review"), code=303)
+            # Move forward from this screen (or to the first gap if one was left behind).
+            _f, idx, _s = _screen_context(qsess, key)
+            following = flow[idx + 1] if idx is not None and idx + 1 < len(flow) else None
+            target = following if following and not from_review else nxt
+            return redirect(url_for("questionnaire.screen", key=target.key), code=303)
+        db.session().rollback()
+        form_values = request.form.to_dict()
+    answers = qsess.answers.get(scr.code, {})
+    state = qsess.responses[scr.code].flow_state if scr.code in qsess.responses else None
+    previous = flow[index - 1].key if index else None
+    return render_template(
+        "questionnaire/screen.html", qs=qsess, screen=scr, number=index + 1, total=len(flow), errors=errors,
+        answers=answers, form_values=form_values, more=flowmod.group_more(state, scr.group.code) if scr.group else {},
+        previous=previous, from_review=from_review, variant=qsess.variants.get(scr.code),
+        expired=request.args.get("expired") == "1",
+    ), (422 if errors else 200)
+
+
+@bp.get("/q/review")
+def review() -> WResponse | tuple[str, int] | str:
+    loaded = _load()
+    if loaded is None:
+        return _invalid()
+    occ, qsess = loaded
+    page = _state_page(occ)
+    if page:
+        return page
+    flow = qsess.flow()
+    nxt = flowmod.first_unanswered(flow, qsess.answers, qsess.states)
+    if nxt is not None:
+        return redirect(url_for("questionnaire.screen", key=nxt.key), code=303)
+    return render_template("questionnaire/review.html", qs=qsess, flow=flow, expired=request.args.get("expired") == "1")
+
+
+@bp.post("/q/submit")
+def submit() -> WResponse | tuple[str, int] | str:
+    loaded = _load()
+    if loaded is None:
+        return _invalid()
+    occ, qsess = loaded
+    if occ.status.value == "completed":
+        return redirect(url_for("questionnaire.done"), code=303)
+    try:
+        qs.complete(db.session(), qsess, language=occ.patient.language, now=services.now())
+    except qs.Closed:
+        db.session().rollback()
+        return render_template("questionnaire/message.html", kind="closed"), 410
+    except ValueError:
+        db.session().rollback()
+        return redirect(url_for("questionnaire.review"), code=303)
+    db.session().commit()
+    return redirect(url_for("questionnaire.done"), code=303)
+
+
+@bp.get("/q/done")
+def done() -> tuple[str, int] | str:
+    loaded = _load()
+    if loaded is None:
+        return _invalid()
+    occ, qsess = loaded
+    if occ.status.value != "completed":
+        page = _state_page(occ)
+        return page if page else redirect(url_for("questionnaire.welcome"), code=303)  # type: ignore[return-value]
+    du = qsess.responses.get("DU_DIARY")
+    infection = bool(du and du.scores and du.scores.get("infection_signs"))
+    return render_template("questionnaire/message.html", kind="thanks", infection=infection,
+                           site=occ.patient.site)
+
+
+@bp.post("/q/language")
+def language() -> WResponse | tuple[str, int]:
+    occ = _current()
+    if occ is None:
+        return _invalid()
+    qs.set_patient_language(db.session(), occ.patient, request.form.get("lang", ""), services.now())
+    db.session().commit()
+    target = request.form.get("next", "")
+    if not target.startswith("/q") or "//" in target:
+        target = url_for("questionnaire.welcome")
+    return redirect(target, code=303)
+
+
+def on_csrf_error() -> WResponse | None:
+    """A stale form on a patient page re-shows the page (nothing stored) instead of an error."""
+    if request.blueprint != "questionnaire":
+        return None
+    if request.endpoint == "questionnaire.language":
+        return redirect(url_for("questionnaire.welcome"), code=303)
+    target = request.path if request.endpoint == "questionnaire.screen" else url_for("questionnaire.review")
+    return redirect(f"{target}?expired=1", code=303)
+
+
+def answer_label(item, value: str | None, lang: str) -> str:
+    """How an answer reads on the review page."""
+    from flask_babel import format_date
+    from flask_babel import gettext as _
+
+    if value is None:
+        return _("Not ticked") if item.type == "check" else _("No answer")
+    if item.type == "choice":
+        for opt in item.option_list:
+            if opt.value == value:
+                return opt.label(lang)
+    if item.type == "check":
+        return _("Ticked")
+    if item.type == "vas":
+        return _("%(value)s out of 100", value=value)
+    if item.type == "date":
+        from datetime import date
+
+        return format_date(date.fromisoformat(value), "long")
+    return value
+
+
+def review_more(qsess: qs.Session_, screen: flowmod.Screen) -> str | None:
+    r = qsess.responses.get(screen.code)
+    return flowmod.group_more(r.flow_state if r else None, screen.group.code).get(str(screen.repeat))  # type: ignore[union-attr]
+
+
+def init_app(app) -> None:
+    app.register_blueprint(bp)
+    app.add_template_global(answer_label)
+    app.add_template_global(review_more)

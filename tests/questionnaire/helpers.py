@@ -1,0 +1,86 @@
+"""A patient driving the questionnaire through the Flask test client, as a browser without JavaScript would."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from html import unescape
+from zoneinfo import ZoneInfo
+
+from proapp import db
+from proapp.patients.services import EnrolmentRequest, enroll_patient
+from proapp.questionnaire.services import issue_link, open_occurrence_for
+
+# Days after the anchor at which a window is open: ADUSE W1 (PAIN_VAS, DU_DIARY) or W0 (DLQI, HAQ),
+# IMATINIB-SSC M1 (DLQI, HAQ).
+OPEN_AT = {("ADUSE", "W1"): 7, ("ADUSE", "W0"): 0, ("IMATINIB-SSC", "M1"): 30}
+
+
+def enrol_with_open_window(app, study="ADUSE", visit="W1", subject=None, language="fr", tz="Europe/Paris"):
+    """Enrol a patient whose `visit` window is open now; return (patient id, link token)."""
+    site = "TLS"
+    prefix = "ADU" if study == "ADUSE" else "IMA"
+    subject = subject or f"{prefix}-{site}-{len(visit):01d}{abs(hash((visit, language, tz))) % 100:02d}"
+    now = datetime.now(UTC)
+    anchor = now.astimezone(ZoneInfo(tz)).date() - timedelta(days=OPEN_AT[(study, visit)])
+    with app.app_context():
+        s = db.session()
+        patient = enroll_patient(s, app.extensions["proapp.studies"], app.extensions["proapp.phones"],
+                                 EnrolmentRequest(study, site, subject, "+33612345678", language, anchor, tz), now=now)
+        occ = open_occurrence_for(s, patient, now, visit)
+        assert occ is not None
+        token = issue_link(s, occ, now)
+        s.commit()
+        return patient.id, token
+
+
+def csrf(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def text(html: str) -> str:
+    return unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)))
+
+
+class Patient:
+    def __init__(self, client, token: str):
+        self.client = client
+        self.token = token
+        self.page = None
+        self.path = None
+
+    def open(self):
+        resp = self.client.get(f"/s/{self.token}")
+        self.first = resp
+        if resp.status_code == 303:
+            return self.get(resp.headers["Location"])
+        self.page = resp
+        return resp
+
+    def get(self, path):
+        resp = self.client.get(path)
+        self.path, self.page = path, resp
+        return resp
+
+    def start(self):
+        link = re.search(r'class="button primary" href="([^"]+)"', self.page.text).group(1)
+        return self.get(link)
+
+    @property
+    def screen_key(self):
+        return self.path.rsplit("/", 1)[-1].split("?")[0]
+
+    def answer(self, follow=True, **values):
+        data = {"csrf_token": csrf(self.page.text)}
+        data.update(values)
+        action = re.search(r'<form method="post" action="([^"]+)"', self.page.text).group(1)
+        resp = self.client.post(action, data=data)
+        if resp.status_code == 303 and follow:
+            return self.get(resp.headers["Location"])
+        self.page = resp
+        return resp
+
+    def submit(self):
+        resp = self.client.post("/q/submit", data={"csrf_token": csrf(self.page.text)})
+        assert resp.status_code == 303, resp.text
+        return self.get(resp.headers["Location"])

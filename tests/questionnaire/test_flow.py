@@ -1,0 +1,369 @@
+"""The patient's questionnaire end to end, through the Flask test client (no JavaScript)."""
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from proapp.models import AccessLink, Answer, Occurrence, Response
+from tests.questionnaire.helpers import Patient, csrf, enrol_with_open_window, text
+
+DLQI_EN = {"DLQI01": "2", "DLQI02": "1", "DLQI03": "NR", "DLQI04": "0", "DLQI05": "3", "DLQI06": "0",
+           "DLQI07A": "N", "DLQI07B": "1", "DLQI08": "0", "DLQI09": "NR", "DLQI10": "1"}
+
+
+def answer_dlqi(p: Patient, answers: dict) -> None:
+    for code in ["DLQI01", "DLQI02", "DLQI03", "DLQI04", "DLQI05", "DLQI06", "DLQI07A", "DLQI07B", "DLQI08",
+                 "DLQI09", "DLQI10"]:
+        if code not in answers:
+            continue
+        assert p.screen_key == f"DLQI.{code}", (p.screen_key, code)
+        p.answer(**{code: answers[code]})
+
+
+def answer_haq(p: Patient, activity="1", aids=(), helps=(), vas="40"):
+    while p.screen_key.startswith("HAQ."):
+        key = p.screen_key.split(".", 1)[1]
+        if key.endswith("_aids_help"):
+            fields = {c: "Y" for c in (*aids, *helps) if f'name="{c}"' in p.page.text}
+            p.answer(**fields)
+        elif key.startswith(("HAQ_PAIN", "HAQ_GLOBAL", "SHAQ_")):
+            p.answer(**{key: vas})
+        else:
+            p.answer(**{key: activity})
+
+
+def test_link_is_exchanged_for_a_cookie_and_a_url_without_the_token(app, client):
+    _pid, token = enrol_with_open_window(app)
+    resp = client.get(f"/s/{token}")
+    assert resp.status_code == 303
+    assert resp.headers["Location"] == "/q"
+    assert token not in resp.headers["Location"]
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert resp.headers["Referrer-Policy"] == "no-referrer"
+    assert resp.headers["Cache-Control"] == "no-store"
+    welcome = client.get("/q")
+    assert welcome.status_code == 200
+    assert welcome.headers["Cache-Control"] == "no-store"
+    assert "Échelle de douleur" in welcome.text and "Journal des ulcères des doigts" in welcome.text
+
+
+def test_only_the_token_hash_is_stored(app, session):
+    _pid, token = enrol_with_open_window(app)
+    link = session.scalar(select(AccessLink))
+    assert link.token_sha256 != token and len(link.token_sha256) == 64
+    assert len(token) >= 22      # 128 bits in URL-safe base64
+
+
+def test_ulcer_diary_and_pain_in_french_with_two_ulcers(app, client, session):
+    _pid, token = enrol_with_open_window(app)
+    p = Patient(client, token)
+    p.open()
+    p.start()
+    assert p.screen_key == "PAIN_VAS.PAIN_VAS"
+    assert "Question 1 sur 6" in text(p.page.text)   # grows when a new ulcer is reported
+    assert "Quelle douleur vos ulcères des doigts vous ont-ils causée" in p.page.text
+    p.answer(PAIN_VAS="35")
+    assert p.screen_key == "DU_DIARY.DU_NEW"
+    p.answer(DU_NEW="Y")
+    assert p.screen_key == "DU_DIARY.DU_ULCER.1"
+    today = datetime.now(UTC).date()
+    p.answer(DU_HAND="R", DU_FINGER="3", DU_SITE="TIP", DU_ONSET=(today - timedelta(days=2)).isoformat())
+    assert p.screen_key == "DU_DIARY.DU_ULCER-more.1"
+    p.answer(more="Y")
+    assert p.screen_key == "DU_DIARY.DU_ULCER.2"
+    p.answer(DU_HAND="L", DU_FINGER="2", DU_SITE="PERI", DU_ONSET=today.isoformat())
+    p.answer(more="N")
+    assert p.screen_key == "DU_DIARY.DU_PAIN"
+    p.answer(DU_PAIN="60")
+    p.answer(DU_INFECT="Y")
+    p.answer(DU_ANTIBIO="N")
+    p.answer(DU_HEALED="NA")
+    assert p.path == "/q/review"
+    review = text(p.page.text)
+    assert "Main droite" in review and "Majeur" in review and "Index" in review and "35 sur 100" in review
+    done = p.submit()
+    assert "Merci, vos réponses ont été envoyées." in text(done.text)
+    assert "Vous avez signalé des signes d'infection" in text(done.text)
+    du = session.scalar(select(Response).where(Response.instrument_code == "DU_DIARY"))
+    assert du.scores["new_ulcer_count"] == 2
+    assert du.scores["fingers_affected"] == ["L2", "R3"]
+    assert (du.status.value, du.language, du.instrument_version, du.completed_on_site) == (
+        "completed", "fr", "1.0", False)
+    assert du.completed_at is not None and du.completed_at.tzinfo is not None
+    pain = session.scalar(select(Response).where(Response.instrument_code == "PAIN_VAS"))
+    assert pain.scores == {"status": "scored", "pain": 35}
+    assert session.scalar(select(Occurrence.status).where(Occurrence.id == du.occurrence_id)).value == "completed"
+
+
+def test_dlqi_and_haq_in_english_with_question_7_branching_aids_and_help(app, client, session):
+    _pid, token = enrol_with_open_window(app, study="IMATINIB-SSC", visit="M1", language="en")
+    p = Patient(client, token)
+    p.open()
+    assert "It takes about 8 minutes." in text(p.page.text)
+    p.start()
+    assert "Question 1 of" in text(p.page.text)
+    assert "© Dermatology Life Quality Index" in p.page.text
+    answer_dlqi(p, DLQI_EN)
+    assert p.screen_key == "HAQ.HAQ_DRESS1"
+    assert "Are you able to:" in p.page.text
+    answer_haq(p, activity="1", aids=("HAQ_AID_CANE",), helps=("HAQ_HELP_GRIP",), vas="50")
+    assert p.path == "/q/review"
+    p.submit()
+    dlqi = session.scalar(select(Response).where(Response.instrument_code == "DLQI"))
+    # 2+1+0+0+3+0+1+0+0+1 = 8
+    assert (dlqi.scores["total"], dlqi.scores["band"], dlqi.language) == (8, "moderate", "en")
+    haq = session.scalar(select(Response).where(Response.instrument_code == "HAQ"))
+    # walking (cane) and grip (help) raised from 1 to 2: (6*1 + 2*2) / 8 = 1.25
+    assert (haq.scores["haq_di"], haq.scores["haq_di_without_aids"]) == (1.25, 1.0)
+    assert haq.scores["vas"]["SHAQ_DU"] == {"mm": 50, "scale_0_3": 1.5}
+
+
+def test_question_7b_only_when_7a_is_no_and_dropped_when_7a_changes(app, client, session):
+    _pid, token = enrol_with_open_window(app, study="IMATINIB-SSC", visit="M1", language="en")
+    p = Patient(client, token)
+    p.open()
+    p.start()
+    answer_dlqi(p, {k: v for k, v in DLQI_EN.items() if k < "DLQI07A"})
+    p.answer(DLQI07A="N")
+    assert p.screen_key == "DLQI.DLQI07B"
+    p.answer(DLQI07B="2")
+    assert session.scalar(select(func.count()).select_from(Answer).where(Answer.item_code == "DLQI07B")) == 1
+    p.get("/q/DLQI.DLQI07A")
+    p.answer(DLQI07A="Y")
+    assert p.screen_key == "DLQI.DLQI08"           # 7B skipped
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(Answer).where(Answer.item_code == "DLQI07B")) == 0
+    assert p.get("/q/DLQI.DLQI07B").status_code == 303   # a hidden screen sends the patient on
+
+
+def test_resume_at_first_unanswered_question_after_closing(app, client):
+    _pid, token = enrol_with_open_window(app)
+    p = Patient(client, token)
+    p.open()
+    p.start()
+    p.answer(PAIN_VAS="20")
+    p.answer(DU_NEW="N")
+    client.delete_cookie("session")
+    fresh = Patient(client, token)
+    welcome = fresh.open()
+    assert "Continuer" in welcome.text
+    fresh.start()
+    assert fresh.screen_key == "DU_DIARY.DU_PAIN"
+    assert "Question 3 sur" in text(fresh.page.text)
+
+
+def test_back_navigation_shows_the_saved_answer(app, client):
+    _pid, token = enrol_with_open_window(app)
+    p = Patient(client, token)
+    p.open()
+    p.start()
+    p.answer(PAIN_VAS="42")
+    back = re.search(r'<a class="button" href="([^"]+)">Retour</a>', p.page.text).group(1)
+    p.get(back)
+    assert p.screen_key == "PAIN_VAS.PAIN_VAS"
+    assert 'value="42"' in p.page.text
+
+
+def finish_diary(p: Patient):
+    p.open()
+    p.start()
+    p.answer(PAIN_VAS="10")
+    p.answer(DU_NEW="N")
+    p.answer(DU_PAIN="10")
+    p.answer(DU_INFECT="N")
+    p.answer(DU_ANTIBIO="N")
+    p.answer(DU_HEALED="N")
+    assert p.path == "/q/review"
+
+
+def test_double_submit_gives_one_completion_and_later_answers_are_refused(app, client, session):
+    _pid, token = enrol_with_open_window(app)
+    p = Patient(client, token)
+    finish_diary(p)
+    token_field = csrf(p.page.text)
+    first = client.post("/q/submit", data={"csrf_token": token_field})
+    second = client.post("/q/submit", data={"csrf_token": token_field})
+    assert first.status_code == second.status_code == 303
+    assert session.scalar(select(func.count()).select_from(Response)) == 2
+    completed_at = session.scalar(select(Response.completed_at).where(Response.instrument_code == "PAIN_VAS"))
+    # the back button after submit, then an attempt to change an answer
+    back = client.get("/q/PAIN_VAS.PAIN_VAS")
+    assert "Vous avez déjà rempli ce questionnaire." in text(back.text)
+    client.post("/q/PAIN_VAS.PAIN_VAS", data={"csrf_token": token_field, "PAIN_VAS": "99"})
+    session.expire_all()
+    assert session.scalar(select(Answer.value).where(Answer.item_code == "PAIN_VAS")) == "10"
+    assert session.scalar(select(Response.completed_at).where(Response.instrument_code == "PAIN_VAS")) == completed_at
+    again = client.get(f"/s/{token}", follow_redirects=True)
+    assert "Vous avez déjà rempli ce questionnaire." in text(again.text)
+
+
+def test_two_tabs_never_create_two_responses(app):
+    _pid, token = enrol_with_open_window(app)
+    tab1, tab2 = Patient(app.test_client(), token), Patient(app.test_client(), token)
+    tab1.open()
+    tab2.open()
+    tab1.start()
+    tab2.start()
+    tab1.answer(PAIN_VAS="30")
+    tab2.answer(PAIN_VAS="31")     # same question from the other tab: one answer, the latest
+    with app.app_context():
+        from proapp import db
+
+        s = db.session()
+        assert s.scalar(select(func.count()).select_from(Response).where(Response.instrument_code == "PAIN_VAS")) == 1
+        assert list(s.scalars(select(Answer.value).where(Answer.item_code == "PAIN_VAS"))) == ["31"]
+
+
+@pytest.mark.parametrize("bad", ["101", "-1", "abc", "", "50.5"])
+def test_out_of_range_vas_reshows_the_question_with_an_error_and_stores_nothing(app, client, session, bad):
+    _pid, token = enrol_with_open_window(app)
+    p = Patient(client, token)
+    p.open()
+    p.start()
+    resp = p.answer(follow=False, PAIN_VAS=bad)
+    assert resp.status_code == 422
+    assert "Question 1 sur" in text(resp.text)
+    assert ("Veuillez saisir un nombre entier de 0 à 100." in text(resp.text)
+            or "Veuillez marquer la ligne ou saisir un nombre de 0 à 100." in text(resp.text))
+    assert session.scalar(select(func.count()).select_from(Answer)) == 0
+
+
+def test_unknown_choice_value_is_refused_in_english(app, client, session):
+    _pid, token = enrol_with_open_window(app, language="en")
+    p = Patient(client, token)
+    p.open()
+    p.start()
+    p.answer(PAIN_VAS="5")
+    resp = p.answer(follow=False, DU_NEW="MAYBE")
+    assert resp.status_code == 422
+    assert "Please choose one of the answers shown." in resp.text
+    assert session.scalar(select(func.count()).select_from(Answer).where(Answer.item_code == "DU_NEW")) == 0
+
+
+def test_future_onset_date_is_refused(app, client, session):
+    _pid, token = enrol_with_open_window(app, language="en")
+    p = Patient(client, token)
+    p.open()
+    p.start()
+    p.answer(PAIN_VAS="5")
+    p.answer(DU_NEW="Y")
+    future = (datetime.now(UTC).date() + timedelta(days=3)).isoformat()
+    resp = p.answer(follow=False, DU_HAND="L", DU_FINGER="1", DU_SITE="TIP", DU_ONSET=future)
+    assert resp.status_code == 422 and "This date is in the future." in resp.text
+    assert 'value="L" checked' in resp.text      # what the patient entered is kept on the page
+    assert session.scalar(select(func.count()).select_from(Answer).where(Answer.repeat_index > 0)) == 0
+
+
+@pytest.mark.parametrize("token_kind", ["unknown", "tampered", "resent", "short"])
+def test_bad_tokens_get_the_same_friendly_page(app, client, token_kind):
+    _pid, token = enrol_with_open_window(app)
+    if token_kind == "unknown":
+        token = "A" * 22
+    elif token_kind == "tampered":
+        token = token[:-1] + ("A" if token[-1] != "A" else "B")
+    elif token_kind == "short":
+        token = "x"
+    elif token_kind == "resent":
+        from proapp import db
+        from proapp.questionnaire.services import issue_link
+
+        with app.app_context():
+            s = db.session()
+            issue_link(s, s.scalar(select(AccessLink)).occurrence, datetime.now(UTC))
+            s.commit()
+    resp = client.get(f"/s/{token}")
+    assert resp.status_code == 404
+    assert "Ce lien ne fonctionne pas." in text(resp.text)
+    assert client.get("/q").status_code == 404
+
+
+def test_resend_kills_an_open_session_on_the_old_link(app, client):
+    _pid, token = enrol_with_open_window(app)
+    p = Patient(client, token)
+    p.open()
+    from proapp import db
+    from proapp.questionnaire.services import issue_link
+
+    with app.app_context():
+        s = db.session()
+        issue_link(s, s.scalar(select(AccessLink)).occurrence, datetime.now(UTC))
+        s.commit()
+    assert client.get("/q").status_code == 404
+
+
+def test_expired_window_token_gets_the_same_page(app, client, session):
+    _pid, token = enrol_with_open_window(app)
+    occ = session.scalar(select(Occurrence).where(Occurrence.visit_code == "W1"))
+    occ.window_closes_at = datetime.now(UTC) - timedelta(minutes=1)
+    session.commit()
+    resp = client.get(f"/s/{token}")
+    assert resp.status_code == 404
+    assert "Ce lien ne fonctionne pas." in text(resp.text)
+
+
+def test_window_closing_mid_way_stores_nothing_and_says_so_kindly(app, client, session):
+    _pid, token = enrol_with_open_window(app)
+    p = Patient(client, token)
+    p.open()
+    p.start()
+    occ = session.scalar(select(Occurrence).where(Occurrence.visit_code == "W1"))
+    occ.window_closes_at = datetime.now(UTC) - timedelta(seconds=1)
+    session.commit()
+    resp = p.answer(follow=False, PAIN_VAS="50")
+    assert resp.status_code == 410
+    assert "Ce questionnaire est clos." in text(resp.text)
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(Answer)) == 0
+
+
+def test_stale_csrf_token_reshows_the_page(app, client, session):
+    _pid, token = enrol_with_open_window(app)
+    p = Patient(client, token)
+    p.open()
+    p.start()
+    resp = client.post("/q/PAIN_VAS.PAIN_VAS", data={"csrf_token": "stale", "PAIN_VAS": "50"})
+    assert resp.status_code == 303
+    page = client.get(resp.headers["Location"])
+    assert page.status_code == 200
+    assert "Cette page avait expiré. Rien n'est perdu" in text(page.text)
+    assert session.scalar(select(func.count()).select_from(Answer)) == 0
+
+
+def test_oversized_body_is_413(app, client):
+    _pid, token = enrol_with_open_window(app)
+    Patient(client, token).open()
+    resp = client.post("/q/PAIN_VAS.PAIN_VAS", data={"PAIN_VAS": "1" * 200_000})
+    assert resp.status_code == 413
+
+
+def test_language_switch_is_remembered_for_the_patient(app, client, session):
+    pid, token = enrol_with_open_window(app)
+    p = Patient(client, token)
+    p.open()
+    resp = client.post("/q/language", data={"csrf_token": csrf(p.page.text), "lang": "en", "next": "/q"})
+    assert resp.status_code == 303
+    assert "Your questionnaires" in client.get("/q").text
+    from proapp.models import Patient as PatientRow
+
+    session.expire_all()
+    assert session.get(PatientRow, pid).language == "en"
+
+
+def test_made_up_screen_key_sends_the_patient_to_the_right_place(app, client):
+    _pid, token = enrol_with_open_window(app)
+    Patient(client, token).open()
+    resp = client.get("/q/NOPE.NOPE")
+    assert resp.status_code == 303
+    assert resp.headers["Location"] == "/q/PAIN_VAS.PAIN_VAS"
+
+
+def test_submit_before_the_end_goes_back_to_the_missing_question(app, client, session):
+    _pid, token = enrol_with_open_window(app)
+    p = Patient(client, token)
+    p.open()
+    resp = client.post("/q/submit", data={"csrf_token": csrf(p.page.text)})
+    assert resp.status_code == 303
+    assert session.scalar(select(Occurrence.status).where(Occurrence.visit_code == "W1")).value == "scheduled"
