@@ -34,6 +34,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     ensure_compiled(app.config["BABEL_TRANSLATION_DIRECTORIES"])
 
     _load_definitions(app)
+    import proapp.models  # noqa: F401  (every mapper known before the first query)
+
     db.init_app(app)
     babel.init_app(app, locale_selector=select_locale)
     csrf.init_app(app)
