@@ -1,0 +1,257 @@
+"""The patient's questionnaire in a real browser at phone sizes, with JavaScript on and off."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from proapp import db
+from proapp.models import Answer, Response
+from tests.browser.conftest import new_page
+from tests.questionnaire.helpers import enrol_with_open_window
+
+BOTH = [("360x640", True), ("320x568", False), ("320x568", True), ("360x640", False)]
+
+
+def choose(page, label: str) -> None:
+    page.get_by_label(label, exact=True).check()
+
+
+def go(page, locator) -> None:
+    """Click something that navigates and wait for the new page to be fully loaded."""
+    with page.expect_navigation(wait_until="load"):
+        locator.click()
+
+
+def next_(page) -> None:
+    go(page, page.get_by_role("button", name="Suivant"))
+
+
+def assert_fits(page) -> None:
+    """No horizontal scroll, and every control a finger touches is at least 44 px high."""
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"], f"horizontal scroll: {width}px"
+    small = page.evaluate("""() => [...document.querySelectorAll(
+        'main button, main a, main label.opt, main input[type=number], .vas-line')]
+        .filter(e => e.offsetParent !== null)
+        .map(e => [e.textContent.trim().slice(0, 30) || e.className, e.getBoundingClientRect().height])
+        .filter(([, h]) => h < 44)""")
+    assert small == [], small
+
+
+def stored_scores(app, code: str) -> dict:
+    with app.app_context():
+        return db.session().scalar(select(Response.scores).where(Response.instrument_code == code))
+
+
+@pytest.mark.parametrize(("viewport", "js"), BOTH)
+def test_dlqi_with_question_7_branching(app, live_server, browser, viewport, js):
+    _pid, token = enrol_with_open_window(app, study="IMATINIB-SSC", visit="M1")
+    page = new_page(browser, viewport, js)
+    page.goto(f"{live_server}/s/{token}")
+    assert page.url.endswith("/q")
+    go(page, page.get_by_role("link", name="Commencer"))
+    assert_fits(page)
+    for label in ["Beaucoup", "Un peu", "Non concerné(e)", "Pas du tout", "Énormément", "Pas du tout"]:
+        choose(page, label)
+        next_(page)
+    assert "Question 7 sur" in page.content()
+    choose(page, "Non")
+    next_(page)
+    assert "Si vous avez répondu « non »" in page.content()      # 7B appears only after 7A = No
+    choose(page, "Un peu")
+    next_(page)
+    go(page, page.get_by_role("link", name="Retour"))                # back to 7B, then back to 7A
+    go(page, page.get_by_role("link", name="Retour"))
+    choose(page, "Oui")
+    next_(page)
+    assert "Si vous avez répondu « non »" not in page.content()    # 7B gone once 7A = Yes
+    for label in ["Pas du tout", "Non concerné(e)", "Un peu"]:
+        choose(page, label)
+        next_(page)
+    assert "HAQ" in page.title() or "Êtes-vous capable de" in page.content()
+    page.context.close()
+    with app.app_context():
+        s = db.session()
+        assert s.scalar(select(func.count()).select_from(Answer).where(Answer.item_code == "DLQI07B")) == 0
+        assert s.scalar(select(Answer.value).where(Answer.item_code == "DLQI07A")) == "Y"
+
+
+def test_haq_with_aids_and_help(app, live_server, browser):
+    _pid, token = enrol_with_open_window(app, study="IMATINIB-SSC", visit="M1")
+    page = new_page(browser, "360x640", True)
+    page.goto(f"{live_server}/s/{token}")
+    go(page, page.get_by_role("link", name="Commencer"))
+    for label in ["Pas du tout"] * 6 + ["Non concerné(e)"] + ["Pas du tout"] * 3:
+        choose(page, label)
+        next_(page)
+    assert "Êtes-vous capable de" in page.content()
+    ticked = {"Accessoires pour s'habiller (crochet à boutons, tire-fermeture éclair, chausse-pied à long manche, "
+              "etc.)",
+              "Canne", "J'ai habituellement besoin de l'aide d'une autre personne pour saisir et ouvrir des objets"}
+    while "Êtes-vous capable de" in page.content() or page.locator("input[type=checkbox]").count():
+        if page.locator("input[type=checkbox]").count():
+            assert_fits(page)
+            for label in ticked:
+                if page.get_by_label(label, exact=True).count():
+                    page.get_by_label(label, exact=True).check()
+        else:
+            choose(page, "Avec QUELQUES difficultés")
+        next_(page)
+    # Seven VAS screens follow: mark each by keyboard.
+    for _ in range(7):
+        slider = page.get_by_role("slider")
+        slider.focus()
+        page.keyboard.press("Home")
+        next_(page)
+    assert page.url.endswith("/q/review")
+    go(page, page.get_by_role("button", name="Envoyer mes réponses"))
+    assert "Merci, vos réponses ont été envoyées." in page.content()
+    haq = stored_scores(app, "HAQ")
+    # dressing (aid), walking (cane) and grip (help) raised from 1 to 2: (5*1 + 3*2) / 8 = 1.375
+    assert (haq["haq_di"], haq["haq_di_without_aids"]) == (1.375, 1.0)
+    assert haq["vas"]["HAQ_PAIN"] == {"mm": 0, "scale_0_3": 0.0}
+
+
+def test_vas_by_tap_and_by_keyboard(app, live_server, browser):
+    _pid, token = enrol_with_open_window(app)
+    page = new_page(browser, "360x640", True)
+    page.goto(f"{live_server}/s/{token}")
+    go(page, page.get_by_role("link", name="Commencer"))
+    slider = page.get_by_role("slider")
+    assert slider.get_attribute("aria-valuenow") is None                   # no marker until touched
+    assert not page.locator(".vas-marker").is_visible()
+    assert page.locator("input[type=number]").count() == 0
+    box = slider.bounding_box()
+    page.touchscreen.tap(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
+    tapped = int(slider.get_attribute("aria-valuenow"))
+    assert 28 <= tapped <= 32
+    assert page.locator(".vas-marker").is_visible()
+    slider.focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("PageUp")
+    assert int(slider.get_attribute("aria-valuenow")) == tapped + 11
+    assert "Aucune douleur" in slider.get_attribute("aria-valuetext")
+    assert_fits(page)
+    next_(page)
+    with app.app_context():
+        assert db.session().scalar(select(Answer.value).where(Answer.item_code == "PAIN_VAS")) == str(tapped + 11)
+
+
+def test_vas_without_javascript_is_a_number_field(app, live_server, browser):
+    _pid, token = enrol_with_open_window(app)
+    page = new_page(browser, "320x568", False)
+    page.goto(f"{live_server}/s/{token}")
+    go(page, page.get_by_role("link", name="Commencer"))
+    assert page.get_by_role("slider").count() == 0
+    question = "Quelle douleur vos ulcères des doigts vous ont-ils causée au cours des dernières 24 heures ?"
+    page.get_by_label(question).fill("150")
+    next_(page)
+    assert "Veuillez saisir un nombre entier de 0 à 100." in page.content()
+    page.locator("input[name=PAIN_VAS]").fill("64")
+    next_(page)
+    with app.app_context():
+        assert db.session().scalar(select(Answer.value).where(Answer.item_code == "PAIN_VAS")) == "64"
+
+
+def fill_ulcer(page, hand, finger, site, onset):
+    choose(page, hand)
+    choose(page, finger)
+    choose(page, site)
+    page.locator("input[name=DU_ONSET]").fill(onset)
+    next_(page)
+
+
+@pytest.mark.parametrize(("viewport", "js"), [("320x568", False), ("360x640", True)])
+def test_ulcer_diary_with_two_ulcers(app, live_server, browser, viewport, js):
+    from datetime import UTC, datetime, timedelta
+
+    _pid, token = enrol_with_open_window(app)
+    page = new_page(browser, viewport, js)
+    page.goto(f"{live_server}/s/{token}")
+    go(page, page.get_by_role("link", name="Commencer"))
+    if js:
+        page.get_by_role("slider").focus()
+        page.keyboard.press("End")
+    else:
+        page.locator("input[name=PAIN_VAS]").fill("100")
+    next_(page)
+    choose(page, "Oui")
+    next_(page)
+    today = datetime.now(UTC).date()
+    fill_ulcer(page, "Main droite", "Majeur", "Bout du doigt", (today - timedelta(days=3)).isoformat())
+    assert_fits(page)
+    choose(page, "Oui")
+    next_(page)
+    fill_ulcer(page, "Main gauche", "Pouce", "Autour de l'ongle", (today - timedelta(days=1)).isoformat())
+    choose(page, "Non")
+    next_(page)
+    if js:
+        page.get_by_role("slider").focus()
+        page.keyboard.press("Home")
+    else:
+        page.locator("input[name=DU_PAIN]").fill("0")
+    next_(page)
+    for label in ["Non", "Non", "Oui"]:
+        choose(page, label)
+        next_(page)
+    assert page.url.endswith("/q/review")
+    assert_fits(page)
+    go(page, page.get_by_role("button", name="Envoyer mes réponses"))
+    du = stored_scores(app, "DU_DIARY")
+    assert (du["new_ulcer_count"], du["fingers_affected"]) == (2, ["L1", "R3"])
+    assert "signes d'infection" not in page.content()
+
+
+def test_close_and_resume(app, live_server, browser):
+    _pid, token = enrol_with_open_window(app)
+    page = new_page(browser, "360x640", True)
+    page.goto(f"{live_server}/s/{token}")
+    go(page, page.get_by_role("link", name="Commencer"))
+    page.get_by_role("slider").focus()
+    page.keyboard.press("End")
+    next_(page)
+    choose(page, "Non")
+    next_(page)
+    page.context.close()                                  # the phone closes the browser
+    again = new_page(browser, "360x640", True)
+    again.goto(f"{live_server}/s/{token}")
+    go(again, again.get_by_role("link", name="Continuer"))
+    assert "Question 3 sur" in again.content()
+    assert "Quelle douleur vos ulcères des doigts vous causent-ils en ce moment" in again.content()
+
+
+@pytest.mark.parametrize("js", [True, False])
+def test_double_tap_submit_gives_exactly_one_response(app, live_server, browser, js):
+    _pid, token = enrol_with_open_window(app)
+    page = new_page(browser, "360x640", js)
+    page.goto(f"{live_server}/s/{token}")
+    go(page, page.get_by_role("link", name="Commencer"))
+    if js:
+        page.get_by_role("slider").focus()
+        page.keyboard.press("Home")
+    else:
+        page.locator("input[name=PAIN_VAS]").fill("0")
+    next_(page)
+    choose(page, "Non")
+    next_(page)
+    if js:
+        page.get_by_role("slider").focus()
+        page.keyboard.press("Home")
+    else:
+        page.locator("input[name=DU_PAIN]").fill("0")
+    next_(page)
+    for label in ["Non", "Non", "Non"]:
+        choose(page, label)
+        next_(page)
+    page.get_by_role("button", name="Envoyer mes réponses").dblclick()
+    page.wait_for_url("**/q/done")
+    assert "Merci, vos réponses ont été envoyées." in page.content()
+    with app.app_context():
+        s = db.session()
+        assert s.scalar(select(func.count()).select_from(Response)) == 2
+        rows = s.execute(select(Answer.response_id, Answer.item_code, Answer.repeat_index)).all()
+        assert len(rows) == len(set(rows)) == 6
+    page.go_back()
+    page.reload()
+    assert "Vous avez déjà rempli ce questionnaire." in page.content()
