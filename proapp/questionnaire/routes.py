@@ -43,10 +43,10 @@ def _current() -> Occurrence | None:
     data = session.get(SESSION_KEY)
     if not isinstance(data, dict):
         return None
-    s = db.session()
-    if not qs.link_is_live(s, data.get("link", -1)):
+    link_id, occ_id = data.get("link"), data.get("occ")
+    if not isinstance(link_id, int) or not isinstance(occ_id, int):
         return None
-    occ = s.get(Occurrence, data.get("occ", -1))
+    occ = qs.occurrence_of_live_link(db.session(), link_id, occ_id)
     if occ is not None:
         use_locale(occ.patient.language)
     return occ

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from proapp.instruments import Instrument, Registry, score_with
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient
@@ -68,8 +68,15 @@ def resolve_link(db: Session, token: str, now: datetime) -> tuple[LinkState, Acc
     return LinkState.OPEN, link
 
 
-def link_is_live(db: Session, link_id: int) -> bool:
-    return db.scalar(select(AccessLink.id).where(AccessLink.id == link_id, AccessLink.revoked_at.is_(None))) is not None
+def occurrence_of_live_link(db: Session, link_id: int, occurrence_id: int) -> Occurrence | None:
+    """The occurrence behind a patient session, with its patient, study and site, in one query;
+    None once the link was revoked (a new SMS was sent)."""
+    return db.scalar(
+        select(Occurrence)
+        .join(AccessLink, AccessLink.occurrence_id == Occurrence.id)
+        .where(AccessLink.id == link_id, AccessLink.revoked_at.is_(None), Occurrence.id == occurrence_id)
+        .options(joinedload(Occurrence.patient).joinedload(Patient.study),
+                 joinedload(Occurrence.patient).joinedload(Patient.site)))
 
 
 class Closed(Exception):

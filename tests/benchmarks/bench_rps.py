@@ -1,0 +1,133 @@
+"""Requests per second under gunicorn (2 workers) for a question page GET and an answer POST, as a ratio to
+a bare Flask hello-world measured in the same run (goals: 0.5 for GET, 0.25 for POST). Loopback only,
+bounded in time. Run: .venv/bin/python -m tests.benchmarks.bench_rps [--seconds 10] [--clients 4]
+[--database-url postgresql+psycopg://...]"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import multiprocessing as mp
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+from tests.benchmarks._setup import prepared_instance
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(target: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+    proc = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level",
+                             "warning", target], cwd=ROOT, env=env)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"gunicorn {target} did not start")
+
+
+def worker(port: int, method: str, path: str, headers: dict, body: str, seconds: float, out: mp.Queue) -> None:
+    done = errors = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request(method, path, body=body or None, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status >= 400:
+                errors += 1
+            done += 1
+        except OSError:
+            errors += 1
+        finally:
+            conn.close()
+    out.put((done, errors))
+
+
+def measure(port: int, method: str, path: str, headers: dict, body: str, seconds: float, clients: int) -> float:
+    q: mp.Queue = mp.Queue()
+    procs = [mp.Process(target=worker, args=(port, method, path, headers, body, seconds, q)) for _ in range(clients)]
+    for p in procs:
+        p.start()
+    results = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    total, errors = sum(r[0] for r in results), sum(r[1] for r in results)
+    if errors:
+        raise RuntimeError(f"{errors} failed requests to {method} {path}")
+    return total / seconds
+
+
+def patient_session(port: int, token: str) -> tuple[str, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    conn.request("GET", f"/s/{token}")
+    resp = conn.getresponse()
+    resp.read()
+    cookie = resp.getheader("Set-Cookie").split(";", 1)[0]
+    conn.request("GET", "/q/PAIN_VAS.PAIN_VAS", headers={"Cookie": cookie})
+    resp = conn.getresponse()
+    page = resp.read().decode()
+    if resp.getheader("Set-Cookie"):          # the session now carries the CSRF secret
+        cookie = resp.getheader("Set-Cookie").split(";", 1)[0]
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    body = urlencode({"csrf_token": csrf, "PAIN_VAS": "42"})
+    conn.request("POST", "/q/PAIN_VAS.PAIN_VAS", body=body,
+                 headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+    resp = conn.getresponse()
+    resp.read()
+    if resp.status != 303 or resp.getheader("Location") != "/q/DU_DIARY.DU_NEW":
+        raise RuntimeError(f"the answer POST is not saving: {resp.status} {resp.getheader('Location')}")
+    return cookie, csrf
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    folder, url, token = prepared_instance(args.database_url)
+    env = {**os.environ, "PROAPP_INSTANCE_PATH": str(folder), "PROAPP_DATABASE_URL": url}
+    hello_port, app_port = free_port(), free_port()
+    hello = start_gunicorn("tests.benchmarks.hello_app:app", hello_port, env)
+    proapp = start_gunicorn("wsgi:app", app_port, env)
+    try:
+        baseline = measure(hello_port, "GET", "/", {}, "", args.seconds, args.clients)
+        cookie, csrf = patient_session(app_port, token)
+        get_rps = measure(app_port, "GET", "/q/PAIN_VAS.PAIN_VAS", {"Cookie": cookie}, "", args.seconds,
+                          args.clients)
+        body = urlencode({"csrf_token": csrf, "PAIN_VAS": "42"})
+        post_rps = measure(app_port, "POST", "/q/PAIN_VAS.PAIN_VAS",
+                           {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"}, body,
+                           args.seconds, args.clients)
+    finally:
+        for p in (hello, proapp):
+            p.terminate()
+            p.wait(timeout=10)
+    db = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+    print(f"database: {db}; gunicorn 2 sync workers; {args.clients} clients; {args.seconds:.0f} s each")
+    print(f"hello-world GET        {baseline:8.0f} req/s")
+    print(f"question page GET      {get_rps:8.0f} req/s  ratio {get_rps / baseline:.2f} (goal >= 0.5)")
+    print(f"answer POST (autosave) {post_rps:8.0f} req/s  ratio {post_rps / baseline:.2f} (goal >= 0.25)")
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
