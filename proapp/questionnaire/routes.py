@@ -68,15 +68,35 @@ def _state_page(occ: Occurrence) -> tuple[str, int] | None:
     return None
 
 
-@bp.get("/q")
-def welcome() -> WResponse | tuple[str, int] | str:
+class PageInstead(Exception):
+    """Raised by `_session_or_page` to answer with another page (invalid link, completed, closed)."""
+
+    def __init__(self, page: tuple[str, int]):
+        super().__init__()
+        self.page = page
+
+
+@bp.errorhandler(PageInstead)
+def _page_instead(exc: PageInstead) -> tuple[str, int]:
+    return exc.page
+
+
+def _session_or_page(require_open: bool = True) -> tuple[Occurrence, qs.Session_]:
+    """The patient's occurrence and its answers; raises PageInstead when there is none, or when
+    ``require_open`` and it is completed or closed."""
     loaded = _load()
     if loaded is None:
-        return _invalid()
-    occ, qsess = loaded
-    page = _state_page(occ)
-    if page:
-        return page
+        raise PageInstead(_invalid())
+    if require_open:
+        page = _state_page(loaded[0])
+        if page:
+            raise PageInstead(page)
+    return loaded
+
+
+@bp.get("/q")
+def welcome() -> WResponse | tuple[str, int] | str:
+    _occ, qsess = _session_or_page()
     nxt = flowmod.first_unanswered(qsess.flow(), qsess.answers, qsess.states)
     started = bool(qsess.responses)
     minutes = sum(i.estimated_minutes for i in qsess.instruments)
@@ -94,13 +114,7 @@ def _screen_context(qsess: qs.Session_, key: str):
 
 @bp.route("/q/<key>", methods=["GET", "POST"])
 def screen(key: str) -> WResponse | tuple[str, int] | str:
-    loaded = _load()
-    if loaded is None:
-        return _invalid()
-    occ, qsess = loaded
-    page = _state_page(occ)
-    if page:
-        return page
+    occ, qsess = _session_or_page()
     flow, index, scr = _screen_context(qsess, key)
     if scr is None:
         # A screen hidden by an earlier answer, or a made-up key: go where the patient should be.
@@ -148,13 +162,7 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
 
 @bp.get("/q/review")
 def review() -> WResponse | tuple[str, int] | str:
-    loaded = _load()
-    if loaded is None:
-        return _invalid()
-    occ, qsess = loaded
-    page = _state_page(occ)
-    if page:
-        return page
+    _occ, qsess = _session_or_page()
     flow = qsess.flow()
     nxt = flowmod.first_unanswered(flow, qsess.answers, qsess.states)
     if nxt is not None:
@@ -164,10 +172,7 @@ def review() -> WResponse | tuple[str, int] | str:
 
 @bp.post("/q/submit")
 def submit() -> WResponse | tuple[str, int] | str:
-    loaded = _load()
-    if loaded is None:
-        return _invalid()
-    occ, qsess = loaded
+    occ, qsess = _session_or_page(require_open=False)
     if occ.status.value == "completed":
         return redirect(url_for("questionnaire.done"), code=303)
     try:
@@ -184,10 +189,7 @@ def submit() -> WResponse | tuple[str, int] | str:
 
 @bp.get("/q/done")
 def done() -> tuple[str, int] | str:
-    loaded = _load()
-    if loaded is None:
-        return _invalid()
-    occ, qsess = loaded
+    occ, qsess = _session_or_page(require_open=False)
     if occ.status.value != "completed":
         page = _state_page(occ)
         return page if page else redirect(url_for("questionnaire.welcome"), code=303)  # type: ignore[return-value]

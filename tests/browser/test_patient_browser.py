@@ -39,6 +39,16 @@ def assert_fits(page) -> None:
     assert small == [], small
 
 
+def mark_vas(page, js: bool, item: str, end: str) -> None:
+    """Mark a VAS at one end: by keyboard on the line (JS) or by typing in the number field (no JS)."""
+    if js:
+        page.get_by_role("slider").focus()
+        page.keyboard.press(end)
+    else:
+        page.locator(f"input[name={item}]").fill("0" if end == "Home" else "100")
+    next_(page)
+
+
 def stored_scores(app, code: str) -> dict:
     with app.app_context():
         return db.session().scalar(select(Response.scores).where(Response.instrument_code == code))
@@ -170,12 +180,7 @@ def test_ulcer_diary_with_two_ulcers(app, live_server, browser, viewport, js):
     page = new_page(browser, viewport, js)
     page.goto(f"{live_server}/s/{token}")
     go(page, page.get_by_role("link", name="Commencer"))
-    if js:
-        page.get_by_role("slider").focus()
-        page.keyboard.press("End")
-    else:
-        page.locator("input[name=PAIN_VAS]").fill("100")
-    next_(page)
+    mark_vas(page, js, "PAIN_VAS", "End")
     choose(page, "Oui")
     next_(page)
     today = datetime.now(UTC).date()
@@ -186,12 +191,7 @@ def test_ulcer_diary_with_two_ulcers(app, live_server, browser, viewport, js):
     fill_ulcer(page, "Main gauche", "Pouce", "Autour de l'ongle", (today - timedelta(days=1)).isoformat())
     choose(page, "Non")
     next_(page)
-    if js:
-        page.get_by_role("slider").focus()
-        page.keyboard.press("Home")
-    else:
-        page.locator("input[name=DU_PAIN]").fill("0")
-    next_(page)
+    mark_vas(page, js, "DU_PAIN", "Home")
     for label in ["Non", "Non", "Oui"]:
         choose(page, label)
         next_(page)
@@ -227,20 +227,10 @@ def test_double_tap_submit_gives_exactly_one_response(app, live_server, browser,
     page = new_page(browser, "360x640", js)
     page.goto(f"{live_server}/s/{token}")
     go(page, page.get_by_role("link", name="Commencer"))
-    if js:
-        page.get_by_role("slider").focus()
-        page.keyboard.press("Home")
-    else:
-        page.locator("input[name=PAIN_VAS]").fill("0")
-    next_(page)
+    mark_vas(page, js, "PAIN_VAS", "Home")
     choose(page, "Non")
     next_(page)
-    if js:
-        page.get_by_role("slider").focus()
-        page.keyboard.press("Home")
-    else:
-        page.locator("input[name=DU_PAIN]").fill("0")
-    next_(page)
+    mark_vas(page, js, "DU_PAIN", "Home")
     for label in ["Non", "Non", "Non"]:
         choose(page, label)
         next_(page)
