@@ -25,7 +25,7 @@ def phone_vault() -> PhoneVault:
 
 
 def now() -> datetime:
-    """The current UTC time; tests and `proapp tick --now` may set PROAPP clock overrides (config NOW)."""
+    """The current UTC time, or the aware datetime in the app's ``NOW`` setting (a fixed clock for tests)."""
     fixed = current_app.config.get("NOW")
     if fixed is not None:
         return fixed

@@ -138,8 +138,6 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
             db.session().commit()
             flow = qsess.flow()
             nxt = flowmod.first_unanswered(flow, qsess.answers, qsess.states)
-            if from_review and nxt is None:
-                return redirect(url_for("questionnaire.review"), code=303)
             if nxt is None:
                 return redirect(url_for("questionnaire.review"), code=303)
             # Move forward from this screen (or to the first gap if one was left behind).

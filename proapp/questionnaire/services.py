@@ -209,10 +209,7 @@ def save_screen(db: Session, s: Session_, screen: Screen, form: Mapping[str, str
         g["more"] = more
         groups[screen.group.code] = g  # type: ignore[union-attr]
         state["groups"] = groups
-        r.flow_state = state
-        r.language, r.last_saved_at = language, now
-        _prune_hidden(db, s, r, inst)
-        db.flush()
+        _record_save(db, s, r, inst, state, language, now)
         return {}
     today = now.astimezone(ZoneInfo(s.patient.timezone)).date()
     values, errors = parse_screen(screen, form, today)
@@ -224,35 +221,41 @@ def save_screen(db: Session, s: Session_, screen: Screen, form: Mapping[str, str
         key = (code, screen.repeat)
         if value is None:
             if key in current:
-                db.execute(delete(Answer).where(Answer.response_id == r.id, Answer.item_code == code,
-                                                Answer.repeat_index == screen.repeat))
+                db.execute(delete(Answer).where(*_answer_row(r.id, key)))
                 del current[key]
             continue
         if current.get(key) == value:
             continue
-        updated = db.execute(update(Answer).where(Answer.response_id == r.id, Answer.item_code == code,
-                                                  Answer.repeat_index == screen.repeat)
-                             .values(value=value, answered_at=now)).rowcount
-        if not updated:
+        set_value = update(Answer).where(*_answer_row(r.id, key)).values(value=value, answered_at=now)
+        if not db.execute(set_value).rowcount:
             try:
                 with db.begin_nested():
                     db.add(Answer(response_id=r.id, item_code=code, repeat_index=screen.repeat, value=value,
                                   answered_at=now))
             except IntegrityError:     # the same answer was inserted by another tab: keep the latest
-                db.execute(update(Answer).where(Answer.response_id == r.id, Answer.item_code == code,
-                                                Answer.repeat_index == screen.repeat)
-                           .values(value=value, answered_at=now))
+                db.execute(set_value)
         current[key] = value
     state = dict(r.flow_state or {})
     seen = list(state.get("seen") or [])
     if screen.key not in seen:
         seen.append(screen.key)
     state["seen"] = seen
+    _record_save(db, s, r, inst, state, language, now)
+    return {}
+
+
+def _answer_row(response_id: int, key: tuple[str, int]) -> tuple:
+    """The WHERE clause of one stored answer: response, item code, repeat index."""
+    return (Answer.response_id == response_id, Answer.item_code == key[0], Answer.repeat_index == key[1])
+
+
+def _record_save(db: Session, s: Session_, r: Response, inst: Instrument, state: dict[str, Any], language: str,
+                 now: datetime) -> None:
+    """End of every save: new navigation state, language and time, and answers a change has hidden dropped."""
     r.flow_state = state
     r.language, r.last_saved_at = language, now
     _prune_hidden(db, s, r, inst)
     db.flush()
-    return {}
 
 
 def _prune_hidden(db: Session, s: Session_, r: Response, inst: Instrument) -> None:
@@ -260,8 +263,7 @@ def _prune_hidden(db: Session, s: Session_, r: Response, inst: Instrument) -> No
     keep = flowmod.visible_keys(flowmod.instrument_screens(inst, s.answers.get(inst.code, {}), r.flow_state))
     keep_inst = keep.get(inst.code, set())
     for key in [k for k in s.answers.get(inst.code, {}) if k not in keep_inst]:
-        db.execute(delete(Answer).where(Answer.response_id == r.id, Answer.item_code == key[0],
-                                        Answer.repeat_index == key[1]))
+        db.execute(delete(Answer).where(*_answer_row(r.id, key)))
         del s.answers[inst.code][key]
 
 
