@@ -46,6 +46,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from proapp.questionnaire import routes as questionnaire_routes
 
     questionnaire_routes.init_app(app)
+    from proapp.sms import routes as sms_routes
+
+    sms_routes.init_app(app)
 
     from proapp.cli import proapp_cli
 

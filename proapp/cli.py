@@ -16,6 +16,7 @@ from flask.cli import AppGroup, ScriptInfo
 from flask_babel import force_locale
 
 from proapp import db, services
+from proapp.patients.models import Occurrence
 
 
 def fail(message: str) -> NoReturn:
@@ -167,6 +168,121 @@ def user_create_cmd(email: str, role: str, study: str | None, site: str | None, 
     except AccountError as exc:
         fail(str(exc))
     click.echo(f"account {email.strip().lower()} created ({role})")
+
+
+def _worker():
+    from flask import current_app
+
+    from proapp.sms.worker import SmsWorker, problems
+
+    found = problems(current_app._get_current_object())  # type: ignore[attr-defined]
+    if found:
+        fail("; ".join(found))
+    return SmsWorker(current_app._get_current_object())  # type: ignore[attr-defined]
+
+
+@proapp_cli.command("tick")
+@click.option("--now", "now_text", default=None, help="Pretend it is this UTC time (ISO 8601), for testing.")
+def tick_cmd(now_text: str | None) -> None:
+    """Run each SMS job once (mark missed, queue, send, reconcile) and exit: for cron, tests and debugging."""
+    from datetime import UTC, datetime
+
+    from flask import current_app
+
+    if now_text:
+        if current_app.config["PRODUCTION"]:
+            fail("--now is refused in production")
+        try:
+            fixed = datetime.fromisoformat(now_text)
+        except ValueError:
+            fail(f"--now {now_text!r} is not an ISO 8601 date and time")
+        current_app.config["NOW"] = fixed if fixed.tzinfo else fixed.replace(tzinfo=UTC)
+    worker = _worker()
+    try:
+        report = worker.tick()
+    finally:
+        worker.close()
+    click.echo(" ".join(f"{key}={value}" for key, value in report.items()))
+
+
+@proapp_cli.command("worker")
+def worker_cmd() -> None:
+    """Run the SMS worker (APScheduler) until stopped with SIGTERM or Ctrl-C. Run it as its own process."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _worker().run_forever()
+
+
+@proapp_cli.group("sms")
+def sms_group() -> None:
+    """A patient's SMS: log, pause, resume."""
+
+
+@sms_group.command("log")
+@click.argument("subject")
+@click.option("--study", default=None)
+def sms_log_cmd(subject: str, study: str | None) -> None:
+    """Every SMS of a patient with its fate, and the changes to their SMS preferences."""
+    from sqlalchemy import select
+
+    from proapp.patients.phones import mask
+    from proapp.sms.models import PatientEvent, SmsMessage
+
+    patient = _find_patient(subject, study)
+    s = db.session()
+    contact = patient.contact
+    if contact is not None and contact.phone_ciphertext:
+        state = ("opted out" if contact.opted_out_at else "paused" if contact.sms_paused_at
+                 else f"unusable ({contact.unusable_reason})" if not contact.usable else "active")
+        click.echo(f"phone {mask(services.phone_vault().decrypt(contact.phone_ciphertext))}: SMS {state}")
+    rows = s.execute(select(SmsMessage, Occurrence.visit_code).join(Occurrence)
+                     .where(SmsMessage.patient_id == patient.id).order_by(SmsMessage.due_at, SmsMessage.id))
+    for msg, visit in rows:
+        detail = msg.cancel_reason or (f"error {msg.error_code}" if msg.error_code else msg.error_message or "")
+        click.echo(f"{visit:<6} {msg.kind:<11} due {msg.due_at:%Y-%m-%d %H:%M}Z  {msg.status.value:<11} "
+                   f"attempts={msg.attempts} {detail}".rstrip())
+    for ev in s.scalars(select(PatientEvent).where(PatientEvent.patient_id == patient.id).order_by(PatientEvent.id)):
+        click.echo(f"{ev.at:%Y-%m-%d %H:%M}Z {ev.action} by {ev.actor}" + (f": {ev.reason}" if ev.reason else ""))
+
+
+def _change_sms(subject: str, study: str | None, by: str, reason: str, change) -> None:
+    from proapp.sms.services import PreferenceError
+
+    patient = _find_patient(subject, study)
+    if patient.contact is None:
+        fail(f"{subject} has no phone number")
+    try:
+        with db.transaction() as s:
+            change(s, patient.contact, services.now(), f"user:{by}", reason)
+    except PreferenceError as exc:
+        fail(str(exc))
+
+
+@sms_group.command("pause")
+@click.argument("subject")
+@click.option("--reason", required=True, help="Why (recorded).")
+@click.option("--by", required=True, help="Who asks (recorded), e.g. your e-mail.")
+@click.option("--study", default=None)
+def sms_pause_cmd(subject: str, reason: str, by: str, study: str | None) -> None:
+    """Stop sending SMS to a patient until resumed."""
+    from proapp.sms.services import pause
+
+    _change_sms(subject, study, by, reason, pause)
+    click.echo(f"SMS paused for {subject}")
+
+
+@sms_group.command("resume")
+@click.argument("subject")
+@click.option("--reason", required=True, help="Why (recorded).")
+@click.option("--by", required=True, help="Who asks (recorded), e.g. your e-mail.")
+@click.option("--study", default=None)
+def sms_resume_cmd(subject: str, reason: str, by: str, study: str | None) -> None:
+    """Send SMS to a patient again (after a pause, or an opt-out the patient took back)."""
+    from proapp.sms.services import resume
+
+    _change_sms(subject, study, by, reason, resume)
+    click.echo(f"SMS resumed for {subject}")
 
 
 @proapp_cli.command("demo")

@@ -43,6 +43,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DEFAULT_LANGUAGE", "fr", "Language of pages when nothing else decides (`fr` or `en`)."),
     Setting("DEFAULT_TIMEZONE", "Europe/Paris", "Time zone for patients enrolled without one."),
     Setting("MAX_CONTENT_LENGTH", 64 * 1024, "Largest request body accepted, in bytes.", int),
+    Setting("SMS_GATEWAY", "console", "`console` (writes each SMS to `instance/console_sms.jsonl` and lists them "
+            "at `/dev/sms`; development only) or `twilio`."),
+    Setting("SMS_SENDER_NAME", "SuiviPRO", "Name that opens every SMS, and the alphanumeric sender ID when no "
+            "Twilio number or Messaging Service is set (at most 11 letters or digits; no disease, drug or study)."),
+    Setting("SMS_RATE_PER_SECOND", 10, "Most SMS per second per sender, across all workers (0: no limit).", int),
+    Setting("SMS_QUIET_START", 21, "Local hour from which no SMS is sent.", int),
+    Setting("SMS_QUIET_END", 8, "Local hour from which SMS may be sent again.", int),
+    Setting("SMS_MAX_ATTEMPTS", 5, "Tries for an SMS the gateway could not take (5xx, 429, network errors).", int),
+    Setting("SMS_RETRY_SECONDS", 30, "First retry delay, doubled at each further try (at most one hour).", int),
+    Setting("SMS_SEND_THREADS", 8, "Requests to the gateway in flight at once per worker.", int),
+    Setting("TWILIO_ACCOUNT_SID", None, "Twilio account SID (`AC...`)."),
+    Setting("TWILIO_AUTH_TOKEN", None, "Twilio auth token: authenticates requests and checks status callbacks."),
+    Setting("TWILIO_FROM", None, "Sending number or alphanumeric sender ID (default: SMS_SENDER_NAME)."),
+    Setting("TWILIO_MESSAGING_SERVICE_SID", None, "Messaging Service SID (`MG...`), used instead of TWILIO_FROM."),
+    Setting("TWILIO_API_BASE", "https://api.twilio.com", "Twilio REST base URL (tests point it at a local fake)."),
+    Setting("TWILIO_TIMEOUT", 10, "Seconds to wait for Twilio before the outcome is treated as unknown.", int),
 )
 
 SUPPORTED_LANGUAGES = ("fr", "en")
@@ -92,6 +108,9 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None,
     if cfg["DEFAULT_LANGUAGE"] not in SUPPORTED_LANGUAGES:
         raise ConfigError(f"PROAPP_DEFAULT_LANGUAGE must be one of {', '.join(SUPPORTED_LANGUAGES)}.")
     cfg["PUBLIC_URL"] = str(cfg["PUBLIC_URL"]).rstrip("/")
+    problems = [] if production else sms_problems(cfg)
+    if problems:
+        raise ConfigError("SMS settings:\n- " + "\n- ".join(problems))
     cfg["PRODUCTION"] = production
     cfg["TESTING"] = cfg.get("TESTING", mode == "testing")
     # Flask and extension settings derived from ours.
@@ -122,6 +141,31 @@ def production_problems(cfg: Mapping[str, Any]) -> list[str]:
     if not cfg.get("PHONE_KEYS"):
         problems.append("PROAPP_PHONE_KEYS is missing (generate one with: "
                         "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())').")
+    return problems + sms_problems(cfg)
+
+
+def sms_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """SMS settings that cannot work, one sentence each."""
+    problems = []
+    gateway = cfg.get("SMS_GATEWAY")
+    if gateway not in ("console", "twilio"):
+        problems.append(f"PROAPP_SMS_GATEWAY must be console or twilio, not {gateway!r}.")
+    if gateway == "console" and cfg.get("ENV") == "production":
+        problems.append("PROAPP_SMS_GATEWAY=console sends no SMS: use twilio in production.")
+    if gateway == "twilio" and (not cfg.get("TWILIO_ACCOUNT_SID") or not cfg.get("TWILIO_AUTH_TOKEN")):
+        problems.append("PROAPP_TWILIO_ACCOUNT_SID and PROAPP_TWILIO_AUTH_TOKEN are needed for the twilio gateway.")
+    name = cfg.get("SMS_SENDER_NAME") or ""
+    if not (1 <= len(name) <= 11 and name.replace(" ", "").isalnum() and name.isascii()):
+        problems.append("PROAPP_SMS_SENDER_NAME must be 1 to 11 ASCII letters, digits or spaces.")
+    for key in ("SMS_QUIET_START", "SMS_QUIET_END"):
+        if not 0 <= int(cfg.get(key, 0)) <= 23:
+            problems.append(f"PROAPP_{key} must be an hour from 0 to 23.")
+    if cfg.get("SMS_QUIET_START") == cfg.get("SMS_QUIET_END"):
+        problems.append("PROAPP_SMS_QUIET_START and PROAPP_SMS_QUIET_END must differ.")
+    for key, low in (("SMS_RATE_PER_SECOND", 0), ("SMS_MAX_ATTEMPTS", 1), ("SMS_RETRY_SECONDS", 1),
+                     ("SMS_SEND_THREADS", 1), ("TWILIO_TIMEOUT", 1)):
+        if int(cfg.get(key, low)) < low:
+            problems.append(f"PROAPP_{key} must be at least {low}.")
     return problems
 
 

@@ -3,9 +3,26 @@
 from proapp.accounts.models import Role, User, UserScope
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
 from proapp.questionnaire.models import AccessLink, Answer, Response, ResponseStatus
+from proapp.sms.models import PatientEvent, SendSlot, SmsMessage, SmsStatus
 from proapp.studies.models import Site, Study
 
 __all__ = [
-    "AccessLink", "Answer", "Occurrence", "OccurrenceStatus", "Patient", "PatientContact", "PatientStatus",
-    "Response", "ResponseStatus", "Role", "Site", "Study", "User", "UserScope",
+    "AccessLink",
+    "Answer",
+    "Occurrence",
+    "OccurrenceStatus",
+    "Patient",
+    "PatientContact",
+    "PatientEvent",
+    "PatientStatus",
+    "Response",
+    "ResponseStatus",
+    "Role",
+    "SendSlot",
+    "Site",
+    "SmsMessage",
+    "SmsStatus",
+    "Study",
+    "User",
+    "UserScope",
 ]

@@ -78,15 +78,21 @@ def make_app(database_url: str, **overrides) -> Flask:
     return create_app(config)
 
 
-@pytest.fixture
-def app(database_url: str, instance_dir: Path) -> Iterator[Flask]:
-    app = make_app(database_url)
+def fresh_app(database_url: str, **overrides) -> Flask:
+    """An app on an emptied database with the shipped studies loaded."""
+    app = make_app(database_url, **overrides)
     with app.app_context():
         _empty_tables()
         from proapp.studies.services import sync_studies
 
         with db.transaction() as s:
             sync_studies(s, app.extensions["proapp.studies"], datetime.now(UTC))
+    return app
+
+
+@pytest.fixture
+def app(database_url: str, instance_dir: Path) -> Iterator[Flask]:
+    app = fresh_app(database_url)
     yield app
     app.extensions["proapp.engine"].dispose()
 

@@ -10,6 +10,9 @@ GOOD_PROD = {
     "PROAPP_PUBLIC_URL": "https://pro.chu-example.fr/",
     "PROAPP_PHONE_KEYS": "k" * 44,
     "PROAPP_DATABASE_URL": "postgresql+psycopg://proapp@db/proapp",
+    "PROAPP_SMS_GATEWAY": "twilio",
+    "PROAPP_TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+    "PROAPP_TWILIO_AUTH_TOKEN": "t" * 32,
 }
 
 
@@ -81,3 +84,22 @@ def test_wsgi_start_up_stops_in_production_without_secret(tmp_path, monkeypatch)
     assert proc.returncode != 0
     assert "Cannot start in production" in proc.stderr
     assert "PROAPP_SECRET_KEY" in proc.stderr
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"PROAPP_SMS_GATEWAY": "carrier-pigeon"}, "must be console or twilio"),
+    ({"PROAPP_SMS_GATEWAY": "twilio"}, "TWILIO_ACCOUNT_SID and PROAPP_TWILIO_AUTH_TOKEN are needed"),
+    ({"PROAPP_SMS_SENDER_NAME": "Sclérodermie Toulouse"}, "1 to 11 ASCII letters"),
+    ({"PROAPP_SMS_QUIET_START": "25"}, "hour from 0 to 23"),
+    ({"PROAPP_SMS_QUIET_START": "8", "PROAPP_SMS_QUIET_END": "8"}, "must differ"),
+    ({"PROAPP_SMS_MAX_ATTEMPTS": "0"}, "at least 1"),
+])
+def test_sms_settings_that_cannot_work_stop_start_up(tmp_path, env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path, env=env)
+
+
+def test_production_refuses_the_console_gateway(tmp_path):
+    env = {**GOOD_PROD, "PROAPP_SMS_GATEWAY": "console"}
+    with pytest.raises(ConfigError, match="console sends no SMS"):
+        load_config(tmp_path, env=env)

@@ -69,6 +69,8 @@ class PatientContact(Base):
     phone_lookup: Mapped[str | None] = mapped_column(String(64), index=True)
     usable: Mapped[bool] = mapped_column(default=True)
     unusable_reason: Mapped[str | None] = mapped_column(String(200))
+    sms_paused_at: Mapped[datetime | None]               # paused by a coordinator (see patient_event)
+    opted_out_at: Mapped[datetime | None]                # the patient asked for no more SMS
     updated_at: Mapped[datetime]
 
     patient: Mapped[Patient] = relationship(back_populates="contact")

@@ -210,12 +210,31 @@ def language() -> WResponse | tuple[str, int]:
     return redirect(target, code=303)
 
 
+@bp.route("/q/sms", methods=["GET", "POST"])
+def sms_stop() -> tuple[str, int] | str:
+    """The patient stops the SMS (invitations and reminders). Recorded with who and when; the questionnaire
+    itself stays open with this link."""
+    occ, _qsess = _session_or_page(require_open=False)
+    contact = occ.patient.contact
+    stopped_now = False
+    if request.method == "POST" and contact is not None:
+        from proapp.sms.services import opt_out
+
+        stopped_now = opt_out(db.session(), contact, services.now())
+        db.session().commit()
+    stopped = contact is not None and contact.opted_out_at is not None
+    return render_template("questionnaire/sms.html", stopped=stopped, stopped_now=stopped_now,
+                           can_continue=occ.is_open(services.now()), site=occ.patient.site)
+
+
 def on_csrf_error() -> WResponse | None:
     """A stale form on a patient page re-shows the page (nothing stored) instead of an error."""
     if request.blueprint != "questionnaire":
         return None
     if request.endpoint == "questionnaire.language":
         return redirect(url_for("questionnaire.welcome"), code=303)
+    if request.endpoint == "questionnaire.sms_stop":
+        return redirect(url_for("questionnaire.sms_stop"), code=303)
     target = request.path if request.endpoint == "questionnaire.screen" else url_for("questionnaire.review")
     return redirect(f"{target}?expired=1", code=303)
 

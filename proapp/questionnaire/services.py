@@ -36,13 +36,21 @@ def token_hash(token: str) -> str:
 
 
 def issue_link(db: Session, occurrence: Occurrence, now: datetime) -> str:
-    """A fresh token for ``occurrence``; every earlier link of it stops working."""
-    db.execute(update(AccessLink).where(AccessLink.occurrence_id == occurrence.id,
-                                        AccessLink.revoked_at.is_(None)).values(revoked_at=now))
+    """A fresh token for ``occurrence``; every earlier link of it stops working (a resend)."""
+    return new_link(db, occurrence, now, revoke_previous=True)[0]
+
+
+def new_link(db: Session, occurrence: Occurrence, now: datetime, *, revoke_previous: bool) -> tuple[str, AccessLink]:
+    """A fresh token and its row. A scheduled reminder (``revoke_previous=False``) leaves the invitation's link
+    working too."""
+    if revoke_previous:
+        db.execute(update(AccessLink).where(AccessLink.occurrence_id == occurrence.id,
+                                            AccessLink.revoked_at.is_(None)).values(revoked_at=now))
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    db.add(AccessLink(occurrence_id=occurrence.id, token_sha256=token_hash(token), created_at=now))
+    link = AccessLink(occurrence_id=occurrence.id, token_sha256=token_hash(token), created_at=now)
+    db.add(link)
     db.flush()
-    return token
+    return token, link
 
 
 class LinkState(enum.Enum):

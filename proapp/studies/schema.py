@@ -86,6 +86,26 @@ class Series(_Strict):
         ]
 
 
+class Reminder(_Strict):
+    """A reminder at the patient's SMS hour: some days after the invitation, or on the window's last day."""
+
+    after_invitation_days: int | None = Field(default=None, ge=1, le=60)
+    last_day: bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> Self:
+        if (self.after_invitation_days is None) == (not self.last_day):
+            raise ValueError("give either after_invitation_days or last_day: true")
+        return self
+
+
+class SmsRules(_Strict):
+    """When reminders go. Default: two days after the invitation, and on the window's last day."""
+
+    reminders: list[Reminder] = Field(
+        default_factory=lambda: [Reminder(after_invitation_days=2), Reminder(last_day=True)], max_length=5)
+
+
 class SeriesEntry(_Strict):
     series: Series
 
@@ -101,6 +121,7 @@ class StudyDef(_Strict):
     sites: list[SiteDef] = Field(min_length=1)
     instruments: dict[str, InstrumentUse] = Field(min_length=1)
     visits: list[VisitDef | SeriesEntry] = Field(min_length=1)
+    sms: SmsRules = Field(default_factory=SmsRules)
 
     @field_validator("default_timezone")
     @classmethod

@@ -1,0 +1,212 @@
+"""SMS gateways, chosen by ``PROAPP_SMS_GATEWAY``: ``console`` (development) and ``twilio`` (the real SDK).
+
+A gateway turns one send into one of four outcomes: accepted (with the gateway's message ID), retry (the
+gateway could not take it: 5xx, 429, the connection could not be made), failed (refused for good) or
+unknown (the request may have gone out: a timeout while waiting for the answer). An unknown outcome is never
+resent blindly: ``find`` looks for the message at the gateway by recipient and body hash first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from proapp.patients.phones import mask
+
+log = logging.getLogger("proapp.sms")
+
+# Twilio error codes meaning the number will never receive our SMS.
+UNUSABLE_CODES = {
+    21211: "invalid number",
+    21610: "opted out at the carrier (replied STOP)",
+    21614: "not a mobile number",
+    30006: "landline or unreachable carrier",
+}
+TWILIO_API = "https://api.twilio.com"
+
+
+def body_hash(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    message_id: int
+    to: str
+    body: str
+    callback_url: str | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str                           # accepted, retry, failed, unknown
+    sid: str | None = None
+    provider_status: str | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class Found:
+    sid: str
+    provider_status: str
+    error_code: int | None = None
+
+
+class Gateway(Protocol):
+    name: str
+
+    def send(self, out: Outgoing) -> Outcome: ...
+
+    def find(self, to: str, body_sha256: str) -> Found | None: ...
+
+    def fetch(self, sid: str) -> Found | None: ...
+
+
+class ConsoleGateway:
+    """Logs each SMS and appends it to a JSON-lines file in the instance folder (read by ``/dev/sms``)."""
+
+    name = "console"
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def send(self, out: Outgoing) -> Outcome:
+        sid = "CONSOLE" + secrets.token_hex(12)
+        record = {"sid": sid, "message_id": out.message_id, "to": mask(out.to),
+                  "to_sha256": hashlib.sha256(out.to.encode()).hexdigest(), "body": out.body,
+                  "body_sha256": body_hash(out.body), "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line)          # one write with O_APPEND: lines of concurrent workers never interleave
+        finally:
+            os.close(fd)
+        log.info("SMS to %s: %s", mask(out.to), out.body)
+        return Outcome("accepted", sid=sid, provider_status="delivered")
+
+    def entries(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue                # a torn last line after a crash: skip it
+        return out
+
+    def find(self, to: str, body_sha256: str) -> Found | None:
+        to_sha = hashlib.sha256(to.encode()).hexdigest()
+        for entry in self.entries():
+            if entry.get("body_sha256") == body_sha256 and entry.get("to_sha256") == to_sha:
+                return Found(entry["sid"], "delivered")
+        return None
+
+    def fetch(self, sid: str) -> Found | None:
+        return next((Found(sid, "delivered") for e in self.entries() if e.get("sid") == sid), None)
+
+
+class TwilioGateway:
+    """The official ``twilio`` SDK. ``api_base`` replaces https://api.twilio.com (tests use a local fake)."""
+
+    name = "twilio"
+
+    def __init__(self, *, account_sid: str, auth_token: str, sender: str | None, messaging_service_sid: str | None,
+                 api_base: str = TWILIO_API, timeout: float = 10):
+        self.account_sid, self.auth_token = account_sid, auth_token
+        self.sender, self.messaging_service_sid = sender, messaging_service_sid
+        self.api_base, self.timeout = api_base.rstrip("/"), timeout
+        self._local = threading.local()      # one SDK client (and connection pool) per sending thread
+
+    def _client(self):
+        client = getattr(self._local, "client", None)
+        if client is None:
+            from twilio.http.http_client import TwilioHttpClient
+            from twilio.rest import Client
+
+            base = self.api_base
+
+            class _Http(TwilioHttpClient):
+                def request(self, method: str, url: str, *args: Any, **kwargs: Any):
+                    if url.startswith(TWILIO_API):
+                        url = base + url[len(TWILIO_API):]
+                    return super().request(method, url, *args, **kwargs)
+
+            client = Client(self.account_sid, self.auth_token,
+                            http_client=_Http(timeout=self.timeout, pool_connections=True))
+            self._local.client = client
+        return client
+
+    def send(self, out: Outgoing) -> Outcome:
+        import requests
+        from twilio.base.exceptions import TwilioRestException
+
+        params: dict[str, Any] = {"to": out.to, "body": out.body}
+        if self.messaging_service_sid:
+            params["messaging_service_sid"] = self.messaging_service_sid
+        else:
+            params["from_"] = self.sender
+        if out.callback_url:
+            params["status_callback"] = out.callback_url
+        try:
+            msg = self._client().messages.create(**params)
+        except TwilioRestException as exc:
+            if exc.status == 429 or exc.status >= 500:
+                return Outcome("retry", error_code=exc.code, error_message=f"HTTP {exc.status}: {exc.msg}"[:300])
+            return Outcome("failed", error_code=exc.code, error_message=f"HTTP {exc.status}: {exc.msg}"[:300])
+        except requests.exceptions.RequestException as exc:
+            if _never_left(exc):
+                return Outcome("retry", error_message=f"connection failed: {type(exc).__name__}")
+            return Outcome("unknown", error_message=f"no answer from Twilio: {type(exc).__name__}")
+        return Outcome("accepted", sid=msg.sid, provider_status=msg.status,
+                       error_code=msg.error_code, error_message=msg.error_message)
+
+    def find(self, to: str, body_sha256: str) -> Found | None:
+        for msg in self._client().messages.list(to=to, limit=100):
+            if msg.body is not None and body_hash(msg.body) == body_sha256:
+                return Found(msg.sid, msg.status, msg.error_code)
+        return None
+
+    def fetch(self, sid: str) -> Found | None:
+        from twilio.base.exceptions import TwilioRestException
+
+        try:
+            msg = self._client().messages(sid).fetch()
+        except TwilioRestException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return Found(msg.sid, msg.status, msg.error_code)
+
+
+def _never_left(exc: Exception) -> bool:
+    """True when the request certainly did not reach the gateway (connection refused or connect timeout)."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError) and not isinstance(exc, requests.exceptions.ReadTimeout):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        return isinstance(reason, NewConnectionError | ConnectTimeoutError)
+    return False
+
+
+def from_config(config: Mapping[str, Any], instance_path: str | Path) -> Gateway:
+    if config["SMS_GATEWAY"] == "twilio":
+        return TwilioGateway(account_sid=config["TWILIO_ACCOUNT_SID"], auth_token=config["TWILIO_AUTH_TOKEN"],
+                             sender=config.get("TWILIO_FROM") or config["SMS_SENDER_NAME"],
+                             messaging_service_sid=config.get("TWILIO_MESSAGING_SERVICE_SID"),
+                             api_base=config["TWILIO_API_BASE"], timeout=config["TWILIO_TIMEOUT"])
+    return ConsoleGateway(Path(instance_path) / "console_sms.jsonl")

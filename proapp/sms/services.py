@@ -1,0 +1,480 @@
+"""The outbox's rules, as plain functions over a Session. The worker's jobs and the webhook only call these.
+
+- ``mark_missed``: windows that closed uncompleted become missed.
+- ``queue_invitations`` / ``queue_reminders``: one row per (occurrence, kind), inserted with ON CONFLICT DO
+  NOTHING, so a kind of SMS exists once whatever the number of workers and ticks.
+- ``claim``: rows due now are taken by one worker in one atomic UPDATE ... RETURNING (with FOR UPDATE SKIP
+  LOCKED on PostgreSQL); ``prepare`` issues the link and fixes the body; ``apply_outcome`` records what the
+  gateway said.
+- ``apply_provider_status``: delivery reports; a message never moves backwards.
+- ``reconcile``: claims left by a dead worker, unknown outcomes looked up at the gateway, lost callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, exists, func, select, update
+from sqlalchemy.orm import Session, aliased, joinedload
+
+from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
+from proapp.patients.phones import PhoneVault
+from proapp.questionnaire.services import TOKEN_BYTES, new_link
+from proapp.sms import text as smstext
+from proapp.sms.gateways import UNUSABLE_CODES, Found, Gateway, Outcome, Outgoing, body_hash
+from proapp.sms.models import PROGRESS, PatientEvent, SendSlot, SmsMessage, SmsStatus
+from proapp.sms.timing import QuietHours, allowed_at, invitation_due, local_day, local_instant, reminder_days
+from proapp.studies.catalog import StudyCatalog
+from proapp.studies.models import Study
+
+log = logging.getLogger("proapp.sms")
+
+INVITATION = "invitation"
+MAX_RETRY_DELAY = timedelta(hours=1)
+TWILIO_STATUS = {
+    "queued": SmsStatus.ACCEPTED, "accepted": SmsStatus.ACCEPTED, "scheduled": SmsStatus.ACCEPTED,
+    "sending": SmsStatus.ACCEPTED, "sent": SmsStatus.SENT, "delivered": SmsStatus.DELIVERED,
+    "read": SmsStatus.DELIVERED, "undelivered": SmsStatus.UNDELIVERED, "failed": SmsStatus.FAILED,
+    "canceled": SmsStatus.FAILED,
+}
+REMINDABLE = (SmsStatus.ACCEPTED, SmsStatus.SENT, SmsStatus.DELIVERED, SmsStatus.UNDELIVERED)
+WAITING = (SmsStatus.PENDING,)
+
+
+@dataclass(frozen=True)
+class SmsSettings:
+    public_url: str
+    sender_name: str
+    quiet: QuietHours = field(default_factory=QuietHours)
+    max_attempts: int = 5
+    retry_seconds: int = 30
+    rate_per_second: int = 10
+    threads: int = 8
+    claim_lease: timedelta = timedelta(minutes=2)       # a claim older than this belongs to a dead worker
+    unknown_grace: timedelta = timedelta(seconds=60)    # how long an unknown outcome waits before a resend
+    poll_after: timedelta = timedelta(minutes=30)       # ask Twilio when no delivery report came by then
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> SmsSettings:
+        return cls(public_url=cfg["PUBLIC_URL"], sender_name=cfg["SMS_SENDER_NAME"],
+                   quiet=QuietHours(cfg["SMS_QUIET_START"], cfg["SMS_QUIET_END"]),
+                   max_attempts=cfg["SMS_MAX_ATTEMPTS"], retry_seconds=cfg["SMS_RETRY_SECONDS"],
+                   rate_per_second=cfg["SMS_RATE_PER_SECOND"], threads=cfg["SMS_SEND_THREADS"],
+                   claim_lease=timedelta(seconds=cfg.get("SMS_CLAIM_LEASE_SECONDS", 120)),
+                   unknown_grace=timedelta(seconds=cfg.get("SMS_UNKNOWN_GRACE_SECONDS", 60)))
+
+    def sender(self, cfg: dict[str, Any]) -> str:
+        return cfg.get("TWILIO_MESSAGING_SERVICE_SID") or cfg.get("TWILIO_FROM") or self.sender_name
+
+
+def _reachable():
+    """SQL condition: the patient can be sent an SMS for this occurrence."""
+    return and_(Occurrence.status == OccurrenceStatus.SCHEDULED, Patient.status == PatientStatus.ACTIVE,
+                PatientContact.phone_ciphertext.is_not(None), PatientContact.usable.is_(True),
+                PatientContact.sms_paused_at.is_(None), PatientContact.opted_out_at.is_(None))
+
+
+def _insert_new(db: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert outbox rows, silently skipping any (occurrence, kind) that exists already."""
+    if not rows:
+        return 0
+    if db.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(SmsMessage).on_conflict_do_nothing(index_elements=["occurrence_id", "kind"])
+    return len(db.execute(stmt.returning(SmsMessage.id), rows).all())
+
+
+def _new_row(occurrence_id: int, patient_id: int, kind: str, due: datetime, now: datetime,
+             status: SmsStatus = SmsStatus.PENDING, cancel_reason: str | None = None) -> dict[str, Any]:
+    return {"occurrence_id": occurrence_id, "patient_id": patient_id, "kind": kind, "status": status,
+            "created_at": now, "due_at": due, "status_at": now, "attempts": 0, "cancel_reason": cancel_reason}
+
+
+def mark_missed(db: Session, now: datetime) -> int:
+    """Occurrences whose window closed before completion become missed."""
+    result = db.execute(update(Occurrence)
+                        .where(Occurrence.status == OccurrenceStatus.SCHEDULED, Occurrence.window_closes_at <= now)
+                        .values(status=OccurrenceStatus.MISSED))
+    return result.rowcount or 0
+
+
+def queue_invitations(db: Session, now: datetime, settings: SmsSettings) -> int:
+    """One invitation per open occurrence, due at the patient's preferred hour (or now, if that has passed)."""
+    rows = db.execute(
+        select(Occurrence.id, Occurrence.patient_id, Occurrence.window_opens_on, Occurrence.window_closes_at,
+               Patient.timezone, Patient.sms_hour)
+        .join(Patient, Patient.id == Occurrence.patient_id)
+        .join(PatientContact, PatientContact.patient_id == Patient.id)
+        .where(_reachable(), Occurrence.window_opens_at <= now, Occurrence.window_closes_at > now,
+               ~exists().where(SmsMessage.occurrence_id == Occurrence.id, SmsMessage.kind == INVITATION)))
+    new = []
+    for occ_id, patient_id, opens_on, closes_at, tz, hour in rows:
+        due = invitation_due(opens_on, tz, hour, now, settings.quiet)
+        if due < closes_at:
+            new.append(_new_row(occ_id, patient_id, INVITATION, due, now))
+    return _insert_new(db, new)
+
+
+def queue_reminders(db: Session, catalog: StudyCatalog, now: datetime, settings: SmsSettings) -> int:
+    """Reminders whose day has come, for occurrences still open and not completed. When several are due at
+    once (the worker was stopped), only the latest goes; the earlier ones are recorded as superseded."""
+    inv = aliased(SmsMessage)
+    rows = db.execute(
+        select(Occurrence.id, Occurrence.patient_id, Occurrence.window_closes_on, Occurrence.window_closes_at,
+               Patient.timezone, Patient.sms_hour, Study.code, func.coalesce(inv.submitted_at, inv.status_at))
+        .join(Patient, Patient.id == Occurrence.patient_id)
+        .join(PatientContact, PatientContact.patient_id == Patient.id)
+        .join(Study, Study.id == Patient.study_id)
+        .join(inv, and_(inv.occurrence_id == Occurrence.id, inv.kind == INVITATION))
+        .where(_reachable(), inv.status.in_(REMINDABLE), Occurrence.window_closes_at > now))
+    existing = {(o, k) for o, k in db.execute(
+        select(SmsMessage.occurrence_id, SmsMessage.kind)
+        .join(Occurrence, Occurrence.id == SmsMessage.occurrence_id)
+        .where(SmsMessage.kind != INVITATION, Occurrence.status == OccurrenceStatus.SCHEDULED,
+               Occurrence.window_closes_at > now))}
+    rules_by_study: dict[str, list[tuple[int | None, bool]]] = {}
+    new = []
+    for occ_id, patient_id, closes_on, closes_at, tz, hour, study_code, invited_at in rows:
+        if study_code not in rules_by_study:
+            try:
+                reminders = catalog.get(study_code).sms.reminders
+            except KeyError:
+                reminders = []
+            rules_by_study[study_code] = [(r.after_invitation_days, r.last_day) for r in reminders]
+        due_now = []
+        for number, day in reminder_days(local_day(invited_at, tz), closes_on, rules_by_study[study_code]):
+            kind = f"reminder_{number}"
+            due = local_instant(day, hour, tz)
+            if due <= now and (occ_id, kind) not in existing:
+                due_now.append((kind, due))
+        for kind, due in due_now[:-1]:
+            new.append(_new_row(occ_id, patient_id, kind, due, now, SmsStatus.CANCELLED, "superseded"))
+        if due_now:
+            kind, due = due_now[-1]
+            due = allowed_at(max(due, now), tz, hour, settings.quiet)
+            if due < closes_at:
+                new.append(_new_row(occ_id, patient_id, kind, due, now))
+    return _insert_new(db, new)
+
+
+def cancel_unsendable(db: Session, now: datetime) -> int:
+    """Waiting rows whose SMS must no longer go: completed, missed or closed, patient not active, SMS stopped."""
+    reason = case(
+        (Occurrence.status == OccurrenceStatus.COMPLETED, "completed"),
+        (Occurrence.status != OccurrenceStatus.SCHEDULED, "window_closed"),
+        (Occurrence.window_closes_at <= now, "window_closed"),
+        (Patient.status != PatientStatus.ACTIVE, "patient_not_active"),
+        (PatientContact.opted_out_at.is_not(None), "opted_out"),
+        (PatientContact.sms_paused_at.is_not(None), "paused"),
+        (PatientContact.usable.is_(False), "number_unusable"),
+        else_=None)
+    targets = db.execute(
+        select(SmsMessage.id, reason)
+        .join(Occurrence, Occurrence.id == SmsMessage.occurrence_id)
+        .join(Patient, Patient.id == SmsMessage.patient_id)
+        .join(PatientContact, PatientContact.patient_id == Patient.id)
+        .where(SmsMessage.status.in_(WAITING), reason.is_not(None))).all()
+    for msg_id, why in targets:
+        db.execute(update(SmsMessage).where(SmsMessage.id == msg_id, SmsMessage.status.in_(WAITING))
+                   .values(status=SmsStatus.CANCELLED, cancel_reason=why, status_at=now))
+    return len(targets)
+
+
+def claim(db: Session, worker: str, now: datetime, limit: int) -> list[int]:
+    """Take up to ``limit`` due rows for this worker, atomically: no other worker can take them too."""
+    due = (select(SmsMessage.id)
+           .where(SmsMessage.status == SmsStatus.PENDING, SmsMessage.due_at <= now)
+           .order_by(SmsMessage.due_at, SmsMessage.id).limit(limit))
+    if db.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    result = db.execute(
+        update(SmsMessage)
+        .where(SmsMessage.id.in_(due.scalar_subquery()), SmsMessage.status == SmsStatus.PENDING)
+        .values(status=SmsStatus.SENDING, claimed_by=worker, claimed_at=now, status_at=now)
+        .returning(SmsMessage.id))
+    return sorted(result.scalars())
+
+
+@dataclass
+class Prepared:
+    outgoing: list[Outgoing] = field(default_factory=list)
+    cancelled: int = 0
+    postponed: int = 0
+
+
+def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings: SmsSettings, vault: PhoneVault,
+            gateway: str) -> Prepared:
+    """For each claimed row: check once more that it may go now, then issue its link and fix its body.
+
+    The body's hash is committed before the request leaves, so a send whose outcome is unknown can be found
+    again at the gateway instead of being sent twice.
+    """
+    out = Prepared()
+    if not ids:
+        return out
+    messages = db.scalars(select(SmsMessage).where(SmsMessage.id.in_(ids), SmsMessage.claimed_by == worker,
+                                                   SmsMessage.status == SmsStatus.SENDING)
+                          .options(joinedload(SmsMessage.occurrence),
+                                   joinedload(SmsMessage.patient).joinedload(Patient.contact))).all()
+    for msg in messages:
+        occ, patient = msg.occurrence, msg.patient
+        contact = patient.contact
+        why = _unsendable_reason(occ, patient, contact, now)
+        if why:
+            _set(msg, SmsStatus.CANCELLED, now, cancel_reason=why)
+            out.cancelled += 1
+            continue
+        allowed = allowed_at(now, patient.timezone, patient.sms_hour, settings.quiet)
+        if allowed > now:                    # quiet hours (the worker was stopped, or a retry fell at night)
+            if allowed >= occ.window_closes_at:
+                _set(msg, SmsStatus.CANCELLED, now, cancel_reason="window_closed")
+                out.cancelled += 1
+            else:
+                _set(msg, SmsStatus.PENDING, now, due_at=allowed, claimed_by=None, claimed_at=None)
+                out.postponed += 1
+            continue
+        token, link = new_link(db, occ, now, revoke_previous=False)
+        text_kind = ("invitation" if msg.kind == INVITATION
+                     else "last_day" if local_day(now, patient.timezone) == occ.window_closes_on else "reminder")
+        body = smstext.compose(text_kind, patient.language, sender=settings.sender_name,
+                               link=f"{settings.public_url}/s/{token}", last_day=occ.window_closes_on)
+        msg.attempts += 1
+        msg.language, msg.gateway, msg.access_link_id = patient.language, gateway, link.id
+        msg.body_sha256, msg.body_length = body_hash(body), len(body)
+        out.outgoing.append(Outgoing(msg.id, vault.decrypt(contact.phone_ciphertext), body,
+                                     f"{settings.public_url}/sms/status/{msg.id}"))
+    db.flush()
+    return out
+
+
+def _unsendable_reason(occ: Occurrence, patient: Patient, contact: PatientContact | None, now: datetime) -> str | None:
+    if occ.status == OccurrenceStatus.COMPLETED:
+        return "completed"
+    if occ.status != OccurrenceStatus.SCHEDULED or now >= occ.window_closes_at:
+        return "window_closed"
+    if patient.status != PatientStatus.ACTIVE:
+        return f"patient_{patient.status.value}"
+    if contact is None or contact.phone_ciphertext is None:
+        return "no_phone"
+    if contact.opted_out_at is not None:
+        return "opted_out"
+    if contact.sms_paused_at is not None:
+        return "paused"
+    if not contact.usable:
+        return "number_unusable"
+    return None
+
+
+def _set(msg: SmsMessage, status: SmsStatus, now: datetime, **values: Any) -> None:
+    msg.status, msg.status_at = status, now
+    for key, value in values.items():
+        setattr(msg, key, value)
+
+
+def _locked(db: Session, message_id: int) -> SmsMessage | None:
+    return db.scalar(select(SmsMessage).where(SmsMessage.id == message_id).with_for_update())
+
+
+def apply_outcome(db: Session, message_id: int, worker: str, outcome: Outcome, now: datetime,
+                  settings: SmsSettings) -> SmsStatus | None:
+    """Record what the gateway answered to this worker's send. Returns the message's new status."""
+    msg = _locked(db, message_id)
+    if msg is None or msg.claimed_by != worker:
+        return None
+    if outcome.kind == "accepted":
+        msg.submitted_at = msg.submitted_at or now
+        if msg.provider_sid is None:
+            msg.provider_sid = outcome.sid
+        new = TWILIO_STATUS.get(outcome.provider_status or "", SmsStatus.ACCEPTED)
+        if msg.status in (SmsStatus.SENDING, SmsStatus.UNKNOWN) or PROGRESS[new] > PROGRESS[msg.status]:
+            _set(msg, new, now, provider_status=outcome.provider_status)
+    elif msg.status not in (SmsStatus.SENDING, SmsStatus.UNKNOWN):
+        return msg.status                     # a delivery report already told us more than this outcome
+    elif outcome.kind == "retry":
+        if msg.attempts >= settings.max_attempts:
+            _set(msg, SmsStatus.FAILED, now, error_code=outcome.error_code,
+                 error_message=f"gave up after {msg.attempts} attempts: {outcome.error_message}"[:300])
+        else:
+            delay = min(timedelta(seconds=settings.retry_seconds * 2 ** (msg.attempts - 1)), MAX_RETRY_DELAY)
+            _set(msg, SmsStatus.PENDING, now, due_at=now + delay, claimed_by=None, claimed_at=None,
+                 error_code=outcome.error_code, error_message=outcome.error_message)
+    elif outcome.kind == "failed":
+        _set(msg, SmsStatus.FAILED, now, error_code=outcome.error_code, error_message=outcome.error_message)
+        _maybe_unusable(db, msg, outcome.error_code, now)
+    else:
+        _set(msg, SmsStatus.UNKNOWN, now, error_message=outcome.error_message)
+    db.flush()
+    return msg.status
+
+
+def apply_provider_status(db: Session, msg: SmsMessage, sid: str, raw_status: str, error_code: int | None,
+                          now: datetime, error_message: str | None = None) -> bool:
+    """A delivery report (callback, lookup or poll). Duplicates and late, older reports change nothing.
+    Returns True when the message changed."""
+    new = TWILIO_STATUS.get(raw_status)
+    if new is None or msg.status == SmsStatus.CANCELLED:
+        return False
+    if msg.provider_sid is not None and msg.provider_sid != sid:
+        return False
+    moved = PROGRESS[new] > PROGRESS[msg.status]
+    if not moved:
+        return False
+    msg.provider_sid = sid
+    msg.submitted_at = msg.submitted_at or now
+    _set(msg, new, now, provider_status=raw_status)
+    if new in (SmsStatus.UNDELIVERED, SmsStatus.FAILED):
+        msg.error_code = error_code
+        msg.error_message = error_message or (UNUSABLE_CODES.get(error_code or 0) if error_code else None)
+        _maybe_unusable(db, msg, error_code, now)
+    db.flush()
+    return True
+
+
+def _maybe_unusable(db: Session, msg: SmsMessage, error_code: int | None, now: datetime) -> None:
+    if error_code not in UNUSABLE_CODES:
+        return
+    contact = db.get(PatientContact, msg.patient_id)
+    if contact is not None and contact.usable:
+        contact.usable, contact.unusable_reason, contact.updated_at = False, UNUSABLE_CODES[error_code], now
+        db.add(PatientEvent(patient_id=msg.patient_id, at=now, actor="system:sms", action="phone_unusable",
+                            reason=f"Twilio error {error_code}: {UNUSABLE_CODES[error_code]}",
+                            details={"sms_message_id": msg.id}))
+    db.execute(update(SmsMessage).where(SmsMessage.patient_id == msg.patient_id,
+                                        SmsMessage.status.in_(WAITING))
+               .values(status=SmsStatus.CANCELLED, cancel_reason="number_unusable", status_at=now))
+
+
+@dataclass
+class Reconciled:
+    abandoned: int = 0        # claims of a dead worker
+    found: int = 0            # unknown outcomes found at the gateway
+    resent: int = 0           # unknown outcomes not found: safe to send again
+    polled: int = 0           # delivery reports fetched because no callback came
+
+
+def reconcile(db: Session, gateway: Gateway, vault: PhoneVault, now: datetime, settings: SmsSettings,
+              limit: int = 200) -> Reconciled:
+    r = Reconciled()
+    stale = db.scalars(select(SmsMessage).where(SmsMessage.status == SmsStatus.SENDING,
+                                                SmsMessage.claimed_at < now - settings.claim_lease)
+                       .limit(limit).with_for_update(skip_locked=True)).all()
+    for msg in stale:
+        r.abandoned += 1
+        if msg.body_sha256 is None or msg.attempts == 0:
+            _set(msg, SmsStatus.PENDING, now, claimed_by=None, claimed_at=None)   # never left: send it
+        else:
+            _set(msg, SmsStatus.UNKNOWN, now, error_message="the worker stopped while sending")
+    db.flush()
+    unknown = db.scalars(select(SmsMessage).where(SmsMessage.status == SmsStatus.UNKNOWN)
+                         .options(joinedload(SmsMessage.patient).joinedload(Patient.contact))
+                         .order_by(SmsMessage.status_at).limit(limit)).all()
+    for msg in unknown:
+        contact = msg.patient.contact
+        if contact is None or contact.phone_ciphertext is None or msg.body_sha256 is None:
+            _set(msg, SmsStatus.FAILED, now, error_message="outcome unknown and the number is gone")
+            continue
+        found: Found | None = gateway.find(vault.decrypt(contact.phone_ciphertext), msg.body_sha256)
+        if found is not None:
+            r.found += 1
+            if not apply_provider_status(db, msg, found.sid, found.provider_status, found.error_code, now):
+                msg.provider_sid = msg.provider_sid or found.sid
+                _set(msg, SmsStatus.ACCEPTED, now, provider_status=found.provider_status)
+        elif now - msg.status_at >= settings.unknown_grace:
+            if msg.attempts >= settings.max_attempts:
+                _set(msg, SmsStatus.FAILED, now, error_message="no answer from the gateway; not found there")
+            else:
+                r.resent += 1
+                _set(msg, SmsStatus.PENDING, now, due_at=now, claimed_by=None, claimed_at=None)
+    db.flush()
+    quiet = db.scalars(select(SmsMessage).where(SmsMessage.status.in_((SmsStatus.ACCEPTED, SmsStatus.SENT)),
+                                                SmsMessage.provider_sid.is_not(None),
+                                                SmsMessage.status_at < now - settings.poll_after,
+                                                SmsMessage.submitted_at > now - timedelta(days=3))
+                       .order_by(SmsMessage.status_at).limit(limit)).all()
+    for msg in quiet:
+        found = gateway.fetch(msg.provider_sid or "")
+        r.polled += 1
+        if found is None or not apply_provider_status(db, msg, found.sid, found.provider_status,
+                                                      found.error_code, now):
+            msg.status_at = now            # asked; ask again later rather than on every pass
+    db.flush()
+    return r
+
+
+def reserve_slot(connection: Any, sender: str, rate_per_second: int, now_us: int) -> int:
+    """The instant (µs since the epoch) this send may leave, so that all workers together keep to the rate.
+    ``connection`` must commit right after (a short transaction of its own)."""
+    step = 1_000_000 // rate_per_second
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    connection.execute(insert(SendSlot).values(sender=sender, next_us=now_us)
+                       .on_conflict_do_nothing(index_elements=["sender"]))
+    next_us = connection.execute(
+        update(SendSlot).where(SendSlot.sender == sender)
+        .values(next_us=case((SendSlot.next_us > now_us, SendSlot.next_us), else_=now_us) + step)
+        .returning(SendSlot.next_us)).scalar_one()
+    return next_us - step
+
+
+# Patients' SMS preferences ---------------------------------------------------------------------------------
+
+def _event(db: Session, patient_id: int, now: datetime, actor: str, action: str, reason: str | None) -> None:
+    db.add(PatientEvent(patient_id=patient_id, at=now, actor=actor, action=action, reason=reason))
+
+
+def _cancel_waiting(db: Session, patient_id: int, why: str, now: datetime) -> int:
+    result = db.execute(update(SmsMessage).where(SmsMessage.patient_id == patient_id,
+                                                 SmsMessage.status.in_(WAITING))
+                        .values(status=SmsStatus.CANCELLED, cancel_reason=why, status_at=now))
+    return result.rowcount or 0
+
+
+def opt_out(db: Session, contact: PatientContact, now: datetime, actor: str = "patient:link") -> bool:
+    """The patient asks for no more SMS. Returns False when they had already."""
+    if contact.opted_out_at is not None:
+        return False
+    contact.opted_out_at, contact.updated_at = now, now
+    _event(db, contact.patient_id, now, actor, "sms_opt_out", None)
+    _cancel_waiting(db, contact.patient_id, "opted_out", now)
+    db.flush()
+    return True
+
+
+class PreferenceError(ValueError):
+    """A pause or resume that cannot be done; the message says why."""
+
+
+def pause(db: Session, contact: PatientContact, now: datetime, actor: str, reason: str) -> None:
+    if not reason.strip():
+        raise PreferenceError("a reason is required")
+    if contact.sms_paused_at is not None:
+        raise PreferenceError("SMS are already paused")
+    contact.sms_paused_at, contact.updated_at = now, now
+    _event(db, contact.patient_id, now, actor, "sms_pause", reason.strip())
+    _cancel_waiting(db, contact.patient_id, "paused", now)
+    db.flush()
+
+
+def resume(db: Session, contact: PatientContact, now: datetime, actor: str, reason: str) -> None:
+    """Staff resume SMS after a pause or an opt-out (the patient asked again, in person)."""
+    if not reason.strip():
+        raise PreferenceError("a reason is required")
+    if contact.sms_paused_at is None and contact.opted_out_at is None:
+        raise PreferenceError("SMS are not paused")
+    contact.sms_paused_at = contact.opted_out_at = None
+    contact.updated_at = now
+    _event(db, contact.patient_id, now, actor, "sms_resume", reason.strip())
+    db.flush()
+
+
+def longest_sms(settings: SmsSettings) -> tuple[str, int | None]:
+    """The longest text this configuration can send, and its GSM-7 length (None: not GSM-7)."""
+    return smstext.longest_text(settings.public_url, settings.sender_name, len(secrets.token_urlsafe(TOKEN_BYTES)))

@@ -1,0 +1,68 @@
+"""The SMS texts: one GSM-7 segment each, in the patient's language, with no health information.
+
+A single GSM-7 segment holds 160 characters (the extension characters ^ { } [ ] ~ \\ | and € count twice).
+One character outside GSM-7 (ê, â, î, ô, û, ç, œ, ’, « » ...) switches the whole SMS to UCS-2 and 70-character
+segments, so the French texts avoid them; a test checks every text in both languages with the longest link.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from flask_babel import force_locale, gettext
+
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
+    "abcdefghijklmnopqrstuvwxyzäöñüà")
+GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
+SEGMENT = 160
+KINDS = ("invitation", "reminder", "last_day")
+EN_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def gsm7_length(text: str) -> int | None:
+    """Length in GSM-7 septets, or None when a character is not in GSM-7 (the SMS would be UCS-2)."""
+    n = 0
+    for ch in text:
+        if ch in GSM7_BASIC:
+            n += 1
+        elif ch in GSM7_EXTENDED:
+            n += 2
+        else:
+            return None
+    return n
+
+
+def short_date(day: date, language: str) -> str:
+    """14/05 in French, 14 May in English: only GSM-7 characters."""
+    return f"{day:%d/%m}" if language == "fr" else f"{day.day} {EN_MONTHS[day.month - 1]}"
+
+
+def compose(kind: str, language: str, *, sender: str, link: str, last_day: date) -> str:
+    """The text of an SMS. ``kind`` is invitation, reminder or last_day."""
+    values = {"sender": sender, "link": link, "date": short_date(last_day, language)}
+    with force_locale(language):
+        if kind == "invitation":
+            return gettext("%(sender)s: your follow-up questionnaire is ready, to answer by %(date)s: %(link)s",
+                           **values)
+        if kind == "reminder":
+            return gettext("%(sender)s: reminder, your follow-up questionnaire is waiting for you until "
+                           "%(date)s: %(link)s", **values)
+        if kind == "last_day":
+            return gettext("%(sender)s: last day to answer your follow-up questionnaire: %(link)s", **values)
+    raise ValueError(f"unknown SMS kind {kind!r}")
+
+
+def longest_text(public_url: str, sender: str, token_length: int) -> tuple[str, int | None]:
+    """The longest SMS this configuration can produce, and its GSM-7 length (None: not GSM-7)."""
+    link = f"{public_url}/s/{'x' * token_length}"
+    worst: tuple[str, int | None] = ("", 0)
+    for language in ("fr", "en"):
+        for kind in KINDS:
+            text = compose(kind, language, sender=sender, link=link, last_day=date(2026, 12, 31))
+            length = gsm7_length(text)
+            if length is None:
+                return text, None
+            if length > (worst[1] or 0):
+                worst = (text, length)
+    return worst

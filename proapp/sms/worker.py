@@ -1,0 +1,184 @@
+"""The SMS worker: ``proapp worker`` (APScheduler, its own process) and ``proapp tick`` (one pass, then exit).
+
+Never started by the web app, ``wsgi.py`` or gunicorn. Several workers may run at once: claims are atomic
+and the send rate is shared through the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from flask import Flask
+
+from proapp import db, services
+from proapp.sms import services as outbox
+from proapp.sms.gateways import Gateway, Outcome, Outgoing, from_config
+from proapp.sms.models import SmsStatus
+
+log = logging.getLogger("proapp.sms")
+BATCH = 50
+MAX_SLOT_WAIT = 30.0      # seconds; a slot further away than this means the clock or the rate is wrong
+
+
+@dataclass
+class SendReport:
+    claimed: int = 0
+    accepted: int = 0
+    retry: int = 0
+    failed: int = 0
+    unknown: int = 0
+    cancelled: int = 0
+    postponed: int = 0
+
+
+class SmsWorker:
+    def __init__(self, app: Flask, *, worker_id: str | None = None, gateway: Gateway | None = None):
+        self.app = app
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.gateway = gateway or from_config(app.config, app.instance_path)
+        self.settings = outbox.SmsSettings.from_config(app.config)
+        self.sender = self.settings.sender(app.config)
+        self._pool = ThreadPoolExecutor(self.settings.threads, thread_name_prefix="sms-send")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    # Jobs -------------------------------------------------------------------------------------------------
+
+    def queue(self) -> dict[str, int]:
+        """Windows closed -> missed; waiting SMS that must not go -> cancelled; due invitations and reminders."""
+        with self.app.app_context(), db.transaction() as s:
+            now = services.now()
+            return {"missed": outbox.mark_missed(s, now), "cancelled": outbox.cancel_unsendable(s, now),
+                    "invitations": outbox.queue_invitations(s, now, self.settings),
+                    "reminders": outbox.queue_reminders(s, services.studies(), now, self.settings)}
+
+    def send_due(self, max_batches: int | None = None) -> SendReport:
+        """Send every due SMS, a batch at a time, until none is left (or ``max_batches``)."""
+        report = SendReport()
+        batches = 0
+        while max_batches is None or batches < max_batches:
+            batches += 1
+            with self.app.app_context():
+                with db.transaction() as s:
+                    ids = outbox.claim(s, self.id, services.now(), BATCH)
+                if not ids:
+                    break
+                report.claimed += len(ids)
+                with db.transaction() as s:
+                    prepared = outbox.prepare(s, ids, worker=self.id, now=services.now(), settings=self.settings,
+                                              vault=services.phone_vault(), gateway=self.gateway.name)
+                report.cancelled += prepared.cancelled
+                report.postponed += prepared.postponed
+                outcomes = list(self._pool.map(self._send_one, prepared.outgoing))
+                with db.transaction() as s:
+                    now = services.now()
+                    for out, outcome in zip(prepared.outgoing, outcomes, strict=True):
+                        outbox.apply_outcome(s, out.message_id, self.id, outcome, now, self.settings)
+                        setattr(report, outcome.kind, getattr(report, outcome.kind) + 1)
+        return report
+
+    def reconcile(self) -> outbox.Reconciled:
+        with self.app.app_context(), db.transaction() as s:
+            return outbox.reconcile(s, self.gateway, services.phone_vault(), services.now(), self.settings)
+
+    def tick(self) -> dict[str, Any]:
+        """One pass of every job, as the scheduler would run them."""
+        queued = self.queue()
+        reconciled = self.reconcile()
+        sent = self.send_due()
+        return {**queued, **asdict(reconciled), **{f"sms_{k}": v for k, v in asdict(sent).items()}}
+
+    # Sending ----------------------------------------------------------------------------------------------
+
+    def _send_one(self, out: Outgoing) -> Outcome:
+        try:
+            self._wait_for_slot()
+            return self.gateway.send(out)
+        except Exception as exc:  # an unexpected error may come after the request left: look it up, never resend
+            log.exception("SMS %s: unexpected error while sending", out.message_id)
+            return Outcome("unknown", error_message=f"unexpected error: {type(exc).__name__}")
+
+    def _wait_for_slot(self) -> None:
+        rate = self.settings.rate_per_second
+        if rate <= 0:
+            return
+        with self.app.app_context():
+            engine = db.engine()
+        with engine.begin() as conn:
+            slot_us = outbox.reserve_slot(conn, self.sender, rate, time.time_ns() // 1000)
+        wait = slot_us / 1e6 - time.time()
+        if wait > 0:
+            time.sleep(min(wait, MAX_SLOT_WAIT))
+
+    # The long-running process -----------------------------------------------------------------------------
+
+    def run_forever(self, send_every: float = 5, queue_every: float = 60, reconcile_every: float = 60) -> None:
+        from apscheduler.schedulers.blocking import BlockingScheduler
+
+        scheduler = BlockingScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
+                                                                    "misfire_grace_time": 30})
+        first = _utcnow()
+        scheduler.add_job(self._logged(self.queue), "interval", seconds=queue_every, id="queue", next_run_time=first)
+        scheduler.add_job(self._logged(self.send_due), "interval", seconds=send_every, id="send",
+                          next_run_time=first)
+        scheduler.add_job(self._logged(self.reconcile), "interval", seconds=reconcile_every, id="reconcile",
+                          next_run_time=first)
+
+        def stop(signum: int, _frame: Any) -> None:
+            log.info("worker %s: signal %s, finishing the jobs in progress", self.id, signum)
+            scheduler.shutdown(wait=False)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        log.info("worker %s started (gateway %s)", self.id, self.gateway.name)
+        try:
+            scheduler.start()
+        finally:
+            self.close()
+            log.info("worker %s stopped", self.id)
+
+    def _logged(self, job):
+        def run() -> None:
+            try:
+                result = job()
+            except Exception:
+                log.exception("worker %s: job %s failed; it runs again at its next turn", self.id, job.__name__)
+                return
+            busy = result.claimed if isinstance(result, SendReport) else any(asdict(result).values()) \
+                if isinstance(result, outbox.Reconciled) else any(result.values())
+            if busy:
+                log.info("worker %s: %s %s", self.id, job.__name__, result)
+        run.__name__ = job.__name__
+        return run
+
+
+def _utcnow():
+    from proapp.db import utcnow
+
+    return utcnow()
+
+
+def problems(app: Flask) -> list[str]:
+    """SMS set-up problems that can be known without sending anything."""
+    out = []
+    settings = outbox.SmsSettings.from_config(app.config)
+    with app.app_context():
+        text, length = outbox.longest_sms(settings)
+    if length is None:
+        out.append(f"an SMS text is not GSM-7 and would be split into 70-character segments: {text!r}")
+    elif length > 160:
+        out.append(f"the longest SMS is {length} characters (more than one 160-character segment): "
+                   "shorten PROAPP_PUBLIC_URL or PROAPP_SMS_SENDER_NAME")
+    return out
+
+
+__all__ = ["SendReport", "SmsStatus", "SmsWorker", "problems"]

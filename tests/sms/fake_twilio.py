@@ -1,0 +1,200 @@
+"""A fake Twilio REST API on 127.0.0.1 for the real ``twilio`` SDK: create, fetch and list messages, with
+injectable faults (500, 429, a timeout after the message was taken, slow answers, refusals by number) and
+status callbacks signed with Twilio's own algorithm (``twilio.request_validator``)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from twilio.request_validator import RequestValidator
+
+ACCOUNT_SID = "AC" + "1" * 32
+AUTH_TOKEN = "f" * 32
+
+
+@dataclass
+class FakeMessage:
+    sid: str
+    to: str
+    sender: str | None
+    service: str | None
+    body: str
+    status_callback: str | None
+    status: str = "queued"
+    error_code: int | None = None
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def resource(self) -> dict[str, Any]:
+        return {
+            "sid": self.sid, "account_sid": ACCOUNT_SID, "to": self.to, "from": self.sender,
+            "messaging_service_sid": self.service, "body": self.body, "status": self.status,
+            "num_segments": "1", "direction": "outbound-api", "api_version": "2010-04-01",
+            "date_created": format_datetime(self.created), "date_updated": format_datetime(self.created),
+            "date_sent": None, "error_code": self.error_code, "error_message": None, "price": None,
+            "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{self.sid}.json",
+        }
+
+
+class FakeTwilio:
+    def __init__(self, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN):
+        self.account_sid, self.auth_token = account_sid, auth_token
+        self.messages: dict[str, FakeMessage] = {}
+        self.requests: Counter[str] = Counter()       # "POST create", "GET fetch", "GET list", "refused"
+        self.faults: list[tuple[str, float]] = []     # consumed one per create: ("500"|"429"|"timeout"|"slow", s)
+        self.refuse: dict[str, int] = {}              # number -> Twilio error code at create (21610, 21614...)
+        self.delay = 0.0                              # added to every answer
+        self.deliver_on_lookup = True                 # a message looked up later reads "delivered", as at Twilio
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> FakeTwilio:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # What the tests look at ---------------------------------------------------------------------------------
+
+    def inject(self, kind: str, count: int = 1, seconds: float = 0.0) -> None:
+        self.faults.extend([(kind, seconds)] * count)
+
+    def bodies_by_number(self) -> Counter[str]:
+        return Counter(m.to for m in self.messages.values())
+
+    def duplicates(self) -> list[str]:
+        """Bodies taken more than once (every body holds a fresh link token, so any repeat is a double send)."""
+        counts = Counter(m.body for m in self.messages.values())
+        return [b for b, n in counts.items() if n > 1]
+
+    def callback(self, sid: str, status: str, error_code: int | None = None) -> tuple[str, dict[str, str], str]:
+        """(URL, form, X-Twilio-Signature) of the status callback Twilio would send for ``sid``."""
+        msg = self.messages[sid]
+        msg.status = status
+        params = {"MessageSid": sid, "SmsSid": sid, "AccountSid": self.account_sid, "MessageStatus": status,
+                  "SmsStatus": status, "To": msg.to, "From": msg.sender or "", "ApiVersion": "2010-04-01"}
+        if error_code is not None:
+            params["ErrorCode"] = str(error_code)
+            msg.error_code = error_code
+        url = msg.status_callback or ""
+        return url, params, RequestValidator(self.auth_token).compute_signature(url, params)
+
+    # The HTTP side ----------------------------------------------------------------------------------------
+
+    def _create(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        to = form.get("To", "")
+        if to in self.refuse:
+            code = self.refuse[to]
+            return 400, {"code": code, "message": f"refused ({code})", "more_info": "", "status": 400}
+        if not form.get("Body") or not (form.get("From") or form.get("MessagingServiceSid")):
+            return 400, {"code": 21602, "message": "Message body is required.", "status": 400}
+        with self._lock:
+            self._seq += 1
+            sid = f"SM{self._seq:032x}"
+            msg = FakeMessage(sid, to, form.get("From"), form.get("MessagingServiceSid"), form["Body"],
+                              form.get("StatusCallback"))
+            self.messages[sid] = msg
+        return 201, msg.resource()
+
+    def _list(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        to = query.get("To", [None])[0]
+        page_size = int(query.get("PageSize", ["50"])[0])
+        found = [m for m in sorted(self.messages.values(), key=lambda m: m.created, reverse=True)
+                 if to is None or m.to == to][:page_size]
+        return {"messages": [m.resource() for m in found], "next_page_uri": None, "previous_page_uri": None,
+                "first_page_uri": None, "page": 0, "page_size": page_size, "start": 0, "end": len(found),
+                "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages.json"}
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _authorised(self) -> bool:
+                expected = base64.b64encode(f"{fake.account_sid}:{fake.auth_token}".encode()).decode()
+                return self.headers.get("Authorization") == f"Basic {expected}"
+
+            def _answer(self, status: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _prefix(self) -> str:
+                return f"/2010-04-01/Accounts/{fake.account_sid}/Messages"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                if fake.delay:
+                    time.sleep(fake.delay)
+                if not self._authorised():
+                    return self._answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
+                if urlsplit(self.path).path != self._prefix() + ".json":
+                    return self._answer(404, {"code": 20404, "message": "Not found", "status": 404})
+                with fake._lock:
+                    fault = fake.faults.pop(0) if fake.faults else None
+                fake.requests["POST create"] += 1
+                if fault and fault[0] == "500":
+                    return self._answer(500, {"code": 20500, "message": "Internal error", "status": 500})
+                if fault and fault[0] == "429":
+                    return self._answer(429, {"code": 20429, "message": "Too many requests", "status": 429})
+                if fault and fault[0] == "slow":
+                    time.sleep(fault[1])
+                status, payload = fake._create(form)
+                if status >= 400:
+                    fake.requests["refused"] += 1
+                if fault and fault[0] == "timeout":       # the message is taken, the answer never comes in time
+                    time.sleep(fault[1])
+                self._answer(status, payload)
+
+            def do_GET(self) -> None:
+                if fake.delay:
+                    time.sleep(fake.delay)
+                if not self._authorised():
+                    return self._answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
+                parts = urlsplit(self.path)
+                if parts.path == self._prefix() + ".json":
+                    fake.requests["GET list"] += 1
+                    return self._answer(200, fake._list(parse_qs(parts.query)))
+                if parts.path.startswith(self._prefix() + "/") and parts.path.endswith(".json"):
+                    fake.requests["GET fetch"] += 1
+                    sid = parts.path[len(self._prefix()) + 1:-5]
+                    msg = fake.messages.get(sid)
+                    if msg is not None and fake.deliver_on_lookup and msg.status in ("queued", "sent"):
+                        msg.status = "delivered"
+                    if msg is None:
+                        return self._answer(404, {"code": 20404, "message": "Not found", "status": 404})
+                    return self._answer(200, msg.resource())
+                self._answer(404, {"code": 20404, "message": "Not found", "status": 404})
+
+        return Handler
