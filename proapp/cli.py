@@ -211,6 +211,7 @@ def worker_cmd() -> None:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     _worker().run_forever()
 
 
@@ -343,3 +344,7 @@ def main() -> None:
     from proapp import create_app
 
     proapp_cli.main(obj=ScriptInfo(create_app=lambda: create_app()), prog_name="proapp")
+
+
+if __name__ == "__main__":
+    main()

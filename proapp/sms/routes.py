@@ -60,7 +60,10 @@ def dev_outbox() -> str:
     if current_app.config["PRODUCTION"] or not isinstance(gateway, ConsoleGateway):
         abort(404)
     entries = list(reversed(gateway.entries()))[:200]
-    return render_template("dev_sms.html", entries=entries)
+    waiting = db.session().execute(
+        select(SmsMessage.kind, SmsMessage.due_at, SmsMessage.status, SmsMessage.patient_id)
+        .where(SmsMessage.status.in_(outbox.WAITING)).order_by(SmsMessage.due_at).limit(200)).all()
+    return render_template("dev_sms.html", entries=entries, waiting=waiting)
 
 
 def init_app(app) -> None:
