@@ -70,7 +70,7 @@ def test_console_gateway_tick_and_the_development_page(app, runner, client, inst
     queued = runner.invoke(args=["proapp", "tick", "--now", dawn.isoformat()])
     assert "invitations=1" in queued.output and "sms_accepted=0" in queued.output
     waiting = client.get("/dev/sms").text
-    assert "Waiting to be sent" in waiting and "invitation · " in waiting and "No SMS yet." in waiting
+    assert "En attente d'envoi" in waiting and "invitation · " in waiting and "Aucun SMS pour l'instant." in waiting
     result = runner.invoke(args=["proapp", "tick", "--now", noon.isoformat()])
     assert result.exit_code == 0, result.output
     assert "invitations=0" in result.output and "sms_accepted=1" in result.output
