@@ -212,7 +212,9 @@ def worker_cmd() -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    _worker().run_forever()
+    from flask import current_app
+
+    _worker().run_forever(reconcile_every=current_app.config["SMS_RECONCILE_SECONDS"])
 
 
 @proapp_cli.group("sms")

@@ -53,6 +53,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SMS_MAX_ATTEMPTS", 5, "Tries for an SMS the gateway could not take (5xx, 429, network errors).", int),
     Setting("SMS_RETRY_SECONDS", 30, "First retry delay, doubled at each further try (at most one hour).", int),
     Setting("SMS_SEND_THREADS", 8, "Requests to the gateway in flight at once per worker.", int),
+    Setting("SMS_CLAIM_LEASE_SECONDS", 120, "After this, an SMS claimed by a worker that stopped is looked up at the "
+            "gateway (found: kept; not found: sent again).", int),
+    Setting("SMS_UNKNOWN_GRACE_SECONDS", 60, "How long an SMS whose outcome is unknown waits before it may be sent "
+            "again when the gateway does not know it.", int),
+    Setting("SMS_RECONCILE_SECONDS", 60, "How often the worker looks for abandoned claims, unknown outcomes and "
+            "missing delivery reports.", int),
     Setting("TWILIO_ACCOUNT_SID", None, "Twilio account SID (`AC...`)."),
     Setting("TWILIO_AUTH_TOKEN", None, "Twilio auth token: authenticates requests and checks status callbacks."),
     Setting("TWILIO_FROM", None, "Sending number or alphanumeric sender ID (default: SMS_SENDER_NAME)."),
@@ -160,10 +166,14 @@ def sms_problems(cfg: Mapping[str, Any]) -> list[str]:
     for key in ("SMS_QUIET_START", "SMS_QUIET_END"):
         if not 0 <= int(cfg.get(key, 0)) <= 23:
             problems.append(f"PROAPP_{key} must be an hour from 0 to 23.")
+    if int(cfg.get("SMS_CLAIM_LEASE_SECONDS", 120)) <= int(cfg.get("TWILIO_TIMEOUT", 10)) + 1:
+        problems.append("PROAPP_SMS_CLAIM_LEASE_SECONDS must be longer than PROAPP_TWILIO_TIMEOUT plus one second "
+                        "(a send in progress must never look abandoned).")
     if cfg.get("SMS_QUIET_START") == cfg.get("SMS_QUIET_END"):
         problems.append("PROAPP_SMS_QUIET_START and PROAPP_SMS_QUIET_END must differ.")
     for key, low in (("SMS_RATE_PER_SECOND", 0), ("SMS_MAX_ATTEMPTS", 1), ("SMS_RETRY_SECONDS", 1),
-                     ("SMS_SEND_THREADS", 1), ("TWILIO_TIMEOUT", 1)):
+                     ("SMS_SEND_THREADS", 1), ("TWILIO_TIMEOUT", 1), ("SMS_CLAIM_LEASE_SECONDS", 2),
+                     ("SMS_UNKNOWN_GRACE_SECONDS", 0), ("SMS_RECONCILE_SECONDS", 1)):
         if int(cfg.get(key, low)) < low:
             problems.append(f"PROAPP_{key} must be at least {low}.")
     return problems

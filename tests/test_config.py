@@ -103,3 +103,8 @@ def test_production_refuses_the_console_gateway(tmp_path):
     env = {**GOOD_PROD, "PROAPP_SMS_GATEWAY": "console"}
     with pytest.raises(ConfigError, match="console sends no SMS"):
         load_config(tmp_path, env=env)
+
+
+def test_the_claim_lease_must_outlast_a_twilio_request(tmp_path):
+    with pytest.raises(ConfigError, match="longer than PROAPP_TWILIO_TIMEOUT"):
+        load_config(tmp_path, env={"PROAPP_SMS_CLAIM_LEASE_SECONDS": "10", "PROAPP_TWILIO_TIMEOUT": "10"})

@@ -64,8 +64,8 @@ class SmsSettings:
                    quiet=QuietHours(cfg["SMS_QUIET_START"], cfg["SMS_QUIET_END"]),
                    max_attempts=cfg["SMS_MAX_ATTEMPTS"], retry_seconds=cfg["SMS_RETRY_SECONDS"],
                    rate_per_second=cfg["SMS_RATE_PER_SECOND"], threads=cfg["SMS_SEND_THREADS"],
-                   claim_lease=timedelta(seconds=cfg.get("SMS_CLAIM_LEASE_SECONDS", 120)),
-                   unknown_grace=timedelta(seconds=cfg.get("SMS_UNKNOWN_GRACE_SECONDS", 60)))
+                   claim_lease=timedelta(seconds=cfg["SMS_CLAIM_LEASE_SECONDS"]),
+                   unknown_grace=timedelta(seconds=cfg["SMS_UNKNOWN_GRACE_SECONDS"]))
 
     def sender(self, cfg: dict[str, Any]) -> str:
         return cfg.get("TWILIO_MESSAGING_SERVICE_SID") or cfg.get("TWILIO_FROM") or self.sender_name
@@ -405,6 +405,15 @@ def reconcile(db: Session, gateway: Gateway, vault: PhoneVault, now: datetime, s
             msg.status_at = now            # asked; ask again later rather than on every pass
     db.flush()
     return r
+
+
+def renew_claim(connection: Any, message_id: int, worker: str, now: datetime) -> bool:
+    """Right before the request leaves: confirm this worker still holds the claim, and restart its lease.
+    False means the claim was given up (the worker was presumed dead): the SMS must not be sent by it."""
+    return connection.execute(
+        update(SmsMessage).where(SmsMessage.id == message_id, SmsMessage.status == SmsStatus.SENDING,
+                                 SmsMessage.claimed_by == worker)
+        .values(claimed_at=now).returning(SmsMessage.id)).first() is not None
 
 
 def reserve_slot(connection: Any, sender: str, rate_per_second: int, now_us: int) -> int:

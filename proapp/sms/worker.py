@@ -37,6 +37,7 @@ class SendReport:
     unknown: int = 0
     cancelled: int = 0
     postponed: int = 0
+    released: int = 0
 
 
 class SmsWorker:
@@ -69,7 +70,7 @@ class SmsWorker:
             batches += 1
             with self.app.app_context():
                 with db.transaction() as s:
-                    ids = outbox.claim(s, self.id, services.now(), BATCH)
+                    ids = outbox.claim(s, self.id, services.now(), self._batch_size())
                 if not ids:
                     break
                 report.claimed += len(ids)
@@ -82,6 +83,9 @@ class SmsWorker:
                 with db.transaction() as s:
                     now = services.now()
                     for out, outcome in zip(prepared.outgoing, outcomes, strict=True):
+                        if outcome is None:          # the claim was given up before the request left
+                            report.released += 1
+                            continue
                         outbox.apply_outcome(s, out.message_id, self.id, outcome, now, self.settings)
                         setattr(report, outcome.kind, getattr(report, outcome.kind) + 1)
         return report
@@ -99,9 +103,20 @@ class SmsWorker:
 
     # Sending ----------------------------------------------------------------------------------------------
 
-    def _send_one(self, out: Outgoing) -> Outcome:
+    def _batch_size(self) -> int:
+        """Claim no more than two seconds' worth of sending when the rate is limited."""
+        rate = self.settings.rate_per_second
+        return BATCH if rate <= 0 else max(1, min(BATCH, 2 * rate))
+
+    def _send_one(self, out: Outgoing) -> Outcome | None:
         try:
             self._wait_for_slot()
+            with self.app.app_context():
+                engine = db.engine()
+                now = services.now()
+            with engine.begin() as conn:
+                if not outbox.renew_claim(conn, out.message_id, self.id, now):
+                    return None
             return self.gateway.send(out)
         except Exception as exc:  # an unexpected error may come after the request left: look it up, never resend
             log.exception("SMS %s: unexpected error while sending", out.message_id)

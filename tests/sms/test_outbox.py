@@ -401,3 +401,26 @@ def test_a_whole_aduse_schedule_across_the_dst_change(sms_app, worker, fake_twil
     assert len(fake_twilio.messages) == len(sends) and fake_twilio.duplicates() == []
     expected = 1 + 2 * 1 + 14 * 3 + 3           # W0; W2, W5 invitations; 14 weeks with 2 reminders; W16Q
     assert len(sends) == expected
+
+
+def test_a_worker_that_lost_its_claim_does_not_send(sms_app, worker, fake_twilio):
+    """A worker stalled past its lease (its SMS was handed back and sent by another) must not send it again
+    when it wakes up: the claim is confirmed right before the request leaves."""
+    from proapp.sms.services import claim, prepare
+
+    pid = enrol(sms_app, "ADU-TLS-016", ANCHOR)
+    tick(worker, ENROLLED)
+    ten = local(2026, 3, 16, 10)
+    stalled = SmsWorker(sms_app, worker_id="stalled")
+    try:
+        with sms_app.app_context(), db.transaction() as s:
+            ids = claim(s, "stalled", ten, 10)
+            prepared = prepare(s, ids, worker="stalled", now=ten, settings=stalled.settings,
+                               vault=sms_app.extensions["proapp.phones"], gateway="twilio")
+        tick(worker, ten + timedelta(minutes=3))      # lease over: unknown, not found at Twilio
+        tick(worker, ten + timedelta(minutes=5))      # grace over: sent by the live worker
+        assert len(fake_twilio.messages) == 1
+        assert stalled._send_one(prepared.outgoing[0]) is None
+    finally:
+        stalled.close()
+    assert len(fake_twilio.messages) == 1 and outbox(sms_app, pid)[0].status in GONE
