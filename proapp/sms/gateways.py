@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import secrets
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -127,11 +126,13 @@ class TwilioGateway:
         self.account_sid, self.auth_token = account_sid, auth_token
         self.sender, self.messaging_service_sid = sender, messaging_service_sid
         self.api_base, self.timeout = api_base.rstrip("/"), timeout
-        self._local = threading.local()      # one SDK client (and connection pool) per sending thread
+        self._client_instance: Any = None
 
     def _client(self):
-        client = getattr(self._local, "client", None)
-        if client is None:
+        """One SDK client shared by the sending threads (requests' connection pool is thread-safe), built and
+        warmed up once so that the first SMS of a worker is not late."""
+        if self._client_instance is None:
+            from requests.adapters import HTTPAdapter
             from twilio.http.http_client import TwilioHttpClient
             from twilio.rest import Client
 
@@ -143,10 +144,13 @@ class TwilioGateway:
                         url = base + url[len(TWILIO_API):]
                     return super().request(method, url, *args, **kwargs)
 
-            client = Client(self.account_sid, self.auth_token,
-                            http_client=_Http(timeout=self.timeout, pool_connections=True))
-            self._local.client = client
-        return client
+            http = _Http(timeout=self.timeout, pool_connections=True)
+            for prefix in ("https://", "http://"):
+                http.session.mount(prefix, HTTPAdapter(pool_connections=4, pool_maxsize=64, max_retries=0))
+            client = Client(self.account_sid, self.auth_token, http_client=http)
+            _ = client.messages                 # loads the SDK's API modules now
+            self._client_instance = client
+        return self._client_instance
 
     def send(self, out: Outgoing) -> Outcome:
         import requests

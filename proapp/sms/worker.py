@@ -47,6 +47,9 @@ class SmsWorker:
         self.gateway = gateway or from_config(app.config, app.instance_path)
         self.settings = outbox.SmsSettings.from_config(app.config)
         self.sender = self.settings.sender(app.config)
+        warm = getattr(self.gateway, "_client", None)
+        if callable(warm):
+            warm()
         self._pool = ThreadPoolExecutor(self.settings.threads, thread_name_prefix="sms-send")
 
     def close(self) -> None:
@@ -110,24 +113,22 @@ class SmsWorker:
 
     def _send_one(self, out: Outgoing) -> Outcome | None:
         try:
-            self._wait_for_slot()
             with self.app.app_context():
                 engine = db.engine()
                 now = services.now()
             with engine.begin() as conn:
                 if not outbox.renew_claim(conn, out.message_id, self.id, now):
                     return None
+            self._wait_for_slot(engine)       # nothing but the sleep between the slot and the request
             return self.gateway.send(out)
         except Exception as exc:  # an unexpected error may come after the request left: look it up, never resend
             log.exception("SMS %s: unexpected error while sending", out.message_id)
             return Outcome("unknown", error_message=f"unexpected error: {type(exc).__name__}")
 
-    def _wait_for_slot(self) -> None:
+    def _wait_for_slot(self, engine: Any) -> None:
         rate = self.settings.rate_per_second
         if rate <= 0:
             return
-        with self.app.app_context():
-            engine = db.engine()
         with engine.begin() as conn:
             slot_us = outbox.reserve_slot(conn, self.sender, rate, time.time_ns() // 1000)
         wait = slot_us / 1e6 - time.time()

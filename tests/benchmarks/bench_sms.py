@@ -55,8 +55,8 @@ def drop_schema(base: str, schema: str) -> None:
     engine.dispose()
 
 
-def seed(app, count: int, first: int) -> None:
-    """`count` IMATINIB-SSC patients (10 sites x up to 1,000 subject IDs), each with month 1 open now."""
+def seed(app, count: int, first: int, study_code: str = "IMATINIB-SSC", visit: str = "M1") -> None:
+    """`count` patients (IMATINIB-SSC: 10 sites x 1,000 subject IDs; ADUSE: 1,000), each with `visit` open now."""
     from proapp import db
     from proapp.patients.models import Occurrence, Patient, PatientContact, PatientStatus
     from proapp.studies.models import Site, Study
@@ -65,7 +65,8 @@ def seed(app, count: int, first: int) -> None:
     now = datetime.now(UTC)
     paris_today = now.astimezone(ZoneInfo("Europe/Paris")).date()
     with app.app_context(), db.transaction() as s:
-        study = s.scalar(select(Study).where(Study.code == "IMATINIB-SSC"))
+        study = s.scalar(select(Study).where(Study.code == study_code))
+        prefix = "IMA" if study_code == "IMATINIB-SSC" else "ADU"
         sites = list(s.scalars(select(Site).where(Site.study_id == study.id).order_by(Site.code)))
         base_id = (s.scalar(select(func.max(Patient.id))) or 0) + 1
         patients, contacts, occurrences = [], [], []
@@ -73,15 +74,15 @@ def seed(app, count: int, first: int) -> None:
             n = first + i
             pid = base_id + i
             site = sites[n // 1000]
-            phone = f"+3361{n:07d}"
+            phone = f"+336{1 if study_code == 'IMATINIB-SSC' else 2}{n:07d}"
             patients.append({"id": pid, "study_id": study.id, "site_id": site.id,
-                             "subject_id": f"IMA-{site.code}-{n % 1000:03d}", "language": "fr" if n % 3 else "en",
+                             "subject_id": f"{prefix}-{site.code}-{n % 1000:03d}", "language": "fr" if n % 3 else "en",
                              "timezone": "Europe/Paris", "anchor_date": paris_today - timedelta(days=30),
                              "sms_hour": 10, "status": PatientStatus.ACTIVE, "schedule_version": "1",
                              "enrolled_at": now, "updated_at": now})
             contacts.append({"patient_id": pid, "phone_ciphertext": vault.encrypt(phone),
                              "phone_lookup": vault.lookup(phone), "usable": True, "updated_at": now})
-            occurrences.append({"patient_id": pid, "visit_code": "M1", "visit_day": 30, "instruments": ["DLQI", "HAQ"],
+            occurrences.append({"patient_id": pid, "visit_code": visit, "visit_day": 30, "instruments": ["DLQI", "HAQ"],
                                 "window_opens_on": paris_today - timedelta(days=7),
                                 "window_closes_on": paris_today + timedelta(days=7),
                                 "window_opens_at": now - timedelta(days=7), "window_closes_at": now + timedelta(days=7),
@@ -105,7 +106,7 @@ def worker_env(url: str, instance: Path, keys: str, fake: FakeTwilio, rate: int)
            "PROAPP_TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PROAPP_TWILIO_API_BASE": fake.base_url,
            "PROAPP_SMS_RATE_PER_SECOND": str(rate),
            "PROAPP_SMS_QUIET_START": str(quiet_start), "PROAPP_SMS_QUIET_END": str(quiet_end),
-           "PROAPP_TWILIO_TIMEOUT": "3", "PROAPP_SMS_CLAIM_LEASE_SECONDS": "5", "PROAPP_SMS_UNKNOWN_GRACE_SECONDS": "2",
+           "PROAPP_TWILIO_TIMEOUT": "3", "PROAPP_SMS_CLAIM_LEASE_SECONDS": "8", "PROAPP_SMS_UNKNOWN_GRACE_SECONDS": "2",
            "PROAPP_SMS_RECONCILE_SECONDS": "2"}
     env.pop("PROAPP_TEST_DATABASE_URL", None)
     return env
@@ -161,6 +162,7 @@ def run_phase(app, engine, fake, env, count: int, kill_after: int | None, timeou
                                     "('accepted','sent','delivered')"))
     return {"count": count, "queue_seconds": queue_seconds, "duration": duration, "per_second": count / duration,
             "at_fake": len(new), "duplicates": len(fake.duplicates()), "lost": not_done, "killed_at": killed_at,
+            "gaps_ms": sorted(round((b - a) * 1000) for a, b in zip(stamps, stamps[1:], strict=False))[:8],
             "fake_rate": (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0,
             "busiest_second": max((bisect.bisect_left(stamps, t + 1) - i for i, t in enumerate(stamps)), default=0)}
 
@@ -173,8 +175,8 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
-    if args.count + args.rate_count > 10_000:
-        sys.exit("at most 10,000 patients in all (10 sites x 1,000 subject IDs)")
+    if args.count > 10_000 or args.rate_count > 1_000:
+        sys.exit("at most 10,000 patients for the first run and 1,000 for the second (subject ID patterns)")
 
     url, schema = schema_url(args.database_url)
     instance = Path(tempfile.mkdtemp(prefix="proapp-bench-sms-"))
@@ -201,7 +203,7 @@ def main() -> None:
             print(f"seeded {args.count} patients in {time.perf_counter() - t:.1f} s", flush=True)
             free = run_phase(app, engine, fake, worker_env(url, instance, keys, fake, 0), args.count,
                              kill_after=args.count * 3 // 10, timeout=args.timeout)
-            seed(app, args.rate_count, args.count)
+            seed(app, args.rate_count, 0, "ADUSE", "W1")
             limited = run_phase(app, engine, fake, worker_env(url, instance, keys, fake, args.rate), args.rate_count,
                                 kill_after=None, timeout=args.timeout)
             engine.dispose()
@@ -218,6 +220,7 @@ def main() -> None:
     print(f"| rate limit {args.rate}/s, 2 workers | {limited['count']:,} | {limited['duration']:.1f} s "
           f"| {limited['per_second']:.1f} | {limited['fake_rate']:.2f}/s | {limited['busiest_second']} "
           f"| {limited['duplicates']} | {limited['lost']} |")
+    print(f"\nsmallest gaps between two SMS with the limit on (ms): {limited['gaps_ms']}")
     print(f"\nqueueing {args.count:,} invitations took {free['queue_seconds']:.2f} s")
 
 
