@@ -288,6 +288,21 @@ def sms_resume_cmd(subject: str, reason: str, by: str, study: str | None) -> Non
     click.echo(f"SMS resumed for {subject}")
 
 
+@proapp_cli.command("config-table")
+def config_table_cmd() -> None:
+    """Print the settings as the README's Markdown table."""
+    from proapp.config import SETTINGS
+
+    click.echo("| variable | default | meaning |")
+    click.echo("|---|---|---|")
+    for setting in SETTINGS:
+        default = "—" if setting.default is None else f"`{setting.default}`"
+        meaning = setting.description.replace("|", "\\|")
+        click.echo(f"| `PROAPP_{setting.name}` | {default} | {meaning} |")
+    click.echo("| `PROAPP_INSTANCE_PATH` | `instance/` | Folder for the SQLite database, development secrets and the "
+               "console SMS file. |")
+
+
 @proapp_cli.command("demo")
 def demo_cmd() -> None:
     """Add a demo admin and demo patients whose questionnaire windows are open now (development only)."""

@@ -1,7 +1,7 @@
 """Configuration: safe defaults, then the environment (``PROAPP_`` prefix), then explicit overrides.
 
 Every setting a deployment may change is listed in ``SETTINGS`` with its default and description;
-the README's configuration table is generated from the same list (``proapp config-table``).
+the README's configuration table is printed from the same list by ``proapp config-table`` (a test compares).
 """
 
 from __future__ import annotations

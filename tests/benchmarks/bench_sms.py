@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import itertools
 import os
 import signal
 import subprocess
@@ -162,7 +163,7 @@ def run_phase(app, engine, fake, env, count: int, kill_after: int | None, timeou
                                     "('accepted','sent','delivered')"))
     return {"count": count, "queue_seconds": queue_seconds, "duration": duration, "per_second": count / duration,
             "at_fake": len(new), "duplicates": len(fake.duplicates()), "lost": not_done, "killed_at": killed_at,
-            "gaps_ms": sorted(round((b - a) * 1000) for a, b in zip(stamps, stamps[1:], strict=False))[:8],
+            "gaps_ms": sorted(round((b - a) * 1000) for a, b in itertools.pairwise(stamps))[:8],
             "fake_rate": (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0,
             "busiest_second": max((bisect.bisect_left(stamps, t + 1) - i for i, t in enumerate(stamps)), default=0)}
 
