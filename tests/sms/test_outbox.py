@@ -424,3 +424,26 @@ def test_a_worker_that_lost_its_claim_does_not_send(sms_app, worker, fake_twilio
     finally:
         stalled.close()
     assert len(fake_twilio.messages) == 1 and outbox(sms_app, pid)[0].status in GONE
+
+
+def test_a_slow_answer_within_the_timeout_is_a_normal_send(sms_app, worker, fake_twilio):
+    pid = enrol(sms_app, "ADU-TLS-017", ANCHOR)
+    tick(worker, ENROLLED)
+    fake_twilio.inject("slow", seconds=0.5)           # under the 1 s client timeout
+    assert tick(worker, local(2026, 3, 16, 10))["sms_accepted"] == 1
+    assert outbox(sms_app, pid)[0].status == SmsStatus.ACCEPTED and len(fake_twilio.messages) == 1
+
+
+def test_a_withdrawn_patient_gets_no_further_sms(sms_app, worker, fake_twilio):
+    from proapp.patients.models import Patient, PatientStatus
+
+    pid = enrol(sms_app, "ADU-TLS-018", ANCHOR)
+    tick(worker, ENROLLED)                            # W0 invitation queued for 10:00
+    with sms_app.app_context(), db.transaction() as s:
+        s.get(Patient, pid).status = PatientStatus.WITHDRAWN
+    report = tick(worker, local(2026, 3, 16, 10))
+    assert report["cancelled"] == 1 and report["sms_claimed"] == 0
+    for day in (23, 30):
+        tick(worker, local(2026, 3, day, 10))
+    assert not fake_twilio.messages
+    assert [(r.status, r.cancel_reason) for r in outbox(sms_app, pid)] == [(SmsStatus.CANCELLED, "patient_not_active")]
