@@ -262,30 +262,22 @@ def _change_sms(subject: str, study: str | None, by: str, reason: str, change) -
         fail(str(exc))
 
 
-@sms_group.command("pause")
-@click.argument("subject")
-@click.option("--reason", required=True, help="Why (recorded).")
-@click.option("--by", required=True, help="Who asks (recorded), e.g. your e-mail.")
-@click.option("--study", default=None)
-def sms_pause_cmd(subject: str, reason: str, by: str, study: str | None) -> None:
-    """Stop sending SMS to a patient until resumed."""
-    from proapp.sms.services import pause
+def _sms_change_command(name: str, service: str, done: str, help_text: str) -> None:
+    @sms_group.command(name, help=help_text)
+    @click.argument("subject")
+    @click.option("--reason", required=True, help="Why (recorded).")
+    @click.option("--by", required=True, help="Who asks (recorded), e.g. your e-mail.")
+    @click.option("--study", default=None)
+    def command(subject: str, reason: str, by: str, study: str | None) -> None:
+        from proapp.sms import services as sms_services
 
-    _change_sms(subject, study, by, reason, pause)
-    click.echo(f"SMS paused for {subject}")
+        _change_sms(subject, study, by, reason, getattr(sms_services, service))
+        click.echo(f"SMS {done} for {subject}")
 
 
-@sms_group.command("resume")
-@click.argument("subject")
-@click.option("--reason", required=True, help="Why (recorded).")
-@click.option("--by", required=True, help="Who asks (recorded), e.g. your e-mail.")
-@click.option("--study", default=None)
-def sms_resume_cmd(subject: str, reason: str, by: str, study: str | None) -> None:
-    """Send SMS to a patient again (after a pause, or an opt-out the patient took back)."""
-    from proapp.sms.services import resume
-
-    _change_sms(subject, study, by, reason, resume)
-    click.echo(f"SMS resumed for {subject}")
+_sms_change_command("pause", "pause", "paused", "Stop sending SMS to a patient until resumed.")
+_sms_change_command("resume", "resume", "resumed",
+                    "Send SMS to a patient again (after a pause, or an opt-out the patient took back).")
 
 
 @proapp_cli.command("config-table")

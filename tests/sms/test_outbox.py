@@ -303,16 +303,11 @@ def test_pause_and_opt_out_stop_sms_and_are_recorded_with_who_and_when(sms_app, 
                                           ("sms_opt_out", "patient:link", None)]
 
 
-def test_two_workers_at_once_send_each_sms_exactly_once(sms_app, fake_twilio):
+def send_in_parallel(workers: list[SmsWorker]) -> list:
+    """Each worker sends what is due, all at once in threads; then they are closed. Returns their reports."""
     import threading
 
-    at(sms_app, ENROLLED)
-    for i in range(40):
-        enrol(sms_app, f"ADU-TLS-{200 + i}", ANCHOR, phone=f"+336123{i:05d}")
-    workers = [SmsWorker(sms_app, worker_id=f"w{n}") for n in (1, 2)]
-    at(sms_app, local(2026, 3, 16, 10))
-    workers[0].queue()
-    reports = []
+    reports: list = []
     threads = [threading.Thread(target=lambda w=w: reports.append(w.send_due())) for w in workers]
     for t in threads:
         t.start()
@@ -320,6 +315,17 @@ def test_two_workers_at_once_send_each_sms_exactly_once(sms_app, fake_twilio):
         t.join(60)
     for w in workers:
         w.close()
+    return reports
+
+
+def test_two_workers_at_once_send_each_sms_exactly_once(sms_app, fake_twilio):
+    at(sms_app, ENROLLED)
+    for i in range(40):
+        enrol(sms_app, f"ADU-TLS-{200 + i}", ANCHOR, phone=f"+336123{i:05d}")
+    workers = [SmsWorker(sms_app, worker_id=f"w{n}") for n in (1, 2)]
+    at(sms_app, local(2026, 3, 16, 10))
+    workers[0].queue()
+    reports = send_in_parallel(workers)
     assert sum(r.accepted for r in reports) == 40
     assert len(fake_twilio.messages) == 40 and fake_twilio.duplicates() == []
     assert {r.status for r in outbox(sms_app)} == {SmsStatus.ACCEPTED}
@@ -327,8 +333,6 @@ def test_two_workers_at_once_send_each_sms_exactly_once(sms_app, fake_twilio):
 
 def test_the_send_rate_holds_across_workers(database_url, instance_dir, fake_twilio):
     """With a limit of 20 SMS per second, no second of sending holds more than 20, even with two workers."""
-    import threading
-
     from tests.conftest import fresh_app
     from tests.sms.conftest import twilio_settings
 
@@ -339,13 +343,7 @@ def test_the_send_rate_holds_across_workers(database_url, instance_dir, fake_twi
     at(app, local(2026, 3, 16, 10))
     workers = [SmsWorker(app, worker_id=f"r{n}") for n in (1, 2)]
     workers[0].queue()
-    threads = [threading.Thread(target=w.send_due) for w in workers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    for w in workers:
-        w.close()
+    send_in_parallel(workers)
     app.extensions["proapp.engine"].dispose()
     stamps = sorted(m.created.timestamp() for m in fake_twilio.messages.values())
     assert len(stamps) == 50
