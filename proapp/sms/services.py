@@ -259,7 +259,7 @@ def _unsendable_reason(occ: Occurrence, patient: Patient, contact: PatientContac
     if occ.status != OccurrenceStatus.SCHEDULED or now >= occ.window_closes_at:
         return "window_closed"
     if patient.status != PatientStatus.ACTIVE:
-        return f"patient_{patient.status.value}"
+        return "patient_not_active"
     if contact is None or contact.phone_ciphertext is None:
         return "no_phone"
     if contact.opted_out_at is not None:
