@@ -19,9 +19,9 @@ from typing import Any
 from flask import Flask
 
 from proapp import db, services
+from proapp.db import utcnow
 from proapp.sms import services as outbox
 from proapp.sms.gateways import Gateway, Outcome, Outgoing, from_config
-from proapp.sms.models import SmsStatus
 
 log = logging.getLogger("proapp.sms")
 BATCH = 50
@@ -142,7 +142,7 @@ class SmsWorker:
 
         scheduler = BlockingScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
                                                                     "misfire_grace_time": 30})
-        first = _utcnow()
+        first = utcnow()
         scheduler.add_job(self._logged(self.queue), "interval", seconds=queue_every, id="queue", next_run_time=first)
         scheduler.add_job(self._logged(self.send_due), "interval", seconds=send_every, id="send",
                           next_run_time=first)
@@ -177,12 +177,6 @@ class SmsWorker:
         return run
 
 
-def _utcnow():
-    from proapp.db import utcnow
-
-    return utcnow()
-
-
 def problems(app: Flask) -> list[str]:
     """SMS set-up problems that can be known without sending anything."""
     out = []
@@ -196,5 +190,3 @@ def problems(app: Flask) -> list[str]:
                    "shorten PROAPP_PUBLIC_URL or PROAPP_SMS_SENDER_NAME")
     return out
 
-
-__all__ = ["SendReport", "SmsStatus", "SmsWorker", "problems"]
