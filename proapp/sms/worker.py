@@ -189,4 +189,3 @@ def problems(app: Flask) -> list[str]:
         out.append(f"the longest SMS is {length} characters (more than one 160-character segment): "
                    "shorten PROAPP_PUBLIC_URL or PROAPP_SMS_SENDER_NAME")
     return out
-
