@@ -180,8 +180,11 @@ def cancel_unsendable(db: Session, now: datetime) -> int:
         .join(Patient, Patient.id == SmsMessage.patient_id)
         .join(PatientContact, PatientContact.patient_id == Patient.id)
         .where(SmsMessage.status.in_(WAITING), reason.is_not(None))).all()
+    by_reason: dict[str, list[int]] = {}
     for msg_id, why in targets:
-        db.execute(update(SmsMessage).where(SmsMessage.id == msg_id, SmsMessage.status.in_(WAITING))
+        by_reason.setdefault(why, []).append(msg_id)
+    for why, ids in by_reason.items():             # one UPDATE per reason, not one per row
+        db.execute(update(SmsMessage).where(SmsMessage.id.in_(ids), SmsMessage.status.in_(WAITING))
                    .values(status=SmsStatus.CANCELLED, cancel_reason=why, status_at=now))
     return len(targets)
 
