@@ -49,6 +49,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from proapp.sms import routes as sms_routes
 
     sms_routes.init_app(app)
+    from proapp.dashboard import routes as dashboard_routes
+
+    dashboard_routes.init_app(app)
 
     from proapp.cli import proapp_cli
 

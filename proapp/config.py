@@ -43,6 +43,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DEFAULT_LANGUAGE", "fr", "Language of pages when nothing else decides (`fr` or `en`)."),
     Setting("DEFAULT_TIMEZONE", "Europe/Paris", "Time zone for patients enrolled without one."),
     Setting("MAX_CONTENT_LENGTH", 64 * 1024, "Largest request body accepted, in bytes.", int),
+    Setting("STAFF_IDLE_MINUTES", 30, "Staff are signed out after this many minutes without a request.", int),
+    Setting("LOGIN_MAX_FAILURES", 5, "Wrong passwords in a row before a staff account is locked.", int),
+    Setting("LOGIN_LOCK_MINUTES", 15, "How long a locked staff account stays locked.", int),
+    Setting("BEHIND_THRESHOLD", 80, "Completion percentage under which a site is highlighted as falling behind.",
+            int),
     Setting("SMS_GATEWAY", "console", "`console` (writes each SMS to `instance/console_sms.jsonl` and lists them "
             "at `/dev/sms`; development only) or `twilio`."),
     Setting("SMS_SENDER_NAME", "SuiviPRO", "Name that opens every SMS, and the alphanumeric sender ID when no "
@@ -114,6 +119,11 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None,
     if cfg["DEFAULT_LANGUAGE"] not in SUPPORTED_LANGUAGES:
         raise ConfigError(f"PROAPP_DEFAULT_LANGUAGE must be one of {', '.join(SUPPORTED_LANGUAGES)}.")
     cfg["PUBLIC_URL"] = str(cfg["PUBLIC_URL"]).rstrip("/")
+    for key in ("STAFF_IDLE_MINUTES", "LOGIN_MAX_FAILURES", "LOGIN_LOCK_MINUTES"):
+        if int(cfg[key]) < 1:
+            raise ConfigError(f"PROAPP_{key} must be at least 1.")
+    if not 0 <= int(cfg["BEHIND_THRESHOLD"]) <= 100:
+        raise ConfigError("PROAPP_BEHIND_THRESHOLD must be a percentage from 0 to 100.")
     problems = [] if production else sms_problems(cfg)
     if problems:
         raise ConfigError("SMS settings:\n- " + "\n- ".join(problems))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
-from werkzeug.security import generate_password_hash
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from proapp.accounts.models import Role, User, UserScope
 from proapp.studies.models import Site, Study
@@ -46,3 +46,50 @@ def create_user(db: Session, *, email: str, password: str, role: Role, now: date
         db.add(UserScope(user_id=user.id, study_id=study.id, site_id=site_id))
         db.flush()
     return user
+
+
+# Signing in ------------------------------------------------------------------------------------------------
+
+_DUMMY_HASH: list[str] = []
+
+
+class LoginRefused(Exception):
+    """Wrong e-mail or password, inactive or locked account: the page says the same thing in every case, so
+    it never tells whether an account exists."""
+
+
+def _dummy_check(password: str) -> None:
+    """Spend the time a real check takes, so an unknown e-mail is not faster to refuse."""
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(generate_password_hash("proapp-dummy-password", method="scrypt"))
+    check_password_hash(_DUMMY_HASH[0], password)
+
+
+def authenticate(db: Session, email: str, password: str, *, now: datetime, max_failures: int,
+                 lock_for: timedelta) -> User:
+    """The user these credentials belong to, or LoginRefused. ``max_failures`` wrong passwords in a row lock the
+    account for ``lock_for`` (counted in one UPDATE, so parallel attempts cannot slip through)."""
+    email = (email or "").strip().lower()
+    user = db.scalar(select(User).where(User.email == email)) if 0 < len(email) <= 254 else None
+    if user is None or not user.active:
+        _dummy_check(password or "")
+        raise LoginRefused()
+    if user.locked_until is not None and now < user.locked_until:
+        _dummy_check(password or "")
+        raise LoginRefused()
+    if not password or len(password) > 1024 or not check_password_hash(user.password_hash, password):
+        failures = db.execute(update(User).where(User.id == user.id)
+                              .values(failed_logins=User.failed_logins + 1)
+                              .returning(User.failed_logins)).scalar_one()
+        if failures >= max_failures:
+            db.execute(update(User).where(User.id == user.id).values(locked_until=now + lock_for, failed_logins=0))
+        db.flush()
+        raise LoginRefused()
+    user.failed_logins, user.locked_until = 0, None
+    db.flush()
+    return user
+
+
+def scopes_of(db: Session, user_id: int) -> list[tuple[int, int | None]]:
+    return [(s, site) for s, site in db.execute(select(UserScope.study_id, UserScope.site_id)
+                                                  .where(UserScope.user_id == user_id))]

@@ -87,6 +87,7 @@ class Occurrence(Base):
     visit_code: Mapped[str] = mapped_column(String(20))
     visit_day: Mapped[int]
     instruments: Mapped[list[str]] = mapped_column(JSON)
+    due_on: Mapped[date]                   # the visit's target day (anchor + visit day); late after it
     window_opens_on: Mapped[date]          # first local calendar day of the window (patient's zone)
     window_closes_on: Mapped[date]         # last local calendar day of the window
     window_opens_at: Mapped[datetime] = mapped_column(index=True)   # UTC instant of local midnight

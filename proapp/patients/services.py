@@ -107,7 +107,7 @@ def enroll_patient(db: Session, catalog: StudyCatalog, vault: phones.PhoneVault,
     for p in compute_schedule(study_def, req.anchor_date, timezone):
         db.add(Occurrence(
             patient_id=patient.id, visit_code=p.visit_code, visit_day=p.day, instruments=list(p.instruments),
-            window_opens_on=p.opens_on, window_closes_on=p.closes_on,
+            due_on=p.due_on, window_opens_on=p.opens_on, window_closes_on=p.closes_on,
             window_opens_at=p.opens_at, window_closes_at=p.closes_at,
             status=OccurrenceStatus.CANCELLED if p.closes_at <= now else OccurrenceStatus.SCHEDULED,
         ))

@@ -52,6 +52,12 @@ def _current() -> Occurrence | None:
     return occ
 
 
+def _on_site() -> bool:
+    """Whether this session was opened by staff on a site tablet (the response is recorded on site)."""
+    data = session.get(SESSION_KEY)
+    return isinstance(data, dict) and data.get("on_site") is True
+
+
 def _load() -> tuple[Occurrence, qs.Session_] | None:
     occ = _current()
     if occ is None:
@@ -174,7 +180,8 @@ def submit() -> WResponse | tuple[str, int] | str:
     if occ.status.value == "completed":
         return redirect(url_for("questionnaire.done"), code=303)
     try:
-        qs.complete(db.session(), qsess, language=occ.patient.language, now=services.now())
+        qs.complete(db.session(), qsess, language=occ.patient.language, now=services.now(),
+                    on_site=_on_site())
     except qs.Closed:
         db.session().rollback()
         return render_template("questionnaire/message.html", kind="closed"), 410

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, aliased, joinedload
 
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
 from proapp.patients.phones import PhoneVault
+from proapp.questionnaire.models import AccessLink
 from proapp.questionnaire.services import TOKEN_BYTES, new_link
 from proapp.sms import text as smstext
 from proapp.sms.gateways import UNUSABLE_CODES, Found, Gateway, Outcome, Outgoing, body_hash
@@ -34,6 +35,7 @@ from proapp.studies.models import Study
 log = logging.getLogger("proapp.sms")
 
 INVITATION = "invitation"
+RESEND = "resend_"         # resend_1, resend_2, ...: a new link sent at a coordinator's request
 MAX_RETRY_DELAY = timedelta(hours=1)
 TWILIO_STATUS = {
     "queued": SmsStatus.ACCEPTED, "accepted": SmsStatus.ACCEPTED, "scheduled": SmsStatus.ACCEPTED,
@@ -163,6 +165,19 @@ def queue_reminders(db: Session, catalog: StudyCatalog, now: datetime, settings:
     return _insert_new(db, new)
 
 
+def queue_resend(db: Session, occ: Occurrence, now: datetime) -> str:
+    """Queue a new link for ``occ``, due now (the worker sends it within seconds, or after the quiet hours).
+    Every earlier link stops working at once. Returns the kind of the new SMS (resend_1, resend_2, ...)."""
+    db.execute(update(AccessLink).where(AccessLink.occurrence_id == occ.id, AccessLink.revoked_at.is_(None))
+               .values(revoked_at=now))
+    done = db.scalar(select(func.count()).select_from(SmsMessage)
+                     .where(SmsMessage.occurrence_id == occ.id, SmsMessage.kind.startswith(RESEND))) or 0
+    kind = f"{RESEND}{done + 1}"
+    if not _insert_new(db, [_new_row(occ.id, occ.patient_id, kind, now, now)]):
+        raise ValueError("another resend of this occurrence was queued at the same moment")
+    return kind
+
+
 def cancel_unsendable(db: Session, now: datetime) -> int:
     """Waiting rows whose SMS must no longer go: completed, missed or closed, patient not active, SMS stopped."""
     reason = case(
@@ -242,8 +257,10 @@ def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings
                 _set(msg, SmsStatus.PENDING, now, due_at=allowed, claimed_by=None, claimed_at=None)
                 out.postponed += 1
             continue
-        token, link = new_link(db, occ, now, revoke_previous=False)
-        text_kind = ("invitation" if msg.kind == INVITATION
+        # A staff resend kills every earlier link; a scheduled reminder leaves the invitation's link working.
+        resend = msg.kind.startswith(RESEND)
+        token, link = new_link(db, occ, now, revoke_previous=resend)
+        text_kind = ("invitation" if msg.kind == INVITATION or resend
                      else "last_day" if local_day(now, patient.timezone) == occ.window_closes_on else "reminder")
         body = smstext.compose(text_kind, patient.language, sender=settings.sender_name,
                                link=f"{settings.public_url}/s/{token}", last_day=occ.window_closes_on)
@@ -442,7 +459,7 @@ def _event(db: Session, patient_id: int, now: datetime, actor: str, action: str,
     db.add(PatientEvent(patient_id=patient_id, at=now, actor=actor, action=action, reason=reason))
 
 
-def _cancel_waiting(db: Session, patient_id: int, why: str, now: datetime) -> int:
+def cancel_waiting(db: Session, patient_id: int, why: str, now: datetime) -> int:
     result = db.execute(update(SmsMessage).where(SmsMessage.patient_id == patient_id,
                                                  SmsMessage.status.in_(WAITING))
                         .values(status=SmsStatus.CANCELLED, cancel_reason=why, status_at=now))
@@ -455,7 +472,7 @@ def opt_out(db: Session, contact: PatientContact, now: datetime, actor: str = "p
         return False
     contact.opted_out_at, contact.updated_at = now, now
     _event(db, contact.patient_id, now, actor, "sms_opt_out", None)
-    _cancel_waiting(db, contact.patient_id, "opted_out", now)
+    cancel_waiting(db, contact.patient_id, "opted_out", now)
     db.flush()
     return True
 
@@ -471,7 +488,7 @@ def pause(db: Session, contact: PatientContact, now: datetime, actor: str, reaso
         raise PreferenceError("SMS are already paused")
     contact.sms_paused_at, contact.updated_at = now, now
     _event(db, contact.patient_id, now, actor, "sms_pause", reason.strip())
-    _cancel_waiting(db, contact.patient_id, "paused", now)
+    cancel_waiting(db, contact.patient_id, "paused", now)
     db.flush()
 
 

@@ -18,6 +18,7 @@ class PlannedOccurrence:
     visit_code: str
     day: int
     instruments: tuple[str, ...]
+    due_on: date            # the visit's target day (anchor + day)
     opens_on: date
     closes_on: date
     opens_at: datetime
@@ -39,6 +40,7 @@ def compute_schedule(study: StudyDef, anchor: date, timezone: str) -> list[Plann
             visit_code=visit.code,
             day=visit.day,
             instruments=tuple(visit.instruments),
+            due_on=due,
             opens_on=opens_on,
             closes_on=closes_on,
             opens_at=local_midnight_utc(opens_on, tz),

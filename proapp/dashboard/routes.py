@@ -1,0 +1,447 @@
+"""The coordinators' pages. Thin: each view checks access, calls a query or a change, renders.
+
+Every view is declared with ``staff_route(rule, access)``: ``public`` (sign in), ``read`` (any signed-in user,
+within their scope) or ``change`` (admins and coordinators; a monitor gets 403). ``ACCESS`` lists them, and the
+role x route test walks the app's URL map against it, so a new route cannot be left out.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
+from functools import wraps
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import format_date, format_datetime
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+
+from proapp import db, services
+from proapp.accounts import services as accounts
+from proapp.accounts.models import User
+from proapp.dashboard import charts, labels, queries
+from proapp.dashboard.access import Viewer
+from proapp.i18n import use_locale
+from proapp.patients import changes
+from proapp.patients.models import Occurrence
+from proapp.patients.phones import mask
+from proapp.patients.services import SENDING_HOURS, EnrolmentError, EnrolmentRequest, enroll_patient
+from proapp.studies.models import Site, Study
+
+bp = Blueprint("staff", __name__, url_prefix="/staff")
+ACCESS: dict[str, str] = {}
+SESSION_KEY = "staff"
+TIMEZONES = ("Europe/Paris", "America/Guadeloupe", "America/Martinique", "America/Cayenne", "Indian/Reunion",
+             "Indian/Mayotte", "America/Miquelon", "Pacific/Noumea", "Pacific/Tahiti", "Pacific/Wallis")
+
+
+# Access ----------------------------------------------------------------------------------------------------
+
+def current_viewer() -> Viewer | None:
+    """The signed-in staff member, or None (not signed in, account disabled, or idle for too long)."""
+    if "viewer" in g:
+        return g.viewer
+    g.viewer = None
+    data = session.get(SESSION_KEY)
+    if not isinstance(data, dict) or not isinstance(data.get("uid"), int) or not isinstance(data.get("seen"), int):
+        return None
+    now = int(services.now().timestamp())
+    if now - data["seen"] > current_app.config["STAFF_IDLE_MINUTES"] * 60:
+        session.pop(SESSION_KEY, None)
+        flash(_("You were signed out after a period without activity."), "notice")
+        return None
+    s = db.session()
+    user = s.get(User, data["uid"])
+    if user is None or not user.active or data.get("pw") != user.password_hash[-12:]:
+        session.pop(SESSION_KEY, None)
+        return None
+    session[SESSION_KEY] = {**data, "seen": now}
+    g.viewer = Viewer(user.id, user.email, user.role, tuple(accounts.scopes_of(s, user.id)), user.language)
+    return g.viewer
+
+
+def viewer() -> Viewer:
+    v = current_viewer()
+    assert v is not None
+    return v
+
+
+def staff_route(rule: str, access: str, **options: Any) -> Callable:
+    if access not in ("public", "read", "change"):
+        raise ValueError(access)
+
+    def decorate(view: Callable) -> Callable:
+        endpoint = view.__name__
+        ACCESS[f"{bp.name}.{endpoint}"] = access
+
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if access != "public":
+                v = current_viewer()
+                if v is None:
+                    target = request.full_path if request.method == "GET" else url_for("staff.overview")
+                    return redirect(url_for("staff.login", next=target.rstrip("?")), code=303)
+                if access == "change" and not v.can_change:
+                    abort(403)
+            return view(*args, **kwargs)
+
+        bp.add_url_rule(rule, endpoint, guarded, **options)
+        return guarded
+    return decorate
+
+
+@bp.before_request
+def _language() -> None:
+    v = current_viewer()
+    if v is not None and session.get("lang") not in ("fr", "en"):
+        use_locale(v.language)
+
+
+@bp.after_request
+def _no_store(resp: Response) -> Response:
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/staff") and "//" not in target and "\\" not in target:
+        return target
+    return url_for("staff.overview")
+
+
+# Signing in and out ----------------------------------------------------------------------------------------
+
+@staff_route("/login", "public", methods=["GET", "POST"])
+def login() -> Any:
+    error = None
+    email = ""
+    if request.method == "POST":
+        email = request.form.get("email", "")[:254]
+        s = db.session()
+        cfg = current_app.config
+        try:
+            user = accounts.authenticate(s, email, request.form.get("password", ""), now=services.now(),
+                                         max_failures=cfg["LOGIN_MAX_FAILURES"],
+                                         lock_for=timedelta(minutes=cfg["LOGIN_LOCK_MINUTES"]))
+        except accounts.LoginRefused:
+            s.commit()                      # the failure count is kept
+            error = _("Wrong e-mail or password. After %(n)s wrong tries in a row an account is locked for "
+                      "%(m)s minutes.", n=cfg["LOGIN_MAX_FAILURES"], m=cfg["LOGIN_LOCK_MINUTES"])
+        else:
+            s.commit()
+            target = _safe_next(request.args.get("next"))
+            session.clear()                 # a new session at sign-in: nothing from before it survives
+            session[SESSION_KEY] = {"uid": user.id, "seen": int(services.now().timestamp()),
+                                    "pw": user.password_hash[-12:]}
+            return redirect(target, code=303)
+    elif current_viewer() is not None:
+        return redirect(url_for("staff.overview"), code=303)
+    return render_template("staff/login.html", error=error, email=email), 200
+
+
+@staff_route("/logout", "read", methods=["POST"])
+def logout() -> Any:
+    session.clear()
+    flash(_("You are signed out."), "notice")
+    return redirect(url_for("staff.login"), code=303)
+
+
+# Overview, patients ----------------------------------------------------------------------------------------
+
+def _lang() -> str:
+    from flask_babel import get_locale
+
+    return str(get_locale() or "fr")
+
+
+@staff_route("/", "read")
+def overview() -> str:
+    data = queries.overview(db.session(), viewer(), services.studies(), services.now(), _lang(),
+                            current_app.config["BEHIND_THRESHOLD"])
+    return render_template("staff/overview.html", studies=data, threshold=current_app.config["BEHIND_THRESHOLD"])
+
+
+def _int_arg(name: str, default: int) -> int:
+    raw = request.args.get(name, "")
+    return int(raw) if raw.isdigit() and len(raw) < 7 else default
+
+
+@staff_route("/patients", "read")
+def patients() -> str:
+    v = viewer()
+    args = request.args
+    f = queries.PatientFilters(study=args.get("study") or None, site=args.get("site") or None,
+                               status=args.get("status") or None,
+                               flag=args.get("flag") if args.get("flag") in queries.FLAGS else None,
+                               q=(args.get("q") or "").strip()[:40] or None, page=max(_int_arg("page", 1), 1))
+    s = db.session()
+    rows, total = queries.patient_list(s, v, f, services.now())
+    studies = queries.visible_studies(s, v)
+    sites = queries.visible_sites(s, v, [st.id for st in studies])
+    pages = max((total + queries.PER_PAGE - 1) // queries.PER_PAGE, 1)
+    return render_template("staff/patients.html", rows=rows, total=total, page=f.page, pages=pages, f=f,
+                           studies=studies, sites=sites, study_codes={st.id: st.code for st in studies})
+
+
+# Enrolment -------------------------------------------------------------------------------------------------
+
+def _enrol_choices(v: Viewer) -> list[tuple[str, str, str]]:
+    """(value "STUDY/SITE", label, subject example) for every active site the viewer may enrol in."""
+    s = db.session()
+    studies = queries.visible_studies(s, v)
+    by_id = {st.id: st for st in studies}
+    out = []
+    for site in queries.visible_sites(s, v, list(by_id)):
+        if site.active:
+            st = by_id[site.study_id]
+            try:
+                example = services.studies().get(st.code).subject_id_example(site.code)
+            except KeyError:
+                continue
+            out.append((f"{st.code}/{site.code}", f"{st.code} · {site.code} · {site.name}", example))
+    return out
+
+
+@staff_route("/patients/new", "change", methods=["GET", "POST"])
+def enrol() -> Any:
+    v = viewer()
+    choices = _enrol_choices(v)
+    form = {"study_site": choices[0][0] if len(choices) == 1 else "", "subject_id": "", "phone": "",
+            "language": "fr", "timezone": "", "anchor_date": "", "sms_hour": "10"}
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        form = {k: (request.form.get(k) or "").strip()[:100] for k in form}
+        errors, req = _parse_enrolment(form, {c[0] for c in choices})
+        if req is not None:
+            s = db.session()
+            try:
+                patient = enroll_patient(s, services.studies(), services.phone_vault(), req, now=services.now(),
+                                         phone_region=current_app.config["DEFAULT_PHONE_REGION"])
+            except EnrolmentError as exc:
+                s.rollback()
+                errors[exc.field if exc.field in form else "study_site"] = str(exc.message)
+            else:
+                s.commit()
+                flash(_("%(subject)s is enrolled. Their schedule is below.", subject=patient.subject_id), "notice")
+                return redirect(url_for("staff.patient", patient_id=patient.id), code=303)
+    status = 422 if errors else 200
+    return render_template("staff/enrol.html", form=form, errors=errors, choices=choices, timezones=TIMEZONES,
+                           hours=SENDING_HOURS), status
+
+
+def _parse_enrolment(form: dict[str, str], allowed: set[str]) -> tuple[dict[str, str], EnrolmentRequest | None]:
+    errors: dict[str, str] = {}
+    if form["study_site"] not in allowed:
+        errors["study_site"] = _("Choose the study and site.")
+    if not form["subject_id"]:
+        errors["subject_id"] = _("Give the subject ID.")
+    if not form["phone"]:
+        errors["phone"] = _("Give a mobile phone number.")
+    if form["language"] not in ("fr", "en"):
+        errors["language"] = _("Language must be fr or en.")
+    if form["timezone"] and form["timezone"] not in TIMEZONES:
+        errors["timezone"] = _("Choose a time zone from the list.")
+    anchor = None
+    try:
+        anchor = date.fromisoformat(form["anchor_date"])
+    except ValueError:
+        errors["anchor_date"] = _("Give the date as year-month-day, for example 2026-03-02.")
+    hour = int(form["sms_hour"]) if form["sms_hour"].isdigit() else -1
+    if hour not in SENDING_HOURS:
+        errors["sms_hour"] = _("The SMS hour must be between 8 and 20 (no SMS at night).")
+    if errors or anchor is None:
+        return errors, None
+    study, site = form["study_site"].split("/", 1)
+    return {}, EnrolmentRequest(study, site, form["subject_id"], form["phone"], form["language"], anchor,
+                                form["timezone"] or None, hour)
+
+
+# The patient page and its actions --------------------------------------------------------------------------
+
+ACTIONS = {
+    "resend": _l("Send the link again"), "pause": _l("Pause SMS"), "resume": _l("Resume SMS"),
+    "withdraw": _l("Withdraw"), "phone": _l("Change phone number"), "language": _l("Change language"),
+    "sms-hour": _l("Change SMS hour"),
+}
+
+
+def _patient_or_404(patient_id: int):
+    patient = queries.find_patient(db.session(), viewer(), patient_id)
+    if patient is None:
+        abort(404)
+    return patient
+
+
+def _render_patient(patient, errors: dict[str, str] | None = None, values: dict[str, str] | None = None,
+                    status: int = 200) -> tuple[str, int]:
+    view = queries.patient_view(db.session(), patient, services.studies(), services.now(), _lang())
+    phone = None
+    if view.contact is not None and view.contact.phone_ciphertext:
+        phone = mask(services.phone_vault().decrypt(view.contact.phone_ciphertext))
+    return render_template("staff/patient.html", v=view, phone=phone, charts=_charts(view), errors=errors or {},
+                           values=values or {}, actions=ACTIONS, hours=SENDING_HOURS,
+                           now=services.now()), status
+
+
+def _charts(view: queries.PatientView) -> list[tuple[str, Any, list[queries.TrendPoint]]]:
+    out = []
+    points_by = queries.trends(view)
+    for m in queries.MEASURES:
+        points = points_by[m.instrument]
+        if not any(m.instrument in e.occurrence.instruments for e in view.timeline):
+            continue
+        title = str(labels.INSTRUMENT_MEASURES[m.instrument])
+        svg = charts.line_chart(
+            [(p.completed_at, p.value, f"{p.visit}: {charts._fmt(p.value)} ({format_date(p.opens_on, 'medium')}"
+              f" – {format_date(p.closes_on, 'medium')})") for p in points],
+            low=m.low, high=m.high, title=title, date_format=lambda d: format_date(d, "short"))
+        out.append((title, svg, points))
+    return out
+
+
+@staff_route("/patients/<int:patient_id>", "read")
+def patient(patient_id: int) -> tuple[str, int]:
+    return _render_patient(_patient_or_404(patient_id))
+
+
+def _open_occurrence(patient, form_value: str | None) -> Occurrence | None:
+    if not form_value or not form_value.isdigit():
+        return None
+    return db.session().scalar(select(Occurrence).where(Occurrence.id == int(form_value),
+                                                        Occurrence.patient_id == patient.id))
+
+
+@staff_route("/patients/<int:patient_id>/actions/<action>", "change", methods=["POST"])
+def patient_action(patient_id: int, action: str) -> Any:
+    patient = _patient_or_404(patient_id)
+    if action not in ACTIONS:
+        abort(404)
+    v, s, now = viewer(), db.session(), services.now()
+    form = {k: (request.form.get(k) or "")[:600] for k in ("reason", "occurrence", "phone", "language", "sms_hour")}
+    common = {"actor": v.actor, "reason": form["reason"], "now": now}
+    try:
+        if action == "resend":
+            occ = _open_occurrence(patient, form["occurrence"])
+            if occ is None:
+                raise changes.ChangeRefused(_l("Choose an open questionnaire."), "occurrence")
+            changes.resend_link(s, patient, occ, **common)
+            done = _("A new link will be sent by SMS within a minute (or after the quiet hours). "
+                     "The previous link no longer works.")
+        elif action == "pause":
+            changes.pause_sms(s, patient, **common)
+            done = _("SMS are paused.")
+        elif action == "resume":
+            changes.resume_sms(s, patient, **common)
+            done = _("SMS are resumed.")
+        elif action == "withdraw":
+            n = changes.withdraw(s, patient, **common)
+            done = _("The patient is withdrawn; %(n)s questionnaires not yet closed are cancelled.", n=n)
+        elif action == "phone":
+            changes.change_phone(s, services.phone_vault(), patient, form["phone"],
+                                 region=current_app.config["DEFAULT_PHONE_REGION"], **common)
+            done = _("The phone number is changed.")
+        elif action == "language":
+            changes.change_language(s, patient, form["language"], **common)
+            done = _("The language is changed.")
+        else:
+            changes.change_sms_hour(s, patient, form["sms_hour"], **common)
+            done = _("The SMS hour is changed.")
+    except changes.ChangeRefused as exc:
+        s.rollback()
+        return _render_patient(patient, errors={action: str(exc.message)}, values={"action": action, **form},
+                               status=422)
+    s.commit()
+    flash(done, "notice")
+    return redirect(url_for("staff.patient", patient_id=patient.id), code=303)
+
+
+@staff_route("/patients/<int:patient_id>/on-site", "change", methods=["POST"])
+def on_site(patient_id: int) -> Any:
+    """Hand a site tablet to the patient: the staff member is signed out and the questionnaire opens,
+    recorded as completed on site."""
+    from proapp.questionnaire.routes import SESSION_KEY as PATIENT_KEY
+
+    patient = _patient_or_404(patient_id)
+    s = db.session()
+    occ = _open_occurrence(patient, request.form.get("occurrence"))
+    try:
+        if occ is None:
+            raise changes.ChangeRefused(_l("Choose an open questionnaire."), "occurrence")
+        link = changes.start_on_site(s, patient, occ, actor=viewer().actor, now=services.now())
+    except changes.ChangeRefused as exc:
+        s.rollback()
+        return _render_patient(patient, errors={"on-site": str(exc.message)}, status=422)
+    s.commit()
+    session.clear()
+    session[PATIENT_KEY] = {"occ": occ.id, "link": link.id, "on_site": True}
+    return redirect(url_for("questionnaire.welcome"), code=303)
+
+
+# Downloads -------------------------------------------------------------------------------------------------
+
+@staff_route("/studies/<code>/completion.csv", "read")
+def completion_csv(code: str) -> Response:
+    v = viewer()
+    s = db.session()
+    study = s.scalar(select(Study).where(Study.code == code))
+    if study is None or not v.sees(study.id):
+        abort(404)
+    site_code = request.args.get("site") or None
+    if site_code is not None and s.scalar(select(Site.id).where(Site.study_id == study.id,
+                                                                 Site.code == site_code)) is None:
+        abort(404)
+    study_id, study_code, now = study.id, study.code, services.now()
+    make_session = current_app.extensions["proapp.sessionmaker"]
+
+    def generate() -> Iterator[str]:
+        # Its own session: the response is streamed after the request's session has been closed.
+        with make_session() as stream_db:
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\r\n")
+            writer.writerow(queries.CSV_COLUMNS)
+            rows = queries.completion_rows(stream_db, v, study_id, study_code, site_code, now)
+            for i, row in enumerate(rows, 1):
+                writer.writerow(row)
+                if i % 500 == 0:
+                    yield buf.getvalue()
+                    buf.seek(0)
+                    buf.truncate()
+            yield buf.getvalue()
+
+    name = f"completion-{code}{'-' + site_code if site_code else ''}-{services.now().date().isoformat()}.csv"
+    return Response(generate(), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+# Template helpers ------------------------------------------------------------------------------------------
+
+def local_datetime(value, fmt: str = "medium") -> str:
+    """A UTC instant shown in the deployment's time zone (PROAPP_DEFAULT_TIMEZONE), in the user's language."""
+    if value is None:
+        return "–"
+    tz = ZoneInfo(current_app.config["DEFAULT_TIMEZONE"])
+    return format_datetime(value.astimezone(tz).replace(tzinfo=None), fmt)
+
+
+def init_app(app) -> None:
+    app.register_blueprint(bp)
+    app.add_template_filter(local_datetime, "local_dt")
+    app.add_template_global(labels, "labels")
+    app.add_template_global(current_viewer, "current_viewer")
