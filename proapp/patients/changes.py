@@ -89,6 +89,7 @@ def start_on_site(db: Session, patient: Patient, occ: Occurrence, *, actor: str,
 
 def pause_sms(db: Session, patient: Patient, *, actor: str, reason: str | None, now: datetime) -> None:
     reason = _reason(reason)
+    _active(patient)
     if patient.contact is None:
         raise ChangeRefused(_l("This patient has no phone number."), "patient")
     try:

@@ -167,12 +167,14 @@ def queue_reminders(db: Session, catalog: StudyCatalog, now: datetime, settings:
 
 def queue_resend(db: Session, occ: Occurrence, now: datetime) -> str:
     """Queue a new link for ``occ``, due now (the worker sends it within seconds, or after the quiet hours).
-    Every earlier link stops working at once. Returns the kind of the new SMS (resend_1, resend_2, ...)."""
+    Every earlier link stops working at once. Returns the kind of the new SMS: ``invitation`` when none was
+    queued yet (so the patient does not get two SMS), else resend_1, resend_2, ..."""
     db.execute(update(AccessLink).where(AccessLink.occurrence_id == occ.id, AccessLink.revoked_at.is_(None))
                .values(revoked_at=now))
-    done = db.scalar(select(func.count()).select_from(SmsMessage)
-                     .where(SmsMessage.occurrence_id == occ.id, SmsMessage.kind.startswith(RESEND))) or 0
-    kind = f"{RESEND}{done + 1}"
+    kinds = set(db.scalars(select(SmsMessage.kind).where(SmsMessage.occurrence_id == occ.id)))
+    # Not invited yet: this SMS is the invitation (due now), and the reminders follow it as usual.
+    resends = sum(k.startswith(RESEND) for k in kinds)
+    kind = INVITATION if INVITATION not in kinds else f"{RESEND}{resends + 1}"
     if not _insert_new(db, [_new_row(occ.id, occ.patient_id, kind, now, now)]):
         raise ValueError("another resend of this occurrence was queued at the same moment")
     return kind

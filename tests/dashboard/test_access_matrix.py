@@ -1,0 +1,108 @@
+"""The role x route matrix, generated from the app's URL map: a new route cannot be forgotten.
+
+Every route of the app is either a dashboard route (declared with its access level) or listed below with what
+protects it instead. Each dashboard route is then requested by every role against a patient of site PSL."""
+
+from __future__ import annotations
+
+import pytest
+
+from proapp.dashboard.routes import ACCESS
+from tests.dashboard.conftest import Staff, enrol
+
+# Routes outside the dashboard and what protects them.
+OTHER_ROUTES = {
+    "static": "public files",
+    "core.index": "public home page",
+    "core.healthz": "health check, no data",
+    "core.switch_language": "language switch, no data",
+    "questionnaire.open_link": "the patient's SMS token",
+    "questionnaire.welcome": "the patient session from the token",
+    "questionnaire.screen": "the patient session from the token",
+    "questionnaire.review": "the patient session from the token",
+    "questionnaire.submit": "the patient session from the token",
+    "questionnaire.done": "the patient session from the token",
+    "questionnaire.language": "the patient session from the token",
+    "questionnaire.sms_stop": "the patient session from the token",
+    "sms.status_callback": "Twilio's signature",
+    "sms.dev_outbox": "development with the console gateway only",
+}
+ROLES = (None, "admin", "coord_psl", "coord_bsa", "monitor")
+
+
+def test_every_route_is_accounted_for(dash_app):
+    endpoints = {rule.endpoint for rule in dash_app.url_map.iter_rules()}
+    unknown = endpoints - set(ACCESS) - set(OTHER_ROUTES)
+    assert unknown == set(), f"routes without a declared access rule: {sorted(unknown)}"
+    assert set(ACCESS) <= endpoints and set(OTHER_ROUTES) <= endpoints
+
+
+def _requests(dash_app, patient_id: int):
+    values = {"patient_id": patient_id, "action": "pause", "code": "IMATINIB-SSC"}
+    rules = sorted((r for r in dash_app.url_map.iter_rules() if r.endpoint in ACCESS),
+                   key=lambda r: (r.endpoint == "staff.logout", r.rule))
+    for rule in rules:
+        url = rule.build({k: v for k, v in values.items() if k in rule.arguments})[1]
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            yield rule.endpoint, method, url
+
+
+def _expected(role: str | None, endpoint: str, url: str) -> str:
+    access = ACCESS[endpoint]
+    if access == "public":
+        return "ok"
+    if role is None:
+        return "login"
+    if access == "change" and role == "monitor":
+        return "forbidden"
+    if role == "coord_bsa" and "/patients/" in url and not url.endswith("/new"):
+        return "not_found"                     # a patient of another site does not exist for them
+    return "ok"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_by_route_matrix(dash_app, role):
+    pid = enrol(dash_app, "IMA-PSL-001")
+    staff = Staff(dash_app, role)
+    seen = []
+    for endpoint, method, url in _requests(dash_app, pid):
+        data = {"reason": "matrix test"} if method == "POST" else None
+        resp = staff.post(url, data) if method == "POST" else staff.get(url)
+        expected = _expected(role, endpoint, url)
+        got = resp.status_code
+        where = f"{role} {method} {url}: {got}"
+        if expected == "login":
+            assert got == 303 and "/staff/login" in resp.headers["Location"], where
+        elif expected == "forbidden":
+            assert got == 403, where
+        elif expected == "not_found":
+            assert got == 404, where
+        else:
+            assert got in (200, 303, 422), where
+        seen.append(endpoint)
+    assert set(seen) == set(ACCESS)
+
+
+def test_a_patient_of_another_study_or_site_is_never_shown(dash_app):
+    other = enrol(dash_app, "ADU-TLS-001", study="ADUSE", site="TLS", days_ago=7)
+    bsa = enrol(dash_app, "IMA-BSA-001", site="BSA")
+    for role in ("coord_psl", "monitor"):
+        staff = Staff(dash_app, role)
+        assert staff.get(f"/staff/patients/{other}").status_code == 404
+        assert staff.get("/staff/studies/ADUSE/completion.csv").status_code == 404
+        listing = staff.get("/staff/patients").get_data(as_text=True)
+        assert "ADU-TLS-001" not in listing
+    coord = Staff(dash_app, "coord_psl")
+    assert coord.get(f"/staff/patients/{bsa}").status_code == 404
+    assert "IMA-BSA-001" not in coord.get("/staff/patients").get_data(as_text=True)
+    assert "IMA-BSA-001" not in coord.get("/staff/studies/IMATINIB-SSC/completion.csv").get_data(as_text=True)
+    assert coord.get("/staff/studies/IMATINIB-SSC/completion.csv?site=BSA").get_data(as_text=True).count("\n") == 1
+    monitor = Staff(dash_app, "monitor")
+    assert monitor.get(f"/staff/patients/{bsa}").status_code == 200   # a monitor sees the whole study
+    assert Staff(dash_app, "admin").get("/staff/patients/999999").status_code == 404
+
+
+def test_a_monitor_sees_no_action_buttons(dash_app):
+    pid = enrol(dash_app, "IMA-PSL-001")
+    page = Staff(dash_app, "monitor").get(f"/staff/patients/{pid}").get_data(as_text=True)
+    assert "/actions/" not in page and "on-site" not in page and "/staff/patients/new" not in page
