@@ -175,7 +175,10 @@ def _lang() -> str:
 def overview() -> str:
     data = queries.overview(db.session(), viewer(), services.studies(), services.now(), _lang(),
                             current_app.config["BEHIND_THRESHOLD"])
-    return render_template("staff/overview.html", studies=data, threshold=current_app.config["BEHIND_THRESHOLD"])
+    # Translated once, formatted per cell (a matrix has hundreds of cells).
+    fmt = {"missed": _("%(n)s missed"), "open": _("%(n)s open")}
+    return render_template("staff/overview.html", studies=data, threshold=current_app.config["BEHIND_THRESHOLD"],
+                           fmt=fmt)
 
 
 def _int_arg(name: str, default: int) -> int:
