@@ -180,7 +180,8 @@ def run(args, folder: Path, url: str) -> None:
     upgrade(url)
     now = datetime.now(UTC).replace(microsecond=0)
     app = create_app({"ENV": "testing", "DATABASE_URL": url, "SECRET_KEY": "b" * 40,
-                      "STUDIES_DIR": str(folder / "studies"), "PHONE_KEYS": Fernet.generate_key().decode(), "NOW": now, "WTF_CSRF_ENABLED": False})
+                      "STUDIES_DIR": str(folder / "studies"), "PHONE_KEYS": Fernet.generate_key().decode(),
+                      "NOW": now, "WTF_CSRF_ENABLED": False})
     with app.app_context(), db.transaction() as s:
         sync_studies(s, app.extensions["proapp.studies"], now)
         create_user(s, email="admin@bench.test", password="benchmark password", role=Role.ADMIN, now=now,
@@ -196,9 +197,6 @@ def run(args, folder: Path, url: str) -> None:
     client = app.test_client()
     resp = client.post("/staff/login", data={"email": "admin@bench.test", "password": "benchmark password"})
     assert resp.status_code == 303, resp.get_data(as_text=True)[:300]
-    if os.environ.get("BENCH_PROFILE"):
-        import cProfile
-        cProfile.runctx("for _ in range(5): client.get('/staff/')", globals(), locals(), sort="cumtime")
     results = {name: measure(client, engine, path, args.requests) for name, path in PAGES.items()}
     seed(app, 1000, args.patients + 1, now)
     statements_after = {name: measure(client, engine, path, 3)[2] for name, path in PAGES.items()}
