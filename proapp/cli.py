@@ -153,9 +153,9 @@ def user_group() -> None:
 @click.option("--email", required=True)
 @click.option("--role", required=True, type=click.Choice(["admin", "coordinator", "monitor"]))
 @click.option("--study", default=None)
-@click.option("--site", default=None)
+@click.option("--site", multiple=True, help="A site of the study (repeat for several); none: every site.")
 @click.option("--language", default="fr", type=click.Choice(["fr", "en"]))
-def user_create_cmd(email: str, role: str, study: str | None, site: str | None, language: str) -> None:
+def user_create_cmd(email: str, role: str, study: str | None, site: tuple[str, ...], language: str) -> None:
     """Create an account; the password is read from standard input."""
     from proapp.accounts.models import Role
     from proapp.accounts.services import AccountError, create_user

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -19,7 +20,8 @@ class AccountError(ValueError):
 
 
 def create_user(db: Session, *, email: str, password: str, role: Role, now: datetime,
-                study_code: str | None = None, site_code: str | None = None, language: str = "fr") -> User:
+                study_code: str | None = None, site_code: str | Sequence[str] | None = None,
+                language: str = "fr") -> User:
     email = email.strip().lower()
     if "@" not in email or len(email) > 254:
         raise AccountError(f"{email!r} is not an e-mail address")
@@ -37,13 +39,15 @@ def create_user(db: Session, *, email: str, password: str, role: Role, now: date
         study = db.scalar(select(Study).where(Study.code == study_code))
         if study is None:
             raise AccountError(f"unknown study {study_code}")
-        site_id = None
-        if site_code:
-            site = db.scalar(select(Site).where(Site.study_id == study.id, Site.code == site_code))
+        codes = [site_code] if isinstance(site_code, str) else list(site_code or [])
+        site_ids: list[int | None] = []
+        for code in dict.fromkeys(codes):
+            site = db.scalar(select(Site).where(Site.study_id == study.id, Site.code == code))
             if site is None:
-                raise AccountError(f"unknown site {site_code} in {study_code}")
-            site_id = site.id
-        db.add(UserScope(user_id=user.id, study_id=study.id, site_id=site_id))
+                raise AccountError(f"unknown site {code} in {study_code}")
+            site_ids.append(site.id)
+        for site_id in site_ids or [None]:          # no site: every site of the study
+            db.add(UserScope(user_id=user.id, study_id=study.id, site_id=site_id))
         db.flush()
     return user
 

@@ -106,3 +106,22 @@ def test_a_monitor_sees_no_action_buttons(dash_app):
     pid = enrol(dash_app, "IMA-PSL-001")
     page = Staff(dash_app, "monitor").get(f"/staff/patients/{pid}").get_data(as_text=True)
     assert "/actions/" not in page and "on-site" not in page and "/staff/patients/new" not in page
+
+
+def test_a_coordinator_of_two_sites_sees_both_and_no_other(dash_app):
+    runner = dash_app.test_cli_runner()
+    result = runner.invoke(args=["proapp", "user", "create", "--email", "two@chu.test", "--role", "coordinator",
+                                 "--study", "IMATINIB-SSC", "--site", "PSL", "--site", "BSA", "--language", "en"],
+                           input="correct horse battery\n")
+    assert result.exit_code == 0, result.output
+    bad = runner.invoke(args=["proapp", "user", "create", "--email", "x@chu.test", "--role", "coordinator",
+                              "--study", "IMATINIB-SSC", "--site", "ZZZ"], input="correct horse battery\n")
+    assert bad.exit_code == 2 and "unknown site ZZZ" in bad.output
+    ids = {site: enrol(dash_app, f"IMA-{site}-001", site=site) for site in ("PSL", "BSA", "LIM")}
+    staff = Staff(dash_app, None)
+    staff.login("two@chu.test", "correct horse battery", expect=303)
+    assert staff.get(f"/staff/patients/{ids['PSL']}").status_code == 200
+    assert staff.get(f"/staff/patients/{ids['BSA']}").status_code == 200
+    assert staff.get(f"/staff/patients/{ids['LIM']}").status_code == 404
+    listing = staff.get("/staff/patients").get_data(as_text=True)
+    assert "IMA-PSL-001" in listing and "IMA-BSA-001" in listing and "IMA-LIM-001" not in listing
