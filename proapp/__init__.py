@@ -52,6 +52,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from proapp.dashboard import routes as dashboard_routes
 
     dashboard_routes.init_app(app)
+    from proapp.export import routes as export_routes
+
+    export_routes.init_app(app)
 
     from proapp.cli import proapp_cli
 

@@ -1,6 +1,7 @@
 """Every model, imported once so that the metadata (and Alembic) sees all tables."""
 
 from proapp.accounts.models import Role, User, UserScope
+from proapp.export.models import Acknowledgement, ApiKey, ApiPull, PushDelivery
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
 from proapp.questionnaire.models import AccessLink, Answer, Response, ResponseStatus
 from proapp.sms.models import PatientEvent, SendSlot, SmsMessage, SmsStatus
@@ -8,13 +9,17 @@ from proapp.studies.models import Site, Study
 
 __all__ = [
     "AccessLink",
+    "Acknowledgement",
     "Answer",
+    "ApiKey",
+    "ApiPull",
     "Occurrence",
     "OccurrenceStatus",
     "Patient",
     "PatientContact",
     "PatientEvent",
     "PatientStatus",
+    "PushDelivery",
     "Response",
     "ResponseStatus",
     "Role",

@@ -40,7 +40,11 @@ def switch_language() -> Response:
     return redirect(target, code=303)
 
 
-def _error_page(exc: HTTPException) -> tuple[str, int]:
+def _error_page(exc: HTTPException):
+    if request.path.startswith("/api/"):
+        from proapp.export.routes import http_problem
+
+        return http_problem(exc)
     titles = {
         400: _("This request could not be understood."),
         403: _("You are not allowed to see this page."),

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from proapp.db import Base
@@ -38,6 +38,8 @@ class Response(Base):
     scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Navigation state that is not clinical data: screens seen, repeats declared in a repeating group.
     flow_state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Its place in the export feed, given after completion in commit order (see proapp/export/feed.py).
+    export_seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
 
     occurrence: Mapped[Occurrence] = relationship()
     answers: Mapped[list[Answer]] = relationship(

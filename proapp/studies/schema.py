@@ -106,6 +106,36 @@ class SmsRules(_Strict):
         default_factory=lambda: [Reminder(after_invitation_days=2), Reminder(last_day=True)], max_length=5)
 
 
+class OdmSettings(_Strict):
+    """OIDs in the CDISC ODM export. Defaults: S.<study>, MDV.<study>.<version>, SE.<visit>, F.<instrument>,
+    IG.<instrument>[.<group>], I.<instrument>.<item>, CL.<instrument>.<item>; ``oids`` renames any of them to
+    match the EDC's study build (default OID -> EDC OID)."""
+
+    study_oid: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    metadata_version_oid: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    oids: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("oids")
+    @classmethod
+    def _oids(cls, v: dict[str, str]) -> dict[str, str]:
+        for old, new in v.items():
+            if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", new):
+                raise ValueError(f"{old}: {new!r} is not an OID (letters, digits, . _ -)")
+        return v
+
+
+class PushSettings(_Strict):
+    """POST each completed response to the EDC. The HMAC secret comes from the named environment variable."""
+
+    url: str = Field(pattern=r"^https?://[^\s]{1,490}$")
+    secret_env: str = Field(pattern=r"^PROAPP_[A-Z0-9_]{1,60}$")
+
+
+class EdcSettings(_Strict):
+    odm: OdmSettings = Field(default_factory=OdmSettings)
+    push: PushSettings | None = None
+
+
 class SeriesEntry(_Strict):
     series: Series
 
@@ -122,6 +152,7 @@ class StudyDef(_Strict):
     instruments: dict[str, InstrumentUse] = Field(min_length=1)
     visits: list[VisitDef | SeriesEntry] = Field(min_length=1)
     sms: SmsRules = Field(default_factory=SmsRules)
+    edc: EdcSettings = Field(default_factory=EdcSettings)
 
     @field_validator("default_timezone")
     @classmethod

@@ -1,0 +1,127 @@
+"""Reading the feed for one API key: completed responses with their answers, in batches (constant memory)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+
+from proapp.export.models import Acknowledgement, ApiKey
+from proapp.patients.models import Occurrence, Patient
+from proapp.questionnaire.models import Answer, Response, ResponseStatus
+from proapp.studies.models import Site
+
+BATCH = 500
+
+
+@dataclass
+class Exported:
+    id: int
+    seq: int
+    occurrence_id: int
+    subject_id: str
+    site: str
+    visit: str
+    due_on: date
+    opens_on: date
+    closes_on: date
+    instrument: str
+    version: str
+    language: str
+    completed_at: datetime
+    on_site: bool
+    scores: dict[str, Any] | None
+    answers: list[tuple[str, int, str | None, datetime]] = field(default_factory=list)
+
+
+def _scope(key: ApiKey) -> list:
+    conds = [Patient.study_id == key.study_id, Response.status == ResponseStatus.COMPLETED,
+             Response.export_seq.is_not(None)]
+    if key.site_ids:
+        conds.append(Patient.site_id.in_(key.site_ids))
+    return conds
+
+
+def _joined(stmt):
+    return (stmt.join(Occurrence, Occurrence.id == Response.occurrence_id)
+            .join(Patient, Patient.id == Occurrence.patient_id))
+
+
+def page_bounds(db: Session, key: ApiKey, after: int, limit: int) -> tuple[int | None, bool]:
+    """The last sequence number of the page (None: nothing new) and whether more follow it."""
+    page = (_joined(select(Response.export_seq.label("seq"))).where(*_scope(key), Response.export_seq > after)
+            .order_by(Response.export_seq).limit(limit).subquery())
+    last = db.scalar(select(func.max(page.c.seq)))
+    if last is None:
+        return None, False
+    more = db.scalar(select(exists(_joined(select(Response.id)).where(*_scope(key), Response.export_seq > last))))
+    return last, bool(more)
+
+
+def page_size(db: Session, key: ApiKey, after: int, upto: int) -> int:
+    return db.scalar(_joined(select(func.count(Response.id)))
+                     .where(*_scope(key), Response.export_seq > after, Response.export_seq <= upto)) or 0
+
+
+def _load(db: Session, key: ApiKey, *conds, order=None, limit: int | None = None) -> list[Exported]:
+    stmt = (_joined(select(Response.id, Response.export_seq, Response.occurrence_id, Patient.subject_id, Site.code,
+                           Occurrence.visit_code, Occurrence.due_on, Occurrence.window_opens_on,
+                           Occurrence.window_closes_on, Response.instrument_code, Response.instrument_version,
+                           Response.language, Response.completed_at, Response.completed_on_site, Response.scores))
+            .join(Site, Site.id == Patient.site_id).where(*_scope(key), *conds))
+    if order is not None:
+        stmt = stmt.order_by(order)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    items = [Exported(*r[:13], bool(r[13]), r[14]) for r in db.execute(stmt)]
+    by_id = {e.id: e for e in items}
+    if by_id:
+        for rid, code, repeat, value, at in db.execute(
+                select(Answer.response_id, Answer.item_code, Answer.repeat_index, Answer.value, Answer.answered_at)
+                .where(Answer.response_id.in_(list(by_id)))
+                .order_by(Answer.response_id, Answer.repeat_index, Answer.id)):
+            by_id[rid].answers.append((code, repeat, value, at))
+    return items
+
+
+def iter_responses(db: Session, key: ApiKey, after: int, upto: int, batch: int = BATCH) -> Iterator[Exported]:
+    """The key's responses with after < seq <= upto, in feed order, read ``batch`` at a time."""
+    cursor = after
+    while cursor < upto:
+        items = _load(db, key, Response.export_seq > cursor, Response.export_seq <= upto,
+                      order=Response.export_seq, limit=batch)
+        if not items:
+            return
+        yield from items
+        cursor = items[-1].seq
+
+
+def iter_by_subject(db: Session, key: ApiKey, after: int, upto: int, batch: int = BATCH) -> Iterator[Exported]:
+    """The same responses ordered by subject, visit and instrument (for ODM: one SubjectData per subject)."""
+    ids = list(db.scalars(_joined(select(Response.id))
+                          .where(*_scope(key), Response.export_seq > after, Response.export_seq <= upto)
+                          .order_by(Patient.subject_id, Occurrence.window_opens_at, Occurrence.visit_code,
+                                    Response.instrument_code)))
+    for start in range(0, len(ids), batch):
+        chunk = ids[start:start + batch]
+        by_id = {e.id: e for e in _load(db, key, Response.id.in_(chunk))}
+        yield from (by_id[i] for i in chunk)
+
+
+def acknowledged(db: Session, response_ids: list[int]) -> dict[int, datetime]:
+    """When the EDC first acknowledged each of these responses (absent: not yet)."""
+    out: dict[int, datetime] = {}
+    for rid, at in db.execute(select(Acknowledgement.response_id, Acknowledgement.at)
+                              .where(Acknowledgement.response_id.in_(response_ids or [-1]))
+                              .order_by(Acknowledgement.at)):
+        out.setdefault(rid, at)
+    return out
+
+
+def responses_in_scope(db: Session, key: ApiKey, ids: list[int]) -> set[int]:
+    return set(db.scalars(_joined(select(Response.id)).where(*_scope(key), Response.id.in_(ids or [-1]))))
+

@@ -1,0 +1,66 @@
+"""The data dictionary of a study as JSON: visits and windows, instruments and versions, items with their codes,
+types, allowed values and FR/EN labels, and the derived scores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from proapp.export.formats import Oids
+from proapp.instruments import Registry
+from proapp.instruments.schema import Instrument, Item, Text
+from proapp.studies.models import Site
+from proapp.studies.schema import StudyDef
+
+
+def _text(t: Text | None) -> dict[str, str] | None:
+    return None if t is None else {"en": t.en, "fr": t.fr}
+
+
+def _item(i: Item) -> dict[str, Any]:
+    d: dict[str, Any] = {"code": i.code, "type": i.type, "text": _text(i.text)}
+    if i.group:
+        d["group"] = i.group
+    if i.section:
+        d["section"] = i.section
+    if i.type == "choice":
+        d["allowed_values"] = [{"value": o.value, "label": _text(o.label)} for o in i.option_list]
+    elif i.type == "check":
+        d["allowed_values"] = [{"value": "Y", "label": {"en": "Ticked", "fr": "Coché"}}]
+        d["unticked"] = "absent or null"
+    elif i.type == "vas":
+        d["range"] = {"min": 0, "max": 100, "anchors": {"low": _text(i.anchors.low), "high": _text(i.anchors.high)}}
+    elif i.type == "date":
+        d["format"] = "YYYY-MM-DD"
+    if i.show_if:
+        d["shown_if"] = i.show_if
+    return d
+
+
+def _instrument(inst: Instrument) -> dict[str, Any]:
+    return {
+        "code": inst.code, "version": inst.version, "title": _text(inst.title),
+        "languages": {lang: {"validated": st.validated} for lang, st in inst.languages.items()},
+        "items": [_item(i) for i in inst.items],
+        "groups": [{"code": g.code, "max_repeats": g.max_repeats, "label": _text(g.label), "shown_if": g.show_if}
+                   for g in inst.groups],
+        "derived": [{"code": d.code, "type": d.type, "label": _text(d.label)} for d in inst.derived],
+    }
+
+
+def data_dictionary(study: StudyDef, registry: Registry, db: Session, study_id: int) -> dict[str, Any]:
+    oids = Oids(study)
+    sites = db.execute(select(Site.code, Site.name, Site.timezone).where(Site.study_id == study_id)
+                       .order_by(Site.code)).all()
+    return {
+        "study": {"code": study.code, "version": study.version, "title": study.title,
+                  "registry_id": study.registry_id, "anchor": _text(study.anchor)},
+        "sites": [{"code": c, "name": n, "timezone": tz} for c, n, tz in sites],
+        "visits": [{"code": v.code, "label": _text(v.label), "day": v.day,
+                    "window": {"days_before": v.window.before, "days_after": v.window.after},
+                    "instruments": list(v.instruments)} for v in study.all_visits()],
+        "instruments": [_instrument(registry.get(code, use.version)) for code, use in study.instruments.items()],
+        "odm": {"study_oid": oids.study, "metadata_version_oid": oids.mdv},
+    }

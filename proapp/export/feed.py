@@ -1,0 +1,85 @@
+"""The ordered feed of completed responses.
+
+A response's ``export_seq`` is given *after* its transaction committed, by ``sequence_pending``, which runs in a
+transaction of its own that first locks the single ``export_feed`` row. Sequencers are therefore serialised, and
+each numbers only rows already committed, after every number given before. So the numbers grow in the order
+the responses *became visible*, and a reader that asks for ``export_seq > cursor`` never misses a response that
+committed late with a lower id, and never gets one twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from proapp.export.models import ExportFeed
+from proapp.questionnaire.models import Response, ResponseStatus
+
+FEED_ROW = 1
+
+
+def _lock_feed(db: Session) -> int:
+    """Lock the feed row (creating it if needed) and return the last number given."""
+    last = db.execute(update(ExportFeed).where(ExportFeed.id == FEED_ROW)
+                      .values(last_seq=ExportFeed.last_seq).returning(ExportFeed.last_seq)).scalar()
+    if last is None:
+        if db.get_bind().dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        db.execute(insert(ExportFeed).values(id=FEED_ROW, last_seq=0).on_conflict_do_nothing())
+        last = db.execute(update(ExportFeed).where(ExportFeed.id == FEED_ROW)
+                          .values(last_seq=ExportFeed.last_seq).returning(ExportFeed.last_seq)).scalar_one()
+    return last
+
+
+def sequence_pending(db: Session) -> int:
+    """Number the completed responses not in the feed yet; commit. Returns how many were numbered."""
+    try:
+        last = _lock_feed(db)
+        pending = list(db.scalars(select(Response.id)
+                                  .where(Response.status == ResponseStatus.COMPLETED, Response.export_seq.is_(None))
+                                  .order_by(Response.completed_at, Response.id)))
+        if pending:
+            db.execute(update(Response), [{"id": rid, "export_seq": last + n} for n, rid in enumerate(pending, 1)])
+            db.execute(update(ExportFeed).where(ExportFeed.id == FEED_ROW).values(last_seq=last + len(pending)))
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+    return len(pending)
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(seq: int, secret: str) -> str:
+    body = json.dumps({"v": 1, "s": seq}, separators=(",", ":")).encode()
+    mac = hmac.new(secret.encode(), body, hashlib.sha256).digest()[:12]
+    return base64.urlsafe_b64encode(body + mac).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, secret: str) -> int:
+    """The sequence number behind an opaque cursor (0 for none); BadCursor if malformed or tampered with."""
+    if not cursor:
+        return 0
+    try:
+        if len(cursor) > 200:
+            raise ValueError
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        body, mac = raw[:-12], raw[-12:]
+        if not hmac.compare_digest(mac, hmac.new(secret.encode(), body, hashlib.sha256).digest()[:12]):
+            raise ValueError
+        data = json.loads(body)
+        seq = data["s"]
+        if data.get("v") != 1 or not isinstance(seq, int) or seq < 0:
+            raise ValueError
+        return seq
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
+        raise BadCursor("the cursor is not one this API gave") from None

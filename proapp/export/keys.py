@@ -1,0 +1,70 @@
+"""API keys: ``pk_<prefix>.<secret>``, printed once; only the SHA-256 of the whole key is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from proapp.export.models import ApiKey
+from proapp.studies.models import Site, Study
+
+
+class KeyError_(ValueError):
+    pass
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(db: Session, *, study_code: str, name: str, now: datetime, created_by: str,
+               site_codes: tuple[str, ...] = ()) -> tuple[ApiKey, str]:
+    """The new key's row and the key itself (shown once, never stored)."""
+    name = name.strip()
+    if not 1 <= len(name) <= 120:
+        raise KeyError_("the key needs a name of 1 to 120 characters (e.g. the EDC's name)")
+    study = db.scalar(select(Study).where(Study.code == study_code))
+    if study is None:
+        raise KeyError_(f"unknown study {study_code}")
+    site_ids = []
+    for code in dict.fromkeys(site_codes):
+        site_id = db.scalar(select(Site.id).where(Site.study_id == study.id, Site.code == code))
+        if site_id is None:
+            raise KeyError_(f"unknown site {code} in {study_code}")
+        site_ids.append(site_id)
+    prefix = secrets.token_hex(4)
+    key = f"pk_{prefix}.{secrets.token_urlsafe(32)}"
+    row = ApiKey(prefix=prefix, secret_sha256=_hash(key), name=name, study_id=study.id,
+                 site_ids=site_ids or None, created_at=now, created_by=created_by)
+    db.add(row)
+    db.flush()
+    return row, key
+
+
+def revoke_key(db: Session, prefix: str, now: datetime) -> ApiKey:
+    row = db.scalar(select(ApiKey).where(ApiKey.prefix == prefix.removeprefix("pk_").split(".")[0]))
+    if row is None:
+        raise KeyError_(f"no key {prefix}")
+    if row.revoked_at is None:
+        row.revoked_at = now
+        db.flush()
+    return row
+
+
+def authenticate(db: Session, authorization: str | None) -> ApiKey | None:
+    """The live key in an ``Authorization: Bearer pk_...`` header, or None."""
+    if not authorization or not authorization.startswith("Bearer "):
+        return None
+    key = authorization.removeprefix("Bearer ").strip()
+    if not key.startswith("pk_") or "." not in key or len(key) > 100:
+        return None
+    prefix = key[3:].split(".", 1)[0]
+    row = db.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if row is None or row.revoked_at is not None or not hmac.compare_digest(row.secret_sha256, _hash(key)):
+        return None
+    return row

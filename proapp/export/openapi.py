@@ -1,0 +1,123 @@
+"""OpenAPI 3.1 description of the export API (served at /api/v1/openapi.json; schemathesis checks the app
+against it in the tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM = {"$ref": "#/components/responses/Problem"}
+
+
+def _problems(*codes: int) -> dict[str, Any]:
+    return {str(c): PROBLEM for c in codes}
+
+
+STUDY = {"name": "study", "in": "path", "required": True, "schema": {"type": "string"},
+         "description": "The study code (the key's study), e.g. ADUSE."}
+ANSWER_VALUE = {"type": ["string", "null"]}
+RESPONSE_ITEM = {
+    "type": "object",
+    "required": ["id", "sequence", "subject_id", "site", "visit", "window", "instrument", "language",
+                 "completed_at", "completed_on_site", "answers", "scores"],
+    "properties": {
+        "id": {"type": "integer", "description": "The response id (send it back in acknowledgements)."},
+        "sequence": {"type": "integer", "description": "Its place in the feed."},
+        "subject_id": {"type": "string"},
+        "site": {"type": "string"},
+        "visit": {"type": "string"},
+        "window": {"type": "object", "required": ["target_day", "opens_on", "closes_on"],
+                   "properties": {k: {"type": "string", "format": "date"}
+                                  for k in ("target_day", "opens_on", "closes_on")}},
+        "instrument": {"type": "object", "required": ["code", "version"],
+                       "properties": {"code": {"type": "string"}, "version": {"type": "string"}}},
+        "language": {"type": "string", "enum": ["fr", "en"]},
+        "completed_at": {"type": "string", "format": "date-time"},
+        "completed_on_site": {"type": "boolean"},
+        "answers": {"type": "object", "description": "By item code; an item of a repeating group (new ulcers) "
+                    "has a list, one value per repeat.",
+                    "additionalProperties": {"oneOf": [ANSWER_VALUE, {"type": "array", "items": ANSWER_VALUE}]}},
+        "scores": {"type": "object", "description": "Derived scores by their codes (DLQI_TOTAL, HAQ_DI ...).",
+                   "additionalProperties": {"type": ["number", "string", "null"]}},
+    },
+}
+PAGE_HEADERS = {
+    "X-Next-Cursor": {"schema": {"type": "string"}, "description": "The cursor for the next request."},
+    "X-Has-More": {"schema": {"type": "string", "enum": ["true", "false"]}},
+    "X-Item-Count": {"schema": {"type": "string", "pattern": "^[0-9]+$"}},
+}
+
+
+def spec(public_url: str) -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "proapp export API", "version": "1.0.0",
+                 "description": "Completed patient-reported outcome responses for the trial's EDC, pulled in the "
+                                "order they became available. Follow next_cursor: no response is ever missed or "
+                                "returned twice. Errors are RFC 9457 problem documents."},
+        "servers": [{"url": public_url}],
+        "security": [{"apiKey": []}],
+        "paths": {
+            "/api/v1/studies/{study}/metadata": {"get": {
+                "summary": "The study's data dictionary (JSON) or its CDISC ODM 1.3.2 MetaDataVersion",
+                "operationId": "getMetadata",
+                "parameters": [STUDY, {"name": "format", "in": "query", "schema": {"type": "string",
+                                                                                   "enum": ["json", "odm"]}}],
+                "responses": {"200": {"description": "The data dictionary", "content": {
+                    "application/json": {"schema": {"type": "object", "required": ["study", "visits", "instruments"]}},
+                    "application/xml": {"schema": {"type": "string"}}}},
+                    **_problems(400, 401, 404)}}},
+            "/api/v1/studies/{study}/questionnaires/{code}": {"get": {
+                "summary": "The FHIR R4 Questionnaire of an instrument, in the version the study uses",
+                "operationId": "getQuestionnaire",
+                "parameters": [STUDY, {"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "A Questionnaire", "content": {"application/fhir+json": {
+                    "schema": {"type": "object", "required": ["resourceType", "url", "version", "item"]}}}},
+                    **_problems(400, 401, 404)}}},
+            "/api/v1/studies/{study}/responses": {"get": {
+                "summary": "Completed responses after the cursor, in the order they became available",
+                "operationId": "getResponses",
+                "parameters": [
+                    STUDY,
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"},
+                     "description": "The next_cursor of the previous page; none for the first."},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000,
+                                                                "default": 100}},
+                    {"name": "format", "in": "query", "schema": {"type": "string",
+                                                                 "enum": ["json", "csv", "odm", "fhir"]}},
+                    {"name": "labels", "in": "query", "schema": {"type": "string", "enum": ["en", "fr"]},
+                     "description": "Language of the item and value labels in CSV."},
+                ],
+                "responses": {"200": {"description": "A page of responses", "headers": PAGE_HEADERS, "content": {
+                    "application/json": {"schema": {
+                        "type": "object", "required": ["data", "next_cursor", "has_more"],
+                        "properties": {"data": {"type": "array", "items": RESPONSE_ITEM},
+                                       "next_cursor": {"type": "string"}, "has_more": {"type": "boolean"}}}},
+                    "text/csv": {"schema": {"type": "string"}},
+                    "application/xml": {"schema": {"type": "string"}},
+                    "application/fhir+json": {"schema": {"type": "object", "required": ["resourceType", "entry"]}}}},
+                    **_problems(400, 401, 404)}}},
+            "/api/v1/studies/{study}/acknowledgements": {"post": {
+                "summary": "Tell proapp which responses the EDC has imported",
+                "operationId": "postAcknowledgements",
+                "parameters": [STUDY],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["response_ids"],
+                    "properties": {"response_ids": {"type": "array", "minItems": 1, "maxItems": 10000,
+                                                    "items": {"type": "integer", "minimum": 1}}}}}}},
+                "responses": {"200": {"description": "What was recorded", "content": {"application/json": {
+                    "schema": {"type": "object", "required": ["acknowledged", "already_acknowledged", "unknown"],
+                               "properties": {k: {"type": "array", "items": {"type": "integer"}}
+                                              for k in ("acknowledged", "already_acknowledged", "unknown")}}}}},
+                    **_problems(400, 401, 404)}}},
+        },
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
+                                           "description": "A key from `proapp api-key create`."}},
+            "responses": {"Problem": {"description": "An RFC 9457 problem document", "content": {
+                "application/problem+json": {"schema": {
+                    "type": "object", "required": ["type", "title", "status", "detail"],
+                    "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                                   "status": {"type": "integer"}, "detail": {"type": "string"},
+                                   "instance": {"type": "string"}}}}}}},
+        },
+    }

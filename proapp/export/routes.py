@@ -1,0 +1,304 @@
+"""The export API (``/api/v1``): Bearer API keys, RFC 9457 problem details, streamed and optionally gzipped
+bodies. Each request made with a key is recorded in ``api_pull``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, request, url_for
+from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
+
+from proapp import db, services
+from proapp.export import data, feed, formats, keys
+from proapp.export.models import Acknowledgement, ApiKey, ApiPull
+from proapp.extensions import csrf
+from proapp.studies.models import Site, Study
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+csrf.exempt(bp)
+MAX_LIMIT = 10_000
+DEFAULT_LIMIT = 100
+MEDIA = {"json": "application/json", "csv": "text/csv", "odm": "application/xml", "fhir": "application/fhir+json"}
+ACCEPT = {"application/json": "json", "text/csv": "csv", "application/xml": "odm",
+          "application/vnd.cdisc.odm+xml": "odm", "application/fhir+json": "fhir"}
+
+
+class Problem(Exception):
+    def __init__(self, status: int, title: str, detail: str, kind: str):
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.kind = status, title, detail, kind
+
+
+def problem_response(status: int, title: str, detail: str, kind: str) -> Response:
+    body = {"type": f"{current_app.config['PUBLIC_URL']}/api/v1/problems/{kind}", "title": title,
+            "status": status, "detail": detail, "instance": request.path}
+    resp = Response(json.dumps(body), status=status, mimetype="application/problem+json")
+    if status == 401:
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="proapp export API"'
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.errorhandler(Problem)
+def _problem(exc: Problem) -> Response:
+    _record(exc.status, None)
+    return problem_response(exc.status, exc.title, exc.detail, exc.kind)
+
+
+def http_problem(exc: HTTPException) -> Response:
+    """Any other error under /api/v1 (unknown path, wrong method, body too large) as a problem document."""
+    code = exc.code or 500
+    kinds = {404: "not-found", 405: "method-not-allowed", 413: "too-large", 400: "bad-request"}
+    return problem_response(code, exc.name, exc.description or exc.name, kinds.get(code, "error"))
+
+
+def _record(status: int, items: int | None) -> None:
+    """Record the request made with a key (not the ones without a valid key: nobody to record)."""
+    key: ApiKey | None = g.get("api_key")
+    if key is None:
+        return
+    s = db.session()
+    s.rollback()
+    params = {k: v[:200] for k, v in request.args.items()}
+    s.add(ApiPull(api_key_id=key.id, at=services.now(), endpoint=(request.endpoint or "")[:60], params=params or None,
+                  status=status, items=items))
+    s.execute(ApiKey.__table__.update().where(ApiKey.id == key.id).values(last_used_at=services.now()))
+    s.commit()
+
+
+def _key_for(study_code: str) -> tuple[ApiKey, Study]:
+    s = db.session()
+    key = keys.authenticate(s, request.headers.get("Authorization"))
+    if key is None:
+        raise Problem(401, "Unauthorized", "Send a live API key as 'Authorization: Bearer pk_...'.", "unauthorized")
+    g.api_key = key
+    study = s.get(Study, key.study_id)
+    if study is None or study.code != study_code:
+        raise Problem(404, "Not Found", f"No study {study_code} for this key.", "not-found")
+    return key, study
+
+
+def _format(default: str = "json") -> str:
+    fmt = request.args.get("format")
+    if fmt is None:
+        for media, _q in request.accept_mimetypes:
+            if media in ACCEPT:
+                return ACCEPT[media]
+        return default
+    if fmt not in MEDIA:
+        raise Problem(400, "Bad Request", f"format must be one of {', '.join(MEDIA)}.", "bad-parameter")
+    return fmt
+
+
+def _limit() -> int:
+    raw = request.args.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise Problem(400, "Bad Request", f"limit must be a whole number from 1 to {MAX_LIMIT}.", "bad-parameter")
+    return int(raw)
+
+
+def _check_params(allowed: set[str]) -> None:
+    unknown = set(request.args) - allowed
+    if unknown:
+        raise Problem(400, "Bad Request", f"Unknown parameter(s): {', '.join(sorted(unknown))}.", "bad-parameter")
+
+
+def _stream(chunks: Callable[[Any], Iterator[str]], media: str, headers: dict[str, str]) -> Response:
+    """Stream what ``chunks(session)`` yields, from a session of its own, gzipped when the client asks."""
+    make_session = current_app.extensions["proapp.sessionmaker"]
+    gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+
+    def generate() -> Iterator[bytes]:
+        with make_session() as stream_db:
+            buf: list[str] = []
+            size = 0
+            packer = zlib.compressobj(6, zlib.DEFLATED, 31) if gzip else None
+            for chunk in chunks(stream_db):
+                buf.append(chunk)
+                size += len(chunk)
+                if size >= 64 * 1024:
+                    raw = "".join(buf).encode()
+                    buf, size = [], 0
+                    out = packer.compress(raw) if packer else raw
+                    if out:
+                        yield out
+            raw = "".join(buf).encode()
+            if packer:
+                yield packer.compress(raw) + packer.flush()
+            elif raw:
+                yield raw
+
+    resp = Response(generate(), mimetype=media, headers=headers)
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["Vary"] = "Accept, Accept-Encoding"
+    if gzip:
+        resp.headers["Content-Encoding"] = "gzip"
+    return resp
+
+
+# Endpoints --------------------------------------------------------------------------------------------------
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    from proapp.export.openapi import spec
+
+    return Response(json.dumps(spec(current_app.config["PUBLIC_URL"])), mimetype="application/json")
+
+
+@bp.get("/studies/<study>/metadata")
+def metadata(study: str) -> Response:
+    _key, st = _key_for(study)
+    _check_params({"format"})
+    fmt = _format()
+    study_def = services.studies().get(st.code)
+    registry = services.instruments()
+    if fmt == "odm":
+        sites = [(s.code, s.name) for s in db.session().scalars(select(Site).where(Site.study_id == st.id)
+                                                                  .order_by(Site.code))]
+        body = formats.odm_metadata(study_def, registry, sites, services.now())
+        _record(200, None)
+        return Response(body, mimetype=MEDIA["odm"])
+    if fmt != "json":
+        raise Problem(400, "Bad Request", "metadata is available as json or odm.", "bad-parameter")
+    from proapp.export.dictionary import data_dictionary
+
+    body = data_dictionary(study_def, registry, db.session(), st.id)
+    _record(200, None)
+    return Response(json.dumps(body, ensure_ascii=False), mimetype="application/json")
+
+
+@bp.get("/studies/<study>/questionnaires/<code>")
+def questionnaire(study: str, code: str) -> Response:
+    _key, st = _key_for(study)
+    _check_params(set())
+    use = services.studies().get(st.code).instruments.get(code)
+    if use is None:
+        raise Problem(404, "Not Found", f"{code} is not an instrument of {st.code}.", "not-found")
+    inst = services.instruments().get(code, use.version)
+    _record(200, None)
+    return Response(json.dumps(formats.fhir_questionnaire(inst, current_app.config["PUBLIC_URL"]),
+                               ensure_ascii=False), mimetype=MEDIA["fhir"])
+
+
+@bp.get("/studies/<study>/responses")
+def responses(study: str) -> Response:
+    key, st = _key_for(study)
+    _check_params({"cursor", "limit", "format", "labels"})
+    secret = current_app.config["SECRET_KEY"]
+    try:
+        after = feed.decode_cursor(request.args.get("cursor"), secret)
+    except feed.BadCursor:
+        raise Problem(400, "Bad Request", "The cursor is not one this API gave; start again without a cursor or "
+                      "with the last next_cursor you received.", "bad-cursor") from None
+    limit, fmt = _limit(), _format()
+    labels = request.args.get("labels", "en")
+    if labels not in ("en", "fr"):
+        raise Problem(400, "Bad Request", "labels must be en or fr.", "bad-parameter")
+    s = db.session()
+    feed.sequence_pending(s)
+    upto, more = data.page_bounds(s, key, after, limit)
+    upto = after if upto is None else upto
+    next_cursor = feed.encode_cursor(upto, secret)
+    count = data.page_size(s, key, after, upto)
+    _record(200, count)
+    headers = {"X-Next-Cursor": next_cursor, "X-Has-More": "true" if more else "false", "X-Item-Count": str(count)}
+    study_def = services.studies().get(st.code)
+    registry = services.instruments()
+    public_url = current_app.config["PUBLIC_URL"]
+    key_id, study_code = key.id, st.code
+
+    def insts(code: str, version: str, cache: dict = {}):  # noqa: B006  (a per-request cache)
+        if (code, version) not in cache:
+            cache[(code, version)] = registry.get(code, version)
+        return cache[(code, version)]
+
+    def rows(stream_db) -> Iterator[Any]:
+        k = stream_db.get(ApiKey, key_id)
+        return data.iter_responses(stream_db, k, after, upto)
+
+    if fmt == "json":
+        def chunks(stream_db) -> Iterator[str]:
+            yield '{"data":['
+            for n, e in enumerate(rows(stream_db)):
+                yield ("," if n else "") + json.dumps(formats.json_item(e, insts(e.instrument, e.version)),
+                                                      ensure_ascii=False, separators=(",", ":"))
+            yield f'],"next_cursor":{json.dumps(next_cursor)},"has_more":{"true" if more else "false"}}}'
+    elif fmt == "csv":
+        def chunks(stream_db) -> Iterator[str]:
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\r\n")
+            writer.writerow(formats.CSV_COLUMNS)
+            for e in rows(stream_db):
+                writer.writerows(formats.csv_rows(e, insts(e.instrument, e.version), labels))
+                if out.tell() > 32 * 1024:
+                    yield out.getvalue()
+                    out.seek(0)
+                    out.truncate()
+            yield out.getvalue()
+    elif fmt == "odm":
+        def chunks(stream_db) -> Iterator[str]:
+            k = stream_db.get(ApiKey, key_id)
+            yield formats.odm_header(f"proapp.{study_code}.{after}-{upto}", services_now, f"{study_code} responses")
+            yield from formats.odm_clinical(data.iter_by_subject(stream_db, k, after, upto), study_def, registry)
+            yield "</ODM>\n"
+    else:
+        def chunks(stream_db) -> Iterator[str]:
+            yield '{"resourceType":"Bundle","type":"collection","timestamp":' + json.dumps(formats.iso(services_now))
+            if more:
+                nxt = url_for("api.responses", study=study_code, cursor=next_cursor, limit=limit, format="fhir",
+                              _external=False)
+                yield ',"link":[{"relation":"next","url":' + json.dumps(public_url + nxt) + "}]"
+            yield ',"entry":['
+            for n, e in enumerate(rows(stream_db)):
+                resource = formats.fhir_response(e, insts(e.instrument, e.version), study_def, public_url)
+                yield ("," if n else "") + json.dumps(
+                    {"fullUrl": f"urn:uuid:proapp-response-{e.id}", "resource": resource},
+                    ensure_ascii=False, separators=(",", ":"))
+            yield "]}"
+
+    services_now = services.now()
+    if fmt == "csv":
+        headers["Content-Disposition"] = f'attachment; filename="{study_code}-responses.csv"'
+    return _stream(chunks, MEDIA[fmt], headers)
+
+
+@bp.post("/studies/<study>/acknowledgements")
+def acknowledgements(study: str) -> tuple[dict[str, Any], int]:
+    key, _st = _key_for(study)
+    _check_params(set())
+    body = request.get_json(silent=True)
+    ids = body.get("response_ids") if isinstance(body, dict) else None
+    if (not isinstance(ids, list) or not ids or len(ids) > MAX_LIMIT
+            or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)):
+        raise Problem(400, "Bad Request", f'Send JSON {{"response_ids": [...]}} with 1 to {MAX_LIMIT} positive '
+                      "integer ids.", "bad-body")
+    s = db.session()
+    wanted = list(dict.fromkeys(ids))
+    known = data.responses_in_scope(s, key, wanted)
+    already = set(s.scalars(select(Acknowledgement.response_id).where(Acknowledgement.api_key_id == key.id,
+                                                                      Acknowledgement.response_id.in_(known or {-1}))))
+    now = services.now()
+    new = [{"response_id": rid, "api_key_id": key.id, "at": now}
+           for rid in wanted if rid in known and rid not in already]
+    if new:
+        if s.get_bind().dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        s.execute(insert(Acknowledgement).on_conflict_do_nothing(), new)   # a concurrent request did it first
+    s.commit()
+    _record(200, len(known))
+    return {"acknowledged": sorted(known - already), "already_acknowledged": sorted(already),
+            "unknown": [i for i in wanted if i not in known]}, 200
+
+
+def init_app(app) -> None:
+    app.register_blueprint(bp)
