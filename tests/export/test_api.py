@@ -1,0 +1,276 @@
+"""The export API as the EDC's integration job uses it: keys, metadata, the cursor feed, formats, errors."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+
+from lxml import etree
+from sqlalchemy import select
+
+from proapp import db
+from proapp.export.models import Acknowledgement, ApiKey, ApiPull
+from tests.export.conftest import auth, complete_diary, make_key
+from tests.export.odm import validate_odm
+
+URL = "/api/v1/studies/ADUSE"
+
+
+def pull_all(client, key: str, limit: int = 1, cursor: str | None = None, fmt: str = "json"):
+    """Follow the cursor to the end; return (items, last cursor)."""
+    items = []
+    while True:
+        query = f"?limit={limit}&format={fmt}" + (f"&cursor={cursor}" if cursor else "")
+        resp = client.get(f"{URL}/responses{query}", headers=auth(key))
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        body = resp.get_json()
+        items += body["data"]
+        assert body["next_cursor"] == resp.headers["X-Next-Cursor"]
+        cursor = body["next_cursor"]
+        if not body["has_more"]:
+            return items, cursor
+
+
+def test_key_is_shown_once_and_only_its_hash_is_stored(app, runner):
+    result = runner.invoke(args=["proapp", "api-key", "create", "--study", "ADUSE", "--name", "EDC nightly"])
+    assert result.exit_code == 0, result.output
+    key = result.output.strip().splitlines()[-1]
+    assert key.startswith("pk_")
+    with app.app_context():
+        row = db.session().scalar(select(ApiKey))
+        assert key not in (row.secret_sha256, row.prefix) and len(row.secret_sha256) == 64
+        prefix = row.prefix
+    client = app.test_client()
+    assert client.get(f"{URL}/metadata", headers=auth(key)).status_code == 200
+    listing = runner.invoke(args=["proapp", "api-key", "list"]).output
+    assert f"pk_{prefix}" in listing and key not in listing and "live" in listing
+    assert runner.invoke(args=["proapp", "api-key", "revoke", f"pk_{prefix}"]).exit_code == 0
+    resp = client.get(f"{URL}/metadata", headers=auth(key))
+    assert resp.status_code == 401 and resp.mimetype == "application/problem+json"
+    bad = runner.invoke(args=["proapp", "api-key", "create", "--study", "NOPE", "--name", "x"])
+    assert bad.exit_code == 2 and "unknown study NOPE" in bad.output
+
+
+def test_missing_wrong_or_other_study_keys(app, key):
+    client = app.test_client()
+    for headers in ({}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer pk_nope.nope"},
+                    {"Authorization": f"Bearer {key}x"}, {"Authorization": "Bearer " + "x" * 500}):
+        resp = client.get(f"{URL}/responses", headers=headers)
+        assert resp.status_code == 401, headers
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+        assert resp.get_json()["status"] == 401
+    other = make_key(app, "IMATINIB-SSC")
+    resp = client.get(f"{URL}/responses", headers=auth(other))
+    assert resp.status_code == 404 and resp.get_json()["title"] == "Not Found"
+
+
+def test_metadata_is_the_data_dictionary(app, key):
+    body = app.test_client().get(f"{URL}/metadata", headers=auth(key)).get_json()
+    assert body["study"]["code"] == "ADUSE" and [s["code"] for s in body["sites"]] == ["TLS"]
+    w1 = next(v for v in body["visits"] if v["code"] == "W1")
+    assert w1 == {"code": "W1", "label": {"en": "Week 1", "fr": "Semaine 1"}, "day": 7,
+                  "window": {"days_before": 0, "days_after": 3}, "instruments": ["PAIN_VAS", "DU_DIARY"]}
+    dlqi = next(i for i in body["instruments"] if i["code"] == "DLQI")
+    q1 = dlqi["items"][0]
+    assert q1["code"] == "DLQI01" and q1["type"] == "choice" and set(q1["text"]) == {"en", "fr"}
+    assert [v["value"] for v in q1["allowed_values"]] == ["3", "2", "1", "0"]
+    assert {d["code"] for d in dlqi["derived"]} == {"DLQI_TOTAL", "DLQI_BAND"}
+    du = next(i for i in body["instruments"] if i["code"] == "DU_DIARY")
+    assert du["groups"][0]["code"] == "DU_ULCER" and du["groups"][0]["max_repeats"] == 10
+
+
+def test_odm_metadata_validates_against_the_official_schema(app, key):
+    resp = app.test_client().get(f"{URL}/metadata?format=odm", headers=auth(key))
+    doc = validate_odm(resp.data)
+    ns = {"o": "http://www.cdisc.org/ns/odm/v1.3"}
+    assert len(doc.findall(".//o:StudyEventDef", ns)) == 18
+    assert doc.find(".//o:ItemGroupDef[@OID='IG.DU_DIARY.DU_ULCER']", ns).get("Repeating") == "Yes"
+    texts = doc.findall(".//o:ItemDef[@OID='I.DLQI.DLQI01']/o:Question/o:TranslatedText", ns)
+    assert {t.get("{http://www.w3.org/XML/1998/namespace}lang") for t in texts} == {"en", "fr"}
+
+
+def test_following_the_cursor_returns_every_response_once(app, key):
+    client = app.test_client()
+    complete_diary(app, "ADU-TLS-001")
+    complete_diary(app, "ADU-TLS-002", ulcers=0)
+    items, cursor = pull_all(client, key, limit=1)
+    assert [(i["subject_id"], i["instrument"]["code"]) for i in items] == [
+        ("ADU-TLS-001", "PAIN_VAS"), ("ADU-TLS-001", "DU_DIARY"), ("ADU-TLS-002", "PAIN_VAS"),
+        ("ADU-TLS-002", "DU_DIARY")]
+    assert [i["sequence"] for i in items] == [1, 2, 3, 4]
+    # Nothing new: the same cursor comes back, with nothing.
+    again = client.get(f"{URL}/responses?cursor={cursor}", headers=auth(key)).get_json()
+    assert again == {"data": [], "next_cursor": cursor, "has_more": False}
+    complete_diary(app, "ADU-TLS-003")
+    new, _ = pull_all(client, key, limit=100, cursor=cursor)
+    assert [i["subject_id"] for i in new] == ["ADU-TLS-003", "ADU-TLS-003"]
+
+
+def test_a_response_carries_what_the_edc_needs(app, key):
+    complete_diary(app, "ADU-TLS-001")
+    items = app.test_client().get(f"{URL}/responses", headers=auth(key)).get_json()["data"]
+    diary = next(i for i in items if i["instrument"]["code"] == "DU_DIARY")
+    assert diary["instrument"] == {"code": "DU_DIARY", "version": "1.0"}
+    assert diary["language"] == "fr" and diary["completed_on_site"] is False
+    assert diary["completed_at"].endswith("Z") and diary["visit"] == "W1" and diary["site"] == "TLS"
+    assert diary["answers"]["DU_HAND"] == ["R", "L"] and diary["answers"]["DU_FINGER"] == ["2", "3"]
+    assert diary["answers"]["DU_PAIN"] == "60"
+    assert diary["scores"]["NEW_ULCER_COUNT"] == 2
+    pain = next(i for i in items if i["instrument"]["code"] == "PAIN_VAS")
+    assert pain["answers"] == {"PAIN_VAS": "35"} and pain["scores"] == {"PAIN": 35}
+    assert set(diary["window"]) == {"target_day", "opens_on", "closes_on"}
+
+
+def test_csv_has_one_row_per_answer_with_labels(app, key):
+    complete_diary(app, "ADU-TLS-001")
+    resp = app.test_client().get(f"{URL}/responses?format=csv&labels=fr", headers=auth(key))
+    assert resp.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
+    assert len(rows) == 1 + 5 + 2 * 4                      # pain; diary: 5 items + 2 ulcers x 4 items
+    hand = [r for r in rows if r["item_code"] == "DU_HAND"]
+    assert [(r["repeat"], r["value"], r["value_label"]) for r in hand] == [("1", "R", "Main droite"),
+                                                                            ("2", "L", "Main gauche")]
+    assert hand[0]["item_label"] == "Sur quelle main ?"
+
+
+def test_odm_clinical_data_validates_with_repeat_keys_and_audit_records(app, key):
+    complete_diary(app, "ADU-TLS-001")
+    complete_diary(app, "ADU-TLS-002", ulcers=0)
+    resp = app.test_client().get(f"{URL}/responses?format=odm", headers=auth(key))
+    doc = validate_odm(resp.data)
+    ns = {"o": "http://www.cdisc.org/ns/odm/v1.3"}
+    subjects = doc.findall(".//o:SubjectData", ns)
+    assert [s.get("SubjectKey") for s in subjects] == ["ADU-TLS-001", "ADU-TLS-002"]
+    forms = subjects[0].findall("o:StudyEventData[@StudyEventOID='SE.W1']/o:FormData", ns)
+    assert sorted(f.get("FormOID") for f in forms) == ["F.DU_DIARY", "F.PAIN_VAS"]
+    repeats = subjects[0].findall(".//o:ItemGroupData[@ItemGroupOID='IG.DU_DIARY.DU_ULCER']", ns)
+    assert [r.get("ItemGroupRepeatKey") for r in repeats] == ["1", "2"]
+    stamp = forms[0].find("o:AuditRecord/o:DateTimeStamp", ns).text
+    assert stamp.endswith("Z")
+
+
+def test_odm_oids_follow_the_study_file(database_url, instance_dir, tmp_path):
+    from pathlib import Path
+
+    from proapp.studies.catalog import DATA_DIR
+    from tests.conftest import fresh_app
+
+    text = (Path(DATA_DIR) / "ADUSE.yaml").read_text()
+    text += ("edc:\n  odm:\n    study_oid: ADUSE_EDC\n    metadata_version_oid: MDV_V3\n"
+             "    oids: {SE.W1: VISIT_WEEK1, F.PAIN_VAS: FORM_PAIN, I.PAIN_VAS.PAIN_VAS: PAIN_SCORE}\n")
+    (tmp_path / "ADUSE.yaml").write_text(text)
+    app = fresh_app(database_url, STUDIES_DIR=str(tmp_path))
+    try:
+        key = make_key(app)
+        complete_diary(app, "ADU-TLS-001")
+        doc = validate_odm(app.test_client().get(f"{URL}/responses?format=odm", headers=auth(key)).data)
+        ns = {"o": "http://www.cdisc.org/ns/odm/v1.3"}
+        data = doc.find("o:ClinicalData", ns)
+        assert (data.get("StudyOID"), data.get("MetaDataVersionOID")) == ("ADUSE_EDC", "MDV_V3")
+        assert doc.find(".//o:StudyEventData", ns).get("StudyEventOID") == "VISIT_WEEK1"
+        assert doc.find(".//o:FormData[@FormOID='FORM_PAIN']//o:ItemData", ns).get("ItemOID") == "PAIN_SCORE"
+        meta = validate_odm(app.test_client().get(f"{URL}/metadata?format=odm", headers=auth(key)).data)
+        assert meta.find(".//o:ItemDef[@OID='PAIN_SCORE']", ns) is not None
+    finally:
+        app.extensions["proapp.engine"].dispose()
+
+
+def test_fhir_resources_are_valid(app, key):
+    from fhir.resources.R4B.bundle import Bundle
+    from fhir.resources.R4B.questionnaire import Questionnaire
+    from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
+
+    complete_diary(app, "ADU-TLS-001")
+    client = app.test_client()
+    resp = client.get(f"{URL}/responses?format=fhir", headers=auth(key))
+    assert resp.mimetype == "application/fhir+json"
+    bundle = Bundle.model_validate(resp.get_json())
+    assert len(bundle.entry) == 2
+    diary = QuestionnaireResponse.model_validate(resp.get_json()["entry"][1]["resource"])
+    ulcers = [i for i in diary.item if i.linkId == "DU_ULCER"]
+    assert len(ulcers) == 2 and ulcers[0].item[0].answer[0].valueCoding.code == "R"
+    for code in ("DLQI", "HAQ", "PAIN_VAS", "DU_DIARY"):
+        q = client.get(f"{URL}/questionnaires/{code}", headers=auth(key))
+        assert q.status_code == 200, code
+        parsed = Questionnaire.model_validate(q.get_json())
+        assert parsed.version == "1.0" and parsed.url.endswith(f"/Questionnaire/{code}")
+    assert diary.questionnaire == "https://pro.example.test/fhir/Questionnaire/DU_DIARY|1.0"
+    assert client.get(f"{URL}/questionnaires/NOPE", headers=auth(key)).status_code == 404
+
+
+def test_accept_header_and_gzip(app, key):
+    complete_diary(app, "ADU-TLS-001")
+    client = app.test_client()
+    assert client.get(f"{URL}/responses", headers={**auth(key), "Accept": "text/csv"}).mimetype == "text/csv"
+    plain = client.get(f"{URL}/responses", headers=auth(key)).data
+    zipped = client.get(f"{URL}/responses", headers={**auth(key), "Accept-Encoding": "gzip"})
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(zipped.data) == plain
+
+
+def test_bad_parameters_get_a_problem_document_and_never_a_500(app, key):
+    client = app.test_client()
+    complete_diary(app, "ADU-TLS-001")
+    good = client.get(f"{URL}/responses?limit=1", headers=auth(key)).get_json()["next_cursor"]
+    tampered = good[:-2] + ("AA" if not good.endswith("AA") else "BB")
+    for query in ("limit=0", "limit=10001", "limit=abc", "limit=-1", "format=xls", "cursor=abc", f"cursor={tampered}",
+                  "cursor=" + "A" * 300, "labels=de", "colour=blue", "cursor=%00"):
+        resp = client.get(f"{URL}/responses?{query}", headers=auth(key))
+        assert resp.status_code == 400, query
+        assert resp.mimetype == "application/problem+json"
+        problem = resp.get_json()
+        assert set(problem) >= {"type", "title", "status", "detail"} and "Traceback" not in problem["detail"]
+    assert client.get("/api/v1/nothing/here", headers=auth(key)).mimetype == "application/problem+json"
+    assert client.delete(f"{URL}/responses", headers=auth(key)).status_code == 405
+
+
+def test_acknowledgements_and_the_pull_log(app, key):
+    client = app.test_client()
+    complete_diary(app, "ADU-TLS-001")
+    items = client.get(f"{URL}/responses", headers=auth(key)).get_json()["data"]
+    ids = [i["id"] for i in items]
+    resp = client.post(f"{URL}/acknowledgements", json={"response_ids": [*ids, 999999]}, headers=auth(key))
+    assert resp.status_code == 200
+    assert resp.get_json() == {"acknowledged": sorted(ids), "already_acknowledged": [], "unknown": [999999]}
+    again = client.post(f"{URL}/acknowledgements", json={"response_ids": ids[:1]}, headers=auth(key)).get_json()
+    assert again == {"acknowledged": [], "already_acknowledged": ids[:1], "unknown": []}
+    for body in ({}, {"response_ids": []}, {"response_ids": ["1"]}, {"response_ids": [True]}, [1, 2], None):
+        bad = client.post(f"{URL}/acknowledgements", json=body, headers=auth(key))
+        assert bad.status_code == 400, body
+    other = make_key(app, "IMATINIB-SSC")
+    resp = client.post("/api/v1/studies/IMATINIB-SSC/acknowledgements", json={"response_ids": ids}, headers=auth(other))
+    assert resp.get_json()["unknown"] == ids                 # another study's responses are not its to acknowledge
+    with app.app_context():
+        s = db.session()
+        assert s.query(Acknowledgement).count() == 2
+        pulls = s.execute(select(ApiPull.endpoint, ApiPull.status, ApiPull.items).order_by(ApiPull.id)).all()
+        assert pulls[0] == ("api.responses", 200, 2)
+        assert ("api.acknowledgements", 400, None) in pulls
+        assert s.scalar(select(ApiKey.last_used_at).where(ApiKey.prefix == key[3:11])) is not None
+
+
+def test_a_site_restricted_key_sees_only_its_sites(app):
+    from tests.questionnaire.helpers import enrol_with_open_window
+
+    key = make_key(app, "IMATINIB-SSC", sites=("PSL",))
+    enrol_with_open_window(app, "IMATINIB-SSC", "M1", subject="IMA-TLS-001")
+    resp = app.test_client().get("/api/v1/studies/IMATINIB-SSC/responses", headers=auth(key))
+    assert resp.status_code == 200 and resp.get_json()["data"] == []
+
+
+def test_the_openapi_document_describes_every_api_route(app):
+    spec = app.test_client().get("/api/v1/openapi.json").get_json()
+    assert spec["openapi"] == "3.1.0"
+    documented = set(spec["paths"])
+    routes = {rule.rule.replace("<", "{").replace(">", "}") for rule in app.url_map.iter_rules()
+              if rule.endpoint.startswith("api.") and rule.endpoint != "api.openapi"}
+    assert routes == documented
+
+
+def test_odm_xml_is_well_formed_even_with_markup_in_values(app, key):
+    complete_diary(app, "ADU-TLS-001")
+    body = app.test_client().get(f"{URL}/responses?format=odm", headers=auth(key)).data
+    etree.fromstring(body)
+    assert json.loads(app.test_client().get(f"{URL}/responses", headers=auth(key)).data)
