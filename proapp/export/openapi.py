@@ -103,7 +103,8 @@ def spec(public_url: str) -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "type": "object", "required": ["response_ids"],
                     "properties": {"response_ids": {"type": "array", "minItems": 1, "maxItems": 10000,
-                                                    "items": {"type": "integer", "minimum": 1}}}}}}},
+                                                    "items": {"type": "integer", "minimum": 1,
+                                                              "maximum": 2**31 - 1}}}}}}},
                 "responses": {"200": {"description": "What was recorded", "content": {"application/json": {
                     "schema": {"type": "object", "required": ["acknowledged", "already_acknowledged", "unknown"],
                                "properties": {k: {"type": "array", "items": {"type": "integer"}}

@@ -270,16 +270,35 @@ def responses(study: str) -> Response:
     return _stream(chunks, MEDIA[fmt], headers)
 
 
+MAX_ID = 2**31 - 1
+
+
+def _ids(raw: Any) -> list[int] | None:
+    """Response ids from JSON: whole numbers (2 and 2.0 alike, as JSON Schema has it) from 1 to MAX_ID."""
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_LIMIT:
+        return None
+    out = []
+    for value in raw:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        if isinstance(value, float) and not value.is_integer():
+            return None
+        if not 1 <= value <= MAX_ID:
+            return None
+        out.append(int(value))
+    return out
+
+
 @bp.post("/studies/<study>/acknowledgements")
 def acknowledgements(study: str) -> tuple[dict[str, Any], int]:
     key, _st = _key_for(study)
     _check_params(set())
     body = request.get_json(silent=True)
-    ids = body.get("response_ids") if isinstance(body, dict) else None
-    if (not isinstance(ids, list) or not ids or len(ids) > MAX_LIMIT
-            or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)):
-        raise Problem(400, "Bad Request", f'Send JSON {{"response_ids": [...]}} with 1 to {MAX_LIMIT} positive '
-                      "integer ids.", "bad-body")
+    raw = body.get("response_ids") if isinstance(body, dict) else None
+    ids = _ids(raw)
+    if ids is None:
+        raise Problem(400, "Bad Request", f'Send JSON {{"response_ids": [...]}} with 1 to {MAX_LIMIT} ids (whole '
+                      f"numbers from 1 to {MAX_ID}).", "bad-body")
     s = db.session()
     wanted = list(dict.fromkeys(ids))
     known = data.responses_in_scope(s, key, wanted)
