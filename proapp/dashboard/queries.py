@@ -272,6 +272,7 @@ class PatientView:
     sms: list[SmsMessage]
     events: list[PatientEvent]
     responses: list[Response]
+    edc_received: dict[int, datetime] = field(default_factory=dict)   # occurrence id -> when the EDC had it all
 
     @property
     def counts(self) -> Counts:
@@ -333,7 +334,15 @@ def patient_view(db: Session, patient: Patient, catalog: StudyCatalog, now: date
                               labels.get(o.visit_code, o.visit_code), sms_by_occ[o.id])
                 for o in occurrences]
     contact = db.get(PatientContact, patient.id)
-    return PatientView(patient, study, site, contact, timeline, messages, events, responses)
+    from proapp.export.data import acknowledged
+
+    acks = acknowledged(db, [r.id for r in responses if r.status == ResponseStatus.COMPLETED])
+    by_occ: dict[int, list[datetime | None]] = defaultdict(list)
+    for r in responses:
+        if r.status == ResponseStatus.COMPLETED:
+            by_occ[r.occurrence_id].append(acks.get(r.id))
+    received = {occ: max(ats) for occ, ats in by_occ.items() if all(ats)}   # type: ignore[type-var]
+    return PatientView(patient, study, site, contact, timeline, messages, events, responses, received)
 
 
 # Score trends ----------------------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ def viewer() -> Viewer:
 
 
 def staff_route(rule: str, access: str, **options: Any) -> Callable:
-    if access not in ("public", "read", "change"):
+    if access not in ("public", "read", "change", "admin"):
         raise ValueError(access)
 
     def decorate(view: Callable) -> Callable:
@@ -98,7 +98,7 @@ def staff_route(rule: str, access: str, **options: Any) -> Callable:
                 if v is None:
                     target = request.full_path if request.method == "GET" else url_for("staff.overview")
                     return redirect(url_for("staff.login", next=target.rstrip("?")), code=303)
-                if access == "change" and not v.can_change:
+                if (access == "change" and not v.can_change) or (access == "admin" and not v.is_admin):
                     abort(403)
             return view(*args, **kwargs)
 
@@ -431,6 +431,22 @@ def completion_csv(code: str) -> Response:
     name = f"completion-{code}{'-' + site_code if site_code else ''}-{services.now().date().isoformat()}.csv"
     return Response(generate(), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+# Administration ---------------------------------------------------------------------------------------------
+
+@staff_route("/deliveries", "admin")
+def deliveries() -> str:
+    """The log of pushes to the EDC endpoints: what went, when, what came back, what waits for a retry."""
+    from proapp.export.models import PushDelivery
+
+    s = db.session()
+    status = request.args.get("status") if request.args.get("status") in ("pending", "delivered") else None
+    q = (select(PushDelivery, Study.code).join(Study, Study.id == PushDelivery.study_id)
+         .order_by(PushDelivery.id.desc()).limit(200))
+    if status:
+        q = q.where(PushDelivery.status == status)
+    return render_template("staff/deliveries.html", rows=s.execute(q).all(), status=status)
 
 
 # Template helpers ------------------------------------------------------------------------------------------

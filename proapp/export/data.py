@@ -67,7 +67,7 @@ def page_size(db: Session, key: ApiKey, after: int, upto: int) -> int:
                      .where(*_scope(key), Response.export_seq > after, Response.export_seq <= upto)) or 0
 
 
-def _load(db: Session, key: ApiKey, *conds, order=None, limit: int | None = None) -> list[Exported]:
+def load(db: Session, key: ApiKey, *conds, order=None, limit: int | None = None) -> list[Exported]:
     stmt = (_joined(select(Response.id, Response.export_seq, Response.occurrence_id, Patient.subject_id, Site.code,
                            Occurrence.visit_code, Occurrence.due_on, Occurrence.window_opens_on,
                            Occurrence.window_closes_on, Response.instrument_code, Response.instrument_version,
@@ -92,7 +92,7 @@ def iter_responses(db: Session, key: ApiKey, after: int, upto: int, batch: int =
     """The key's responses with after < seq <= upto, in feed order, read ``batch`` at a time."""
     cursor = after
     while cursor < upto:
-        items = _load(db, key, Response.export_seq > cursor, Response.export_seq <= upto,
+        items = load(db, key, Response.export_seq > cursor, Response.export_seq <= upto,
                       order=Response.export_seq, limit=batch)
         if not items:
             return
@@ -108,7 +108,7 @@ def iter_by_subject(db: Session, key: ApiKey, after: int, upto: int, batch: int 
                                     Response.instrument_code)))
     for start in range(0, len(ids), batch):
         chunk = ids[start:start + batch]
-        by_id = {e.id: e for e in _load(db, key, Response.id.in_(chunk))}
+        by_id = {e.id: e for e in load(db, key, Response.id.in_(chunk))}
         yield from (by_id[i] for i in chunk)
 
 

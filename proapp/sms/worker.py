@@ -13,7 +13,7 @@ import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
 from flask import Flask
@@ -97,12 +97,25 @@ class SmsWorker:
         with self.app.app_context(), db.transaction() as s:
             return outbox.reconcile(s, self.gateway, services.phone_vault(), services.now(), self.settings)
 
+    def push(self):
+        """Completed responses to the EDC endpoints named in the study files (see proapp/export/push.py)."""
+        from proapp.export import push
+
+        with self.app.app_context():
+            s = db.session()
+            queued = push.queue(s, services.studies(), services.now())
+            report = push.send_due(s, services.studies(), services.instruments(), services.now())
+            report.queued = queued
+            return report
+
     def tick(self) -> dict[str, Any]:
         """One pass of every job, as the scheduler would run them."""
         queued = self.queue()
         reconciled = self.reconcile()
         sent = self.send_due()
-        return {**queued, **asdict(reconciled), **{f"sms_{k}": v for k, v in asdict(sent).items()}}
+        pushed = self.push()
+        return {**queued, **asdict(reconciled), **{f"sms_{k}": v for k, v in asdict(sent).items()},
+                **{f"push_{k}": v for k, v in asdict(pushed).items()}}
 
     # Sending ----------------------------------------------------------------------------------------------
 
@@ -148,6 +161,7 @@ class SmsWorker:
                           next_run_time=first)
         scheduler.add_job(self._logged(self.reconcile), "interval", seconds=reconcile_every, id="reconcile",
                           next_run_time=first)
+        scheduler.add_job(self._logged(self.push), "interval", seconds=send_every, id="push", next_run_time=first)
 
         def stop(signum: int, _frame: Any) -> None:
             log.info("worker %s: signal %s, finishing the jobs in progress", self.id, signum)
@@ -169,8 +183,8 @@ class SmsWorker:
             except Exception:
                 log.exception("worker %s: job %s failed; it runs again at its next turn", self.id, job.__name__)
                 return
-            busy = result.claimed if isinstance(result, SendReport) else any(asdict(result).values()) \
-                if isinstance(result, outbox.Reconciled) else any(result.values())
+            busy = result.claimed if isinstance(result, SendReport) else \
+                any(asdict(result).values()) if is_dataclass(result) else any(result.values())
             if busy:
                 log.info("worker %s: %s %s", self.id, job.__name__, result)
         run.__name__ = job.__name__

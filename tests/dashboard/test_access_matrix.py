@@ -26,6 +26,11 @@ OTHER_ROUTES = {
     "questionnaire.sms_stop": "the patient session from the token",
     "sms.status_callback": "Twilio's signature",
     "sms.dev_outbox": "development with the console gateway only",
+    "api.openapi": "public API description, no data",
+    "api.metadata": "an API key of the study (tests/export)",
+    "api.questionnaire": "an API key of the study (tests/export)",
+    "api.responses": "an API key of the study (tests/export)",
+    "api.acknowledgements": "an API key of the study (tests/export)",
 }
 ROLES = (None, "admin", "coord_psl", "coord_bsa", "monitor")
 
@@ -54,6 +59,8 @@ def _expected(role: str | None, endpoint: str, url: str) -> str:
     if role is None:
         return "login"
     if access == "change" and role == "monitor":
+        return "forbidden"
+    if access == "admin" and role != "admin":
         return "forbidden"
     if role == "coord_bsa" and "/patients/" in url and not url.endswith("/new"):
         return "not_found"                     # a patient of another site does not exist for them

@@ -6,6 +6,8 @@ import csv
 import gzip
 import io
 import json
+import re
+from datetime import UTC, datetime
 
 from lxml import etree
 from sqlalchemy import select
@@ -274,3 +276,31 @@ def test_odm_xml_is_well_formed_even_with_markup_in_values(app, key):
     body = app.test_client().get(f"{URL}/responses?format=odm", headers=auth(key)).data
     etree.fromstring(body)
     assert json.loads(app.test_client().get(f"{URL}/responses", headers=auth(key)).data)
+
+
+def test_the_patient_page_shows_what_the_edc_has(app, key):
+    from proapp.accounts.models import Role
+    from proapp.accounts.services import create_user
+    from tests.dashboard.conftest import PASSWORD, Staff
+
+    with app.app_context():
+        s = db.session()
+        create_user(s, email="nurse@chu.test", password=PASSWORD, role=Role.COORDINATOR, now=datetime.now(UTC),
+                    study_code="ADUSE", language="en")
+        s.commit()
+    pid = complete_diary(app, "ADU-TLS-001")
+    client = app.test_client()
+    items = client.get(f"{URL}/responses", headers=auth(key)).get_json()["data"]
+    nurse = Staff(app, None)
+    nurse.login("nurse@chu.test", PASSWORD, expect=303)
+
+    def edc_cell():
+        page = nurse.get(f"/staff/patients/{pid}").get_data(as_text=True)
+        row = re.search(r'<tr class="state-completed">.*?</tr>', page, re.S).group(0)
+        return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row))
+
+    assert "not yet" in edc_cell() and "received" not in edc_cell()
+    client.post(f"{URL}/acknowledgements", json={"response_ids": [items[0]["id"]]}, headers=auth(key))
+    assert "not yet" in edc_cell()                          # one of the two forms only
+    client.post(f"{URL}/acknowledgements", json={"response_ids": [items[1]["id"]]}, headers=auth(key))
+    assert "received" in edc_cell() and "not yet" not in edc_cell()

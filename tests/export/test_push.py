@@ -1,0 +1,139 @@
+"""Pushing responses to an EDC endpoint (a fake EDC on 127.0.0.1): signed, retried with backoff until accepted,
+each response delivered once, and the delivery log shown to admins."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from proapp import db
+from proapp.export.models import PushDelivery
+from proapp.studies.catalog import DATA_DIR
+from tests.conftest import fresh_app
+from tests.export.conftest import complete_diary
+
+SECRET = "edc-shared-secret-for-tests"
+
+
+class FakeEdc:
+    def __init__(self):
+        self.received: list[tuple[dict, dict, bytes]] = []
+        self.fail_next = 0
+        edc = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if edc.fail_next:
+                    edc.fail_next -= 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                edc.received.append((dict(self.headers), json.loads(body), body))
+                self.send_response(201)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/proapp-inbox"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def edc():
+    fake = FakeEdc()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def push_app(database_url, instance_dir, tmp_path, edc, monkeypatch):
+    monkeypatch.setenv("PROAPP_EDC_SECRET_ADUSE", SECRET)
+    text = (Path(DATA_DIR) / "ADUSE.yaml").read_text()
+    text += f"edc:\n  push: {{url: \"{edc.url}\", secret_env: PROAPP_EDC_SECRET_ADUSE}}\n"
+    (tmp_path / "ADUSE.yaml").write_text(text)
+    app = fresh_app(database_url, STUDIES_DIR=str(tmp_path))
+    yield app
+    app.extensions["proapp.engine"].dispose()
+
+
+def _push(app, now=None):
+    from proapp.sms.worker import SmsWorker
+
+    if now is not None:
+        app.config["NOW"] = now
+    worker = SmsWorker(app)
+    try:
+        return worker.push()
+    finally:
+        worker.close()
+
+
+def test_each_response_is_pushed_once_signed(push_app, edc):
+    complete_diary(push_app, "ADU-TLS-001")
+    report = _push(push_app)
+    assert (report.queued, report.delivered, report.retried) == (2, 2, 0)
+    assert [body["instrument"]["code"] for _h, body, _raw in edc.received] == ["PAIN_VAS", "DU_DIARY"]
+    headers, body, raw = edc.received[1]
+    stamp, mac = (part.split("=", 1)[1] for part in headers["X-Proapp-Signature"].split(","))
+    expected = hmac.new(SECRET.encode(), f"{stamp}.".encode() + raw, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(mac, expected)
+    assert headers["Idempotency-Key"] == f"proapp-response-{body['id']}"
+    assert body["answers"]["DU_HAND"] == ["R", "L"]
+    again = _push(push_app)
+    assert (again.queued, again.delivered) == (0, 0) and len(edc.received) == 2
+
+
+def test_a_refusing_edc_gets_retries_with_backoff_until_it_accepts(push_app, edc):
+    complete_diary(push_app, "ADU-TLS-001", ulcers=0)
+    edc.fail_next = 4                       # two responses refused twice each
+    t0 = datetime.now(UTC)
+    first = _push(push_app, t0)
+    assert (first.delivered, first.retried) == (0, 2)
+    assert _push(push_app, t0 + timedelta(seconds=10)).delivered == 0        # not due yet (30 s)
+    second = _push(push_app, t0 + timedelta(seconds=31))
+    assert (second.delivered, second.retried) == (0, 2)
+    assert _push(push_app, t0 + timedelta(seconds=70)).delivered == 0        # the next wait is 60 s
+    third = _push(push_app, t0 + timedelta(seconds=92))
+    assert third.delivered == 2 and len(edc.received) == 2
+    with push_app.app_context():
+        rows = db.session().scalars(select(PushDelivery)).all()
+        assert {(r.status, r.attempts, r.last_status_code) for r in rows} == {("delivered", 3, 201)}
+
+
+def test_the_delivery_log_is_for_admins(push_app, edc):
+    from proapp.accounts.models import Role
+    from proapp.accounts.services import create_user
+    from tests.dashboard.conftest import PASSWORD, Staff
+
+    with push_app.app_context():
+        s = db.session()
+        create_user(s, email="admin@chu.test", password=PASSWORD, role=Role.ADMIN, now=datetime.now(UTC),
+                    language="en")
+        create_user(s, email="nurse@chu.test", password=PASSWORD, role=Role.COORDINATOR, now=datetime.now(UTC),
+                    study_code="ADUSE", language="en")
+        s.commit()
+    complete_diary(push_app, "ADU-TLS-001", ulcers=0)
+    edc.fail_next = 1
+    _push(push_app)
+    admin = Staff(push_app, None)
+    admin.login("admin@chu.test", PASSWORD, expect=303)
+    page = admin.get("/staff/deliveries").get_data(as_text=True)
+    assert "Waiting for a retry" in page and "503" in page and edc.url in page
+    nurse = Staff(push_app, None)
+    nurse.login("nurse@chu.test", PASSWORD, expect=303)
+    assert nurse.get("/staff/deliveries").status_code == 403
