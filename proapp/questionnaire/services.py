@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from proapp.instruments import Instrument, Registry, score_with
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient
@@ -26,6 +26,7 @@ from proapp.questionnaire import flow as flowmod
 from proapp.questionnaire.flow import Screen
 from proapp.questionnaire.models import AccessLink, Answer, Response, ResponseStatus
 from proapp.studies.catalog import StudyCatalog
+from proapp.studies.models import Study
 
 TOKEN_BYTES = 16                  # 128 bits from secrets, 22 URL-safe characters
 ONSET_MAX_DAYS_BACK = 31
@@ -77,14 +78,25 @@ def resolve_link(db: Session, token: str, now: datetime) -> tuple[LinkState, Acc
 
 
 def occurrence_of_live_link(db: Session, link_id: int, occurrence_id: int) -> Occurrence | None:
-    """The occurrence behind a patient session, with its patient, study and site, in one query;
-    None once the link was revoked (a new SMS was sent)."""
-    return db.scalar(
-        select(Occurrence)
+    """The occurrence behind a patient session, with its patient, in one query (no eager loading: the hot path
+    of every patient page); None once the link was revoked (a new SMS was sent)."""
+    row = db.execute(
+        select(Occurrence, Patient)
         .join(AccessLink, AccessLink.occurrence_id == Occurrence.id)
-        .where(AccessLink.id == link_id, AccessLink.revoked_at.is_(None), Occurrence.id == occurrence_id)
-        .options(joinedload(Occurrence.patient).joinedload(Patient.study),
-                 joinedload(Occurrence.patient).joinedload(Patient.site)))
+        .join(Patient, Patient.id == Occurrence.patient_id)
+        .where(AccessLink.id == link_id, AccessLink.revoked_at.is_(None), Occurrence.id == occurrence_id)).first()
+    return None if row is None else row[0]      # occurrence.patient now comes from the identity map
+
+
+_STUDY_CODES: dict[tuple[int, int], str] = {}
+
+
+def study_code(db: Session, study_id: int) -> str:
+    """A study's code by id (rows are never deleted nor renamed), cached per engine."""
+    key = (id(db.get_bind()), study_id)
+    if key not in _STUDY_CODES:
+        _STUDY_CODES[key] = db.scalar(select(Study.code).where(Study.id == study_id))
+    return _STUDY_CODES[key]
 
 
 class Closed(Exception):
@@ -115,7 +127,7 @@ class Session_:
 
 
 def load(db: Session, occurrence: Occurrence, registry: Registry, studies: StudyCatalog) -> Session_:
-    study = studies.get(occurrence.patient.study.code)
+    study = studies.get(study_code(db, occurrence.patient.study_id))
     instruments, variants = [], {}
     for code in occurrence.instruments:
         use = study.instruments[code]
@@ -127,9 +139,11 @@ def load(db: Session, occurrence: Occurrence, registry: Registry, studies: Study
     answers: dict[str, dict[tuple[str, int], str]] = {code: {} for code in occurrence.instruments}
     if responses:
         by_id = {r.id: r.instrument_code for r in responses.values()}
-        for a in db.scalars(select(Answer).where(Answer.response_id.in_(by_id))):
-            if a.value is not None:
-                answers[by_id[a.response_id]][(a.item_code, a.repeat_index)] = a.value
+        for response_id, item_code, repeat, value in db.execute(
+                select(Answer.response_id, Answer.item_code, Answer.repeat_index, Answer.value)
+                .where(Answer.response_id.in_(by_id))):
+            if value is not None:
+                answers[by_id[response_id]][(item_code, repeat)] = value
     return Session_(occurrence, occurrence.patient, instruments, variants, responses, answers)
 
 
