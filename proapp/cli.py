@@ -73,7 +73,7 @@ def enroll_cmd(study: str, site: str, subject: str, phone: str, language: str, a
         try:
             with db.transaction() as s:
                 patient = enroll_patient(s, services.studies(), services.phone_vault(), req,
-                                         now=services.now(),
+                                         now=services.now(), actor="cli",
                                          phone_region=current_app.config["DEFAULT_PHONE_REGION"])
         except EnrolmentError as exc:
             fail(f"{exc.field}: {exc.message}")
@@ -390,7 +390,8 @@ def demo_cmd() -> None:
         anchor = now.astimezone(ZoneInfo(tz)).date() - timedelta(days=days)
         with db.transaction():
             enroll_patient(s, services.studies(), services.phone_vault(),
-                           EnrolmentRequest(study, site, subject, phone, lang, anchor, tz, 10), now=now)
+                           EnrolmentRequest(study, site, subject, phone, lang, anchor, tz, 10), now=now,
+                           actor="cli:demo")
         click.echo(f"enrolled demo patient {subject} ({study}/{site}, {lang}, {tz}), anchor date {anchor}")
     click.echo("questionnaire links (each new link replaces the previous one):")
     from proapp.questionnaire.services import issue_link, open_occurrence_for

@@ -89,6 +89,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def init_app(app: Flask) -> None:
+    from proapp.audit.services import install
+
+    install()
     engine = make_engine(app.config["DATABASE_URL"])
     app.extensions["proapp.engine"] = engine
     app.extensions["proapp.sessionmaker"] = sessionmaker(bind=engine, expire_on_commit=False)

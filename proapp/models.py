@@ -1,6 +1,7 @@
 """Every model, imported once so that the metadata (and Alembic) sees all tables."""
 
 from proapp.accounts.models import Role, User, UserScope
+from proapp.audit.models import AuditEvent, AuditHead
 from proapp.export.models import Acknowledgement, ApiKey, ApiPull, PushDelivery
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
 from proapp.questionnaire.models import AccessLink, Answer, Response, ResponseStatus
@@ -13,6 +14,8 @@ __all__ = [
     "Answer",
     "ApiKey",
     "ApiPull",
+    "AuditEvent",
+    "AuditHead",
     "Occurrence",
     "OccurrenceStatus",
     "Patient",

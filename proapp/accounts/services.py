@@ -21,7 +21,7 @@ class AccountError(ValueError):
 
 def create_user(db: Session, *, email: str, password: str, role: Role, now: datetime,
                 study_code: str | None = None, site_code: str | Sequence[str] | None = None,
-                language: str = "fr") -> User:
+                language: str = "fr", created_by: str = "cli") -> User:
     email = email.strip().lower()
     if "@" not in email or len(email) > 254:
         raise AccountError(f"{email!r} is not an e-mail address")
@@ -48,7 +48,13 @@ def create_user(db: Session, *, email: str, password: str, role: Role, now: date
             site_ids.append(site.id)
         for site_id in site_ids or [None]:          # no site: every site of the study
             db.add(UserScope(user_id=user.id, study_id=study.id, site_id=site_id))
-        db.flush()
+    from proapp.audit.services import record
+
+    record(db, actor=created_by, action="user.created", entity="app_user", entity_id=user.id,
+           new={"email": email, "role": role.value, "study": study_code,
+                "sites": [site_code] if isinstance(site_code, str) else list(site_code or []),
+                "language": language}, at=now)
+    db.flush()
     return user
 
 
@@ -70,26 +76,38 @@ def _dummy_check(password: str) -> None:
 
 
 def authenticate(db: Session, email: str, password: str, *, now: datetime, max_failures: int,
-                 lock_for: timedelta) -> User:
+                 lock_for: timedelta, client: dict[str, str] | None = None) -> User:
     """The user these credentials belong to, or LoginRefused. ``max_failures`` wrong passwords in a row lock the
     account for ``lock_for`` (counted in one UPDATE, so parallel attempts cannot slip through)."""
+    from proapp.audit.services import record
+
     email = (email or "").strip().lower()
     user = db.scalar(select(User).where(User.email == email)) if 0 < len(email) <= 254 else None
+
+    def refused(why: str) -> LoginRefused:
+        record(db, actor=f"user:{email[:120]}" if email else "anonymous", action="user.login_failed",
+               entity="app_user", entity_id=user.id if user else None, new={"why": why, **(client or {})}, at=now)
+        return LoginRefused()
+
     if user is None or not user.active:
         _dummy_check(password or "")
-        raise LoginRefused()
+        raise refused("unknown or disabled account")
     if user.locked_until is not None and now < user.locked_until:
         _dummy_check(password or "")
-        raise LoginRefused()
+        raise refused("account locked")
     if not password or len(password) > 1024 or not check_password_hash(user.password_hash, password):
         failures = db.execute(update(User).where(User.id == user.id)
                               .values(failed_logins=User.failed_logins + 1)
                               .returning(User.failed_logins)).scalar_one()
         if failures >= max_failures:
             db.execute(update(User).where(User.id == user.id).values(locked_until=now + lock_for, failed_logins=0))
+            record(db, actor="system:login", action="user.locked", entity="app_user", entity_id=user.id,
+                   new={"locked_until": (now + lock_for).isoformat()}, at=now)
         db.flush()
-        raise LoginRefused()
+        raise refused("wrong password")
     user.failed_logins, user.locked_until = 0, None
+    record(db, actor=f"user:{user.email}", action="user.login", entity="app_user", entity_id=user.id,
+           new=client or None, at=now)
     db.flush()
     return user
 

@@ -139,7 +139,9 @@ def login() -> Any:
         try:
             user = accounts.authenticate(s, email, request.form.get("password", ""), now=services.now(),
                                          max_failures=cfg["LOGIN_MAX_FAILURES"],
-                                         lock_for=timedelta(minutes=cfg["LOGIN_LOCK_MINUTES"]))
+                                         lock_for=timedelta(minutes=cfg["LOGIN_LOCK_MINUTES"]),
+                                         client={"ip": request.remote_addr or "",
+                                                 "agent": request.user_agent.string[:120]})
         except accounts.LoginRefused:
             s.commit()                      # the failure count is kept
             error = _("Wrong e-mail or password. After %(n)s wrong tries in a row an account is locked for "
@@ -158,6 +160,12 @@ def login() -> Any:
 
 @staff_route("/logout", "read", methods=["POST"])
 def logout() -> Any:
+    from proapp.audit.services import record
+
+    v = viewer()
+    s = db.session()
+    record(s, actor=v.actor, action="user.logout", entity="app_user", entity_id=v.user_id, at=services.now())
+    s.commit()
     session.clear()
     flash(_("You are signed out."), "notice")
     return redirect(url_for("staff.login"), code=303)
@@ -236,7 +244,7 @@ def enrol() -> Any:
             s = db.session()
             try:
                 patient = enroll_patient(s, services.studies(), services.phone_vault(), req, now=services.now(),
-                                         phone_region=current_app.config["DEFAULT_PHONE_REGION"])
+                                         phone_region=current_app.config["DEFAULT_PHONE_REGION"], actor=v.actor)
             except EnrolmentError as exc:
                 s.rollback()
                 errors[exc.field if exc.field in form else "study_site"] = str(exc.message)

@@ -68,6 +68,11 @@ def _record(status: int, items: int | None) -> None:
     params = {k: v[:200] for k, v in request.args.items()}
     s.add(ApiPull(api_key_id=key.id, at=services.now(), endpoint=(request.endpoint or "")[:60], params=params or None,
                   status=status, items=items))
+    from proapp.audit.services import record
+
+    record(s, actor=f"api:pk_{key.prefix}", action="api.request", entity="api_key", entity_id=key.id,
+           new={"endpoint": request.endpoint, "params": params, "status": status, "items": items},
+           at=services.now())
     s.execute(ApiKey.__table__.update().where(ApiKey.id == key.id).values(last_used_at=services.now()))
     s.commit()
 
@@ -312,7 +317,13 @@ def acknowledgements(study: str) -> tuple[dict[str, Any], int]:
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        s.execute(insert(Acknowledgement).on_conflict_do_nothing(), new)   # a concurrent request did it first
+        done = s.execute(insert(Acknowledgement).on_conflict_do_nothing()   # a concurrent request did it first
+                         .returning(Acknowledgement.response_id), new).scalars().all()
+        from proapp.audit.services import record
+
+        for rid in done:
+            record(s, actor=f"api:pk_{key.prefix}", action="response.acknowledged", entity="response",
+                   entity_id=rid, new={"api_key": key.id}, at=now)
     s.commit()
     _record(200, len(known))
     return {"acknowledged": sorted(known - already), "already_acknowledged": sorted(already),

@@ -42,7 +42,16 @@ def _reason(reason: str | None) -> str:
 
 def _event(db: Session, patient: Patient, now: datetime, actor: str, action: str, reason: str | None,
            details: dict[str, Any] | None = None) -> None:
+    from proapp.audit.services import record
+
     db.add(PatientEvent(patient_id=patient.id, at=now, actor=actor, action=action, reason=reason, details=details))
+    details = details or {}
+    old = {"value": details["old"]} if "old" in details else None
+    new = {k: v for k, v in details.items() if k != "old"} or None
+    if new and "new" in new:
+        new = {"value": new.pop("new"), **new}
+    record(db, actor=actor, action=f"patient.{action}", entity="patient", entity_id=patient.id, patient_id=patient.id,
+           old=old, new=new, reason=reason, at=now)
 
 
 def _active(patient: Patient) -> None:

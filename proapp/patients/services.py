@@ -92,7 +92,7 @@ def validate_enrolment(db: Session, catalog: StudyCatalog, req: EnrolmentRequest
 
 
 def enroll_patient(db: Session, catalog: StudyCatalog, vault: phones.PhoneVault, req: EnrolmentRequest, *,
-                   now: datetime, phone_region: str = "FR") -> Patient:
+                   now: datetime, phone_region: str = "FR", actor: str = "system") -> Patient:
     """Enrol a patient and create their schedule. Visits whose window closed before today are cancelled."""
     study, site, e164, timezone = validate_enrolment(db, catalog, req, now=now, phone_region=phone_region)
     study_def = catalog.get(req.study_code)
@@ -112,6 +112,14 @@ def enroll_patient(db: Session, catalog: StudyCatalog, vault: phones.PhoneVault,
             status=OccurrenceStatus.CANCELLED if p.closes_at <= now else OccurrenceStatus.SCHEDULED,
         ))
     db.flush()
+    from proapp.audit.services import record
+
+    record(db, actor=actor, action="patient.enrolled", entity="patient", entity_id=patient.id, patient_id=patient.id,
+           new={"study": req.study_code, "site": req.site_code, "subject_id": req.subject_id,
+                "language": req.language, "timezone": timezone, "anchor_date": req.anchor_date.isoformat(),
+                "sms_hour": req.sms_hour, "phone": phones.mask(e164), "schedule_version": study_def.version,
+                "schedule": [[o.visit_code, o.window_opens_on.isoformat(), o.window_closes_on.isoformat(),
+                              o.status.value] for o in schedule_of(db, patient.id)]}, at=now)
     return patient
 
 

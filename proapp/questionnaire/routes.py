@@ -52,6 +52,11 @@ def _current() -> Occurrence | None:
     return occ
 
 
+def _actor() -> str:
+    data = session.get(SESSION_KEY) or {}
+    return f"patient:link:{data.get('link')}" + (":on_site" if _on_site() else "")
+
+
 def _on_site() -> bool:
     """Whether this session was opened by staff on a site tablet (the response is recorded on site)."""
     data = session.get(SESSION_KEY)
@@ -133,7 +138,8 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
     if request.method == "POST":
         language = occ.patient.language
         try:
-            errors = qs.save_screen(db.session(), qsess, scr, request.form, language=language, now=services.now())
+            errors = qs.save_screen(db.session(), qsess, scr, request.form, language=language, now=services.now(),
+                                    actor=_actor())
         except qs.AlreadyCompleted:
             db.session().rollback()
             return render_template("questionnaire/message.html", kind="completed"), 200
@@ -181,7 +187,7 @@ def submit() -> WResponse | tuple[str, int] | str:
         return redirect(url_for("questionnaire.done"), code=303)
     try:
         qs.complete(db.session(), qsess, language=occ.patient.language, now=services.now(),
-                    on_site=_on_site())
+                    on_site=_on_site(), actor=_actor())
     except qs.Closed:
         db.session().rollback()
         return render_template("questionnaire/message.html", kind="closed"), 410

@@ -211,8 +211,18 @@ def parse_screen(screen: Screen, form: Mapping[str, str], today: date) -> tuple[
     return values, errors
 
 
+def _audit_answer(db: Session, s: Session_, r: Response, item: str, repeat: int, old: str | None, new: str | None,
+                  actor: str, now: datetime, action: str = "answer.saved", reason: str | None = None) -> None:
+    from proapp.audit.services import record
+
+    record(db, actor=actor, action=action, entity="answer", entity_id=f"{r.id}:{item}:{repeat}",
+           patient_id=s.patient.id, old=None if old is None else {"value": old},
+           new={"value": new, "instrument": r.instrument_code, "version": r.instrument_version,
+                "visit": s.occurrence.visit_code}, reason=reason, at=now)
+
+
 def save_screen(db: Session, s: Session_, screen: Screen, form: Mapping[str, str], *, language: str,
-                now: datetime) -> dict[str, Any]:
+                now: datetime, actor: str = "patient") -> dict[str, Any]:
     """Store one screen's answers (autosave). Returns errors; with errors nothing is stored."""
     _check_writable(s, now)
     inst = screen.instrument
@@ -225,13 +235,16 @@ def save_screen(db: Session, s: Session_, screen: Screen, form: Mapping[str, str
         groups = dict(state.get("groups") or {})
         g = dict(groups.get(screen.group.code) or {})  # type: ignore[union-attr]
         more = dict(g.get("more") or {})
+        if more.get(str(screen.repeat)) != choice:
+            _audit_answer(db, s, r, f"{screen.group.code}.more", screen.repeat,  # type: ignore[union-attr]
+                          more.get(str(screen.repeat)), choice, actor, now)
         more[str(screen.repeat)] = choice
         if choice == "N":              # repeats declared after this one are dropped with their answers
             more = {k: v for k, v in more.items() if int(k) <= screen.repeat}
         g["more"] = more
         groups[screen.group.code] = g  # type: ignore[union-attr]
         state["groups"] = groups
-        _record_save(db, s, r, inst, state, language, now)
+        _record_save(db, s, r, inst, state, language, now, actor)
         return {}
     today = now.astimezone(ZoneInfo(s.patient.timezone)).date()
     values, errors = parse_screen(screen, form, today)
@@ -244,10 +257,12 @@ def save_screen(db: Session, s: Session_, screen: Screen, form: Mapping[str, str
         if value is None:
             if key in current:
                 db.execute(delete(Answer).where(*_answer_row(r.id, key)))
+                _audit_answer(db, s, r, code, screen.repeat, current[key], None, actor, now, "answer.cleared")
                 del current[key]
             continue
         if current.get(key) == value:
             continue
+        _audit_answer(db, s, r, code, screen.repeat, current.get(key), value, actor, now)
         set_value = update(Answer).where(*_answer_row(r.id, key)).values(value=value, answered_at=now)
         if not db.execute(set_value).rowcount:
             try:
@@ -262,7 +277,7 @@ def save_screen(db: Session, s: Session_, screen: Screen, form: Mapping[str, str
     if screen.key not in seen:
         seen.append(screen.key)
     state["seen"] = seen
-    _record_save(db, s, r, inst, state, language, now)
+    _record_save(db, s, r, inst, state, language, now, actor)
     return {}
 
 
@@ -272,24 +287,27 @@ def _answer_row(response_id: int, key: tuple[str, int]) -> tuple:
 
 
 def _record_save(db: Session, s: Session_, r: Response, inst: Instrument, state: dict[str, Any], language: str,
-                 now: datetime) -> None:
+                 now: datetime, actor: str) -> None:
     """End of every save: new navigation state, language and time, and answers a change has hidden dropped."""
     r.flow_state = state
     r.language, r.last_saved_at = language, now
-    _prune_hidden(db, s, r, inst)
+    _prune_hidden(db, s, r, inst, actor, now)
     db.flush()
 
 
-def _prune_hidden(db: Session, s: Session_, r: Response, inst: Instrument) -> None:
+def _prune_hidden(db: Session, s: Session_, r: Response, inst: Instrument, actor: str, now: datetime) -> None:
     """Drop answers a changed answer has hidden (7B after 7A turned Yes, ulcers after 'no new ulcer')."""
     keep = flowmod.visible_keys(flowmod.instrument_screens(inst, s.answers.get(inst.code, {}), r.flow_state))
     keep_inst = keep.get(inst.code, set())
     for key in [k for k in s.answers.get(inst.code, {}) if k not in keep_inst]:
         db.execute(delete(Answer).where(*_answer_row(r.id, key)))
+        _audit_answer(db, s, r, key[0], key[1], s.answers[inst.code][key], None, actor, now, "answer.dropped",
+                      "no longer asked after a changed answer")
         del s.answers[inst.code][key]
 
 
-def complete(db: Session, s: Session_, *, language: str, now: datetime, on_site: bool = False) -> bool:
+def complete(db: Session, s: Session_, *, language: str, now: datetime, on_site: bool = False,
+             actor: str = "patient") -> bool:
     """Complete every response of the occurrence once. Returns False when it was already completed."""
     if s.occurrence.status == OccurrenceStatus.COMPLETED:
         return False
@@ -308,6 +326,15 @@ def complete(db: Session, s: Session_, *, language: str, now: datetime, on_site:
         scores = score_with(inst, flowmod.as_scoring_answers(s.answers.get(inst.code, {})))
         r.status, r.completed_at, r.completed_on_site, r.scores = ResponseStatus.COMPLETED, now, on_site, scores
         r.last_saved_at = now
+        db.flush()
+        from proapp.audit.services import record
+
+        record(db, actor=actor, action="response.completed", entity="response", entity_id=r.id,
+               patient_id=s.patient.id, old={"status": "in_progress"},
+               new={"status": "completed", "instrument": r.instrument_code, "version": r.instrument_version,
+                    "language": language, "visit": s.occurrence.visit_code, "on_site": on_site, "scores": scores,
+                    "answers": {f"{k[0]}:{k[1]}": v for k, v in sorted(s.answers.get(inst.code, {}).items())}},
+               at=now)
     db.flush()
     db.expire(s.occurrence)
     return True

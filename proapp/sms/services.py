@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, exists, func, select, update
-from sqlalchemy.orm import Session, aliased, joinedload
+from sqlalchemy.orm import Session, aliased, joinedload, object_session
 
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
 from proapp.patients.phones import PhoneVault
@@ -89,7 +89,12 @@ def _insert_new(db: Session, rows: list[dict[str, Any]]) -> int:
     else:
         from sqlalchemy.dialects.sqlite import insert
     stmt = insert(SmsMessage).on_conflict_do_nothing(index_elements=["occurrence_id", "kind"])
-    return len(db.execute(stmt.returning(SmsMessage.id), rows).all())
+    created = db.execute(stmt.returning(SmsMessage.id, SmsMessage.patient_id, SmsMessage.kind, SmsMessage.status),
+                         rows).all()
+    now = rows[0]["created_at"]
+    for message_id, patient_id, kind, status in created:
+        _audit_sms(db, [(message_id, patient_id)], None, status.value, now, kind=kind)
+    return len(created)
 
 
 def _new_row(occurrence_id: int, patient_id: int, kind: str, due: datetime, now: datetime,
@@ -100,10 +105,16 @@ def _new_row(occurrence_id: int, patient_id: int, kind: str, due: datetime, now:
 
 def mark_missed(db: Session, now: datetime) -> int:
     """Occurrences whose window closed before completion become missed."""
-    result = db.execute(update(Occurrence)
+    from proapp.audit.services import record
+
+    missed = db.execute(update(Occurrence)
                         .where(Occurrence.status == OccurrenceStatus.SCHEDULED, Occurrence.window_closes_at <= now)
-                        .values(status=OccurrenceStatus.MISSED))
-    return result.rowcount or 0
+                        .values(status=OccurrenceStatus.MISSED)
+                        .returning(Occurrence.id, Occurrence.patient_id, Occurrence.visit_code)).all()
+    for occ_id, patient_id, visit in missed:
+        record(db, actor="system:schedule", action="occurrence.missed", entity="occurrence", entity_id=occ_id,
+               patient_id=patient_id, old={"status": "scheduled"}, new={"status": "missed", "visit": visit}, at=now)
+    return len(missed)
 
 
 def queue_invitations(db: Session, now: datetime, settings: SmsSettings) -> int:
@@ -192,17 +203,20 @@ def cancel_unsendable(db: Session, now: datetime) -> int:
         (PatientContact.usable.is_(False), "number_unusable"),
         else_=None)
     targets = db.execute(
-        select(SmsMessage.id, reason)
+        select(SmsMessage.id, reason, SmsMessage.patient_id)
         .join(Occurrence, Occurrence.id == SmsMessage.occurrence_id)
         .join(Patient, Patient.id == SmsMessage.patient_id)
         .join(PatientContact, PatientContact.patient_id == Patient.id)
         .where(SmsMessage.status.in_(WAITING), reason.is_not(None))).all()
     by_reason: dict[str, list[int]] = {}
-    for msg_id, why in targets:
+    for msg_id, why, _patient in targets:
         by_reason.setdefault(why, []).append(msg_id)
     for why, ids in by_reason.items():             # one UPDATE per reason, not one per row
-        db.execute(update(SmsMessage).where(SmsMessage.id.in_(ids), SmsMessage.status.in_(WAITING))
-                   .values(status=SmsStatus.CANCELLED, cancel_reason=why, status_at=now))
+        done = db.execute(update(SmsMessage).where(SmsMessage.id.in_(ids), SmsMessage.status.in_(WAITING))
+                          .values(status=SmsStatus.CANCELLED, cancel_reason=why, status_at=now)
+                          .returning(SmsMessage.id, SmsMessage.patient_id)).all()
+        _audit_sms(db, [tuple(r) for r in done], SmsStatus.PENDING.value, SmsStatus.CANCELLED.value, now,
+                   cancel_reason=why)
     return len(targets)
 
 
@@ -217,8 +231,9 @@ def claim(db: Session, worker: str, now: datetime, limit: int) -> list[int]:
         update(SmsMessage)
         .where(SmsMessage.id.in_(due.scalar_subquery()), SmsMessage.status == SmsStatus.PENDING)
         .values(status=SmsStatus.SENDING, claimed_by=worker, claimed_at=now, status_at=now)
-        .returning(SmsMessage.id))
-    return sorted(result.scalars())
+        .returning(SmsMessage.id, SmsMessage.patient_id)).all()
+    _audit_sms(db, [tuple(r) for r in result], SmsStatus.PENDING.value, SmsStatus.SENDING.value, now, worker=worker)
+    return sorted(r[0] for r in result)
 
 
 @dataclass
@@ -293,10 +308,27 @@ def _unsendable_reason(occ: Occurrence, patient: Patient, contact: PatientContac
     return None
 
 
+def _audit_sms(db: Session, rows: list[tuple[int, int]], old: str | None, new: str, now: datetime,
+               **details: Any) -> None:
+    """One audit entry per message whose status changed: (message id, patient id) pairs."""
+    from proapp.audit.services import record
+
+    extra = {k: v for k, v in details.items() if v is not None}
+    for message_id, patient_id in rows:
+        record(db, actor="system:sms", action="sms.status", entity="sms_message", entity_id=message_id,
+               patient_id=patient_id, old=None if old is None else {"status": old}, new={"status": new, **extra},
+               at=now)
+
+
 def _set(msg: SmsMessage, status: SmsStatus, now: datetime, **values: Any) -> None:
+    old = msg.status
     msg.status, msg.status_at = status, now
     for key, value in values.items():
         setattr(msg, key, value)
+    db = object_session(msg)
+    if db is not None and old != status:
+        _audit_sms(db, [(msg.id, msg.patient_id)], old.value if old else None, status.value, now,
+                   **{k: values.get(k) for k in ("cancel_reason", "error_code", "error_message", "provider_status")})
 
 
 def _locked(db: Session, message_id: int) -> SmsMessage | None:
@@ -367,9 +399,17 @@ def _maybe_unusable(db: Session, msg: SmsMessage, error_code: int | None, now: d
         db.add(PatientEvent(patient_id=msg.patient_id, at=now, actor="system:sms", action="phone_unusable",
                             reason=f"Twilio error {error_code}: {UNUSABLE_CODES[error_code]}",
                             details={"sms_message_id": msg.id}))
-    db.execute(update(SmsMessage).where(SmsMessage.patient_id == msg.patient_id,
-                                        SmsMessage.status.in_(WAITING))
-               .values(status=SmsStatus.CANCELLED, cancel_reason="number_unusable", status_at=now))
+        from proapp.audit.services import record
+
+        record(db, actor="system:sms", action="patient.phone_unusable", entity="patient_contact",
+               entity_id=msg.patient_id, patient_id=msg.patient_id, old={"usable": True}, new={"usable": False},
+               reason=f"Twilio error {error_code}", at=now)
+    done = db.execute(update(SmsMessage).where(SmsMessage.patient_id == msg.patient_id,
+                                               SmsMessage.status.in_(WAITING))
+                      .values(status=SmsStatus.CANCELLED, cancel_reason="number_unusable", status_at=now)
+                      .returning(SmsMessage.id, SmsMessage.patient_id)).all()
+    _audit_sms(db, [tuple(r) for r in done], SmsStatus.PENDING.value, SmsStatus.CANCELLED.value, now,
+               cancel_reason="number_unusable")
 
 
 @dataclass
@@ -458,14 +498,21 @@ def reserve_slot(connection: Any, sender: str, rate_per_second: int, now_us: int
 # Patients' SMS preferences ---------------------------------------------------------------------------------
 
 def _event(db: Session, patient_id: int, now: datetime, actor: str, action: str, reason: str | None) -> None:
+    from proapp.audit.services import record
+
     db.add(PatientEvent(patient_id=patient_id, at=now, actor=actor, action=action, reason=reason))
+    record(db, actor=actor, action=f"patient.{action}", entity="patient", entity_id=patient_id,
+           patient_id=patient_id, reason=reason, at=now)
 
 
 def cancel_waiting(db: Session, patient_id: int, why: str, now: datetime) -> int:
-    result = db.execute(update(SmsMessage).where(SmsMessage.patient_id == patient_id,
-                                                 SmsMessage.status.in_(WAITING))
-                        .values(status=SmsStatus.CANCELLED, cancel_reason=why, status_at=now))
-    return result.rowcount or 0
+    done = db.execute(update(SmsMessage).where(SmsMessage.patient_id == patient_id,
+                                               SmsMessage.status.in_(WAITING))
+                      .values(status=SmsStatus.CANCELLED, cancel_reason=why, status_at=now)
+                      .returning(SmsMessage.id, SmsMessage.patient_id)).all()
+    _audit_sms(db, [tuple(r) for r in done], SmsStatus.PENDING.value, SmsStatus.CANCELLED.value, now,
+               cancel_reason=why)
+    return len(done)
 
 
 def opt_out(db: Session, contact: PatientContact, now: datetime, actor: str = "patient:link") -> bool:
