@@ -31,6 +31,8 @@ def record(db: Session, *, actor: str, action: str, entity: str, entity_id: Any 
            old: dict[str, Any] | None = None, new: dict[str, Any] | None = None, reason: str | None = None,
            at: datetime | None = None) -> None:
     """Add an entry to this transaction (written at commit, with the change)."""
+    if not db.in_transaction():
+        db.begin()                      # so that a rollback or close before any SQL also drops the entry
     db.info.setdefault(PENDING, []).append({
         "at": (at or datetime.now(UTC)).astimezone(UTC), "actor": actor[:160], "action": action[:60],
         "entity": entity[:40], "entity_id": None if entity_id is None else str(entity_id)[:64],
@@ -83,15 +85,17 @@ def _write_pending(session: Session) -> None:
     session.execute(update(AuditHead).where(AuditHead.id == HEAD_ROW).values(last_id=last_id, last_hash=last_hash))
 
 
-def _drop_pending(session: Session, *_args: Any) -> None:
-    session.info.pop(PENDING, None)
+def _drop_pending(session: Session, transaction: Any) -> None:
+    """The outermost transaction ended without commit (rollback or close): its entries go with it."""
+    if transaction.parent is None:
+        session.info.pop(PENDING, None)
 
 
 def install() -> None:
     """Hook the writer into every session (once)."""
     if not event.contains(Session, "before_commit", _write_pending):
         event.listen(Session, "before_commit", _write_pending)
-        event.listen(Session, "after_rollback", _drop_pending)
+        event.listen(Session, "after_transaction_end", _drop_pending)
 
 
 # Verification ------------------------------------------------------------------------------------------------

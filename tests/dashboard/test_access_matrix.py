@@ -62,6 +62,8 @@ def _expected(role: str | None, endpoint: str, url: str) -> str:
         return "forbidden"
     if access == "admin" and role != "admin":
         return "forbidden"
+    if access == "audit" and role not in ("admin", "monitor"):
+        return "forbidden"
     if role == "coord_bsa" and "/patients/" in url and not url.endswith("/new"):
         return "not_found"                     # a patient of another site does not exist for them
     return "ok"

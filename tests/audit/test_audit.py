@@ -1,0 +1,212 @@
+"""The audit trail: what is recorded, the chain's verification against every kind of tampering, the database's
+refusal to change it (PostgreSQL), and the views."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import delete, func, insert, select, text, update
+
+from proapp import db
+from proapp.audit.models import AuditEvent
+from proapp.audit.services import chain_hash, record, verify
+from tests.dashboard.conftest import Staff
+from tests.export.conftest import auth, complete_diary, make_key
+from tests.questionnaire.helpers import Patient, enrol_with_open_window
+
+
+def entries(app, **where):
+    with app.app_context():
+        q = select(AuditEvent).order_by(AuditEvent.id)
+        for k, v in where.items():
+            q = q.where(getattr(AuditEvent, k) == v)
+        cols = ("id", "at", "actor", "action", "entity", "entity_id", "patient_id", "old", "new", "reason")
+        return [SimpleNamespace(**{c: getattr(e, c) for c in cols}) for e in db.session().scalars(q)]
+
+
+def tamper(app, *statements):
+    """Change the table behind proapp's back (on PostgreSQL the triggers are bypassed, as a superuser could)."""
+    from proapp.audit.guard import suspended
+
+    with app.app_context(), db.engine().begin() as conn, suspended(conn):
+        for stmt in statements:
+            conn.execute(stmt)
+
+
+def findings(app):
+    with app.app_context():
+        return [str(f) for f in verify(db.session())[1]]
+
+
+def test_a_patient_journey_is_recorded_with_who_what_when_and_values(app):
+    pid, token = enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-001")
+    client = app.test_client()
+    p = Patient(client, token)
+    p.open()
+    p.start()
+    p.answer(PAIN_VAS="30")
+    p.get("/q/PAIN_VAS.PAIN_VAS")
+    p.answer(PAIN_VAS="35")                          # the patient changes their answer before submitting
+    enrolled = entries(app, action="patient.enrolled")[0]
+    assert enrolled.patient_id == pid and enrolled.new["subject_id"] == "ADU-TLS-001"
+    assert enrolled.new["phone"] == "+336 1 •• •• •• 78" and "+33612345678" not in str(enrolled.new)
+    assert [v[0] for v in enrolled.new["schedule"]][:3] == ["W0", "W1", "W2"]
+    saves = entries(app, action="answer.saved", patient_id=pid)
+    assert [(e.old, e.new["value"]) for e in saves] == [(None, "30"), ({"value": "30"}, "35")]
+    assert saves[0].actor.startswith("patient:link:") and saves[0].new["instrument"] == "PAIN_VAS"
+    assert saves[0].at.tzinfo is not None
+
+
+def test_completion_staff_changes_logins_and_api_requests_are_recorded(app):
+    pid = complete_diary(app, "ADU-TLS-001")
+    completed = entries(app, action="response.completed")
+    assert {e.new["instrument"] for e in completed} == {"PAIN_VAS", "DU_DIARY"}
+    diary = next(e for e in completed if e.new["instrument"] == "DU_DIARY")
+    assert diary.new["answers"]["DU_HAND:1"] == "R" and diary.new["scores"]["new_ulcer_count"] == 2
+    key = make_key(app)
+    app.test_client().get("/api/v1/studies/ADUSE/responses", headers=auth(key))
+    [pull] = entries(app, action="api.request")
+    assert pull.actor == f"api:pk_{key[3:11]}" and pull.new["items"] == 2
+    from proapp.accounts.models import Role
+    from proapp.accounts.services import create_user
+    from tests.dashboard.conftest import PASSWORD
+
+    with app.app_context():
+        s = db.session()
+        create_user(s, email="nurse@chu.test", password=PASSWORD, role=Role.COORDINATOR, now=diary.at,
+                    study_code="ADUSE", language="en")
+        s.commit()
+    staff = Staff(app, None)
+    staff.login("nurse@chu.test", "wrong password!!")
+    staff.login("nurse@chu.test", PASSWORD, expect=303)
+    staff.post(f"/staff/patients/{pid}/actions/pause", {"reason": "in hospital"})
+    actions = [e.action for e in entries(app)]
+    assert {"user.created", "user.login_failed", "user.login", "patient.sms_pause"} <= set(actions)
+    [pause] = entries(app, action="patient.sms_pause")
+    assert (pause.actor, pause.reason, pause.patient_id) == ("user:nurse@chu.test", "in hospital", pid)
+    assert entries(app, action="user.login_failed")[0].new["why"] == "wrong password"
+
+
+def test_sms_statuses_are_recorded(app):
+    enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-001")
+    when = datetime.now(UTC).replace(hour=9, minute=30)      # 10:30 or 11:30 in Paris, the window's first day
+    result = app.test_cli_runner().invoke(args=["proapp", "tick", "--now", when.isoformat()])
+    assert result.exit_code == 0, result.output
+    statuses = [(e.old["status"] if e.old else None, e.new["status"]) for e in entries(app, action="sms.status")]
+    assert statuses == [(None, "pending"), ("pending", "sending"), ("sending", "delivered")]
+
+
+def test_a_rolled_back_change_leaves_no_entry(app):
+    with app.app_context():
+        s = db.session()
+        record(s, actor="test", action="test.rolled_back", entity="nothing")
+        s.rollback()
+        record(s, actor="test", action="test.kept", entity="nothing")
+        s.commit()
+    assert [e.action for e in entries(app)] == ["test.kept"]
+
+
+def _ten_entries(app):
+    with app.app_context():
+        s = db.session()
+        for n in range(10):
+            record(s, actor="test", action="test.entry", entity="thing", entity_id=n, new={"n": n})
+            s.commit()
+    assert findings(app) == []
+    result = app.test_cli_runner().invoke(args=["proapp", "audit", "verify"])
+    assert result.exit_code == 0 and "audit trail intact: 10 entries" in result.output
+
+
+def test_an_altered_entry_is_named(app):
+    _ten_entries(app)
+    tamper(app, update(AuditEvent).where(AuditEvent.id == 4).values(new={"n": 99}))
+    assert findings(app) == ["entry 4: was altered after it was written (its content no longer matches its hash)"]
+    result = app.test_cli_runner().invoke(args=["proapp", "audit", "verify"])
+    assert result.exit_code == 1 and "TAMPERED: entry 4" in result.output
+
+
+def test_a_removed_entry_is_named(app):
+    _ten_entries(app)
+    tamper(app, delete(AuditEvent).where(AuditEvent.id == 5))
+    found = findings(app)
+    assert found[0] == "entry 6: entries 5 to 5 are missing (removed)"
+    assert any(f.startswith("entry 6: does not follow") for f in found)
+
+
+def test_an_inserted_entry_is_named_even_with_a_recomputed_hash(app):
+    _ten_entries(app)
+    with app.app_context():
+        last = db.session().get(AuditEvent, 10)
+        forged = {"id": 11, "at": last.at, "actor": "test", "action": "test.forged", "entity": "thing",
+                  "entity_id": "x", "patient_id": None, "old": None, "new": None, "reason": None}
+        forged |= {"prev_hash": last.hash, "hash": chain_hash(last.hash, forged)}
+    tamper(app, insert(AuditEvent).values(**forged))
+    assert findings(app) == ["the chain should end at entry 10 but ends at entry 11: entries were removed from its "
+                             "end, or added outside proapp"]
+
+
+def test_reordered_entries_are_named(app):
+    _ten_entries(app)
+    tamper(app, update(AuditEvent).where(AuditEvent.id == 3).values(id=1003),
+           update(AuditEvent).where(AuditEvent.id == 4).values(id=3),
+           update(AuditEvent).where(AuditEvent.id == 1003).values(id=4))
+    found = findings(app)
+    assert any(f.startswith("entry 3:") for f in found) and any(f.startswith("entry 4:") for f in found)
+
+
+def test_entries_removed_from_the_end_are_noticed(app):
+    _ten_entries(app)
+    tamper(app, delete(AuditEvent).where(AuditEvent.id >= 9))
+    assert findings(app) == ["the chain should end at entry 10 but ends at entry 8: entries were removed from its "
+                             "end, or added outside proapp"]
+
+
+def test_the_database_refuses_to_change_the_audit_table(app, dialect):
+    _ten_entries(app)
+    from sqlalchemy.exc import DBAPIError
+
+    wipe = text("TRUNCATE audit_event") if dialect == "postgresql" else delete(AuditEvent)
+    with app.app_context():
+        for stmt in (update(AuditEvent).where(AuditEvent.id == 2).values(reason="x"),
+                     delete(AuditEvent).where(AuditEvent.id == 2), wipe):
+            with db.engine().connect() as conn, pytest.raises(DBAPIError, match="append-only"):
+                conn.execute(stmt)
+                conn.commit()
+        assert db.session().scalar(select(func.count()).select_from(AuditEvent)) == 10
+
+
+def test_the_audit_views_and_the_certified_copy(app):
+    from proapp.accounts.services import create_user
+    from tests.dashboard.conftest import PASSWORD, USERS
+
+    with app.app_context():
+        s = db.session()
+        for name in ("admin", "coord_psl", "monitor"):
+            email, role, study, site = USERS[name]
+            create_user(s, email=email, password=PASSWORD, role=role, now=datetime.now(UTC), study_code=study,
+                        site_code=site, language="en")
+        s.commit()
+    pid, _token = enrol_with_open_window(app, "IMATINIB-SSC", "M1", subject="IMA-TLS-001")
+    other, _ = enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-001")
+    admin = Staff(app, "admin")
+    page = admin.get("/staff/audit").get_data(as_text=True)
+    assert "patient.enrolled" in page and "user.login" in page
+    only = admin.get("/staff/audit?subject=ADU-TLS-001").get_data(as_text=True)
+    assert "ADU-TLS-001" in only and "IMA-TLS-001" not in only
+    assert admin.get("/staff/audit?since=yesterday").status_code == 200      # a bad date: a message, not a 500
+    monitor = Staff(app, "monitor").get("/staff/audit").get_data(as_text=True)
+    assert "IMA-TLS-001" in monitor and "ADU-TLS-001" not in monitor and "user.login" not in monitor
+    assert Staff(app, "coord_psl").get("/staff/audit").status_code == 403
+    resp = admin.get(f"/staff/patients/{pid}/audit.csv")
+    assert resp.headers["X-Audit-Chain"].startswith("intact")
+    assert resp.headers["X-Content-SHA256"] == hashlib.sha256(resp.data).hexdigest()
+    rows = resp.get_data(as_text=True).splitlines()
+    assert rows[0].startswith("entry,at_utc,actor,action") and "patient.enrolled" in rows[1]
+    assert all(re.search(r",[0-9a-f]{64},[0-9a-f]{64}$", r) for r in rows[1:])
+    assert "+33612345678" not in resp.get_data(as_text=True)
+    assert entries(app, action="audit.exported")[0].patient_id == pid
+    assert Staff(app, "coord_psl").get(f"/staff/patients/{other}/audit.csv").status_code == 404
