@@ -189,6 +189,37 @@ def audit_verify_cmd() -> None:
     click.echo(f"audit trail intact: {count} entries, chain verified")
 
 
+@proapp_cli.group("phones")
+def phones_group() -> None:
+    """Phone numbers (encrypted at rest)."""
+
+
+@phones_group.command("rotate")
+def phones_rotate_cmd() -> None:
+    """Re-encrypt every number with the newest key of PROAPP_PHONE_KEYS (list the new key first, keep the old
+    ones until this has run), and recompute the lookup hashes."""
+    from proapp.patients.contacts import rotate_keys
+
+    with db.transaction() as s:
+        out = rotate_keys(s, services.phone_vault(), services.now(), "cli")
+    click.echo(f"{out.rotated} numbers re-encrypted with the newest key"
+               + (f"; {out.unreadable} could not be read with the configured keys" if out.unreadable else ""))
+    if out.unreadable:
+        raise SystemExit(1)
+
+
+@proapp_cli.command("purge-contacts")
+@click.option("--dry-run", is_flag=True, help="Only list the patients whose number would be erased.")
+def purge_contacts_cmd(dry_run: bool) -> None:
+    """Erase the phone numbers of patients whose follow-up has ended (withdrawn, finished, or no window left)."""
+    from proapp.patients.contacts import purge_contacts
+
+    with db.transaction() as s:
+        subjects = purge_contacts(s, services.now(), "cli", dry_run=dry_run)
+    verb = "would erase" if dry_run else "erased"
+    click.echo(f"{verb} {len(subjects)} phone number(s)" + (f": {', '.join(subjects)}" if subjects else ""))
+
+
 @proapp_cli.group("api-key")
 def api_key_group() -> None:
     """Keys of the export API (one study each)."""

@@ -48,6 +48,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOGIN_LOCK_MINUTES", 15, "How long a locked staff account stays locked.", int),
     Setting("BEHIND_THRESHOLD", 80, "Completion percentage under which a site is highlighted as falling behind.",
             int),
+    Setting("RATE_LINK_PER_MINUTE", 30, "SMS links opened per minute from one IP address before 429 (0: no limit).",
+            int),
+    Setting("RATE_LOGIN_PER_IP", 30, "Staff sign-in attempts per 15 minutes from one IP address (0: no limit).", int),
+    Setting("RATE_LOGIN_PER_ACCOUNT", 10, "Sign-in attempts per 15 minutes for one e-mail (0: no limit).", int),
+    Setting("RATE_API_PER_MINUTE", 600, "Export API requests per minute per key (0: no limit).", int),
     Setting("SMS_GATEWAY", "console", "`console` (writes each SMS to `instance/console_sms.jsonl` and lists them "
             "at `/dev/sms`; development only) or `twilio`."),
     Setting("SMS_SENDER_NAME", "SuiviPRO", "Name that opens every SMS, and the alphanumeric sender ID when no "

@@ -5,6 +5,7 @@ from proapp.audit.models import AuditEvent, AuditHead
 from proapp.export.models import Acknowledgement, ApiKey, ApiPull, PushDelivery
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
 from proapp.questionnaire.models import AccessLink, Answer, Response, ResponseStatus
+from proapp.ratelimit import RateCounter
 from proapp.sms.models import PatientEvent, SendSlot, SmsMessage, SmsStatus
 from proapp.studies.models import Site, Study
 
@@ -23,6 +24,7 @@ __all__ = [
     "PatientEvent",
     "PatientStatus",
     "PushDelivery",
+    "RateCounter",
     "Response",
     "ResponseStatus",
     "Role",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, Response, make_response, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
@@ -61,6 +61,14 @@ def _error_page(exc: HTTPException):
                            message=titles.get(code, _("This request could not be completed."))), code
 
 
+def too_many_requests(retry_after: int) -> Response:
+    """The 429 page in the user's language, with Retry-After."""
+    resp = make_response(render_template("errors/error.html", code=429,
+                                         message=_("Too many attempts. Please wait a moment and try again.")), 429)
+    resp.headers["Retry-After"] = str(retry_after)
+    return resp
+
+
 def _csrf_error(_exc: CSRFError):
     from proapp.questionnaire.routes import on_csrf_error
 
@@ -72,6 +80,12 @@ def _csrf_error(_exc: CSRFError):
 
 
 def _security_headers(resp: Response) -> Response:
+    from flask import current_app
+
+    if current_app.config.get("PRODUCTION"):
+        resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    resp.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+    resp.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("Referrer-Policy", "same-origin")
     resp.headers.setdefault("X-Frame-Options", "DENY")

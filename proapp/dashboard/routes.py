@@ -136,6 +136,13 @@ def login() -> Any:
     email = ""
     if request.method == "POST":
         email = request.form.get("email", "")[:254]
+        from proapp import ratelimit
+        from proapp.web import too_many_requests
+
+        wait = (ratelimit.check("login_ip", request.remote_addr or "")
+                or ratelimit.check("login_account", email.strip().lower()))
+        if wait:
+            return too_many_requests(wait)
         s = db.session()
         cfg = current_app.config
         try:

@@ -65,14 +65,14 @@ def spec(public_url: str) -> dict[str, Any]:
                 "responses": {"200": {"description": "The data dictionary", "content": {
                     "application/json": {"schema": {"type": "object", "required": ["study", "visits", "instruments"]}},
                     "application/xml": {"schema": {"type": "string"}}}},
-                    **_problems(400, 401, 404)}}},
+                    **_problems(400, 401, 404, 429)}}},
             "/api/v1/studies/{study}/questionnaires/{code}": {"get": {
                 "summary": "The FHIR R4 Questionnaire of an instrument, in the version the study uses",
                 "operationId": "getQuestionnaire",
                 "parameters": [STUDY, {"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "A Questionnaire", "content": {"application/fhir+json": {
                     "schema": {"type": "object", "required": ["resourceType", "url", "version", "item"]}}}},
-                    **_problems(400, 401, 404)}}},
+                    **_problems(400, 401, 404, 429)}}},
             "/api/v1/studies/{study}/responses": {"get": {
                 "summary": "Completed responses after the cursor, in the order they became available",
                 "operationId": "getResponses",
@@ -95,7 +95,7 @@ def spec(public_url: str) -> dict[str, Any]:
                     "text/csv": {"schema": {"type": "string"}},
                     "application/xml": {"schema": {"type": "string"}},
                     "application/fhir+json": {"schema": {"type": "object", "required": ["resourceType", "entry"]}}}},
-                    **_problems(400, 401, 404)}}},
+                    **_problems(400, 401, 404, 429)}}},
             "/api/v1/studies/{study}/acknowledgements": {"post": {
                 "summary": "Tell proapp which responses the EDC has imported",
                 "operationId": "postAcknowledgements",
@@ -109,7 +109,7 @@ def spec(public_url: str) -> dict[str, Any]:
                     "schema": {"type": "object", "required": ["acknowledged", "already_acknowledged", "unknown"],
                                "properties": {k: {"type": "array", "items": {"type": "integer"}}
                                               for k in ("acknowledged", "already_acknowledged", "unknown")}}}}},
-                    **_problems(400, 401, 404)}}},
+                    **_problems(400, 401, 404, 429)}}},
         },
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",

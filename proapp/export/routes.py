@@ -30,9 +30,10 @@ ACCEPT = {"application/json": "json", "text/csv": "csv", "application/xml": "odm
 
 
 class Problem(Exception):
-    def __init__(self, status: int, title: str, detail: str, kind: str):
+    def __init__(self, status: int, title: str, detail: str, kind: str, retry_after: int | None = None):
         super().__init__(detail)
         self.status, self.title, self.detail, self.kind = status, title, detail, kind
+        self.retry_after = retry_after
 
 
 def problem_response(status: int, title: str, detail: str, kind: str) -> Response:
@@ -48,7 +49,10 @@ def problem_response(status: int, title: str, detail: str, kind: str) -> Respons
 @bp.errorhandler(Problem)
 def _problem(exc: Problem) -> Response:
     _record(exc.status, None)
-    return problem_response(exc.status, exc.title, exc.detail, exc.kind)
+    resp = problem_response(exc.status, exc.title, exc.detail, exc.kind)
+    if exc.retry_after:
+        resp.headers["Retry-After"] = str(exc.retry_after)
+    return resp
 
 
 def http_problem(exc: HTTPException) -> Response:
@@ -83,6 +87,12 @@ def _key_for(study_code: str) -> tuple[ApiKey, Study]:
     if key is None:
         raise Problem(401, "Unauthorized", "Send a live API key as 'Authorization: Bearer pk_...'.", "unauthorized")
     g.api_key = key
+    from proapp import ratelimit
+
+    wait = ratelimit.check("api", key.prefix)
+    if wait:
+        raise Problem(429, "Too Many Requests", f"This key made too many requests; try again in {wait} s.",
+                      "rate-limited", retry_after=wait)
     study = s.get(Study, key.study_id)
     if study is None or study.code != study_code:
         raise Problem(404, "Not Found", f"No study {study_code} for this key.", "not-found")

@@ -61,5 +61,12 @@ class PhoneVault:
         except InvalidToken:
             raise ValueError("phone number cannot be decrypted with the configured keys") from None
 
+    def rotate(self, token: bytes) -> bytes:
+        """The same number encrypted with the newest key (older keys must still be configured to read it)."""
+        try:
+            return self._fernet.rotate(token)
+        except InvalidToken:
+            raise ValueError("phone number cannot be decrypted with the configured keys") from None
+
     def lookup(self, e164: str) -> str:
         return hmac.new(self._lookup_key, e164.encode(), hashlib.sha256).hexdigest()

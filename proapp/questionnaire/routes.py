@@ -28,6 +28,12 @@ def _invalid() -> tuple[str, int]:
 
 @bp.get("/s/<token>")
 def open_link(token: str) -> WResponse | tuple[str, int]:
+    from proapp import ratelimit
+    from proapp.web import too_many_requests
+
+    wait = ratelimit.check("link", request.remote_addr or "")
+    if wait:
+        return too_many_requests(wait)
     s = db.session()
     state, link = qs.resolve_link(s, token, services.now())
     if state is qs.LinkState.INVALID or link is None:

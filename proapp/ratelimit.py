@@ -1,0 +1,68 @@
+"""Fixed-window rate limits kept in the database, so they hold across every web process.
+
+``hit(scope, ident, limit, window)`` counts one request and returns None, or the seconds to wait (for a 429 with
+Retry-After) once ``limit`` requests fell in the current window. One atomic upsert per call, in its own short
+transaction: a request that fails later still counts."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from flask import current_app
+from sqlalchemy import BigInteger, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from proapp import db
+from proapp.db import Base
+
+
+class RateCounter(Base):
+    __tablename__ = "rate_counter"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)     # SHA-256 of scope and identifier
+    window_start: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+def hit(scope: str, ident: str, limit: int, window: int, now: float | None = None) -> int | None:
+    if limit <= 0:
+        return None
+    now = time.time() if now is None else now
+    start = int(now // window * window)
+    key = hashlib.sha256(f"{scope}\x00{ident}".encode()).hexdigest()
+    engine = db.engine()
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(RateCounter).values(key=key, window_start=start, count=1)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["key"],
+        set_={"count": _case(stmt, start), "window_start": start}).returning(RateCounter.count)
+    with engine.begin() as conn:
+        count = conn.execute(stmt).scalar_one()
+    if count > limit:
+        return max(1, start + window - int(now))
+    return None
+
+
+def _case(stmt, start: int):
+    from sqlalchemy import case
+
+    return case((RateCounter.window_start == start, RateCounter.count + 1), else_=1)
+
+
+def limits() -> dict[str, tuple[int, int]]:
+    cfg = current_app.config
+    return {
+        "link": (cfg["RATE_LINK_PER_MINUTE"], 60),
+        "login_ip": (cfg["RATE_LOGIN_PER_IP"], 900),
+        "login_account": (cfg["RATE_LOGIN_PER_ACCOUNT"], 900),
+        "api": (cfg["RATE_API_PER_MINUTE"], 60),
+    }
+
+
+def check(name: str, ident: str) -> int | None:
+    limit, window = limits()[name]
+    return hit(name, ident, limit, window)
