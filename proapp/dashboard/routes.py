@@ -200,7 +200,7 @@ def overview() -> str:
 
 def _int_arg(name: str, default: int) -> int:
     raw = request.args.get(name, "")
-    return int(raw) if raw.isdigit() and len(raw) < 7 else default
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 7 else default
 
 
 @staff_route("/patients", "read")
@@ -283,7 +283,7 @@ def _parse_enrolment(form: dict[str, str], allowed: set[str]) -> tuple[dict[str,
         anchor = date.fromisoformat(form["anchor_date"])
     except ValueError:
         errors["anchor_date"] = _("Give the date as year-month-day, for example 2026-03-02.")
-    hour = int(form["sms_hour"]) if form["sms_hour"].isdigit() else -1
+    hour = int(form["sms_hour"]) if form["sms_hour"].isascii() and form["sms_hour"].isdigit() else -1
     if hour not in SENDING_HOURS:
         errors["sms_hour"] = _("The SMS hour must be between 8 and 20 (no SMS at night).")
     if errors or anchor is None:
@@ -329,7 +329,7 @@ def _charts(view: queries.PatientView) -> list[tuple[str, Any, list[queries.Tren
             continue
         title = str(labels.INSTRUMENT_MEASURES[m.instrument])
         svg = charts.line_chart(
-            [(p.completed_at, p.value, f"{p.visit}: {charts._fmt(p.value)} ({format_date(p.opens_on, 'medium')}"
+            [(p.completed_at, p.value, f"{p.visit}: {charts.fmt(p.value)} ({format_date(p.opens_on, 'medium')}"
               f" – {format_date(p.closes_on, 'medium')})") for p in points],
             low=m.low, high=m.high, title=title, date_format=lambda d: format_date(d, "short"))
         out.append((title, svg, points))
@@ -342,7 +342,7 @@ def patient(patient_id: int) -> tuple[str, int]:
 
 
 def _open_occurrence(patient, form_value: str | None) -> Occurrence | None:
-    if not form_value or not form_value.isdigit():
+    if not form_value or not (form_value.isascii() and form_value.isdigit()):
         return None
     return db.session().scalar(select(Occurrence).where(Occurrence.id == int(form_value),
                                                         Occurrence.patient_id == patient.id))

@@ -115,7 +115,7 @@ def _limit() -> int:
     raw = request.args.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise Problem(400, "Bad Request", f"limit must be a whole number from 1 to {MAX_LIMIT}.", "bad-parameter")
     return int(raw)
 

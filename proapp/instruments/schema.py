@@ -100,13 +100,13 @@ class Item(_Strict):
             if value != "Y":
                 raise ValueError(f"{self.code}: a ticked box is stored as 'Y', not {value!r}")
         elif self.type == "vas":
-            if not re.fullmatch(r"0|[1-9]\d{0,2}", value) or int(value) > 100:
+            if not re.fullmatch(r"0|[1-9][0-9]{0,2}", value) or int(value) > 100:
                 raise ValueError(f"{self.code}: {value!r} is not a whole number from 0 to 100")
         elif self.type == "date":
             from datetime import date
 
             try:
-                if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+                if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
                     raise ValueError
                 date.fromisoformat(value)
             except ValueError as exc:

@@ -189,7 +189,7 @@ def parse_screen(screen: Screen, form: Mapping[str, str], today: date) -> tuple[
                                  else _l("Please choose an answer."))
             continue
         if item.type == "vas":
-            if not raw.isdigit() or int(raw) > 100:
+            if not (raw.isascii() and raw.isdigit()) or int(raw) > 100:
                 errors[item.code] = _l("Please enter a whole number from 0 to 100.")
                 continue
             raw = str(int(raw))

@@ -1,0 +1,98 @@
+"""Property-based tests (hypothesis) over the forms and API parameters: whatever is sent, never a 500, and
+nothing is stored from invalid input."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from proapp import db
+from proapp.export.models import Acknowledgement
+from proapp.questionnaire.models import Answer
+from tests.export.conftest import auth, complete_diary, make_key
+from tests.questionnaire.helpers import enrol_with_open_window
+
+SETTINGS = settings(max_examples=60, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+junk = st.text(max_size=40) | st.sampled_from(["", "0", "-1", "101", "1e3", "NaN", "Y", "N", "2026-02-30", "<b>",
+                                                "' OR 1=1 --", "\x00", "９", "35.5", " 42 "])
+
+
+def count(app, model) -> int:
+    with app.app_context():
+        return db.session().scalar(select(func.count()).select_from(model))
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def test_patient_answers(app):
+    _pid, token = enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-001")
+    client = app.test_client()
+    client.get(f"/s/{token}")
+    token_field = _csrf(client.get("/q/PAIN_VAS.PAIN_VAS").get_data(as_text=True))
+
+    @SETTINGS
+    @given(value=junk, extra=st.dictionaries(st.text(max_size=10), junk, max_size=3))
+    def check(value, extra):
+        before = count(app, Answer)
+        resp = client.post("/q/PAIN_VAS.PAIN_VAS", data={**extra, "csrf_token": token_field, "PAIN_VAS": value})
+        assert resp.status_code in (200, 303, 400, 413, 422), resp.status_code
+        valid = re.fullmatch(r"0|[1-9]\d?|100", value.strip()) is not None
+        if resp.status_code != 303:
+            assert count(app, Answer) == before
+        else:
+            assert valid, value
+
+    check()
+
+
+def test_dates_in_the_ulcer_diary(app):
+    _pid, token = enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-002")
+    client = app.test_client()
+    client.get(f"/s/{token}")
+    page = client.get("/q/PAIN_VAS.PAIN_VAS").get_data(as_text=True)
+    client.post("/q/PAIN_VAS.PAIN_VAS", data={"csrf_token": _csrf(page), "PAIN_VAS": "10"})
+    client.post("/q/DU_DIARY.DU_NEW", data={"csrf_token": _csrf(page), "DU_NEW": "Y"})
+    screen = re.search(r"/q/DU_DIARY\.[A-Z_]+\.1|/q/DU_DIARY[^\"]*", client.get("/q").get_data(as_text=True))
+    path = screen.group(0) if screen else "/q/DU_DIARY.DU_ULCER.1"
+
+    @SETTINGS
+    @given(hand=junk, finger=junk, site=junk, onset=junk)
+    def check(hand, finger, site, onset):
+        before = count(app, Answer)
+        resp = client.post(path, data={"csrf_token": _csrf(page), "DU_HAND": hand, "DU_FINGER": finger,
+                                       "DU_SITE": site, "DU_ONSET": onset})
+        assert resp.status_code in (200, 303, 400, 404, 422), resp.status_code
+        if resp.status_code != 303:
+            assert count(app, Answer) == before
+
+    check()
+
+
+def test_api_parameters_and_acknowledgements(app):
+    key = make_key(app)
+    complete_diary(app, "ADU-TLS-001")
+    client = app.test_client()
+
+    @SETTINGS
+    @given(params=st.dictionaries(st.sampled_from(["cursor", "limit", "format", "labels", "x"]), junk, max_size=4),
+           body=st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | junk,
+                             lambda children: st.lists(children, max_size=4) | st.dictionaries(
+                                 st.sampled_from(["response_ids", "x"]), children, max_size=2), max_leaves=8))
+    def check(params, body):
+        resp = client.get("/api/v1/studies/ADUSE/responses", query_string=params, headers=auth(key))
+        assert resp.status_code in (200, 400, 429), resp.status_code
+        if resp.status_code == 400:
+            assert resp.mimetype == "application/problem+json"
+        before = count(app, Acknowledgement)
+        ack = client.post("/api/v1/studies/ADUSE/acknowledgements", json=body, headers=auth(key))
+        assert ack.status_code in (200, 400, 429), ack.status_code
+        if ack.status_code != 200:
+            assert count(app, Acknowledgement) == before
+
+    check()
