@@ -4,7 +4,7 @@ from proapp.accounts.models import Role, User, UserScope
 from proapp.audit.models import AuditEvent, AuditHead
 from proapp.export.models import Acknowledgement, ApiKey, ApiPull, PushDelivery
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
-from proapp.questionnaire.models import AccessLink, Answer, Response, ResponseStatus
+from proapp.questionnaire.models import AccessLink, Answer, Correction, Response, ResponseStatus
 from proapp.ratelimit import RateCounter
 from proapp.sms.models import PatientEvent, SendSlot, SmsMessage, SmsStatus
 from proapp.studies.models import Site, Study
@@ -17,6 +17,7 @@ __all__ = [
     "ApiPull",
     "AuditEvent",
     "AuditHead",
+    "Correction",
     "Occurrence",
     "OccurrenceStatus",
     "Patient",

@@ -44,6 +44,7 @@ from proapp.patients import changes
 from proapp.patients.models import Occurrence
 from proapp.patients.phones import mask
 from proapp.patients.services import SENDING_HOURS, EnrolmentError, EnrolmentRequest, enroll_patient
+from proapp.questionnaire.models import Answer
 from proapp.studies.models import Site, Study
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -412,6 +413,65 @@ def on_site(patient_id: int) -> Any:
     session.clear()
     session[PATIENT_KEY] = {"occ": occ.id, "link": link.id, "on_site": True}
     return redirect(url_for("questionnaire.welcome"), code=303)
+
+
+# A completed response and its corrections -----------------------------------------------------------------
+
+def _response_or_404(patient, response_id: int):
+    from proapp.questionnaire.models import Response as QResponse
+
+    r = db.session().scalar(select(QResponse).join(Occurrence, Occurrence.id == QResponse.occurrence_id)
+                            .where(QResponse.id == response_id, Occurrence.patient_id == patient.id))
+    if r is None:
+        abort(404)
+    return r
+
+
+def _render_response(patient, r, errors: dict[str, str] | None = None, values: dict[str, str] | None = None,
+                     status: int = 200) -> tuple[str, int]:
+    from proapp.questionnaire.corrections import effective_answers
+
+    s = db.session()
+    inst = services.instruments().get(r.instrument_code, r.instrument_version)
+    original = {(c, rep): v for c, rep, v in s.execute(
+        select(Answer.item_code, Answer.repeat_index, Answer.value).where(Answer.response_id == r.id))}
+    current, corrections = effective_answers(s, r)
+    keys = sorted(set(original) | set(current), key=lambda k: (k[1], [i.code for i in inst.items].index(k[0])
+                                                               if k[0] in {i.code for i in inst.items} else 999))
+    rows = [(inst.item(code), rep, original.get((code, rep)), current.get((code, rep)),
+             [c for c in corrections if (c.item_code, c.repeat_index) == (code, rep)])
+            for code, rep in keys if code in {i.code for i in inst.items}]
+    occ = s.get(Occurrence, r.occurrence_id)
+    return render_template("staff/response.html", patient=patient, r=r, inst=inst, rows=rows, occ=occ,
+                           errors=errors or {}, values=values or {}, lang=_lang()), status
+
+
+@staff_route("/patients/<int:patient_id>/responses/<int:response_id>", "read")
+def response_page(patient_id: int, response_id: int) -> tuple[str, int]:
+    patient = _patient_or_404(patient_id)
+    return _render_response(patient, _response_or_404(patient, response_id))
+
+
+@staff_route("/patients/<int:patient_id>/responses/<int:response_id>/correct", "change", methods=["POST"])
+def correct(patient_id: int, response_id: int) -> Any:
+    from proapp.questionnaire.corrections import CorrectionRefused, correct_answer
+
+    patient = _patient_or_404(patient_id)
+    r = _response_or_404(patient, response_id)
+    form = {k: (request.form.get(k) or "")[:600] for k in ("item", "repeat", "value", "reason")}
+    repeat = int(form["repeat"]) if form["repeat"].isascii() and form["repeat"].isdigit() else -1
+    s = db.session()
+    try:
+        correct_answer(s, services.instruments(), r, item_code=form["item"], repeat=repeat, value=form["value"],
+                       reason=form["reason"], actor=viewer().actor, patient_id=patient.id, now=services.now())
+    except CorrectionRefused as exc:
+        s.rollback()
+        return _render_response(patient, r, errors={f"{form['item']}:{form['repeat']}": str(exc.message)},
+                                values=form, status=422)
+    s.commit()
+    flash(_("The correction is recorded beside the original answer; the EDC will receive the corrected "
+            "questionnaire."), "notice")
+    return redirect(url_for("staff.response_page", patient_id=patient.id, response_id=r.id), code=303)
 
 
 # Downloads -------------------------------------------------------------------------------------------------

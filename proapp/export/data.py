@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from proapp.export.models import Acknowledgement, ApiKey
 from proapp.patients.models import Occurrence, Patient
-from proapp.questionnaire.models import Answer, Response, ResponseStatus
+from proapp.questionnaire.models import Answer, Correction, Response, ResponseStatus
 from proapp.studies.models import Site
 
 BATCH = 500
@@ -35,7 +35,23 @@ class Exported:
     completed_at: datetime
     on_site: bool
     scores: dict[str, Any] | None
+    corrected_scores: dict[str, Any] | None = None
     answers: list[tuple[str, int, str | None, datetime]] = field(default_factory=list)
+    # (item, repeat, old value, new value, reason, by, when), in order; empty for an uncorrected response
+    corrections: list[tuple[str, int, str | None, str, str, str, datetime]] = field(default_factory=list)
+
+    def effective(self) -> list[tuple[str, int, str | None, datetime]]:
+        """The answers as corrected: a corrected value replaces the original (kept in ``corrections``)."""
+        if not self.corrections:
+            return self.answers
+        latest = {(c[0], c[1]): (c[3], c[6]) for c in self.corrections}
+        out = [(code, rep, *latest.pop((code, rep), (value, at))) for code, rep, value, at in self.answers]
+        out += [(code, rep, value, at) for (code, rep), (value, at) in latest.items()]
+        return out
+
+    @property
+    def current_scores(self) -> dict[str, Any] | None:
+        return self.corrected_scores if self.corrections and self.corrected_scores else self.scores
 
 
 def _scope(key: ApiKey) -> list:
@@ -73,13 +89,14 @@ def load(db: Session, key: ApiKey | None, *conds, order=None, limit: int | None 
     stmt = (_joined(select(Response.id, Response.export_seq, Response.occurrence_id, Patient.subject_id, Site.code,
                            Occurrence.visit_code, Occurrence.due_on, Occurrence.window_opens_on,
                            Occurrence.window_closes_on, Response.instrument_code, Response.instrument_version,
-                           Response.language, Response.completed_at, Response.completed_on_site, Response.scores))
+                           Response.language, Response.completed_at, Response.completed_on_site, Response.scores,
+                           Response.corrected_scores))
             .join(Site, Site.id == Patient.site_id).where(*(_scope(key) if key else ()), *conds))
     if order is not None:
         stmt = stmt.order_by(order)
     if limit is not None:
         stmt = stmt.limit(limit)
-    items = [Exported(*r[:13], bool(r[13]), r[14]) for r in db.execute(stmt)]
+    items = [Exported(*r[:13], bool(r[13]), r[14], r[15]) for r in db.execute(stmt)]
     by_id = {e.id: e for e in items}
     if by_id:
         for rid, code, repeat, value, at in db.execute(
@@ -87,6 +104,10 @@ def load(db: Session, key: ApiKey | None, *conds, order=None, limit: int | None 
                 .where(Answer.response_id.in_(list(by_id)))
                 .order_by(Answer.response_id, Answer.repeat_index, Answer.id)):
             by_id[rid].answers.append((code, repeat, value, at))
+        for c in db.scalars(select(Correction).where(Correction.response_id.in_(list(by_id)))
+                            .order_by(Correction.id)):
+            by_id[c.response_id].corrections.append((c.item_code, c.repeat_index, c.old_value, c.new_value,
+                                                     c.reason, c.corrected_by, c.corrected_at))
     return items
 
 

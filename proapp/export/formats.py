@@ -35,7 +35,7 @@ def derived_values(inst: Instrument, scores: dict[str, Any] | None) -> dict[str,
 
 def _grouped_answers(inst: Instrument, e: Exported) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for code, repeat, value, _at in e.answers:
+    for code, repeat, value, _at in e.effective():
         try:
             item = inst.item(code)
         except KeyError:
@@ -66,7 +66,10 @@ def json_item(e: Exported, inst: Instrument) -> dict[str, Any]:
         "completed_at": iso(e.completed_at),
         "completed_on_site": e.on_site,
         "answers": _grouped_answers(inst, e),
-        "scores": derived_values(inst, e.scores),
+        "scores": derived_values(inst, e.current_scores),
+        "revision": len(e.corrections),
+        "corrections": [{"item": c[0], "repeat": c[1], "old_value": c[2], "new_value": c[3], "reason": c[4],
+                         "by": c[5], "at": iso(c[6])} for c in e.corrections],
     }
 
 
@@ -74,7 +77,7 @@ def json_item(e: Exported, inst: Instrument) -> dict[str, Any]:
 
 CSV_COLUMNS = ("response_id", "sequence", "subject_id", "site", "visit", "instrument", "instrument_version",
                "language", "completed_at", "completed_on_site", "item_code", "repeat", "value", "item_label",
-               "value_label", "answered_at")
+               "value_label", "answered_at", "original_value", "corrected_at", "corrected_by", "correction_reason")
 
 
 def value_label(item: Item, value: str | None, lang: str) -> str:
@@ -92,13 +95,18 @@ def value_label(item: Item, value: str | None, lang: str) -> str:
 def csv_rows(e: Exported, inst: Instrument, lang: str) -> Iterator[tuple[Any, ...]]:
     head = (e.id, e.seq, e.subject_id, e.site, e.visit, e.instrument, e.version, e.language, iso(e.completed_at),
             "yes" if e.on_site else "no")
-    for code, repeat, value, at in e.answers:
+    originals = {(c[0], c[1]): c for c in reversed(e.corrections)}      # the first correction holds the original
+    latest = {(c[0], c[1]): c for c in e.corrections}
+    for code, repeat, value, at in e.effective():
         try:
             item = inst.item(code)
         except KeyError:
             continue
+        fix = latest.get((code, repeat))
         yield (*head, code, repeat, "" if value is None else value, item.text_for(lang),
-               value_label(item, value, lang), iso(at))
+               value_label(item, value, lang), iso(at),
+               *(("" if originals[(code, repeat)][2] is None else originals[(code, repeat)][2], iso(fix[6]), fix[5],
+                  fix[4]) if fix else ("", "", "", "")))
 
 
 # CDISC ODM 1.3.2 --------------------------------------------------------------------------------------------
@@ -190,20 +198,28 @@ def _form(e: Exported, inst: Instrument, oids: Oids) -> Iterator[str]:
              f"LocationOID={_attr(oids.location(e.site))}/><DateTimeStamp>{iso(e.completed_at)}</DateTimeStamp>"
              f"<SourceID>proapp response {e.id}, {e.instrument} {e.version}, {e.language}</SourceID></AuditRecord>"]
     plain, repeats = [], {}
-    for code, repeat, value, _at in e.answers:
+    fixes = {(c[0], c[1]): c for c in e.corrections}
+    for code, repeat, value, _at in e.effective():
         try:
             item = inst.item(code)
         except KeyError:
             continue
         target = repeats.setdefault((item.group, repeat), []) if item.group else plain
-        target.append(_item_data(oids.item(e.instrument, code), value))
+        fix = fixes.get((code, repeat))
+        audit = None
+        if fix:
+            audit = (f"<AuditRecord><UserRef UserOID={_attr(oids('USR.STAFF'))}/><LocationRef "
+                     f"LocationOID={_attr(oids.location(e.site))}/><DateTimeStamp>{iso(fix[6])}</DateTimeStamp>"
+                     f"<ReasonForChange>{escape(fix[4])}</ReasonForChange><SourceID>{escape(f'corrected by {fix[5]}')}"
+                     "</SourceID></AuditRecord>")
+        target.append(_item_data(oids.item(e.instrument, code), value, audit))
     if plain:
         parts.append(f"<ItemGroupData ItemGroupOID={_attr(oids.group(e.instrument))}>{''.join(plain)}</ItemGroupData>")
     for (group, repeat), items in sorted(repeats.items()):
         parts.append(f"<ItemGroupData ItemGroupOID={_attr(oids.group(e.instrument, group))}"
                      f' ItemGroupRepeatKey="{repeat}">{"".join(items)}</ItemGroupData>')
     derived = [_item_data(oids.item(e.instrument, code), value)
-               for code, value in derived_values(inst, e.scores).items()]
+               for code, value in derived_values(inst, e.current_scores).items()]
     if derived:
         parts.append(f"<ItemGroupData ItemGroupOID={_attr(oids.group(e.instrument, 'SCORES'))}>{''.join(derived)}"
                      "</ItemGroupData>")
@@ -211,12 +227,14 @@ def _form(e: Exported, inst: Instrument, oids: Oids) -> Iterator[str]:
     yield "".join(parts)
 
 
-def _item_data(oid: str, value: Any) -> str:
+def _item_data(oid: str, value: Any, audit: str | None = None) -> str:
     if value is None:
-        return f'<ItemData ItemOID={_attr(oid)} IsNull="Yes"/>'
-    if isinstance(value, bool):
-        value = "Y" if value else "N"
-    return f"<ItemData ItemOID={_attr(oid)} Value={_attr(value)}/>"
+        head = f'<ItemData ItemOID={_attr(oid)} IsNull="Yes"'
+    else:
+        if isinstance(value, bool):
+            value = "Y" if value else "N"
+        head = f"<ItemData ItemOID={_attr(oid)} Value={_attr(value)}"
+    return f"{head}>{audit}</ItemData>" if audit else f"{head}/>"
 
 
 ODM_TYPES = {"choice": "text", "check": "text", "vas": "integer", "date": "date"}
@@ -297,7 +315,8 @@ def odm_metadata(study: StudyDef, registry: Registry, sites: list[tuple[str, str
     out.append("</MetaDataVersion></Study>")
     out.append("<AdminData>")
     for user, name in (("USR.PATIENT", "The patient, on their own device"),
-                       ("USR.SITE", "The patient, on a site device with the study team")):
+                       ("USR.SITE", "The patient, on a site device with the study team"),
+                       ("USR.STAFF", "Study team staff correcting an answer (named in each AuditRecord)")):
         out.append(f"<User OID={_attr(oids(user))}><FullName>{escape(name)}</FullName></User>")
     for code, name in sites:
         out.append(f"<Location OID={_attr(oids.location(code))} Name={_attr(name)} LocationType=\"Site\">"
@@ -332,7 +351,7 @@ def fhir_response(e: Exported, inst: Instrument, study: StudyDef, public_url: st
     """A QuestionnaireResponse; the repeating group (new ulcers) is a group item repeated per ulcer."""
     items: list[dict[str, Any]] = []
     groups: dict[str, dict[int, list[dict[str, Any]]]] = {}
-    for code, repeat, value, _at in e.answers:
+    for code, repeat, value, _at in e.effective():
         try:
             item = inst.item(code)
         except KeyError:
@@ -352,7 +371,8 @@ def fhir_response(e: Exported, inst: Instrument, study: StudyDef, public_url: st
         "id": f"proapp-{e.id}",
         "identifier": {"system": f"urn:proapp:{study.code}:response", "value": str(e.id)},
         "questionnaire": f"{canonical(public_url, inst)}|{inst.version}",
-        "status": "completed",
+        "status": "amended" if e.corrections else "completed",
+        "meta": {"versionId": str(len(e.corrections) + 1)},
         "subject": {"identifier": {"system": f"urn:proapp:{study.code}:subject", "value": e.subject_id},
                     "display": e.subject_id},
         "authored": iso(e.completed_at),

@@ -58,10 +58,12 @@ class PushDelivery(Base):
     """One completed response to POST to the study's EDC endpoint, retried with backoff until accepted."""
 
     __tablename__ = "push_delivery"
-    __table_args__ = (UniqueConstraint("response_id", "endpoint"), Index("ix_push_delivery_due", "status", "next_at"))
+    __table_args__ = (UniqueConstraint("response_id", "endpoint", "export_seq"),
+                      Index("ix_push_delivery_due", "status", "next_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     response_id: Mapped[int] = mapped_column(ForeignKey("response.id"))
+    export_seq: Mapped[int | None] = mapped_column(BigInteger)      # the response's version: a correction re-sends
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
     endpoint: Mapped[str] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(12))        # pending, delivered, failed (gave up)

@@ -18,7 +18,7 @@ ANSWER_VALUE = {"type": ["string", "null"]}
 RESPONSE_ITEM = {
     "type": "object",
     "required": ["id", "sequence", "subject_id", "site", "visit", "window", "instrument", "language",
-                 "completed_at", "completed_on_site", "answers", "scores"],
+                 "completed_at", "completed_on_site", "answers", "scores", "revision", "corrections"],
     "properties": {
         "id": {"type": "integer", "description": "The response id (send it back in acknowledgements)."},
         "sequence": {"type": "integer", "description": "Its place in the feed."},
@@ -36,8 +36,17 @@ RESPONSE_ITEM = {
         "answers": {"type": "object", "description": "By item code; an item of a repeating group (new ulcers) "
                     "has a list, one value per repeat.",
                     "additionalProperties": {"oneOf": [ANSWER_VALUE, {"type": "array", "items": ANSWER_VALUE}]}},
-        "scores": {"type": "object", "description": "Derived scores by their codes (DLQI_TOTAL, HAQ_DI ...).",
+        "scores": {"type": "object", "description": "Derived scores by their codes (DLQI_TOTAL, HAQ_DI ...), from "
+                   "the corrected answers when there are corrections.",
                    "additionalProperties": {"type": ["number", "string", "null"]}},
+        "revision": {"type": "integer", "description": "0 as completed; n after n corrections (the response comes "
+                     "again in the feed after each)."},
+        "corrections": {"type": "array", "items": {
+            "type": "object", "required": ["item", "repeat", "old_value", "new_value", "reason", "by", "at"],
+            "properties": {"item": {"type": "string"}, "repeat": {"type": "integer"},
+                           "old_value": {"type": ["string", "null"]}, "new_value": {"type": "string"},
+                           "reason": {"type": "string"}, "by": {"type": "string"},
+                           "at": {"type": "string", "format": "date-time"}}}},
     },
 }
 PAGE_HEADERS = {

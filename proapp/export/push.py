@@ -56,22 +56,23 @@ def queue(db: Session, catalog: StudyCatalog, now: datetime) -> int:
         study_id = db.scalar(select(Study.id).where(Study.code == loaded.definition.code))
         if study_id is None:
             continue
-        ids = list(db.scalars(
-            select(Response.id).join(Occurrence, Occurrence.id == Response.occurrence_id)
+        ids = list(db.execute(
+            select(Response.id, Response.export_seq).join(Occurrence, Occurrence.id == Response.occurrence_id)
             .join(Patient, Patient.id == Occurrence.patient_id)
             .where(Patient.study_id == study_id, Response.status == ResponseStatus.COMPLETED,
                    Response.export_seq.is_not(None),
                    ~select(PushDelivery.id).where(PushDelivery.response_id == Response.id,
-                                                  PushDelivery.endpoint == push.url).exists())
-            .order_by(Response.export_seq)))
+                                                  PushDelivery.endpoint == push.url,
+                                                  PushDelivery.export_seq == Response.export_seq).exists())
+            .order_by(Response.export_seq)).all())
         if ids:
             if db.get_bind().dialect.name == "postgresql":
                 from sqlalchemy.dialects.postgresql import insert
             else:
                 from sqlalchemy.dialects.sqlite import insert
             db.execute(insert(PushDelivery).on_conflict_do_nothing(), [
-                {"response_id": rid, "study_id": study_id, "endpoint": push.url, "status": PENDING, "attempts": 0,
-                 "created_at": now, "next_at": now} for rid in ids])
+                {"response_id": rid, "export_seq": seq, "study_id": study_id, "endpoint": push.url,
+                 "status": PENDING, "attempts": 0, "created_at": now, "next_at": now} for rid, seq in ids])
             count += len(ids)
     db.commit()
     return count

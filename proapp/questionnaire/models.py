@@ -38,8 +38,11 @@ class Response(Base):
     scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Navigation state that is not clinical data: screens seen, repeats declared in a repeating group.
     flow_state: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    # Its place in the export feed, given after completion in commit order (see proapp/export/feed.py).
+    # Its place in the export feed, given after completion in commit order (see proapp/export/feed.py); a
+    # correction clears it so the response comes again, corrected, later in the feed.
     export_seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    # Scores recomputed from the corrected answers (the completion's own scores stay in ``scores``).
+    corrected_scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     occurrence: Mapped[Occurrence] = relationship()
     answers: Mapped[list[Answer]] = relationship(
@@ -73,3 +76,19 @@ class AccessLink(Base):
     revoked_at: Mapped[datetime | None]
 
     occurrence: Mapped[Occurrence] = relationship()
+
+
+class Correction(Base):
+    """A staff correction of a completed answer: a new record beside the original, which never changes."""
+
+    __tablename__ = "correction"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    response_id: Mapped[int] = mapped_column(ForeignKey("response.id"), index=True)
+    item_code: Mapped[str] = mapped_column(String(40))
+    repeat_index: Mapped[int] = mapped_column(default=0)
+    old_value: Mapped[str | None] = mapped_column(String(64))     # the value it corrects (original or earlier)
+    new_value: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(500))
+    corrected_by: Mapped[str] = mapped_column(String(160))
+    corrected_at: Mapped[datetime]

@@ -9,6 +9,7 @@ import pytest
 
 from proapp.dashboard.routes import ACCESS
 from tests.dashboard.conftest import Staff, enrol
+from tests.dashboard.helpers import complete
 
 # Routes outside the dashboard and what protects them.
 OTHER_ROUTES = {
@@ -42,8 +43,8 @@ def test_every_route_is_accounted_for(dash_app):
     assert set(ACCESS) <= endpoints and set(OTHER_ROUTES) <= endpoints
 
 
-def _requests(dash_app, patient_id: int):
-    values = {"patient_id": patient_id, "action": "pause", "code": "IMATINIB-SSC"}
+def _requests(dash_app, patient_id: int, response_id: int = 0):
+    values = {"patient_id": patient_id, "action": "pause", "code": "IMATINIB-SSC", "response_id": response_id}
     rules = sorted((r for r in dash_app.url_map.iter_rules() if r.endpoint in ACCESS),
                    key=lambda r: (r.endpoint == "staff.logout", r.rule))
     for rule in rules:
@@ -72,9 +73,17 @@ def _expected(role: str | None, endpoint: str, url: str) -> str:
 @pytest.mark.parametrize("role", ROLES)
 def test_role_by_route_matrix(dash_app, role):
     pid = enrol(dash_app, "IMA-PSL-001")
+    complete(dash_app, pid, "M1", {"HAQ": {"haq_di": 1.0}})
+    with dash_app.app_context():
+        from sqlalchemy import select
+
+        from proapp import db
+        from proapp.questionnaire.models import Response
+
+        response_id = db.session().scalar(select(Response.id).order_by(Response.id))
     staff = Staff(dash_app, role)
     seen = []
-    for endpoint, method, url in _requests(dash_app, pid):
+    for endpoint, method, url in _requests(dash_app, pid, response_id):
         data = {"reason": "matrix test"} if method == "POST" else None
         resp = staff.post(url, data) if method == "POST" else staff.get(url)
         expected = _expected(role, endpoint, url)

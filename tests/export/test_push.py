@@ -137,3 +137,24 @@ def test_the_delivery_log_is_for_admins(push_app, edc):
     nurse = Staff(push_app, None)
     nurse.login("nurse@chu.test", PASSWORD, expect=303)
     assert nurse.get("/staff/deliveries").status_code == 403
+
+
+def test_a_corrected_response_is_pushed_again(push_app, edc):
+    from datetime import UTC, datetime
+
+    from proapp.questionnaire.corrections import correct_answer
+    from proapp.questionnaire.models import Response
+
+    pid = complete_diary(push_app, "ADU-TLS-001", ulcers=0)
+    assert _push(push_app).delivered == 2
+    with push_app.app_context():
+        s = db.session()
+        r = s.scalar(select(Response).where(Response.instrument_code == "PAIN_VAS"))
+        correct_answer(s, push_app.extensions["proapp.instruments"], r, item_code="PAIN_VAS", repeat=0, value="20",
+                       reason="typo on the phone", actor="user:nurse@chu.test", patient_id=pid,
+                       now=datetime.now(UTC))
+        s.commit()
+    again = _push(push_app)
+    assert (again.queued, again.delivered) == (1, 1)
+    _headers, body, _raw = edc.received[-1]
+    assert body["revision"] == 1 and body["answers"]["PAIN_VAS"] == "20" and body["scores"]["PAIN"] == 20

@@ -1,0 +1,79 @@
+"""Corrections of completed answers by authorised staff. The original answer never changes: a correction is a
+new record with the value it replaces, the new value, who, when and why. The response's scores are recomputed
+from the corrected answers (the completion's scores are kept), and the response goes back into the export feed
+so the EDC receives it again, corrected."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from proapp.audit.services import record
+from proapp.instruments import Instrument, Registry, score_with
+from proapp.questionnaire import flow as flowmod
+from proapp.questionnaire.models import Answer, Correction, Response, ResponseStatus
+
+REASON_MAX = 500
+
+
+class CorrectionRefused(ValueError):
+    def __init__(self, message: object):
+        super().__init__(str(message))
+        self.message = message
+
+
+def effective_answers(db: Session, response: Response) -> tuple[dict[tuple[str, int], str], list[Correction]]:
+    """The answers as corrected (latest correction wins) and the corrections in order."""
+    answers = {(code, rep): value for code, rep, value in db.execute(
+        select(Answer.item_code, Answer.repeat_index, Answer.value).where(Answer.response_id == response.id))
+        if value is not None}
+    corrections = list(db.scalars(select(Correction).where(Correction.response_id == response.id)
+                                  .order_by(Correction.id)))
+    for c in corrections:
+        answers[(c.item_code, c.repeat_index)] = c.new_value
+    return answers, corrections
+
+
+def correct_answer(db: Session, registry: Registry, response: Response, *, item_code: str, repeat: int,
+                   value: str, reason: str | None, actor: str, patient_id: int, now: datetime) -> Correction:
+    if response.status != ResponseStatus.COMPLETED:
+        raise CorrectionRefused(_l("Only completed questionnaires are corrected; the patient can still change "
+                                   "this one."))
+    inst: Instrument = registry.get(response.instrument_code, response.instrument_version)
+    try:
+        item = inst.item(item_code)
+    except KeyError:
+        raise CorrectionRefused(_l("This question is not part of this questionnaire.")) from None
+    answers, _corrections = effective_answers(db, response)
+    repeats = {rep for (_code, rep) in answers if rep}
+    if (item.group is None and repeat != 0) or (item.group is not None and repeat not in repeats):
+        raise CorrectionRefused(_l("This question was not asked in this questionnaire."))
+    value = (value or "").strip()
+    try:
+        item.check_value(value)
+    except ValueError:
+        raise CorrectionRefused(_l("This value is not one the question allows.")) from None
+    reason = (reason or "").strip()
+    if not reason:
+        raise CorrectionRefused(_l("Give the reason for this change."))
+    if len(reason) > REASON_MAX:
+        raise CorrectionRefused(_l("The reason must be at most %(n)s characters.", n=REASON_MAX))
+    old = answers.get((item_code, repeat))
+    if old == value:
+        raise CorrectionRefused(_l("This is already the recorded answer."))
+    correction = Correction(response_id=response.id, item_code=item_code, repeat_index=repeat, old_value=old,
+                            new_value=value, reason=reason, corrected_by=actor, corrected_at=now)
+    db.add(correction)
+    answers[(item_code, repeat)] = value
+    scores = score_with(inst, flowmod.as_scoring_answers(answers))
+    response.corrected_scores = scores
+    response.export_seq = None                    # back into the feed: the EDC gets the corrected response
+    db.flush()
+    record(db, actor=actor, action="answer.corrected", entity="answer", entity_id=f"{response.id}:{item_code}:{repeat}",
+           patient_id=patient_id, old={"value": old}, new={"value": value, "instrument": inst.code,
+                                                            "version": inst.version, "scores": scores},
+           reason=reason, at=now)
+    return correction

@@ -1,0 +1,116 @@
+"""Corrections after completion: a new record by authorised staff with a reason, beside the original (which
+never changes); scores recomputed; the corrected response comes again through the export API and the push."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from proapp import db
+from proapp.accounts.models import Role
+from proapp.accounts.services import create_user
+from proapp.questionnaire.models import Answer, Correction, Response
+from tests.dashboard.conftest import PASSWORD, Staff, text_of
+from tests.export.conftest import auth, complete_diary, make_key
+from tests.export.odm import validate_odm
+
+URL = "/api/v1/studies/ADUSE"
+
+
+def _nurse(app) -> Staff:
+    with app.app_context():
+        s = db.session()
+        create_user(s, email="nurse@chu.test", password=PASSWORD, role=Role.COORDINATOR, now=datetime.now(UTC),
+                    study_code="ADUSE", language="en")
+        s.commit()
+    staff = Staff(app, None)
+    staff.login("nurse@chu.test", PASSWORD, expect=303)
+    return staff
+
+
+def _response(app, instrument: str) -> int:
+    with app.app_context():
+        return db.session().scalar(select(Response.id).where(Response.instrument_code == instrument))
+
+
+def test_a_correction_is_recorded_beside_the_original(app):
+    pid = complete_diary(app, "ADU-TLS-001")
+    staff = _nurse(app)
+    rid = _response(app, "PAIN_VAS")
+    url = f"/staff/patients/{pid}/responses/{rid}"
+    assert "35 out of 100" in text_of(staff.get(url))
+    resp = staff.post(f"{url}/correct", {"item": "PAIN_VAS", "repeat": "0", "value": "40",
+                                         "reason": "patient called: meant 40"})
+    assert resp.status_code == 303
+    page = text_of(staff.get(url))
+    assert "35 out of 100" in page and "40 out of 100" in page and "patient called: meant 40" in page
+    with app.app_context():
+        s = db.session()
+        assert s.scalar(select(Answer.value).where(Answer.response_id == rid)) == "35"      # never changed
+        r = s.get(Response, rid)
+        assert r.scores["pain"] == 35 and r.corrected_scores["pain"] == 40
+        c = s.scalar(select(Correction))
+        assert (c.old_value, c.new_value, c.corrected_by) == ("35", "40", "user:nurse@chu.test")
+        from proapp.audit.models import AuditEvent
+
+        entry = s.scalar(select(AuditEvent).where(AuditEvent.action == "answer.corrected"))
+        assert (entry.old, entry.new["value"], entry.reason) == ({"value": "35"}, "40", "patient called: meant 40")
+    assert "Answers: PAIN_VAS" in text_of(staff.get(f"/staff/patients/{pid}"))
+
+
+def test_refused_corrections_store_nothing(app):
+    pid = complete_diary(app, "ADU-TLS-001")
+    staff = _nurse(app)
+    pain, diary = _response(app, "PAIN_VAS"), _response(app, "DU_DIARY")
+    cases = [
+        (pain, {"item": "PAIN_VAS", "repeat": "0", "value": "40", "reason": " "}, "Give the reason"),
+        (pain, {"item": "PAIN_VAS", "repeat": "0", "value": "150", "reason": "x"}, "not one the question allows"),
+        (pain, {"item": "PAIN_VAS", "repeat": "0", "value": "35", "reason": "x"}, "already the recorded answer"),
+        (pain, {"item": "DLQI01", "repeat": "0", "value": "1", "reason": "x"}, "not part of this questionnaire"),
+        (diary, {"item": "DU_HAND", "repeat": "5", "value": "L", "reason": "x"}, "was not asked"),
+        (diary, {"item": "DU_HAND", "repeat": "abc", "value": "L", "reason": "x"}, "was not asked"),
+    ]
+    for rid, form, message in cases:
+        resp = staff.post(f"/staff/patients/{pid}/responses/{rid}/correct", form)
+        assert resp.status_code == 422, form
+        assert message in text_of(resp), (form, text_of(resp)[:300])
+    with app.app_context():
+        assert db.session().scalar(select(Correction.id)) is None
+    assert staff.get(f"/staff/patients/{pid}/responses/999999").status_code == 404
+
+
+def test_the_edc_receives_the_corrected_response_with_both_values(app):
+    pid = complete_diary(app, "ADU-TLS-001")
+    key = make_key(app)
+    client = app.test_client()
+    first = client.get(f"{URL}/responses", headers=auth(key)).get_json()
+    staff = _nurse(app)
+    diary = _response(app, "DU_DIARY")
+    staff.post(f"/staff/patients/{pid}/responses/{diary}/correct",
+               {"item": "DU_HAND", "repeat": "2", "value": "R", "reason": "both ulcers were on the right hand"})
+    again = client.get(f"{URL}/responses?cursor={first['next_cursor']}", headers=auth(key)).get_json()
+    [item] = again["data"]
+    assert item["id"] == diary and item["revision"] == 1
+    assert item["answers"]["DU_HAND"] == ["R", "R"]
+    [fix] = item["corrections"]
+    assert (fix["item"], fix["repeat"], fix["old_value"], fix["new_value"]) == ("DU_HAND", 2, "L", "R")
+    assert fix["by"] == "user:nurse@chu.test" and fix["reason"] == "both ulcers were on the right hand"
+    rows = list(csv.DictReader(io.StringIO(client.get(f"{URL}/responses?format=csv", headers=auth(key))
+                                           .get_data(as_text=True))))
+    hand2 = next(r for r in rows if r["item_code"] == "DU_HAND" and r["repeat"] == "2")
+    assert (hand2["value"], hand2["original_value"], hand2["correction_reason"]) == (
+        "R", "L", "both ulcers were on the right hand")
+    doc = validate_odm(client.get(f"{URL}/responses?format=odm", headers=auth(key)).data)
+    ns = {"o": "http://www.cdisc.org/ns/odm/v1.3"}
+    reason = doc.find(".//o:ItemGroupData[@ItemGroupRepeatKey='2']/o:ItemData[@ItemOID='I.DU_DIARY.DU_HAND']"
+                      "/o:AuditRecord/o:ReasonForChange", ns)
+    assert reason.text == "both ulcers were on the right hand"
+    from fhir.resources.R4B.bundle import Bundle
+
+    bundle = client.get(f"{URL}/responses?format=fhir", headers=auth(key)).get_json()
+    Bundle.model_validate(bundle)
+    statuses = {e["resource"]["identifier"]["value"]: e["resource"]["status"] for e in bundle["entry"]}
+    assert statuses[str(diary)] == "amended"
