@@ -96,3 +96,29 @@ def test_api_parameters_and_acknowledgements(app):
             assert count(app, Acknowledgement) == before
 
     check()
+
+
+def test_language_switches_and_metadata_parameters(app):
+    _pid, token = enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-003")
+    key = make_key(app)
+    patient = app.test_client()
+    patient.get(f"/s/{token}")
+    csrf = _csrf(patient.get("/q").get_data(as_text=True))
+    anon = app.test_client()
+    anon_csrf = _csrf(anon.get("/").get_data(as_text=True))
+
+    @SETTINGS
+    @given(lang=junk, target=junk | st.sampled_from(["//evil.example", "/q/../staff", "https://x.y", "/q"]),
+           fmt=junk, code=junk)
+    def check(lang, target, fmt, code):
+        resp = patient.post("/q/language", data={"csrf_token": csrf, "lang": lang, "next": target})
+        assert resp.status_code == 303 and not resp.headers["Location"].startswith(("//", "http"))
+        resp = anon.post("/language", data={"csrf_token": anon_csrf, "lang": lang, "next": target})
+        assert resp.status_code == 303 and not resp.headers["Location"].startswith(("//", "http"))
+        meta = anon.get("/api/v1/studies/ADUSE/metadata", query_string={"format": fmt}, headers=auth(key))
+        assert meta.status_code in (200, 400, 429)
+        q = anon.get(f"/api/v1/studies/ADUSE/questionnaires/{code}", headers=auth(key)) if code.isprintable() \
+            and "/" not in code and code not in ("", ".", "..") else None
+        assert q is None or q.status_code in (200, 404, 429)
+
+    check()

@@ -63,3 +63,31 @@ def test_sign_in_and_list_filters(dash_app):
                                                        "page": page}).status_code == 200
 
     check()
+
+
+def test_on_site_and_correction_forms(dash_app):
+    from sqlalchemy import select
+
+    from proapp import db
+    from proapp.questionnaire.models import Correction, Response
+    from tests.dashboard.conftest import enrol
+    from tests.dashboard.helpers import complete
+
+    pid = enrol(dash_app, "IMA-PSL-001", days_ago=30)
+    complete(dash_app, pid, "M1", {"DLQI": {"total": 3}})
+    with dash_app.app_context():
+        rid = db.session().scalar(select(Response.id).where(Response.instrument_code == "DLQI"))
+    staff = Staff(dash_app, "coord_psl")
+
+    @SETTINGS
+    @given(form=st.fixed_dictionaries(dict.fromkeys(("item", "repeat", "value", "reason"), junk)), occurrence=junk)
+    def check(form, occurrence):
+        before = count(dash_app, Correction)
+        resp = staff.post(f"/staff/patients/{pid}/responses/{rid}/correct", form)
+        assert resp.status_code in (303, 422), resp.status_code
+        if resp.status_code == 422:
+            assert count(dash_app, Correction) == before
+        on_site = staff.post(f"/staff/patients/{pid}/on-site", {"occurrence": occurrence})
+        assert on_site.status_code == 422, on_site.status_code       # never an open window here: M1 is done
+
+    check()
