@@ -455,8 +455,28 @@ def demo_cmd() -> None:
             click.echo(f"  {subject} {occ.visit_code}: {current_app.config['PUBLIC_URL']}/s/{token}")
 
 
+def run_check() -> int:
+    from proapp.ops import deployment_problems
+
+    problems = deployment_problems()
+    for problem in problems:
+        click.echo(problem)
+    if not problems:
+        click.echo("deployment OK: settings, database (reachable, schema at head, studies loaded), phone keys, "
+                   "SMS gateway")
+    return 1 if problems else 0
+
+
+@proapp_cli.command("check")
+def check_cmd() -> None:
+    """Check a deployment: one line per problem, exit 1 if any (works even when the app refuses to start)."""
+    raise SystemExit(run_check())
+
+
 def main() -> None:
     """Console-script entry point: the same commands, with the app built from the environment."""
+    if sys.argv[1:2] == ["check"]:                 # before building the app: it may refuse to start
+        raise SystemExit(run_check())
     from proapp import create_app
 
     proapp_cli.main(obj=ScriptInfo(create_app=lambda: create_app()), prog_name="proapp")

@@ -53,6 +53,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RATE_LOGIN_PER_IP", 30, "Staff sign-in attempts per 15 minutes from one IP address (0: no limit).", int),
     Setting("RATE_LOGIN_PER_ACCOUNT", 10, "Sign-in attempts per 15 minutes for one e-mail (0: no limit).", int),
     Setting("RATE_API_PER_MINUTE", 600, "Export API requests per minute per key (0: no limit).", int),
+    Setting("PROXY_HOPS", 0, "Reverse proxies in front of the app whose X-Forwarded-For/-Proto/-Host are trusted "
+            "(1 behind one nginx terminating TLS; 0 when clients connect directly).", int),
     Setting("SMS_GATEWAY", "console", "`console` (writes each SMS to `instance/console_sms.jsonl` and lists them "
             "at `/dev/sms`; development only) or `twilio`."),
     Setting("SMS_SENDER_NAME", "SuiviPRO", "Name that opens every SMS, and the alphanumeric sender ID when no "
@@ -124,6 +126,8 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None,
     if cfg["DEFAULT_LANGUAGE"] not in SUPPORTED_LANGUAGES:
         raise ConfigError(f"PROAPP_DEFAULT_LANGUAGE must be one of {', '.join(SUPPORTED_LANGUAGES)}.")
     cfg["PUBLIC_URL"] = str(cfg["PUBLIC_URL"]).rstrip("/")
+    if not 0 <= int(cfg["PROXY_HOPS"]) <= 5:
+        raise ConfigError("PROAPP_PROXY_HOPS must be a number of proxies from 0 to 5.")
     for key in ("STAFF_IDLE_MINUTES", "LOGIN_MAX_FAILURES", "LOGIN_LOCK_MINUTES"):
         if int(cfg[key]) < 1:
             raise ConfigError(f"PROAPP_{key} must be at least 1.")

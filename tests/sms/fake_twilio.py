@@ -183,6 +183,10 @@ class FakeTwilio:
                 if not self._authorised():
                     return self._answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
                 parts = urlsplit(self.path)
+                if parts.path == f"/2010-04-01/Accounts/{fake.account_sid}.json":
+                    fake.requests["GET account"] += 1
+                    return self._answer(200, {"sid": fake.account_sid, "status": "active",
+                                              "friendly_name": "proapp tests", "type": "Full"})
                 if parts.path == self._prefix() + ".json":
                     fake.requests["GET list"] += 1
                     return self._answer(200, fake._list(parse_qs(parts.query)))

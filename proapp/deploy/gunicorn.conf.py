@@ -1,0 +1,21 @@
+"""gunicorn settings for proapp (``gunicorn -c proapp/deploy/gunicorn.conf.py wsgi:app``).
+
+Sync workers: each request is short and holds one database connection; two or three per core. The SMS worker
+is NOT started here: it is its own process (``proapp worker``)."""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("PROAPP_BIND", "127.0.0.1:8000")     # the reverse proxy (TLS) forwards here
+workers = int(os.environ.get("PROAPP_WEB_WORKERS", multiprocessing.cpu_count() * 2 + 1))
+worker_class = "sync"
+timeout = 60                 # large exports stream; a request that takes longer is stuck
+graceful_timeout = 30
+keepalive = 5
+max_requests = 2000          # recycle workers now and then (memory)
+max_requests_jitter = 200
+accesslog = "-"
+errorlog = "-"
+# Never log query strings with tokens: SMS links are /s/<token>, exchanged at once for a cookie and a redirect.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(L)ss'
+forwarded_allow_ips = os.environ.get("PROAPP_FORWARDED_ALLOW_IPS", "127.0.0.1")

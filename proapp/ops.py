@@ -1,0 +1,124 @@
+"""Checking a deployment (``proapp check``): everything that would stop proapp or make it misbehave in
+production, one sentence per problem. It reads the environment itself, so it also runs when the app would
+refuse to start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from proapp.config import SETTINGS, _env_value, production_problems
+
+
+def _settings(env: Mapping[str, str]) -> dict[str, Any]:
+    return {s.name: _env_value(env, s) for s in SETTINGS}
+
+
+def deployment_problems(env: Mapping[str, str] | None = None) -> list[str]:
+    env = os.environ if env is None else env
+    try:
+        cfg = _settings(env)
+    except Exception as exc:             # a setting that is not a number, for example
+        return [str(exc)]
+    problems = []
+    if cfg["ENV"] != "production":
+        problems.append(f"PROAPP_ENV is {cfg['ENV']!r}: a deployment runs with PROAPP_ENV=production.")
+    problems += production_problems({**cfg, "ENV": "production"})
+    problems += _study_problems(cfg, env)
+    if not cfg["DATABASE_URL"]:
+        problems.append("PROAPP_DATABASE_URL is missing (PostgreSQL: postgresql+psycopg://user@host/db).")
+    else:
+        problems += _database_problems(cfg)
+    if cfg["SMS_GATEWAY"] == "twilio" and cfg["TWILIO_ACCOUNT_SID"] and cfg["TWILIO_AUTH_TOKEN"]:
+        problems += _twilio_problems(cfg)
+    return problems
+
+
+def _catalog(cfg: dict[str, Any]):
+    from proapp.instruments import default_registry
+    from proapp.studies.catalog import DATA_DIR, load_studies
+
+    return load_studies(Path(cfg["STUDIES_DIR"]) if cfg["STUDIES_DIR"] else DATA_DIR, default_registry())
+
+
+def _study_problems(cfg: dict[str, Any], env: Mapping[str, str]) -> list[str]:
+    try:
+        catalog = _catalog(cfg)
+    except Exception as exc:
+        return [f"the study files cannot be loaded: {exc}"]
+    out = []
+    for loaded in catalog.all():
+        push = loaded.definition.edc.push
+        if push is not None and not env.get(push.secret_env):
+            out.append(f"{push.secret_env} is missing: study {loaded.definition.code} pushes responses to "
+                       f"{push.url} and signs them with it.")
+    return out
+
+
+def _database_problems(cfg: dict[str, Any]) -> list[str]:
+    from sqlalchemy import select, text
+    from sqlalchemy.engine import make_url
+
+    from proapp.db import make_engine
+    from proapp.migrate import current_revision, head_revision
+
+    url = cfg["DATABASE_URL"]
+    shown = make_url(url).render_as_string(hide_password=True)
+    engine = make_engine(url)
+    try:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return [f"the database at {shown} cannot be reached: {first[:200]}"]
+        current, head = current_revision(engine), head_revision(url)
+        if current != head:
+            return [f"the database schema is at {current or 'nothing'} but this code needs {head}: run proapp init."]
+        out = []
+        from proapp.patients.models import PatientContact
+        from proapp.studies.models import Study
+
+        with engine.connect() as conn:
+            loaded = set(conn.execute(select(Study.code)).scalars())
+            try:
+                missing = [c for c in _catalog(cfg).codes() if c not in loaded]
+            except Exception:
+                missing = []
+            if missing:
+                out.append(f"study {', '.join(missing)} is not loaded in the database: run proapp init.")
+            sample = conn.execute(select(PatientContact.phone_ciphertext)
+                                  .where(PatientContact.phone_ciphertext.is_not(None)).limit(1)).scalar()
+        if sample is not None and cfg.get("PHONE_KEYS"):
+            from proapp.patients.phones import PhoneVault
+
+            try:
+                PhoneVault(cfg["PHONE_KEYS"]).decrypt(sample)
+            except Exception:
+                out.append("PROAPP_PHONE_KEYS cannot decrypt the stored phone numbers (was the key that wrote them "
+                           "removed or replaced?).")
+        return out
+    finally:
+        engine.dispose()
+
+
+def _twilio_problems(cfg: dict[str, Any]) -> list[str]:
+    from twilio.base.exceptions import TwilioException, TwilioRestException
+
+    from proapp.sms.gateways import TwilioGateway
+
+    gateway = TwilioGateway(account_sid=cfg["TWILIO_ACCOUNT_SID"], auth_token=cfg["TWILIO_AUTH_TOKEN"], sender=None,
+                            messaging_service_sid=None, api_base=cfg["TWILIO_API_BASE"],
+                            timeout=int(cfg["TWILIO_TIMEOUT"]))
+    try:
+        client = gateway._client()
+        client.api.v2010.accounts(cfg["TWILIO_ACCOUNT_SID"]).fetch()
+    except TwilioRestException as exc:
+        if exc.status in (401, 403):
+            return ["Twilio refused PROAPP_TWILIO_ACCOUNT_SID / PROAPP_TWILIO_AUTH_TOKEN."]
+        return [f"Twilio answered {exc.status} when the account was checked."]
+    except (TwilioException, OSError) as exc:
+        return [f"Twilio cannot be reached at {cfg['TWILIO_API_BASE']}: {type(exc).__name__}."]
+    return []
