@@ -1,0 +1,84 @@
+"""axe-core (WCAG 2.1 A and AA rules) in the real browser: no violation on the patient pages, in French and in
+English, nor on the study team's main pages."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.questionnaire.helpers import enrol_with_open_window
+
+AXE = Path(__file__).resolve().parents[2] / ".cache" / "axe-core" / "node_modules" / "axe-core" / "axe.min.js"
+TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+def violations(page) -> list[str]:
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: the test command installs axe-core from npm")
+    page.add_script_tag(content=AXE.read_text())
+    result = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", TAGS)
+    return [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+            for v in result["violations"]]
+
+
+def _page(browser, js=True, locale="fr-FR", width=360, height=640):
+    context = browser.new_context(viewport={"width": width, "height": height}, java_script_enabled=js,
+                                  bypass_csp=True, locale=locale)      # to inject axe; the app's CSP is untouched
+    return context.new_page()
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_patient_pages_have_no_violation(app, live_server, browser, language):
+    _pid, token = enrol_with_open_window(app, "ADUSE", "W1", subject=f"ADU-TLS-0{ord(language[0]) % 90}",
+                                         language=language)
+    page = _page(browser)
+    found = {}
+    page.goto(f"{live_server}/s/{token}")
+    found["welcome"] = violations(page)
+    page.goto(f"{live_server}/q/PAIN_VAS.PAIN_VAS")
+    found["vas"] = violations(page)
+    page.goto(f"{live_server}/q/PAIN_VAS.PAIN_VAS")
+    page.get_by_role("slider").focus()
+    page.keyboard.press("End")
+    page.locator("form button[type=submit]").last.click()
+    page.wait_for_url(re.compile(r".*/q/DU_DIARY\.DU_NEW$"))
+    found["choice"] = violations(page)
+    page.locator("form button[type=submit]").last.click()                # nothing chosen: the error state
+    found["choice with error"] = violations(page)
+    page.goto(f"{live_server}/q/sms")
+    found["sms"] = violations(page)
+    page.goto(f"{live_server}/s/{'x' * 22}")
+    found["invalid link"] = violations(page)
+    page.goto(f"{live_server}/q/PAIN_VAS.PAIN_VAS?nojs")           # the number field the VAS falls back to
+    page.evaluate("document.querySelectorAll('.vas-js').forEach(e => e.remove())")
+    found["vas number field"] = violations(page)
+    assert {k: v for k, v in found.items() if v} == {}, json.dumps(found, indent=1, ensure_ascii=False)
+
+
+def test_staff_pages_have_no_violation(app, live_server, browser):
+    from proapp import db
+    from proapp.accounts.models import Role
+    from proapp.accounts.services import create_user
+
+    pid, _token = enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-077")
+    with app.app_context():
+        s = db.session()
+        create_user(s, email="admin@chu.test", password="correct horse battery", role=Role.ADMIN,
+                    now=datetime.now(UTC), language="fr")
+        s.commit()
+    page = _page(browser, width=1280, height=900)
+    page.goto(f"{live_server}/staff/login")
+    found = {"login": violations(page)}
+    page.fill("#email", "admin@chu.test")
+    page.fill("#password", "correct horse battery")
+    page.get_by_role("button", name="Se connecter").click()
+    page.wait_for_url(f"{live_server}/staff/")
+    for name, path in (("overview", "/staff/"), ("patients", "/staff/patients"), ("enrol", "/staff/patients/new"),
+                       ("patient", f"/staff/patients/{pid}"), ("audit", "/staff/audit")):
+        page.goto(live_server + path)
+        found[name] = violations(page)
+    assert {k: v for k, v in found.items() if v} == {}, json.dumps(found, indent=1, ensure_ascii=False)
