@@ -102,9 +102,37 @@ def _template_globals() -> dict[str, object]:
     return {"current_locale": lambda: str(get_locale() or "fr")}
 
 
+def _database_unavailable(exc: Exception):
+    """The database cannot be reached (restarting, failing over): 503 with Retry-After, never a 500. Nothing was
+    stored by this request, so the client may simply try again."""
+    import logging
+
+    from contextlib import suppress
+
+    first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    logging.getLogger("proapp").warning("database unavailable: %s", first)
+    with suppress(Exception):            # the connection is gone: there may be nothing to roll back
+        db.session().rollback()
+    if request.path.startswith("/api/"):
+        from proapp.export.routes import problem_response
+
+        resp = problem_response(503, "Service Unavailable", "The database is briefly unavailable; try again.",
+                                "unavailable")
+    else:
+        resp = make_response(render_template(
+            "errors/error.html", code=503,
+            message=_("The service is briefly unavailable. Please try again in a moment.")), 503)
+    resp.headers["Retry-After"] = "5"
+    return resp
+
+
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.context_processor(_template_globals)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _error_page)
+    from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+
+    for exc_type in (OperationalError, InterfaceError, DisconnectionError):
+        app.register_error_handler(exc_type, _database_unavailable)
     app.after_request(_security_headers)
