@@ -106,7 +106,6 @@ def _database_unavailable(exc: Exception):
     """The database cannot be reached (restarting, failing over): 503 with Retry-After, never a 500. Nothing was
     stored by this request, so the client may simply try again."""
     import logging
-
     from contextlib import suppress
 
     first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
@@ -126,6 +125,19 @@ def _database_unavailable(exc: Exception):
     return resp
 
 
+def _refuse_nul_bytes() -> None:
+    """No text with a NUL byte goes further (PostgreSQL refuses it in text columns and in queries): the request
+    gets the usual 400 page (or problem document) and nothing is stored."""
+    from werkzeug.exceptions import BadRequest
+
+    try:
+        values = [*request.args.values(), *request.form.values()]
+    except HTTPException:
+        return                                    # body too large, etc.: Flask answers it as usual
+    if any("\x00" in v for v in values) or "\x00" in request.path:
+        raise BadRequest("NUL byte in the request")
+
+
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.context_processor(_template_globals)
@@ -136,3 +148,4 @@ def init_app(app: Flask) -> None:
     for exc_type in (OperationalError, InterfaceError, DisconnectionError):
         app.register_error_handler(exc_type, _database_unavailable)
     app.after_request(_security_headers)
+    app.before_request(_refuse_nul_bytes)

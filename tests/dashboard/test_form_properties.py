@@ -21,8 +21,8 @@ def test_enrol_form(dash_app):
     def check(form):
         before = count(dash_app, Patient)
         resp = staff.post("/staff/patients/new", form)
-        assert resp.status_code in (303, 422), resp.status_code
-        if resp.status_code == 422:
+        assert resp.status_code in (303, 400, 422), resp.status_code      # 400: a NUL byte
+        if resp.status_code != 303:
             assert count(dash_app, Patient) == before
 
     check()
@@ -42,8 +42,8 @@ def test_patient_actions(dash_app):
             form["reason"] = ""                      # keep the patient active for the next examples
         before = count(dash_app, PatientEvent)
         resp = staff.post(f"/staff/patients/{pid}/actions/{action}", form)
-        assert resp.status_code in (303, 422), (action, resp.status_code)
-        if resp.status_code == 422:
+        assert resp.status_code in (303, 400, 422), (action, resp.status_code)
+        if resp.status_code != 303:
             assert count(dash_app, PatientEvent) == before
 
     check()
@@ -56,11 +56,11 @@ def test_sign_in_and_list_filters(dash_app):
     @SETTINGS
     @given(email=junk, password=junk, q=junk, flag=junk, page=junk, since=junk)
     def check(email, password, q, flag, page, since):
-        assert anon.login(email, password).status_code in (200, 429)
+        assert anon.login(email, password).status_code in (200, 400, 429)
         assert admin.get("/staff/patients", query_string={"q": q, "flag": flag, "page": page,
-                                                          "status": flag, "site": q}).status_code == 200
+                                                          "status": flag, "site": q}).status_code in (200, 400)
         assert admin.get("/staff/audit", query_string={"subject": q, "action": flag, "since": since,
-                                                       "page": page}).status_code == 200
+                                                       "page": page}).status_code in (200, 400)
 
     check()
 
@@ -84,10 +84,10 @@ def test_on_site_and_correction_forms(dash_app):
     def check(form, occurrence):
         before = count(dash_app, Correction)
         resp = staff.post(f"/staff/patients/{pid}/responses/{rid}/correct", form)
-        assert resp.status_code in (303, 422), resp.status_code
-        if resp.status_code == 422:
+        assert resp.status_code in (303, 400, 422), resp.status_code
+        if resp.status_code != 303:
             assert count(dash_app, Correction) == before
         on_site = staff.post(f"/staff/patients/{pid}/on-site", {"occurrence": occurrence})
-        assert on_site.status_code == 422, on_site.status_code       # never an open window here: M1 is done
+        assert on_site.status_code in (400, 422), on_site.status_code  # never an open window here: M1 is done
 
     check()
