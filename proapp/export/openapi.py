@@ -73,7 +73,7 @@ def spec(public_url: str) -> dict[str, Any]:
                                                                                    "enum": ["json", "odm"]}}],
                 "responses": {"200": {"description": "The data dictionary", "content": {
                     "application/json": {"schema": {"type": "object", "required": ["study", "visits", "instruments"]}},
-                    "application/xml": {"schema": {"type": "string"}}}},
+                    "application/xml": {}}},
                     **_problems(400, 401, 404, 429)}}},
             "/api/v1/studies/{study}/questionnaires/{code}": {"get": {
                 "summary": "The FHIR R4 Questionnaire of an instrument, in the version the study uses",
@@ -101,8 +101,8 @@ def spec(public_url: str) -> dict[str, Any]:
                         "type": "object", "required": ["data", "next_cursor", "has_more"],
                         "properties": {"data": {"type": "array", "items": RESPONSE_ITEM},
                                        "next_cursor": {"type": "string"}, "has_more": {"type": "boolean"}}}},
-                    "text/csv": {"schema": {"type": "string"}},
-                    "application/xml": {"schema": {"type": "string"}},
+                    "text/csv": {},
+                    "application/xml": {},
                     "application/fhir+json": {"schema": {"type": "object", "required": ["resourceType", "entry"]}}}},
                     **_problems(400, 401, 404, 429)}}},
             "/api/v1/studies/{study}/acknowledgements": {"post": {

@@ -40,6 +40,7 @@ class Stats:
         self.lock = threading.Lock()
         self.latencies: list[float] = []
         self.dropped = self.retried = self.double_submits = self.completed = self.errors = 0
+        self.unavailable = self.server_errors = 0
         self.acknowledged: dict[tuple[str, str], str] = {}       # (token, item) -> value the server confirmed
         self.submitted: set[str] = set()                          # tokens whose submit got its 303
 
@@ -56,7 +57,8 @@ class Client:
         headers = {"Cookie": self.cookie} if self.cookie else {}
         if body:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        for _attempt in range(5):
+        give_up = time.monotonic() + 30
+        while time.monotonic() < give_up:
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
             t0 = time.perf_counter()
             try:
@@ -75,9 +77,14 @@ class Client:
                     self.cookie = cookie.split(";", 1)[0]
                 with self.stats.lock:
                     self.stats.latencies.append(time.perf_counter() - t0)
-                if resp.status == 503:
-                    time.sleep(0.2)
+                if resp.status == 503:                    # the database is away: wait as Retry-After says
+                    with self.stats.lock:
+                        self.stats.unavailable += 1
+                    time.sleep(0.5)
                     continue
+                if resp.status >= 500:
+                    with self.stats.lock:
+                        self.stats.server_errors += 1
                 return resp.status, resp.getheader("Location") or "", text
             except OSError:
                 with self.stats.lock:
@@ -167,6 +174,9 @@ def main() -> None:
     parser.add_argument("--double", type=float, default=0.05)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--outage-at", type=float, default=0,
+                        help="cut the database (a TCP relay in front of PostgreSQL) this many seconds into the run")
+    parser.add_argument("--outage-seconds", type=float, default=3)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="proapp-bench-load-"))
     os.environ["PROAPP_INSTANCE_PATH"] = str(folder)
@@ -188,7 +198,17 @@ def run(args, folder: Path, url: str) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "PROAPP_ENV": "testing", "PROAPP_DATABASE_URL": url, "PROAPP_SECRET_KEY": "l" * 40,
+    relay = None
+    server_url = url
+    if args.outage_at and url.startswith("postgresql"):
+        from sqlalchemy.engine import make_url
+
+        from tests.faults import Relay
+
+        parsed = make_url(url)
+        relay = Relay(parsed.host or "127.0.0.1", parsed.port or 5432)
+        server_url = parsed.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)
+    env = {**os.environ, "PROAPP_ENV": "testing", "PROAPP_DATABASE_URL": server_url, "PROAPP_SECRET_KEY": "l" * 40,
            "PROAPP_RATE_LINK_PER_MINUTE": "0", "PROAPP_RATE_API_PER_MINUTE": "0"}
     server = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "-w", str(args.workers), "-b", f"127.0.0.1:{port}",
                                "--log-level", "warning", "wsgi:app"], cwd=ROOT, env=env)
@@ -217,6 +237,14 @@ def run(args, folder: Path, url: str) -> None:
         threads = [threading.Thread(target=user, args=(n,)) for n in range(args.users)]
         for t in threads:
             t.start()
+        outage = None
+        if relay is not None:
+            time.sleep(args.outage_at)
+            relay.cut()
+            cut_at = time.monotonic()
+            time.sleep(args.outage_seconds)
+            relay.restore()
+            outage = (cut_at - started, args.outage_seconds)
         for t in threads:
             t.join()
         elapsed = time.monotonic() - started
@@ -225,10 +253,15 @@ def run(args, folder: Path, url: str) -> None:
         print(f"{args.users} users, {elapsed:.0f} s: {len(lat):,} answered requests = {len(lat) / elapsed:.0f} req/s; "
               f"p50 {statistics.median(lat) * 1000:.0f} ms, p95 {p95:.0f} ms; {stats.dropped:,} dropped and retried; "
               f"{stats.completed:,} questionnaires completed; errors {stats.errors}")
+        if outage:
+            print(f"database cut at {outage[0]:.0f} s for {outage[1]:.0f} s: {stats.unavailable:,} answers of 503 "
+                  f"(Retry-After), {stats.server_errors} server errors (5xx other than 503)")
         verify(url, stats, port)
     finally:
         server.terminate()
         server.wait(timeout=30)
+        if relay is not None:
+            relay.close()
 
 
 def verify(url: str, stats: Stats, port: int) -> None:
@@ -275,6 +308,7 @@ def verify(url: str, stats: Stats, port: int) -> None:
             break
     print(f"exported through the API: {exported:,} of {completed:,} completed responses")
     assert not missing and exported == completed and completed == 2 * len(stats.submitted)
+    assert stats.server_errors == 0
 
 
 if __name__ == "__main__":
