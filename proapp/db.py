@@ -59,6 +59,15 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
 
 
+def dialect_insert(dialect_name: str):
+    """``insert`` with ON CONFLICT support for this database (PostgreSQL or SQLite)."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -14,7 +14,7 @@ from sqlalchemy import BigInteger, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from proapp import db
-from proapp.db import Base
+from proapp.db import Base, dialect_insert
 
 
 class RateCounter(Base):
@@ -32,10 +32,7 @@ def hit(scope: str, ident: str, limit: int, window: int, now: float | None = Non
     start = int(now // window * window)
     key = hashlib.sha256(f"{scope}\x00{ident}".encode()).hexdigest()
     engine = db.engine()
-    if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = dialect_insert(engine.dialect.name)
     stmt = insert(RateCounter).values(key=key, window_start=start, count=1)
     stmt = stmt.on_conflict_do_update(
         index_elements=["key"],

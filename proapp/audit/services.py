@@ -21,6 +21,7 @@ from sqlalchemy import event, insert, select, update
 from sqlalchemy.orm import Session
 
 from proapp.audit.models import AuditEvent, AuditHead
+from proapp.db import dialect_insert
 
 GENESIS = "0" * 64
 HEAD_ROW = 1
@@ -59,11 +60,8 @@ def _lock_head(db: Session) -> tuple[int, str]:
     row = db.execute(update(AuditHead).where(AuditHead.id == HEAD_ROW).values(last_id=AuditHead.last_id)
                      .returning(AuditHead.last_id, AuditHead.last_hash)).first()
     if row is None:
-        if db.get_bind().dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        db.execute(dialect_insert(AuditHead).values(id=HEAD_ROW, last_id=0, last_hash=GENESIS)
+        upsert = dialect_insert(db.get_bind().dialect.name)
+        db.execute(upsert(AuditHead).values(id=HEAD_ROW, last_id=0, last_hash=GENESIS)
                    .on_conflict_do_nothing())
         row = db.execute(update(AuditHead).where(AuditHead.id == HEAD_ROW).values(last_id=AuditHead.last_id)
                          .returning(AuditHead.last_id, AuditHead.last_hash)).first()

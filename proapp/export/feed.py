@@ -17,6 +17,7 @@ import json
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from proapp.db import dialect_insert
 from proapp.export.models import ExportFeed
 from proapp.questionnaire.models import Response, ResponseStatus
 
@@ -28,10 +29,7 @@ def _lock_feed(db: Session) -> int:
     last = db.execute(update(ExportFeed).where(ExportFeed.id == FEED_ROW)
                       .values(last_seq=ExportFeed.last_seq).returning(ExportFeed.last_seq)).scalar()
     if last is None:
-        if db.get_bind().dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
+        insert = dialect_insert(db.get_bind().dialect.name)
         db.execute(insert(ExportFeed).values(id=FEED_ROW, last_seq=0).on_conflict_do_nothing())
         last = db.execute(update(ExportFeed).where(ExportFeed.id == FEED_ROW)
                           .values(last_seq=ExportFeed.last_seq).returning(ExportFeed.last_seq)).scalar_one()

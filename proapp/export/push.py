@@ -19,6 +19,7 @@ import requests
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from proapp.db import dialect_insert
 from proapp.export import data, feed, formats
 from proapp.export.models import ApiKey, PushDelivery
 from proapp.instruments import Registry
@@ -66,10 +67,7 @@ def queue(db: Session, catalog: StudyCatalog, now: datetime) -> int:
                                                   PushDelivery.export_seq == Response.export_seq).exists())
             .order_by(Response.export_seq)).all())
         if ids:
-            if db.get_bind().dialect.name == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert
-            else:
-                from sqlalchemy.dialects.sqlite import insert
+            insert = dialect_insert(db.get_bind().dialect.name)
             db.execute(insert(PushDelivery).on_conflict_do_nothing(), [
                 {"response_id": rid, "export_seq": seq, "study_id": study_id, "endpoint": push.url,
                  "status": PENDING, "attempts": 0, "created_at": now, "next_at": now} for rid, seq in ids])

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from proapp import db, services
+from proapp.db import dialect_insert
 from proapp.export import data, feed, formats, keys
 from proapp.export.models import Acknowledgement, ApiKey, ApiPull
 from proapp.extensions import csrf
@@ -323,10 +324,7 @@ def acknowledgements(study: str) -> tuple[dict[str, Any], int]:
     new = [{"response_id": rid, "api_key_id": key.id, "at": now}
            for rid in wanted if rid in known and rid not in already]
     if new:
-        if s.get_bind().dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
+        insert = dialect_insert(s.get_bind().dialect.name)
         done = s.execute(insert(Acknowledgement).on_conflict_do_nothing()   # a concurrent request did it first
                          .returning(Acknowledgement.response_id), new).scalars().all()
         from proapp.audit.services import record

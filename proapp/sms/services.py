@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import and_, case, exists, func, select, update
 from sqlalchemy.orm import Session, aliased, joinedload, object_session
 
+from proapp.db import dialect_insert
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
 from proapp.patients.phones import PhoneVault
 from proapp.questionnaire.models import AccessLink
@@ -84,10 +85,7 @@ def _insert_new(db: Session, rows: list[dict[str, Any]]) -> int:
     """Insert outbox rows, silently skipping any (occurrence, kind) that exists already."""
     if not rows:
         return 0
-    if db.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = dialect_insert(db.get_bind().dialect.name)
     stmt = insert(SmsMessage).on_conflict_do_nothing(index_elements=["occurrence_id", "kind"])
     created = db.execute(stmt.returning(SmsMessage.id, SmsMessage.patient_id, SmsMessage.kind, SmsMessage.status),
                          rows).all()
@@ -482,10 +480,7 @@ def reserve_slot(connection: Any, sender: str, rate_per_second: int, now_us: int
     """The instant (µs since the epoch) this send may leave, so that all workers together keep to the rate.
     ``connection`` must commit right after (a short transaction of its own)."""
     step = 1_000_000 // rate_per_second
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = dialect_insert(connection.dialect.name)
     connection.execute(insert(SendSlot).values(sender=sender, next_us=now_us)
                        .on_conflict_do_nothing(index_elements=["sender"]))
     next_us = connection.execute(
