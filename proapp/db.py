@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from flask import Flask, current_app, g
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
@@ -118,20 +118,32 @@ def session() -> Session:
     return g.db_session
 
 
+def reader() -> Connection:
+    """A Core connection for this request's reads. Once the request has an ORM session (it writes), that
+    session's own connection, so reads and writes share one transaction; otherwise a plain pooled connection,
+    with none of the session's bookkeeping (the patient's question pages, read on every tap)."""
+    if "db_session" in g:
+        return g.db_session.connection()
+    if "db_reader" not in g:
+        g.db_reader = current_app.extensions["proapp.engine"].connect()
+    return g.db_reader
+
+
 def _close_session(_exc: BaseException | None) -> None:
     """End of request: nothing uncommitted survives. If the database went away meanwhile, the connection is
     simply dropped: the answer already computed must not turn into a 500 (seen under load with an outage)."""
-    s = g.pop("db_session", None)
-    if s is not None:
+    for key in ("db_reader", "db_session"):
+        held = g.pop(key, None)
+        if held is None:
+            continue
         try:
-            s.rollback()
+            held.close()        # gives the connection back to the pool, which rolls back what was not committed
         except Exception:
             import logging
 
             logging.getLogger("proapp").warning("database connection lost at the end of a request")
-            s.invalidate()
-        finally:
-            s.close()
+            held.invalidate()
+            held.close()
 
 
 @contextmanager

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, make_response, redirect, render_template, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
@@ -79,20 +81,29 @@ def _csrf_error(_exc: CSRFError):
                            message=_("This page had expired. Please go back, reload it and try again.")), 400
 
 
+SECURITY_HEADERS = (
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),
+    ("X-Frame-Options", "DENY"),
+    ("Content-Security-Policy",
+     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"),
+)
+HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+
+
 def _security_headers(resp: Response) -> Response:
+    """Every response gets these unless its route set its own (one pass over the headers: every request runs
+    this)."""
     from flask import current_app
 
-    if current_app.config.get("PRODUCTION"):
-        resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-    resp.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
-    resp.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-    resp.headers.setdefault("Referrer-Policy", "same-origin")
-    resp.headers.setdefault("X-Frame-Options", "DENY")
-    resp.headers.setdefault(
-        "Content-Security-Policy",
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+    present = {name.lower() for name, _value in resp.headers}
+    wanted = (HSTS, *SECURITY_HEADERS) if current_app.config.get("PRODUCTION") else SECURITY_HEADERS
+    for name, value in wanted:
+        if name.lower() not in present:
+            resp.headers.add(name, value)
     return resp
 
 
@@ -130,15 +141,36 @@ def _refuse_nul_bytes() -> None:
     gets the usual 400 page (or problem document) and nothing is stored."""
     from werkzeug.exceptions import BadRequest
 
+    query = request.query_string
+    if b"%00" in query or b"\x00" in query or "\x00" in request.path:
+        raise BadRequest("NUL byte in the request")
+    if request.method in ("GET", "HEAD") and not request.content_length:
+        return                                    # no body: nothing more to look at
     try:
-        values = [*request.args.values(), *request.form.values()]
+        values = request.form.values()
     except HTTPException:
         return                                    # body too large, etc.: Flask answers it as usual
-    if any("\x00" in v for v in values) or "\x00" in request.path:
+    if any("\x00" in v for v in values):
         raise BadRequest("NUL byte in the request")
 
 
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the signing serializer built once per set of keys rather than on
+    every request (it is stateless, so one serves every request and thread)."""
+
+    def __init__(self) -> None:
+        self._built: tuple[tuple, URLSafeTimedSerializer | None] | None = None
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        built = self._built
+        if built is None or built[0] != keys:
+            built = self._built = (keys, super().get_signing_serializer(app))
+        return built[1]
+
+
 def init_app(app: Flask) -> None:
+    app.session_interface = CookieSessions()
     app.register_blueprint(bp)
     app.context_processor(_template_globals)
     app.register_error_handler(CSRFError, _csrf_error)

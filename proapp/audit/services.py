@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from proapp.audit.models import AuditEvent, AuditHead
@@ -56,15 +56,23 @@ def chain_hash(prev_hash: str, entry: dict[str, Any]) -> str:
     return hashlib.sha256(f"{prev_hash}|{canonical(entry)}".encode()).hexdigest()
 
 
+_HEAD = AuditHead.__table__
+# Prebuilt Core statements: the writer runs in every transaction that records something (every answer saved).
+_LOCK_HEAD = (update(_HEAD).where(_HEAD.c.id == HEAD_ROW).values(last_id=_HEAD.c.last_id)
+              .returning(_HEAD.c.last_id, _HEAD.c.last_hash))
+_MOVE_HEAD = (update(_HEAD).where(_HEAD.c.id == HEAD_ROW)
+              .values(last_id=bindparam("new_last_id"), last_hash=bindparam("new_last_hash")))
+_INSERT_EVENTS = insert(AuditEvent.__table__)
+
+
 def _lock_head(db: Session) -> tuple[int, str]:
-    row = db.execute(update(AuditHead).where(AuditHead.id == HEAD_ROW).values(last_id=AuditHead.last_id)
-                     .returning(AuditHead.last_id, AuditHead.last_hash)).first()
+    """Lock the head row (an UPDATE that changes nothing takes the row lock) and read the chain's end."""
+    conn = db.connection()
+    row = conn.execute(_LOCK_HEAD).first()
     if row is None:
-        upsert = dialect_insert(db.get_bind().dialect.name)
-        db.execute(upsert(AuditHead).values(id=HEAD_ROW, last_id=0, last_hash=GENESIS)
-                   .on_conflict_do_nothing())
-        row = db.execute(update(AuditHead).where(AuditHead.id == HEAD_ROW).values(last_id=AuditHead.last_id)
-                         .returning(AuditHead.last_id, AuditHead.last_hash)).first()
+        upsert = dialect_insert(conn.dialect.name)
+        conn.execute(upsert(_HEAD).values(id=HEAD_ROW, last_id=0, last_hash=GENESIS).on_conflict_do_nothing())
+        row = conn.execute(_LOCK_HEAD).first()
     return row[0], row[1]
 
 
@@ -79,8 +87,9 @@ def _write_pending(session: Session) -> None:
         entry = {**entry, "id": last_id, "prev_hash": last_hash}
         entry["hash"] = last_hash = chain_hash(entry["prev_hash"], entry)
         rows.append(entry)
-    session.execute(insert(AuditEvent), rows)
-    session.execute(update(AuditHead).where(AuditHead.id == HEAD_ROW).values(last_id=last_id, last_hash=last_hash))
+    conn = session.connection()
+    conn.execute(_INSERT_EVENTS, rows)
+    conn.execute(_MOVE_HEAD, {"new_last_id": last_id, "new_last_hash": last_hash})
 
 
 def _drop_pending(session: Session, transaction: Any) -> None:

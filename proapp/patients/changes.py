@@ -174,6 +174,18 @@ def change_language(db: Session, patient: Patient, language: str, *, actor: str,
     db.flush()
 
 
+def patient_switched_language(db: Session, patient: Patient, language: str, *, actor: str, now: datetime) -> bool:
+    """The patient pressed FR | EN on a questionnaire page: their language from now on (SMS included), recorded
+    like any other change. Returns whether anything changed."""
+    if language not in SUPPORTED_LANGUAGES or language == patient.language:
+        return False
+    old, patient.language, patient.updated_at = patient.language, language, now
+    _event(db, patient, now, actor, "language_changed", None,
+           {"old": old, "new": language})
+    db.flush()
+    return True
+
+
 def change_sms_hour(db: Session, patient: Patient, hour_text: str, *, actor: str, reason: str | None,
                     now: datetime) -> None:
     try:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from sqlalchemy import Connection, Row
 from werkzeug.wrappers import Response as WResponse
 
 from proapp import db, services
 from proapp.i18n import use_locale
-from proapp.patients.models import Occurrence
+from proapp.patients.models import Patient, PatientContact
 from proapp.questionnaire import flow as flowmod
+from proapp.questionnaire import pages
 from proapp.questionnaire import services as qs
 
 bp = Blueprint("questionnaire", __name__)
@@ -45,17 +47,24 @@ def open_link(token: str) -> WResponse | tuple[str, int]:
     return redirect(url_for("questionnaire.welcome"), code=303)
 
 
-def _current() -> Occurrence | None:
+def _reads() -> Connection:
+    """Pages that may write read inside the ORM session's transaction; the others (every question GET) read
+    on a plain connection."""
+    return db.session().connection() if request.method not in ("GET", "HEAD") else db.reader()
+
+
+def _current() -> tuple[qs.Visit, dict[str, qs.ResponseState]] | None:
+    """The patient's visit and responses behind this session, or None (no session, link revoked)."""
     data = session.get(SESSION_KEY)
     if not isinstance(data, dict):
         return None
     link_id, occ_id = data.get("link"), data.get("occ")
     if not isinstance(link_id, int) or not isinstance(occ_id, int):
         return None
-    occ = qs.occurrence_of_live_link(db.session(), link_id, occ_id)
-    if occ is not None:
-        use_locale(occ.patient.language)
-    return occ
+    found = qs.visit_of_live_link(_reads(), link_id, occ_id)
+    if found is not None:
+        use_locale(found[0].language)
+    return found
 
 
 def _actor() -> str:
@@ -69,18 +78,11 @@ def _on_site() -> bool:
     return isinstance(data, dict) and data.get("on_site") is True
 
 
-def _load() -> tuple[Occurrence, qs.Session_] | None:
-    occ = _current()
-    if occ is None:
-        return None
-    return occ, qs.load(db.session(), occ, services.instruments(), services.studies())
-
-
-def _state_page(occ: Occurrence) -> tuple[str, int] | None:
+def _state_page(visit: qs.Visit) -> tuple[str, int] | None:
     """The kind pages for a completed or closed occurrence, or None when it is open."""
-    if occ.status.value == "completed":
+    if visit.completed:
         return render_template("questionnaire/message.html", kind="completed"), 200
-    if not occ.is_open(services.now()) or occ.patient.status.value in ("withdrawn", "completed"):
+    if not visit.accepts_answers(services.now()):
         return render_template("questionnaire/message.html", kind="closed"), 410
     return None
 
@@ -98,22 +100,23 @@ def _page_instead(exc: PageInstead) -> tuple[str, int]:
     return exc.page
 
 
-def _session_or_page(require_open: bool = True) -> tuple[Occurrence, qs.Session_]:
+def _session_or_page(require_open: bool = True) -> qs.Session_:
     """The patient's occurrence and its answers; raises PageInstead when there is none, or when
     ``require_open`` and it is completed or closed."""
-    loaded = _load()
-    if loaded is None:
+    found = _current()
+    if found is None:
         raise PageInstead(_invalid())
+    visit, responses = found
     if require_open:
-        page = _state_page(loaded[0])
+        page = _state_page(visit)
         if page:
             raise PageInstead(page)
-    return loaded
+    return qs.load(_reads(), visit, responses, services.instruments(), services.studies())
 
 
 @bp.get("/q")
 def welcome() -> WResponse | tuple[str, int] | str:
-    _occ, qsess = _session_or_page()
+    qsess = _session_or_page()
     nxt = flowmod.first_unanswered(qsess.flow(), qsess.answers, qsess.states)
     started = bool(qsess.responses)
     minutes = sum(i.estimated_minutes for i in qsess.instruments)
@@ -131,7 +134,7 @@ def _screen_context(qsess: qs.Session_, key: str):
 
 @bp.route("/q/<key>", methods=["GET", "POST"])
 def screen(key: str) -> WResponse | tuple[str, int] | str:
-    occ, qsess = _session_or_page()
+    qsess = _session_or_page()
     flow, index, scr = _screen_context(qsess, key)
     if scr is None:
         # A screen hidden by an earlier answer, or a made-up key: go where the patient should be.
@@ -142,10 +145,9 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
     errors: dict = {}
     form_values = {}
     if request.method == "POST":
-        language = occ.patient.language
         try:
-            errors = qs.save_screen(db.session(), qsess, scr, request.form, language=language, now=services.now(),
-                                    actor=_actor())
+            errors = qs.save_screen(db.session(), qsess, scr, request.form, language=qsess.visit.language,
+                                    now=services.now(), actor=_actor())
         except qs.AlreadyCompleted:
             db.session().rollback()
             return render_template("questionnaire/message.html", kind="completed"), 200
@@ -167,18 +169,20 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
         form_values = request.form.to_dict()
     answers = qsess.answers.get(scr.code, {})
     state = qsess.responses[scr.code].flow_state if scr.code in qsess.responses else None
-    previous = flow[index - 1].key if index else None
-    return render_template(
-        "questionnaire/screen.html", qs=qsess, screen=scr, number=index + 1, total=len(flow), errors=errors,
-        answers=answers, form_values=form_values, more=flowmod.group_more(state, scr.group.code) if scr.group else {},
-        previous=previous, from_review=from_review, variant=qsess.variants.get(scr.code),
-        expired=request.args.get("expired") == "1",
-    ), (422 if errors else 200)
+    context = {
+        "screen": scr, "number": index + 1, "total": len(flow), "errors": errors, "answers": answers,
+        "form_values": form_values, "more": flowmod.group_more(state, scr.group.code) if scr.group else {},
+        "previous": flow[index - 1].key if index else None, "from_review": from_review,
+        "variant": qsess.variants.get(scr.code), "expired": request.args.get("expired") == "1",
+    }
+    if errors:
+        return render_template("questionnaire/screen.html", **context), 422
+    return pages.screen_page(scr, context, qsess.visit.language), 200
 
 
 @bp.get("/q/review")
 def review() -> WResponse | tuple[str, int] | str:
-    _occ, qsess = _session_or_page()
+    qsess = _session_or_page()
     flow = qsess.flow()
     nxt = flowmod.first_unanswered(flow, qsess.answers, qsess.states)
     if nxt is not None:
@@ -188,11 +192,11 @@ def review() -> WResponse | tuple[str, int] | str:
 
 @bp.post("/q/submit")
 def submit() -> WResponse | tuple[str, int] | str:
-    occ, qsess = _session_or_page(require_open=False)
-    if occ.status.value == "completed":
+    qsess = _session_or_page(require_open=False)
+    if qsess.visit.completed:
         return redirect(url_for("questionnaire.done"), code=303)
     try:
-        qs.complete(db.session(), qsess, language=occ.patient.language, now=services.now(),
+        qs.complete(db.session(), qsess, language=qsess.visit.language, now=services.now(),
                     on_site=_on_site(), actor=_actor())
     except qs.Closed:
         db.session().rollback()
@@ -204,25 +208,34 @@ def submit() -> WResponse | tuple[str, int] | str:
     return redirect(url_for("questionnaire.done"), code=303)
 
 
+def _site(visit: qs.Visit) -> Row | None:
+    return qs.site_contact(_reads(), visit.site_id)
+
+
 @bp.get("/q/done")
 def done() -> tuple[str, int] | str:
-    occ, qsess = _session_or_page(require_open=False)
-    if occ.status.value != "completed":
-        page = _state_page(occ)
+    qsess = _session_or_page(require_open=False)
+    if not qsess.visit.completed:
+        page = _state_page(qsess.visit)
         return page if page else redirect(url_for("questionnaire.welcome"), code=303)  # type: ignore[return-value]
     du = qsess.responses.get("DU_DIARY")
     infection = bool(du and du.scores and du.scores.get("infection_signs"))
     return render_template("questionnaire/message.html", kind="thanks", infection=infection,
-                           site=occ.patient.site)
+                           site=_site(qsess.visit))
 
 
 @bp.post("/q/language")
 def language() -> WResponse | tuple[str, int]:
-    occ = _current()
-    if occ is None:
+    found = _current()
+    if found is None:
         return _invalid()
-    qs.set_patient_language(db.session(), occ.patient, request.form.get("lang", ""), services.now())
-    db.session().commit()
+    visit = found[0]
+    from proapp.patients.changes import patient_switched_language
+
+    s = db.session()
+    if patient_switched_language(s, s.get_one(Patient, visit.patient_id), request.form.get("lang", ""),
+                                 actor=_actor(), now=services.now()):
+        s.commit()
     target = request.form.get("next", "")
     if not target.startswith("/q") or "//" in target:
         target = url_for("questionnaire.welcome")
@@ -233,17 +246,18 @@ def language() -> WResponse | tuple[str, int]:
 def sms_stop() -> tuple[str, int] | str:
     """The patient stops the SMS (invitations and reminders). Recorded with who and when; the questionnaire
     itself stays open with this link."""
-    occ, _qsess = _session_or_page(require_open=False)
-    contact = occ.patient.contact
+    visit = _session_or_page(require_open=False).visit
     stopped_now = False
-    if request.method == "POST" and contact is not None:
+    if request.method == "POST":
         from proapp.sms.services import opt_out
 
-        stopped_now = opt_out(db.session(), contact, services.now())
-        db.session().commit()
-    stopped = contact is not None and contact.opted_out_at is not None
+        contact = db.session().get(PatientContact, visit.patient_id)
+        if contact is not None:
+            stopped_now = opt_out(db.session(), contact, services.now())
+            db.session().commit()
+    stopped = qs.sms_stopped_by_patient(_reads(), visit.patient_id)
     return render_template("questionnaire/sms.html", stopped=stopped, stopped_now=stopped_now,
-                           can_continue=occ.is_open(services.now()), site=occ.patient.site)
+                           can_continue=visit.is_open(services.now()), site=_site(visit))
 
 
 def on_csrf_error() -> WResponse | None:

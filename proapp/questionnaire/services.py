@@ -16,17 +16,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from proapp.db import dialect_insert
 from proapp.instruments import Instrument, Registry, score_with
-from proapp.patients.models import Occurrence, OccurrenceStatus, Patient
+from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
 from proapp.questionnaire import flow as flowmod
 from proapp.questionnaire.flow import Screen
 from proapp.questionnaire.models import AccessLink, Answer, Response, ResponseStatus
 from proapp.studies.catalog import StudyCatalog
-from proapp.studies.models import Study
+from proapp.studies.models import Site, Study
 
 TOKEN_BYTES = 16                  # 128 bits from secrets, 22 URL-safe characters
 ONSET_MAX_DAYS_BACK = 31
@@ -77,26 +78,76 @@ def resolve_link(db: Session, token: str, now: datetime) -> tuple[LinkState, Acc
     return LinkState.OPEN, link
 
 
-def occurrence_of_live_link(db: Session, link_id: int, occurrence_id: int) -> Occurrence | None:
-    """The occurrence behind a patient session, with its patient, in one query (no eager loading: the hot path
-    of every patient page); None once the link was revoked (a new SMS was sent)."""
-    row = db.execute(
-        select(Occurrence, Patient)
-        .join(AccessLink, AccessLink.occurrence_id == Occurrence.id)
-        .join(Patient, Patient.id == Occurrence.patient_id)
-        .where(AccessLink.id == link_id, AccessLink.revoked_at.is_(None), Occurrence.id == occurrence_id)).first()
-    return None if row is None else row[0]      # occurrence.patient now comes from the identity map
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """What the patient pages need of the occurrence behind a live link and of its patient: a plain snapshot
+    read with Core (every patient request starts here, so no ORM identity map, lazy loads or flushes)."""
+
+    link_id: int
+    occurrence_id: int
+    visit_code: str
+    instruments: tuple[str, ...]
+    status: OccurrenceStatus
+    window_opens_at: datetime
+    window_closes_at: datetime
+    patient_id: int
+    study_code: str
+    site_id: int
+    language: str
+    timezone: str
+    patient_status: PatientStatus
+
+    def is_open(self, now: datetime) -> bool:
+        return self.status == OccurrenceStatus.SCHEDULED and self.window_opens_at <= now < self.window_closes_at
+
+    @property
+    def completed(self) -> bool:
+        return self.status == OccurrenceStatus.COMPLETED
+
+    def accepts_answers(self, now: datetime) -> bool:
+        """Open, and the patient still followed (not withdrawn nor at the end of the study)."""
+        return self.is_open(now) and self.patient_status not in (PatientStatus.WITHDRAWN, PatientStatus.COMPLETED)
 
 
-_STUDY_CODES: dict[tuple[int, int], str] = {}
+@dataclass(slots=True)
+class ResponseState:
+    """One instrument's response as the flow sees it; written back with Core statements."""
+
+    id: int
+    instrument_code: str
+    instrument_version: str
+    status: ResponseStatus
+    flow_state: dict[str, Any] | None
+    scores: dict[str, Any] | None
 
 
-def study_code(db: Session, study_id: int) -> str:
-    """A study's code by id (rows are never deleted nor renamed), cached per engine."""
-    key = (id(db.get_bind()), study_id)
-    if key not in _STUDY_CODES:
-        _STUDY_CODES[key] = db.scalar(select(Study.code).where(Study.id == study_id))
-    return _STUDY_CODES[key]
+_VISIT = (
+    select(AccessLink.id, Occurrence.id, Occurrence.visit_code, Occurrence.instruments, Occurrence.status,
+           Occurrence.window_opens_at, Occurrence.window_closes_at, Patient.id, Study.code, Patient.site_id,
+           Patient.language, Patient.timezone, Patient.status,
+           Response.id, Response.instrument_code, Response.instrument_version, Response.status,
+           Response.flow_state, Response.scores)
+    .select_from(AccessLink)
+    .join(Occurrence, Occurrence.id == AccessLink.occurrence_id)
+    .join(Patient, Patient.id == Occurrence.patient_id)
+    .join(Study, Study.id == Patient.study_id)
+    .outerjoin(Response, Response.occurrence_id == Occurrence.id)
+    .where(AccessLink.id == bindparam("link"), AccessLink.revoked_at.is_(None),
+           Occurrence.id == bindparam("occurrence")))
+_VISIT_COLUMNS = 13
+
+
+def visit_of_live_link(conn: Connection, link_id: int,
+                       occurrence_id: int) -> tuple[Visit, dict[str, ResponseState]] | None:
+    """The visit behind a patient session and its responses so far, in one query (a row per response, at least
+    one); None once the link was revoked (a new SMS was sent)."""
+    rows = conn.execute(_VISIT, {"link": link_id, "occurrence": occurrence_id}).all()
+    if not rows:
+        return None
+    first = rows[0]
+    visit = Visit(first[0], first[1], first[2], tuple(first[3]), *first[4:_VISIT_COLUMNS])
+    responses = {row[14]: ResponseState(*row[_VISIT_COLUMNS:]) for row in rows if row[_VISIT_COLUMNS] is not None}
+    return visit, responses
 
 
 class Closed(Exception):
@@ -111,11 +162,10 @@ class AlreadyCompleted(Exception):
 class Session_:
     """Everything the flow needs about one occurrence, loaded once per request."""
 
-    occurrence: Occurrence
-    patient: Patient
+    visit: Visit
     instruments: list[Instrument]
     variants: dict[str, str | None]
-    responses: dict[str, Response]
+    responses: dict[str, ResponseState]
     answers: dict[str, dict[tuple[str, int], str]]
 
     @property
@@ -126,48 +176,54 @@ class Session_:
         return flowmod.build_flow(self.instruments, self.answers, self.states)
 
 
-def load(db: Session, occurrence: Occurrence, registry: Registry, studies: StudyCatalog) -> Session_:
-    study = studies.get(study_code(db, occurrence.patient.study_id))
+_RESPONSES = (select(Response.id, Response.instrument_code, Response.instrument_version, Response.status,
+                     Response.flow_state, Response.scores)
+              .where(Response.occurrence_id == bindparam("occurrence")))
+_ANSWERS = (select(Response.instrument_code, Answer.item_code, Answer.repeat_index, Answer.value)
+            .join(Answer, Answer.response_id == Response.id)
+            .where(Response.occurrence_id == bindparam("occurrence"), Answer.value.is_not(None)))
+
+
+def load(conn: Connection, visit: Visit, responses: dict[str, ResponseState], registry: Registry,
+         studies: StudyCatalog) -> Session_:
+    """The occurrence's instruments (as the study uses them) and answers (one Core query, none before the first
+    answer), beside the responses `visit_of_live_link` read."""
+    study = studies.get(visit.study_code)
     instruments, variants = [], {}
-    for code in occurrence.instruments:
+    for code in visit.instruments:
         use = study.instruments[code]
         inst = registry.get(code, use.version)
         instruments.append(inst)
         variants[code] = use.variant or inst.default_variant
-    responses = {r.instrument_code: r for r in db.scalars(
-        select(Response).where(Response.occurrence_id == occurrence.id))}
-    answers: dict[str, dict[tuple[str, int], str]] = {code: {} for code in occurrence.instruments}
+    answers: dict[str, dict[tuple[str, int], str]] = {code: {} for code in visit.instruments}
     if responses:
-        by_id = {r.id: r.instrument_code for r in responses.values()}
-        for response_id, item_code, repeat, value in db.execute(
-                select(Answer.response_id, Answer.item_code, Answer.repeat_index, Answer.value)
-                .where(Answer.response_id.in_(by_id))):
-            if value is not None:
-                answers[by_id[response_id]][(item_code, repeat)] = value
-    return Session_(occurrence, occurrence.patient, instruments, variants, responses, answers)
+        for code, item_code, repeat, value in conn.execute(_ANSWERS, {"occurrence": visit.occurrence_id}):
+            answers.setdefault(code, {})[(item_code, repeat)] = value
+    return Session_(visit, instruments, variants, responses, answers)
 
 
 def _check_writable(s: Session_, now: datetime) -> None:
-    if s.occurrence.status == OccurrenceStatus.COMPLETED:
+    if s.visit.completed:
         raise AlreadyCompleted
-    if not s.occurrence.is_open(now) or s.patient.status.value in ("withdrawn", "completed"):
+    if not s.visit.accepts_answers(now):
         raise Closed
 
 
-def _response(db: Session, s: Session_, inst: Instrument, language: str, now: datetime) -> Response:
+def _response(db: Session, s: Session_, inst: Instrument, language: str, now: datetime) -> ResponseState:
     r = s.responses.get(inst.code)
     if r is not None:
         return r
-    r = Response(occurrence_id=s.occurrence.id, instrument_code=inst.code, instrument_version=inst.version,
-                 language=language, status=ResponseStatus.IN_PROGRESS, started_at=now, last_saved_at=now,
-                 flow_state={})
     try:
         with db.begin_nested():
-            db.add(r)
+            rid = db.execute(insert(Response).values(
+                occurrence_id=s.visit.occurrence_id, instrument_code=inst.code, instrument_version=inst.version,
+                language=language, status=ResponseStatus.IN_PROGRESS, started_at=now, last_saved_at=now,
+                flow_state={}).returning(Response.id)).scalar_one()
+        r = ResponseState(rid, inst.code, inst.version, ResponseStatus.IN_PROGRESS, {}, None)
     except IntegrityError:       # another tab created it a moment ago
-        r = db.scalar(select(Response).where(Response.occurrence_id == s.occurrence.id,
-                                             Response.instrument_code == inst.code))
-        assert r is not None
+        row = db.connection().execute(_RESPONSES.where(Response.instrument_code == inst.code),
+                                      {"occurrence": s.visit.occurrence_id}).one()
+        r = ResponseState(*row)
     s.responses[inst.code] = r
     return r
 
@@ -211,14 +267,14 @@ def parse_screen(screen: Screen, form: Mapping[str, str], today: date) -> tuple[
     return values, errors
 
 
-def _audit_answer(db: Session, s: Session_, r: Response, item: str, repeat: int, old: str | None, new: str | None,
+def _audit_answer(db: Session, s: Session_, r: ResponseState, item: str, repeat: int, old: str | None, new: str | None,
                   actor: str, now: datetime, action: str = "answer.saved", reason: str | None = None) -> None:
     from proapp.audit.services import record
 
     record(db, actor=actor, action=action, entity="answer", entity_id=f"{r.id}:{item}:{repeat}",
-           patient_id=s.patient.id, old=None if old is None else {"value": old},
+           patient_id=s.visit.patient_id, old=None if old is None else {"value": old},
            new={"value": new, "instrument": r.instrument_code, "version": r.instrument_version,
-                "visit": s.occurrence.visit_code}, reason=reason, at=now)
+                "visit": s.visit.visit_code}, reason=reason, at=now)
 
 
 def save_screen(db: Session, s: Session_, screen: Screen, form: Mapping[str, str], *, language: str,
@@ -246,7 +302,7 @@ def save_screen(db: Session, s: Session_, screen: Screen, form: Mapping[str, str
         state["groups"] = groups
         _record_save(db, s, r, inst, state, language, now, actor)
         return {}
-    today = now.astimezone(ZoneInfo(s.patient.timezone)).date()
+    today = now.astimezone(ZoneInfo(s.visit.timezone)).date()
     values, errors = parse_screen(screen, form, today)
     if errors:
         return errors
@@ -256,21 +312,18 @@ def save_screen(db: Session, s: Session_, screen: Screen, form: Mapping[str, str
         key = (code, screen.repeat)
         if value is None:
             if key in current:
-                db.execute(delete(Answer).where(*_answer_row(r.id, key)))
+                _delete_answer(db, r.id, key)
                 _audit_answer(db, s, r, code, screen.repeat, current[key], None, actor, now, "answer.cleared")
                 del current[key]
             continue
         if current.get(key) == value:
             continue
         _audit_answer(db, s, r, code, screen.repeat, current.get(key), value, actor, now)
-        set_value = update(Answer).where(*_answer_row(r.id, key)).values(value=value, answered_at=now)
-        if not db.execute(set_value).rowcount:
-            try:
-                with db.begin_nested():
-                    db.add(Answer(response_id=r.id, item_code=code, repeat_index=screen.repeat, value=value,
-                                  answered_at=now))
-            except IntegrityError:     # the same answer was inserted by another tab: keep the latest
-                db.execute(set_value)
+        # One statement whether the answer is new or changed; another tab saving the same answer at the same
+        # moment cannot make a second row (the unique key) nor fail: the latest wins.
+        db.connection().execute(_upsert_answer(db), {"response_id": r.id, "item_code": code,
+                                                     "repeat_index": screen.repeat, "value": value,
+                                                     "answered_at": now})
         current[key] = value
     state = dict(r.flow_state or {})
     seen = list(state.get("seen") or [])
@@ -281,26 +334,45 @@ def save_screen(db: Session, s: Session_, screen: Screen, form: Mapping[str, str
     return {}
 
 
-def _answer_row(response_id: int, key: tuple[str, int]) -> tuple:
-    """The WHERE clause of one stored answer: response, item code, repeat index."""
-    return (Answer.response_id == response_id, Answer.item_code == key[0], Answer.repeat_index == key[1])
+# Prebuilt Core statements for the autosave (every answer the patient gives runs them).
+_ANSWER_T = Answer.__table__
+_DELETE_ANSWER = delete(_ANSWER_T).where(_ANSWER_T.c.response_id == bindparam("rid"),
+                                         _ANSWER_T.c.item_code == bindparam("item"),
+                                         _ANSWER_T.c.repeat_index == bindparam("rep"))
+_SAVE_STATE = (update(Response.__table__).where(Response.__table__.c.id == bindparam("rid"))
+               .values(flow_state=bindparam("state"), language=bindparam("lang"), last_saved_at=bindparam("at")))
+_UPSERTS: dict[str, Any] = {}
 
 
-def _record_save(db: Session, s: Session_, r: Response, inst: Instrument, state: dict[str, Any], language: str,
-                 now: datetime, actor: str) -> None:
+def _upsert_answer(db: Session) -> Any:
+    """INSERT ... ON CONFLICT (response, item, repeat) DO UPDATE value and time, for this database."""
+    name = db.get_bind().dialect.name
+    if name not in _UPSERTS:
+        stmt = dialect_insert(name)(_ANSWER_T)
+        _UPSERTS[name] = stmt.on_conflict_do_update(
+            index_elements=[_ANSWER_T.c.response_id, _ANSWER_T.c.item_code, _ANSWER_T.c.repeat_index],
+            set_={"value": stmt.excluded.value, "answered_at": stmt.excluded.answered_at})
+    return _UPSERTS[name]
+
+
+def _delete_answer(db: Session, response_id: int, key: tuple[str, int]) -> None:
+    db.connection().execute(_DELETE_ANSWER, {"rid": response_id, "item": key[0], "rep": key[1]})
+
+
+def _record_save(db: Session, s: Session_, r: ResponseState, inst: Instrument, state: dict[str, Any],
+                 language: str, now: datetime, actor: str) -> None:
     """End of every save: new navigation state, language and time, and answers a change has hidden dropped."""
     r.flow_state = state
-    r.language, r.last_saved_at = language, now
+    db.connection().execute(_SAVE_STATE, {"rid": r.id, "state": state, "lang": language, "at": now})
     _prune_hidden(db, s, r, inst, actor, now)
-    db.flush()
 
 
-def _prune_hidden(db: Session, s: Session_, r: Response, inst: Instrument, actor: str, now: datetime) -> None:
+def _prune_hidden(db: Session, s: Session_, r: ResponseState, inst: Instrument, actor: str, now: datetime) -> None:
     """Drop answers a changed answer has hidden (7B after 7A turned Yes, ulcers after 'no new ulcer')."""
     keep = flowmod.visible_keys(flowmod.instrument_screens(inst, s.answers.get(inst.code, {}), r.flow_state))
     keep_inst = keep.get(inst.code, set())
     for key in [k for k in s.answers.get(inst.code, {}) if k not in keep_inst]:
-        db.execute(delete(Answer).where(*_answer_row(r.id, key)))
+        _delete_answer(db, r.id, key)
         _audit_answer(db, s, r, key[0], key[1], s.answers[inst.code][key], None, actor, now, "answer.dropped",
                       "no longer asked after a changed answer")
         del s.answers[inst.code][key]
@@ -309,42 +381,44 @@ def _prune_hidden(db: Session, s: Session_, r: Response, inst: Instrument, actor
 def complete(db: Session, s: Session_, *, language: str, now: datetime, on_site: bool = False,
              actor: str = "patient") -> bool:
     """Complete every response of the occurrence once. Returns False when it was already completed."""
-    if s.occurrence.status == OccurrenceStatus.COMPLETED:
+    if s.visit.completed:
         return False
     _check_writable(s, now)
     if flowmod.first_unanswered(s.flow(), s.answers, s.states) is not None:
         raise ValueError("the questionnaire is not finished")
-    won = db.execute(update(Occurrence).where(Occurrence.id == s.occurrence.id,
+    won = db.execute(update(Occurrence).where(Occurrence.id == s.visit.occurrence_id,
                                               Occurrence.status == OccurrenceStatus.SCHEDULED)
                      .values(status=OccurrenceStatus.COMPLETED, completed_at=now,
                              completed_on_site=on_site)).rowcount
     if not won:
-        db.expire(s.occurrence)
         return False
     for inst in s.instruments:
         r = _response(db, s, inst, language, now)
         scores = score_with(inst, flowmod.as_scoring_answers(s.answers.get(inst.code, {})))
-        r.status, r.completed_at, r.completed_on_site, r.scores = ResponseStatus.COMPLETED, now, on_site, scores
-        r.last_saved_at = now
-        db.flush()
+        db.execute(update(Response).where(Response.id == r.id).values(
+            status=ResponseStatus.COMPLETED, completed_at=now, completed_on_site=on_site, scores=scores,
+            last_saved_at=now))
+        r.status, r.scores = ResponseStatus.COMPLETED, scores
         from proapp.audit.services import record
 
         record(db, actor=actor, action="response.completed", entity="response", entity_id=r.id,
-               patient_id=s.patient.id, old={"status": "in_progress"},
+               patient_id=s.visit.patient_id, old={"status": "in_progress"},
                new={"status": "completed", "instrument": r.instrument_code, "version": r.instrument_version,
-                    "language": language, "visit": s.occurrence.visit_code, "on_site": on_site, "scores": scores,
+                    "language": language, "visit": s.visit.visit_code, "on_site": on_site, "scores": scores,
                     "answers": {f"{k[0]}:{k[1]}": v for k, v in sorted(s.answers.get(inst.code, {}).items())}},
                at=now)
-    db.flush()
-    db.expire(s.occurrence)
     return True
 
 
-def set_patient_language(db: Session, patient: Patient, language: str, now: datetime) -> None:
-    if language in ("fr", "en") and patient.language != language:
-        patient.language = language
-        patient.updated_at = now
-        db.flush()
+def site_contact(conn: Connection, site_id: int) -> Row | None:
+    """The site's name and phone number, for the patient to call (thank-you and SMS pages)."""
+    return conn.execute(select(Site.name, Site.phone).where(Site.id == site_id)).first()
+
+
+def sms_stopped_by_patient(conn: Connection, patient_id: int) -> bool:
+    opted_out = conn.execute(select(PatientContact.opted_out_at)
+                             .where(PatientContact.patient_id == patient_id)).first()
+    return opted_out is not None and opted_out[0] is not None
 
 
 def open_occurrence_for(db: Session, patient: Patient, now: datetime, visit: str | None = None) -> Occurrence | None:
