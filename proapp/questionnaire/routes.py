@@ -161,7 +161,7 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
             if nxt is None:
                 return redirect(url_for("questionnaire.review"), code=303)
             # Move forward from this screen (or to the first gap if one was left behind).
-            _f, idx, _s = _screen_context(qsess, key)
+            idx = next((i for i, s in enumerate(flow) if s.key == key), None)
             following = flow[idx + 1] if idx is not None and idx + 1 < len(flow) else None
             target = following if following and not from_review else nxt
             return redirect(url_for("questionnaire.screen", key=target.key), code=303)

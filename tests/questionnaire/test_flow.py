@@ -350,6 +350,17 @@ def test_language_switch_is_remembered_for_the_patient(app, client, session):
 
     session.expire_all()
     assert session.get(PatientRow, pid).language == "en"
+    # A change of the patient record like any other: in the patient's history and the audit trail, by the patient.
+    from proapp.models import AuditEvent, PatientEvent
+
+    event = session.scalars(select(PatientEvent).where(PatientEvent.patient_id == pid,
+                                                       PatientEvent.action == "language_changed")).one()
+    assert event.actor.startswith("patient:link:") and event.details == {"old": "fr", "new": "en"}
+    audit = session.scalars(select(AuditEvent).where(AuditEvent.action == "patient.language_changed")).one()
+    assert audit.patient_id == pid and audit.old == {"value": "fr"} and audit.new == {"value": "en"}
+    # Pressing the language already in use changes nothing and records nothing.
+    client.post("/q/language", data={"csrf_token": csrf(p.page.text), "lang": "en", "next": "/q"})
+    assert len(session.scalars(select(PatientEvent).where(PatientEvent.action == "language_changed")).all()) == 1
 
 
 def test_made_up_screen_key_sends_the_patient_to_the_right_place(app, client):
