@@ -39,7 +39,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     ensure_compiled(app.config["BABEL_TRANSLATION_DIRECTORIES"])
 
     _load_definitions(app)
+    from sqlalchemy.orm import configure_mappers
+
     import proapp.models  # noqa: F401  (every mapper known before the first query)
+
+    configure_mappers()  # a mapping mistake stops start-up here, and the first patient request does not pay for it
 
     db.init_app(app)
     babel.init_app(app, locale_selector=select_locale)

@@ -129,12 +129,16 @@ def main() -> None:
     hello_rps, get_rps, post_rps = [], [], []
     try:
         cookie, csrf = patient_session(app_port, token)
-        before = audit_count(url)
         # Each client alternates two values of its own, so every POST changes the stored answer: the real
         # autosave (answer written, audit entry chained, navigation state saved, commit), not a no-op.
         bodies = [[urlencode({"csrf_token": csrf, "PAIN_VAS": str(v)}) for v in (2 * k, 2 * k + 1)]
                   for k in range(args.clients)]
         form = {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"}
+        # Warm-up, not counted: every worker has started, compiled its statements and filled its caches.
+        measure(hello_port, "GET", "/", {}, [], 1, args.clients)
+        measure(app_port, "GET", "/q/PAIN_VAS.PAIN_VAS", {"Cookie": cookie}, [], 1, args.clients)
+        measure(app_port, "POST", "/q/PAIN_VAS.PAIN_VAS", form, bodies, 1, args.clients)
+        before = audit_count(url)
         for _ in range(args.rounds):       # interleaved rounds: a noisy moment does not favour one side
             hello_rps.append(measure(hello_port, "GET", "/", {}, [], args.seconds, args.clients))
             get_rps.append(measure(app_port, "GET", "/q/PAIN_VAS.PAIN_VAS", {"Cookie": cookie}, [], args.seconds,

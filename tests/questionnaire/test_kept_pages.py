@@ -65,7 +65,8 @@ def test_kept_pages_follow_the_language_and_the_progress(app, client):
     p.path = "/q/PAIN_VAS.PAIN_VAS"
     p.answer(PAIN_VAS="20")
     p.answer(DU_NEW="Y")
-    assert int(re.search(r"Question \d+ of (\d+)", text(client.get("/q/PAIN_VAS.PAIN_VAS").text)).group(1)) > total_before
+    pain_again = text(client.get("/q/PAIN_VAS.PAIN_VAS").text)
+    assert int(re.search(r"Question 1 of (\d+)", pain_again).group(1)) > total_before
 
 
 def test_the_page_cache_is_bounded_and_drops_the_least_recently_used():
