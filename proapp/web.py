@@ -6,12 +6,12 @@ from flask import Blueprint, Flask, Response, make_response, redirect, render_te
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
-from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
 from proapp import db
 from proapp.config import SUPPORTED_LANGUAGES
+from proapp.signing import Serializer
 
 bp = Blueprint("core", __name__)
 
@@ -155,22 +155,31 @@ def _refuse_nul_bytes() -> None:
 
 
 class CookieSessions(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, with the signing serializer built once per set of keys rather than on
-    every request (it is stateless, so one serves every request and thread)."""
+    """Flask's signed-cookie sessions (same cookie), with the signing serializer built once per set of keys
+    rather than on every request, and made with `proapp.signing.Serializer`."""
 
     def __init__(self) -> None:
-        self._built: tuple[tuple, URLSafeTimedSerializer | None] | None = None
+        self._built: tuple[tuple, Serializer | None] | None = None
 
-    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
-        keys = (app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+    def get_signing_serializer(self, app: Flask) -> Serializer | None:  # type: ignore[override]
+        if not app.secret_key:
+            return None
+        fallbacks = tuple(app.config.get("SECRET_KEY_FALLBACKS") or ())
+        keys = (*fallbacks, app.secret_key)            # itsdangerous signs with the last one
         built = self._built
         if built is None or built[0] != keys:
-            built = self._built = (keys, super().get_signing_serializer(app))
+            serializer = Serializer(list(keys), salt=self.salt, serializer=self.serializer,
+                                    signer_kwargs={"key_derivation": self.key_derivation,
+                                                   "digest_method": self.digest_method})
+            built = self._built = (keys, serializer)
         return built[1]
 
 
 def init_app(app: Flask) -> None:
+    from proapp.signing import csrf_token
+
     app.session_interface = CookieSessions()
+    app.jinja_env.globals["csrf_token"] = csrf_token      # Flask-WTF's tokens, made faster (proapp/signing.py)
     app.register_blueprint(bp)
     app.context_processor(_template_globals)
     app.register_error_handler(CSRFError, _csrf_error)

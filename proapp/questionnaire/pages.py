@@ -18,9 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import current_app, render_template, request
-from flask_wtf.csrf import generate_csrf
 
 from proapp.questionnaire.flow import Screen
+from proapp.signing import csrf_token
 
 CSRF_SLOT = "csrf-slot-5d1c0b7e"       # what the kept page holds where the token goes
 DEFAULT_SIZE = 2048                    # pages kept per worker (about 5 KB each)
@@ -76,4 +76,4 @@ def screen_page(screen: Screen, context: dict[str, Any], language: str) -> str:
     assert not context["errors"] and not context["form_values"], "pages with errors or typed values are not kept"
     page = cache().get(screen_key(screen, context, language),
                        lambda: render_template("questionnaire/screen.html", **context, csrf_token=lambda: CSRF_SLOT))
-    return page.replace(CSRF_SLOT, generate_csrf())
+    return page.replace(CSRF_SLOT, csrf_token())
