@@ -1,10 +1,45 @@
-"""Shared set-up for benchmarks: a throw-away instance folder with a database, a demo patient and a link."""
+"""Shared set-up for benchmarks: a throw-away instance folder with a database, a demo patient and a link; a free
+loopback port; gunicorn started and ready."""
 
 from __future__ import annotations
 
+import http.client
 import os
+import socket
+import subprocess
 import tempfile
+import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(target: str, port: int, env: dict[str, str], *, workers: int = 2, ready_path: str = "/healthz",
+                   extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    """gunicorn serving ``target`` on 127.0.0.1:``port``, returned once it answers ``ready_path`` (the port accepts
+    connections before the workers have loaded the app)."""
+    proc = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}",
+                             "--log-level", "warning", *extra, target], cwd=ROOT, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", ready_path)
+            if conn.getresponse().status < 500:
+                conn.close()
+                return proc
+            conn.close()
+        except OSError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"gunicorn {target} did not start")
 
 
 def prepared_instance(database_url: str | None = None) -> tuple[Path, str, str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,10 +23,10 @@ import requests
 from cryptography.fernet import Fernet
 from sqlalchemy import insert, select, update
 
+from tests.benchmarks._setup import free_port, start_gunicorn
 from tests.benchmarks.bench_dashboard import STUDY
 from tests.benchmarks.bench_sms import drop_schema, schema_url
 
-ROOT = Path(__file__).resolve().parents[2]
 VISITS = 20
 
 
@@ -88,12 +87,6 @@ def seed(app, responses: int, per_response: int) -> tuple[str, int]:
             answers_total += len(arows)
         s.execute(update(ExportFeed).where(ExportFeed.id == 1).values(last_seq=rid))
     return key, answers_total
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def worker_hwm_mb(master: subprocess.Popen) -> float:
@@ -161,16 +154,9 @@ def run(args, folder: Path, url: str) -> None:
           f"({app.extensions['proapp.engine'].dialect.name})")
     app.extensions["proapp.engine"].dispose()
     port = free_port()
-    server = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "-w", "1", "-b", f"127.0.0.1:{port}", "--timeout",
-                               "600", "--log-level", "warning", "wsgi:app"], cwd=ROOT, env={**os.environ, **env})
+    server = start_gunicorn("wsgi:app", port, {**os.environ, **env}, workers=1, extra=("--timeout", "600"))
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                requests.get(f"{base}/healthz", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
         small = pull(base, key, 1000, max_items=2000)
         hwm_small = worker_hwm_mb(server)
         got, answers_got, seconds = pull(base, key, args.limit)

@@ -9,12 +9,10 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
-import time
 from pathlib import Path
 
-from tests.benchmarks._setup import prepared_instance
+from tests.benchmarks._setup import free_port, prepared_instance, start_gunicorn
 
 ROOT = Path(__file__).resolve().parents[2]
 LH_DIR = ROOT / ".cache" / "lighthouse"
@@ -28,19 +26,10 @@ def main() -> None:
         subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(LH_DIR),
                         "lighthouse@12"], check=True)
     folder, url, token = prepared_instance(None)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "PROAPP_INSTANCE_PATH": str(folder), "PROAPP_DATABASE_URL": url}
-    server = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}",
-                               "--log-level", "warning", "wsgi:app"], cwd=ROOT, env=env)
+    server = start_gunicorn("wsgi:app", port, env)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         conn = http.client.HTTPConnection("127.0.0.1", port)
         conn.request("GET", f"/s/{token}")
         resp = conn.getresponse()

@@ -14,9 +14,7 @@ import http.client
 import os
 import random
 import re
-import socket
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -27,9 +25,9 @@ from zoneinfo import ZoneInfo
 
 from cryptography.fernet import Fernet
 
+from tests.benchmarks._setup import free_port, start_gunicorn
 from tests.benchmarks.bench_sms import drop_schema, schema_url
 
-ROOT = Path(__file__).resolve().parents[2]
 ANSWERS = {"PAIN_VAS.PAIN_VAS": {"PAIN_VAS": "42"}, "DU_DIARY.DU_NEW": {"DU_NEW": "N"},
            "DU_DIARY.DU_PAIN": {"DU_PAIN": "10"}, "DU_DIARY.DU_INFECT": {"DU_INFECT": "N"},
            "DU_DIARY.DU_ANTIBIO": {"DU_ANTIBIO": "N"}, "DU_DIARY.DU_HEALED": {"DU_HEALED": "N"}}
@@ -195,9 +193,7 @@ def main() -> None:
 def run(args, folder: Path, url: str) -> None:
     tokens = seed(url, folder, args.patients)
     print(f"{len(tokens)} patients with an open questionnaire")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     relay = None
     server_url = url
     if args.outage_at and url.startswith("postgresql"):
@@ -210,15 +206,8 @@ def run(args, folder: Path, url: str) -> None:
         server_url = parsed.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)
     env = {**os.environ, "PROAPP_ENV": "testing", "PROAPP_DATABASE_URL": server_url, "PROAPP_SECRET_KEY": "l" * 40,
            "PROAPP_RATE_LINK_PER_MINUTE": "0", "PROAPP_RATE_API_PER_MINUTE": "0"}
-    server = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "-w", str(args.workers), "-b", f"127.0.0.1:{port}",
-                               "--log-level", "warning", "wsgi:app"], cwd=ROOT, env=env)
+    server = start_gunicorn("wsgi:app", port, env, workers=args.workers)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         stats = Stats()
         queue = list(tokens)
         qlock = threading.Lock()

@@ -10,37 +10,12 @@ import http.client
 import multiprocessing as mp
 import os
 import re
-import socket
-import subprocess
 import sys
 import time
-from pathlib import Path
 from statistics import median
 from urllib.parse import urlencode
 
-from tests.benchmarks._setup import prepared_instance
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_gunicorn(target: str, port: int, env: dict[str, str]) -> subprocess.Popen:
-    proc = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level",
-                             "warning", target], cwd=ROOT, env=env)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"gunicorn {target} did not start")
+from tests.benchmarks._setup import free_port, prepared_instance, start_gunicorn
 
 
 def worker(port: int, method: str, path: str, headers: dict, bodies: list[str], seconds: float,
@@ -124,7 +99,7 @@ def main() -> None:
     folder, url, token = prepared_instance(args.database_url)
     env = {**os.environ, "PROAPP_INSTANCE_PATH": str(folder), "PROAPP_DATABASE_URL": url}
     hello_port, app_port = free_port(), free_port()
-    hello = start_gunicorn("tests.benchmarks.hello_app:app", hello_port, env)
+    hello = start_gunicorn("tests.benchmarks.hello_app:app", hello_port, env, ready_path="/")
     proapp = start_gunicorn("wsgi:app", app_port, env)
     hello_rps, get_rps, post_rps = [], [], []
     try:
