@@ -61,7 +61,7 @@ def _current() -> tuple[qs.Visit, dict[str, qs.ResponseState]] | None:
     link_id, occ_id = data.get("link"), data.get("occ")
     if not isinstance(link_id, int) or not isinstance(occ_id, int):
         return None
-    found = qs.visit_of_live_link(_reads(), link_id, occ_id)
+    found = qs.visit_of_live_link(_reads(), link_id, occ_id, for_writing=request.method == "POST")
     if found is not None:
         use_locale(found[0].language)
     return found

@@ -135,13 +135,18 @@ _VISIT = (
     .where(AccessLink.id == bindparam("link"), AccessLink.revoked_at.is_(None),
            Occurrence.id == bindparam("occurrence")))
 _VISIT_COLUMNS = 13
+# For a request that will write (an answer, the submit): the occurrence row stays locked until its commit, so an
+# answer saved in one tab and the submit in another happen one after the other (PostgreSQL; SQLite has one
+# writer at a time anyway).
+_VISIT_FOR_WRITING = _VISIT.with_for_update(of=Occurrence)
 
 
-def visit_of_live_link(conn: Connection, link_id: int,
-                       occurrence_id: int) -> tuple[Visit, dict[str, ResponseState]] | None:
+def visit_of_live_link(conn: Connection, link_id: int, occurrence_id: int, *,
+                       for_writing: bool = False) -> tuple[Visit, dict[str, ResponseState]] | None:
     """The visit behind a patient session and its responses so far, in one query (a row per response, at least
     one); None once the link was revoked (a new SMS was sent)."""
-    rows = conn.execute(_VISIT, {"link": link_id, "occurrence": occurrence_id}).all()
+    rows = conn.execute(_VISIT_FOR_WRITING if for_writing else _VISIT,
+                        {"link": link_id, "occurrence": occurrence_id}).all()
     if not rows:
         return None
     first = rows[0]
@@ -339,7 +344,11 @@ _ANSWER_T = Answer.__table__
 _DELETE_ANSWER = delete(_ANSWER_T).where(_ANSWER_T.c.response_id == bindparam("rid"),
                                          _ANSWER_T.c.item_code == bindparam("item"),
                                          _ANSWER_T.c.repeat_index == bindparam("rep"))
-_SAVE_STATE = (update(Response.__table__).where(Response.__table__.c.id == bindparam("rid"))
+# Only while the response is in progress: a submit that committed since this request read the visit (another
+# tab) makes it match nothing, and the whole save is rolled back.
+_SAVE_STATE = (update(Response.__table__)
+               .where(Response.__table__.c.id == bindparam("rid"),
+                      Response.__table__.c.status == ResponseStatus.IN_PROGRESS)
                .values(flow_state=bindparam("state"), language=bindparam("lang"), last_saved_at=bindparam("at")))
 _UPSERTS: dict[str, Any] = {}
 
@@ -363,7 +372,9 @@ def _record_save(db: Session, s: Session_, r: ResponseState, inst: Instrument, s
                  language: str, now: datetime, actor: str) -> None:
     """End of every save: new navigation state, language and time, and answers a change has hidden dropped."""
     r.flow_state = state
-    db.connection().execute(_SAVE_STATE, {"rid": r.id, "state": state, "lang": language, "at": now})
+    saved = db.connection().execute(_SAVE_STATE, {"rid": r.id, "state": state, "lang": language, "at": now})
+    if not saved.rowcount:
+        raise AlreadyCompleted          # submitted meanwhile: the caller rolls back, nothing of this save stays
     _prune_hidden(db, s, r, inst, actor, now)
 
 
@@ -392,6 +403,11 @@ def complete(db: Session, s: Session_, *, language: str, now: datetime, on_site:
                              completed_on_site=on_site)).rowcount
     if not won:
         return False
+    # The answers as they are now that the occurrence is ours: an answer another tab saved after this request
+    # read them is scored too (or, if it reopened a question, the submit is refused).
+    _refresh(db, s)
+    if flowmod.first_unanswered(s.flow(), s.answers, s.states) is not None:
+        raise ValueError("the questionnaire is not finished")
     for inst in s.instruments:
         r = _response(db, s, inst, language, now)
         scores = score_with(inst, flowmod.as_scoring_answers(s.answers.get(inst.code, {})))
@@ -408,6 +424,16 @@ def complete(db: Session, s: Session_, *, language: str, now: datetime, on_site:
                     "answers": {f"{k[0]}:{k[1]}": v for k, v in sorted(s.answers.get(inst.code, {}).items())}},
                at=now)
     return True
+
+
+def _refresh(db: Session, s: Session_) -> None:
+    """Read the occurrence's responses and answers again (inside the caller's transaction)."""
+    conn = db.connection()
+    params = {"occurrence": s.visit.occurrence_id}
+    s.responses = {row[1]: ResponseState(*row) for row in conn.execute(_RESPONSES, params)}
+    s.answers = {code: {} for code in s.visit.instruments}
+    for code, item_code, repeat, value in conn.execute(_ANSWERS, params):
+        s.answers.setdefault(code, {})[(item_code, repeat)] = value
 
 
 def site_contact(conn: Connection, site_id: int) -> Row | None:

@@ -1,0 +1,60 @@
+"""An answer saved in one tab while the questionnaire is submitted in another: whichever commits first, the
+completed response never changes afterwards and its scores are those of the answers stored."""
+
+import pytest
+from sqlalchemy import select
+
+from proapp import db, services
+from proapp.models import AccessLink, Answer, Response
+from proapp.questionnaire import services as qs
+from tests.questionnaire.helpers import Patient, csrf, enrol_with_open_window
+from tests.questionnaire.test_flow import finish_diary
+
+
+def _tab(app, link: AccessLink):
+    """Another tab's request, stopped after it read the visit and answers (nothing written yet)."""
+    s = db.session()
+    visit, responses = qs.visit_of_live_link(s.connection(), link.id, link.occurrence_id)
+    return s, qs.load(s.connection(), visit, responses, app.extensions["proapp.instruments"],
+                      app.extensions["proapp.studies"])
+
+
+def _pain(qsess):
+    return next(scr for scr in qsess.flow() if scr.key == "PAIN_VAS.PAIN_VAS")
+
+
+def test_a_save_that_read_before_a_submit_committed_stores_nothing(app, client, session):
+    _pid, token = enrol_with_open_window(app)
+    p = Patient(client, token)
+    finish_diary(p)                                   # PAIN_VAS = 10, every question answered
+    link = session.scalars(select(AccessLink)).one()
+    with app.app_context():
+        s, other_tab = _tab(app, link)
+        assert p.submit().status_code == 200          # this tab submits and commits first
+        with pytest.raises(qs.AlreadyCompleted):
+            qs.save_screen(s, other_tab, _pain(other_tab), {"PAIN_VAS": "77"}, language="fr",
+                           now=services.now(), actor="test:other-tab")
+        s.rollback()
+    session.expire_all()
+    assert session.scalar(select(Answer.value).where(Answer.item_code == "PAIN_VAS")) == "10"
+    pain = session.scalars(select(Response).where(Response.instrument_code == "PAIN_VAS")).one()
+    assert pain.status.value == "completed" and pain.scores["pain"] == 10
+
+
+def test_a_submit_that_read_before_a_save_committed_scores_the_saved_answer(app, client, session):
+    _pid, token = enrol_with_open_window(app)
+    p = Patient(client, token)
+    finish_diary(p)
+    link = session.scalars(select(AccessLink)).one()
+    with app.app_context():
+        s, submitting_tab = _tab(app, link)            # the submit read the answers (PAIN_VAS = 10) ...
+        page = client.get("/q/PAIN_VAS.PAIN_VAS")      # ... then this tab changed the pain to 90 and committed
+        changed = client.post("/q/PAIN_VAS.PAIN_VAS", data={"csrf_token": csrf(page.text), "PAIN_VAS": "90"})
+        assert changed.status_code == 303
+        assert qs.complete(s, submitting_tab, language="fr", now=services.now(), actor="test:submitting-tab")
+        s.commit()
+    session.expire_all()
+    pain = session.scalars(select(Response).where(Response.instrument_code == "PAIN_VAS")).one()
+    assert pain.status.value == "completed"
+    assert pain.scores["pain"] == 90                   # the answer stored, not the one read before
+    assert session.scalar(select(Answer.value).where(Answer.item_code == "PAIN_VAS")) == "90"
