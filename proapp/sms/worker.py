@@ -40,6 +40,9 @@ class SendReport:
     released: int = 0
 
 
+STOP_CHECK_SECONDS = 0.2          # how soon the worker notices SIGTERM / SIGINT
+
+
 class SmsWorker:
     def __init__(self, app: Flask, *, worker_id: str | None = None, gateway: Gateway | None = None):
         self.app = app
@@ -151,10 +154,11 @@ class SmsWorker:
     # The long-running process -----------------------------------------------------------------------------
 
     def run_forever(self, send_every: float = 5, queue_every: float = 60, reconcile_every: float = 60) -> None:
-        from apscheduler.schedulers.blocking import BlockingScheduler
+        """Run the jobs on their intervals until SIGTERM or SIGINT; the jobs in progress then finish."""
+        from apscheduler.schedulers.background import BackgroundScheduler
 
-        scheduler = BlockingScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
-                                                                    "misfire_grace_time": 30})
+        scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
+                                                                      "misfire_grace_time": 30})
         first = utcnow()
         scheduler.add_job(self._logged(self.queue), "interval", seconds=queue_every, id="queue", next_run_time=first)
         scheduler.add_job(self._logged(self.send_due), "interval", seconds=send_every, id="send",
@@ -163,16 +167,27 @@ class SmsWorker:
                           next_run_time=first)
         scheduler.add_job(self._logged(self.push), "interval", seconds=send_every, id="push", next_run_time=first)
 
+        stopping: list[int] = []
+
         def stop(signum: int, _frame: Any) -> None:
+            # Only a flag: a signal handler runs in the middle of whatever the main thread was doing, so it must
+            # not take locks (the scheduler's shutdown does). The main thread below sees the flag and stops.
+            if stopping:                    # a second Ctrl-C or SIGTERM while stopping: already on its way out
+                log.info("worker %s: signal %s, already stopping", self.id, signum)
+                return
+            stopping.append(signum)
             log.info("worker %s: signal %s, finishing the jobs in progress", self.id, signum)
-            scheduler.shutdown(wait=False)
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        log.info("worker %s started (gateway %s)", self.id, self.gateway.name)
         try:
-            scheduler.start()
+            scheduler.start()               # its loop runs in a thread of this process; this thread only waits
+            log.info("worker %s started (gateway %s)", self.id, self.gateway.name)
+            while not stopping:
+                time.sleep(STOP_CHECK_SECONDS)
         finally:
+            if scheduler.running:
+                scheduler.shutdown(wait=True)   # the jobs in progress finish; no new one starts
             self.close()
             log.info("worker %s stopped", self.id)
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
 from proapp import db
@@ -153,6 +154,27 @@ def test_the_worker_runs_as_its_own_process_and_stops_cleanly(app, database_url,
     if local_hour != 23:
         assert inbox.exists(), output
         assert len(inbox.read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize("after", [0, 1.5])
+def test_a_second_stop_signal_while_the_worker_stops_is_not_an_error(app, database_url, tmp_path, after):
+    """Ctrl-C twice, or a service manager's SIGTERM after a script's, while the worker is starting (``after`` 0)
+    or once it runs: the worker still stops, cleanly."""
+    env = {**os.environ, "PROAPP_ENV": "development", "PROAPP_DATABASE_URL": database_url,
+           "PROAPP_INSTANCE_PATH": str(tmp_path), "PROAPP_PHONE_KEYS": app.config["PHONE_KEYS"]}
+    env.pop("PROAPP_TEST_DATABASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "proapp.cli", "worker"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=Path(__file__).resolve().parents[2])
+    started = ""
+    deadline = clock.monotonic() + 30
+    while clock.monotonic() < deadline and "started (gateway" not in started:
+        started += proc.stdout.readline()
+    clock.sleep(after)
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGINT)
+    output = started + proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output and "stopped" in output
 
 
 def test_a_patient_in_reunion_and_one_in_guadeloupe_get_their_sms_at_their_own_ten_oclock(sms_app, fake_twilio):
