@@ -9,7 +9,13 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,3 +64,39 @@ def prepared_instance(database_url: str | None = None) -> tuple[Path, str, str]:
     assert result.exit_code == 0, result.output
     link = runner.invoke(args=["proapp", "link", "ADU-TLS-901"]).output.strip()
     return folder, url, link.rsplit("/", 1)[-1]
+
+
+def schema_url(base: str) -> tuple[str, str]:
+    url = make_url(base)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    schema = f"proapp_bench_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False), schema
+
+
+def drop_schema(base: str, schema: str) -> None:
+    url = make_url(base)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@contextmanager
+def bench_database(database_url: str | None, folder: Path, filename: str = "bench.sqlite3") -> Iterator[str]:
+    """The benchmark's database: SQLite in ``folder``, or a schema of its own in the PostgreSQL database
+    ``database_url``, dropped afterwards."""
+    if not database_url:
+        yield f"sqlite:///{folder / filename}"
+        return
+    url, schema = schema_url(database_url)
+    try:
+        yield url
+    finally:
+        drop_schema(database_url, schema)

@@ -25,7 +25,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 from sqlalchemy import event, insert, select
 
-from tests.benchmarks.bench_sms import drop_schema, schema_url
+from tests.benchmarks._setup import bench_database
 
 SITES = ("TLS", "BSA", "BPE", "PES", "LIB", "PGX", "LIM", "NCY", "PSL", "STR", "MRS", "LYO")
 STUDY = f"""
@@ -158,16 +158,8 @@ def main() -> None:
     (folder / "studies").mkdir()
     (folder / "studies" / "BENCH.yaml").write_text(STUDY)
     os.environ["PROAPP_INSTANCE_PATH"] = str(folder)
-    schema = None
-    if args.database_url:
-        url, schema = schema_url(args.database_url)
-    else:
-        url = f"sqlite:///{folder / 'bench.sqlite3'}"
-    try:
+    with bench_database(args.database_url, folder) as url:
         run(args, folder, url)
-    finally:
-        if schema:
-            drop_schema(args.database_url, schema)
 
 
 def run(args, folder: Path, url: str) -> None:

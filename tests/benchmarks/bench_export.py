@@ -23,9 +23,8 @@ import requests
 from cryptography.fernet import Fernet
 from sqlalchemy import insert, select, update
 
-from tests.benchmarks._setup import free_port, start_gunicorn
+from tests.benchmarks._setup import bench_database, free_port, start_gunicorn
 from tests.benchmarks.bench_dashboard import STUDY
-from tests.benchmarks.bench_sms import drop_schema, schema_url
 
 VISITS = 20
 
@@ -124,15 +123,8 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="proapp-bench-export-"))
     (folder / "studies").mkdir()
     (folder / "studies" / "BENCH.yaml").write_text(STUDY)
-    schema = None
-    url = f"sqlite:///{folder / 'bench.sqlite3'}"
-    if args.database_url:
-        url, schema = schema_url(args.database_url)
-    try:
+    with bench_database(args.database_url, folder) as url:
         run(args, folder, url)
-    finally:
-        if schema:
-            drop_schema(args.database_url, schema)
 
 
 def run(args, folder: Path, url: str) -> None:

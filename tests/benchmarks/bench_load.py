@@ -25,8 +25,7 @@ from zoneinfo import ZoneInfo
 
 from cryptography.fernet import Fernet
 
-from tests.benchmarks._setup import free_port, start_gunicorn
-from tests.benchmarks.bench_sms import drop_schema, schema_url
+from tests.benchmarks._setup import bench_database, free_port, start_gunicorn
 
 ANSWERS = {"PAIN_VAS.PAIN_VAS": {"PAIN_VAS": "42"}, "DU_DIARY.DU_NEW": {"DU_NEW": "N"},
            "DU_DIARY.DU_PAIN": {"DU_PAIN": "10"}, "DU_DIARY.DU_INFECT": {"DU_INFECT": "N"},
@@ -179,15 +178,8 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="proapp-bench-load-"))
     os.environ["PROAPP_INSTANCE_PATH"] = str(folder)
     os.environ["PROAPP_PHONE_KEYS"] = Fernet.generate_key().decode()
-    schema = None
-    url = f"sqlite:///{folder / 'load.sqlite3'}"
-    if args.database_url:
-        url, schema = schema_url(args.database_url)
-    try:
+    with bench_database(args.database_url, folder, "load.sqlite3") as url:
         run(args, folder, url)
-    finally:
-        if schema:
-            drop_schema(args.database_url, schema)
 
 
 def run(args, folder: Path, url: str) -> None:

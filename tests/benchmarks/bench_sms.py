@@ -19,41 +19,18 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, func, insert, select, text
-from sqlalchemy.engine import make_url
 
+from tests.benchmarks._setup import drop_schema, schema_url
 from tests.sms.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 ROOT = Path(__file__).resolve().parents[2]
 DONE = ("accepted", "sent", "delivered")
-
-
-def schema_url(base: str) -> tuple[str, str]:
-    url = make_url(base)
-    if url.drivername in ("postgresql", "postgres"):
-        url = url.set(drivername="postgresql+psycopg")
-    schema = f"proapp_bench_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine.dispose()
-    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False), schema
-
-
-def drop_schema(base: str, schema: str) -> None:
-    url = make_url(base)
-    if url.drivername in ("postgresql", "postgres"):
-        url = url.set(drivername="postgresql+psycopg")
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
 
 
 def seed(app, count: int, first: int, study_code: str = "IMATINIB-SSC", visit: str = "M1") -> None:
