@@ -100,5 +100,9 @@ class Occurrence(Base):
     patient: Mapped[Patient] = relationship(back_populates="occurrences")
 
     def is_open(self, now: datetime) -> bool:
-        return (self.status == OccurrenceStatus.SCHEDULED
-                and self.window_opens_at <= now < self.window_closes_at)
+        return window_is_open(self.status, self.window_opens_at, self.window_closes_at, now)
+
+
+def window_is_open(status: OccurrenceStatus, opens_at: datetime, closes_at: datetime, now: datetime) -> bool:
+    """Not completed (nor missed or cancelled), and ``now`` inside the window (closing instant excluded)."""
+    return status == OccurrenceStatus.SCHEDULED and opens_at <= now < closes_at

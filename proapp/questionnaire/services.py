@@ -22,7 +22,14 @@ from sqlalchemy.orm import Session
 
 from proapp.db import dialect_insert
 from proapp.instruments import Instrument, Registry, score_with
-from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
+from proapp.patients.models import (
+    Occurrence,
+    OccurrenceStatus,
+    Patient,
+    PatientContact,
+    PatientStatus,
+    window_is_open,
+)
 from proapp.questionnaire import flow as flowmod
 from proapp.questionnaire.flow import Screen
 from proapp.questionnaire.models import AccessLink, Answer, Response, ResponseStatus
@@ -98,7 +105,7 @@ class Visit:
     patient_status: PatientStatus
 
     def is_open(self, now: datetime) -> bool:
-        return self.status == OccurrenceStatus.SCHEDULED and self.window_opens_at <= now < self.window_closes_at
+        return window_is_open(self.status, self.window_opens_at, self.window_closes_at, now)
 
     @property
     def completed(self) -> bool:
