@@ -165,14 +165,19 @@ def test_a_second_stop_signal_while_the_worker_stops_is_not_an_error(app, databa
     env.pop("PROAPP_TEST_DATABASE_URL", None)
     proc = subprocess.Popen([sys.executable, "-m", "proapp.cli", "worker"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=Path(__file__).resolve().parents[2])
-    started = ""
-    deadline = clock.monotonic() + 30
-    while clock.monotonic() < deadline and "started (gateway" not in started:
-        started += proc.stdout.readline()
-    clock.sleep(after)
-    proc.send_signal(signal.SIGTERM)
-    proc.send_signal(signal.SIGINT)
-    output = started + proc.communicate(timeout=30)[0]
+    try:
+        started = ""
+        deadline = clock.monotonic() + 30
+        while clock.monotonic() < deadline and "started (gateway" not in started:
+            started += proc.stdout.readline()
+        clock.sleep(after)
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
+        output = started + proc.communicate(timeout=30)[0]
+    finally:
+        if proc.poll() is None:         # a worker that did not stop: the test fails, the process goes
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 0, output
     assert "Traceback" not in output and "stopped" in output
 
