@@ -47,10 +47,14 @@ def open_link(token: str) -> WResponse | tuple[str, int]:
     return redirect(url_for("questionnaire.welcome"), code=303)
 
 
+def _writes() -> bool:
+    return request.method not in ("GET", "HEAD")
+
+
 def _reads() -> Connection:
     """Pages that may write read inside the ORM session's transaction; the others (every question GET) read
     on a plain connection."""
-    return db.session().connection() if request.method not in ("GET", "HEAD") else db.reader()
+    return db.session().connection() if _writes() else db.reader()
 
 
 def _current() -> tuple[qs.Visit, dict[str, qs.ResponseState]] | None:
@@ -61,7 +65,7 @@ def _current() -> tuple[qs.Visit, dict[str, qs.ResponseState]] | None:
     link_id, occ_id = data.get("link"), data.get("occ")
     if not isinstance(link_id, int) or not isinstance(occ_id, int):
         return None
-    found = qs.visit_of_live_link(_reads(), link_id, occ_id, for_writing=request.method == "POST")
+    found = qs.visit_of_live_link(_reads(), link_id, occ_id, for_writing=_writes())
     if found is not None:
         use_locale(found[0].language)
     return found

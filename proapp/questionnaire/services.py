@@ -207,11 +207,16 @@ def load(conn: Connection, visit: Visit, responses: dict[str, ResponseState], re
         inst = registry.get(code, use.version)
         instruments.append(inst)
         variants[code] = use.variant or inst.default_variant
-    answers: dict[str, dict[tuple[str, int], str]] = {code: {} for code in visit.instruments}
-    if responses:
-        for code, item_code, repeat, value in conn.execute(_ANSWERS, {"occurrence": visit.occurrence_id}):
-            answers.setdefault(code, {})[(item_code, repeat)] = value
+    answers = _answers_of(conn, visit) if responses else {code: {} for code in visit.instruments}
     return Session_(visit, instruments, variants, responses, answers)
+
+
+def _answers_of(conn: Connection, visit: Visit) -> dict[str, dict[tuple[str, int], str]]:
+    """{instrument code: {(item code, repeat): value}} of the occurrence's stored answers."""
+    answers: dict[str, dict[tuple[str, int], str]] = {code: {} for code in visit.instruments}
+    for code, item_code, repeat, value in conn.execute(_ANSWERS, {"occurrence": visit.occurrence_id}):
+        answers.setdefault(code, {})[(item_code, repeat)] = value
+    return answers
 
 
 def _check_writable(s: Session_, now: datetime) -> None:
@@ -402,8 +407,6 @@ def complete(db: Session, s: Session_, *, language: str, now: datetime, on_site:
     if s.visit.completed:
         return False
     _check_writable(s, now)
-    if flowmod.first_unanswered(s.flow(), s.answers, s.states) is not None:
-        raise ValueError("the questionnaire is not finished")
     won = db.execute(update(Occurrence).where(Occurrence.id == s.visit.occurrence_id,
                                               Occurrence.status == OccurrenceStatus.SCHEDULED)
                      .values(status=OccurrenceStatus.COMPLETED, completed_at=now,
@@ -411,7 +414,7 @@ def complete(db: Session, s: Session_, *, language: str, now: datetime, on_site:
     if not won:
         return False
     # The answers as they are now that the occurrence is ours: an answer another tab saved after this request
-    # read them is scored too (or, if it reopened a question, the submit is refused).
+    # read them is scored too. Unfinished (or reopened by such an answer): refused, and the caller rolls back.
     _refresh(db, s)
     if flowmod.first_unanswered(s.flow(), s.answers, s.states) is not None:
         raise ValueError("the questionnaire is not finished")
@@ -436,11 +439,9 @@ def complete(db: Session, s: Session_, *, language: str, now: datetime, on_site:
 def _refresh(db: Session, s: Session_) -> None:
     """Read the occurrence's responses and answers again (inside the caller's transaction)."""
     conn = db.connection()
-    params = {"occurrence": s.visit.occurrence_id}
-    s.responses = {row[1]: ResponseState(*row) for row in conn.execute(_RESPONSES, params)}
-    s.answers = {code: {} for code in s.visit.instruments}
-    for code, item_code, repeat, value in conn.execute(_ANSWERS, params):
-        s.answers.setdefault(code, {})[(item_code, repeat)] = value
+    s.responses = {row[1]: ResponseState(*row)
+                   for row in conn.execute(_RESPONSES, {"occurrence": s.visit.occurrence_id})}
+    s.answers = _answers_of(conn, s.visit)
 
 
 def site_contact(conn: Connection, site_id: int) -> Row | None:
