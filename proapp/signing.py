@@ -17,7 +17,8 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from flask import current_app, g, session
+from flask import Flask, current_app, g, session
+from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 from itsdangerous import serializer as _plain
 from itsdangerous.encoding import base64_encode
@@ -43,6 +44,24 @@ class Serializer(URLSafeTimedSerializer):
         if len(json) >= COMPRESS_FROM:
             return super().dump_payload(obj)          # itsdangerous' own: compressed when that is shorter
         return base64_encode(json)
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions (the same cookie), signed by one `Serializer` per set of keys instead of
+    a new ``URLSafeTimedSerializer`` on every request."""
+
+    def __init__(self) -> None:
+        self._built: tuple[tuple[Any, ...], Serializer] | None = None
+
+    def get_signing_serializer(self, app: Flask) -> Serializer | None:  # type: ignore[override]
+        if not app.secret_key:
+            return None
+        keys = (*(app.config.get("SECRET_KEY_FALLBACKS") or ()), app.secret_key)  # signed with the last one
+        if self._built is None or self._built[0] != keys:
+            self._built = (keys, Serializer(list(keys), salt=self.salt, serializer=self.serializer,
+                                            signer_kwargs={"key_derivation": self.key_derivation,
+                                                           "digest_method": self.digest_method}))
+        return self._built[1]
 
 
 _CSRF_SALT = "wtf-csrf-token"                          # Flask-WTF's, so that its validation reads our tokens

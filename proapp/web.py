@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, make_response, redirect, render_template, request, session, url_for
-from flask.sessions import SecureCookieSessionInterface
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
@@ -11,7 +10,6 @@ from werkzeug.exceptions import HTTPException
 
 from proapp import db
 from proapp.config import SUPPORTED_LANGUAGES
-from proapp.signing import Serializer
 
 bp = Blueprint("core", __name__)
 
@@ -154,29 +152,8 @@ def _refuse_nul_bytes() -> None:
         raise BadRequest("NUL byte in the request")
 
 
-class CookieSessions(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions (same cookie), with the signing serializer built once per set of keys
-    rather than on every request, and made with `proapp.signing.Serializer`."""
-
-    def __init__(self) -> None:
-        self._built: tuple[tuple, Serializer | None] | None = None
-
-    def get_signing_serializer(self, app: Flask) -> Serializer | None:  # type: ignore[override]
-        if not app.secret_key:
-            return None
-        fallbacks = tuple(app.config.get("SECRET_KEY_FALLBACKS") or ())
-        keys = (*fallbacks, app.secret_key)            # itsdangerous signs with the last one
-        built = self._built
-        if built is None or built[0] != keys:
-            serializer = Serializer(list(keys), salt=self.salt, serializer=self.serializer,
-                                    signer_kwargs={"key_derivation": self.key_derivation,
-                                                   "digest_method": self.digest_method})
-            built = self._built = (keys, serializer)
-        return built[1]
-
-
 def init_app(app: Flask) -> None:
-    from proapp.signing import csrf_token
+    from proapp.signing import CookieSessions, csrf_token
 
     app.session_interface = CookieSessions()
     app.jinja_env.globals["csrf_token"] = csrf_token      # Flask-WTF's tokens, made faster (proapp/signing.py)
