@@ -75,7 +75,10 @@ def utcnow() -> datetime:
 def make_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": 30}
+        from proapp.sqlite_gate import GatedConnection
+
+        # Writers take turns through a lock file beside the database (see sqlite_gate).
+        kwargs["connect_args"] = {"timeout": 30, "factory": GatedConnection}
         if url in ("sqlite://", "sqlite:///:memory:"):
             kwargs["poolclass"] = StaticPool
             kwargs["connect_args"]["check_same_thread"] = False

@@ -16,8 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Row, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from proapp.db import dialect_insert
@@ -230,16 +229,20 @@ def _response(db: Session, s: Session_, inst: Instrument, language: str, now: da
     r = s.responses.get(inst.code)
     if r is not None:
         return r
-    try:
-        with db.begin_nested():
-            rid = db.execute(insert(Response).values(
-                occurrence_id=s.visit.occurrence_id, instrument_code=inst.code, instrument_version=inst.version,
-                language=language, status=ResponseStatus.IN_PROGRESS, started_at=now, last_saved_at=now,
-                flow_state={}).returning(Response.id)).scalar_one()
+    conn = db.connection()
+    # No savepoint: on SQLite, releasing a savepoint that opened the transaction commits it, and this row would
+    # stay even if the rest of the save rolled back. A conflict (another tab created it a moment ago) inserts
+    # nothing and the row is read instead.
+    stmt = dialect_insert(conn.dialect.name)(Response).values(
+        occurrence_id=s.visit.occurrence_id, instrument_code=inst.code, instrument_version=inst.version,
+        language=language, status=ResponseStatus.IN_PROGRESS, started_at=now, last_saved_at=now, flow_state={})
+    rid = conn.execute(stmt.on_conflict_do_nothing(index_elements=["occurrence_id", "instrument_code"])
+                       .returning(Response.id)).scalar()
+    if rid is not None:
         r = ResponseState(rid, inst.code, inst.version, ResponseStatus.IN_PROGRESS, {}, None)
-    except IntegrityError:       # another tab created it a moment ago
-        row = db.connection().execute(_RESPONSES.where(Response.instrument_code == inst.code),
-                                      {"occurrence": s.visit.occurrence_id}).one()
+    else:
+        row = conn.execute(_RESPONSES.where(Response.instrument_code == inst.code),
+                           {"occurrence": s.visit.occurrence_id}).one()
         r = ResponseState(*row)
     s.responses[inst.code] = r
     return r

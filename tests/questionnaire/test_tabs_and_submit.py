@@ -58,3 +58,41 @@ def test_a_submit_that_read_before_a_save_committed_scores_the_saved_answer(app,
     assert pain.status.value == "completed"
     assert pain.scores["pain"] == 90                   # the answer stored, not the one read before
     assert session.scalar(select(Answer.value).where(Answer.item_code == "PAIN_VAS")) == "90"
+
+
+def test_a_first_answer_rolled_back_leaves_no_response_behind(app, session):
+    """The response is created in the answer's own transaction: a save that fails after it (or a rollback for
+    any reason) leaves neither the answer nor an empty response (on SQLite a savepoint there used to commit the
+    new response on its own)."""
+    _pid, _token = enrol_with_open_window(app)
+    link = session.scalars(select(AccessLink)).one()
+    with app.app_context():
+        s, tab = _tab(app, link)
+        assert qs.save_screen(s, tab, _pain(tab), {"PAIN_VAS": "35"}, language="fr", now=services.now(),
+                              actor="test") == {}
+        s.rollback()
+    session.expire_all()
+    assert session.scalars(select(Response)).all() == []
+    assert session.scalars(select(Answer)).all() == []
+
+
+def test_two_tabs_starting_the_same_questionnaire_share_one_response(app, session):
+    """Both tabs read the visit before either had answered; each first answer lands on the same response."""
+    _pid, _token = enrol_with_open_window(app)
+    link = session.scalars(select(AccessLink)).one()
+    with app.app_context():
+        s, first_tab = _tab(app, link)
+        assert qs.save_screen(s, first_tab, _pain(first_tab), {"PAIN_VAS": "35"}, language="fr",
+                              now=services.now(), actor="test:first-tab") == {}
+        s.commit()
+        db.session().close()
+    with app.app_context():
+        s, second_tab = _tab(app, link)
+        second_tab.responses.clear()                  # as read before the first tab's commit
+        second_tab.answers = {code: {} for code in second_tab.answers}
+        assert qs.save_screen(s, second_tab, _pain(second_tab), {"PAIN_VAS": "60"}, language="fr",
+                              now=services.now(), actor="test:second-tab") == {}
+        s.commit()
+    session.expire_all()
+    pain = session.scalars(select(Response).where(Response.instrument_code == "PAIN_VAS")).one()
+    assert session.scalars(select(Answer.value).where(Answer.response_id == pain.id)).all() == ["60"]
