@@ -82,3 +82,76 @@ def test_session_cookies_read_by_flasks_own_interface(app):
     client.set_cookie("session", made_by_flask)
     with client.session_transaction() as sess:
         assert sess["pq"] == {"link": 8, "occ": 4}
+
+
+def _remembering(**kwargs) -> Serializer:
+    return Serializer(KEY, salt="cookie-session", remember=4, **kwargs)
+
+
+def test_a_remembered_cookie_is_read_again_as_a_fresh_copy():
+    ours = _remembering()
+    token = ours.dumps({"pq": {"link": 5, "occ": 2}})
+    first = ours.loads(token, max_age=60)
+    first["pq"]["link"] = 99                        # the request changes its session ...
+    assert ours.loads(token, max_age=60) == {"pq": {"link": 5, "occ": 2}}   # ... not the next request's copy
+    payload, signed_at = ours.loads(token, max_age=60, return_timestamp=True)
+    assert payload["pq"]["occ"] == 2 and signed_at.tzinfo is not None
+
+
+def test_a_remembered_cookie_still_expires(monkeypatch):
+    import time
+
+    from itsdangerous import SignatureExpired
+
+    ours = _remembering()
+    token = ours.dumps({"pq": {"link": 5, "occ": 2}})
+    assert ours.loads(token, max_age=60)["pq"]["link"] == 5
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 61)
+    with pytest.raises(SignatureExpired):
+        ours.loads(token, max_age=60)
+    with pytest.raises(SignatureExpired):            # and it is not remembered as good afterwards
+        ours.loads(token, max_age=60)
+    monkeypatch.setattr(time, "time", lambda: now - 3600)
+    with pytest.raises(SignatureExpired):            # signed "in the future": refused as itsdangerous does
+        ours.loads(token, max_age=60)
+
+
+def test_remembering_never_lets_a_tampered_or_foreign_cookie_in():
+    ours = _remembering()
+    token = ours.dumps({"pq": {"link": 5, "occ": 2}})
+    ours.loads(token)
+    payload, _ts, sig = token.rsplit(".", 2)
+    forged = Serializer(KEY, salt="cookie-session").dumps({"pq": {"link": 6, "occ": 2}}).rsplit(".", 2)[0]
+    for bad in (f"{forged}.{_ts}.{sig}", token[:-2] + ("AA" if not token.endswith("AA") else "BB"),
+                Serializer("another key" * 4, salt="cookie-session").dumps({"pq": {"link": 5, "occ": 2}})):
+        with pytest.raises(BadSignature):
+            ours.loads(bad)
+    with pytest.raises(BadSignature):
+        ours.loads(token, salt="another salt")       # remembered for its own salt only
+
+
+def test_it_remembers_a_bounded_number_of_cookies():
+    ours = _remembering()
+    tokens = [ours.dumps({"n": n}) for n in range(10)]
+    for t in tokens:
+        ours.loads(t)
+    assert len(ours._verified) == 4
+    assert [ours.loads(t)["n"] for t in tokens] == list(range(10))
+
+
+def test_a_cookie_signed_with_a_retired_key_is_refused_once_the_key_is_gone(app):
+    client = app.test_client()
+    with client.session_transaction() as sess:
+        sess["pq"] = {"link": 7, "occ": 3}
+    with client.session_transaction() as sess:       # verified, and remembered
+        assert sess["pq"] == {"link": 7, "occ": 3}
+    old_key = app.secret_key
+    app.secret_key = "a new key " * 5
+    app.config["SECRET_KEY_FALLBACKS"] = [old_key]
+    with client.session_transaction() as sess:       # the old key is still accepted during the rotation
+        assert sess["pq"] == {"link": 7, "occ": 3}
+    app.config["SECRET_KEY_FALLBACKS"] = []
+    with client.session_transaction() as sess:       # and no longer once it is retired
+        assert "pq" not in sess
+    app.secret_key = old_key
