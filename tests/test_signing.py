@@ -121,9 +121,9 @@ def test_remembering_never_lets_a_tampered_or_foreign_cookie_in():
     ours = _remembering()
     token = ours.dumps({"pq": {"link": 5, "occ": 2}})
     ours.loads(token)
-    payload, _ts, sig = token.rsplit(".", 2)
+    _payload, signed_at, sig = token.rsplit(".", 2)
     forged = Serializer(KEY, salt="cookie-session").dumps({"pq": {"link": 6, "occ": 2}}).rsplit(".", 2)[0]
-    for bad in (f"{forged}.{_ts}.{sig}", token[:-2] + ("AA" if not token.endswith("AA") else "BB"),
+    for bad in (f"{forged}.{signed_at}.{sig}", token[:-2] + ("AA" if not token.endswith("AA") else "BB"),
                 Serializer("another key" * 4, salt="cookie-session").dumps({"pq": {"link": 5, "occ": 2}})):
         with pytest.raises(BadSignature):
             ours.loads(bad)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from proapp.audit.models import AuditEvent, AuditHead
 from proapp.db import dialect_insert
+from proapp.prepared import Prepared
 
 GENESIS = "0" * 64
 HEAD_ROW = 1
@@ -62,17 +63,20 @@ _LOCK_HEAD = (update(_HEAD).where(_HEAD.c.id == HEAD_ROW).values(last_id=_HEAD.c
               .returning(_HEAD.c.last_id, _HEAD.c.last_hash))
 _MOVE_HEAD = (update(_HEAD).where(_HEAD.c.id == HEAD_ROW)
               .values(last_id=bindparam("new_last_id"), last_hash=bindparam("new_last_hash")))
-_INSERT_EVENTS = insert(AuditEvent.__table__)
+_INSERT_EVENTS = insert(AuditEvent.__table__).values({c.name: bindparam(c.name)
+                                                      for c in AuditEvent.__table__.columns})
+_LOCK_HEAD_RUN, _MOVE_HEAD_RUN = Prepared(_LOCK_HEAD), Prepared(_MOVE_HEAD)
+_INSERT_EVENTS_RUN = Prepared(_INSERT_EVENTS)
 
 
 def _lock_head(db: Session) -> tuple[int, str]:
     """Lock the head row (an UPDATE that changes nothing takes the row lock) and read the chain's end."""
     conn = db.connection()
-    row = conn.execute(_LOCK_HEAD).first()
+    row = _LOCK_HEAD_RUN.first(conn)
     if row is None:
         upsert = dialect_insert(conn.dialect.name)
         conn.execute(upsert(_HEAD).values(id=HEAD_ROW, last_id=0, last_hash=GENESIS).on_conflict_do_nothing())
-        row = conn.execute(_LOCK_HEAD).first()
+        row = _LOCK_HEAD_RUN.first(conn)
     return row[0], row[1]
 
 
@@ -88,8 +92,8 @@ def _write_pending(session: Session) -> None:
         entry["hash"] = last_hash = chain_hash(entry["prev_hash"], entry)
         rows.append(entry)
     conn = session.connection()
-    conn.execute(_INSERT_EVENTS, rows)
-    conn.execute(_MOVE_HEAD, {"new_last_id": last_id, "new_last_hash": last_hash})
+    _INSERT_EVENTS_RUN.run_many(conn, rows)
+    _MOVE_HEAD_RUN.run(conn, {"new_last_id": last_id, "new_last_hash": last_hash})
 
 
 def _drop_pending(session: Session, transaction: Any) -> None:

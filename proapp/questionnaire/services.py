@@ -29,6 +29,7 @@ from proapp.patients.models import (
     PatientStatus,
     window_is_open,
 )
+from proapp.prepared import Prepared
 from proapp.questionnaire import flow as flowmod
 from proapp.questionnaire.flow import Screen
 from proapp.questionnaire.models import AccessLink, Answer, Response, ResponseStatus
@@ -145,14 +146,15 @@ _VISIT_COLUMNS = 13
 # answer saved in one tab and the submit in another happen one after the other (PostgreSQL; SQLite has one
 # writer at a time anyway).
 _VISIT_FOR_WRITING = _VISIT.with_for_update(of=Occurrence)
+_VISIT_RUN, _VISIT_FOR_WRITING_RUN = Prepared(_VISIT), Prepared(_VISIT_FOR_WRITING)
 
 
 def visit_of_live_link(conn: Connection, link_id: int, occurrence_id: int, *,
                        for_writing: bool = False) -> tuple[Visit, dict[str, ResponseState]] | None:
     """The visit behind a patient session and its responses so far, in one query (a row per response, at least
     one); None once the link was revoked (a new SMS was sent)."""
-    rows = conn.execute(_VISIT_FOR_WRITING if for_writing else _VISIT,
-                        {"link": link_id, "occurrence": occurrence_id}).all()
+    rows = (_VISIT_FOR_WRITING_RUN if for_writing else _VISIT_RUN).rows(conn, {"link": link_id,
+                                                                               "occurrence": occurrence_id})
     if not rows:
         return None
     first = rows[0]
@@ -193,6 +195,7 @@ _RESPONSES = (select(Response.id, Response.instrument_code, Response.instrument_
 _ANSWERS = (select(Response.instrument_code, Answer.item_code, Answer.repeat_index, Answer.value)
             .join(Answer, Answer.response_id == Response.id)
             .where(Response.occurrence_id == bindparam("occurrence"), Answer.value.is_not(None)))
+_ANSWERS_RUN = Prepared(_ANSWERS)
 
 
 def load(conn: Connection, visit: Visit, responses: dict[str, ResponseState], registry: Registry,
@@ -213,7 +216,7 @@ def load(conn: Connection, visit: Visit, responses: dict[str, ResponseState], re
 def _answers_of(conn: Connection, visit: Visit) -> dict[str, dict[tuple[str, int], str]]:
     """{instrument code: {(item code, repeat): value}} of the occurrence's stored answers."""
     answers: dict[str, dict[tuple[str, int], str]] = {code: {} for code in visit.instruments}
-    for code, item_code, repeat, value in conn.execute(_ANSWERS, {"occurrence": visit.occurrence_id}):
+    for code, item_code, repeat, value in _ANSWERS_RUN.rows(conn, {"occurrence": visit.occurrence_id}):
         answers.setdefault(code, {})[(item_code, repeat)] = value
     return answers
 
@@ -341,9 +344,8 @@ def save_screen(db: Session, s: Session_, screen: Screen, form: Mapping[str, str
         _audit_answer(db, s, r, code, screen.repeat, current.get(key), value, actor, now)
         # One statement whether the answer is new or changed; another tab saving the same answer at the same
         # moment cannot make a second row (the unique key) nor fail: the latest wins.
-        db.connection().execute(_upsert_answer(db), {"response_id": r.id, "item_code": code,
-                                                     "repeat_index": screen.repeat, "value": value,
-                                                     "answered_at": now})
+        _upsert_answer(db).run(db.connection(), {"response_id": r.id, "item_code": code,
+                                                 "repeat_index": screen.repeat, "value": value, "answered_at": now})
         current[key] = value
     state = dict(r.flow_state or {})
     seen = list(state.get("seen") or [])
@@ -365,30 +367,33 @@ _SAVE_STATE = (update(Response.__table__)
                .where(Response.__table__.c.id == bindparam("rid"),
                       Response.__table__.c.status == ResponseStatus.IN_PROGRESS)
                .values(flow_state=bindparam("state"), language=bindparam("lang"), last_saved_at=bindparam("at")))
-_UPSERTS: dict[str, Any] = {}
+_DELETE_ANSWER_RUN, _SAVE_STATE_RUN = Prepared(_DELETE_ANSWER), Prepared(_SAVE_STATE)
+_UPSERTS: dict[str, Prepared] = {}
 
 
-def _upsert_answer(db: Session) -> Any:
+def _upsert_answer(db: Session) -> Prepared:
     """INSERT ... ON CONFLICT (response, item, repeat) DO UPDATE value and time, for this database."""
     name = db.get_bind().dialect.name
     if name not in _UPSERTS:
         stmt = dialect_insert(name)(_ANSWER_T)
-        _UPSERTS[name] = stmt.on_conflict_do_update(
+        _UPSERTS[name] = Prepared(stmt.values(
+            {c: bindparam(c) for c in ("response_id", "item_code", "repeat_index", "value", "answered_at")}
+        ).on_conflict_do_update(
             index_elements=[_ANSWER_T.c.response_id, _ANSWER_T.c.item_code, _ANSWER_T.c.repeat_index],
-            set_={"value": stmt.excluded.value, "answered_at": stmt.excluded.answered_at})
+            set_={"value": stmt.excluded.value, "answered_at": stmt.excluded.answered_at}))
     return _UPSERTS[name]
 
 
 def _delete_answer(db: Session, response_id: int, key: tuple[str, int]) -> None:
-    db.connection().execute(_DELETE_ANSWER, {"rid": response_id, "item": key[0], "rep": key[1]})
+    _DELETE_ANSWER_RUN.run(db.connection(), {"rid": response_id, "item": key[0], "rep": key[1]})
 
 
 def _record_save(db: Session, s: Session_, r: ResponseState, inst: Instrument, state: dict[str, Any],
                  language: str, now: datetime, actor: str) -> None:
     """End of every save: new navigation state, language and time, and answers a change has hidden dropped."""
     r.flow_state = state
-    saved = db.connection().execute(_SAVE_STATE, {"rid": r.id, "state": state, "lang": language, "at": now})
-    if not saved.rowcount:
+    saved = _SAVE_STATE_RUN.run(db.connection(), {"rid": r.id, "state": state, "lang": language, "at": now})
+    if not saved:
         raise AlreadyCompleted          # submitted meanwhile: the caller rolls back, nothing of this save stays
     _prune_hidden(db, s, r, inst, actor, now)
 
