@@ -6,9 +6,11 @@ decides when the unit of work commits. Nothing commits implicitly at the end of 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from time import monotonic
 from typing import Any, ClassVar
 
 from flask import Flask, current_app, g
@@ -110,6 +112,8 @@ def init_app(app: Flask) -> None:
     engine = make_engine(app.config["DATABASE_URL"])
     app.extensions["proapp.engine"] = engine
     app.extensions["proapp.sessionmaker"] = sessionmaker(bind=engine, expire_on_commit=False)
+    readers = app.extensions["proapp.readers"] = _Readers()
+    event.listen(engine, "engine_disposed", lambda _engine: readers.close_all())
     app.teardown_appcontext(_close_session)
 
 
@@ -124,38 +128,121 @@ def session() -> Session:
     return g.db_session
 
 
+READER_IDLE_SECONDS = 1.0
+
+
+class _Readers:
+    """Each thread's kept reader connection (see `reader`), and all of them, to close them when the engine is
+    disposed (shutdown, tests)."""
+
+    def __init__(self) -> None:
+        self._mine = threading.local()
+        self._all: set[Connection] = set()
+        self._lock = threading.Lock()
+
+    def get(self) -> Connection | None:
+        """This thread's reader, unless it was dropped or has been idle too long (then it is closed)."""
+        conn = getattr(self._mine, "conn", None)
+        if conn is not None and (conn.closed or conn.invalidated
+                                 or monotonic() - self._mine.last_used > READER_IDLE_SECONDS):
+            self.forget()
+            conn = None
+        return conn
+
+    def keep(self, conn: Connection) -> None:
+        self._mine.conn, self._mine.last_used = conn, monotonic()
+        with self._lock:
+            self._all.add(conn)
+
+    def used(self) -> None:
+        self._mine.last_used = monotonic()
+
+    def forget(self) -> None:
+        conn = getattr(self._mine, "conn", None)
+        self._mine.conn = None
+        if conn is not None:
+            with self._lock:
+                self._all.discard(conn)
+            _drop(conn)
+
+    def close_all(self) -> None:
+        """After the engine was disposed: its pool is gone, so each reader's driver connection is closed outright
+        (invalidated) rather than given back."""
+        with self._lock:
+            everyone, self._all = self._all, set()
+        for conn in everyone:
+            if not conn.closed:
+                conn.invalidate()
+                conn.close()
+        self._mine.conn = None
+
+
 def reader() -> Connection:
     """A Core connection for this request's reads. Once the request has an ORM session (it writes), that
-    session's own connection, so reads and writes share one transaction; otherwise a plain pooled connection,
-    with none of the session's bookkeeping (the patient's question pages, read on every tap)."""
+    session's own connection, so reads and writes share one transaction; otherwise this thread's reader: a
+    connection kept from one request to the next (no pool check-out, ping and reset on every patient page),
+    autocommit on PostgreSQL. A reader left idle for READER_IDLE_SECONDS goes back to the pool, whose next
+    check-out tests it, and one the database dropped is replaced at the end of the request."""
     if "db_session" in g:
         return g.db_session.connection()
-    if "db_reader" not in g:
-        conn = current_app.extensions["proapp.engine"].connect()
-        if conn.dialect.name == "postgresql":
-            # Reads only: no BEGIN before them and no ROLLBACK after (two round trips fewer on every patient
-            # page). Each statement sees what was committed when it ran, as it would inside a READ COMMITTED
-            # transaction.
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+    conn = g.get("db_reader")
+    if conn is None:
+        kept: _Readers = current_app.extensions["proapp.readers"]
+        conn = kept.get()
+        if conn is None:
+            conn = current_app.extensions["proapp.engine"].connect()
+            if conn.dialect.name == "postgresql":
+                # Reads only: no BEGIN before them and no ROLLBACK after (two round trips fewer on every patient
+                # page). Each statement sees what was committed when it ran, as it would inside a READ COMMITTED
+                # transaction.
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            kept.keep(conn)
         g.db_reader = conn
-    return g.db_reader
+    return conn
+
+
+def _drop(conn: Connection) -> None:
+    try:
+        conn.close()
+    except Exception:
+        conn.invalidate()
+        conn.close()
+
+
+def _end_reads(conn: Connection) -> None:
+    """End of a request that read on this thread's reader: nothing stays open on it (SQLite: no read
+    transaction holding back the WAL); a reader that failed is given up."""
+    kept: _Readers = current_app.extensions["proapp.readers"]
+    try:
+        if conn.invalidated:
+            raise ConnectionError("the database dropped this connection")
+        if conn.in_transaction():
+            conn.rollback()
+        kept.used()
+    except Exception:
+        import logging
+
+        logging.getLogger("proapp").warning("reader connection given up at the end of a request")
+        kept.forget()
 
 
 def _close_session(_exc: BaseException | None) -> None:
     """End of request: nothing uncommitted survives. If the database went away meanwhile, the connection is
     simply dropped: the answer already computed must not turn into a 500 (seen under load with an outage)."""
-    for key in ("db_reader", "db_session"):
-        held = g.pop(key, None)
-        if held is None:
-            continue
-        try:
-            held.close()        # gives the connection back to the pool, which rolls back what was not committed
-        except Exception:
-            import logging
+    reads = g.pop("db_reader", None)
+    if reads is not None:
+        _end_reads(reads)
+    held = g.pop("db_session", None)
+    if held is None:
+        return
+    try:
+        held.close()        # gives the connection back to the pool, which rolls back what was not committed
+    except Exception:
+        import logging
 
-            logging.getLogger("proapp").warning("database connection lost at the end of a request")
-            held.invalidate()
-            held.close()
+        logging.getLogger("proapp").warning("database connection lost at the end of a request")
+        held.invalidate()
+        held.close()
 
 
 @contextmanager
