@@ -98,9 +98,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
-        # Every commit reaches the disk before it returns: an answer the patient saw saved survives a power cut
-        # (WAL's "NORMAL" would be faster and could lose the last commits).
-        cursor.execute("PRAGMA synchronous=FULL")
+        # Every commit reaches the disk before commit() returns: an answer the patient saw saved survives a power
+        # cut. SQLite's own flush ("FULL") would happen while the writer holds the lock; the connection flushes
+        # the WAL itself right after the lock is free instead (proapp/sqlite_gate.py), so SQLite is told NORMAL.
+        flushes_itself = getattr(dbapi_connection, "flushes_its_commits", False)
+        cursor.execute("PRAGMA synchronous=NORMAL" if flushes_itself else "PRAGMA synchronous=FULL")
     finally:
         cursor.close()
 

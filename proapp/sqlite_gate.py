@@ -16,6 +16,17 @@ same "database is locked" error as SQLite after the connection's timeout.
 
 Reads never take the gate (WAL: readers do not wait for the writer). Only plain database files have a gate; an
 in-memory database has one connection.
+
+Durable commits, with the disk flush outside the gate (group commit). With ``synchronous=FULL`` SQLite flushes
+the WAL to disk inside the commit, while the writer still holds the lock: about 0.3 ms of every answer during
+which no other answer could be written. These connections run with ``synchronous=NORMAL`` (SQLite flushes only
+at checkpoints) and flush the WAL themselves (``fsync``) right after a write transaction has committed and the
+gate is free, before ``commit()`` returns. So a commit the application sees return, and every answer it
+acknowledges, is on disk, as with FULL; meanwhile the next writer is already writing, and one flush often covers
+several commits. The difference with FULL: for that fraction of a millisecond another connection can read a
+commit that is not yet on disk; a power cut in that instant loses it (never acknowledged to its writer), as it
+loses any commit still in progress. WAL frames are checksummed and replayed in order, so a later commit is never
+kept without an earlier one.
 """
 
 from __future__ import annotations
@@ -39,15 +50,26 @@ def gate_path(database: str) -> str | None:
     return f"{database}-writer"
 
 
+def wal_path(database: str) -> str:
+    return f"{database}-wal"
+
+
 class GatedConnection(sqlite3.Connection):
     """A ``sqlite3`` connection whose write transactions take the database's writer gate first."""
 
     def __init__(self, database: Any, timeout: float = 5.0, *args: Any, **kwargs: Any) -> None:
         super().__init__(database, timeout, *args, **kwargs)
-        self._gate_path = gate_path(os.fsdecode(database)) if isinstance(database, str | bytes | os.PathLike) else None
+        path = os.fsdecode(database) if isinstance(database, str | bytes | os.PathLike) else ""
+        self._gate_path = gate_path(path)
+        self._wal_path = wal_path(path)
         self._gate_timeout = timeout
         self._gate_fd: int | None = None          # opened at the first write (read-only connections need none)
         self._gate_held = False
+
+    @property
+    def flushes_its_commits(self) -> bool:
+        """Whether this connection puts its write commits on disk itself (then SQLite may run NORMAL)."""
+        return self._gate_path is not None
 
     def cursor(self, factory: Any = None) -> sqlite3.Cursor:  # type: ignore[override]
         return super().cursor(factory or GatedCursor)
@@ -97,10 +119,25 @@ class GatedConnection(sqlite3.Connection):
     # The ends of a transaction ------------------------------------------------------------------------------
 
     def commit(self) -> None:
+        wrote = self._gate_held
         try:
             super().commit()
         finally:
             self._gate_after()
+        if wrote:
+            self._flush_wal()
+
+    def _flush_wal(self) -> None:
+        """Put this commit on disk (and any commit before it). Opened each time: SQLite may delete and recreate
+        the WAL file; a missing WAL means a checkpoint already copied everything into the flushed database."""
+        try:
+            fd = os.open(self._wal_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def rollback(self) -> None:
         try:

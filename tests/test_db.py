@@ -8,15 +8,25 @@ from proapp.db import make_engine
 
 
 def test_sqlite_commits_reach_the_disk_and_keep_foreign_keys(tmp_path):
+    """WAL; SQLite's own flush is NORMAL because the connection flushes each write commit itself before commit()
+    returns (tests/test_sqlite_gate.py); a database it cannot gate keeps SQLite's FULL."""
     engine = make_engine(f"sqlite:///{tmp_path / 'durable.sqlite3'}")
     try:
         with engine.connect() as conn:
             assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-            assert conn.execute(text("PRAGMA synchronous")).scalar() == 2        # FULL: fsync at every commit
+            assert conn.connection.driver_connection.flushes_its_commits
+            assert conn.execute(text("PRAGMA synchronous")).scalar() == 1        # NORMAL, flushed by proapp
             assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
             assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
     finally:
         engine.dispose()
+    uri = make_engine(f"sqlite:///file:{tmp_path / 'uri.sqlite3'}?uri=true")
+    try:
+        with uri.connect() as conn:
+            assert not conn.connection.driver_connection.flushes_its_commits
+            assert conn.execute(text("PRAGMA synchronous")).scalar() == 2        # FULL: SQLite flushes
+    finally:
+        uri.dispose()
 
 
 def _reader_of(app):

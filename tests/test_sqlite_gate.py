@@ -172,3 +172,54 @@ def test_many_writers_in_threads_lose_nothing(database: Path) -> None:
     values = {v for (v,) in conn.execute("SELECT v FROM t")}
     assert values == {f"{k}-{i}" for k in range(4) for i in range(50) if i % 7}
     conn.close()
+
+
+def _flushes(monkeypatch) -> list[tuple[str, bool]]:
+    """Record each fsync: (file flushed, whether the writer gate was still taken at that moment)."""
+    calls: list[tuple[str, bool]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        calls.append((path, _gate_taken(Path(path.removesuffix("-wal")))))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return calls
+
+
+def test_a_write_commit_is_flushed_to_disk_after_the_gate_is_free_and_before_commit_returns(database, monkeypatch):
+    conn = _connect(database)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    flushes = _flushes(monkeypatch)
+    conn.execute("INSERT INTO t (v) VALUES ('kept')")
+    assert flushes == []
+    conn.commit()
+    assert flushes == [(f"{database}-wal", False)]         # the WAL, flushed once the next writer could go on
+    conn.close()
+
+
+def test_reads_and_rolled_back_writes_flush_nothing(database, monkeypatch):
+    conn = _connect(database)
+    flushes = _flushes(monkeypatch)
+    conn.execute("SELECT count(*) FROM t").fetchall()
+    conn.commit()
+    conn.execute("INSERT INTO t (v) VALUES ('dropped')")
+    conn.rollback()
+    assert flushes == []
+    conn.close()
+
+
+def test_a_failed_commit_flushes_nothing_and_gives_the_gate_back(database, monkeypatch):
+    conn = _connect(database)
+    conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    conn.execute("CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)")
+    conn.commit()
+    conn.execute("PRAGMA foreign_keys=ON")
+    flushes = _flushes(monkeypatch)
+    conn.execute("INSERT INTO child (p) VALUES (42)")      # checked at commit (deferred): refused there
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.commit()
+    conn.rollback()
+    assert flushes == [] and not _gate_taken(database)
+    conn.close()
