@@ -40,7 +40,34 @@ def group_more(state: Mapping[str, Any] | None, group: str) -> dict[str, str]:
     return dict(((state or {}).get("groups") or {}).get(group, {}).get("more", {}))
 
 
+# The screens of an instrument depend only on the answers its conditions refer to and on the "another one?"
+# answers of its groups: computed once per such combination (every page and answer asks for them).
+_MEMO_SIZE = 1024
+_memos: dict[tuple[str, str], tuple[Instrument, tuple[str, ...], dict[Any, tuple[Screen, ...]]]] = {}
+
+
+def _memo_of(inst: Instrument) -> tuple[tuple[str, ...], dict[Any, tuple[Screen, ...]]]:
+    found = _memos.get((inst.code, inst.version))
+    if found is None or found[0] is not inst:         # another registry (tests) loaded the same version
+        refs = {ref for item in inst.items for ref in (item.show_if or {})}
+        refs |= {ref for group in inst.groups for ref in (group.show_if or {})}
+        found = _memos[(inst.code, inst.version)] = (inst, tuple(sorted(refs)), {})
+    return found[1], found[2]
+
+
 def instrument_screens(inst: Instrument, answers: Answers, state: Mapping[str, Any] | None) -> list[Screen]:
+    refs, memo = _memo_of(inst)
+    key = (tuple(answers.get((ref, 0)) for ref in refs),
+           tuple(tuple(sorted(group_more(state, g.code).items())) for g in inst.groups))
+    screens = memo.get(key)
+    if screens is None:
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        screens = memo[key] = tuple(_instrument_screens(inst, answers, state))
+    return list(screens)
+
+
+def _instrument_screens(inst: Instrument, answers: Answers, state: Mapping[str, Any] | None) -> list[Screen]:
     screens: list[Screen] = []
     done_groups: set[str] = set()
     i = 0
