@@ -7,6 +7,7 @@ decides when the unit of work commits. Nothing commits implicitly at the end of 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -139,7 +140,9 @@ class _Readers:
 
     def __init__(self) -> None:
         self._mine = threading.local()
-        self._all: set[Connection] = set()
+        # Weak: when a thread ends (a threaded server may start one per request), its reader is given back to
+        # the pool as the thread's locals go (SQLAlchemy checks in a collected connection).
+        self._all: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._lock = threading.Lock()
 
     def get(self) -> Connection | None:
@@ -171,7 +174,7 @@ class _Readers:
         """After the engine was disposed: its pool is gone, so each reader's driver connection is closed outright
         (invalidated) rather than given back."""
         with self._lock:
-            everyone, self._all = self._all, set()
+            everyone, self._all = list(self._all), weakref.WeakSet()
         for conn in everyone:
             if not conn.closed:
                 conn.invalidate()

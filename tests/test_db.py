@@ -99,3 +99,21 @@ def test_a_reader_the_database_dropped_is_replaced(app, client, monkeypatch, dat
     assert caught.status_code == 503 and caught.headers["Retry-After"] == "5"
     assert client.get(path).status_code == 200
 
+
+
+def test_a_server_with_a_thread_per_request_gives_every_reader_back(app, client):
+    """Flask's development server (the README's demo) runs each request in a new thread: each thread's reader
+    must return to the pool when the thread ends, or the pool runs dry after a few pages."""
+    import threading
+
+    from tests.questionnaire.helpers import enrol_with_open_window
+
+    _pid, token = enrol_with_open_window(app)
+    path = _question_page(client, token).request.path
+    statuses: list[int] = []
+    for _ in range(20):                               # more than the pool holds (5 + 10 overflow)
+        thread = threading.Thread(target=lambda: statuses.append(client.get(path).status_code))
+        thread.start()
+        thread.join(60)
+    assert statuses == [200] * 20
+    assert app.extensions["proapp.engine"].pool.checkedout() <= 1
