@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from time import monotonic
 from typing import Any, ClassVar
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_request_context
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -115,8 +115,9 @@ def init_app(app: Flask) -> None:
     engine = make_engine(app.config["DATABASE_URL"])
     app.extensions["proapp.engine"] = engine
     app.extensions["proapp.sessionmaker"] = sessionmaker(bind=engine, expire_on_commit=False)
-    readers = app.extensions["proapp.readers"] = _Readers()
-    event.listen(engine, "engine_disposed", lambda _engine: readers.close_all())
+    readers = app.extensions["proapp.readers"] = _Kept()
+    writers = app.extensions["proapp.writers"] = _Kept()
+    event.listen(engine, "engine_disposed", lambda _engine: (readers.close_all(), writers.close_all()))
     app.teardown_appcontext(_close_session)
 
 
@@ -125,23 +126,42 @@ def engine() -> Engine:
 
 
 def session() -> Session:
-    """The session of the current app context (one per request, CLI command or job run)."""
+    """The session of the current app context (one per request, CLI command or job run). In a request it works
+    on this thread's kept writer connection (no pool check-out and ping for every answer), unless another
+    session of this thread has a transaction open on it; then, as outside requests, on a pool connection."""
     if "db_session" not in g:
-        g.db_session = current_app.extensions["proapp.sessionmaker"]()
+        make = current_app.extensions["proapp.sessionmaker"]
+        conn = _kept_writer() if has_request_context() else None
+        if conn is not None:
+            g.db_writer = conn
+            g.db_session = make(bind=conn)
+        else:
+            g.db_session = make()
     return g.db_session
+
+
+def _kept_writer() -> Connection | None:
+    kept: _Kept = current_app.extensions["proapp.writers"]
+    conn = kept.get()
+    if conn is None:
+        conn = current_app.extensions["proapp.engine"].connect()
+        kept.keep(conn)
+    elif conn.in_transaction():
+        return None
+    return conn
 
 
 READER_IDLE_SECONDS = 1.0
 
 
-class _Readers:
-    """Each thread's kept reader connection (see `reader`), and all of them, to close them when the engine is
-    disposed (shutdown, tests)."""
+class _Kept:
+    """Each thread's kept connection (the reader, see `reader`; the writer, see `session`), and all of them, to
+    close them when the engine is disposed (shutdown, tests)."""
 
     def __init__(self) -> None:
         self._mine = threading.local()
-        # Weak: when a thread ends (a threaded server may start one per request), its reader is given back to
-        # the pool as the thread's locals go (SQLAlchemy checks in a collected connection).
+        # Weak: when a thread ends (a threaded server may start one per request), its connection is given back
+        # to the pool as the thread's locals go (SQLAlchemy checks in a collected connection).
         self._all: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._lock = threading.Lock()
 
@@ -192,7 +212,7 @@ def reader() -> Connection:
         return g.db_session.connection()
     conn = g.get("db_reader")
     if conn is None:
-        kept: _Readers = current_app.extensions["proapp.readers"]
+        kept: _Kept = current_app.extensions["proapp.readers"]
         conn = kept.get()
         if conn is None:
             conn = current_app.extensions["proapp.engine"].connect()
@@ -214,10 +234,9 @@ def _drop(conn: Connection) -> None:
         conn.close()
 
 
-def _end_reads(conn: Connection) -> None:
-    """End of a request that read on this thread's reader: nothing stays open on it (SQLite: no read
-    transaction holding back the WAL); a reader that failed is given up."""
-    kept: _Readers = current_app.extensions["proapp.readers"]
+def _end_use(conn: Connection, kept: _Kept) -> None:
+    """End of a request that used one of this thread's kept connections: nothing stays open on it (SQLite: no
+    read transaction holding back the WAL); one that failed is given up."""
     try:
         if conn.invalidated:
             raise ConnectionError("the database dropped this connection")
@@ -227,7 +246,7 @@ def _end_reads(conn: Connection) -> None:
     except Exception:
         import logging
 
-        logging.getLogger("proapp").warning("reader connection given up at the end of a request")
+        logging.getLogger("proapp").warning("kept connection given up at the end of a request")
         kept.forget()
 
 
@@ -236,18 +255,20 @@ def _close_session(_exc: BaseException | None) -> None:
     simply dropped: the answer already computed must not turn into a 500 (seen under load with an outage)."""
     reads = g.pop("db_reader", None)
     if reads is not None:
-        _end_reads(reads)
+        _end_use(reads, current_app.extensions["proapp.readers"])
     held = g.pop("db_session", None)
-    if held is None:
-        return
-    try:
-        held.close()        # gives the connection back to the pool, which rolls back what was not committed
-    except Exception:
-        import logging
+    writer = g.pop("db_writer", None)
+    if held is not None:
+        try:
+            held.close()    # rolls back what was not committed; a pool connection goes back to the pool
+        except Exception:
+            import logging
 
-        logging.getLogger("proapp").warning("database connection lost at the end of a request")
-        held.invalidate()
-        held.close()
+            logging.getLogger("proapp").warning("database connection lost at the end of a request")
+            held.invalidate()
+            held.close()
+    if writer is not None:
+        _end_use(writer, current_app.extensions["proapp.writers"])
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """The embedded database's settings: what makes an acknowledged answer durable and consistent on SQLite."""
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from proapp.db import make_engine
@@ -116,4 +116,52 @@ def test_a_server_with_a_thread_per_request_gives_every_reader_back(app, client)
         thread.start()
         thread.join(60)
     assert statuses == [200] * 20
-    assert app.extensions["proapp.engine"].pool.checkedout() <= 1
+    assert app.extensions["proapp.engine"].pool.checkedout() <= 2      # this thread's own reader and writer
+
+
+def _writer_of(app):
+    return getattr(app.extensions["proapp.writers"]._mine, "conn", None)
+
+
+def _stored_answer(app) -> str | None:
+    from proapp import db
+    from proapp.questionnaire.models import Answer
+
+    with app.app_context():
+        return db.session().scalar(select(Answer.value))
+
+
+def test_the_answers_of_a_thread_share_one_writer_and_leave_nothing_open(app, client):
+    from tests.questionnaire.helpers import Patient, enrol_with_open_window
+
+    _pid, token = enrol_with_open_window(app)
+    p = Patient(client, token)
+    p.open()
+    p.start()
+    p.answer(PAIN_VAS="40")
+    kept = _writer_of(app)
+    driver = kept.connection.driver_connection
+    p.get("/q/PAIN_VAS.PAIN_VAS")
+    p.answer(PAIN_VAS="41")
+    assert _writer_of(app) is kept and kept.connection.driver_connection is driver
+    assert not kept.in_transaction()
+    if kept.dialect.name == "sqlite":
+        assert not driver.in_transaction
+    assert _stored_answer(app) == "41"
+
+
+def test_a_writer_busy_in_a_transaction_is_left_alone(app, client):
+    """Another session of the same thread (a nested app context) has a transaction open on the kept writer: the
+    request works on a pool connection and does not commit nor roll back the other's work."""
+    from tests.questionnaire.helpers import Patient, enrol_with_open_window
+
+    _pid, token = enrol_with_open_window(app)
+    p = Patient(client, token)
+    p.open()
+    p.start()
+    kept = _writer_of(app)
+    busy = kept.begin()
+    p.answer(PAIN_VAS="55")
+    assert p.page.status_code == 200 and busy.is_active and _writer_of(app) is kept
+    busy.rollback()
+    assert _stored_answer(app) == "55"
