@@ -40,6 +40,8 @@ from typing import Any
 # Statements after which pysqlite (or SQLite) has a transaction open that will write, or may.
 _OPENS_WRITE = ("INSERT", "UPDATE", "DELETE", "REPLACE", "SAVEPOINT", "BEGIN")
 _FIRST_WAIT = 0.00005
+# As SQLite itself flushes its files on Linux: the data and the size, not the modification time.
+_flush = getattr(os, "fdatasync", os.fsync)
 _LONGEST_WAIT = 0.001
 
 
@@ -135,7 +137,7 @@ class GatedConnection(sqlite3.Connection):
         except FileNotFoundError:
             return
         try:
-            os.fsync(fd)
+            _flush(fd)
         finally:
             os.close(fd)
 

@@ -175,16 +175,18 @@ def test_many_writers_in_threads_lose_nothing(database: Path) -> None:
 
 
 def _flushes(monkeypatch) -> list[tuple[str, bool]]:
-    """Record each fsync: (file flushed, whether the writer gate was still taken at that moment)."""
-    calls: list[tuple[str, bool]] = []
-    real_fsync = os.fsync
+    """Record each flush (fdatasync): (file flushed, whether the writer gate was still taken at that moment)."""
+    from proapp import sqlite_gate
 
-    def fsync(fd: int) -> None:
+    calls: list[tuple[str, bool]] = []
+    real_flush = sqlite_gate._flush
+
+    def flush(fd: int) -> None:
         path = os.readlink(f"/proc/self/fd/{fd}")
         calls.append((path, _gate_taken(Path(path.removesuffix("-wal")))))
-        real_fsync(fd)
+        real_flush(fd)
 
-    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(sqlite_gate, "_flush", flush)
     return calls
 
 
