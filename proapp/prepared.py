@@ -29,12 +29,16 @@ from sqlalchemy.sql.base import Executable
 Processor = Callable[[Any], Any] | None
 
 
+_REQUIRED = object()
+
+
 @dataclass
 class _Compiled:
     sql: str
-    compiled: Any
-    positions: Sequence[str] | None                 # bind names in order (positional drivers) or None (named)
-    bind: dict[str, Processor]
+    # One entry per parameter of the SQL, in the driver's order: (name in the SQL, key in the caller's
+    # parameters, value when the caller gives none (or _REQUIRED), SQLAlchemy's bind processor of its type).
+    binds: list[tuple[str, str, Any, Processor]]
+    positional: bool
     result_types: list[Any]
     result: list[Processor] | None = None           # built at the first run, from the cursor's description
 
@@ -52,22 +56,30 @@ class Prepared:
             compiled: Any = self.statement.compile(dialect=dialect)
             if compiled.post_compile_params or compiled.literal_execute_params:
                 raise ValueError("statements expanded at execution time cannot be prepared")
-            bind = {name: bp.type.dialect_impl(dialect).bind_processor(dialect)
-                    for name, bp in compiled.binds.items()}
+            binds = []
+            for name in compiled.positiontup or compiled.binds:
+                bp = compiled.binds[name]
+                if bp.callable is not None:
+                    raise ValueError("parameters computed at execution time cannot be prepared")
+                # As SQLAlchemy's construct_params: the caller's value, else the statement's own.
+                fallback = _REQUIRED if bp.required else bp.value
+                binds.append((name, bp.key, fallback, bp.type.dialect_impl(dialect).bind_processor(dialect)))
             columns = getattr(self.statement, "exported_columns", ())
-            found = _Compiled(compiled.string, compiled, compiled.positiontup, bind,
-                              [c.type for c in columns])
+            found = _Compiled(compiled.string, binds, compiled.positiontup is not None, [c.type for c in columns])
             self._by_dialect[dialect.name] = found
         return found
 
-    def _parameters(self, c: _Compiled, params: Mapping[str, Any]) -> Any:
-        values = c.compiled.construct_params(params)
-        for name, proc in c.bind.items():
-            if proc is not None and name in values:
-                values[name] = proc(values[name])
-        if c.positions is None:
+    @staticmethod
+    def _parameters(c: _Compiled, params: Mapping[str, Any]) -> Any:
+        values = []
+        for name, key, fallback, proc in c.binds:
+            value = params[key] if key in params else params.get(name, fallback)
+            if value is _REQUIRED:
+                raise sa_exc.InvalidRequestError(f"A value is required for bind parameter {key!r}")
+            values.append(value if proc is None else proc(value))
+        if c.positional:
             return values
-        return [values[name] for name in c.positions]
+        return {b[0]: v for b, v in zip(c.binds, values, strict=True)}
 
     def _run(self, conn: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]],
              many: bool = False) -> tuple[list[tuple[Any, ...]], int]:

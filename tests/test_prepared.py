@@ -116,3 +116,12 @@ def test_a_connection_that_died_is_invalidated_and_reported_as_sqlalchemy_does(a
         # the pool hands out a working connection again
         assert qs._VISIT_RUN.rows(conn, {"link": answered.id, "occurrence": answered.occurrence_id})
         conn.close()
+
+
+def test_a_missing_parameter_is_refused_as_sqlalchemy_refuses_it(app, answered):
+    with app.app_context():
+        conn = db.session().connection()
+        with pytest.raises(exc.SQLAlchemyError, match="A value is required for bind parameter 'occurrence'"):
+            qs._ANSWERS_RUN.rows(conn, {})
+        with pytest.raises(exc.SQLAlchemyError, match="A value is required for bind parameter 'occurrence'"):
+            conn.execute(qs._ANSWERS, {})
