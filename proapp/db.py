@@ -151,7 +151,7 @@ def _kept_writer() -> Connection | None:
     return conn
 
 
-READER_IDLE_SECONDS = 1.0
+KEPT_IDLE_SECONDS = 1.0
 
 
 class _Kept:
@@ -166,10 +166,10 @@ class _Kept:
         self._lock = threading.Lock()
 
     def get(self) -> Connection | None:
-        """This thread's reader, unless it was dropped or has been idle too long (then it is closed)."""
+        """This thread's connection, unless it was dropped or has been idle too long (then it is closed)."""
         conn = getattr(self._mine, "conn", None)
         if conn is not None and (conn.closed or conn.invalidated
-                                 or monotonic() - self._mine.last_used > READER_IDLE_SECONDS):
+                                 or monotonic() - self._mine.last_used > KEPT_IDLE_SECONDS):
             self.forget()
             conn = None
         return conn
@@ -191,7 +191,7 @@ class _Kept:
             _drop(conn)
 
     def close_all(self) -> None:
-        """After the engine was disposed: its pool is gone, so each reader's driver connection is closed outright
+        """After the engine was disposed: its pool is gone, so each kept driver connection is closed outright
         (invalidated) rather than given back."""
         with self._lock:
             everyone, self._all = list(self._all), weakref.WeakSet()
@@ -206,7 +206,7 @@ def reader() -> Connection:
     """A Core connection for this request's reads. Once the request has an ORM session (it writes), that
     session's own connection, so reads and writes share one transaction; otherwise this thread's reader: a
     connection kept from one request to the next (no pool check-out, ping and reset on every patient page),
-    autocommit on PostgreSQL. A reader left idle for READER_IDLE_SECONDS goes back to the pool, whose next
+    autocommit on PostgreSQL. A connection left idle for KEPT_IDLE_SECONDS goes back to the pool, whose next
     check-out tests it, and one the database dropped is replaced at the end of the request."""
     if "db_session" in g:
         return g.db_session.connection()

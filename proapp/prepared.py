@@ -48,10 +48,10 @@ class Prepared:
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
-        self._by_dialect: dict[str, _Compiled] = {}
+        self._by_dialect: dict[tuple[str, str], _Compiled] = {}      # (database, driver)
 
     def _compiled(self, dialect: Dialect) -> _Compiled:
-        found = self._by_dialect.get(dialect.name)
+        found = self._by_dialect.get((dialect.name, dialect.driver))
         if found is None:
             compiled: Any = self.statement.compile(dialect=dialect)
             if compiled.post_compile_params or compiled.literal_execute_params:
@@ -66,7 +66,7 @@ class Prepared:
                 binds.append((name, bp.key, fallback, bp.type.dialect_impl(dialect).bind_processor(dialect)))
             columns = getattr(self.statement, "exported_columns", ())
             found = _Compiled(compiled.string, binds, compiled.positiontup is not None, [c.type for c in columns])
-            self._by_dialect[dialect.name] = found
+            self._by_dialect[(dialect.name, dialect.driver)] = found
         return found
 
     @staticmethod

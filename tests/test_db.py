@@ -64,7 +64,7 @@ def test_a_reader_left_idle_goes_back_to_the_pool(app, client, monkeypatch):
     _pid, token = enrol_with_open_window(app)
     page = _question_page(client, token)
     kept = _reader_of(app)
-    monkeypatch.setattr(db, "READER_IDLE_SECONDS", 0.0)
+    monkeypatch.setattr(db, "KEPT_IDLE_SECONDS", 0.0)
     assert client.get(page.request.path).status_code == 200
     assert kept.closed and _reader_of(app) is not kept and not _reader_of(app).closed
 
@@ -91,9 +91,9 @@ def test_a_reader_the_database_dropped_is_replaced(app, client, monkeypatch, dat
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
     kill_reader()
-    monkeypatch.setattr(db, "READER_IDLE_SECONDS", 0.0)
+    monkeypatch.setattr(db, "KEPT_IDLE_SECONDS", 0.0)
     assert client.get(path).status_code == 200
-    monkeypatch.setattr(db, "READER_IDLE_SECONDS", 3600.0)
+    monkeypatch.setattr(db, "KEPT_IDLE_SECONDS", 3600.0)
     kill_reader()
     caught = client.get(path)
     assert caught.status_code == 503 and caught.headers["Retry-After"] == "5"
