@@ -33,19 +33,19 @@ def _reader_of(app):
     return getattr(app.extensions["proapp.readers"]._mine, "conn", None)
 
 
-def _question_page(client, token):
-    from tests.questionnaire.helpers import Patient
+def _patient_at_first_question(app, client):
+    """A patient with an open questionnaire who followed the link and is on its first question."""
+    from tests.questionnaire.helpers import Patient, enrol_with_open_window
 
+    _pid, token = enrol_with_open_window(app)
     p = Patient(client, token)
     p.open()
-    return p.start()
+    p.start()
+    return p
 
 
 def test_the_question_pages_of_a_thread_share_one_reader_and_leave_nothing_open(app, client):
-    from tests.questionnaire.helpers import enrol_with_open_window
-
-    _pid, token = enrol_with_open_window(app)
-    page = _question_page(client, token)
+    page = _patient_at_first_question(app, client).page
     assert page.status_code == 200
     kept = _reader_of(app)
     assert kept is not None
@@ -59,10 +59,8 @@ def test_the_question_pages_of_a_thread_share_one_reader_and_leave_nothing_open(
 
 def test_a_reader_left_idle_goes_back_to_the_pool(app, client, monkeypatch):
     from proapp import db
-    from tests.questionnaire.helpers import enrol_with_open_window
 
-    _pid, token = enrol_with_open_window(app)
-    page = _question_page(client, token)
+    page = _patient_at_first_question(app, client).page
     kept = _reader_of(app)
     monkeypatch.setattr(db, "KEPT_IDLE_SECONDS", 0.0)
     assert client.get(page.request.path).status_code == 200
@@ -77,10 +75,7 @@ def test_a_reader_the_database_dropped_is_replaced(app, client, monkeypatch, dat
     """Terminated while kept: the next page after an idle second gets a fresh, tested connection; a page right
     away gets the usual 503 (as any request caught by an outage) and the one after it works."""
     from proapp import db
-    from tests.questionnaire.helpers import enrol_with_open_window
-
-    _pid, token = enrol_with_open_window(app)
-    path = _question_page(client, token).request.path
+    path = _patient_at_first_question(app, client).path
 
     def kill_reader() -> None:
         import psycopg
@@ -106,10 +101,7 @@ def test_a_server_with_a_thread_per_request_gives_every_reader_back(app, client)
     must return to the pool when the thread ends, or the pool runs dry after a few pages."""
     import threading
 
-    from tests.questionnaire.helpers import enrol_with_open_window
-
-    _pid, token = enrol_with_open_window(app)
-    path = _question_page(client, token).request.path
+    path = _patient_at_first_question(app, client).path
     statuses: list[int] = []
     for _ in range(20):                               # more than the pool holds (5 + 10 overflow)
         thread = threading.Thread(target=lambda: statuses.append(client.get(path).status_code))
@@ -132,12 +124,7 @@ def _stored_answer(app) -> str | None:
 
 
 def test_the_answers_of_a_thread_share_one_writer_and_leave_nothing_open(app, client):
-    from tests.questionnaire.helpers import Patient, enrol_with_open_window
-
-    _pid, token = enrol_with_open_window(app)
-    p = Patient(client, token)
-    p.open()
-    p.start()
+    p = _patient_at_first_question(app, client)
     p.answer(PAIN_VAS="40")
     kept = _writer_of(app)
     driver = kept.connection.driver_connection
@@ -153,12 +140,7 @@ def test_the_answers_of_a_thread_share_one_writer_and_leave_nothing_open(app, cl
 def test_a_writer_busy_in_a_transaction_is_left_alone(app, client):
     """Another session of the same thread (a nested app context) has a transaction open on the kept writer: the
     request works on a pool connection and does not commit nor roll back the other's work."""
-    from tests.questionnaire.helpers import Patient, enrol_with_open_window
-
-    _pid, token = enrol_with_open_window(app)
-    p = Patient(client, token)
-    p.open()
-    p.start()
+    p = _patient_at_first_question(app, client)
     kept = _writer_of(app)
     busy = kept.begin()
     p.answer(PAIN_VAS="55")
