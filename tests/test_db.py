@@ -75,6 +75,7 @@ def test_a_reader_the_database_dropped_is_replaced(app, client, monkeypatch, dat
     """Terminated while kept: the next page after an idle second gets a fresh, tested connection; a page right
     away gets the usual 503 (as any request caught by an outage) and the one after it works."""
     from proapp import db
+
     path = _patient_at_first_question(app, client).path
 
     def kill_reader() -> None:
