@@ -133,8 +133,8 @@ def main() -> None:
     print(f"hello-world GET        {baseline:8.0f} req/s  (rounds: {', '.join(f'{r:.0f}' for r in hello_rps)})")
     for label, runs, goal in (("question page GET     ", get_rps, 0.5), ("answer POST (autosave)", post_rps, 0.25)):
         ratios = [r / h for r, h in zip(runs, hello_rps, strict=True)]
-        print(f"{label} {median(runs):8.0f} req/s  ratio {median(ratios):.2f} (goal >= {goal}; rounds: "
-              f"{', '.join(f'{r:.2f}' for r in ratios)})")
+        print(f"{label} {median(runs):8.0f} req/s  ratio {median(ratios):.3f} (goal >= {goal}; rounds: "
+              f"{', '.join(f'{r:.3f}' for r in ratios)})")
     print(f"{posts:,} answer POSTs, {saves:,} answer changes stored with their audit entries")
     sys.exit(0)
 
