@@ -3,9 +3,9 @@
 Every tap of a patient runs the same few statements: read the visit and the answers; store an answer, the
 navigation state and the audit entry. Around each one, SQLAlchemy builds an execution context, looks up its
 compiled form, fires events and wraps a result object: 20 to 35 us a statement, about a seventh of a question
-page and of an answer. `Prepared` keeps what SQLAlchemy compiles once per database (the SQL text, the parameter
-order and SQLAlchemy's own bind and result processors of each column's type) and each call only binds, executes
-and converts.
+page and of an answer. `Prepared` keeps what SQLAlchemy compiles once per database and driver (the SQL text,
+the parameter order and SQLAlchemy's own bind and result processors of each column's type) and each call only
+binds, executes and converts.
 
 A statement runs on the cursor of the SQLAlchemy connection it is given, so it is part of that connection's
 transaction (or autocommit reads). Errors of the driver are raised as SQLAlchemy's exceptions, as
