@@ -21,6 +21,7 @@ A changed, tampered or foreign cookie is a different string and goes through its
 from __future__ import annotations
 
 import secrets
+import threading
 from typing import Any
 
 from flask import Flask, current_app, g, session
@@ -43,6 +44,7 @@ class Serializer(URLSafeTimedSerializer):
         super().__init__(*args, **kwargs)
         self._remember = remember
         self._verified: dict[tuple[bytes, Any], tuple[bytes, int]] = {}
+        self._evicting = threading.Lock()
 
     def loads(self, s: str | bytes, max_age: int | None = None, return_timestamp: bool = False,  # type: ignore[override]
               salt: str | bytes | None = None) -> Any:
@@ -57,11 +59,12 @@ class Serializer(URLSafeTimedSerializer):
             if max_age is None or 0 <= age <= max_age:
                 payload = self.load_payload(base64d)
                 return (payload, signer.timestamp_to_datetime(signed_at)) if return_timestamp else payload
-            del self._verified[(token, salt)]       # too old now: itsdangerous' own check below says so
+            self._verified.pop((token, salt), None)     # too old now: itsdangerous' own check below says so
         payload, signed_dt = super().loads(token, max_age=max_age, return_timestamp=True, salt=salt)
-        if len(self._verified) >= self._remember:
-            del self._verified[next(iter(self._verified))]          # the oldest first
-        self._verified[(token, salt)] = (token.rsplit(b".", 2)[0], int(signed_dt.timestamp()))
+        with self._evicting:        # threads of one worker share the memory (a threaded server)
+            while len(self._verified) >= self._remember:
+                self._verified.pop(next(iter(self._verified)))      # the oldest first
+            self._verified[(token, salt)] = (token.rsplit(b".", 2)[0], int(signed_dt.timestamp()))
         return (payload, signed_dt) if return_timestamp else payload
 
     def make_signer(self, salt: str | bytes | None = None) -> Signer:

@@ -155,3 +155,26 @@ def test_a_cookie_signed_with_a_retired_key_is_refused_once_the_key_is_gone(app)
     with client.session_transaction() as sess:       # and no longer once it is retired
         assert "pq" not in sess
     app.secret_key = old_key
+
+
+def test_threads_reading_and_evicting_remembered_cookies_at_once_never_fail():
+    import threading
+
+    ours = _remembering()
+    tokens = [ours.dumps({"n": n}) for n in range(40)]
+    failures: list[BaseException] = []
+
+    def read_all() -> None:
+        try:
+            for _ in range(50):
+                for n, t in enumerate(tokens):
+                    assert ours.loads(t)["n"] == n
+        except BaseException as exc:          # any failure in a thread fails the test
+            failures.append(exc)
+
+    threads = [threading.Thread(target=read_all) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert failures == [] and len(ours._verified) <= 4
