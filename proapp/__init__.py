@@ -30,6 +30,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(instance_path), template_folder="../templates",
                 static_folder="static")
     app.config.update(load_config(instance_path, overrides=config))
+    from proapp.logs import install as redact_logs
+
+    redact_logs(app.logger)
     hops = int(app.config["PROXY_HOPS"])
     if hops:
         from werkzeug.middleware.proxy_fix import ProxyFix

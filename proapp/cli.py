@@ -170,6 +170,75 @@ def user_create_cmd(email: str, role: str, study: str | None, site: tuple[str, .
     click.echo(f"account {email.strip().lower()} created ({role})")
 
 
+def _account(s, email: str):
+    from sqlalchemy import select
+
+    from proapp.accounts.models import User
+
+    user = s.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        fail(f"no account {email.strip().lower()}")
+    return user
+
+
+@user_group.command("set-password")
+@click.argument("email")
+def user_password_cmd(email: str) -> None:
+    """Set a new password (read from standard input); every open session of the account ends."""
+    from proapp.accounts.services import AccountError, set_password
+
+    password = sys.stdin.readline().rstrip("\n")
+    try:
+        with db.transaction() as s:
+            set_password(s, _account(s, email), password, services.now(), actor="cli")
+    except AccountError as exc:
+        fail(str(exc))
+    click.echo(f"password of {email.strip().lower()} changed; its sessions ended")
+
+
+@user_group.command("disable")
+@click.argument("email")
+@click.option("--reason", required=True)
+def user_disable_cmd(email: str, reason: str) -> None:
+    """Disable an account (it cannot sign in; its sessions end at once)."""
+    from proapp.accounts.services import AccountError, set_active
+
+    try:
+        with db.transaction() as s:
+            set_active(s, _account(s, email), False, services.now(), actor="cli", reason=reason)
+    except AccountError as exc:
+        fail(str(exc))
+    click.echo(f"account {email.strip().lower()} disabled")
+
+
+@user_group.command("enable")
+@click.argument("email")
+@click.option("--reason", required=True)
+def user_enable_cmd(email: str, reason: str) -> None:
+    """Enable a disabled account again."""
+    from proapp.accounts.services import AccountError, set_active
+
+    try:
+        with db.transaction() as s:
+            set_active(s, _account(s, email), True, services.now(), actor="cli", reason=reason)
+    except AccountError as exc:
+        fail(str(exc))
+    click.echo(f"account {email.strip().lower()} enabled")
+
+
+@user_group.command("end-sessions")
+@click.argument("email")
+@click.option("--reason", required=True)
+def user_end_sessions_cmd(email: str, reason: str) -> None:
+    """End every open session of an account at once (e.g. a lost laptop)."""
+    from proapp.accounts.services import end_all_sessions
+
+    with db.transaction() as s:
+        user = _account(s, email)
+        ended = end_all_sessions(s, user.id, services.now(), actor="cli", reason=reason)
+    click.echo(f"{ended} session(s) of {email.strip().lower()} ended")
+
+
 @proapp_cli.group("audit")
 def audit_group() -> None:
     """The audit trail."""
@@ -314,12 +383,11 @@ def tick_cmd(now_text: str | None) -> None:
 @proapp_cli.command("worker")
 def worker_cmd() -> None:
     """Run the SMS worker (APScheduler) until stopped with SIGTERM or Ctrl-C. Run it as its own process."""
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     from flask import current_app
 
+    from proapp.logs import configure_worker_logging
+
+    configure_worker_logging()
     _worker().run_forever(reconcile_every=current_app.config["SMS_RECONCILE_SECONDS"])
 
 

@@ -44,6 +44,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DEFAULT_TIMEZONE", "Europe/Paris", "Time zone for patients enrolled without one."),
     Setting("MAX_CONTENT_LENGTH", 64 * 1024, "Largest request body accepted, in bytes.", int),
     Setting("STAFF_IDLE_MINUTES", 30, "Staff are signed out after this many minutes without a request.", int),
+    Setting("STAFF_SESSION_HOURS", 12, "A staff session ends this many hours after sign-in, active or not.", int),
     Setting("LOGIN_MAX_FAILURES", 5, "Wrong passwords in a row before a staff account is locked.", int),
     Setting("LOGIN_LOCK_MINUTES", 15, "How long a locked staff account stays locked.", int),
     Setting("BEHIND_THRESHOLD", 80, "Completion percentage under which a site is highlighted as falling behind.",
@@ -128,7 +129,7 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None,
     cfg["PUBLIC_URL"] = str(cfg["PUBLIC_URL"]).rstrip("/")
     if not 0 <= int(cfg["PROXY_HOPS"]) <= 5:
         raise ConfigError("PROAPP_PROXY_HOPS must be a number of proxies from 0 to 5.")
-    for key in ("STAFF_IDLE_MINUTES", "LOGIN_MAX_FAILURES", "LOGIN_LOCK_MINUTES"):
+    for key in ("STAFF_IDLE_MINUTES", "STAFF_SESSION_HOURS", "LOGIN_MAX_FAILURES", "LOGIN_LOCK_MINUTES"):
         if int(cfg[key]) < 1:
             raise ConfigError(f"PROAPP_{key} must be at least 1.")
     if not 0 <= int(cfg["BEHIND_THRESHOLD"]) <= 100:
@@ -145,6 +146,15 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None,
     if production:
         cfg.setdefault("SESSION_COOKIE_NAME", "__Host-session")
     cfg.setdefault("WTF_CSRF_TIME_LIMIT", None)
+    # Flask-WTF's strict HTTPS check wants a same-origin Referer, and the patient pages send none (no-referrer):
+    # every patient form failed behind TLS. The token in the session, the SameSite cookie and the Sec-Fetch-Site
+    # check (proapp/web.py) bind a form to this site without it.
+    cfg.setdefault("WTF_CSRF_SSL_STRICT", False)
+    if production:
+        # Only the public host is served: a forged Host or X-Forwarded-Host gets 400, never an echoed URL.
+        from urllib.parse import urlsplit
+
+        cfg.setdefault("TRUSTED_HOSTS", [urlsplit(cfg["PUBLIC_URL"]).hostname])
     cfg.setdefault("BABEL_DEFAULT_LOCALE", cfg["DEFAULT_LANGUAGE"])
     cfg.setdefault("BABEL_DEFAULT_TIMEZONE", "UTC")
     return cfg

@@ -34,13 +34,33 @@ def switch_language() -> Response:
     lang = request.form.get("lang", "")
     if lang in SUPPORTED_LANGUAGES:
         session["lang"] = lang
-    target = request.form.get("next", "")
-    if not target.startswith("/") or target.startswith("//"):
-        target = url_for("core.index")
-    return redirect(target, code=303)
+    return redirect(safe_next(request.form.get("next"), "/", url_for("core.index")), code=303)
+
+
+def safe_next(target: str | None, prefix: str, default: str) -> str:
+    """``target`` when it is a path of this site under ``prefix``, else ``default``: the only redirects that a
+    ``next`` parameter may ask for. Refused: other hosts (``//host``, ``/\\host``, a scheme), control characters
+    and white space (browsers drop tabs and new lines, so ``/\t/host`` would become ``//host``; CR/LF would split
+    the header), and anything longer than a path needs to be."""
+    if not target or len(target) > 2000 or not target.startswith(prefix) or not target.startswith("/"):
+        return default
+    if any(ch in target for ch in "\\ ") or "//" in target or not target.isprintable():
+        return default
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return default
+    return target
 
 
 def _error_page(exc: HTTPException):
+    from flask.globals import request_ctx
+
+    if request_ctx.url_adapter is None:
+        # No URL can be built for this request (a Host this deployment does not serve): a bare answer that
+        # echoes nothing of it.
+        return Response(_("This request could not be understood."), status=exc.code or 400, mimetype="text/plain")
     if request.path.startswith("/api/"):
         from proapp.export.routes import http_problem
 
@@ -134,6 +154,17 @@ def _database_unavailable(exc: Exception):
     return resp
 
 
+def _refuse_cross_site_forms() -> None:
+    """A form posted from another site is refused whatever its token: browsers say where a request comes from in
+    ``Sec-Fetch-Site`` even when the page sends no ``Referer`` (the patient pages' ``no-referrer`` policy).
+    Requests without the header (older browsers, Twilio's callbacks, API clients) rely on the CSRF token and the
+    SameSite cookie alone. The export API (Bearer keys, no cookies) is not concerned."""
+    if request.method in ("GET", "HEAD", "OPTIONS") or request.path.startswith("/api/"):
+        return
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        raise CSRFError("The form was sent from another site.")
+
+
 def _refuse_nul_bytes() -> None:
     """No text with a NUL byte goes further (PostgreSQL refuses it in text columns and in queries): the request
     gets the usual 400 page (or problem document) and nothing is stored."""
@@ -167,3 +198,4 @@ def init_app(app: Flask) -> None:
         app.register_error_handler(exc_type, _database_unavailable)
     app.after_request(_security_headers)
     app.before_request(_refuse_nul_bytes)
+    app.before_request(_refuse_cross_site_forms)

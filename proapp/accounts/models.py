@@ -47,3 +47,19 @@ class UserScope(Base):
     site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"))
 
     user: Mapped[User] = relationship(back_populates="scopes")
+
+
+class StaffSession(Base):
+    """A signed-in browser. The session cookie carries a random token; only its SHA-256 is kept here, so the
+    server can end a session at once (sign-out, password change, disabled account, "end all sessions") and a
+    copied cookie stops working. Ended sessions stay as the record of who was signed in when."""
+
+    __tablename__ = "staff_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(40))

@@ -1,18 +1,22 @@
-"""Creating staff accounts. Passwords are hashed with scrypt (werkzeug)."""
+"""Staff accounts: creating them, signing in, the server-side sessions. Passwords are hashed with scrypt (werkzeug)."""
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from proapp.accounts.models import Role, User, UserScope
+from proapp.accounts.models import Role, StaffSession, User, UserScope
 from proapp.studies.models import Site, Study
 
 MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1024
 
 
 class AccountError(ValueError):
@@ -72,7 +76,7 @@ def _dummy_check(password: str) -> None:
     """Spend the time a real check takes, so an unknown e-mail is not faster to refuse."""
     if not _DUMMY_HASH:
         _DUMMY_HASH.append(generate_password_hash("proapp-dummy-password", method="scrypt"))
-    check_password_hash(_DUMMY_HASH[0], password)
+    check_password_hash(_DUMMY_HASH[0], password[:MAX_PASSWORD_LENGTH])
 
 
 def authenticate(db: Session, email: str, password: str, *, now: datetime, max_failures: int,
@@ -95,7 +99,12 @@ def authenticate(db: Session, email: str, password: str, *, now: datetime, max_f
     if user.locked_until is not None and now < user.locked_until:
         _dummy_check(password or "")
         raise refused("account locked")
-    if not password or len(password) > 1024 or not check_password_hash(user.password_hash, password):
+    if len(password or "") > MAX_PASSWORD_LENGTH:
+        _dummy_check(password)          # the same work as any wrong password: timing tells nothing
+        valid = False
+    else:
+        valid = bool(password) and check_password_hash(user.password_hash, password)
+    if not valid:
         failures = db.execute(update(User).where(User.id == user.id)
                               .values(failed_logins=User.failed_logins + 1)
                               .returning(User.failed_logins)).scalar_one()
@@ -115,3 +124,99 @@ def authenticate(db: Session, email: str, password: str, *, now: datetime, max_f
 def scopes_of(db: Session, user_id: int) -> list[tuple[int, int | None]]:
     return [(s, site) for s, site in db.execute(select(UserScope.study_id, UserScope.site_id)
                                                   .where(UserScope.user_id == user_id))]
+
+
+# Sessions --------------------------------------------------------------------------------------------------
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(db: Session, user: User, now: datetime) -> str:
+    """A new session for ``user``; returns the token the session cookie carries (only its hash is stored)."""
+    token = secrets.token_urlsafe(32)
+    db.add(StaffSession(token_hash=_token_hash(token), user_id=user.id, created_at=now, last_seen_at=now))
+    db.flush()
+    return token
+
+
+@dataclass(frozen=True)
+class SessionCheck:
+    """What the session cookie's token is worth now: the user, or why not (``ended``: unknown, signed out or
+    ended by the server; ``idle``; ``expired``: over the absolute lifetime)."""
+
+    user: User | None
+    refused: str | None = None
+
+
+def check_session(db: Session, token: str, now: datetime, *, idle: timedelta, lifetime: timedelta,
+                  touch_every: timedelta = timedelta(seconds=60)) -> SessionCheck:
+    """The user behind ``token`` if its session is live, else why not (an idle or expired session is ended
+    here). Activity moves the idle deadline; it is written at most once per ``touch_every``."""
+    row = db.scalar(select(StaffSession).where(StaffSession.token_hash == _token_hash(token)))
+    if row is None or row.ended_at is not None:
+        return SessionCheck(None, "ended")
+    user = db.get(User, row.user_id)
+    for reason, over in (("disabled", user is None or not user.active), ("expired", now - row.created_at > lifetime),
+                         ("idle", now - row.last_seen_at > idle)):
+        if over:
+            row.ended_at, row.end_reason = now, reason
+            db.flush()
+            return SessionCheck(None, reason)
+    if now - row.last_seen_at >= touch_every:
+        row.last_seen_at = now
+        db.flush()
+    return SessionCheck(user)
+
+
+def end_session(db: Session, token: str, now: datetime, reason: str = "signed_out") -> None:
+    db.execute(update(StaffSession).where(StaffSession.token_hash == _token_hash(token),
+                                          StaffSession.ended_at.is_(None))
+               .values(ended_at=now, end_reason=reason))
+
+
+def end_all_sessions(db: Session, user_id: int, now: datetime, *, actor: str, reason: str) -> int:
+    """End every open session of an account at once (password change, disabled account, an admin's "end all
+    sessions"); recorded in the audit trail. Returns how many were open."""
+    ended = db.execute(update(StaffSession).where(StaffSession.user_id == user_id, StaffSession.ended_at.is_(None))
+                       .values(ended_at=now, end_reason=reason[:40])).rowcount
+    from proapp.audit.services import record
+
+    record(db, actor=actor, action="user.sessions_ended", entity="app_user", entity_id=user_id,
+           new={"sessions": ended}, reason=reason, at=now)
+    return ended
+
+
+def set_password(db: Session, user: User, password: str, now: datetime, *, actor: str) -> None:
+    """A new password; every open session of the account ends."""
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise AccountError(f"the password must have {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters")
+    user.password_hash = generate_password_hash(password, method="scrypt")
+    user.failed_logins, user.locked_until = 0, None
+    from proapp.audit.services import record
+
+    record(db, actor=actor, action="user.password_changed", entity="app_user", entity_id=user.id, at=now)
+    end_all_sessions(db, user.id, now, actor=actor, reason="password_changed")
+    db.flush()
+
+
+def set_active(db: Session, user: User, active: bool, now: datetime, *, actor: str, reason: str) -> None:
+    """Disable or re-enable an account (a reason is required); disabling ends its sessions. The last active
+    admin cannot be disabled."""
+    if not reason.strip():
+        raise AccountError("a reason is required")
+    if user.active == active:
+        raise AccountError(f"the account is already {'enabled' if active else 'disabled'}")
+    if not active and user.role == Role.ADMIN:
+        others = db.scalar(select(func.count()).select_from(User).where(
+            User.role == Role.ADMIN, User.active.is_(True), User.id != user.id))
+        if not others:
+            raise AccountError("the last active admin cannot be disabled")
+    user.active = active
+    from proapp.audit.services import record
+
+    record(db, actor=actor, action="user.enabled" if active else "user.disabled", entity="app_user",
+           entity_id=user.id, old={"active": not active}, new={"active": active}, reason=reason.strip(), at=now)
+    if not active:
+        end_all_sessions(db, user.id, now, actor=actor, reason="disabled")
+    db.flush()

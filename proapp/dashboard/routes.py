@@ -7,7 +7,6 @@ role x route test walks the app's URL map against it, so a new route cannot be l
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Callable, Iterator
@@ -34,9 +33,8 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
-from proapp import db, services
+from proapp import csvfiles, db, services
 from proapp.accounts import services as accounts
-from proapp.accounts.models import User
 from proapp.dashboard import charts, labels, queries
 from proapp.dashboard.access import Viewer
 from proapp.i18n import use_locale
@@ -46,6 +44,7 @@ from proapp.patients.phones import mask
 from proapp.patients.services import SENDING_HOURS, EnrolmentError, EnrolmentRequest, enroll_patient
 from proapp.questionnaire.models import Answer
 from proapp.studies.models import Site, Study
+from proapp.web import safe_next
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 ACCESS: dict[str, str] = {}
@@ -57,24 +56,28 @@ TIMEZONES = ("Europe/Paris", "America/Guadeloupe", "America/Martinique", "Americ
 # Access ----------------------------------------------------------------------------------------------------
 
 def current_viewer() -> Viewer | None:
-    """The signed-in staff member, or None (not signed in, account disabled, or idle for too long)."""
+    """The signed-in staff member, or None (not signed in, signed out, session ended by the server, account
+    disabled, idle for too long, or over the session's absolute lifetime)."""
     if "viewer" in g:
         return g.viewer
     g.viewer = None
     data = session.get(SESSION_KEY)
-    if not isinstance(data, dict) or not isinstance(data.get("uid"), int) or not isinstance(data.get("seen"), int):
+    if not isinstance(data, dict) or not isinstance(data.get("sid"), str):
         return None
-    now = int(services.now().timestamp())
-    if now - data["seen"] > current_app.config["STAFF_IDLE_MINUTES"] * 60:
+    s, cfg = db.session(), current_app.config
+    check = accounts.check_session(s, data["sid"], services.now(),
+                                   idle=timedelta(minutes=cfg["STAFF_IDLE_MINUTES"]),
+                                   lifetime=timedelta(hours=cfg["STAFF_SESSION_HOURS"]))
+    s.commit()                      # the session's last activity, or its end
+    if check.user is None:
         session.pop(SESSION_KEY, None)
-        flash(_("You were signed out after a period without activity."), "notice")
+        if check.refused == "idle":
+            flash(_("You were signed out after a period without activity."), "notice")
+        elif check.refused == "expired":
+            flash(_("You were signed out: a session lasts at most %(n)s hours. Please sign in again.",
+                    n=cfg["STAFF_SESSION_HOURS"]), "notice")
         return None
-    s = db.session()
-    user = s.get(User, data["uid"])
-    if user is None or not user.active or data.get("pw") != user.password_hash[-12:]:
-        session.pop(SESSION_KEY, None)
-        return None
-    session[SESSION_KEY] = {**data, "seen": now}
+    user = check.user
     g.viewer = Viewer(user.id, user.email, user.role, tuple(accounts.scopes_of(s, user.id)), user.language)
     return g.viewer
 
@@ -124,9 +127,7 @@ def _no_store(resp: Response) -> Response:
 
 
 def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/staff") and "//" not in target and "\\" not in target:
-        return target
-    return url_for("staff.overview")
+    return safe_next(target, "/staff", url_for("staff.overview"))
 
 
 # Signing in and out ----------------------------------------------------------------------------------------
@@ -157,11 +158,11 @@ def login() -> Any:
             error = _("Wrong e-mail or password. After %(n)s wrong tries in a row an account is locked for "
                       "%(m)s minutes.", n=cfg["LOGIN_MAX_FAILURES"], m=cfg["LOGIN_LOCK_MINUTES"])
         else:
-            s.commit()
             target = _safe_next(request.args.get("next"))
+            token = accounts.start_session(s, user, services.now())
+            s.commit()
             session.clear()                 # a new session at sign-in: nothing from before it survives
-            session[SESSION_KEY] = {"uid": user.id, "seen": int(services.now().timestamp()),
-                                    "pw": user.password_hash[-12:]}
+            session[SESSION_KEY] = {"uid": user.id, "sid": token}
             return redirect(target, code=303)
     elif current_viewer() is not None:
         return redirect(url_for("staff.overview"), code=303)
@@ -175,6 +176,7 @@ def logout() -> Any:
     v = viewer()
     s = db.session()
     record(s, actor=v.actor, action="user.logout", entity="app_user", entity_id=v.user_id, at=services.now())
+    accounts.end_session(s, session[SESSION_KEY]["sid"], services.now())
     s.commit()
     session.clear()
     flash(_("You are signed out."), "notice")
@@ -409,6 +411,7 @@ def on_site(patient_id: int) -> Any:
     except changes.ChangeRefused as exc:
         s.rollback()
         return _render_patient(patient, errors={"on-site": str(exc.message)}, status=422)
+    accounts.end_session(s, session[SESSION_KEY]["sid"], services.now(), "handed_to_patient")
     s.commit()
     session.clear()
     session[PATIENT_KEY] = {"occ": occ.id, "link": link.id, "on_site": True}
@@ -494,7 +497,7 @@ def completion_csv(code: str) -> Response:
         # Its own session: the response is streamed after the request's session has been closed.
         with make_session() as stream_db:
             buf = io.StringIO()
-            writer = csv.writer(buf, lineterminator="\r\n")
+            writer = csvfiles.writer(buf)
             writer.writerow(queries.CSV_COLUMNS)
             rows = queries.completion_rows(stream_db, v, study_id, study_code, site_code, now)
             for i, row in enumerate(rows, 1):
@@ -586,7 +589,7 @@ def patient_audit_csv(patient_id: int) -> Response:
     s = db.session()
     count, findings = verify(s)
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = csvfiles.writer(out)
     writer.writerow(("entry", "at_utc", "actor", "action", "entity", "entity_id", "old", "new", "reason",
                      "prev_hash", "hash"))
     for e in s.scalars(select(AuditEvent).where(AuditEvent.patient_id == patient.id).order_by(AuditEvent.id)):

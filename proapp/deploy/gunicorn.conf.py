@@ -6,6 +6,8 @@ is NOT started here: it is its own process (``proapp worker``)."""
 import multiprocessing
 import os
 
+from gunicorn.glogging import Logger
+
 bind = os.environ.get("PROAPP_BIND", "127.0.0.1:8000")     # the reverse proxy (TLS) forwards here
 workers = int(os.environ.get("PROAPP_WEB_WORKERS", multiprocessing.cpu_count() * 2 + 1))
 worker_class = "sync"
@@ -16,6 +18,21 @@ max_requests = 2000          # recycle workers now and then (memory)
 max_requests_jitter = 200
 accesslog = "-"
 errorlog = "-"
-# Never log query strings with tokens: SMS links are /s/<token>, exchanged at once for a cookie and a redirect.
+# No query strings in the access log; link tokens (SMS links are /s/<token>) are written /s/[redacted].
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(L)ss'
+
+
+class RedactingLogger(Logger):
+    """gunicorn's logger, with proapp's token filter on the access and error logs (gunicorn's own error lines
+    name the request's path, e.g. "Error handling request /s/...")."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        from proapp.logs import redact_logger
+
+        redact_logger(self.access_log)
+        redact_logger(self.error_log)
+
+
+logger_class = RedactingLogger
 forwarded_allow_ips = os.environ.get("PROAPP_FORWARDED_ALLOW_IPS", "127.0.0.1")

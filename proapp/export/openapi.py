@@ -96,6 +96,10 @@ def spec(public_url: str) -> dict[str, Any]:
                     {"name": "labels", "in": "query", "schema": {"type": "string", "enum": ["en", "fr"]},
                      "description": "Language of the item and value labels in CSV."},
                 ],
+                "description": "CSV (format=csv): one row per answer, RFC 4180 with CRLF line ends. A text cell "
+                               "that would begin with =, +, -, @, a tab or a carriage return is written with a "
+                               "leading single quote (OWASP CSV injection), so spreadsheets show it as text; "
+                               "strip one leading quote from such cells to get the value back.",
                 "responses": {"200": {"description": "A page of responses", "headers": PAGE_HEADERS, "content": {
                     "application/json": {"schema": {
                         "type": "object", "required": ["data", "next_cursor", "has_more"],

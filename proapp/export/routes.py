@@ -3,7 +3,6 @@ bodies. Each request made with a key is recorded in ``api_pull``."""
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import zlib
@@ -14,7 +13,7 @@ from flask import Blueprint, Response, current_app, g, request, url_for
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from proapp import db, services
+from proapp import csvfiles, db, services
 from proapp.db import dialect_insert
 from proapp.export import data, feed, formats, keys
 from proapp.export.models import Acknowledgement, ApiKey, ApiPull
@@ -49,7 +48,8 @@ def problem_response(status: int, title: str, detail: str, kind: str) -> Respons
 
 @bp.errorhandler(Problem)
 def _problem(exc: Problem) -> Response:
-    _record(exc.status, None)
+    if exc.status != 429:           # refusals are counted by the rate limiter: a flood cannot grow the database
+        _record(exc.status, None)
     resp = problem_response(exc.status, exc.title, exc.detail, exc.kind)
     if exc.retry_after:
         resp.headers["Retry-After"] = str(exc.retry_after)
@@ -250,7 +250,7 @@ def responses(study: str) -> Response:
     elif fmt == "csv":
         def chunks(stream_db) -> Iterator[str]:
             out = io.StringIO()
-            writer = csv.writer(out, lineterminator="\r\n")
+            writer = csvfiles.writer(out)
             writer.writerow(formats.CSV_COLUMNS)
             for e in rows(stream_db):
                 writer.writerows(formats.csv_rows(e, insts(e.instrument, e.version), labels))
@@ -266,12 +266,14 @@ def responses(study: str) -> Response:
             yield from formats.odm_clinical(data.iter_by_subject(stream_db, k, after, upto), study_def, registry)
             yield "</ODM>\n"
     else:
+        # Built here: the stream runs after the request's context is gone.
+        next_url = public_url + url_for("api.responses", study=study_code, cursor=next_cursor, limit=limit,
+                                        format="fhir", _external=False)
+
         def chunks(stream_db) -> Iterator[str]:
             yield '{"resourceType":"Bundle","type":"collection","timestamp":' + json.dumps(formats.iso(services_now))
             if more:
-                nxt = url_for("api.responses", study=study_code, cursor=next_cursor, limit=limit, format="fhir",
-                              _external=False)
-                yield ',"link":[{"relation":"next","url":' + json.dumps(public_url + nxt) + "}]"
+                yield ',"link":[{"relation":"next","url":' + json.dumps(next_url) + "}]"
             yield ',"entry":['
             for n, e in enumerate(rows(stream_db)):
                 resource = formats.fhir_response(e, insts(e.instrument, e.version), study_def, public_url)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, abort, redirect, render_template, request, session, url_for
 from sqlalchemy import Connection, Row
 from werkzeug.wrappers import Response as WResponse
 
@@ -12,6 +12,7 @@ from proapp.patients.models import Patient, PatientContact
 from proapp.questionnaire import flow as flowmod
 from proapp.questionnaire import pages
 from proapp.questionnaire import services as qs
+from proapp.web import safe_next
 
 bp = Blueprint("questionnaire", __name__)
 SESSION_KEY = "pq"
@@ -141,6 +142,8 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
     qsess = _session_or_page()
     flow, index, scr = _screen_context(qsess, key)
     if scr is None:
+        if request.method == "POST":
+            abort(404)          # nothing is stored: never a redirect that looks like a save
         # A screen hidden by an earlier answer, or a made-up key: go where the patient should be.
         nxt = flowmod.first_unanswered(flow, qsess.answers, qsess.states)
         return redirect(url_for("questionnaire.screen", key=nxt.key) if nxt else url_for("questionnaire.review"),
@@ -240,10 +243,7 @@ def language() -> WResponse | tuple[str, int]:
     if patient_switched_language(s, s.get_one(Patient, visit.patient_id), request.form.get("lang", ""),
                                  actor=_actor(), now=services.now()):
         s.commit()
-    target = request.form.get("next", "")
-    if not target.startswith("/q") or "//" in target:
-        target = url_for("questionnaire.welcome")
-    return redirect(target, code=303)
+    return redirect(safe_next(request.form.get("next"), "/q", url_for("questionnaire.welcome")), code=303)
 
 
 @bp.route("/q/sms", methods=["GET", "POST"])
@@ -257,7 +257,7 @@ def sms_stop() -> tuple[str, int] | str:
 
         contact = db.session().get(PatientContact, visit.patient_id)
         if contact is not None:
-            stopped_now = opt_out(db.session(), contact, services.now())
+            stopped_now = opt_out(db.session(), contact, services.now(), actor=_actor())
             db.session().commit()
     stopped = qs.sms_stopped_by_patient(_reads(), visit.patient_id)
     return render_template("questionnaire/sms.html", stopped=stopped, stopped_now=stopped_now,

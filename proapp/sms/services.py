@@ -510,7 +510,7 @@ def cancel_waiting(db: Session, patient_id: int, why: str, now: datetime) -> int
     return len(done)
 
 
-def opt_out(db: Session, contact: PatientContact, now: datetime, actor: str = "patient:link") -> bool:
+def opt_out(db: Session, contact: PatientContact, now: datetime, actor: str) -> bool:
     """The patient asks for no more SMS. Returns False when they had already."""
     if contact.opted_out_at is not None:
         return False

@@ -291,7 +291,7 @@ def test_pause_and_opt_out_stop_sms_and_are_recorded_with_who_and_when(sms_app, 
     tick(worker, local(2026, 3, 30, 12))                       # W2 opened today: invitation at once
     assert len(fake_twilio.messages) == 2
     with sms_app.app_context(), db.transaction() as s:
-        assert opt_out(s, s.get(PatientContact, pid), local(2026, 3, 30, 13)) is True
+        assert opt_out(s, s.get(PatientContact, pid), local(2026, 3, 30, 13), actor="patient:link:1") is True
     for day in (31, 1, 2):
         tick(worker, local(2026, 4 if day < 10 else 3, day, 10))
     assert len(fake_twilio.messages) == 2
@@ -300,7 +300,7 @@ def test_pause_and_opt_out_stop_sms_and_are_recorded_with_who_and_when(sms_app, 
                                       .where(PatientEvent.patient_id == pid).order_by(PatientEvent.id)).all()
     assert [tuple(e) for e in events] == [("sms_pause", "user:nurse@chu.test", "in hospital"),
                                           ("sms_resume", "user:nurse@chu.test", "back home"),
-                                          ("sms_opt_out", "patient:link", None)]
+                                          ("sms_opt_out", "patient:link:1", None)]
 
 
 def send_in_parallel(workers: list[SmsWorker]) -> list:

@@ -38,7 +38,13 @@ def test_the_patient_stops_the_sms_from_the_questionnaire_in_french(app, client,
     assert contact.opted_out_at is not None
     events = session.execute(select(PatientEvent.action, PatientEvent.actor)
                              .where(PatientEvent.patient_id == pid)).all()
-    assert [tuple(e) for e in events] == [("sms_opt_out", "patient:link")]
+    with client.session_transaction() as sess:
+        link_id = sess["pq"]["link"]
+    assert [tuple(e) for e in events] == [("sms_opt_out", f"patient:link:{link_id}")]   # which link, as for answers
+    from proapp.audit.models import AuditEvent
+
+    assert session.scalar(select(AuditEvent.actor).where(AuditEvent.action == "patient.sms_opt_out")) == \
+        f"patient:link:{link_id}"
     # A second tap (or a resubmission) changes nothing and records nothing more.
     again = client.post("/q/sms", data={"csrf_token": csrf(page.text)})
     assert again.status_code == 200

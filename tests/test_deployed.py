@@ -1,0 +1,380 @@
+"""proapp as deployed, end to end: Debian's nginx terminating TLS with the shipped site file, gunicorn with the
+shipped configuration in production mode, PostgreSQL, one ``proapp worker`` sending through the real ``twilio``
+SDK to the fake Twilio, Chromium on a 320 px phone. Every port is chosen free at run time; everything runs on
+127.0.0.1. The patient answers in French, switches language, stops the SMS and submits; a nurse signs in,
+pauses another patient's SMS and signs out; the EDC's job pulls the responses over TLS; Twilio reports the
+delivery. Then the database holds every answer and change, and no log holds a link token, a phone number, a
+password or an API key."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from proapp import db
+from tests.benchmarks._setup import free_port
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import PHONE_KEY, fresh_app
+from tests.sms.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+
+pytestmark = pytest.mark.postgres
+
+ROOT = Path(__file__).resolve().parents[1]
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+PHONE_A, PHONE_B = "+33612345678", "+33698765432"
+PASSWORD = "a long staff password 42"
+TIMEZONES = ("Europe/Paris", "Pacific/Tahiti", "America/Guadeloupe", "Indian/Reunion", "Pacific/Noumea")
+
+
+def phone_forms(number: str) -> list[str]:
+    national = "0" + number[3:]
+    return [number, number[1:], national, number[3:], " ".join(re.findall("..", national)),
+            ".".join(re.findall("..", national))]
+
+
+def daytime_zone() -> str:
+    """A patient time zone where it is now between 09:00 and 19:00 (SMS go out at once, far from quiet hours)."""
+    now = dt.datetime.now(dt.UTC)
+    for name in TIMEZONES:
+        if 9 <= now.astimezone(ZoneInfo(name)).hour < 19:
+            return name
+    raise AssertionError("no shipped time zone is in daytime now")     # the offsets span more than 24 - 10 hours
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def nginx_conf(folder: Path, *, tls_port: int, http_port: int, upstream: int, cert: Path, key: Path) -> Path:
+    """The shipped site file with this run's ports, certificate and logs, inside a minimal main file."""
+    site = (ROOT / "proapp/deploy/nginx-site.conf.example").read_text()
+    for old, new in (("listen 443 ssl http2;", f"listen 127.0.0.1:{tls_port} ssl http2;"),
+                     ("listen 80;", f"listen 127.0.0.1:{http_port};"),
+                     ("https://pro.example-hospital.fr$request_uri", f"https://127.0.0.1:{tls_port}$request_uri"),
+                     ("pro.example-hospital.fr", "127.0.0.1"),
+                     ("/etc/letsencrypt/live/127.0.0.1/fullchain.pem", str(cert)),
+                     ("/etc/letsencrypt/live/127.0.0.1/privkey.pem", str(key)),
+                     ("/var/log/nginx/", f"{folder}/"),
+                     ("http://127.0.0.1:8000", f"http://127.0.0.1:{upstream}")):
+        assert old in site, old
+        site = site.replace(old, new)
+    (folder / "site.conf").write_text(site)
+    temp = {name: folder / name for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    for path in temp.values():
+        path.mkdir(exist_ok=True)
+    main = folder / "nginx.conf"
+    main.write_text(f"""
+daemon off;
+worker_processes 1;
+pid {folder}/nginx.pid;
+error_log {folder}/nginx-main.error.log warn;
+{"user root;" if os.geteuid() == 0 else ""}
+events {{ worker_connections 256; }}
+http {{
+    include /etc/nginx/mime.types;
+    access_log {folder}/nginx-default.access.log;
+    client_body_temp_path {temp["client_body"]};
+    proxy_temp_path {temp["proxy"]};
+    fastcgi_temp_path {temp["fastcgi"]};
+    uwsgi_temp_path {temp["uwsgi"]};
+    scgi_temp_path {temp["scgi"]};
+    include {folder}/site.conf;
+}}
+""")
+    return main
+
+
+def wait_for(check, what: str, seconds: float = 30.0, procs: tuple[subprocess.Popen, ...] = ()) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for proc in procs:
+            assert proc.poll() is None, f"{proc.args[0]} exited with {proc.returncode} while waiting for {what}"
+        try:
+            if check():
+                return
+        except (OSError, requests.RequestException):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@dataclass
+class Deployment:
+    url: str
+    http_url: str
+    cert: Path
+    logs: Path
+    env: dict[str, str]
+    twilio: FakeTwilio
+    app: object
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)
+
+    def cli(self, *args: str, stdin: str = "") -> str:
+        done = subprocess.run([str(ROOT / ".venv/bin/proapp"), *args], env=self.env, cwd=ROOT, input=stdin,
+                              capture_output=True, text=True, timeout=60)
+        with (self.logs / "cli.log").open("a") as log:      # what the commands logged (their output is the answer)
+            log.write(done.stderr)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def start(self, name: str, args: list[str]) -> subprocess.Popen:
+        with (self.logs / f"{name}.log").open("w") as out:          # the child keeps its own copy
+            proc = subprocess.Popen(args, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        self.procs[name] = proc
+        return proc
+
+    def stop(self) -> None:
+        for name, sig in (("worker", signal.SIGTERM), ("gunicorn", signal.SIGTERM), ("nginx", signal.SIGQUIT)):
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(sig)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def all_logs(self) -> dict[str, str]:
+        return {p.name: p.read_text(errors="replace") for p in sorted(self.logs.glob("*.log"))}
+
+    def get(self, path: str, **kw) -> requests.Response:
+        return requests.get(self.url + path, verify=str(self.cert), timeout=30, **kw)
+
+
+@pytest.fixture(scope="module")
+def deployed(database_url, instance_dir, tmp_path_factory) -> Iterator[Deployment]:
+    if not os.path.exists(NGINX):
+        pytest.fail(f"{NGINX} is missing: the test command installs Debian's nginx package")
+    folder = tmp_path_factory.mktemp("deployed")
+    logs = folder / "logs"
+    logs.mkdir()
+    cert, key = self_signed(folder)
+    tls_port, http_port, upstream = free_port(), free_port(), free_port()
+    public = f"https://127.0.0.1:{tls_port}"
+    app = fresh_app(database_url)                  # an emptied database with the studies loaded
+    app.extensions["proapp.engine"].dispose()
+    with FakeTwilio() as twilio:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROAPP_")}
+        env.update({
+            "PROAPP_ENV": "production", "PROAPP_SECRET_KEY": "s" * 64, "PROAPP_DATABASE_URL": database_url,
+            "PROAPP_PUBLIC_URL": public, "PROAPP_PROXY_HOPS": "1", "PROAPP_PHONE_KEYS": PHONE_KEY,
+            "PROAPP_SMS_GATEWAY": "twilio", "PROAPP_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "PROAPP_TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PROAPP_TWILIO_API_BASE": twilio.base_url,
+            "PROAPP_INSTANCE_PATH": str(folder / "instance"), "PROAPP_BIND": f"127.0.0.1:{upstream}",
+            "PROAPP_WEB_WORKERS": "2", "PROAPP_RATE_LOGIN_PER_IP": "0",
+        })
+        d = Deployment(public, f"http://127.0.0.1:{http_port}", cert, logs, env, twilio, app,
+                       secrets=[PASSWORD, "s" * 64, PHONE_KEY, AUTH_TOKEN])
+        try:
+            d.cli("init")
+            d.cli("user", "create", "--email", "nurse@chu.test", "--role", "coordinator", "--study", "ADUSE",
+                  "--language", "en", stdin=PASSWORD + "\n")
+            zone = daytime_zone()
+            anchor = (dt.datetime.now(ZoneInfo(zone)).date() - dt.timedelta(days=7)).isoformat()
+            for subject, phone in (("ADU-TLS-101", PHONE_A), ("ADU-TLS-102", PHONE_B)):
+                d.cli("enroll", "--study", "ADUSE", "--site", "TLS", "--subject", subject, "--phone", phone,
+                      "--language", "fr", "--anchor-date", anchor, "--timezone", zone)
+            api_key = d.cli("api-key", "create", "--study", "ADUSE", "--name", "EDC nightly").split()[-1]
+            assert api_key.startswith("pk_") and "." in api_key
+            d.secrets.append(api_key)
+            d.api_key = api_key
+            gunicorn = d.start("gunicorn", [str(ROOT / ".venv/bin/gunicorn"), "-c", "proapp/deploy/gunicorn.conf.py",
+                                            "wsgi:app"])
+            nginx = d.start("nginx", [NGINX, "-c", str(nginx_conf(logs, tls_port=tls_port, http_port=http_port,
+                                                                  upstream=upstream, cert=cert, key=key))])
+            wait_for(lambda: d.get("/healthz").status_code == 200, "gunicorn behind nginx", procs=(gunicorn, nginx))
+            worker = d.start("worker", [str(ROOT / ".venv/bin/proapp"), "worker"])
+            wait_for(lambda: len(twilio.messages) >= 2, "the two invitations at the fake Twilio", procs=(worker,))
+            yield d
+        finally:
+            d.stop()
+
+
+def sms_link(d: Deployment, to: str) -> str:
+    [msg] = [m for m in d.twilio.messages.values() if m.to == to]
+    link = re.search(r"https://\S+/s/[A-Za-z0-9_-]+", msg.body).group(0)
+    assert link.startswith(d.url + "/s/")
+    return link
+
+
+def go(page, locator) -> None:
+    with page.expect_navigation(wait_until="load"):
+        locator.click()
+
+
+def test_the_deployed_stack_end_to_end(deployed):
+    from playwright.sync_api import sync_playwright
+
+    d = deployed
+    link = sms_link(d, PHONE_A)
+    token = link.rsplit("/", 1)[1]
+    d.secrets += [token, sms_link(d, PHONE_B).rsplit("/", 1)[1]]
+    assert "SuiviPRO" in d.twilio.messages[next(iter(d.twilio.messages))].body
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            # The patient, on a 320 px phone, from the SMS.
+            phone = browser.new_context(viewport={"width": 320, "height": 568}, has_touch=True, locale="fr-FR",
+                                        ignore_https_errors=True)
+            page = phone.new_page()
+            page.goto(link)
+            assert page.url == d.url + "/q"
+            go(page, page.get_by_role("link", name="Commencer"))
+            page.get_by_role("slider").focus()
+            page.keyboard.press("Home")
+            for _ in range(3):
+                page.keyboard.press("PageUp")                       # 30
+            go(page, page.get_by_role("button", name="Suivant"))
+            assert "expired" not in page.url and "/q/PAIN_VAS" not in page.url, page.url
+            page.get_by_label("Non", exact=True).check()            # no new ulcer
+            go(page, page.get_by_role("button", name="Suivant"))
+            page.get_by_role("slider").focus()
+            page.keyboard.press("End")                              # 100
+            go(page, page.get_by_role("button", name="Suivant"))
+            for _ in range(3):                                      # infection, antibiotics, healed
+                page.get_by_label("Non", exact=True).check()
+                go(page, page.get_by_role("button", name="Suivant"))
+            assert page.url == d.url + "/q/review"
+            go(page, page.locator("button[name=lang][value=en]"))       # the language switch, and back
+            assert page.url == d.url + "/q/review" and "Send my answers" in page.content()
+            go(page, page.locator("button[name=lang][value=fr]"))
+            assert "Envoyer mes réponses" in page.content()
+            go(page, page.get_by_role("link", name="SMS de rappel"))
+            go(page, page.get_by_role("button", name="Arrêter les SMS"))
+            assert "Vous ne recevrez plus de SMS de notre part." in page.content()
+            go(page, page.get_by_role("link", name="Revenir à mon questionnaire"))
+            go(page, page.get_by_role("link", name=re.compile("Continuer|Revoir")))
+            go(page, page.get_by_role("button", name="Envoyer mes réponses"))
+            assert page.url == d.url + "/q/done" and "Merci, vos réponses ont été envoyées." in page.content()
+            page.goto(link)                                         # the SMS link again, after completion
+            assert "Vous avez déjà rempli ce questionnaire." in page.content()
+            phone.close()
+
+            # The research nurse: sign in, pause the other patient's SMS with a reason, sign out.
+            desk = browser.new_context(viewport={"width": 1280, "height": 800}, ignore_https_errors=True)
+            page = desk.new_page()
+            page.goto(d.url + "/staff/")
+            page.locator("input[name=email]").fill("nurse@chu.test")
+            page.locator("input[name=password]").fill(PASSWORD)
+            go(page, page.locator("form button[type=submit]").last)
+            assert page.url == d.url + "/staff/"
+            page.goto(d.url + "/staff/patients?q=ADU-TLS-102")
+            go(page, page.get_by_role("link", name="ADU-TLS-102"))
+            page.locator("#reason-pause").fill("in hospital this week")
+            go(page, page.get_by_role("button", name="Pause SMS"))
+            assert "in hospital this week" in page.content()
+            go(page, page.get_by_role("button", name="Sign out"))
+            page.goto(d.url + "/staff/")
+            assert "/staff/login" in page.url
+            desk.close()
+        finally:
+            browser.close()
+
+    # The EDC's nightly job, over TLS with the certificate checked: every format, paged one at a time.
+    auth = {"Authorization": f"Bearer {d.api_key}"}
+    pulled = d.get("/api/v1/studies/ADUSE/responses", headers=auth).json()
+    assert {r["instrument"]["code"] for r in pulled["data"]} == {"PAIN_VAS", "DU_DIARY"}
+    assert next(r for r in pulled["data"] if r["instrument"]["code"] == "PAIN_VAS")["answers"]["PAIN_VAS"] == "30"
+    for fmt in ("json", "csv", "odm", "fhir"):
+        cursor, pages = None, 0
+        while True:
+            resp = d.get("/api/v1/studies/ADUSE/responses", headers=auth,
+                         params={"format": fmt, "limit": 1, **({"cursor": cursor} if cursor else {})})
+            assert resp.status_code == 200, (fmt, resp.status_code, resp.text[:300])
+            pages += 1
+            cursor = resp.headers["X-Next-Cursor"]
+            if resp.headers["X-Has-More"] == "false":
+                break
+        assert pages == 2, fmt                      # two responses, one a page
+
+    # Twilio reports the invitation delivered, signed for the public URL.
+    sid = next(sid for sid, m in d.twilio.messages.items() if m.to == PHONE_A)
+    url, params, signature = d.twilio.callback(sid, "delivered")
+    assert url.startswith(d.url + "/sms/status/")
+    report = requests.post(url, data=params, headers={"X-Twilio-Signature": signature}, verify=str(d.cert),
+                           timeout=30)
+    assert report.status_code in (200, 204), report.text[:200]
+    forged = requests.post(url, data={**params, "MessageStatus": "failed"}, headers={"X-Twilio-Signature": signature},
+                           verify=str(d.cert), timeout=30)
+    assert forged.status_code == 403
+
+    # Plain HTTP is sent to HTTPS; a forged Host is refused.
+    assert requests.get(d.http_url + "/q", allow_redirects=False, timeout=10).headers["Location"] == d.url + "/q"
+    assert requests.get(d.url + "/staff/login", headers={"Host": "evil.example"}, verify=str(d.cert),
+                        timeout=10).status_code == 400
+
+    # What the database holds.
+    from proapp.audit.models import AuditEvent
+    from proapp.patients.models import Patient, PatientContact
+    from proapp.questionnaire.models import Answer, Response
+    from proapp.sms.models import SmsMessage
+
+    with d.app.app_context():
+        s = db.session()
+        a = s.scalar(select(Patient).where(Patient.subject_id == "ADU-TLS-101"))
+        b = s.scalar(select(Patient).where(Patient.subject_id == "ADU-TLS-102"))
+        answers = dict(s.execute(select(Answer.item_code, Answer.value).join(Response)).all())
+        assert answers == {"PAIN_VAS": "30", "DU_NEW": "N", "DU_PAIN": "100", "DU_INFECT": "N", "DU_ANTIBIO": "N",
+                           "DU_HEALED": "N"}
+        assert s.scalar(select(func.count()).select_from(Response).where(Response.completed_at.is_not(None))) == 2
+        assert s.get(PatientContact, a.id).opted_out_at is not None
+        assert s.get(PatientContact, b.id).sms_paused_at is not None
+        assert s.scalar(select(SmsMessage.status).where(SmsMessage.patient_id == a.id)) == "delivered"
+        actions = [(e.action, e.actor) for e in s.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+        by_patient = [act for act, actor in actions if actor.startswith("patient:link:")]
+        assert by_patient.count("answer.saved") == 6
+        for needed in ("patient.language_changed", "patient.sms_opt_out", "response.completed"):
+            assert needed in by_patient, needed
+        assert by_patient.count("patient.language_changed") == 2
+        staff = [act for act, actor in actions if actor == "user:nurse@chu.test"]
+        assert {"user.login", "patient.sms_pause", "user.logout"} <= set(staff), staff
+        assert ("sms.status", "system:sms") in actions
+        assert sum(act == "api.request" for act, _ in actions) == 1 + 4 * 2     # every pull is recorded
+    d.app.extensions["proapp.engine"].dispose()
+
+    # No log holds a secret: link tokens, phone numbers in any form, the password, keys.
+    d.stop()
+    logs = d.all_logs()
+    assert {"gunicorn.log", "worker.log", "proapp.access.log", "proapp.error.log"} <= set(logs), sorted(logs)
+    assert "/s/[redacted]" in logs["proapp.access.log"] and "/s/[redacted]" in logs["gunicorn.log"]
+    forbidden = [*d.secrets, *phone_forms(PHONE_A), *phone_forms(PHONE_B)]
+    for name, text in logs.items():
+        for secret in forbidden:
+            assert secret not in text, f"{name} holds {secret[:6]}..."
