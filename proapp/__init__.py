@@ -49,6 +49,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     configure_mappers()  # a mapping mistake stops start-up here, and the first patient request does not pay for it
 
     db.init_app(app)
+    from proapp.audit.services import install as install_audit_trail
+
+    install_audit_trail()       # every session's commit writes its audit entries (proapp/audit/services.py)
     babel.init_app(app, locale_selector=select_locale)
     csrf.init_app(app)
 

@@ -15,11 +15,13 @@ bp = Blueprint("core", __name__)
 
 
 @bp.get("/")
+@db.read_only
 def index() -> str:
     return render_template("index.html")
 
 
 @bp.get("/healthz")
+@db.read_only
 def healthz() -> tuple[dict[str, str], int]:
     try:
         db.session().execute(text("SELECT 1"))
@@ -184,10 +186,6 @@ def _refuse_nul_bytes() -> None:
 
 
 def init_app(app: Flask) -> None:
-    from proapp.signing import CookieSessions, csrf_token
-
-    app.session_interface = CookieSessions()
-    app.jinja_env.globals["csrf_token"] = csrf_token      # Flask-WTF's tokens, made faster (proapp/signing.py)
     app.register_blueprint(bp)
     app.context_processor(_template_globals)
     app.register_error_handler(CSRFError, _csrf_error)

@@ -22,6 +22,9 @@ from proapp.db import Base
 from proapp.migrate import upgrade
 
 PHONE_KEY = Fernet.generate_key().decode()
+CHROMIUM = os.environ.get("PROAPP_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
 
 
 def _database_url(tmp_root: Path) -> tuple[str, str | None]:
@@ -129,6 +132,19 @@ def runner(app: Flask):
 @pytest.fixture
 def dialect(database_url: str) -> str:
     return make_url(database_url).get_backend_name()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's chromium driven by Playwright (never a downloaded browser build), one per test run."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: the test command installs Debian's chromium package")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
 
 
 def pytest_collection_modifyitems(config, items):

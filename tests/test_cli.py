@@ -9,7 +9,7 @@ from proapp.models import Occurrence, Patient, PatientContact, Site, Study, User
 
 
 def count(session, model):
-    session.expire_all()
+    session.rollback()               # a fresh snapshot of the database
     return session.scalar(select(func.count()).select_from(model))
 
 

@@ -1,4 +1,7 @@
-"""The embedded database's settings: what makes an acknowledged answer durable and consistent on SQLite."""
+"""The database settings that make an acknowledged answer durable and keep the app serving: SQLite's pragmas and
+writers that queue, PostgreSQL's pool recovering from a dropped connection, and nothing left open by a request."""
+
+import threading
 
 import pytest
 from sqlalchemy import select, text
@@ -8,29 +11,50 @@ from proapp.db import make_engine
 
 
 def test_sqlite_commits_reach_the_disk_and_keep_foreign_keys(tmp_path):
-    """WAL; SQLite's own flush is NORMAL because the connection flushes each write commit itself before commit()
-    returns (tests/test_sqlite_gate.py); a database it cannot gate keeps SQLite's FULL."""
     engine = make_engine(f"sqlite:///{tmp_path / 'durable.sqlite3'}")
     try:
         with engine.connect() as conn:
             assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-            assert conn.connection.driver_connection.flushes_its_commits
-            assert conn.execute(text("PRAGMA synchronous")).scalar() == 1        # NORMAL, flushed by proapp
+            assert conn.execute(text("PRAGMA synchronous")).scalar() == 2            # FULL: on disk at commit
             assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
             assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
     finally:
         engine.dispose()
-    uri = make_engine(f"sqlite:///file:{tmp_path / 'uri.sqlite3'}?uri=true")
+
+
+def test_sqlite_writers_queue_instead_of_failing(tmp_path):
+    """Writing transactions that each read, then write, at the same time: with a deferred BEGIN one fails at once
+    ("database is locked") when another has committed meanwhile; a writing request's BEGIN IMMEDIATE waits."""
+    from proapp.db import WRITES
+
+    plain = make_engine(f"sqlite:///{tmp_path / 'queue.sqlite3'}")
+    engine = plain.execution_options(**{WRITES: True})
     try:
-        with uri.connect() as conn:
-            assert not conn.connection.driver_connection.flushes_its_commits
-            assert conn.execute(text("PRAGMA synchronous")).scalar() == 2        # FULL: SQLite flushes
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE counter (n INTEGER)"))
+            conn.execute(text("INSERT INTO counter VALUES (0)"))
+        barrier, errors = threading.Barrier(4), []
+
+        def bump() -> None:
+            try:
+                barrier.wait()
+                for _ in range(25):
+                    with engine.begin() as conn:
+                        n = conn.execute(text("SELECT n FROM counter")).scalar_one()
+                        conn.execute(text("UPDATE counter SET n = :n"), {"n": n + 1})
+            except Exception as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=bump) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT n FROM counter")).scalar_one() == 100     # no update lost
     finally:
-        uri.dispose()
-
-
-def _reader_of(app):
-    return getattr(app.extensions["proapp.readers"]._mine, "conn", None)
+        plain.dispose()
 
 
 def _patient_at_first_question(app, client):
@@ -44,64 +68,16 @@ def _patient_at_first_question(app, client):
     return p
 
 
-def test_the_question_pages_of_a_thread_share_one_reader_and_leave_nothing_open(app, client):
-    page = _patient_at_first_question(app, client).page
-    assert page.status_code == 200
-    kept = _reader_of(app)
-    assert kept is not None
-    driver = kept.connection.driver_connection
-    assert client.get(page.request.path).status_code == 200
-    assert _reader_of(app) is kept and kept.connection.driver_connection is driver     # no new check-out
-    assert not kept.in_transaction()
-    if kept.dialect.name == "sqlite":
-        assert not driver.in_transaction           # no read transaction holding back the WAL's checkpoints
+def test_requests_leave_no_connection_checked_out(app, client):
+    p = _patient_at_first_question(app, client)
+    p.answer(PAIN_VAS="40")
+    p.get("/q/PAIN_VAS.PAIN_VAS")
+    assert app.extensions["proapp.engine"].pool.checkedout() == 0
 
 
-def test_a_reader_left_idle_goes_back_to_the_pool(app, client, monkeypatch):
-    from proapp import db
-
-    page = _patient_at_first_question(app, client).page
-    kept = _reader_of(app)
-    monkeypatch.setattr(db, "KEPT_IDLE_SECONDS", 0.0)
-    assert client.get(page.request.path).status_code == 200
-    assert kept.closed and _reader_of(app) is not kept and not _reader_of(app).closed
-
-
-@pytest.mark.postgres
-# SQLAlchemy's pre-ping leaves the dead psycopg connection it discards unclosed (ResourceWarning at collection;
-# reproduced with a bare engine: kill a pooled connection's backend, then check out).
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_a_reader_the_database_dropped_is_replaced(app, client, monkeypatch, database_url):
-    """Terminated while kept: the next page after an idle second gets a fresh, tested connection; a page right
-    away gets the usual 503 (as any request caught by an outage) and the one after it works."""
-    from proapp import db
-
-    path = _patient_at_first_question(app, client).path
-
-    def kill_reader() -> None:
-        import psycopg
-
-        pid = _reader_of(app).connection.driver_connection.info.backend_pid
-        with psycopg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(False),
-                             autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-
-    kill_reader()
-    monkeypatch.setattr(db, "KEPT_IDLE_SECONDS", 0.0)
-    assert client.get(path).status_code == 200
-    monkeypatch.setattr(db, "KEPT_IDLE_SECONDS", 3600.0)
-    kill_reader()
-    caught = client.get(path)
-    assert caught.status_code == 503 and caught.headers["Retry-After"] == "5"
-    assert client.get(path).status_code == 200
-
-
-
-def test_a_server_with_a_thread_per_request_gives_every_reader_back(app, client):
-    """Flask's development server (the README's demo) runs each request in a new thread: each thread's reader
-    must return to the pool when the thread ends, or the pool runs dry after a few pages."""
-    import threading
-
+def test_a_server_with_a_thread_per_request_serves_every_page(app, client):
+    """Flask's development server (the README's demo) runs each request in a new thread: every connection goes
+    back to the pool, or the pool runs dry after a few pages."""
     path = _patient_at_first_question(app, client).path
     statuses: list[int] = []
     for _ in range(20):                               # more than the pool holds (5 + 10 overflow)
@@ -109,42 +85,38 @@ def test_a_server_with_a_thread_per_request_gives_every_reader_back(app, client)
         thread.start()
         thread.join(60)
     assert statuses == [200] * 20
-    assert app.extensions["proapp.engine"].pool.checkedout() <= 2      # this thread's own reader and writer
+    assert app.extensions["proapp.engine"].pool.checkedout() == 0
 
 
-def _writer_of(app):
-    return getattr(app.extensions["proapp.writers"]._mine, "conn", None)
+@pytest.mark.postgres
+# SQLAlchemy's pre-ping leaves the dead psycopg connection it discards unclosed (ResourceWarning at collection;
+# reproduced with a bare engine: kill a pooled connection's backend, then check out).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_connection_the_database_dropped_is_replaced(app, client, database_url):
+    """Every pooled connection terminated by the server (a restart, a failover): the pool's pre-ping finds out
+    and the next page is served on a fresh connection."""
+    import psycopg
+
+    path = _patient_at_first_question(app, client).path
+    engine = app.extensions["proapp.engine"]
+    pooled = [engine.raw_connection() for _ in range(engine.pool.checkedin())]      # every idle connection
+    pids = [c.driver_connection.info.backend_pid for c in pooled]
+    for c in pooled:
+        c.close()                                     # back to the pool, about to be killed
+    with psycopg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(False),
+                         autocommit=True) as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    assert pids and client.get(path).status_code == 200
 
 
-def _stored_answer(app) -> str | None:
+def test_an_answer_is_stored_once_and_read_back(app, client):
     from proapp import db
     from proapp.questionnaire.models import Answer
 
-    with app.app_context():
-        return db.session().scalar(select(Answer.value))
-
-
-def test_the_answers_of_a_thread_share_one_writer_and_leave_nothing_open(app, client):
     p = _patient_at_first_question(app, client)
-    p.answer(PAIN_VAS="40")
-    kept = _writer_of(app)
-    driver = kept.connection.driver_connection
-    p.get("/q/PAIN_VAS.PAIN_VAS")
-    p.answer(PAIN_VAS="41")
-    assert _writer_of(app) is kept and kept.connection.driver_connection is driver
-    assert not kept.in_transaction()
-    if kept.dialect.name == "sqlite":
-        assert not driver.in_transaction
-    assert _stored_answer(app) == "41"
-
-
-def test_a_writer_busy_in_a_transaction_is_left_alone(app, client):
-    """Another session of the same thread (a nested app context) has a transaction open on the kept writer: the
-    request works on a pool connection and does not commit nor roll back the other's work."""
-    p = _patient_at_first_question(app, client)
-    kept = _writer_of(app)
-    busy = kept.begin()
     p.answer(PAIN_VAS="55")
-    assert p.page.status_code == 200 and busy.is_active and _writer_of(app) is kept
-    busy.rollback()
-    assert _stored_answer(app) == "55"
+    p.get("/q/PAIN_VAS.PAIN_VAS")
+    p.answer(PAIN_VAS="56")
+    with app.app_context():
+        assert db.session().scalars(select(Answer.value)).all() == ["56"]

@@ -27,7 +27,6 @@ from sqlalchemy import func, select
 
 from proapp import db
 from tests.benchmarks._setup import free_port
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import PHONE_KEY, fresh_app
 from tests.sms.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
@@ -238,74 +237,67 @@ def go(page, locator) -> None:
         locator.click()
 
 
-def test_the_deployed_stack_end_to_end(deployed):
-    from playwright.sync_api import sync_playwright
-
+def test_the_deployed_stack_end_to_end(deployed, browser):
     d = deployed
     link = sms_link(d, PHONE_A)
     token = link.rsplit("/", 1)[1]
     d.secrets += [token, sms_link(d, PHONE_B).rsplit("/", 1)[1]]
     assert "SuiviPRO" in d.twilio.messages[next(iter(d.twilio.messages))].body
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            # The patient, on a 320 px phone, from the SMS.
-            phone = browser.new_context(viewport={"width": 320, "height": 568}, has_touch=True, locale="fr-FR",
-                                        ignore_https_errors=True)
-            page = phone.new_page()
-            page.goto(link)
-            assert page.url == d.url + "/q"
-            go(page, page.get_by_role("link", name="Commencer"))
-            page.get_by_role("slider").focus()
-            page.keyboard.press("Home")
-            for _ in range(3):
-                page.keyboard.press("PageUp")                       # 30
-            go(page, page.get_by_role("button", name="Suivant"))
-            assert "expired" not in page.url and "/q/PAIN_VAS" not in page.url, page.url
-            page.get_by_label("Non", exact=True).check()            # no new ulcer
-            go(page, page.get_by_role("button", name="Suivant"))
-            page.get_by_role("slider").focus()
-            page.keyboard.press("End")                              # 100
-            go(page, page.get_by_role("button", name="Suivant"))
-            for _ in range(3):                                      # infection, antibiotics, healed
-                page.get_by_label("Non", exact=True).check()
-                go(page, page.get_by_role("button", name="Suivant"))
-            assert page.url == d.url + "/q/review"
-            go(page, page.locator("button[name=lang][value=en]"))       # the language switch, and back
-            assert page.url == d.url + "/q/review" and "Send my answers" in page.content()
-            go(page, page.locator("button[name=lang][value=fr]"))
-            assert "Envoyer mes réponses" in page.content()
-            go(page, page.get_by_role("link", name="SMS de rappel"))
-            go(page, page.get_by_role("button", name="Arrêter les SMS"))
-            assert "Vous ne recevrez plus de SMS de notre part." in page.content()
-            go(page, page.get_by_role("link", name="Revenir à mon questionnaire"))
-            go(page, page.get_by_role("link", name=re.compile("Continuer|Revoir")))
-            go(page, page.get_by_role("button", name="Envoyer mes réponses"))
-            assert page.url == d.url + "/q/done" and "Merci, vos réponses ont été envoyées." in page.content()
-            page.goto(link)                                         # the SMS link again, after completion
-            assert "Vous avez déjà rempli ce questionnaire." in page.content()
-            phone.close()
+    # The patient, on a 320 px phone, from the SMS.
+    phone = browser.new_context(viewport={"width": 320, "height": 568}, has_touch=True, locale="fr-FR",
+                                ignore_https_errors=True)
+    page = phone.new_page()
+    page.goto(link)
+    assert page.url == d.url + "/q"
+    go(page, page.get_by_role("link", name="Commencer"))
+    page.get_by_role("slider").focus()
+    page.keyboard.press("Home")
+    for _ in range(3):
+        page.keyboard.press("PageUp")                       # 30
+    go(page, page.get_by_role("button", name="Suivant"))
+    assert "expired" not in page.url and "/q/PAIN_VAS" not in page.url, page.url
+    page.get_by_label("Non", exact=True).check()            # no new ulcer
+    go(page, page.get_by_role("button", name="Suivant"))
+    page.get_by_role("slider").focus()
+    page.keyboard.press("End")                              # 100
+    go(page, page.get_by_role("button", name="Suivant"))
+    for _ in range(3):                                      # infection, antibiotics, healed
+        page.get_by_label("Non", exact=True).check()
+        go(page, page.get_by_role("button", name="Suivant"))
+    assert page.url == d.url + "/q/review"
+    go(page, page.locator("button[name=lang][value=en]"))       # the language switch, and back
+    assert page.url == d.url + "/q/review" and "Send my answers" in page.content()
+    go(page, page.locator("button[name=lang][value=fr]"))
+    assert "Envoyer mes réponses" in page.content()
+    go(page, page.get_by_role("link", name="SMS de rappel"))
+    go(page, page.get_by_role("button", name="Arrêter les SMS"))
+    assert "Vous ne recevrez plus de SMS de notre part." in page.content()
+    go(page, page.get_by_role("link", name="Revenir à mon questionnaire"))
+    go(page, page.get_by_role("link", name=re.compile("Continuer|Revoir")))
+    go(page, page.get_by_role("button", name="Envoyer mes réponses"))
+    assert page.url == d.url + "/q/done" and "Merci, vos réponses ont été envoyées." in page.content()
+    page.goto(link)                                         # the SMS link again, after completion
+    assert "Vous avez déjà rempli ce questionnaire." in page.content()
+    phone.close()
 
-            # The research nurse: sign in, pause the other patient's SMS with a reason, sign out.
-            desk = browser.new_context(viewport={"width": 1280, "height": 800}, ignore_https_errors=True)
-            page = desk.new_page()
-            page.goto(d.url + "/staff/")
-            page.locator("input[name=email]").fill("nurse@chu.test")
-            page.locator("input[name=password]").fill(PASSWORD)
-            go(page, page.locator("form button[type=submit]").last)
-            assert page.url == d.url + "/staff/"
-            page.goto(d.url + "/staff/patients?q=ADU-TLS-102")
-            go(page, page.get_by_role("link", name="ADU-TLS-102"))
-            page.locator("#reason-pause").fill("in hospital this week")
-            go(page, page.get_by_role("button", name="Pause SMS"))
-            assert "in hospital this week" in page.content()
-            go(page, page.get_by_role("button", name="Sign out"))
-            page.goto(d.url + "/staff/")
-            assert "/staff/login" in page.url
-            desk.close()
-        finally:
-            browser.close()
+    # The research nurse: sign in, pause the other patient's SMS with a reason, sign out.
+    desk = browser.new_context(viewport={"width": 1280, "height": 800}, ignore_https_errors=True)
+    page = desk.new_page()
+    page.goto(d.url + "/staff/")
+    page.locator("input[name=email]").fill("nurse@chu.test")
+    page.locator("input[name=password]").fill(PASSWORD)
+    go(page, page.locator("form button[type=submit]").last)
+    assert page.url == d.url + "/staff/"
+    page.goto(d.url + "/staff/patients?q=ADU-TLS-102")
+    go(page, page.get_by_role("link", name="ADU-TLS-102"))
+    page.locator("#reason-pause").fill("in hospital this week")
+    go(page, page.get_by_role("button", name="Pause SMS"))
+    assert "in hospital this week" in page.content()
+    go(page, page.get_by_role("button", name="Sign out"))
+    page.goto(d.url + "/staff/")
+    assert "/staff/login" in page.url
+    desk.close()
 
     # The EDC's nightly job, over TLS with the certificate checked: every format, paged one at a time.
     auth = {"Authorization": f"Bearer {d.api_key}"}

@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 
 from proapp.audit.models import AuditEvent, AuditHead
 from proapp.db import dialect_insert
-from proapp.prepared import Prepared
 
 GENESIS = "0" * 64
 HEAD_ROW = 1
@@ -58,26 +57,24 @@ def chain_hash(prev_hash: str, entry: dict[str, Any]) -> str:
 
 
 _HEAD = AuditHead.__table__
-# Prebuilt Core statements: the writer runs in every transaction that records something (every answer saved).
+# Core statements: the writer runs in every transaction that records something (every answer saved).
 _LOCK_HEAD = (update(_HEAD).where(_HEAD.c.id == HEAD_ROW).values(last_id=_HEAD.c.last_id)
               .returning(_HEAD.c.last_id, _HEAD.c.last_hash))
 _MOVE_HEAD = (update(_HEAD).where(_HEAD.c.id == HEAD_ROW)
               .values(last_id=bindparam("new_last_id"), last_hash=bindparam("new_last_hash")))
 _INSERT_EVENTS = insert(AuditEvent.__table__).values({c.name: bindparam(c.name)
                                                       for c in AuditEvent.__table__.columns})
-_LOCK_HEAD_RUN, _MOVE_HEAD_RUN = Prepared(_LOCK_HEAD), Prepared(_MOVE_HEAD)
-_INSERT_EVENTS_RUN = Prepared(_INSERT_EVENTS)
 
 
 def _lock_head(db: Session) -> tuple[int, str]:
     """Lock the head row (an UPDATE that changes nothing takes the row lock) and read the chain's end."""
     conn = db.connection()
-    row = _LOCK_HEAD_RUN.first(conn)
+    row = conn.execute(_LOCK_HEAD).first()
     if row is None:
         upsert = dialect_insert(conn.dialect.name)
         conn.execute(upsert(_HEAD).values(id=HEAD_ROW, last_id=0, last_hash=GENESIS).on_conflict_do_nothing())
-        row = _LOCK_HEAD_RUN.first(conn)
-    return row[0], row[1]
+        row = conn.execute(_LOCK_HEAD).first()
+    return row.last_id, row.last_hash
 
 
 def _write_pending(session: Session) -> None:
@@ -92,8 +89,8 @@ def _write_pending(session: Session) -> None:
         entry["hash"] = last_hash = chain_hash(entry["prev_hash"], entry)
         rows.append(entry)
     conn = session.connection()
-    _INSERT_EVENTS_RUN.run_many(conn, rows)
-    _MOVE_HEAD_RUN.run(conn, {"new_last_id": last_id, "new_last_hash": last_hash})
+    conn.execute(_INSERT_EVENTS, rows)
+    conn.execute(_MOVE_HEAD, {"new_last_id": last_id, "new_last_hash": last_hash})
 
 
 def _drop_pending(session: Session, transaction: Any) -> None:

@@ -68,8 +68,11 @@ def current_viewer() -> Viewer | None:
     check = accounts.check_session(s, data["sid"], services.now(),
                                    idle=timedelta(minutes=cfg["STAFF_IDLE_MINUTES"]),
                                    lifetime=timedelta(hours=cfg["STAFF_SESSION_HOURS"]))
+    user = check.user
+    if user is not None:
+        g.viewer = Viewer(user.id, user.email, user.role, tuple(accounts.scopes_of(s, user.id)), user.language)
     s.commit()                      # the session's last activity, or its end
-    if check.user is None:
+    if user is None:
         session.pop(SESSION_KEY, None)
         if check.refused == "idle":
             flash(_("You were signed out after a period without activity."), "notice")
@@ -77,8 +80,6 @@ def current_viewer() -> Viewer | None:
             flash(_("You were signed out: a session lasts at most %(n)s hours. Please sign in again.",
                     n=cfg["STAFF_SESSION_HOURS"]), "notice")
         return None
-    user = check.user
-    g.viewer = Viewer(user.id, user.email, user.role, tuple(accounts.scopes_of(s, user.id)), user.language)
     return g.viewer
 
 

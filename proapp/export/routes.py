@@ -88,13 +88,14 @@ def _key_for(study_code: str) -> tuple[ApiKey, Study]:
     if key is None:
         raise Problem(401, "Unauthorized", "Send a live API key as 'Authorization: Bearer pk_...'.", "unauthorized")
     g.api_key = key
+    study = s.get(Study, key.study_id)
+    s.commit()                  # the rate limiter's own transaction must not wait for this one (SQLite)
     from proapp import ratelimit
 
     wait = ratelimit.check("api", key.prefix)
     if wait:
         raise Problem(429, "Too Many Requests", f"This key made too many requests; try again in {wait} s.",
                       "rate-limited", retry_after=wait)
-    study = s.get(Study, key.study_id)
     if study is None or study.code != study_code:
         raise Problem(404, "Not Found", f"No study {study_code} for this key.", "not-found")
     return key, study

@@ -10,7 +10,6 @@ from proapp import db, services
 from proapp.i18n import use_locale
 from proapp.patients.models import Patient, PatientContact
 from proapp.questionnaire import flow as flowmod
-from proapp.questionnaire import pages
 from proapp.questionnaire import services as qs
 from proapp.web import safe_next
 
@@ -53,9 +52,8 @@ def _writes() -> bool:
 
 
 def _reads() -> Connection:
-    """Pages that may write read inside the ORM session's transaction; the others (every question GET) read
-    on a plain connection."""
-    return db.session().connection() if _writes() else db.reader()
+    """The request's connection (its session's transaction) for the Core reads of the patient pages."""
+    return db.session().connection()
 
 
 def _current() -> tuple[qs.Visit, dict[str, qs.ResponseState]] | None:
@@ -120,6 +118,7 @@ def _session_or_page(require_open: bool = True) -> qs.Session_:
 
 
 @bp.get("/q")
+@db.read_only
 def welcome() -> WResponse | tuple[str, int] | str:
     qsess = _session_or_page()
     nxt = flowmod.first_unanswered(qsess.flow(), qsess.answers, qsess.states)
@@ -138,6 +137,7 @@ def _screen_context(qsess: qs.Session_, key: str):
 
 
 @bp.route("/q/<key>", methods=["GET", "POST"])
+@db.read_only
 def screen(key: str) -> WResponse | tuple[str, int] | str:
     qsess = _session_or_page()
     flow, index, scr = _screen_context(qsess, key)
@@ -184,10 +184,11 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
     }
     if errors:
         return render_template("questionnaire/screen.html", **context), 422
-    return pages.screen_page(scr, context, qsess.visit.language), 200
+    return render_template("questionnaire/screen.html", **context), 200
 
 
 @bp.get("/q/review")
+@db.read_only
 def review() -> WResponse | tuple[str, int] | str:
     qsess = _session_or_page()
     flow = qsess.flow()
@@ -220,6 +221,7 @@ def _site(visit: qs.Visit) -> Row | None:
 
 
 @bp.get("/q/done")
+@db.read_only
 def done() -> tuple[str, int] | str:
     qsess = _session_or_page(require_open=False)
     if not qsess.visit.completed:
@@ -247,6 +249,7 @@ def language() -> WResponse | tuple[str, int]:
 
 
 @bp.route("/q/sms", methods=["GET", "POST"])
+@db.read_only
 def sms_stop() -> tuple[str, int] | str:
     """The patient stops the SMS (invitations and reminders). Recorded with who and when; the questionnaire
     itself stays open with this link."""

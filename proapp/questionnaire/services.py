@@ -29,7 +29,6 @@ from proapp.patients.models import (
     PatientStatus,
     window_is_open,
 )
-from proapp.prepared import Prepared
 from proapp.questionnaire import flow as flowmod
 from proapp.questionnaire.flow import Screen
 from proapp.questionnaire.models import AccessLink, Answer, Response, ResponseStatus
@@ -129,11 +128,12 @@ class ResponseState:
 
 
 _VISIT = (
-    select(AccessLink.id, Occurrence.id, Occurrence.visit_code, Occurrence.instruments, Occurrence.status,
-           Occurrence.window_opens_at, Occurrence.window_closes_at, Patient.id, Study.code, Patient.site_id,
-           Patient.language, Patient.timezone, Patient.status,
-           Response.id, Response.instrument_code, Response.instrument_version, Response.status,
-           Response.flow_state, Response.scores)
+    select(AccessLink.id.label("link_id"), Occurrence.id.label("occurrence_id"), Occurrence.visit_code,
+           Occurrence.instruments, Occurrence.status, Occurrence.window_opens_at, Occurrence.window_closes_at,
+           Patient.id.label("patient_id"), Study.code.label("study_code"), Patient.site_id, Patient.language,
+           Patient.timezone, Patient.status.label("patient_status"),
+           Response.id.label("response_id"), Response.instrument_code, Response.instrument_version,
+           Response.status.label("response_status"), Response.flow_state, Response.scores)
     .select_from(AccessLink)
     .join(Occurrence, Occurrence.id == AccessLink.occurrence_id)
     .join(Patient, Patient.id == Occurrence.patient_id)
@@ -141,25 +141,27 @@ _VISIT = (
     .outerjoin(Response, Response.occurrence_id == Occurrence.id)
     .where(AccessLink.id == bindparam("link"), AccessLink.revoked_at.is_(None),
            Occurrence.id == bindparam("occurrence")))
-_VISIT_COLUMNS = 13
 # For a request that will write (an answer, the submit): the occurrence row stays locked until its commit, so an
 # answer saved in one tab and the submit in another happen one after the other (PostgreSQL; SQLite has one
 # writer at a time anyway).
 _VISIT_FOR_WRITING = _VISIT.with_for_update(of=Occurrence)
-_VISIT_RUN, _VISIT_FOR_WRITING_RUN = Prepared(_VISIT), Prepared(_VISIT_FOR_WRITING)
 
 
 def visit_of_live_link(conn: Connection, link_id: int, occurrence_id: int, *,
                        for_writing: bool = False) -> tuple[Visit, dict[str, ResponseState]] | None:
     """The visit behind a patient session and its responses so far, in one query (a row per response, at least
     one); None once the link was revoked (a new SMS was sent)."""
-    rows = (_VISIT_FOR_WRITING_RUN if for_writing else _VISIT_RUN).rows(conn, {"link": link_id,
-                                                                               "occurrence": occurrence_id})
+    rows = conn.execute(_VISIT_FOR_WRITING if for_writing else _VISIT,
+                        {"link": link_id, "occurrence": occurrence_id}).all()
     if not rows:
         return None
     first = rows[0]
-    visit = Visit(first[0], first[1], first[2], tuple(first[3]), *first[4:_VISIT_COLUMNS])
-    responses = {row[14]: ResponseState(*row[_VISIT_COLUMNS:]) for row in rows if row[_VISIT_COLUMNS] is not None}
+    visit = Visit(first.link_id, first.occurrence_id, first.visit_code, tuple(first.instruments), first.status,
+                  first.window_opens_at, first.window_closes_at, first.patient_id, first.study_code, first.site_id,
+                  first.language, first.timezone, first.patient_status)
+    responses = {row.instrument_code: ResponseState(row.response_id, row.instrument_code, row.instrument_version,
+                                                    row.response_status, row.flow_state, row.scores)
+                 for row in rows if row.response_id is not None}
     return visit, responses
 
 
@@ -195,7 +197,6 @@ _RESPONSES = (select(Response.id, Response.instrument_code, Response.instrument_
 _ANSWERS = (select(Response.instrument_code, Answer.item_code, Answer.repeat_index, Answer.value)
             .join(Answer, Answer.response_id == Response.id)
             .where(Response.occurrence_id == bindparam("occurrence"), Answer.value.is_not(None)))
-_ANSWERS_RUN = Prepared(_ANSWERS)
 
 
 def load(conn: Connection, visit: Visit, responses: dict[str, ResponseState], registry: Registry,
@@ -216,8 +217,8 @@ def load(conn: Connection, visit: Visit, responses: dict[str, ResponseState], re
 def _answers_of(conn: Connection, visit: Visit) -> dict[str, dict[tuple[str, int], str]]:
     """{instrument code: {(item code, repeat): value}} of the occurrence's stored answers."""
     answers: dict[str, dict[tuple[str, int], str]] = {code: {} for code in visit.instruments}
-    for code, item_code, repeat, value in _ANSWERS_RUN.rows(conn, {"occurrence": visit.occurrence_id}):
-        answers.setdefault(code, {})[(item_code, repeat)] = value
+    for row in conn.execute(_ANSWERS, {"occurrence": visit.occurrence_id}):
+        answers.setdefault(row.instrument_code, {})[(row.item_code, row.repeat_index)] = row.value
     return answers
 
 
@@ -344,8 +345,8 @@ def save_screen(db: Session, s: Session_, screen: Screen, form: Mapping[str, str
         _audit_answer(db, s, r, code, screen.repeat, current.get(key), value, actor, now)
         # One statement whether the answer is new or changed; another tab saving the same answer at the same
         # moment cannot make a second row (the unique key) nor fail: the latest wins.
-        _upsert_answer(db).run(db.connection(), {"response_id": r.id, "item_code": code,
-                                                 "repeat_index": screen.repeat, "value": value, "answered_at": now})
+        db.execute(_upsert_answer(db), {"response_id": r.id, "item_code": code, "repeat_index": screen.repeat,
+                                        "value": value, "answered_at": now})
         current[key] = value
     state = dict(r.flow_state or {})
     seen = list(state.get("seen") or [])
@@ -356,7 +357,7 @@ def save_screen(db: Session, s: Session_, screen: Screen, form: Mapping[str, str
     return {}
 
 
-# Prebuilt Core statements for the autosave (every answer the patient gives runs them).
+# Core statements for the autosave (every answer the patient gives runs them; SQLAlchemy caches their SQL).
 _ANSWER_T = Answer.__table__
 _DELETE_ANSWER = delete(_ANSWER_T).where(_ANSWER_T.c.response_id == bindparam("rid"),
                                          _ANSWER_T.c.item_code == bindparam("item"),
@@ -367,32 +368,25 @@ _SAVE_STATE = (update(Response.__table__)
                .where(Response.__table__.c.id == bindparam("rid"),
                       Response.__table__.c.status == ResponseStatus.IN_PROGRESS)
                .values(flow_state=bindparam("state"), language=bindparam("lang"), last_saved_at=bindparam("at")))
-_DELETE_ANSWER_RUN, _SAVE_STATE_RUN = Prepared(_DELETE_ANSWER), Prepared(_SAVE_STATE)
-_UPSERTS: dict[str, Prepared] = {}
 
 
-def _upsert_answer(db: Session) -> Prepared:
+def _upsert_answer(db: Session) -> Any:
     """INSERT ... ON CONFLICT (response, item, repeat) DO UPDATE value and time, for this database."""
-    name = db.get_bind().dialect.name
-    if name not in _UPSERTS:
-        stmt = dialect_insert(name)(_ANSWER_T)
-        _UPSERTS[name] = Prepared(stmt.values(
-            {c: bindparam(c) for c in ("response_id", "item_code", "repeat_index", "value", "answered_at")}
-        ).on_conflict_do_update(
-            index_elements=[_ANSWER_T.c.response_id, _ANSWER_T.c.item_code, _ANSWER_T.c.repeat_index],
-            set_={"value": stmt.excluded.value, "answered_at": stmt.excluded.answered_at}))
-    return _UPSERTS[name]
+    stmt = dialect_insert(db.get_bind().dialect.name)(_ANSWER_T)
+    return stmt.on_conflict_do_update(
+        index_elements=[_ANSWER_T.c.response_id, _ANSWER_T.c.item_code, _ANSWER_T.c.repeat_index],
+        set_={"value": stmt.excluded.value, "answered_at": stmt.excluded.answered_at})
 
 
 def _delete_answer(db: Session, response_id: int, key: tuple[str, int]) -> None:
-    _DELETE_ANSWER_RUN.run(db.connection(), {"rid": response_id, "item": key[0], "rep": key[1]})
+    db.execute(_DELETE_ANSWER, {"rid": response_id, "item": key[0], "rep": key[1]})
 
 
 def _record_save(db: Session, s: Session_, r: ResponseState, inst: Instrument, state: dict[str, Any],
                  language: str, now: datetime, actor: str) -> None:
     """End of every save: new navigation state, language and time, and answers a change has hidden dropped."""
     r.flow_state = state
-    saved = _SAVE_STATE_RUN.run(db.connection(), {"rid": r.id, "state": state, "lang": language, "at": now})
+    saved = db.execute(_SAVE_STATE, {"rid": r.id, "state": state, "lang": language, "at": now}).rowcount
     if not saved:
         raise AlreadyCompleted          # submitted meanwhile: the caller rolls back, nothing of this save stays
     _prune_hidden(db, s, r, inst, actor, now)
@@ -447,7 +441,7 @@ def complete(db: Session, s: Session_, *, language: str, now: datetime, on_site:
 def _refresh(db: Session, s: Session_) -> None:
     """Read the occurrence's responses and answers again (inside the caller's transaction)."""
     conn = db.connection()
-    s.responses = {row[1]: ResponseState(*row)
+    s.responses = {row.instrument_code: ResponseState(*row)
                    for row in conn.execute(_RESPONSES, {"occurrence": s.visit.occurrence_id})}
     s.answers = _answers_of(conn, s.visit)
 

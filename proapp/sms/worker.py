@@ -104,8 +104,7 @@ class SmsWorker:
         """Completed responses to the EDC endpoints named in the study files (see proapp/export/push.py)."""
         from proapp.export import push
 
-        with self.app.app_context():
-            s = db.session()
+        with self.app.app_context(), db.transaction() as s:
             queued = push.queue(s, services.studies(), services.now())
             report = push.send_due(s, services.studies(), services.instruments(), services.now())
             report.queued = queued

@@ -1,7 +1,9 @@
-"""Requests per second under gunicorn (2 workers) for a question page GET and an answer POST, as a ratio to
-a bare Flask hello-world measured in the same run (goals: 0.5 for GET, 0.25 for POST). Loopback only,
-bounded in time. Run: .venv/bin/python -m tests.benchmarks.bench_rps [--seconds 10] [--clients 4] [--rounds 3]
-[--database-url postgresql+psycopg://...]"""
+"""Requests per second under gunicorn (2 sync workers) for proapp's question page GET and answer POST, side by side
+with the plain implementation of the same request (tests/benchmarks/plain_app.py: Flask, Flask-WTF, SQLAlchemy
+Core) in interleaved rounds of one run. Goals on PostgreSQL: GET >= 0.8x the plain GET, POST (answer, navigation
+state, audit entry) >= 0.5x the plain POST. Loopback only, bounded in time.
+Run: .venv/bin/python -m tests.benchmarks.bench_rps [--seconds 10] [--clients 4] [--rounds 3]
+[--database-url postgresql://...] [--smoke]"""
 
 from __future__ import annotations
 
@@ -11,11 +13,13 @@ import multiprocessing as mp
 import os
 import re
 import sys
+import tempfile
 import time
+from pathlib import Path
 from statistics import median
 from urllib.parse import urlencode
 
-from tests.benchmarks._setup import free_port, prepared_instance, start_gunicorn
+from tests.benchmarks._setup import bench_database, free_port, prepared_instance, start_gunicorn
 
 
 def worker(port: int, method: str, path: str, headers: dict, bodies: list[str], seconds: float,
@@ -56,6 +60,17 @@ def measure(port: int, method: str, path: str, headers: dict, bodies: list[list[
     return total / seconds
 
 
+def form_session(port: int, path: str) -> tuple[str, str]:
+    """(session cookie, CSRF token) after a GET of ``path``, as a browser holds them."""
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    page = resp.read().decode()
+    cookie = resp.getheader("Set-Cookie").split(";", 1)[0]
+    conn.close()
+    return cookie, re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
 def patient_session(port: int, token: str) -> tuple[str, str]:
     conn = http.client.HTTPConnection("127.0.0.1", port)
     conn.request("GET", f"/s/{token}")
@@ -94,49 +109,71 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--database-url", default=None, help="a PostgreSQL database (a schema of its own is used)")
+    parser.add_argument("--smoke", action="store_true", help="one short round: checks that it runs (CI)")
     args = parser.parse_args()
-    folder, url, token = prepared_instance(args.database_url)
-    env = {**os.environ, "PROAPP_INSTANCE_PATH": str(folder), "PROAPP_DATABASE_URL": url}
-    hello_port, app_port = free_port(), free_port()
-    hello = start_gunicorn("tests.benchmarks.hello_app:app", hello_port, env, ready_path="/")
+    if args.smoke:
+        args.seconds, args.rounds, args.clients = 0.5, 1, 2
+    with bench_database(args.database_url, Path(tempfile.mkdtemp(prefix="proapp-rps-"))) as url:
+        run(args, url)
+    sys.exit(0)
+
+
+def run(args: argparse.Namespace, database_url: str) -> None:
+    folder, url, token = prepared_instance(database_url)
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS plain_answer (id INTEGER PRIMARY KEY, value VARCHAR(10))"))
+    engine.dispose()
+    env = {**os.environ, "PROAPP_INSTANCE_PATH": str(folder), "PROAPP_DATABASE_URL": url, "PLAIN_DATABASE_URL": url}
+    plain_port, app_port = free_port(), free_port()
+    plain = start_gunicorn("tests.benchmarks.plain_app:app", plain_port, env, ready_path="/q/x")
     proapp = start_gunicorn("wsgi:app", app_port, env)
-    hello_rps, get_rps, post_rps = [], [], []
+    rates: dict[str, list[float]] = {"plain GET": [], "proapp GET": [], "plain POST": [], "proapp POST": []}
     try:
         cookie, csrf = patient_session(app_port, token)
+        plain_cookie, plain_csrf = form_session(plain_port, "/q/PAIN_VAS.PAIN_VAS")
         # Each client alternates two values of its own, so every POST changes the stored answer: the real
         # autosave (answer written, audit entry chained, navigation state saved, commit), not a no-op.
-        bodies = [[urlencode({"csrf_token": csrf, "PAIN_VAS": str(v)}) for v in (2 * k, 2 * k + 1)]
-                  for k in range(args.clients)]
-        form = {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"}
-        # Warm-up, not counted: every worker has started, compiled its statements and filled its caches.
-        measure(hello_port, "GET", "/", {}, [], 1, args.clients)
-        measure(app_port, "GET", "/q/PAIN_VAS.PAIN_VAS", {"Cookie": cookie}, [], 1, args.clients)
-        measure(app_port, "POST", "/q/PAIN_VAS.PAIN_VAS", form, bodies, 1, args.clients)
+        def bodies(token: str) -> list[list[str]]:
+            return [[urlencode({"csrf_token": token, "PAIN_VAS": str(v)}) for v in (2 * k, 2 * k + 1)]
+                    for k in range(args.clients)]
+
+        requests = {
+            "plain GET": (plain_port, "GET", {"Cookie": plain_cookie}, []),
+            "proapp GET": (app_port, "GET", {"Cookie": cookie}, []),
+            "plain POST": (plain_port, "POST", {"Cookie": plain_cookie, "Content-Type": FORM}, bodies(plain_csrf)),
+            "proapp POST": (app_port, "POST", {"Cookie": cookie, "Content-Type": FORM}, bodies(csrf)),
+        }
+        for port, method, headers, body in requests.values():        # warm-up, not counted
+            measure(port, method, "/q/PAIN_VAS.PAIN_VAS", headers, body, min(1.0, args.seconds), args.clients)
         before = audit_count(url)
         for _ in range(args.rounds):       # interleaved rounds: a noisy moment does not favour one side
-            hello_rps.append(measure(hello_port, "GET", "/", {}, [], args.seconds, args.clients))
-            get_rps.append(measure(app_port, "GET", "/q/PAIN_VAS.PAIN_VAS", {"Cookie": cookie}, [], args.seconds,
-                                   args.clients))
-            post_rps.append(measure(app_port, "POST", "/q/PAIN_VAS.PAIN_VAS", form, bodies, args.seconds,
-                                    args.clients))
+            for name, (port, method, headers, body) in requests.items():
+                rates[name].append(measure(port, method, "/q/PAIN_VAS.PAIN_VAS", headers, body, args.seconds,
+                                           args.clients))
         saves = audit_count(url) - before
     finally:
-        for p in (hello, proapp):
+        for p in (plain, proapp):
             p.terminate()
             p.wait(timeout=10)
     db = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
-    posts = round(sum(post_rps) * args.seconds)
-    print(f"database: {db}; gunicorn 2 sync workers; {args.clients} clients; {args.rounds} rounds of "
-          f"{args.seconds:.0f} s each; medians")
-    baseline = median(hello_rps)
-    print(f"hello-world GET        {baseline:8.0f} req/s  (rounds: {', '.join(f'{r:.0f}' for r in hello_rps)})")
-    for label, runs, goal in (("question page GET     ", get_rps, 0.5), ("answer POST (autosave)", post_rps, 0.25)):
-        ratios = [r / h for r, h in zip(runs, hello_rps, strict=True)]
-        print(f"{label} {median(runs):8.0f} req/s  ratio {median(ratios):.3f} (goal >= {goal}; rounds: "
-              f"{', '.join(f'{r:.3f}' for r in ratios)})")
-    print(f"{posts:,} answer POSTs, {saves:,} answer changes stored with their audit entries")
-    sys.exit(0)
+    posts = round(sum(rates["proapp POST"]) * args.seconds)
+    print(f"database: {db}; gunicorn 2 sync workers each; {args.clients} clients; {args.rounds} rounds of "
+          f"{args.seconds:g} s each; medians")
+    for kind, goal in (("GET", 0.8), ("POST", 0.5)):
+        plain_r, app_r = rates[f"plain {kind}"], rates[f"proapp {kind}"]
+        ratios = [a / p for a, p in zip(app_r, plain_r, strict=True)]
+        print(f"{kind:<5} plain {median(plain_r):7.0f} req/s  proapp {median(app_r):7.0f} req/s  "
+              f"ratio {median(ratios):.2f} (goal >= {goal}; rounds: {', '.join(f'{r:.2f}' for r in ratios)})")
+    print(f"{posts:,} proapp answer POSTs, {saves:,} answer changes stored with their audit entries")
+    if saves < posts * 0.99:
+        raise RuntimeError("proapp's POSTs did not all store an answer change")
+
+
+FORM = "application/x-www-form-urlencoded"
 
 
 if __name__ == "__main__":

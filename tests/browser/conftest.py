@@ -1,31 +1,15 @@
-"""Real-browser fixtures: the app served on 127.0.0.1 by a werkzeug thread, Debian's chromium driven by
-Playwright (never a downloaded browser build)."""
+"""Real-browser fixtures: the app served on 127.0.0.1 by a werkzeug thread; the browser itself (Debian's chromium
+driven by Playwright, never a downloaded build) is the session fixture ``browser`` of tests/conftest.py."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 
 import pytest
 from werkzeug.serving import make_server
 
-CHROMIUM = os.environ.get("PROAPP_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
 VIEWPORTS = {"360x640": {"width": 360, "height": 640}, "320x568": {"width": 320, "height": 568}}
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: the test command installs Debian's chromium package")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Validation against the official CDISC ODM 1.3.2 schema in ../shared/schemas/odm-1.3.2 (no network)."""
+"""Validation against the official CDISC ODM 1.3.2 schema, kept in tests/data/odm-1.3.2 with its MIT licence (no
+network)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from lxml import etree
 
-SCHEMA_DIR = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "odm-1.3.2"
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "data" / "odm-1.3.2"
 
 
 @cache

@@ -134,7 +134,7 @@ def test_question_7b_only_when_7a_is_no_and_dropped_when_7a_changes(app, client,
     p.get("/q/DLQI.DLQI07A")
     p.answer(DLQI07A="Y")
     assert p.screen_key == "DLQI.DLQI08"           # 7B skipped
-    session.expire_all()
+    session.rollback()               # a fresh snapshot of the database
     assert session.scalar(select(func.count()).select_from(Answer).where(Answer.item_code == "DLQI07B")) == 0
     assert p.get("/q/DLQI.DLQI07B").status_code == 303   # a hidden screen sends the patient on
 
@@ -193,7 +193,7 @@ def test_double_submit_gives_one_completion_and_later_answers_are_refused(app, c
     back = client.get("/q/PAIN_VAS.PAIN_VAS")
     assert "Vous avez déjà rempli ce questionnaire." in text(back.text)
     client.post("/q/PAIN_VAS.PAIN_VAS", data={"csrf_token": token_field, "PAIN_VAS": "99"})
-    session.expire_all()
+    session.rollback()               # a fresh snapshot of the database
     assert session.scalar(select(Answer.value).where(Answer.item_code == "PAIN_VAS")) == "10"
     assert session.scalar(select(Response.completed_at).where(Response.instrument_code == "PAIN_VAS")) == completed_at
     again = client.get(f"/s/{token}", follow_redirects=True)
@@ -315,7 +315,7 @@ def test_window_closing_mid_way_stores_nothing_and_says_so_kindly(app, client, s
     resp = p.answer(follow=False, PAIN_VAS="50")
     assert resp.status_code == 410
     assert "Ce questionnaire est clos." in text(resp.text)
-    session.expire_all()
+    session.rollback()               # a fresh snapshot of the database
     assert session.scalar(select(func.count()).select_from(Answer)) == 0
 
 
@@ -348,7 +348,7 @@ def test_language_switch_is_remembered_for_the_patient(app, client, session):
     assert "Your questionnaires" in client.get("/q").text
     from proapp.models import Patient as PatientRow
 
-    session.expire_all()
+    session.rollback()               # a fresh snapshot of the database
     assert session.get(PatientRow, pid).language == "en"
     # A change of the patient record like any other: in the patient's history and the audit trail, by the patient.
     from proapp.models import AuditEvent, PatientEvent

@@ -35,7 +35,7 @@ def test_a_save_that_read_before_a_submit_committed_stores_nothing(app, client, 
             qs.save_screen(s, other_tab, _pain(other_tab), {"PAIN_VAS": "77"}, language="fr",
                            now=services.now(), actor="test:other-tab")
         s.rollback()
-    session.expire_all()
+    session.rollback()               # a fresh snapshot of the database
     assert session.scalar(select(Answer.value).where(Answer.item_code == "PAIN_VAS")) == "10"
     pain = session.scalars(select(Response).where(Response.instrument_code == "PAIN_VAS")).one()
     assert pain.status.value == "completed" and pain.scores["pain"] == 10
@@ -53,7 +53,7 @@ def test_a_submit_that_read_before_a_save_committed_scores_the_saved_answer(app,
         assert changed.status_code == 303
         assert qs.complete(s, submitting_tab, language="fr", now=services.now(), actor="test:submitting-tab")
         s.commit()
-    session.expire_all()
+    session.rollback()               # a fresh snapshot of the database
     pain = session.scalars(select(Response).where(Response.instrument_code == "PAIN_VAS")).one()
     assert pain.status.value == "completed"
     assert pain.scores["pain"] == 90                   # the answer stored, not the one read before
@@ -71,7 +71,7 @@ def test_a_first_answer_rolled_back_leaves_no_response_behind(app, session):
         assert qs.save_screen(s, tab, _pain(tab), {"PAIN_VAS": "35"}, language="fr", now=services.now(),
                               actor="test") == {}
         s.rollback()
-    session.expire_all()
+    session.rollback()               # a fresh snapshot of the database
     assert session.scalars(select(Response)).all() == []
     assert session.scalars(select(Answer)).all() == []
 
@@ -93,6 +93,6 @@ def test_two_tabs_starting_the_same_questionnaire_share_one_response(app, sessio
         assert qs.save_screen(s, second_tab, _pain(second_tab), {"PAIN_VAS": "60"}, language="fr",
                               now=services.now(), actor="test:second-tab") == {}
         s.commit()
-    session.expire_all()
+    session.rollback()               # a fresh snapshot of the database
     pain = session.scalars(select(Response).where(Response.instrument_code == "PAIN_VAS")).one()
     assert session.scalars(select(Answer.value).where(Answer.response_id == pain.id)).all() == ["60"]

@@ -33,7 +33,7 @@ def test_the_patient_stops_the_sms_from_the_questionnaire_in_french(app, client,
     assert resp.status_code == 200
     assert "Vous ne recevrez plus de SMS de notre part." in text(resp.text)
     assert "Revenir à mon questionnaire" in text(resp.text)                 # the questionnaire stays open
-    session.expire_all()
+    session.rollback()               # a fresh snapshot of the database
     contact = session.get(PatientContact, pid)
     assert contact.opted_out_at is not None
     events = session.execute(select(PatientEvent.action, PatientEvent.actor)
@@ -58,7 +58,7 @@ def test_stop_page_in_english_and_a_stale_form_is_shown_again(app, client, sessi
     assert "Stop the SMS?" in text(page.text)
     resp = client.post("/q/sms", data={"csrf_token": "stale"})
     assert resp.status_code == 303 and resp.headers["Location"].endswith("/q/sms")
-    session.expire_all()
+    session.rollback()               # a fresh snapshot of the database
     assert session.get(PatientContact, pid).opted_out_at is None        # nothing stored from a stale form
 
 
