@@ -6,7 +6,6 @@ separate ``proapp worker`` process).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 from flask import Flask
 
 from proapp import db
-from proapp.config import load_config
+from proapp.config import env_setting, load_config
 from proapp.extensions import babel, csrf
 from proapp.i18n import ensure_compiled, select_locale
 
@@ -26,10 +25,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     Raises ``ConfigError``, ``InstrumentFileError`` or ``StudyFileError`` with a message naming what to fix.
     """
-    instance_path = Path(os.environ.get("PROAPP_INSTANCE_PATH") or PROJECT_ROOT / "instance").resolve()
+    instance_path = (PROJECT_ROOT / env_setting("INSTANCE_PATH")).resolve()     # an absolute path stays as it is
     app = Flask(__name__, instance_path=str(instance_path), template_folder="../templates",
                 static_folder="static")
     app.config.update(load_config(instance_path, overrides=config))
+    from proapp.clock import Clock
+
+    app.extensions["proapp.clock"] = Clock(app.config.pop("NOW", None))     # tests may start it stopped
     from proapp.logs import install as redact_logs
 
     redact_logs(app.logger)
@@ -52,6 +54,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from proapp.audit.services import install as install_audit_trail
 
     install_audit_trail()       # every session's commit writes its audit entries (proapp/audit/services.py)
+    from proapp.sms.services import connect_signals
+
+    connect_signals()           # a pause, an opt-out or a withdrawal cancels the SMS waiting to go
     babel.init_app(app, locale_selector=select_locale)
     csrf.init_app(app)
 
@@ -64,17 +69,35 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from proapp.sms import routes as sms_routes
 
     sms_routes.init_app(app)
+    from proapp.accounts import routes as accounts_routes
+    from proapp.audit import routes as audit_routes
     from proapp.dashboard import routes as dashboard_routes
 
+    accounts_routes.init_app(app)
     dashboard_routes.init_app(app)
+    audit_routes.init_app(app)
     from proapp.export import routes as export_routes
 
     export_routes.init_app(app)
 
+    app.cli.add_command(load_commands())
+    return app
+
+
+COMMAND_MODULES = ("proapp.ops", "proapp.demo", "proapp.instruments.commands", "proapp.accounts.commands",
+                   "proapp.audit.commands", "proapp.patients.commands", "proapp.questionnaire.commands",
+                   "proapp.sms.commands", "proapp.export.commands", "proapp.jobs.commands")
+
+
+def load_commands():
+    """The ``proapp`` command group with every feature's commands (each feature's module adds its own)."""
+    import importlib
+
     from proapp.cli import proapp_cli
 
-    app.cli.add_command(proapp_cli)
-    return app
+    for name in COMMAND_MODULES:
+        importlib.import_module(name)
+    return proapp_cli
 
 
 def _load_definitions(app: Flask) -> None:

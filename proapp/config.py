@@ -78,7 +78,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TWILIO_MESSAGING_SERVICE_SID", None, "Messaging Service SID (`MG...`), used instead of TWILIO_FROM."),
     Setting("TWILIO_API_BASE", "https://api.twilio.com", "Twilio REST base URL (tests point it at a local fake)."),
     Setting("TWILIO_TIMEOUT", 10, "Seconds to wait for Twilio before the outcome is treated as unknown.", int),
+    Setting("INSTANCE_PATH", "instance/", "Folder for the SQLite database, development secrets and the console SMS "
+            "file (relative paths: from the project's folder)."),
+    Setting("BIND", "127.0.0.1:8000", "Where gunicorn listens (`proapp/deploy/gunicorn.conf.py`); the reverse proxy "
+            "forwards there."),
+    Setting("WEB_WORKERS", None, "gunicorn's worker processes (default: 2 x cores + 1).", int),
+    Setting("FORWARDED_ALLOW_IPS", "127.0.0.1", "Addresses gunicorn accepts X-Forwarded-* headers from (the "
+            "reverse proxy)."),
 )
+
+
+def env_setting(name: str, env: Mapping[str, str] | None = None) -> Any:
+    """One setting from the environment (or its default), for what reads them before any app exists (gunicorn's
+    configuration, the instance folder)."""
+    setting = next(s for s in SETTINGS if s.name == name)
+    return _env_value(os.environ if env is None else env, setting)
 
 SUPPORTED_LANGUAGES = ("fr", "en")
 

@@ -1,12 +1,12 @@
 """Every model, imported once so that the metadata (and Alembic) sees all tables."""
 
-from proapp.accounts.models import Role, User, UserScope
+from proapp.accounts.models import Role, StaffSession, User, UserScope
 from proapp.audit.models import AuditEvent, AuditHead
 from proapp.export.models import Acknowledgement, ApiKey, ApiPull, PushDelivery
-from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
+from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientEvent, PatientStatus
 from proapp.questionnaire.models import AccessLink, Answer, Correction, Response, ResponseStatus
 from proapp.ratelimit import RateCounter
-from proapp.sms.models import PatientEvent, SendSlot, SmsMessage, SmsStatus
+from proapp.sms.models import SendSlot, SmsMessage, SmsStatus
 from proapp.studies.models import Site, Study
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "Site",
     "SmsMessage",
     "SmsStatus",
+    "StaffSession",
     "Study",
     "User",
     "UserScope",

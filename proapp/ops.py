@@ -9,6 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import click
+
+from proapp import db, services
+from proapp.cli import proapp_cli
 from proapp.config import SETTINGS, _env_value, production_problems
 
 
@@ -122,3 +126,50 @@ def _twilio_problems(cfg: dict[str, Any]) -> list[str]:
     except (TwilioException, OSError) as exc:
         return [f"Twilio cannot be reached at {cfg['TWILIO_API_BASE']}: {type(exc).__name__}."]
     return []
+
+
+# Commands ---------------------------------------------------------------------------------------------------
+
+@proapp_cli.command("init")
+def init_cmd() -> None:
+    """Create or upgrade the database to the newest schema and load the study files (safe to run twice)."""
+    from flask import current_app
+
+    from proapp.migrate import upgrade
+    from proapp.studies.services import sync_studies
+
+    upgrade(current_app.config["DATABASE_URL"])
+    with db.transaction() as s:
+        changes = sync_studies(s, services.studies(), services.now())
+    for line in changes:
+        click.echo(line)
+    click.echo(f"database at the newest schema; studies: {', '.join(services.studies().codes())}")
+
+@proapp_cli.command("config-table")
+def config_table_cmd() -> None:
+    """Print the settings as the Markdown table of docs/operations.md."""
+    from proapp.config import SETTINGS
+
+    click.echo("| variable | default | meaning |")
+    click.echo("|---|---|---|")
+    for setting in SETTINGS:
+        default = "—" if setting.default is None else f"`{setting.default}`"
+        meaning = setting.description.replace("|", "\\|")
+        click.echo(f"| `PROAPP_{setting.name}` | {default} | {meaning} |")
+
+
+def run_check() -> int:
+    from proapp.ops import deployment_problems
+
+    problems = deployment_problems()
+    for problem in problems:
+        click.echo(problem)
+    if not problems:
+        click.echo("deployment OK: settings, database (reachable, schema at head, studies loaded), phone keys, "
+                   "SMS gateway")
+    return 1 if problems else 0
+
+@proapp_cli.command("check")
+def check_cmd() -> None:
+    """Check a deployment: one line per problem, exit 1 if any (works even when the app refuses to start)."""
+    raise SystemExit(run_check())

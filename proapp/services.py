@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from flask import current_app
 
-from proapp.db import utcnow
-from proapp.instruments import Registry
-from proapp.patients.phones import PhoneVault
-from proapp.studies.catalog import StudyCatalog
+if TYPE_CHECKING:           # the features import this module: it imports none of them
+    from proapp.instruments import Registry
+    from proapp.patients.phones import PhoneVault
+    from proapp.studies.catalog import StudyCatalog
 
 
 def instruments() -> Registry:
@@ -25,8 +26,5 @@ def phone_vault() -> PhoneVault:
 
 
 def now() -> datetime:
-    """The current UTC time, or the aware datetime in the app's ``NOW`` setting (a fixed clock for tests)."""
-    fixed = current_app.config.get("NOW")
-    if fixed is not None:
-        return fixed
-    return utcnow()
+    """The current UTC time by the app's clock (proapp/clock.py)."""
+    return current_app.extensions["proapp.clock"].now()

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, make_response, redirect, render_template, request, session, url_for
+from collections.abc import Callable
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 from proapp import db
 from proapp.config import SUPPORTED_LANGUAGES
@@ -39,6 +53,12 @@ def switch_language() -> Response:
     return redirect(safe_next(request.form.get("next"), "/", url_for("core.index")), code=303)
 
 
+def int_arg(name: str, default: int) -> int:
+    """A whole-number query parameter (a page number), or ``default`` for anything else."""
+    raw = request.args.get(name, "")
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 7 else default
+
+
 def safe_next(target: str | None, prefix: str, default: str) -> str:
     """``target`` when it is a path of this site under ``prefix``, else ``default``: the only redirects that a
     ``next`` parameter may ask for. Refused: other hosts (``//host``, ``/\\host``, a scheme), control characters
@@ -56,6 +76,28 @@ def safe_next(target: str | None, prefix: str, default: str) -> str:
     return target
 
 
+ErrorRenderer = Callable[[HTTPException], Response]
+
+
+def register_error_renderer(app: Flask, path_prefix: str, render: ErrorRenderer) -> None:
+    """A feature whose clients are not browsers (the export API) answers its errors its own way under its
+    path; every other path gets the error page."""
+    app.extensions.setdefault("proapp.error_renderers", []).append((path_prefix, render))
+
+
+def register_csrf_handler(app: Flask, blueprint: str, handler: Callable[[], Any]) -> None:
+    """A blueprint's answer to a stale or missing CSRF token (the patient pages show the page again); None from
+    the handler falls back to the error page."""
+    app.extensions.setdefault("proapp.csrf_handlers", {})[blueprint] = handler
+
+
+def _renderer_for(path: str) -> ErrorRenderer | None:
+    for prefix, render in current_app.extensions.get("proapp.error_renderers", []):
+        if path.startswith(prefix):
+            return render
+    return None
+
+
 def _error_page(exc: HTTPException):
     from flask.globals import request_ctx
 
@@ -63,10 +105,9 @@ def _error_page(exc: HTTPException):
         # No URL can be built for this request (a Host this deployment does not serve): a bare answer that
         # echoes nothing of it.
         return Response(_("This request could not be understood."), status=exc.code or 400, mimetype="text/plain")
-    if request.path.startswith("/api/"):
-        from proapp.export.routes import http_problem
-
-        return http_problem(exc)
+    render = _renderer_for(request.path)
+    if render is not None:
+        return render(exc)
     titles = {
         400: _("This request could not be understood."),
         403: _("You are not allowed to see this page."),
@@ -92,9 +133,8 @@ def too_many_requests(retry_after: int) -> Response:
 
 
 def _csrf_error(_exc: CSRFError):
-    from proapp.questionnaire.routes import on_csrf_error
-
-    redirected = on_csrf_error()
+    handler = current_app.extensions.get("proapp.csrf_handlers", {}).get(request.blueprint)
+    redirected = handler() if handler is not None else None
     if redirected is not None:
         return redirected
     return render_template("errors/error.html", code=400,
@@ -117,8 +157,6 @@ HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
 def _security_headers(resp: Response) -> Response:
     """Every response gets these unless its route set its own (one pass over the headers: every request runs
     this)."""
-    from flask import current_app
-
     present = {name.lower() for name, _value in resp.headers}
     wanted = (HSTS, *SECURITY_HEADERS) if current_app.config.get("PRODUCTION") else SECURITY_HEADERS
     for name, value in wanted:
@@ -143,11 +181,9 @@ def _database_unavailable(exc: Exception):
     logging.getLogger("proapp").warning("database unavailable: %s", first)
     with suppress(Exception):            # the connection is gone: there may be nothing to roll back
         db.session().rollback()
-    if request.path.startswith("/api/"):
-        from proapp.export.routes import problem_response
-
-        resp = problem_response(503, "Service Unavailable", "The database is briefly unavailable; try again.",
-                                "unavailable")
+    render = _renderer_for(request.path)
+    if render is not None:
+        resp = render(ServiceUnavailable("The database is briefly unavailable; try again."))
     else:
         resp = make_response(render_template(
             "errors/error.html", code=503,

@@ -137,9 +137,9 @@ def test_instruments_command_lists_validation_status(runner):
     assert "DLQI 1.0: 11 items; en NOT VALIDATED, fr NOT VALIDATED" in result.output
 
 
-def test_the_readme_configuration_table_is_the_generated_one(runner):
+def test_the_documented_configuration_table_is_the_generated_one(runner):
     from pathlib import Path
 
     table = runner.invoke(args=["proapp", "config-table"]).output.strip()
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert table in readme
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    assert table in docs

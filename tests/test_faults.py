@@ -68,12 +68,12 @@ def test_a_database_outage_during_answers_loses_nothing(app, database_url):
 
 @pytest.mark.postgres
 def test_the_worker_survives_a_database_outage(app, database_url):
-    from proapp.sms.worker import SmsWorker
+    from proapp.jobs.worker import Worker
 
     url = make_url(database_url)
     relay = Relay(url.host or "127.0.0.1", url.port or 5432)
     worker_app = make_app(url.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False))
-    worker = SmsWorker(worker_app)
+    worker = Worker(worker_app)
     try:
         queue = worker._logged(worker.queue)
         relay.cut()

@@ -25,7 +25,7 @@ def fake_twilio():
 
 def run_check(env: dict[str, str]) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PROAPP_")}
-    return subprocess.run([sys.executable, "-m", "proapp.cli", "check"], env={**clean, **env}, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "proapp", "check"], env={**clean, **env}, cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
 
 

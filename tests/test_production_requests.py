@@ -299,20 +299,20 @@ def test_link_tokens_never_reach_the_development_servers_log(app, caplog):
 
 def test_link_tokens_never_reach_the_apps_own_log(app, caplog):
     """An error on a link page is logged by Flask with the path: redacted."""
-    from proapp.questionnaire import services as qs
+    from proapp.questionnaire import services as answering
 
     def broken(*_a, **_k):
         raise RuntimeError("boom")
 
     app.config["PROPAGATE_EXCEPTIONS"] = False
     token = "T0k3n-abcdefghijklmnop"
-    original = qs.resolve_link
-    qs.resolve_link = broken
+    original = answering.resolve_link
+    answering.resolve_link = broken
     try:
         with caplog.at_level(logging.ERROR):
             assert app.test_client().get(f"/s/{token}").status_code == 500
     finally:
-        qs.resolve_link = original
+        answering.resolve_link = original
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "Exception on /s/[redacted] [GET]" in logged and token not in logged
 

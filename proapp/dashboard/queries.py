@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy import and_, case, exists, func, literal_column, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from proapp.dashboard.access import Viewer
-from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
+from proapp.accounts.access import Viewer
+from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientEvent, PatientStatus
 from proapp.questionnaire.models import AccessLink, Response, ResponseStatus
-from proapp.sms.models import PROBLEMS, PatientEvent, SmsMessage, SmsStatus
+from proapp.sms.models import PROBLEMS, SmsMessage, SmsStatus
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Site, Study
 
@@ -283,11 +283,6 @@ class PatientView:
             elif e.state == "missed":
                 c.missed += 1
         return c
-
-
-def find_patient(db: Session, viewer: Viewer, patient_id: int) -> Patient | None:
-    """The patient if the viewer may see them; None otherwise (the page then answers 404)."""
-    return db.scalar(select(Patient).where(Patient.id == patient_id, viewer.patients()))
 
 
 def occurrence_state(occ: Occurrence, now: datetime, sms: list[SmsMessage], opened: bool, started: bool) -> str:

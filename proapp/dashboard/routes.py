@@ -8,10 +8,8 @@ role x route test walks the app's URL map against it, so a new route cannot be l
 from __future__ import annotations
 
 import io
-import json
-from collections.abc import Callable, Iterator
-from datetime import date, timedelta
-from functools import wraps
+from collections.abc import Iterator
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,7 +19,6 @@ from flask import (
     abort,
     current_app,
     flash,
-    g,
     redirect,
     render_template,
     request,
@@ -35,153 +32,20 @@ from sqlalchemy import select
 
 from proapp import csvfiles, db, services
 from proapp.accounts import services as accounts
+from proapp.accounts.access import SESSION_KEY, Viewer, current_viewer, patient_or_404, staff_routes, viewer
+from proapp.dashboard import actions as changes
 from proapp.dashboard import charts, labels, queries
-from proapp.dashboard.access import Viewer
-from proapp.i18n import use_locale
-from proapp.patients import changes
 from proapp.patients.models import Occurrence
 from proapp.patients.phones import mask
 from proapp.patients.services import SENDING_HOURS, EnrolmentError, EnrolmentRequest, enroll_patient
 from proapp.questionnaire.models import Answer
 from proapp.studies.models import Site, Study
-from proapp.web import safe_next
+from proapp.web import int_arg
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
-ACCESS: dict[str, str] = {}
-SESSION_KEY = "staff"
+staff_route = staff_routes(bp)
 TIMEZONES = ("Europe/Paris", "America/Guadeloupe", "America/Martinique", "America/Cayenne", "Indian/Reunion",
              "Indian/Mayotte", "America/Miquelon", "Pacific/Noumea", "Pacific/Tahiti", "Pacific/Wallis")
-
-
-# Access ----------------------------------------------------------------------------------------------------
-
-def current_viewer() -> Viewer | None:
-    """The signed-in staff member, or None (not signed in, signed out, session ended by the server, account
-    disabled, idle for too long, or over the session's absolute lifetime)."""
-    if "viewer" in g:
-        return g.viewer
-    g.viewer = None
-    data = session.get(SESSION_KEY)
-    if not isinstance(data, dict) or not isinstance(data.get("sid"), str):
-        return None
-    s, cfg = db.session(), current_app.config
-    check = accounts.check_session(s, data["sid"], services.now(),
-                                   idle=timedelta(minutes=cfg["STAFF_IDLE_MINUTES"]),
-                                   lifetime=timedelta(hours=cfg["STAFF_SESSION_HOURS"]))
-    user = check.user
-    if user is not None:
-        g.viewer = Viewer(user.id, user.email, user.role, tuple(accounts.scopes_of(s, user.id)), user.language)
-    s.commit()                      # the session's last activity, or its end
-    if user is None:
-        session.pop(SESSION_KEY, None)
-        if check.refused == "idle":
-            flash(_("You were signed out after a period without activity."), "notice")
-        elif check.refused == "expired":
-            flash(_("You were signed out: a session lasts at most %(n)s hours. Please sign in again.",
-                    n=cfg["STAFF_SESSION_HOURS"]), "notice")
-        return None
-    return g.viewer
-
-
-def viewer() -> Viewer:
-    v = current_viewer()
-    assert v is not None
-    return v
-
-
-def staff_route(rule: str, access: str, **options: Any) -> Callable:
-    if access not in ("public", "read", "change", "admin", "audit"):
-        raise ValueError(access)
-
-    def decorate(view: Callable) -> Callable:
-        endpoint = view.__name__
-        ACCESS[f"{bp.name}.{endpoint}"] = access
-
-        @wraps(view)
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            if access != "public":
-                v = current_viewer()
-                if v is None:
-                    target = request.full_path if request.method == "GET" else url_for("staff.overview")
-                    return redirect(url_for("staff.login", next=target.rstrip("?")), code=303)
-                if ((access == "change" and not v.can_change) or (access == "admin" and not v.is_admin)
-                        or (access == "audit" and v.role.value not in ("admin", "monitor"))):
-                    abort(403)
-            return view(*args, **kwargs)
-
-        bp.add_url_rule(rule, endpoint, guarded, **options)
-        return guarded
-    return decorate
-
-
-@bp.before_request
-def _language() -> None:
-    v = current_viewer()
-    if v is not None and session.get("lang") not in ("fr", "en"):
-        use_locale(v.language)
-
-
-@bp.after_request
-def _no_store(resp: Response) -> Response:
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
-
-
-def _safe_next(target: str | None) -> str:
-    return safe_next(target, "/staff", url_for("staff.overview"))
-
-
-# Signing in and out ----------------------------------------------------------------------------------------
-
-@staff_route("/login", "public", methods=["GET", "POST"])
-def login() -> Any:
-    error = None
-    email = ""
-    if request.method == "POST":
-        email = request.form.get("email", "")[:254]
-        from proapp import ratelimit
-        from proapp.web import too_many_requests
-
-        wait = (ratelimit.check("login_ip", request.remote_addr or "")
-                or ratelimit.check("login_account", email.strip().lower()))
-        if wait:
-            return too_many_requests(wait)
-        s = db.session()
-        cfg = current_app.config
-        try:
-            user = accounts.authenticate(s, email, request.form.get("password", ""), now=services.now(),
-                                         max_failures=cfg["LOGIN_MAX_FAILURES"],
-                                         lock_for=timedelta(minutes=cfg["LOGIN_LOCK_MINUTES"]),
-                                         client={"ip": request.remote_addr or "",
-                                                 "agent": request.user_agent.string[:120]})
-        except accounts.LoginRefused:
-            s.commit()                      # the failure count is kept
-            error = _("Wrong e-mail or password. After %(n)s wrong tries in a row an account is locked for "
-                      "%(m)s minutes.", n=cfg["LOGIN_MAX_FAILURES"], m=cfg["LOGIN_LOCK_MINUTES"])
-        else:
-            target = _safe_next(request.args.get("next"))
-            token = accounts.start_session(s, user, services.now())
-            s.commit()
-            session.clear()                 # a new session at sign-in: nothing from before it survives
-            session[SESSION_KEY] = {"uid": user.id, "sid": token}
-            return redirect(target, code=303)
-    elif current_viewer() is not None:
-        return redirect(url_for("staff.overview"), code=303)
-    return render_template("staff/login.html", error=error, email=email), 200
-
-
-@staff_route("/logout", "read", methods=["POST"])
-def logout() -> Any:
-    from proapp.audit.services import record
-
-    v = viewer()
-    s = db.session()
-    record(s, actor=v.actor, action="user.logout", entity="app_user", entity_id=v.user_id, at=services.now())
-    accounts.end_session(s, session[SESSION_KEY]["sid"], services.now())
-    s.commit()
-    session.clear()
-    flash(_("You are signed out."), "notice")
-    return redirect(url_for("staff.login"), code=303)
 
 
 # Overview, patients ----------------------------------------------------------------------------------------
@@ -202,11 +66,6 @@ def overview() -> str:
                            fmt=fmt)
 
 
-def _int_arg(name: str, default: int) -> int:
-    raw = request.args.get(name, "")
-    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 7 else default
-
-
 @staff_route("/patients", "read")
 def patients() -> str:
     v = viewer()
@@ -214,7 +73,7 @@ def patients() -> str:
     f = queries.PatientFilters(study=args.get("study") or None, site=args.get("site") or None,
                                status=args.get("status") or None,
                                flag=args.get("flag") if args.get("flag") in queries.FLAGS else None,
-                               q=(args.get("q") or "").strip()[:40] or None, page=max(_int_arg("page", 1), 1))
+                               q=(args.get("q") or "").strip()[:40] or None, page=max(int_arg("page", 1), 1))
     s = db.session()
     rows, total = queries.patient_list(s, v, f, services.now())
     studies = queries.visible_studies(s, v)
@@ -307,10 +166,7 @@ ACTIONS = {
 
 
 def _patient_or_404(patient_id: int):
-    patient = queries.find_patient(db.session(), viewer(), patient_id)
-    if patient is None:
-        abort(404)
-    return patient
+    return patient_or_404(patient_id)
 
 
 def _render_patient(patient, errors: dict[str, str] | None = None, values: dict[str, str] | None = None,
@@ -528,86 +384,6 @@ def deliveries() -> str:
     if status:
         q = q.where(PushDelivery.status == status)
     return render_template("staff/deliveries.html", rows=s.execute(q).all(), status=status)
-
-
-# Audit trail ------------------------------------------------------------------------------------------------
-
-AUDIT_PER_PAGE = 100
-
-
-@staff_route("/audit", "audit")
-def audit() -> str:
-    """The audit trail, newest first, with filters. Monitors see the entries of their study's patients."""
-    from proapp.audit.models import AuditEvent
-    from proapp.patients.models import Patient
-
-    v, s = viewer(), db.session()
-    args = request.args
-    q = select(AuditEvent, Patient.subject_id).outerjoin(Patient, Patient.id == AuditEvent.patient_id)
-    if not v.is_admin:
-        q = q.where(AuditEvent.patient_id.is_not(None), v.patients())
-    subject = (args.get("subject") or "").strip()[:40]
-    if subject:
-        q = q.where(Patient.subject_id == subject)
-    action = (args.get("action") or "").strip()[:60]
-    if action:
-        q = q.where(AuditEvent.action.startswith(action, autoescape=True))
-    actor = (args.get("actor") or "").strip()[:120]
-    if actor:
-        q = q.where(AuditEvent.actor.contains(actor, autoescape=True))
-    errors = []
-    for name, op in (("since", ">="), ("until", "<")):
-        raw = args.get(name) or ""
-        if raw:
-            try:
-                day = date.fromisoformat(raw)
-            except ValueError:
-                errors.append(_("Give the date as year-month-day, for example 2026-03-02."))
-                continue
-            from datetime import UTC, datetime, time
-
-            instant = datetime.combine(day + (timedelta(days=1) if op == "<" else timedelta()), time(), tzinfo=UTC)
-            q = q.where(AuditEvent.at >= instant if op == ">=" else AuditEvent.at < instant)
-    page = max(_int_arg("page", 1), 1)
-    rows = s.execute(q.order_by(AuditEvent.id.desc()).limit(AUDIT_PER_PAGE + 1)
-                     .offset((page - 1) * AUDIT_PER_PAGE)).all()
-    f = {"subject": subject, "action": action, "actor": actor, "since": args.get("since", ""),
-         "until": args.get("until", "")}
-    return render_template("staff/audit.html", rows=rows[:AUDIT_PER_PAGE], more=len(rows) > AUDIT_PER_PAGE,
-                           page=page, errors=errors, f=f)
-
-
-@staff_route("/patients/<int:patient_id>/audit.csv", "read")
-def patient_audit_csv(patient_id: int) -> Response:
-    """A certified copy of one patient's audit trail: every entry with its chain hashes, the chain verified at
-    export time (X-Audit-Chain header), and the copy's own SHA-256 (X-Content-SHA256)."""
-    import hashlib
-
-    from proapp.audit.models import AuditEvent
-    from proapp.audit.services import record, verify
-
-    patient = _patient_or_404(patient_id)
-    s = db.session()
-    count, findings = verify(s)
-    out = io.StringIO()
-    writer = csvfiles.writer(out)
-    writer.writerow(("entry", "at_utc", "actor", "action", "entity", "entity_id", "old", "new", "reason",
-                     "prev_hash", "hash"))
-    for e in s.scalars(select(AuditEvent).where(AuditEvent.patient_id == patient.id).order_by(AuditEvent.id)):
-        writer.writerow((e.id, e.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), e.actor, e.action, e.entity, e.entity_id or "",
-                         "" if e.old is None else json.dumps(e.old, sort_keys=True, ensure_ascii=False),
-                         "" if e.new is None else json.dumps(e.new, sort_keys=True, ensure_ascii=False),
-                         e.reason or "", e.prev_hash, e.hash))
-    body = out.getvalue().encode()
-    record(s, actor=viewer().actor, action="audit.exported", entity="patient", entity_id=patient.id,
-           patient_id=patient.id, new={"sha256": hashlib.sha256(body).hexdigest(), "chain_intact": not findings},
-           at=services.now())
-    s.commit()
-    name = f"audit-{patient.subject_id}-{services.now():%Y%m%dT%H%M%SZ}.csv"
-    return Response(body, mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="{name}"',
-        "X-Audit-Chain": f"intact; {count} entries verified" if not findings else f"TAMPERED: {findings[0]}",
-        "X-Content-SHA256": hashlib.sha256(body).hexdigest()})
 
 
 # Template helpers ------------------------------------------------------------------------------------------

@@ -4,12 +4,13 @@ Sync workers: each request is short and holds one database connection; two or th
 is NOT started here: it is its own process (``proapp worker``)."""
 
 import multiprocessing
-import os
 
 from gunicorn.glogging import Logger
 
-bind = os.environ.get("PROAPP_BIND", "127.0.0.1:8000")     # the reverse proxy (TLS) forwards here
-workers = int(os.environ.get("PROAPP_WEB_WORKERS", multiprocessing.cpu_count() * 2 + 1))
+from proapp.config import env_setting  # the settings table (proapp config-table) lists these too
+
+bind = env_setting("BIND")                  # the reverse proxy (TLS) forwards here
+workers = env_setting("WEB_WORKERS") or multiprocessing.cpu_count() * 2 + 1
 worker_class = "sync"
 timeout = 60                 # large exports stream; a request that takes longer is stuck
 graceful_timeout = 30
@@ -35,4 +36,4 @@ class RedactingLogger(Logger):
 
 
 logger_class = RedactingLogger
-forwarded_allow_ips = os.environ.get("PROAPP_FORWARDED_ALLOW_IPS", "127.0.0.1")
+forwarded_allow_ips = env_setting("FORWARDED_ALLOW_IPS")

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from proapp.export.formats import Oids
+from proapp.export.formats.odm import Oids
 from proapp.instruments import Registry
 from proapp.instruments.schema import Instrument, Item, Text
 from proapp.studies.models import Site

@@ -20,7 +20,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from proapp.db import dialect_insert
-from proapp.export import data, feed, formats
+from proapp.export import data, feed
+from proapp.export.formats import json_format
 from proapp.export.models import ApiKey, PushDelivery
 from proapp.instruments import Registry
 from proapp.patients.models import Occurrence, Patient
@@ -105,7 +106,7 @@ def send_due(db: Session, catalog: StudyCatalog, registry: Registry, now: dateti
             if item is None:
                 error = "response not found"
             else:
-                body = json.dumps(formats.json_item(item, registry.get(item.instrument, item.version)),
+                body = json.dumps(json_format.json_item(item, registry.get(item.instrument, item.version)),
                                   ensure_ascii=False, separators=(",", ":")).encode()
                 stamp = int(now.timestamp())
                 try:

@@ -15,7 +15,8 @@ from werkzeug.exceptions import HTTPException
 
 from proapp import csvfiles, db, services
 from proapp.db import dialect_insert
-from proapp.export import data, feed, formats, keys
+from proapp.export import data, feed, keys
+from proapp.export.formats import common, csv_format, fhir, json_format, odm
 from proapp.export.models import Acknowledgement, ApiKey, ApiPull
 from proapp.extensions import csrf
 from proapp.studies.models import Site, Study
@@ -59,7 +60,7 @@ def _problem(exc: Problem) -> Response:
 def http_problem(exc: HTTPException) -> Response:
     """Any other error under /api/v1 (unknown path, wrong method, body too large) as a problem document."""
     code = exc.code or 500
-    kinds = {404: "not-found", 405: "method-not-allowed", 413: "too-large", 400: "bad-request"}
+    kinds = {404: "not-found", 405: "method-not-allowed", 413: "too-large", 400: "bad-request", 503: "unavailable"}
     return problem_response(code, exc.name, exc.description or exc.name, kinds.get(code, "error"))
 
 
@@ -180,7 +181,7 @@ def metadata(study: str) -> Response:
     if fmt == "odm":
         sites = [(s.code, s.name) for s in db.session().scalars(select(Site).where(Site.study_id == st.id)
                                                                   .order_by(Site.code))]
-        body = formats.odm_metadata(study_def, registry, sites, services.now())
+        body = odm.odm_metadata(study_def, registry, sites, services.now())
         _record(200, None)
         return Response(body, mimetype=MEDIA["odm"])
     if fmt != "json":
@@ -201,7 +202,7 @@ def questionnaire(study: str, code: str) -> Response:
         raise Problem(404, "Not Found", f"{code} is not an instrument of {st.code}.", "not-found")
     inst = services.instruments().get(code, use.version)
     _record(200, None)
-    return Response(json.dumps(formats.fhir_questionnaire(inst, current_app.config["PUBLIC_URL"]),
+    return Response(json.dumps(fhir.fhir_questionnaire(inst, current_app.config["PUBLIC_URL"]),
                                ensure_ascii=False), mimetype=MEDIA["fhir"])
 
 
@@ -245,16 +246,16 @@ def responses(study: str) -> Response:
         def chunks(stream_db) -> Iterator[str]:
             yield '{"data":['
             for n, e in enumerate(rows(stream_db)):
-                yield ("," if n else "") + json.dumps(formats.json_item(e, insts(e.instrument, e.version)),
+                yield ("," if n else "") + json.dumps(json_format.json_item(e, insts(e.instrument, e.version)),
                                                       ensure_ascii=False, separators=(",", ":"))
             yield f'],"next_cursor":{json.dumps(next_cursor)},"has_more":{"true" if more else "false"}}}'
     elif fmt == "csv":
         def chunks(stream_db) -> Iterator[str]:
             out = io.StringIO()
             writer = csvfiles.writer(out)
-            writer.writerow(formats.CSV_COLUMNS)
+            writer.writerow(csv_format.CSV_COLUMNS)
             for e in rows(stream_db):
-                writer.writerows(formats.csv_rows(e, insts(e.instrument, e.version), labels))
+                writer.writerows(csv_format.csv_rows(e, insts(e.instrument, e.version), labels))
                 if out.tell() > 32 * 1024:
                     yield out.getvalue()
                     out.seek(0)
@@ -263,8 +264,8 @@ def responses(study: str) -> Response:
     elif fmt == "odm":
         def chunks(stream_db) -> Iterator[str]:
             k = stream_db.get(ApiKey, key_id)
-            yield formats.odm_header(f"proapp.{study_code}.{after}-{upto}", services_now, f"{study_code} responses")
-            yield from formats.odm_clinical(data.iter_by_subject(stream_db, k, after, upto), study_def, registry)
+            yield odm.odm_header(f"proapp.{study_code}.{after}-{upto}", services_now, f"{study_code} responses")
+            yield from odm.odm_clinical(data.iter_by_subject(stream_db, k, after, upto), study_def, registry)
             yield "</ODM>\n"
     else:
         # Built here: the stream runs after the request's context is gone.
@@ -272,12 +273,12 @@ def responses(study: str) -> Response:
                                         format="fhir", _external=False)
 
         def chunks(stream_db) -> Iterator[str]:
-            yield '{"resourceType":"Bundle","type":"collection","timestamp":' + json.dumps(formats.iso(services_now))
+            yield '{"resourceType":"Bundle","type":"collection","timestamp":' + json.dumps(common.iso(services_now))
             if more:
                 yield ',"link":[{"relation":"next","url":' + json.dumps(next_url) + "}]"
             yield ',"entry":['
             for n, e in enumerate(rows(stream_db)):
-                resource = formats.fhir_response(e, insts(e.instrument, e.version), study_def, public_url)
+                resource = fhir.fhir_response(e, insts(e.instrument, e.version), study_def, public_url)
                 yield ("," if n else "") + json.dumps(
                     {"fullUrl": f"urn:uuid:proapp-response-{e.id}", "resource": resource},
                     ensure_ascii=False, separators=(",", ":"))
@@ -342,4 +343,7 @@ def acknowledgements(study: str) -> tuple[dict[str, Any], int]:
 
 
 def init_app(app) -> None:
+    from proapp.web import register_error_renderer
+
     app.register_blueprint(bp)
+    register_error_renderer(app, "/api/", http_problem)

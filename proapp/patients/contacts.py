@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from proapp.audit.services import record
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
 from proapp.patients.phones import PhoneVault
-from proapp.sms.services import cancel_waiting
+from proapp.patients.signals import sms_must_stop
 
 
 @dataclass
@@ -56,7 +56,7 @@ def purge_contacts(db: Session, now: datetime, actor: str, dry_run: bool = False
     for contact, _subject in rows:
         contact.phone_ciphertext = contact.phone_lookup = None
         contact.usable, contact.unusable_reason, contact.updated_at = False, "erased after follow-up", now
-        cancel_waiting(db, contact.patient_id, "no_phone", now)
+        sms_must_stop.send(contact.patient_id, db=db, why="no_phone", now=now)
         record(db, actor=actor, action="patient.contact_erased", entity="patient_contact",
                entity_id=contact.patient_id, patient_id=contact.patient_id, reason="follow-up ended", at=now)
     db.flush()

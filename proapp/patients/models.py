@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, Enum, ForeignKey, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -106,3 +106,17 @@ class Occurrence(Base):
 def window_is_open(status: OccurrenceStatus, opens_at: datetime, closes_at: datetime, now: datetime) -> bool:
     """Not completed (nor missed or cancelled), and ``now`` inside the window (closing instant excluded)."""
     return status == OccurrenceStatus.SCHEDULED and opens_at <= now < closes_at
+
+
+class PatientEvent(Base):
+    """What happened to a patient's contact preferences, by whom, when and why (SMS paused, opted out...)."""
+
+    __tablename__ = "patient_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(120))       # "user:<email>", "patient:link", "system:<why>"
+    action: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -10,7 +10,7 @@ from proapp import db, services
 from proapp.i18n import use_locale
 from proapp.patients.models import Patient, PatientContact
 from proapp.questionnaire import flow as flowmod
-from proapp.questionnaire import services as qs
+from proapp.questionnaire import services as answering
 from proapp.web import safe_next
 
 bp = Blueprint("questionnaire", __name__)
@@ -37,8 +37,8 @@ def open_link(token: str) -> WResponse | tuple[str, int]:
     if wait:
         return too_many_requests(wait)
     s = db.session()
-    state, link = qs.resolve_link(s, token, services.now())
-    if state is qs.LinkState.INVALID or link is None:
+    state, link = answering.resolve_link(s, token, services.now())
+    if state is answering.LinkState.INVALID or link is None:
         s.rollback()
         return _invalid()
     s.commit()
@@ -56,7 +56,7 @@ def _reads() -> Connection:
     return db.session().connection()
 
 
-def _current() -> tuple[qs.Visit, dict[str, qs.ResponseState]] | None:
+def _current() -> tuple[answering.Visit, dict[str, answering.ResponseState]] | None:
     """The patient's visit and responses behind this session, or None (no session, link revoked)."""
     data = session.get(SESSION_KEY)
     if not isinstance(data, dict):
@@ -64,7 +64,7 @@ def _current() -> tuple[qs.Visit, dict[str, qs.ResponseState]] | None:
     link_id, occ_id = data.get("link"), data.get("occ")
     if not isinstance(link_id, int) or not isinstance(occ_id, int):
         return None
-    found = qs.visit_of_live_link(_reads(), link_id, occ_id, for_writing=_writes())
+    found = answering.visit_of_live_link(_reads(), link_id, occ_id, for_writing=_writes())
     if found is not None:
         use_locale(found[0].language)
     return found
@@ -81,7 +81,7 @@ def _on_site() -> bool:
     return isinstance(data, dict) and data.get("on_site") is True
 
 
-def _state_page(visit: qs.Visit) -> tuple[str, int] | None:
+def _state_page(visit: answering.Visit) -> tuple[str, int] | None:
     """The kind pages for a completed or closed occurrence, or None when it is open."""
     if visit.completed:
         return render_template("questionnaire/message.html", kind="completed"), 200
@@ -103,7 +103,7 @@ def _page_instead(exc: PageInstead) -> tuple[str, int]:
     return exc.page
 
 
-def _session_or_page(require_open: bool = True) -> qs.Session_:
+def _session_or_page(require_open: bool = True) -> answering.VisitQuestionnaire:
     """The patient's occurrence and its answers; raises PageInstead when there is none, or when
     ``require_open`` and it is completed or closed."""
     found = _current()
@@ -114,22 +114,22 @@ def _session_or_page(require_open: bool = True) -> qs.Session_:
         page = _state_page(visit)
         if page:
             raise PageInstead(page)
-    return qs.load(_reads(), visit, responses, services.instruments(), services.studies())
+    return answering.load(_reads(), visit, responses, services.instruments(), services.studies())
 
 
 @bp.get("/q")
 @db.read_only
 def welcome() -> WResponse | tuple[str, int] | str:
-    qsess = _session_or_page()
-    nxt = flowmod.first_unanswered(qsess.flow(), qsess.answers, qsess.states)
-    started = bool(qsess.responses)
-    minutes = sum(i.estimated_minutes for i in qsess.instruments)
-    return render_template("questionnaire/welcome.html", qs=qsess, minutes=minutes, started=started,
+    visit_q = _session_or_page()
+    nxt = flowmod.first_unanswered(visit_q.flow(), visit_q.answers, visit_q.states)
+    started = bool(visit_q.responses)
+    minutes = sum(i.estimated_minutes for i in visit_q.instruments)
+    return render_template("questionnaire/welcome.html", questionnaire=visit_q, minutes=minutes, started=started,
                            next_key=nxt.key if nxt else None)
 
 
-def _screen_context(qsess: qs.Session_, key: str):
-    flow = qsess.flow()
+def _screen_context(visit_q: answering.VisitQuestionnaire, key: str):
+    flow = visit_q.flow()
     for index, screen in enumerate(flow):
         if screen.key == key:
             return flow, index, screen
@@ -139,13 +139,13 @@ def _screen_context(qsess: qs.Session_, key: str):
 @bp.route("/q/<key>", methods=["GET", "POST"])
 @db.read_only
 def screen(key: str) -> WResponse | tuple[str, int] | str:
-    qsess = _session_or_page()
-    flow, index, scr = _screen_context(qsess, key)
+    visit_q = _session_or_page()
+    flow, index, scr = _screen_context(visit_q, key)
     if scr is None:
         if request.method == "POST":
             abort(404)          # nothing is stored: never a redirect that looks like a save
         # A screen hidden by an earlier answer, or a made-up key: go where the patient should be.
-        nxt = flowmod.first_unanswered(flow, qsess.answers, qsess.states)
+        nxt = flowmod.first_unanswered(flow, visit_q.answers, visit_q.states)
         return redirect(url_for("questionnaire.screen", key=nxt.key) if nxt else url_for("questionnaire.review"),
                         code=303)
     from_review = request.values.get("from") == "review"
@@ -153,18 +153,18 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
     form_values = {}
     if request.method == "POST":
         try:
-            errors = qs.save_screen(db.session(), qsess, scr, request.form, language=qsess.visit.language,
+            errors = answering.save_screen(db.session(), visit_q, scr, request.form, language=visit_q.visit.language,
                                     now=services.now(), actor=_actor())
-        except qs.AlreadyCompleted:
+        except answering.AlreadyCompleted:
             db.session().rollback()
             return render_template("questionnaire/message.html", kind="completed"), 200
-        except qs.Closed:
+        except answering.Closed:
             db.session().rollback()
             return render_template("questionnaire/message.html", kind="closed"), 410
         if not errors:
             db.session().commit()
-            flow = qsess.flow()
-            nxt = flowmod.first_unanswered(flow, qsess.answers, qsess.states)
+            flow = visit_q.flow()
+            nxt = flowmod.first_unanswered(flow, visit_q.answers, visit_q.states)
             if nxt is None:
                 return redirect(url_for("questionnaire.review"), code=303)
             # Move forward from this screen (or to the first gap if one was left behind).
@@ -174,13 +174,13 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
             return redirect(url_for("questionnaire.screen", key=target.key), code=303)
         db.session().rollback()
         form_values = request.form.to_dict()
-    answers = qsess.answers.get(scr.code, {})
-    state = qsess.responses[scr.code].flow_state if scr.code in qsess.responses else None
+    answers = visit_q.answers.get(scr.code, {})
+    state = visit_q.responses[scr.code].flow_state if scr.code in visit_q.responses else None
     context = {
         "screen": scr, "number": index + 1, "total": len(flow), "errors": errors, "answers": answers,
         "form_values": form_values, "more": flowmod.group_more(state, scr.group.code) if scr.group else {},
         "previous": flow[index - 1].key if index else None, "from_review": from_review,
-        "variant": qsess.variants.get(scr.code), "expired": request.args.get("expired") == "1",
+        "variant": visit_q.variants.get(scr.code), "expired": request.args.get("expired") == "1",
     }
     if errors:
         return render_template("questionnaire/screen.html", **context), 422
@@ -190,23 +190,24 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
 @bp.get("/q/review")
 @db.read_only
 def review() -> WResponse | tuple[str, int] | str:
-    qsess = _session_or_page()
-    flow = qsess.flow()
-    nxt = flowmod.first_unanswered(flow, qsess.answers, qsess.states)
+    visit_q = _session_or_page()
+    flow = visit_q.flow()
+    nxt = flowmod.first_unanswered(flow, visit_q.answers, visit_q.states)
     if nxt is not None:
         return redirect(url_for("questionnaire.screen", key=nxt.key), code=303)
-    return render_template("questionnaire/review.html", qs=qsess, flow=flow, expired=request.args.get("expired") == "1")
+    return render_template("questionnaire/review.html", questionnaire=visit_q, flow=flow,
+                           expired=request.args.get("expired") == "1")
 
 
 @bp.post("/q/submit")
 def submit() -> WResponse | tuple[str, int] | str:
-    qsess = _session_or_page(require_open=False)
-    if qsess.visit.completed:
+    visit_q = _session_or_page(require_open=False)
+    if visit_q.visit.completed:
         return redirect(url_for("questionnaire.done"), code=303)
     try:
-        qs.complete(db.session(), qsess, language=qsess.visit.language, now=services.now(),
+        answering.complete(db.session(), visit_q, language=visit_q.visit.language, now=services.now(),
                     on_site=_on_site(), actor=_actor())
-    except qs.Closed:
+    except answering.Closed:
         db.session().rollback()
         return render_template("questionnaire/message.html", kind="closed"), 410
     except ValueError:
@@ -216,21 +217,21 @@ def submit() -> WResponse | tuple[str, int] | str:
     return redirect(url_for("questionnaire.done"), code=303)
 
 
-def _site(visit: qs.Visit) -> Row | None:
-    return qs.site_contact(_reads(), visit.site_id)
+def _site(visit: answering.Visit) -> Row | None:
+    return answering.site_contact(_reads(), visit.site_id)
 
 
 @bp.get("/q/done")
 @db.read_only
 def done() -> tuple[str, int] | str:
-    qsess = _session_or_page(require_open=False)
-    if not qsess.visit.completed:
-        page = _state_page(qsess.visit)
+    visit_q = _session_or_page(require_open=False)
+    if not visit_q.visit.completed:
+        page = _state_page(visit_q.visit)
         return page if page else redirect(url_for("questionnaire.welcome"), code=303)  # type: ignore[return-value]
-    du = qsess.responses.get("DU_DIARY")
+    du = visit_q.responses.get("DU_DIARY")
     infection = bool(du and du.scores and du.scores.get("infection_signs"))
     return render_template("questionnaire/message.html", kind="thanks", infection=infection,
-                           site=_site(qsess.visit))
+                           site=_site(visit_q.visit))
 
 
 @bp.post("/q/language")
@@ -239,7 +240,7 @@ def language() -> WResponse | tuple[str, int]:
     if found is None:
         return _invalid()
     visit = found[0]
-    from proapp.patients.changes import patient_switched_language
+    from proapp.patients.preferences import patient_switched_language
 
     s = db.session()
     if patient_switched_language(s, s.get_one(Patient, visit.patient_id), request.form.get("lang", ""),
@@ -256,13 +257,13 @@ def sms_stop() -> tuple[str, int] | str:
     visit = _session_or_page(require_open=False).visit
     stopped_now = False
     if request.method == "POST":
-        from proapp.sms.services import opt_out
+        from proapp.patients.preferences import opt_out
 
         contact = db.session().get(PatientContact, visit.patient_id)
         if contact is not None:
             stopped_now = opt_out(db.session(), contact, services.now(), actor=_actor())
             db.session().commit()
-    stopped = qs.sms_stopped_by_patient(_reads(), visit.patient_id)
+    stopped = answering.sms_stopped_by_patient(_reads(), visit.patient_id)
     return render_template("questionnaire/sms.html", stopped=stopped, stopped_now=stopped_now,
                            can_continue=visit.is_open(services.now()), site=_site(visit))
 
@@ -301,12 +302,15 @@ def answer_label(item, value: str | None, lang: str) -> str:
     return value
 
 
-def review_more(qsess: qs.Session_, screen: flowmod.Screen) -> str | None:
-    r = qsess.responses.get(screen.code)
+def review_more(visit_q: answering.VisitQuestionnaire, screen: flowmod.Screen) -> str | None:
+    r = visit_q.responses.get(screen.code)
     return flowmod.group_more(r.flow_state if r else None, screen.group.code).get(str(screen.repeat))  # type: ignore[union-attr]
 
 
 def init_app(app) -> None:
+    from proapp.web import register_csrf_handler
+
     app.register_blueprint(bp)
+    register_csrf_handler(app, bp.name, on_csrf_error)
     app.add_template_global(answer_label)
     app.add_template_global(review_more)

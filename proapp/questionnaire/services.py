@@ -174,7 +174,7 @@ class AlreadyCompleted(Exception):
 
 
 @dataclass
-class Session_:
+class VisitQuestionnaire:
     """Everything the flow needs about one occurrence, loaded once per request."""
 
     visit: Visit
@@ -200,7 +200,7 @@ _ANSWERS = (select(Response.instrument_code, Answer.item_code, Answer.repeat_ind
 
 
 def load(conn: Connection, visit: Visit, responses: dict[str, ResponseState], registry: Registry,
-         studies: StudyCatalog) -> Session_:
+         studies: StudyCatalog) -> VisitQuestionnaire:
     """The occurrence's instruments (as the study uses them) and answers (one Core query, none before the first
     answer), beside the responses `visit_of_live_link` read."""
     study = studies.get(visit.study_code)
@@ -211,7 +211,7 @@ def load(conn: Connection, visit: Visit, responses: dict[str, ResponseState], re
         instruments.append(inst)
         variants[code] = use.variant or inst.default_variant
     answers = _answers_of(conn, visit) if responses else {code: {} for code in visit.instruments}
-    return Session_(visit, instruments, variants, responses, answers)
+    return VisitQuestionnaire(visit, instruments, variants, responses, answers)
 
 
 def _answers_of(conn: Connection, visit: Visit) -> dict[str, dict[tuple[str, int], str]]:
@@ -222,14 +222,14 @@ def _answers_of(conn: Connection, visit: Visit) -> dict[str, dict[tuple[str, int
     return answers
 
 
-def _check_writable(s: Session_, now: datetime) -> None:
+def _check_writable(s: VisitQuestionnaire, now: datetime) -> None:
     if s.visit.completed:
         raise AlreadyCompleted
     if not s.visit.accepts_answers(now):
         raise Closed
 
 
-def _response(db: Session, s: Session_, inst: Instrument, language: str, now: datetime) -> ResponseState:
+def _response(db: Session, s: VisitQuestionnaire, inst: Instrument, language: str, now: datetime) -> ResponseState:
     r = s.responses.get(inst.code)
     if r is not None:
         return r
@@ -291,8 +291,9 @@ def parse_screen(screen: Screen, form: Mapping[str, str], today: date) -> tuple[
     return values, errors
 
 
-def _audit_answer(db: Session, s: Session_, r: ResponseState, item: str, repeat: int, old: str | None, new: str | None,
-                  actor: str, now: datetime, action: str = "answer.saved", reason: str | None = None) -> None:
+def _audit_answer(db: Session, s: VisitQuestionnaire, r: ResponseState, item: str, repeat: int, old: str | None,
+                  new: str | None, actor: str, now: datetime, action: str = "answer.saved",
+                  reason: str | None = None) -> None:
     from proapp.audit.services import record
 
     record(db, actor=actor, action=action, entity="answer", entity_id=f"{r.id}:{item}:{repeat}",
@@ -301,7 +302,7 @@ def _audit_answer(db: Session, s: Session_, r: ResponseState, item: str, repeat:
                 "visit": s.visit.visit_code}, reason=reason, at=now)
 
 
-def save_screen(db: Session, s: Session_, screen: Screen, form: Mapping[str, str], *, language: str,
+def save_screen(db: Session, s: VisitQuestionnaire, screen: Screen, form: Mapping[str, str], *, language: str,
                 now: datetime, actor: str = "patient") -> dict[str, Any]:
     """Store one screen's answers (autosave). Returns errors; with errors nothing is stored."""
     _check_writable(s, now)
@@ -382,7 +383,7 @@ def _delete_answer(db: Session, response_id: int, key: tuple[str, int]) -> None:
     db.execute(_DELETE_ANSWER, {"rid": response_id, "item": key[0], "rep": key[1]})
 
 
-def _record_save(db: Session, s: Session_, r: ResponseState, inst: Instrument, state: dict[str, Any],
+def _record_save(db: Session, s: VisitQuestionnaire, r: ResponseState, inst: Instrument, state: dict[str, Any],
                  language: str, now: datetime, actor: str) -> None:
     """End of every save: new navigation state, language and time, and answers a change has hidden dropped."""
     r.flow_state = state
@@ -392,7 +393,8 @@ def _record_save(db: Session, s: Session_, r: ResponseState, inst: Instrument, s
     _prune_hidden(db, s, r, inst, actor, now)
 
 
-def _prune_hidden(db: Session, s: Session_, r: ResponseState, inst: Instrument, actor: str, now: datetime) -> None:
+def _prune_hidden(db: Session, s: VisitQuestionnaire, r: ResponseState, inst: Instrument, actor: str,
+                  now: datetime) -> None:
     """Drop answers a changed answer has hidden (7B after 7A turned Yes, ulcers after 'no new ulcer')."""
     keep = flowmod.visible_keys(flowmod.instrument_screens(inst, s.answers.get(inst.code, {}), r.flow_state))
     keep_inst = keep.get(inst.code, set())
@@ -403,7 +405,7 @@ def _prune_hidden(db: Session, s: Session_, r: ResponseState, inst: Instrument, 
         del s.answers[inst.code][key]
 
 
-def complete(db: Session, s: Session_, *, language: str, now: datetime, on_site: bool = False,
+def complete(db: Session, s: VisitQuestionnaire, *, language: str, now: datetime, on_site: bool = False,
              actor: str = "patient") -> bool:
     """Complete every response of the occurrence once. Returns False when it was already completed."""
     if s.visit.completed:
@@ -438,7 +440,7 @@ def complete(db: Session, s: Session_, *, language: str, now: datetime, on_site:
     return True
 
 
-def _refresh(db: Session, s: Session_) -> None:
+def _refresh(db: Session, s: VisitQuestionnaire) -> None:
     """Read the occurrence's responses and answers again (inside the caller's transaction)."""
     conn = db.connection()
     s.responses = {row.instrument_code: ResponseState(*row)

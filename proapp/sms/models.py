@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, Enum, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from proapp.db import Base
@@ -80,17 +80,3 @@ class SendSlot(Base):
 
     sender: Mapped[str] = mapped_column(String(80), primary_key=True)
     next_us: Mapped[int] = mapped_column(BigInteger)      # microseconds since the epoch (UTC)
-
-
-class PatientEvent(Base):
-    """What happened to a patient's contact preferences, by whom, when and why (SMS paused, opted out...)."""
-
-    __tablename__ = "patient_event"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
-    at: Mapped[datetime]
-    actor: Mapped[str] = mapped_column(String(120))       # "user:<email>", "patient:link", "system:<why>"
-    action: Mapped[str] = mapped_column(String(40))
-    reason: Mapped[str | None] = mapped_column(String(500))
-    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)

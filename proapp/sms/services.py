@@ -18,17 +18,25 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from flask import Flask
 from sqlalchemy import and_, case, exists, func, select, update
 from sqlalchemy.orm import Session, aliased, joinedload, object_session
 
 from proapp.db import dialect_insert
-from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
+from proapp.patients.models import (
+    Occurrence,
+    OccurrenceStatus,
+    Patient,
+    PatientContact,
+    PatientEvent,
+    PatientStatus,
+)
 from proapp.patients.phones import PhoneVault
 from proapp.questionnaire.models import AccessLink
 from proapp.questionnaire.services import TOKEN_BYTES, new_link
 from proapp.sms import text as smstext
 from proapp.sms.gateways import UNUSABLE_CODES, Found, Gateway, Outcome, Outgoing, body_hash
-from proapp.sms.models import PROGRESS, PatientEvent, SendSlot, SmsMessage, SmsStatus
+from proapp.sms.models import PROGRESS, SendSlot, SmsMessage, SmsStatus
 from proapp.sms.timing import QuietHours, allowed_at, invitation_due, local_day, local_instant, reminder_days
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Study
@@ -235,20 +243,20 @@ def claim(db: Session, worker: str, now: datetime, limit: int) -> list[int]:
 
 
 @dataclass
-class Prepared:
+class ReadyToSend:
     outgoing: list[Outgoing] = field(default_factory=list)
     cancelled: int = 0
     postponed: int = 0
 
 
 def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings: SmsSettings, vault: PhoneVault,
-            gateway: str) -> Prepared:
+            gateway: str) -> ReadyToSend:
     """For each claimed row: check once more that it may go now, then issue its link and fix its body.
 
     The body's hash is committed before the request leaves, so a send whose outcome is unknown can be found
     again at the gateway instead of being sent twice.
     """
-    out = Prepared()
+    out = ReadyToSend()
     if not ids:
         return out
     messages = db.scalars(select(SmsMessage).where(SmsMessage.id.in_(ids), SmsMessage.claimed_by == worker,
@@ -490,15 +498,7 @@ def reserve_slot(connection: Any, sender: str, rate_per_second: int, now_us: int
     return next_us - step
 
 
-# Patients' SMS preferences ---------------------------------------------------------------------------------
-
-def _event(db: Session, patient_id: int, now: datetime, actor: str, action: str, reason: str | None) -> None:
-    from proapp.audit.services import record
-
-    db.add(PatientEvent(patient_id=patient_id, at=now, actor=actor, action=action, reason=reason))
-    record(db, actor=actor, action=f"patient.{action}", entity="patient", entity_id=patient_id,
-           patient_id=patient_id, reason=reason, at=now)
-
+# Stopping what waits -------------------------------------------------------------------------------------
 
 def cancel_waiting(db: Session, patient_id: int, why: str, now: datetime) -> int:
     done = db.execute(update(SmsMessage).where(SmsMessage.patient_id == patient_id,
@@ -510,44 +510,31 @@ def cancel_waiting(db: Session, patient_id: int, why: str, now: datetime) -> int
     return len(done)
 
 
-def opt_out(db: Session, contact: PatientContact, now: datetime, actor: str) -> bool:
-    """The patient asks for no more SMS. Returns False when they had already."""
-    if contact.opted_out_at is not None:
-        return False
-    contact.opted_out_at, contact.updated_at = now, now
-    _event(db, contact.patient_id, now, actor, "sms_opt_out", None)
-    cancel_waiting(db, contact.patient_id, "opted_out", now)
-    db.flush()
-    return True
+def _on_sms_must_stop(patient_id: int, *, db: Session, why: str, now: datetime) -> None:
+    cancel_waiting(db, patient_id, why, now)
 
 
-class PreferenceError(ValueError):
-    """A pause or resume that cannot be done; the message says why."""
+def connect_signals() -> None:
+    """Listen to the patients feature (a pause, an opt-out, a withdrawal, an erased number)."""
+    from proapp.patients.signals import sms_must_stop
 
-
-def pause(db: Session, contact: PatientContact, now: datetime, actor: str, reason: str) -> None:
-    if not reason.strip():
-        raise PreferenceError("a reason is required")
-    if contact.sms_paused_at is not None:
-        raise PreferenceError("SMS are already paused")
-    contact.sms_paused_at, contact.updated_at = now, now
-    _event(db, contact.patient_id, now, actor, "sms_pause", reason.strip())
-    cancel_waiting(db, contact.patient_id, "paused", now)
-    db.flush()
-
-
-def resume(db: Session, contact: PatientContact, now: datetime, actor: str, reason: str) -> None:
-    """Staff resume SMS after a pause or an opt-out (the patient asked again, in person)."""
-    if not reason.strip():
-        raise PreferenceError("a reason is required")
-    if contact.sms_paused_at is None and contact.opted_out_at is None:
-        raise PreferenceError("SMS are not paused")
-    contact.sms_paused_at = contact.opted_out_at = None
-    contact.updated_at = now
-    _event(db, contact.patient_id, now, actor, "sms_resume", reason.strip())
-    db.flush()
+    sms_must_stop.connect(_on_sms_must_stop)
 
 
 def longest_sms(settings: SmsSettings) -> tuple[str, int | None]:
     """The longest text this configuration can send, and its GSM-7 length (None: not GSM-7)."""
     return smstext.longest_text(settings.public_url, settings.sender_name, len(secrets.token_urlsafe(TOKEN_BYTES)))
+
+
+def text_problems(app: Flask) -> list[str]:
+    """SMS set-up problems that can be known without sending anything."""
+    out = []
+    settings = SmsSettings.from_config(app.config)
+    with app.app_context():
+        text, length = longest_sms(settings)
+    if length is None:
+        out.append(f"an SMS text is not GSM-7 and would be split into 70-character segments: {text!r}")
+    elif length > 160:
+        out.append(f"the longest SMS is {length} characters (more than one 160-character segment): "
+                   "shorten PROAPP_PUBLIC_URL or PROAPP_SMS_SENDER_NAME")
+    return out

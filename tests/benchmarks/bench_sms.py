@@ -101,11 +101,11 @@ def done_count(engine) -> int:
 
 
 def run_phase(app, engine, fake, env, count: int, kill_after: int | None, timeout: float) -> dict:
-    from proapp.sms.worker import SmsWorker
+    from proapp.jobs.worker import Worker
 
     before_fake = len(fake.messages)
     before_done = done_count(engine)
-    queuer = SmsWorker(app)
+    queuer = Worker(app)
     t0 = time.perf_counter()
     queued = queuer.queue()["invitations"]
     queue_seconds = time.perf_counter() - t0

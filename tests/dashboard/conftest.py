@@ -47,10 +47,10 @@ def enrol(app: Flask, subject: str, *, study: str = "IMATINIB-SSC", site: str = 
     """Enrol a patient whose anchor date is ``days_ago`` days before the clock (IMATINIB M1 opens on day 23)."""
     with app.app_context():
         s = db.session()
-        anchor = (app.config["NOW"] - timedelta(days=days_ago)).date()
+        anchor = (app.extensions["proapp.clock"].now() - timedelta(days=days_ago)).date()
         p = enroll_patient(s, app.extensions["proapp.studies"], app.extensions["proapp.phones"],
                            EnrolmentRequest(study, site, subject, phone, language, anchor, "Europe/Paris"),
-                           now=app.config["NOW"])
+                           now=app.extensions["proapp.clock"].now())
         s.commit()
         return p.id
 
@@ -66,7 +66,7 @@ def link_for(app: Flask, patient_id: int, visit: str) -> str:
     with app.app_context():
         s = db.session()
         occ = s.scalar(select(Occurrence).where(Occurrence.patient_id == patient_id, Occurrence.visit_code == visit))
-        token = issue_link(s, occ, app.config["NOW"])
+        token = issue_link(s, occ, app.extensions["proapp.clock"].now())
         s.commit()
         return token
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from proapp.dashboard.routes import ACCESS
+from proapp.accounts.access import ACCESS
 from tests.dashboard.conftest import Staff, enrol
 from tests.dashboard.helpers import complete
 
@@ -46,7 +46,7 @@ def test_every_route_is_accounted_for(dash_app):
 def _requests(dash_app, patient_id: int, response_id: int = 0):
     values = {"patient_id": patient_id, "action": "pause", "code": "IMATINIB-SSC", "response_id": response_id}
     rules = sorted((r for r in dash_app.url_map.iter_rules() if r.endpoint in ACCESS),
-                   key=lambda r: (r.endpoint == "staff.logout", r.rule))
+                   key=lambda r: (r.endpoint == "accounts.logout", r.rule))
     for rule in rules:
         url = rule.build({k: v for k, v in values.items() if k in rule.arguments})[1]
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):

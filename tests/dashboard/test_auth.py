@@ -55,9 +55,9 @@ def test_five_wrong_passwords_lock_the_account_for_fifteen_minutes(dash_app):
         assert REFUSED in text_of(staff.login(email, "wrong password!"))
     # Locked: even the right password is refused, with the same message.
     assert REFUSED in text_of(staff.login(email, PASSWORD))
-    dash_app.config["NOW"] = NOW + timedelta(minutes=14)
+    dash_app.extensions["proapp.clock"].set(NOW + timedelta(minutes=14))
     assert staff.login(email, PASSWORD).status_code == 200
-    dash_app.config["NOW"] = NOW + timedelta(minutes=16)
+    dash_app.extensions["proapp.clock"].set(NOW + timedelta(minutes=16))
     assert staff.login(email, PASSWORD).status_code == 303
     with dash_app.app_context():
         user = db.session().scalar(select(User).where(User.email == email))
@@ -66,11 +66,11 @@ def test_five_wrong_passwords_lock_the_account_for_fifteen_minutes(dash_app):
 
 def test_idle_staff_are_signed_out(dash_app):
     staff = Staff(dash_app, "admin")
-    dash_app.config["NOW"] = NOW + timedelta(minutes=29)
+    dash_app.extensions["proapp.clock"].set(NOW + timedelta(minutes=29))
     assert staff.get("/staff/").status_code == 200            # activity moves the deadline
-    dash_app.config["NOW"] = NOW + timedelta(minutes=58)
+    dash_app.extensions["proapp.clock"].set(NOW + timedelta(minutes=58))
     assert staff.get("/staff/").status_code == 200
-    dash_app.config["NOW"] = NOW + timedelta(minutes=89)
+    dash_app.extensions["proapp.clock"].set(NOW + timedelta(minutes=89))
     resp = staff.get("/staff/")
     assert resp.status_code == 303
     login = staff.get(resp.headers["Location"])

@@ -5,8 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proapp.patients.models import Patient
-from proapp.sms.models import PatientEvent
+from proapp.patients.models import Patient, PatientEvent
 from tests.dashboard.conftest import Staff
 from tests.test_properties import SETTINGS, count, junk
 

@@ -10,8 +10,8 @@ from datetime import timedelta
 from sqlalchemy import event, select
 
 from proapp import db
+from proapp.accounts.access import Viewer
 from proapp.dashboard import queries
-from proapp.dashboard.access import Viewer
 from proapp.patients.models import PatientContact
 from tests.dashboard.conftest import NOW, Staff, enrol, text_of
 from tests.dashboard.helpers import complete, enrol_at

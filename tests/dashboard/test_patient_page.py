@@ -10,9 +10,9 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from proapp import db
-from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
+from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientEvent, PatientStatus
 from proapp.questionnaire.models import Response
-from proapp.sms.models import PatientEvent, SmsMessage, SmsStatus
+from proapp.sms.models import SmsMessage, SmsStatus
 from tests.dashboard.conftest import NOW, Staff, enrol, link_for, occurrence, text_of
 from tests.dashboard.helpers import complete, enrol_at
 

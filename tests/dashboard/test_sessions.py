@@ -35,9 +35,9 @@ def test_a_copied_staff_cookie_stops_working_at_sign_out(dash_app):
 def test_a_staff_session_ends_after_its_absolute_lifetime_even_when_active(dash_app):
     staff = _signed_in(dash_app)
     for minutes in range(20, 12 * 60, 20):                      # active every 20 minutes for 12 hours
-        dash_app.config["NOW"] = NOW + timedelta(minutes=minutes)
+        dash_app.extensions["proapp.clock"].set(NOW + timedelta(minutes=minutes))
         assert staff.get("/staff/").status_code == 200, minutes
-    dash_app.config["NOW"] = NOW + timedelta(hours=12, minutes=1)
+    dash_app.extensions["proapp.clock"].set(NOW + timedelta(hours=12, minutes=1))
     resp = staff.get("/staff/")
     assert resp.status_code == 303
     assert "a session lasts at most 12 hours" in text_of(staff.get(resp.headers["Location"]))

@@ -72,11 +72,11 @@ def push_app(database_url, instance_dir, tmp_path, edc, monkeypatch):
 
 
 def _push(app, now=None):
-    from proapp.sms.worker import SmsWorker
+    from proapp.jobs.worker import Worker
 
     if now is not None:
-        app.config["NOW"] = now
-    worker = SmsWorker(app)
+        app.extensions["proapp.clock"].set(now)
+    worker = Worker(app)
     try:
         return worker.push()
     finally:

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from proapp import db, services
 from proapp.models import AccessLink, Answer, Response
-from proapp.questionnaire import services as qs
+from proapp.questionnaire import services as answering
 from tests.questionnaire.helpers import Patient, csrf, enrol_with_open_window
 from tests.questionnaire.test_flow import finish_diary
 
@@ -14,13 +14,13 @@ from tests.questionnaire.test_flow import finish_diary
 def _tab(app, link: AccessLink):
     """Another tab's request, stopped after it read the visit and answers (nothing written yet)."""
     s = db.session()
-    visit, responses = qs.visit_of_live_link(s.connection(), link.id, link.occurrence_id)
-    return s, qs.load(s.connection(), visit, responses, app.extensions["proapp.instruments"],
+    visit, responses = answering.visit_of_live_link(s.connection(), link.id, link.occurrence_id)
+    return s, answering.load(s.connection(), visit, responses, app.extensions["proapp.instruments"],
                       app.extensions["proapp.studies"])
 
 
-def _pain(qsess):
-    return next(scr for scr in qsess.flow() if scr.key == "PAIN_VAS.PAIN_VAS")
+def _pain(visit_q):
+    return next(scr for scr in visit_q.flow() if scr.key == "PAIN_VAS.PAIN_VAS")
 
 
 def test_a_save_that_read_before_a_submit_committed_stores_nothing(app, client, session):
@@ -31,8 +31,8 @@ def test_a_save_that_read_before_a_submit_committed_stores_nothing(app, client, 
     with app.app_context():
         s, other_tab = _tab(app, link)
         assert p.submit().status_code == 200          # this tab submits and commits first
-        with pytest.raises(qs.AlreadyCompleted):
-            qs.save_screen(s, other_tab, _pain(other_tab), {"PAIN_VAS": "77"}, language="fr",
+        with pytest.raises(answering.AlreadyCompleted):
+            answering.save_screen(s, other_tab, _pain(other_tab), {"PAIN_VAS": "77"}, language="fr",
                            now=services.now(), actor="test:other-tab")
         s.rollback()
     session.rollback()               # a fresh snapshot of the database
@@ -51,7 +51,7 @@ def test_a_submit_that_read_before_a_save_committed_scores_the_saved_answer(app,
         page = client.get("/q/PAIN_VAS.PAIN_VAS")      # ... then this tab changed the pain to 90 and committed
         changed = client.post("/q/PAIN_VAS.PAIN_VAS", data={"csrf_token": csrf(page.text), "PAIN_VAS": "90"})
         assert changed.status_code == 303
-        assert qs.complete(s, submitting_tab, language="fr", now=services.now(), actor="test:submitting-tab")
+        assert answering.complete(s, submitting_tab, language="fr", now=services.now(), actor="test:submitting-tab")
         s.commit()
     session.rollback()               # a fresh snapshot of the database
     pain = session.scalars(select(Response).where(Response.instrument_code == "PAIN_VAS")).one()
@@ -68,7 +68,7 @@ def test_a_first_answer_rolled_back_leaves_no_response_behind(app, session):
     link = session.scalars(select(AccessLink)).one()
     with app.app_context():
         s, tab = _tab(app, link)
-        assert qs.save_screen(s, tab, _pain(tab), {"PAIN_VAS": "35"}, language="fr", now=services.now(),
+        assert answering.save_screen(s, tab, _pain(tab), {"PAIN_VAS": "35"}, language="fr", now=services.now(),
                               actor="test") == {}
         s.rollback()
     session.rollback()               # a fresh snapshot of the database
@@ -82,7 +82,7 @@ def test_two_tabs_starting_the_same_questionnaire_share_one_response(app, sessio
     link = session.scalars(select(AccessLink)).one()
     with app.app_context():
         s, first_tab = _tab(app, link)
-        assert qs.save_screen(s, first_tab, _pain(first_tab), {"PAIN_VAS": "35"}, language="fr",
+        assert answering.save_screen(s, first_tab, _pain(first_tab), {"PAIN_VAS": "35"}, language="fr",
                               now=services.now(), actor="test:first-tab") == {}
         s.commit()
         db.session().close()
@@ -90,7 +90,7 @@ def test_two_tabs_starting_the_same_questionnaire_share_one_response(app, sessio
         s, second_tab = _tab(app, link)
         second_tab.responses.clear()                  # as read before the first tab's commit
         second_tab.answers = {code: {} for code in second_tab.answers}
-        assert qs.save_screen(s, second_tab, _pain(second_tab), {"PAIN_VAS": "60"}, language="fr",
+        assert answering.save_screen(s, second_tab, _pain(second_tab), {"PAIN_VAS": "60"}, language="fr",
                               now=services.now(), actor="test:second-tab") == {}
         s.commit()
     session.rollback()               # a fresh snapshot of the database

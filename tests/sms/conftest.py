@@ -37,7 +37,7 @@ def sms_app(database_url: str, instance_dir, fake_twilio: FakeTwilio) -> Iterato
 
 def at(app: Flask, when: datetime) -> None:
     """Move the app's clock (the worker and the pages read it)."""
-    app.config["NOW"] = when
+    app.extensions["proapp.clock"].set(when)
 
 
 def enrol(app: Flask, subject: str, anchor: date, *, study: str = "ADUSE", site: str = "TLS",
@@ -47,7 +47,7 @@ def enrol(app: Flask, subject: str, anchor: date, *, study: str = "ADUSE", site:
         s = db.session()
         patient = enroll_patient(s, app.extensions["proapp.studies"], app.extensions["proapp.phones"],
                                  EnrolmentRequest(study, site, subject, phone, language, anchor, tz, hour),
-                                 now=now or app.config["NOW"])
+                                 now=now or app.extensions["proapp.clock"].now())
         s.commit()
         return patient.id
 

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from proapp import db
-from proapp.patients.models import Occurrence, OccurrenceStatus, PatientContact
-from proapp.sms.models import PatientEvent, SmsMessage, SmsStatus
-from proapp.sms.worker import SmsWorker
+from proapp.jobs.worker import Worker
+from proapp.patients.models import Occurrence, OccurrenceStatus, PatientContact, PatientEvent
+from proapp.sms.models import SmsMessage, SmsStatus
 from tests.sms.conftest import at, enrol, outbox
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -24,7 +24,7 @@ def local(y, m, d, h, minute=0, tz=PARIS) -> datetime:
     return datetime(y, m, d, h, minute, tzinfo=tz).astimezone(UTC)
 
 
-def tick(worker: SmsWorker, when: datetime) -> dict:
+def tick(worker: Worker, when: datetime) -> dict:
     at(worker.app, when)
     return worker.tick()
 
@@ -32,7 +32,7 @@ def tick(worker: SmsWorker, when: datetime) -> dict:
 @pytest.fixture
 def worker(sms_app):
     at(sms_app, ENROLLED)
-    w = SmsWorker(sms_app, worker_id="test-worker")
+    w = Worker(sms_app, worker_id="test-worker")
     yield w
     w.close()
 
@@ -174,7 +174,7 @@ def test_an_unreachable_gateway_is_retried(database_url, instance_dir, fake_twil
     app = fresh_app(database_url, **twilio_settings(fake_twilio, TWILIO_API_BASE="http://127.0.0.1:9"))
     at(app, ENROLLED)
     pid = enrol(app, "ADU-TLS-007", ANCHOR)
-    w = SmsWorker(app)
+    w = Worker(app)
     try:
         assert tick(w, local(2026, 3, 16, 10))["sms_retry"] == 1
         assert outbox(app, pid)[0].status == SmsStatus.PENDING
@@ -277,7 +277,7 @@ def test_reminders_stop_when_the_questionnaire_is_completed(sms_app, worker, fak
 
 
 def test_pause_and_opt_out_stop_sms_and_are_recorded_with_who_and_when(sms_app, worker, fake_twilio):
-    from proapp.sms.services import opt_out, pause, resume
+    from proapp.patients.preferences import opt_out, pause, resume
 
     pid = enrol(sms_app, "ADU-TLS-013", ANCHOR)
     tick(worker, local(2026, 3, 23, 10))                       # W1 invitation
@@ -303,7 +303,7 @@ def test_pause_and_opt_out_stop_sms_and_are_recorded_with_who_and_when(sms_app, 
                                           ("sms_opt_out", "patient:link:1", None)]
 
 
-def send_in_parallel(workers: list[SmsWorker]) -> list:
+def send_in_parallel(workers: list[Worker]) -> list:
     """Each worker sends what is due, all at once in threads; then they are closed. Returns their reports."""
     import threading
 
@@ -322,7 +322,7 @@ def test_two_workers_at_once_send_each_sms_exactly_once(sms_app, fake_twilio):
     at(sms_app, ENROLLED)
     for i in range(40):
         enrol(sms_app, f"ADU-TLS-{200 + i}", ANCHOR, phone=f"+336123{i:05d}")
-    workers = [SmsWorker(sms_app, worker_id=f"w{n}") for n in (1, 2)]
+    workers = [Worker(sms_app, worker_id=f"w{n}") for n in (1, 2)]
     at(sms_app, local(2026, 3, 16, 10))
     workers[0].queue()
     reports = send_in_parallel(workers)
@@ -341,7 +341,7 @@ def test_the_send_rate_holds_across_workers(database_url, instance_dir, fake_twi
     for i in range(50):
         enrol(app, f"ADU-TLS-{300 + i}", ANCHOR, phone=f"+336124{i:05d}")
     at(app, local(2026, 3, 16, 10))
-    workers = [SmsWorker(app, worker_id=f"r{n}") for n in (1, 2)]
+    workers = [Worker(app, worker_id=f"r{n}") for n in (1, 2)]
     workers[0].queue()
     send_in_parallel(workers)
     app.extensions["proapp.engine"].dispose()
@@ -409,7 +409,7 @@ def test_a_worker_that_lost_its_claim_does_not_send(sms_app, worker, fake_twilio
     pid = enrol(sms_app, "ADU-TLS-016", ANCHOR)
     tick(worker, ENROLLED)
     ten = local(2026, 3, 16, 10)
-    stalled = SmsWorker(sms_app, worker_id="stalled")
+    stalled = Worker(sms_app, worker_id="stalled")
     try:
         with sms_app.app_context(), db.transaction() as s:
             ids = claim(s, "stalled", ten, 10)

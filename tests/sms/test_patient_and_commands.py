@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import select
 
 from proapp import db
-from proapp.patients.models import PatientContact
-from proapp.sms.models import PatientEvent, SmsMessage, SmsStatus
+from proapp.patients.models import PatientContact, PatientEvent
+from proapp.sms.models import SmsMessage, SmsStatus
 from tests.questionnaire.helpers import Patient, csrf, enrol_with_open_window, text
 
 
@@ -144,7 +144,7 @@ def test_the_worker_runs_as_its_own_process_and_stops_cleanly(app, database_url,
     env.pop("PROAPP_TEST_DATABASE_URL", None)
     # Quiet hours 23:00-00:00 and the invitation due at once: the worker sends at any hour of the test run,
     # except in that one hour, when it holds the SMS as it must.
-    proc = subprocess.Popen([sys.executable, "-m", "proapp.cli", "worker"], env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "proapp", "worker"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=Path(__file__).resolve().parents[2])
     inbox = tmp_path / "console_sms.jsonl"
     deadline = clock.monotonic() + 30
@@ -169,7 +169,7 @@ def test_a_second_stop_signal_while_the_worker_stops_is_not_an_error(app, databa
     env = {**os.environ, "PROAPP_ENV": "development", "PROAPP_DATABASE_URL": database_url,
            "PROAPP_INSTANCE_PATH": str(tmp_path), "PROAPP_PHONE_KEYS": app.config["PHONE_KEYS"]}
     env.pop("PROAPP_TEST_DATABASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "proapp.cli", "worker"], env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "proapp", "worker"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=Path(__file__).resolve().parents[2])
     try:
         started = ""
@@ -191,7 +191,7 @@ def test_a_second_stop_signal_while_the_worker_stops_is_not_an_error(app, databa
 def test_a_patient_in_reunion_and_one_in_guadeloupe_get_their_sms_at_their_own_ten_oclock(sms_app, fake_twilio):
     from zoneinfo import ZoneInfo
 
-    from proapp.sms.worker import SmsWorker
+    from proapp.jobs.worker import Worker
     from tests.sms.conftest import at, enrol, outbox
 
     start = datetime(2026, 6, 1, 2, tzinfo=UTC)       # 06:00 in Réunion, 22:00 (31 May) in Guadeloupe: quiet
@@ -199,7 +199,7 @@ def test_a_patient_in_reunion_and_one_in_guadeloupe_get_their_sms_at_their_own_t
     anchor = datetime(2026, 6, 3).date()                         # W0 opens on 31 May (already open)
     reunion = enrol(sms_app, "ADU-TLS-501", anchor, tz="Indian/Reunion", phone="+262692123456")
     guadeloupe = enrol(sms_app, "ADU-TLS-502", anchor, tz="America/Guadeloupe", phone="+590690123456")
-    w = SmsWorker(sms_app)
+    w = Worker(sms_app)
     try:
         when = start
         while when < start + timedelta(days=1):

@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime
 import pytest
 
 from proapp.sms.services import SmsSettings, longest_sms
+from proapp.sms.services import text_problems as problems
 from proapp.sms.text import KINDS, compose, gsm7_length
 from proapp.sms.timing import QuietHours, allowed_at, invitation_due, reminder_days
-from proapp.sms.worker import problems
 from tests.conftest import make_app
 
 LONGEST_URL = "https://questionnaires.chu-exemple-universite.fr"   # 48 characters

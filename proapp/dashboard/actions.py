@@ -11,13 +11,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from proapp.config import SUPPORTED_LANGUAGES
-from proapp.patients import phones
-from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientStatus
+from proapp.patients import phones, preferences
+from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientEvent, PatientStatus
 from proapp.patients.services import SENDING_HOURS
 from proapp.questionnaire.models import AccessLink
 from proapp.questionnaire.services import new_link
 from proapp.sms import services as sms
-from proapp.sms.models import PatientEvent
 
 REASON_MAX = 500
 
@@ -102,8 +101,8 @@ def pause_sms(db: Session, patient: Patient, *, actor: str, reason: str | None, 
     if patient.contact is None:
         raise ChangeRefused(_l("This patient has no phone number."), "patient")
     try:
-        sms.pause(db, patient.contact, now, actor, reason)
-    except sms.PreferenceError:
+        preferences.pause(db, patient.contact, now, actor, reason)
+    except preferences.PreferenceError:
         raise ChangeRefused(_l("SMS are already paused for this patient."), "patient") from None
 
 
@@ -113,8 +112,8 @@ def resume_sms(db: Session, patient: Patient, *, actor: str, reason: str | None,
     if patient.contact is None:
         raise ChangeRefused(_l("This patient has no phone number."), "patient")
     try:
-        sms.resume(db, patient.contact, now, actor, reason)
-    except sms.PreferenceError:
+        preferences.resume(db, patient.contact, now, actor, reason)
+    except preferences.PreferenceError:
         raise ChangeRefused(_l("SMS are not paused for this patient."), "patient") from None
 
 
@@ -172,18 +171,6 @@ def change_language(db: Session, patient: Patient, language: str, *, actor: str,
     old, patient.language, patient.updated_at = patient.language, language, now
     _event(db, patient, now, actor, "language_changed", reason, {"old": old, "new": language})
     db.flush()
-
-
-def patient_switched_language(db: Session, patient: Patient, language: str, *, actor: str, now: datetime) -> bool:
-    """The patient pressed FR | EN on a questionnaire page: their language from now on (SMS included), recorded
-    like any other change. Returns whether anything changed."""
-    if language not in SUPPORTED_LANGUAGES or language == patient.language:
-        return False
-    old, patient.language, patient.updated_at = patient.language, language, now
-    _event(db, patient, now, actor, "language_changed", None,
-           {"old": old, "new": language})
-    db.flush()
-    return True
 
 
 def change_sms_hour(db: Session, patient: Patient, hour_text: str, *, actor: str, reason: str | None,

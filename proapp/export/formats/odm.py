@@ -1,115 +1,18 @@
-"""Serializers of exported responses: JSON, CSV, CDISC ODM 1.3.2 (clinical data and metadata) and FHIR R4.
-
-ODM and FHIR text is written as it is produced (no document tree in memory), so a large pull streams."""
+"""CDISC ODM 1.3.2: the study's metadata (Study, MetaDataVersion, AdminData) and its clinical data, written as it
+is produced (no document tree in memory), so a large pull streams."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from proapp.export.data import Exported
+from proapp.export.formats.common import derived_values, iso
 from proapp.instruments import Registry
-from proapp.instruments.schema import Instrument, Item
+from proapp.instruments.schema import Instrument
 from proapp.studies.schema import StudyDef
-
-
-def iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def derived_values(inst: Instrument, scores: dict[str, Any] | None) -> dict[str, Any]:
-    """The instrument's derived scores by their codes (DLQI_TOTAL, HAQ_DI ...), from the stored score keys."""
-    out: dict[str, Any] = {}
-    scores = scores or {}
-    for d in inst.derived:
-        key = d.code.lower()
-        short = key.removeprefix(inst.code.lower() + "_")
-        value = scores.get(key, scores.get(short))
-        if isinstance(value, list):
-            value = " ".join(str(v) for v in value)
-        out[d.code] = value
-    return out
-
-
-def _grouped_answers(inst: Instrument, e: Exported) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for code, repeat, value, _at in e.effective():
-        try:
-            item = inst.item(code)
-        except KeyError:
-            continue
-        if item.group:
-            values = out.setdefault(code, [])
-            while len(values) < repeat:
-                values.append(None)
-            values[repeat - 1] = value
-        else:
-            out[code] = value
-    return out
-
-
-# JSON -------------------------------------------------------------------------------------------------------
-
-def json_item(e: Exported, inst: Instrument) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "sequence": e.seq,
-        "subject_id": e.subject_id,
-        "site": e.site,
-        "visit": e.visit,
-        "window": {"target_day": e.due_on.isoformat(), "opens_on": e.opens_on.isoformat(),
-                   "closes_on": e.closes_on.isoformat()},
-        "instrument": {"code": e.instrument, "version": e.version},
-        "language": e.language,
-        "completed_at": iso(e.completed_at),
-        "completed_on_site": e.on_site,
-        "answers": _grouped_answers(inst, e),
-        "scores": derived_values(inst, e.current_scores),
-        "revision": len(e.corrections),
-        "corrections": [{"item": c[0], "repeat": c[1], "old_value": c[2], "new_value": c[3], "reason": c[4],
-                         "by": c[5], "at": iso(c[6])} for c in e.corrections],
-    }
-
-
-# CSV --------------------------------------------------------------------------------------------------------
-
-CSV_COLUMNS = ("response_id", "sequence", "subject_id", "site", "visit", "instrument", "instrument_version",
-               "language", "completed_at", "completed_on_site", "item_code", "repeat", "value", "item_label",
-               "value_label", "answered_at", "original_value", "corrected_at", "corrected_by", "correction_reason")
-
-
-def value_label(item: Item, value: str | None, lang: str) -> str:
-    if value is None:
-        return ""
-    if item.type == "choice":
-        for opt in item.option_list:
-            if opt.value == value:
-                return opt.label(lang)
-    if item.type == "check":
-        return "ticked" if lang == "en" else "coché"
-    return value
-
-
-def csv_rows(e: Exported, inst: Instrument, lang: str) -> Iterator[tuple[Any, ...]]:
-    head = (e.id, e.seq, e.subject_id, e.site, e.visit, e.instrument, e.version, e.language, iso(e.completed_at),
-            "yes" if e.on_site else "no")
-    originals = {(c[0], c[1]): c for c in reversed(e.corrections)}      # the first correction holds the original
-    latest = {(c[0], c[1]): c for c in e.corrections}
-    for code, repeat, value, at in e.effective():
-        try:
-            item = inst.item(code)
-        except KeyError:
-            continue
-        fix = latest.get((code, repeat))
-        yield (*head, code, repeat, "" if value is None else value, item.text_for(lang),
-               value_label(item, value, lang), iso(at),
-               *(("" if originals[(code, repeat)][2] is None else originals[(code, repeat)][2], iso(fix[6]), fix[5],
-                  fix[4]) if fix else ("", "", "", "")))
-
-
-# CDISC ODM 1.3.2 --------------------------------------------------------------------------------------------
 
 ODM_NS = "http://www.cdisc.org/ns/odm/v1.3"
 
@@ -324,100 +227,3 @@ def odm_metadata(study: StudyDef, registry: Registry, sites: list[tuple[str, str
                    f'EffectiveDate="{created.date().isoformat()}"/></Location>')
     out.append("</AdminData>\n</ODM>\n")
     return "".join(out)
-
-
-# FHIR R4 ----------------------------------------------------------------------------------------------------
-
-def _coding_system(inst: Instrument, item: Item) -> str:
-    return f"urn:proapp:instrument:{inst.code}:{inst.version}:{item.code}"
-
-
-def canonical(public_url: str, inst: Instrument) -> str:
-    return f"{public_url}/fhir/Questionnaire/{inst.code}"
-
-
-def _fhir_answer(inst: Instrument, item: Item, value: str, lang: str) -> dict[str, Any]:
-    if item.type == "choice":
-        return {"valueCoding": {"system": _coding_system(inst, item), "code": value,
-                                "display": value_label(item, value, lang)}}
-    if item.type == "check":
-        return {"valueBoolean": value == "Y"}
-    if item.type == "vas":
-        return {"valueInteger": int(value)}
-    return {"valueDate": value}
-
-
-def fhir_response(e: Exported, inst: Instrument, study: StudyDef, public_url: str) -> dict[str, Any]:
-    """A QuestionnaireResponse; the repeating group (new ulcers) is a group item repeated per ulcer."""
-    items: list[dict[str, Any]] = []
-    groups: dict[str, dict[int, list[dict[str, Any]]]] = {}
-    for code, repeat, value, _at in e.effective():
-        try:
-            item = inst.item(code)
-        except KeyError:
-            continue
-        entry: dict[str, Any] = {"linkId": code, "text": item.text_for(e.language)}
-        if value is not None:
-            entry["answer"] = [_fhir_answer(inst, item, value, e.language)]
-        if item.group:
-            groups.setdefault(item.group, {}).setdefault(repeat, []).append(entry)
-        else:
-            items.append(entry)
-    for group, repeats in groups.items():
-        for repeat in sorted(repeats):
-            items.append({"linkId": group, "item": repeats[repeat]})
-    return {
-        "resourceType": "QuestionnaireResponse",
-        "id": f"proapp-{e.id}",
-        "identifier": {"system": f"urn:proapp:{study.code}:response", "value": str(e.id)},
-        "questionnaire": f"{canonical(public_url, inst)}|{inst.version}",
-        "status": "amended" if e.corrections else "completed",
-        "meta": {"versionId": str(len(e.corrections) + 1)},
-        "subject": {"identifier": {"system": f"urn:proapp:{study.code}:subject", "value": e.subject_id},
-                    "display": e.subject_id},
-        "authored": iso(e.completed_at),
-        "source": {"display": "site device" if e.on_site else "patient's own device"},
-        "extension": [{"url": f"{public_url}/fhir/StructureDefinition/visit",
-                       "valueString": e.visit}],
-        "language": e.language,
-        "item": items,
-    }
-
-
-FHIR_TYPES = {"choice": "choice", "check": "boolean", "vas": "integer", "date": "date"}
-
-
-def fhir_questionnaire(inst: Instrument, public_url: str) -> dict[str, Any]:
-    def item_def(i: Item) -> dict[str, Any]:
-        d: dict[str, Any] = {"linkId": i.code, "text": i.text("en"), "type": FHIR_TYPES[i.type], "required": False,
-                             "_text": {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/translation",
-                                                      "extension": [{"url": "lang", "valueCode": "fr"},
-                                                                    {"url": "content", "valueString": i.text("fr")}]}]}}
-        if i.type == "choice":
-            d["answerOption"] = [{"valueCoding": {"system": _coding_system(inst, i), "code": o.value,
-                                                  "display": o.label("en")}} for o in i.option_list]
-        conditions = dict(i.show_if or {})
-        if i.group:
-            conditions = {}
-        if conditions:
-            d["enableWhen"] = [_enable_when(inst, ref, value) for ref, value in conditions.items()]
-            d["enableBehavior"] = "all"
-        return d
-
-    items = [item_def(i) for i in inst.items if not i.group]
-    for g in inst.groups:
-        group: dict[str, Any] = {"linkId": g.code, "text": g.label("en"), "type": "group", "repeats": True,
-                                 "item": [item_def(i) for i in inst.items if i.group == g.code]}
-        if g.show_if:
-            group["enableWhen"] = [_enable_when(inst, ref, value) for ref, value in g.show_if.items()]
-        items.append(group)
-    return {"resourceType": "Questionnaire", "id": f"{inst.code}-{inst.version}".replace("_", "-"),
-            "url": canonical(public_url, inst), "version": inst.version, "name": inst.code.replace("_", ""),
-            "title": inst.title("en"), "status": "active", "copyright": inst.copyright, "item": items}
-
-
-def _enable_when(inst: Instrument, ref: str, value: str) -> dict[str, Any]:
-    item = inst.item(ref)
-    if item.type == "check":
-        return {"question": ref, "operator": "=", "answerBoolean": value == "Y"}
-    return {"question": ref, "operator": "=", "answerCoding": {"system": _coding_system(inst, item), "code": value}}

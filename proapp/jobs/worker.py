@@ -1,7 +1,8 @@
-"""The SMS worker: ``proapp worker`` (APScheduler, its own process) and ``proapp tick`` (one pass, then exit).
+"""The worker: ``proapp worker`` (APScheduler, its own process) and ``proapp tick`` (one pass, then exit).
 
-Never started by the web app, ``wsgi.py`` or gunicorn. Several workers may run at once: claims are atomic
-and the send rate is shared through the database.
+Its jobs only call the features' services: the SMS outbox (proapp/sms/services.py) and the EDC pushes
+(proapp/export/push.py). Never started by the web app, ``wsgi.py`` or gunicorn. Several workers may run at once:
+claims are atomic and the send rate is shared through the database.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class SendReport:
 STOP_CHECK_SECONDS = 0.2          # how soon the worker notices SIGTERM / SIGINT
 
 
-class SmsWorker:
+class Worker:
     def __init__(self, app: Flask, *, worker_id: str | None = None, gateway: Gateway | None = None):
         self.app = app
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -81,14 +82,14 @@ class SmsWorker:
                     break
                 report.claimed += len(ids)
                 with db.transaction() as s:
-                    prepared = outbox.prepare(s, ids, worker=self.id, now=services.now(), settings=self.settings,
+                    ready = outbox.prepare(s, ids, worker=self.id, now=services.now(), settings=self.settings,
                                               vault=services.phone_vault(), gateway=self.gateway.name)
-                report.cancelled += prepared.cancelled
-                report.postponed += prepared.postponed
-                outcomes = list(self._pool.map(self._send_one, prepared.outgoing))
+                report.cancelled += ready.cancelled
+                report.postponed += ready.postponed
+                outcomes = list(self._pool.map(self._send_one, ready.outgoing))
                 with db.transaction() as s:
                     now = services.now()
-                    for out, outcome in zip(prepared.outgoing, outcomes, strict=True):
+                    for out, outcome in zip(ready.outgoing, outcomes, strict=True):
                         if outcome is None:          # the claim was given up before the request left
                             report.released += 1
                             continue
@@ -203,17 +204,3 @@ class SmsWorker:
                 log.info("worker %s: %s %s", self.id, job.__name__, result)
         run.__name__ = job.__name__
         return run
-
-
-def problems(app: Flask) -> list[str]:
-    """SMS set-up problems that can be known without sending anything."""
-    out = []
-    settings = outbox.SmsSettings.from_config(app.config)
-    with app.app_context():
-        text, length = outbox.longest_sms(settings)
-    if length is None:
-        out.append(f"an SMS text is not GSM-7 and would be split into 70-character segments: {text!r}")
-    elif length > 160:
-        out.append(f"the longest SMS is {length} characters (more than one 160-character segment): "
-                   "shorten PROAPP_PUBLIC_URL or PROAPP_SMS_SENDER_NAME")
-    return out

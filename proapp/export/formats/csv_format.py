@@ -1,0 +1,43 @@
+"""The export API's CSV: one row per answer, with the item and value labels in one language."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from proapp.export.data import Exported
+from proapp.export.formats.common import iso
+from proapp.instruments.schema import Instrument, Item
+
+CSV_COLUMNS = ("response_id", "sequence", "subject_id", "site", "visit", "instrument", "instrument_version",
+               "language", "completed_at", "completed_on_site", "item_code", "repeat", "value", "item_label",
+               "value_label", "answered_at", "original_value", "corrected_at", "corrected_by", "correction_reason")
+
+
+def value_label(item: Item, value: str | None, lang: str) -> str:
+    if value is None:
+        return ""
+    if item.type == "choice":
+        for opt in item.option_list:
+            if opt.value == value:
+                return opt.label(lang)
+    if item.type == "check":
+        return "ticked" if lang == "en" else "coché"
+    return value
+
+
+def csv_rows(e: Exported, inst: Instrument, lang: str) -> Iterator[tuple[Any, ...]]:
+    head = (e.id, e.seq, e.subject_id, e.site, e.visit, e.instrument, e.version, e.language, iso(e.completed_at),
+            "yes" if e.on_site else "no")
+    originals = {(c[0], c[1]): c for c in reversed(e.corrections)}      # the first correction holds the original
+    latest = {(c[0], c[1]): c for c in e.corrections}
+    for code, repeat, value, at in e.effective():
+        try:
+            item = inst.item(code)
+        except KeyError:
+            continue
+        fix = latest.get((code, repeat))
+        yield (*head, code, repeat, "" if value is None else value, item.text_for(lang),
+               value_label(item, value, lang), iso(at),
+               *(("" if originals[(code, repeat)][2] is None else originals[(code, repeat)][2], iso(fix[6]), fix[5],
+                  fix[4]) if fix else ("", "", "", "")))

@@ -1,0 +1,106 @@
+"""FHIR R4: Questionnaire resources of the instruments, QuestionnaireResponse resources of the responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proapp.export.data import Exported
+from proapp.export.formats.common import iso
+from proapp.export.formats.csv_format import value_label
+from proapp.instruments.schema import Instrument, Item
+from proapp.studies.schema import StudyDef
+
+
+def _coding_system(inst: Instrument, item: Item) -> str:
+    return f"urn:proapp:instrument:{inst.code}:{inst.version}:{item.code}"
+
+
+def canonical(public_url: str, inst: Instrument) -> str:
+    return f"{public_url}/fhir/Questionnaire/{inst.code}"
+
+
+def _fhir_answer(inst: Instrument, item: Item, value: str, lang: str) -> dict[str, Any]:
+    if item.type == "choice":
+        return {"valueCoding": {"system": _coding_system(inst, item), "code": value,
+                                "display": value_label(item, value, lang)}}
+    if item.type == "check":
+        return {"valueBoolean": value == "Y"}
+    if item.type == "vas":
+        return {"valueInteger": int(value)}
+    return {"valueDate": value}
+
+
+def fhir_response(e: Exported, inst: Instrument, study: StudyDef, public_url: str) -> dict[str, Any]:
+    """A QuestionnaireResponse; the repeating group (new ulcers) is a group item repeated per ulcer."""
+    items: list[dict[str, Any]] = []
+    groups: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    for code, repeat, value, _at in e.effective():
+        try:
+            item = inst.item(code)
+        except KeyError:
+            continue
+        entry: dict[str, Any] = {"linkId": code, "text": item.text_for(e.language)}
+        if value is not None:
+            entry["answer"] = [_fhir_answer(inst, item, value, e.language)]
+        if item.group:
+            groups.setdefault(item.group, {}).setdefault(repeat, []).append(entry)
+        else:
+            items.append(entry)
+    for group, repeats in groups.items():
+        for repeat in sorted(repeats):
+            items.append({"linkId": group, "item": repeats[repeat]})
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "id": f"proapp-{e.id}",
+        "identifier": {"system": f"urn:proapp:{study.code}:response", "value": str(e.id)},
+        "questionnaire": f"{canonical(public_url, inst)}|{inst.version}",
+        "status": "amended" if e.corrections else "completed",
+        "meta": {"versionId": str(len(e.corrections) + 1)},
+        "subject": {"identifier": {"system": f"urn:proapp:{study.code}:subject", "value": e.subject_id},
+                    "display": e.subject_id},
+        "authored": iso(e.completed_at),
+        "source": {"display": "site device" if e.on_site else "patient's own device"},
+        "extension": [{"url": f"{public_url}/fhir/StructureDefinition/visit",
+                       "valueString": e.visit}],
+        "language": e.language,
+        "item": items,
+    }
+
+
+FHIR_TYPES = {"choice": "choice", "check": "boolean", "vas": "integer", "date": "date"}
+
+
+def fhir_questionnaire(inst: Instrument, public_url: str) -> dict[str, Any]:
+    def item_def(i: Item) -> dict[str, Any]:
+        d: dict[str, Any] = {"linkId": i.code, "text": i.text("en"), "type": FHIR_TYPES[i.type], "required": False,
+                             "_text": {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/translation",
+                                                      "extension": [{"url": "lang", "valueCode": "fr"},
+                                                                    {"url": "content", "valueString": i.text("fr")}]}]}}
+        if i.type == "choice":
+            d["answerOption"] = [{"valueCoding": {"system": _coding_system(inst, i), "code": o.value,
+                                                  "display": o.label("en")}} for o in i.option_list]
+        conditions = dict(i.show_if or {})
+        if i.group:
+            conditions = {}
+        if conditions:
+            d["enableWhen"] = [_enable_when(inst, ref, value) for ref, value in conditions.items()]
+            d["enableBehavior"] = "all"
+        return d
+
+    items = [item_def(i) for i in inst.items if not i.group]
+    for g in inst.groups:
+        group: dict[str, Any] = {"linkId": g.code, "text": g.label("en"), "type": "group", "repeats": True,
+                                 "item": [item_def(i) for i in inst.items if i.group == g.code]}
+        if g.show_if:
+            group["enableWhen"] = [_enable_when(inst, ref, value) for ref, value in g.show_if.items()]
+        items.append(group)
+    return {"resourceType": "Questionnaire", "id": f"{inst.code}-{inst.version}".replace("_", "-"),
+            "url": canonical(public_url, inst), "version": inst.version, "name": inst.code.replace("_", ""),
+            "title": inst.title("en"), "status": "active", "copyright": inst.copyright, "item": items}
+
+
+def _enable_when(inst: Instrument, ref: str, value: str) -> dict[str, Any]:
+    item = inst.item(ref)
+    if item.type == "check":
+        return {"question": ref, "operator": "=", "answerBoolean": value == "Y"}
+    return {"question": ref, "operator": "=", "answerCoding": {"system": _coding_system(inst, item), "code": value}}

@@ -1,0 +1,30 @@
+"""The export API's own JSON: one object per completed response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proapp.export.data import Exported
+from proapp.export.formats.common import _grouped_answers, derived_values, iso
+from proapp.instruments.schema import Instrument
+
+
+def json_item(e: Exported, inst: Instrument) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "sequence": e.seq,
+        "subject_id": e.subject_id,
+        "site": e.site,
+        "visit": e.visit,
+        "window": {"target_day": e.due_on.isoformat(), "opens_on": e.opens_on.isoformat(),
+                   "closes_on": e.closes_on.isoformat()},
+        "instrument": {"code": e.instrument, "version": e.version},
+        "language": e.language,
+        "completed_at": iso(e.completed_at),
+        "completed_on_site": e.on_site,
+        "answers": _grouped_answers(inst, e),
+        "scores": derived_values(inst, e.current_scores),
+        "revision": len(e.corrections),
+        "corrections": [{"item": c[0], "repeat": c[1], "old_value": c[2], "new_value": c[3], "reason": c[4],
+                         "by": c[5], "at": iso(c[6])} for c in e.corrections],
+    }

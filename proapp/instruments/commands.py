@@ -1,0 +1,17 @@
+"""Commands of the instruments feature."""
+
+from __future__ import annotations
+
+import click
+
+from proapp import services
+from proapp.cli import proapp_cli
+
+
+@proapp_cli.command("instruments")
+def instruments_cmd() -> None:
+    """List the instruments, their versions and whether each language's wording is validated."""
+    for inst in services.instruments().all():
+        langs = ", ".join(f"{lang} {'validated' if st.validated else 'NOT VALIDATED'}"
+                          for lang, st in sorted(inst.languages.items()))
+        click.echo(f"{inst.code} {inst.version}: {len(inst.items)} items; {langs}")

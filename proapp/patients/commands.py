@@ -1,0 +1,108 @@
+"""Commands of the patients feature: enrolment, schedules, phone numbers."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import click
+from flask_babel import force_locale
+
+from proapp import db, services
+from proapp.cli import fail, proapp_cli
+
+
+def _parse_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"--anchor-date {value!r} is not a date (YYYY-MM-DD)")
+
+@proapp_cli.command("enroll")
+@click.option("--study", required=True, help="Study code, e.g. ADUSE.")
+@click.option("--site", required=True, help="Site code, e.g. TLS.")
+@click.option("--subject", required=True, help="Subject ID following the study's pattern.")
+@click.option("--phone", required=True, help="Mobile number (E.164 or national).")
+@click.option("--language", default="fr", show_default=True, help="fr or en.")
+@click.option("--anchor-date", required=True, help="Day 0 of the schedule (YYYY-MM-DD).")
+@click.option("--timezone", default=None, help="Patient's time zone (default: the site's).")
+@click.option("--hour", "sms_hour", default=10, show_default=True, type=int, help="Preferred local SMS hour.")
+def enroll_cmd(study: str, site: str, subject: str, phone: str, language: str, anchor_date: str,
+               timezone: str | None, sms_hour: int) -> None:
+    """Enrol a patient and print their schedule."""
+    from flask import current_app
+
+    from proapp.patients.services import EnrolmentError, EnrolmentRequest, enroll_patient
+
+    req = EnrolmentRequest(study_code=study, site_code=site, subject_id=subject, phone=phone,
+                           language=language, anchor_date=_parse_date(anchor_date), timezone=timezone,
+                           sms_hour=sms_hour)
+    with force_locale("en"):
+        try:
+            with db.transaction() as s:
+                patient = enroll_patient(s, services.studies(), services.phone_vault(), req,
+                                         now=services.now(), actor="cli",
+                                         phone_region=current_app.config["DEFAULT_PHONE_REGION"])
+        except EnrolmentError as exc:
+            fail(f"{exc.field}: {exc.message}")
+    click.echo(f"enrolled {patient.subject_id} ({study}/{site}), time zone {patient.timezone}")
+    _print_schedule(patient.id)
+
+def _print_schedule(patient_id: int) -> None:
+    from proapp.patients.services import occurrence_state, schedule_of
+
+    now = services.now()
+    click.echo(f"{'visit':<6} {'opens':<10}  {'closes':<10}  {'state':<9}  instruments")
+    for occ in schedule_of(db.session(), patient_id):
+        click.echo(f"{occ.visit_code:<6} {occ.window_opens_on.isoformat()}  {occ.window_closes_on.isoformat()}"
+                   f"  {occurrence_state(occ, now):<9}  {', '.join(occ.instruments)}")
+
+@proapp_cli.command("schedule")
+@click.argument("subject")
+@click.option("--study", default=None, help="Study code, when the subject ID is not unique.")
+def schedule_cmd(subject: str, study: str | None) -> None:
+    """Print a patient's schedule (local dates, state, instruments)."""
+    _print_schedule(_find_patient(subject, study).id)
+
+def _find_patient(subject: str, study: str | None):
+    from sqlalchemy import select
+
+    from proapp.patients.models import Patient
+    from proapp.studies.models import Study
+
+    q = select(Patient).where(Patient.subject_id == subject)
+    if study:
+        q = q.join(Study, Study.id == Patient.study_id).where(Study.code == study)
+    found = list(db.session().scalars(q))
+    if not found:
+        fail(f"no patient {subject}")
+    if len(found) > 1:
+        fail(f"{subject} is enrolled in several studies: add --study")
+    return found[0]
+
+@proapp_cli.group("phones")
+def phones_group() -> None:
+    """Phone numbers (encrypted at rest)."""
+
+@phones_group.command("rotate")
+def phones_rotate_cmd() -> None:
+    """Re-encrypt every number with the newest key of PROAPP_PHONE_KEYS (list the new key first, keep the old
+    ones until this has run), and recompute the lookup hashes."""
+    from proapp.patients.contacts import rotate_keys
+
+    with db.transaction() as s:
+        out = rotate_keys(s, services.phone_vault(), services.now(), "cli")
+    click.echo(f"{out.rotated} numbers re-encrypted with the newest key"
+               + (f"; {out.unreadable} could not be read with the configured keys" if out.unreadable else ""))
+    if out.unreadable:
+        raise SystemExit(1)
+
+@proapp_cli.command("purge-contacts")
+@click.option("--dry-run", is_flag=True, help="Only list the patients whose number would be erased.")
+def purge_contacts_cmd(dry_run: bool) -> None:
+    """Erase the phone numbers of patients whose follow-up has ended (withdrawn, finished, or no window left)."""
+    from proapp.patients.contacts import purge_contacts
+
+    with db.transaction() as s:
+        subjects = purge_contacts(s, services.now(), "cli", dry_run=dry_run)
+    verb = "would erase" if dry_run else "erased"
+    click.echo(f"{verb} {len(subjects)} phone number(s)" + (f": {', '.join(subjects)}" if subjects else ""))

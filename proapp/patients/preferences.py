@@ -1,0 +1,73 @@
+"""A patient's own preferences: the language of pages and SMS, and the SMS themselves (opt-out by the patient,
+pause and resume by staff). Each change is a ``PatientEvent`` and an audit entry; stopping the SMS announces
+``sms_must_stop`` (proapp/patients/signals.py), so that what waits to be sent is cancelled in the same
+transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from proapp.audit.services import record
+from proapp.config import SUPPORTED_LANGUAGES
+from proapp.patients.models import Patient, PatientContact, PatientEvent
+from proapp.patients.signals import sms_must_stop
+
+
+def _event(db: Session, patient_id: int, now: datetime, actor: str, action: str, reason: str | None) -> None:
+    db.add(PatientEvent(patient_id=patient_id, at=now, actor=actor, action=action, reason=reason))
+    record(db, actor=actor, action=f"patient.{action}", entity="patient", entity_id=patient_id,
+           patient_id=patient_id, reason=reason, at=now)
+
+
+def opt_out(db: Session, contact: PatientContact, now: datetime, actor: str) -> bool:
+    """The patient asks for no more SMS. Returns False when they had already."""
+    if contact.opted_out_at is not None:
+        return False
+    contact.opted_out_at, contact.updated_at = now, now
+    _event(db, contact.patient_id, now, actor, "sms_opt_out", None)
+    sms_must_stop.send(contact.patient_id, db=db, why="opted_out", now=now)
+    db.flush()
+    return True
+
+
+class PreferenceError(ValueError):
+    """A pause or resume that cannot be done; the message says why."""
+
+
+def pause(db: Session, contact: PatientContact, now: datetime, actor: str, reason: str) -> None:
+    if not reason.strip():
+        raise PreferenceError("a reason is required")
+    if contact.sms_paused_at is not None:
+        raise PreferenceError("SMS are already paused")
+    contact.sms_paused_at, contact.updated_at = now, now
+    _event(db, contact.patient_id, now, actor, "sms_pause", reason.strip())
+    sms_must_stop.send(contact.patient_id, db=db, why="paused", now=now)
+    db.flush()
+
+
+def resume(db: Session, contact: PatientContact, now: datetime, actor: str, reason: str) -> None:
+    """Staff resume SMS after a pause or an opt-out (the patient asked again, in person)."""
+    if not reason.strip():
+        raise PreferenceError("a reason is required")
+    if contact.sms_paused_at is None and contact.opted_out_at is None:
+        raise PreferenceError("SMS are not paused")
+    contact.sms_paused_at = contact.opted_out_at = None
+    contact.updated_at = now
+    _event(db, contact.patient_id, now, actor, "sms_resume", reason.strip())
+    db.flush()
+
+
+def patient_switched_language(db: Session, patient: Patient, language: str, *, actor: str, now: datetime) -> bool:
+    """The patient pressed FR | EN on a questionnaire page: their language from now on (SMS included), recorded
+    like any other change. Returns whether anything changed."""
+    if language not in SUPPORTED_LANGUAGES or language == patient.language:
+        return False
+    old, patient.language, patient.updated_at = patient.language, language, now
+    db.add(PatientEvent(patient_id=patient.id, at=now, actor=actor, action="language_changed",
+                        details={"old": old, "new": language}))
+    record(db, actor=actor, action="patient.language_changed", entity="patient", entity_id=patient.id,
+           patient_id=patient.id, old={"value": old}, new={"value": language}, at=now)
+    db.flush()
+    return True
