@@ -30,7 +30,7 @@ from tests.benchmarks._setup import free_port
 from tests.conftest import PHONE_KEY, fresh_app
 from tests.sms.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"

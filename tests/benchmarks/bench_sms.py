@@ -61,7 +61,7 @@ def seed(app, count: int, first: int, study_code: str = "IMATINIB-SSC", visit: s
             contacts.append({"patient_id": pid, "phone_ciphertext": vault.encrypt(phone),
                              "phone_lookup": vault.lookup(phone), "usable": True, "updated_at": now})
             occurrences.append({"patient_id": pid, "visit_code": visit, "visit_day": 30, "instruments": ["DLQI", "HAQ"],
-                                "window_opens_on": paris_today - timedelta(days=7),
+                                "due_on": paris_today, "window_opens_on": paris_today - timedelta(days=7),
                                 "window_closes_on": paris_today + timedelta(days=7),
                                 "window_opens_at": now - timedelta(days=7), "window_closes_at": now + timedelta(days=7),
                                 "status": "scheduled"})
@@ -200,6 +200,11 @@ def main() -> None:
           f"| {limited['duplicates']} | {limited['lost']} |")
     print(f"\nsmallest gaps between two SMS with the limit on (ms): {limited['gaps_ms']}")
     print(f"\nqueueing {args.count:,} invitations took {free['queue_seconds']:.2f} s")
+    for run in (free, limited):
+        if run["duplicates"] or run["lost"] or run["at_fake"] < run["count"]:
+            sys.exit(f"SMS sent twice or lost: {run}")
+    if limited["busiest_second"] > args.rate + 1:
+        sys.exit(f"the send rate was exceeded: {limited['busiest_second']} in one second")
 
 
 if __name__ == "__main__":

@@ -352,6 +352,7 @@ def test_the_send_rate_holds_across_workers(database_url, instance_dir, fake_twi
     assert stamps[-1] - stamps[0] >= 49 / 20 - 0.1
 
 
+@pytest.mark.slow
 def test_a_whole_aduse_schedule_across_the_dst_change(sms_app, worker, fake_twilio):
     """Ticks every hour for the 17 weeks of ADUSE: each invitation at 10:00 Paris time (09:00 UTC before
     29 March, 08:00 UTC after), reminders two days later and on the last day, nothing in quiet hours,
