@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import date, timedelta
+from datetime import date
 
 from flask import Blueprint, Response, render_template, request
 from flask_babel import gettext as _
-from sqlalchemy import select
 
 from proapp import csvfiles, db, services
 from proapp.accounts.access import patient_or_404, staff_routes, viewer
+from proapp.dashboard import queries
 from proapp.web import int_arg
 
 bp = Blueprint("audit", __name__, url_prefix="/staff")
@@ -25,39 +25,21 @@ AUDIT_PER_PAGE = 100
 @staff_route("/audit", "audit")
 def audit() -> str:
     """The audit trail, newest first, with filters. Monitors see the entries of their study's patients."""
-    from proapp.audit.models import AuditEvent
-    from proapp.patients.models import Patient
-
-    v, s = viewer(), db.session()
     args = request.args
-    q = select(AuditEvent, Patient.subject_id).outerjoin(Patient, Patient.id == AuditEvent.patient_id)
-    if not v.is_admin:
-        q = q.where(AuditEvent.patient_id.is_not(None), v.patients())
     subject = (args.get("subject") or "").strip()[:40]
-    if subject:
-        q = q.where(Patient.subject_id == subject)
     action = (args.get("action") or "").strip()[:60]
-    if action:
-        q = q.where(AuditEvent.action.startswith(action, autoescape=True))
     actor = (args.get("actor") or "").strip()[:120]
-    if actor:
-        q = q.where(AuditEvent.actor.contains(actor, autoescape=True))
-    errors = []
-    for name, op in (("since", ">="), ("until", "<")):
+    errors, days = [], {}
+    for name in ("since", "until"):
         raw = args.get(name) or ""
         if raw:
             try:
-                day = date.fromisoformat(raw)
+                days[name] = date.fromisoformat(raw)
             except ValueError:
                 errors.append(_("Give the date as year-month-day, for example 2026-03-02."))
-                continue
-            from datetime import UTC, datetime, time
-
-            instant = datetime.combine(day + (timedelta(days=1) if op == "<" else timedelta()), time(), tzinfo=UTC)
-            q = q.where(AuditEvent.at >= instant if op == ">=" else AuditEvent.at < instant)
     page = max(int_arg("page", 1), 1)
-    rows = s.execute(q.order_by(AuditEvent.id.desc()).limit(AUDIT_PER_PAGE + 1)
-                     .offset((page - 1) * AUDIT_PER_PAGE)).all()
+    rows = queries.audit_page(db.session(), viewer(), subject=subject, action=action, actor=actor,
+                              since=days.get("since"), until=days.get("until"), page=page, per_page=AUDIT_PER_PAGE)
     f = {"subject": subject, "action": action, "actor": actor, "since": args.get("since", ""),
          "until": args.get("until", "")}
     return render_template("staff/audit.html", rows=rows[:AUDIT_PER_PAGE], more=len(rows) > AUDIT_PER_PAGE,
@@ -70,7 +52,6 @@ def patient_audit_csv(patient_id: int) -> Response:
     export time (X-Audit-Chain header), and the copy's own SHA-256 (X-Content-SHA256)."""
     import hashlib
 
-    from proapp.audit.models import AuditEvent
     from proapp.audit.services import record, verify
 
     patient = patient_or_404(patient_id)
@@ -80,7 +61,7 @@ def patient_audit_csv(patient_id: int) -> Response:
     writer = csvfiles.writer(out)
     writer.writerow(("entry", "at_utc", "actor", "action", "entity", "entity_id", "old", "new", "reason",
                      "prev_hash", "hash"))
-    for e in s.scalars(select(AuditEvent).where(AuditEvent.patient_id == patient.id).order_by(AuditEvent.id)):
+    for e in queries.patient_audit_entries(s, patient.id):
         writer.writerow((e.id, e.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), e.actor, e.action, e.entity, e.entity_id or "",
                          "" if e.old is None else json.dumps(e.old, sort_keys=True, ensure_ascii=False),
                          "" if e.new is None else json.dumps(e.new, sort_keys=True, ensure_ascii=False),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, exists, func, literal_column, or_, select
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, aliased
 
 from proapp.accounts.access import Viewer
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientEvent, PatientStatus
-from proapp.questionnaire.models import AccessLink, Response, ResponseStatus
+from proapp.questionnaire.models import AccessLink, Answer, Response, ResponseStatus
 from proapp.sms.models import PROBLEMS, SmsMessage, SmsStatus
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Site, Study
@@ -416,3 +416,69 @@ def completion_rows(db: Session, viewer: Viewer, study_id: int, study_code: str,
                closes_on.isoformat(), state,
                completed_at.strftime("%Y-%m-%dT%H:%M:%SZ") if completed_at else "",
                "" if on_site is None else ("yes" if on_site else "no"), inv_status.value if inv_status else "")
+
+
+# Small reads of the patient and response pages, the downloads and the administration pages -----------------
+
+def occurrence_of(db: Session, patient_id: int, occurrence_id: int) -> Occurrence | None:
+    return db.scalar(select(Occurrence).where(Occurrence.id == occurrence_id, Occurrence.patient_id == patient_id))
+
+
+def response_of(db: Session, patient_id: int, response_id: int) -> Response | None:
+    return db.scalar(select(Response).join(Occurrence, Occurrence.id == Response.occurrence_id)
+                     .where(Response.id == response_id, Occurrence.patient_id == patient_id))
+
+
+def original_answers(db: Session, response_id: int) -> dict[tuple[str, int], str | None]:
+    """The answers as the patient gave them (corrections are kept beside them)."""
+    return {(code, rep): value for code, rep, value in db.execute(
+        select(Answer.item_code, Answer.repeat_index, Answer.value).where(Answer.response_id == response_id))}
+
+
+def study_by_code(db: Session, code: str) -> Study | None:
+    return db.scalar(select(Study).where(Study.code == code))
+
+
+def has_site(db: Session, study_id: int, site_code: str) -> bool:
+    return db.scalar(select(Site.id).where(Site.study_id == study_id, Site.code == site_code)) is not None
+
+
+def deliveries(db: Session, status: str | None, limit: int = 200) -> list[Any]:
+    """The newest pushes to the EDC endpoints, with their study's code."""
+    from proapp.export.models import PushDelivery
+
+    q = (select(PushDelivery, Study.code).join(Study, Study.id == PushDelivery.study_id)
+         .order_by(PushDelivery.id.desc()).limit(limit))
+    if status:
+        q = q.where(PushDelivery.status == status)
+    return list(db.execute(q).all())
+
+
+def audit_page(db: Session, viewer: Viewer, *, subject: str, action: str, actor: str, since: date | None,
+               until: date | None, page: int, per_page: int) -> list[Any]:
+    """One page of the audit trail, newest first, with each entry's subject ID (one row more than a page: there
+    is a next page when it comes back). Monitors see the entries of the patients they may see."""
+    from datetime import time
+
+    from proapp.audit.models import AuditEvent
+
+    q = select(AuditEvent, Patient.subject_id).outerjoin(Patient, Patient.id == AuditEvent.patient_id)
+    if not viewer.is_admin:
+        q = q.where(AuditEvent.patient_id.is_not(None), viewer.patients())
+    if subject:
+        q = q.where(Patient.subject_id == subject)
+    if action:
+        q = q.where(AuditEvent.action.startswith(action, autoescape=True))
+    if actor:
+        q = q.where(AuditEvent.actor.contains(actor, autoescape=True))
+    if since is not None:
+        q = q.where(AuditEvent.at >= datetime.combine(since, time(), tzinfo=UTC))
+    if until is not None:
+        q = q.where(AuditEvent.at < datetime.combine(until + timedelta(days=1), time(), tzinfo=UTC))
+    return list(db.execute(q.order_by(AuditEvent.id.desc()).limit(per_page + 1).offset((page - 1) * per_page)))
+
+
+def patient_audit_entries(db: Session, patient_id: int) -> Any:
+    from proapp.audit.models import AuditEvent
+
+    return db.scalars(select(AuditEvent).where(AuditEvent.patient_id == patient_id).order_by(AuditEvent.id))

@@ -28,7 +28,6 @@ from flask import (
 from flask_babel import format_date, format_datetime
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
 
 from proapp import csvfiles, db, services
 from proapp.accounts import services as accounts
@@ -38,8 +37,6 @@ from proapp.dashboard import charts, labels, queries
 from proapp.patients.models import Occurrence
 from proapp.patients.phones import mask
 from proapp.patients.services import SENDING_HOURS, EnrolmentError, EnrolmentRequest, enroll_patient
-from proapp.questionnaire.models import Answer
-from proapp.studies.models import Site, Study
 from proapp.web import int_arg
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -204,8 +201,7 @@ def patient(patient_id: int) -> tuple[str, int]:
 def _open_occurrence(patient, form_value: str | None) -> Occurrence | None:
     if not form_value or not (form_value.isascii() and form_value.isdigit()):
         return None
-    return db.session().scalar(select(Occurrence).where(Occurrence.id == int(form_value),
-                                                        Occurrence.patient_id == patient.id))
+    return queries.occurrence_of(db.session(), patient.id, int(form_value))
 
 
 @staff_route("/patients/<int:patient_id>/actions/<action>", "change", methods=["POST"])
@@ -278,10 +274,7 @@ def on_site(patient_id: int) -> Any:
 # A completed response and its corrections -----------------------------------------------------------------
 
 def _response_or_404(patient, response_id: int):
-    from proapp.questionnaire.models import Response as QResponse
-
-    r = db.session().scalar(select(QResponse).join(Occurrence, Occurrence.id == QResponse.occurrence_id)
-                            .where(QResponse.id == response_id, Occurrence.patient_id == patient.id))
+    r = queries.response_of(db.session(), patient.id, response_id)
     if r is None:
         abort(404)
     return r
@@ -293,8 +286,7 @@ def _render_response(patient, r, errors: dict[str, str] | None = None, values: d
 
     s = db.session()
     inst = services.instruments().get(r.instrument_code, r.instrument_version)
-    original = {(c, rep): v for c, rep, v in s.execute(
-        select(Answer.item_code, Answer.repeat_index, Answer.value).where(Answer.response_id == r.id))}
+    original = queries.original_answers(s, r.id)
     current, corrections = effective_answers(s, r)
     keys = sorted(set(original) | set(current), key=lambda k: (k[1], [i.code for i in inst.items].index(k[0])
                                                                if k[0] in {i.code for i in inst.items} else 999))
@@ -340,12 +332,11 @@ def correct(patient_id: int, response_id: int) -> Any:
 def completion_csv(code: str) -> Response:
     v = viewer()
     s = db.session()
-    study = s.scalar(select(Study).where(Study.code == code))
+    study = queries.study_by_code(s, code)
     if study is None or not v.sees(study.id):
         abort(404)
     site_code = request.args.get("site") or None
-    if site_code is not None and s.scalar(select(Site.id).where(Site.study_id == study.id,
-                                                                 Site.code == site_code)) is None:
+    if site_code is not None and not queries.has_site(s, study.id, site_code):
         abort(404)
     study_id, study_code, now = study.id, study.code, services.now()
     make_session = current_app.extensions["proapp.sessionmaker"]
@@ -375,15 +366,8 @@ def completion_csv(code: str) -> Response:
 @staff_route("/deliveries", "admin")
 def deliveries() -> str:
     """The log of pushes to the EDC endpoints: what went, when, what came back, what waits for a retry."""
-    from proapp.export.models import PushDelivery
-
-    s = db.session()
     status = request.args.get("status") if request.args.get("status") in ("pending", "delivered") else None
-    q = (select(PushDelivery, Study.code).join(Study, Study.id == PushDelivery.study_id)
-         .order_by(PushDelivery.id.desc()).limit(200))
-    if status:
-        q = q.where(PushDelivery.status == status)
-    return render_template("staff/deliveries.html", rows=s.execute(q).all(), status=status)
+    return render_template("staff/deliveries.html", rows=queries.deliveries(db.session(), status), status=status)
 
 
 # Template helpers ------------------------------------------------------------------------------------------

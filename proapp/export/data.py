@@ -148,3 +148,29 @@ def acknowledged(db: Session, response_ids: list[int]) -> dict[int, datetime]:
 def responses_in_scope(db: Session, key: ApiKey, ids: list[int]) -> set[int]:
     return set(db.scalars(_joined(select(Response.id)).where(*_scope(key), Response.id.in_(ids or [-1]))))
 
+
+def study_sites(db: Session, study_id: int) -> list[tuple[str, str]]:
+    """(code, name) of a study's sites, for the ODM AdminData."""
+    return [(site.code, site.name) for site in db.scalars(select(Site).where(Site.study_id == study_id)
+                                                           .order_by(Site.code))]
+
+
+def acknowledge(db: Session, key: ApiKey, wanted: list[int], now: datetime) -> tuple[set[int], set[int]]:
+    """Record that the EDC behind ``key`` imported these responses. Returns (the ids in the key's scope, those
+    already acknowledged before); unknown ids change nothing. Each new acknowledgement is audited."""
+    from proapp.audit.services import record
+    from proapp.db import dialect_insert
+
+    known = responses_in_scope(db, key, wanted)
+    already = set(db.scalars(select(Acknowledgement.response_id).where(
+        Acknowledgement.api_key_id == key.id, Acknowledgement.response_id.in_(known or {-1}))))
+    new = [{"response_id": rid, "api_key_id": key.id, "at": now}
+           for rid in wanted if rid in known and rid not in already]
+    if new:
+        insert = dialect_insert(db.get_bind().dialect.name)
+        done = db.execute(insert(Acknowledgement).on_conflict_do_nothing()   # a concurrent request did it first
+                          .returning(Acknowledgement.response_id), new).scalars().all()
+        for rid in done:
+            record(db, actor=f"api:pk_{key.prefix}", action="response.acknowledged", entity="response",
+                   entity_id=rid, new={"api_key": key.id}, at=now)
+    return known, already

@@ -7,7 +7,7 @@ import hmac
 import secrets
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from proapp.export.models import ApiKey
@@ -68,3 +68,16 @@ def authenticate(db: Session, authorization: str | None) -> ApiKey | None:
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.secret_sha256, _hash(key)):
         return None
     return row
+
+
+def record_pull(db: Session, key: ApiKey, *, endpoint: str, params: dict[str, str], status: int, items: int | None,
+                now: datetime) -> None:
+    """A request made with ``key``: its pull-log row, its audit entry and the key's last use."""
+    from proapp.audit.services import record
+    from proapp.export.models import ApiPull
+
+    db.add(ApiPull(api_key_id=key.id, at=now, endpoint=endpoint[:60], params=params or None, status=status,
+                   items=items))
+    record(db, actor=f"api:pk_{key.prefix}", action="api.request", entity="api_key", entity_id=key.id,
+           new={"endpoint": endpoint, "params": params, "status": status, "items": items}, at=now)
+    db.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))

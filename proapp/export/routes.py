@@ -10,16 +10,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request, url_for
-from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from proapp import csvfiles, db, services
-from proapp.db import dialect_insert
 from proapp.export import data, feed, keys
 from proapp.export.formats import common, csv_format, fhir, json_format, odm
-from proapp.export.models import Acknowledgement, ApiKey, ApiPull
+from proapp.export.models import ApiKey
 from proapp.extensions import csrf
-from proapp.studies.models import Site, Study
+from proapp.studies.models import Study
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
@@ -71,15 +69,8 @@ def _record(status: int, items: int | None) -> None:
         return
     s = db.session()
     s.rollback()
-    params = {k: v[:200] for k, v in request.args.items()}
-    s.add(ApiPull(api_key_id=key.id, at=services.now(), endpoint=(request.endpoint or "")[:60], params=params or None,
-                  status=status, items=items))
-    from proapp.audit.services import record
-
-    record(s, actor=f"api:pk_{key.prefix}", action="api.request", entity="api_key", entity_id=key.id,
-           new={"endpoint": request.endpoint, "params": params, "status": status, "items": items},
-           at=services.now())
-    s.execute(ApiKey.__table__.update().where(ApiKey.id == key.id).values(last_used_at=services.now()))
+    keys.record_pull(s, key, endpoint=request.endpoint or "", params={k: v[:200] for k, v in request.args.items()},
+                     status=status, items=items, now=services.now())
     s.commit()
 
 
@@ -179,8 +170,7 @@ def metadata(study: str) -> Response:
     study_def = services.studies().get(st.code)
     registry = services.instruments()
     if fmt == "odm":
-        sites = [(s.code, s.name) for s in db.session().scalars(select(Site).where(Site.study_id == st.id)
-                                                                  .order_by(Site.code))]
+        sites = data.study_sites(db.session(), st.id)
         body = odm.odm_metadata(study_def, registry, sites, services.now())
         _record(200, None)
         return Response(body, mimetype=MEDIA["odm"])
@@ -321,21 +311,7 @@ def acknowledgements(study: str) -> tuple[dict[str, Any], int]:
                       f"numbers from 1 to {MAX_ID}).", "bad-body")
     s = db.session()
     wanted = list(dict.fromkeys(ids))
-    known = data.responses_in_scope(s, key, wanted)
-    already = set(s.scalars(select(Acknowledgement.response_id).where(Acknowledgement.api_key_id == key.id,
-                                                                      Acknowledgement.response_id.in_(known or {-1}))))
-    now = services.now()
-    new = [{"response_id": rid, "api_key_id": key.id, "at": now}
-           for rid in wanted if rid in known and rid not in already]
-    if new:
-        insert = dialect_insert(s.get_bind().dialect.name)
-        done = s.execute(insert(Acknowledgement).on_conflict_do_nothing()   # a concurrent request did it first
-                         .returning(Acknowledgement.response_id), new).scalars().all()
-        from proapp.audit.services import record
-
-        for rid in done:
-            record(s, actor=f"api:pk_{key.prefix}", action="response.acknowledged", entity="response",
-                   entity_id=rid, new={"api_key": key.id}, at=now)
+    known, already = data.acknowledge(s, key, wanted, services.now())
     s.commit()
     _record(200, len(known))
     return {"acknowledged": sorted(known - already), "already_acknowledged": sorted(already),

@@ -5,12 +5,10 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, abort, current_app, render_template, request
-from sqlalchemy import select
 
 from proapp import db, services
 from proapp.extensions import csrf
 from proapp.sms import services as outbox
-from proapp.sms.models import SmsMessage
 
 log = logging.getLogger("proapp.sms")
 bp = Blueprint("sms", __name__)
@@ -43,7 +41,7 @@ def status_callback(message_id: int) -> tuple[str, int]:
     except ValueError:
         error_code = None
     s = db.session()
-    msg = s.scalar(select(SmsMessage).where(SmsMessage.id == message_id).with_for_update())
+    msg = outbox.locked(s, message_id)
     if msg is None or not sid:
         abort(404)
     outbox.apply_provider_status(s, msg, sid, raw, error_code, services.now())
@@ -60,9 +58,7 @@ def dev_outbox() -> str:
     if current_app.config["PRODUCTION"] or not isinstance(gateway, ConsoleGateway):
         abort(404)
     entries = list(reversed(gateway.entries()))[:200]
-    waiting = db.session().execute(
-        select(SmsMessage.kind, SmsMessage.due_at, SmsMessage.status, SmsMessage.patient_id)
-        .where(SmsMessage.status.in_(outbox.WAITING)).order_by(SmsMessage.due_at).limit(200)).all()
+    waiting = outbox.waiting_messages(db.session())
     return render_template("dev_sms.html", entries=entries, waiting=waiting)
 
 

@@ -337,14 +337,15 @@ def _set(msg: SmsMessage, status: SmsStatus, now: datetime, **values: Any) -> No
                    **{k: values.get(k) for k in ("cancel_reason", "error_code", "error_message", "provider_status")})
 
 
-def _locked(db: Session, message_id: int) -> SmsMessage | None:
+def locked(db: Session, message_id: int) -> SmsMessage | None:
+    """The message, its row locked until the caller's commit (a delivery report, an outcome)."""
     return db.scalar(select(SmsMessage).where(SmsMessage.id == message_id).with_for_update())
 
 
 def apply_outcome(db: Session, message_id: int, worker: str, outcome: Outcome, now: datetime,
                   settings: SmsSettings) -> SmsStatus | None:
     """Record what the gateway answered to this worker's send. Returns the message's new status."""
-    msg = _locked(db, message_id)
+    msg = locked(db, message_id)
     if msg is None or msg.claimed_by != worker:
         return None
     if outcome.kind == "accepted":
@@ -538,3 +539,9 @@ def text_problems(app: Flask) -> list[str]:
         out.append(f"the longest SMS is {length} characters (more than one 160-character segment): "
                    "shorten PROAPP_PUBLIC_URL or PROAPP_SMS_SENDER_NAME")
     return out
+
+
+def waiting_messages(db: Session, limit: int = 200) -> list[Any]:
+    """SMS waiting for their time, soonest first (the development outbox page)."""
+    return list(db.execute(select(SmsMessage.kind, SmsMessage.due_at, SmsMessage.status, SmsMessage.patient_id)
+                           .where(SmsMessage.status.in_(WAITING)).order_by(SmsMessage.due_at).limit(limit)))
