@@ -48,8 +48,12 @@ def start_gunicorn(target: str, port: int, env: dict[str, str], *, workers: int 
     raise RuntimeError(f"gunicorn {target} did not start")
 
 
-def prepared_instance(database_url: str | None = None) -> tuple[Path, str, str]:
-    """Return (instance folder, database URL, link token) for ADU-TLS-901 with week 1 open now."""
+def prepared_instance(database_url: str | None = None, patients: int = 1) -> tuple[Path, str, list[str]]:
+    """Return (instance folder, database URL, link tokens) for ``patients`` ADUSE patients with week 1 open now
+    (ADU-TLS-901 of the demo data, then ADU-TLS-801, -802 ...)."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
     folder = Path(tempfile.mkdtemp(prefix="proapp-bench-"))
     os.environ["PROAPP_INSTANCE_PATH"] = str(folder)
     url = database_url or f"sqlite:///{folder / 'bench.sqlite3'}"
@@ -62,8 +66,18 @@ def prepared_instance(database_url: str | None = None) -> tuple[Path, str, str]:
     assert runner.invoke(args=["proapp", "init"]).exit_code == 0
     result = runner.invoke(args=["proapp", "demo"])
     assert result.exit_code == 0, result.output
-    link = runner.invoke(args=["proapp", "link", "ADU-TLS-901"]).output.strip()
-    return folder, url, link.rsplit("/", 1)[-1]
+    subjects = ["ADU-TLS-901"]
+    anchor = (datetime.now(UTC).astimezone(ZoneInfo("Europe/Paris")).date() - timedelta(days=7)).isoformat()
+    for n in range(1, patients):
+        subject = f"ADU-TLS-{800 + n}"
+        result = runner.invoke(args=["proapp", "enroll", "--study", "ADUSE", "--site", "TLS", "--subject", subject,
+                                     "--phone", f"+336123458{n:02d}", "--anchor-date", anchor,
+                                     "--timezone", "Europe/Paris"])
+        assert result.exit_code == 0, result.output
+        subjects.append(subject)
+    links = [runner.invoke(args=["proapp", "link", subject]).output.strip() for subject in subjects]
+    app.extensions["proapp.engine"].dispose()
+    return folder, url, [link.rsplit("/", 1)[-1] for link in links]
 
 
 def schema_url(base: str) -> tuple[str, str]:

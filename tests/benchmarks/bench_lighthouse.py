@@ -25,7 +25,7 @@ def main() -> None:
     if not LH.exists():
         subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(LH_DIR),
                         "lighthouse@12"], check=True)
-    folder, url, token = prepared_instance(None)
+    folder, url, [token] = prepared_instance(None)
     port = free_port()
     env = {**os.environ, "PROAPP_INSTANCE_PATH": str(folder), "PROAPP_DATABASE_URL": url}
     server = start_gunicorn("wsgi:app", port, env)

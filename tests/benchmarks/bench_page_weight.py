@@ -19,7 +19,7 @@ def wire_size(resp) -> tuple[int, int]:
 
 
 def main() -> None:
-    _folder, _url, token = prepared_instance()
+    _folder, _url, [token] = prepared_instance()
     from proapp import create_app
 
     app = create_app()

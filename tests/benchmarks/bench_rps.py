@@ -21,9 +21,11 @@ from urllib.parse import urlencode
 
 from tests.benchmarks._setup import bench_database, free_port, prepared_instance, start_gunicorn
 
+Client = tuple[str, dict[str, str], list[str]]        # (path, headers, bodies sent in turn; none for a GET)
 
-def worker(port: int, method: str, path: str, headers: dict, bodies: list[str], seconds: float,
-           out: mp.Queue) -> None:
+
+def worker(port: int, method: str, client: Client, seconds: float, out: mp.Queue) -> None:
+    path, headers, bodies = client
     done = errors = 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -43,12 +45,10 @@ def worker(port: int, method: str, path: str, headers: dict, bodies: list[str], 
     out.put((done, errors))
 
 
-def measure(port: int, method: str, path: str, headers: dict, bodies: list[list[str]], seconds: float,
-            clients: int) -> float:
-    """Requests per second with ``clients`` processes for ``seconds``; client k sends ``bodies[k]`` in turn."""
+def measure(port: int, method: str, clients: list[Client], seconds: float) -> float:
+    """Requests per second with one process per client for ``seconds``."""
     q: mp.Queue = mp.Queue()
-    procs = [mp.Process(target=worker, args=(port, method, path, headers, bodies[k] if bodies else [], seconds, q))
-             for k in range(clients)]
+    procs = [mp.Process(target=worker, args=(port, method, client, seconds, q)) for client in clients]
     for p in procs:
         p.start()
     results = [q.get() for _ in procs]
@@ -56,7 +56,7 @@ def measure(port: int, method: str, path: str, headers: dict, bodies: list[list[
         p.join()
     total, errors = sum(r[0] for r in results), sum(r[1] for r in results)
     if errors:
-        raise RuntimeError(f"{errors} failed requests to {method} {path}")
+        raise RuntimeError(f"{errors} failed requests ({method} on port {port})")
     return total / seconds
 
 
@@ -72,20 +72,20 @@ def form_session(port: int, path: str) -> tuple[str, str]:
 
 
 def patient_session(port: int, token: str) -> tuple[str, str]:
+    """(session cookie, CSRF token) of a patient who opened the SMS link and saved the first answer."""
     conn = http.client.HTTPConnection("127.0.0.1", port)
     conn.request("GET", f"/s/{token}")
     resp = conn.getresponse()
     resp.read()
     cookie = resp.getheader("Set-Cookie").split(";", 1)[0]
-    conn.request("GET", "/q/PAIN_VAS.PAIN_VAS", headers={"Cookie": cookie})
+    conn.request("GET", QUESTION, headers={"Cookie": cookie})
     resp = conn.getresponse()
     page = resp.read().decode()
     if resp.getheader("Set-Cookie"):          # the session now carries the CSRF secret
         cookie = resp.getheader("Set-Cookie").split(";", 1)[0]
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     body = urlencode({"csrf_token": csrf, "PAIN_VAS": "42"})
-    conn.request("POST", "/q/PAIN_VAS.PAIN_VAS", body=body,
-                 headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+    conn.request("POST", QUESTION, body=body, headers={"Cookie": cookie, "Content-Type": FORM})
     resp = conn.getresponse()
     resp.read()
     if resp.status != 303 or resp.getheader("Location") != "/q/DU_DIARY.DU_NEW":
@@ -120,7 +120,7 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, database_url: str) -> None:
-    folder, url, token = prepared_instance(database_url)
+    folder, url, tokens = prepared_instance(database_url, patients=args.clients)
     from sqlalchemy import create_engine, text
 
     engine = create_engine(url)
@@ -133,27 +133,31 @@ def run(args: argparse.Namespace, database_url: str) -> None:
     proapp = start_gunicorn("wsgi:app", app_port, env)
     rates: dict[str, list[float]] = {"plain GET": [], "proapp GET": [], "plain POST": [], "proapp POST": []}
     try:
-        cookie, csrf = patient_session(app_port, token)
-        plain_cookie, plain_csrf = form_session(plain_port, "/q/PAIN_VAS.PAIN_VAS")
-        # Each client alternates two values of its own, so every POST changes the stored answer: the real
-        # autosave (answer written, audit entry chained, navigation state saved, commit), not a no-op.
-        def bodies(token: str) -> list[list[str]]:
-            return [[urlencode({"csrf_token": token, "PAIN_VAS": str(v)}) for v in (2 * k, 2 * k + 1)]
-                    for k in range(args.clients)]
+        # Each client is a patient of its own (proapp) or a row of its own (plain), as real patients are; each
+        # alternates two values, so every POST changes the stored answer: the real autosave (answer written,
+        # audit entry chained, navigation state saved, commit), not a no-op.
+        def values(k: int, csrf: str, **extra: str) -> list[str]:
+            return [urlencode({"csrf_token": csrf, "PAIN_VAS": str(v), **extra}) for v in (2 * k, 2 * k + 1)]
 
-        requests = {
-            "plain GET": (plain_port, "GET", {"Cookie": plain_cookie}, []),
-            "proapp GET": (app_port, "GET", {"Cookie": cookie}, []),
-            "plain POST": (plain_port, "POST", {"Cookie": plain_cookie, "Content-Type": FORM}, bodies(plain_csrf)),
-            "proapp POST": (app_port, "POST", {"Cookie": cookie, "Content-Type": FORM}, bodies(csrf)),
-        }
-        for port, method, headers, body in requests.values():        # warm-up, not counted
-            measure(port, method, "/q/PAIN_VAS.PAIN_VAS", headers, body, min(1.0, args.seconds), args.clients)
+        clients: dict[str, list[Client]] = {name: [] for name in rates}
+        for k, token in enumerate(tokens):
+            cookie, csrf = patient_session(app_port, token)
+            clients["proapp GET"].append((QUESTION, {"Cookie": cookie}, []))
+            clients["proapp POST"].append((QUESTION, {"Cookie": cookie, "Content-Type": FORM}, values(k, csrf)))
+            plain_path = f"{QUESTION}?row={k + 1}"
+            plain_cookie, plain_csrf = form_session(plain_port, plain_path)
+            clients["plain GET"].append((plain_path, {"Cookie": plain_cookie}, []))
+            clients["plain POST"].append((plain_path, {"Cookie": plain_cookie, "Content-Type": FORM},
+                                          values(k, plain_csrf)))
+        ports = {"plain": plain_port, "proapp": app_port}
+        for name in rates:                                      # warm-up, not counted
+            side, method = name.split()
+            measure(ports[side], method, clients[name], min(1.0, args.seconds))
         before = audit_count(url)
         for _ in range(args.rounds):       # interleaved rounds: a noisy moment does not favour one side
-            for name, (port, method, headers, body) in requests.items():
-                rates[name].append(measure(port, method, "/q/PAIN_VAS.PAIN_VAS", headers, body, args.seconds,
-                                           args.clients))
+            for name in rates:
+                side, method = name.split()
+                rates[name].append(measure(ports[side], method, clients[name], args.seconds))
         saves = audit_count(url) - before
     finally:
         for p in (plain, proapp):
@@ -161,8 +165,8 @@ def run(args: argparse.Namespace, database_url: str) -> None:
             p.wait(timeout=10)
     db = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
     posts = round(sum(rates["proapp POST"]) * args.seconds)
-    print(f"database: {db}; gunicorn 2 sync workers each; {args.clients} clients; {args.rounds} rounds of "
-          f"{args.seconds:g} s each; medians")
+    print(f"database: {db}; gunicorn 2 sync workers each; {args.clients} clients (a patient each); {args.rounds} "
+          f"rounds of {args.seconds:g} s each; medians")
     for kind, goal in (("GET", 0.8), ("POST", 0.5)):
         plain_r, app_r = rates[f"plain {kind}"], rates[f"proapp {kind}"]
         ratios = [a / p for a, p in zip(app_r, plain_r, strict=True)]
@@ -173,6 +177,7 @@ def run(args: argparse.Namespace, database_url: str) -> None:
         raise RuntimeError("proapp's POSTs did not all store an answer change")
 
 
+QUESTION = "/q/PAIN_VAS.PAIN_VAS"
 FORM = "application/x-www-form-urlencoded"
 
 

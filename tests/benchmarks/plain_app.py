@@ -1,6 +1,6 @@
 """The plain implementation of a question page, to measure proapp against: Flask, Flask-WTF and SQLAlchemy Core
-with nothing else. GET reads the stored answer (one row) and renders a question-sized page with a CSRF token;
-POST checks the token, upserts the answer, commits and redirects (post/redirect/get), as proapp's autosave does
+with nothing else. GET reads the stored answer (one row, ``?row=``) and renders a question-sized page with a
+CSRF token; POST checks the token, upserts the answer, commits and redirects (post/redirect/get), as proapp's autosave does
 without its checks, flow, navigation state and audit entry. The database is ``PLAIN_DATABASE_URL``."""
 
 from __future__ import annotations
@@ -44,12 +44,13 @@ PAGE = """<!doctype html>
 
 @app.route("/q/<key>", methods=["GET", "POST"])
 def question(key: str):
+    row = int(request.args.get("row", "1"))      # each client its own row, as each patient has their own answer
     if request.method == "POST":
         value = request.form.get("PAIN_VAS", "")
-        stmt = insert(answers).values(id=1, value=value)
+        stmt = insert(answers).values(id=row, value=value)
         with engine.begin() as conn:
             conn.execute(stmt.on_conflict_do_update(index_elements=[answers.c.id], set_={"value": value}))
-        return redirect(f"/q/{key}", code=303)
+        return redirect(f"/q/{key}?row={row}", code=303)
     with engine.connect() as conn:
-        value = conn.execute(select(answers.c.value).where(answers.c.id == 1)).scalar()
+        value = conn.execute(select(answers.c.value).where(answers.c.id == row)).scalar()
     return render_template_string(PAGE, value=value)
