@@ -1,7 +1,8 @@
 """The plain implementation of a question page, to measure proapp against: Flask, Flask-WTF and SQLAlchemy Core
 with nothing else. GET reads the stored answer (one row, ``?row=``) and renders a question-sized page with a
-CSRF token; POST checks the token, upserts the answer, commits and redirects (post/redirect/get), as proapp's autosave does
-without its checks, flow, navigation state and audit entry. The database is ``PLAIN_DATABASE_URL``."""
+CSRF token; POST checks the token, upserts the answer, commits and redirects (post/redirect/get), as proapp's
+autosave does without its checks, flow, navigation state and audit entry. The database is
+``PLAIN_DATABASE_URL``."""
 
 from __future__ import annotations
 
