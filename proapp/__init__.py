@@ -113,3 +113,10 @@ def _load_definitions(app: Flask) -> None:
     studies_dir = Path(app.config["STUDIES_DIR"]) if app.config.get("STUDIES_DIR") else STUDY_DIR
     app.extensions["proapp.studies"] = load_studies(studies_dir, registry)
     app.extensions["proapp.phones"] = PhoneVault(app.config["PHONE_KEYS"])
+    from proapp.audit.keys import AuditKeyError, parse
+    from proapp.config import ConfigError
+
+    try:
+        app.extensions["proapp.audit_keys"] = parse(app.config["AUDIT_KEYS"])
+    except AuditKeyError as exc:
+        raise ConfigError(f"PROAPP_AUDIT_KEYS: {exc}.") from None

@@ -39,6 +39,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("STUDIES_DIR", None, "Folder of study files (`*.yaml`) used instead of the shipped ones."),
     Setting("PHONE_KEYS", None, "Comma-separated Fernet keys for phone numbers, newest first. "
             "Required in production; in development kept in `instance/phone_keys`."),
+    Setting("AUDIT_KEYS", None, "Keys of the audit trail's HMAC chain: comma-separated `<key id>:<secret>` pairs, "
+            "newest first, each secret at least 32 random bytes as hex or URL-safe base64 (keep older keys listed "
+            "to verify older entries). Required in production; in development kept in `instance/audit_keys`."),
     Setting("DEFAULT_PHONE_REGION", "FR", "Region assumed for phone numbers written without +country code."),
     Setting("DEFAULT_LANGUAGE", "fr", "Language of pages when nothing else decides (`fr` or `en`)."),
     Setting("DEFAULT_TIMEZONE", "Europe/Paris", "Time zone for patients enrolled without one."),
@@ -131,6 +134,10 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None,
             cfg["SECRET_KEY"] = _instance_secret(instance_path, "secret_key", lambda: secrets.token_hex(32))
         if not cfg["PUBLIC_URL"]:
             cfg["PUBLIC_URL"] = "http://127.0.0.1:5000"
+        if not cfg["AUDIT_KEYS"]:
+            from proapp.audit.keys import generate
+
+            cfg["AUDIT_KEYS"] = _instance_secret(instance_path, "audit_keys", generate)
         if not cfg["PHONE_KEYS"]:
             from cryptography.fernet import Fernet
 
@@ -187,10 +194,24 @@ def production_problems(cfg: Mapping[str, Any]) -> list[str]:
                         "e.g. https://pro.example-hospital.fr).")
     elif not public_url.startswith("https://"):
         problems.append("PROAPP_PUBLIC_URL must start with https:// in production.")
+    problems += audit_key_problems(cfg)
     if not cfg.get("PHONE_KEYS"):
         problems.append("PROAPP_PHONE_KEYS is missing (generate one with: "
                         "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())').")
     return problems + sms_problems(cfg)
+
+
+def audit_key_problems(cfg: Mapping[str, Any]) -> list[str]:
+    from proapp.audit.keys import AuditKeyError, parse
+
+    if not cfg.get("AUDIT_KEYS"):
+        return ["PROAPP_AUDIT_KEYS is missing (generate one with: "
+                "python -c 'import secrets; print(\"k1:\" + secrets.token_hex(32))'); keep it outside the database."]
+    try:
+        parse(cfg["AUDIT_KEYS"])
+    except AuditKeyError as exc:
+        return [f"PROAPP_AUDIT_KEYS: {exc}."]
+    return []
 
 
 def sms_problems(cfg: Mapping[str, Any]) -> list[str]:

@@ -9,6 +9,7 @@ GOOD_PROD = {
     "PROAPP_SECRET_KEY": "a" * 64,
     "PROAPP_PUBLIC_URL": "https://pro.chu-example.fr/",
     "PROAPP_PHONE_KEYS": "k" * 44,
+    "PROAPP_AUDIT_KEYS": "k1:" + "ab" * 32,
     "PROAPP_DATABASE_URL": "postgresql+psycopg://proapp@db/proapp",
     "PROAPP_SMS_GATEWAY": "twilio",
     "PROAPP_TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
@@ -51,6 +52,10 @@ def test_production_with_everything_set_starts(tmp_path):
     ({"PROAPP_PUBLIC_URL": ""}, "PROAPP_PUBLIC_URL is missing"),
     ({"PROAPP_PUBLIC_URL": "http://pro.chu-example.fr"}, "must start with https://"),
     ({"PROAPP_PHONE_KEYS": ""}, "PROAPP_PHONE_KEYS is missing"),
+    ({"PROAPP_AUDIT_KEYS": ""}, "PROAPP_AUDIT_KEYS is missing"),
+    ({"PROAPP_AUDIT_KEYS": "k1:" + "ab" * 16}, "the secret of key k1 has 16 bytes; at least 32"),
+    ({"PROAPP_AUDIT_KEYS": "no-secret"}, "each key is <key id>:<secret>"),
+    ({"PROAPP_AUDIT_KEYS": "k1:" + "ab" * 32 + ",k1:" + "cd" * 32}, "the key id k1 is listed twice"),
 ])
 def test_production_refuses_to_start(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 PHONE_A, PHONE_B = "+33612345678", "+33698765432"
 PASSWORD = "a long staff password 42"
+AUDIT_KEYS = "e2e:" + "5e" * 32
 TIMEZONES = ("Europe/Paris", "Pacific/Tahiti", "America/Guadeloupe", "Indian/Reunion", "Pacific/Noumea")
 
 
@@ -193,13 +194,14 @@ def deployed(database_url, instance_dir, tmp_path_factory) -> Iterator[Deploymen
         env.update({
             "PROAPP_ENV": "production", "PROAPP_SECRET_KEY": "s" * 64, "PROAPP_DATABASE_URL": database_url,
             "PROAPP_PUBLIC_URL": public, "PROAPP_PROXY_HOPS": "1", "PROAPP_PHONE_KEYS": PHONE_KEY,
+            "PROAPP_AUDIT_KEYS": AUDIT_KEYS,
             "PROAPP_SMS_GATEWAY": "twilio", "PROAPP_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
             "PROAPP_TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PROAPP_TWILIO_API_BASE": twilio.base_url,
             "PROAPP_INSTANCE_PATH": str(folder / "instance"), "PROAPP_BIND": f"127.0.0.1:{upstream}",
             "PROAPP_WEB_WORKERS": "2", "PROAPP_RATE_LOGIN_PER_IP": "0",
         })
         d = Deployment(public, f"http://127.0.0.1:{http_port}", cert, logs, env, twilio, app,
-                       secrets=[PASSWORD, "s" * 64, PHONE_KEY, AUTH_TOKEN])
+                       secrets=[PASSWORD, "s" * 64, PHONE_KEY, AUTH_TOKEN, "5e" * 32])
         try:
             d.cli("init")
             d.cli("user", "create", "--email", "nurse@chu.test", "--role", "coordinator", "--study", "ADUSE",

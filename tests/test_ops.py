@@ -32,6 +32,7 @@ def run_check(env: dict[str, str]) -> subprocess.CompletedProcess:
 def production_env(database_url: str, fake_twilio, instance: Path) -> dict[str, str]:
     return {"PROAPP_ENV": "production", "PROAPP_SECRET_KEY": "s" * 64, "PROAPP_PUBLIC_URL": "https://pro.example.test",
             "PROAPP_DATABASE_URL": database_url, "PROAPP_PHONE_KEYS": PHONE_KEY, "PROAPP_SMS_GATEWAY": "twilio",
+            "PROAPP_AUDIT_KEYS": "k1:" + "ab" * 32,
             "PROAPP_TWILIO_ACCOUNT_SID": ACCOUNT_SID, "PROAPP_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
             "PROAPP_TWILIO_API_BASE": fake_twilio.base_url, "PROAPP_INSTANCE_PATH": str(instance)}
 

@@ -29,7 +29,7 @@ PUBLIC = "https://pro.example.test"
 @pytest.fixture
 def prod_app(database_url, instance_dir):
     app = fresh_app(database_url, ENV="production", SECRET_KEY="p" * 64, PUBLIC_URL=PUBLIC,
-                    PHONE_KEYS=Fernet.generate_key().decode(), SMS_GATEWAY="twilio",
+                    PHONE_KEYS=Fernet.generate_key().decode(), AUDIT_KEYS="k1:" + "ab" * 32, SMS_GATEWAY="twilio",
                     TWILIO_ACCOUNT_SID="AC" + "0" * 32, TWILIO_AUTH_TOKEN="t" * 32)
     yield app
     app.extensions["proapp.engine"].dispose()
@@ -115,7 +115,7 @@ def test_production_answers_only_for_the_public_host(prod_app):
 
 def test_behind_the_proxy_a_forged_forwarded_host_is_refused(database_url, instance_dir):
     app = fresh_app(database_url, ENV="production", SECRET_KEY="p" * 64, PUBLIC_URL=PUBLIC, PROXY_HOPS=1,
-                    PHONE_KEYS=Fernet.generate_key().decode(), SMS_GATEWAY="twilio",
+                    PHONE_KEYS=Fernet.generate_key().decode(), AUDIT_KEYS="k1:" + "ab" * 32, SMS_GATEWAY="twilio",
                     TWILIO_ACCOUNT_SID="AC" + "0" * 32, TWILIO_AUTH_TOKEN="t" * 32)
     try:
         client = app.test_client()

@@ -1,11 +1,16 @@
-"""Audit entries and the chain's head. Entry ids are given by the chain (1, 2, 3 ...), never by the database."""
+"""Audit entries and the heads of their chains.
+
+Entries form one chain per patient (``patient:<id>``) and one for staff and system events (``system``); the
+entries made before chains were per patient stay as the ``legacy`` chain, verifiable as they were. Within a chain
+entries are numbered 1, 2, 3 ... (``seq``) and each one's ``hash`` covers the one before; its head row is locked
+while an entry is appended, so appends to one chain are serialised, and appends to different chains are not."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, String
+from sqlalchemy import JSON, BigInteger, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from proapp.db import Base
@@ -13,8 +18,13 @@ from proapp.db import Base
 
 class AuditEvent(Base):
     __tablename__ = "audit_event"
+    __table_args__ = (UniqueConstraint("chain", "seq"),)
 
+    # Across chains, in the order entries were written (PostgreSQL: a sequence; SQLite: the next after the last).
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    chain: Mapped[str] = mapped_column(String(40))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    key_id: Mapped[str | None] = mapped_column(String(20))       # None: a legacy entry (plain SHA-256)
     at: Mapped[datetime] = mapped_column(index=True)
     actor: Mapped[str] = mapped_column(String(160))     # user:<email>, patient:link:<id>, api:pk_<prefix>, system:<job>
     action: Mapped[str] = mapped_column(String(60), index=True)
@@ -28,11 +38,11 @@ class AuditEvent(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
-class AuditHead(Base):
-    """One row: the last entry of the chain. Locking it serialises appends, so the chain stays one line."""
+class AuditChainHead(Base):
+    """The last entry of each chain: locking its row serialises the appends to that chain only."""
 
-    __tablename__ = "audit_head"
+    __tablename__ = "audit_chain_head"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    last_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    chain: Mapped[str] = mapped_column(String(40), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
     last_hash: Mapped[str] = mapped_column(String(64))

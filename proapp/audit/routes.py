@@ -52,11 +52,11 @@ def patient_audit_csv(patient_id: int) -> Response:
     export time (X-Audit-Chain header), and the copy's own SHA-256 (X-Content-SHA256)."""
     import hashlib
 
-    from proapp.audit.services import record, verify
+    from proapp.audit.services import chain_of, record, verify
 
     patient = patient_or_404(patient_id)
     s = db.session()
-    count, findings = verify(s)
+    count, findings = verify(s, chain=chain_of(patient.id))     # this patient's history, not the trial's
     out = io.StringIO()
     writer = csvfiles.writer(out)
     writer.writerow(("entry", "at_utc", "actor", "action", "entity", "entity_id", "old", "new", "reason",

@@ -1,31 +1,46 @@
 """Recording and verifying the audit trail.
 
-Services call ``record(db, ...)``; the entries wait in the session and are written by a ``before_commit`` hook:
-it locks the chain's head row, numbers the entries after the last one and chains their SHA-256 hashes
-(hash = SHA-256 of the previous hash and the entry's canonical JSON). A rolled-back transaction records
-nothing, and a committed change always comes with its entries, in the same transaction.
+Services call ``record(db, ...)``; the entries wait in the session and are written by a ``before_commit`` hook, in
+the same transaction as the change (a rolled-back transaction records nothing). Each entry goes to the chain of
+its patient (``patient:<id>``), or to ``system`` for staff and system events. The hook locks the head row of each
+chain it appends to (only those: two patients' answers never wait for each other), numbers the entries after the
+chain's last one, and chains them with HMAC-SHA-256 under the newest key of ``PROAPP_AUDIT_KEYS``
+(hash = HMAC(key, previous hash | the entry's canonical JSON), the key's id kept with the entry). Without the
+key, an entry cannot be rewritten and its hash recomputed unnoticed.
 
-``verify`` walks the chain and names every entry that was altered, removed, inserted or moved.
+The entries written before chains were per patient form the ``legacy`` chain, hashed with plain SHA-256 as they
+were; they are verified as they were, and nothing is appended to it any more.
+
+``verify`` walks the chains (or one) and names every entry that was altered, removed, inserted or moved, and every
+chain cut at its end.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, event, insert, select, update
+from flask import current_app
+from sqlalchemy import bindparam, event, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from proapp.audit.models import AuditEvent, AuditHead
+from proapp.audit.keys import AuditKeys
+from proapp.audit.models import AuditChainHead, AuditEvent
 from proapp.db import dialect_insert
 
 GENESIS = "0" * 64
-HEAD_ROW = 1
+LEGACY = "legacy"
+SYSTEM = "system"
 PENDING = "proapp.audit.pending"
+
+
+def chain_of(patient_id: int | None) -> str:
+    return f"patient:{patient_id}" if patient_id is not None else SYSTEM
 
 
 def record(db: Session, *, actor: str, action: str, entity: str, entity_id: Any = None, patient_id: int | None = None,
@@ -46,51 +61,82 @@ def _jsonable(value: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def canonical(entry: dict[str, Any]) -> str:
-    body = {k: entry[k] for k in ("id", "actor", "action", "entity", "entity_id", "patient_id", "old", "new",
-                                  "reason")}
+    """The entry as hashed: sorted JSON of its fields (a legacy entry's without its chain, number and key)."""
+    fields = ["id", "actor", "action", "entity", "entity_id", "patient_id", "old", "new", "reason"]
+    if entry.get("key_id") is not None:
+        fields += ["chain", "seq", "key_id"]
+    body = {k: entry[k] for k in fields}
     body["at"] = entry["at"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def chain_hash(prev_hash: str, entry: dict[str, Any]) -> str:
+    """A legacy entry's hash: plain SHA-256 (anyone can recompute it; kept to verify the entries made so)."""
     return hashlib.sha256(f"{prev_hash}|{canonical(entry)}".encode()).hexdigest()
 
 
-_HEAD = AuditHead.__table__
+def keyed_hash(secret: bytes, prev_hash: str, entry: dict[str, Any]) -> str:
+    return hmac.new(secret, f"{prev_hash}|{canonical(entry)}".encode(), hashlib.sha256).hexdigest()
+
+
+_HEAD = AuditChainHead.__table__
+_EVENTS = AuditEvent.__table__
 # Core statements: the writer runs in every transaction that records something (every answer saved).
-_LOCK_HEAD = (update(_HEAD).where(_HEAD.c.id == HEAD_ROW).values(last_id=_HEAD.c.last_id)
-              .returning(_HEAD.c.last_id, _HEAD.c.last_hash))
-_MOVE_HEAD = (update(_HEAD).where(_HEAD.c.id == HEAD_ROW)
-              .values(last_id=bindparam("new_last_id"), last_hash=bindparam("new_last_hash")))
-_INSERT_EVENTS = insert(AuditEvent.__table__).values({c.name: bindparam(c.name)
-                                                      for c in AuditEvent.__table__.columns})
+_LOCK_HEAD = (update(_HEAD).where(_HEAD.c.chain == bindparam("chain_name")).values(last_seq=_HEAD.c.last_seq)
+              .returning(_HEAD.c.last_seq, _HEAD.c.last_hash))
+_MOVE_HEAD = (update(_HEAD).where(_HEAD.c.chain == bindparam("chain_name"))
+              .values(last_seq=bindparam("new_last_seq"), last_hash=bindparam("new_last_hash")))
+_INSERT_EVENTS = insert(_EVENTS).values({c.name: bindparam(c.name) for c in _EVENTS.columns})
 
 
-def _lock_head(db: Session) -> tuple[int, str]:
-    """Lock the head row (an UPDATE that changes nothing takes the row lock) and read the chain's end."""
-    conn = db.connection()
-    row = conn.execute(_LOCK_HEAD).first()
+def _keys() -> AuditKeys:
+    return current_app.extensions["proapp.audit_keys"]
+
+
+def _lock_head(conn: Any, chain: str) -> tuple[int, str]:
+    """Lock the chain's head row (an UPDATE that changes nothing takes the row lock) and read its end; a new
+    chain gets its head first."""
+    row = conn.execute(_LOCK_HEAD, {"chain_name": chain}).first()
     if row is None:
         upsert = dialect_insert(conn.dialect.name)
-        conn.execute(upsert(_HEAD).values(id=HEAD_ROW, last_id=0, last_hash=GENESIS).on_conflict_do_nothing())
-        row = conn.execute(_LOCK_HEAD).first()
-    return row.last_id, row.last_hash
+        conn.execute(upsert(_HEAD).values(chain=chain, last_seq=0, last_hash=GENESIS).on_conflict_do_nothing())
+        row = conn.execute(_LOCK_HEAD, {"chain_name": chain}).first()
+    return row.last_seq, row.last_hash
+
+
+def _new_ids(conn: Any, count: int) -> list[int]:
+    """Ids across chains, in writing order, without a lock held to the commit: PostgreSQL's sequence; on SQLite
+    the writer holds the database's write lock anyway."""
+    if conn.dialect.name == "postgresql":
+        return list(conn.execute(text("SELECT nextval('audit_event_id_seq') FROM generate_series(1, :n)"),
+                                 {"n": count}).scalars())
+    last = conn.execute(select(func.coalesce(func.max(_EVENTS.c.id), 0))).scalar_one()
+    return list(range(last + 1, last + 1 + count))
 
 
 def _write_pending(session: Session) -> None:
     pending = session.info.pop(PENDING, None)
     if not pending:
         return
-    last_id, last_hash = _lock_head(session)
-    rows = []
-    for entry in pending:
-        last_id += 1
-        entry = {**entry, "id": last_id, "prev_hash": last_hash}
-        entry["hash"] = last_hash = chain_hash(entry["prev_hash"], entry)
-        rows.append(entry)
+    keys = _keys()
+    secret = keys.secret(keys.newest)
     conn = session.connection()
+    by_chain: dict[str, list[dict[str, Any]]] = {}
+    for entry in pending:
+        by_chain.setdefault(chain_of(entry["patient_id"]), []).append(entry)
+    ids = iter(_new_ids(conn, len(pending)))
+    rows = []
+    for chain in sorted(by_chain):              # always the same order: two transactions cannot deadlock
+        last_seq, last_hash = _lock_head(conn, chain)
+        for entry in by_chain[chain]:
+            last_seq += 1
+            entry = {**entry, "id": next(ids), "chain": chain, "seq": last_seq, "key_id": keys.newest,
+                     "prev_hash": last_hash}
+            entry["hash"] = last_hash = keyed_hash(secret, entry["prev_hash"], entry)
+            rows.append(entry)
+        conn.execute(_MOVE_HEAD, {"chain_name": chain, "new_last_seq": last_seq, "new_last_hash": last_hash})
+    rows.sort(key=lambda r: r["id"])
     conn.execute(_INSERT_EVENTS, rows)
-    conn.execute(_MOVE_HEAD, {"new_last_id": last_id, "new_last_hash": last_hash})
 
 
 def _drop_pending(session: Session, transaction: Any) -> None:
@@ -117,32 +163,67 @@ class Finding:
         return f"entry {self.entry_id}: {self.problem}" if self.entry_id is not None else self.problem
 
 
-def _entries(db: Session) -> Iterator[AuditEvent]:
-    yield from db.scalars(select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=2000))
+_FIELDS = ("id", "at", "actor", "action", "entity", "entity_id", "patient_id", "old", "new", "reason", "chain", "seq",
+           "key_id")
 
 
-def verify(db: Session) -> tuple[int, list[Finding]]:
-    """(entries checked, findings). No finding: the chain is whole."""
+def _entries(db: Session, chain: str | None) -> Iterator[AuditEvent]:
+    q = select(AuditEvent).order_by(AuditEvent.chain, AuditEvent.seq)
+    if chain is not None:
+        q = q.where(AuditEvent.chain == chain)
+    yield from db.scalars(q.execution_options(yield_per=2000))
+
+
+def _expected_hash(e: AuditEvent, entry: dict[str, Any], keys: AuditKeys) -> str | None:
+    if e.key_id is None:
+        return chain_hash(e.prev_hash, entry) if e.chain == LEGACY else None
+    secret = keys.secret(e.key_id)
+    return keyed_hash(secret, e.prev_hash, entry) if secret is not None else None
+
+
+def verify(db: Session, chain: str | None = None, keys: AuditKeys | None = None) -> tuple[int, list[Finding]]:
+    """(entries checked, findings) for every chain, or for ``chain`` alone (a patient's certified copy costs that
+    patient's history, whatever the size of the trial). No finding: the chains are whole."""
+    keys = keys or _keys()
     findings: list[Finding] = []
-    prev_hash, expected = GENESIS, 1
-    count = 0
-    for e in _entries(db):
+    heads = {h.chain: (h.last_seq, h.last_hash) for h in db.scalars(
+        select(AuditChainHead).where(AuditChainHead.chain == chain) if chain else select(AuditChainHead))}
+    count, seen = 0, set()
+    current, prev_hash, expected = None, GENESIS, 1
+
+    def close(name: str, last_seq: int, last_hash: str) -> None:
+        head_seq, head_hash = heads.get(name, (0, GENESIS))
+        if (head_seq, head_hash) != (last_seq, last_hash):
+            findings.append(Finding(None, f"chain {name} should end at its entry #{head_seq} but ends at #{last_seq}: "
+                                          "entries were removed from its end, or added outside proapp"))
+
+    for e in _entries(db, chain):
         count += 1
-        entry = {c: getattr(e, c) for c in ("id", "at", "actor", "action", "entity", "entity_id", "patient_id",
-                                            "old", "new", "reason")}
-        if e.id != expected:
-            findings.append(Finding(e.id, f"entries {expected} to {e.id - 1} are missing (removed)" if e.id > expected
-                                    else "appears out of order (moved or inserted)"))
+        if e.chain != current:
+            if current is not None:
+                close(current, expected - 1, prev_hash)
+            current, prev_hash, expected = e.chain, GENESIS, 1
+            seen.add(e.chain)
+        entry = {c: getattr(e, c) for c in _FIELDS}
+        if e.seq != expected:
+            findings.append(Finding(e.id, f"entries #{expected} to #{e.seq - 1} of chain {e.chain} are missing "
+                                          "(removed)" if e.seq > expected else
+                                    f"appears out of order in chain {e.chain} (moved or inserted)"))
         if e.prev_hash != prev_hash:
             findings.append(Finding(e.id, "does not follow the entry before it (an entry was removed, inserted or "
                                           "moved here)"))
-        if chain_hash(e.prev_hash, entry) != e.hash:
+        wanted = _expected_hash(e, entry, keys)
+        if wanted is None:
+            findings.append(Finding(e.id, f"is signed with a key proapp does not have ({e.key_id or 'none'}): "
+                                          "added outside proapp, or PROAPP_AUDIT_KEYS lacks an older key"))
+        elif not hmac.compare_digest(wanted, e.hash):
             findings.append(Finding(e.id, "was altered after it was written (its content no longer matches its "
                                           "hash)"))
-        prev_hash, expected = e.hash, e.id + 1
-    head = db.get(AuditHead, HEAD_ROW)
-    last_id, last_hash = (head.last_id, head.last_hash) if head else (0, GENESIS)
-    if last_id != expected - 1 or last_hash != prev_hash:
-        findings.append(Finding(None, f"the chain should end at entry {last_id} but ends at entry {expected - 1}: "
-                                      "entries were removed from its end, or added outside proapp"))
+        prev_hash, expected = e.hash, e.seq + 1
+    if current is not None:
+        close(current, expected - 1, prev_hash)
+    for name, (head_seq, _hash) in sorted(heads.items()):
+        if name not in seen and head_seq:
+            findings.append(Finding(None, f"chain {name} should end at its entry #{head_seq} but has no entries: "
+                                          "they were removed"))
     return count, findings

@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, insert, select, text, update
 
 from proapp import db
 from proapp.audit.models import AuditEvent
-from proapp.audit.services import chain_hash, record, verify
+from proapp.audit.services import canonical, chain_hash, record, verify
 from tests.dashboard.conftest import Staff
 from tests.export.conftest import auth, complete_diary, make_key
 from tests.questionnaire.helpers import Patient, enrol_with_open_window
@@ -133,20 +133,86 @@ def test_a_removed_entry_is_named(app):
     _ten_entries(app)
     tamper(app, delete(AuditEvent).where(AuditEvent.id == 5))
     found = findings(app)
-    assert found[0] == "entry 6: entries 5 to 5 are missing (removed)"
+    assert found[0] == "entry 6: entries #5 to #5 of chain system are missing (removed)"
     assert any(f.startswith("entry 6: does not follow") for f in found)
 
 
+def _forged_after(app, last_id: int, hasher) -> dict:
+    with app.app_context():
+        last = db.session().get(AuditEvent, last_id)
+        forged = {"id": last_id + 1, "at": last.at, "actor": "test", "action": "test.forged", "entity": "thing",
+                  "entity_id": "x", "patient_id": None, "old": None, "new": None, "reason": None,
+                  "chain": last.chain, "seq": last.seq + 1, "key_id": last.key_id}
+        return forged | {"prev_hash": last.hash, "hash": hasher(last.hash, forged)}
+
+
 def test_an_inserted_entry_is_named_even_with_a_recomputed_hash(app):
+    """Plain SHA-256 recomputed by whoever can write to the database: the entry does not carry the key's MAC."""
+    _ten_entries(app)
+    tamper(app, insert(AuditEvent).values(**_forged_after(app, 10, chain_hash)))
+    assert findings(app) == [
+        "entry 11: was altered after it was written (its content no longer matches its hash)",
+        "chain system should end at its entry #10 but ends at #11: entries were removed from its end, or added "
+        "outside proapp"]
+
+
+def test_a_whole_chain_rewritten_with_recomputed_hashes_and_head_is_detected(app):
+    """The insider's rewrite (triggers off, an entry changed, every later hash and the head recomputed) that plain
+    SHA-256 let through: without the key, every rewritten entry is named."""
+    from proapp.audit.models import AuditChainHead
+
     _ten_entries(app)
     with app.app_context():
-        last = db.session().get(AuditEvent, 10)
-        forged = {"id": 11, "at": last.at, "actor": "test", "action": "test.forged", "entity": "thing",
-                  "entity_id": "x", "patient_id": None, "old": None, "new": None, "reason": None}
-        forged |= {"prev_hash": last.hash, "hash": chain_hash(last.hash, forged)}
+        rows = db.session().scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
+        prev, statements = "0" * 64, []
+        for e in rows:
+            entry = {c: getattr(e, c) for c in ("id", "at", "actor", "action", "entity", "entity_id", "patient_id",
+                                                "old", "new", "reason", "chain", "seq", "key_id")}
+            if e.seq == 4:
+                entry["new"] = {"n": 99}
+            forged = hashlib.sha256(f"{prev}|{canonical(entry)}".encode()).hexdigest()
+            statements.append(update(AuditEvent).where(AuditEvent.id == e.id)
+                              .values(new=entry["new"], prev_hash=prev, hash=forged))
+            prev = forged
+        statements.append(update(AuditChainHead).where(AuditChainHead.chain == "system").values(last_hash=prev))
+    tamper(app, *statements)
+    found = findings(app)
+    assert len(found) == 10 and all("was altered" in f for f in found)
+
+
+def test_an_entry_signed_with_another_key_is_detected(app):
+    """Someone with another key (or a key proapp does not list) cannot extend the chain unnoticed; rotating keys
+    keeps the entries of the older key verifiable."""
+    import hmac as hmac_
+
+    _ten_entries(app)
+    stranger = b"s" * 32
+    forged = _forged_after(app, 10, lambda prev, entry: hmac_.new(
+        stranger, f"{prev}|{canonical(entry)}".encode(), hashlib.sha256).hexdigest())
     tamper(app, insert(AuditEvent).values(**forged))
-    assert findings(app) == ["the chain should end at entry 10 but ends at entry 11: entries were removed from its "
-                             "end, or added outside proapp"]
+    assert findings(app)[0] == "entry 11: was altered after it was written (its content no longer matches its hash)"
+
+
+def test_rotated_keys_keep_older_entries_verifiable_and_a_missing_key_is_named(app):
+    from proapp.audit.keys import generate, parse
+
+    _ten_entries(app)
+    old_keys = app.config["AUDIT_KEYS"]
+    newest = generate("k2")
+    rotated = parse(f"{newest},{old_keys}")
+    with app.app_context():
+        app.extensions["proapp.audit_keys"] = rotated
+        s = db.session()
+        record(s, actor="test", action="test.after_rotation", entity="thing")
+        s.commit()
+        assert db.session().scalar(select(AuditEvent.key_id).where(AuditEvent.action == "test.after_rotation")) == "k2"
+        assert verify(db.session())[1] == []
+        without_old = parse(newest)
+        named = [str(f) for f in verify(db.session(), keys=without_old)[1]]
+        made_with_old = db.session().scalar(select(func.count()).select_from(AuditEvent)
+                                            .where(AuditEvent.key_id != "k2"))
+        assert [f for f in named if "is signed with a key proapp does not have" not in f] == []
+        assert made_with_old >= 10 and len(named) == made_with_old
 
 
 def test_reordered_entries_are_named(app):
@@ -161,8 +227,8 @@ def test_reordered_entries_are_named(app):
 def test_entries_removed_from_the_end_are_noticed(app):
     _ten_entries(app)
     tamper(app, delete(AuditEvent).where(AuditEvent.id >= 9))
-    assert findings(app) == ["the chain should end at entry 10 but ends at entry 8: entries were removed from its "
-                             "end, or added outside proapp"]
+    assert findings(app) == ["chain system should end at its entry #10 but ends at #8: entries were removed from "
+                             "its end, or added outside proapp"]
 
 
 def test_the_database_refuses_to_change_the_audit_table(app, dialect):
