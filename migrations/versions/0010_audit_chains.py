@@ -45,6 +45,7 @@ def upgrade() -> None:
     if dialect == "postgresql":
         op.execute("CREATE SEQUENCE audit_event_id_seq OWNED BY audit_event.id")     # TRUNCATE ... RESTART resets it
         op.execute("SELECT setval('audit_event_id_seq', COALESCE((SELECT max(id) FROM audit_event), 0) + 1, false)")
+        op.execute("ALTER TABLE audit_event ALTER COLUMN id SET DEFAULT nextval('audit_event_id_seq')")
     for stmt in create_statements(dialect):
         op.execute(stmt)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, FetchedValue, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from proapp.db import Base
@@ -20,8 +20,9 @@ class AuditEvent(Base):
     __tablename__ = "audit_event"
     __table_args__ = (UniqueConstraint("chain", "seq"),)
 
-    # Across chains, in the order entries were written (PostgreSQL: a sequence; SQLite: the next after the last).
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # Across chains, in the order entries were written (PostgreSQL: the column's default, a sequence; SQLite: the
+    # writer gives the next after the last).
+    id: Mapped[int] = mapped_column(BigInteger, FetchedValue(), primary_key=True, autoincrement=False)
     chain: Mapped[str] = mapped_column(String(40))
     seq: Mapped[int] = mapped_column(BigInteger)
     key_id: Mapped[str | None] = mapped_column(String(20))       # None: a legacy entry (plain SHA-256)

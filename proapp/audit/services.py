@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, event, func, insert, select, text, update
+from sqlalchemy import bindparam, event, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from proapp.audit.keys import AuditKeys
@@ -61,10 +61,10 @@ def _jsonable(value: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def canonical(entry: dict[str, Any]) -> str:
-    """The entry as hashed: sorted JSON of its fields (a legacy entry's without its chain, number and key)."""
-    fields = ["id", "actor", "action", "entity", "entity_id", "patient_id", "old", "new", "reason"]
-    if entry.get("key_id") is not None:
-        fields += ["chain", "seq", "key_id"]
+    """The entry as hashed: sorted JSON of its fields. A keyed entry is known by its chain and number (its id,
+    given by the database when it is written, orders the trail only); a legacy entry by its id."""
+    fields = ["actor", "action", "entity", "entity_id", "patient_id", "old", "new", "reason"]
+    fields += ["chain", "seq", "key_id"] if entry.get("key_id") is not None else ["id"]
     body = {k: entry[k] for k in fields}
     body["at"] = entry["at"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -87,6 +87,8 @@ _LOCK_HEAD = (update(_HEAD).where(_HEAD.c.chain == bindparam("chain_name")).valu
 _MOVE_HEAD = (update(_HEAD).where(_HEAD.c.chain == bindparam("chain_name"))
               .values(last_seq=bindparam("new_last_seq"), last_hash=bindparam("new_last_hash")))
 _INSERT_EVENTS = insert(_EVENTS).values({c.name: bindparam(c.name) for c in _EVENTS.columns})
+# PostgreSQL gives the id itself (the column's default is the sequence's next value).
+_INSERT_EVENTS_NO_ID = insert(_EVENTS).values({c.name: bindparam(c.name) for c in _EVENTS.columns if c.name != "id"})
 
 
 def _keys() -> AuditKeys:
@@ -104,14 +106,14 @@ def _lock_head(conn: Any, chain: str) -> tuple[int, str]:
     return row.last_seq, row.last_hash
 
 
-def _new_ids(conn: Any, count: int) -> list[int]:
-    """Ids across chains, in writing order, without a lock held to the commit: PostgreSQL's sequence; on SQLite
-    the writer holds the database's write lock anyway."""
+def _insert(conn: Any, rows: list[dict[str, Any]]) -> None:
+    """Ids across chains, in writing order, without a lock held to the commit: PostgreSQL's sequence (the column's
+    default); on SQLite the next after the last, as the writer holds the database's write lock anyway."""
     if conn.dialect.name == "postgresql":
-        return list(conn.execute(text("SELECT nextval('audit_event_id_seq') FROM generate_series(1, :n)"),
-                                 {"n": count}).scalars())
+        conn.execute(_INSERT_EVENTS_NO_ID, rows)
+        return
     last = conn.execute(select(func.coalesce(func.max(_EVENTS.c.id), 0))).scalar_one()
-    return list(range(last + 1, last + 1 + count))
+    conn.execute(_INSERT_EVENTS, [{**row, "id": last + n} for n, row in enumerate(rows, 1)])
 
 
 def _write_pending(session: Session) -> None:
@@ -124,19 +126,16 @@ def _write_pending(session: Session) -> None:
     by_chain: dict[str, list[dict[str, Any]]] = {}
     for entry in pending:
         by_chain.setdefault(chain_of(entry["patient_id"]), []).append(entry)
-    ids = iter(_new_ids(conn, len(pending)))
     rows = []
     for chain in sorted(by_chain):              # always the same order: two transactions cannot deadlock
         last_seq, last_hash = _lock_head(conn, chain)
         for entry in by_chain[chain]:
             last_seq += 1
-            entry = {**entry, "id": next(ids), "chain": chain, "seq": last_seq, "key_id": keys.newest,
-                     "prev_hash": last_hash}
+            entry = {**entry, "chain": chain, "seq": last_seq, "key_id": keys.newest, "prev_hash": last_hash}
             entry["hash"] = last_hash = keyed_hash(secret, entry["prev_hash"], entry)
             rows.append(entry)
         conn.execute(_MOVE_HEAD, {"chain_name": chain, "new_last_seq": last_seq, "new_last_hash": last_hash})
-    rows.sort(key=lambda r: r["id"])
-    conn.execute(_INSERT_EVENTS, rows)
+    _insert(conn, rows)
 
 
 def _drop_pending(session: Session, transaction: Any) -> None:

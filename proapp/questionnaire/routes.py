@@ -56,8 +56,8 @@ def _reads() -> Connection:
     return db.session().connection()
 
 
-def _current() -> tuple[answering.Visit, dict[str, answering.ResponseState]] | None:
-    """The patient's visit and responses behind this session, or None (no session, link revoked)."""
+def _current() -> tuple[answering.Visit, dict[str, answering.ResponseState], answering.Answers] | None:
+    """The patient's visit, responses and answers behind this session, or None (no session, link revoked)."""
     data = session.get(SESSION_KEY)
     if not isinstance(data, dict):
         return None
@@ -109,12 +109,12 @@ def _session_or_page(require_open: bool = True) -> answering.VisitQuestionnaire:
     found = _current()
     if found is None:
         raise PageInstead(_invalid())
-    visit, responses = found
+    visit, responses, answers = found
     if require_open:
         page = _state_page(visit)
         if page:
             raise PageInstead(page)
-    return answering.load(_reads(), visit, responses, services.instruments(), services.studies())
+    return answering.load(visit, responses, answers, services.instruments(), services.studies())
 
 
 @bp.get("/q")

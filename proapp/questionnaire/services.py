@@ -133,12 +133,14 @@ _VISIT = (
            Patient.id.label("patient_id"), Study.code.label("study_code"), Patient.site_id, Patient.language,
            Patient.timezone, Patient.status.label("patient_status"),
            Response.id.label("response_id"), Response.instrument_code, Response.instrument_version,
-           Response.status.label("response_status"), Response.flow_state, Response.scores)
+           Response.status.label("response_status"), Response.flow_state, Response.scores,
+           Answer.item_code, Answer.repeat_index, Answer.value.label("answer_value"))
     .select_from(AccessLink)
     .join(Occurrence, Occurrence.id == AccessLink.occurrence_id)
     .join(Patient, Patient.id == Occurrence.patient_id)
     .join(Study, Study.id == Patient.study_id)
     .outerjoin(Response, Response.occurrence_id == Occurrence.id)
+    .outerjoin(Answer, (Answer.response_id == Response.id) & Answer.value.is_not(None))
     .where(AccessLink.id == bindparam("link"), AccessLink.revoked_at.is_(None),
            Occurrence.id == bindparam("occurrence")))
 # For a request that will write (an answer, the submit): the occurrence row stays locked until its commit, so an
@@ -147,10 +149,13 @@ _VISIT = (
 _VISIT_FOR_WRITING = _VISIT.with_for_update(of=Occurrence)
 
 
+Answers = dict[str, dict[tuple[str, int], str]]        # {instrument code: {(item code, repeat): value}}
+
+
 def visit_of_live_link(conn: Connection, link_id: int, occurrence_id: int, *,
-                       for_writing: bool = False) -> tuple[Visit, dict[str, ResponseState]] | None:
-    """The visit behind a patient session and its responses so far, in one query (a row per response, at least
-    one); None once the link was revoked (a new SMS was sent)."""
+                       for_writing: bool = False) -> tuple[Visit, dict[str, ResponseState], Answers] | None:
+    """The visit behind a patient session, its responses and answers so far, in one query (a row per answer, at
+    least one); None once the link was revoked (a new SMS was sent)."""
     rows = conn.execute(_VISIT_FOR_WRITING if for_writing else _VISIT,
                         {"link": link_id, "occurrence": occurrence_id}).all()
     if not rows:
@@ -162,7 +167,11 @@ def visit_of_live_link(conn: Connection, link_id: int, occurrence_id: int, *,
     responses = {row.instrument_code: ResponseState(row.response_id, row.instrument_code, row.instrument_version,
                                                     row.response_status, row.flow_state, row.scores)
                  for row in rows if row.response_id is not None}
-    return visit, responses
+    answers: Answers = {code: {} for code in visit.instruments}
+    for row in rows:
+        if row.item_code is not None:
+            answers.setdefault(row.instrument_code, {})[(row.item_code, row.repeat_index)] = row.answer_value
+    return visit, responses, answers
 
 
 class Closed(Exception):
@@ -199,10 +208,9 @@ _ANSWERS = (select(Response.instrument_code, Answer.item_code, Answer.repeat_ind
             .where(Response.occurrence_id == bindparam("occurrence"), Answer.value.is_not(None)))
 
 
-def load(conn: Connection, visit: Visit, responses: dict[str, ResponseState], registry: Registry,
+def load(visit: Visit, responses: dict[str, ResponseState], answers: Answers, registry: Registry,
          studies: StudyCatalog) -> VisitQuestionnaire:
-    """The occurrence's instruments (as the study uses them) and answers (one Core query, none before the first
-    answer), beside the responses `visit_of_live_link` read."""
+    """The occurrence's instruments (as the study uses them), beside what `visit_of_live_link` read."""
     study = studies.get(visit.study_code)
     instruments, variants = [], {}
     for code in visit.instruments:
@@ -210,7 +218,6 @@ def load(conn: Connection, visit: Visit, responses: dict[str, ResponseState], re
         inst = registry.get(code, use.version)
         instruments.append(inst)
         variants[code] = use.variant or inst.default_variant
-    answers = _answers_of(conn, visit) if responses else {code: {} for code in visit.instruments}
     return VisitQuestionnaire(visit, instruments, variants, responses, answers)
 
 

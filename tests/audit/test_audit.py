@@ -217,9 +217,11 @@ def test_rotated_keys_keep_older_entries_verifiable_and_a_missing_key_is_named(a
 
 def test_reordered_entries_are_named(app):
     _ten_entries(app)
-    tamper(app, update(AuditEvent).where(AuditEvent.id == 3).values(id=1003),
-           update(AuditEvent).where(AuditEvent.id == 4).values(id=3),
-           update(AuditEvent).where(AuditEvent.id == 1003).values(id=4))
+    with app.app_context():                      # entries 3 and 4 of the chain swap places
+        third, fourth = (db.session().scalar(select(AuditEvent.seq).where(AuditEvent.id == n)) for n in (3, 4))
+    tamper(app, update(AuditEvent).where(AuditEvent.id == 3).values(seq=10_003),
+           update(AuditEvent).where(AuditEvent.id == 4).values(seq=third),
+           update(AuditEvent).where(AuditEvent.id == 3).values(seq=fourth))
     found = findings(app)
     assert any(f.startswith("entry 3:") for f in found) and any(f.startswith("entry 4:") for f in found)
 

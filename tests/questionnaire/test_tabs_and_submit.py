@@ -14,8 +14,8 @@ from tests.questionnaire.test_flow import finish_diary
 def _tab(app, link: AccessLink):
     """Another tab's request, stopped after it read the visit and answers (nothing written yet)."""
     s = db.session()
-    visit, responses = answering.visit_of_live_link(s.connection(), link.id, link.occurrence_id)
-    return s, answering.load(s.connection(), visit, responses, app.extensions["proapp.instruments"],
+    visit, responses, answers = answering.visit_of_live_link(s.connection(), link.id, link.occurrence_id)
+    return s, answering.load(visit, responses, answers, app.extensions["proapp.instruments"],
                       app.extensions["proapp.studies"])
 
 
