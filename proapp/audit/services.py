@@ -82,8 +82,9 @@ def keyed_hash(secret: bytes, prev_hash: str, entry: dict[str, Any]) -> str:
 _HEAD = AuditChainHead.__table__
 _EVENTS = AuditEvent.__table__
 # Core statements: the writer runs in every transaction that records something (every answer saved).
-_LOCK_HEAD = (update(_HEAD).where(_HEAD.c.chain == bindparam("chain_name")).values(last_seq=_HEAD.c.last_seq)
-              .returning(_HEAD.c.last_seq, _HEAD.c.last_hash))
+_LOCK_HEADS = (select(_HEAD.c.chain, _HEAD.c.last_seq, _HEAD.c.last_hash)
+               .where(_HEAD.c.chain.in_(bindparam("chains", expanding=True))).order_by(_HEAD.c.chain)
+               .with_for_update())
 _MOVE_HEAD = (update(_HEAD).where(_HEAD.c.chain == bindparam("chain_name"))
               .values(last_seq=bindparam("new_last_seq"), last_hash=bindparam("new_last_hash")))
 _INSERT_EVENTS = insert(_EVENTS).values({c.name: bindparam(c.name) for c in _EVENTS.columns})
@@ -95,15 +96,18 @@ def _keys() -> AuditKeys:
     return current_app.extensions["proapp.audit_keys"]
 
 
-def _lock_head(conn: Any, chain: str) -> tuple[int, str]:
-    """Lock the chain's head row (an UPDATE that changes nothing takes the row lock) and read its end; a new
-    chain gets its head first."""
-    row = conn.execute(_LOCK_HEAD, {"chain_name": chain}).first()
-    if row is None:
+def _lock_heads(conn: Any, chains: list[str]) -> dict[str, tuple[int, str]]:
+    """Lock the head rows of ``chains`` (sorted: two transactions always lock in the same order, so they cannot
+    deadlock) and read where each ends; new chains get their heads first. A fixed number of statements, however
+    many chains (the worker's pass may queue an SMS for every patient)."""
+    heads = {r.chain: (r.last_seq, r.last_hash) for r in conn.execute(_LOCK_HEADS, {"chains": chains})}
+    missing = [c for c in chains if c not in heads]
+    if missing:
         upsert = dialect_insert(conn.dialect.name)
-        conn.execute(upsert(_HEAD).values(chain=chain, last_seq=0, last_hash=GENESIS).on_conflict_do_nothing())
-        row = conn.execute(_LOCK_HEAD, {"chain_name": chain}).first()
-    return row.last_seq, row.last_hash
+        conn.execute(upsert(_HEAD).on_conflict_do_nothing(),
+                     [{"chain": c, "last_seq": 0, "last_hash": GENESIS} for c in missing])
+        heads |= {r.chain: (r.last_seq, r.last_hash) for r in conn.execute(_LOCK_HEADS, {"chains": missing})}
+    return heads
 
 
 def _insert(conn: Any, rows: list[dict[str, Any]]) -> None:
@@ -126,15 +130,18 @@ def _write_pending(session: Session) -> None:
     by_chain: dict[str, list[dict[str, Any]]] = {}
     for entry in pending:
         by_chain.setdefault(chain_of(entry["patient_id"]), []).append(entry)
-    rows = []
-    for chain in sorted(by_chain):              # always the same order: two transactions cannot deadlock
-        last_seq, last_hash = _lock_head(conn, chain)
+    chains = sorted(by_chain)
+    heads = _lock_heads(conn, chains)
+    rows, moves = [], []
+    for chain in chains:
+        last_seq, last_hash = heads[chain]
         for entry in by_chain[chain]:
             last_seq += 1
             entry = {**entry, "chain": chain, "seq": last_seq, "key_id": keys.newest, "prev_hash": last_hash}
             entry["hash"] = last_hash = keyed_hash(secret, entry["prev_hash"], entry)
             rows.append(entry)
-        conn.execute(_MOVE_HEAD, {"chain_name": chain, "new_last_seq": last_seq, "new_last_hash": last_hash})
+        moves.append({"chain_name": chain, "new_last_seq": last_seq, "new_last_hash": last_hash})
+    conn.execute(_MOVE_HEAD, moves)
     _insert(conn, rows)
 
 

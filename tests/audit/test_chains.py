@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from proapp import db
 from proapp.audit.models import AuditEvent
-from proapp.audit.services import _LOCK_HEAD, chain_of, verify
+from proapp.audit.services import _lock_heads, chain_of, verify
 from tests.questionnaire.helpers import Patient, csrf, enrol_with_open_window
 
 
@@ -36,7 +36,7 @@ def test_another_patients_answer_commits_while_one_patients_chain_is_held(app):
     _second, p2 = _on_first_question(app, "ADU-TLS-002")
     with app.app_context():
         holder = app.extensions["proapp.sessionmaker"]()
-        holder.execute(_LOCK_HEAD, {"chain_name": chain_of(first)})        # as an answer being committed
+        _lock_heads(holder.connection(), [chain_of(first)])                  # as an answer being committed
         try:
             other, other_status = _answer_in_thread(p2, "40")
             other.join(15)
