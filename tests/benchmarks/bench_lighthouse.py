@@ -29,6 +29,7 @@ def main() -> None:
     port = free_port()
     env = {**os.environ, "PROAPP_INSTANCE_PATH": str(folder), "PROAPP_DATABASE_URL": url}
     server = start_gunicorn("wsgi:app", port, env)
+    problems: list[str] = []
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port)
         conn.request("GET", f"/s/{token}")
@@ -37,11 +38,17 @@ def main() -> None:
         cookie = resp.getheader("Set-Cookie").split(";", 1)[0]
         for name, path in PAGES.items():
             out = folder / "lh.json"
-            subprocess.run([str(LH), f"http://127.0.0.1:{port}{path}", "--quiet", "--output=json",
-                            f"--output-path={out}", "--only-categories=performance,accessibility,best-practices",
-                            "--form-factor=mobile", "--chrome-flags=--headless=new --no-sandbox --disable-gpu",
-                            f"--extra-headers={json.dumps({'Cookie': cookie})}"],
-                           check=True, env={**os.environ, "CHROME_PATH": "/usr/bin/chromium"}, timeout=240)
+            command = [str(LH), f"http://127.0.0.1:{port}{path}", "--quiet", "--output=json",
+                       f"--output-path={out}", "--only-categories=performance,accessibility,best-practices",
+                       "--form-factor=mobile", "--chrome-flags=--headless=new --no-sandbox --disable-gpu",
+                       f"--extra-headers={json.dumps({'Cookie': cookie})}"]
+            for attempt in (1, 2):      # Lighthouse's own advice when it fails to record a trace (NO_NAVSTART)
+                done = subprocess.run(command, env={**os.environ, "CHROME_PATH": "/usr/bin/chromium"}, timeout=240,
+                                      capture_output=True, text=True)
+                if done.returncode == 0:
+                    break
+                if attempt == 2:
+                    raise SystemExit(f"lighthouse failed on {path}: {done.stderr[-500:]}")
             report = json.loads(out.read_text())
             scores = {k: v["score"] for k, v in report["categories"].items()}
             audits = report["audits"]
@@ -55,9 +62,13 @@ def main() -> None:
                        and a["id"] in {ref["id"] for ref in report["categories"]["accessibility"]["auditRefs"]}]
             if failing:
                 print(f"  accessibility audits failing: {', '.join(failing)}")
+            if scores["accessibility"] < 1.0:
+                problems.append(f"{name}: accessibility {scores['accessibility']:.2f}")
     finally:
         server.terminate()
         server.wait(timeout=30)
+    if problems:
+        raise SystemExit("; ".join(problems))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ SMOKE = {
     "bench_dashboard": ["--patients", "60", "--requests", "2"],
     "bench_export": ["--responses", "30", "--answers-per-response", "5", "--limit", "7"],
     "bench_load": ["--users", "4", "--seconds", "4", "--patients", "40", "--workers", "2"],
+    "bench_lighthouse": [],              # three pages, about 40 s with lighthouse's installation from npm
 }
 TAKES_DATABASE = {"bench_rps", "bench_dashboard", "bench_export", "bench_load"}
 
