@@ -42,6 +42,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AUDIT_KEYS", None, "Keys of the audit trail's HMAC chain: comma-separated `<key id>:<secret>` pairs, "
             "newest first, each secret at least 32 random bytes as hex or URL-safe base64 (keep older keys listed "
             "to verify older entries). Required in production; in development kept in `instance/audit_keys`."),
+    Setting("AUDIT_CHECKPOINT_SECONDS", 60, "How often the worker writes a signed checkpoint of the audit chains' "
+            "ends, when anything was appended since the last.", int),
     Setting("DEFAULT_PHONE_REGION", "FR", "Region assumed for phone numbers written without +country code."),
     Setting("DEFAULT_LANGUAGE", "fr", "Language of pages when nothing else decides (`fr` or `en`)."),
     Setting("DEFAULT_TIMEZONE", "Europe/Paris", "Time zone for patients enrolled without one."),

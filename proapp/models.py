@@ -1,7 +1,7 @@
 """Every model, imported once so that the metadata (and Alembic) sees all tables."""
 
 from proapp.accounts.models import Role, StaffSession, User, UserScope
-from proapp.audit.models import AuditChainHead, AuditEvent
+from proapp.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from proapp.export.models import Acknowledgement, ApiKey, ApiPull, PushDelivery
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientEvent, PatientStatus
 from proapp.questionnaire.models import AccessLink, Answer, Correction, Response, ResponseStatus
@@ -16,6 +16,7 @@ __all__ = [
     "ApiKey",
     "ApiPull",
     "AuditChainHead",
+    "AuditCheckpoint",
     "AuditEvent",
     "Correction",
     "Occurrence",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, FetchedValue, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, FetchedValue, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from proapp.db import Base
@@ -47,3 +47,17 @@ class AuditChainHead(Base):
     chain: Mapped[str] = mapped_column(String(40), primary_key=True)
     last_seq: Mapped[int] = mapped_column(BigInteger)
     last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """A signed statement of where every chain ended at one moment, written by the worker. Kept outside the
+    database (``proapp audit checkpoint --append FILE``, syslog, the sponsor), it lets ``proapp audit verify
+    --checkpoints FILE`` find a history rewritten, truncated or rolled back even by someone holding the key."""
+
+    __tablename__ = "audit_checkpoint"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime]
+    body: Mapped[str] = mapped_column(Text)           # the canonical JSON that ``mac`` signs
+    key_id: Mapped[str] = mapped_column(String(20))
+    mac: Mapped[str] = mapped_column(String(64))

@@ -111,13 +111,22 @@ class Worker:
             report.queued = queued
             return report
 
+    def checkpoint(self) -> dict[str, int]:
+        """A signed checkpoint of every audit chain's end, when anything was appended since the last one."""
+        from proapp.audit.checkpoints import write
+
+        with self.app.app_context(), db.transaction() as s:
+            written = write(s, self.app.extensions["proapp.audit_keys"], services.now())
+            return {"checkpoint": written.id if written is not None else 0}
+
     def tick(self) -> dict[str, Any]:
         """One pass of every job, as the scheduler would run them."""
         queued = self.queue()
         reconciled = self.reconcile()
         sent = self.send_due()
         pushed = self.push()
-        return {**queued, **asdict(reconciled), **{f"sms_{k}": v for k, v in asdict(sent).items()},
+        checkpointed = self.checkpoint()
+        return {**queued, **checkpointed, **asdict(reconciled), **{f"sms_{k}": v for k, v in asdict(sent).items()},
                 **{f"push_{k}": v for k, v in asdict(pushed).items()}}
 
     # Sending ----------------------------------------------------------------------------------------------
@@ -166,6 +175,8 @@ class Worker:
         scheduler.add_job(self._logged(self.reconcile), "interval", seconds=reconcile_every, id="reconcile",
                           next_run_time=first)
         scheduler.add_job(self._logged(self.push), "interval", seconds=send_every, id="push", next_run_time=first)
+        scheduler.add_job(self._logged(self.checkpoint), "interval", id="checkpoint", next_run_time=first,
+                          seconds=self.app.config["AUDIT_CHECKPOINT_SECONDS"])
 
         stopping: list[int] = []
 
