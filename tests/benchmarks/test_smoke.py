@@ -22,8 +22,9 @@ SMOKE = {
     "bench_export": ["--responses", "30", "--answers-per-response", "5", "--limit", "7"],
     "bench_load": ["--users", "4", "--seconds", "4", "--patients", "40", "--workers", "2"],
     "bench_lighthouse": [],              # three pages, about 40 s with lighthouse's installation from npm
+    "bench_audit": ["--entries", "1500", "--requests", "3"],
 }
-TAKES_DATABASE = {"bench_rps", "bench_dashboard", "bench_export", "bench_load"}
+TAKES_DATABASE = {"bench_rps", "bench_dashboard", "bench_export", "bench_load", "bench_audit"}
 
 
 def _run(name: str, args: list[str]) -> subprocess.CompletedProcess:
