@@ -57,18 +57,24 @@ class BadCursor(ValueError):
     pass
 
 
-def encode_cursor(seq: int, secret: str) -> str:
-    body = json.dumps({"v": 1, "s": seq}, separators=(",", ":")).encode()
+def cursor_scope(study_id: int, site_ids: list[int] | None) -> str:
+    """What a cursor is bound to: the study and the key's sites (a cursor of one scope is refused in another)."""
+    return f"{study_id}:{','.join(str(s) for s in sorted(site_ids)) if site_ids else '*'}"
+
+
+def encode_cursor(seq: int, secret: str, scope: str) -> str:
+    body = json.dumps({"v": 1, "s": seq, "k": scope}, separators=(",", ":")).encode()
     mac = hmac.new(secret.encode(), body, hashlib.sha256).digest()[:12]
     return base64.urlsafe_b64encode(body + mac).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, secret: str) -> int:
-    """The sequence number behind an opaque cursor (0 for none); BadCursor if malformed or tampered with."""
+def decode_cursor(cursor: str | None, secret: str, scope: str) -> int:
+    """The sequence number behind an opaque cursor (0 for none); BadCursor if malformed, tampered with, or given
+    by this API for another study or other sites."""
     if not cursor:
         return 0
     try:
-        if len(cursor) > 200:
+        if len(cursor) > 300:
             raise ValueError
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         body, mac = raw[:-12], raw[-12:]
@@ -78,6 +84,8 @@ def decode_cursor(cursor: str | None, secret: str) -> int:
         seq = data["s"]
         if data.get("v") != 1 or not isinstance(seq, int) or seq < 0:
             raise ValueError
-        return seq
     except (ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
         raise BadCursor("the cursor is not one this API gave") from None
+    if data.get("k") != scope:
+        raise BadCursor("the cursor was given for another study or other sites") from None
+    return seq

@@ -2,8 +2,9 @@
 
 Each response becomes a ``push_delivery`` row (unique per response and endpoint), POSTed as the same JSON the
 API returns, signed ``X-Proapp-Signature: t=<unix time>,v1=<HMAC-SHA256 of "<t>.<body>">`` with the secret from
-the named environment variable, with ``Idempotency-Key: proapp-response-<id>``. A 2xx is delivered; anything
-else (or no answer) is retried after 30 s, 60 s, 120 s ... at most an hour apart, until accepted."""
+the named environment variable, with ``Idempotency-Key: proapp-response-<id>-r<revision>`` (a correction is a
+new message). A 2xx is delivered; anything else (or no answer) is retried after 30 s, 60 s, 120 s ... at most an
+hour apart, until accepted."""
 
 from __future__ import annotations
 
@@ -106,13 +107,15 @@ def send_due(db: Session, catalog: StudyCatalog, registry: Registry, now: dateti
             if item is None:
                 error = "response not found"
             else:
-                body = json.dumps(json_format.json_item(item, registry.get(item.instrument, item.version)),
-                                  ensure_ascii=False, separators=(",", ":")).encode()
+                document = json_format.json_item(item, registry.get(item.instrument, item.version))
+                body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
                 stamp = int(now.timestamp())
                 try:
                     resp = session.post(d.endpoint, data=body, timeout=timeout, headers={
                         "Content-Type": "application/json", "X-Proapp-Signature": signature(secret, stamp, body),
-                        "Idempotency-Key": f"proapp-response-{d.response_id}", "User-Agent": "proapp-push/1"})
+                        # A correction is a new message: an idempotent inbox must not drop it as a repeat.
+                        "Idempotency-Key": f"proapp-response-{d.response_id}-r{document['revision']}",
+                        "User-Agent": "proapp-push/1"})
                     code = resp.status_code
                     if not 200 <= code < 300:
                         error = f"HTTP {code}"

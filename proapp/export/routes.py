@@ -59,7 +59,11 @@ def http_problem(exc: HTTPException) -> Response:
     """Any other error under /api/v1 (unknown path, wrong method, body too large) as a problem document."""
     code = exc.code or 500
     kinds = {404: "not-found", 405: "method-not-allowed", 413: "too-large", 400: "bad-request", 503: "unavailable"}
-    return problem_response(code, exc.name, exc.description or exc.name, kinds.get(code, "error"))
+    resp = problem_response(code, exc.name, exc.description or exc.name, kinds.get(code, "error"))
+    allow = dict(exc.get_headers()).get("Allow")
+    if allow:
+        resp.headers["Allow"] = allow           # a 405 says which methods the resource takes (RFC 9110)
+    return resp
 
 
 def _record(status: int, items: int | None) -> None:
@@ -201,11 +205,13 @@ def responses(study: str) -> Response:
     key, st = _key_for(study)
     _check_params({"cursor", "limit", "format", "labels"})
     secret = current_app.config["SECRET_KEY"]
+    scope = feed.cursor_scope(st.id, key.site_ids)
     try:
-        after = feed.decode_cursor(request.args.get("cursor"), secret)
-    except feed.BadCursor:
-        raise Problem(400, "Bad Request", "The cursor is not one this API gave; start again without a cursor or "
-                      "with the last next_cursor you received.", "bad-cursor") from None
+        after = feed.decode_cursor(request.args.get("cursor"), secret, scope)
+    except feed.BadCursor as exc:
+        why = str(exc)
+        raise Problem(400, "Bad Request", f"{why[0].upper()}{why[1:]}: start again without a cursor or with the "
+                      "last next_cursor this key received.", "bad-cursor") from None
     limit, fmt = _limit(), _format()
     labels = request.args.get("labels", "en")
     if labels not in ("en", "fr"):
@@ -214,7 +220,7 @@ def responses(study: str) -> Response:
     feed.sequence_pending(s)
     upto, more = data.page_bounds(s, key, after, limit)
     upto = after if upto is None else upto
-    next_cursor = feed.encode_cursor(upto, secret)
+    next_cursor = feed.encode_cursor(upto, secret, scope)
     count = data.page_size(s, key, after, upto)
     _record(200, count)
     headers = {"X-Next-Cursor": next_cursor, "X-Has-More": "true" if more else "false", "X-Item-Count": str(count)}

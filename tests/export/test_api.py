@@ -225,7 +225,9 @@ def test_bad_parameters_get_a_problem_document_and_never_a_500(app, key):
         problem = resp.get_json()
         assert set(problem) >= {"type", "title", "status", "detail"} and "Traceback" not in problem["detail"]
     assert client.get("/api/v1/nothing/here", headers=auth(key)).mimetype == "application/problem+json"
-    assert client.delete(f"{URL}/responses", headers=auth(key)).status_code == 405
+    refused = client.delete(f"{URL}/responses", headers=auth(key))
+    assert refused.status_code == 405 and refused.mimetype == "application/problem+json"
+    assert set(refused.headers["Allow"].split(", ")) >= {"GET", "HEAD"}
 
 
 def test_acknowledgements_and_the_pull_log(app, key):
@@ -304,3 +306,17 @@ def test_the_patient_page_shows_what_the_edc_has(app, key):
     assert "not yet" in edc_cell()                          # one of the two forms only
     client.post(f"{URL}/acknowledgements", json={"response_ids": [items[1]["id"]]}, headers=auth(key))
     assert "received" in edc_cell() and "not yet" not in edc_cell()
+
+
+def test_a_cursor_is_bound_to_its_study_and_sites(app):
+    from tests.export.conftest import complete_diary
+
+    complete_diary(app, "ADU-TLS-001", ulcers=0)
+    whole, one_site, other_study = make_key(app), make_key(app, sites=("TLS",)), make_key(app, "IMATINIB-SSC")
+    client = app.test_client()
+    cursor = client.get(f"{URL}/responses?limit=1", headers=auth(whole)).get_json()["next_cursor"]
+    assert client.get(f"{URL}/responses", query_string={"cursor": cursor}, headers=auth(whole)).status_code == 200
+    for key, url in ((one_site, URL), (other_study, "/api/v1/studies/IMATINIB-SSC")):
+        refused = client.get(f"{url}/responses", query_string={"cursor": cursor}, headers=auth(key))
+        assert refused.status_code == 400 and refused.mimetype == "application/problem+json"
+        assert "another study or other sites" in refused.get_json()["detail"]

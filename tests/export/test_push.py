@@ -92,7 +92,7 @@ def test_each_response_is_pushed_once_signed(push_app, edc):
     stamp, mac = (part.split("=", 1)[1] for part in headers["X-Proapp-Signature"].split(","))
     expected = hmac.new(SECRET.encode(), f"{stamp}.".encode() + raw, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(mac, expected)
-    assert headers["Idempotency-Key"] == f"proapp-response-{body['id']}"
+    assert headers["Idempotency-Key"] == f"proapp-response-{body['id']}-r0"
     assert body["answers"]["DU_HAND"] == ["R", "L"]
     again = _push(push_app)
     assert (again.queued, again.delivered) == (0, 0) and len(edc.received) == 2
@@ -156,5 +156,7 @@ def test_a_corrected_response_is_pushed_again(push_app, edc):
         s.commit()
     again = _push(push_app)
     assert (again.queued, again.delivered) == (1, 1)
-    _headers, body, _raw = edc.received[-1]
+    headers, body, _raw = edc.received[-1]
     assert body["revision"] == 1 and body["answers"]["PAIN_VAS"] == "20" and body["scores"]["PAIN"] == 20
+    first_key = next(h["Idempotency-Key"] for h, b, _r in edc.received if b["id"] == body["id"] and not b["revision"])
+    assert headers["Idempotency-Key"] == f"proapp-response-{body['id']}-r1" != first_key   # a new message
