@@ -59,7 +59,10 @@ def install(app_logger: logging.Logger) -> None:
 def configure_worker_logging() -> None:
     """The worker's log: INFO from proapp, warnings from the libraries. The Twilio SDK logs every request's
     parameters at INFO (phone numbers and message bodies with their links): never below WARNING."""
+    from flask.logging import default_handler
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("proapp").removeHandler(default_handler)     # the root handler above writes each line once
     for name in ("apscheduler", "twilio"):
         logging.getLogger(name).setLevel(logging.WARNING)
     redact_logger(logging.getLogger())
