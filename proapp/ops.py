@@ -130,6 +130,7 @@ def _twilio_problems(cfg: dict[str, Any]) -> list[str]:
 
 # Commands ---------------------------------------------------------------------------------------------------
 
+
 @proapp_cli.command("init")
 def init_cmd() -> None:
     """Create or upgrade the database to the newest schema and load the study files (safe to run twice)."""
@@ -144,6 +145,7 @@ def init_cmd() -> None:
     for line in changes:
         click.echo(line)
     click.echo(f"database at the newest schema; studies: {', '.join(services.studies().codes())}")
+
 
 @proapp_cli.command("config-table")
 def config_table_cmd() -> None:
@@ -168,6 +170,7 @@ def run_check() -> int:
         click.echo("deployment OK: settings, database (reachable, schema at head, studies loaded), phone keys, "
                    "SMS gateway")
     return 1 if problems else 0
+
 
 @proapp_cli.command("check")
 def check_cmd() -> None:

@@ -14,6 +14,7 @@ from proapp.cli import fail, proapp_cli
 def user_group() -> None:
     """Staff accounts."""
 
+
 @user_group.command("create")
 @click.option("--email", required=True)
 @click.option("--role", required=True, type=click.Choice(["admin", "coordinator", "monitor"]))
@@ -34,6 +35,7 @@ def user_create_cmd(email: str, role: str, study: str | None, site: tuple[str, .
         fail(str(exc))
     click.echo(f"account {email.strip().lower()} created ({role})")
 
+
 def _account(s, email: str):
     from sqlalchemy import select
 
@@ -43,6 +45,7 @@ def _account(s, email: str):
     if user is None:
         fail(f"no account {email.strip().lower()}")
     return user
+
 
 @user_group.command("set-password")
 @click.argument("email")
@@ -58,33 +61,33 @@ def user_password_cmd(email: str) -> None:
         fail(str(exc))
     click.echo(f"password of {email.strip().lower()} changed; its sessions ended")
 
+
+def _set_active(email: str, active: bool, reason: str) -> None:
+    from proapp.accounts.services import AccountError, set_active
+
+    try:
+        with db.transaction() as s:
+            set_active(s, _account(s, email), active, services.now(), actor="cli", reason=reason)
+    except AccountError as exc:
+        fail(str(exc))
+    click.echo(f"account {email.strip().lower()} {'enabled' if active else 'disabled'}")
+
+
 @user_group.command("disable")
 @click.argument("email")
 @click.option("--reason", required=True)
 def user_disable_cmd(email: str, reason: str) -> None:
     """Disable an account (it cannot sign in; its sessions end at once)."""
-    from proapp.accounts.services import AccountError, set_active
+    _set_active(email, False, reason)
 
-    try:
-        with db.transaction() as s:
-            set_active(s, _account(s, email), False, services.now(), actor="cli", reason=reason)
-    except AccountError as exc:
-        fail(str(exc))
-    click.echo(f"account {email.strip().lower()} disabled")
 
 @user_group.command("enable")
 @click.argument("email")
 @click.option("--reason", required=True)
 def user_enable_cmd(email: str, reason: str) -> None:
     """Enable a disabled account again."""
-    from proapp.accounts.services import AccountError, set_active
+    _set_active(email, True, reason)
 
-    try:
-        with db.transaction() as s:
-            set_active(s, _account(s, email), True, services.now(), actor="cli", reason=reason)
-    except AccountError as exc:
-        fail(str(exc))
-    click.echo(f"account {email.strip().lower()} enabled")
 
 @user_group.command("end-sessions")
 @click.argument("email")

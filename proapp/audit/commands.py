@@ -12,6 +12,7 @@ from proapp.cli import fail, proapp_cli
 def audit_group() -> None:
     """The audit trail."""
 
+
 @audit_group.command("verify")
 @click.option("--checkpoints", "checkpoints_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A file of checkpoints kept outside the database (proapp audit checkpoint --append).")

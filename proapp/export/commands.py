@@ -12,6 +12,7 @@ from proapp.cli import fail, proapp_cli
 def api_key_group() -> None:
     """Keys of the export API (one study each)."""
 
+
 @api_key_group.command("create")
 @click.option("--study", required=True)
 @click.option("--name", required=True, help="Who uses it, e.g. 'EDC nightly import'.")
@@ -31,6 +32,7 @@ def api_key_create_cmd(study: str, name: str, site: tuple[str, ...], by: str) ->
                "it is shown only now:")
     click.echo(key)
 
+
 @api_key_group.command("revoke")
 @click.argument("prefix")
 def api_key_revoke_cmd(prefix: str) -> None:
@@ -43,6 +45,7 @@ def api_key_revoke_cmd(prefix: str) -> None:
     except KeyError_ as exc:
         fail(str(exc))
     click.echo(f"key pk_{row.prefix} revoked")
+
 
 @api_key_group.command("list")
 def api_key_list_cmd() -> None:

@@ -18,6 +18,7 @@ def _worker():
         fail("; ".join(found))
     return Worker(current_app._get_current_object())  # type: ignore[attr-defined]
 
+
 @proapp_cli.command("tick")
 @click.option("--now", "now_text", default=None, help="Pretend it is this UTC time (ISO 8601), for testing.")
 def tick_cmd(now_text: str | None) -> None:
@@ -40,6 +41,7 @@ def tick_cmd(now_text: str | None) -> None:
     finally:
         worker.close()
     click.echo(" ".join(f"{key}={value}" for key, value in report.items()))
+
 
 @proapp_cli.command("worker")
 def worker_cmd() -> None:

@@ -17,6 +17,7 @@ def _parse_date(value: str) -> date:
     except ValueError:
         fail(f"--anchor-date {value!r} is not a date (YYYY-MM-DD)")
 
+
 @proapp_cli.command("enroll")
 @click.option("--study", required=True, help="Study code, e.g. ADUSE.")
 @click.option("--site", required=True, help="Site code, e.g. TLS.")
@@ -47,6 +48,7 @@ def enroll_cmd(study: str, site: str, subject: str, phone: str, language: str, a
     click.echo(f"enrolled {patient.subject_id} ({study}/{site}), time zone {patient.timezone}")
     _print_schedule(patient.id)
 
+
 def _print_schedule(patient_id: int) -> None:
     from proapp.patients.services import occurrence_state, schedule_of
 
@@ -56,12 +58,14 @@ def _print_schedule(patient_id: int) -> None:
         click.echo(f"{occ.visit_code:<6} {occ.window_opens_on.isoformat()}  {occ.window_closes_on.isoformat()}"
                    f"  {occurrence_state(occ, now):<9}  {', '.join(occ.instruments)}")
 
+
 @proapp_cli.command("schedule")
 @click.argument("subject")
 @click.option("--study", default=None, help="Study code, when the subject ID is not unique.")
 def schedule_cmd(subject: str, study: str | None) -> None:
     """Print a patient's schedule (local dates, state, instruments)."""
     _print_schedule(_find_patient(subject, study).id)
+
 
 def _find_patient(subject: str, study: str | None):
     from sqlalchemy import select
@@ -79,9 +83,11 @@ def _find_patient(subject: str, study: str | None):
         fail(f"{subject} is enrolled in several studies: add --study")
     return found[0]
 
+
 @proapp_cli.group("phones")
 def phones_group() -> None:
     """Phone numbers (encrypted at rest)."""
+
 
 @phones_group.command("rotate")
 def phones_rotate_cmd() -> None:
@@ -95,6 +101,7 @@ def phones_rotate_cmd() -> None:
                + (f"; {out.unreadable} could not be read with the configured keys" if out.unreadable else ""))
     if out.unreadable:
         raise SystemExit(1)
+
 
 @proapp_cli.command("purge-contacts")
 @click.option("--dry-run", is_flag=True, help="Only list the patients whose number would be erased.")

@@ -14,6 +14,7 @@ from proapp.patients.models import Occurrence
 def sms_group() -> None:
     """A patient's SMS: log, pause, resume."""
 
+
 @sms_group.command("log")
 @click.argument("subject")
 @click.option("--study", default=None)
@@ -41,6 +42,7 @@ def sms_log_cmd(subject: str, study: str | None) -> None:
     for ev in s.scalars(select(PatientEvent).where(PatientEvent.patient_id == patient.id).order_by(PatientEvent.id)):
         click.echo(f"{ev.at:%Y-%m-%d %H:%M}Z {ev.action} by {ev.actor}" + (f": {ev.reason}" if ev.reason else ""))
 
+
 def _change_sms(subject: str, study: str | None, by: str, reason: str, change) -> None:
     from proapp.patients.preferences import PreferenceError
 
@@ -52,6 +54,7 @@ def _change_sms(subject: str, study: str | None, by: str, reason: str, change) -
             change(s, patient.contact, services.now(), f"user:{by}", reason)
     except PreferenceError as exc:
         fail(str(exc))
+
 
 def _sms_change_command(name: str, service: str, done: str, help_text: str) -> None:
     @sms_group.command(name, help=help_text)
@@ -65,7 +68,9 @@ def _sms_change_command(name: str, service: str, done: str, help_text: str) -> N
         _change_sms(subject, study, by, reason, getattr(preferences, service))
         click.echo(f"SMS {done} for {subject}")
 
+
 _sms_change_command("pause", "pause", "paused", "Stop sending SMS to a patient until resumed.")
+
 
 _sms_change_command("resume", "resume", "resumed",
                     "Send SMS to a patient again (after a pause, or an opt-out the patient took back).")
