@@ -93,7 +93,11 @@ def test_completion_staff_changes_logins_and_api_requests_are_recorded(app):
 
 def test_sms_statuses_are_recorded(app):
     enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-001")
-    when = datetime.now(UTC).replace(hour=9, minute=30)      # 10:30 or 11:30 in Paris, the window's first day
+    from datetime import time
+    from zoneinfo import ZoneInfo
+
+    paris = ZoneInfo("Europe/Paris")       # 10:30 in Paris on the window's first day (even when UTC is a day behind)
+    when = datetime.combine(datetime.now(paris).date(), time(10, 30), tzinfo=paris).astimezone(UTC)
     result = app.test_cli_runner().invoke(args=["proapp", "tick", "--now", when.isoformat()])
     assert result.exit_code == 0, result.output
     statuses = [(e.old["status"] if e.old else None, e.new["status"]) for e in entries(app, action="sms.status")]
