@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from proapp.config import SUPPORTED_LANGUAGES
 from proapp.patients import phones, preferences
-from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientEvent, PatientStatus
+from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientStatus
 from proapp.patients.services import SENDING_HOURS
 from proapp.questionnaire.models import AccessLink
 from proapp.questionnaire.services import new_link
@@ -41,16 +41,7 @@ def _reason(reason: str | None) -> str:
 
 def _event(db: Session, patient: Patient, now: datetime, actor: str, action: str, reason: str | None,
            details: dict[str, Any] | None = None) -> None:
-    from proapp.audit.services import record
-
-    db.add(PatientEvent(patient_id=patient.id, at=now, actor=actor, action=action, reason=reason, details=details))
-    details = details or {}
-    old = {"value": details["old"]} if "old" in details else None
-    new = {k: v for k, v in details.items() if k != "old"} or None
-    if new and "new" in new:
-        new = {"value": new.pop("new"), **new}
-    record(db, actor=actor, action=f"patient.{action}", entity="patient", entity_id=patient.id, patient_id=patient.id,
-           old=old, new=new, reason=reason, at=now)
+    preferences.record_event(db, patient.id, now, actor, action, reason, details)
 
 
 def _active(patient: Patient) -> None:

@@ -6,6 +6,7 @@ transaction."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -15,10 +16,18 @@ from proapp.patients.models import Patient, PatientContact, PatientEvent
 from proapp.patients.signals import sms_must_stop
 
 
-def _event(db: Session, patient_id: int, now: datetime, actor: str, action: str, reason: str | None) -> None:
-    db.add(PatientEvent(patient_id=patient_id, at=now, actor=actor, action=action, reason=reason))
+def record_event(db: Session, patient_id: int, now: datetime, actor: str, action: str, reason: str | None = None,
+                 details: dict[str, Any] | None = None) -> None:
+    """A change to a patient: its ``PatientEvent`` (the patient page's history) and its audit entry, where
+    ``details`` ``old`` and ``new`` become the entry's old and new values."""
+    db.add(PatientEvent(patient_id=patient_id, at=now, actor=actor, action=action, reason=reason, details=details))
+    details = details or {}
+    old = {"value": details["old"]} if "old" in details else None
+    new = {k: v for k, v in details.items() if k != "old"} or None
+    if new and "new" in new:
+        new = {"value": new.pop("new"), **new}
     record(db, actor=actor, action=f"patient.{action}", entity="patient", entity_id=patient_id,
-           patient_id=patient_id, reason=reason, at=now)
+           patient_id=patient_id, old=old, new=new, reason=reason, at=now)
 
 
 def opt_out(db: Session, contact: PatientContact, now: datetime, actor: str) -> bool:
@@ -26,7 +35,7 @@ def opt_out(db: Session, contact: PatientContact, now: datetime, actor: str) -> 
     if contact.opted_out_at is not None:
         return False
     contact.opted_out_at, contact.updated_at = now, now
-    _event(db, contact.patient_id, now, actor, "sms_opt_out", None)
+    record_event(db, contact.patient_id, now, actor, "sms_opt_out", None)
     sms_must_stop.send(contact.patient_id, db=db, why="opted_out", now=now)
     db.flush()
     return True
@@ -42,7 +51,7 @@ def pause(db: Session, contact: PatientContact, now: datetime, actor: str, reaso
     if contact.sms_paused_at is not None:
         raise PreferenceError("SMS are already paused")
     contact.sms_paused_at, contact.updated_at = now, now
-    _event(db, contact.patient_id, now, actor, "sms_pause", reason.strip())
+    record_event(db, contact.patient_id, now, actor, "sms_pause", reason.strip())
     sms_must_stop.send(contact.patient_id, db=db, why="paused", now=now)
     db.flush()
 
@@ -55,7 +64,7 @@ def resume(db: Session, contact: PatientContact, now: datetime, actor: str, reas
         raise PreferenceError("SMS are not paused")
     contact.sms_paused_at = contact.opted_out_at = None
     contact.updated_at = now
-    _event(db, contact.patient_id, now, actor, "sms_resume", reason.strip())
+    record_event(db, contact.patient_id, now, actor, "sms_resume", reason.strip())
     db.flush()
 
 
@@ -65,9 +74,6 @@ def patient_switched_language(db: Session, patient: Patient, language: str, *, a
     if language not in SUPPORTED_LANGUAGES or language == patient.language:
         return False
     old, patient.language, patient.updated_at = patient.language, language, now
-    db.add(PatientEvent(patient_id=patient.id, at=now, actor=actor, action="language_changed",
-                        details={"old": old, "new": language}))
-    record(db, actor=actor, action="patient.language_changed", entity="patient", entity_id=patient.id,
-           patient_id=patient.id, old={"value": old}, new={"value": language}, at=now)
+    record_event(db, patient.id, now, actor, "language_changed", details={"old": old, "new": language})
     db.flush()
     return True

@@ -27,7 +27,7 @@ def derived_values(inst: Instrument, scores: dict[str, Any] | None) -> dict[str,
     return out
 
 
-def _grouped_answers(inst: Instrument, e: Exported) -> dict[str, Any]:
+def grouped_answers(inst: Instrument, e: Exported) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for code, repeat, value, _at in e.effective():
         try:

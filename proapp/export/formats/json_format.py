@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from proapp.export.data import Exported
-from proapp.export.formats.common import _grouped_answers, derived_values, iso
+from proapp.export.formats.common import derived_values, grouped_answers, iso
 from proapp.instruments.schema import Instrument
 
 
@@ -22,7 +22,7 @@ def json_item(e: Exported, inst: Instrument) -> dict[str, Any]:
         "language": e.language,
         "completed_at": iso(e.completed_at),
         "completed_on_site": e.on_site,
-        "answers": _grouped_answers(inst, e),
+        "answers": grouped_answers(inst, e),
         "scores": derived_values(inst, e.current_scores),
         "revision": len(e.corrections),
         "corrections": [{"item": c[0], "repeat": c[1], "old_value": c[2], "new_value": c[3], "reason": c[4],
