@@ -57,6 +57,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from proapp.sms.services import connect_signals
 
     connect_signals()           # a pause, an opt-out or a withdrawal cancels the SMS waiting to go
+    from proapp.alerts.services import connect_signals as connect_alerts
+
+    connect_alerts()            # an occurrence completed, or closed with answers in progress, raises its alerts
     babel.init_app(app, locale_selector=select_locale)
     csrf.init_app(app)
 
@@ -69,6 +72,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from proapp.sms import routes as sms_routes
 
     sms_routes.init_app(app)
+    from proapp import mail
+
+    mail.init_app(app)
     from proapp.accounts import routes as accounts_routes
     from proapp.audit import routes as audit_routes
     from proapp.dashboard import routes as dashboard_routes
@@ -76,6 +82,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     accounts_routes.init_app(app)
     dashboard_routes.init_app(app)
     audit_routes.init_app(app)
+    from proapp.alerts import routes as alert_routes
+
+    alert_routes.init_app(app)
     from proapp.export import routes as export_routes
 
     export_routes.init_app(app)
@@ -86,7 +95,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 COMMAND_MODULES = ("proapp.ops", "proapp.demo", "proapp.instruments.commands", "proapp.accounts.commands",
                    "proapp.audit.commands", "proapp.patients.commands", "proapp.questionnaire.commands",
-                   "proapp.sms.commands", "proapp.export.commands", "proapp.jobs.commands")
+                   "proapp.sms.commands", "proapp.alerts.commands", "proapp.export.commands",
+                   "proapp.jobs.commands")
 
 
 def load_commands():
@@ -105,13 +115,17 @@ def _load_definitions(app: Flask) -> None:
     from proapp.instruments import default_registry, load_directory
     from proapp.patients.phones import PhoneVault
     from proapp.studies.catalog import DATA_DIR as STUDY_DIR
-    from proapp.studies.catalog import load_studies
+    from proapp.studies.catalog import DEMO_CONTACTS, load_studies
 
     instrument_dir = app.config.get("INSTRUMENTS_DIR")
     registry = load_directory(Path(instrument_dir)) if instrument_dir else default_registry()
     app.extensions["proapp.instruments"] = registry
     studies_dir = Path(app.config["STUDIES_DIR"]) if app.config.get("STUDIES_DIR") else STUDY_DIR
-    app.extensions["proapp.studies"] = load_studies(studies_dir, registry)
+    contacts = app.config.get("SITE_CONTACTS")
+    demo = not contacts and not app.config["PRODUCTION"]
+    app.extensions["proapp.studies"] = load_studies(studies_dir, registry,
+                                                    Path(contacts) if contacts else DEMO_CONTACTS if demo else None,
+                                                    demo_contacts=demo)
     app.extensions["proapp.phones"] = PhoneVault(app.config["PHONE_KEYS"])
     from proapp.audit.keys import AuditKeyError, parse
     from proapp.config import ConfigError

@@ -37,6 +37,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PUBLIC_URL", None, "The https base URL patients and Twilio reach (SMS links, signatures). "
             "Required in production; default `http://127.0.0.1:5000` in development."),
     Setting("STUDIES_DIR", None, "Folder of study files (`*.yaml`) used instead of the shipped ones."),
+    Setting("SITE_CONTACTS", None, "YAML file of each site's phone for patients and on-call e-mail and mobile for "
+            "alerts, merged into the study files (see docs/safety-signals.md). Default outside production: "
+            "fictional numbers."),
     Setting("PHONE_KEYS", None, "Comma-separated Fernet keys for phone numbers, newest first. "
             "Required in production; in development kept in `instance/phone_keys`."),
     Setting("AUDIT_KEYS", None, "Keys of the audit trail's HMAC chain: comma-separated `<key id>:<secret>` pairs, "
@@ -77,6 +80,14 @@ SETTINGS: tuple[Setting, ...] = (
             "again when the gateway does not know it.", int),
     Setting("SMS_RECONCILE_SECONDS", 60, "How often the worker looks for abandoned claims, unknown outcomes and "
             "missing delivery reports.", int),
+    Setting("MAIL_GATEWAY", "console", "`console` (writes each e-mail to `instance/console_mail.jsonl` and lists "
+            "them at `/dev/mail`; development only) or `smtp`."),
+    Setting("SMTP_URL", None, "The mail server: `smtp://[user:password@]host:port` (add `?starttls=true`) or "
+            "`smtps://...` for implicit TLS."),
+    Setting("MAIL_FROM", "proapp <no-reply@localhost>", "Sender of every e-mail (alerts, later invitations)."),
+    Setting("SMTP_TIMEOUT", 10, "Seconds to wait for the mail server.", int),
+    Setting("MAIL_MAX_ATTEMPTS", 8, "Tries for an e-mail or on-call SMS the server could not take before it is "
+            "given up (the alert stays open and is escalated).", int),
     Setting("TWILIO_ACCOUNT_SID", None, "Twilio account SID (`AC...`)."),
     Setting("TWILIO_AUTH_TOKEN", None, "Twilio auth token: authenticates requests and checks status callbacks."),
     Setting("TWILIO_FROM", None, "Sending number or alphanumeric sender ID (default: SMS_SENDER_NAME)."),
@@ -160,6 +171,9 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None,
     problems = [] if production else sms_problems(cfg)
     if problems:
         raise ConfigError("SMS settings:\n- " + "\n- ".join(problems))
+    problems = [] if production else mail_problems(cfg)
+    if problems:
+        raise ConfigError("Mail settings:\n- " + "\n- ".join(problems))
     cfg["PRODUCTION"] = production
     cfg["TESTING"] = cfg.get("TESTING", mode == "testing")
     # Flask and extension settings derived from ours.
@@ -200,8 +214,17 @@ def production_problems(cfg: Mapping[str, Any]) -> list[str]:
     if not cfg.get("PHONE_KEYS"):
         problems.append("PROAPP_PHONE_KEYS is missing (generate one with: "
                         "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())').")
-    return problems + sms_problems(cfg)
+    return problems + sms_problems(cfg) + mail_problems(cfg)
 
+
+
+def mail_problems(cfg: Mapping[str, Any]) -> list[str]:
+    from proapp.mail import mail_problems as problems
+
+    problems_found = problems(cfg)
+    if int(cfg.get("SMTP_TIMEOUT", 10)) < 1 or int(cfg.get("MAIL_MAX_ATTEMPTS", 8)) < 1:
+        problems_found.append("PROAPP_SMTP_TIMEOUT and PROAPP_MAIL_MAX_ATTEMPTS must be at least 1.")
+    return problems_found
 
 def audit_key_problems(cfg: Mapping[str, Any]) -> list[str]:
     from proapp.audit.keys import AuditKeyError, parse

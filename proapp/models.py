@@ -1,6 +1,7 @@
 """Every model, imported once so that the metadata (and Alembic) sees all tables."""
 
 from proapp.accounts.models import Role, StaffSession, User, UserScope
+from proapp.alerts.models import Alert, AlertNotification
 from proapp.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from proapp.export.models import Acknowledgement, ApiKey, ApiPull, PushDelivery
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientEvent, PatientStatus
@@ -12,6 +13,8 @@ from proapp.studies.models import Site, Study
 __all__ = [
     "AccessLink",
     "Acknowledgement",
+    "Alert",
+    "AlertNotification",
     "Answer",
     "ApiKey",
     "ApiPull",

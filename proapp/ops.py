@@ -44,7 +44,8 @@ def _catalog(cfg: dict[str, Any]):
     from proapp.instruments import default_registry
     from proapp.studies.catalog import DATA_DIR, load_studies
 
-    return load_studies(Path(cfg["STUDIES_DIR"]) if cfg["STUDIES_DIR"] else DATA_DIR, default_registry())
+    contacts = Path(cfg["SITE_CONTACTS"]) if cfg.get("SITE_CONTACTS") else None
+    return load_studies(Path(cfg["STUDIES_DIR"]) if cfg["STUDIES_DIR"] else DATA_DIR, default_registry(), contacts)
 
 
 def _study_problems(cfg: dict[str, Any], env: Mapping[str, str]) -> list[str]:

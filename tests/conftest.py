@@ -20,8 +20,13 @@ from sqlalchemy.orm import Session
 from proapp import create_app, db
 from proapp.db import Base
 from proapp.migrate import upgrade
+from proapp.studies.catalog import DEMO_CONTACTS
 
 PHONE_KEY = Fernet.generate_key().decode()
+# What a production-mode app needs beyond the keys: a mail server (an address nothing listens on, for apps that send
+# no mail) and the site contacts (the fictional ones).
+PRODUCTION_MAIL = {"MAIL_GATEWAY": "smtp", "SMTP_URL": "smtp://127.0.0.1:9",
+                   "MAIL_FROM": "proapp <no-reply@example.test>", "SITE_CONTACTS": str(DEMO_CONTACTS)}
 CHROMIUM = os.environ.get("PROAPP_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update"]

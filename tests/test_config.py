@@ -14,6 +14,9 @@ GOOD_PROD = {
     "PROAPP_SMS_GATEWAY": "twilio",
     "PROAPP_TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
     "PROAPP_TWILIO_AUTH_TOKEN": "t" * 32,
+    "PROAPP_MAIL_GATEWAY": "smtp",
+    "PROAPP_SMTP_URL": "smtp://alerts:secret@mail.chu-example.fr:587?starttls=true",
+    "PROAPP_MAIL_FROM": "proapp <no-reply@chu-example.fr>",
 }
 
 

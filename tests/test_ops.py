@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
+from proapp.studies.catalog import DEMO_CONTACTS
 from tests.conftest import PHONE_KEY, fresh_app
 from tests.export.conftest import complete_diary
 from tests.sms.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
@@ -34,7 +35,9 @@ def production_env(database_url: str, fake_twilio, instance: Path) -> dict[str, 
             "PROAPP_DATABASE_URL": database_url, "PROAPP_PHONE_KEYS": PHONE_KEY, "PROAPP_SMS_GATEWAY": "twilio",
             "PROAPP_AUDIT_KEYS": "k1:" + "ab" * 32,
             "PROAPP_TWILIO_ACCOUNT_SID": ACCOUNT_SID, "PROAPP_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-            "PROAPP_TWILIO_API_BASE": fake_twilio.base_url, "PROAPP_INSTANCE_PATH": str(instance)}
+            "PROAPP_TWILIO_API_BASE": fake_twilio.base_url, "PROAPP_INSTANCE_PATH": str(instance),
+            "PROAPP_MAIL_GATEWAY": "smtp", "PROAPP_SMTP_URL": "smtp://127.0.0.1:25",
+            "PROAPP_MAIL_FROM": "proapp <no-reply@example.test>", "PROAPP_SITE_CONTACTS": str(DEMO_CONTACTS)}
 
 
 def test_a_good_deployment_passes(app, database_url, fake_twilio, tmp_path):

@@ -19,7 +19,7 @@ from proapp.csvfiles import FORMULA_STARTS, safe_cell
 from proapp.export.models import ApiPull
 from proapp.patients.models import PatientContact
 from proapp.questionnaire.models import Answer, Response
-from tests.conftest import fresh_app
+from tests.conftest import PRODUCTION_MAIL, fresh_app
 from tests.export.conftest import auth, complete_diary, make_key
 from tests.questionnaire.helpers import Patient, csrf, enrol_with_open_window, text
 
@@ -30,7 +30,7 @@ PUBLIC = "https://pro.example.test"
 def prod_app(database_url, instance_dir):
     app = fresh_app(database_url, ENV="production", SECRET_KEY="p" * 64, PUBLIC_URL=PUBLIC,
                     PHONE_KEYS=Fernet.generate_key().decode(), AUDIT_KEYS="k1:" + "ab" * 32, SMS_GATEWAY="twilio",
-                    TWILIO_ACCOUNT_SID="AC" + "0" * 32, TWILIO_AUTH_TOKEN="t" * 32)
+                    TWILIO_ACCOUNT_SID="AC" + "0" * 32, TWILIO_AUTH_TOKEN="t" * 32, **PRODUCTION_MAIL)
     yield app
     app.extensions["proapp.engine"].dispose()
 
@@ -116,7 +116,7 @@ def test_production_answers_only_for_the_public_host(prod_app):
 def test_behind_the_proxy_a_forged_forwarded_host_is_refused(database_url, instance_dir):
     app = fresh_app(database_url, ENV="production", SECRET_KEY="p" * 64, PUBLIC_URL=PUBLIC, PROXY_HOPS=1,
                     PHONE_KEYS=Fernet.generate_key().decode(), AUDIT_KEYS="k1:" + "ab" * 32, SMS_GATEWAY="twilio",
-                    TWILIO_ACCOUNT_SID="AC" + "0" * 32, TWILIO_AUTH_TOKEN="t" * 32)
+                    TWILIO_ACCOUNT_SID="AC" + "0" * 32, TWILIO_AUTH_TOKEN="t" * 32, **PRODUCTION_MAIL)
     try:
         client = app.test_client()
         forged = client.get("/staff/", base_url="http://127.0.0.1:8000",

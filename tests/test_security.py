@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cryptography.fernet import Fernet
 
-from tests.conftest import fresh_app, make_app
+from tests.conftest import PRODUCTION_MAIL, fresh_app, make_app
 from tests.export.conftest import auth, make_key
 
 SKIP_STATUS = {500}
@@ -41,7 +41,7 @@ def test_every_route_sends_the_security_headers(app):
 def test_production_adds_hsts_and_host_only_secure_cookies(database_url, instance_dir):
     app = make_app(database_url, ENV="production", SECRET_KEY="p" * 64, PUBLIC_URL="https://pro.example.test",
                    PHONE_KEYS=Fernet.generate_key().decode(), AUDIT_KEYS="k1:" + "ab" * 32, SMS_GATEWAY="twilio",
-                   TWILIO_ACCOUNT_SID="AC" + "0" * 32, TWILIO_AUTH_TOKEN="t" * 32)
+                   TWILIO_ACCOUNT_SID="AC" + "0" * 32, TWILIO_AUTH_TOKEN="t" * 32, **PRODUCTION_MAIL)
     try:
         client = app.test_client()
         resp = client.get("/staff/login", base_url="https://pro.example.test")

@@ -24,7 +24,8 @@ PATIENT_STATUSES = {
     "active": _l("Active"), "paused": _l("Paused"), "withdrawn": _l("Withdrawn"), "completed": _l("Follow-up ended"),
 }
 FLAGS = {
-    "overdue": _l("Overdue"), "missed": _l("Missed a window"), "sms_problem": _l("SMS problem"),
+    "open_alert": _l("Open alert"), "overdue": _l("Overdue"), "missed": _l("Missed a window"),
+    "sms_problem": _l("SMS problem"),
     "sms_stopped": _l("SMS stopped"),
 }
 EVENTS = {

@@ -13,6 +13,7 @@ from sqlalchemy import and_, case, exists, func, literal_column, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from proapp.accounts.access import Viewer
+from proapp.alerts.models import Alert, AlertState
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientEvent, PatientStatus
 from proapp.questionnaire.models import AccessLink, Answer, Response, ResponseStatus
 from proapp.sms.models import PROBLEMS, SmsMessage, SmsStatus
@@ -21,7 +22,7 @@ from proapp.studies.models import Site, Study
 
 PER_PAGE = 50
 DUE_SOON = timedelta(days=2)
-FLAGS = ("overdue", "missed", "sms_problem", "sms_stopped")
+FLAGS = ("open_alert", "overdue", "missed", "sms_problem", "sms_stopped")
 
 
 # Completion ------------------------------------------------------------------------------------------------
@@ -174,6 +175,10 @@ def _sms_problem(now: datetime):
     return or_(PatientContact.usable.is_(False), failed)
 
 
+def _open_alert():
+    return exists().where(Alert.patient_id == Patient.id, Alert.state == AlertState.OPEN)
+
+
 def _sms_stopped():
     return or_(PatientContact.sms_paused_at.is_not(None), PatientContact.opted_out_at.is_not(None))
 
@@ -198,7 +203,8 @@ def patient_list(db: Session, viewer: Viewer, f: PatientFilters, now: datetime) 
         conds.append(Patient.status == PatientStatus(f.status))
     if f.q:
         conds.append(func.upper(Patient.subject_id).contains(f.q.strip().upper(), autoescape=True))
-    flag_conds = {"overdue": _overdue(now), "missed": _has_missed(now), "sms_problem": _sms_problem(now),
+    flag_conds = {"open_alert": _open_alert(), "overdue": _overdue(now), "missed": _has_missed(now),
+                  "sms_problem": _sms_problem(now),
                   "sms_stopped": _sms_stopped()}
     if f.flag in flag_conds:
         conds.append(flag_conds[f.flag])
@@ -211,15 +217,17 @@ def patient_list(db: Session, viewer: Viewer, f: PatientFilters, now: datetime) 
                                .limit(PER_PAGE).offset((max(f.page, 1) - 1) * PER_PAGE)))
     page_rows = db.execute(
         select(Patient.id, Patient.subject_id, Study.code, Site.code, Patient.language, Patient.status,
-               _sms_stopped(), _sms_problem(now))
+               _sms_stopped(), _sms_problem(now), _open_alert())
         .join(Study, Study.id == Patient.study_id).join(Site, Site.id == Patient.site_id)
         .outerjoin(PatientContact, PatientContact.patient_id == Patient.id)
         .where(Patient.id.in_(page_ids or [-1]))).all()
     order = {pid: i for i, pid in enumerate(page_ids)}
     page_rows.sort(key=lambda r: order[r[0]])
     rows = {pid: PatientRow(pid, subject, study, site, lang, status.value)
-            for pid, subject, study, site, lang, status, _stopped, _problem in page_rows}
-    for pid, *_rest, stopped, problem in page_rows:
+            for pid, subject, study, site, lang, status, _stopped, _problem, _alert in page_rows}
+    for pid, *_rest, stopped, problem, alert in page_rows:
+        if alert:
+            rows[pid].flags.append("open_alert")
         if problem:
             rows[pid].flags.append("sms_problem")
         if stopped:
@@ -242,6 +250,9 @@ def patient_list(db: Session, viewer: Viewer, f: PatientFilters, now: datetime) 
             if opens_at <= now and due_on < now.date() and "overdue" not in row.flags:
                 row.flags.insert(0, "overdue")
     for row in rows.values():
+        if "open_alert" in row.flags:           # first, whatever the order the others were found in
+            row.flags.remove("open_alert")
+            row.flags.insert(0, "open_alert")
         if row.counts.missed and "missed" not in row.flags:
             row.flags.append("missed")
     return list(rows.values()), total

@@ -59,8 +59,10 @@ def overview() -> str:
                             current_app.config["BEHIND_THRESHOLD"])
     # Translated once, formatted per cell (a matrix has hundreds of cells).
     fmt = {"missed": _("%(n)s missed"), "open": _("%(n)s open")}
+    from proapp.alerts.services import open_counts
+
     return render_template("staff/overview.html", studies=data, threshold=current_app.config["BEHIND_THRESHOLD"],
-                           fmt=fmt)
+                           fmt=fmt, open_alerts=open_counts(db.session(), viewer().patients()).by_study)
 
 
 @staff_route("/patients", "read")
@@ -172,7 +174,10 @@ def _render_patient(patient, errors: dict[str, str] | None = None, values: dict[
     phone = None
     if view.contact is not None and view.contact.phone_ciphertext:
         phone = mask(services.phone_vault().decrypt(view.contact.phone_ciphertext))
+    from proapp.alerts.services import open_alerts_of
+
     return render_template("staff/patient.html", v=view, phone=phone, charts=_charts(view), errors=errors or {},
+                           open_alerts=open_alerts_of(db.session(), patient.id),
                            values=values or {}, actions=ACTIONS, hours=SENDING_HOURS,
                            now=services.now()), status
 

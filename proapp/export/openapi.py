@@ -49,6 +49,36 @@ RESPONSE_ITEM = {
                            "at": {"type": "string", "format": "date-time"}}}},
     },
 }
+ALERT_ITEM = {
+    "type": "object",
+    "required": ["id", "subject_id", "site", "visit", "rule", "rule_label", "severity", "source", "raised_at",
+                 "first_notified_at", "escalations", "evidence", "state", "acknowledgement"],
+    "properties": {
+        "id": {"type": "integer"},
+        "subject_id": {"type": "string"},
+        "site": {"type": "string"},
+        "visit": {"type": "string"},
+        "rule": {"type": "string", "description": "The rule's code in the study file."},
+        "rule_label": {"type": "object", "required": ["en", "fr"],
+                       "properties": {"en": {"type": "string"}, "fr": {"type": "string"}}},
+        "severity": {"type": "string", "enum": ["urgent", "same_day", "review"]},
+        "source": {"type": "string", "enum": ["completed", "window_closed"],
+                   "description": "Raised at completion, or when the window closed on answers left in progress."},
+        "raised_at": {"type": "string", "format": "date-time"},
+        "first_notified_at": {"type": ["string", "null"], "format": "date-time"},
+        "escalations": {"type": "integer", "description": "Reminders sent because nobody acknowledged it."},
+        "evidence": {"type": "array", "items": {"type": "object", "required": ["ref", "value"]},
+                     "description": "The answers or scores (INSTRUMENT.CODE) that met the rule."},
+        "state": {"type": "string", "enum": ["open", "acknowledged"]},
+        "acknowledgement": {"oneOf": [{"type": "null"}, {
+            "type": "object", "required": ["at", "by", "action", "note", "minutes_to_acknowledge"],
+            "properties": {"at": {"type": "string", "format": "date-time"}, "by": {"type": "string"},
+                           "action": {"type": "string", "enum": ["called_patient", "referred", "seen_at_visit",
+                                                                 "no_action"]},
+                           "note": {"type": ["string", "null"]},
+                           "minutes_to_acknowledge": {"type": "integer"}}}]},
+    },
+}
 PAGE_HEADERS = {
     "X-Next-Cursor": {"schema": {"type": "string"}, "description": "The cursor for the next request."},
     "X-Has-More": {"schema": {"type": "string", "enum": ["true", "false"]}},
@@ -108,6 +138,20 @@ def spec(public_url: str) -> dict[str, Any]:
                     "text/csv": {},
                     "application/xml": {},
                     "application/fhir+json": {"schema": {"type": "object", "required": ["resourceType", "entry"]}}}},
+                    **_problems(400, 401, 404, 429)}}},
+            "/api/v1/studies/{study}/alerts": {"get": {
+                "summary": "Safety-signal alerts and their acknowledgements, for the sponsor's safety desk",
+                "operationId": "getAlerts",
+                "parameters": [
+                    STUDY,
+                    {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]}},
+                    {"name": "state", "in": "query", "schema": {"type": "string", "enum": ["open", "acknowledged"]}},
+                ],
+                "responses": {"200": {"description": "Every alert of the key's study and sites, oldest first",
+                                      "content": {
+                    "application/json": {"schema": {"type": "object", "required": ["data"],
+                                                    "properties": {"data": {"type": "array", "items": ALERT_ITEM}}}},
+                    "text/csv": {"schema": {"type": "string", "format": "binary"}}}},
                     **_problems(400, 401, 404, 429)}}},
             "/api/v1/studies/{study}/acknowledgements": {"post": {
                 "summary": "Tell proapp which responses the EDC has imported",

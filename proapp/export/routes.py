@@ -286,6 +286,31 @@ def responses(study: str) -> Response:
     return _stream(chunks, MEDIA[fmt], headers)
 
 
+@bp.get("/studies/<study>/alerts")
+def alerts(study: str) -> Response:
+    """Every safety-signal alert of the key's study and sites, with its acknowledgement (JSON or CSV)."""
+    from proapp.export.alerts import CSV_COLUMNS, alert_items, csv_row
+
+    key, st = _key_for(study)
+    _check_params({"format", "state"})
+    fmt = _format()
+    if fmt not in ("json", "csv"):
+        raise Problem(400, "Bad Request", "Alerts come as json or csv.", "bad-parameter")
+    state = request.args.get("state") or None
+    if state not in (None, "open", "acknowledged"):
+        raise Problem(400, "Bad Request", "state must be open or acknowledged.", "bad-parameter")
+    items = list(alert_items(db.session(), key, state))
+    _record(200, len(items))
+    if fmt == "json":
+        return Response(json.dumps({"data": items}, ensure_ascii=False), mimetype=MEDIA["json"])
+    out = io.StringIO()
+    writer = csvfiles.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(csv_row(i) for i in items)
+    return Response(out.getvalue(), mimetype=MEDIA["csv"],
+                    headers={"Content-Disposition": f'attachment; filename="{st.code}-alerts.csv"'})
+
+
 MAX_ID = 2**31 - 1
 
 

@@ -24,8 +24,22 @@ from proapp.instruments.schema import Instrument, Item, Text
 
 __all__ = [
     "Instrument", "InstrumentFileError", "Item", "ParsedAnswers", "Registry", "Text", "default_registry",
-    "load_directory", "load_file", "parse_answers", "score", "score_with",
+    "derived_values", "load_directory", "load_file", "parse_answers", "score", "score_with",
 ]
+
+
+def derived_values(inst: Instrument, scores: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The instrument's derived scores by their codes (DLQI_TOTAL, HAQ_DI ...), from the stored score keys."""
+    out: dict[str, Any] = {}
+    scores = scores or {}
+    for d in inst.derived:
+        key = d.code.lower()
+        short = key.removeprefix(inst.code.lower() + "_")
+        value = scores.get(key, scores.get(short))
+        if isinstance(value, list):
+            value = " ".join(str(v) for v in value)
+        out[d.code] = value
+    return out
 
 
 @lru_cache(maxsize=1)

@@ -124,6 +124,8 @@ class Derived(_Strict):
     code: str = Field(pattern=CODE_RE)
     type: Literal["integer", "decimal", "text"]
     label: Text
+    min: float | None = None          # the published range of a number (checks alert rules against it)
+    max: float | None = None
 
 
 class Instrument(_Strict):

@@ -1,7 +1,8 @@
 """The worker: ``proapp worker`` (APScheduler, its own process) and ``proapp tick`` (one pass, then exit).
 
-Its jobs only call the features' services: the SMS outbox (proapp/sms/services.py) and the EDC pushes
-(proapp/export/push.py). Never started by the web app, ``wsgi.py`` or gunicorn. Several workers may run at once:
+Its jobs only call the features' services: the SMS outbox (proapp/sms/services.py), the alerts' notifications
+(proapp/alerts/notify.py), the EDC pushes (proapp/export/push.py) and the audit checkpoints. Never started by the
+web app, ``wsgi.py`` or gunicorn. Several workers may run at once:
 claims are atomic and the send rate is shared through the database.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 
 from flask import Flask
 
-from proapp import db, services
+from proapp import db, mail, services
 from proapp.db import utcnow
 from proapp.sms import services as outbox
 from proapp.sms.gateways import Gateway, Outcome, Outgoing, from_config
@@ -49,6 +50,7 @@ class Worker:
         self.app = app
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.gateway = gateway or from_config(app.config, app.instance_path)
+        self.mailer = mail.from_config(app.config, app.instance_path)
         self.settings = outbox.SmsSettings.from_config(app.config)
         self.sender = self.settings.sender(app.config)
         warm = getattr(self.gateway, "_client", None)
@@ -111,6 +113,33 @@ class Worker:
             report.queued = queued
             return report
 
+    def alerts(self) -> dict[str, int]:
+        """Notify the study team of new alerts, escalate the ones left unacknowledged, send what is due."""
+        from proapp.alerts import notify
+
+        cfg = self.app.config
+        with self.app.app_context():
+            with db.transaction() as s:
+                report = notify.plan(s, services.studies(), services.now())
+            with db.transaction() as s:
+                ids = notify.claim(s, self.id, services.now())
+            report.update(claimed=len(ids), sent=0, retry=0, failed=0, unknown=0)
+            if not ids:
+                return report
+            with db.transaction() as s:
+                ready = notify.prepare(s, ids, public_url=cfg["PUBLIC_URL"], sender_name=cfg["SMS_SENDER_NAME"])
+            for out in ready:
+                try:
+                    outcome = notify.send(out, self.mailer, self.gateway)
+                except Exception as exc:    # it may have gone: recorded as unknown, never resent blindly
+                    log.exception("alert notification %s: unexpected error while sending", out.id)
+                    outcome = mail.MailOutcome("unknown", f"unexpected error: {type(exc).__name__}")
+                with db.transaction() as s:
+                    kind = notify.apply_outcome(s, out, self.id, outcome, services.now(), cfg["MAIL_MAX_ATTEMPTS"])
+                if kind in report:
+                    report[kind] += 1
+            return report
+
     def checkpoint(self) -> dict[str, int]:
         """A signed checkpoint of every audit chain's end, when anything was appended since the last one."""
         from proapp.audit.checkpoints import write
@@ -124,9 +153,11 @@ class Worker:
         queued = self.queue()
         reconciled = self.reconcile()
         sent = self.send_due()
+        alerted = self.alerts()
         pushed = self.push()
         checkpointed = self.checkpoint()
-        return {**queued, **checkpointed, **asdict(reconciled), **{f"sms_{k}": v for k, v in asdict(sent).items()},
+        return {**queued, **checkpointed, **{f"alerts_{k}": v for k, v in alerted.items()},
+                **asdict(reconciled), **{f"sms_{k}": v for k, v in asdict(sent).items()},
                 **{f"push_{k}": v for k, v in asdict(pushed).items()}}
 
     # Sending ----------------------------------------------------------------------------------------------
@@ -173,6 +204,8 @@ class Worker:
         scheduler.add_job(self._logged(self.send_due), "interval", seconds=send_every, id="send",
                           next_run_time=first)
         scheduler.add_job(self._logged(self.reconcile), "interval", seconds=reconcile_every, id="reconcile",
+                          next_run_time=first)
+        scheduler.add_job(self._logged(self.alerts), "interval", seconds=send_every, id="alerts",
                           next_run_time=first)
         scheduler.add_job(self._logged(self.push), "interval", seconds=send_every, id="push", next_run_time=first)
         scheduler.add_job(self._logged(self.checkpoint), "interval", id="checkpoint", next_run_time=first,

@@ -81,10 +81,37 @@ def _on_site() -> bool:
     return isinstance(data, dict) and data.get("on_site") is True
 
 
+def _call_site(visit: answering.Visit, labels: list[dict[str, str]], urgent: bool) -> dict | None:
+    """What the patient needs to call the site after an answer that meets an urgent or same-day rule."""
+    if not labels:
+        return None
+    import phonenumbers
+
+    site = answering.site_contact(_reads(), visit.site_id)
+    phone = site.phone if site else None
+    shown = phone
+    if phone:
+        try:
+            shown = phonenumbers.format_number(phonenumbers.parse(phone), phonenumbers.PhoneNumberFormat.NATIONAL)
+        except phonenumbers.NumberParseException:
+            shown = phone
+    numbers = services.studies().get(visit.study_code).alerts.emergency_numbers
+    return {"labels": labels, "site": site.name if site else "", "phone": phone, "phone_shown": shown,
+            "urgent": urgent, "emergency": numbers}
+
+
+def _raised_call(visit: answering.Visit) -> dict | None:
+    from proapp.alerts.services import raised_telling_patient
+
+    raised = raised_telling_patient(_reads(), visit.occurrence_id)
+    return _call_site(visit, [label for label, _severity in raised],
+                      any(severity == "urgent" for _label, severity in raised))
+
+
 def _state_page(visit: answering.Visit) -> tuple[str, int] | None:
     """The kind pages for a completed or closed occurrence, or None when it is open."""
     if visit.completed:
-        return render_template("questionnaire/message.html", kind="completed"), 200
+        return render_template("questionnaire/message.html", kind="completed", call=_raised_call(visit)), 200
     if not visit.accepts_answers(services.now()):
         return render_template("questionnaire/message.html", kind="closed"), 410
     return None
@@ -125,7 +152,8 @@ def welcome() -> WResponse | tuple[str, int] | str:
     started = bool(visit_q.responses)
     minutes = sum(i.estimated_minutes for i in visit_q.instruments)
     return render_template("questionnaire/welcome.html", questionnaire=visit_q, minutes=minutes, started=started,
-                           next_key=nxt.key if nxt else None)
+                           next_key=nxt.key if nxt else None,
+                           emergency=services.studies().get(visit_q.visit.study_code).alerts.emergency_numbers)
 
 
 def _screen_context(visit_q: answering.VisitQuestionnaire, key: str):
@@ -152,6 +180,7 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
     errors: dict = {}
     form_values = {}
     if request.method == "POST":
+        answers_before = {code: dict(values) for code, values in visit_q.answers.items()}
         try:
             errors = answering.save_screen(db.session(), visit_q, scr, request.form, language=visit_q.visit.language,
                                     now=services.now(), actor=_actor())
@@ -166,12 +195,17 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
             flow = visit_q.flow()
             nxt = flowmod.first_unanswered(flow, visit_q.answers, visit_q.states)
             if nxt is None:
+                target_key = "review"
+            else:
+                # Move forward from this screen (or to the first gap if one was left behind).
+                idx = next((i for i, s in enumerate(flow) if s.key == key), None)
+                following = flow[idx + 1] if idx is not None and idx + 1 < len(flow) else None
+                target_key = (following if following and not from_review else nxt).key
+            if _newly_tells_patient(visit_q, answers_before):
+                return redirect(url_for("questionnaire.call", next=target_key), code=303)
+            if target_key == "review":
                 return redirect(url_for("questionnaire.review"), code=303)
-            # Move forward from this screen (or to the first gap if one was left behind).
-            idx = next((i for i, s in enumerate(flow) if s.key == key), None)
-            following = flow[idx + 1] if idx is not None and idx + 1 < len(flow) else None
-            target = following if following and not from_review else nxt
-            return redirect(url_for("questionnaire.screen", key=target.key), code=303)
+            return redirect(url_for("questionnaire.screen", key=target_key), code=303)
         db.session().rollback()
         form_values = request.form.to_dict()
     answers = visit_q.answers.get(scr.code, {})
@@ -185,6 +219,43 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
     if errors:
         return render_template("questionnaire/screen.html", **context), 422
     return render_template("questionnaire/screen.html", **context), 200
+
+
+def _telling_patient(visit_q: answering.VisitQuestionnaire) -> list:
+    from proapp.alerts.services import rules_telling_patient
+
+    rules = services.studies().get(visit_q.visit.study_code).alerts.rules
+    return rules_telling_patient(_reads(), visit_q, rules, services.instruments()) if rules else []
+
+
+def _newly_tells_patient(visit_q: answering.VisitQuestionnaire, answers_before: answering.Answers) -> bool:
+    """Whether the answer just saved meets an urgent or same-day rule the answers before it did not."""
+    now_met = {r.code for r in _telling_patient(visit_q)}
+    if not now_met:
+        return False
+    saved, visit_q.answers = visit_q.answers, answers_before
+    try:
+        before = {r.code for r in _telling_patient(visit_q)}
+    finally:
+        visit_q.answers = saved
+    return bool(now_met - before)
+
+
+@bp.get("/q/call")
+@db.read_only
+def call() -> WResponse | tuple[str, int] | str:
+    """Right after an answer that needs the study team: whom to call, and what to do out of hours."""
+    visit_q = _session_or_page()
+    met = _telling_patient(visit_q)
+    if not met:
+        return redirect(url_for("questionnaire.welcome"), code=303)
+    nxt = request.args.get("next", "")
+    keys = {s.key for s in visit_q.flow()}
+    target = url_for("questionnaire.review") if nxt == "review" else \
+        url_for("questionnaire.screen", key=nxt) if nxt in keys else url_for("questionnaire.welcome")
+    info = _call_site(visit_q.visit, [{"en": r.label.en, "fr": r.label.fr} for r in met],
+                      any(r.severity == "urgent" for r in met))
+    return render_template("questionnaire/call.html", call=info, next_url=target)
 
 
 @bp.get("/q/review")
@@ -228,10 +299,7 @@ def done() -> tuple[str, int] | str:
     if not visit_q.visit.completed:
         page = _state_page(visit_q.visit)
         return page if page else redirect(url_for("questionnaire.welcome"), code=303)  # type: ignore[return-value]
-    du = visit_q.responses.get("DU_DIARY")
-    infection = bool(du and du.scores and du.scores.get("infection_signs"))
-    return render_template("questionnaire/message.html", kind="thanks", infection=infection,
-                           site=_site(visit_q.visit))
+    return render_template("questionnaire/message.html", kind="thanks", call=_raised_call(visit_q.visit))
 
 
 @bp.post("/q/language")

@@ -32,6 +32,7 @@ from proapp.patients.models import (
 from proapp.questionnaire import flow as flowmod
 from proapp.questionnaire.flow import Screen
 from proapp.questionnaire.models import AccessLink, Answer, Response, ResponseStatus
+from proapp.questionnaire.signals import occurrence_ended
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Site, Study
 
@@ -452,6 +453,7 @@ def complete(db: Session, s: VisitQuestionnaire, *, language: str, now: datetime
                     "language": language, "visit": s.visit.visit_code, "on_site": on_site, "scores": scores,
                     "answers": {f"{k[0]}:{k[1]}": v for k, v in sorted(s.answers.get(inst.code, {}).items())}},
                at=now)
+    occurrence_ended.send(s.visit.occurrence_id, db=db, how="completed", now=now)
     return True
 
 

@@ -34,6 +34,7 @@ from proapp.patients.models import (
 from proapp.patients.phones import PhoneVault
 from proapp.questionnaire.models import AccessLink
 from proapp.questionnaire.services import TOKEN_BYTES, new_link
+from proapp.questionnaire.signals import occurrence_ended
 from proapp.sms import text as smstext
 from proapp.sms.gateways import UNUSABLE_CODES, Found, Gateway, Outcome, Outgoing, body_hash
 from proapp.sms.models import PROGRESS, SendSlot, SmsMessage, SmsStatus
@@ -120,6 +121,7 @@ def mark_missed(db: Session, now: datetime) -> int:
     for occ_id, patient_id, visit in missed:
         record(db, actor="system:schedule", action="occurrence.missed", entity="occurrence", entity_id=occ_id,
                patient_id=patient_id, old={"status": "scheduled"}, new={"status": "missed", "visit": visit}, at=now)
+        occurrence_ended.send(occ_id, db=db, how="window_closed", now=now)   # answers left in progress count too
     return len(missed)
 
 

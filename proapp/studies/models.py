@@ -32,7 +32,9 @@ class Site(Base):
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
     code: Mapped[str] = mapped_column(String(12))
     name: Mapped[str] = mapped_column(String(200))
-    phone: Mapped[str | None] = mapped_column(String(32))
+    phone: Mapped[str | None] = mapped_column(String(32))              # for patients (E.164)
+    on_call_email: Mapped[str | None] = mapped_column(String(254))     # receives the site's alerts
+    on_call_mobile: Mapped[str | None] = mapped_column(String(32))     # receives urgent alerts by SMS
     timezone: Mapped[str] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(default=True)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Self
+from collections.abc import Iterator
+from typing import Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -12,6 +13,10 @@ from proapp.instruments.schema import Text
 
 SITE_CODE_RE = r"^[A-Z]{2,6}$"
 VISIT_CODE_RE = r"^[A-Z][A-Z0-9_]{0,19}$"
+E164_RE = r"^\+[1-9][0-9]{6,14}$"
+EMAIL_RE = r"^[^@\s]{1,64}@[^@\s]{1,189}\.[A-Za-z]{2,24}$"
+SEVERITIES = ("urgent", "same_day", "review")
+Severity = Literal["urgent", "same_day", "review"]
 
 
 class _Strict(BaseModel):
@@ -34,9 +39,14 @@ class Window(_Strict):
 
 
 class SiteDef(_Strict):
+    """A site. ``phone`` is the number patients call (E.164); the on-call e-mail and mobile receive the alerts.
+    The deploying team sets them in the study file or in the site contacts file (PROAPP_SITE_CONTACTS)."""
+
     code: str = Field(pattern=SITE_CODE_RE)
     name: str = Field(min_length=1, max_length=200)
-    phone: str | None = Field(default=None, max_length=32)
+    phone: str | None = Field(default=None, pattern=E164_RE)
+    on_call_email: str | None = Field(default=None, pattern=EMAIL_RE, max_length=254)
+    on_call_mobile: str | None = Field(default=None, pattern=E164_RE)
     timezone: str | None = None
 
     @field_validator("timezone")
@@ -140,6 +150,103 @@ class SeriesEntry(_Strict):
     series: Series
 
 
+class Condition(_Strict):
+    """When an alert rule is met: a comparison on one answer (``item``) or derived score (``score``), written
+    ``INSTRUMENT.CODE``, optionally as a change from the patient's first (``baseline``) or last (``previous``)
+    completed response to that instrument; or ``any`` / ``all`` of other conditions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    item: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9_]*\.[A-Z][A-Z0-9_]*$")
+    score: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9_]*\.[A-Z][A-Z0-9_]*$")
+    equals: str | None = None
+    one_of: list[str] | None = Field(default=None, alias="in", min_length=1)
+    at_least: float | None = None
+    at_most: float | None = None
+    change_from: Literal["baseline", "previous"] | None = None
+    any: list[Condition] | None = Field(default=None, min_length=1)
+    all: list[Condition] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _shape(self) -> Self:
+        kinds = [k for k in ("item", "score", "any", "all") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("give one of item, score, any or all")
+        compares = [k for k in ("equals", "one_of", "at_least", "at_most") if getattr(self, k) is not None]
+        if kinds[0] in ("any", "all"):
+            if compares or self.change_from:
+                raise ValueError(f"{kinds[0]} takes a list of conditions and nothing else")
+            return self
+        if not compares:
+            raise ValueError("give a comparison: equals, in, at_least or at_most")
+        if len(compares) > 1 and set(compares) != {"at_least", "at_most"}:
+            raise ValueError("give one comparison (at_least and at_most may go together)")
+        if self.change_from and set(compares) - {"at_least", "at_most"}:
+            raise ValueError("change_from compares numbers: use at_least or at_most")
+        if self.at_least is not None and self.at_most is not None and self.at_least > self.at_most:
+            raise ValueError("at_least is above at_most: the rule could never be met")
+        return self
+
+    def leaves(self) -> Iterator[Condition]:
+        """Every comparison in this condition."""
+        if self.any or self.all:
+            for child in self.any or self.all or []:
+                yield from child.leaves()
+        else:
+            yield self
+
+    @property
+    def ref(self) -> tuple[str, str, str]:
+        """("item" or "score", instrument code, item or derived code) of a comparison."""
+        kind, ref = ("item", self.item) if self.item else ("score", self.score)
+        assert ref is not None
+        inst, _, code = ref.partition(".")
+        return kind, inst, code
+
+
+class AlertRule(_Strict):
+    code: str = Field(pattern=r"^[A-Z][A-Z0-9_]{1,39}$")
+    label: Text
+    severity: Severity
+    when: Condition
+
+    def instruments(self) -> set[str]:
+        return {leaf.ref[1] for leaf in self.when.leaves()}
+
+
+class AlertSettings(_Strict):
+    """Safety signals: the rules, how long an alert may stay unacknowledged before it is escalated (hours, per
+    severity), how many escalations at most, and the emergency numbers patients are given for out of hours."""
+
+    escalation_hours: dict[Severity, int] = Field(
+        default_factory=lambda: {"urgent": 1, "same_day": 4, "review": 72})
+    max_escalations: int = Field(default=3, ge=0, le=10)
+    emergency_numbers: list[str] = Field(default_factory=lambda: ["15", "112"], min_length=1, max_length=3)
+    rules: list[AlertRule] = Field(default_factory=list)
+
+    @field_validator("escalation_hours")
+    @classmethod
+    def _hours(cls, v: dict[str, int]) -> dict[str, int]:
+        missing = set(SEVERITIES) - set(v)
+        if missing:
+            raise ValueError(f"give the hours for {', '.join(sorted(missing))}")
+        for severity, hours in v.items():
+            if not 1 <= hours <= 720:
+                raise ValueError(f"{severity}: {hours} is not a number of hours from 1 to 720")
+        return v
+
+    @field_validator("emergency_numbers")
+    @classmethod
+    def _numbers(cls, v: list[str]) -> list[str]:
+        for number in v:
+            if not re.fullmatch(r"[0-9]{2,4}", number):
+                raise ValueError(f"{number!r} is not a short emergency number (e.g. 15, 112)")
+        return v
+
+    def rule(self, code: str) -> AlertRule:
+        return next(r for r in self.rules if r.code == code)
+
+
 class StudyDef(_Strict):
     code: str = Field(pattern=r"^[A-Z][A-Z0-9-]{1,39}$")
     version: str = Field(pattern=r"^[0-9A-Za-z.\-]{1,40}$")
@@ -153,6 +260,7 @@ class StudyDef(_Strict):
     visits: list[VisitDef | SeriesEntry] = Field(min_length=1)
     sms: SmsRules = Field(default_factory=SmsRules)
     edc: EdcSettings = Field(default_factory=EdcSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @field_validator("default_timezone")
     @classmethod
@@ -177,6 +285,21 @@ class StudyDef(_Strict):
             if site.code in seen:
                 raise ValueError(f"sites.{i}.code: {site.code} appears twice")
             seen.add(site.code)
+        rules: set[str] = set()
+        for rule in self.alerts.rules:
+            if rule.code in rules:
+                raise ValueError(f"alerts.rules: rule code {rule.code} appears twice")
+            rules.add(rule.code)
+            for inst in rule.instruments():
+                if inst not in self.instruments:
+                    raise ValueError(f"alerts.rules ({rule.code}): {inst} is not listed under instruments")
+        if self.alerts.rules:
+            for site in self.sites:
+                if not site.phone:
+                    raise ValueError(
+                        f"study {self.code}, site {site.code}: no phone number, and the study's alert rules tell "
+                        "patients to call their site (set it in the study file or the site contacts file, "
+                        "PROAPP_SITE_CONTACTS)")
         codes: set[str] = set()
         for visit in self.all_visits():
             if visit.code in codes:

@@ -37,11 +37,14 @@ def sync_studies(db: Session, catalog: StudyCatalog, now: datetime) -> list[str]
         for sd in d.sites:
             tz = sd.timezone or d.default_timezone
             site = existing.pop(sd.code, None)
+            fields = {"name": sd.name, "phone": sd.phone, "on_call_email": sd.on_call_email,
+                      "on_call_mobile": sd.on_call_mobile, "timezone": tz, "active": True}
             if site is None:
-                db.add(Site(study_id=study.id, code=sd.code, name=sd.name, phone=sd.phone, timezone=tz))
+                db.add(Site(study_id=study.id, code=sd.code, **fields))
                 changes.append(f"site {d.code}/{sd.code} added")
-            elif (site.name, site.phone, site.timezone, site.active) != (sd.name, sd.phone, tz, True):
-                site.name, site.phone, site.timezone, site.active = sd.name, sd.phone, tz, True
+            elif any(getattr(site, k) != v for k, v in fields.items()):
+                for k, v in fields.items():
+                    setattr(site, k, v)
                 changes.append(f"site {d.code}/{sd.code} updated")
         for site in existing.values():
             if site.active:

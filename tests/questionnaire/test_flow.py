@@ -79,6 +79,13 @@ def test_ulcer_diary_and_pain_in_french_with_two_ulcers(app, client, session):
     assert p.screen_key == "DU_DIARY.DU_PAIN"
     p.answer(DU_PAIN="60")
     p.answer(DU_INFECT="Y")
+    # The infection answer meets a same-day alert rule: the patient is told at once whom to call.
+    assert p.path.startswith("/q/call")
+    call = text(p.page.text)
+    assert "Appelez votre équipe d'étude aujourd'hui" in call and "Signes d'infection d'un ulcère du doigt" in call
+    assert 'href="tel:+33199000101"' in p.page.text and "01 99 00 01 01" in call and "15 ou 112" in call
+    p.get(re.search(r'class="button" href="([^"]+)"', p.page.text).group(1))
+    assert p.screen_key == "DU_DIARY.DU_ANTIBIO"
     p.answer(DU_ANTIBIO="N")
     p.answer(DU_HEALED="NA")
     assert p.path == "/q/review"
@@ -86,7 +93,8 @@ def test_ulcer_diary_and_pain_in_french_with_two_ulcers(app, client, session):
     assert "Main droite" in review and "Majeur" in review and "Index" in review and "35 sur 100" in review
     done = p.submit()
     assert "Merci, vos réponses ont été envoyées." in text(done.text)
-    assert "Vous avez signalé des signes d'infection" in text(done.text)
+    assert "Appelez votre équipe d'étude aujourd'hui" in text(done.text)
+    assert 'href="tel:+33199000101"' in done.text
     du = session.scalar(select(Response).where(Response.instrument_code == "DU_DIARY"))
     assert du.scores["new_ulcer_count"] == 2
     assert du.scores["fingers_affected"] == ["L2", "R3"]

@@ -5,13 +5,13 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from proapp.instruments import default_registry
-from proapp.studies.catalog import DATA_DIR, load_studies
+from proapp.studies.catalog import DATA_DIR, DEMO_CONTACTS, load_studies
 from proapp.studies.schedule import compute_schedule
 
 
 @pytest.fixture(scope="module")
 def catalog():
-    return load_studies(DATA_DIR, default_registry())
+    return load_studies(DATA_DIR, default_registry(), DEMO_CONTACTS, demo_contacts=True)
 
 
 def by_code(planned):

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from proapp.instruments import default_registry
-from proapp.studies.catalog import DATA_DIR, StudyFileError, load_studies, load_study_file
+from proapp.studies.catalog import DATA_DIR, DEMO_CONTACTS, StudyFileError, load_contacts, load_studies, load_study_file
 
 
 def shipped(name: str) -> dict:
@@ -20,7 +20,7 @@ def write(tmp_path: Path, data: dict, name: str = "STUDY.yaml") -> Path:
 
 
 def test_shipped_studies_load():
-    catalog = load_studies(DATA_DIR, default_registry())
+    catalog = load_studies(DATA_DIR, default_registry(), DEMO_CONTACTS, demo_contacts=True)
     assert catalog.codes() == ["ADUSE", "IMATINIB-SSC"]
     assert [s.code for s in catalog.get("ADUSE").sites] == ["TLS"]
     assert len(catalog.get("IMATINIB-SSC").sites) == 10
@@ -31,7 +31,7 @@ def test_shipped_studies_load():
     ("ADU-BDX-001", "TLS", False), ("adu-tls-001", "TLS", False), ("IMA-TLS-001", "TLS", False),
 ])
 def test_subject_id_pattern(subject, site, ok):
-    study = load_studies(DATA_DIR, default_registry()).get("ADUSE")
+    study = load_studies(DATA_DIR, default_registry(), DEMO_CONTACTS, demo_contacts=True).get("ADUSE")
     assert study.subject_id_matches(subject, site) is ok
 
 
@@ -52,7 +52,7 @@ def test_malformed_study_file_names_file_and_field(tmp_path, mutate, message):
     mutate(data)
     path = write(tmp_path, data, "BROKEN.yaml")
     with pytest.raises(StudyFileError) as exc:
-        load_study_file(path, default_registry())
+        load_study_file(path, default_registry(), load_contacts(DEMO_CONTACTS))
     assert str(exc.value).startswith("study file BROKEN.yaml: ")
     assert message in str(exc.value)
 
@@ -61,14 +61,14 @@ def test_unknown_variant_is_refused(tmp_path):
     data = shipped("ADUSE.yaml")
     data["instruments"]["PAIN_VAS"]["variant"] = "last_month"
     with pytest.raises(StudyFileError, match=r"instruments.PAIN_VAS.variant"):
-        load_study_file(write(tmp_path, data), default_registry())
+        load_study_file(write(tmp_path, data), default_registry(), load_contacts(DEMO_CONTACTS))
 
 
 def test_unparseable_yaml(tmp_path):
     path = tmp_path / "BAD.yaml"
     path.write_text("code: [unclosed\n")
     with pytest.raises(StudyFileError, match=r"study file BAD.yaml: cannot be read"):
-        load_study_file(path, default_registry())
+        load_study_file(path, default_registry(), load_contacts(DEMO_CONTACTS))
 
 
 def test_same_study_in_two_files(tmp_path):
@@ -76,10 +76,10 @@ def test_same_study_in_two_files(tmp_path):
     write(tmp_path, data, "A.yaml")
     write(tmp_path, data, "B.yaml")
     with pytest.raises(StudyFileError, match="ADUSE is defined in more than one file"):
-        load_studies(tmp_path, default_registry())
+        load_studies(tmp_path, default_registry(), DEMO_CONTACTS, demo_contacts=True)
 
 
 def test_series_expands_codes_and_labels():
-    visits = load_studies(DATA_DIR, default_registry()).get("ADUSE").all_visits()
+    visits = load_studies(DATA_DIR, default_registry(), DEMO_CONTACTS, demo_contacts=True).get("ADUSE").all_visits()
     w7 = next(v for v in visits if v.code == "W7")
     assert (w7.day, w7.label.en, w7.label.fr) == (49, "Week 7", "Semaine 7")

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from proapp.models import Occurrence, Response, ResponseStatus, Site, Study
 from proapp.patients.services import EnrolmentRequest, enroll_patient
-from proapp.studies.catalog import DATA_DIR, load_studies
+from proapp.studies.catalog import DATA_DIR, DEMO_CONTACTS, load_studies
 from proapp.studies.services import sync_studies
 
 
@@ -33,10 +33,12 @@ def test_edited_study_file_leaves_schedules_and_responses_alone(app, session, tm
     data = yaml.safe_load(path.read_text())
     data["version"] = "2"
     data["visits"][0]["window"] = {"before": 3, "after": 3}
-    data["sites"] = [s for s in data["sites"] if s["code"] != "LIB"] + [{"code": "MTP", "name": "CHU de Montpellier"}]
+    data["sites"] = [s for s in data["sites"] if s["code"] != "LIB"] + [{"code": "MTP", "name": "CHU de Montpellier",
+                                                                    "phone": "+33199000299"}]
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
 
-    changes = sync_studies(session, load_studies(folder, app.extensions["proapp.instruments"]), now)
+    changes = sync_studies(session, load_studies(folder, app.extensions["proapp.instruments"], DEMO_CONTACTS,
+                                                 demo_contacts=True), now)
     session.commit()
     assert "study IMATINIB-SSC updated to version 2" in changes
     assert "site IMATINIB-SSC/MTP added" in changes

@@ -6,25 +6,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from proapp.export.data import Exported
+from proapp.instruments import derived_values
 from proapp.instruments.schema import Instrument
+
+__all__ = ["derived_values", "grouped_answers", "iso"]
 
 
 def iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def derived_values(inst: Instrument, scores: dict[str, Any] | None) -> dict[str, Any]:
-    """The instrument's derived scores by their codes (DLQI_TOTAL, HAQ_DI ...), from the stored score keys."""
-    out: dict[str, Any] = {}
-    scores = scores or {}
-    for d in inst.derived:
-        key = d.code.lower()
-        short = key.removeprefix(inst.code.lower() + "_")
-        value = scores.get(key, scores.get(short))
-        if isinstance(value, list):
-            value = " ".join(str(v) for v in value)
-        out[d.code] = value
-    return out
 
 
 def grouped_answers(inst: Instrument, e: Exported) -> dict[str, Any]:

@@ -1,0 +1,207 @@
+"""The mail gateway, chosen by ``PROAPP_MAIL_GATEWAY``: ``console`` (development: each mail is appended to
+``instance/console_mail.jsonl`` and listed at ``/dev/mail``) or ``smtp`` (the standard library's smtplib, with
+STARTTLS or implicit TLS and authentication, from ``PROAPP_SMTP_URL``).
+
+A send has one of four outcomes, as an SMS: sent, retry (the server said "try later" or could not be reached, so
+the mail certainly did not go), failed (refused for good) or unknown (the connection broke or timed out in the
+middle: the mail may have gone, and it is never sent again blindly).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import smtplib
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from flask import Blueprint, abort, current_app, render_template
+
+
+@dataclass(frozen=True)
+class Mail:
+    to: str
+    subject: str
+    body: str
+    message_id: str                   # stable per message: a receiving system can tell a copy from a new mail
+
+
+@dataclass(frozen=True)
+class MailOutcome:
+    kind: str                         # sent, retry, failed, unknown
+    error: str | None = None
+
+
+class Mailer(Protocol):
+    name: str
+
+    def send(self, mail: Mail) -> MailOutcome: ...
+
+
+class SmtpUrlError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    implicit_tls: bool
+    starttls: bool
+    user: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> SmtpSettings:
+        """``smtp://[user:password@]host[:port][?starttls=true]`` or ``smtps://...`` (implicit TLS)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise SmtpUrlError("give smtp://[user:password@]host:port (add ?starttls=true) or smtps://...")
+        query = parse_qs(parts.query)
+        unknown = set(query) - {"starttls"}
+        if unknown:
+            raise SmtpUrlError(f"unknown option {sorted(unknown)[0]!r} (only starttls)")
+        starttls = query.get("starttls", ["false"])[-1].lower() in ("1", "true", "yes")
+        if starttls and parts.scheme == "smtps":
+            raise SmtpUrlError("smtps:// is already TLS: starttls is for smtp://")
+        try:
+            port = parts.port or (465 if parts.scheme == "smtps" else 587 if starttls else 25)
+        except ValueError as exc:
+            raise SmtpUrlError(f"bad port: {exc}") from None
+        return cls(parts.hostname, port, parts.scheme == "smtps", starttls,
+                   unquote(parts.username) if parts.username else None,
+                   unquote(parts.password) if parts.password else None)
+
+
+def compose(mail: Mail, sender: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = mail.to
+    msg["Subject"] = mail.subject
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = mail.message_id
+    msg["Auto-Submitted"] = "auto-generated"           # RFC 3834: no auto-replies to an automatic message
+    msg.set_content(mail.body)
+    return msg
+
+
+class ConsoleMailer:
+    """Writes each mail to a JSON-lines file in the instance folder (read by ``/dev/mail``)."""
+
+    name = "console"
+
+    def __init__(self, path: Path, sender: str):
+        self.path, self.sender = path, sender
+
+    def send(self, mail: Mail) -> MailOutcome:
+        record = {"to": mail.to, "subject": mail.subject, "body": mail.body, "message_id": mail.message_id,
+                  "from": self.sender, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (json.dumps(record, ensure_ascii=False) + "\n").encode())
+        finally:
+            os.close(fd)
+        return MailOutcome("sent")
+
+    def entries(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+
+class SmtpMailer:
+    name = "smtp"
+
+    def __init__(self, settings: SmtpSettings, sender: str, timeout: float = 10):
+        self.settings, self.sender, self.timeout = settings, sender, timeout
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        context = ssl.create_default_context()
+        if s.implicit_tls:
+            client: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=self.timeout, context=context)
+        else:
+            client = smtplib.SMTP(s.host, s.port, timeout=self.timeout)
+            if s.starttls:
+                client.starttls(context=context)
+        if s.user:
+            client.login(s.user, s.password or "")
+        return client
+
+    def send(self, mail: Mail) -> MailOutcome:
+        try:
+            client = self._connect()
+        except smtplib.SMTPAuthenticationError as exc:
+            return MailOutcome("failed", f"authentication refused: {exc.smtp_code}")
+        except (OSError, smtplib.SMTPException) as exc:   # nothing was sent yet
+            return MailOutcome("retry", f"cannot connect: {type(exc).__name__}: {exc}"[:300])
+        try:
+            with client:
+                client.send_message(compose(mail, self.sender))
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _msg in exc.recipients.values()]
+            kind = "retry" if all(400 <= c < 500 for c in codes) else "failed"
+            return MailOutcome(kind, f"recipient refused: {codes}")
+        except smtplib.SMTPResponseException as exc:       # the server answered no: the mail did not go
+            kind = "retry" if 400 <= exc.smtp_code < 500 else "failed"
+            return MailOutcome(kind, f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"[:300])
+        except (OSError, smtplib.SMTPException) as exc:   # cut off mid-way: it may have gone
+            return MailOutcome("unknown", f"connection lost while sending: {type(exc).__name__}"[:300])
+        return MailOutcome("sent")
+
+
+def mail_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """Mail settings that cannot work, one sentence each (start-up and ``proapp check``)."""
+    gateway = cfg.get("MAIL_GATEWAY")
+    if gateway not in ("console", "smtp"):
+        return [f"PROAPP_MAIL_GATEWAY must be console or smtp, not {gateway!r}."]
+    problems = []
+    if gateway == "console" and cfg.get("ENV") == "production":
+        problems.append("PROAPP_MAIL_GATEWAY=console sends no e-mail (alerts would reach nobody): use smtp in "
+                        "production.")
+    if gateway == "smtp":
+        try:
+            SmtpSettings.parse(cfg.get("SMTP_URL") or "")
+        except SmtpUrlError as exc:
+            problems.append(f"PROAPP_SMTP_URL: {exc}.")
+    sender = cfg.get("MAIL_FROM") or ""
+    if "@" not in sender or "\n" in sender or "\r" in sender:
+        problems.append("PROAPP_MAIL_FROM must be an address, e.g. proapp <no-reply@hospital.example>.")
+    return problems
+
+
+def from_config(config: Mapping[str, Any], instance_path: str | Path) -> Mailer:
+    if config["MAIL_GATEWAY"] == "smtp":
+        return SmtpMailer(SmtpSettings.parse(config["SMTP_URL"]), config["MAIL_FROM"],
+                          timeout=config["SMTP_TIMEOUT"])
+    return ConsoleMailer(Path(instance_path) / "console_mail.jsonl", config["MAIL_FROM"])
+
+
+bp = Blueprint("mail", __name__)
+
+
+@bp.get("/dev/mail")
+def dev_mail() -> str:
+    """Development only: the mails the console gateway 'sent', newest first."""
+    mailer = from_config(current_app.config, current_app.instance_path)
+    if current_app.config["PRODUCTION"] or not isinstance(mailer, ConsoleMailer):
+        abort(404)
+    return render_template("dev_mail.html", entries=list(reversed(mailer.entries()))[:200])
+
+
+def init_app(app) -> None:
+    app.register_blueprint(bp)

@@ -1,0 +1,300 @@
+"""Safety signals end to end: a patient's answer raises an alert once, the patient is told whom to call, the site
+hears of it by e-mail (and SMS when urgent) through a real SMTP server and the fake Twilio, nobody acknowledging it
+escalates it, and everything is in the audit trail."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from proapp import db
+from proapp.alerts.models import Alert, AlertNotification
+from proapp.audit.models import AuditEvent
+from tests.alerts.conftest import (
+    ON_CALL_EMAIL,
+    ON_CALL_MOBILE,
+    diary,
+    later,
+    make_alert_app,
+    urgent_studies,
+    worker,
+)
+from tests.questionnaire.helpers import text
+
+
+def alerts(app):
+    with app.app_context():
+        return db.session().scalars(select(Alert).order_by(Alert.id)).all()
+
+
+def notifications(app):
+    with app.app_context():
+        return db.session().scalars(select(AlertNotification).order_by(AlertNotification.id)).all()
+
+
+def audit(app, action):
+    with app.app_context():
+        return db.session().scalars(select(AuditEvent).where(AuditEvent.action == action)
+                                    .order_by(AuditEvent.id)).all()
+
+
+def test_an_infection_reaches_the_site_once_and_no_mail_carries_an_answer(alert_app, smtp, fake_twilio):
+    pid, _patient = diary(alert_app, "ADU-TLS-101", infect="Y", pain=83)
+    [alert] = alerts(alert_app)
+    assert (alert.rule_code, alert.severity, alert.source, alert.state.value) == (
+        "DU_INFECTION", "same_day", "completed", "open")
+    assert alert.evidence == [{"ref": "DU_DIARY.DU_INFECT", "kind": "item", "value": "Y"}]
+    [raised] = audit(alert_app, "alert.raised")
+    assert raised.patient_id == pid and raised.new["rule"] == "DU_INFECTION"
+
+    report = worker(alert_app).alerts()
+    assert (report["notified"], report["sent"]) == (1, 2)
+    coordinator, = smtp.to("tls@chu.test")
+    on_call, = smtp.to(ON_CALL_EMAIL)
+    assert len(smtp.all()) == 2                   # not another study's coordinator, not the admin at first
+    assert coordinator["Subject"].startswith("[ADUSE] Alerte (dans la journée) : ADU-TLS-101")
+    body = coordinator.get_content()
+    assert "Signes d'infection d'un ulcère du doigt" in body and f"/staff/alerts/{alert.id}" in body
+    both = on_call.get_content()
+    assert "Étude : ADUSE" in both and "Study: ADUSE" in both            # an on-call address gets both languages
+    for message in smtp.all():
+        content = message.get_content()
+        # No answer, score or contact: not the pain (83, 60), not the answer's wording, not the phone.
+        for leak in ("83", "60", "Oui", "Yes", "rougeur", "redness", "12345678", "+336"):
+            assert leak not in content, leak
+    assert fake_twilio.messages == {} or all(m.to != ON_CALL_MOBILE for m in fake_twilio.messages.values())
+
+    again = worker(alert_app, "w2").alerts()
+    assert again["claimed"] == 0 and len(smtp.all()) == 2                 # exactly once
+    sent = audit(alert_app, "alert.notification_sent")
+    assert len(sent) == 2 and {e.new["recipient_kind"] for e in sent} == {"coordinator", "on_call"}
+
+
+def test_unacknowledged_alerts_are_escalated_to_the_admins_and_stop_when_acknowledged(alert_app, smtp):
+    diary(alert_app, "ADU-TLS-102", infect="Y")
+    w = worker(alert_app)
+    w.alerts()
+    assert len(smtp.all()) == 2
+    later(alert_app, hours=3, minutes=59)
+    assert w.alerts()["escalated"] == 0
+    later(alert_app, minutes=2)                    # four hours after it was raised (same_day)
+    report = w.alerts()
+    assert (report["escalated"], report["sent"]) == (1, 3)
+    [reminder] = smtp.to("admin@chu.test")
+    assert reminder["Subject"].startswith("Reminder 1, not acknowledged: [ADUSE] Alert (same day)")
+    assert len(smtp.to("tls@chu.test")) == 2 and len(smtp.to(ON_CALL_EMAIL)) == 2
+    [escalated] = audit(alert_app, "alert.escalated")
+    assert escalated.new["step"] == 1 and escalated.new["unacknowledged_hours"] == 4
+
+    client = alert_app.test_client()
+    login(client, "tls@chu.test")
+    [alert] = alerts(alert_app)
+    page = client.get(f"/staff/alerts/{alert.id}")
+    token = csrf(page.text)
+    assert "remontée 1 fois" in text(page.text)
+    resp = client.post(f"/staff/alerts/{alert.id}", data={"csrf_token": token, "action": "called_patient",
+                                                          "note": "Vue aux urgences de la main"})
+    assert resp.status_code == 303
+    later(alert_app, hours=8)
+    assert w.alerts()["escalated"] == 0 and len(smtp.all()) == 5
+    [ack] = audit(alert_app, "alert.acknowledged")
+    assert ack.actor == "user:tls@chu.test" and ack.new["action"] == "called_patient"
+    assert ack.new["minutes_to_acknowledge"] == 4 * 60 + 1
+
+
+def test_an_urgent_alert_also_goes_by_sms_to_the_on_call_mobile(database_url, instance_dir, smtp, fake_twilio,
+                                                                 tmp_path):
+    app = make_alert_app(database_url, smtp, fake_twilio, STUDIES_DIR=str(urgent_studies(tmp_path)))
+    try:
+        _pid, patient = diary(app, "ADU-TLS-103", infect="Y")
+        assert "Appelez votre équipe d'étude maintenant" in text(patient.page.text)
+        worker(app).alerts()
+        [sms] = [m for m in fake_twilio.messages.values() if m.to == ON_CALL_MOBILE]
+        assert "URGENTE ADUSE/TLS" in sms.body and "ADU-TLS-103" in sms.body and "/staff/alerts/" in sms.body
+        assert "Oui" not in sms.body and "60" not in sms.body
+        assert {n.channel for n in notifications(app)} == {"email", "sms"}
+        worker(app, "w2").alerts()
+        assert len([m for m in fake_twilio.messages.values() if m.to == ON_CALL_MOBILE]) == 1
+    finally:
+        app.extensions["proapp.engine"].dispose()
+
+
+def test_an_answer_left_in_progress_raises_its_alert_when_the_window_closes(alert_app, smtp):
+    diary(alert_app, "ADU-TLS-104", infect="Y", submit=False)
+    assert alerts(alert_app) == []
+    later(alert_app, days=5)                        # W1's window (3 days after the target day) has closed
+    assert worker(alert_app).queue()["missed"] == 1
+    [alert] = alerts(alert_app)
+    assert (alert.rule_code, alert.source) == ("DU_INFECTION", "window_closed")
+    worker(alert_app).alerts()
+    assert len(smtp.to("tls@chu.test")) == 1
+    assert "fenêtre fermée avec des réponses en cours" not in smtp.to("tls@chu.test")[0].get_content()
+
+
+def test_a_rise_from_the_baseline_raises_a_review_alert_without_alarming_the_patient(alert_app):
+    from tests.questionnaire.helpers import Patient, enrol_with_open_window
+
+    pid, _p = diary(alert_app, "ADU-TLS-105", pain=20)
+    # Week 2 of the same patient, pain 55: up 35 from week 1.
+    from proapp.patients.models import Occurrence
+    from proapp.questionnaire.services import issue_link
+
+    with alert_app.app_context():
+        s = db.session()
+        w2 = s.scalar(select(Occurrence).where(Occurrence.patient_id == pid, Occurrence.visit_code == "W2"))
+        later(alert_app, days=(w2.window_opens_at - alert_app.extensions["proapp.clock"].now()).days + 1)
+        token = issue_link(s, w2, alert_app.extensions["proapp.clock"].now())
+        s.commit()
+    p = Patient(alert_app.test_client(), token)
+    p.open()
+    p.start()
+    p.answer(PAIN_VAS="55")
+    assert not p.path.startswith("/q/call")        # a review rule: the team looks at it, the patient is not alarmed
+    for field, value in (("DU_NEW", "N"), ("DU_PAIN", "10"), ("DU_INFECT", "N"), ("DU_ANTIBIO", "N"),
+                         ("DU_HEALED", "NA")):
+        p.answer(**{field: value})
+    done = p.submit()
+    assert "Appelez" not in text(done.text)
+    [alert] = alerts(alert_app)
+    assert (alert.rule_code, alert.severity) == ("PAIN_RISE", "review")
+    assert alert.evidence[0] | {} == {"ref": "PAIN_VAS.PAIN", "kind": "score", "value": 55, "compared_with": "baseline",
+                                      "reference_visit": "W1", "reference_value": 20, "change": 35}
+    assert enrol_with_open_window  # the helper the diary uses
+
+
+def test_two_workers_send_each_notification_exactly_once(alert_app, smtp):
+    for n in range(4):
+        diary(alert_app, f"ADU-TLS-2{n:02d}", infect="Y")
+    workers = [worker(alert_app, "w1"), worker(alert_app, "w2")]
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def run(w):
+        try:
+            barrier.wait()
+            for _ in range(3):
+                w.alerts()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    rows = notifications(alert_app)
+    assert len(rows) == 8 and {r.status.value for r in rows} == {"sent"}
+    ids = [m["Message-ID"] for m in smtp.all()]
+    assert len(ids) == 8 and len(set(ids)) == 8
+
+
+def test_a_server_that_says_later_is_tried_again_and_a_refused_address_is_recorded(alert_app, smtp):
+    smtp.refuse = ["451 4.3.0 Try again later", "550 5.1.1 No such user"]
+    diary(alert_app, "ADU-TLS-106", infect="Y")
+    w = worker(alert_app)
+    report = w.alerts()
+    assert (report["retry"], report["failed"], report["sent"]) == (1, 1, 0)
+    failed = [n for n in notifications(alert_app) if n.status.value == "failed"]
+    assert len(failed) == 1 and "550" in failed[0].error
+    assert audit(alert_app, "alert.notification_failed")
+    assert w.alerts()["sent"] == 0                  # the retry waits its turn
+    later(alert_app, minutes=2)
+    assert w.alerts()["sent"] == 1
+    assert len(smtp.all()) == 1
+
+
+# Staff pages -------------------------------------------------------------------------------------------------
+
+def csrf(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def login(client, email: str) -> None:
+    from tests.alerts.conftest import PASSWORD
+
+    page = client.get("/staff/login")
+    resp = client.post("/staff/login", data={"csrf_token": csrf(page.text), "email": email, "password": PASSWORD})
+    assert resp.status_code == 303, resp.text
+
+
+def test_the_queue_the_patient_banner_and_acknowledging(alert_app):
+    pid, _p = diary(alert_app, "ADU-TLS-107", infect="Y", antibio="Y")
+    [infection, _antibiotics] = alerts(alert_app)
+    client = alert_app.test_client()
+    login(client, "tls@chu.test")
+    queue = text(client.get("/staff/alerts").text)
+    assert "ADU-TLS-107" in queue and "Signes d'infection" in queue and "Antibiotiques commencés" in queue
+    assert queue.index("Signes d'infection") < queue.index("Antibiotiques")       # same day before review
+    overview = text(client.get("/staff/").text)
+    assert "2 alertes ouvertes" in overview
+    listed = text(client.get("/staff/patients?flag=open_alert").text)
+    assert "ADU-TLS-107" in listed and "Alerte ouverte" in listed
+    banner = text(client.get(f"/staff/patients/{pid}").text)
+    assert "2 alertes ouvertes" in banner
+    page = client.get(f"/staff/alerts/{infection.id}")
+    assert "Avez-vous des signes d'infection" in text(page.text) and "Oui" in text(page.text)
+
+    token = csrf(page.text)
+    missing = client.post(f"/staff/alerts/{infection.id}", data={"csrf_token": token, "note": "x"})
+    assert missing.status_code == 422 and "Indiquez ce qui a été fait." in text(missing.text)
+    no_reason = client.post(f"/staff/alerts/{infection.id}", data={"csrf_token": token, "action": "no_action"})
+    assert no_reason.status_code == 422 and "pourquoi aucune action" in text(no_reason.text)
+    ok = client.post(f"/staff/alerts/{infection.id}", data={"csrf_token": token, "action": "referred",
+                                                             "note": "Adressée au médecin traitant"})
+    assert ok.status_code == 303
+    twice = client.post(f"/staff/alerts/{infection.id}", data={"csrf_token": token, "action": "referred"})
+    assert twice.status_code == 422 and "déjà été acquittée" in text(twice.text)
+    done = text(client.get("/staff/alerts?state=acknowledged").text)
+    assert "Orienté vers un médecin" in done and "ADU-TLS-107" in done
+    assert "1 alerte ouverte" in text(client.get("/staff/").text)
+
+
+def test_other_sites_do_not_see_an_alert_and_monitors_cannot_acknowledge_it(alert_app):
+    diary(alert_app, "ADU-TLS-108", infect="Y")
+    [alert] = alerts(alert_app)
+    other = alert_app.test_client()
+    login(other, "psl@chu.test")
+    assert "ADU-TLS-108" not in other.get("/staff/alerts").text
+    assert other.get(f"/staff/alerts/{alert.id}").status_code == 404
+    monitor = alert_app.test_client()
+    login(monitor, "monitor@cro.test")
+    page = monitor.get(f"/staff/alerts/{alert.id}")
+    assert page.status_code == 200 and "Acknowledge the alert" not in page.text
+    refused = monitor.post(f"/staff/alerts/{alert.id}", data={"csrf_token": csrf(page.text), "action": "referred"})
+    assert refused.status_code == 403
+    assert alerts(alert_app)[0].state.value == "open"
+
+
+def test_the_patient_sees_whom_to_call_after_the_answer_at_the_end_and_on_reopening(alert_app):
+    _pid, patient = diary(alert_app, "ADU-TLS-109", infect="Y", language="en")
+    done = text(patient.page.text)
+    assert "Please call your study team today" in done and "Signs of infection of a finger ulcer" in done
+    assert 'href="tel:+33199000101"' in patient.page.text and "15 or 112" in done
+    again = patient.client.get(f"/s/{patient.token}", follow_redirects=True)
+    assert "already completed" in text(again.text) and 'href="tel:+33199000101"' in again.text
+
+
+@pytest.mark.parametrize("language, words", [("fr", "ne sont pas lues au moment"), ("en", "not read as you send")])
+def test_the_welcome_page_says_answers_are_not_read_in_real_time(alert_app, language, words):
+    from tests.questionnaire.helpers import Patient, enrol_with_open_window
+
+    _pid, token = enrol_with_open_window(alert_app, "ADUSE", "W1", subject=f"ADU-TLS-5{ord(language[0]) % 100:02d}",
+                                         language=language)
+    p = Patient(alert_app.test_client(), token)
+    p.open()
+    assert words in text(p.page.text)
+
+
+def test_alerts_list_command(alert_app):
+    diary(alert_app, "ADU-TLS-110", infect="Y")
+    out = alert_app.test_cli_runner().invoke(args=["proapp", "alerts", "list", "--open", "--study", "ADUSE"])
+    assert out.exit_code == 0
+    [line] = out.output.strip().splitlines()
+    fields = line.split("\t")
+    assert fields[:7] == ["ADUSE", "TLS", "ADU-TLS-110", "W1", "DU_INFECTION", "same_day", "open"]
+    none = alert_app.test_cli_runner().invoke(args=["proapp", "alerts", "list", "--site", "PSL"])
+    assert none.exit_code == 0 and "no alert" in none.output
