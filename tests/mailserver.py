@@ -34,7 +34,7 @@ class Inbox:
         with self.lock:
             return list(self.messages)
 
-    async def handle_DATA(self, server, session, envelope) -> str:    # noqa: N802  (aiosmtpd's hook name)
+    async def handle_DATA(self, server, session, envelope) -> str:
         with self.lock:
             if self.refuse:
                 return self.refuse.pop(0)

@@ -26,8 +26,10 @@ import requests
 from sqlalchemy import func, select
 
 from proapp import db
+from proapp.studies.catalog import DEMO_CONTACTS
 from tests.benchmarks._setup import free_port
 from tests.conftest import PHONE_KEY, fresh_app
+from tests.mailserver import Inbox, smtp_server
 from tests.sms.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -141,6 +143,7 @@ class Deployment:
     env: dict[str, str]
     twilio: FakeTwilio
     app: object
+    inbox: Inbox
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)
 
@@ -189,7 +192,7 @@ def deployed(database_url, instance_dir, tmp_path_factory) -> Iterator[Deploymen
     public = f"https://127.0.0.1:{tls_port}"
     app = fresh_app(database_url)                  # an emptied database with the studies loaded
     app.extensions["proapp.engine"].dispose()
-    with FakeTwilio() as twilio:
+    with FakeTwilio() as twilio, smtp_server() as inbox:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PROAPP_")}
         env.update({
             "PROAPP_ENV": "production", "PROAPP_SECRET_KEY": "s" * 64, "PROAPP_DATABASE_URL": database_url,
@@ -199,8 +202,10 @@ def deployed(database_url, instance_dir, tmp_path_factory) -> Iterator[Deploymen
             "PROAPP_TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PROAPP_TWILIO_API_BASE": twilio.base_url,
             "PROAPP_INSTANCE_PATH": str(folder / "instance"), "PROAPP_BIND": f"127.0.0.1:{upstream}",
             "PROAPP_WEB_WORKERS": "2", "PROAPP_RATE_LOGIN_PER_IP": "0",
+            "PROAPP_MAIL_GATEWAY": "smtp", "PROAPP_SMTP_URL": inbox.url,
+            "PROAPP_MAIL_FROM": "proapp <no-reply@chu.test>", "PROAPP_SITE_CONTACTS": str(DEMO_CONTACTS),
         })
-        d = Deployment(public, f"http://127.0.0.1:{http_port}", cert, logs, env, twilio, app,
+        d = Deployment(public, f"http://127.0.0.1:{http_port}", cert, logs, env, twilio, app, inbox,
                        secrets=[PASSWORD, "s" * 64, PHONE_KEY, AUTH_TOKEN, "5e" * 32])
         try:
             d.cli("init")
@@ -264,7 +269,14 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
     page.get_by_role("slider").focus()
     page.keyboard.press("End")                              # 100
     go(page, page.get_by_role("button", name="Suivant"))
-    for _ in range(3):                                      # infection, antibiotics, healed
+    page.get_by_label("Oui", exact=True).check()            # signs of infection: call the team today
+    go(page, page.get_by_role("button", name="Suivant"))
+    assert "/q/call" in page.url and "Appelez votre équipe d'étude aujourd'hui" in page.content()
+    assert page.get_by_role("link", name=re.compile("Appeler le 01 99 00 01 01")).get_attribute("href") == \
+        "tel:+33199000101"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320          # readable at 320 px
+    go(page, page.get_by_role("link", name="Continuer le questionnaire"))
+    for _ in range(2):                                      # antibiotics, healed
         page.get_by_label("Non", exact=True).check()
         go(page, page.get_by_role("button", name="Suivant"))
     assert page.url == d.url + "/q/review"
@@ -279,8 +291,9 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
     go(page, page.get_by_role("link", name=re.compile("Continuer|Revoir")))
     go(page, page.get_by_role("button", name="Envoyer mes réponses"))
     assert page.url == d.url + "/q/done" and "Merci, vos réponses ont été envoyées." in page.content()
+    assert "tel:+33199000101" in page.content()
     page.goto(link)                                         # the SMS link again, after completion
-    assert "Vous avez déjà rempli ce questionnaire." in page.content()
+    assert "Vous avez déjà rempli ce questionnaire." in page.content() and "tel:+33199000101" in page.content()
     phone.close()
 
     # The research nurse: sign in, pause the other patient's SMS with a reason, sign out.
@@ -296,6 +309,20 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
     page.locator("#reason-pause").fill("in hospital this week")
     go(page, page.get_by_role("button", name="Pause SMS"))
     assert "in hospital this week" in page.content()
+    # The infection alert reached the nurse by e-mail within a worker cycle; she opens it and acknowledges it.
+    wait_for(lambda: d.inbox.to("nurse@chu.test"), "the alert e-mail at the SMTP server", procs=())
+    [mail] = d.inbox.to("nurse@chu.test")
+    assert len(d.inbox.to("astreinte-tls@aduse.example")) == 1
+    body = mail.get_content()
+    alert_url = re.search(r"https://\S+/staff/alerts/[0-9]+", body).group(0)
+    assert alert_url.startswith(d.url) and "ADU-TLS-101" in body and "Signs of infection" in body
+    for secret in (*d.secrets, *phone_forms(PHONE_A), "100", "Yes"):       # no token, number or answer
+        assert secret not in body, secret
+    page.goto(alert_url)
+    page.get_by_label("Called the patient").check()
+    page.locator("#note").fill("called back, seen today")
+    go(page, page.get_by_role("button", name="Acknowledge the alert"))
+    assert "Alert acknowledged." in page.content()
     go(page, page.get_by_role("button", name="Sign out"))
     page.goto(d.url + "/staff/")
     assert "/staff/login" in page.url
@@ -345,7 +372,7 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
         a = s.scalar(select(Patient).where(Patient.subject_id == "ADU-TLS-101"))
         b = s.scalar(select(Patient).where(Patient.subject_id == "ADU-TLS-102"))
         answers = dict(s.execute(select(Answer.item_code, Answer.value).join(Response)).all())
-        assert answers == {"PAIN_VAS": "30", "DU_NEW": "N", "DU_PAIN": "100", "DU_INFECT": "N", "DU_ANTIBIO": "N",
+        assert answers == {"PAIN_VAS": "30", "DU_NEW": "N", "DU_PAIN": "100", "DU_INFECT": "Y", "DU_ANTIBIO": "N",
                            "DU_HEALED": "N"}
         assert s.scalar(select(func.count()).select_from(Response).where(Response.completed_at.is_not(None))) == 2
         assert s.get(PatientContact, a.id).opted_out_at is not None
@@ -358,7 +385,8 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
             assert needed in by_patient, needed
         assert by_patient.count("patient.language_changed") == 2
         staff = [act for act, actor in actions if actor == "user:nurse@chu.test"]
-        assert {"user.login", "patient.sms_pause", "user.logout"} <= set(staff), staff
+        assert {"user.login", "patient.sms_pause", "alert.acknowledged", "user.logout"} <= set(staff), staff
+        assert ("alert.raised", "system:alerts") in actions and ("alert.notification_sent", "system:alerts") in actions
         assert ("sms.status", "system:sms") in actions
         assert sum(act == "api.request" for act, _ in actions) == 1 + 4 * 2     # every pull is recorded
     d.app.extensions["proapp.engine"].dispose()

@@ -25,6 +25,8 @@ OTHER_ROUTES = {
     "questionnaire.done": "the patient session from the token",
     "questionnaire.language": "the patient session from the token",
     "questionnaire.sms_stop": "the patient session from the token",
+    "questionnaire.call": "the patient session from the token",
+    "mail.dev_mail": "development with the console mail gateway only",
     "sms.status_callback": "Twilio's signature",
     "sms.dev_outbox": "development with the console gateway only",
     "api.openapi": "public API description, no data",
@@ -32,8 +34,33 @@ OTHER_ROUTES = {
     "api.questionnaire": "an API key of the study (tests/export)",
     "api.responses": "an API key of the study (tests/export)",
     "api.acknowledgements": "an API key of the study (tests/export)",
+    "api.alerts": "an API key of the study (tests/export)",
 }
 ROLES = (None, "admin", "coord_psl", "coord_bsa", "monitor")
+
+
+def raise_alert(app, patient_id: int, visit: str) -> int:
+    """An open alert on the patient's visit, as the study's DLQI rule would raise it."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from proapp import db
+    from proapp.alerts.models import Alert
+    from proapp.patients.models import Occurrence, Patient
+
+    with app.app_context():
+        s = db.session()
+        patient = s.get(Patient, patient_id)
+        occ = s.scalar(select(Occurrence).where(Occurrence.patient_id == patient_id, Occurrence.visit_code == visit))
+        alert = Alert(study_id=patient.study_id, site_id=patient.site_id, patient_id=patient_id,
+                      occurrence_id=occ.id, rule_code="DLQI_EXTREME", rule_label={"en": "DLQI 21+", "fr": "DLQI 21+"},
+                      severity="review", source="completed", evidence=[{"ref": "DLQI.DLQI_TOTAL", "kind": "score",
+                                                                         "value": 24}],
+                      raised_at=datetime.now(UTC))
+        s.add(alert)
+        s.commit()
+        return alert.id
 
 
 def test_every_route_is_accounted_for(dash_app):
@@ -43,8 +70,9 @@ def test_every_route_is_accounted_for(dash_app):
     assert set(ACCESS) <= endpoints and set(OTHER_ROUTES) <= endpoints
 
 
-def _requests(dash_app, patient_id: int, response_id: int = 0):
-    values = {"patient_id": patient_id, "action": "pause", "code": "IMATINIB-SSC", "response_id": response_id}
+def _requests(dash_app, patient_id: int, response_id: int = 0, alert_id: int = 0):
+    values = {"patient_id": patient_id, "action": "pause", "code": "IMATINIB-SSC", "response_id": response_id,
+              "alert_id": alert_id}
     rules = sorted((r for r in dash_app.url_map.iter_rules() if r.endpoint in ACCESS),
                    key=lambda r: (r.endpoint == "accounts.logout", r.rule))
     for rule in rules:
@@ -65,7 +93,7 @@ def _expected(role: str | None, endpoint: str, url: str) -> str:
         return "forbidden"
     if access == "audit" and role not in ("admin", "monitor"):
         return "forbidden"
-    if role == "coord_bsa" and "/patients/" in url and not url.endswith("/new"):
+    if role == "coord_bsa" and ("/patients/" in url or "/alerts/" in url) and not url.endswith("/new"):
         return "not_found"                     # a patient of another site does not exist for them
     return "ok"
 
@@ -81,9 +109,10 @@ def test_role_by_route_matrix(dash_app, role):
         from proapp.questionnaire.models import Response
 
         response_id = db.session().scalar(select(Response.id).order_by(Response.id))
+    alert_id = raise_alert(dash_app, pid, "M1")
     staff = Staff(dash_app, role)
     seen = []
-    for endpoint, method, url in _requests(dash_app, pid, response_id):
+    for endpoint, method, url in _requests(dash_app, pid, response_id, alert_id):
         data = {"reason": "matrix test"} if method == "POST" else None
         resp = staff.post(url, data) if method == "POST" else staff.get(url)
         expected = _expected(role, endpoint, url)
