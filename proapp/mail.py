@@ -136,10 +136,14 @@ class SmtpMailer:
             client: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=self.timeout, context=context)
         else:
             client = smtplib.SMTP(s.host, s.port, timeout=self.timeout)
+        try:
             if s.starttls:
                 client.starttls(context=context)
-        if s.user:
-            client.login(s.user, s.password or "")
+            if s.user:
+                client.login(s.user, s.password or "")
+        except BaseException:
+            client.close()
+            raise
         return client
 
     def send(self, mail: Mail) -> MailOutcome:

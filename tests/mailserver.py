@@ -49,9 +49,26 @@ def free_port() -> int:
 
 
 @contextmanager
-def smtp_server() -> Iterator[Inbox]:
+def smtp_server(auth: tuple[str, str] | None = None, tls: tuple[str, str] | None = None) -> Iterator[Inbox]:
+    """``auth``: the one user and password the server accepts, after STARTTLS with ``tls`` (certificate and key
+    files)."""
     inbox = Inbox(port=free_port())
-    controller = Controller(inbox, hostname=inbox.host, port=inbox.port)
+    options: dict = {}
+    if tls is not None:
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
+        options.update(tls_context=context, require_starttls=True)
+    if auth is not None:
+        from aiosmtpd.smtp import AuthResult
+
+        def authenticator(server, session, envelope, mechanism, data) -> AuthResult:
+            ok = data is not None and (data.login.decode(), data.password.decode()) == auth
+            return AuthResult(success=ok, handled=False)
+
+        options.update(authenticator=authenticator, auth_require_tls=True, auth_required=True)
+    controller = Controller(inbox, hostname=inbox.host, port=inbox.port, **options)
     controller.start()
     try:
         yield inbox

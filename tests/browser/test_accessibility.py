@@ -49,6 +49,17 @@ def test_patient_pages_have_no_violation(app, live_server, browser, language):
     found["choice"] = violations(page)
     page.locator("form button[type=submit]").last.click()                # nothing chosen: the error state
     found["choice with error"] = violations(page)
+    page.locator("input[value=N]").check()                               # no new ulcer
+    page.locator("form button[type=submit]").last.click()
+    page.wait_for_url(re.compile(r".*/q/DU_DIARY\.DU_PAIN$"))
+    page.get_by_role("slider").focus()
+    page.keyboard.press("Home")
+    page.locator("form button[type=submit]").last.click()
+    page.wait_for_url(re.compile(r".*/q/DU_DIARY\.DU_INFECT$"))
+    page.locator("input[value=Y]").check()                               # signs of infection
+    page.locator("form button[type=submit]").last.click()
+    page.wait_for_url(re.compile(r".*/q/call\?.*"))
+    found["call the study team"] = violations(page)
     page.goto(f"{live_server}/q/sms")
     found["sms"] = violations(page)
     page.goto(f"{live_server}/s/{'x' * 22}")
@@ -63,8 +74,10 @@ def test_staff_pages_have_no_violation(app, live_server, browser):
     from proapp import db
     from proapp.accounts.models import Role
     from proapp.accounts.services import create_user
+    from tests.dashboard.test_access_matrix import raise_alert
 
     pid, _token = enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-077")
+    alert_id = raise_alert(app, pid, "W1")
     with app.app_context():
         s = db.session()
         create_user(s, email="admin@chu.test", password="correct horse battery", role=Role.ADMIN,
@@ -78,7 +91,8 @@ def test_staff_pages_have_no_violation(app, live_server, browser):
     page.get_by_role("button", name="Se connecter").click()
     page.wait_for_url(f"{live_server}/staff/")
     for name, path in (("overview", "/staff/"), ("patients", "/staff/patients"), ("enrol", "/staff/patients/new"),
-                       ("patient", f"/staff/patients/{pid}"), ("audit", "/staff/audit")):
+                       ("patient", f"/staff/patients/{pid}"), ("audit", "/staff/audit"), ("alerts", "/staff/alerts"),
+                       ("alert", f"/staff/alerts/{alert_id}")):
         page.goto(live_server + path)
         found[name] = violations(page)
     assert {k: v for k, v in found.items() if v} == {}, json.dumps(found, indent=1, ensure_ascii=False)
