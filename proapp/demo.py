@@ -64,3 +64,6 @@ def demo_cmd() -> None:
             with db.transaction():
                 token = issue_link(s, occ, now)
             click.echo(f"  {subject} {occ.visit_code}: {current_app.config['PUBLIC_URL']}/s/{token}")
+    url = current_app.config["PUBLIC_URL"]
+    click.echo(f"an ADUSE patient answering 'yes' to signs of infection raises an alert: {url}/staff/alerts, "
+               f"and the worker's e-mails to the site are listed at {url}/dev/mail")

@@ -16,6 +16,7 @@ from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, Patien
 from proapp.patients.services import SENDING_HOURS
 from proapp.questionnaire.models import AccessLink
 from proapp.questionnaire.services import new_link
+from proapp.questionnaire.signals import occurrence_ended
 from proapp.sms import services as sms
 
 REASON_MAX = 500
@@ -113,10 +114,15 @@ def withdraw(db: Session, patient: Patient, *, actor: str, reason: str | None, n
     Completed responses stay. Returns the number of cancelled occurrences."""
     reason = _reason(reason)
     _active(patient)
-    cancelled = db.execute(update(Occurrence).where(Occurrence.patient_id == patient.id,
-                                                    Occurrence.status == OccurrenceStatus.SCHEDULED,
-                                                    Occurrence.window_closes_at > now)
-                           .values(status=OccurrenceStatus.CANCELLED)).rowcount or 0
+    ended = db.execute(update(Occurrence).where(Occurrence.patient_id == patient.id,
+                                                Occurrence.status == OccurrenceStatus.SCHEDULED,
+                                                Occurrence.window_closes_at > now)
+                       .values(status=OccurrenceStatus.CANCELLED)
+                       .returning(Occurrence.id, Occurrence.window_opens_at)).all()
+    cancelled = len(ended)
+    for occurrence_id, opens_at in ended:
+        if opens_at <= now:             # answers already given in an open window still count for the alerts
+            occurrence_ended.send(occurrence_id, db=db, how="withdrawn", now=now)
     db.execute(update(AccessLink).where(
         AccessLink.occurrence_id.in_(select(Occurrence.id).where(Occurrence.patient_id == patient.id)),
         AccessLink.revoked_at.is_(None)).values(revoked_at=now))

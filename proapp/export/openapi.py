@@ -62,8 +62,9 @@ ALERT_ITEM = {
         "rule_label": {"type": "object", "required": ["en", "fr"],
                        "properties": {"en": {"type": "string"}, "fr": {"type": "string"}}},
         "severity": {"type": "string", "enum": ["urgent", "same_day", "review"]},
-        "source": {"type": "string", "enum": ["completed", "window_closed"],
-                   "description": "Raised at completion, or when the window closed on answers left in progress."},
+        "source": {"type": "string", "enum": ["completed", "window_closed", "withdrawn"],
+                   "description": "Raised at completion, or when the window closed (or the patient was withdrawn) "
+                                  "on answers left in progress."},
         "raised_at": {"type": "string", "format": "date-time"},
         "first_notified_at": {"type": ["string", "null"], "format": "date-time"},
         "escalations": {"type": "integer", "description": "Reminders sent because nobody acknowledged it."},

@@ -11,5 +11,6 @@ from blinker import Namespace
 
 signals = Namespace()
 
-# sender: the occurrence id; keyword arguments: db (the Session), how ("completed" or "window_closed"), now.
+# sender: the occurrence id; keyword arguments: db (the Session), how ("completed", "window_closed" or "withdrawn"),
+# now.
 occurrence_ended = signals.signal("occurrence-ended")

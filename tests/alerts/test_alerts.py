@@ -298,3 +298,16 @@ def test_alerts_list_command(alert_app):
     assert fields[:7] == ["ADUSE", "TLS", "ADU-TLS-110", "W1", "DU_INFECTION", "same_day", "open"]
     none = alert_app.test_cli_runner().invoke(args=["proapp", "alerts", "list", "--site", "PSL"])
     assert none.exit_code == 0 and "no alert" in none.output
+
+
+def test_withdrawing_a_patient_keeps_the_alert_of_answers_in_progress(alert_app):
+    pid, _p = diary(alert_app, "ADU-TLS-111", infect="Y", submit=False)
+    client = alert_app.test_client()
+    login(client, "tls@chu.test")
+    page = client.get(f"/staff/patients/{pid}")
+    resp = client.post(f"/staff/patients/{pid}/actions/withdraw",
+                       data={"csrf_token": csrf(page.text), "reason": "consent withdrawn"})
+    assert resp.status_code == 303
+    [alert] = alerts(alert_app)
+    assert (alert.rule_code, alert.source) == ("DU_INFECTION", "withdrawn")
+    assert "retiré de l'étude avec des réponses en cours" in text(client.get(f"/staff/alerts/{alert.id}").text)
