@@ -16,30 +16,52 @@ def audit_group() -> None:
 @audit_group.command("verify")
 @click.option("--checkpoints", "checkpoints_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A file of checkpoints kept outside the database (proapp audit checkpoint --append).")
-def audit_verify_cmd(checkpoints_file: str | None) -> None:
+@click.option("--since-checkpoint", is_flag=True,
+              help="Check only what was appended after the newest checkpoint (of --checkpoints, or else the "
+                   "newest one in the database, its signature checked).")
+@click.option("--processes", type=click.IntRange(1, 64), default=None,
+              help="Processes sharing a whole PostgreSQL trail's check (default: the machine's cores).")
+def audit_verify_cmd(checkpoints_file: str | None, since_checkpoint: bool, processes: int | None) -> None:
     """Recompute every chain; name every altered, removed, inserted or moved entry (exit 1 if any). With
     --checkpoints, also compare the trail with the newest checkpoint kept outside."""
+    import os
+    from pathlib import Path
+
     from flask import current_app
 
-    from proapp.audit.services import verify
+    from proapp.audit.checkpoints import as_line, check, latest
+    from proapp.audit.services import verify, verify_since
 
-    count, findings = verify(db.session())
-    compared = None
+    keys = current_app.extensions["proapp.audit_keys"]
+    s = db.session()
+    lines: list[str] = []
     if checkpoints_file:
-        from pathlib import Path
-
-        from proapp.audit.checkpoints import check
-
-        compared, more = check(db.session(), Path(checkpoints_file).read_text().splitlines(),
-                               current_app.extensions["proapp.audit_keys"])
-        findings += more
+        lines = Path(checkpoints_file).read_text().splitlines()
+    elif since_checkpoint:
+        newest = latest(s)
+        if newest is None:
+            fail("no checkpoint yet: run proapp audit verify without --since-checkpoint")
+        lines = [as_line(newest)]
+    compared, findings, since = None, [], None
+    if lines:
+        compared, findings, since = check(s, lines, keys, with_heads=True)
+    if since_checkpoint:
+        if since is None:
+            for finding in findings:
+                click.echo(f"TAMPERED: {finding}")
+            fail("no genuine checkpoint to start from")
+        count, more = verify_since(s, since, keys)
+    else:
+        count, more = verify(s, keys=keys, processes=processes or os.cpu_count() or 1)
+    findings = more + findings
     if findings:
         for finding in findings:
             click.echo(f"TAMPERED: {finding}")
         click.echo(f"{len(findings)} problem(s) in {count} entries")
         raise SystemExit(1)
-    click.echo(f"audit trail intact: {count} entries, chains verified" +
-               (f"; matches {compared}" if compared else ""))
+    scope = f"{count} entries appended since {compared}" if since_checkpoint else f"{count} entries"
+    click.echo(f"audit trail intact: {scope}, chains verified" +
+               (f"; matches {compared}" if compared and not since_checkpoint else ""))
 
 
 @audit_group.command("checkpoint")

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, event, func, insert, select, update
+from sqlalchemy import and_, bindparam, event, func, insert, select, true, update
 from sqlalchemy.orm import Session
 
 from proapp.audit.keys import AuditKeys
@@ -60,14 +60,34 @@ def _jsonable(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if value is None else json.loads(json.dumps(value, default=str, sort_keys=True))
 
 
+_LEGACY_FIELDS = ("action", "actor", "at", "entity", "entity_id", "id", "new", "old", "patient_id", "reason")
+_string = json.encoder.encode_basestring        # what json.dumps(text, ensure_ascii=False) writes, in C
+
+
+def _json(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical(entry: dict[str, Any]) -> str:
-    """The entry as hashed: sorted JSON of its fields. A keyed entry is known by its chain and number (its id,
-    given by the database when it is written, orders the trail only); a legacy entry by its id."""
-    fields = ["actor", "action", "entity", "entity_id", "patient_id", "old", "new", "reason"]
-    fields += ["chain", "seq", "key_id"] if entry.get("key_id") is not None else ["id"]
-    body = {k: entry[k] for k in fields}
-    body["at"] = entry["at"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The entry as hashed: the JSON of its fields, keys sorted, no spaces (what ``json.dumps(body,
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` writes; built field by field because ``verify``
+    does it for every entry of the trail). A keyed entry is known by its chain and number (its id, given by the
+    database when it is written, orders the trail only); a legacy entry by its id."""
+    at = entry["at"].astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    if entry.get("key_id") is not None:
+        j = _json
+        return (f'{{"action":{j(entry["action"])},"actor":{j(entry["actor"])},"at":"{at}","chain":{j(entry["chain"])},'
+                f'"entity":{j(entry["entity"])},"entity_id":{j(entry["entity_id"])},"key_id":{j(entry["key_id"])},'
+                f'"new":{j(entry["new"])},"old":{j(entry["old"])},"patient_id":{j(entry["patient_id"])},'
+                f'"reason":{j(entry["reason"])},"seq":{j(entry["seq"])}}}')
+    return "{" + ",".join(f'"{name}":' + (f'"{at}"' if name == "at" else _json(entry[name]))
+                          for name in _LEGACY_FIELDS) + "}"
 
 
 def chain_hash(prev_hash: str, entry: dict[str, Any]) -> str:
@@ -169,32 +189,24 @@ class Finding:
         return f"entry {self.entry_id}: {self.problem}" if self.entry_id is not None else self.problem
 
 
-_FIELDS = ("id", "at", "actor", "action", "entity", "entity_id", "patient_id", "old", "new", "reason", "chain", "seq",
-           "key_id")
+_COLUMNS = ("id", "at", "actor", "action", "entity", "entity_id", "patient_id", "old", "new", "reason", "chain", "seq",
+            "key_id", "prev_hash", "hash")
+_ROWS = select(*(_EVENTS.c[name] for name in _COLUMNS)).order_by(_EVENTS.c.chain, _EVENTS.c.seq)
+PARALLEL_FROM = 200_000         # entries in the trail from which a whole verification is shared between processes
 
 
-def _entries(db: Session, chain: str | None) -> Iterator[Any]:
-    """The entries as plain rows (no ORM objects: a trial's trail is long), streamed in chain order."""
-    q = select(_EVENTS).order_by(_EVENTS.c.chain, _EVENTS.c.seq)
-    if chain is not None:
-        q = q.where(_EVENTS.c.chain == chain)
-    yield from db.execute(q.execution_options(yield_per=5000))
+def _expected_hash(entry: dict[str, Any], keys: AuditKeys) -> str | None:
+    if entry["key_id"] is None:
+        return chain_hash(entry["prev_hash"], entry) if entry["chain"] == LEGACY else None
+    secret = keys.secret(entry["key_id"])
+    return keyed_hash(secret, entry["prev_hash"], entry) if secret is not None else None
 
 
-def _expected_hash(e: Any, entry: dict[str, Any], keys: AuditKeys) -> str | None:
-    if e.key_id is None:
-        return chain_hash(e.prev_hash, entry) if e.chain == LEGACY else None
-    secret = keys.secret(e.key_id)
-    return keyed_hash(secret, e.prev_hash, entry) if secret is not None else None
-
-
-def verify(db: Session, chain: str | None = None, keys: AuditKeys | None = None) -> tuple[int, list[Finding]]:
-    """(entries checked, findings) for every chain, or for ``chain`` alone (a patient's certified copy costs that
-    patient's history, whatever the size of the trial). No finding: the chains are whole."""
-    keys = keys or _keys()
+def _walk(rows: Iterator[tuple[Any, ...]], heads: dict[str, tuple[int, str]], keys: AuditKeys,
+          starts: dict[str, tuple[int, str]] | None = None) -> tuple[int, list[Finding], set[str]]:
+    """Check entries in chain order against the chains' heads. ``starts``: where each chain's check begins (a
+    checkpoint's (seq, hash)); by default at its first entry. Returns (entries checked, findings, chains seen)."""
     findings: list[Finding] = []
-    heads = {h.chain: (h.last_seq, h.last_hash) for h in db.scalars(
-        select(AuditChainHead).where(AuditChainHead.chain == chain) if chain else select(AuditChainHead))}
     count, seen = 0, set()
     current, prev_hash, expected = None, GENESIS, 1
 
@@ -204,33 +216,114 @@ def verify(db: Session, chain: str | None = None, keys: AuditKeys | None = None)
             findings.append(Finding(None, f"chain {name} should end at its entry #{head_seq} but ends at #{last_seq}: "
                                           "entries were removed from its end, or added outside proapp"))
 
-    for e in _entries(db, chain):
+    for row in rows:
+        entry = dict(zip(_COLUMNS, row, strict=True))
+        entry_id, name, seq = entry["id"], entry["chain"], entry["seq"]
         count += 1
-        if e.chain != current:
+        if name != current:
             if current is not None:
                 close(current, expected - 1, prev_hash)
-            current, prev_hash, expected = e.chain, GENESIS, 1
-            seen.add(e.chain)
-        entry = {c: getattr(e, c) for c in _FIELDS}
-        if e.seq != expected:
-            findings.append(Finding(e.id, f"entries #{expected} to #{e.seq - 1} of chain {e.chain} are missing "
-                                          "(removed)" if e.seq > expected else
-                                    f"appears out of order in chain {e.chain} (moved or inserted)"))
-        if e.prev_hash != prev_hash:
-            findings.append(Finding(e.id, "does not follow the entry before it (an entry was removed, inserted or "
-                                          "moved here)"))
-        wanted = _expected_hash(e, entry, keys)
+            start_seq, prev_hash = (starts or {}).get(name, (0, GENESIS))
+            current, expected = name, start_seq + 1
+            seen.add(name)
+        if seq != expected:
+            findings.append(Finding(entry_id, f"entries #{expected} to #{seq - 1} of chain {name} are missing "
+                                              "(removed)" if seq > expected else
+                                    f"appears out of order in chain {name} (moved or inserted)"))
+        if entry["prev_hash"] != prev_hash:
+            findings.append(Finding(entry_id, "does not follow the entry before it (an entry was removed, inserted "
+                                              "or moved here)"))
+        wanted = _expected_hash(entry, keys)
         if wanted is None:
-            findings.append(Finding(e.id, f"is signed with a key proapp does not have ({e.key_id or 'none'}): "
-                                          "added outside proapp, or PROAPP_AUDIT_KEYS lacks an older key"))
-        elif not hmac.compare_digest(wanted, e.hash):
-            findings.append(Finding(e.id, "was altered after it was written (its content no longer matches its "
-                                          "hash)"))
-        prev_hash, expected = e.hash, e.seq + 1
+            findings.append(Finding(entry_id, f"is signed with a key proapp does not have ({entry['key_id'] or 'none'})"
+                                              ": added outside proapp, or PROAPP_AUDIT_KEYS lacks an older key"))
+        elif not hmac.compare_digest(wanted, entry["hash"]):
+            findings.append(Finding(entry_id, "was altered after it was written (its content no longer matches its "
+                                              "hash)"))
+        prev_hash, expected = entry["hash"], seq + 1
     if current is not None:
         close(current, expected - 1, prev_hash)
-    for name, (head_seq, _hash) in sorted(heads.items()):
-        if name not in seen and head_seq:
-            findings.append(Finding(None, f"chain {name} should end at its entry #{head_seq} but has no entries: "
-                                          "they were removed"))
+    return count, findings, seen
+
+
+def _heads(db: Session, where: Any = None) -> dict[str, tuple[int, str]]:
+    q = select(_HEAD.c.chain, _HEAD.c.last_seq, _HEAD.c.last_hash)
+    return {c: (seq, h) for c, seq, h in db.execute(q if where is None else q.where(where))}
+
+
+def _missing_chains(heads: dict[str, tuple[int, str]], seen: set[str]) -> list[Finding]:
+    return [Finding(None, f"chain {name} should end at its entry #{seq} but has no entries: they were removed")
+            for name, (seq, _hash) in sorted(heads.items()) if name not in seen and seq]
+
+
+def _verify_range(db: Session, low: str | None, high: str | None, keys: AuditKeys) -> tuple[int, list[Finding]]:
+    """Every chain whose name is in [low, high) (None: no bound)."""
+    conds = [c for c in ((_EVENTS.c.chain >= low) if low is not None else None,
+                         (_EVENTS.c.chain < high) if high is not None else None) if c is not None]
+    head_conds = [c for c in ((_HEAD.c.chain >= low) if low is not None else None,
+                              (_HEAD.c.chain < high) if high is not None else None) if c is not None]
+    heads = _heads(db, and_(true(), *head_conds))
+    rows = db.execute(_ROWS.where(*conds).execution_options(yield_per=5000))
+    count, findings, seen = _walk(rows, heads, keys)
+    return count, findings + _missing_chains(heads, seen)
+
+
+def _verify_range_in_process(url: str, low: str | None, high: str | None,
+                             keys: AuditKeys) -> tuple[int, list[Finding]]:
+    from proapp.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with Session(engine) as db:
+            return _verify_range(db, low, high, keys)
+    finally:
+        engine.dispose()
+
+
+def verify(db: Session, chain: str | None = None, keys: AuditKeys | None = None,
+           processes: int = 1) -> tuple[int, list[Finding]]:
+    """(entries checked, findings) for every chain, or for ``chain`` alone (a patient's certified copy costs that
+    patient's history, whatever the size of the trial). No finding: the chains are whole.
+
+    A whole PostgreSQL trail of more than PARALLEL_FROM entries is shared between ``processes`` processes, each
+    checking the chains of one range of names (the chains are independent of each other)."""
+    keys = keys or _keys()
+    if chain is not None:
+        heads = _heads(db, _HEAD.c.chain == chain)
+        rows = db.execute(_ROWS.where(_EVENTS.c.chain == chain))
+        count, findings, seen = _walk(rows, heads, keys)
+        return count, findings + _missing_chains(heads, seen)
+    size = db.scalar(select(func.coalesce(func.sum(_HEAD.c.last_seq), 0))) or 0
+    if processes <= 1 or size < PARALLEL_FROM or db.get_bind().dialect.name != "postgresql":
+        return _verify_range(db, None, None, keys)
+    names = sorted(_heads(db))
+    bounds = [None, *(names[len(names) * k // processes] for k in range(1, processes)), None]
+    url = db.get_bind().url.render_as_string(hide_password=False)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = list(pool.map(_verify_range_in_process, [url] * processes, bounds[:-1], bounds[1:],
+                              [keys] * processes))
+    return sum(n for n, _ in parts), [f for _, found in parts for f in found]
+
+
+def verify_since(db: Session, since: dict[str, list[Any]], keys: AuditKeys | None = None) -> tuple[int, list[Finding]]:
+    """Check only what was appended after a checkpoint (``since``: its heads, {chain: [seq, hash]}): each chain
+    whose end moved, from the checkpoint's entry on. The entries a checkpoint names are compared with it by
+    ``checkpoints.check``; everything before them is covered by their hashes."""
+    keys = keys or _keys()
+    heads = _heads(db)
+    count, findings = 0, []
+    for name, (head_seq, head_hash) in sorted(heads.items()):
+        start_seq, start_hash = since.get(name, (0, GENESIS))
+        if (head_seq, head_hash) == (int(start_seq), start_hash):
+            continue
+        rows = db.execute(_ROWS.where(_EVENTS.c.chain == name, _EVENTS.c.seq > int(start_seq)))
+        n, found, seen = _walk(rows, {name: (head_seq, head_hash)}, keys, {name: (int(start_seq), start_hash)})
+        count += n
+        findings += found
+        if not seen and head_seq > int(start_seq):
+            findings.append(Finding(None, f"chain {name} should end at its entry #{head_seq} but has no entries "
+                                          f"after #{start_seq}: they were removed"))
     return count, findings

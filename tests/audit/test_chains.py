@@ -1,16 +1,21 @@
 """One chain per patient: an answer of one patient never waits for another patient's transaction (PostgreSQL row
-locks), and a patient's certified copy verifies that patient's chain only."""
+locks), a patient's certified copy verifies that patient's chain only, and the canonical form hashed is exactly
+the sorted, compact JSON of the entry."""
 
 from __future__ import annotations
 
+import json
 import threading
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from proapp import db
 from proapp.audit.models import AuditEvent
-from proapp.audit.services import _lock_heads, chain_of, verify
+from proapp.audit.services import _lock_heads, canonical, chain_of, verify
 from tests.questionnaire.helpers import Patient, csrf, enrol_with_open_window
 
 
@@ -68,3 +73,25 @@ def test_entries_go_to_their_patients_chain_and_the_copy_checks_only_it(app):
         count, findings = verify(s, chain=chain_of(first))
         total = len(s.scalars(select(AuditEvent.id)).all())
         assert findings == [] and 0 < count < total
+
+_json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+                            max_leaves=8)
+
+
+@given(action=st.text(), actor=st.text(), entity_id=st.none() | st.text(), patient_id=st.none() | st.integers(),
+       old=st.none() | st.dictionaries(st.text(), _json_values, max_size=4),
+       new=st.none() | st.dictionaries(st.text(), _json_values, max_size=4), reason=st.none() | st.text(),
+       seq=st.integers(1, 10**9), keyed=st.booleans(), offset=st.integers(-720, 720),
+       micro=st.integers(0, 999_999))
+def test_canonical_is_the_sorted_compact_json(action, actor, entity_id, patient_id, old, new, reason, seq, keyed,
+                                              offset, micro):
+    at = datetime(2026, 3, 1, 12, 0, 0, micro, tzinfo=timezone(timedelta(minutes=offset)))
+    entry = {"id": 7, "at": at, "actor": actor, "action": action, "entity": "answer", "entity_id": entity_id,
+             "patient_id": patient_id, "old": old, "new": new, "reason": reason, "chain": "patient:1", "seq": seq,
+             "key_id": "k1" if keyed else None}
+    fields = ["actor", "action", "entity", "entity_id", "patient_id", "old", "new", "reason"]
+    fields += ["chain", "seq", "key_id"] if keyed else ["id"]
+    body = {k: entry[k] for k in fields}
+    body["at"] = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert canonical(entry) == json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -5,7 +5,9 @@ alone says intact, `--checkpoints FILE` names it."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import delete, select, update
 
 from proapp import db
@@ -119,3 +121,55 @@ def test_an_altered_checkpoint_line_is_named(app, tmp_path):
     path.write_text(json.dumps(line) + "\n")
     result = _verify(app, path)
     assert result.exit_code == 1 and "does not match its signature (altered)" in result.output
+
+
+def test_since_checkpoint_checks_only_what_came_after_and_still_names_tampering(app):
+    _entries(app, 5)
+    _entries(app, 3, patient_id=None)
+    with app.app_context(), db.transaction() as s:
+        write(s, app.extensions["proapp.audit_keys"], datetime.now(UTC))
+        before = s.scalar(select(AuditChainHead.last_seq).where(AuditChainHead.chain == "system"))
+    _entries(app, 2)
+    result = app.test_cli_runner().invoke(args=["proapp", "audit", "verify", "--since-checkpoint"])
+    assert result.exit_code == 0, result.output
+    assert "audit trail intact: 2 entries appended since checkpoint" in result.output
+    with app.app_context():
+        after_id = db.session().scalar(select(AuditEvent.id).where(AuditEvent.chain == "system",
+                                                                   AuditEvent.seq == before + 1))
+    tamper(app, update(AuditEvent).where(AuditEvent.id == after_id).values(new={"n": 99}))
+    result = app.test_cli_runner().invoke(args=["proapp", "audit", "verify", "--since-checkpoint"])
+    assert result.exit_code == 1 and f"TAMPERED: entry {after_id}: was altered" in result.output
+    # A history rewritten with the key before the checkpoint is named by the checkpoint's own comparison.
+    _rewrite_with_the_key(app, "system", keep_up_to=10_000, change_seq=2)
+    result = app.test_cli_runner().invoke(args=["proapp", "audit", "verify", "--since-checkpoint"])
+    assert result.exit_code == 1 and "the history before it was rewritten" in result.output
+
+
+def test_since_checkpoint_needs_a_checkpoint(app):
+    _entries(app, 2)
+    result = app.test_cli_runner().invoke(args=["proapp", "audit", "verify", "--since-checkpoint"])
+    assert result.exit_code != 0 and "no checkpoint yet" in result.output
+
+
+@pytest.mark.postgres
+def test_a_large_trail_is_shared_between_processes_and_tampering_is_still_named(app, monkeypatch):
+    import proapp.audit.services as services
+
+    for patient in range(6):
+        _entries(app, 3, patient_id=None)
+        with app.app_context(), db.transaction() as s:
+            for i in range(3):
+                record(s, actor="test", action="test.entry", entity="thing", entity_id=i, new={"n": i},
+                       patient_id=900 + patient)
+    monkeypatch.setattr(services, "PARALLEL_FROM", 1)
+    with app.app_context():
+        whole = services.verify(db.session(), processes=1)
+        shared = services.verify(db.session(), processes=3)
+    assert whole == shared and whole[1] == [] and whole[0] > 30
+    with app.app_context():
+        victim = db.session().scalar(select(AuditEvent.id).where(AuditEvent.chain == "system", AuditEvent.seq == 4))
+    tamper(app, update(AuditEvent).where(AuditEvent.id == victim).values(new={"n": 99}))
+    with app.app_context():
+        _count, found = services.verify(db.session(), processes=3)
+    assert [str(f) for f in found] == [f"entry {victim}: was altered after it was written (its content no longer "
+                                       "matches its hash)"]

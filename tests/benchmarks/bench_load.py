@@ -139,6 +139,8 @@ def seed(url: str, folder: Path, patients: int) -> list[str]:
     studies = folder / "studies"
     studies.mkdir(exist_ok=True)
     text = (Path(DATA_DIR) / "ADUSE.yaml").read_text().replace("code: ADUSE", "code: LOAD")
+    text = text.replace('{code: TLS, name: "CHU de Toulouse (centre coordonnateur)"}',
+                        '{code: TLS, name: "CHU de Toulouse", phone: "+33199000101"}')   # a fictional number
     (studies / "LOAD.yaml").write_text(text.replace('"ADU-{site}-[0-9]{3}"', '"LOAD-{site}-[0-9]{5}"'))
     os.environ["PROAPP_STUDIES_DIR"] = str(studies)
     upgrade(url)
