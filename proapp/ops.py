@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from proapp import db, services
-from proapp.cli import proapp_cli
+from proapp.cli import fail, proapp_cli
 from proapp.config import SETTINGS, _env_value, production_problems
 
 
@@ -96,6 +96,13 @@ def _database_problems(cfg: dict[str, Any]) -> list[str]:
                 out.append(f"study {', '.join(missing)} is not loaded in the database: run proapp init.")
             sample = conn.execute(select(PatientContact.phone_ciphertext)
                                   .where(PatientContact.phone_ciphertext.is_not(None)).limit(1)).scalar()
+        from proapp.migrate import audit_table_owned_by_current_role
+
+        owner = audit_table_owned_by_current_role(engine)
+        if owner:
+            out.append(f"warning: the app's database role {owner} owns the audit table: it could disable the "
+                       "table's triggers and rewrite it. Run the app as another role (proapp init --app-role, "
+                       "see docs/security-and-audit.md).")
         if sample is not None and cfg.get("PHONE_KEYS"):
             from proapp.patients.phones import PhoneVault
 
@@ -133,14 +140,22 @@ def _twilio_problems(cfg: dict[str, Any]) -> list[str]:
 
 
 @proapp_cli.command("init")
-def init_cmd() -> None:
+@click.option("--app-role", default=None, help="PostgreSQL: grant this role what the web app and the worker need, "
+              "the audit tables append-only (run init as the tables' owner; the app connects as the role).")
+def init_cmd(app_role: str | None) -> None:
     """Create or upgrade the database to the newest schema and load the study files (safe to run twice)."""
     from flask import current_app
 
-    from proapp.migrate import upgrade
+    from proapp.migrate import grant_app_role, upgrade
     from proapp.studies.services import sync_studies
 
     upgrade(current_app.config["DATABASE_URL"])
+    if app_role:
+        try:
+            for line in grant_app_role(current_app.config["DATABASE_URL"], app_role):
+                click.echo(line)
+        except ValueError as exc:
+            fail(str(exc))
     with db.transaction() as s:
         changes = sync_studies(s, services.studies(), services.now())
     for line in changes:
@@ -164,9 +179,10 @@ def config_table_cmd() -> None:
 def run_check() -> int:
     from proapp.ops import deployment_problems
 
-    problems = deployment_problems()
-    for problem in problems:
-        click.echo(problem)
+    found = deployment_problems()
+    problems = [p for p in found if not p.startswith("warning: ")]
+    for line in problems + [p for p in found if p not in problems]:
+        click.echo(line)
     if not problems:
         click.echo("deployment OK: settings, database (reachable, schema at head, studies loaded), phone keys, "
                    "SMS gateway")

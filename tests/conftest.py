@@ -1,6 +1,7 @@
 """Shared fixtures. The database is real: SQLite by default, PostgreSQL when PROAPP_TEST_DATABASE_URL
-names one (each run works in its own schema, dropped at the end). A configured PostgreSQL that cannot be
-reached fails the run: it is never skipped."""
+names one (each run works in its own schema, dropped at the end, and the app connects as a role of its own that
+may only append to the audit tables, as a deployment does). A configured PostgreSQL that cannot be reached fails
+the run: it is never skipped."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 from flask import Flask
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from proapp import create_app, db
-from proapp.db import Base
-from proapp.migrate import upgrade
+from proapp.db import Base, make_engine
+from proapp.migrate import grant_app_role, upgrade
 from proapp.studies.catalog import DEMO_CONTACTS
 
 PHONE_KEY = Fernet.generate_key().decode()
@@ -32,11 +33,27 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update"]
 
 
-def _database_url(tmp_root: Path) -> tuple[str, str | None]:
-    """(URL for the app, PostgreSQL schema or None)."""
+# PostgreSQL: the URL the app gets (a role of its own, the audit tables append-only for it, as deployed) -> the URL
+# of the tables' owner, for what only the owner may do (emptying the tables between tests, playing the attacker).
+OWNER_URLS: dict[str, str] = {}
+_OWNER_ENGINES: dict[str, Engine] = {}
+
+
+def owner_engine(app_url: str) -> Engine:
+    """An engine connected as the tables' owner (SQLite: the same database; it has no roles)."""
+    url = OWNER_URLS.get(app_url, app_url)
+    if url not in _OWNER_ENGINES:
+        _OWNER_ENGINES[url] = make_engine(url)
+    return _OWNER_ENGINES[url]
+
+
+def _database_url(tmp_root: Path) -> tuple[str, str | None, str | None]:
+    """(URL for the app, PostgreSQL schema or None, the app's role or None); the schema is at head."""
     configured = os.environ.get("PROAPP_TEST_DATABASE_URL", "").strip()
     if not configured or configured.startswith("sqlite"):
-        return configured or f"sqlite:///{tmp_root / 'test.sqlite3'}", None
+        url = configured or f"sqlite:///{tmp_root / 'test.sqlite3'}"
+        upgrade(url)
+        return url, None, None
     url = make_url(configured)
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
@@ -50,19 +67,30 @@ def _database_url(tmp_root: Path) -> tuple[str, str | None]:
                     returncode=3)
     finally:
         admin.dispose()
-    url = url.update_query_dict({"options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False), schema
+    owner = url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    upgrade(owner)
+    role = f"{schema}_app"
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+    admin.dispose()
+    grant_app_role(owner, role)                       # what `proapp init --app-role` does
+    app_url = make_url(owner).set(username=role, password=None).render_as_string(hide_password=False)
+    OWNER_URLS[app_url] = owner
+    return app_url, schema, role
 
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url, schema = _database_url(tmp_path_factory.mktemp("db"))
-    upgrade(url)
+    url, schema, role = _database_url(tmp_path_factory.mktemp("db"))
     yield url
+    for engine in _OWNER_ENGINES.values():
+        engine.dispose()
     if schema:
-        engine = create_engine(url)
+        engine = create_engine(OWNER_URLS[url])
         with engine.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            conn.execute(text(f'DROP ROLE "{role}"'))
         engine.dispose()
 
 
@@ -106,9 +134,11 @@ def app(database_url: str, instance_dir: Path) -> Iterator[Flask]:
 
 
 def _empty_tables() -> None:
+    from flask import current_app
+
     from proapp.audit.guard import suspended
 
-    engine = db.engine()
+    engine = owner_engine(current_app.config["DATABASE_URL"])
     with engine.begin() as conn, suspended(conn):   # the audit table refuses this, except for tests starting afresh
         if engine.dialect.name == "postgresql":
             names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)

@@ -121,3 +121,24 @@ def test_the_shipped_process_definitions(tmp_path):
 
     known = {f"PROAPP_{s.name}" for s in SETTINGS} | {"PROAPP_INSTANCE_PATH", "PROAPP_WEB_WORKERS"}
     assert names <= known, names - known
+
+
+@pytest.mark.postgres
+def test_check_warns_when_the_app_role_owns_the_audit_table(app, database_url, fake_twilio, tmp_path):
+    from tests.conftest import OWNER_URLS
+
+    as_app = run_check(production_env(database_url, fake_twilio, tmp_path))
+    assert as_app.returncode == 0 and "warning" not in as_app.stdout, as_app.stdout
+    as_owner = run_check(production_env(OWNER_URLS[database_url], fake_twilio, tmp_path))
+    assert as_owner.returncode == 0, as_owner.stdout          # a warning, not a refusal
+    assert "warning: the app's database role postgres owns the audit table" in as_owner.stdout
+
+
+def test_init_app_role_refuses_what_it_cannot_grant(runner, dialect):
+    """SQLite has no roles; on PostgreSQL a role name that is not a plain identifier never reaches the SQL."""
+    if dialect == "sqlite":
+        result = runner.invoke(args=["proapp", "init", "--app-role", "proapp_app"])
+        assert result.exit_code != 0 and "PostgreSQL feature" in result.output
+    else:
+        result = runner.invoke(args=["proapp", "init", "--app-role", 'x"; DROP TABLE audit_event; --'])
+        assert result.exit_code != 0 and "is not a PostgreSQL role name" in result.output

@@ -31,8 +31,9 @@ def entries(app, **where):
 def tamper(app, *statements):
     """Change the table behind proapp's back (on PostgreSQL the triggers are bypassed, as a superuser could)."""
     from proapp.audit.guard import suspended
+    from tests.conftest import owner_engine
 
-    with app.app_context(), db.engine().begin() as conn, suspended(conn):
+    with owner_engine(app.config["DATABASE_URL"]).begin() as conn, suspended(conn):
         for stmt in statements:
             conn.execute(stmt)
 
@@ -238,14 +239,28 @@ def test_entries_removed_from_the_end_are_noticed(app):
 
 
 def test_the_database_refuses_to_change_the_audit_table(app, dialect):
-    _ten_entries(app)
+    """The app's own role may not change the trail (PostgreSQL: no UPDATE, DELETE or TRUNCATE right, no ALTER or
+    DISABLE TRIGGER, which need the owner); even the owner is stopped by the triggers."""
     from sqlalchemy.exc import DBAPIError
 
+    from tests.conftest import owner_engine
+
+    _ten_entries(app)
     wipe = text("TRUNCATE audit_event") if dialect == "postgresql" else delete(AuditEvent)
+    changes = [update(AuditEvent).where(AuditEvent.id == 2).values(reason="x"),
+               delete(AuditEvent).where(AuditEvent.id == 2), wipe]
+    if dialect == "postgresql":
+        changes += [text("ALTER TABLE audit_event DISABLE TRIGGER USER"),
+                    text("UPDATE audit_checkpoint SET mac = 'x'"), text("DELETE FROM audit_checkpoint")]
     with app.app_context():
-        for stmt in (update(AuditEvent).where(AuditEvent.id == 2).values(reason="x"),
-                     delete(AuditEvent).where(AuditEvent.id == 2), wipe):
-            with db.engine().connect() as conn, pytest.raises(DBAPIError, match="append-only"):
+        for stmt in changes:
+            refused = "permission denied|must be owner" if dialect == "postgresql" else "append-only"
+            with db.engine().connect() as conn, pytest.raises(DBAPIError, match=refused):
+                conn.execute(stmt)
+                conn.commit()
+        for stmt in changes[:3]:
+            with owner_engine(app.config["DATABASE_URL"]).connect() as conn, \
+                    pytest.raises(DBAPIError, match="append-only"):
                 conn.execute(stmt)
                 conn.commit()
         assert db.session().scalar(select(func.count()).select_from(AuditEvent)) == 10
