@@ -1,10 +1,11 @@
 """Logging that never writes a link token: every log the project configures goes through `RedactTokens`.
 
 A patient's SMS link is ``/s/<token>``: whoever reads the token can answer in the patient's name while the window
-is open. The web server's request log (werkzeug in development, gunicorn in production), the app's own log and
-the worker's log all pass their records through this filter, which writes ``/s/[redacted]`` instead. The links
-the demo prints and the console SMS gateway's list at ``/dev/sms`` are the development exception: they are the
-SMS themselves.
+is open (a staff invitation or reset link, ``/staff/welcome/<token>`` or ``/staff/reset/<token>``, would set an
+account's password). The web server's request log (werkzeug in development, gunicorn in production), the app's
+own log and the worker's log all pass their records through this filter, which writes ``/s/[redacted]`` instead.
+The links the demo prints and the console gateways' lists at ``/dev/sms`` and ``/dev/mail`` are the development
+exception: they are the messages themselves.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from collections.abc import Mapping
 from typing import Any
 
 REDACTED = "[redacted]"
-# Paths whose last part is a secret: the patient's SMS link.
-_SECRET_PATH = re.compile(r"(/s/)[^\s\"'?#/]+")
+# Paths whose last part is a secret: the patient's SMS link, a staff invitation or password reset link.
+_SECRET_PATH = re.compile(r"(/s/|/staff/welcome/|/staff/reset/)[^\s\"'?#/]+")
 
 
 def redact(text: str) -> str:
     """``text`` with every link token replaced by ``[redacted]``."""
-    return _SECRET_PATH.sub(r"\1" + REDACTED, text) if "/s/" in text else text
+    return _SECRET_PATH.sub(r"\1" + REDACTED, text) if ("/s/" in text or "/staff/" in text) else text
 
 
 def _clean(value: Any) -> Any:

@@ -1,6 +1,6 @@
 """Every model, imported once so that the metadata (and Alembic) sees all tables."""
 
-from proapp.accounts.models import Role, StaffSession, User, UserScope
+from proapp.accounts.models import AccountMail, AccountToken, Role, StaffSession, User, UserScope
 from proapp.alerts.models import Alert, AlertNotification
 from proapp.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from proapp.export.models import Acknowledgement, ApiKey, ApiPull, PushDelivery
@@ -12,6 +12,8 @@ from proapp.studies.models import Site, Study
 
 __all__ = [
     "AccessLink",
+    "AccountMail",
+    "AccountToken",
     "Acknowledgement",
     "Alert",
     "AlertNotification",

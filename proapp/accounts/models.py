@@ -63,3 +63,38 @@ class StaffSession(Base):
     last_seen_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(40))
+
+
+class AccountToken(Base):
+    """A one-time link to set a password: an invitation (72 hours) or a reset (1 hour). Only the SHA-256 of the
+    token is kept; the link works once."""
+
+    __tablename__ = "account_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(10))          # invite, reset
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class AccountMail(Base):
+    """An invitation or reset mail waiting for the worker. The link's token is made when the mail is sent (never
+    stored in clear), so the row holds no secret; claimed atomically, sent once."""
+
+    __tablename__ = "account_mail"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(10))          # invite, reset
+    status: Mapped[str] = mapped_column(String(10), index=True)   # pending, sending, sent, failed, unknown
+    created_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(String(300))
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("account_token.id"))

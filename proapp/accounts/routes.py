@@ -1,14 +1,16 @@
-"""Signing in and out of the staff pages (``/staff/login``, ``/staff/logout``)."""
+"""Signing in and out of the staff pages, one's own password (change, forgotten), invitations, and the admins'
+accounts pages."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
 from proapp import db, services
+from proapp.accounts import admin_queries, invitations
 from proapp.accounts import services as accounts
 from proapp.accounts.access import SESSION_KEY, current_viewer, staff_routes, viewer
 from proapp.web import safe_next
@@ -47,15 +49,253 @@ def login() -> Any:
             error = _("Wrong e-mail or password. After %(n)s wrong tries in a row an account is locked for "
                       "%(m)s minutes.", n=cfg["LOGIN_MAX_FAILURES"], m=cfg["LOGIN_LOCK_MINUTES"])
         else:
-            target = _safe_next(request.args.get("next"))
-            token = accounts.start_session(s, user, services.now())
-            s.commit()
-            session.clear()                 # a new session at sign-in: nothing from before it survives
-            session[SESSION_KEY] = {"uid": user.id, "sid": token}
-            return redirect(target, code=303)
+            return _signed_in(s, user, _safe_next(request.args.get("next")))
     elif current_viewer() is not None:
         return redirect(url_for("staff.overview"), code=303)
     return render_template("staff/login.html", error=error, email=email), 200
+
+
+def _signed_in(s, user, target: str) -> Any:
+    token = accounts.start_session(s, user, services.now())
+    s.commit()
+    session.clear()                 # a new session at sign-in: nothing from before it survives
+    session[SESSION_KEY] = {"uid": user.id, "sid": token}
+    return redirect(target, code=303)
+
+
+def _limited() -> Any:
+    from proapp import ratelimit
+    from proapp.web import too_many_requests
+
+    wait = ratelimit.check("login_ip", request.remote_addr or "")
+    return too_many_requests(wait) if wait else None
+
+
+# Forgotten password, invitation and reset links -----------------------------------------------------------------
+
+@staff_route("/forgot", "public", methods=["GET", "POST"])
+def forgot() -> Any:
+    if request.method == "POST":
+        limited = _limited()
+        if limited:
+            return limited
+        s = db.session()
+        invitations.request_reset(s, request.form.get("email", "")[:254], services.now(),
+                                  client=request.remote_addr or "")
+        s.commit()
+        return render_template("staff/forgot.html", sent=True), 200     # the same page whether it exists or not
+    return render_template("staff/forgot.html", sent=False), 200
+
+
+def _password_link(token: str, purpose: str) -> Any:
+    if request.method == "POST":
+        limited = _limited()            # before the request's own transaction (SQLite: one writer at a time)
+        if limited:
+            return limited
+    s = db.session()
+    link = invitations.find(s, token, purpose, services.now())
+    if link is None:
+        return render_template("staff/set_password.html", dead=True, purpose=purpose), 404
+    error = None
+    if request.method == "POST":
+        new, again = request.form.get("password", ""), request.form.get("password2", "")
+        if new != again:
+            error = _("The two passwords differ.")
+        else:
+            try:
+                user = invitations.redeem(s, token, purpose, new, services.now())
+            except accounts.AccountError as exc:
+                s.rollback()
+                error = str(exc)
+            except LookupError:
+                s.rollback()
+                return render_template("staff/set_password.html", dead=True, purpose=purpose), 404
+            else:
+                s.commit()
+                flash(_("Your password is set."), "notice")
+                return _signed_in(s, user, url_for("staff.overview"))
+        s.rollback()
+    return render_template("staff/set_password.html", dead=False, purpose=purpose, email=link.user.email,
+                           error=error), 422 if error else 200
+
+
+@staff_route("/welcome/<token>", "public", methods=["GET", "POST"])
+def welcome(token: str) -> Any:
+    return _password_link(token, "invite")
+
+
+@staff_route("/reset/<token>", "public", methods=["GET", "POST"])
+def reset(token: str) -> Any:
+    return _password_link(token, "reset")
+
+
+# One's own account ------------------------------------------------------------------------------------------------
+
+@staff_route("/account", "read", methods=["GET", "POST"])
+def my_account() -> Any:
+    from proapp.accounts.models import User
+
+    v = viewer()
+    s = db.session()
+    user = s.get(User, v.user_id)
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        current, new, again = (request.form.get(k, "") for k in ("current", "password", "password2"))
+        if not accounts.check_current_password(user, current):
+            errors["current"] = _("This is not your current password.")
+        elif new != again:
+            errors["password"] = _("The two passwords differ.")
+        else:
+            try:
+                accounts.set_password(s, user, new, services.now(), actor=v.actor)    # ends every session
+            except accounts.AccountError as exc:
+                errors["password"] = str(exc)
+        if not errors:
+            flash(_("Your password is changed. Your other sessions were ended."), "notice")
+            return _signed_in(s, user, url_for("accounts.my_account"))
+        s.rollback()
+    return render_template("staff/account.html", user=user, errors=errors), 422 if errors else 200
+
+
+# The admins' accounts pages -----------------------------------------------------------------------------------
+
+def _account_or_404(user_id: int):
+    from proapp.accounts.models import User
+
+    user = db.session().get(User, user_id)
+    if user is None:
+        abort(404)
+    return user
+
+
+@staff_route("/accounts", "admin")
+def accounts_list() -> str:
+    return render_template("staff/accounts.html", rows=admin_queries.accounts(db.session()), now=services.now())
+
+
+def _form_values() -> dict[str, Any]:
+    f = request.form
+    return {"email": f.get("email", "").strip()[:254], "role": f.get("role", ""), "study": f.get("study", ""),
+            "sites": [c for c in f.getlist("sites") if c][:50], "language": f.get("language", "fr"),
+            "reason": f.get("reason", "").strip()[:500]}
+
+
+def _parse_role(values: dict[str, Any], errors: dict[str, str]) -> Any:
+    from proapp.accounts.models import Role
+
+    try:
+        role = Role(values["role"])
+    except ValueError:
+        errors["role"] = _("Choose a role.")
+        return None
+    if role != Role.ADMIN and not values["study"]:
+        errors["study"] = _("A coordinator or monitor needs a study.")
+    if values["language"] not in ("fr", "en"):
+        errors["language"] = _("Choose a language.")
+    return role
+
+
+@staff_route("/accounts/new", "admin", methods=["GET", "POST"])
+def invite() -> Any:
+    values: dict[str, Any] = {"email": "", "role": "coordinator", "study": "", "sites": [], "language": "fr"}
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        values = _form_values()
+        role = _parse_role(values, errors)
+        if not errors:
+            s = db.session()
+            try:
+                user = accounts.create_user(s, email=values["email"], password=None, role=role, now=services.now(),
+                                            study_code=values["study"] or None, site_code=values["sites"],
+                                            language=values["language"], created_by=viewer().actor)
+                invitations.queue(s, user, "invite", services.now(), actor=viewer().actor)
+            except accounts.AccountError as exc:
+                s.rollback()
+                errors["email"] = str(exc)
+            else:
+                s.commit()
+                flash(_("Invitation sent to %(email)s: the link works for 72 hours.", email=user.email), "notice")
+                return redirect(url_for("accounts.account_page", user_id=user.id), code=303)
+    return render_template("staff/account_edit.html", user=None, values=values, errors=errors,
+                           studies=admin_queries.studies_and_sites(db.session())), 422 if errors else 200
+
+
+@staff_route("/accounts/<int:user_id>", "admin", methods=["GET", "POST"])
+def account_page(user_id: int) -> Any:
+    user = _account_or_404(user_id)
+    s = db.session()
+    errors: dict[str, str] = {}
+    values = admin_queries.values_of(s, user)
+    if request.method == "POST":
+        values = {**_form_values(), "email": user.email}
+        role = _parse_role(values, errors)
+        if not values["reason"]:
+            errors["reason"] = _("Give a reason: it is kept in the audit trail.")
+        if not errors:
+            try:
+                accounts.update_account(s, user, role=role, study_code=values["study"] or None,
+                                        site_codes=values["sites"], language=values["language"],
+                                        now=services.now(), actor=viewer().actor, reason=values["reason"])
+            except accounts.AccountError as exc:
+                s.rollback()
+                errors["role"] = str(exc)
+            else:
+                s.commit()
+                flash(_("Account changed."), "notice")
+                return redirect(url_for("accounts.account_page", user_id=user.id), code=303)
+        s.rollback()
+        user = _account_or_404(user_id)
+    return render_template("staff/account_edit.html", user=user, values=values, errors=errors,
+                           studies=admin_queries.studies_and_sites(s), info=admin_queries.account_info(s, user)
+                           ), 422 if errors else 200
+
+
+def _account_action(user_id: int, action: str) -> Any:
+    user = _account_or_404(user_id)
+    v = viewer()
+    reason = request.form.get("reason", "").strip()[:500]
+    s = db.session()
+    try:
+        if not reason:
+            raise accounts.AccountError(_("Give a reason: it is kept in the audit trail."))
+        if action == "end_sessions":
+            if user.id == v.user_id:
+                raise accounts.AccountError(_("To end your own session, sign out."))
+            accounts.end_all_sessions(s, user.id, services.now(), actor=v.actor, reason=reason)
+        elif action == "resend":
+            if user.password_hash != accounts.UNUSABLE_HASH:
+                raise accounts.AccountError(_("This account already has a password: the person can use "
+                                              "“Forgot your password?”."))
+            invitations.queue(s, user, "invite", services.now(), actor=v.actor)
+        else:
+            accounts.set_active(s, user, action == "enable", services.now(), actor=v.actor, reason=reason)
+    except accounts.AccountError as exc:
+        s.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("accounts.account_page", user_id=user_id), code=303)
+    s.commit()
+    flash(_("Done."), "notice")
+    return redirect(url_for("accounts.account_page", user_id=user_id), code=303)
+
+
+@staff_route("/accounts/<int:user_id>/disable", "admin", methods=["POST"])
+def disable(user_id: int) -> Any:
+    return _account_action(user_id, "disable")
+
+
+@staff_route("/accounts/<int:user_id>/enable", "admin", methods=["POST"])
+def enable(user_id: int) -> Any:
+    return _account_action(user_id, "enable")
+
+
+@staff_route("/accounts/<int:user_id>/end-sessions", "admin", methods=["POST"])
+def end_sessions(user_id: int) -> Any:
+    return _account_action(user_id, "end_sessions")
+
+
+@staff_route("/accounts/<int:user_id>/resend", "admin", methods=["POST"])
+def resend(user_id: int) -> Any:
+    return _account_action(user_id, "resend")
 
 
 @staff_route("/logout", "read", methods=["POST"])

@@ -12,33 +12,49 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from proapp.accounts import passwords
 from proapp.accounts.models import Role, StaffSession, User, UserScope
 from proapp.studies.models import Site, Study
 
-MIN_PASSWORD_LENGTH = 12
-MAX_PASSWORD_LENGTH = 1024
+MIN_PASSWORD_LENGTH = passwords.MIN_LENGTH
+MAX_PASSWORD_LENGTH = passwords.MAX_LENGTH
+UNUSABLE_HASH = "!"         # an invited account until its owner sets a password: no password matches it
 
 
 class AccountError(ValueError):
     pass
 
 
-def create_user(db: Session, *, email: str, password: str, role: Role, now: datetime,
+def create_user(db: Session, *, email: str, password: str | None, role: Role, now: datetime,
                 study_code: str | None = None, site_code: str | Sequence[str] | None = None,
                 language: str = "fr", created_by: str = "cli") -> User:
+    """An account. ``password`` None: an invitation, whose owner sets the password through the mailed link."""
     email = email.strip().lower()
-    if "@" not in email or len(email) > 254:
+    if "@" not in email or len(email) > 254 or any(c.isspace() for c in email):
         raise AccountError(f"{email!r} is not an e-mail address")
     if db.scalar(select(User.id).where(User.email == email)) is not None:
         raise AccountError(f"an account for {email} already exists")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise AccountError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    if password is not None and (why := passwords.problem(password, email)):
+        raise AccountError(why)
     if role != Role.ADMIN and not study_code:
         raise AccountError(f"a {role.value} needs a study")
-    user = User(email=email, password_hash=generate_password_hash(password, method="scrypt"), role=role,
-                language=language, created_at=now)
+    user = User(email=email, role=role, language=language, created_at=now,
+                password_hash=UNUSABLE_HASH if password is None else generate_password_hash(password, method="scrypt"))
     db.add(user)
     db.flush()
+    _set_scopes(db, user, study_code, site_code)
+    from proapp.audit.services import record
+
+    record(db, actor=created_by, action="user.invited" if password is None else "user.created", entity="app_user",
+           entity_id=user.id, new={"email": email, "role": role.value, "study": study_code,
+                                   "sites": [site_code] if isinstance(site_code, str) else list(site_code or []),
+                                   "language": language}, at=now)
+    db.flush()
+    return user
+
+
+def _set_scopes(db: Session, user: User, study_code: str | None, site_code: str | Sequence[str] | None) -> None:
+    db.execute(UserScope.__table__.delete().where(UserScope.user_id == user.id))
     if study_code:
         study = db.scalar(select(Study).where(Study.code == study_code))
         if study is None:
@@ -52,14 +68,34 @@ def create_user(db: Session, *, email: str, password: str, role: Role, now: date
             site_ids.append(site.id)
         for site_id in site_ids or [None]:          # no site: every site of the study
             db.add(UserScope(user_id=user.id, study_id=study.id, site_id=site_id))
+    db.flush()
+
+
+def _other_active_admins(db: Session, user: User) -> int:
+    return db.scalar(select(func.count()).select_from(User).where(
+        User.role == Role.ADMIN, User.active.is_(True), User.id != user.id)) or 0
+
+
+def update_account(db: Session, user: User, *, role: Role, study_code: str | None, site_codes: Sequence[str],
+                   language: str, now: datetime, actor: str, reason: str) -> None:
+    """Change an account's role, scope and language (a reason is required). The last active admin stays one."""
+    if not reason.strip():
+        raise AccountError("a reason is required")
+    if role != Role.ADMIN and not study_code:
+        raise AccountError(f"a {role.value} needs a study")
+    if user.role == Role.ADMIN and role != Role.ADMIN and user.active and not _other_active_admins(db, user):
+        raise AccountError("the last active admin must stay an admin")
+    old = {"role": user.role.value, "scopes": scopes_of(db, user.id), "language": user.language}
+    user.role, user.language = role, language
+    _set_scopes(db, user, study_code if role != Role.ADMIN else None, site_codes)
     from proapp.audit.services import record
 
-    record(db, actor=created_by, action="user.created", entity="app_user", entity_id=user.id,
-           new={"email": email, "role": role.value, "study": study_code,
-                "sites": [site_code] if isinstance(site_code, str) else list(site_code or []),
-                "language": language}, at=now)
+    record(db, actor=actor, action="user.changed", entity="app_user", entity_id=user.id, old=old,
+           new={"role": role.value, "scopes": scopes_of(db, user.id), "language": language}, reason=reason.strip(),
+           at=now)
+    if old["role"] != role.value or old["scopes"] != scopes_of(db, user.id):
+        end_all_sessions(db, user.id, now, actor=actor, reason="access_changed")     # new rights at next sign-in
     db.flush()
-    return user
 
 
 # Signing in ------------------------------------------------------------------------------------------------
@@ -122,8 +158,17 @@ def authenticate(db: Session, email: str, password: str, *, now: datetime, max_f
 
 
 def scopes_of(db: Session, user_id: int) -> list[tuple[int, int | None]]:
-    return [(s, site) for s, site in db.execute(select(UserScope.study_id, UserScope.site_id)
-                                                  .where(UserScope.user_id == user_id))]
+    return sorted(((s, site) for s, site in db.execute(select(UserScope.study_id, UserScope.site_id)
+                                                         .where(UserScope.user_id == user_id))),
+                  key=lambda sc: (sc[0], sc[1] or 0))
+
+
+def check_current_password(user: User, password: str) -> bool:
+    """The signed-in user's own password, asked again before a change (the same cost when too long)."""
+    if len(password or "") > MAX_PASSWORD_LENGTH:
+        _dummy_check(password)
+        return False
+    return bool(password) and check_password_hash(user.password_hash, password)
 
 
 # Sessions --------------------------------------------------------------------------------------------------
@@ -189,8 +234,9 @@ def end_all_sessions(db: Session, user_id: int, now: datetime, *, actor: str, re
 
 def set_password(db: Session, user: User, password: str, now: datetime, *, actor: str) -> None:
     """A new password; every open session of the account ends."""
-    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-        raise AccountError(f"the password must have {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters")
+    why = passwords.problem(password, user.email)
+    if why:
+        raise AccountError(why)
     user.password_hash = generate_password_hash(password, method="scrypt")
     user.failed_logins, user.locked_until = 0, None
     from proapp.audit.services import record
@@ -207,11 +253,8 @@ def set_active(db: Session, user: User, active: bool, now: datetime, *, actor: s
         raise AccountError("a reason is required")
     if user.active == active:
         raise AccountError(f"the account is already {'enabled' if active else 'disabled'}")
-    if not active and user.role == Role.ADMIN:
-        others = db.scalar(select(func.count()).select_from(User).where(
-            User.role == Role.ADMIN, User.active.is_(True), User.id != user.id))
-        if not others:
-            raise AccountError("the last active admin cannot be disabled")
+    if not active and user.role == Role.ADMIN and not _other_active_admins(db, user):
+        raise AccountError("the last active admin cannot be disabled")
     user.active = active
     from proapp.audit.services import record
 

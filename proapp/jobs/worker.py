@@ -140,6 +140,12 @@ class Worker:
                     report[kind] += 1
             return report
 
+    def account_mails(self) -> dict[str, int]:
+        """Staff invitations and password resets (proapp/accounts/invitations.py)."""
+        from proapp.accounts.invitations import send_due
+
+        return send_due(self.app, self.id, self.mailer)
+
     def checkpoint(self) -> dict[str, int]:
         """A signed checkpoint of every audit chain's end, when anything was appended since the last one."""
         from proapp.audit.checkpoints import write
@@ -154,9 +160,11 @@ class Worker:
         reconciled = self.reconcile()
         sent = self.send_due()
         alerted = self.alerts()
+        mailed = self.account_mails()
         pushed = self.push()
         checkpointed = self.checkpoint()
         return {**queued, **checkpointed, **{f"alerts_{k}": v for k, v in alerted.items()},
+                **{f"account_mails_{k}": v for k, v in mailed.items()},
                 **asdict(reconciled), **{f"sms_{k}": v for k, v in asdict(sent).items()},
                 **{f"push_{k}": v for k, v in asdict(pushed).items()}}
 
@@ -206,6 +214,8 @@ class Worker:
         scheduler.add_job(self._logged(self.reconcile), "interval", seconds=reconcile_every, id="reconcile",
                           next_run_time=first)
         scheduler.add_job(self._logged(self.alerts), "interval", seconds=send_every, id="alerts",
+                          next_run_time=first)
+        scheduler.add_job(self._logged(self.account_mails), "interval", seconds=send_every, id="account_mails",
                           next_run_time=first)
         scheduler.add_job(self._logged(self.push), "interval", seconds=send_every, id="push", next_run_time=first)
         scheduler.add_job(self._logged(self.checkpoint), "interval", id="checkpoint", next_run_time=first,

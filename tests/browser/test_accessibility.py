@@ -84,15 +84,20 @@ def test_staff_pages_have_no_violation(app, live_server, browser):
                     now=datetime.now(UTC), language="fr")
         s.commit()
     page = _page(browser, width=1280, height=900)
+    page.goto(f"{live_server}/staff/forgot")
+    found = {"forgot": violations(page)}
+    page.goto(f"{live_server}/staff/welcome/{'x' * 43}")
+    found["dead link"] = violations(page)
     page.goto(f"{live_server}/staff/login")
-    found = {"login": violations(page)}
+    found["login"] = violations(page)
     page.fill("#email", "admin@chu.test")
     page.fill("#password", "correct horse battery")
     page.get_by_role("button", name="Se connecter").click()
     page.wait_for_url(f"{live_server}/staff/")
     for name, path in (("overview", "/staff/"), ("patients", "/staff/patients"), ("enrol", "/staff/patients/new"),
                        ("patient", f"/staff/patients/{pid}"), ("audit", "/staff/audit"), ("alerts", "/staff/alerts"),
-                       ("alert", f"/staff/alerts/{alert_id}")):
+                       ("alert", f"/staff/alerts/{alert_id}"), ("accounts", "/staff/accounts"),
+                       ("invite", "/staff/accounts/new"), ("my account", "/staff/account")):
         page.goto(live_server + path)
         found[name] = violations(page)
     assert {k: v for k, v in found.items() if v} == {}, json.dumps(found, indent=1, ensure_ascii=False)
