@@ -25,6 +25,8 @@ from proapp.patients.models import Patient
 
 ACCESS: dict[str, str] = {}
 SESSION_KEY = "staff"
+# What an account that must set up two-factor sign-in may reach before it does.
+SETUP_ENDPOINTS = {"accounts.two_factor_setup", "accounts.logout", "accounts.my_account"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Viewer:
     role: Role
     scopes: tuple[tuple[int, int | None], ...]     # (study id, site id or None for every site)
     language: str = "fr"
+    needs_two_factor: bool = False                 # required for the role and not set up yet
+    two_factor: bool = False                       # signs in (and signs changes) with a code too
 
     @property
     def actor(self) -> str:
@@ -85,7 +89,11 @@ def current_viewer() -> Viewer | None:
                                    lifetime=timedelta(hours=cfg["STAFF_SESSION_HOURS"]))
     user = check.user
     if user is not None:
-        g.viewer = Viewer(user.id, user.email, user.role, tuple(accounts.scopes_of(s, user.id)), user.language)
+        from proapp.accounts.two_factor import required
+
+        needs = user.totp_enabled_at is None and required(user.role.value, cfg["TWO_FACTOR_ROLES"])
+        g.viewer = Viewer(user.id, user.email, user.role, tuple(accounts.scopes_of(s, user.id)), user.language,
+                          needs, user.totp_enabled_at is not None)
     s.commit()                      # the session's last activity, or its end
     if user is None:
         session.pop(SESSION_KEY, None)
@@ -132,6 +140,8 @@ def _route(bp: Blueprint, rule: str, access: str, **options: Any) -> Callable:
                 if v is None:
                     target = request.full_path if request.method == "GET" else url_for("staff.overview")
                     return redirect(url_for("accounts.login", next=target.rstrip("?")), code=303)
+                if v.needs_two_factor and f"{bp.name}.{endpoint}" not in SETUP_ENDPOINTS:
+                    return redirect(url_for("accounts.two_factor_setup"), code=303)
                 if ((access == "change" and not v.can_change) or (access == "admin" and not v.is_admin)
                         or (access == "audit" and v.role.value not in ("admin", "monitor"))):
                     abort(403)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from proapp.db import Base
@@ -31,6 +31,12 @@ class User(Base):
     created_at: Mapped[datetime]
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None]
+    # Two-factor sign-in (TOTP, RFC 6238): the secret encrypted with the app's data keys (PROAPP_PHONE_KEYS), the
+    # last time step accepted (a code works once), and the recovery codes' SHA-256 (each works once).
+    totp_secret_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_enabled_at: Mapped[datetime | None]
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    recovery_codes: Mapped[list[str] | None] = mapped_column(JSON)
 
     scopes: Mapped[list[UserScope]] = relationship(back_populates="user", cascade="all, delete-orphan")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
 from proapp import db, services
@@ -49,7 +49,13 @@ def login() -> Any:
             error = _("Wrong e-mail or password. After %(n)s wrong tries in a row an account is locked for "
                       "%(m)s minutes.", n=cfg["LOGIN_MAX_FAILURES"], m=cfg["LOGIN_LOCK_MINUTES"])
         else:
-            return _signed_in(s, user, _safe_next(request.args.get("next")))
+            target = _safe_next(request.args.get("next"))
+            if user.totp_enabled_at is not None:            # the password was the first step
+                s.commit()
+                session.clear()
+                session[PENDING_KEY] = {"uid": user.id, "next": target, "at": services.now().timestamp()}
+                return redirect(url_for("accounts.login_code"), code=303)
+            return _signed_in(s, user, target)
     elif current_viewer() is not None:
         return redirect(url_for("staff.overview"), code=303)
     return render_template("staff/login.html", error=error, email=email), 200
@@ -61,6 +67,89 @@ def _signed_in(s, user, target: str) -> Any:
     session.clear()                 # a new session at sign-in: nothing from before it survives
     session[SESSION_KEY] = {"uid": user.id, "sid": token}
     return redirect(target, code=303)
+
+
+PENDING_KEY = "pending_2fa"
+PENDING_SECONDS = 300
+
+
+@staff_route("/login/code", "public", methods=["GET", "POST"])
+def login_code() -> Any:
+    """The second step of signing in: a code of the authenticator app, or a recovery code."""
+    from proapp.accounts import two_factor
+    from proapp.accounts.models import User
+
+    pending = session.get(PENDING_KEY)
+    if not isinstance(pending, dict) or services.now().timestamp() - float(pending.get("at", 0)) > PENDING_SECONDS:
+        session.pop(PENDING_KEY, None)
+        return redirect(url_for("accounts.login"), code=303)
+    error = None
+    if request.method == "POST":
+        from proapp import ratelimit
+        from proapp.web import too_many_requests
+
+        wait = ratelimit.check("login_ip", request.remote_addr or "")
+        if wait:
+            return too_many_requests(wait)
+        s = db.session()
+        user = s.get(User, pending["uid"])
+        email = user.email if user else ""
+        s.commit()                  # SQLite: the counter below takes the write lock in its own transaction
+        wait = ratelimit.check("login_account", email)
+        if wait:
+            return too_many_requests(wait)
+        cfg = current_app.config
+        now = services.now()
+        locked = user is None or not user.active or (user.locked_until is not None and now < user.locked_until)
+        used = None if locked else two_factor.check(s, user, request.form.get("code", "")[:40],
+                                                     vault=services.phone_vault(), now=now)
+        if used:
+            accounts.signed_in(s, user, now, {"ip": request.remote_addr or ""}, second_factor=used)
+            return _signed_in(s, user, pending.get("next") or url_for("staff.overview"))
+        if user is not None and not locked:
+            accounts.count_failure(s, user, now, max_failures=cfg["LOGIN_MAX_FAILURES"],
+                                   lock_for=timedelta(minutes=cfg["LOGIN_LOCK_MINUTES"]))
+        from proapp.audit.services import record
+
+        record(s, actor=f"user:{user.email}" if user else "anonymous", action="user.login_failed",
+               entity="app_user", entity_id=pending["uid"], new={"why": "wrong second factor"}, at=now)
+        s.commit()
+        error = _("This code does not work. After %(n)s wrong tries in a row the account is locked for %(m)s "
+                  "minutes.", n=cfg["LOGIN_MAX_FAILURES"], m=cfg["LOGIN_LOCK_MINUTES"])
+    return render_template("staff/login_code.html", error=error), 422 if error else 200
+
+
+@staff_route("/account/two-factor", "read", methods=["GET", "POST"])
+def two_factor_setup() -> Any:
+    """Set up the authenticator app: a QR code drawn here, a code typed back, then the recovery codes, once."""
+    from proapp.accounts import two_factor
+    from proapp.accounts.models import User
+
+    v = viewer()
+    s = db.session()
+    user = s.get(User, v.user_id)
+    if user.totp_enabled_at is not None:
+        return render_template("staff/two_factor.html", enrolled=True, user=user), 200
+    secret = session.get("totp_pending")
+    if not isinstance(secret, str) or len(secret) != 32 or (request.method == "GET" and not request.args.get("keep")):
+        secret = two_factor.new_secret()
+        session["totp_pending"] = secret
+    error = None
+    if request.method == "POST":
+        try:
+            codes = two_factor.enable(s, user, secret, request.form.get("code", "")[:40],
+                                      vault=services.phone_vault(), now=services.now(), actor=v.actor)
+        except ValueError:
+            error = _("This code does not match: check the phone's time and type the code shown now.")
+        else:
+            s.commit()
+            session.pop("totp_pending", None)
+            g.pop("viewer", None)
+            return render_template("staff/two_factor.html", enrolled=True, user=user, codes=codes), 200
+    uri = two_factor.provisioning_uri(secret, user.email)
+    return render_template("staff/two_factor.html", enrolled=False, user=user, secret=secret,
+                           qr=two_factor.qr_svg(uri, _("QR code to scan with an authenticator app")),
+                           error=error, required=v.needs_two_factor), 422 if error else 200
 
 
 def _limited() -> Any:
@@ -262,6 +351,11 @@ def _account_action(user_id: int, action: str) -> Any:
             if user.id == v.user_id:
                 raise accounts.AccountError(_("To end your own session, sign out."))
             accounts.end_all_sessions(s, user.id, services.now(), actor=v.actor, reason=reason)
+        elif action == "reset_two_factor":
+            from proapp.accounts import two_factor
+
+            two_factor.reset(s, user, now=services.now(), actor=v.actor, reason=reason)
+            accounts.end_all_sessions(s, user.id, services.now(), actor=v.actor, reason="two_factor_reset")
         elif action == "resend":
             if user.password_hash != accounts.UNUSABLE_HASH:
                 raise accounts.AccountError(_("This account already has a password: the person can use "
@@ -293,6 +387,11 @@ def end_sessions(user_id: int) -> Any:
     return _account_action(user_id, "end_sessions")
 
 
+@staff_route("/accounts/<int:user_id>/reset-two-factor", "admin", methods=["POST"])
+def reset_two_factor(user_id: int) -> Any:
+    return _account_action(user_id, "reset_two_factor")
+
+
 @staff_route("/accounts/<int:user_id>/resend", "admin", methods=["POST"])
 def resend(user_id: int) -> Any:
     return _account_action(user_id, "resend")
@@ -312,5 +411,14 @@ def logout() -> Any:
     return redirect(url_for("accounts.login"), code=303)
 
 
+def signature_form(kind: str) -> dict[str, Any]:
+    """What a signature field set shows: the meaning, in the signer's language, and whether a code is asked."""
+    from proapp.accounts.signatures import MEANINGS
+
+    v = current_viewer()
+    return {"meaning": str(MEANINGS[kind][1]), "code": bool(v and v.two_factor)}
+
+
 def init_app(app) -> None:
     app.register_blueprint(bp)
+    app.add_template_global(signature_form, "signature_form")

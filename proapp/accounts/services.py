@@ -118,7 +118,8 @@ def _dummy_check(password: str) -> None:
 def authenticate(db: Session, email: str, password: str, *, now: datetime, max_failures: int,
                  lock_for: timedelta, client: dict[str, str] | None = None) -> User:
     """The user these credentials belong to, or LoginRefused. ``max_failures`` wrong passwords in a row lock the
-    account for ``lock_for`` (counted in one UPDATE, so parallel attempts cannot slip through)."""
+    account for ``lock_for`` (counted in one UPDATE, so parallel attempts cannot slip through). For an account
+    with two-factor sign-in the password is only the first step: the count of failures goes on until the code."""
     from proapp.audit.services import record
 
     email = (email or "").strip().lower()
@@ -141,20 +142,38 @@ def authenticate(db: Session, email: str, password: str, *, now: datetime, max_f
     else:
         valid = bool(password) and check_password_hash(user.password_hash, password)
     if not valid:
-        failures = db.execute(update(User).where(User.id == user.id)
-                              .values(failed_logins=User.failed_logins + 1)
-                              .returning(User.failed_logins)).scalar_one()
-        if failures >= max_failures:
-            db.execute(update(User).where(User.id == user.id).values(locked_until=now + lock_for, failed_logins=0))
-            record(db, actor="system:login", action="user.locked", entity="app_user", entity_id=user.id,
-                   new={"locked_until": (now + lock_for).isoformat()}, at=now)
-        db.flush()
+        count_failure(db, user, now, max_failures=max_failures, lock_for=lock_for)
         raise refused("wrong password")
+    if user.totp_enabled_at is not None:
+        record(db, actor=f"user:{user.email}", action="user.login_password_ok", entity="app_user",
+               entity_id=user.id, new=client or None, at=now)
+        db.flush()
+        return user
+    signed_in(db, user, now, client)
+    return user
+
+
+def count_failure(db: Session, user: User, now: datetime, *, max_failures: int, lock_for: timedelta) -> None:
+    """One more wrong password, code or signature; ``max_failures`` in a row lock the account."""
+    from proapp.audit.services import record
+
+    failures = db.execute(update(User).where(User.id == user.id).values(failed_logins=User.failed_logins + 1)
+                          .returning(User.failed_logins)).scalar_one()
+    if failures >= max_failures:
+        db.execute(update(User).where(User.id == user.id).values(locked_until=now + lock_for, failed_logins=0))
+        record(db, actor="system:login", action="user.locked", entity="app_user", entity_id=user.id,
+               new={"locked_until": (now + lock_for).isoformat()}, at=now)
+    db.flush()
+
+
+def signed_in(db: Session, user: User, now: datetime, client: dict[str, str] | None = None,
+              second_factor: str | None = None) -> None:
+    from proapp.audit.services import record
+
     user.failed_logins, user.locked_until = 0, None
     record(db, actor=f"user:{user.email}", action="user.login", entity="app_user", entity_id=user.id,
-           new=client or None, at=now)
+           new={**(client or {}), **({"second_factor": second_factor} if second_factor else {})} or None, at=now)
     db.flush()
-    return user
 
 
 def scopes_of(db: Session, user_id: int) -> list[tuple[int, int | None]]:

@@ -109,9 +109,11 @@ def resume_sms(db: Session, patient: Patient, *, actor: str, reason: str | None,
         raise ChangeRefused(_l("SMS are not paused for this patient."), "patient") from None
 
 
-def withdraw(db: Session, patient: Patient, *, actor: str, reason: str | None, now: datetime) -> int:
+def withdraw(db: Session, patient: Patient, *, actor: str, reason: str | None, now: datetime,
+             signature: dict[str, Any] | None = None) -> int:
     """End the patient's follow-up: windows not yet closed are cancelled, their links and waiting SMS too.
-    Completed responses stay. Returns the number of cancelled occurrences."""
+    Completed responses stay. Returns the number of cancelled occurrences. ``signature``: the signer's electronic
+    signature, kept with the change."""
     reason = _reason(reason)
     _active(patient)
     ended = db.execute(update(Occurrence).where(Occurrence.patient_id == patient.id,
@@ -128,7 +130,8 @@ def withdraw(db: Session, patient: Patient, *, actor: str, reason: str | None, n
         AccessLink.revoked_at.is_(None)).values(revoked_at=now))
     sms.cancel_waiting(db, patient.id, "patient_not_active", now)
     patient.status, patient.updated_at = PatientStatus.WITHDRAWN, now
-    _event(db, patient, now, actor, "withdrawn", reason, {"occurrences_cancelled": cancelled})
+    _event(db, patient, now, actor, "withdrawn", reason,
+           {"occurrences_cancelled": cancelled, **({"signature": signature} if signature else {})})
     db.flush()
     return cancelled
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,6 +32,7 @@ from flask_babel import lazy_gettext as _l
 from proapp import csvfiles, db, services
 from proapp.accounts import services as accounts
 from proapp.accounts.access import SESSION_KEY, Viewer, current_viewer, patient_or_404, staff_routes, viewer
+from proapp.accounts.signatures import SignatureRefused
 from proapp.dashboard import actions as changes
 from proapp.dashboard import charts, labels, queries
 from proapp.patients.models import Occurrence
@@ -209,6 +210,17 @@ def _open_occurrence(patient, form_value: str | None) -> Occurrence | None:
     return queries.occurrence_of(db.session(), patient.id, int(form_value))
 
 
+def _signature(kind: str):
+    """The signed-in user's electronic signature from the form's password (and code), or SignatureRefused. Wrong
+    ones count towards the account's lockout, which bounds guessing (no separate rate limit)."""
+    from proapp.accounts.signatures import sign
+
+    cfg = current_app.config
+    return sign(db.session(), viewer().user_id, kind, password=request.form.get("signature_password", "")[:1100],
+                code=request.form.get("signature_code", "")[:40], vault=services.phone_vault(), now=services.now(),
+                max_failures=cfg["LOGIN_MAX_FAILURES"], lock_for=timedelta(minutes=cfg["LOGIN_LOCK_MINUTES"]))
+
+
 @staff_route("/patients/<int:patient_id>/actions/<action>", "change", methods=["POST"])
 def patient_action(patient_id: int, action: str) -> Any:
     patient = _patient_or_404(patient_id)
@@ -232,7 +244,12 @@ def patient_action(patient_id: int, action: str) -> Any:
             changes.resume_sms(s, patient, **common)
             done = _("SMS are resumed.")
         elif action == "withdraw":
-            n = changes.withdraw(s, patient, **common)
+            try:
+                signature = _signature("withdrawal")
+            except SignatureRefused as exc:
+                s.commit()                  # the failed signature counts towards the lockout
+                raise changes.ChangeRefused(exc.message, "signature") from None
+            n = changes.withdraw(s, patient, signature=signature.record(), **common)
             done = _("The patient is withdrawn; %(n)s questionnaires not yet closed are cancelled.", n=n)
         elif action == "phone":
             changes.change_phone(s, services.phone_vault(), patient, form["phone"],
@@ -319,9 +336,13 @@ def correct(patient_id: int, response_id: int) -> Any:
     repeat = int(form["repeat"]) if form["repeat"].isascii() and form["repeat"].isdigit() else -1
     s = db.session()
     try:
+        signature = _signature("correction")
         correct_answer(s, services.instruments(), r, item_code=form["item"], repeat=repeat, value=form["value"],
-                       reason=form["reason"], actor=viewer().actor, patient_id=patient.id, now=services.now())
-    except CorrectionRefused as exc:
+                       reason=form["reason"], actor=viewer().actor, patient_id=patient.id, now=services.now(),
+                       signature=signature.record())
+    except (CorrectionRefused, SignatureRefused) as exc:
+        if isinstance(exc, SignatureRefused):
+            s.commit()                      # the failed signature counts towards the lockout
         s.rollback()
         return _render_response(patient, r, errors={f"{form['item']}:{form['repeat']}": str(exc.message)},
                                 values=form, status=422)

@@ -37,8 +37,10 @@ class Exported:
     scores: dict[str, Any] | None
     corrected_scores: dict[str, Any] | None = None
     answers: list[tuple[str, int, str | None, datetime]] = field(default_factory=list)
-    # (item, repeat, old value, new value, reason, by, when), in order; empty for an uncorrected response
-    corrections: list[tuple[str, int, str | None, str, str, str, datetime]] = field(default_factory=list)
+    # (item, repeat, old value, new value, reason, by, when, signature meaning, signature method), in order; empty
+    # for an uncorrected response
+    corrections: list[tuple[str, int, str | None, str, str, str, datetime, str | None, str | None]] = field(
+        default_factory=list)
 
     def effective(self) -> list[tuple[str, int, str | None, datetime]]:
         """The answers as corrected: a corrected value replaces the original (kept in ``corrections``)."""
@@ -107,7 +109,8 @@ def load(db: Session, key: ApiKey | None, *conds, order=None, limit: int | None 
         for c in db.scalars(select(Correction).where(Correction.response_id.in_(list(by_id)))
                             .order_by(Correction.id)):
             by_id[c.response_id].corrections.append((c.item_code, c.repeat_index, c.old_value, c.new_value,
-                                                     c.reason, c.corrected_by, c.corrected_at))
+                                                     c.reason, c.corrected_by, c.corrected_at,
+                                                     c.signature_meaning, c.signature_method))
     return items
 
 

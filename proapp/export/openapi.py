@@ -46,7 +46,13 @@ RESPONSE_ITEM = {
             "properties": {"item": {"type": "string"}, "repeat": {"type": "integer"},
                            "old_value": {"type": ["string", "null"]}, "new_value": {"type": "string"},
                            "reason": {"type": "string"}, "by": {"type": "string"},
-                           "at": {"type": "string", "format": "date-time"}}}},
+                           "at": {"type": "string", "format": "date-time"},
+                           "signature": {"description": "The corrector's electronic signature: what it means and "
+                                                        "how they were identified (password, password+totp).",
+                                         "oneOf": [{"type": "null"}, {
+                                             "type": "object", "required": ["meaning", "method"],
+                                             "properties": {"meaning": {"type": "string"},
+                                                            "method": {"type": "string"}}}]}}}},
     },
 }
 ALERT_ITEM = {

@@ -6,6 +6,7 @@ so the EDC receives it again, corrected."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
@@ -38,7 +39,9 @@ def effective_answers(db: Session, response: Response) -> tuple[dict[tuple[str, 
 
 
 def correct_answer(db: Session, registry: Registry, response: Response, *, item_code: str, repeat: int,
-                   value: str, reason: str | None, actor: str, patient_id: int, now: datetime) -> Correction:
+                   value: str, reason: str | None, actor: str, patient_id: int, now: datetime,
+                   signature: dict[str, Any] | None = None) -> Correction:
+    """Record a correction; ``signature`` (meaning, method...) is the signer's electronic signature of it."""
     if response.status != ResponseStatus.COMPLETED:
         raise CorrectionRefused(_l("Only completed questionnaires are corrected; the patient can still change "
                                    "this one."))
@@ -65,7 +68,9 @@ def correct_answer(db: Session, registry: Registry, response: Response, *, item_
     if old == value:
         raise CorrectionRefused(_l("This is already the recorded answer."))
     correction = Correction(response_id=response.id, item_code=item_code, repeat_index=repeat, old_value=old,
-                            new_value=value, reason=reason, corrected_by=actor, corrected_at=now)
+                            new_value=value, reason=reason, corrected_by=actor, corrected_at=now,
+                            signature_meaning=(signature or {}).get("meaning"),
+                            signature_method=(signature or {}).get("method"))
     db.add(correction)
     answers[(item_code, repeat)] = value
     scores = score_with(inst, flowmod.as_scoring_answers(answers))
@@ -74,6 +79,7 @@ def correct_answer(db: Session, registry: Registry, response: Response, *, item_
     db.flush()
     record(db, actor=actor, action="answer.corrected", entity="answer", entity_id=f"{response.id}:{item_code}:{repeat}",
            patient_id=patient_id, old={"value": old}, new={"value": value, "instrument": inst.code,
-                                                            "version": inst.version, "scores": scores},
+                                                            "version": inst.version, "scores": scores,
+                                                            **({"signature": signature} if signature else {})},
            reason=reason, at=now)
     return correction

@@ -92,3 +92,7 @@ class Correction(Base):
     reason: Mapped[str] = mapped_column(String(500))
     corrected_by: Mapped[str] = mapped_column(String(160))
     corrected_at: Mapped[datetime]
+    # The electronic signature of the change (21 CFR 11.50): what it means, and how the signer was identified
+    # ("password" or "password+totp"); the signer and the time are corrected_by and corrected_at.
+    signature_meaning: Mapped[str | None] = mapped_column(String(200))
+    signature_method: Mapped[str | None] = mapped_column(String(20))

@@ -306,7 +306,8 @@ def test_withdrawing_a_patient_keeps_the_alert_of_answers_in_progress(alert_app)
     login(client, "tls@chu.test")
     page = client.get(f"/staff/patients/{pid}")
     resp = client.post(f"/staff/patients/{pid}/actions/withdraw",
-                       data={"csrf_token": csrf(page.text), "reason": "consent withdrawn"})
+                       data={"csrf_token": csrf(page.text), "reason": "consent withdrawn",
+                             "signature_password": "correct horse battery"})
     assert resp.status_code == 303
     [alert] = alerts(alert_app)
     assert (alert.rule_code, alert.source) == ("DU_INFECTION", "withdrawn")

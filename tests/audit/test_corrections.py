@@ -42,8 +42,11 @@ def test_a_correction_is_recorded_beside_the_original(app):
     rid = _response(app, "PAIN_VAS")
     url = f"/staff/patients/{pid}/responses/{rid}"
     assert "35 out of 100" in text_of(staff.get(url))
+    unsigned = staff.post(f"{url}/correct", {"item": "PAIN_VAS", "repeat": "0", "value": "40",
+                                             "reason": "patient called: meant 40", "signature_password": "wrong"})
+    assert unsigned.status_code == 422 and "the change is not signed" in text_of(unsigned)
     resp = staff.post(f"{url}/correct", {"item": "PAIN_VAS", "repeat": "0", "value": "40",
-                                         "reason": "patient called: meant 40"})
+                                         "reason": "patient called: meant 40", "signature_password": PASSWORD})
     assert resp.status_code == 303
     page = text_of(staff.get(url))
     assert "35 out of 100" in page and "40 out of 100" in page and "patient called: meant 40" in page
@@ -54,10 +57,13 @@ def test_a_correction_is_recorded_beside_the_original(app):
         assert r.scores["pain"] == 35 and r.corrected_scores["pain"] == 40
         c = s.scalar(select(Correction))
         assert (c.old_value, c.new_value, c.corrected_by) == ("35", "40", "user:nurse@chu.test")
+        assert (c.signature_meaning, c.signature_method) == ("I am correcting this answer for the reason given.",
+                                                             "password")
         from proapp.audit.models import AuditEvent
 
         entry = s.scalar(select(AuditEvent).where(AuditEvent.action == "answer.corrected"))
         assert (entry.old, entry.new["value"], entry.reason) == ({"value": "35"}, "40", "patient called: meant 40")
+        assert entry.new["signature"]["signer"] == "nurse@chu.test" and entry.new["signature"]["method"] == "password"
     assert "Answers: PAIN_VAS" in text_of(staff.get(f"/staff/patients/{pid}"))
 
 
@@ -74,7 +80,7 @@ def test_refused_corrections_store_nothing(app):
         (diary, {"item": "DU_HAND", "repeat": "abc", "value": "L", "reason": "x"}, "was not asked"),
     ]
     for rid, form, message in cases:
-        resp = staff.post(f"/staff/patients/{pid}/responses/{rid}/correct", form)
+        resp = staff.post(f"/staff/patients/{pid}/responses/{rid}/correct", {**form, "signature_password": PASSWORD})
         assert resp.status_code == 422, form
         assert message in text_of(resp), (form, text_of(resp)[:300])
     with app.app_context():
@@ -90,7 +96,8 @@ def test_the_edc_receives_the_corrected_response_with_both_values(app):
     staff = _nurse(app)
     diary = _response(app, "DU_DIARY")
     staff.post(f"/staff/patients/{pid}/responses/{diary}/correct",
-               {"item": "DU_HAND", "repeat": "2", "value": "R", "reason": "both ulcers were on the right hand"})
+               {"item": "DU_HAND", "repeat": "2", "value": "R", "reason": "both ulcers were on the right hand",
+                "signature_password": PASSWORD})
     again = client.get(f"{URL}/responses?cursor={first['next_cursor']}", headers=auth(key)).get_json()
     [item] = again["data"]
     assert item["id"] == diary and item["revision"] == 1
@@ -98,6 +105,7 @@ def test_the_edc_receives_the_corrected_response_with_both_values(app):
     [fix] = item["corrections"]
     assert (fix["item"], fix["repeat"], fix["old_value"], fix["new_value"]) == ("DU_HAND", 2, "L", "R")
     assert fix["by"] == "user:nurse@chu.test" and fix["reason"] == "both ulcers were on the right hand"
+    assert fix["signature"] == {"meaning": "I am correcting this answer for the reason given.", "method": "password"}
     rows = list(csv.DictReader(io.StringIO(client.get(f"{URL}/responses?format=csv", headers=auth(key))
                                            .get_data(as_text=True))))
     hand2 = next(r for r in rows if r["item_code"] == "DU_HAND" and r["repeat"] == "2")

@@ -13,7 +13,7 @@ from proapp import db
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientEvent, PatientStatus
 from proapp.questionnaire.models import Response
 from proapp.sms.models import SmsMessage, SmsStatus
-from tests.dashboard.conftest import NOW, Staff, enrol, link_for, occurrence, text_of
+from tests.dashboard.conftest import NOW, PASSWORD, Staff, enrol, link_for, occurrence, text_of
 from tests.dashboard.helpers import complete, enrol_at
 
 
@@ -190,8 +190,12 @@ def test_withdraw_cancels_what_is_not_closed_and_keeps_what_is_completed(dash_ap
     pid = enrol_at(dash_app, "IMA-PSL-001", NOW - timedelta(days=45))
     complete(dash_app, pid, "M1", {})
     staff = Staff(dash_app, "coord_psl")
-    assert staff.post(f"/staff/patients/{pid}/actions/withdraw", {"reason": ""}).status_code == 422
-    resp = staff.post(f"/staff/patients/{pid}/actions/withdraw", {"reason": "consent withdrawn"})
+    assert staff.post(f"/staff/patients/{pid}/actions/withdraw", {"reason": "", "signature_password": PASSWORD}
+                      ).status_code == 422
+    unsigned = staff.post(f"/staff/patients/{pid}/actions/withdraw", {"reason": "consent withdrawn"})
+    assert unsigned.status_code == 422 and "not signed" in unsigned.get_data(as_text=True)
+    resp = staff.post(f"/staff/patients/{pid}/actions/withdraw", {"reason": "consent withdrawn",
+                                                                 "signature_password": PASSWORD})
     assert resp.status_code == 303
     with dash_app.app_context():
         s = db.session()

@@ -11,7 +11,8 @@ from proapp.instruments.schema import Instrument, Item
 
 CSV_COLUMNS = ("response_id", "sequence", "subject_id", "site", "visit", "instrument", "instrument_version",
                "language", "completed_at", "completed_on_site", "item_code", "repeat", "value", "item_label",
-               "value_label", "answered_at", "original_value", "corrected_at", "corrected_by", "correction_reason")
+               "value_label", "answered_at", "original_value", "corrected_at", "corrected_by", "correction_reason",
+               "correction_signature")
 
 
 def value_label(item: Item, value: str | None, lang: str) -> str:
@@ -40,4 +41,4 @@ def csv_rows(e: Exported, inst: Instrument, lang: str) -> Iterator[tuple[Any, ..
         yield (*head, code, repeat, "" if value is None else value, item.text_for(lang),
                value_label(item, value, lang), iso(at),
                *(("" if originals[(code, repeat)][2] is None else originals[(code, repeat)][2], iso(fix[6]), fix[5],
-                  fix[4]) if fix else ("", "", "", "")))
+                  fix[4], f"{fix[8]}: {fix[7]}" if fix[7] else "") if fix else ("", "", "", "", "")))

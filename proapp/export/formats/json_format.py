@@ -26,5 +26,6 @@ def json_item(e: Exported, inst: Instrument) -> dict[str, Any]:
         "scores": derived_values(inst, e.current_scores),
         "revision": len(e.corrections),
         "corrections": [{"item": c[0], "repeat": c[1], "old_value": c[2], "new_value": c[3], "reason": c[4],
-                         "by": c[5], "at": iso(c[6])} for c in e.corrections],
+                         "by": c[5], "at": iso(c[6]),
+                         "signature": {"meaning": c[7], "method": c[8]} if c[7] else None} for c in e.corrections],
     }

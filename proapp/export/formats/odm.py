@@ -55,6 +55,12 @@ class Oids:
         return self(f"LOC.{site}")
 
 
+def _source(fix: tuple) -> str:
+    """Who corrected, and their electronic signature (what it means, how they were identified)."""
+    signed = f"; signed ({fix[8]}): {fix[7]}" if len(fix) > 8 and fix[7] else ""
+    return f"corrected by {fix[5]}{signed}"
+
+
 def odm_header(file_oid: str, created: datetime, description: str) -> str:
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<ODM xmlns="{ODM_NS}" ODMVersion="1.3.2" FileType="Snapshot" '
             f'Granularity="All" FileOID={quoteattr(file_oid)} CreationDateTime="{iso(created)}" '
@@ -113,7 +119,7 @@ def _form(e: Exported, inst: Instrument, oids: Oids) -> Iterator[str]:
         if fix:
             audit = (f"<AuditRecord><UserRef UserOID={_attr(oids('USR.STAFF'))}/><LocationRef "
                      f"LocationOID={_attr(oids.location(e.site))}/><DateTimeStamp>{iso(fix[6])}</DateTimeStamp>"
-                     f"<ReasonForChange>{escape(fix[4])}</ReasonForChange><SourceID>{escape(f'corrected by {fix[5]}')}"
+                     f"<ReasonForChange>{escape(fix[4])}</ReasonForChange><SourceID>{escape(_source(fix))}"
                      "</SourceID></AuditRecord>")
         target.append(_item_data(oids.item(e.instrument, code), value, audit))
     if plain:

@@ -1,0 +1,132 @@
+"""Two-factor sign-in (TOTP) and electronic signatures: set up with a QR code drawn on the server, a code works
+once, recovery codes once each, wrong codes lock the account like wrong passwords, the roles that must use it are
+sent to set it up, an admin can set it up again; a correction is signed with the password and the code."""
+
+from __future__ import annotations
+
+import re
+
+import pyotp
+import pytest
+from sqlalchemy import select
+
+from proapp import db
+from proapp.accounts.models import User
+from proapp.audit.models import AuditEvent
+from tests.accounts.test_invitations import PASSWORD, csrf, post
+from tests.alerts.conftest import later, make_alert_app
+from tests.questionnaire.helpers import text
+
+
+@pytest.fixture
+def app(database_url, instance_dir, smtp, fake_twilio):
+    app = make_alert_app(database_url, smtp, fake_twilio, TWO_FACTOR_ROLES="admin,coordinator")
+    yield app
+    app.extensions["proapp.engine"].dispose()
+
+
+def code_at(app, secret: str, steps_later: int = 0) -> str:
+    return pyotp.TOTP(secret).at(int(app.extensions["proapp.clock"].now().timestamp()) + 30 * steps_later)
+
+
+def password_step(app, email: str, password: str = PASSWORD):
+    client = app.test_client()
+    resp = post(client, "/staff/login", email=email, password=password)
+    assert resp.status_code == 303, resp.text
+    return client, resp.headers["Location"]
+
+
+def enrol(app, email: str) -> tuple[object, str, list[str]]:
+    client, _where = password_step(app, email)
+    assert client.get("/staff/").headers["Location"].endswith("/staff/account/two-factor")   # sent to set it up
+    page = client.get("/staff/account/two-factor")
+    assert "<svg" in page.text and "otpauth" not in page.text          # the QR code itself, drawn on the server
+    secret = re.search(r'id="totp-key">([A-Z2-7]{32})<', page.text).group(1)
+    wrong = client.post("/staff/account/two-factor?keep=1", data={"csrf_token": csrf(page.text), "code": "000000"})
+    assert wrong.status_code == 422
+    ok = client.post("/staff/account/two-factor?keep=1", data={"csrf_token": csrf(page.text),
+                                                              "code": code_at(app, secret)})
+    assert ok.status_code == 200
+    codes = re.findall(r"<code>([a-z0-9]{5}-[a-z0-9]{5})</code>", ok.text)
+    assert len(codes) == 10
+    assert client.get("/staff/").status_code == 200                     # now in
+    return client, secret, codes
+
+
+def test_set_up_then_sign_in_with_a_code_that_works_once(app):
+    _client, secret, _codes = enrol(app, "tls@chu.test")
+    later(app, seconds=31)
+    client, where = password_step(app, "tls@chu.test")
+    assert where.endswith("/staff/login/code")
+    assert client.get("/staff/").status_code == 303                     # not signed in after the password alone
+    code = code_at(app, secret)
+    assert post(client, "/staff/login/code", code=code).status_code == 303
+    assert client.get("/staff/").status_code == 200
+    replay, _ = password_step(app, "tls@chu.test")
+    reused = post(replay, "/staff/login/code", code=code)
+    assert reused.status_code == 422 and "Ce code ne fonctionne pas" in text(reused.text)
+    with app.app_context():
+        actions = [e.action for e in db.session().scalars(select(AuditEvent).order_by(AuditEvent.id))]
+    assert "user.two_factor_enabled" in actions and "user.login_password_ok" in actions
+
+
+def test_a_recovery_code_works_once_and_wrong_codes_lock_the_account(app):
+    _client, secret, codes = enrol(app, "tls@chu.test")
+    client, _ = password_step(app, "tls@chu.test")
+    assert post(client, "/staff/login/code", code=codes[0].upper()).status_code == 303
+    again, _ = password_step(app, "tls@chu.test")
+    assert post(again, "/staff/login/code", code=codes[0]).status_code == 422      # used up
+    for _ in range(2):
+        assert post(again, "/staff/login/code", code="123456").status_code == 422
+    # The password typed again does not reset the count of wrong codes: no endless tries.
+    again, _ = password_step(app, "tls@chu.test")
+    for _ in range(2):                                   # five wrong codes in all
+        assert post(again, "/staff/login/code", code="123456").status_code == 422
+    with app.app_context():
+        user = db.session().scalar(select(User).where(User.email == "tls@chu.test"))
+        assert user.locked_until is not None
+    later(app, seconds=31)
+    locked = post(again, "/staff/login/code", code=code_at(app, secret))
+    assert locked.status_code in (422, 429)              # even the right code, while locked (or rate-limited)
+    assert again.get("/staff/").status_code == 303       # not signed in
+
+
+def test_roles_not_required_are_not_sent_to_set_it_up_and_an_admin_can_set_it_up_again(app):
+    monitor, _ = password_step(app, "monitor@cro.test")
+    assert monitor.get("/staff/").status_code == 200
+    _c, _secret, _codes = enrol(app, "tls@chu.test")
+    admin, _s, _codes = enrol(app, "admin@chu.test")
+    with app.app_context():
+        uid = db.session().scalar(select(User.id).where(User.email == "tls@chu.test"))
+    page = admin.get(f"/staff/accounts/{uid}")
+    assert "Set up two-factor sign-in again" in page.text
+    admin.post(f"/staff/accounts/{uid}/reset-two-factor", data={"csrf_token": csrf(page.text), "reason": "new phone"})
+    client, where = password_step(app, "tls@chu.test")
+    assert where.endswith("/staff/")                     # no code asked ...
+    assert client.get("/staff/").headers["Location"].endswith("/staff/account/two-factor")   # ... set it up again
+
+
+def test_a_correction_is_signed_with_the_password_and_the_code(app):
+    from tests.export.conftest import complete_diary
+
+    pid = complete_diary(app, "ADU-TLS-301")
+    client, secret, _codes = enrol(app, "tls@chu.test")
+    with app.app_context():
+        from proapp.questionnaire.models import Response
+
+        rid = db.session().scalar(select(Response.id).where(Response.instrument_code == "PAIN_VAS"))
+    url = f"/staff/patients/{pid}/responses/{rid}"
+    page = client.get(url)
+    assert "Je corrige cette réponse pour le motif indiqué." in text(page.text)
+    form = {"csrf_token": csrf(page.text), "item": "PAIN_VAS", "repeat": "0", "value": "40",
+            "reason": "appel de la patiente", "signature_password": PASSWORD}
+    no_code = client.post(f"{url}/correct", data=form)
+    assert no_code.status_code == 422 and "Le code ne correspond pas" in text(no_code.text)
+    later(app, seconds=31)
+    signed = client.post(f"{url}/correct", data={**form, "signature_code": code_at(app, secret)})
+    assert signed.status_code == 303
+    with app.app_context():
+        from proapp.questionnaire.models import Correction
+
+        c = db.session().scalar(select(Correction))
+        assert c.signature_method == "password+totp"
