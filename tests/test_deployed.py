@@ -303,6 +303,16 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
     page.locator("input[name=email]").fill("nurse@chu.test")
     page.locator("input[name=password]").fill(PASSWORD)
     go(page, page.locator("form button[type=submit]").last)
+    # Production: a coordinator signs in with a second factor; her first sign-in sets it up.
+    assert page.url == d.url + "/staff/account/two-factor"
+    import pyotp
+
+    totp = pyotp.TOTP(page.inner_text("#totp-key"))
+    d.secrets.append(page.inner_text("#totp-key"))
+    page.fill("#code", totp.now())
+    go(page, page.get_by_role("button", name="Turn on two-factor sign-in"))
+    assert page.locator(".codes li").count() == 10
+    go(page, page.get_by_role("link", name="Continue"))
     assert page.url == d.url + "/staff/"
     page.goto(d.url + "/staff/patients?q=ADU-TLS-102")
     go(page, page.get_by_role("link", name="ADU-TLS-102"))

@@ -9,6 +9,9 @@ from collections.abc import Iterator
 import pytest
 from werkzeug.serving import make_server
 
+from tests.alerts.conftest import smtp  # noqa: F401  (the SMTP server fixture, for the accounts' pages)
+from tests.sms.conftest import fake_twilio  # noqa: F401
+
 VIEWPORTS = {"360x640": {"width": 360, "height": 640}, "320x568": {"width": 320, "height": 568}}
 
 
