@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+from flask_babel import force_locale
 
 from proapp import db, services
 from proapp.cli import fail, proapp_cli
@@ -28,7 +29,7 @@ def user_create_cmd(email: str, role: str, study: str | None, site: tuple[str, .
 
     password = sys.stdin.readline().rstrip("\n")
     try:
-        with db.transaction() as s:
+        with force_locale("en"), db.transaction() as s:       # the commands speak English
             create_user(s, email=email, password=password, role=Role(role), now=services.now(),
                         study_code=study, site_code=site, language=language)
     except AccountError as exc:
@@ -55,7 +56,7 @@ def user_password_cmd(email: str) -> None:
 
     password = sys.stdin.readline().rstrip("\n")
     try:
-        with db.transaction() as s:
+        with force_locale("en"), db.transaction() as s:
             set_password(s, _account(s, email), password, services.now(), actor="cli")
     except AccountError as exc:
         fail(str(exc))

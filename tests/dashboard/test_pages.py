@@ -18,8 +18,8 @@ from tests.dashboard.helpers import complete, enrol_at
 
 
 def _cohort(app):
-    """IMATINIB M1 (day 30, window day 23-37): A completed, B missed (number unusable), C open and past its
-    target day, E open before it (SMS paused), D at BSA missed."""
+    """IMATINIB M0 (the baseline at inclusion): all completed but B. M1 (day 30, window day 23-37): A completed,
+    B missed (number unusable), C open and past its target day, E open before it (SMS paused), D at BSA missed."""
     ids = {
         "A": enrol_at(app, "IMA-PSL-001", NOW - timedelta(days=45)),
         "B": enrol_at(app, "IMA-PSL-002", NOW - timedelta(days=45)),
@@ -27,6 +27,8 @@ def _cohort(app):
         "E": enrol_at(app, "IMA-PSL-004", NOW - timedelta(days=25)),
         "D": enrol_at(app, "IMA-BSA-001", NOW - timedelta(days=45), site="BSA"),
     }
+    for who in ("A", "C", "E", "D"):                  # the baseline at inclusion; B missed it
+        complete(app, ids[who], "M0", {"DLQI": {"total": 14}, "HAQ": {"haq_di": 1.5}})
     complete(app, ids["A"], "M1", {"DLQI": {"total": 12}, "HAQ": {"haq_di": 1.25}})
     with app.app_context():
         s = db.session()
@@ -49,7 +51,9 @@ def test_completion_matrix_counts_and_highlights_sites_behind(dash_app):
         d = ov.cell("M1", bsa)
         assert (d.expected, d.completed, d.missed, d.open, d.percent) == (1, 0, 1, 0, 0)
         assert ov.cell("M3", psl).expected == 0                       # not open yet for anyone
-        assert (ov.total.expected, ov.total.completed, ov.total.missed, ov.total.percent) == (5, 1, 2, 33)
+        m0 = ov.cell("M0", psl)
+        assert (m0.expected, m0.completed, m0.missed, m0.percent) == (4, 3, 1, 75)
+        assert (ov.total.expected, ov.total.completed, ov.total.missed, ov.total.percent) == (10, 5, 3, 62)
         assert ov.behind == {psl, bsa}
     page = text_of(Staff(dash_app, "admin").get("/staff/"))
     assert "1/4 · 50% 1 missed 2 open" in page
@@ -116,7 +120,7 @@ def test_completion_csv_has_one_row_per_occurrence_of_the_user_sites(dash_app):
     assert 'filename="completion-IMATINIB-SSC-2026-03-10.csv"' in resp.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
     assert {r["site"] for r in rows} == {"PSL"}
-    assert len(rows) == 4 * 4                                          # four PSL patients, four visits each
+    assert len(rows) == 4 * 5                                          # four PSL patients, five visits each
     by = {(r["subject_id"], r["visit"]): r for r in rows}
     assert by[("IMA-PSL-001", "M1")]["state"] == "completed"
     assert by[("IMA-PSL-002", "M1")]["state"] == "missed"

@@ -20,7 +20,8 @@ def by_code(planned):
 
 def test_imatinib_visits_and_windows(catalog):
     s = by_code(compute_schedule(catalog.get("IMATINIB-SSC"), date(2026, 1, 10), "Europe/Paris"))
-    assert list(s) == ["M1", "M3", "M6", "M12"]
+    assert list(s) == ["M0", "M1", "M3", "M6", "M12"]
+    assert (s["M0"].opens_on, s["M0"].closes_on) == (date(2026, 1, 3), date(2026, 1, 10))       # baseline -7/0
     assert (s["M1"].opens_on, s["M1"].closes_on) == (date(2026, 2, 2), date(2026, 2, 16))       # day 30 -7/+7
     assert (s["M3"].opens_on, s["M3"].closes_on) == (date(2026, 4, 3), date(2026, 4, 17))       # day 90
     assert (s["M6"].opens_on, s["M6"].closes_on) == (date(2026, 7, 2), date(2026, 7, 16))       # day 180
@@ -32,12 +33,12 @@ def test_aduse_visits_and_windows(catalog):
     s = by_code(compute_schedule(catalog.get("ADUSE"), date(2026, 3, 2), "Europe/Paris"))
     assert len(s) == 18                                    # W0, W1..W16, W16Q
     assert (s["W0"].opens_on, s["W0"].closes_on) == (date(2026, 2, 27), date(2026, 3, 2))        # -3 / +0
-    assert s["W0"].instruments == ("DLQI", "HAQ")
+    assert s["W0"].instruments == ("PAIN_VAS", "DLQI", "HAQ")       # the pain baseline before the injection
     for k in range(1, 17):
         due = date(2026, 3, 2) + timedelta(days=7 * k)
         assert (s[f"W{k}"].opens_on, s[f"W{k}"].closes_on) == (due, due + timedelta(days=3))
         assert s[f"W{k}"].instruments == ("PAIN_VAS", "DU_DIARY")
-    assert (s["W16Q"].opens_on, s["W16Q"].closes_on) == (date(2026, 6, 15), date(2026, 6, 29))   # day 112 -7/+7
+    assert (s["W16Q"].opens_on, s["W16Q"].closes_on) == (date(2026, 6, 19), date(2026, 6, 29))   # day 112 -3/+7
     assert s["W16Q"].instruments == ("DLQI", "HAQ")
 
 

@@ -44,7 +44,7 @@ def test_subject_id_pattern(subject, site, ok):
     (lambda d: d["sites"][0].update(code="bdx"), "sites.0.code"),
     (lambda d: d.update(default_timezone="Europe/Pariss"), "default_timezone"),
     (lambda d: d.update(subject_id_pattern="IMA-[0-9]{3}"), "subject_id_pattern: must contain {site}"),
-    (lambda d: d["visits"].append(dict(d["visits"][0])), "visit code M1 appears twice"),
+    (lambda d: d["visits"].append(dict(d["visits"][0])), "visit code M0 appears twice"),
     (lambda d: d.update(colour="blue"), "colour: Extra inputs are not permitted"),
 ])
 def test_malformed_study_file_names_file_and_field(tmp_path, mutate, message):
