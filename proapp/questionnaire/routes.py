@@ -215,6 +215,11 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
         "form_values": form_values, "more": flowmod.group_more(state, scr.group.code) if scr.group else {},
         "previous": flow[index - 1].key if index else None, "from_review": from_review,
         "variant": visit_q.variants.get(scr.code), "expired": request.args.get("expired") == "1",
+        # The instrument's instructions (its recall period: "over the past week") in full on its first screen, a
+        # click away on the others; the section's title (the HAQ's categories).
+        "first_of_instrument": not index or flow[index - 1].code != scr.code,
+        "section": next((scr.instrument.sections[i.section].label for i in scr.items
+                         if i.section and i.section in scr.instrument.sections), None),
     }
     if errors:
         return render_template("questionnaire/screen.html", **context), 422

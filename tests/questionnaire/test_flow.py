@@ -386,3 +386,26 @@ def test_submit_before_the_end_goes_back_to_the_missing_question(app, client, se
     resp = client.post("/q/submit", data={"csrf_token": csrf(p.page.text)})
     assert resp.status_code == 303
     assert session.scalar(select(Occurrence.status).where(Occurrence.visit_code == "W1")).value == "scheduled"
+
+
+def test_each_instrument_shows_its_instructions_and_the_sections_their_titles(app, client):
+    """The recall period and the stems come from the instrument files: in full on an instrument's first screen,
+    a click away on the others; the HAQ's category is named on its screens."""
+    _pid, token = enrol_with_open_window(app, study="IMATINIB-SSC", visit="M1", language="fr")
+    p = Patient(client, token)
+    p.open()
+    p.start()
+    first = text(p.page.text)
+    assert "AU COURS DES 7 DERNIERS JOURS" in first and "Consignes" not in first
+    p.answer(DLQI01="1")
+    later = text(p.page.text)
+    assert "Consignes" in later and "AU COURS DES 7 DERNIERS JOURS" in later       # inside <details>
+    haq = client.get("/q/HAQ.HAQ_DRESS1")
+    assert "AU COURS DE LA SEMAINE PASSÉE" in text(haq.text)
+    assert "S'habiller et se préparer" in text(haq.text) and "Êtes-vous capable de :" in text(haq.text)
+    _pid, token = enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-777")
+    diary = Patient(app.test_client(), token)
+    diary.open()
+    diary.start()
+    diary.answer(PAIN_VAS="10")
+    assert "Un ulcère du doigt est une plaie où la peau a disparu" in text(diary.page.text)
