@@ -54,15 +54,19 @@ def dlqi_band(total: int) -> str:
 
 @scorer("DLQI")
 def score_dlqi(_inst: Instrument, answers: ParsedAnswers) -> dict[str, Any]:
+    """Total and band (Finlay & Khan 1994: one unanswered question scores 0; two or more: not scored). Each
+    subscale is the sum of its own questions, reported when all of them are answered, whatever the others (the
+    DLQI's instructions for use score the subscales from their questions; a subscale missing a question is not
+    reported: clinical review of the project, 2026)."""
     q = dlqi_question_scores(answers)
     missing = [name for name, s in q.items() if s is None]
+    by_subscale = {name: None if any(q[x] is None for x in qs) else sum(q[x] or 0 for x in qs)
+                   for name, qs in DLQI_SUBSCALES.items()}
+    subscales = by_subscale if any(v is not None for v in by_subscale.values()) else None
     if len(missing) >= 2:
-        return {"status": "not_scored", "total": None, "band": None, "subscales": None,
+        return {"status": "not_scored", "total": None, "band": None, "subscales": subscales,
                 "questions_missing": len(missing)}
     total = sum(s or 0 for s in q.values())   # a single unanswered question scores 0
-    subscales = None
-    if not missing:
-        subscales = {name: sum(q[x] or 0 for x in qs) for name, qs in DLQI_SUBSCALES.items()}
     return {"status": "scored", "total": total, "band": dlqi_band(total), "subscales": subscales,
             "questions_missing": len(missing)}
 

@@ -65,17 +65,26 @@ def test_question_7_unanswered_when_7a_is_unanswered_even_if_7b_given():
     r = score("DLQI", with_(DLQI07A=None, DLQI07B="2"))
     assert r["questions_missing"] == 1
     assert r["total"] == 0
-    assert r["subscales"] is None
+    assert r["subscales"]["work_school"] is None and r["subscales"]["symptoms_feelings"] == 0
 
 
-def test_one_missing_question_scores_zero_and_total_is_reported_without_subscales():
+def test_one_missing_question_scores_zero_and_drops_only_its_subscale():
     r = score("DLQI", with_(DLQI01="3", DLQI02="3", DLQI05=None))
-    assert r == {"status": "scored", "total": 6, "band": "moderate", "subscales": None, "questions_missing": 1}
+    assert r == {"status": "scored", "total": 6, "band": "moderate", "questions_missing": 1,
+                 "subscales": {"symptoms_feelings": 6, "daily_activities": 0, "leisure": None, "work_school": 0,
+                               "personal_relationships": 0, "treatment": 0}}
 
 
-def test_two_missing_questions_are_not_scored():
+def test_two_missing_questions_are_not_scored_but_complete_subscales_are_reported():
     r = score("DLQI", with_(DLQI01="3", DLQI05=None, DLQI10=None))
-    assert r == {"status": "not_scored", "total": None, "band": None, "subscales": None, "questions_missing": 2}
+    assert r == {"status": "not_scored", "total": None, "band": None, "questions_missing": 2,
+                 "subscales": {"symptoms_feelings": 3, "daily_activities": 0, "leisure": None, "work_school": 0,
+                               "personal_relationships": 0, "treatment": None}}
+
+
+def test_nothing_answered_reports_no_subscale():
+    r = score("DLQI", {})
+    assert r["status"] == "not_scored" and r["subscales"] is None
 
 
 def test_missing_7a_and_another_question_is_not_scored():
