@@ -31,13 +31,36 @@ def all_items(value: str) -> dict[str, str]:
     return {code: value for codes in ITEMS.values() for code in codes}
 
 
-def test_the_instrument_file_maps_items_aids_and_help_to_the_categories_of_the_reference():
-    inst = default_registry().get("HAQ")
+OTHER = {"dressing": "HAQ_AID_OTHER_DRESS", "arising": "HAQ_AID_OTHER_ARISE", "eating": "HAQ_AID_OTHER_EAT",
+         "walking": "HAQ_AID_OTHER_WALK", "hygiene": "HAQ_AID_OTHER_HYG", "reach": "HAQ_AID_OTHER_REACH",
+         "grip": "HAQ_AID_OTHER_GRIP", "activities": "HAQ_AID_OTHER_ACT"}
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_the_instrument_file_maps_items_aids_and_help_to_the_categories_of_the_reference(version):
+    inst = default_registry().get("HAQ", version)
     for category in HAQ_CATEGORIES:
         in_cat = [i for i in inst.items if i.section == category]
         assert [i.code for i in in_cat if i.role == "activity"] == ITEMS[category]
-        assert [i.code for i in in_cat if i.role == "aid"] == AIDS[category]
+        other = [OTHER[category]] if version == "1.1" else []       # 1.1: the standard form's "Other" aid
+        assert [i.code for i in in_cat if i.role == "aid"] == AIDS[category] + other
         assert [i.code for i in in_cat if i.role == "help"] == [HELP[category]]
+        # on the category's aids and help screen, after its aids and before the help
+        assert [i.code for i in in_cat if i.screen] == AIDS[category] + other + [HELP[category]]
+
+
+def test_version_1_1_keeps_every_1_0_item_word_for_word():
+    old, new = default_registry().get("HAQ", "1.0"), default_registry().get("HAQ", "1.1")
+    new_items = {i.code: i for i in new.items}
+    for item in old.items:
+        assert new_items[item.code] == item
+
+
+@pytest.mark.parametrize("category", HAQ_CATEGORIES)
+def test_an_other_aid_counts_in_its_own_category_only(category):
+    r = score("HAQ", all_items("1") | {OTHER[category]: "Y"}, version="1.1")
+    assert [c for c, s in r["category_scores"].items() if s == 2] == [category]
+    assert r["haq_di"] == 1.125 and r["haq_di_without_aids"] == 1.0
 
 
 def test_no_difficulty_anywhere_is_zero():
