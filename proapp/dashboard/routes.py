@@ -37,7 +37,13 @@ from proapp.dashboard import actions as changes
 from proapp.dashboard import charts, labels, queries
 from proapp.patients.models import Occurrence
 from proapp.patients.phones import mask
-from proapp.patients.services import SENDING_HOURS, EnrolmentError, EnrolmentRequest, enroll_patient
+from proapp.patients.services import (
+    SENDING_HOURS,
+    EnrolmentError,
+    EnrolmentRequest,
+    enroll_patient,
+    validate_enrolment,
+)
 from proapp.web import int_arg
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -115,11 +121,19 @@ def enrol() -> Any:
         if req is not None:
             s = db.session()
             try:
-                patient = enroll_patient(s, services.studies(), services.phone_vault(), req, now=services.now(),
-                                         phone_region=current_app.config["DEFAULT_PHONE_REGION"], actor=v.actor)
+                if errors:                   # the service's checks too, so that every error shows at once
+                    validate_enrolment(s, services.studies(), req, now=services.now(),
+                                       phone_region=current_app.config["DEFAULT_PHONE_REGION"])
+                else:
+                    patient = enroll_patient(s, services.studies(), services.phone_vault(), req,
+                                             now=services.now(), phone_region=current_app.config[
+                                                 "DEFAULT_PHONE_REGION"], actor=v.actor)
             except EnrolmentError as exc:
                 s.rollback()
-                errors[exc.field if exc.field in form else "study_site"] = str(exc.message)
+                for field, message in exc.errors.items():
+                    errors.setdefault(field if field in form else "study_site", str(message))
+            if errors:
+                s.rollback()
             else:
                 s.commit()
                 flash(_("%(subject)s is enrolled. Their schedule is below.", subject=patient.subject_id), "notice")
@@ -142,18 +156,21 @@ def _parse_enrolment(form: dict[str, str], allowed: set[str]) -> tuple[dict[str,
     if form["timezone"] and form["timezone"] not in TIMEZONES:
         errors["timezone"] = _("Choose a time zone from the list.")
     anchor = None
-    try:
-        anchor = date.fromisoformat(form["anchor_date"])
-    except ValueError:
-        errors["anchor_date"] = _("Give the date as year-month-day, for example 2026-03-02.")
+    if not form["anchor_date"]:
+        errors["anchor_date"] = _("Give the anchor date (day 0 of the schedule).")
+    else:
+        try:
+            anchor = date.fromisoformat(form["anchor_date"])
+        except ValueError:
+            errors["anchor_date"] = _("Give the date as year-month-day, for example 2026-03-02.")
     hour = int(form["sms_hour"]) if form["sms_hour"].isascii() and form["sms_hour"].isdigit() else -1
     if hour not in SENDING_HOURS:
         errors["sms_hour"] = _("The SMS hour must be between 8 and 20 (no SMS at night).")
-    if errors or anchor is None:
+    if "study_site" in errors:
         return errors, None
     study, site = form["study_site"].split("/", 1)
-    return {}, EnrolmentRequest(study, site, form["subject_id"], form["phone"], form["language"], anchor,
-                                form["timezone"] or None, hour)
+    return errors, EnrolmentRequest(study, site, form["subject_id"], form["phone"], form["language"], anchor,
+                                    form["timezone"] if form["timezone"] in TIMEZONES else None, hour)
 
 
 # The patient page and its actions --------------------------------------------------------------------------

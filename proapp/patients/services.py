@@ -24,12 +24,14 @@ ANCHOR_FUTURE_LIMIT = timedelta(days=366)
 
 
 class EnrolmentError(ValueError):
-    """Enrolment refused; ``field`` names the input at fault and ``message`` says why (translatable)."""
+    """Enrolment refused; ``field`` names the (first) input at fault and ``message`` says why (translatable);
+    ``errors`` holds every field at fault, so a form can show them all at once."""
 
-    def __init__(self, field: str, message: object):
+    def __init__(self, field: str, message: object, errors: dict[str, object] | None = None):
         super().__init__(str(message))
         self.field = field
         self.message = message
+        self.errors = errors or {field: message}
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class EnrolmentRequest:
     subject_id: str
     phone: str
     language: str
-    anchor_date: date
+    anchor_date: date | None           # None: not given (the form says so beside its field)
     timezone: str | None = None
     sms_hour: int = 10
 
@@ -59,35 +61,43 @@ def validate_enrolment(db: Session, catalog: StudyCatalog, req: EnrolmentRequest
     if site is None or not site.active:
         raise EnrolmentError("site", _l("Unknown site %(site)s for study %(study)s.",
                                         site=req.site_code, study=req.study_code))
-    if not study_def.subject_id_matches(req.subject_id, req.site_code):
-        raise EnrolmentError("subject_id", _l(
+    errors: dict[str, object] = {}
+    if req.subject_id and not study_def.subject_id_matches(req.subject_id, req.site_code):
+        errors["subject_id"] = _l(
             "Subject ID %(subject)s does not follow the study's pattern (for example %(example)s).",
-            subject=req.subject_id, example=study_def.subject_id_example(req.site_code)))
-    duplicate = db.scalar(select(Patient.id).where(Patient.study_id == study.id,
-                                                   Patient.subject_id == req.subject_id))
-    if duplicate is not None:
-        raise EnrolmentError("subject_id", _l("Subject %(subject)s is already enrolled in %(study)s.",
-                                              subject=req.subject_id, study=req.study_code))
-    try:
-        e164 = phones.normalise(req.phone, phone_region)
-    except phones.PhoneError as exc:
-        if exc.code == "not_mobile":
-            raise EnrolmentError("phone", _l("This number cannot receive SMS: give a mobile number.")) from None
-        raise EnrolmentError("phone", _l("This is not a valid phone number.")) from None
+            subject=req.subject_id, example=study_def.subject_id_example(req.site_code))
+    elif req.subject_id and db.scalar(select(Patient.id).where(Patient.study_id == study.id,
+                                                              Patient.subject_id == req.subject_id)) is not None:
+        errors["subject_id"] = _l("Subject %(subject)s is already enrolled in %(study)s.",
+                                  subject=req.subject_id, study=req.study_code)
+    e164 = ""
+    if req.phone:
+        try:
+            e164 = phones.normalise(req.phone, phone_region)
+        except phones.PhoneError as exc:
+            errors["phone"] = (_l("This number cannot receive SMS: give a mobile number.")
+                               if exc.code == "not_mobile" else _l("This is not a valid phone number."))
     if req.language not in SUPPORTED_LANGUAGES:
-        raise EnrolmentError("language", _l("Language must be fr or en."))
+        errors["language"] = _l("Language must be fr or en.")
     timezone = req.timezone or site.timezone
     try:
         check_timezone(timezone)
     except ValueError:
-        raise EnrolmentError("timezone", _l("Unknown time zone %(tz)s (for example Europe/Paris).",
-                                            tz=timezone)) from None
+        errors["timezone"] = _l("Unknown time zone %(tz)s (for example Europe/Paris).", tz=timezone)
+        timezone = site.timezone
     if req.sms_hour not in SENDING_HOURS:
-        raise EnrolmentError("sms_hour", _l("The SMS hour must be between 8 and 20 (no SMS at night)."))
-    today = now.astimezone(ZoneInfo(timezone)).date()
-    if not today - ANCHOR_PAST_LIMIT <= req.anchor_date <= today + ANCHOR_FUTURE_LIMIT:
-        raise EnrolmentError("anchor_date", _l("The anchor date must be within two years before "
-                                               "and one year after today."))
+        errors["sms_hour"] = _l("The SMS hour must be between 8 and 20 (no SMS at night).")
+    if req.anchor_date is not None:
+        today = now.astimezone(ZoneInfo(timezone)).date()
+        if not today - ANCHOR_PAST_LIMIT <= req.anchor_date <= today + ANCHOR_FUTURE_LIMIT:
+            errors["anchor_date"] = _l("The anchor date must be within two years before and one year after today.")
+    for field, missing in (("subject_id", not req.subject_id), ("phone", not req.phone),
+                           ("anchor_date", req.anchor_date is None)):
+        if missing and field not in errors:
+            errors[field] = _l("This is required.")
+    if errors:
+        first = next(iter(errors))
+        raise EnrolmentError(first, errors[first], errors)
     return study, site, e164, timezone
 
 

@@ -296,3 +296,17 @@ def test_enrol_errors_in_french(dash_app):
                                               "sms_hour": "10"})
     assert "Ce numéro de téléphone n'est pas valide." in text_of(resp) or "numéro" in text_of(resp)
     assert "Le patient n'est pas encore inclus" in text_of(resp)
+
+
+def test_every_enrolment_error_shows_at_once_beside_its_field(dash_app):
+    """A bad subject ID, a bad phone and no date in one submission: three messages, one submission (not four)."""
+    staff = Staff(dash_app, "coord_psl")
+    resp = staff.post("/staff/patients/new", {"study_site": "IMATINIB-SSC/PSL", "subject_id": "PSL-7",
+                                              "phone": "12", "language": "fr", "anchor_date": "",
+                                              "timezone": "", "sms_hour": "10"})
+    page = text_of(resp)
+    assert resp.status_code == 422
+    assert "does not follow the study's pattern (for example IMA-PSL-001)" in page
+    assert "This is not a valid phone number." in page
+    assert "Give the anchor date (day 0 of the schedule)." in page and "year-month-day" not in page
+    assert resp.get_data(as_text=True).count('aria-invalid="true"') == 3
