@@ -14,6 +14,10 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# The staff's downloads open in a spreadsheet: the byte order mark tells Excel the file is UTF-8 (accents), and
+# French Excel splits columns on semicolons (the `;` variant). Files for machines (the export API) have neither.
+BOM = "\ufeff"
+SEPARATORS = {"comma": ",", "semicolon": ";"}
 
 
 def safe_cell(value: Any) -> Any:
@@ -25,8 +29,8 @@ def safe_cell(value: Any) -> Any:
 class SafeWriter:
     """``csv.writer`` (CRLF line ends, as RFC 4180) whose text cells cannot start a formula."""
 
-    def __init__(self, out: TextIO):
-        self._writer = csv.writer(out, lineterminator="\r\n")
+    def __init__(self, out: TextIO, delimiter: str = ","):
+        self._writer = csv.writer(out, lineterminator="\r\n", delimiter=delimiter)
 
     def writerow(self, row: Iterable[Any]) -> None:
         self._writer.writerow([safe_cell(v) for v in row])
@@ -36,5 +40,5 @@ class SafeWriter:
             self.writerow(row)
 
 
-def writer(out: TextIO) -> SafeWriter:
-    return SafeWriter(out)
+def writer(out: TextIO, delimiter: str = ",") -> SafeWriter:
+    return SafeWriter(out, delimiter)

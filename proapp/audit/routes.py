@@ -58,6 +58,7 @@ def patient_audit_csv(patient_id: int) -> Response:
     s = db.session()
     count, findings = verify(s, chain=chain_of(patient.id))     # this patient's history, not the trial's
     out = io.StringIO()
+    out.write(csvfiles.BOM)
     writer = csvfiles.writer(out)
     writer.writerow(("entry", "at_utc", "actor", "action", "entity", "entity_id", "old", "new", "reason",
                      "prev_hash", "hash"))

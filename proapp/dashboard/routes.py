@@ -383,12 +383,14 @@ def completion_csv(code: str) -> Response:
         abort(404)
     study_id, study_code, now = study.id, study.code, services.now()
     make_session = current_app.extensions["proapp.sessionmaker"]
+    delimiter = csvfiles.SEPARATORS.get(request.args.get("sep", ""), ",")
 
     def generate() -> Iterator[str]:
         # Its own session: the response is streamed after the request's session has been closed.
         with make_session() as stream_db:
             buf = io.StringIO()
-            writer = csvfiles.writer(buf)
+            buf.write(csvfiles.BOM)
+            writer = csvfiles.writer(buf, delimiter)
             writer.writerow(queries.CSV_COLUMNS)
             rows = queries.completion_rows(stream_db, v, study_id, study_code, site_code, now)
             for i, row in enumerate(rows, 1):

@@ -118,8 +118,14 @@ def test_completion_csv_has_one_row_per_occurrence_of_the_user_sites(dash_app):
     resp = Staff(dash_app, "coord_psl").get("/staff/studies/IMATINIB-SSC/completion.csv")
     assert resp.mimetype == "text/csv"
     assert 'filename="completion-IMATINIB-SSC-2026-03-10.csv"' in resp.headers["Content-Disposition"]
-    rows = list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
+    body = resp.get_data(as_text=True)
+    assert body.startswith("\ufeff")                       # UTF-8 with a BOM: Excel reads the accents
+    rows = list(csv.DictReader(io.StringIO(body.removeprefix("\ufeff"))))
     assert {r["site"] for r in rows} == {"PSL"}
+    french = Staff(dash_app, "coord_psl").get("/staff/studies/IMATINIB-SSC/completion.csv?sep=semicolon")
+    semicolons = list(csv.DictReader(io.StringIO(french.get_data(as_text=True).removeprefix("\ufeff")),
+                                     delimiter=";"))
+    assert semicolons == rows
     assert len(rows) == 4 * 5                                          # four PSL patients, five visits each
     by = {(r["subject_id"], r["visit"]): r for r in rows}
     assert by[("IMA-PSL-001", "M1")]["state"] == "completed"
