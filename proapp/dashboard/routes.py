@@ -65,7 +65,7 @@ def overview() -> str:
     data = queries.overview(db.session(), viewer(), services.studies(), services.now(), _lang(),
                             current_app.config["BEHIND_THRESHOLD"])
     # Translated once, formatted per cell (a matrix has hundreds of cells).
-    fmt = {"missed": _("%(n)s missed"), "open": _("%(n)s open")}
+    fmt = {"percent": "\u202f%" if _lang() == "fr" else "%"}     # French: a narrow no-break space before %
     from proapp.alerts.services import open_counts
 
     return render_template("staff/overview.html", studies=data, threshold=current_app.config["BEHIND_THRESHOLD"],
@@ -196,8 +196,9 @@ def _render_patient(patient, errors: dict[str, str] | None = None, values: dict[
 
     return render_template("staff/patient.html", v=view, phone=phone, charts=_charts(view), errors=errors or {},
                            open_alerts=open_alerts_of(db.session(), patient.id),
-                           values=values or {}, actions=ACTIONS, hours=SENDING_HOURS,
-                           now=services.now()), status
+                           values=values or {}, actions=ACTIONS, hours=SENDING_HOURS, now=services.now(),
+                           instrument_titles={code: services.instruments().get(code).title(_lang())
+                                              for code in services.instruments().codes()}), status
 
 
 def _charts(view: queries.PatientView) -> list[tuple[str, Any, list[queries.TrendPoint]]]:

@@ -64,7 +64,7 @@ def test_a_correction_is_recorded_beside_the_original(app):
         entry = s.scalar(select(AuditEvent).where(AuditEvent.action == "answer.corrected"))
         assert (entry.old, entry.new["value"], entry.reason) == ({"value": "35"}, "40", "patient called: meant 40")
         assert entry.new["signature"]["signer"] == "nurse@chu.test" and entry.new["signature"]["method"] == "password"
-    assert "Answers: PAIN_VAS" in text_of(staff.get(f"/staff/patients/{pid}"))
+    assert "Answers: Pain scale" in text_of(staff.get(f"/staff/patients/{pid}"))      # the name, not the code
 
 
 def test_refused_corrections_store_nothing(app):

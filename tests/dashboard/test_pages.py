@@ -176,3 +176,14 @@ def test_the_patient_contact_is_never_in_a_list_page(dash_app):
     assert "+336 1 •• •• •• 78" in page and "+33612345678" not in page
     with dash_app.app_context():
         assert db.session().scalar(select(PatientContact.phone_ciphertext).limit(1)) is not None
+
+
+def test_french_pages_use_french_plurals_percent_and_names(dash_app):
+    _cohort(dash_app)
+    staff = Staff(dash_app, "coord_psl")
+    staff.post("/language", data={"lang": "fr", "next": "/staff/"})
+    resp = staff.get("/staff/")
+    page = text_of(resp)
+    assert "1/4 · 50 % 1 manquée 2 ouvertes" in page                  # not "1 manquées" ...
+    assert "50\u202f%" in resp.get_data(as_text=True)                 # ... and a narrow no-break space before %
+    assert "Patients de l'étude IMATINIB-SSC" in page
