@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, session, url_for
-from sqlalchemy import Connection, Row
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
+from sqlalchemy import Connection, Row, select
 from werkzeug.wrappers import Response as WResponse
 
 from proapp import db, services
 from proapp.i18n import use_locale
-from proapp.patients.models import Patient, PatientContact
+from proapp.patients.models import Occurrence, Patient, PatientContact
 from proapp.questionnaire import flow as flowmod
 from proapp.questionnaire import services as answering
+from proapp.questionnaire.models import AccessLink
 from proapp.web import safe_next
 
 bp = Blueprint("questionnaire", __name__)
@@ -24,7 +25,17 @@ def _patient_headers(resp: Response) -> Response:
     return resp
 
 
-def _invalid() -> tuple[str, int]:
+def _invalid(link_id: int | None = None) -> tuple[str, int]:
+    """The page of a link that does not work; when a staff member sent a newer one, it says so (and when)."""
+    replaced = answering.replaced_at(_reads(), link_id) if link_id else None
+    if replaced is not None:
+        from zoneinfo import ZoneInfo
+
+        tz = db.session().connection().execute(
+            select(Patient.timezone).join(Occurrence, Occurrence.patient_id == Patient.id)
+            .join(AccessLink, AccessLink.occurrence_id == Occurrence.id).where(AccessLink.id == link_id)).scalar()
+        local = replaced.astimezone(ZoneInfo(tz or current_app.config["DEFAULT_TIMEZONE"]))
+        return render_template("questionnaire/message.html", kind="replaced", when=local), 410
     return render_template("questionnaire/message.html", kind="invalid"), 404
 
 
@@ -39,8 +50,9 @@ def open_link(token: str) -> WResponse | tuple[str, int]:
     s = db.session()
     state, link = answering.resolve_link(s, token, services.now())
     if state is answering.LinkState.INVALID or link is None:
+        revoked = link.id if link is not None and link.revoked_at is not None else None
         s.rollback()
-        return _invalid()
+        return _invalid(revoked)
     s.commit()
     session.clear()
     session[SESSION_KEY] = {"occ": link.occurrence_id, "link": link.id}
@@ -135,7 +147,9 @@ def _session_or_page(require_open: bool = True) -> answering.VisitQuestionnaire:
     ``require_open`` and it is completed or closed."""
     found = _current()
     if found is None:
-        raise PageInstead(_invalid())
+        data = session.get(SESSION_KEY)
+        link_id = data.get("link") if isinstance(data, dict) else None
+        raise PageInstead(_invalid(link_id if isinstance(link_id, int) else None))
     visit, responses, answers = found
     if require_open:
         page = _state_page(visit)

@@ -68,12 +68,29 @@ class LinkState(enum.Enum):
     INVALID = "invalid"        # unknown, revoked, tampered, not yet open or closed: one friendly page
 
 
+def replaced_at(conn: Connection, link_id: int) -> datetime | None:
+    """When the staff sent a new link replacing this revoked one (the newest SMS holds it), or None."""
+    row = conn.execute(select(AccessLink.revoked_at, AccessLink.occurrence_id)
+                       .where(AccessLink.id == link_id)).first()
+    if row is None or row.revoked_at is None:
+        return None
+    newer = conn.execute(select(AccessLink.created_at)
+                         .where(AccessLink.occurrence_id == row.occurrence_id, AccessLink.id > link_id,
+                                AccessLink.revoked_at.is_(None))
+                         .order_by(AccessLink.id.desc()).limit(1)).scalar()
+    return newer
+
+
 def resolve_link(db: Session, token: str, now: datetime) -> tuple[LinkState, AccessLink | None]:
+    """The link behind ``token``. A revoked link comes back too (state INVALID), so the page can say a newer
+    one was sent."""
     if not token or len(token) > 64:
         return LinkState.INVALID, None
     link = db.scalar(select(AccessLink).where(AccessLink.token_sha256 == token_hash(token)))
-    if link is None or link.revoked_at is not None:
+    if link is None:
         return LinkState.INVALID, None
+    if link.revoked_at is not None:
+        return LinkState.INVALID, link
     occ = link.occurrence
     if occ.status == OccurrenceStatus.COMPLETED:
         return LinkState.COMPLETED, link

@@ -114,6 +114,8 @@ def test_resend_kills_the_old_link_and_the_worker_sends_a_new_one(dash_app):
     assert len(lines) == before + 1
     new_link = re.search(r"https?://\S+/s/(\S+)", json.loads(lines[-1])["body"]).group(1)
     assert dash_app.test_client().get(f"/s/{new_link}").status_code == 303
+    replaced = dash_app.test_client().get(f"/s/{old}")            # the patient taps the old SMS again
+    assert replaced.status_code == 410 and "Un nouveau lien vous a été envoyé" in text_of(replaced)
     assert _events(dash_app, pid) == [("link_resent", "user:psl@chu.test", "patient deleted the SMS",
                                        {"visit": "M1", "sms": "resend_1"})]
 

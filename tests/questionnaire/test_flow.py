@@ -283,8 +283,11 @@ def test_bad_tokens_get_the_same_friendly_page(app, client, token_kind):
             issue_link(s, s.scalar(select(AccessLink)).occurrence, datetime.now(UTC))
             s.commit()
     resp = client.get(f"/s/{token}")
-    assert resp.status_code == 404
-    assert "Ce lien ne fonctionne pas." in text(resp.text)
+    if token_kind == "resent":            # a newer link went by SMS: the page says so
+        assert resp.status_code == 410 and "Un nouveau lien vous a été envoyé." in text(resp.text)
+    else:
+        assert resp.status_code == 404
+        assert "Ce lien ne fonctionne pas." in text(resp.text)
     assert client.get("/q").status_code == 404
 
 
@@ -293,13 +296,16 @@ def test_resend_kills_an_open_session_on_the_old_link(app, client):
     p = Patient(client, token)
     p.open()
     from proapp import db
-    from proapp.questionnaire.services import issue_link
+    from proapp.questionnaire.services import new_link
 
     with app.app_context():
         s = db.session()
-        issue_link(s, s.scalar(select(AccessLink)).occurrence, datetime.now(UTC))
+        new_link(s, s.scalar(select(AccessLink)).occurrence, datetime.now(UTC), revoke_previous=True)
         s.commit()
-    assert client.get("/q").status_code == 404
+    page = client.get("/q")
+    assert page.status_code == 410                    # not "this link does not work": a newer one was sent
+    assert "Un nouveau lien vous a été envoyé." in text(page.text) and "le plus récent" in text(page.text)
+    assert "Un nouveau lien vous a été envoyé." in text(app.test_client().get(f"/s/{token}").text)
 
 
 def test_expired_window_token_gets_the_same_page(app, client, session):
