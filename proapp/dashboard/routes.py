@@ -300,6 +300,9 @@ def on_site(patient_id: int) -> Any:
     try:
         if occ is None:
             raise changes.ChangeRefused(_l("Choose an open questionnaire."), "occurrence")
+        if request.form.get("confirm") != "yes":
+            raise changes.ChangeRefused(_l("Tick the box to confirm that you hand the device to the patient: you "
+                                           "will be signed out."), "confirm")
         link = changes.start_on_site(s, patient, occ, actor=viewer().actor, now=services.now())
     except changes.ChangeRefused as exc:
         s.rollback()

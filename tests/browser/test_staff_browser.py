@@ -51,6 +51,7 @@ def test_enrol_then_hand_the_tablet_to_the_patient(app, live_server, browser):
     assert "Ouvert" in page.inner_text("table.timeline")
     with app.app_context():
         assert db.session().scalar(select(Patient.subject_id)) == "IMA-PSL-042"
+    page.get_by_label("Je confie cet appareil au patient maintenant").check()
     page.get_by_role("button", name="Commencer ici sur cet appareil").click()
     page.wait_for_url(f"{live_server}/q")
     assert "questionnaire" in page.inner_text("main").lower()

@@ -220,7 +220,10 @@ def test_on_site_signs_the_staff_out_and_records_the_response_on_site(dash_app):
     sms_link = link_for(dash_app, pid, "W1")
     staff = Staff(dash_app, "admin")
     occ = occurrence(dash_app, pid, "W1")
-    resp = staff.post(f"/staff/patients/{pid}/on-site", {"occurrence": occ.id})
+    unconfirmed = staff.post(f"/staff/patients/{pid}/on-site", {"occurrence": occ.id})
+    assert unconfirmed.status_code == 422 and "Tick the box to confirm" in text_of(unconfirmed)
+    assert staff.get(f"/staff/patients/{pid}").status_code == 200          # still signed in
+    resp = staff.post(f"/staff/patients/{pid}/on-site", {"occurrence": occ.id, "confirm": "yes"})
     assert resp.status_code == 303 and resp.headers["Location"] == "/q"
     assert staff.get("/staff/").status_code == 303                    # the tablet is no longer signed in
     tablet = staff.client
