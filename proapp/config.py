@@ -69,8 +69,9 @@ SETTINGS: tuple[Setting, ...] = (
             "(1 behind one nginx terminating TLS; 0 when clients connect directly).", int),
     Setting("SMS_GATEWAY", "console", "`console` (writes each SMS to `instance/console_sms.jsonl` and lists them "
             "at `/dev/sms`; development only) or `twilio`."),
-    Setting("SMS_SENDER_NAME", "SuiviPRO", "Name that opens every SMS, and the alphanumeric sender ID when no "
-            "Twilio number or Messaging Service is set (at most 11 letters or digits; no disease, drug or study)."),
+    Setting("SMS_SENDER_NAME", "SuiviPRO", "The name patients see: it opens every SMS and heads the questionnaire "
+            "pages, and is the alphanumeric sender ID when no Twilio number or Messaging Service is set (at most 11 "
+            "letters or digits; no disease, drug or study)."),
     Setting("SMS_RATE_PER_SECOND", 10, "Most SMS per second per sender, across all workers (0: no limit).", int),
     Setting("SMS_QUIET_START", 21, "Local hour from which no SMS is sent.", int),
     Setting("SMS_QUIET_END", 8, "Local hour from which SMS may be sent again.", int),

@@ -43,6 +43,7 @@ def demo_cmd() -> None:
         ("ADUSE", "TLS", "ADU-TLS-902", "+33612345602", "en", "Indian/Reunion", 7),
         ("IMATINIB-SSC", "PSL", "IMA-PSL-901", "+33612345603", "fr", "Europe/Paris", 30),
         ("IMATINIB-SSC", "TLS", "IMA-TLS-902", "+33612345604", "fr", "America/Guadeloupe", 30),
+        ("IMATINIB-SSC", "PSL", "IMA-PSL-903", "+33612345605", "en", "Europe/Paris", 30),
     ]
     for study, site, subject, phone, lang, tz, days in demo:
         if s.scalar(select(Patient.id).where(Patient.subject_id == subject)) is not None:

@@ -110,13 +110,15 @@ def test_demo_creates_an_admin_and_patients_with_a_window_open_now(runner, sessi
     assert "demo admin: admin@demo.invalid / password: " in result.output
     now = datetime.now(UTC)
     patients = list(session.scalars(select(Patient)))
-    assert len(patients) == 4
+    assert len(patients) == 5
     assert {p.timezone for p in patients} == {"Europe/Paris", "Indian/Reunion", "America/Guadeloupe"}
+    assert {(p.study.code, p.language) for p in patients} == {("ADUSE", "fr"), ("ADUSE", "en"),
+                                                                ("IMATINIB-SSC", "fr"), ("IMATINIB-SSC", "en")}
     for p in patients:
         assert any(o.is_open(now) for o in p.occurrences), p.subject_id
     again = runner.invoke(args=["proapp", "demo"])
     assert again.exit_code == 0
-    assert count(session, Patient) == 4
+    assert count(session, Patient) == 5
     assert count(session, User) == 1
 
 

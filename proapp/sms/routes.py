@@ -59,7 +59,16 @@ def dev_outbox() -> str:
         abort(404)
     entries = list(reversed(gateway.entries()))[:200]
     waiting = outbox.waiting_messages(db.session())
-    return render_template("dev_sms.html", entries=entries, waiting=waiting)
+    from sqlalchemy import select
+
+    from proapp.patients.models import Patient
+    from proapp.sms.models import SmsMessage
+
+    ids = [e.get("message_id") for e in entries if isinstance(e.get("message_id"), int)]
+    subjects = dict(db.session().execute(select(SmsMessage.id, Patient.subject_id)
+                                         .join(Patient, Patient.id == SmsMessage.patient_id)
+                                         .where(SmsMessage.id.in_(ids or [-1]))).all())
+    return render_template("dev_sms.html", entries=entries, waiting=waiting, subjects=subjects)
 
 
 def init_app(app) -> None:

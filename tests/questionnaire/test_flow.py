@@ -415,3 +415,10 @@ def test_each_instrument_shows_its_instructions_and_the_sections_their_titles(ap
     diary.start()
     diary.answer(PAIN_VAS="10")
     assert "Un ulcère du doigt est une plaie où la peau a disparu" in text(diary.page.text)
+
+
+def test_patients_see_one_product_name_on_the_pages_and_in_the_sms(app, client):
+    _pid, token = enrol_with_open_window(app)
+    p = Patient(client, token)
+    p.open()
+    assert '<span class="brand">SuiviPRO</span>' in p.page.text        # the SMS's name, not "proapp"

@@ -85,7 +85,7 @@ def test_console_gateway_tick_and_the_development_page(app, runner, client, inst
     assert entry["to"] == "+336 1 •• •• •• 78"              # the number is masked even in the console file
     link = entry["body"].rsplit(" ", 1)[1]
     page = client.get("/dev/sms")
-    assert page.status_code == 200 and f'href="{link}"' in page.text
+    assert page.status_code == 200 and f'href="{link}"' in page.text and "ADU-TLS-401" in page.text
     # The link the console "sent" opens the questionnaire.
     assert client.get(link.removeprefix(app.config["PUBLIC_URL"])).status_code == 303
     again = runner.invoke(args=["proapp", "tick", "--now", noon.isoformat()])
