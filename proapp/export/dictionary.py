@@ -19,12 +19,14 @@ def _text(t: Text | None) -> dict[str, str] | None:
     return None if t is None else {"en": t.en, "fr": t.fr}
 
 
-def _item(i: Item) -> dict[str, Any]:
-    d: dict[str, Any] = {"code": i.code, "type": i.type, "text": _text(i.text)}
+def _item(i: Item, inst: Instrument, variant: str | None) -> dict[str, Any]:
+    d: dict[str, Any] = {"code": i.code, "type": i.type, "text": _text(i.shown(variant))}    # as the patient read it
     if i.group:
         d["group"] = i.group
     if i.section:
         d["section"] = i.section
+        if i.section in inst.sections:
+            d["section_title"] = _text(inst.sections[i.section].label)
     if i.type == "choice":
         d["allowed_values"] = [{"value": o.value, "label": _text(o.label)} for o in i.option_list]
     elif i.type == "check":
@@ -39,11 +41,12 @@ def _item(i: Item) -> dict[str, Any]:
     return d
 
 
-def _instrument(inst: Instrument) -> dict[str, Any]:
+def _instrument(inst: Instrument, variant: str | None) -> dict[str, Any]:
     return {
         "code": inst.code, "version": inst.version, "title": _text(inst.title),
+        "instructions": _text(inst.instructions), "variant": variant,
         "languages": {lang: {"validated": st.validated} for lang, st in inst.languages.items()},
-        "items": [_item(i) for i in inst.items],
+        "items": [_item(i, inst, variant) for i in inst.items],
         "groups": [{"code": g.code, "max_repeats": g.max_repeats, "label": _text(g.label), "shown_if": g.show_if}
                    for g in inst.groups],
         "derived": [{"code": d.code, "type": d.type, "label": _text(d.label)} for d in inst.derived],
@@ -61,6 +64,8 @@ def data_dictionary(study: StudyDef, registry: Registry, db: Session, study_id: 
         "visits": [{"code": v.code, "label": _text(v.label), "day": v.day,
                     "window": {"days_before": v.window.before, "days_after": v.window.after},
                     "instruments": list(v.instruments)} for v in study.all_visits()],
-        "instruments": [_instrument(registry.get(code, use.version)) for code, use in study.instruments.items()],
+        "instruments": [_instrument(inst, use.variant or inst.default_variant)
+                        for code, use in study.instruments.items()
+                        for inst in [registry.get(code, use.version)]],
         "odm": {"study_oid": oids.study, "metadata_version_oid": oids.mdv},
     }

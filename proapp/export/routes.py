@@ -196,7 +196,7 @@ def questionnaire(study: str, code: str) -> Response:
         raise Problem(404, "Not Found", f"{code} is not an instrument of {st.code}.", "not-found")
     inst = services.instruments().get(code, use.version)
     _record(200, None)
-    return Response(json.dumps(fhir.fhir_questionnaire(inst, current_app.config["PUBLIC_URL"]),
+    return Response(json.dumps(fhir.fhir_questionnaire(inst, current_app.config["PUBLIC_URL"], use.variant),
                                ensure_ascii=False), mimetype=MEDIA["fhir"])
 
 
@@ -251,7 +251,9 @@ def responses(study: str) -> Response:
             writer = csvfiles.writer(out)
             writer.writerow(csv_format.CSV_COLUMNS)
             for e in rows(stream_db):
-                writer.writerows(csv_format.csv_rows(e, insts(e.instrument, e.version), labels))
+                use = study_def.instruments.get(e.instrument)
+                writer.writerows(csv_format.csv_rows(e, insts(e.instrument, e.version), labels,
+                                                     use.variant if use else None))
                 if out.tell() > 32 * 1024:
                     yield out.getvalue()
                     out.seek(0)

@@ -70,6 +70,15 @@ class Item(_Strict):
             raise ValueError(f"a {self.type} item takes no anchors")
         return self
 
+    def shown(self, variant: str | None = None) -> Text:
+        """What the patient reads for this item, in both languages: the stem ("Are you able to:") and the text
+        of the study's variant (the ADUSE pain scale asks about the finger ulcers). Exports say exactly this."""
+        text = self.text_variants[variant] if variant and self.text_variants and variant in self.text_variants \
+            else self.text
+        if self.stem is None:
+            return text
+        return Text(en=f"{self.stem.en} {text.en}", fr=f"{self.stem.fr} {text.fr}")
+
     def text_for(self, language: str, variant: str | None = None) -> str:
         if variant and self.text_variants and variant in self.text_variants:
             return self.text_variants[variant](language)

@@ -320,3 +320,30 @@ def test_a_cursor_is_bound_to_its_study_and_sites(app):
         refused = client.get(f"{url}/responses", query_string={"cursor": cursor}, headers=auth(key))
         assert refused.status_code == 400 and refused.mimetype == "application/problem+json"
         assert "another study or other sites" in refused.get_json()["detail"]
+
+
+def test_every_export_says_what_the_patient_read(app, key):
+    """ADUSE asks the pain scale about the finger ulcers, and the HAQ's stem opens each activity: the metadata, ODM,
+    FHIR and CSV say exactly that, not the instrument's generic wording."""
+    complete_diary(app, "ADU-TLS-001")
+    client = app.test_client()
+    ulcers_en = "How much pain have your finger ulcers caused you over the last 24 hours?"
+    ulcers_fr = "Quelle douleur vos ulcères des doigts vous ont-ils causée au cours des dernières 24 heures ?"
+    generic = "How much pain have you had over the last 24 hours?"
+    meta = client.get(f"{URL}/metadata", headers=auth(key)).get_json()
+    pain = next(i for i in meta["instruments"] if i["code"] == "PAIN_VAS")
+    assert pain["items"][0]["text"] == {"en": ulcers_en, "fr": ulcers_fr} and pain["variant"] == "digital_ulcers_24h"
+    haq = next(i for i in meta["instruments"] if i["code"] == "HAQ")
+    dress = next(i for i in haq["items"] if i["code"] == "HAQ_DRESS1")
+    assert dress["text"]["en"].startswith("Are you able to: Dress yourself")
+    assert dress["section_title"]["fr"] == "S'habiller et se préparer" and "PAST WEEK" in haq["instructions"]["en"]
+    odm = client.get(f"{URL}/metadata?format=odm", headers=auth(key)).get_data(as_text=True)
+    assert ulcers_en in odm and generic not in odm and "Êtes-vous capable de : Vous habiller" in odm
+    questionnaire = client.get(f"{URL}/questionnaires/PAIN_VAS", headers=auth(key)).get_json()
+    assert questionnaire["item"][0]["text"] == ulcers_en
+    fhir_bundle = client.get(f"{URL}/responses?format=fhir", headers=auth(key)).get_json()
+    texts = [i["text"] for e in fhir_bundle["entry"] for i in e["resource"]["item"] if i.get("linkId") == "PAIN_VAS"]
+    assert texts == [ulcers_fr]                                           # the patient answered in French
+    rows = list(csv.DictReader(io.StringIO(client.get(f"{URL}/responses?format=csv&labels=en",
+                                                      headers=auth(key)).get_data(as_text=True))))
+    assert {r["item_label"] for r in rows if r["item_code"] == "PAIN_VAS"} == {ulcers_en}

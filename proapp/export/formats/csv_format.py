@@ -27,7 +27,8 @@ def value_label(item: Item, value: str | None, lang: str) -> str:
     return value
 
 
-def csv_rows(e: Exported, inst: Instrument, lang: str) -> Iterator[tuple[Any, ...]]:
+def csv_rows(e: Exported, inst: Instrument, lang: str, variant: str | None = None) -> Iterator[tuple[Any, ...]]:
+    """One row per answer; the item's label is what the patient read (stem, the study's ``variant``)."""
     head = (e.id, e.seq, e.subject_id, e.site, e.visit, e.instrument, e.version, e.language, iso(e.completed_at),
             "yes" if e.on_site else "no")
     originals = {(c[0], c[1]): c for c in reversed(e.corrections)}      # the first correction holds the original
@@ -38,7 +39,7 @@ def csv_rows(e: Exported, inst: Instrument, lang: str) -> Iterator[tuple[Any, ..
         except KeyError:
             continue
         fix = latest.get((code, repeat))
-        yield (*head, code, repeat, "" if value is None else value, item.text_for(lang),
+        yield (*head, code, repeat, "" if value is None else value, item.shown(variant or inst.default_variant)(lang),
                value_label(item, value, lang), iso(at),
                *(("" if originals[(code, repeat)][2] is None else originals[(code, repeat)][2], iso(fix[6]), fix[5],
                   fix[4], f"{fix[8]}: {fix[7]}" if fix[7] else "") if fix else ("", "", "", "", "")))

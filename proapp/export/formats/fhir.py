@@ -34,12 +34,14 @@ def fhir_response(e: Exported, inst: Instrument, study: StudyDef, public_url: st
     """A QuestionnaireResponse; the repeating group (new ulcers) is a group item repeated per ulcer."""
     items: list[dict[str, Any]] = []
     groups: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    use = study.instruments.get(inst.code)
+    variant = (use.variant if use else None) or inst.default_variant
     for code, repeat, value, _at in e.effective():
         try:
             item = inst.item(code)
         except KeyError:
             continue
-        entry: dict[str, Any] = {"linkId": code, "text": item.text_for(e.language)}
+        entry: dict[str, Any] = {"linkId": code, "text": item.shown(variant)(e.language)}
         if value is not None:
             entry["answer"] = [_fhir_answer(inst, item, value, e.language)]
         if item.group:
@@ -70,12 +72,14 @@ def fhir_response(e: Exported, inst: Instrument, study: StudyDef, public_url: st
 FHIR_TYPES = {"choice": "choice", "check": "boolean", "vas": "integer", "date": "date"}
 
 
-def fhir_questionnaire(inst: Instrument, public_url: str) -> dict[str, Any]:
+def fhir_questionnaire(inst: Instrument, public_url: str, variant: str | None = None) -> dict[str, Any]:
+    """The Questionnaire as the study's patients read it (stems, the study's variant of the wording)."""
     def item_def(i: Item) -> dict[str, Any]:
-        d: dict[str, Any] = {"linkId": i.code, "text": i.text("en"), "type": FHIR_TYPES[i.type], "required": False,
+        shown = i.shown(variant or inst.default_variant)
+        d: dict[str, Any] = {"linkId": i.code, "text": shown("en"), "type": FHIR_TYPES[i.type], "required": False,
                              "_text": {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/translation",
                                                       "extension": [{"url": "lang", "valueCode": "fr"},
-                                                                    {"url": "content", "valueString": i.text("fr")}]}]}}
+                                                                    {"url": "content", "valueString": shown("fr")}]}]}}
         if i.type == "choice":
             d["answerOption"] = [{"valueCoding": {"system": _coding_system(inst, i), "code": o.value,
                                                   "display": o.label("en")}} for o in i.option_list]

@@ -199,9 +199,11 @@ def odm_metadata(study: StudyDef, registry: Registry, sites: list[tuple[str, str
                     'Role="DERIVED"/>' for n, d in enumerate(inst.derived, 1)]
             out.append("</ItemGroupDef>")
     for inst in insts:
-        for i in inst.items:
+        use = study.instruments[inst.code]
+        variant = use.variant or inst.default_variant
+        for i in inst.items:          # the Question is what the patient read (stem, the study's variant)
             out.append(f"<ItemDef OID={_attr(oids.item(inst.code, i.code))} Name={_attr(i.code)} "
-                       f'DataType="{ODM_TYPES[i.type]}"><Question>{_translated(i.text)}</Question>')
+                       f'DataType="{ODM_TYPES[i.type]}"><Question>{_translated(i.shown(variant))}</Question>')
             if i.type in ("choice", "check"):
                 out.append(f"<CodeListRef CodeListOID={_attr(oids.codelist(inst.code, i.code))}/>")
             out.append("</ItemDef>")
