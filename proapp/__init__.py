@@ -126,6 +126,13 @@ def _load_definitions(app: Flask) -> None:
     app.extensions["proapp.studies"] = load_studies(studies_dir, registry,
                                                     Path(contacts) if contacts else DEMO_CONTACTS if demo else None,
                                                     demo_contacts=demo)
+    from proapp.export.formats.odm import oid_problems
+    from proapp.studies.catalog import StudyFileError
+
+    for loaded in app.extensions["proapp.studies"].all():      # ODM the EDC can import, or no start
+        problems = oid_problems(loaded.definition, registry)
+        if problems:
+            raise StudyFileError(f"study file {loaded.filename}: {problems[0]}")
     app.extensions["proapp.phones"] = PhoneVault(app.config["PHONE_KEYS"])
     from proapp.audit.keys import AuditKeyError, parse
     from proapp.config import ConfigError

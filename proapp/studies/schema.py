@@ -117,9 +117,9 @@ class SmsRules(_Strict):
 
 
 class OdmSettings(_Strict):
-    """OIDs in the CDISC ODM export. Defaults: S.<study>, MDV.<study>.<version>, SE.<visit>, F.<instrument>,
-    IG.<instrument>[.<group>], I.<instrument>.<item>, CL.<instrument>.<item>; ``oids`` renames any of them to
-    match the EDC's study build (default OID -> EDC OID)."""
+    """OIDs in the CDISC ODM export. Defaults: S.<study>, MDV.<study>.<fingerprint of the metadata>, SE.<visit>,
+    F.<instrument>, IG.<instrument>[.<group>], I.<instrument>.<item>, CL.<instrument>.<item>; ``oids`` renames any
+    of them to match the EDC's study build (default OID -> EDC OID), checked at start-up."""
 
     study_oid: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
     metadata_version_oid: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")

@@ -9,6 +9,7 @@ import json
 import re
 from datetime import UTC, datetime
 
+import pytest
 from lxml import etree
 from sqlalchemy import select
 
@@ -179,6 +180,25 @@ def test_odm_oids_follow_the_study_file(database_url, instance_dir, tmp_path):
         app.extensions["proapp.engine"].dispose()
 
 
+@pytest.mark.parametrize("oids, message", [
+    ("{F.PAIN_VAS: F.DU_DIARY}", "F.PAIN_VAS and F.DU_DIARY would both be the FormDef F.DU_DIARY"),
+    ("{I.PAIN_VAS.PAIN_VAS: SAME, I.DLQI.DLQI01: SAME}", "would both be the ItemDef SAME"),
+    ("{SE.W99: VISIT_99}", "SE.W99 is not an OID of this study"),
+])
+def test_odm_oid_renames_that_would_make_invalid_odm_stop_the_start(database_url, instance_dir, tmp_path, oids,
+                                                                     message):
+    from pathlib import Path
+
+    from proapp.studies.catalog import DATA_DIR, StudyFileError
+    from tests.conftest import make_app
+
+    text = (Path(DATA_DIR) / "ADUSE.yaml").read_text() + f"edc:\n  odm:\n    oids: {oids}\n"
+    (tmp_path / "ADUSE.yaml").write_text(text)
+    with pytest.raises(StudyFileError) as exc:
+        make_app(database_url, STUDIES_DIR=str(tmp_path))
+    assert str(exc.value).startswith("study file ADUSE.yaml: edc.odm.oids: ") and message in str(exc.value)
+
+
 def test_fhir_resources_are_valid(app, key):
     from fhir.resources.R4B.bundle import Bundle
     from fhir.resources.R4B.questionnaire import Questionnaire
@@ -347,3 +367,17 @@ def test_every_export_says_what_the_patient_read(app, key):
     rows = list(csv.DictReader(io.StringIO(client.get(f"{URL}/responses?format=csv&labels=en",
                                                       headers=auth(key)).get_data(as_text=True))))
     assert {r["item_label"] for r in rows if r["item_code"] == "PAIN_VAS"} == {ulcers_en}
+
+
+def test_the_metadata_version_oid_changes_with_the_metadata_only(app):
+    from proapp.export.formats.odm import Oids
+    from proapp.studies.schema import SiteDef
+
+    study = app.extensions["proapp.studies"].get("ADUSE")
+    more_sites = study.model_copy(update={"version": "9", "sites": [*study.sites, SiteDef(
+        code="BDX", name="CHU de Bordeaux", phone="+33199000102")]})
+    other_pain = study.model_copy(update={"instruments": {**study.instruments, "PAIN_VAS": study.instruments[
+        "PAIN_VAS"].model_copy(update={"variant": "last_24h"})}})
+    assert Oids(more_sites).mdv == Oids(study).mdv                # a site and a version bump: same metadata
+    assert Oids(other_pain).mdv != Oids(study).mdv                # another wording of the pain scale: new metadata
+    assert Oids(study).mdv.startswith("MDV.ADUSE.")

@@ -33,8 +33,11 @@ class Oids:
 
     @property
     def mdv(self) -> str:
+        """The MetaDataVersion's OID: given in the study file, or ``MDV.<study>.<hash>`` of what the metadata holds
+        (visits and their forms, instruments with their versions and variants, the OID renames), so that it changes
+        when the metadata does, not when a site, a phone or the push URL changes."""
         d = self.study_def
-        return d.edc.odm.metadata_version_oid or self(f"MDV.{d.code}.{d.version}")
+        return d.edc.odm.metadata_version_oid or self(f"MDV.{d.code}.{metadata_fingerprint(d)}")
 
     def event(self, visit: str) -> str:
         return self(f"SE.{visit}")
@@ -53,6 +56,47 @@ class Oids:
 
     def location(self, site: str) -> str:
         return self(f"LOC.{site}")
+
+
+def metadata_fingerprint(study: StudyDef) -> str:
+    import hashlib
+    import json
+
+    content = {"visits": [[v.code, v.label.en, v.label.fr, list(v.instruments)] for v in study.all_visits()],
+               "instruments": {c: [u.version, u.variant] for c, u in sorted(study.instruments.items())},
+               "oids": dict(sorted(study.edc.odm.oids.items()))}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def oid_problems(study: StudyDef, registry: Any) -> list[str]:
+    """Why the study file's OIDs would make invalid ODM: a rename of an OID the study does not have (a typo),
+    or two definitions of one kind given the same OID (the schema wants them unique). Checked at start-up."""
+    oids = Oids(study)
+    insts = [registry.get(code, use.version) for code, use in study.instruments.items()]
+    kinds: dict[str, list[tuple[str, str]]] = {
+        "StudyEventDef": [(f"SE.{v.code}", oids.event(v.code)) for v in study.all_visits()],
+        "FormDef": [(f"F.{i.code}", oids.form(i.code)) for i in insts],
+        "ItemGroupDef": [(f"IG.{i.code}", oids.group(i.code)) for i in insts]
+        + [(f"IG.{i.code}.{g.code}", oids.group(i.code, g.code)) for i in insts for g in i.groups]
+        + [(f"IG.{i.code}.SCORES", oids.group(i.code, "SCORES")) for i in insts if i.derived],
+        "ItemDef": [(f"I.{i.code}.{it.code}", oids.item(i.code, it.code)) for i in insts for it in i.items]
+        + [(f"I.{i.code}.{d.code}", oids.item(i.code, d.code)) for i in insts for d in i.derived],
+        "CodeList": [(f"CL.{i.code}.{it.code}", oids.codelist(i.code, it.code)) for i in insts for it in i.items
+                     if it.type in ("choice", "check")],
+        "Location": [(f"LOC.{s.code}", oids.location(s.code)) for s in study.sites],
+    }
+    known = {default for pairs in kinds.values() for default, _oid in pairs} | {
+        f"S.{study.code}", f"MDV.{study.code}.{metadata_fingerprint(study)}"}
+    problems = [f"edc.odm.oids: {old} is not an OID of this study (they look like SE.W1, F.DLQI, I.DLQI.DLQI01)"
+                for old in study.edc.odm.oids if old not in known]
+    for kind, pairs in kinds.items():
+        seen: dict[str, str] = {}
+        for default, oid in pairs:
+            if oid in seen:
+                problems.append(f"edc.odm.oids: {seen[oid]} and {default} would both be the {kind} {oid} "
+                                "(OIDs of one kind must differ)")
+            seen.setdefault(oid, default)
+    return problems
 
 
 def _source(fix: tuple) -> str:
