@@ -78,6 +78,24 @@ def record_pull(db: Session, key: ApiKey, *, endpoint: str, params: dict[str, st
 
     db.add(ApiPull(api_key_id=key.id, at=now, endpoint=endpoint[:60], params=params or None, status=status,
                    items=items))
+    db.flush()
     record(db, actor=f"api:pk_{key.prefix}", action="api.request", entity="api_key", entity_id=key.id,
            new={"endpoint": endpoint, "params": params, "status": status, "items": items}, at=now)
     db.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+
+
+def record_failed_stream(db: Session, key_id: int, *, endpoint: str, now: datetime, error: str) -> None:
+    """A page whose stream broke after its 200 had gone: its pull-log row says 500, as the client got an
+    incomplete body, and the audit trail keeps why."""
+    from sqlalchemy import select
+
+    from proapp.audit.services import record
+    from proapp.export.models import ApiPull
+
+    row = db.scalar(select(ApiPull).where(ApiPull.api_key_id == key_id, ApiPull.endpoint == endpoint[:60])
+                    .order_by(ApiPull.id.desc()).limit(1))
+    if row is not None:
+        row.status = 500
+    key = db.get(ApiKey, key_id)
+    record(db, actor=f"api:pk_{key.prefix}" if key else "api", action="api.stream_failed", entity="api_key",
+           entity_id=key_id, new={"endpoint": endpoint, "error": error[:200]}, at=now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,6 +20,7 @@ from proapp.export.models import ApiKey
 from proapp.extensions import csrf
 from proapp.studies.models import Study
 
+log = logging.getLogger("proapp.export")
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
 MAX_LIMIT = 10_000
@@ -124,10 +126,20 @@ def _check_params(allowed: set[str]) -> None:
         raise Problem(400, "Bad Request", f"Unknown parameter(s): {', '.join(sorted(unknown))}.", "bad-parameter")
 
 
-def _stream(chunks: Callable[[Any], Iterator[str]], media: str, headers: dict[str, str]) -> Response:
-    """Stream what ``chunks(session)`` yields, from a session of its own, gzipped when the client asks."""
+STREAM_BLOCK = 64 * 1024        # characters gathered before a piece of the body goes out
+
+
+def _stream(chunks: Callable[[Any], Iterator[str]], media: str, headers: dict[str, str], items: int) -> Response:
+    """Stream what ``chunks(session)`` yields, from a session of its own, gzipped when the client asks.
+
+    The first block is made before the answer starts: an error there is a 500 problem document, recorded so in
+    the pull log. An error after the 200 went cannot change it: the connection is cut (the client sees an
+    incomplete body, never a complete-looking one) and the pull log's row is set to 500."""
     make_session = current_app.extensions["proapp.sessionmaker"]
     gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+    app = current_app._get_current_object()      # type: ignore[attr-defined]
+    key: ApiKey | None = g.get("api_key")
+    key_id, endpoint = (key.id if key else None), request.endpoint or ""
 
     def generate() -> Iterator[bytes]:
         with make_session() as stream_db:
@@ -137,7 +149,7 @@ def _stream(chunks: Callable[[Any], Iterator[str]], media: str, headers: dict[st
             for chunk in chunks(stream_db):
                 buf.append(chunk)
                 size += len(chunk)
-                if size >= 64 * 1024:
+                if size >= STREAM_BLOCK:
                     raw = "".join(buf).encode()
                     buf, size = [], 0
                     out = packer.compress(raw) if packer else raw
@@ -149,7 +161,30 @@ def _stream(chunks: Callable[[Any], Iterator[str]], media: str, headers: dict[st
             elif raw:
                 yield raw
 
-    resp = Response(generate(), mimetype=media, headers=headers)
+    body = generate()
+    try:
+        first = next(body, b"")
+    except Exception:
+        log.exception("export stream failed before its first block")
+        _record(500, None)
+        return problem_response(500, "Internal Server Error", "The export could not be made; nothing was sent. "
+                                "Try again; if it fails again, tell the study's data manager.", "stream-failed")
+    _record(200, items)
+
+    def rest() -> Iterator[bytes]:
+        if first:
+            yield first
+        try:
+            yield from body
+        except Exception as exc:
+            log.exception("export stream failed after its first block")
+            if key_id is not None:
+                with app.app_context(), db.transaction() as s:
+                    keys.record_failed_stream(s, key_id, endpoint=endpoint, now=services.now(),
+                                              error=type(exc).__name__)
+            raise                    # the server cuts the connection: the client knows the body is incomplete
+
+    resp = Response(rest(), mimetype=media, headers=headers)
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["Vary"] = "Accept, Accept-Encoding"
     if gzip:
@@ -222,7 +257,6 @@ def responses(study: str) -> Response:
     upto = after if upto is None else upto
     next_cursor = feed.encode_cursor(upto, secret, scope)
     count = data.page_size(s, key, after, upto)
-    _record(200, count)
     headers = {"X-Next-Cursor": next_cursor, "X-Has-More": "true" if more else "false", "X-Item-Count": str(count)}
     study_def = services.studies().get(st.code)
     registry = services.instruments()
@@ -285,7 +319,7 @@ def responses(study: str) -> Response:
     services_now = services.now()
     if fmt == "csv":
         headers["Content-Disposition"] = f'attachment; filename="{study_code}-responses.csv"'
-    return _stream(chunks, MEDIA[fmt], headers)
+    return _stream(chunks, MEDIA[fmt], headers, count)
 
 
 @bp.get("/studies/<study>/alerts")

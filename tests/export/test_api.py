@@ -381,3 +381,27 @@ def test_the_metadata_version_oid_changes_with_the_metadata_only(app):
     assert Oids(more_sites).mdv == Oids(study).mdv                # a site and a version bump: same metadata
     assert Oids(other_pain).mdv != Oids(study).mdv                # another wording of the pain scale: new metadata
     assert Oids(study).mdv.startswith("MDV.ADUSE.")
+
+
+def test_an_error_inside_a_stream_is_a_problem_or_a_cut_and_the_log_says_500(app, key, monkeypatch):
+    """Before the first block went, a 500 problem document (never gunicorn's HTML page); after it, the connection
+    is cut (the body is visibly incomplete), and either way the pull log says 500, not 200."""
+    from proapp.export import routes
+    from proapp.export.formats import json_format
+
+    complete_diary(app, "ADU-TLS-001")
+    client = app.test_client()
+
+    def broken(*_args, **_kw):
+        raise RuntimeError("a format bug")
+
+    monkeypatch.setattr(json_format, "json_item", broken)
+    resp = client.get(f"{URL}/responses", headers=auth(key))
+    assert resp.status_code == 500 and resp.mimetype == "application/problem+json"
+    assert resp.get_json()["type"].endswith("stream-failed")
+    monkeypatch.setattr(routes, "STREAM_BLOCK", 1)            # the first block goes before the error
+    with pytest.raises(RuntimeError):
+        client.get(f"{URL}/responses", headers=auth(key)).get_data()
+    with app.app_context():
+        statuses = [p.status for p in db.session().scalars(select(ApiPull).order_by(ApiPull.id))]
+    assert statuses == [500, 500]
