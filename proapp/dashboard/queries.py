@@ -283,7 +283,8 @@ class PatientView:
     sms: list[SmsMessage]
     events: list[PatientEvent]
     responses: list[Response]
-    edc_received: dict[int, datetime] = field(default_factory=dict)   # occurrence id -> when the EDC had it all
+    # occurrence id -> (when the EDC had it all, whether a correction made since is not acknowledged yet)
+    edc_received: dict[int, tuple[datetime, bool]] = field(default_factory=dict)
 
     @property
     def counts(self) -> Counts:
@@ -343,11 +344,14 @@ def patient_view(db: Session, patient: Patient, catalog: StudyCatalog, now: date
     from proapp.export.data import acknowledged
 
     acks = acknowledged(db, [r.id for r in responses if r.status == ResponseStatus.COMPLETED])
-    by_occ: dict[int, list[datetime | None]] = defaultdict(list)
+    by_occ: dict[int, list[Any]] = defaultdict(list)
     for r in responses:
         if r.status == ResponseStatus.COMPLETED:
             by_occ[r.occurrence_id].append(acks.get(r.id))
-    received = {occ: max(ats) for occ, ats in by_occ.items() if all(ats)}   # type: ignore[type-var]
+    # An occurrence is received when the EDC acknowledged every response of it; "behind" when it has not yet
+    # acknowledged a correction made since.
+    received = {occ: (max(a.at for a in got), any(a.behind for a in got))
+                for occ, got in by_occ.items() if all(got)}
     return PatientView(patient, study, site, contact, timeline, messages, events, responses, received)
 
 

@@ -138,18 +138,46 @@ def iter_by_subject(db: Session, key: ApiKey, after: int, upto: int, batch: int 
         yield from (by_id[i] for i in chunk)
 
 
-def acknowledged(db: Session, response_ids: list[int]) -> dict[int, datetime]:
-    """When the EDC first acknowledged each of these responses (absent: not yet)."""
-    out: dict[int, datetime] = {}
-    for rid, at in db.execute(select(Acknowledgement.response_id, Acknowledgement.at)
-                              .where(Acknowledgement.response_id.in_(response_ids or [-1]))
-                              .order_by(Acknowledgement.at)):
-        out.setdefault(rid, at)
+@dataclass(frozen=True)
+class Received:
+    """What the EDC holds of a response: the newest revision it acknowledged, when, and the response's own."""
+
+    revision: int
+    at: datetime
+    current: int
+
+    @property
+    def behind(self) -> bool:
+        """A correction the EDC has not acknowledged yet."""
+        return self.revision < self.current
+
+
+def revisions(db: Session, response_ids: list[int]) -> dict[int, int]:
+    """Each response's revision: the number of its corrections."""
+    counts = dict(db.execute(select(Correction.response_id, func.count()).where(
+        Correction.response_id.in_(response_ids or [-1])).group_by(Correction.response_id)).all())
+    return {rid: counts.get(rid, 0) for rid in response_ids}
+
+
+def acknowledged(db: Session, response_ids: list[int]) -> dict[int, Received]:
+    """The newest revision the EDC acknowledged of each of these responses (absent: none yet)."""
+    current = revisions(db, response_ids)
+    out: dict[int, Received] = {}
+    for rid, revision, at in db.execute(select(Acknowledgement.response_id, Acknowledgement.revision,
+                                               Acknowledgement.at)
+                                        .where(Acknowledgement.response_id.in_(response_ids or [-1]))
+                                        .order_by(Acknowledgement.revision, Acknowledgement.at)):
+        out[rid] = Received(revision, at, current[rid])
     return out
 
 
 def responses_in_scope(db: Session, key: ApiKey, ids: list[int]) -> set[int]:
-    return set(db.scalars(_joined(select(Response.id)).where(*_scope(key), Response.id.in_(ids or [-1]))))
+    """The completed responses of the key's study and sites among ``ids`` (a corrected one too, while it waits
+    for its new place in the feed: its earlier revision can still be acknowledged)."""
+    conds = [Patient.study_id == key.study_id, Response.status == ResponseStatus.COMPLETED]
+    if key.site_ids:
+        conds.append(Patient.site_id.in_(key.site_ids))
+    return set(db.scalars(_joined(select(Response.id)).where(*conds, Response.id.in_(ids or [-1]))))
 
 
 def study_sites(db: Session, study_id: int) -> list[tuple[str, str]]:
@@ -158,22 +186,28 @@ def study_sites(db: Session, study_id: int) -> list[tuple[str, str]]:
                                                            .order_by(Site.code))]
 
 
-def acknowledge(db: Session, key: ApiKey, wanted: list[int], now: datetime) -> tuple[set[int], set[int]]:
-    """Record that the EDC behind ``key`` imported these responses. Returns (the ids in the key's scope, those
-    already acknowledged before); unknown ids change nothing. Each new acknowledgement is audited."""
+def acknowledge(db: Session, key: ApiKey, wanted: list[tuple[int, int]],
+                now: datetime) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
+    """Record that the EDC behind ``key`` imported these (response id, revision). Returns (those known: in the
+    key's scope and a revision the response has had, those acknowledged before); the others change nothing.
+    Each new acknowledgement is audited."""
     from proapp.audit.services import record
     from proapp.db import dialect_insert
 
-    known = responses_in_scope(db, key, wanted)
-    already = set(db.scalars(select(Acknowledgement.response_id).where(
-        Acknowledgement.api_key_id == key.id, Acknowledgement.response_id.in_(known or {-1}))))
-    new = [{"response_id": rid, "api_key_id": key.id, "at": now}
-           for rid in wanted if rid in known and rid not in already]
+    in_scope = responses_in_scope(db, key, [rid for rid, _rev in wanted])
+    current = revisions(db, sorted(in_scope))
+    known = {(rid, rev) for rid, rev in wanted if rid in in_scope and 0 <= rev <= current[rid]}
+    already = {(rid, rev) for rid, rev in db.execute(select(Acknowledgement.response_id, Acknowledgement.revision)
+                                                      .where(Acknowledgement.api_key_id == key.id,
+                                                             Acknowledgement.response_id.in_(in_scope or {-1})))
+               if (rid, rev) in known}
+    new = [{"response_id": rid, "api_key_id": key.id, "revision": rev, "at": now}
+           for rid, rev in dict.fromkeys(wanted) if (rid, rev) in known and (rid, rev) not in already]
     if new:
         insert = dialect_insert(db.get_bind().dialect.name)
         done = db.execute(insert(Acknowledgement).on_conflict_do_nothing()   # a concurrent request did it first
-                          .returning(Acknowledgement.response_id), new).scalars().all()
-        for rid in done:
+                          .returning(Acknowledgement.response_id, Acknowledgement.revision), new).all()
+        for rid, rev in done:
             record(db, actor=f"api:pk_{key.prefix}", action="response.acknowledged", entity="response",
-                   entity_id=rid, new={"api_key": key.id}, at=now)
+                   entity_id=rid, new={"api_key": key.id, "revision": rev}, at=now)
     return known, already

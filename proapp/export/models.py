@@ -43,14 +43,16 @@ class ApiPull(Base):
 
 
 class Acknowledgement(Base):
-    """The EDC says it has imported a response (once per key; later acknowledgements change nothing)."""
+    """The EDC says it has imported a response in one revision (0 as completed, n after n corrections); once per
+    key and revision. Acknowledging revision 0 says nothing of a later correction."""
 
     __tablename__ = "acknowledgement"
-    __table_args__ = (UniqueConstraint("response_id", "api_key_id"),)
+    __table_args__ = (UniqueConstraint("response_id", "api_key_id", "revision"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     response_id: Mapped[int] = mapped_column(ForeignKey("response.id"), index=True)
     api_key_id: Mapped[int] = mapped_column(ForeignKey("api_key.id"))
+    revision: Mapped[int] = mapped_column(default=0, server_default="0")
     at: Mapped[datetime]
 
 

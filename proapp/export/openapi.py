@@ -164,15 +164,30 @@ def spec(public_url: str) -> dict[str, Any]:
                 "summary": "Tell proapp which responses the EDC has imported",
                 "operationId": "postAcknowledgements",
                 "parameters": [STUDY],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["response_ids"],
-                    "properties": {"response_ids": {"type": "array", "minItems": 1, "maxItems": 10000,
-                                                    "items": {"type": "integer", "minimum": 1,
-                                                              "maximum": 2**31 - 1}}}}}}},
-                "responses": {"200": {"description": "What was recorded", "content": {"application/json": {
-                    "schema": {"type": "object", "required": ["acknowledged", "already_acknowledged", "unknown"],
-                               "properties": {k: {"type": "array", "items": {"type": "integer"}}
-                                              for k in ("acknowledged", "already_acknowledged", "unknown")}}}}},
+                "description": "Name each (response id, revision) imported: revision 0 as completed, n after n "
+                               "corrections (the `revision` of the pulled response). Acknowledging revision 0 "
+                               "does not acknowledge a later correction. The older form `response_ids` "
+                               "acknowledges revision 0 and answers with plain ids.",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+                    {"type": "object", "required": ["responses"], "additionalProperties": False,
+                     "properties": {"responses": {"type": "array", "minItems": 1, "maxItems": 10000, "items": {
+                         "type": "object", "required": ["id", "revision"], "additionalProperties": False,
+                         "properties": {"id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                                        "revision": {"type": "integer", "minimum": 0,
+                                                     "maximum": 2**31 - 1}}}}}},
+                    {"type": "object", "required": ["response_ids"], "additionalProperties": False,
+                     "properties": {"response_ids": {"type": "array", "minItems": 1, "maxItems": 10000,
+                                                     "items": {"type": "integer", "minimum": 1,
+                                                               "maximum": 2**31 - 1}}}}]}}}},
+                "responses": {"200": {"description": "What was recorded: (id, revision) objects for the "
+                                                     "`responses` form, ids for the older one", "content": {
+                    "application/json": {"schema": {
+                        "type": "object", "required": ["acknowledged", "already_acknowledged", "unknown"],
+                        "properties": {k: {"type": "array", "items": {"oneOf": [
+                            {"type": "integer"},
+                            {"type": "object", "required": ["id", "revision"],
+                             "properties": {"id": {"type": "integer"}, "revision": {"type": "integer"}}}]}}
+                            for k in ("acknowledged", "already_acknowledged", "unknown")}}}}},
                     **_problems(400, 401, 404, 429)}}},
         },
         "components": {

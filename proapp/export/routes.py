@@ -366,23 +366,54 @@ def _ids(raw: Any) -> list[int] | None:
     return out
 
 
+def _pairs(raw: Any) -> list[tuple[int, int]] | None:
+    """(response id, revision) pairs from JSON objects {"id": ..., "revision": ...}."""
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_LIMIT:
+        return None
+    out = []
+    for entry in raw:
+        if not isinstance(entry, dict) or set(entry) != {"id", "revision"}:
+            return None
+        ids = _ids([entry["id"]])
+        rev = entry["revision"]
+        if ids is None or isinstance(rev, bool) or not isinstance(rev, int) or not 0 <= rev <= MAX_ID:
+            return None
+        out.append((ids[0], rev))
+    return out
+
+
 @bp.post("/studies/<study>/acknowledgements")
 def acknowledgements(study: str) -> tuple[dict[str, Any], int]:
     key, _st = _key_for(study)
     _check_params(set())
     body = request.get_json(silent=True)
-    raw = body.get("response_ids") if isinstance(body, dict) else None
-    ids = _ids(raw)
-    if ids is None:
-        raise Problem(400, "Bad Request", f'Send JSON {{"response_ids": [...]}} with 1 to {MAX_LIMIT} ids (whole '
-                      f"numbers from 1 to {MAX_ID}).", "bad-body")
+    by_revision = isinstance(body, dict) and "responses" in body
+    if by_revision:
+        pairs = _pairs(body.get("responses"))
+        if pairs is None:
+            raise Problem(400, "Bad Request", f'Send JSON {{"responses": [{{"id": ..., "revision": ...}}, ...]}} '
+                          f"with 1 to {MAX_LIMIT} items (id from 1 to {MAX_ID}, revision from 0).", "bad-body")
+    else:
+        ids = _ids(body.get("response_ids") if isinstance(body, dict) else None)
+        if ids is None:
+            raise Problem(400, "Bad Request", f'Send JSON {{"responses": [{{"id": ..., "revision": ...}}]}}, or '
+                          f'{{"response_ids": [...]}} (revision 0) with 1 to {MAX_LIMIT} ids (whole numbers from 1 '
+                          f"to {MAX_ID}).", "bad-body")
+        pairs = [(i, 0) for i in ids]
     s = db.session()
-    wanted = list(dict.fromkeys(ids))
+    wanted = list(dict.fromkeys(pairs))
     known, already = data.acknowledge(s, key, wanted, services.now())
     s.commit()
     _record(200, len(known))
-    return {"acknowledged": sorted(known - already), "already_acknowledged": sorted(already),
-            "unknown": [i for i in wanted if i not in known]}, 200
+    if by_revision:
+        def listed(items) -> list[dict[str, int]]:
+            return [{"id": rid, "revision": rev} for rid, rev in sorted(items)]
+
+        return {"acknowledged": listed(known - already), "already_acknowledged": listed(already),
+                "unknown": listed(p for p in wanted if p not in known)}, 200
+    return {"acknowledged": sorted(rid for rid, _ in known - already),
+            "already_acknowledged": sorted(rid for rid, _ in already),
+            "unknown": [rid for rid, _ in wanted if (rid, 0) not in known]}, 200
 
 
 def init_app(app) -> None:

@@ -122,3 +122,32 @@ def test_the_edc_receives_the_corrected_response_with_both_values(app):
     Bundle.model_validate(bundle)
     statuses = {e["resource"]["identifier"]["value"]: e["resource"]["status"] for e in bundle["entry"]}
     assert statuses[str(diary)] == "amended"
+
+
+def test_acknowledgements_name_the_revision_and_the_patient_page_flags_a_correction_not_received(app):
+    pid = complete_diary(app, "ADU-TLS-001")
+    key = make_key(app)
+    client = app.test_client()
+    pain = _response(app, "PAIN_VAS")
+    diary = _response(app, "DU_DIARY")
+    assert len(client.get(f"{URL}/responses", headers=auth(key)).get_json()["data"]) == 2     # the EDC pulls
+    first = client.post(f"{URL}/acknowledgements", headers=auth(key),
+                        json={"responses": [{"id": pain, "revision": 0}, {"id": diary, "revision": 0}]}).get_json()
+    assert first["acknowledged"] == [{"id": pain, "revision": 0}, {"id": diary, "revision": 0}]
+    staff = _nurse(app)
+    assert "a correction is not received yet" not in text_of(staff.get(f"/staff/patients/{pid}"))
+    staff.post(f"/staff/patients/{pid}/responses/{pain}/correct",
+               {"item": "PAIN_VAS", "repeat": "0", "value": "40", "reason": "patient called",
+                "signature_password": PASSWORD})
+    assert "a correction is not received yet" in text_of(staff.get(f"/staff/patients/{pid}"))
+    again = client.post(f"{URL}/acknowledgements", headers=auth(key),
+                        json={"responses": [{"id": pain, "revision": 0}, {"id": pain, "revision": 2}]}).get_json()
+    assert again == {"acknowledged": [], "already_acknowledged": [{"id": pain, "revision": 0}],
+                     "unknown": [{"id": pain, "revision": 2}]}       # revision 0 again says nothing of the fix
+    assert "a correction is not received yet" in text_of(staff.get(f"/staff/patients/{pid}"))
+    fixed = client.post(f"{URL}/acknowledgements", headers=auth(key),
+                        json={"responses": [{"id": pain, "revision": 1}]}).get_json()
+    assert fixed["acknowledged"] == [{"id": pain, "revision": 1}]
+    assert "a correction is not received yet" not in text_of(staff.get(f"/staff/patients/{pid}"))
+    bad = client.post(f"{URL}/acknowledgements", headers=auth(key), json={"responses": [{"id": pain}]})
+    assert bad.status_code == 400 and bad.mimetype == "application/problem+json"
