@@ -9,8 +9,6 @@ middle: the mail may have gone, and it is never sent again blindly).
 
 from __future__ import annotations
 
-import json
-import os
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -23,6 +21,8 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from flask import Blueprint, abort, current_app, render_template
+
+from proapp import jsonlines
 
 
 @dataclass(frozen=True)
@@ -103,24 +103,11 @@ class ConsoleMailer:
     def send(self, mail: Mail) -> MailOutcome:
         record = {"to": mail.to, "subject": mail.subject, "body": mail.body, "message_id": mail.message_id,
                   "from": self.sender, "at": datetime.now(UTC).isoformat(timespec="seconds")}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, (json.dumps(record, ensure_ascii=False) + "\n").encode())
-        finally:
-            os.close(fd)
+        jsonlines.append(self.path, record)
         return MailOutcome("sent")
 
     def entries(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-        return out
+        return jsonlines.read(self.path)
 
 
 class SmtpMailer:

@@ -9,9 +9,7 @@ resent blindly: ``find`` looks for the message at the gateway by recipient and b
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from proapp import jsonlines
 from proapp.patients.phones import mask
 
 log = logging.getLogger("proapp.sms")
@@ -84,26 +83,12 @@ class ConsoleGateway:
         record = {"sid": sid, "message_id": out.message_id, "to": mask(out.to),
                   "to_sha256": hashlib.sha256(out.to.encode()).hexdigest(), "body": out.body,
                   "body_sha256": body_hash(out.body), "at": datetime.now(UTC).isoformat(timespec="seconds")}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, line)          # one write with O_APPEND: lines of concurrent workers never interleave
-        finally:
-            os.close(fd)
+        jsonlines.append(self.path, record)
         log.info("SMS to %s: %s", mask(out.to), out.body)
         return Outcome("accepted", sid=sid, provider_status="delivered")
 
     def entries(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue                # a torn last line after a crash: skip it
-        return out
+        return jsonlines.read(self.path)
 
     def find(self, to: str, body_sha256: str) -> Found | None:
         to_sha = hashlib.sha256(to.encode()).hexdigest()
