@@ -337,7 +337,13 @@ def _render_response(patient, r, errors: dict[str, str] | None = None, values: d
              [c for c in corrections if (c.item_code, c.repeat_index) == (code, rep)])
             for code, rep in keys if code in {i.code for i in inst.items}]
     occ = s.get(Occurrence, r.occurrence_id)
-    return render_template("staff/response.html", patient=patient, r=r, inst=inst, rows=rows, occ=occ,
+    from proapp.instruments import derived_values
+
+    # The derived scores as completed, and as recomputed from the corrections when there are some.
+    scores = [(d, derived_values(inst, r.scores).get(d.code),
+               derived_values(inst, r.corrected_scores).get(d.code) if r.corrected_scores else None)
+              for d in inst.derived]
+    return render_template("staff/response.html", patient=patient, r=r, inst=inst, rows=rows, occ=occ, scores=scores,
                            errors=errors or {}, values=values or {}, lang=_lang()), status
 
 

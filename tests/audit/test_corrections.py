@@ -50,6 +50,7 @@ def test_a_correction_is_recorded_beside_the_original(app):
     assert resp.status_code == 303
     page = text_of(staff.get(url))
     assert "35 out of 100" in page and "40 out of 100" in page and "patient called: meant 40" in page
+    assert "Pain (0-100) 35 → 40 (after the corrections)" in page          # the scores, as completed and now
     with app.app_context():
         s = db.session()
         assert s.scalar(select(Answer.value).where(Answer.response_id == rid)) == "35"      # never changed
