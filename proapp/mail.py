@@ -37,6 +37,7 @@ class Mail:
 class MailOutcome:
     kind: str                         # sent, retry, failed, unknown
     error: str | None = None
+    reference: str | None = None      # the gateway's own id of what was sent (an SMS's SID)
 
 
 class Mailer(Protocol):

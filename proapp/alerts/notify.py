@@ -208,8 +208,9 @@ def send(out: Ready, mailer: Mailer, gateway: Gateway) -> MailOutcome:
         return mailer.send(out.mail)
     assert out.sms is not None
     o = gateway.send(out.sms)
-    kind = "sent" if o.kind == "accepted" else o.kind
-    return MailOutcome(kind, o.error_message if kind != "sent" else o.sid)
+    if o.kind == "accepted":
+        return MailOutcome("sent", reference=o.sid)
+    return MailOutcome(o.kind, o.error_message)
 
 
 def apply_outcome(db: Session, out: Ready, worker: str, outcome: MailOutcome, now: datetime,
@@ -226,7 +227,7 @@ def apply_outcome(db: Session, out: Ready, worker: str, outcome: MailOutcome, no
     values: dict[str, Any] = {"status_at": now, "claimed_by": None, "claimed_at": None}
     if kind == "sent":
         values.update(status=NotificationStatus.SENT, sent_at=now, error=None,
-                      provider_id=out.mail.message_id if out.mail else outcome.error)
+                      provider_id=out.mail.message_id if out.mail else outcome.reference)
     elif kind == "retry":
         values.update(status=NotificationStatus.PENDING, error=outcome.error,
                       due_at=now + min(RETRY_BASE * 2 ** (n.attempts - 1), timedelta(hours=1)))

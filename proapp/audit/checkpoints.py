@@ -59,10 +59,11 @@ def as_line(checkpoint: AuditCheckpoint) -> str:
                        "mac": checkpoint.mac}, separators=(",", ":"))
 
 
-def check(db: Session, lines: Iterable[str], keys: AuditKeys, *, with_heads: bool = False) -> Any:
-    """Compare the trail with the newest genuine checkpoint among ``lines``. Returns (which checkpoint, findings),
-    and with ``with_heads`` also the chains' ends it names (None without a genuine one); a line that is not a
-    genuine checkpoint is a finding itself."""
+def check(db: Session, lines: Iterable[str],
+          keys: AuditKeys) -> tuple[str | None, list[Finding], dict[str, list[Any]] | None]:
+    """Compare the trail with the newest genuine checkpoint among ``lines``. Returns (which checkpoint, findings,
+    the chains' ends it names); without a genuine one (None, findings, None). A line that is not a genuine
+    checkpoint is a finding itself."""
     findings: list[Finding] = []
     newest: tuple[str, dict[str, list[Any]]] | None = None
     for n, line in enumerate((ln for ln in lines if ln.strip()), 1):
@@ -83,8 +84,7 @@ def check(db: Session, lines: Iterable[str], keys: AuditKeys, *, with_heads: boo
             continue
         newest = (name, parsed["heads"])
     if newest is None:
-        found_none = findings or [Finding(None, "no genuine checkpoint to compare with")]
-        return (None, found_none, None) if with_heads else (None, found_none)
+        return None, findings or [Finding(None, "no genuine checkpoint to compare with")], None
     name, ends = newest
     wanted = [(chain, int(seq)) for chain, (seq, _hash) in ends.items()]
     found: dict[tuple[str, int], str] = {}
@@ -101,4 +101,4 @@ def check(db: Session, lines: Iterable[str], keys: AuditKeys, *, with_heads: boo
         elif got != expected:
             findings.append(Finding(None, f"chain {chain}: its entry #{seq} differs from {name}: the history "
                                           "before it was rewritten"))
-    return (name, findings, ends) if with_heads else (name, findings)
+    return name, findings, ends

@@ -44,7 +44,7 @@ def audit_verify_cmd(checkpoints_file: str | None, since_checkpoint: bool, proce
         lines = [as_line(newest)]
     compared, findings, since = None, [], None
     if lines:
-        compared, findings, since = check(s, lines, keys, with_heads=True)
+        compared, findings, since = check(s, lines, keys)
     if since_checkpoint:
         if since is None:
             for finding in findings:

@@ -86,7 +86,7 @@ def _with_contacts(raw: dict[str, Any], contacts: dict[str, dict[str, str]]) -> 
 
 def load_study_file(path: Path, instruments: Registry,
                     contacts: dict[str, dict[str, dict[str, str]]] | None = None,
-                    contacts_source: str = "site contacts file") -> LoadedStudy:
+                    contacts_source: str = "site contacts file", strict_contacts: bool = True) -> LoadedStudy:
     data, raw = _read_yaml(path, "study file")
     if not isinstance(raw, dict):
         raise StudyFileError(f"study file {path.name}: expected a mapping at the top level")
@@ -99,7 +99,7 @@ def load_study_file(path: Path, instruments: Registry,
     except ValidationError as exc:
         raise StudyFileError(f"study file {path.name}: {_describe(exc)}") from None
     unknown = sorted(set(site_contacts) - {s.code for s in study.sites})
-    if unknown and not contacts_source.endswith(DEMO_CONTACTS.name):
+    if unknown and strict_contacts:
         raise StudyFileError(f"{contacts_source}: {study.code}.{unknown[0]}: no such site in {path.name}")
     for code, use in study.instruments.items():
         try:
@@ -163,7 +163,8 @@ def load_studies(directory: Path, instruments: Registry, contacts: Path | None =
         raise StudyFileError(f"no study files (*.yaml) in the folder {directory.name}")
     site_contacts = load_contacts(contacts) if contacts else {}
     source = f"site contacts file {contacts.name}" if contacts else ""
-    loaded = [load_study_file(p, instruments, site_contacts, source) for p in files]
+    loaded = [load_study_file(p, instruments, site_contacts, source, strict_contacts=not demo_contacts)
+              for p in files]
     for study in [] if demo_contacts else site_contacts:
         if study not in {s.definition.code for s in loaded}:
             raise StudyFileError(f"{source}: {study}: no such study")
