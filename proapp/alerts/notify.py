@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from flask_babel import force_locale, gettext
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from proapp.accounts.models import Role, User, UserScope
 from proapp.alerts.models import Alert, AlertNotification, AlertState, NotificationStatus
@@ -90,7 +90,8 @@ def plan(db: Session, studies: StudyCatalog, now: datetime) -> dict[str, int]:
 
     Each alert moves to its next step with a compare-and-set on its step, so two workers plan a step once."""
     planned = {"notified": 0, "escalated": 0, "notifications": 0}
-    new = db.scalars(select(Alert).where(Alert.notified_at.is_(None)).order_by(Alert.id).limit(200)).all()
+    new = db.scalars(select(Alert).where(Alert.notified_at.is_(None)).options(joinedload(Alert.site))
+                     .order_by(Alert.id).limit(200)).all()
     for alert in new:
         if not db.execute(update(Alert).where(Alert.id == alert.id, Alert.notified_at.is_(None))
                           .values(notified_at=now)).rowcount:
@@ -100,11 +101,13 @@ def plan(db: Session, studies: StudyCatalog, now: datetime) -> dict[str, int]:
         planned["notifications"] += n
         record(db, actor=ACTOR, action="alert.notified", entity="alert", entity_id=alert.id,
                patient_id=alert.patient_id, new={"step": 0, "notifications": n}, at=now)
-    open_alerts = db.scalars(select(Alert).join(Study, Study.id == Alert.study_id)
+    # One statement for every open alert with its study's code and site (the pass runs every few seconds).
+    open_alerts = db.execute(select(Alert, Study.code).join(Study, Study.id == Alert.study_id)
+                             .options(joinedload(Alert.site))
                              .where(Alert.state == AlertState.OPEN, Alert.notified_at.is_not(None))
                              .order_by(Alert.id)).all()
-    for alert in open_alerts:
-        settings = studies.get(alert.study.code).alerts
+    for alert, study_code in open_alerts:
+        settings = studies.get(study_code).alerts
         level = alert.escalation_level
         if level >= settings.max_escalations:
             continue

@@ -116,10 +116,11 @@ def rules_telling_patient(conn: Connection, visit_q: VisitQuestionnaire, rules: 
                           registry: Registry) -> list[AlertRule]:
     """The urgent and same-day rules the answers given so far meet (the patient is told to call at once)."""
     rules = [r for r in rules if tells_patient(r)]
-    if not rules:
-        return []
+    needed = {code for r in rules for code in r.instruments()}
+    if not needed & {inst.code for inst in visit_q.instruments}:
+        return []          # every screen's save comes here: nothing to score when no such rule concerns the visit
     current = {inst.code: values_of(inst, visit_q.answers.get(inst.code, {})) for inst in visit_q.instruments
-               if visit_q.answers.get(inst.code)}
+               if inst.code in needed and visit_q.answers.get(inst.code)}
     v = visit_q.visit
     found = evaluate(rules, current, history(conn, registry, v.patient_id, v.occurrence_id, v.window_opens_at))
     return [hit.rule for hit in found]
