@@ -323,3 +323,55 @@ def test_redaction_keeps_everything_but_the_token():
     assert redact('127.0.0.1 "GET /s/AbC_-123 HTTP/1.1" 303') == '127.0.0.1 "GET /s/[redacted] HTTP/1.1" 303'
     assert redact("/s/tok?x=1 and /s/other") == "/s/[redacted]?x=1 and /s/[redacted]"
     assert redact("/static/app.css /staff/patients/3") == "/static/app.css /staff/patients/3"
+
+
+def test_staff_account_forms_work_over_https_in_production(prod_app):
+    """Production asks admins for a second factor: set-up, the code step, "forgot your password?" and a reset
+    link, each posted over HTTPS without a Referer, as behind the proxy."""
+    import re as _re
+
+    import pyotp
+
+    from proapp.accounts import invitations
+    from proapp.accounts import services as accounts
+    from proapp.accounts.models import Role, User
+    from proapp.services import now
+
+    with prod_app.app_context():
+        s = db.session()
+        accounts.create_user(s, email="admin@chu.test", password="a good long password", role=Role.ADMIN, now=now())
+        s.commit()
+    client = https_client(prod_app)
+    page = client.get("/staff/login")
+    signed = client.post("/staff/login", data={"csrf_token": csrf(page.text), "email": "admin@chu.test",
+                                               "password": "a good long password"})
+    assert signed.status_code == 303
+    setup = client.get("/staff/")
+    assert setup.headers["Location"].endswith("/staff/account/two-factor")        # required in production
+    page = client.get("/staff/account/two-factor")
+    secret = _re.search(r'id="totp-key">([A-Z2-7]{32})<', page.text).group(1)
+    on = client.post("/staff/account/two-factor?keep=1",
+                     data={"csrf_token": csrf(page.text), "code": pyotp.TOTP(secret).now()})
+    codes = _re.findall(r"<code>([a-z0-9]{5}-[a-z0-9]{5})</code>", on.text)
+    assert on.status_code == 200 and len(codes) == 10
+    other = https_client(prod_app)
+    page = other.get("/staff/login")
+    first = other.post("/staff/login", data={"csrf_token": csrf(page.text), "email": "admin@chu.test",
+                                             "password": "a good long password"})
+    assert first.headers["Location"].endswith("/staff/login/code")
+    page = other.get("/staff/login/code")
+    assert other.post("/staff/login/code", data={"csrf_token": csrf(page.text), "code": codes[0]}).status_code == 303
+    anonymous = https_client(prod_app)
+    page = anonymous.get("/staff/forgot")
+    assert anonymous.post("/staff/forgot", data={"csrf_token": csrf(page.text),
+                                                 "email": "admin@chu.test"}).status_code == 200
+    with prod_app.app_context(), db.transaction() as s:
+        mail_id = invitations.claim(s, "test", now())[0]
+        mail = invitations.prepare(s, mail_id, now(), PUBLIC)
+    path = _re.search(r"https://\S+(/staff/reset/\S+)", mail.body).group(1)
+    page = anonymous.get(path)
+    reset = anonymous.post(path, data={"csrf_token": csrf(page.text), "password": "seven otters under the bridge",
+                                       "password2": "seven otters under the bridge"})
+    assert reset.status_code == 303
+    with prod_app.app_context():
+        assert db.session().scalar(select(User.failed_logins).where(User.email == "admin@chu.test")) == 0
