@@ -21,7 +21,7 @@ from proapp.patients.models import PatientContact
 from proapp.questionnaire.models import Answer, Response
 from tests.conftest import PRODUCTION_MAIL, fresh_app
 from tests.export.conftest import auth, complete_diary, make_key
-from tests.questionnaire.helpers import Patient, csrf, enrol_with_open_window, text
+from tests.questionnaire.helpers import Patient, csrf, enrol_with_open_window, text, weekly_screens
 
 PUBLIC = "https://pro.example.test"
 
@@ -66,8 +66,7 @@ def test_every_patient_form_saves_over_https_without_a_referer(prod_app):
     p.get(switched.headers["Location"])
     assert "Question" in p.page.text and p.page.headers["Referrer-Policy"] == "no-referrer"
     # Answers.
-    for values in ({"PAIN_VAS": "10"}, {"DU_NEW": "N"}, {"DU_PAIN": "10"}, {"DU_INFECT": "N"},
-                   {"DU_ANTIBIO": "N"}, {"DU_HEALED": "N"}):
+    for values in weekly_screens("10"):
         before = p.path
         p.answer(**values)
         assert p.path != before and "expired" not in p.path, (values, p.path)

@@ -21,7 +21,8 @@ class InstrumentFileError(ValueError):
     """An instrument file is malformed; the message names the file and the field."""
 
 
-Scorer = Callable[[Instrument, "ParsedAnswers"], dict[str, Any]]
+# (instrument, checked answers, what the questionnaire knew of the patient: the ulcer registry, or None)
+Scorer = Callable[[Instrument, "ParsedAnswers", Any], dict[str, Any]]
 SCORERS: dict[str, Scorer] = {}
 
 

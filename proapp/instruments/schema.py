@@ -44,6 +44,15 @@ class Section(_Strict):
     label: Text
 
 
+# What the questionnaire knows of the patient when it opens, that can change an item's wording: this is their first
+# entry of the instrument (the diary's first week asks "since the injection"), or ulcers they reported before (or
+# their study team noted) are listed first.
+Situation = Literal["first_entry", "known_ulcers"]
+# Where the repeats of a group come from: the patient's ulcers still open (followed until they heal) or those their
+# study team noted and the patient has not confirmed yet. The repeat index is then the ulcer's number.
+RepeatSource = Literal["followed_ulcers", "unconfirmed_ulcers"]
+
+
 class Item(_Strict):
     code: str = Field(pattern=CODE_RE)
     type: Literal["choice", "check", "vas", "date"]
@@ -57,6 +66,16 @@ class Item(_Strict):
     section: str | None = None
     role: str | None = None
     text_variants: dict[str, Text] | None = None
+    # The wording in a situation (see Situation), instead of ``text``; the response records which one was read.
+    text_when: dict[Situation, Text] | None = None
+    # Where the item comes from when it differs from the instrument's source (a PRO-CTCAE item), and whether it is
+    # a study-specific item (written for the study, not validated).
+    source: str | None = None
+    study_specific: bool = False
+    # Shown only when the study enables this feature of the instrument (instruments.<code>.features).
+    requires: str | None = None
+    # A date item's earliest day: within the last month, or not before the day the ulcer was last reported open.
+    earliest: Literal["month", "ulcer_last_open"] = "month"
 
     @model_validator(mode="after")
     def _type_fields(self) -> Item:
@@ -70,19 +89,37 @@ class Item(_Strict):
             raise ValueError(f"a {self.type} item takes no anchors")
         return self
 
-    def shown(self, variant: str | None = None) -> Text:
+    def shown(self, variant: str | None = None, situation: str | None = None) -> Text:
         """What the patient reads for this item, in both languages: the stem ("Are you able to:") and the text
-        of the study's variant (the ADUSE pain scale asks about the finger ulcers). Exports say exactly this."""
-        text = self.text_variants[variant] if variant and self.text_variants and variant in self.text_variants \
-            else self.text
+        of the study's variant (the ADUSE pain scale asks about the finger ulcers) or of the situation the response
+        recorded (the diary's first entry: "since the injection"). Exports say exactly this."""
+        if situation and self.text_when and situation in self.text_when:
+            text = self.text_when[situation]  # type: ignore[index]
+        elif variant and self.text_variants and variant in self.text_variants:
+            text = self.text_variants[variant]
+        else:
+            text = self.text
         if self.stem is None:
             return text
         return Text(en=f"{self.stem.en} {text.en}", fr=f"{self.stem.fr} {text.fr}")
 
-    def text_for(self, language: str, variant: str | None = None) -> str:
+    def text_for(self, language: str, variant: str | None = None, situation: str | None = None) -> str:
+        if situation and self.text_when and situation in self.text_when:
+            return self.text_when[situation](language)  # type: ignore[index]
         if variant and self.text_variants and variant in self.text_variants:
             return self.text_variants[variant](language)
         return self.text(language)
+
+    def wording(self, situations: frozenset[str] | set[str]) -> str | None:
+        """The situation whose wording the patient reads (the first of ``text_when`` that applies), or None."""
+        return next((name for name in self.text_when or {} if name in situations), None)
+
+    def option_label(self, value: str, language: str) -> str:
+        """The label of a choice's option; ValueError for a value it does not have."""
+        for opt in self.option_list:
+            if opt.value == value:
+                return opt.label(language)
+        raise ValueError(f"{self.code}: {value!r} is not one of its options")
 
     @property
     def option_list(self) -> list[Option]:
@@ -123,10 +160,16 @@ class Item(_Strict):
 
 
 class Group(_Strict):
+    """A repeating group. Asked (the patient adds repeats, "another one?" after each, up to ``max_repeats``) or,
+    with ``repeats_from``, one repeat per ulcer the questionnaire knows of, its index the ulcer's number.
+    ``label`` may hold ``{ulcer}``: the ulcer's hand, finger and place."""
+
     code: str = Field(pattern=CODE_RE)
-    max_repeats: int = Field(ge=1, le=50)
+    max_repeats: int = Field(default=50, ge=1, le=999)
     show_if: dict[str, str] | None = None
     label: Text
+    more: Text | None = None                      # the "another one?" question of an asked group
+    repeats_from: RepeatSource | None = None
 
 
 class Derived(_Strict):
@@ -135,6 +178,8 @@ class Derived(_Strict):
     label: Text
     min: float | None = None          # the published range of a number (checks alert rules against it)
     max: float | None = None
+    group: str | None = None          # a value per repeat of this group (each ulcer's days to healing)
+    source: str | None = None         # the rule it follows, when not the instrument's source
 
 
 class Instrument(_Strict):
@@ -143,6 +188,8 @@ class Instrument(_Strict):
     title: Text
     source: str = Field(min_length=1)
     copyright: str = Field(min_length=1)
+    # What a study team must hold or do before using the instrument (licence, permission, none needed).
+    licence: str = Field(min_length=1)
     show_copyright_on_every_screen: bool = False
     languages: dict[Literal["en", "fr"], LanguageStatus]
     estimated_minutes: int = Field(ge=1, le=120)
@@ -151,6 +198,8 @@ class Instrument(_Strict):
     sections: dict[str, Section] = Field(default_factory=dict)
     variants: dict[str, Text] = Field(default_factory=dict)
     default_variant: str | None = None
+    # Optional parts a study switches on (instruments.<code>.features): items with ``requires`` are asked then only.
+    features: dict[str, Text] = Field(default_factory=dict)
     items: list[Item] = Field(min_length=1)
     groups: list[Group] = Field(default_factory=list)
     derived: list[Derived] = Field(default_factory=list)
@@ -205,14 +254,29 @@ class Instrument(_Strict):
                 raise ValueError(f"{where}.section: no section named {item.section!r}")
             for ref, value in (item.show_if or {}).items():
                 _check_condition(by_code, where, ref, value)
+                if ref in by_code and by_code[ref].group not in (None, item.group):
+                    raise ValueError(f"{where}.show_if: {ref} is in another repeating group")
+            if item.requires and item.requires not in self.features:
+                raise ValueError(f"{where}.requires: no feature named {item.requires!r}")
+            if item.earliest != "month" and (item.type != "date" or not item.group):
+                raise ValueError(f"{where}.earliest: only a date item of an ulcer's group has this limit")
             for name in item.text_variants or {}:
                 if name not in self.variants:
                     raise ValueError(f"{where}.text_variants: no variant named {name!r}")
         for gidx, group in enumerate(self.groups):
             if not any(i.group == group.code for i in self.items):
                 raise ValueError(f"groups.{gidx} ({group.code}): no item belongs to it")
+            if group.repeats_from and group.more:
+                raise ValueError(f"groups.{gidx} ({group.code}): its repeats come from {group.repeats_from}: "
+                                 "no 'another one?' question")
             for ref, value in (group.show_if or {}).items():
                 _check_condition(by_code, f"groups.{gidx} ({group.code})", ref, value)
+        derived = [d.code for d in self.derived]
+        for didx, d in enumerate(self.derived):
+            if d.code in seen or derived.count(d.code) > 1:
+                raise ValueError(f"derived.{didx} ({d.code}): the code is used twice")
+            if d.group and d.group not in group_codes:
+                raise ValueError(f"derived.{didx} ({d.code}).group: no group named {d.group!r}")
         if self.default_variant is not None and self.default_variant not in self.variants:
             raise ValueError(f"default_variant: no variant named {self.default_variant!r}")
         return self

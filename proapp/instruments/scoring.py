@@ -5,11 +5,14 @@ Each receives the instrument definition and answers already checked against its 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from proapp.instruments import ulcers
 from proapp.instruments.registry import ParsedAnswers, scorer
 from proapp.instruments.schema import Instrument
+from proapp.instruments.ulcers import UlcerContext
 
 # --- DLQI ----------------------------------------------------------------------------------------
 
@@ -53,7 +56,7 @@ def dlqi_band(total: int) -> str:
 
 
 @scorer("DLQI")
-def score_dlqi(_inst: Instrument, answers: ParsedAnswers) -> dict[str, Any]:
+def score_dlqi(_inst: Instrument, answers: ParsedAnswers, _context: Any = None) -> dict[str, Any]:
     """Total and band (Finlay & Khan 1994: one unanswered question scores 0; two or more: not scored). Each
     subscale is the sum of its own questions, reported when all of them are answered, whatever the others (the
     DLQI's instructions for use score the subscales from their questions; a subscale missing a question is not
@@ -83,7 +86,7 @@ def _round3(value: Decimal) -> float:
 
 
 @scorer("HAQ")
-def score_haq(inst: Instrument, answers: ParsedAnswers) -> dict[str, Any]:
+def score_haq(inst: Instrument, answers: ParsedAnswers, _context: Any = None) -> dict[str, Any]:
     raw: dict[str, int | None] = {}
     adjusted: dict[str, int | None] = {}
     for category in HAQ_CATEGORIES:
@@ -123,27 +126,104 @@ def score_haq(inst: Instrument, answers: ParsedAnswers) -> dict[str, Any]:
 # --- Pain VAS ------------------------------------------------------------------------------------
 
 @scorer("PAIN_VAS")
-def score_pain_vas(_inst: Instrument, answers: ParsedAnswers) -> dict[str, Any]:
+def score_pain_vas(_inst: Instrument, answers: ParsedAnswers, _context: Any = None) -> dict[str, Any]:
     v = answers.get("PAIN_VAS")
     if v is None:
         return {"status": "not_scored", "pain": None}
     return {"status": "scored", "pain": int(v)}
 
 
-# --- New digital-ulcer diary ---------------------------------------------------------------------
+# --- Digital-ulcer diary and the baseline inventory ---------------------------------------------------------------
 
 @scorer("DU_DIARY")
-def score_du_diary(_inst: Instrument, answers: ParsedAnswers) -> dict[str, Any]:
+def score_du_diary(inst: Instrument, answers: ParsedAnswers, context: UlcerContext | None = None) -> dict[str, Any]:
+    if inst.version == "1.0":
+        return _score_du_diary_1(answers)
+    ctx = context or UlcerContext()
     new = answers.get("DU_NEW")
-    ulcers = answers.groups.get("DU_ULCER", {}) if new == "Y" else {}
-    fingers = sorted({f"{u['DU_HAND']}{u['DU_FINGER']}" for u in ulcers.values()
+    known = answers.groups.get("DU_KNOWN", {})
+    closed_now = {n for n, a in known.items() if a.get("DU_KNOWN_CLOSED") == "Y"}
+    ctx = _without_rejected(ctx, answers)
+    reports = ulcers.places(answers.groups.get("DU_ULCER", {}) if new == "Y" else {})
+    kinds = ulcers.classify(ctx, reports, closed_now)
+    still_open = {u.number for u in ctx.followed if u.number not in closed_now}
+    opened = {n for kind, n in kinds.values() if kind in (ulcers.NEW, ulcers.RECURRENCE)}
+    active = still_open | opened | {n for kind, n in kinds.values() if kind == ulcers.AGAIN}
+    treated = {u.number for u in ctx.known if u.treated}
+    fingers = sorted({f"{reports[k][0]}{reports[k][1]}" for k, (kind, _n) in kinds.items() if kind != ulcers.AGAIN})
+    infect = answers.get("DU_INFECT")
+    return {
+        "status": "not_scored" if new is None else "scored",
+        "new_ulcer_count": sum(1 for kind, _n in kinds.values() if kind == ulcers.NEW),
+        "recurrent_ulcer_count": sum(1 for kind, _n in kinds.values() if kind == ulcers.RECURRENCE),
+        "healed_ulcer_count": len(closed_now - opened),
+        "active_ulcer_count": len(active),
+        "treated_active_count": len(active & treated),
+        "fingers_affected": fingers,
+        "infection_signs": None if infect is None else infect == "Y",
+        "groups": {
+            "DU_KNOWN": {str(n): {"days_to_healing": ulcers.days_from(ctx.anchor, a.get("DU_KNOWN_CLOSED_ON"))}
+                         for n, a in sorted(known.items()) if n in closed_now},
+            "DU_ULCER": {str(k): {"ulcer_number": n, "report_kind": kind} for k, (kind, n) in kinds.items()},
+        },
+    }
+
+
+def _without_rejected(ctx: UlcerContext, answers: ParsedAnswers) -> UlcerContext:
+    """The registry without the ulcers the study team noted and the patient said are not right (in this entry)."""
+    rejected = {n for n, a in answers.groups.get("DU_CONFIRM", {}).items() if a.get("DU_CONFIRM_OK") == "N"}
+    if not rejected:
+        return ctx
+    return replace(ctx, known=tuple(u for u in ctx.known if u.number not in rejected),
+                   last_number=ctx.next_number - 1)
+
+
+def _score_du_diary_1(answers: ParsedAnswers) -> dict[str, Any]:
+    """Version 1.0 (kept for the responses given with it): new ulcers are every ulcer reported."""
+    new = answers.get("DU_NEW")
+    ulcer_groups = answers.groups.get("DU_ULCER", {}) if new == "Y" else {}
+    fingers = sorted({f"{u['DU_HAND']}{u['DU_FINGER']}" for u in ulcer_groups.values()
                       if "DU_HAND" in u and "DU_FINGER" in u})
     infect = answers.get("DU_INFECT")
     pain = answers.get("DU_PAIN")
     return {
         "status": "not_scored" if new is None else "scored",
-        "new_ulcer_count": len(ulcers),
+        "new_ulcer_count": len(ulcer_groups),
         "fingers_affected": fingers,
         "infection_signs": None if infect is None else infect == "Y",
         "pain": None if pain is None else int(pain),
     }
+
+
+@scorer("DU_BASELINE")
+def score_du_baseline(_inst: Instrument, answers: ParsedAnswers, context: UlcerContext | None = None) -> dict[
+        str, Any]:
+    """The ulcers present before the injection: those the study team noted and the patient confirmed, and the
+    others the patient reports (one at the place of a noted ulcer is that ulcer, reported again)."""
+    ctx = context or UlcerContext()
+    confirm = answers.groups.get("DU_CONFIRM", {})
+    rejected = {n for n, a in confirm.items() if a.get("DU_CONFIRM_OK") == "N"}
+    ctx = _without_rejected(ctx, answers)
+    any_now = answers.get("DU_BL_ANY")
+    reports = ulcers.places(answers.groups.get("DU_ULCER", {}) if any_now == "Y" else {})
+    kinds = ulcers.classify(ctx, reports)
+    present = {u.number for u in ctx.known} | {n for _kind, n in kinds.values()}
+    return {
+        "status": "not_scored" if any_now is None else "scored",
+        "baseline_ulcer_count": len(present),
+        "not_confirmed_count": len(rejected),
+        "groups": {"DU_ULCER": {str(k): {"ulcer_number": n, "report_kind": kind} for k, (kind, n) in kinds.items()}},
+    }
+
+
+# --- Tolerance checklist (PRO-CTCAE items and study-specific ones) ------------------------------------------------
+
+@scorer("TOLERANCE")
+def score_tolerance(inst: Instrument, answers: ParsedAnswers, _context: Any = None) -> dict[str, Any]:
+    """No summary score is published for PRO-CTCAE (each item is reported on its own: Basch et al., JNCI 2014);
+    for the team's review: the worst grade answered (0-4) and how many items are graded 3 or 4."""
+    graded = [int(v) for i in inst.items if i.type == "choice" and i.code != "TOL_RASH"
+              and (v := answers.get(i.code)) is not None]
+    if not graded:
+        return {"status": "not_scored", "worst": None, "severe_count": None}
+    return {"status": "scored", "worst": max(graded), "severe_count": sum(1 for g in graded if g >= 3)}

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from proapp.audit.services import record
 from proapp.instruments import Instrument, Registry, score_with
+from proapp.instruments.ulcers import context_from_json, reports_of
 from proapp.questionnaire import flow as flowmod
 from proapp.questionnaire.models import Answer, Correction, Response, ResponseStatus
 
@@ -73,7 +74,12 @@ def correct_answer(db: Session, registry: Registry, response: Response, *, item_
                             signature_method=(signature or {}).get("method"))
     db.add(correction)
     answers[(item_code, repeat)] = value
-    scores = score_with(inst, flowmod.as_scoring_answers(answers))
+    # Scored again with what the patient was asked with: the registry as the entry opened and the numbers its
+    # ulcers were given at completion (a corrected finger does not renumber anything).
+    ulcers = None
+    if response.flow_state and "ulcers" in response.flow_state:
+        ulcers = context_from_json(response.flow_state["ulcers"], reports_of(response.scores))
+    scores = score_with(inst, flowmod.as_scoring_answers(answers), ulcers)
     response.corrected_scores = scores
     response.export_seq = None                    # back into the feed: the EDC gets the corrected response
     db.flush()

@@ -1,8 +1,9 @@
 """The questionnaire flow as pure functions: which screens a patient sees, in which order, and which is next.
 
 A screen shows one question, or the items an instrument file groups on one screen (the HAQ aids and help
-checklists, one ulcer's details). Branching follows ``show_if``; a repeating group (new ulcers) shows one
-screen per repeat followed by "another one?", up to its maximum.
+checklists). Branching follows ``show_if``; a repeating group (new ulcers) shows its screens for each repeat
+followed by "another one?", up to its maximum; a registry group (the ulcers followed until they heal) shows them
+for each ulcer the context names. Computed afresh on every request: a few dozen items.
 """
 
 from __future__ import annotations
@@ -13,9 +14,23 @@ from typing import Any
 
 from proapp.instruments import Instrument, Item
 from proapp.instruments.schema import Group
+from proapp.instruments.ulcers import KnownUlcer, UlcerContext
 
 AnswerKey = tuple[str, int]               # (item code, repeat index: 0 outside a group)
 Answers = Mapping[AnswerKey, str]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the questionnaire knows of the patient when it opens, beside the answers: the optional parts the
+    study switched on, the situations that change a wording (the diary's first entry), and the ulcer registry."""
+
+    features: frozenset[str] = frozenset()
+    situations: frozenset[str] = frozenset()
+    ulcers: UlcerContext | None = None
+
+
+NO_CONTEXT = Context()
 
 
 @dataclass(frozen=True)
@@ -26,48 +41,57 @@ class Screen:
     repeat: int = 0
     group: Group | None = None
     asks_more: bool = False               # the "another one?" question after a repeat of a group
+    ulcer: KnownUlcer | None = None       # the ulcer a repeat of a registry group is about
+    situations: frozenset[str] = frozenset()
 
     @property
     def code(self) -> str:
         return self.instrument.code
 
+    def item_text(self, item: Item, language: str, variant: str | None = None) -> str:
+        """The item's wording as this patient reads it (the study's variant, the situation's wording)."""
+        return item.text_for(language, variant, item.wording(self.situations))
 
-def _visible(condition: Mapping[str, str] | None, answers: Answers) -> bool:
-    return all(answers.get((ref, 0)) == value for ref, value in (condition or {}).items())
+    def heading(self, language: str) -> str:
+        """A group's screen title: the ulcer it is about ("Your ulcer: Left hand · Index finger · Fingertip"), or
+        the group's label and the repeat's number."""
+        assert self.group is not None
+        label = self.group.label(language)
+        if "{ulcer}" in label:
+            return label.replace("{ulcer}", ulcer_name(self.instrument, self.ulcer, language))
+        return f"{label} {self.repeat}"
+
+
+def ulcer_name(inst: Instrument, ulcer: KnownUlcer | None, language: str) -> str:
+    """An ulcer named the way the patient reported it: its hand, finger and place, with the instrument's labels."""
+    if ulcer is None:
+        return ""
+    parts = []
+    for code, value in (("DU_HAND", ulcer.hand), ("DU_FINGER", ulcer.finger), ("DU_SITE", ulcer.site)):
+        try:
+            parts.append(inst.item(code).option_label(value, language))
+        except (KeyError, ValueError):
+            parts.append(value)
+    return " · ".join(parts)
+
+
+def _visible(condition: Mapping[str, str] | None, answers: Answers, repeat: int = 0,
+             in_group: frozenset[str] = frozenset()) -> bool:
+    """A ``show_if`` holds; a reference to an item of the same group reads that repeat's answer."""
+    return all(answers.get((ref, repeat if ref in in_group else 0)) == value
+               for ref, value in (condition or {}).items())
+
+
+def _asked(item: Item, context: Context) -> bool:
+    return item.requires is None or item.requires in context.features
 
 
 def group_more(state: Mapping[str, Any] | None, group: str) -> dict[str, str]:
     return dict(((state or {}).get("groups") or {}).get(group, {}).get("more", {}))
 
 
-# The screens of an instrument depend only on the answers its conditions refer to and on the "another one?"
-# answers of its groups: computed once per such combination (every page and answer asks for them).
-_MEMO_SIZE = 1024
-_memos: dict[tuple[str, str], tuple[Instrument, tuple[str, ...], dict[Any, tuple[Screen, ...]]]] = {}
-
-
-def _memo_of(inst: Instrument) -> tuple[tuple[str, ...], dict[Any, tuple[Screen, ...]]]:
-    found = _memos.get((inst.code, inst.version))
-    if found is None or found[0] is not inst:         # another registry (tests) loaded the same version
-        refs = {ref for item in inst.items for ref in (item.show_if or {})}
-        refs |= {ref for group in inst.groups for ref in (group.show_if or {})}
-        found = _memos[(inst.code, inst.version)] = (inst, tuple(sorted(refs)), {})
-    return found[1], found[2]
-
-
-def instrument_screens(inst: Instrument, answers: Answers, state: Mapping[str, Any] | None) -> list[Screen]:
-    refs, memo = _memo_of(inst)
-    key = (tuple(answers.get((ref, 0)) for ref in refs),
-           tuple(tuple(sorted(group_more(state, g.code).items())) for g in inst.groups))
-    screens = memo.get(key)
-    if screens is None:
-        if len(memo) >= _MEMO_SIZE:
-            memo.clear()
-        screens = memo[key] = tuple(_instrument_screens(inst, answers, state))
-    return list(screens)
-
-
-def _instrument_screens(inst: Instrument, answers: Answers, state: Mapping[str, Any] | None) -> list[Screen]:
+def instrument_screens(inst: Instrument, answers: Answers, state: Mapping[str, Any] | None,
+                       context: Context = NO_CONTEXT) -> list[Screen]:
     screens: list[Screen] = []
     done_groups: set[str] = set()
     i = 0
@@ -77,7 +101,7 @@ def _instrument_screens(inst: Instrument, answers: Answers, state: Mapping[str, 
         if item.group:
             if item.group not in done_groups:
                 done_groups.add(item.group)
-                screens.extend(_group_screens(inst, inst.group(item.group), answers, state))
+                screens.extend(_group_screens(inst, inst.group(item.group), answers, state, context))
             i += 1
             continue
         if item.screen:
@@ -85,29 +109,51 @@ def _instrument_screens(inst: Instrument, answers: Answers, state: Mapping[str, 
             while i + 1 < len(items) and items[i + 1].screen == item.screen and not items[i + 1].group:
                 i += 1
                 members.append(items[i])
-            shown = tuple(m for m in members if _visible(m.show_if, answers))
+            shown = tuple(m for m in members if _visible(m.show_if, answers) and _asked(m, context))
             if shown:
-                screens.append(Screen(key=f"{inst.code}.{item.screen}", instrument=inst, items=shown))
-        elif _visible(item.show_if, answers):
-            screens.append(Screen(key=f"{inst.code}.{item.code}", instrument=inst, items=(item,)))
+                screens.append(Screen(key=f"{inst.code}.{item.screen}", instrument=inst, items=shown,
+                                      situations=context.situations))
+        elif _visible(item.show_if, answers) and _asked(item, context):
+            screens.append(Screen(key=f"{inst.code}.{item.code}", instrument=inst, items=(item,),
+                                  situations=context.situations))
         i += 1
     return screens
 
 
-def _group_screens(inst: Instrument, group: Group, answers: Answers, state: Mapping[str, Any] | None) -> list[Screen]:
+def _repeat_screens(inst: Instrument, group: Group, members: tuple[Item, ...], answers: Answers, n: int,
+                    context: Context, ulcer: KnownUlcer | None = None) -> list[Screen]:
+    """One repeat of a group: the items sharing a ``screen`` together (as version 1.0 of the diary asks an ulcer's
+    details), otherwise one item per screen, each shown when its condition holds for this repeat."""
+    codes = frozenset(m.code for m in members)
+    shown = tuple(m for m in members if _visible(m.show_if, answers, n, codes) and _asked(m, context))
+    common = {"instrument": inst, "repeat": n, "group": group, "ulcer": ulcer, "situations": context.situations}
+    if shown and all(m.screen for m in shown):
+        return [Screen(key=f"{inst.code}.{group.code}.{n}", items=shown, **common)]
+    return [Screen(key=f"{inst.code}.{group.code}.{n}.{m.code}", items=(m,), **common) for m in shown]
+
+
+def _group_screens(inst: Instrument, group: Group, answers: Answers, state: Mapping[str, Any] | None,
+                   context: Context) -> list[Screen]:
     if not _visible(group.show_if, answers):
         return []
     members = tuple(i for i in inst.items if i.group == group.code)
+    if group.repeats_from:
+        registry = context.ulcers or UlcerContext()
+        numbers = ([u.number for u in registry.followed] if group.repeats_from == "followed_ulcers"
+                   else list(registry.unconfirmed))
+        screens = []
+        for n in numbers:
+            screens.extend(_repeat_screens(inst, group, members, answers, n, context, registry.ulcer(n)))
+        return screens
     more = group_more(state, group.code)
     screens = []
     n = 1
     while True:
-        screens.append(Screen(key=f"{inst.code}.{group.code}.{n}", instrument=inst, items=members, repeat=n,
-                              group=group))
+        screens.extend(_repeat_screens(inst, group, members, answers, n, context))
         if n >= group.max_repeats:
             break
         screens.append(Screen(key=f"{inst.code}.{group.code}-more.{n}", instrument=inst, repeat=n, group=group,
-                              asks_more=True))
+                              asks_more=True, situations=context.situations))
         if more.get(str(n)) != "Y":
             break
         n += 1
@@ -115,10 +161,12 @@ def _group_screens(inst: Instrument, group: Group, answers: Answers, state: Mapp
 
 
 def build_flow(instruments: list[Instrument], answers: Mapping[str, Answers],
-               states: Mapping[str, Mapping[str, Any] | None]) -> list[Screen]:
+               states: Mapping[str, Mapping[str, Any] | None],
+               contexts: Mapping[str, Context] | None = None) -> list[Screen]:
     flow: list[Screen] = []
     for inst in instruments:
-        flow.extend(instrument_screens(inst, answers.get(inst.code, {}), states.get(inst.code)))
+        flow.extend(instrument_screens(inst, answers.get(inst.code, {}), states.get(inst.code),
+                                       (contexts or {}).get(inst.code, NO_CONTEXT)))
     return flow
 
 

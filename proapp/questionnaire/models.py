@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, String, UniqueConstraint
@@ -96,3 +96,25 @@ class Correction(Base):
     # ("password" or "password+totp"); the signer and the time are corrected_by and corrected_at.
     signature_meaning: Mapped[str | None] = mapped_column(String(200))
     signature_method: Mapped[str | None] = mapped_column(String(20))
+
+
+class NotedUlcer(Base):
+    """An ulcer the study team recorded (at enrolment or on site, usually a treated, injected one), or a mark that
+    an ulcer the patient reported was treated. Rows are only added: the patient confirms a noted ulcer in their
+    next entry, and the registry (``questionnaire.ulcers``) reads these rows with the completed entries."""
+
+    __tablename__ = "noted_ulcer"
+    __table_args__ = (UniqueConstraint("patient_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    number: Mapped[int]                                   # the ulcer's number for this patient
+    hand: Mapped[str] = mapped_column(String(1))
+    finger: Mapped[str] = mapped_column(String(1))
+    site: Mapped[str] = mapped_column(String(10))
+    treated: Mapped[bool]
+    noted_on: Mapped[date]                                # the day the team saw it (the patient's calendar)
+    recorded_by: Mapped[str] = mapped_column(String(160))
+    recorded_at: Mapped[datetime]
+    # False: an ulcer the team found; True: the mark that an ulcer the patient reported (same number) was treated.
+    marks_reported: Mapped[bool] = mapped_column(default=False)

@@ -155,7 +155,8 @@ def _session_or_page(require_open: bool = True) -> answering.VisitQuestionnaire:
         page = _state_page(visit)
         if page:
             raise PageInstead(page)
-    return answering.load(visit, responses, answers, services.instruments(), services.studies())
+    return answering.load(visit, responses, answers, services.instruments(), services.studies(),
+                          db.session().connection())
 
 
 @bp.get("/q")

@@ -10,17 +10,19 @@ import enum
 import hashlib
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from flask_babel import format_date
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Connection, Row, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from proapp.db import dialect_insert
 from proapp.instruments import Instrument, Registry, score_with
+from proapp.instruments.ulcers import context_to_json
 from proapp.patients.models import (
     Occurrence,
     OccurrenceStatus,
@@ -30,6 +32,7 @@ from proapp.patients.models import (
     window_is_open,
 )
 from proapp.questionnaire import flow as flowmod
+from proapp.questionnaire import ulcers as ulcer_registry
 from proapp.questionnaire.flow import Screen
 from proapp.questionnaire.models import AccessLink, Answer, Response, ResponseStatus
 from proapp.questionnaire.signals import occurrence_ended
@@ -209,13 +212,19 @@ class VisitQuestionnaire:
     variants: dict[str, str | None]
     responses: dict[str, ResponseState]
     answers: dict[str, dict[tuple[str, int], str]]
+    contexts: dict[str, flowmod.Context] = field(default_factory=dict)
+    registry: Registry | None = None
+    studies: StudyCatalog | None = None
 
     @property
     def states(self) -> dict[str, dict[str, Any] | None]:
         return {code: r.flow_state for code, r in self.responses.items()}
 
     def flow(self) -> list[Screen]:
-        return flowmod.build_flow(self.instruments, self.answers, self.states)
+        return flowmod.build_flow(self.instruments, self.answers, self.states, self.contexts)
+
+    def context(self, code: str) -> flowmod.Context:
+        return self.contexts.get(code, flowmod.NO_CONTEXT)
 
 
 _RESPONSES = (select(Response.id, Response.instrument_code, Response.instrument_version, Response.status,
@@ -227,16 +236,43 @@ _ANSWERS = (select(Response.instrument_code, Answer.item_code, Answer.repeat_ind
 
 
 def load(visit: Visit, responses: dict[str, ResponseState], answers: Answers, registry: Registry,
-         studies: StudyCatalog) -> VisitQuestionnaire:
-    """The occurrence's instruments (as the study uses them), beside what `visit_of_live_link` read."""
+         studies: StudyCatalog, conn: Connection | None = None) -> VisitQuestionnaire:
+    """The occurrence's instruments (as the study uses them; a response begun keeps the version it began with),
+    beside what `visit_of_live_link` read, and what each needs to know of the patient (``conn`` reads the ulcer
+    registry when an instrument asks about the patient's ulcers)."""
     study = studies.get(visit.study_code)
     instruments, variants = [], {}
     for code in visit.instruments:
         use = study.instruments[code]
-        inst = registry.get(code, use.version)
+        begun = responses.get(code)
+        inst = registry.get(code, begun.instrument_version if begun else use.version)
         instruments.append(inst)
         variants[code] = use.variant or inst.default_variant
-    return VisitQuestionnaire(visit, instruments, variants, responses, answers)
+    s = VisitQuestionnaire(visit, instruments, variants, responses, answers, registry=registry, studies=studies)
+    s.contexts = contexts_for(conn, s, registry, studies)
+    return s
+
+
+def contexts_for(conn: Connection | None, s: VisitQuestionnaire, registry: Registry,
+                 studies: StudyCatalog) -> dict[str, flowmod.Context]:
+    study = studies.get(s.visit.study_code)
+    contexts: dict[str, flowmod.Context] = {}
+    found = None
+    for inst in s.instruments:
+        features = frozenset(study.instruments[inst.code].features)
+        if conn is None or not ulcer_registry.uses_registry(inst):
+            contexts[inst.code] = flowmod.Context(features=features)
+            continue
+        if found is None:
+            found = ulcer_registry.patient_ulcers(conn, s.visit.patient_id, registry)
+        ctx = found.context()
+        situations = set()
+        if inst.code not in found.completed_codes:
+            situations.add("first_entry")
+        if ctx.known:
+            situations.add("known_ulcers")
+        contexts[inst.code] = flowmod.Context(features=features, situations=frozenset(situations), ulcers=ctx)
+    return contexts
 
 
 def _answers_of(conn: Connection, visit: Visit) -> dict[str, dict[tuple[str, int], str]]:
@@ -309,7 +345,12 @@ def parse_screen(screen: Screen, form: Mapping[str, str], today: date) -> tuple[
             if d > today:
                 errors[item.code] = _l("This date is in the future.")
                 continue
-            if d < today - timedelta(days=ONSET_MAX_DAYS_BACK):
+            last_open = screen.ulcer.last_open_on if screen.ulcer and item.earliest == "ulcer_last_open" else None
+            if last_open is not None and d < last_open:
+                errors[item.code] = _l("You told us on %(day)s that this ulcer was still open: please give a day "
+                                       "from then on.", day=format_date(last_open, "long"))
+                continue
+            if last_open is None and d < today - timedelta(days=ONSET_MAX_DAYS_BACK):
                 errors[item.code] = _l("Please give a date within the last month.")
                 continue
         values[item.code] = raw
@@ -429,7 +470,8 @@ def _record_save(db: Session, s: VisitQuestionnaire, r: ResponseState, inst: Ins
 def _prune_hidden(db: Session, s: VisitQuestionnaire, r: ResponseState, inst: Instrument, actor: str,
                   now: datetime) -> None:
     """Drop answers a changed answer has hidden (7B after 7A turned Yes, ulcers after 'no new ulcer')."""
-    keep = flowmod.visible_keys(flowmod.instrument_screens(inst, s.answers.get(inst.code, {}), r.flow_state))
+    keep = flowmod.visible_keys(flowmod.instrument_screens(inst, s.answers.get(inst.code, {}), r.flow_state,
+                                                           s.context(inst.code)))
     keep_inst = keep.get(inst.code, set())
     for key in [k for k in s.answers.get(inst.code, {}) if k not in keep_inst]:
         _delete_answer(db, r.id, key)
@@ -453,15 +495,28 @@ def complete(db: Session, s: VisitQuestionnaire, *, language: str, now: datetime
     # The answers as they are now that the occurrence is ours: an answer another tab saved after this request
     # read them is scored too. Unfinished (or reopened by such an answer): refused, and the caller rolls back.
     _refresh(db, s)
+    if any(ulcer_registry.uses_registry(i) for i in s.instruments) and s.registry and s.studies:
+        # The ulcers' numbers are given now, one completion (or noted ulcer) at a time for this patient.
+        ulcer_registry.lock_patient(db, s.visit.patient_id)
+        s.contexts = contexts_for(db.connection(), s, s.registry, s.studies)
     if flowmod.first_unanswered(s.flow(), s.answers, s.states) is not None:
         raise ValueError("the questionnaire is not finished")
     for inst in s.instruments:
         r = _response(db, s, inst, language, now)
-        scores = score_with(inst, flowmod.as_scoring_answers(s.answers.get(inst.code, {})))
+        ctx = s.context(inst.code)
+        scores = score_with(inst, flowmod.as_scoring_answers(s.answers.get(inst.code, {})), ctx.ulcers)
+        state = dict(r.flow_state or {})
+        # What the patient was asked with, kept with the response: the wording read (exports say it) and the
+        # registry as the entry opened (a correction scores again with it).
+        wording = {i.code: w for i in inst.items if (w := i.wording(ctx.situations))}
+        if wording:
+            state["wording"] = wording
+        if ctx.ulcers is not None:
+            state["ulcers"] = context_to_json(ctx.ulcers)
         db.execute(update(Response).where(Response.id == r.id).values(
             status=ResponseStatus.COMPLETED, completed_at=now, completed_on_site=on_site, scores=scores,
-            last_saved_at=now))
-        r.status, r.scores = ResponseStatus.COMPLETED, scores
+            last_saved_at=now, flow_state=state))
+        r.status, r.scores, r.flow_state = ResponseStatus.COMPLETED, scores, state
         from proapp.audit.services import record
 
         record(db, actor=actor, action="response.completed", entity="response", entity_id=r.id,

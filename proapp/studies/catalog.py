@@ -110,6 +110,10 @@ def load_study_file(path: Path, instruments: Registry,
         if use.variant is not None and use.variant not in inst.variants:
             raise StudyFileError(f"study file {path.name}: instruments.{code}.variant: "
                                  f"{code} {use.version} has no variant {use.variant!r}")
+        for feature in use.features:
+            if feature not in inst.features:
+                raise StudyFileError(f"study file {path.name}: instruments.{code}.features: "
+                                     f"{code} {use.version} has no optional part {feature!r}")
     for rule in study.alerts.rules:
         for leaf in rule.when.leaves():
             problem = _condition_problem(study, instruments, leaf)

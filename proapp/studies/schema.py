@@ -58,6 +58,7 @@ class SiteDef(_Strict):
 class InstrumentUse(_Strict):
     version: str
     variant: str | None = None
+    features: list[str] = Field(default_factory=list)     # the instrument's optional parts this study asks
 
 
 class VisitDef(_Strict):

@@ -19,7 +19,7 @@ from proapp.jobs.worker import Worker
 from proapp.studies.catalog import DATA_DIR
 from tests.conftest import fresh_app
 from tests.mailserver import Inbox, smtp_server
-from tests.questionnaire.helpers import Patient, enrol_with_open_window
+from tests.questionnaire.helpers import Patient, enrol_with_open_window, weekly_screens
 from tests.sms.conftest import fake_twilio, twilio_settings  # noqa: F401  (a fixture used here)
 
 PASSWORD = "correct horse battery"
@@ -91,16 +91,10 @@ def diary(app: Flask, subject: str, *, infect: str = "N", antibio: str = "N", pa
     p = Patient(app.test_client(), token)
     p.open()
     p.start()
-    p.answer(PAIN_VAS=str(pain))
-    p.answer(DU_NEW="N")
-    p.answer(DU_PAIN="60")
-    p.answer(DU_INFECT=infect)
-    if p.path.startswith("/q/call"):
-        p.get(re.search(r'class="button" href="([^"]+)"', p.page.text).group(1))
-    p.answer(DU_ANTIBIO=antibio)
-    if p.path.startswith("/q/call"):
-        p.get(re.search(r'class="button" href="([^"]+)"', p.page.text).group(1))
-    p.answer(DU_HEALED="NA")
+    for values in weekly_screens(str(pain), DU_INFECT=infect, DU_ANTIBIO=antibio):
+        p.answer(**values)
+        if p.path.startswith("/q/call"):
+            p.get(re.search(r'class="button" href="([^"]+)"', p.page.text).group(1))
     assert p.path == "/q/review", p.path
     if submit:
         p.submit()

@@ -15,6 +15,7 @@ from proapp.questionnaire.models import Response
 from proapp.sms.models import SmsMessage, SmsStatus
 from tests.dashboard.conftest import NOW, PASSWORD, Staff, enrol, link_for, occurrence, text_of
 from tests.dashboard.helpers import complete, enrol_at
+from tests.questionnaire.helpers import weekly_screens
 
 
 def _events(app, pid):
@@ -229,8 +230,7 @@ def test_on_site_signs_the_staff_out_and_records_the_response_on_site(dash_app):
     tablet = staff.client
     page = tablet.get("/q").get_data(as_text=True)
     path = re.search(r'class="button primary" href="([^"]+)"', page).group(1)
-    for values in ({"PAIN_VAS": "20"}, {"DU_NEW": "N"}, {"DU_PAIN": "10"}, {"DU_INFECT": "N"}, {"DU_ANTIBIO": "N"},
-                   {"DU_HEALED": "N"}):
+    for values in weekly_screens("20"):
         screen = tablet.get(path).get_data(as_text=True)
         token = re.search(r'name="csrf_token" value="([^"]+)"', screen).group(1)
         path = tablet.post(path, data={"csrf_token": token, **values}).headers["Location"]

@@ -37,19 +37,7 @@ def complete_diary(app, subject: str, *, ulcers: int = 2, language: str = "fr") 
     p = Patient(client, token)
     p.open()
     p.start()
-    p.answer(PAIN_VAS="35")
-    if ulcers:
-        p.answer(DU_NEW="Y")
-        today = datetime.now(UTC).date().isoformat()
-        for n in range(ulcers):
-            p.answer(DU_HAND="R" if n % 2 == 0 else "L", DU_FINGER=str(n + 2), DU_SITE="TIP", DU_ONSET=today)
-            p.answer(more="Y" if n < ulcers - 1 else "N")
-    else:
-        p.answer(DU_NEW="N")
-    p.answer(DU_PAIN="60")
-    p.answer(DU_INFECT="N")
-    p.answer(DU_ANTIBIO="N")
-    p.answer(DU_HEALED="N" if ulcers else "NA")
+    p.diary([("R" if n % 2 == 0 else "L", str(n + 2), "TIP") for n in range(ulcers)], pain="35")
     assert p.path == "/q/review", p.path
     p.submit()
     return pid

@@ -13,9 +13,12 @@ DLQI_COPYRIGHT = ("© Dermatology Life Quality Index. A Y Finlay, G K Khan, Apri
                   "This must not be copied without the permission of the authors.")
 
 
-def test_four_instruments_with_both_languages():
+def test_the_instruments_with_both_languages_and_a_licence_note():
     reg = default_registry()
-    assert reg.codes() == ["DLQI", "DU_DIARY", "HAQ", "PAIN_VAS"]
+    assert reg.codes() == ["DLQI", "DU_BASELINE", "DU_DIARY", "HAQ", "PAIN_VAS", "TOLERANCE"]
+    # The scleroderma HAQ VAS and the pain VAS carry their licensing notes like the DLQI and the HAQ.
+    assert "Scleroderma HAQ VAS: published by Steen and Medsger" in " ".join(reg.get("HAQ").licence.split())
+    assert "public-domain method (Huskisson 1974)" in " ".join(reg.get("PAIN_VAS").licence.split())
     for inst in reg.all():
         assert set(inst.languages) == {"en", "fr"}
         for item in inst.items:
@@ -28,8 +31,14 @@ def test_item_codes_match_the_reference():
     assert [i.code for i in reg.get("DLQI").items] == [
         "DLQI01", "DLQI02", "DLQI03", "DLQI04", "DLQI05", "DLQI06", "DLQI07A", "DLQI07B", "DLQI08", "DLQI09",
         "DLQI10"]
-    assert [i.code for i in reg.get("DU_DIARY").items] == [
+    assert [i.code for i in reg.get("DU_DIARY", "1.0").items] == [
         "DU_NEW", "DU_HAND", "DU_FINGER", "DU_SITE", "DU_ONSET", "DU_PAIN", "DU_INFECT", "DU_ANTIBIO", "DU_HEALED"]
+    # Version 2: the known ulcers first, one pain scale (the study's pain VAS, after it), complications.
+    assert [i.code for i in reg.get("DU_DIARY", "2.0").items] == [
+        "DU_CONFIRM_OK", "DU_KNOWN_CLOSED", "DU_KNOWN_CLOSED_ON", "DU_NEW", "DU_HAND", "DU_FINGER", "DU_SITE",
+        "DU_ONSET", "DU_INFECT", "DU_ANTIBIO", "DU_NECROSIS", "DU_HOSPITAL", "DU_SURGERY", "DU_INJECTED",
+        "DU_HARVEST"]
+    assert "CALC" in reg.get("DU_DIARY", "2.0").item("DU_SITE").allowed_values()
     assert [i.code for i in reg.get("PAIN_VAS").items] == ["PAIN_VAS"]
     haq = reg.get("HAQ")
     assert len([i for i in haq.items if i.role == "activity"]) == 20

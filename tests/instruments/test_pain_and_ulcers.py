@@ -1,8 +1,12 @@
-"""Pain VAS and the new digital-ulcer diary."""
+"""Pain VAS and the digital-ulcer diary's version 1.0 (kept for the responses given with it)."""
 
 import pytest
 
 from proapp.instruments import score
+
+
+def diary1(answers):
+    return score("DU_DIARY", answers, "1.0")
 
 
 @pytest.mark.parametrize("mm", [0, 1, 57, 100])
@@ -22,14 +26,14 @@ def test_pain_vas_out_of_range(value):
 
 
 def test_no_new_ulcer():
-    r = score("DU_DIARY", {"DU_NEW": "N", "DU_PAIN": "20", "DU_INFECT": "N", "DU_ANTIBIO": "N",
+    r = diary1({"DU_NEW": "N", "DU_PAIN": "20", "DU_INFECT": "N", "DU_ANTIBIO": "N",
                            "DU_HEALED": "NA"})
     assert r == {"status": "scored", "new_ulcer_count": 0, "fingers_affected": [], "infection_signs": False,
                  "pain": 20}
 
 
 def test_two_new_ulcers_give_count_and_fingers():
-    r = score("DU_DIARY", {
+    r = diary1({
         "DU_NEW": "Y",
         "DU_HAND[1]": "R", "DU_FINGER[1]": "3", "DU_SITE[1]": "TIP", "DU_ONSET[1]": "2026-11-18",
         "DU_HAND[2]": "L", "DU_FINGER[2]": "2", "DU_SITE[2]": "DORSAL", "DU_ONSET[2]": "2026-11-20",
@@ -42,18 +46,18 @@ def test_two_new_ulcers_give_count_and_fingers():
 
 
 def test_two_ulcers_on_the_same_finger_count_twice_but_list_the_finger_once():
-    r = score("DU_DIARY", {"DU_NEW": "Y", "DU_HAND[1]": "L", "DU_FINGER[1]": "1",
+    r = diary1({"DU_NEW": "Y", "DU_HAND[1]": "L", "DU_FINGER[1]": "1",
                            "DU_HAND[2]": "L", "DU_FINGER[2]": "1"})
     assert (r["new_ulcer_count"], r["fingers_affected"]) == (2, ["L1"])
 
 
 def test_ulcer_group_is_ignored_when_no_new_ulcer():
-    r = score("DU_DIARY", {"DU_NEW": "N", "DU_HAND[1]": "L", "DU_FINGER[1]": "1"})
+    r = diary1({"DU_NEW": "N", "DU_HAND[1]": "L", "DU_FINGER[1]": "1"})
     assert (r["new_ulcer_count"], r["fingers_affected"]) == (0, [])
 
 
 def test_unanswered_diary_is_not_scored():
-    assert score("DU_DIARY", {})["status"] == "not_scored"
+    assert diary1({})["status"] == "not_scored"
 
 
 @pytest.mark.parametrize(("key", "value", "named"), [
@@ -71,4 +75,4 @@ def test_unanswered_diary_is_not_scored():
 ])
 def test_diary_bad_input_raises_naming_the_item(key, value, named):
     with pytest.raises(ValueError, match=named):
-        score("DU_DIARY", {"DU_NEW": "Y", key: value})
+        diary1({"DU_NEW": "Y", key: value})

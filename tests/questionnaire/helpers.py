@@ -71,16 +71,62 @@ class Patient:
         return self.path.rsplit("/", 1)[-1].split("?")[0]
 
     def answer(self, follow=True, **values):
-        data = {"csrf_token": csrf(self.page.text)}
-        data.update(values)
-        action = re.search(r'<form method="post" action="([^"]+)"', self.page.text).group(1)
-        resp = self.client.post(action, data=data)
-        if resp.status_code == 303 and follow:
-            return self.get(resp.headers["Location"])
-        self.page = resp
-        return resp
+        """Answer the current screen; values for the next screens too (an ulcer's hand, then its finger...) are
+        given screen after screen, as long as the next screen asks for some of them."""
+        remaining = dict(values)
+        while True:
+            asked = {k: v for k, v in remaining.items() if f'name="{k}"' in self.page.text} or dict(remaining)
+            for k in asked:
+                remaining.pop(k)
+            action = re.search(r'<form method="post" action="([^"]+)"', self.page.text).group(1)
+            resp = self.client.post(action, data={"csrf_token": csrf(self.page.text), **asked})
+            if resp.status_code == 303 and follow:
+                self.get(resp.headers["Location"])
+                if remaining and any(f'name="{k}"' in self.page.text for k in remaining):
+                    continue
+                return self.page
+            self.page = resp
+            return resp
+
+    def diary(self, ulcers=(), *, known=(), complications="N", pain="35", today=None):
+        """The ADUSE weekly entry (diary 2.0, then the pain scale): ``known`` answers each followed ulcer
+        ("N", or a date it closed), ``ulcers`` are new reports (hand, finger, place)."""
+        from datetime import UTC, datetime
+
+        day = today or datetime.now(UTC).date().isoformat()
+        for answer in known:
+            if answer == "N":
+                self.answer(DU_KNOWN_CLOSED="N")
+            else:
+                self.answer(DU_KNOWN_CLOSED="Y", DU_KNOWN_CLOSED_ON=answer)
+        self.answer(DU_NEW="Y" if ulcers else "N")
+        for n, (hand, finger, site) in enumerate(ulcers):
+            self.answer(DU_HAND=hand, DU_FINGER=finger, DU_SITE=site, DU_ONSET=day)
+            self.answer(more="Y" if n < len(ulcers) - 1 else "N")
+        self.answer(DU_INFECT="N", DU_ANTIBIO="N", DU_NECROSIS=complications, DU_HOSPITAL="N", DU_SURGERY="N",
+                    DU_INJECTED="N", DU_HARVEST="N")
+        if pain is not None:
+            self.answer(PAIN_VAS=pain)
 
     def submit(self):
         resp = self.client.post("/q/submit", data={"csrf_token": csrf(self.page.text)})
         assert resp.status_code == 303, resp.text
         return self.get(resp.headers["Location"])
+
+
+# An ADUSE weekly entry with no ulcer, screen by screen (diary 2.0 then the pain scale).
+COMPLICATIONS = ("DU_NECROSIS", "DU_HOSPITAL", "DU_SURGERY", "DU_INJECTED", "DU_HARVEST")
+
+
+def weekly_screens(pain: str = "10", **overrides: str) -> list[dict[str, str]]:
+    values = {"DU_NEW": "N", "DU_INFECT": "N", "DU_ANTIBIO": "N", **dict.fromkeys(COMPLICATIONS, "N"),
+              "PAIN_VAS": pain}
+    values.update(overrides)
+    return [{k: v} for k, v in values.items()]
+
+
+def answer_tolerance(p: Patient, grade: str = "0", rash: str = "N") -> None:
+    """The IMATINIB-SSC tolerance checklist, every grade the same."""
+    while p.screen_key.startswith("TOLERANCE."):
+        code = p.screen_key.split(".", 1)[1]
+        p.answer(**{code: rash if code == "TOL_RASH" else grade})

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from proapp.models import AccessLink, Answer, Occurrence, Response
-from tests.questionnaire.helpers import Patient, csrf, enrol_with_open_window, text
+from tests.questionnaire.helpers import Patient, answer_tolerance, csrf, enrol_with_open_window, text, weekly_screens
 
 DLQI_EN = {"DLQI01": "2", "DLQI02": "1", "DLQI03": "NR", "DLQI04": "0", "DLQI05": "3", "DLQI06": "0",
            "DLQI07A": "N", "DLQI07B": "1", "DLQI08": "0", "DLQI09": "NR", "DLQI10": "1"}
@@ -62,22 +62,26 @@ def test_ulcer_diary_and_pain_in_french_with_two_ulcers(app, client, session):
     p = Patient(client, token)
     p.open()
     p.start()
-    assert p.screen_key == "PAIN_VAS.PAIN_VAS"
-    assert "Question 1 sur 6" in text(p.page.text)   # grows when a new ulcer is reported
-    assert "Quelle douleur vos ulcères des doigts vous ont-ils causée" in p.page.text
-    p.answer(PAIN_VAS="35")
+    # The first weekly entry: no ulcer known yet (no baseline), worded "since the injection".
     assert p.screen_key == "DU_DIARY.DU_NEW"
+    assert "Question 1 sur 9" in text(p.page.text)   # grows when a new ulcer is reported
+    assert "Depuis l'injection, un nouvel ulcère est-il apparu" in text(p.page.text)
+    assert "Un ulcère du doigt est une plaie où la peau a disparu" in text(p.page.text)    # the definition, on screen
     p.answer(DU_NEW="Y")
-    assert p.screen_key == "DU_DIARY.DU_ULCER.1"
+    assert p.screen_key == "DU_DIARY.DU_ULCER.1.DU_HAND"          # one question per screen
+    assert "Nouvel ulcère 1" in text(p.page.text)
     today = datetime.now(UTC).date()
-    p.answer(DU_HAND="R", DU_FINGER="3", DU_SITE="TIP", DU_ONSET=(today - timedelta(days=2)).isoformat())
+    p.answer(DU_HAND="R")
+    assert p.screen_key == "DU_DIARY.DU_ULCER.1.DU_FINGER"
+    p.answer(DU_FINGER="3", DU_SITE="TIP", DU_ONSET=(today - timedelta(days=2)).isoformat())
     assert p.screen_key == "DU_DIARY.DU_ULCER-more.1"
+    assert "Avez-vous remarqué un autre nouvel ulcère ?" in p.page.text
     p.answer(more="Y")
-    assert p.screen_key == "DU_DIARY.DU_ULCER.2"
-    p.answer(DU_HAND="L", DU_FINGER="2", DU_SITE="PERI", DU_ONSET=today.isoformat())
+    assert p.screen_key == "DU_DIARY.DU_ULCER.2.DU_HAND"
+    p.answer(DU_HAND="L", DU_FINGER="2", DU_SITE="CALC", DU_ONSET=today.isoformat())
+    assert "Sur une boule dure sous la peau (calcinose)" not in p.page.text    # past the place screen
     p.answer(more="N")
-    assert p.screen_key == "DU_DIARY.DU_PAIN"
-    p.answer(DU_PAIN="60")
+    assert p.screen_key == "DU_DIARY.DU_INFECT"
     p.answer(DU_INFECT="Y")
     # The infection answer meets a same-day alert rule: the patient is told at once whom to call.
     assert p.path.startswith("/q/call")
@@ -86,8 +90,15 @@ def test_ulcer_diary_and_pain_in_french_with_two_ulcers(app, client, session):
     assert 'href="tel:+33199000101"' in p.page.text and "01 99 00 01 01" in call and "15 ou 112" in call
     p.get(re.search(r'class="button" href="([^"]+)"', p.page.text).group(1))
     assert p.screen_key == "DU_DIARY.DU_ANTIBIO"
-    p.answer(DU_ANTIBIO="N")
-    p.answer(DU_HEALED="NA")
+    assert "Avez-vous commencé des antibiotiques depuis l'injection ?" in text(p.page.text)
+    p.answer(DU_ANTIBIO="N", DU_NECROSIS="N", DU_HOSPITAL="N", DU_SURGERY="N", DU_INJECTED="N")
+    assert p.screen_key == "DU_DIARY.DU_HARVEST"     # ADUSE's cells are autologous: the harvest site is asked
+    assert "Complications" in p.page.text
+    p.answer(DU_HARVEST="N")
+    # One pain scale, after the diary: about the finger ulcers, over the last 24 hours.
+    assert p.screen_key == "PAIN_VAS.PAIN_VAS"
+    assert "Quelle douleur vos ulcères des doigts vous ont-ils causée" in p.page.text
+    p.answer(PAIN_VAS="35")
     assert p.path == "/q/review"
     review = text(p.page.text)
     assert "Main droite" in review and "Majeur" in review and "Index" in review and "35 sur 100" in review
@@ -96,10 +107,13 @@ def test_ulcer_diary_and_pain_in_french_with_two_ulcers(app, client, session):
     assert "Appelez votre équipe d'étude aujourd'hui" in text(done.text)
     assert 'href="tel:+33199000101"' in done.text
     du = session.scalar(select(Response).where(Response.instrument_code == "DU_DIARY"))
-    assert du.scores["new_ulcer_count"] == 2
+    assert du.scores["new_ulcer_count"] == 2 and du.scores["active_ulcer_count"] == 2
     assert du.scores["fingers_affected"] == ["L2", "R3"]
+    assert du.scores["groups"]["DU_ULCER"] == {"1": {"ulcer_number": 1, "report_kind": "new"},
+                                               "2": {"ulcer_number": 2, "report_kind": "new"}}
+    assert du.flow_state["wording"]["DU_NEW"] == "first_entry"       # the exports say what was read
     assert (du.status.value, du.language, du.instrument_version, du.completed_on_site) == (
-        "completed", "fr", "1.0", False)
+        "completed", "fr", "2.0", False)
     assert du.completed_at is not None and du.completed_at.tzinfo is not None
     pain = session.scalar(select(Response).where(Response.instrument_code == "PAIN_VAS"))
     assert pain.scores == {"status": "scored", "pain": 35}
@@ -110,7 +124,7 @@ def test_dlqi_and_haq_in_english_with_question_7_branching_aids_and_help(app, cl
     _pid, token = enrol_with_open_window(app, study="IMATINIB-SSC", visit="M1", language="en")
     p = Patient(client, token)
     p.open()
-    assert "It takes about 8 minutes." in text(p.page.text)
+    assert "It takes about 10 minutes." in text(p.page.text)
     p.start()
     assert "Question 1 of" in text(p.page.text)
     assert "© Dermatology Life Quality Index" in p.page.text
@@ -118,6 +132,9 @@ def test_dlqi_and_haq_in_english_with_question_7_branching_aids_and_help(app, cl
     assert p.screen_key == "HAQ.HAQ_DRESS1"
     assert "Are you able to:" in p.page.text
     answer_haq(p, activity="1", aids=("HAQ_AID_CANE",), helps=("HAQ_HELP_GRIP",), vas="50")
+    # The tolerance checklist last: PRO-CTCAE's wording in English.
+    assert p.screen_key == "TOLERANCE.TOL_EYE_SWELL"
+    answer_tolerance(p)
     assert p.path == "/q/review"
     p.submit()
     dlqi = session.scalar(select(Response).where(Response.instrument_code == "DLQI"))
@@ -152,14 +169,14 @@ def test_resume_at_first_unanswered_question_after_closing(app, client):
     p = Patient(client, token)
     p.open()
     p.start()
-    p.answer(PAIN_VAS="20")
     p.answer(DU_NEW="N")
+    p.answer(DU_INFECT="N")
     client.delete_cookie("session")
     fresh = Patient(client, token)
     welcome = fresh.open()
     assert "Continuer" in welcome.text
     fresh.start()
-    assert fresh.screen_key == "DU_DIARY.DU_PAIN"
+    assert fresh.screen_key == "DU_DIARY.DU_ANTIBIO"
     assert "Question 3 sur" in text(fresh.page.text)
 
 
@@ -168,22 +185,22 @@ def test_back_navigation_shows_the_saved_answer(app, client):
     p = Patient(client, token)
     p.open()
     p.start()
-    p.answer(PAIN_VAS="42")
+    for values in weekly_screens("42"):
+        p.answer(**values)
+    p.get("/q/PAIN_VAS.PAIN_VAS")
     back = re.search(r'<a class="button" href="([^"]+)">Retour</a>', p.page.text).group(1)
     p.get(back)
-    assert p.screen_key == "PAIN_VAS.PAIN_VAS"
+    assert p.screen_key == "DU_DIARY.DU_HARVEST"
+    assert 'value="N" checked' in p.page.text
+    p.get("/q/PAIN_VAS.PAIN_VAS")
     assert 'value="42"' in p.page.text
 
 
 def finish_diary(p: Patient):
     p.open()
     p.start()
-    p.answer(PAIN_VAS="10")
-    p.answer(DU_NEW="N")
-    p.answer(DU_PAIN="10")
-    p.answer(DU_INFECT="N")
-    p.answer(DU_ANTIBIO="N")
-    p.answer(DU_HEALED="N")
+    for values in weekly_screens("10"):
+        p.answer(**values)
     assert p.path == "/q/review"
 
 
@@ -215,14 +232,14 @@ def test_two_tabs_never_create_two_responses(app):
     tab2.open()
     tab1.start()
     tab2.start()
-    tab1.answer(PAIN_VAS="30")
-    tab2.answer(PAIN_VAS="31")     # same question from the other tab: one answer, the latest
+    tab1.answer(DU_NEW="N")
+    tab2.answer(DU_NEW="Y")        # same question from the other tab: one answer, the latest
     with app.app_context():
         from proapp import db
 
         s = db.session()
-        assert s.scalar(select(func.count()).select_from(Response).where(Response.instrument_code == "PAIN_VAS")) == 1
-        assert list(s.scalars(select(Answer.value).where(Answer.item_code == "PAIN_VAS"))) == ["31"]
+        assert s.scalar(select(func.count()).select_from(Response).where(Response.instrument_code == "DU_DIARY")) == 1
+        assert list(s.scalars(select(Answer.value).where(Answer.item_code == "DU_NEW"))) == ["Y"]
 
 
 @pytest.mark.parametrize("bad", ["101", "-1", "abc", "", "50.5"])
@@ -231,12 +248,15 @@ def test_out_of_range_vas_reshows_the_question_with_an_error_and_stores_nothing(
     p = Patient(client, token)
     p.open()
     p.start()
+    for values in weekly_screens()[:-1]:
+        p.answer(**values)
+    before = session.scalar(select(func.count()).select_from(Answer))
     resp = p.answer(follow=False, PAIN_VAS=bad)
     assert resp.status_code == 422
-    assert "Question 1 sur" in text(resp.text)
+    assert "Question 9 sur" in text(resp.text)
     assert ("Veuillez saisir un nombre entier de 0 à 100." in text(resp.text)
             or "Veuillez marquer la ligne ou saisir un nombre de 0 à 100." in text(resp.text))
-    assert session.scalar(select(func.count()).select_from(Answer)) == 0
+    assert session.scalar(select(func.count()).select_from(Answer)) == before == 8
 
 
 def test_unknown_choice_value_is_refused_in_english(app, client, session):
@@ -244,7 +264,6 @@ def test_unknown_choice_value_is_refused_in_english(app, client, session):
     p = Patient(client, token)
     p.open()
     p.start()
-    p.answer(PAIN_VAS="5")
     resp = p.answer(follow=False, DU_NEW="MAYBE")
     assert resp.status_code == 422
     assert "Please choose one of the answers shown." in resp.text
@@ -256,13 +275,12 @@ def test_future_onset_date_is_refused(app, client, session):
     p = Patient(client, token)
     p.open()
     p.start()
-    p.answer(PAIN_VAS="5")
-    p.answer(DU_NEW="Y")
+    p.answer(DU_NEW="Y", DU_HAND="L", DU_FINGER="1", DU_SITE="TIP")
     future = (datetime.now(UTC).date() + timedelta(days=3)).isoformat()
-    resp = p.answer(follow=False, DU_HAND="L", DU_FINGER="1", DU_SITE="TIP", DU_ONSET=future)
+    resp = p.answer(follow=False, DU_ONSET=future)
     assert resp.status_code == 422 and "This date is in the future." in resp.text
-    assert 'value="L" checked' in resp.text      # what the patient entered is kept on the page
-    assert session.scalar(select(func.count()).select_from(Answer).where(Answer.repeat_index > 0)) == 0
+    assert f'value="{future}"' in resp.text      # what the patient entered is kept on the page
+    assert session.scalar(select(func.count()).select_from(Answer).where(Answer.item_code == "DU_ONSET")) == 0
 
 
 @pytest.mark.parametrize("token_kind", ["unknown", "tampered", "resent", "short"])
@@ -382,7 +400,7 @@ def test_made_up_screen_key_sends_the_patient_to_the_right_place(app, client):
     Patient(client, token).open()
     resp = client.get("/q/NOPE.NOPE")
     assert resp.status_code == 303
-    assert resp.headers["Location"] == "/q/PAIN_VAS.PAIN_VAS"
+    assert resp.headers["Location"] == "/q/DU_DIARY.DU_NEW"
 
 
 def test_submit_before_the_end_goes_back_to_the_missing_question(app, client, session):

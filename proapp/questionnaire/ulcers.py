@@ -1,0 +1,163 @@
+"""The patient's ulcer registry, read from the database: the ulcers the study team noted and every completed
+ulcer entry (the baseline inventory, the weekly diaries), folded by the pure rules of ``instruments.ulcers``.
+
+Nothing here is a copy that could drift: the registry is computed from the rows it comes from (the answers as
+corrected, the classification each response stored at completion) every time it is needed. Numbers are given
+under a lock of the patient's row (the completion of an entry, a noted ulcer), so two never get the same one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import Connection, select
+from sqlalchemy.orm import Session
+
+from proapp.instruments import Instrument, Registry
+from proapp.instruments.ulcers import (
+    NEW,
+    Course,
+    Entry,
+    Noted,
+    UlcerContext,
+    context_of,
+    courses,
+    reports_of,
+)
+from proapp.patients.models import Occurrence, Patient
+from proapp.questionnaire.models import Answer, Correction, NotedUlcer, Response, ResponseStatus
+
+HANDS, FINGERS = ("L", "R"), ("1", "2", "3", "4", "5")
+
+
+def uses_registry(inst: Instrument) -> bool:
+    """An instrument whose repeats are the patient's ulcers (the diary from version 2, the baseline inventory)."""
+    return any(g.repeats_from for g in inst.groups)
+
+
+@dataclass(frozen=True)
+class PatientUlcers:
+    courses: list[Course]
+    anchor: date
+    completed_codes: frozenset[str]          # the ulcer instruments completed at least once (any version)
+
+    def context(self) -> UlcerContext:
+        return context_of(self.courses, self.anchor)
+
+
+def _effective_answers(conn: Connection, response_ids: list[int]) -> dict[int, dict[tuple[str, int], str]]:
+    out: dict[int, dict[tuple[str, int], str]] = {rid: {} for rid in response_ids}
+    if not response_ids:
+        return out
+    for rid, code, rep, value in conn.execute(select(Answer.response_id, Answer.item_code, Answer.repeat_index,
+                                                     Answer.value).where(Answer.response_id.in_(response_ids))):
+        if value is not None:
+            out[rid][(code, rep)] = value
+    for rid, code, rep, value in conn.execute(select(Correction.response_id, Correction.item_code,
+                                                     Correction.repeat_index, Correction.new_value)
+                                              .where(Correction.response_id.in_(response_ids))
+                                              .order_by(Correction.id)):
+        out[rid][(code, rep)] = value
+    return out
+
+
+def patient_ulcers(conn: Connection, patient_id: int, registry: Registry) -> PatientUlcers:
+    """The registry of ``patient_id`` after every entry completed so far."""
+    patient = conn.execute(select(Patient.anchor_date, Patient.timezone).where(Patient.id == patient_id)).one()
+    zone = ZoneInfo(patient.timezone)
+    rows = conn.execute(
+        select(Response.id, Response.instrument_code, Response.instrument_version, Response.completed_at,
+               Response.scores, Response.corrected_scores, Occurrence.visit_code)
+        .join(Occurrence, Occurrence.id == Response.occurrence_id)
+        .where(Occurrence.patient_id == patient_id, Response.status == ResponseStatus.COMPLETED,
+               Response.instrument_code.in_(["DU_BASELINE", "DU_DIARY"]))
+        .order_by(Response.completed_at, Response.id)).all()
+    entries_rows = []
+    for row in rows:
+        try:
+            inst = registry.get(row.instrument_code, row.instrument_version)
+        except KeyError:
+            continue
+        if uses_registry(inst):
+            entries_rows.append(row)
+    answers = _effective_answers(conn, [r.id for r in entries_rows])
+    noted: list[Noted] = []
+    entries: list[Entry] = []
+    for row in entries_rows:
+        groups: dict[str, dict[int, dict[str, str]]] = {}
+        for (code, rep), value in answers[row.id].items():
+            if rep:
+                group = registry.get(row.instrument_code, row.instrument_version).item(code).group
+                groups.setdefault(group or "", {}).setdefault(rep, {})[code] = value
+        reports = reports_of(row.corrected_scores or row.scores)
+        on = row.completed_at.astimezone(zone).date()
+        for k, (kind, n) in sorted(reports.items()):
+            u = groups.get("DU_ULCER", {}).get(k, {})
+            if kind == NEW and {"DU_HAND", "DU_FINGER", "DU_SITE"} <= set(u):
+                noted.append(Noted(n, u["DU_HAND"], u["DU_FINGER"], u["DU_SITE"], False, False, on, row.visit_code))
+        entries.append(Entry(row.visit_code, on, groups, reports))
+    marks = set()
+    for r in conn.execute(select(NotedUlcer).where(NotedUlcer.patient_id == patient_id).order_by(NotedUlcer.id)):
+        n = r[0]
+        if n.marks_reported:
+            marks.add(n.number)
+        else:
+            noted.append(Noted(n.number, n.hand, n.finger, n.site, n.treated, True, n.noted_on))
+    noted = [Noted(u.number, u.hand, u.finger, u.site, u.treated or u.number in marks, u.staff_noted, u.noted_on,
+                   u.visit) for u in noted]
+    return PatientUlcers(courses(noted, entries), patient.anchor_date,
+                         frozenset(r.instrument_code for r in rows))
+
+
+def lock_patient(db: Session, patient_id: int) -> None:
+    """Hold the patient's row until commit: ulcer numbers are given one at a time (PostgreSQL; SQLite has one
+    writer at a time anyway)."""
+    db.execute(select(Patient.id).where(Patient.id == patient_id).with_for_update())
+
+
+class NoteRefused(ValueError):
+    def __init__(self, message: object):
+        super().__init__(str(message))
+        self.message = message
+
+
+def note_ulcer(db: Session, registry: Registry, patient: Patient, *, hand: str, finger: str, site: str,
+               treated: bool, noted_on: date, actor: str, now: datetime) -> NotedUlcer:
+    """Record an ulcer the study team saw (or that an ulcer the patient reported was treated). The patient is
+    asked to confirm a noted ulcer in their next entry."""
+    from proapp.audit.services import record
+
+    places = registry.get("DU_BASELINE").item("DU_SITE").allowed_values()
+    if hand not in HANDS or finger not in FINGERS or site not in places:
+        raise NoteRefused(_l("Choose the hand, the finger and the place of the ulcer."))
+    today = now.astimezone(ZoneInfo(patient.timezone)).date()
+    if noted_on > today:
+        raise NoteRefused(_l("This date is in the future."))
+    lock_patient(db, patient.id)
+    found = patient_ulcers(db.connection(), patient.id, registry)
+    same = [c for c in found.courses if c.ulcer.place == (hand, finger, site) and not c.healed
+            and c.confirmed is not False]
+    if same:
+        course = same[0]
+        if course.ulcer.staff_noted or not treated or course.ulcer.treated:
+            raise NoteRefused(_l("Ulcer %(n)s is already recorded at this place.", n=course.ulcer.number))
+        row = NotedUlcer(patient_id=patient.id, number=course.ulcer.number, hand=hand, finger=finger, site=site,
+                         treated=True, noted_on=noted_on, recorded_by=actor, recorded_at=now, marks_reported=True)
+    else:
+        number = max((c.ulcer.number for c in found.courses), default=0) + 1
+        row = NotedUlcer(patient_id=patient.id, number=number, hand=hand, finger=finger, site=site,
+                         treated=treated, noted_on=noted_on, recorded_by=actor, recorded_at=now)
+    db.add(row)
+    db.flush()
+    record(db, actor=actor, action="ulcer.noted", entity="noted_ulcer", entity_id=row.id, patient_id=patient.id,
+           new={"number": row.number, "hand": hand, "finger": finger, "site": site, "treated": row.treated,
+                "noted_on": noted_on.isoformat(), "marks_reported": row.marks_reported}, at=now)
+    return row
+
+
+def active_count(found: Iterable[Course]) -> int:
+    return sum(1 for c in found if not c.healed and c.confirmed is not False)
