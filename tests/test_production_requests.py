@@ -81,7 +81,7 @@ def test_every_patient_form_saves_over_https_without_a_referer(prod_app):
     assert done.status_code == 200 and p.path == "/q/done"
     with prod_app.app_context():
         s = db.session()
-        assert s.scalar(select(func.count()).select_from(Answer)) == 6
+        assert s.scalar(select(func.count()).select_from(Answer)) == 9
         assert s.scalar(select(func.count()).select_from(Response).where(Response.completed_at.is_not(None))) == 2
         assert s.get(PatientContact, pid).opted_out_at is not None
 
@@ -92,13 +92,13 @@ def test_a_form_posted_from_another_site_is_refused_even_with_a_valid_token(prod
     p = Patient(client, token)
     p.open()
     p.start()
-    resp = client.post(p.path, data={"csrf_token": csrf(p.page.text), "PAIN_VAS": "50"},
+    resp = client.post(p.path, data={"csrf_token": csrf(p.page.text), "DU_NEW": "N"},
                        headers={"Sec-Fetch-Site": "cross-site"})
     assert resp.status_code == 303 and resp.headers["Location"].endswith("?expired=1")
     with prod_app.app_context():
         assert db.session().scalar(select(func.count()).select_from(Answer)) == 0
     # The same form from the page itself is saved.
-    assert p.answer(follow=False, PAIN_VAS="50").status_code == 303
+    assert p.answer(follow=False, DU_NEW="N").status_code == 303
     with prod_app.app_context():
         assert db.session().scalar(select(func.count()).select_from(Answer)) == 1
 

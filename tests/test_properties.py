@@ -4,6 +4,8 @@ nothing is stored from invalid input."""
 from __future__ import annotations
 
 import re
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,7 +36,10 @@ def test_patient_answers(app):
     _pid, token = enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-001")
     client = app.test_client()
     client.get(f"/s/{token}")
-    token_field = _csrf(client.get("/q/PAIN_VAS.PAIN_VAS").get_data(as_text=True))
+    token_field = _csrf(client.get("/q/DU_DIARY.DU_NEW").get_data(as_text=True))
+    for code in ("DU_NEW", "DU_INFECT", "DU_ANTIBIO", "DU_NECROSIS", "DU_HOSPITAL", "DU_SURGERY", "DU_INJECTED",
+                 "DU_HARVEST"):                         # the diary first: the pain scale comes after it
+        assert client.post(f"/q/DU_DIARY.{code}", data={"csrf_token": token_field, code: "N"}).status_code == 303
 
     @SETTINGS
     @given(value=junk, extra=st.dictionaries(st.text(max_size=10), junk, max_size=3))
@@ -55,21 +60,26 @@ def test_dates_in_the_ulcer_diary(app):
     _pid, token = enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-002")
     client = app.test_client()
     client.get(f"/s/{token}")
-    page = client.get("/q/PAIN_VAS.PAIN_VAS").get_data(as_text=True)
-    client.post("/q/PAIN_VAS.PAIN_VAS", data={"csrf_token": _csrf(page), "PAIN_VAS": "10"})
-    client.post("/q/DU_DIARY.DU_NEW", data={"csrf_token": _csrf(page), "DU_NEW": "Y"})
-    screen = re.search(r"/q/DU_DIARY\.[A-Z_]+\.1|/q/DU_DIARY[^\"]*", client.get("/q").get_data(as_text=True))
-    path = screen.group(0) if screen else "/q/DU_DIARY.DU_ULCER.1"
+    page = client.get("/q/DU_DIARY.DU_NEW").get_data(as_text=True)
+    for path, values in (("DU_NEW", {"DU_NEW": "Y"}), ("DU_ULCER.1.DU_HAND", {"DU_HAND": "L"}),
+                         ("DU_ULCER.1.DU_FINGER", {"DU_FINGER": "2"}), ("DU_ULCER.1.DU_SITE", {"DU_SITE": "TIP"})):
+        resp = client.post(f"/q/DU_DIARY.{path}", data={"csrf_token": _csrf(page), **values})
+        assert resp.status_code == 303, path
+    path = "/q/DU_DIARY.DU_ULCER.1.DU_ONSET"
+    assert resp.headers["Location"] == path
+    today = datetime.now(ZoneInfo("Europe/Paris")).date()        # the patient's calendar
 
     @SETTINGS
-    @given(hand=junk, finger=junk, site=junk, onset=junk)
-    def check(hand, finger, site, onset):
+    @given(onset=junk | st.dates().map(date.isoformat))
+    def check(onset):
         before = count(app, Answer)
-        resp = client.post(path, data={"csrf_token": _csrf(page), "DU_HAND": hand, "DU_FINGER": finger,
-                                       "DU_SITE": site, "DU_ONSET": onset})
+        resp = client.post(path, data={"csrf_token": _csrf(page), "DU_ONSET": onset})
         assert resp.status_code in (200, 303, 400, 404, 422), resp.status_code
         if resp.status_code != 303:
             assert count(app, Answer) == before
+        else:                      # a day within the last month, not in the future
+            day = date.fromisoformat(onset.strip())
+            assert today - timedelta(days=31) <= day <= today, onset
 
     check()
 

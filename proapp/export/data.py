@@ -41,6 +41,8 @@ class Exported:
     # for an uncorrected response
     corrections: list[tuple[str, int, str | None, str, str, str, datetime, str | None, str | None]] = field(
         default_factory=list)
+    # The wording the patient read where it depended on their situation: {item code: situation} ("first_entry")
+    wording: dict[str, str] = field(default_factory=dict)
 
     def effective(self) -> list[tuple[str, int, str | None, datetime]]:
         """The answers as corrected: a corrected value replaces the original (kept in ``corrections``)."""
@@ -92,13 +94,14 @@ def load(db: Session, key: ApiKey | None, *conds, order=None, limit: int | None 
                            Occurrence.visit_code, Occurrence.due_on, Occurrence.window_opens_on,
                            Occurrence.window_closes_on, Response.instrument_code, Response.instrument_version,
                            Response.language, Response.completed_at, Response.completed_on_site, Response.scores,
-                           Response.corrected_scores))
+                           Response.corrected_scores, Response.flow_state))
             .join(Site, Site.id == Patient.site_id).where(*(_scope(key) if key else ()), *conds))
     if order is not None:
         stmt = stmt.order_by(order)
     if limit is not None:
         stmt = stmt.limit(limit)
-    items = [Exported(*r[:13], bool(r[13]), r[14], r[15]) for r in db.execute(stmt)]
+    items = [Exported(*r[:13], bool(r[13]), r[14], r[15], wording=dict((r[16] or {}).get("wording") or {}))
+             for r in db.execute(stmt)]
     by_id = {e.id: e for e in items}
     if by_id:
         for rid, code, repeat, value, at in db.execute(

@@ -38,18 +38,31 @@ def _item(i: Item, inst: Instrument, variant: str | None) -> dict[str, Any]:
         d["format"] = "YYYY-MM-DD"
     if i.show_if:
         d["shown_if"] = i.show_if
+    if i.text_when:               # a response's "wording" names the one its patient read
+        d["text_when"] = {name: _text(i.shown(variant, name)) for name in i.text_when}
+    if i.requires:
+        d["asked_when_study_enables"] = i.requires
+    if i.source:
+        d["source"] = i.source
+    if i.study_specific:
+        d["study_specific"] = True
     return d
 
 
-def _instrument(inst: Instrument, variant: str | None) -> dict[str, Any]:
+def _instrument(inst: Instrument, variant: str | None, features: list[str]) -> dict[str, Any]:
     return {
         "code": inst.code, "version": inst.version, "title": _text(inst.title),
-        "instructions": _text(inst.instructions), "variant": variant,
+        "instructions": _text(inst.instructions), "variant": variant, "features": features,
+        "source": inst.source, "copyright": inst.copyright, "licence": inst.licence,
         "languages": {lang: {"validated": st.validated} for lang, st in inst.languages.items()},
         "items": [_item(i, inst, variant) for i in inst.items],
-        "groups": [{"code": g.code, "max_repeats": g.max_repeats, "label": _text(g.label), "shown_if": g.show_if}
+        # A group "repeated_by" the patient's ulcers has one repeat per ulcer, its key the ulcer's number.
+        "groups": [{"code": g.code, "max_repeats": g.max_repeats, "label": _text(g.label), "shown_if": g.show_if,
+                    **({"repeated_by": g.repeats_from} if g.repeats_from else {})}
                    for g in inst.groups],
-        "derived": [{"code": d.code, "type": d.type, "label": _text(d.label)} for d in inst.derived],
+        "derived": [{"code": d.code, "type": d.type, "label": _text(d.label),
+                     **({"group": d.group} if d.group else {}), **({"source": d.source} if d.source else {})}
+                    for d in inst.derived],
     }
 
 
@@ -64,7 +77,7 @@ def data_dictionary(study: StudyDef, registry: Registry, db: Session, study_id: 
         "visits": [{"code": v.code, "label": _text(v.label), "day": v.day,
                     "window": {"days_before": v.window.before, "days_after": v.window.after},
                     "instruments": list(v.instruments)} for v in study.all_visits()],
-        "instruments": [_instrument(inst, use.variant or inst.default_variant)
+        "instruments": [_instrument(inst, use.variant or inst.default_variant, list(use.features))
                         for code, use in study.instruments.items()
                         for inst in [registry.get(code, use.version)]],
         "odm": {"study_oid": oids.study, "metadata_version_oid": oids.mdv},

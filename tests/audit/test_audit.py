@@ -49,16 +49,16 @@ def test_a_patient_journey_is_recorded_with_who_what_when_and_values(app):
     p = Patient(client, token)
     p.open()
     p.start()
-    p.answer(PAIN_VAS="30")
-    p.get("/q/PAIN_VAS.PAIN_VAS")
-    p.answer(PAIN_VAS="35")                          # the patient changes their answer before submitting
+    p.answer(DU_NEW="N")
+    p.get("/q/DU_DIARY.DU_NEW")
+    p.answer(DU_NEW="Y")                             # the patient changes their answer before submitting
     enrolled = entries(app, action="patient.enrolled")[0]
     assert enrolled.patient_id == pid and enrolled.new["subject_id"] == "ADU-TLS-001"
     assert enrolled.new["phone"] == "+336 1 •• •• •• 78" and "+33612345678" not in str(enrolled.new)
     assert [v[0] for v in enrolled.new["schedule"]][:3] == ["W0", "W1", "W2"]
     saves = entries(app, action="answer.saved", patient_id=pid)
-    assert [(e.old, e.new["value"]) for e in saves] == [(None, "30"), ({"value": "30"}, "35")]
-    assert saves[0].actor.startswith("patient:link:") and saves[0].new["instrument"] == "PAIN_VAS"
+    assert [(e.old, e.new["value"]) for e in saves] == [(None, "N"), ({"value": "N"}, "Y")]
+    assert saves[0].actor.startswith("patient:link:") and saves[0].new["instrument"] == "DU_DIARY"
     assert saves[0].at.tzinfo is not None
 
 

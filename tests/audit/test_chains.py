@@ -29,7 +29,7 @@ def _on_first_question(app, subject: str) -> tuple[int, Patient]:
 
 def _answer_in_thread(p: Patient, value: str) -> tuple[threading.Thread, list[int]]:
     status: list[int] = []
-    data = {"csrf_token": csrf(p.page.text), "PAIN_VAS": value}
+    data = {"csrf_token": csrf(p.page.text), "DU_NEW": value}
     thread = threading.Thread(target=lambda: status.append(p.client.post(p.path, data=data).status_code))
     thread.start()
     return thread, status
@@ -43,10 +43,10 @@ def test_another_patients_answer_commits_while_one_patients_chain_is_held(app):
         holder = app.extensions["proapp.sessionmaker"]()
         _lock_heads(holder.connection(), [chain_of(first)])                  # as an answer being committed
         try:
-            other, other_status = _answer_in_thread(p2, "40")
+            other, other_status = _answer_in_thread(p2, "N")
             other.join(15)
             assert not other.is_alive() and other_status == [303]          # did not wait
-            same, same_status = _answer_in_thread(p1, "50")
+            same, same_status = _answer_in_thread(p1, "Y")
             same.join(1.5)
             assert same.is_alive() and same_status == []                    # the same patient's chain waits
         finally:
@@ -61,8 +61,8 @@ def test_another_patients_answer_commits_while_one_patients_chain_is_held(app):
 def test_entries_go_to_their_patients_chain_and_the_copy_checks_only_it(app):
     first, p1 = _on_first_question(app, "ADU-TLS-001")
     second, p2 = _on_first_question(app, "ADU-TLS-002")
-    p1.answer(PAIN_VAS="10")
-    p2.answer(PAIN_VAS="20")
+    p1.answer(DU_NEW="N")
+    p2.answer(DU_NEW="Y")
     with app.app_context():
         s = db.session()
         for pid in (first, second):

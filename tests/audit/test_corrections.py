@@ -134,7 +134,8 @@ def test_acknowledgements_name_the_revision_and_the_patient_page_flags_a_correct
     assert len(client.get(f"{URL}/responses", headers=auth(key)).get_json()["data"]) == 2     # the EDC pulls
     first = client.post(f"{URL}/acknowledgements", headers=auth(key),
                         json={"responses": [{"id": pain, "revision": 0}, {"id": diary, "revision": 0}]}).get_json()
-    assert first["acknowledged"] == [{"id": pain, "revision": 0}, {"id": diary, "revision": 0}]
+    assert first["acknowledged"] == sorted([{"id": pain, "revision": 0}, {"id": diary, "revision": 0}],
+                                           key=lambda a: a["id"])
     staff = _nurse(app)
     assert "a correction is not received yet" not in text_of(staff.get(f"/staff/patients/{pid}"))
     staff.post(f"/staff/patients/{pid}/responses/{pain}/correct",

@@ -27,9 +27,10 @@ from cryptography.fernet import Fernet
 
 from tests.benchmarks._setup import bench_database, free_port, start_gunicorn
 
-ANSWERS = {"PAIN_VAS.PAIN_VAS": {"PAIN_VAS": "42"}, "DU_DIARY.DU_NEW": {"DU_NEW": "N"},
-           "DU_DIARY.DU_PAIN": {"DU_PAIN": "10"}, "DU_DIARY.DU_INFECT": {"DU_INFECT": "N"},
-           "DU_DIARY.DU_ANTIBIO": {"DU_ANTIBIO": "N"}, "DU_DIARY.DU_HEALED": {"DU_HEALED": "N"}}
+# An ADUSE weekly entry with no ulcer, screen by screen: the diary 2.0, then the pain scale.
+ANSWERS = {**{f"DU_DIARY.{code}": {code: "N"} for code in (
+    "DU_NEW", "DU_INFECT", "DU_ANTIBIO", "DU_NECROSIS", "DU_HOSPITAL", "DU_SURGERY", "DU_INJECTED", "DU_HARVEST")},
+    "PAIN_VAS.PAIN_VAS": {"PAIN_VAS": "42"}}
 
 
 class Stats:

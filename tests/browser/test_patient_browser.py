@@ -49,6 +49,28 @@ def mark_vas(page, js: bool, item: str, end: str) -> None:
     next_(page)
 
 
+def diary_without_ulcer(page, *, infect: str = "Non") -> None:
+    """The weekly diary's eight yes/no screens with no ulcer (then the pain scale comes)."""
+    for label in ["Non", infect, "Non", "Non", "Non", "Non", "Non"]:
+        choose(page, label)
+        next_(page)
+    choose(page, "Non")        # the fat-harvest site (ADUSE's cells are autologous)
+    next_(page)
+
+
+def complications_and_infection(page) -> None:
+    for _ in range(6):         # infection, antibiotics, four complications (the harvest site is the fifth)
+        choose(page, "Non")
+        next_(page)
+
+
+def tolerance_none(page) -> None:
+    """The IMATINIB-SSC tolerance checklist, the first answer (none, never, no) each time."""
+    while "/q/TOLERANCE." in page.url:
+        page.locator("input[type=radio]").first.check()
+        next_(page)
+
+
 def stored_scores(app, code: str) -> dict:
     with app.app_context():
         return db.session().scalar(select(Response.scores).where(Response.instrument_code == code))
@@ -114,9 +136,12 @@ def test_haq_with_aids_and_help(app, live_server, browser):
         slider.focus()
         page.keyboard.press("Home")
         next_(page)
+    assert "Effets indésirables du traitement" in page.content()       # the tolerance checklist comes last
+    tolerance_none(page)
     assert page.url.endswith("/q/review")
     go(page, page.get_by_role("button", name="Envoyer mes réponses"))
     assert "Merci, vos réponses ont été envoyées." in page.content()
+    assert stored_scores(app, "TOLERANCE") == {"status": "scored", "worst": 0, "severe_count": 0}
     haq = stored_scores(app, "HAQ")
     # dressing (aid), walking (cane) and grip (help) raised from 1 to 2: (5*1 + 3*2) / 8 = 1.375
     assert (haq["haq_di"], haq["haq_di_without_aids"]) == (1.375, 1.0)
@@ -128,6 +153,7 @@ def test_vas_by_tap_and_by_keyboard(app, live_server, browser):
     page = new_page(browser, "360x640", True)
     page.goto(f"{live_server}/s/{token}")
     go(page, page.get_by_role("link", name="Commencer"))
+    diary_without_ulcer(page)
     slider = page.get_by_role("slider")
     assert slider.get_attribute("aria-valuenow") is None                   # no marker until touched
     assert not page.locator(".vas-marker").is_visible()
@@ -153,6 +179,7 @@ def test_vas_without_javascript_is_a_number_field(app, live_server, browser):
     page = new_page(browser, "320x568", False)
     page.goto(f"{live_server}/s/{token}")
     go(page, page.get_by_role("link", name="Commencer"))
+    diary_without_ulcer(page)
     assert page.get_by_role("slider").count() == 0
     question = "Quelle douleur vos ulcères des doigts vous ont-ils causée au cours des dernières 24 heures ?"
     page.get_by_label(question).fill("150")
@@ -165,9 +192,11 @@ def test_vas_without_javascript_is_a_number_field(app, live_server, browser):
 
 
 def fill_ulcer(page, hand, finger, site, onset):
-    choose(page, hand)
-    choose(page, finger)
-    choose(page, site)
+    """An ulcer's four questions, one per screen."""
+    for label in (hand, finger, site):
+        choose(page, label)
+        assert_fits(page)
+        next_(page)
     page.locator("input[name=DU_ONSET]").fill(onset)
     next_(page)
 
@@ -180,26 +209,27 @@ def test_ulcer_diary_with_two_ulcers(app, live_server, browser, viewport, js):
     page = new_page(browser, viewport, js)
     page.goto(f"{live_server}/s/{token}")
     go(page, page.get_by_role("link", name="Commencer"))
-    mark_vas(page, js, "PAIN_VAS", "End")
+    assert "Un ulcère du doigt est une plaie" in page.content()          # the definition on the first screen
     choose(page, "Oui")
     next_(page)
     today = datetime.now(UTC).date()
     fill_ulcer(page, "Main droite", "Majeur", "Bout du doigt", (today - timedelta(days=3)).isoformat())
-    assert_fits(page)
     choose(page, "Oui")
     next_(page)
-    fill_ulcer(page, "Main gauche", "Pouce", "Autour de l'ongle", (today - timedelta(days=1)).isoformat())
+    fill_ulcer(page, "Main gauche", "Pouce", "Sur une boule dure sous la peau (calcinose)",
+               (today - timedelta(days=1)).isoformat())
     choose(page, "Non")
     next_(page)
-    mark_vas(page, js, "DU_PAIN", "Home")
-    for label in ["Non", "Non", "Oui"]:
-        choose(page, label)
-        next_(page)
+    complications_and_infection(page)
+    choose(page, "Non")                                                   # the fat-harvest site
+    next_(page)
+    mark_vas(page, js, "PAIN_VAS", "End")                                 # one pain scale, after the diary
     assert page.url.endswith("/q/review")
     assert_fits(page)
     go(page, page.get_by_role("button", name="Envoyer mes réponses"))
     du = stored_scores(app, "DU_DIARY")
     assert (du["new_ulcer_count"], du["fingers_affected"]) == (2, ["L1", "R3"])
+    assert stored_scores(app, "PAIN_VAS")["pain"] == 100
     assert "signes d'infection" not in page.content()
 
 
@@ -208,17 +238,15 @@ def test_close_and_resume(app, live_server, browser):
     page = new_page(browser, "360x640", True)
     page.goto(f"{live_server}/s/{token}")
     go(page, page.get_by_role("link", name="Commencer"))
-    page.get_by_role("slider").focus()
-    page.keyboard.press("End")
-    next_(page)
-    choose(page, "Non")
-    next_(page)
+    for _ in range(2):
+        choose(page, "Non")
+        next_(page)
     page.context.close()                                  # the phone closes the browser
     again = new_page(browser, "360x640", True)
     again.goto(f"{live_server}/s/{token}")
     go(again, again.get_by_role("link", name="Continuer"))
     assert "Question 3 sur" in again.content()
-    assert "Quelle douleur vos ulcères des doigts vous causent-ils en ce moment" in again.content()
+    assert "Avez-vous commencé des antibiotiques depuis l'injection" in again.content()
 
 
 @pytest.mark.parametrize("js", [True, False])
@@ -227,13 +255,8 @@ def test_double_tap_submit_gives_exactly_one_response(app, live_server, browser,
     page = new_page(browser, "360x640", js)
     page.goto(f"{live_server}/s/{token}")
     go(page, page.get_by_role("link", name="Commencer"))
+    diary_without_ulcer(page)
     mark_vas(page, js, "PAIN_VAS", "Home")
-    choose(page, "Non")
-    next_(page)
-    mark_vas(page, js, "DU_PAIN", "Home")
-    for label in ["Non", "Non", "Non"]:
-        choose(page, label)
-        next_(page)
     page.get_by_role("button", name="Envoyer mes réponses").dblclick()
     page.wait_for_url("**/q/done")
     assert "Merci, vos réponses ont été envoyées." in page.content()
@@ -241,7 +264,7 @@ def test_double_tap_submit_gives_exactly_one_response(app, live_server, browser,
         s = db.session()
         assert s.scalar(select(func.count()).select_from(Response)) == 2
         rows = s.execute(select(Answer.response_id, Answer.item_code, Answer.repeat_index)).all()
-        assert len(rows) == len(set(rows)) == 6
+        assert len(rows) == len(set(rows)) == 9
     page.go_back()
     page.reload()
     assert "Vous avez déjà rempli ce questionnaire." in page.content()

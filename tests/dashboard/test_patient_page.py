@@ -209,7 +209,7 @@ def test_withdraw_cancels_what_is_not_closed_and_keeps_what_is_completed(dash_ap
         assert states == {"M0": OccurrenceStatus.SCHEDULED, "M1": OccurrenceStatus.COMPLETED,
                           "M3": OccurrenceStatus.CANCELLED,
                           "M6": OccurrenceStatus.CANCELLED, "M12": OccurrenceStatus.CANCELLED}
-        assert s.scalar(select(func.count()).select_from(Response)) == 2
+        assert s.scalar(select(func.count()).select_from(Response)) == 3      # DLQI, HAQ, TOLERANCE
     page = staff.get(f"/staff/patients/{pid}").get_data(as_text=True)
     assert "/actions/" not in page and "consent withdrawn" in page
     after = staff.post(f"/staff/patients/{pid}/actions/pause", {"reason": "x"})

@@ -74,14 +74,23 @@ def test_metadata_is_the_data_dictionary(app, key):
     assert body["study"]["code"] == "ADUSE" and [s["code"] for s in body["sites"]] == ["TLS"]
     w1 = next(v for v in body["visits"] if v["code"] == "W1")
     assert w1 == {"code": "W1", "label": {"en": "Week 1", "fr": "Semaine 1"}, "day": 7,
-                  "window": {"days_before": 0, "days_after": 3}, "instruments": ["PAIN_VAS", "DU_DIARY"]}
+                  "window": {"days_before": 0, "days_after": 3}, "instruments": ["DU_DIARY", "PAIN_VAS"]}
     dlqi = next(i for i in body["instruments"] if i["code"] == "DLQI")
     q1 = dlqi["items"][0]
     assert q1["code"] == "DLQI01" and q1["type"] == "choice" and set(q1["text"]) == {"en", "fr"}
     assert [v["value"] for v in q1["allowed_values"]] == ["3", "2", "1", "0"]
     assert {d["code"] for d in dlqi["derived"]} == {"DLQI_TOTAL", "DLQI_BAND"}
     du = next(i for i in body["instruments"] if i["code"] == "DU_DIARY")
-    assert du["groups"][0]["code"] == "DU_ULCER" and du["groups"][0]["max_repeats"] == 10
+    groups = {g["code"]: g for g in du["groups"]}
+    assert groups["DU_ULCER"]["max_repeats"] == 10 and "repeated_by" not in groups["DU_ULCER"]
+    assert groups["DU_KNOWN"]["repeated_by"] == "followed_ulcers"          # keyed by the ulcer's number
+    new = next(i for i in du["items"] if i["code"] == "DU_NEW")
+    assert new["text_when"]["first_entry"]["en"].startswith("Since the injection")
+    assert du["features"] == ["fat_harvest_site"]
+    harvest = next(i for i in du["items"] if i["code"] == "DU_HARVEST")
+    assert harvest["asked_when_study_enables"] == "fat_harvest_site"
+    derived = {d["code"]: d for d in du["derived"]}
+    assert derived["DAYS_TO_HEALING"]["group"] == "DU_KNOWN" and "group" not in derived["ACTIVE_ULCER_COUNT"]
 
 
 def test_odm_metadata_validates_against_the_official_schema(app, key):
@@ -100,8 +109,8 @@ def test_following_the_cursor_returns_every_response_once(app, key):
     complete_diary(app, "ADU-TLS-002", ulcers=0)
     items, cursor = pull_all(client, key, limit=1)
     assert [(i["subject_id"], i["instrument"]["code"]) for i in items] == [
-        ("ADU-TLS-001", "PAIN_VAS"), ("ADU-TLS-001", "DU_DIARY"), ("ADU-TLS-002", "PAIN_VAS"),
-        ("ADU-TLS-002", "DU_DIARY")]
+        ("ADU-TLS-001", "DU_DIARY"), ("ADU-TLS-001", "PAIN_VAS"), ("ADU-TLS-002", "DU_DIARY"),
+        ("ADU-TLS-002", "PAIN_VAS")]
     assert [i["sequence"] for i in items] == [1, 2, 3, 4]
     # Nothing new: the same cursor comes back, with nothing.
     again = client.get(f"{URL}/responses?cursor={cursor}", headers=auth(key)).get_json()
@@ -115,12 +124,14 @@ def test_a_response_carries_what_the_edc_needs(app, key):
     complete_diary(app, "ADU-TLS-001")
     items = app.test_client().get(f"{URL}/responses", headers=auth(key)).get_json()["data"]
     diary = next(i for i in items if i["instrument"]["code"] == "DU_DIARY")
-    assert diary["instrument"] == {"code": "DU_DIARY", "version": "1.0"}
+    assert diary["instrument"] == {"code": "DU_DIARY", "version": "2.0"}
     assert diary["language"] == "fr" and diary["completed_on_site"] is False
     assert diary["completed_at"].endswith("Z") and diary["visit"] == "W1" and diary["site"] == "TLS"
     assert diary["answers"]["DU_HAND"] == ["R", "L"] and diary["answers"]["DU_FINGER"] == ["2", "3"]
-    assert diary["answers"]["DU_PAIN"] == "60"
-    assert diary["scores"]["NEW_ULCER_COUNT"] == 2
+    assert diary["answers"]["DU_NEW"] == "Y" and diary["wording"]["DU_NEW"] == "first_entry"
+    assert diary["scores"]["NEW_ULCER_COUNT"] == 2 and diary["scores"]["ACTIVE_ULCER_COUNT"] == 2
+    assert diary["group_scores"] == {"DU_ULCER": {"1": {"ULCER_NUMBER": 1, "REPORT_KIND": "new"},
+                                                  "2": {"ULCER_NUMBER": 2, "REPORT_KIND": "new"}}}
     pain = next(i for i in items if i["instrument"]["code"] == "PAIN_VAS")
     assert pain["answers"] == {"PAIN_VAS": "35"} and pain["scores"] == {"PAIN": 35}
     assert set(diary["window"]) == {"target_day", "opens_on", "closes_on"}
@@ -131,11 +142,13 @@ def test_csv_has_one_row_per_answer_with_labels(app, key):
     resp = app.test_client().get(f"{URL}/responses?format=csv&labels=fr", headers=auth(key))
     assert resp.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
-    assert len(rows) == 1 + 5 + 2 * 4                      # pain; diary: 5 items + 2 ulcers x 4 items
+    assert len(rows) == 1 + 8 + 2 * 4                      # pain; diary: 8 items + 2 ulcers x 4 items
     hand = [r for r in rows if r["item_code"] == "DU_HAND"]
     assert [(r["repeat"], r["value"], r["value_label"]) for r in hand] == [("1", "R", "Main droite"),
                                                                             ("2", "L", "Main gauche")]
     assert hand[0]["item_label"] == "Sur quelle main ?"
+    new = next(r for r in rows if r["item_code"] == "DU_NEW")
+    assert new["item_label"].startswith("Depuis l'injection")          # the wording of the first entry, as read
 
 
 def test_odm_clinical_data_validates_with_repeat_keys_and_audit_records(app, key):
@@ -150,6 +163,8 @@ def test_odm_clinical_data_validates_with_repeat_keys_and_audit_records(app, key
     assert sorted(f.get("FormOID") for f in forms) == ["F.DU_DIARY", "F.PAIN_VAS"]
     repeats = subjects[0].findall(".//o:ItemGroupData[@ItemGroupOID='IG.DU_DIARY.DU_ULCER']", ns)
     assert [r.get("ItemGroupRepeatKey") for r in repeats] == ["1", "2"]
+    numbers = [r.find("o:ItemData[@ItemOID='I.DU_DIARY.ULCER_NUMBER']", ns).get("Value") for r in repeats]
+    assert numbers == ["1", "2"]                          # each report's ulcer in the patient's registry
     stamp = forms[0].find("o:AuditRecord/o:DateTimeStamp", ns).text
     assert stamp.endswith("Z")
 
@@ -210,15 +225,17 @@ def test_fhir_resources_are_valid(app, key):
     assert resp.mimetype == "application/fhir+json"
     bundle = Bundle.model_validate(resp.get_json())
     assert len(bundle.entry) == 2
-    diary = QuestionnaireResponse.model_validate(resp.get_json()["entry"][1]["resource"])
+    diary = QuestionnaireResponse.model_validate(resp.get_json()["entry"][0]["resource"])
     ulcers = [i for i in diary.item if i.linkId == "DU_ULCER"]
     assert len(ulcers) == 2 and ulcers[0].item[0].answer[0].valueCoding.code == "R"
-    for code, version in (("DLQI", "1.0"), ("HAQ", "1.1"), ("PAIN_VAS", "1.0"), ("DU_DIARY", "1.0")):
+    for code, version in (("DLQI", "1.0"), ("HAQ", "1.1"), ("PAIN_VAS", "1.0"), ("DU_DIARY", "2.0"),
+                          ("DU_BASELINE", "1.0")):
         q = client.get(f"{URL}/questionnaires/{code}", headers=auth(key))
         assert q.status_code == 200, code
         parsed = Questionnaire.model_validate(q.get_json())            # the version the study uses
         assert parsed.version == version and parsed.url.endswith(f"/Questionnaire/{code}")
-    assert diary.questionnaire == "https://pro.example.test/fhir/Questionnaire/DU_DIARY|1.0"
+    assert diary.questionnaire == "https://pro.example.test/fhir/Questionnaire/DU_DIARY|2.0"
+    assert diary.item[0].text.startswith("Depuis l'injection")
     assert client.get(f"{URL}/questionnaires/NOPE", headers=auth(key)).status_code == 404
 
 

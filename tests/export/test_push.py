@@ -87,8 +87,8 @@ def test_each_response_is_pushed_once_signed(push_app, edc):
     complete_diary(push_app, "ADU-TLS-001")
     report = _push(push_app)
     assert (report.queued, report.delivered, report.retried) == (2, 2, 0)
-    assert [body["instrument"]["code"] for _h, body, _raw in edc.received] == ["PAIN_VAS", "DU_DIARY"]
-    headers, body, raw = edc.received[1]
+    assert [body["instrument"]["code"] for _h, body, _raw in edc.received] == ["DU_DIARY", "PAIN_VAS"]
+    headers, body, raw = edc.received[0]
     stamp, mac = (part.split("=", 1)[1] for part in headers["X-Proapp-Signature"].split(","))
     expected = hmac.new(SECRET.encode(), f"{stamp}.".encode() + raw, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(mac, expected)

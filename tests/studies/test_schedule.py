@@ -26,18 +26,19 @@ def test_imatinib_visits_and_windows(catalog):
     assert (s["M3"].opens_on, s["M3"].closes_on) == (date(2026, 4, 3), date(2026, 4, 17))       # day 90
     assert (s["M6"].opens_on, s["M6"].closes_on) == (date(2026, 7, 2), date(2026, 7, 16))       # day 180
     assert (s["M12"].opens_on, s["M12"].closes_on) == (date(2027, 1, 3), date(2027, 1, 17))     # day 365
-    assert all(p.instruments == ("DLQI", "HAQ") for p in s.values())
+    assert all(p.instruments == ("DLQI", "HAQ", "TOLERANCE") for p in s.values())   # the checklist last
 
 
 def test_aduse_visits_and_windows(catalog):
     s = by_code(compute_schedule(catalog.get("ADUSE"), date(2026, 3, 2), "Europe/Paris"))
     assert len(s) == 18                                    # W0, W1..W16, W16Q
     assert (s["W0"].opens_on, s["W0"].closes_on) == (date(2026, 2, 27), date(2026, 3, 2))        # -3 / +0
-    assert s["W0"].instruments == ("PAIN_VAS", "DLQI", "HAQ")       # the pain baseline before the injection
+    # The ulcer inventory and the pain baseline before the injection.
+    assert s["W0"].instruments == ("DU_BASELINE", "PAIN_VAS", "DLQI", "HAQ")
     for k in range(1, 17):
         due = date(2026, 3, 2) + timedelta(days=7 * k)
         assert (s[f"W{k}"].opens_on, s[f"W{k}"].closes_on) == (due, due + timedelta(days=3))
-        assert s[f"W{k}"].instruments == ("PAIN_VAS", "DU_DIARY")
+        assert s[f"W{k}"].instruments == ("DU_DIARY", "PAIN_VAS")       # the pain scale after the diary
     assert (s["W16Q"].opens_on, s["W16Q"].closes_on) == (date(2026, 6, 19), date(2026, 6, 29))   # day 112 -3/+7
     assert s["W16Q"].instruments == ("DLQI", "HAQ")
 

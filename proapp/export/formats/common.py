@@ -6,24 +6,34 @@ from datetime import UTC, datetime
 from typing import Any
 
 from proapp.export.data import Exported
-from proapp.instruments import derived_values
-from proapp.instruments.schema import Instrument
+from proapp.instruments import derived_group_values, derived_values
+from proapp.instruments.schema import Instrument, Item
 
-__all__ = ["derived_values", "grouped_answers", "iso"]
+__all__ = ["derived_group_values", "derived_values", "grouped_answers", "iso", "shown"]
 
 
 def iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def shown(item: Item, e: Exported, variant: str | None):
+    """The item's wording as this response's patient read it (the study's variant, their situation)."""
+    return item.shown(variant, e.wording.get(item.code))
+
+
 def grouped_answers(inst: Instrument, e: Exported) -> dict[str, Any]:
+    """Plain items by code; a repeating group's items as a list by repeat, or, for a group whose repeats are the
+    patient's ulcers (followed until they heal), as an object keyed by the ulcer's number."""
     out: dict[str, Any] = {}
+    registry = {g.code for g in inst.groups if g.repeats_from}
     for code, repeat, value, _at in e.effective():
         try:
             item = inst.item(code)
         except KeyError:
             continue
-        if item.group:
+        if item.group in registry:
+            out.setdefault(code, {})[str(repeat)] = value
+        elif item.group:
             values = out.setdefault(code, [])
             while len(values) < repeat:
                 values.append(None)

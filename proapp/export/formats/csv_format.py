@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from proapp.export.data import Exported
-from proapp.export.formats.common import iso
+from proapp.export.formats.common import iso, shown
 from proapp.instruments.schema import Instrument, Item
 
 CSV_COLUMNS = ("response_id", "sequence", "subject_id", "site", "visit", "instrument", "instrument_version",
@@ -39,7 +39,8 @@ def csv_rows(e: Exported, inst: Instrument, lang: str, variant: str | None = Non
         except KeyError:
             continue
         fix = latest.get((code, repeat))
-        yield (*head, code, repeat, "" if value is None else value, item.shown(variant or inst.default_variant)(lang),
+        label = shown(item, e, variant or inst.default_variant)(lang)
+        yield (*head, code, repeat, "" if value is None else value, label,
                value_label(item, value, lang), iso(at),
                *(("" if originals[(code, repeat)][2] is None else originals[(code, repeat)][2], iso(fix[6]), fix[5],
                   fix[4], f"{fix[8]}: {fix[7]}" if fix[7] else "") if fix else ("", "", "", "", "")))

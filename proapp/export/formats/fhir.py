@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from proapp.export.data import Exported
-from proapp.export.formats.common import iso
+from proapp.export.formats.common import iso, shown
 from proapp.export.formats.csv_format import value_label
 from proapp.instruments.schema import Instrument, Item
 from proapp.studies.schema import StudyDef
@@ -41,7 +41,7 @@ def fhir_response(e: Exported, inst: Instrument, study: StudyDef, public_url: st
             item = inst.item(code)
         except KeyError:
             continue
-        entry: dict[str, Any] = {"linkId": code, "text": item.shown(variant)(e.language)}
+        entry: dict[str, Any] = {"linkId": code, "text": shown(item, e, variant)(e.language)}
         if value is not None:
             entry["answer"] = [_fhir_answer(inst, item, value, e.language)]
         if item.group:

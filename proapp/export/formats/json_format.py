@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from proapp.export.data import Exported
-from proapp.export.formats.common import derived_values, grouped_answers, iso
+from proapp.export.formats.common import derived_group_values, derived_values, grouped_answers, iso
 from proapp.instruments.schema import Instrument
 
 
@@ -24,6 +24,11 @@ def json_item(e: Exported, inst: Instrument) -> dict[str, Any]:
         "completed_on_site": e.on_site,
         "answers": grouped_answers(inst, e),
         "scores": derived_values(inst, e.current_scores),
+        # Derived values per repeat: each reported ulcer's number in the registry and kind, each followed ulcer's
+        # days to healing (keyed by the ulcer's number).
+        "group_scores": {g: {str(k): v for k, v in sorted(reps.items())}
+                         for g, reps in derived_group_values(inst, e.current_scores).items()},
+        "wording": e.wording,
         "revision": len(e.corrections),
         "corrections": [{"item": c[0], "repeat": c[1], "old_value": c[2], "new_value": c[3], "reason": c[4],
                          "by": c[5], "at": iso(c[6]),

@@ -9,7 +9,7 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from proapp.export.data import Exported
-from proapp.export.formats.common import derived_values, iso
+from proapp.export.formats.common import derived_group_values, derived_values, iso
 from proapp.instruments import Registry
 from proapp.instruments.schema import Instrument
 from proapp.studies.schema import StudyDef
@@ -149,7 +149,8 @@ def _form(e: Exported, inst: Instrument, oids: Oids) -> Iterator[str]:
     parts = [f"<FormData FormOID={_attr(oids.form(e.instrument))}>",
              f"<AuditRecord><UserRef UserOID={_attr(oids(user))}/><LocationRef "
              f"LocationOID={_attr(oids.location(e.site))}/><DateTimeStamp>{iso(e.completed_at)}</DateTimeStamp>"
-             f"<SourceID>proapp response {e.id}, {e.instrument} {e.version}, {e.language}</SourceID></AuditRecord>"]
+             f"<SourceID>proapp response {e.id}, {e.instrument} {e.version}, {e.language}{_wording(e)}</SourceID>"
+             "</AuditRecord>"]
     plain, repeats = [], {}
     fixes = {(c[0], c[1]): c for c in e.corrections}
     for code, repeat, value, _at in e.effective():
@@ -168,7 +169,12 @@ def _form(e: Exported, inst: Instrument, oids: Oids) -> Iterator[str]:
         target.append(_item_data(oids.item(e.instrument, code), value, audit))
     if plain:
         parts.append(f"<ItemGroupData ItemGroupOID={_attr(oids.group(e.instrument))}>{''.join(plain)}</ItemGroupData>")
+    # A group's derived values go with their repeat: a reported ulcer's number in the patient's registry and
+    # whether it is new; a followed ulcer (its repeat key is the ulcer's number) its days to healing.
+    per_repeat = derived_group_values(inst, e.current_scores)
     for (group, repeat), items in sorted(repeats.items()):
+        items += [_item_data(oids.item(e.instrument, code), value)
+                  for code, value in per_repeat.get(group, {}).get(repeat, {}).items()]
         parts.append(f"<ItemGroupData ItemGroupOID={_attr(oids.group(e.instrument, group))}"
                      f' ItemGroupRepeatKey="{repeat}">{"".join(items)}</ItemGroupData>')
     derived = [_item_data(oids.item(e.instrument, code), value)
@@ -178,6 +184,10 @@ def _form(e: Exported, inst: Instrument, oids: Oids) -> Iterator[str]:
                      "</ItemGroupData>")
     parts.append("</FormData>\n")
     yield "".join(parts)
+
+
+def _wording(e: Exported) -> str:
+    return "".join(f", {code} worded for {situation}" for code, situation in sorted(e.wording.items()))
 
 
 def _item_data(oid: str, value: Any, audit: str | None = None) -> str:
@@ -223,7 +233,7 @@ def odm_metadata(study: StudyDef, registry: Registry, sites: list[tuple[str, str
         out.append(f"<FormDef OID={_attr(oids.form(inst.code))} Name={_attr(f'{inst.code} {inst.version}')} "
                    'Repeating="No">')
         refs = [oids.group(inst.code)] + [oids.group(inst.code, g.code) for g in inst.groups]
-        if inst.derived:
+        if any(d.group is None for d in inst.derived):
             refs.append(oids.group(inst.code, "SCORES"))
         out += [f'<ItemGroupRef ItemGroupOID={_attr(r)} OrderNumber="{n}" Mandatory="No"/>'
                 for n, r in enumerate(refs, 1)]
@@ -233,21 +243,31 @@ def odm_metadata(study: StudyDef, registry: Registry, sites: list[tuple[str, str
         for group, name, repeating in groups:
             out.append(f"<ItemGroupDef OID={_attr(oids.group(inst.code, group))} Name={_attr(name)} "
                        f'Repeating="{repeating}">')
+            members = [i for i in inst.items if i.group == group]
             out += [f'<ItemRef ItemOID={_attr(oids.item(inst.code, i.code))} OrderNumber="{n}" Mandatory="No"/>'
-                    for n, i in enumerate([i for i in inst.items if i.group == group], 1)]
+                    for n, i in enumerate(members, 1)]
+            if group is not None:
+                out += [f'<ItemRef ItemOID={_attr(oids.item(inst.code, d.code))} OrderNumber="{n}" Mandatory="No" '
+                        'Role="DERIVED"/>'
+                        for n, d in enumerate([d for d in inst.derived if d.group == group], len(members) + 1)]
             out.append("</ItemGroupDef>")
-        if inst.derived:
+        if any(d.group is None for d in inst.derived):
             out.append(f"<ItemGroupDef OID={_attr(oids.group(inst.code, 'SCORES'))} "
                        f'Name={_attr(f"{inst.code} derived scores")} Repeating="No">')
             out += [f'<ItemRef ItemOID={_attr(oids.item(inst.code, d.code))} OrderNumber="{n}" Mandatory="No" '
-                    'Role="DERIVED"/>' for n, d in enumerate(inst.derived, 1)]
+                    'Role="DERIVED"/>' for n, d in enumerate([d for d in inst.derived if d.group is None], 1)]
             out.append("</ItemGroupDef>")
     for inst in insts:
         use = study.instruments[inst.code]
         variant = use.variant or inst.default_variant
         for i in inst.items:          # the Question is what the patient read (stem, the study's variant)
+            # A wording that depends on the patient's situation (the diary's first entry: "since the injection")
+            # is in the Description; each response's AuditRecord names the one its patient read.
+            when = "".join(f'<TranslatedText xml:lang="{lang}">{escape(f"{name}: " + i.shown(variant, name)(lang))}'
+                           "</TranslatedText>" for name in (i.text_when or {}) for lang in ("en", "fr"))
             out.append(f"<ItemDef OID={_attr(oids.item(inst.code, i.code))} Name={_attr(i.code)} "
-                       f'DataType="{ODM_TYPES[i.type]}"><Question>{_translated(i.shown(variant))}</Question>')
+                       f'DataType="{ODM_TYPES[i.type]}">' + (f"<Description>{when}</Description>" if when else "")
+                       + f"<Question>{_translated(i.shown(variant))}</Question>")
             if i.type in ("choice", "check"):
                 out.append(f"<CodeListRef CodeListOID={_attr(oids.codelist(inst.code, i.code))}/>")
             out.append("</ItemDef>")
