@@ -41,6 +41,8 @@ def demo_cmd() -> None:
     demo = [
         ("ADUSE", "TLS", "ADU-TLS-901", "+33612345601", "fr", "Europe/Paris", 7),
         ("ADUSE", "TLS", "ADU-TLS-902", "+33612345602", "en", "Indian/Reunion", 7),
+        # Injected today: the baseline before the injection (W0), with the treated ulcer the team noted to confirm.
+        ("ADUSE", "TLS", "ADU-TLS-903", "+33612345606", "fr", "Europe/Paris", 0),
         ("IMATINIB-SSC", "PSL", "IMA-PSL-901", "+33612345603", "fr", "Europe/Paris", 30),
         ("IMATINIB-SSC", "TLS", "IMA-TLS-902", "+33612345604", "fr", "America/Guadeloupe", 30),
         ("IMATINIB-SSC", "PSL", "IMA-PSL-903", "+33612345605", "en", "Europe/Paris", 30),
@@ -51,9 +53,14 @@ def demo_cmd() -> None:
             continue
         anchor = now.astimezone(ZoneInfo(tz)).date() - timedelta(days=days)
         with db.transaction():
-            enroll_patient(s, services.studies(), services.phone_vault(),
-                           EnrolmentRequest(study, site, subject, phone, lang, anchor, tz, 10), now=now,
-                           actor="cli:demo")
+            patient = enroll_patient(s, services.studies(), services.phone_vault(),
+                                     EnrolmentRequest(study, site, subject, phone, lang, anchor, tz, 10), now=now,
+                                     actor="cli:demo")
+            if days == 0 and study == "ADUSE":
+                from proapp.questionnaire.ulcers import note_ulcer
+
+                note_ulcer(s, services.instruments(), patient, hand="L", finger="2", site="TIP", treated=True,
+                           noted_on=anchor, actor="cli:demo", now=now)
         click.echo(f"enrolled demo patient {subject} ({study}/{site}, {lang}, {tz}), anchor date {anchor}")
     click.echo("questionnaire links (each new link replaces the previous one):")
     from proapp.questionnaire.services import issue_link, open_occurrence_for

@@ -110,7 +110,7 @@ def test_demo_creates_an_admin_and_patients_with_a_window_open_now(runner, sessi
     assert "demo admin: admin@demo.invalid / password: " in result.output
     now = datetime.now(UTC)
     patients = list(session.scalars(select(Patient)))
-    assert len(patients) == 5
+    assert len(patients) == 6
     assert {p.timezone for p in patients} == {"Europe/Paris", "Indian/Reunion", "America/Guadeloupe"}
     assert {(p.study.code, p.language) for p in patients} == {("ADUSE", "fr"), ("ADUSE", "en"),
                                                                 ("IMATINIB-SSC", "fr"), ("IMATINIB-SSC", "en")}
@@ -118,8 +118,14 @@ def test_demo_creates_an_admin_and_patients_with_a_window_open_now(runner, sessi
         assert any(o.is_open(now) for o in p.occurrences), p.subject_id
     again = runner.invoke(args=["proapp", "demo"])
     assert again.exit_code == 0
-    assert count(session, Patient) == 5
+    assert count(session, Patient) == 6
     assert count(session, User) == 1
+    # The patient injected today has the treated ulcer the team noted, to confirm in the baseline (W0).
+    from proapp.questionnaire.models import NotedUlcer
+
+    [noted] = session.execute(select(NotedUlcer.number, NotedUlcer.treated, Patient.subject_id)
+                              .join(Patient, Patient.id == NotedUlcer.patient_id)).all()
+    assert tuple(noted) == (1, True, "ADU-TLS-903")
 
 
 def test_user_create_reads_password_from_stdin(runner, session):

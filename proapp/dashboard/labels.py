@@ -35,6 +35,10 @@ EVENTS = {
     "phone_changed": _l("Phone number changed"), "language_changed": _l("Language changed"),
     "sms_hour_changed": _l("SMS hour changed"),
 }
+ULCER_STATES = {
+    "open": _l("Open"), "healed": _l("Healed"), "awaiting_confirmation": _l("Noted by the team, not yet confirmed"),
+    "not_confirmed": _l("The patient said it is not right"),
+}
 LANGUAGES = {"fr": "Français", "en": "English"}
 ROLES = {"admin": _l("Administrator"), "coordinator": _l("Coordinator"), "monitor": _l("Monitor")}
 INSTRUMENT_MEASURES = {

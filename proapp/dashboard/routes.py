@@ -44,6 +44,7 @@ from proapp.patients.services import (
     enroll_patient,
     validate_enrolment,
 )
+from proapp.questionnaire import ulcers as ulcer_registry
 from proapp.web import int_arg
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -195,10 +196,50 @@ def _render_patient(patient, errors: dict[str, str] | None = None, values: dict[
     from proapp.alerts.services import open_alerts_of
 
     return render_template("staff/patient.html", v=view, phone=phone, charts=_charts(view), errors=errors or {},
-                           open_alerts=open_alerts_of(db.session(), patient.id),
+                           open_alerts=open_alerts_of(db.session(), patient.id), ulcers=_ulcers(patient),
+                           ulcer_items={c: services.instruments().get("DU_BASELINE").item(c)
+                                        for c in ("DU_HAND", "DU_FINGER", "DU_SITE")},
+                           ulcer_today=services.now().astimezone(ZoneInfo(patient.timezone)).date().isoformat(),
                            values=values or {}, actions=ACTIONS, hours=SENDING_HOURS, now=services.now(),
                            instrument_titles={code: services.instruments().get(code).title(_lang())
                                               for code in services.instruments().codes()}), status
+
+
+def _ulcers(patient) -> ulcer_registry.UlcerList | None:
+    """The patient's ulcer registry, when their study asks about ulcers (ADUSE)."""
+    study = services.studies().get(patient.study.code)
+    registry = services.instruments()
+    if not any(ulcer_registry.uses_registry(registry.get(code, use.version))
+               for code, use in study.instruments.items()):
+        return None
+    return ulcer_registry.ulcer_list(db.session().connection(), patient.id, registry, _lang())
+
+
+@staff_route("/patients/<int:patient_id>/ulcers", "change", methods=["POST"])
+def note_ulcer(patient_id: int) -> Any:
+    """Record an ulcer the team saw (a treated, injected one, at enrolment or on site); the patient confirms it in
+    their next entry."""
+    patient = _patient_or_404(patient_id)
+    if _ulcers(patient) is None:
+        abort(404)
+    form = {k: (request.form.get(k) or "")[:20] for k in ("hand", "finger", "site", "noted_on", "treated")}
+    s = db.session()
+    try:
+        try:
+            noted_on = date.fromisoformat(form["noted_on"])
+        except ValueError:
+            raise ulcer_registry.NoteRefused(_l("Please enter a date.")) from None
+        row = ulcer_registry.note_ulcer(s, services.instruments(), patient, hand=form["hand"], finger=form["finger"],
+                                        site=form["site"], treated=form["treated"] == "Y", noted_on=noted_on,
+                                        actor=viewer().actor, now=services.now())
+    except ulcer_registry.NoteRefused as exc:
+        s.rollback()
+        return _render_patient(patient, errors={"ulcer": str(exc.message)}, values={"action": "ulcer", **form},
+                               status=422)
+    s.commit()
+    flash(_("Ulcer %(n)s is recorded; the patient will be asked to confirm it.", n=row.number)
+          if not row.marks_reported else _("Ulcer %(n)s is marked treated.", n=row.number), "notice")
+    return redirect(url_for("staff.patient", patient_id=patient.id, _anchor="ulcers"), code=303)
 
 
 def _charts(view: queries.PatientView) -> list[tuple[str, Any, list[queries.TrendPoint]]]:
@@ -435,8 +476,14 @@ def local_datetime(value, fmt: str = "medium") -> str:
     return format_datetime(value.astimezone(tz).replace(tzinfo=None), fmt)
 
 
+def local_date(value, fmt: str = "medium") -> str:
+    """A calendar day (already the patient's), in the user's language."""
+    return "–" if value is None else format_date(value, fmt)
+
+
 def init_app(app) -> None:
     app.register_blueprint(bp)
     app.add_template_filter(local_datetime, "local_dt")
+    app.add_template_filter(local_date, "local_date")
     app.add_template_global(labels, "labels")
     app.add_template_global(current_viewer, "current_viewer")

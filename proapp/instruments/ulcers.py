@@ -128,6 +128,10 @@ class Noted:
     noted_on: date
     visit: str | None = None               # the entry that first reported it (None: noted by the study team)
 
+    @property
+    def place(self) -> Place:
+        return (self.hand, self.finger, self.site)
+
 
 @dataclass(frozen=True)
 class Entry:

@@ -101,8 +101,8 @@ def patient_ulcers(conn: Connection, patient_id: int, registry: Registry) -> Pat
                 noted.append(Noted(n, u["DU_HAND"], u["DU_FINGER"], u["DU_SITE"], False, False, on, row.visit_code))
         entries.append(Entry(row.visit_code, on, groups, reports))
     marks = set()
-    for r in conn.execute(select(NotedUlcer).where(NotedUlcer.patient_id == patient_id).order_by(NotedUlcer.id)):
-        n = r[0]
+    t = NotedUlcer.__table__
+    for n in conn.execute(select(t).where(t.c.patient_id == patient_id).order_by(t.c.id)):
         if n.marks_reported:
             marks.add(n.number)
         else:
@@ -161,3 +161,52 @@ def note_ulcer(db: Session, registry: Registry, patient: Patient, *, hand: str, 
 
 def active_count(found: Iterable[Course]) -> int:
     return sum(1 for c in found if not c.healed and c.confirmed is not False)
+
+
+@dataclass(frozen=True)
+class UlcerRow:
+    """One ulcer as the study team's patient page lists it."""
+
+    number: int
+    place: str                       # "Left hand · Index finger · Fingertip", in the reader's language
+    calcinosis: bool                 # over a calcinosis: outside the protocol's definition of a digital ulcer
+    treated: bool
+    noted_by_team: bool
+    first_reported: str | None       # the visit of the patient's first report (None: noted by the team)
+    noted_on: date
+    state: str                       # open, healed, awaiting_confirmation, not_confirmed
+    healed_on: date | None
+    days_to_healing: int | None
+    reopened: int
+    last_open_on: date | None
+
+
+@dataclass(frozen=True)
+class UlcerList:
+    rows: list[UlcerRow]
+    anchor: date
+
+    @property
+    def open_count(self) -> int:
+        return sum(1 for r in self.rows if r.state == "open")
+
+
+def ulcer_list(conn: Connection, patient_id: int, registry: Registry, language: str) -> UlcerList:
+    found = patient_ulcers(conn, patient_id, registry)
+    inst = registry.get("DU_BASELINE")
+    rows = []
+    for c in found.courses:
+        u = c.ulcer
+        names = []
+        for code, value in (("DU_HAND", u.hand), ("DU_FINGER", u.finger), ("DU_SITE", u.site)):
+            try:
+                names.append(inst.item(code).option_label(value, language))
+            except ValueError:
+                names.append(value)
+        state = ("not_confirmed" if c.confirmed is False
+                 else "awaiting_confirmation" if u.staff_noted and c.confirmed is None
+                 else "healed" if c.healed else "open")
+        rows.append(UlcerRow(u.number, " · ".join(names), u.site == "CALC", u.treated, u.staff_noted, u.visit,
+                             u.noted_on, state, c.healed_on, c.days_to_healing(found.anchor), c.reopened,
+                             c.last_open_on))
+    return UlcerList(rows, found.anchor)

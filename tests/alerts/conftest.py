@@ -85,13 +85,13 @@ def later(app: Flask, **delta) -> datetime:
 
 
 def diary(app: Flask, subject: str, *, infect: str = "N", antibio: str = "N", pain: int = 35, submit: bool = True,
-          visit: str = "W1", language: str = "fr") -> tuple[int, Patient]:
+          visit: str = "W1", language: str = "fr", **answers: str) -> tuple[int, Patient]:
     """An ADUSE weekly diary through the patient's pages (no new ulcer), following the 'call your team' page."""
     pid, token = enrol_with_open_window(app, "ADUSE", visit, subject=subject, language=language)
     p = Patient(app.test_client(), token)
     p.open()
     p.start()
-    for values in weekly_screens(str(pain), DU_INFECT=infect, DU_ANTIBIO=antibio):
+    for values in weekly_screens(str(pain), DU_INFECT=infect, DU_ANTIBIO=antibio, **answers):
         p.answer(**values)
         if p.path.startswith("/q/call"):
             p.get(re.search(r'class="button" href="([^"]+)"', p.page.text).group(1))

@@ -310,3 +310,37 @@ def test_withdrawing_a_patient_keeps_the_alert_of_answers_in_progress(alert_app)
     [alert] = alerts(alert_app)
     assert (alert.rule_code, alert.source) == ("DU_INFECTION", "withdrawn")
     assert "retiré de l'étude avec des réponses en cours" in text(client.get(f"/staff/alerts/{alert.id}").text)
+
+
+def test_the_diary_complications_map_to_their_rules(alert_app):
+    diary(alert_app, "ADU-TLS-111", DU_NECROSIS="Y", DU_HARVEST="Y")
+    found = {(a.rule_code, a.severity) for a in alerts(alert_app)}
+    assert found == {("DU_NECROSIS", "same_day"), ("DU_HARVEST_SITE", "review")}
+    diary(alert_app, "ADU-TLS-112", DU_HOSPITAL="Y", DU_SURGERY="Y", DU_INJECTED="Y")
+    found = {(a.rule_code, a.severity) for a in alerts(alert_app)} - found
+    assert found == {("DU_HOSPITAL", "same_day"), ("DU_SURGERY", "same_day"), ("DU_INJECTED_FINGER", "review")}
+
+
+def test_a_severe_side_effect_raises_a_review_and_a_very_severe_one_a_same_day_alert(alert_app):
+    from tests.questionnaire.helpers import Patient, answer_tolerance, enrol_with_open_window
+    from tests.questionnaire.test_flow import DLQI_EN, answer_dlqi, answer_haq
+
+    for subject, grade, expected in (("IMA-TLS-301", "3", {("TOL_SEVERE", "review")}),
+                                     ("IMA-TLS-302", "4", {("TOL_SEVERE", "review"),
+                                                           ("TOL_VERY_SEVERE", "same_day")}),
+                                     ("IMA-TLS-303", "2", set())):
+        before = {a.id for a in alerts(alert_app)}
+        _pid, token = enrol_with_open_window(alert_app, "IMATINIB-SSC", "M1", subject=subject, language="en")
+        p = Patient(alert_app.test_client(), token)
+        p.open()
+        p.start()
+        answer_dlqi(p, DLQI_EN)
+        answer_haq(p)
+        answer_tolerance(p, grade="0")
+        p.get("/q/TOLERANCE.TOL_NAUSEA")
+        p.answer(TOL_NAUSEA=grade)
+        if p.path.startswith("/q/call"):                       # a same-day rule: the patient is told to call
+            assert grade == "4" and "Please call your study team today" in text(p.page.text)
+        p.get("/q/review")
+        p.submit()
+        assert {(a.rule_code, a.severity) for a in alerts(alert_app) if a.id not in before} == expected

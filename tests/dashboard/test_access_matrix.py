@@ -95,6 +95,8 @@ def _expected(role: str | None, endpoint: str, url: str) -> str:
         return "forbidden"
     if access == "audit" and role not in ("admin", "monitor"):
         return "forbidden"
+    if endpoint == "staff.note_ulcer":
+        return "not_found"                     # the matrix's patient is in IMATINIB-SSC: no ulcer registry
     if role == "coord_bsa" and ("/patients/" in url or "/alerts/" in url) and not url.endswith("/new"):
         return "not_found"                     # a patient of another site does not exist for them
     return "ok"
