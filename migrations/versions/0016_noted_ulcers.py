@@ -8,8 +8,9 @@ Create Date: 2026-12-03
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import proapp.db
 from alembic import op
+
+import proapp.db
 
 revision: str = "0016"
 down_revision: str | None = "0015"

@@ -384,8 +384,13 @@ def _render_response(patient, r, errors: dict[str, str] | None = None, values: d
     scores = [(d, derived_values(inst, r.scores).get(d.code),
                derived_values(inst, r.corrected_scores).get(d.code) if r.corrected_scores else None)
               for d in inst.derived]
+    use = services.studies().get(patient.study.code).instruments.get(inst.code)
+    # Each question as the patient read it: the study's variant, the wording of their situation.
+    wording = (r.flow_state or {}).get("wording") or {}
+    questions = {i.code: i.text_for(_lang(), (use.variant if use else None) or inst.default_variant,
+                                    wording.get(i.code)) for i in inst.items}
     return render_template("staff/response.html", patient=patient, r=r, inst=inst, rows=rows, occ=occ, scores=scores,
-                           errors=errors or {}, values=values or {}, lang=_lang()), status
+                           errors=errors or {}, values=values or {}, lang=_lang(), questions=questions), status
 
 
 @staff_route("/patients/<int:patient_id>/responses/<int:response_id>", "read")

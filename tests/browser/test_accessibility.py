@@ -116,4 +116,14 @@ def test_staff_pages_have_no_violation(app, live_server, browser):
                        ("invite", "/staff/accounts/new"), ("my account", "/staff/account")):
         page.goto(live_server + path)
         found[name] = violations(page)
+    # The ulcer list with a row, and its form open (a treated ulcer recorded by the team).
+    page.goto(f"{live_server}/staff/patients/{pid}")
+    page.locator("#ulcers ~ details summary").first.click()
+    for field, value in (("hand", "L"), ("finger", "2"), ("site", "CALC")):
+        page.select_option(f"#ulcer-{field}", value)
+    page.get_by_role("button", name="Enregistrer l'ulcère").click()
+    page.wait_for_url(re.compile(r".*/staff/patients/\d+#ulcers$"))
+    assert "calcinose" in page.content()
+    page.locator("#ulcers ~ details summary").first.click()
+    found["patient's ulcers"] = violations(page)
     assert {k: v for k, v in found.items() if v} == {}, json.dumps(found, indent=1, ensure_ascii=False)

@@ -4,7 +4,7 @@ the patient confirms it and adds one before the injection, then each week says w
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import pytest
 from flask import Flask
