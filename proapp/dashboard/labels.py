@@ -41,9 +41,10 @@ ULCER_STATES = {
 }
 LANGUAGES = {"fr": "Français", "en": "English"}
 ROLES = {"admin": _l("Administrator"), "coordinator": _l("Coordinator"), "monitor": _l("Monitor")}
-INSTRUMENT_MEASURES = {
-    "DLQI": _l("DLQI total (0-30)"), "HAQ": _l("HAQ-DI (0-3)"), "PAIN_VAS": _l("Pain VAS (0-100)"),
-    "DU_DIARY": _l("New digital ulcers"),
+MEASURES = {   # by the derived value's code
+    "total": _l("DLQI total (0-30)"), "haq_di": _l("HAQ-DI (0-3)"), "pain": _l("Pain VAS (0-100)"),
+    "active_ulcer_count": _l("Open digital ulcers"), "new_ulcer_count": _l("New digital ulcers"),
+    "worst": _l("Worst side effect (0-4)"),
 }
 
 

@@ -371,8 +371,11 @@ class Measure:
         return None if v is None else float(v)
 
 
+# One chart per measure: the diary's open ulcers (after each entry, version 2.0 on) beside its new ones, and the
+# tolerance checklist's worst grade.
 MEASURES = (Measure("total", "DLQI", 0, 30), Measure("haq_di", "HAQ", 0, 3), Measure("pain", "PAIN_VAS", 0, 100),
-            Measure("new_ulcer_count", "DU_DIARY", 0, 10))
+            Measure("active_ulcer_count", "DU_DIARY", 0, 10), Measure("new_ulcer_count", "DU_DIARY", 0, 10),
+            Measure("worst", "TOLERANCE", 0, 4))
 
 
 @dataclass
@@ -384,9 +387,9 @@ class TrendPoint:
     value: float
 
 
-def trends(view: PatientView) -> dict[str, list[TrendPoint]]:
+def trends(view: PatientView) -> dict[Measure, list[TrendPoint]]:
     by_occ = {e.occurrence.id: e.occurrence for e in view.timeline}
-    out: dict[str, list[TrendPoint]] = {m.instrument: [] for m in MEASURES}
+    out: dict[Measure, list[TrendPoint]] = {m: [] for m in MEASURES}
     for r in view.responses:
         if r.status != ResponseStatus.COMPLETED or r.completed_at is None:
             continue
@@ -394,7 +397,7 @@ def trends(view: PatientView) -> dict[str, list[TrendPoint]]:
             value = m.value(r.scores) if m.instrument == r.instrument_code else None
             if value is not None:
                 occ = by_occ[r.occurrence_id]
-                out[m.instrument].append(TrendPoint(occ.visit_code, occ.window_opens_on, occ.window_closes_on,
+                out[m].append(TrendPoint(occ.visit_code, occ.window_opens_on, occ.window_closes_on,
                                                     r.completed_at, value))
     for points in out.values():
         points.sort(key=lambda p: p.completed_at)

@@ -246,10 +246,12 @@ def _charts(view: queries.PatientView) -> list[tuple[str, Any, list[queries.Tren
     out = []
     points_by = queries.trends(view)
     for m in queries.MEASURES:
-        points = points_by[m.instrument]
+        points = points_by[m]
         if not any(m.instrument in e.occurrence.instruments for e in view.timeline):
             continue
-        title = str(labels.INSTRUMENT_MEASURES[m.instrument])
+        if not points and m.key == "active_ulcer_count":   # from the first diary 2.0 entry (1.0 had no registry)
+            continue
+        title = str(labels.MEASURES[m.key])
         svg = charts.line_chart(
             [(p.completed_at, p.value, f"{p.visit}: {charts.fmt(p.value)} ({format_date(p.opens_on, 'medium')}"
               f" – {format_date(p.closes_on, 'medium')})") for p in points],

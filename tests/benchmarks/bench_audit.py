@@ -23,6 +23,7 @@ from pathlib import Path
 from tests.benchmarks._setup import bench_database
 
 PATIENT_ENTRIES = 40
+JUDGED_FROM = 100_000       # smaller trails are smoke runs: their figures are printed, not judged
 OTHER_PATIENTS = 5000
 
 
@@ -142,7 +143,9 @@ def run(args: argparse.Namespace, url: str, folder: Path) -> None:
           f"{count / verified_one:,.0f} entries/s; process peak memory {peak:.0f} MB")
     print(f"verify of the whole trail, {processes} processes (proapp audit verify): {verified:.1f} s = "
           f"{count / verified:,.0f} entries/s (goal on PostgreSQL: 1,000,000 in < 30 s)")
-    if max(p50) >= 200 or p50[1] / p50[0] > 1.5:
+    if args.entries < JUDGED_FROM:        # a few milliseconds on a busy machine: the ratio is noise
+        print(f"(goals judged from {JUDGED_FROM:,} entries on)")
+    elif max(p50) >= 200 or p50[1] / p50[0] > 1.5:
         raise SystemExit("the certified copy does not cost one patient's history")
 
 

@@ -63,12 +63,16 @@ def test_timeline_states_follow_the_sms_and_the_patient(dash_app):
 
 def test_score_trends_are_svg_charts_with_their_values(dash_app):
     pid = enrol_at(dash_app, "ADU-TLS-001", NOW - timedelta(days=30), study="ADUSE", site="TLS")
-    for visit, pain, ulcers in (("W1", 70, 2), ("W2", 50, 1), ("W3", 30, 0)):
+    for visit, pain, ulcers, still_open in (("W1", 70, 2, 3), ("W2", 50, 1, 2), ("W3", 30, 0, 0)):
         complete(dash_app, pid, visit, {"PAIN_VAS": {"status": "scored", "pain": pain},
-                                        "DU_DIARY": {"status": "scored", "new_ulcer_count": ulcers}})
+                                        "DU_DIARY": {"status": "scored", "new_ulcer_count": ulcers,
+                                                     "active_ulcer_count": still_open}})
     page = Staff(dash_app, "admin").get(f"/staff/patients/{pid}").get_data(as_text=True)
     charts = re.findall(r'<svg class="chart".*?</svg>', page, re.S)
-    assert len(charts) == 2                                          # pain and ulcers; DLQI and HAQ have none yet
+    assert len(charts) == 3                           # pain, open and new ulcers; DLQI and HAQ have none yet
+    still_open = next(c for c in charts if 'aria-label="Open digital ulcers"' in c)
+    assert "W1: 3" in still_open and "W3: 0" in still_open
+    assert "W2: 1" in next(c for c in charts if 'aria-label="New digital ulcers"' in c)
     pain = next(c for c in charts if 'aria-label="Pain VAS (0-100)"' in c)
     assert len(re.findall(r"<circle", pain)) == 3 and "<polyline" in pain
     assert "W1: 70" in pain and "W3: 30" in pain
@@ -76,6 +80,16 @@ def test_score_trends_are_svg_charts_with_their_values(dash_app):
     assert ys[0] < ys[1] < ys[2]                                     # pain going down: points lower on screen
     assert "<script" not in page and "style=" not in pain
     assert "Not completed yet." in page                              # DLQI and HAQ: W0 was cancelled
+
+
+def test_the_tolerance_checklist_charts_its_worst_grade(dash_app):
+    pid = enrol(dash_app, "IMA-PSL-001", days_ago=40)
+    complete(dash_app, pid, "M1", {"TOLERANCE": {"status": "scored", "worst": 3, "severe_count": 1},
+                                   "DLQI": {"status": "scored", "total": 12}})
+    page = Staff(dash_app, "admin").get(f"/staff/patients/{pid}").get_data(as_text=True)
+    worst = re.search(r'<svg class="chart"[^>]*aria-label="Worst side effect \(0-4\)".*?</svg>', page, re.S)
+    assert worst and "M1: 3" in worst.group(0)
+    assert "Open digital ulcers" not in page                        # no diary in this study
 
 
 def test_resend_before_the_invitation_went_is_the_invitation(dash_app):
