@@ -127,10 +127,11 @@ def _load_definitions(app: Flask) -> None:
                                                     Path(contacts) if contacts else DEMO_CONTACTS if demo else None,
                                                     demo_contacts=demo)
     from proapp.export.formats.odm import oid_problems
+    from proapp.export.formats.redcap import Project
     from proapp.studies.catalog import StudyFileError
 
-    for loaded in app.extensions["proapp.studies"].all():      # ODM the EDC can import, or no start
-        problems = oid_problems(loaded.definition, registry)
+    for loaded in app.extensions["proapp.studies"].all():      # ODM and a REDCap project the EDC can import
+        problems = oid_problems(loaded.definition, registry) or Project(loaded.definition, registry).problems()
         if problems:
             raise StudyFileError(f"study file {loaded.filename}: {problems[0]}")
     app.extensions["proapp.phones"] = PhoneVault(app.config["PHONE_KEYS"])

@@ -14,83 +14,175 @@ def _problems(*codes: int) -> dict[str, Any]:
 
 STUDY = {"name": "study", "in": "path", "required": True, "schema": {"type": "string"},
          "description": "The study code (the key's study), e.g. ADUSE."}
+LABELS = {"name": "labels", "in": "query", "schema": {"type": "string", "enum": ["en", "fr"]},
+          "description": "Language of the labels (CSV item and value labels, the REDCap project's labels)."}
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+TEXT = {"type": "object", "required": ["en", "fr"], "properties": {"en": {"type": "string"}, "fr": {"type": "string"}}}
 ANSWER_VALUE = {"type": ["string", "null"]}
-RESPONSE_ITEM = {
-    "type": "object",
-    "required": ["id", "sequence", "subject_id", "site", "visit", "window", "instrument", "language",
-                 "completed_at", "completed_on_site", "answers", "scores", "revision", "corrections"],
-    "properties": {
-        "id": {"type": "integer", "description": "The response id (send it back in acknowledgements)."},
-        "sequence": {"type": "integer", "description": "Its place in the feed."},
-        "subject_id": {"type": "string"},
-        "site": {"type": "string"},
-        "visit": {"type": "string"},
-        "window": {"type": "object", "required": ["target_day", "opens_on", "closes_on"],
-                   "properties": {k: {"type": "string", "format": "date"}
-                                  for k in ("target_day", "opens_on", "closes_on")}},
-        "instrument": {"type": "object", "required": ["code", "version"],
-                       "properties": {"code": {"type": "string"}, "version": {"type": "string"}}},
-        "language": {"type": "string", "enum": ["fr", "en"]},
-        "completed_at": {"type": "string", "format": "date-time"},
-        "completed_on_site": {"type": "boolean"},
-        "answers": {"type": "object", "description": "By item code; an item of a repeating group (new ulcers) "
-                    "has a list, one value per repeat.",
-                    "additionalProperties": {"oneOf": [ANSWER_VALUE, {"type": "array", "items": ANSWER_VALUE}]}},
-        "scores": {"type": "object", "description": "Derived scores by their codes (DLQI_TOTAL, HAQ_DI ...), from "
-                   "the corrected answers when there are corrections.",
-                   "additionalProperties": {"type": ["number", "string", "null"]}},
-        "revision": {"type": "integer", "description": "0 as completed; n after n corrections (the response comes "
-                     "again in the feed after each)."},
-        "corrections": {"type": "array", "items": {
-            "type": "object", "required": ["item", "repeat", "old_value", "new_value", "reason", "by", "at"],
-            "properties": {"item": {"type": "string"}, "repeat": {"type": "integer"},
-                           "old_value": {"type": ["string", "null"]}, "new_value": {"type": "string"},
-                           "reason": {"type": "string"}, "by": {"type": "string"},
-                           "at": {"type": "string", "format": "date-time"},
-                           "signature": {"description": "The corrector's electronic signature: what it means and "
-                                                        "how they were identified (password, password+totp).",
-                                         "oneOf": [{"type": "null"}, {
-                                             "type": "object", "required": ["meaning", "method"],
-                                             "properties": {"meaning": {"type": "string"},
-                                                            "method": {"type": "string"}}}]}}}},
+SCHEMAS: dict[str, Any] = {
+    "Text": {**TEXT, "description": "A wording in English and French."},
+    "Problem": {"type": "object", "required": ["type", "title", "status", "detail"],
+                "description": "An RFC 9457 problem document.",
+                "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                               "status": {"type": "integer"}, "detail": {"type": "string"},
+                               "instance": {"type": "string"}}},
+    "Window": {"type": "object", "required": ["target_day", "opens_on", "closes_on"],
+               "properties": {k: {"type": "string", "format": "date"}
+                              for k in ("target_day", "opens_on", "closes_on")}},
+    "InstrumentRef": {"type": "object", "required": ["code", "version"],
+                      "properties": {"code": {"type": "string"},
+                                     "version": {"type": "string", "description": "Text, e.g. 1.0 or 1.1."}}},
+    "Signature": {"type": "object", "required": ["meaning", "method"],
+                  "description": "The corrector's electronic signature: what it means and how they were identified "
+                                 "(password, password+totp).",
+                  "properties": {"meaning": {"type": "string"}, "method": {"type": "string"}}},
+    "Correction": {"type": "object", "required": ["item", "repeat", "old_value", "new_value", "reason", "by", "at"],
+                   "properties": {"item": {"type": "string"}, "repeat": {"type": "integer"},
+                                  "old_value": {"type": ["string", "null"]}, "new_value": {"type": "string"},
+                                  "reason": {"type": "string"}, "by": {"type": "string"},
+                                  "at": {"type": "string", "format": "date-time"},
+                                  "signature": {"oneOf": [{"type": "null"}, ref("Signature")]}}},
+    "Response": {
+        "type": "object",
+        "description": "A completed questionnaire response, as corrected.",
+        "required": ["id", "sequence", "subject_id", "site", "visit", "window", "instrument", "language",
+                     "completed_at", "completed_on_site", "answers", "scores", "revision", "corrections"],
+        "properties": {
+            "id": {"type": "integer", "description": "The response id (send it back in acknowledgements)."},
+            "sequence": {"type": "integer", "description": "Its place in the feed."},
+            "subject_id": {"type": "string"},
+            "site": {"type": "string"},
+            "visit": {"type": "string"},
+            "window": ref("Window"),
+            "instrument": ref("InstrumentRef"),
+            "language": {"type": "string", "enum": ["fr", "en"]},
+            "completed_at": {"type": "string", "format": "date-time"},
+            "completed_on_site": {"type": "boolean"},
+            "answers": {"type": "object", "description": "By item code; an item of a repeating group (new ulcers) "
+                        "has a list, one value per repeat; of a group repeated by the patient's ulcers, an object "
+                        "keyed by the ulcer's number.",
+                        "additionalProperties": {"oneOf": [ANSWER_VALUE, {"type": "array", "items": ANSWER_VALUE},
+                                                           {"type": "object", "additionalProperties": ANSWER_VALUE}]}},
+            "scores": {"type": "object", "description": "Derived scores by their codes (DLQI_TOTAL, HAQ_DI ...), "
+                       "from the corrected answers when there are corrections.",
+                       "additionalProperties": {"type": ["number", "string", "null"]}},
+            "group_scores": {"type": "object", "description": "Derived values per repeat: group code, then repeat "
+                             "key, then code.", "additionalProperties": {"type": "object"}},
+            "wording": {"type": "object", "additionalProperties": {"type": "string"},
+                        "description": "Items whose wording depended on the patient's situation: the situation."},
+            "revision": {"type": "integer", "description": "0 as completed; n after n corrections (the response "
+                         "comes again in the feed after each)."},
+            "corrections": {"type": "array", "items": ref("Correction")},
+        },
     },
-}
-ALERT_ITEM = {
-    "type": "object",
-    "required": ["id", "subject_id", "site", "visit", "rule", "rule_label", "severity", "source", "raised_at",
-                 "first_notified_at", "escalations", "evidence", "state", "acknowledgement"],
-    "properties": {
-        "id": {"type": "integer"},
-        "subject_id": {"type": "string"},
-        "site": {"type": "string"},
-        "visit": {"type": "string"},
-        "rule": {"type": "string", "description": "The rule's code in the study file."},
-        "rule_label": {"type": "object", "required": ["en", "fr"],
-                       "properties": {"en": {"type": "string"}, "fr": {"type": "string"}}},
-        "severity": {"type": "string", "enum": ["urgent", "same_day", "review"]},
-        "source": {"type": "string", "enum": ["completed", "window_closed", "withdrawn"],
-                   "description": "Raised at completion, or when the window closed (or the patient was withdrawn) "
-                                  "on answers left in progress."},
-        "raised_at": {"type": "string", "format": "date-time"},
-        "first_notified_at": {"type": ["string", "null"], "format": "date-time"},
-        "escalations": {"type": "integer", "description": "Reminders sent because nobody acknowledged it."},
-        "evidence": {"type": "array", "items": {"type": "object", "required": ["ref", "value"]},
-                     "description": "The answers or scores (INSTRUMENT.CODE) that met the rule."},
-        "state": {"type": "string", "enum": ["open", "acknowledged"]},
-        "acknowledgement": {"oneOf": [{"type": "null"}, {
-            "type": "object", "required": ["at", "by", "action", "note", "minutes_to_acknowledge"],
-            "properties": {"at": {"type": "string", "format": "date-time"}, "by": {"type": "string"},
-                           "action": {"type": "string", "enum": ["called_patient", "referred", "seen_at_visit",
-                                                                 "no_action"]},
-                           "note": {"type": ["string", "null"]},
-                           "minutes_to_acknowledge": {"type": "integer"}}}]},
+    "ResponsePage": {"type": "object", "required": ["data", "next_cursor", "has_more"],
+                     "properties": {"data": {"type": "array", "items": ref("Response")},
+                                    "next_cursor": {"type": "string"}, "has_more": {"type": "boolean"}}},
+    "DictionaryVisit": {"type": "object", "required": ["code", "label", "day", "window", "instruments"],
+                        "properties": {"code": {"type": "string"}, "label": ref("Text"), "day": {"type": "integer"},
+                                       "window": {"type": "object", "required": ["days_before", "days_after"],
+                                                  "properties": {"days_before": {"type": "integer"},
+                                                                 "days_after": {"type": "integer"}}},
+                                       "instruments": {"type": "array", "items": {"type": "string"}}}},
+    "DictionaryItem": {"type": "object", "required": ["code", "type", "text"],
+                       "properties": {"code": {"type": "string"},
+                                      "type": {"type": "string", "enum": ["choice", "check", "vas", "date"]},
+                                      "text": ref("Text"), "group": {"type": "string"},
+                                      "section": {"type": "string"}, "section_title": ref("Text"),
+                                      "allowed_values": {"type": "array", "items": {
+                                          "type": "object", "required": ["value", "label"],
+                                          "properties": {"value": {"type": "string"}, "label": ref("Text")}}},
+                                      "format": {"type": "string"},
+                                      "shown_if": {"type": "object", "additionalProperties": {"type": "string"}}}},
+    "DictionaryDerived": {"type": "object", "required": ["code", "type", "label"],
+                          "properties": {"code": {"type": "string"},
+                                         "type": {"type": "string", "enum": ["integer", "decimal", "text"]},
+                                         "label": ref("Text"), "group": {"type": "string"},
+                                         "source": {"type": "string"}}},
+    "DictionaryInstrument": {"type": "object", "required": ["code", "version", "title", "items", "derived"],
+                             "properties": {"code": {"type": "string"}, "version": {"type": "string"},
+                                            "title": ref("Text"), "instructions": ref("Text"),
+                                            "variant": {"type": ["string", "null"]},
+                                            "source": {"type": "string"}, "copyright": {"type": "string"},
+                                            "licence": {"type": "string"},
+                                            "items": {"type": "array", "items": ref("DictionaryItem")},
+                                            "derived": {"type": "array", "items": ref("DictionaryDerived")}}},
+    "Dictionary": {"type": "object", "required": ["study", "visits", "instruments"],
+                   "description": "The study's data dictionary.",
+                   "properties": {"study": {"type": "object", "required": ["code", "version"],
+                                            "properties": {"code": {"type": "string"},
+                                                           "version": {"type": "string"},
+                                                           "title": {"type": "string"}}},
+                                  "visits": {"type": "array", "items": ref("DictionaryVisit")},
+                                  "instruments": {"type": "array", "items": ref("DictionaryInstrument")},
+                                  "odm": {"type": "object", "properties": {
+                                      "study_oid": {"type": "string"}, "metadata_version_oid": {"type": "string"}}}}},
+    "Acknowledgement": {"type": "object", "required": ["id", "revision"],
+                        "properties": {"id": {"type": "integer"}, "revision": {"type": "integer"}}},
+    "AcknowledgementResult": {
+        "type": "object", "required": ["acknowledged", "already_acknowledged", "unknown"],
+        "properties": {k: {"type": "array", "items": {"oneOf": [{"type": "integer"}, ref("Acknowledgement")]}}
+                       for k in ("acknowledged", "already_acknowledged", "unknown")}},
+    "Alert": {
+        "type": "object",
+        "required": ["id", "subject_id", "site", "visit", "rule", "rule_label", "severity", "source", "raised_at",
+                     "first_notified_at", "escalations", "evidence", "state", "acknowledgement"],
+        "properties": {
+            "id": {"type": "integer"},
+            "subject_id": {"type": "string"},
+            "site": {"type": "string"},
+            "visit": {"type": "string"},
+            "rule": {"type": "string", "description": "The rule's code in the study file."},
+            "rule_label": ref("Text"),
+            "severity": {"type": "string", "enum": ["urgent", "same_day", "review"]},
+            "source": {"type": "string", "enum": ["completed", "window_closed", "withdrawn"],
+                       "description": "Raised at completion, or when the window closed (or the patient was "
+                                      "withdrawn) on answers left in progress."},
+            "raised_at": {"type": "string", "format": "date-time"},
+            "first_notified_at": {"type": ["string", "null"], "format": "date-time"},
+            "escalations": {"type": "integer", "description": "Reminders sent because nobody acknowledged it."},
+            "evidence": {"type": "array", "items": {"type": "object", "required": ["ref", "value"],
+                                                    "properties": {"ref": {"type": "string"}, "value": {}}},
+                         "description": "The answers or scores (INSTRUMENT.CODE) that met the rule."},
+            "state": {"type": "string", "enum": ["open", "acknowledged"]},
+            "acknowledgement": {"oneOf": [{"type": "null"}, ref("AlertAcknowledgement")]},
+        },
     },
+    "AlertAcknowledgement": {
+        "type": "object", "required": ["at", "by", "action", "note", "minutes_to_acknowledge"],
+        "properties": {"at": {"type": "string", "format": "date-time"}, "by": {"type": "string"},
+                       "action": {"type": "string", "enum": ["called_patient", "referred", "seen_at_visit",
+                                                             "no_action"]},
+                       "note": {"type": ["string", "null"]}, "minutes_to_acknowledge": {"type": "integer"}}},
+    "AlertPage": {"type": "object", "required": ["data"],
+                  "properties": {"data": {"type": "array", "items": ref("Alert")}}},
+    "FhirResource": {"type": "object", "required": ["resourceType"], "additionalProperties": True,
+                     "description": "A FHIR R4 resource (Questionnaire or Bundle), as FHIR's JSON defines it.",
+                     "properties": {"resourceType": {"type": "string"}}},
+    "RedcapRecord": {"type": "object", "description": "One row of REDCap's flat import format: the record, the "
+                     "event, the repeating instrument and instance, and the variables of the data dictionary.",
+                     "required": ["record_id", "redcap_event_name", "redcap_repeat_instrument",
+                                  "redcap_repeat_instance"],
+                     "properties": {"record_id": {"type": "string"}, "redcap_event_name": {"type": "string"},
+                                    "redcap_repeat_instrument": {"type": "string"},
+                                    "redcap_repeat_instance": {"type": ["integer", "string"]}},
+                     "additionalProperties": {"type": "string"}},
+    "RedcapProjectPart": {"type": "array", "items": {"type": "object", "additionalProperties": {
+        "type": ["string", "integer"]}}, "description": "Arms, events, instrument-event mapping or repeating "
+                          "instruments, as REDCap's API imports them."},
 }
 PAGE_HEADERS = {
     "X-Next-Cursor": {"schema": {"type": "string"}, "description": "The cursor for the next request."},
     "X-Has-More": {"schema": {"type": "string", "enum": ["true", "false"]}},
     "X-Item-Count": {"schema": {"type": "string", "pattern": "^[0-9]+$"}},
 }
+ODM = {"application/xml": BINARY, "application/vnd.cdisc.odm+xml": BINARY}
 
 
 def spec(public_url: str) -> dict[str, Any]:
@@ -104,20 +196,27 @@ def spec(public_url: str) -> dict[str, Any]:
         "security": [{"apiKey": []}],
         "paths": {
             "/api/v1/studies/{study}/metadata": {"get": {
-                "summary": "The study's data dictionary (JSON) or its CDISC ODM 1.3.2 MetaDataVersion",
+                "summary": "The study's data dictionary (JSON), its CDISC ODM 1.3.2 MetaDataVersion, or its REDCap "
+                           "project",
                 "operationId": "getMetadata",
-                "parameters": [STUDY, {"name": "format", "in": "query", "schema": {"type": "string",
-                                                                                   "enum": ["json", "odm"]}}],
+                "description": "format=redcap: REDCap's data dictionary CSV (part=dictionary, the default), or, as "
+                               "REDCap's API imports them, its arms, events, instrument-event mapping or repeating "
+                               "instruments (part=arms, events, mapping, repeating).",
+                "parameters": [STUDY, {"name": "format", "in": "query", "schema": {
+                    "type": "string", "enum": ["json", "odm", "redcap"]}}, LABELS,
+                    {"name": "part", "in": "query", "schema": {"type": "string", "enum": [
+                        "dictionary", "arms", "events", "mapping", "repeating"]},
+                     "description": "With format=redcap: which part of the REDCap project."}],
                 "responses": {"200": {"description": "The data dictionary", "content": {
-                    "application/json": {"schema": {"type": "object", "required": ["study", "visits", "instruments"]}},
-                    "application/xml": {}}},
+                    "application/json": {"schema": {"oneOf": [ref("Dictionary"), ref("RedcapProjectPart")]}},
+                    **ODM, "text/csv": BINARY}},
                     **_problems(400, 401, 404, 429)}}},
             "/api/v1/studies/{study}/questionnaires/{code}": {"get": {
                 "summary": "The FHIR R4 Questionnaire of an instrument, in the version the study uses",
                 "operationId": "getQuestionnaire",
                 "parameters": [STUDY, {"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "A Questionnaire", "content": {"application/fhir+json": {
-                    "schema": {"type": "object", "required": ["resourceType", "url", "version", "item"]}}}},
+                    "schema": ref("FhirResource")}}},
                     **_problems(400, 401, 404, 429)}}},
             "/api/v1/studies/{study}/responses": {"get": {
                 "summary": "Completed responses after the cursor, in the order they became available",
@@ -129,22 +228,21 @@ def spec(public_url: str) -> dict[str, Any]:
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000,
                                                                 "default": 100}},
                     {"name": "format", "in": "query", "schema": {"type": "string",
-                                                                 "enum": ["json", "csv", "odm", "fhir"]}},
-                    {"name": "labels", "in": "query", "schema": {"type": "string", "enum": ["en", "fr"]},
-                     "description": "Language of the item and value labels in CSV."},
+                                                                 "enum": ["json", "csv", "odm", "fhir", "redcap"]}},
+                    LABELS,
                 ],
                 "description": "CSV (format=csv): one row per answer, RFC 4180 with CRLF line ends. A text cell "
                                "that would begin with =, +, -, @, a tab or a carriage return is written with a "
                                "leading single quote (OWASP CSV injection), so spreadsheets show it as text; "
-                               "strip one leading quote from such cells to get the value back.",
+                               "strip one leading quote from such cells to get the value back. REDCap "
+                               "(format=redcap): a JSON array of records in REDCap's flat import format, the "
+                               "cursor in the X-Next-Cursor header.",
                 "responses": {"200": {"description": "A page of responses", "headers": PAGE_HEADERS, "content": {
-                    "application/json": {"schema": {
-                        "type": "object", "required": ["data", "next_cursor", "has_more"],
-                        "properties": {"data": {"type": "array", "items": RESPONSE_ITEM},
-                                       "next_cursor": {"type": "string"}, "has_more": {"type": "boolean"}}}},
-                    "text/csv": {},
-                    "application/xml": {},
-                    "application/fhir+json": {"schema": {"type": "object", "required": ["resourceType", "entry"]}}}},
+                    "application/json": {"schema": {"oneOf": [
+                        ref("ResponsePage"), {"type": "array", "items": ref("RedcapRecord")}]}},
+                    "text/csv": BINARY,
+                    **ODM,
+                    "application/fhir+json": {"schema": ref("FhirResource")}}},
                     **_problems(400, 401, 404, 429)}}},
             "/api/v1/studies/{study}/alerts": {"get": {
                 "summary": "Safety-signal alerts and their acknowledgements, for the sponsor's safety desk",
@@ -155,11 +253,9 @@ def spec(public_url: str) -> dict[str, Any]:
                     {"name": "state", "in": "query", "schema": {"type": "string", "enum": ["open", "acknowledged"]}},
                 ],
                 "responses": {"200": {"description": "Every alert of the key's study and sites, oldest first",
-                                      "content": {
-                    "application/json": {"schema": {"type": "object", "required": ["data"],
-                                                    "properties": {"data": {"type": "array", "items": ALERT_ITEM}}}},
-                    "text/csv": {"schema": {"type": "string", "format": "binary"}}}},
-                    **_problems(400, 401, 404, 429)}}},
+                                      "content": {"application/json": {"schema": ref("AlertPage")},
+                                                  "text/csv": BINARY}},
+                              **_problems(400, 401, 404, 429)}}},
             "/api/v1/studies/{study}/acknowledgements": {"post": {
                 "summary": "Tell proapp which responses the EDC has imported",
                 "operationId": "postAcknowledgements",
@@ -181,23 +277,14 @@ def spec(public_url: str) -> dict[str, Any]:
                                                                "maximum": 2**31 - 1}}}}]}}}},
                 "responses": {"200": {"description": "What was recorded: (id, revision) objects for the "
                                                      "`responses` form, ids for the older one", "content": {
-                    "application/json": {"schema": {
-                        "type": "object", "required": ["acknowledged", "already_acknowledged", "unknown"],
-                        "properties": {k: {"type": "array", "items": {"oneOf": [
-                            {"type": "integer"},
-                            {"type": "object", "required": ["id", "revision"],
-                             "properties": {"id": {"type": "integer"}, "revision": {"type": "integer"}}}]}}
-                            for k in ("acknowledged", "already_acknowledged", "unknown")}}}}},
+                    "application/json": {"schema": ref("AcknowledgementResult")}}},
                     **_problems(400, 401, 404, 429)}}},
         },
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
                                            "description": "A key from `proapp api-key create`."}},
+            "schemas": SCHEMAS,
             "responses": {"Problem": {"description": "An RFC 9457 problem document", "content": {
-                "application/problem+json": {"schema": {
-                    "type": "object", "required": ["type", "title", "status", "detail"],
-                    "properties": {"type": {"type": "string"}, "title": {"type": "string"},
-                                   "status": {"type": "integer"}, "detail": {"type": "string"},
-                                   "instance": {"type": "string"}}}}}}},
+                "application/problem+json": {"schema": ref("Problem")}}}},
         },
     }

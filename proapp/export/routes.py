@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from proapp import csvfiles, db, services
 from proapp.export import data, feed, keys
-from proapp.export.formats import common, csv_format, fhir, json_format, odm
+from proapp.export.formats import common, csv_format, fhir, json_format, odm, redcap
 from proapp.export.models import ApiKey
 from proapp.extensions import csrf
 from proapp.studies.models import Study
@@ -25,7 +25,10 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 100
-MEDIA = {"json": "application/json", "csv": "text/csv", "odm": "application/xml", "fhir": "application/fhir+json"}
+MEDIA = {"json": "application/json", "csv": "text/csv", "odm": "application/xml", "fhir": "application/fhir+json",
+         "redcap": "application/json"}
+ODM_MEDIA = "application/vnd.cdisc.odm+xml"
+REDCAP_PARTS = ("dictionary", "arms", "events", "mapping", "repeating")
 ACCEPT = {"application/json": "json", "text/csv": "csv", "application/xml": "odm",
           "application/vnd.cdisc.odm+xml": "odm", "application/fhir+json": "fhir"}
 
@@ -109,6 +112,11 @@ def _format(default: str = "json") -> str:
     if fmt not in MEDIA:
         raise Problem(400, "Bad Request", f"format must be one of {', '.join(MEDIA)}.", "bad-parameter")
     return fmt
+
+
+def _odm_media() -> str:
+    """ODM as application/xml, or as application/vnd.cdisc.odm+xml to a client that asks for that."""
+    return request.accept_mimetypes.best_match([MEDIA["odm"], ODM_MEDIA]) or MEDIA["odm"]
 
 
 def _limit() -> int:
@@ -201,25 +209,52 @@ def openapi() -> Response:
     return Response(json.dumps(spec(current_app.config["PUBLIC_URL"])), mimetype="application/json")
 
 
+def _labels() -> str:
+    labels = request.args.get("labels", "en")
+    if labels not in ("en", "fr"):
+        raise Problem(400, "Bad Request", "labels must be en or fr.", "bad-parameter")
+    return labels
+
+
 @bp.get("/studies/<study>/metadata")
 def metadata(study: str) -> Response:
     _key, st = _key_for(study)
-    _check_params({"format"})
+    _check_params({"format", "labels", "part"})
     fmt = _format()
     study_def = services.studies().get(st.code)
     registry = services.instruments()
+    part = request.args.get("part")
+    if part is not None and fmt != "redcap":
+        raise Problem(400, "Bad Request", "part goes with format=redcap.", "bad-parameter")
+    if fmt == "redcap":
+        return _redcap_metadata(study_def, registry, part or "dictionary", _labels())
     if fmt == "odm":
         sites = data.study_sites(db.session(), st.id)
         body = odm.odm_metadata(study_def, registry, sites, services.now())
         _record(200, None)
-        return Response(body, mimetype=MEDIA["odm"])
+        return Response(body, mimetype=_odm_media())
     if fmt != "json":
-        raise Problem(400, "Bad Request", "metadata is available as json or odm.", "bad-parameter")
+        raise Problem(400, "Bad Request", "metadata is available as json, odm or redcap.", "bad-parameter")
     from proapp.export.dictionary import data_dictionary
 
     body = data_dictionary(study_def, registry, db.session(), st.id)
     _record(200, None)
     return Response(json.dumps(body, ensure_ascii=False), mimetype="application/json")
+
+
+def _redcap_metadata(study_def, registry, part: str, labels: str) -> Response:
+    """The study as a REDCap project: the data dictionary (CSV, as REDCap's "Upload Data Dictionary" takes it), or
+    its arms, events, instrument-event mapping or repeating instruments (JSON, as REDCap's API imports them)."""
+    if part not in REDCAP_PARTS:
+        raise Problem(400, "Bad Request", f"part must be one of {', '.join(REDCAP_PARTS)}.", "bad-parameter")
+    project = redcap.Project(study_def, registry)
+    _record(200, None)
+    if part == "dictionary":
+        return Response(project.dictionary(labels), mimetype=MEDIA["csv"], headers={
+            "Content-Disposition": f'attachment; filename="{study_def.code}-redcap-dictionary.csv"'})
+    body = {"arms": project.arms, "events": lambda: project.events(labels), "mapping": project.mapping,
+            "repeating": project.repeating}[part]()
+    return Response(json.dumps(body, ensure_ascii=False), mimetype=MEDIA["json"])
 
 
 @bp.get("/studies/<study>/questionnaires/<code>")
@@ -247,10 +282,7 @@ def responses(study: str) -> Response:
         why = str(exc)
         raise Problem(400, "Bad Request", f"{why[0].upper()}{why[1:]}: start again without a cursor or with the "
                       "last next_cursor this key received.", "bad-cursor") from None
-    limit, fmt = _limit(), _format()
-    labels = request.args.get("labels", "en")
-    if labels not in ("en", "fr"):
-        raise Problem(400, "Bad Request", "labels must be en or fr.", "bad-parameter")
+    limit, fmt, labels = _limit(), _format(), _labels()
     s = db.session()
     feed.sequence_pending(s)
     upto, more = data.page_bounds(s, key, after, limit)
@@ -293,6 +325,15 @@ def responses(study: str) -> Response:
                     out.seek(0)
                     out.truncate()
             yield out.getvalue()
+    elif fmt == "redcap":
+        project = redcap.Project(study_def, registry)
+
+        def chunks(stream_db) -> Iterator[str]:
+            yield "["
+            pairs = ((e, insts(e.instrument, e.version)) for e in rows(stream_db))
+            for n, record in enumerate(redcap.records(project, pairs)):
+                yield ("," if n else "") + json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+            yield "]"
     elif fmt == "odm":
         def chunks(stream_db) -> Iterator[str]:
             k = stream_db.get(ApiKey, key_id)
@@ -319,7 +360,7 @@ def responses(study: str) -> Response:
     services_now = services.now()
     if fmt == "csv":
         headers["Content-Disposition"] = f'attachment; filename="{study_code}-responses.csv"'
-    return _stream(chunks, MEDIA[fmt], headers, count)
+    return _stream(chunks, _odm_media() if fmt == "odm" else MEDIA[fmt], headers, count)
 
 
 @bp.get("/studies/<study>/alerts")

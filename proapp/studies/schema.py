@@ -142,8 +142,18 @@ class PushSettings(_Strict):
     secret_env: str = Field(pattern=r"^PROAPP_[A-Z0-9_]{1,60}$")
 
 
+class RedcapSettings(_Strict):
+    """Names in the REDCap project (``format=redcap``). Defaults: a variable is the item's or score's code in
+    lower case, a form the instrument's or group's; ``variables`` (``INSTRUMENT.CODE: name``) and ``forms``
+    (``INSTRUMENT: name`` or ``INSTRUMENT.GROUP: name``) rename them, checked at start-up."""
+
+    variables: dict[str, str] = Field(default_factory=dict)
+    forms: dict[str, str] = Field(default_factory=dict)
+
+
 class EdcSettings(_Strict):
     odm: OdmSettings = Field(default_factory=OdmSettings)
+    redcap: RedcapSettings = Field(default_factory=RedcapSettings)
     push: PushSettings | None = None
 
 

@@ -176,8 +176,8 @@ def test_odm_oids_follow_the_study_file(database_url, instance_dir, tmp_path):
     from tests.conftest import fresh_app
 
     text = (Path(DATA_DIR) / "ADUSE.yaml").read_text()
-    text += ("edc:\n  odm:\n    study_oid: ADUSE_EDC\n    metadata_version_oid: MDV_V3\n"
-             "    oids: {SE.W1: VISIT_WEEK1, F.PAIN_VAS: FORM_PAIN, I.PAIN_VAS.PAIN_VAS: PAIN_SCORE}\n")
+    text = text.replace("\nedc:\n", "\nedc:\n  odm:\n    study_oid: ADUSE_EDC\n    metadata_version_oid: MDV_V3\n"
+                        "    oids: {SE.W1: VISIT_WEEK1, F.PAIN_VAS: FORM_PAIN, I.PAIN_VAS.PAIN_VAS: PAIN_SCORE}\n", 1)
     (tmp_path / "ADUSE.yaml").write_text(text)
     app = fresh_app(database_url, STUDIES_DIR=str(tmp_path))
     try:
@@ -207,7 +207,7 @@ def test_odm_oid_renames_that_would_make_invalid_odm_stop_the_start(database_url
     from proapp.studies.catalog import DATA_DIR, StudyFileError
     from tests.conftest import make_app
 
-    text = (Path(DATA_DIR) / "ADUSE.yaml").read_text() + f"edc:\n  odm:\n    oids: {oids}\n"
+    text = (Path(DATA_DIR) / "ADUSE.yaml").read_text().replace("\nedc:\n", f"\nedc:\n  odm:\n    oids: {oids}\n", 1)
     (tmp_path / "ADUSE.yaml").write_text(text)
     with pytest.raises(StudyFileError) as exc:
         make_app(database_url, STUDIES_DIR=str(tmp_path))
@@ -243,6 +243,9 @@ def test_accept_header_and_gzip(app, key):
     complete_diary(app, "ADU-TLS-001")
     client = app.test_client()
     assert client.get(f"{URL}/responses", headers={**auth(key), "Accept": "text/csv"}).mimetype == "text/csv"
+    odm_type = "application/vnd.cdisc.odm+xml"
+    assert client.get(f"{URL}/responses", headers={**auth(key), "Accept": odm_type}).mimetype == odm_type
+    assert client.get(f"{URL}/responses?format=odm", headers=auth(key)).mimetype == "application/xml"
     plain = client.get(f"{URL}/responses", headers=auth(key)).data
     zipped = client.get(f"{URL}/responses", headers={**auth(key), "Accept-Encoding": "gzip"})
     assert zipped.headers["Content-Encoding"] == "gzip"

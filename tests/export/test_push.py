@@ -64,7 +64,7 @@ def edc():
 def push_app(database_url, instance_dir, tmp_path, edc, monkeypatch):
     monkeypatch.setenv("PROAPP_EDC_SECRET_ADUSE", SECRET)
     text = (Path(DATA_DIR) / "ADUSE.yaml").read_text()
-    text += f"edc:\n  push: {{url: \"{edc.url}\", secret_env: PROAPP_EDC_SECRET_ADUSE}}\n"
+    text = text.replace("\nedc:\n", f"\nedc:\n  push: {{url: \"{edc.url}\", secret_env: PROAPP_EDC_SECRET_ADUSE}}\n", 1)
     (tmp_path / "ADUSE.yaml").write_text(text)
     app = fresh_app(database_url, STUDIES_DIR=str(tmp_path))
     yield app
