@@ -249,7 +249,7 @@ def test_a_refused_api_request_writes_nothing(app):
         assert s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "api.request")) == 2
 
 
-@pytest.mark.parametrize("fmt", ["json", "csv", "odm", "fhir"])
+@pytest.mark.parametrize("fmt", ["json", "csv", "odm", "fhir", "redcap"])
 def test_every_format_pages_to_the_end_one_response_at_a_time(app, fmt):
     for n in range(3):
         complete_diary(app, f"ADU-TLS-{n + 1:03d}", ulcers=0)

@@ -62,17 +62,21 @@ def cursor_scope(study_id: int, site_ids: list[int] | None) -> str:
     return f"{study_id}:{','.join(str(s) for s in sorted(site_ids)) if site_ids else '*'}"
 
 
-def encode_cursor(seq: int, secret: str, scope: str) -> str:
-    body = json.dumps({"v": 1, "s": seq, "k": scope}, separators=(",", ":")).encode()
+def encode_cursor(seq: int, secret: str, scope: str, position: int) -> str:
+    """An opaque, signed cursor: the feed number reached and how many responses the key has been given up to it
+    (its ``sequence`` numbers continue from there: they count this key's responses, never other studies' or
+    sites')."""
+    body = json.dumps({"v": 2, "s": seq, "p": position, "k": scope}, separators=(",", ":")).encode()
     mac = hmac.new(secret.encode(), body, hashlib.sha256).digest()[:12]
     return base64.urlsafe_b64encode(body + mac).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, secret: str, scope: str) -> int:
-    """The sequence number behind an opaque cursor (0 for none); BadCursor if malformed, tampered with, or given
-    by this API for another study or other sites."""
+def decode_cursor(cursor: str | None, secret: str, scope: str) -> tuple[int, int | None]:
+    """The feed number behind an opaque cursor (0 for none) and the key's position there (None: a cursor of the
+    first form, without it); BadCursor if malformed, tampered with, or given by this API for another study or
+    other sites."""
     if not cursor:
-        return 0
+        return 0, 0
     try:
         if len(cursor) > 300:
             raise ValueError
@@ -81,11 +85,13 @@ def decode_cursor(cursor: str | None, secret: str, scope: str) -> int:
         if not hmac.compare_digest(mac, hmac.new(secret.encode(), body, hashlib.sha256).digest()[:12]):
             raise ValueError
         data = json.loads(body)
-        seq = data["s"]
-        if data.get("v") != 1 or not isinstance(seq, int) or seq < 0:
+        seq, position = data["s"], data.get("p")
+        if data.get("v") not in (1, 2) or not isinstance(seq, int) or seq < 0:
+            raise ValueError
+        if data["v"] == 2 and (not isinstance(position, int) or position < 0):
             raise ValueError
     except (ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
         raise BadCursor("the cursor is not one this API gave") from None
     if data.get("k") != scope:
         raise BadCursor("the cursor was given for another study or other sites") from None
-    return seq
+    return seq, position

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import requests
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from proapp.db import dialect_insert
@@ -107,7 +107,11 @@ def send_due(db: Session, catalog: StudyCatalog, registry: Registry, now: dateti
             if item is None:
                 error = "response not found"
             else:
-                document = json_format.json_item(item, registry.get(item.instrument, item.version))
+                # Its place among this endpoint's deliveries of the study (other studies' volume is not told).
+                sequence = db.scalar(select(func.count(PushDelivery.id)).where(
+                    PushDelivery.study_id == d.study_id, PushDelivery.endpoint == d.endpoint,
+                    PushDelivery.id <= d.id)) or 0
+                document = json_format.json_item(item, registry.get(item.instrument, item.version), sequence)
                 body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
                 stamp = int(now.timestamp())
                 try:

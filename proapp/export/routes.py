@@ -277,7 +277,7 @@ def responses(study: str) -> Response:
     secret = current_app.config["SECRET_KEY"]
     scope = feed.cursor_scope(st.id, key.site_ids)
     try:
-        after = feed.decode_cursor(request.args.get("cursor"), secret, scope)
+        after, position = feed.decode_cursor(request.args.get("cursor"), secret, scope)
     except feed.BadCursor as exc:
         why = str(exc)
         raise Problem(400, "Bad Request", f"{why[0].upper()}{why[1:]}: start again without a cursor or with the "
@@ -287,8 +287,10 @@ def responses(study: str) -> Response:
     feed.sequence_pending(s)
     upto, more = data.page_bounds(s, key, after, limit)
     upto = after if upto is None else upto
-    next_cursor = feed.encode_cursor(upto, secret, scope)
+    if position is None:                       # a cursor given before positions were: count once
+        position = data.page_size(s, key, 0, after)
     count = data.page_size(s, key, after, upto)
+    next_cursor = feed.encode_cursor(upto, secret, scope, position + count)
     headers = {"X-Next-Cursor": next_cursor, "X-Has-More": "true" if more else "false", "X-Item-Count": str(count)}
     study_def = services.studies().get(st.code)
     registry = services.instruments()
@@ -308,18 +310,19 @@ def responses(study: str) -> Response:
         def chunks(stream_db) -> Iterator[str]:
             yield '{"data":['
             for n, e in enumerate(rows(stream_db)):
-                yield ("," if n else "") + json.dumps(json_format.json_item(e, insts(e.instrument, e.version)),
-                                                      ensure_ascii=False, separators=(",", ":"))
+                yield ("," if n else "") + json.dumps(
+                    json_format.json_item(e, insts(e.instrument, e.version), position + n + 1),
+                    ensure_ascii=False, separators=(",", ":"))
             yield f'],"next_cursor":{json.dumps(next_cursor)},"has_more":{"true" if more else "false"}}}'
     elif fmt == "csv":
         def chunks(stream_db) -> Iterator[str]:
             out = io.StringIO()
             writer = csvfiles.writer(out)
             writer.writerow(csv_format.CSV_COLUMNS)
-            for e in rows(stream_db):
+            for n, e in enumerate(rows(stream_db), 1):
                 use = study_def.instruments.get(e.instrument)
                 writer.writerows(csv_format.csv_rows(e, insts(e.instrument, e.version), labels,
-                                                     use.variant if use else None))
+                                                     use.variant if use else None, position + n))
                 if out.tell() > 32 * 1024:
                     yield out.getvalue()
                     out.seek(0)
@@ -337,7 +340,8 @@ def responses(study: str) -> Response:
     elif fmt == "odm":
         def chunks(stream_db) -> Iterator[str]:
             k = stream_db.get(ApiKey, key_id)
-            yield odm.odm_header(f"proapp.{study_code}.{after}-{upto}", services_now, f"{study_code} responses")
+            yield odm.odm_header(f"proapp.{study_code}.{position}-{position + count}", services_now,
+                                 f"{study_code} responses", file_type="Transactional")
             yield from odm.odm_clinical(data.iter_by_subject(stream_db, k, after, upto), study_def, registry)
             yield "</ODM>\n"
     else:

@@ -112,11 +112,28 @@ def test_the_edc_receives_the_corrected_response_with_both_values(app):
     hand2 = next(r for r in rows if r["item_code"] == "DU_HAND" and r["repeat"] == "2")
     assert (hand2["value"], hand2["original_value"], hand2["correction_reason"]) == (
         "R", "L", "both ulcers were on the right hand")
-    doc = validate_odm(client.get(f"{URL}/responses?format=odm", headers=auth(key)).data)
+    assert hand2["answered_at"] < hand2["corrected_at"]            # the patient's time kept beside the correction's
+    hand1 = next(r for r in rows if r["item_code"] == "DU_HAND" and r["repeat"] == "1")
+    assert hand1["answered_at"] and hand1["corrected_at"] == ""
     ns = {"o": "http://www.cdisc.org/ns/odm/v1.3"}
-    reason = doc.find(".//o:ItemGroupData[@ItemGroupRepeatKey='2']/o:ItemData[@ItemOID='I.DU_DIARY.DU_HAND']"
-                      "/o:AuditRecord/o:ReasonForChange", ns)
+    # From the start, the corrected response is an Update of its form (the pain scale, never corrected, an
+    # Insert); after the first pull's cursor, only the Update comes.
+    inserted = validate_odm(client.get(f"{URL}/responses?format=odm", headers=auth(key)).data)
+    assert inserted.get("FileType") == "Transactional"
+    forms = {f.get("FormOID"): f.get("TransactionType") for f in inserted.iterfind(".//o:FormData", ns)}
+    assert forms == {"F.DU_DIARY": "Update", "F.PAIN_VAS": "Insert"}
+    doc = validate_odm(client.get(f"{URL}/responses?format=odm&cursor={first['next_cursor']}",
+                                  headers=auth(key)).data)
+    [form] = doc.iterfind(".//o:FormData", ns)
+    assert form.get("TransactionType") == "Update"
+    hand = doc.find(".//o:ItemGroupData[@ItemGroupRepeatKey='2']/o:ItemData[@ItemOID='I.DU_DIARY.DU_HAND']", ns)
+    assert (hand.get("TransactionType"), hand.get("Value")) == ("Update", "R")
+    reason = hand.find("o:AuditRecord/o:ReasonForChange", ns)
     assert reason.text == "both ulcers were on the right hand"
+    assert "prior value: L" in hand.find("o:AuditRecord/o:SourceID", ns).text
+    unchanged = doc.find(".//o:ItemGroupData[@ItemGroupRepeatKey='1']/o:ItemData[@ItemOID='I.DU_DIARY.DU_HAND']", ns)
+    assert unchanged.get("TransactionType") == "Upsert"
+    assert doc.find(".//o:SubjectData", ns).get("TransactionType") == "Upsert"
     from fhir.resources.R4B.bundle import Bundle
 
     bundle = client.get(f"{URL}/responses?format=fhir", headers=auth(key)).get_json()

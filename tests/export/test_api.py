@@ -142,7 +142,15 @@ def test_csv_has_one_row_per_answer_with_labels(app, key):
     resp = app.test_client().get(f"{URL}/responses?format=csv&labels=fr", headers=auth(key))
     assert resp.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
-    assert len(rows) == 1 + 8 + 2 * 4                      # pain; diary: 8 items + 2 ulcers x 4 items
+    answers = [r for r in rows if r["row_kind"] == "answer"]
+    assert len(answers) == 1 + 8 + 2 * 4                   # pain; diary: 8 items + 2 ulcers x 4 items
+    scores = {(r["instrument"], r["item_code"], r["repeat"]): (r["value"], r["item_label"])
+              for r in rows if r["row_kind"] == "score"}
+    assert scores[("PAIN_VAS", "PAIN", "0")][0] == "35"
+    assert scores[("DU_DIARY", "NEW_ULCER_COUNT", "0")] == ("2", "Nouveaux ulcères (là où aucun ulcère n'était connu)")
+    assert scores[("DU_DIARY", "ULCER_NUMBER", "2")][0] == "2" and scores[("DU_DIARY", "REPORT_KIND", "1")][0] == "new"
+    assert all(r["answered_at"] == "" and r["value_label"] == "" for r in rows if r["row_kind"] == "score")
+    assert {r["sequence"] for r in rows} == {"1", "2"}      # the key's first two responses
     hand = [r for r in rows if r["item_code"] == "DU_HAND"]
     assert [(r["repeat"], r["value"], r["value_label"]) for r in hand] == [("1", "R", "Main droite"),
                                                                             ("2", "L", "Main gauche")]
@@ -161,6 +169,8 @@ def test_odm_clinical_data_validates_with_repeat_keys_and_audit_records(app, key
     assert [s.get("SubjectKey") for s in subjects] == ["ADU-TLS-001", "ADU-TLS-002"]
     forms = subjects[0].findall("o:StudyEventData[@StudyEventOID='SE.W1']/o:FormData", ns)
     assert sorted(f.get("FormOID") for f in forms) == ["F.DU_DIARY", "F.PAIN_VAS"]
+    assert {f.get("TransactionType") for f in forms} == {"Insert"}           # first revisions
+    assert {i.get("TransactionType") for i in forms[0].iterfind(".//o:ItemData", ns)} == {"Insert"}
     repeats = subjects[0].findall(".//o:ItemGroupData[@ItemGroupOID='IG.DU_DIARY.DU_ULCER']", ns)
     assert [r.get("ItemGroupRepeatKey") for r in repeats] == ["1", "2"]
     numbers = [r.find("o:ItemData[@ItemOID='I.DU_DIARY.ULCER_NUMBER']", ns).get("Value") for r in repeats]
@@ -425,3 +435,54 @@ def test_an_error_inside_a_stream_is_a_problem_or_a_cut_and_the_log_says_500(app
     with app.app_context():
         statuses = [p.status for p in db.session().scalars(select(ApiPull).order_by(ApiPull.id))]
     assert statuses == [500, 500]
+
+
+def test_sequence_numbers_count_the_keys_own_responses_only(app):
+    """Sequence numbers tell a key nothing of other studies' or other sites' volume: they count its own."""
+    import base64
+    import hashlib
+    import hmac
+    from datetime import timedelta
+
+    from proapp.export import feed
+    from tests.dashboard.helpers import complete, enrol_at
+
+    when = datetime.now(UTC) - timedelta(days=40)
+
+    def imatinib(subject: str, site: str) -> None:
+        complete(app, enrol_at(app, subject, when, site=site), "M1", {})
+
+    complete_diary(app, "ADU-TLS-001")
+    imatinib("IMA-PSL-001", "PSL")
+    imatinib("IMA-BSA-001", "BSA")
+    complete_diary(app, "ADU-TLS-002", ulcers=0)
+    imatinib("IMA-PSL-002", "PSL")
+    client = app.test_client()
+    aduse, psl = make_key(app), make_key(app, "IMATINIB-SSC", ("PSL",))
+    items, _ = pull_all(client, aduse, limit=1)
+    assert [i["sequence"] for i in items] == [1, 2, 3, 4]          # 10 other-study responses came between
+
+    def pull(key: str, cursor: str | None = None):
+        query = "?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        return client.get(f"/api/v1/studies/IMATINIB-SSC/responses{query}", headers=auth(key)).get_json()
+
+    first = pull(psl)
+    assert [i["sequence"] for i in first["data"]] == [1, 2]
+    second = pull(psl, first["next_cursor"])
+    assert [(i["subject_id"], i["sequence"]) for i in second["data"]] == [("IMA-PSL-001", 3), ("IMA-PSL-002", 4)]
+    odm = client.get(f"/api/v1/studies/IMATINIB-SSC/responses?format=odm&limit=2&cursor={first['next_cursor']}",
+                     headers=auth(psl)).data
+    assert b'FileOID="proapp.IMATINIB-SSC.2-4"' in odm                  # positions, not feed numbers
+    # A cursor of the first form (no position) still works: the position is counted once.
+    with app.app_context():
+        from proapp.export.models import ApiKey as Key
+
+        row = db.session().scalar(select(Key).where(Key.prefix == psl[3:11]))
+        scope = feed.cursor_scope(row.study_id, row.site_ids)
+        secret = app.config["SECRET_KEY"]
+        _seq, position = feed.decode_cursor(first["next_cursor"], secret, scope)
+        assert position == 2
+        body = json.dumps({"v": 1, "s": _seq, "k": scope}, separators=(",", ":")).encode()
+        old = base64.urlsafe_b64encode(body + hmac.new(secret.encode(), body, hashlib.sha256).digest()[:12])
+    again = pull(psl, old.decode().rstrip("="))
+    assert [i["sequence"] for i in again["data"]] == [3, 4]

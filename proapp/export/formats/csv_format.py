@@ -6,13 +6,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from proapp.export.data import Exported
-from proapp.export.formats.common import iso, shown
+from proapp.export.formats.common import derived_group_values, derived_values, iso, shown
 from proapp.instruments.schema import Instrument, Item
 
 CSV_COLUMNS = ("response_id", "sequence", "subject_id", "site", "visit", "instrument", "instrument_version",
                "language", "completed_at", "completed_on_site", "item_code", "repeat", "value", "item_label",
                "value_label", "answered_at", "original_value", "corrected_at", "corrected_by", "correction_reason",
-               "correction_signature")
+               "correction_signature", "row_kind")
 
 
 def value_label(item: Item, value: str | None, lang: str) -> str:
@@ -27,20 +27,32 @@ def value_label(item: Item, value: str | None, lang: str) -> str:
     return value
 
 
-def csv_rows(e: Exported, inst: Instrument, lang: str, variant: str | None = None) -> Iterator[tuple[Any, ...]]:
-    """One row per answer; the item's label is what the patient read (stem, the study's ``variant``)."""
-    head = (e.id, e.seq, e.subject_id, e.site, e.visit, e.instrument, e.version, e.language, iso(e.completed_at),
-            "yes" if e.on_site else "no")
+def csv_rows(e: Exported, inst: Instrument, lang: str, variant: str | None,
+             sequence: int) -> Iterator[tuple[Any, ...]]:
+    """One row per answer (``row_kind`` answer), then one per derived score (``score``: ``item_code`` the score's
+    code, ``repeat`` its repeat for a value per ulcer). The item's label is what the patient read (stem, the study's
+    ``variant``); a corrected answer keeps the time it was given (``answered_at``) beside ``corrected_at``."""
+    head = (e.id, sequence, e.subject_id, e.site, e.visit, e.instrument, e.version,
+            e.language, iso(e.completed_at), "yes" if e.on_site else "no")
     originals = {(c[0], c[1]): c for c in reversed(e.corrections)}      # the first correction holds the original
     latest = {(c[0], c[1]): c for c in e.corrections}
-    for code, repeat, value, at in e.effective():
+    given = {(code, repeat): at for code, repeat, _value, at in e.answers}
+    for code, repeat, value, _at in e.effective():
         try:
             item = inst.item(code)
         except KeyError:
             continue
         fix = latest.get((code, repeat))
         label = shown(item, e, variant or inst.default_variant)(lang)
+        answered = given.get((code, repeat))       # None: an answer a correction added where there was none
         yield (*head, code, repeat, "" if value is None else value, label,
-               value_label(item, value, lang), iso(at),
+               value_label(item, value, lang), iso(answered) if answered else "",
                *(("" if originals[(code, repeat)][2] is None else originals[(code, repeat)][2], iso(fix[6]), fix[5],
-                  fix[4], f"{fix[8]}: {fix[7]}" if fix[7] else "") if fix else ("", "", "", "", "")))
+                  fix[4], f"{fix[8]}: {fix[7]}" if fix[7] else "") if fix else ("", "", "", "", "")), "answer")
+    labels = {d.code: d.label(lang) for d in inst.derived}
+    no_answer_columns = ("",) * 7              # value_label, answered_at and the correction's five columns
+    scores = [(code, 0, value) for code, value in derived_values(inst, e.current_scores).items()]
+    scores += [(code, repeat, value) for _group, reps in sorted(derived_group_values(inst, e.current_scores).items())
+               for repeat, values in sorted(reps.items()) for code, value in values.items()]
+    for code, repeat, value in scores:
+        yield (*head, code, repeat, "" if value is None else value, labels[code], *no_answer_columns, "score")

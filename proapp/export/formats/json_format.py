@@ -9,10 +9,12 @@ from proapp.export.formats.common import derived_group_values, derived_values, g
 from proapp.instruments.schema import Instrument
 
 
-def json_item(e: Exported, inst: Instrument) -> dict[str, Any]:
+def json_item(e: Exported, inst: Instrument, sequence: int) -> dict[str, Any]:
+    """``sequence``: the response's place among those the receiver was given (a key's pulls, or a push endpoint's
+    deliveries), so that it tells nothing of other studies' or sites' volume."""
     return {
         "id": e.id,
-        "sequence": e.seq,
+        "sequence": sequence,
         "subject_id": e.subject_id,
         "site": e.site,
         "visit": e.visit,

@@ -100,13 +100,14 @@ def oid_problems(study: StudyDef, registry: Any) -> list[str]:
 
 
 def _source(fix: tuple) -> str:
-    """Who corrected, and their electronic signature (what it means, how they were identified)."""
+    """Who corrected, the prior value, and their electronic signature (what it means, how they were identified)."""
     signed = f"; signed ({fix[8]}): {fix[7]}" if len(fix) > 8 and fix[7] else ""
-    return f"corrected by {fix[5]}{signed}"
+    prior = "none" if fix[2] is None else fix[2]
+    return f"corrected by {fix[5]}; prior value: {prior}{signed}"
 
 
-def odm_header(file_oid: str, created: datetime, description: str) -> str:
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<ODM xmlns="{ODM_NS}" ODMVersion="1.3.2" FileType="Snapshot" '
+def odm_header(file_oid: str, created: datetime, description: str, file_type: str = "Snapshot") -> str:
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<ODM xmlns="{ODM_NS}" ODMVersion="1.3.2" FileType="{file_type}" '
             f'Granularity="All" FileOID={quoteattr(file_oid)} CreationDateTime="{iso(created)}" '
             f'Description={quoteattr(description)} Originator="proapp">\n')
 
@@ -116,8 +117,10 @@ def _attr(value: Any) -> str:
 
 
 def odm_clinical(responses: Iterable[Exported], study: StudyDef, registry: Registry) -> Iterator[str]:
-    """ClinicalData: one SubjectData per run of responses of the same subject (the caller orders them by
-    subject and visit), one StudyEventData per visit, one FormData per instrument with its AuditRecord."""
+    """ClinicalData of a Transactional file: one SubjectData per run of responses of the same subject (the caller
+    orders them by subject and visit), one StudyEventData per visit (both ``Upsert``), one FormData per response
+    with its AuditRecord: ``Insert`` as completed, ``Update`` after a correction, where each corrected ItemData is an
+    ``Update`` with the reason, who, when and the prior value in its AuditRecord (the others ``Upsert``)."""
     oids = Oids(study)
     yield f"<ClinicalData StudyOID={_attr(oids.study)} MetaDataVersionOID={_attr(oids.mdv)}>\n"
     subject = event = None
@@ -129,13 +132,13 @@ def odm_clinical(responses: Iterable[Exported], study: StudyDef, registry: Regis
             if subject is not None:
                 yield "</SubjectData>\n"
             subject, event = (e.subject_id, e.site), None
-            yield (f"<SubjectData SubjectKey={_attr(e.subject_id)}><SiteRef "
+            yield (f'<SubjectData SubjectKey={_attr(e.subject_id)} TransactionType="Upsert"><SiteRef '
                    f"LocationOID={_attr(oids.location(e.site))}/>\n")
         if e.visit != event:
             if event is not None:
                 yield "</StudyEventData>\n"
             event = e.visit
-            yield f"<StudyEventData StudyEventOID={_attr(oids.event(e.visit))}>\n"
+            yield f'<StudyEventData StudyEventOID={_attr(oids.event(e.visit))} TransactionType="Upsert">\n'
         yield from _form(e, inst, oids)
     if event is not None:
         yield "</StudyEventData>\n"
@@ -146,7 +149,8 @@ def odm_clinical(responses: Iterable[Exported], study: StudyDef, registry: Regis
 
 def _form(e: Exported, inst: Instrument, oids: Oids) -> Iterator[str]:
     user = "USR.SITE" if e.on_site else "USR.PATIENT"
-    parts = [f"<FormData FormOID={_attr(oids.form(e.instrument))}>",
+    form_tx, tx = ("Update", "Upsert") if e.corrections else ("Insert", "Insert")
+    parts = [f'<FormData FormOID={_attr(oids.form(e.instrument))} TransactionType="{form_tx}">',
              f"<AuditRecord><UserRef UserOID={_attr(oids(user))}/><LocationRef "
              f"LocationOID={_attr(oids.location(e.site))}/><DateTimeStamp>{iso(e.completed_at)}</DateTimeStamp>"
              f"<SourceID>proapp response {e.id}, {e.instrument} {e.version}, {e.language}{_wording(e)}</SourceID>"
@@ -166,22 +170,23 @@ def _form(e: Exported, inst: Instrument, oids: Oids) -> Iterator[str]:
                      f"LocationOID={_attr(oids.location(e.site))}/><DateTimeStamp>{iso(fix[6])}</DateTimeStamp>"
                      f"<ReasonForChange>{escape(fix[4])}</ReasonForChange><SourceID>{escape(_source(fix))}"
                      "</SourceID></AuditRecord>")
-        target.append(_item_data(oids.item(e.instrument, code), value, audit))
+        target.append(_item_data(oids.item(e.instrument, code), value, "Update" if fix else tx, audit))
     if plain:
-        parts.append(f"<ItemGroupData ItemGroupOID={_attr(oids.group(e.instrument))}>{''.join(plain)}</ItemGroupData>")
+        parts.append(f'<ItemGroupData ItemGroupOID={_attr(oids.group(e.instrument))} TransactionType="{tx}">'
+                     f"{''.join(plain)}</ItemGroupData>")
     # A group's derived values go with their repeat: a reported ulcer's number in the patient's registry and
     # whether it is new; a followed ulcer (its repeat key is the ulcer's number) its days to healing.
     per_repeat = derived_group_values(inst, e.current_scores)
     for (group, repeat), items in sorted(repeats.items()):
-        items += [_item_data(oids.item(e.instrument, code), value)
+        items += [_item_data(oids.item(e.instrument, code), value, tx)
                   for code, value in per_repeat.get(group, {}).get(repeat, {}).items()]
         parts.append(f"<ItemGroupData ItemGroupOID={_attr(oids.group(e.instrument, group))}"
-                     f' ItemGroupRepeatKey="{repeat}">{"".join(items)}</ItemGroupData>')
-    derived = [_item_data(oids.item(e.instrument, code), value)
+                     f' ItemGroupRepeatKey="{repeat}" TransactionType="{tx}">{"".join(items)}</ItemGroupData>')
+    derived = [_item_data(oids.item(e.instrument, code), value, tx)
                for code, value in derived_values(inst, e.current_scores).items()]
     if derived:
-        parts.append(f"<ItemGroupData ItemGroupOID={_attr(oids.group(e.instrument, 'SCORES'))}>{''.join(derived)}"
-                     "</ItemGroupData>")
+        parts.append(f"<ItemGroupData ItemGroupOID={_attr(oids.group(e.instrument, 'SCORES'))}"
+                     f' TransactionType="{tx}">{"".join(derived)}</ItemGroupData>')
     parts.append("</FormData>\n")
     yield "".join(parts)
 
@@ -190,13 +195,13 @@ def _wording(e: Exported) -> str:
     return "".join(f", {code} worded for {situation}" for code, situation in sorted(e.wording.items()))
 
 
-def _item_data(oid: str, value: Any, audit: str | None = None) -> str:
+def _item_data(oid: str, value: Any, transaction: str, audit: str | None = None) -> str:
     if value is None:
-        head = f'<ItemData ItemOID={_attr(oid)} IsNull="Yes"'
+        head = f'<ItemData ItemOID={_attr(oid)} TransactionType="{transaction}" IsNull="Yes"'
     else:
         if isinstance(value, bool):
             value = "Y" if value else "N"
-        head = f"<ItemData ItemOID={_attr(oid)} Value={_attr(value)}"
+        head = f'<ItemData ItemOID={_attr(oid)} TransactionType="{transaction}" Value={_attr(value)}'
     return f"{head}>{audit}</ItemData>" if audit else f"{head}/>"
 
 
