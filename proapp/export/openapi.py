@@ -218,6 +218,18 @@ def spec(public_url: str) -> dict[str, Any]:
                 "responses": {"200": {"description": "A Questionnaire", "content": {"application/fhir+json": {
                     "schema": ref("FhirResource")}}},
                     **_problems(400, 401, 404, 429)}}},
+            "/api/v1/fhir/Questionnaire/{name}": {"get": {
+                "summary": "A Questionnaire at its canonical URL (the `questionnaire` of a QuestionnaireResponse)",
+                "operationId": "getCanonicalQuestionnaire",
+                "description": "`name` is the instrument's code, followed by `-<wording>` when a study uses "
+                               "another wording than the instrument's default (PAIN_VAS-digital-ulcers-24h). "
+                               "For a key of a study using the instrument; the study's version unless `version` "
+                               "names another.",
+                "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                               {"name": "version", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "A Questionnaire", "content": {"application/fhir+json": {
+                    "schema": ref("FhirResource")}}},
+                    **_problems(400, 401, 404, 429)}}},
             "/api/v1/studies/{study}/responses": {"get": {
                 "summary": "Completed responses after the cursor, in the order they became available",
                 "operationId": "getResponses",

@@ -83,7 +83,8 @@ def _record(status: int, items: int | None) -> None:
     s.commit()
 
 
-def _key_for(study_code: str) -> tuple[ApiKey, Study]:
+def _key_for(study_code: str | None) -> tuple[ApiKey, Study]:
+    """The request's key and its study; a 404 when the path names another study (``study_code`` None: any)."""
     s = db.session()
     key = keys.authenticate(s, request.headers.get("Authorization"))
     if key is None:
@@ -97,7 +98,7 @@ def _key_for(study_code: str) -> tuple[ApiKey, Study]:
     if wait:
         raise Problem(429, "Too Many Requests", f"This key made too many requests; try again in {wait} s.",
                       "rate-limited", retry_after=wait)
-    if study is None or study.code != study_code:
+    if study is None or (study_code is not None and study.code != study_code):
         raise Problem(404, "Not Found", f"No study {study_code} for this key.", "not-found")
     return key, study
 
@@ -270,6 +271,29 @@ def questionnaire(study: str, code: str) -> Response:
                                ensure_ascii=False), mimetype=MEDIA["fhir"])
 
 
+@bp.get("/fhir/Questionnaire/<name>")
+def canonical_questionnaire(name: str) -> Response:
+    """A Questionnaire at its canonical URL (``INSTRUMENT`` or ``INSTRUMENT-variant``), for a key of a study that
+    uses the instrument: in the study's version, or ``?version=`` (the version a response names)."""
+    _key, st = _key_for(None)
+    _check_params({"version"})
+    code, _, wording = name.partition("-")
+    use = services.studies().get(st.code).instruments.get(code)
+    if use is None:
+        raise Problem(404, "Not Found", f"{code} is not an instrument of this key's study.", "not-found")
+    try:
+        inst = services.instruments().get(code, request.args.get("version") or use.version)
+    except KeyError:
+        raise Problem(404, "Not Found", f"{code} has no version {request.args.get('version')}.", "not-found") from None
+    variant = next((v for v in inst.variants if v.replace("_", "-") == wording), None) if wording else None
+    if wording and variant is None:
+        raise Problem(404, "Not Found", f"{code} has no wording named {wording}.", "not-found")
+    _record(200, None)
+    return Response(json.dumps(fhir.fhir_questionnaire(inst, current_app.config["PUBLIC_URL"],
+                                                       variant or inst.default_variant), ensure_ascii=False),
+                    mimetype=MEDIA["fhir"])
+
+
 @bp.get("/studies/<study>/responses")
 def responses(study: str) -> Response:
     key, st = _key_for(study)
@@ -355,10 +379,12 @@ def responses(study: str) -> Response:
                 yield ',"link":[{"relation":"next","url":' + json.dumps(next_url) + "}]"
             yield ',"entry":['
             for n, e in enumerate(rows(stream_db)):
-                resource = fhir.fhir_response(e, insts(e.instrument, e.version), study_def, public_url)
-                yield ("," if n else "") + json.dumps(
-                    {"fullUrl": f"urn:uuid:proapp-response-{e.id}", "resource": resource},
-                    ensure_ascii=False, separators=(",", ":"))
+                inst = insts(e.instrument, e.version)
+                url = fhir.full_url(study_code, e)
+                entries = [{"fullUrl": url, "resource": fhir.fhir_response(e, inst, study_def, public_url)}]
+                entries += [{"resource": obs} for obs in fhir.fhir_observations(e, inst, study_def, url)]
+                yield ("," if n else "") + ",".join(json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+                                                    for entry in entries)
             yield "]}"
 
     services_now = services.now()

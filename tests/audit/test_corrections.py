@@ -112,7 +112,11 @@ def test_the_edc_receives_the_corrected_response_with_both_values(app):
     hand2 = next(r for r in rows if r["item_code"] == "DU_HAND" and r["repeat"] == "2")
     assert (hand2["value"], hand2["original_value"], hand2["correction_reason"]) == (
         "R", "L", "both ulcers were on the right hand")
-    assert hand2["answered_at"] < hand2["corrected_at"]            # the patient's time kept beside the correction's
+    with app.app_context():                                        # the patient's time, beside the correction's
+        given = db.session().scalar(select(Answer.answered_at).where(Answer.response_id == diary,
+                                                                     Answer.item_code == "DU_HAND",
+                                                                     Answer.repeat_index == 2))
+    assert hand2["answered_at"] == given.replace(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ") <= hand2["corrected_at"]
     hand1 = next(r for r in rows if r["item_code"] == "DU_HAND" and r["repeat"] == "1")
     assert hand1["answered_at"] and hand1["corrected_at"] == ""
     ns = {"o": "http://www.cdisc.org/ns/odm/v1.3"}
@@ -138,8 +142,15 @@ def test_the_edc_receives_the_corrected_response_with_both_values(app):
 
     bundle = client.get(f"{URL}/responses?format=fhir", headers=auth(key)).get_json()
     Bundle.model_validate(bundle)
-    statuses = {e["resource"]["identifier"]["value"]: e["resource"]["status"] for e in bundle["entry"]}
+    statuses = {e["resource"]["identifier"]["value"]: e["resource"]["status"] for e in bundle["entry"]
+                if e["resource"]["resourceType"] == "QuestionnaireResponse"}
     assert statuses[str(diary)] == "amended"
+    url = next(e["fullUrl"] for e in bundle["entry"] if e["resource"].get("identifier", {}).get("value") == str(diary))
+    derived = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
+               and e["resource"]["derivedFrom"] == [{"reference": url}]]
+    assert derived and {o["status"] for o in derived} == {"amended"}
+    fingers = next(o for o in derived if o["code"]["coding"][0]["code"] == "DU_DIARY.FINGERS_AFFECTED")
+    assert fingers["valueString"] == "R2 R3"                             # scored again from the corrected answer
 
 
 def test_acknowledgements_name_the_revision_and_the_patient_page_flags_a_correction_not_received(app):

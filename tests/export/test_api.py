@@ -226,6 +226,7 @@ def test_odm_oid_renames_that_would_make_invalid_odm_stop_the_start(database_url
 
 def test_fhir_resources_are_valid(app, key):
     from fhir.resources.R4B.bundle import Bundle
+    from fhir.resources.R4B.observation import Observation
     from fhir.resources.R4B.questionnaire import Questionnaire
     from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
@@ -233,18 +234,48 @@ def test_fhir_resources_are_valid(app, key):
     client = app.test_client()
     resp = client.get(f"{URL}/responses?format=fhir", headers=auth(key))
     assert resp.mimetype == "application/fhir+json"
-    bundle = Bundle.model_validate(resp.get_json())
-    assert len(bundle.entry) == 2
-    diary = QuestionnaireResponse.model_validate(resp.get_json()["entry"][0]["resource"])
+    body = resp.get_json()
+    Bundle.model_validate(body)
+    responses = [e for e in body["entry"] if e["resource"]["resourceType"] == "QuestionnaireResponse"]
+    assert len(responses) == 2
+    uuid5 = r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+    assert all(re.fullmatch(uuid5, e["fullUrl"]) for e in responses)
+    diary_entry = next(e for e in responses if "DU_DIARY" in e["resource"]["questionnaire"])
+    diary = QuestionnaireResponse.model_validate(diary_entry["resource"])
     ulcers = [i for i in diary.item if i.linkId == "DU_ULCER"]
     assert len(ulcers) == 2 and ulcers[0].item[0].answer[0].valueCoding.code == "R"
+    # The derived scores as Observations derived from their response.
+    observations = {(o["code"]["coding"][0]["code"], o.get("component", [{}])[0].get("valueInteger")): o
+                    for o in (e["resource"] for e in body["entry"]) if o["resourceType"] == "Observation"}
+    for o in observations.values():
+        Observation.model_validate(o)
+    new = observations[("DU_DIARY.NEW_ULCER_COUNT", None)]
+    assert new["valueInteger"] == 2 and new["derivedFrom"] == [{"reference": diary_entry["fullUrl"]}]
+    assert new["subject"]["identifier"]["value"] == "ADU-TLS-001" and new["status"] == "final"
+    assert observations[("DU_DIARY.ULCER_NUMBER", 2)]["valueInteger"] == 2
+    assert observations[("DU_DIARY.REPORT_KIND", 1)]["valueString"] == "new"
+    assert observations[("PAIN_VAS.PAIN", None)]["valueInteger"] == 35
+    # The same response and revision keep their fullUrl from one pull to the next.
+    again = client.get(f"{URL}/responses?format=fhir", headers=auth(key)).get_json()
+    assert [e.get("fullUrl") for e in again["entry"]] == [e.get("fullUrl") for e in body["entry"]]
     for code, version in (("DLQI", "1.0"), ("HAQ", "1.1"), ("PAIN_VAS", "1.0"), ("DU_DIARY", "2.0"),
                           ("DU_BASELINE", "1.0")):
         q = client.get(f"{URL}/questionnaires/{code}", headers=auth(key))
         assert q.status_code == 200, code
         parsed = Questionnaire.model_validate(q.get_json())            # the version the study uses
-        assert parsed.version == version and parsed.url.endswith(f"/Questionnaire/{code}")
-    assert diary.questionnaire == "https://pro.example.test/fhir/Questionnaire/DU_DIARY|2.0"
+        assert parsed.version == version and f"/Questionnaire/{code}" in parsed.url
+        # The canonical URL resolves, to the same Questionnaire.
+        path = parsed.url.removeprefix("https://pro.example.test")
+        assert client.get(path, headers=auth(key)).get_json() == q.get_json(), path
+    assert diary.questionnaire == "https://pro.example.test/api/v1/fhir/Questionnaire/DU_DIARY|2.0"
+    pain = next(e["resource"] for e in responses if "PAIN_VAS" in e["resource"]["questionnaire"])
+    assert pain["questionnaire"].endswith("/Questionnaire/PAIN_VAS-digital-ulcers-24h|1.0")   # ADUSE's wording
+    older = client.get("/api/v1/fhir/Questionnaire/DU_DIARY?version=1.0", headers=auth(key)).get_json()
+    assert older["version"] == "1.0" and any(i["linkId"] == "DU_PAIN" for i in older["item"])
+    for path in ("/api/v1/fhir/Questionnaire/TOLERANCE", "/api/v1/fhir/Questionnaire/DLQI?version=9",
+                 "/api/v1/fhir/Questionnaire/PAIN_VAS-nope"):
+        assert client.get(path, headers=auth(key)).status_code == 404, path       # not this study's, no such
+    assert client.get("/api/v1/fhir/Questionnaire/DLQI").status_code == 401
     assert diary.item[0].text.startswith("Depuis l'injection")
     assert client.get(f"{URL}/questionnaires/NOPE", headers=auth(key)).status_code == 404
 
@@ -392,7 +423,8 @@ def test_every_export_says_what_the_patient_read(app, key):
     questionnaire = client.get(f"{URL}/questionnaires/PAIN_VAS", headers=auth(key)).get_json()
     assert questionnaire["item"][0]["text"] == ulcers_en
     fhir_bundle = client.get(f"{URL}/responses?format=fhir", headers=auth(key)).get_json()
-    texts = [i["text"] for e in fhir_bundle["entry"] for i in e["resource"]["item"] if i.get("linkId") == "PAIN_VAS"]
+    texts = [i["text"] for e in fhir_bundle["entry"] for i in e["resource"].get("item", [])
+             if i.get("linkId") == "PAIN_VAS"]
     assert texts == [ulcers_fr]                                           # the patient answered in French
     rows = list(csv.DictReader(io.StringIO(client.get(f"{URL}/responses?format=csv&labels=en",
                                                       headers=auth(key)).get_data(as_text=True))))

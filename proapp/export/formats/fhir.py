@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from proapp.export.data import Exported
-from proapp.export.formats.common import iso, shown
+from proapp.export.formats.common import derived_group_values, derived_values, iso, shown
 from proapp.export.formats.csv_format import value_label
 from proapp.instruments.schema import Instrument, Item
 from proapp.studies.schema import StudyDef
@@ -15,8 +16,26 @@ def _coding_system(inst: Instrument, item: Item) -> str:
     return f"urn:proapp:instrument:{inst.code}:{inst.version}:{item.code}"
 
 
-def canonical(public_url: str, inst: Instrument) -> str:
-    return f"{public_url}/fhir/Questionnaire/{inst.code}"
+# Each response's fullUrl in a Bundle: urn:uuid of a name-based UUID, the same for the same response and revision.
+UUIDS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:proapp:fhir")
+DERIVED_SYSTEM = "urn:proapp:derived"
+
+
+def questionnaire_name(inst: Instrument, variant: str | None) -> str:
+    """The Questionnaire's name in its canonical URL: the instrument's code, with the study's variant of the wording
+    when it is not the instrument's default (ADUSE's pain scale about the finger ulcers is another Questionnaire)."""
+    if variant is None or variant == inst.default_variant:
+        return inst.code
+    return f"{inst.code}-{variant.replace('_', '-')}"
+
+
+def canonical(public_url: str, inst: Instrument, variant: str | None = None) -> str:
+    """The canonical URL; it resolves (``GET`` with an API key of a study using the instrument; ``?version=``)."""
+    return f"{public_url}/api/v1/fhir/Questionnaire/{questionnaire_name(inst, variant)}"
+
+
+def full_url(study: str, e: Exported) -> str:
+    return f"urn:uuid:{uuid.uuid5(UUIDS, f'{study}:response:{e.id}:r{len(e.corrections)}')}"
 
 
 def _fhir_answer(inst: Instrument, item: Item, value: str, lang: str) -> dict[str, Any]:
@@ -55,7 +74,7 @@ def fhir_response(e: Exported, inst: Instrument, study: StudyDef, public_url: st
         "resourceType": "QuestionnaireResponse",
         "id": f"proapp-{e.id}",
         "identifier": {"system": f"urn:proapp:{study.code}:response", "value": str(e.id)},
-        "questionnaire": f"{canonical(public_url, inst)}|{inst.version}",
+        "questionnaire": f"{canonical(public_url, inst, variant)}|{inst.version}",
         "status": "amended" if e.corrections else "completed",
         "meta": {"versionId": str(len(e.corrections) + 1)},
         "subject": {"identifier": {"system": f"urn:proapp:{study.code}:subject", "value": e.subject_id},
@@ -67,6 +86,43 @@ def fhir_response(e: Exported, inst: Instrument, study: StudyDef, public_url: st
         "language": e.language,
         "item": items,
     }
+
+
+def fhir_observations(e: Exported, inst: Instrument, study: StudyDef, response_url: str) -> list[dict[str, Any]]:
+    """The derived scores the FHIR way: an Observation per score (and per ulcer for a value per ulcer) that is
+    ``derivedFrom`` the QuestionnaireResponse, coded ``urn:proapp:derived`` with ``INSTRUMENT.CODE``; a score that
+    could not be computed (too many answers missing) is left out, as in the other formats."""
+    subject = {"identifier": {"system": f"urn:proapp:{study.code}:subject", "value": e.subject_id},
+               "display": e.subject_id}
+    types = {d.code: d for d in inst.derived}
+    values = [(code, None, value) for code, value in derived_values(inst, e.current_scores).items()]
+    values += [(code, repeat, value) for _group, reps in sorted(derived_group_values(inst, e.current_scores).items())
+               for repeat, by_code in sorted(reps.items()) for code, value in by_code.items()]
+    out = []
+    for code, repeat, value in values:
+        if value is None:
+            continue
+        d = types[code]
+        obs: dict[str, Any] = {
+            "resourceType": "Observation",
+            "status": "amended" if e.corrections else "final",
+            "code": {"coding": [{"system": DERIVED_SYSTEM, "code": f"{inst.code}.{code}",
+                                 "display": d.label("en")}],
+                     "text": d.label(e.language) + (f" ({repeat})" if repeat is not None else "")},
+            "subject": subject, "effectiveDateTime": iso(e.completed_at),
+            "derivedFrom": [{"reference": response_url}],
+        }
+        if d.type == "integer":
+            obs["valueInteger"] = int(value)
+        elif d.type == "decimal":
+            obs["valueQuantity"] = {"value": float(value)}
+        else:
+            obs["valueString"] = str(value)
+        if repeat is not None:               # the ulcer (or report) it is about: the group's repeat key
+            obs["component"] = [{"code": {"coding": [{"system": DERIVED_SYSTEM, "code": f"{inst.code}.{d.group}"}],
+                                          "text": "repeat"}, "valueInteger": repeat}]
+        out.append(obs)
+    return out
 
 
 FHIR_TYPES = {"choice": "choice", "check": "boolean", "vas": "integer", "date": "date"}
@@ -98,8 +154,9 @@ def fhir_questionnaire(inst: Instrument, public_url: str, variant: str | None = 
         if g.show_if:
             group["enableWhen"] = [_enable_when(inst, ref, value) for ref, value in g.show_if.items()]
         items.append(group)
-    return {"resourceType": "Questionnaire", "id": f"{inst.code}-{inst.version}".replace("_", "-"),
-            "url": canonical(public_url, inst), "version": inst.version, "name": inst.code.replace("_", ""),
+    return {"resourceType": "Questionnaire",
+            "id": f"{questionnaire_name(inst, variant)}-{inst.version}".replace("_", "-"),
+            "url": canonical(public_url, inst, variant), "version": inst.version, "name": inst.code.replace("_", ""),
             "title": inst.title("en"), "status": "active", "copyright": inst.copyright, "item": items}
 
 
