@@ -391,8 +391,12 @@ def _render_response(patient, r, errors: dict[str, str] | None = None, values: d
     wording = (r.flow_state or {}).get("wording") or {}
     questions = {i.code: i.text_for(_lang(), (use.variant if use else None) or inst.default_variant,
                                     wording.get(i.code)) for i in inst.items}
+    from proapp.export.data import acknowledged
+
+    edc = acknowledged(s, [r.id]).get(r.id) if r.completed_at else None     # the revision the EDC holds
     return render_template("staff/response.html", patient=patient, r=r, inst=inst, rows=rows, occ=occ, scores=scores,
-                           errors=errors or {}, values=values or {}, lang=_lang(), questions=questions), status
+                           errors=errors or {}, values=values or {}, lang=_lang(), questions=questions,
+                           edc=edc), status
 
 
 @staff_route("/patients/<int:patient_id>/responses/<int:response_id>", "read")

@@ -175,9 +175,13 @@ def test_acknowledgements_name_the_revision_and_the_patient_page_flags_a_correct
     assert again == {"acknowledged": [], "already_acknowledged": [{"id": pain, "revision": 0}],
                      "unknown": [{"id": pain, "revision": 2}]}       # revision 0 again says nothing of the fix
     assert "a correction is not received yet" in text_of(staff.get(f"/staff/patients/{pid}"))
+    page = text_of(staff.get(f"/staff/patients/{pid}/responses/{pain}"))
+    assert "The EDC holds revision 0" in page and "Revision 1, after a correction, is not received yet." in page
     fixed = client.post(f"{URL}/acknowledgements", headers=auth(key),
                         json={"responses": [{"id": pain, "revision": 1}]}).get_json()
     assert fixed["acknowledged"] == [{"id": pain, "revision": 1}]
     assert "a correction is not received yet" not in text_of(staff.get(f"/staff/patients/{pid}"))
+    page = text_of(staff.get(f"/staff/patients/{pid}/responses/{pain}"))
+    assert "The EDC holds revision 1" in page and "not received yet" not in page
     bad = client.post(f"{URL}/acknowledgements", headers=auth(key), json={"responses": [{"id": pain}]})
     assert bad.status_code == 400 and bad.mimetype == "application/problem+json"

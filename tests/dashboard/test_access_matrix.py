@@ -32,6 +32,7 @@ OTHER_ROUTES = {
     "api.openapi": "public API description, no data",
     "api.metadata": "an API key of the study (tests/export)",
     "api.questionnaire": "an API key of the study (tests/export)",
+    "api.canonical_questionnaire": "an API key of a study using the instrument (tests/export)",
     "api.responses": "an API key of the study (tests/export)",
     "api.acknowledgements": "an API key of the study (tests/export)",
     "api.alerts": "an API key of the study (tests/export)",
