@@ -16,6 +16,7 @@ from proapp import db
 from proapp.config import env_setting, load_config
 from proapp.extensions import babel, csrf
 from proapp.i18n import ensure_compiled, select_locale
+from proapp.i18n import init_app as i18n_init
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,6 +67,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from proapp import web
 
     web.init_app(app)
+    i18n_init(app)
     from proapp.questionnaire import routes as questionnaire_routes
 
     questionnaire_routes.init_app(app)

@@ -53,3 +53,49 @@ def ensure_compiled(translations_dir: str) -> None:
         with os.fdopen(fd, "wb") as out:
             write_mo(out, catalog)
         os.replace(tmp, mo)
+
+
+def _formatting_locale() -> str:
+    """English dates the European way (en_GB: 3 Dec 2026, never the US 12/3/26); French as it is."""
+    from flask_babel import get_locale
+
+    return "en_GB" if str(get_locale() or "fr") == "en" else "fr"
+
+
+def day(value, style: str = "short") -> str:
+    """A calendar day in the user's language: 03/12/2026 in French, 3 Dec 2026 in English; ``long``: 3 décembre
+    2026, 3 December 2026."""
+    from babel.dates import format_date
+
+    if value is None:
+        return "–"
+    loc = _formatting_locale()
+    pattern = "long" if style == "long" else "dd/MM/yyyy" if loc == "fr" else "d MMM yyyy"
+    return format_date(value, pattern, locale=loc)
+
+
+def moment(value, timezone: str) -> str:
+    """An instant as a local time that names its zone: 03/12/2026 15:05 CET, 3 Dec 2026 15:05 CET."""
+    from zoneinfo import ZoneInfo
+
+    if value is None:
+        return "–"
+    local = value.astimezone(ZoneInfo(timezone))
+    return f"{day(local.date())} {local:%H:%M} {local.tzname()}"
+
+
+def number(value) -> str:
+    """A number in the user's language: 1.125 in English, 1,125 in French (at most three decimals); text as is."""
+    from babel.numbers import format_decimal
+
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return format_decimal(round(value, 3), "0.###", locale=_formatting_locale())
+
+
+def init_app(app) -> None:
+    """The date and number filters every template uses."""
+    app.add_template_filter(day, "day")
+    app.add_template_filter(number, "number")

@@ -58,3 +58,48 @@ def sms_kind(kind: str) -> str:
     if kind.startswith("resend_"):
         return _("Link sent again (%(n)s)", n=kind.removeprefix("resend_"))
     return kind
+
+
+AUDIT_ACTIONS = {
+    "patient.enrolled": _l("Patient enrolled"), "patient.contact_erased": _l("Contact details erased"),
+    "patient.phone_unusable": _l("Number marked unusable"), "phones.rotated": _l("Phone numbers re-encrypted"),
+    "answer.saved": _l("Answer saved"), "answer.corrected": _l("Answer corrected"),
+    "response.completed": _l("Questionnaire sent"), "response.acknowledged": _l("Received by the EDC"),
+    "occurrence.missed": _l("Window missed"), "sms.status": _l("SMS status"), "ulcer.noted": _l("Ulcer noted"),
+    "alert.raised": _l("Alert raised"), "alert.notified": _l("Alert sent to the team"),
+    "alert.escalated": _l("Alert sent again"), "alert.acknowledged": _l("Alert acknowledged"),
+    "api.request": _l("EDC request"), "api.stream_failed": _l("Export interrupted"),
+    "audit.exported": _l("Audit copy downloaded"), "user.login": _l("Signed in"),
+    "user.login_failed": _l("Sign-in refused"), "user.login_password_ok": _l("Password accepted, code asked"),
+    "user.logout": _l("Signed out"), "user.locked": _l("Account locked"), "user.invited": _l("Account invited"),
+    "user.invitation_accepted": _l("Invitation accepted"), "user.changed": _l("Account changed"),
+    "user.enabled": _l("Account enabled"), "user.password_changed": _l("Password changed"),
+    "user.sessions_ended": _l("Sessions ended"), "user.two_factor_enabled": _l("Two-factor sign-in set up"),
+    "user.two_factor_reset": _l("Two-factor sign-in reset"), "user.recovery_code_used": _l("Recovery code used"),
+}
+
+
+def audit_action(action: str) -> str:
+    """An audit entry's action in words (a patient's event by its own label); the code where none is known."""
+    if action in AUDIT_ACTIONS:
+        return str(AUDIT_ACTIONS[action])
+    kind = action.removeprefix("patient.")
+    return str(EVENTS[kind]) if kind in EVENTS else action
+
+
+def _plain(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, list):
+        return ", ".join(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_plain(v)}" for k, v in sorted(value.items()))
+    return str(value)
+
+
+def audit_changes(old, new) -> list[tuple[str, str, str]]:
+    """What an entry changed, field by field and side by side: (field, before, after), readable text."""
+    old = old if isinstance(old, dict) else ({} if old is None else {"": old})
+    new = new if isinstance(new, dict) else ({} if new is None else {"": new})
+    return [(key, _plain(old.get(key)) if key in old else "", _plain(new.get(key)) if key in new else "")
+            for key in sorted(set(old) | set(new))]

@@ -25,7 +25,6 @@ from flask import (
     session,
     url_for,
 )
-from flask_babel import format_date, format_datetime
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -35,6 +34,7 @@ from proapp.accounts.access import SESSION_KEY, Viewer, current_viewer, patient_
 from proapp.accounts.signatures import SignatureRefused
 from proapp.dashboard import actions as changes
 from proapp.dashboard import charts, labels, queries
+from proapp.i18n import day, moment
 from proapp.patients.models import Occurrence
 from proapp.patients.phones import mask
 from proapp.patients.services import (
@@ -243,7 +243,7 @@ def note_ulcer(patient_id: int) -> Any:
 
 
 def _charts(view: queries.PatientView) -> list[tuple[str, Any, list[queries.TrendPoint]]]:
-    out = []
+    out, lang = [], _lang()
     points_by = queries.trends(view)
     for m in queries.MEASURES:
         points = points_by[m]
@@ -253,9 +253,9 @@ def _charts(view: queries.PatientView) -> list[tuple[str, Any, list[queries.Tren
             continue
         title = str(labels.MEASURES[m.key])
         svg = charts.line_chart(
-            [(p.completed_at, p.value, f"{p.visit}: {charts.fmt(p.value)} ({format_date(p.opens_on, 'medium')}"
-              f" – {format_date(p.closes_on, 'medium')})") for p in points],
-            low=m.low, high=m.high, title=title, date_format=lambda d: format_date(d, "short"))
+            [(p.completed_at, p.value, f"{p.visit}: {charts.fmt(p.value, lang)} ({day(p.opens_on)}"
+              f" – {day(p.closes_on)})") for p in points],
+            low=m.low, high=m.high, title=title, date_format=day, lang=lang)
         out.append((title, svg, points))
     return out
 
@@ -479,17 +479,15 @@ def deliveries() -> str:
 
 # Template helpers ------------------------------------------------------------------------------------------
 
-def local_datetime(value, fmt: str = "medium") -> str:
-    """A UTC instant shown in the deployment's time zone (PROAPP_DEFAULT_TIMEZONE), in the user's language."""
-    if value is None:
-        return "–"
-    tz = ZoneInfo(current_app.config["DEFAULT_TIMEZONE"])
-    return format_datetime(value.astimezone(tz).replace(tzinfo=None), fmt)
+def local_datetime(value, _style: str = "short") -> str:
+    """A UTC instant in the deployment's time zone (PROAPP_DEFAULT_TIMEZONE), the zone named, in the user's
+    language."""
+    return moment(value, current_app.config["DEFAULT_TIMEZONE"])
 
 
-def local_date(value, fmt: str = "medium") -> str:
+def local_date(value, style: str = "short") -> str:
     """A calendar day (already the patient's), in the user's language."""
-    return "–" if value is None else format_date(value, fmt)
+    return day(value, style)
 
 
 def init_app(app) -> None:

@@ -75,9 +75,15 @@ def ulcer_name(inst: Instrument, ulcer: KnownUlcer | None, language: str) -> str
     return " · ".join(parts)
 
 
+class _AllBranches(dict):
+    """Answers under which every ``show_if`` holds: the screens of every branch (for counting progress)."""
+
+
 def _visible(condition: Mapping[str, str] | None, answers: Answers, repeat: int = 0,
              in_group: frozenset[str] = frozenset()) -> bool:
     """A ``show_if`` holds; a reference to an item of the same group reads that repeat's answer."""
+    if isinstance(answers, _AllBranches):
+        return True
     return all(answers.get((ref, repeat if ref in in_group else 0)) == value
                for ref, value in (condition or {}).items())
 
@@ -117,7 +123,24 @@ def instrument_screens(inst: Instrument, answers: Answers, state: Mapping[str, A
             screens.append(Screen(key=f"{inst.code}.{item.code}", instrument=inst, items=(item,),
                                   situations=context.situations))
         i += 1
-    return screens
+    return _checklists_with_their_question(screens)
+
+
+def _checklists_with_their_question(screens: list[Screen]) -> list[Screen]:
+    """A checklist (the HAQ's aids and help for a category) goes on the screen of the question before it in the same
+    section, the category's last: one screen fewer per category, the wording and order unchanged."""
+    out: list[Screen] = []
+    for screen in screens:
+        before = out[-1] if out else None
+        section = screen.items[0].section if screen.items else None
+        if (before is not None and section is not None and not screen.group and not before.group
+                and all(i.type == "check" for i in screen.items) and len(before.items) == 1
+                and before.items[0].type == "choice" and before.items[0].section == section):
+            out[-1] = Screen(key=before.key, instrument=before.instrument, items=before.items + screen.items,
+                             situations=before.situations)
+        else:
+            out.append(screen)
+    return out
 
 
 def _repeat_screens(inst: Instrument, group: Group, members: tuple[Item, ...], answers: Answers, n: int,
@@ -158,6 +181,22 @@ def _group_screens(inst: Instrument, group: Group, answers: Answers, state: Mapp
             break
         n += 1
     return screens
+
+
+def step_of(screen: Screen) -> str:
+    """The progress step a screen belongs to: its own, or, for the repeats of an asked group (new ulcers, however
+    many the patient reports), the group's one step."""
+    if screen.group is not None and screen.group.repeats_from is None:
+        return f"{screen.code}.{screen.group.code}"
+    return screen.key
+
+
+def progress_steps(inst: Instrument, state: Mapping[str, Any] | None, context: Context = NO_CONTEXT) -> list[str]:
+    """An instrument's steps whatever the answers: every branch counted (a question an answer skips is passed over,
+    forward), an asked group one step, each ulcer followed one step per question. So the count a patient sees never
+    goes back and its total never changes while they answer."""
+    screens = instrument_screens(inst, _AllBranches(), state, context)
+    return list(dict.fromkeys(step_of(s) for s in screens))
 
 
 def build_flow(instruments: list[Instrument], answers: Mapping[str, Answers],

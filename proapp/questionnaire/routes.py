@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
+from flask_babel import get_locale
 from sqlalchemy import Connection, Row, select
 from werkzeug.wrappers import Response as WResponse
 
@@ -194,7 +195,13 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
     from_review = request.values.get("from") == "review"
     errors: dict = {}
     form_values = {}
-    if request.method == "POST":
+    unsaved = False
+    if request.method == "POST" and from_review and request.form.get("leave"):
+        # "Back to my answers" from a screen opened from the review: nothing changed, back; a change, ask.
+        if not visit_q.changes(scr, request.form):
+            return redirect(url_for("questionnaire.review"), code=303)
+        unsaved, form_values = True, request.form.to_dict()
+    elif request.method == "POST":
         answers_before = {code: dict(values) for code, values in visit_q.answers.items()}
         try:
             errors = answering.save_screen(db.session(), visit_q, scr, request.form, language=visit_q.visit.language,
@@ -225,8 +232,9 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
         form_values = request.form.to_dict()
     answers = visit_q.answers.get(scr.code, {})
     state = visit_q.responses[scr.code].flow_state if scr.code in visit_q.responses else None
+    progress = visit_q.progress(scr)
     context = {
-        "screen": scr, "number": index + 1, "total": len(flow), "errors": errors, "answers": answers,
+        "screen": scr, "progress": progress, "errors": errors, "answers": answers, "unsaved": unsaved,
         "form_values": form_values, "more": flowmod.group_more(state, scr.group.code) if scr.group else {},
         "previous": flow[index - 1].key if index else None, "from_review": from_review,
         "variant": visit_q.variants.get(scr.code), "expired": request.args.get("expired") == "1",
@@ -286,7 +294,8 @@ def review() -> WResponse | tuple[str, int] | str:
     nxt = flowmod.first_unanswered(flow, visit_q.answers, visit_q.states)
     if nxt is not None:
         return redirect(url_for("questionnaire.screen", key=nxt.key), code=303)
-    return render_template("questionnaire/review.html", questionnaire=visit_q, flow=flow,
+    return render_template("questionnaire/review.html", questionnaire=visit_q,
+                           parts=review_parts(visit_q, flow, str(get_locale() or "fr")),
                            expired=request.args.get("expired") == "1")
 
 
@@ -370,8 +379,9 @@ def on_csrf_error() -> WResponse | None:
 
 def answer_label(item, value: str | None, lang: str) -> str:
     """How an answer reads on the review page."""
-    from flask_babel import format_date
     from flask_babel import gettext as _
+
+    from proapp.i18n import day
 
     if value is None:
         return _("Not ticked") if item.type == "check" else _("No answer")
@@ -386,13 +396,52 @@ def answer_label(item, value: str | None, lang: str) -> str:
     if item.type == "date":
         from datetime import date
 
-        return format_date(date.fromisoformat(value), "long")
+        return day(date.fromisoformat(value), "long")
     return value
 
 
 def review_more(visit_q: answering.VisitQuestionnaire, screen: flowmod.Screen) -> str | None:
     r = visit_q.responses.get(screen.code)
     return flowmod.group_more(r.flow_state if r else None, screen.group.code).get(str(screen.repeat))  # type: ignore[union-attr]
+
+
+def review_parts(visit_q: answering.VisitQuestionnaire, flow: list[flowmod.Screen], lang: str) -> list:
+    """The review page's lines, by questionnaire then section: (title, [(section title or None, [(question,
+    answer, screen key)])]). A checklist is one line per stem with what was ticked ("None" if nothing was), so
+    unticked boxes do not fill the page; every line keeps its "Change" link (the screen's key)."""
+    from flask_babel import gettext as _
+
+    parts = []
+    for inst in visit_q.instruments:
+        sections: list[tuple[str | None, list[tuple[str, str, str]]]] = []
+        answers = visit_q.answers.get(inst.code, {})
+        variant = visit_q.variants.get(inst.code)
+        for screen in (s for s in flow if s.code == inst.code):
+            first = screen.items[0] if screen.items else None
+            title = (inst.sections[first.section].label(lang)
+                     if first is not None and first.section in inst.sections else None)
+            if not sections or sections[-1][0] != title:
+                sections.append((title, []))
+            lines = sections[-1][1]
+            prefix = f"{screen.heading(lang)} – " if screen.group else ""
+            if screen.asks_more:
+                question = screen.group.more(lang) if screen.group.more else _("Have you noticed another new ulcer?")  # type: ignore[union-attr]
+                lines.append((question, _("Yes") if review_more(visit_q, screen) == "Y" else _("No"), screen.key))
+                continue
+            checklists: dict[str, list[str]] = {}
+            for item in screen.items:
+                value = answers.get((item.code, screen.repeat))
+                if item.type == "check":
+                    stem = item.stem(lang) if item.stem else _("Ticked")
+                    ticked = checklists.setdefault(stem, [])
+                    if value == "Y":
+                        ticked.append(screen.item_text(item, lang, variant))
+                    continue
+                lines.append((prefix + screen.item_text(item, lang, variant), answer_label(item, value, lang),
+                              screen.key))
+            lines += [(stem, "; ".join(ticked) or _("None"), screen.key) for stem, ticked in checklists.items()]
+        parts.append((inst.title(lang), sections))
+    return parts
 
 
 def init_app(app) -> None:

@@ -15,12 +15,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask_babel import format_date
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Connection, Row, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from proapp.db import dialect_insert
+from proapp.i18n import day as i18n_day
 from proapp.instruments import Instrument, Registry, score_with
 from proapp.instruments.ulcers import context_to_json
 from proapp.patients.models import (
@@ -226,6 +226,43 @@ class VisitQuestionnaire:
     def context(self, code: str) -> flowmod.Context:
         return self.contexts.get(code, flowmod.NO_CONTEXT)
 
+    def progress(self, scr: Screen) -> Progress:
+        """Where the patient is: the questionnaire among the visit's, the step within it (out of a total that does
+        not change with the answers), and the share of the whole visit done, which never goes back."""
+        steps = [flowmod.progress_steps(inst, self.states.get(inst.code), self.context(inst.code))
+                 for inst in self.instruments]
+        part = next(i for i, inst in enumerate(self.instruments) if inst.code == scr.code)
+        mine = steps[part]
+        step = flowmod.step_of(scr)
+        number = mine.index(step) + 1 if step in mine else 1
+        done = sum(len(s) for s in steps[:part]) + number
+        return Progress(part + 1, len(steps), number, len(mine),
+                        round(100 * done / max(1, sum(len(s) for s in steps))))
+
+    def changes(self, scr: Screen, form: Mapping[str, str]) -> bool:
+        """Whether ``form`` holds another answer than the one saved for this screen."""
+        answers = self.answers.get(scr.code, {})
+        if scr.asks_more:
+            assert scr.group is not None
+            state = self.responses[scr.code].flow_state if scr.code in self.responses else None
+            return form.get("more", "") != flowmod.group_more(state, scr.group.code).get(str(scr.repeat), "")
+        for item in scr.items:
+            sent = (form.get(item.code) or "").strip()
+            if item.type == "vas" and sent.isascii() and sent.isdigit():
+                sent = str(int(sent))
+            if sent != (answers.get((item.code, scr.repeat)) or ""):
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class Progress:
+    part: int              # the questionnaire's place among the visit's (1-based), of ``parts``
+    parts: int
+    number: int            # the step within the questionnaire, of ``total`` whatever the answers
+    total: int
+    percent: int           # of the whole visit
+
 
 _RESPONSES = (select(Response.id, Response.instrument_code, Response.instrument_version, Response.status,
                      Response.flow_state, Response.scores)
@@ -348,7 +385,7 @@ def parse_screen(screen: Screen, form: Mapping[str, str], today: date) -> tuple[
             last_open = screen.ulcer.last_open_on if screen.ulcer and item.earliest == "ulcer_last_open" else None
             if last_open is not None and d < last_open:
                 errors[item.code] = _l("You told us on %(day)s that this ulcer was still open: please give a day "
-                                       "from then on.", day=format_date(last_open, "long"))
+                                       "from then on.", day=i18n_day(last_open, "long"))
                 continue
             if last_open is None and d < today - timedelta(days=ONSET_MAX_DAYS_BACK):
                 errors[item.code] = _l("Please give a date within the last month.")

@@ -23,7 +23,15 @@
     input.type = "hidden";
     var hint = document.getElementById("hint-" + input.name);
     if (hint) hint.hidden = true;
+    /* The error said "mark the line or type a number": the number box is gone, so say the line alone. */
+    var error = document.getElementById("err-" + input.name);
+    if (error && box.getAttribute("data-error")) {
+      error.textContent = box.getAttribute("data-error");
+      var listed = document.querySelector('#error-summary a[href="#q-' + input.name + '"]');
+      if (listed) listed.textContent = box.getAttribute("data-error");
+    }
     function set(v) {
+      if (error) error.hidden = true;
       v = Math.max(0, Math.min(100, Math.round(v)));
       input.value = String(v);
       marker.style.left = v + "%";
@@ -67,6 +75,9 @@
   }
   var boxes = document.querySelectorAll(".vas");
   for (var i = 0; i < boxes.length; i++) enhance(boxes[i]);
+  /* After an error, the summary at the top takes the focus: a screen reader reads it, its links lead to the fields. */
+  var summary = document.getElementById("error-summary");
+  if (summary) summary.focus();
   /* One tap sends once: a second tap while the page is leaving does nothing. */
   var forms = document.querySelectorAll("form[data-once]");
   for (var j = 0; j < forms.length; j++) {

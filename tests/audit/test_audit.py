@@ -282,6 +282,8 @@ def test_the_audit_views_and_the_certified_copy(app):
     admin = Staff(app, "admin")
     page = admin.get("/staff/audit").get_data(as_text=True)
     assert "patient.enrolled" in page and "user.login" in page
+    assert "Patient enrolled" in page and "Signed in" in page                 # in words, the code beside
+    assert "\\u" not in page and '{&#34;' not in page and '{"' not in page     # no raw JSON, no escapes
     only = admin.get("/staff/audit?subject=ADU-TLS-001").get_data(as_text=True)
     assert "ADU-TLS-001" in only and "IMA-TLS-001" not in only
     assert admin.get("/staff/audit?since=yesterday").status_code == 200      # a bad date: a message, not a 500

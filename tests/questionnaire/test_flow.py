@@ -23,15 +23,14 @@ def answer_dlqi(p: Patient, answers: dict) -> None:
 
 
 def answer_haq(p: Patient, activity="1", aids=(), helps=(), vas="40"):
+    """The HAQ screen by screen: a category's aids and help are ticked on its last question's screen."""
     while p.screen_key.startswith("HAQ."):
         key = p.screen_key.split(".", 1)[1]
-        if key.endswith("_aids_help"):
-            fields = {c: "Y" for c in (*aids, *helps) if f'name="{c}"' in p.page.text}
-            p.answer(**fields)
-        elif key.startswith(("HAQ_PAIN", "HAQ_GLOBAL", "SHAQ_")):
+        ticks = {c: "Y" for c in (*aids, *helps) if f'name="{c}"' in p.page.text}
+        if key.startswith(("HAQ_PAIN", "HAQ_GLOBAL", "SHAQ_")):
             p.answer(**{key: vas})
         else:
-            p.answer(**{key: activity})
+            p.answer(**{key: activity}, **ticks)
 
 
 def test_link_is_exchanged_for_a_cookie_and_a_url_without_the_token(app, client):
@@ -64,7 +63,7 @@ def test_ulcer_diary_and_pain_in_french_with_two_ulcers(app, client, session):
     p.start()
     # The first weekly entry: no ulcer known yet (no baseline), worded "since the injection".
     assert p.screen_key == "DU_DIARY.DU_NEW"
-    assert "Question 1 sur 9" in text(p.page.text)   # grows when a new ulcer is reported
+    assert "Partie 1 sur 2 · Question 1 sur 9" in text(p.page.text)     # the new ulcers count as one step
     assert "Depuis l'injection, un nouvel ulcère est-il apparu" in text(p.page.text)
     assert "Un ulcère du doigt est une plaie où la peau a disparu" in text(p.page.text)    # the definition, on screen
     p.answer(DU_NEW="Y")
@@ -177,7 +176,7 @@ def test_resume_at_first_unanswered_question_after_closing(app, client):
     assert "Continuer" in welcome.text
     fresh.start()
     assert fresh.screen_key == "DU_DIARY.DU_ANTIBIO"
-    assert "Question 3 sur" in text(fresh.page.text)
+    assert "Question 4 sur 9" in text(fresh.page.text)     # the new-ulcer step was passed over (No)
 
 
 def test_back_navigation_shows_the_saved_answer(app, client):
@@ -253,7 +252,7 @@ def test_out_of_range_vas_reshows_the_question_with_an_error_and_stores_nothing(
     before = session.scalar(select(func.count()).select_from(Answer))
     resp = p.answer(follow=False, PAIN_VAS=bad)
     assert resp.status_code == 422
-    assert "Question 9 sur" in text(resp.text)
+    assert "Partie 2 sur 2 · Question 1 sur 1" in text(resp.text)
     assert ("Veuillez saisir un nombre entier de 0 à 100." in text(resp.text)
             or "Veuillez marquer la ligne ou saisir un nombre de 0 à 100." in text(resp.text))
     assert session.scalar(select(func.count()).select_from(Answer)) == before == 8

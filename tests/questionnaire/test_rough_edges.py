@@ -1,0 +1,144 @@
+"""What a patient noticed first, fixed and checked without JavaScript: progress that never jumps back, fewer
+screens for the HAQ, an error summary at the top, a change from the review page that is never dropped silently,
+and a review page grouped by questionnaire and section that lists only what was answered."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from proapp.models import Answer
+from tests.questionnaire.helpers import Patient, csrf, enrol_with_open_window, text
+from tests.questionnaire.test_flow import DLQI_EN, answer_dlqi, answer_haq
+
+WHERE = re.compile(r"(?:Partie|Part) (\d+) (?:sur|of) (\d+) · Question (\d+) (?:sur|of) (\d+)")
+
+
+def where(page: str) -> tuple[int, int, int, int, int]:
+    found = WHERE.search(text(page))
+    assert found, text(page)[:300]
+    percent = int(re.search(r'<progress class="bar" value="(\d+)" max="100"', page).group(1))
+    return (*map(int, found.groups()), percent)
+
+
+def test_progress_never_goes_back_and_its_totals_never_change(app, client):
+    _pid, token = enrol_with_open_window(app)
+    p = Patient(client, token)
+    p.open()
+    p.start()
+    seen = [where(p.page.text)]
+    steps = [{"DU_NEW": "Y"}, {"DU_HAND": "L"}, {"DU_FINGER": "2"}, {"DU_SITE": "TIP"}, {"DU_ONSET": None},
+             {"more": "Y"}, {"DU_HAND": "R"}, {"DU_FINGER": "3"}, {"DU_SITE": "TIP"}, {"DU_ONSET": None},
+             {"more": "N"}, {"DU_INFECT": "N"}, {"DU_ANTIBIO": "N"}, {"DU_NECROSIS": "N"}, {"DU_HOSPITAL": "N"},
+             {"DU_SURGERY": "N"}, {"DU_INJECTED": "N"}, {"DU_HARVEST": "N"}]
+    from datetime import UTC, datetime
+
+    for values in steps:
+        values = {k: v or datetime.now(UTC).date().isoformat() for k, v in values.items()}
+        p.answer(**values)
+        seen.append(where(p.page.text))
+    assert {(part, parts, total) for part, parts, _n, total, _pc in seen} == {(1, 2, 9), (2, 2, 1)}
+    numbers = [(part, n) for part, _parts, n, _t, _pc in seen]
+    assert numbers == sorted(numbers)                               # never back, whatever was reported
+    assert [pc for *_rest, pc in seen] == sorted(pc for *_rest, pc in seen)
+    assert [n for part, n in numbers if part == 1][:7] == [1, 2, 2, 2, 2, 2, 2]   # the two ulcers: one step
+
+
+def test_dlqi_and_haq_take_fewer_screens_with_each_categorys_aids_on_its_last_question(app, client, session):
+    _pid, token = enrol_with_open_window(app, study="IMATINIB-SSC", visit="M1", language="en")
+    p = Patient(client, token)
+    p.open()
+    p.start()
+    keys = []
+    answer_dlqi(p, DLQI_EN)
+    while p.screen_key.startswith("HAQ."):
+        keys.append(p.screen_key)
+        if p.screen_key == "HAQ.HAQ_WALK2":
+            assert 'name="HAQ_WALK2"' in p.page.text and 'name="HAQ_AID_CANE"' in p.page.text
+            assert 'name="HAQ_HELP_WALK"' in p.page.text               # the category's question, aids and help
+        answer_haq_step(p)
+    # DLQI: 11 screens (7B asked); the HAQ: 20 questions, their 8 categories' aids and help with them, 7 scales.
+    assert len(keys) == 20 + 7 and not any(k.endswith("_aids_help") for k in keys)
+    assert len(DLQI_EN) + len(keys) == 38                           # 46 before (one screen per checklist)
+    ticked = session.scalars(select(Answer.item_code).where(Answer.item_code.like("HAQ_AID_%"))).all()
+    assert ticked == ["HAQ_AID_CANE"]
+
+
+def answer_haq_step(p: Patient) -> None:
+    key = p.screen_key.split(".", 1)[1]
+    if key.startswith(("HAQ_PAIN", "HAQ_GLOBAL", "SHAQ_")):
+        p.answer(**{key: "30"})
+    else:
+        p.answer(**{key: "1", **({"HAQ_AID_CANE": "Y"} if key == "HAQ_WALK2" else {})})
+
+
+def test_an_error_is_summed_up_at_the_top_with_a_link_to_its_question(app, client):
+    _pid, token = enrol_with_open_window(app)
+    p = Patient(client, token)
+    p.open()
+    p.start()
+    p.answer(DU_NEW="Y")
+    resp = p.answer(follow=False, DU_HAND="X")
+    assert resp.status_code == 422
+    summary = re.search(r'<div class="error-summary" id="error-summary" role="alert" tabindex="-1".*?</div>',
+                        resp.text, re.S)
+    assert summary and summary.start() < resp.text.index('id="q-DU_HAND"')        # above the question
+    [target] = re.findall(r'<a href="#(q-[A-Z_]+)">', summary.group(0))
+    assert f'id="{target}"' in resp.text and target == "q-DU_HAND"
+    assert "Il y a un problème" in text(summary.group(0))
+
+
+def _to_review(app, client) -> Patient:
+    _pid, token = enrol_with_open_window(app)
+    p = Patient(client, token)
+    p.open()
+    p.start()
+    p.diary([("L", "2", "TIP")], pain="35")
+    assert p.path == "/q/review"
+    return p
+
+
+def test_a_change_from_the_review_is_saved_or_asked_about_never_dropped(app, client, session):
+    p = _to_review(app, client)
+    p.get("/q/PAIN_VAS.PAIN_VAS?from=review")
+    assert ">Enregistrer</button>" in p.page.text                        # "Save", and it goes back to the review
+    assert 'name="leave" value="1">Retour à mes réponses</button>' in p.page.text
+    action = re.search(r'<form method="post" action="([^"]+)"', p.page.text).group(1)
+    # Back to the review with nothing changed: no question.
+    same = client.post(action, data={"csrf_token": csrf(p.page.text), "from": "review", "leave": "1",
+                                     "PAIN_VAS": "35"})
+    assert same.status_code == 303 and same.headers["Location"].endswith("/q/review")
+    # The line moved, then "back to my answers": the patient is asked, nothing is saved yet.
+    asked = client.post(action, data={"csrf_token": csrf(p.page.text), "from": "review", "leave": "1",
+                                      "PAIN_VAS": "70"})
+    assert asked.status_code == 200
+    assert "Vous avez changé votre réponse sans l'enregistrer" in text(asked.text)
+    assert 'value="70"' in asked.text and "Garder ma réponse d'avant" in asked.text
+    assert session.scalar(select(Answer.value).where(Answer.item_code == "PAIN_VAS")) == "35"
+    saved = client.post(action, data={"csrf_token": csrf(asked.text), "from": "review", "PAIN_VAS": "70"})
+    assert saved.status_code == 303 and saved.headers["Location"].endswith("/q/review")
+    session.rollback()
+    assert session.scalar(select(Answer.value).where(Answer.item_code == "PAIN_VAS")) == "70"
+
+
+def test_the_review_page_is_grouped_and_lists_what_was_answered(app, client):
+    _pid, token = enrol_with_open_window(app, study="IMATINIB-SSC", visit="M1")
+    p = Patient(client, token)
+    p.open()
+    p.start()
+    answer_dlqi(p, DLQI_EN)
+    answer_haq(p, aids=("HAQ_AID_CANE",))
+    from tests.questionnaire.helpers import answer_tolerance
+
+    answer_tolerance(p)
+    assert p.path == "/q/review"
+    page = p.page.text.replace("&#39;", "'")
+    assert "Non coché" not in page                                       # no line per unticked box
+    assert "<h3>Marcher</h3>" in page and "<h3>S'habiller et se préparer</h3>" in page
+    walking = text(page.split("<h3>Marcher</h3>")[1].split("<h3>")[0])
+    assert "Canne" in walking                                            # what was ticked, on one line
+    assert "Aucune" in text(page.split("<h3>S'habiller et se préparer</h3>")[1].split("<h3>")[0])
+    changes = re.findall(r'href="/q/([^"?]+)\?from=review"', page)
+    lines = re.findall(r"<dt>", page)
+    assert len(changes) == len(lines) and "HAQ.HAQ_WALK2" in changes    # a "Change" link on every line
