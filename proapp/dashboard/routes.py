@@ -490,8 +490,14 @@ def local_date(value, style: str = "short") -> str:
     return day(value, style)
 
 
+def study_title(code: str) -> str:
+    """The study's title in the user's language (the study file's ``title_fr`` on French pages)."""
+    return services.studies().get(code).title_for(_lang())
+
+
 def init_app(app) -> None:
     app.register_blueprint(bp)
+    app.add_template_global(study_title, "study_title")
     app.add_template_filter(local_datetime, "local_dt")
     app.add_template_filter(local_date, "local_date")
     app.add_template_global(labels, "labels")

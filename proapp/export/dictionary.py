@@ -71,7 +71,7 @@ def data_dictionary(study: StudyDef, registry: Registry, db: Session, study_id: 
     sites = db.execute(select(Site.code, Site.name, Site.timezone).where(Site.study_id == study_id)
                        .order_by(Site.code)).all()
     return {
-        "study": {"code": study.code, "version": study.version, "title": study.title,
+        "study": {"code": study.code, "version": study.version, "title": study.title, "title_fr": study.title_fr,
                   "registry_id": study.registry_id, "anchor": _text(study.anchor)},
         "sites": [{"code": c, "name": n, "timezone": tz} for c, n, tz in sites],
         "visits": [{"code": v.code, "label": _text(v.label), "day": v.day,

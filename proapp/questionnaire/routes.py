@@ -407,8 +407,9 @@ def review_more(visit_q: answering.VisitQuestionnaire, screen: flowmod.Screen) -
 
 def review_parts(visit_q: answering.VisitQuestionnaire, flow: list[flowmod.Screen], lang: str) -> list:
     """The review page's lines, by questionnaire then section: (title, [(section title or None, [(question,
-    answer, screen key)])]). A checklist is one line per stem with what was ticked ("None" if nothing was), so
-    unticked boxes do not fill the page; every line keeps its "Change" link (the screen's key)."""
+    answer, screen key)])]). A checklist is one line per stem with what was ticked, and none when nothing was (its
+    boxes are on the screen of the question before it, whose "Change" link opens them): unticked boxes do not fill
+    the page. Every line keeps its "Change" link (the screen's key)."""
     from flask_babel import gettext as _
 
     parts = []
@@ -439,7 +440,7 @@ def review_parts(visit_q: answering.VisitQuestionnaire, flow: list[flowmod.Scree
                     continue
                 lines.append((prefix + screen.item_text(item, lang, variant), answer_label(item, value, lang),
                               screen.key))
-            lines += [(stem, "; ".join(ticked) or _("None"), screen.key) for stem, ticked in checklists.items()]
+            lines += [(stem, "; ".join(ticked), screen.key) for stem, ticked in checklists.items() if ticked]
         parts.append((inst.title(lang), sections))
     return parts
 

@@ -262,6 +262,7 @@ class StudyDef(_Strict):
     code: str = Field(pattern=r"^[A-Z][A-Z0-9-]{1,39}$")
     version: str = Field(pattern=r"^[0-9A-Za-z.\-]{1,40}$")
     title: str = Field(min_length=1, max_length=300)
+    title_fr: str | None = Field(default=None, min_length=1, max_length=300)    # the title on French pages
     registry_id: str | None = None
     subject_id_pattern: str
     anchor: Text
@@ -320,6 +321,9 @@ class StudyDef(_Strict):
                 if inst not in self.instruments:
                     raise ValueError(f"visits ({visit.code}).instruments: {inst} is not listed under instruments")
         return self
+
+    def title_for(self, language: str) -> str:
+        return self.title_fr if language == "fr" and self.title_fr else self.title
 
     def all_visits(self) -> list[VisitDef]:
         out: list[VisitDef] = []

@@ -179,7 +179,7 @@ def test_the_patient_contact_is_never_in_a_list_page(dash_app):
 
 
 def test_french_pages_use_french_plurals_percent_and_names(dash_app):
-    _cohort(dash_app)
+    ids = _cohort(dash_app)
     staff = Staff(dash_app, "coord_psl")
     staff.post("/language", data={"lang": "fr", "next": "/staff/"})
     resp = staff.get("/staff/")
@@ -187,3 +187,11 @@ def test_french_pages_use_french_plurals_percent_and_names(dash_app):
     assert "1/4 · 50 % 1 manquée 2 ouvertes" in page                  # not "1 manquées" ...
     assert "50\u202f%" in resp.get_data(as_text=True)                 # ... and a narrow no-break space before %
     assert "Patients de l'étude IMATINIB-SSC" in page
+    assert "Imatinib contre placebo dans la sclérodermie systémique" in page      # the study file's French title
+    pid = ids["A"]
+    patient = staff.get(f"/staff/patients/{pid}").get_data(as_text=True)
+    assert re.search(r"\d\d/\d\d/20\d\d \d\d:\d\d (CET|CEST)", patient)        # dd/mm/yyyy, the zone named
+    english = Staff(dash_app, "admin")
+    english.post("/language", data={"lang": "en", "next": "/staff/"})
+    page = english.get(f"/staff/patients/{pid}").get_data(as_text=True)
+    assert re.search(r"\b\d{1,2} [A-Z][a-z]{2} 20\d\d\b", page) and not re.search(r"\b\d{1,2}/\d{1,2}/\d\d\b", page)
