@@ -12,7 +12,8 @@ SKIP_STATUS = {500}
 
 def _requests(app):
     values = {"token": "x" * 22, "key": "DLQI.DLQI01", "message_id": 1, "patient_id": 1, "action": "pause",
-              "code": "ADUSE", "study": "ADUSE", "filename": "app.css", "response_id": 1, "alert_id": 1, "user_id": 1}
+              "code": "ADUSE", "study": "ADUSE", "filename": "app.css", "response_id": 1, "alert_id": 1, "user_id": 1,
+              "name": "DLQI"}
     for rule in app.url_map.iter_rules():
         url = rule.build({k: v for k, v in values.items() if k in rule.arguments})[1]
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):

@@ -76,6 +76,12 @@ def test_patient_pages_have_no_violation(app, live_server, browser, language):
     submit.click()
     page.wait_for_url(re.compile(r".*/q/review$"))
     found["review"] = violations(page)
+    page.goto(f"{live_server}/q/PAIN_VAS.PAIN_VAS?from=review")            # a change, then "back to my answers"
+    page.get_by_role("slider").focus()
+    page.keyboard.press("Home")
+    page.locator("button[name=leave]").click()
+    page.wait_for_selector("#unsaved")
+    found["unsaved change asked about"] = violations(page)
     page.goto(f"{live_server}/q/sms")
     found["sms"] = violations(page)
     page.goto(f"{live_server}/s/{'x' * 22}")
