@@ -224,6 +224,13 @@ def test_odm_oid_renames_that_would_make_invalid_odm_stop_the_start(database_url
     assert str(exc.value).startswith("study file ADUSE.yaml: edc.odm.oids: ") and message in str(exc.value)
 
 
+def valid_r4(resource: dict) -> None:
+    """Strict FHIR R4 (4.0.1) validation by the SMART on FHIR client's models: types, cardinality, nested resources."""
+    from fhirclient.models.fhirelementfactory import FHIRElementFactory
+
+    FHIRElementFactory.instantiate(resource["resourceType"], resource)
+
+
 def test_fhir_resources_are_valid(app, key):
     from fhir.resources.R4B.bundle import Bundle
     from fhir.resources.R4B.observation import Observation
@@ -235,7 +242,8 @@ def test_fhir_resources_are_valid(app, key):
     resp = client.get(f"{URL}/responses?format=fhir", headers=auth(key))
     assert resp.mimetype == "application/fhir+json"
     body = resp.get_json()
-    Bundle.model_validate(body)
+    Bundle.model_validate(body)                                          # R4B
+    valid_r4(body)                                                       # and R4 (models generated from 4.0.1)
     responses = [e for e in body["entry"] if e["resource"]["resourceType"] == "QuestionnaireResponse"]
     assert len(responses) == 2
     uuid5 = r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
@@ -263,6 +271,7 @@ def test_fhir_resources_are_valid(app, key):
         q = client.get(f"{URL}/questionnaires/{code}", headers=auth(key))
         assert q.status_code == 200, code
         parsed = Questionnaire.model_validate(q.get_json())            # the version the study uses
+        valid_r4(q.get_json())
         assert parsed.version == version and f"/Questionnaire/{code}" in parsed.url
         # The canonical URL resolves, to the same Questionnaire.
         path = parsed.url.removeprefix("https://pro.example.test")
