@@ -317,7 +317,8 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
     go(page, page.get_by_role("button", name="Pause SMS"))
     assert "in hospital this week" in page.content()
     # The infection alert reached the nurse by e-mail within a worker cycle; she opens it and acknowledges it.
-    wait_for(lambda: d.inbox.to("nurse@chu.test"), "the alert e-mail at the SMTP server", procs=())
+    wait_for(lambda: d.inbox.to("nurse@chu.test") and d.inbox.to("astreinte-tls@aduse.example"),
+             "the alert e-mails (site and on-call) at the SMTP server", procs=())
     [mail] = d.inbox.to("nurse@chu.test")
     assert len(d.inbox.to("astreinte-tls@aduse.example")) == 1
     body = mail.get_content()
@@ -340,7 +341,7 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
     pulled = d.get("/api/v1/studies/ADUSE/responses", headers=auth).json()
     assert {r["instrument"]["code"] for r in pulled["data"]} == {"PAIN_VAS", "DU_DIARY"}
     assert next(r for r in pulled["data"] if r["instrument"]["code"] == "PAIN_VAS")["answers"]["PAIN_VAS"] == "30"
-    for fmt in ("json", "csv", "odm", "fhir"):
+    for fmt in ("json", "csv", "odm", "fhir", "redcap"):
         cursor, pages = None, 0
         while True:
             resp = d.get("/api/v1/studies/ADUSE/responses", headers=auth,
@@ -351,6 +352,14 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
             if resp.headers["X-Has-More"] == "false":
                 break
         assert pages == 2, fmt                      # two responses, one a page
+    # REDCap in one step: the project's dictionary, and a Questionnaire at its canonical URL.
+    dictionary = d.get("/api/v1/studies/ADUSE/metadata", headers=auth, params={"format": "redcap"})
+    assert dictionary.status_code == 200 and dictionary.text.startswith("Variable / Field Name,Form Name,")
+    questionnaire = d.get("/api/v1/studies/ADUSE/responses", headers=auth, params={"format": "fhir"}).json()
+    url = questionnaire["entry"][0]["resource"]["questionnaire"].split("|")[0]
+    assert url.startswith(d.url + "/api/v1/fhir/Questionnaire/"), url
+    resolved = d.get(url.removeprefix(d.url), headers=auth)
+    assert resolved.status_code == 200 and resolved.json()["url"] == url
 
     # Twilio reports the invitation delivered, signed for the public URL.
     sid = next(sid for sid, m in d.twilio.messages.items() if m.to == PHONE_A)
@@ -395,7 +404,7 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
         assert {"user.login", "patient.sms_pause", "alert.acknowledged", "user.logout"} <= set(staff), staff
         assert ("alert.raised", "system:alerts") in actions and ("alert.notification_sent", "system:alerts") in actions
         assert ("sms.status", "system:sms") in actions
-        assert sum(act == "api.request" for act, _ in actions) == 1 + 4 * 2     # every pull is recorded
+        assert sum(act == "api.request" for act, _ in actions) == 1 + 5 * 2 + 3  # every pull is recorded
     d.app.extensions["proapp.engine"].dispose()
 
     # No log holds a secret: link tokens, phone numbers in any form, the password, keys.

@@ -71,6 +71,14 @@ def test_every_patient_form_saves_over_https_without_a_referer(prod_app):
         p.answer(**values)
         assert p.path != before and "expired" not in p.path, (values, p.path)
     assert p.path == "/q/review"
+    # A change from the review: "back to my answers" asks, then "Save" saves and comes back.
+    p.get("/q/PAIN_VAS.PAIN_VAS?from=review")
+    asked = client.post("/q/PAIN_VAS.PAIN_VAS", data={"csrf_token": csrf(p.page.text), "from": "review",
+                                                      "leave": "1", "PAIN_VAS": "15"})
+    assert asked.status_code == 200 and 'id="unsaved"' in asked.text
+    saved = client.post("/q/PAIN_VAS.PAIN_VAS", data={"csrf_token": csrf(asked.text), "from": "review",
+                                                      "PAIN_VAS": "15"})
+    assert saved.status_code == 303 and saved.headers["Location"].endswith("/q/review")
     # The SMS opt-out.
     stop = client.get("/q/sms")
     stopped = client.post("/q/sms", data={"csrf_token": csrf(stop.text)})
