@@ -451,4 +451,3 @@ def init_app(app) -> None:
     app.register_blueprint(bp)
     register_csrf_handler(app, bp.name, on_csrf_error)
     app.add_template_global(answer_label)
-    app.add_template_global(review_more)
