@@ -9,11 +9,20 @@ from proapp.export.data import Exported
 from proapp.instruments import derived_group_values, derived_values
 from proapp.instruments.schema import Instrument, Item
 
-__all__ = ["derived_group_values", "derived_values", "grouped_answers", "iso", "shown"]
+__all__ = ["all_scores", "derived_group_values", "derived_values", "grouped_answers", "iso", "shown"]
 
 
 def iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def all_scores(inst: Instrument, scores: dict[str, Any] | None) -> list[tuple[str, int | None, Any]]:
+    """Every derived value of a response, in order: (code, None, value) for its scores, then (code, repeat, value)
+    for those given per repeat of a group (each reported ulcer's number, each followed ulcer's days to healing)."""
+    out: list[tuple[str, int | None, Any]] = [(code, None, v) for code, v in derived_values(inst, scores).items()]
+    out += [(code, repeat, value) for _group, reps in sorted(derived_group_values(inst, scores).items())
+            for repeat, by_code in sorted(reps.items()) for code, value in by_code.items()]
+    return out
 
 
 def shown(item: Item, e: Exported, variant: str | None):

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from proapp.export.data import Exported
-from proapp.export.formats.common import derived_group_values, derived_values, iso, shown
+from proapp.export.formats.common import all_scores, iso, shown
 from proapp.instruments.schema import Instrument, Item
 
 CSV_COLUMNS = ("response_id", "sequence", "subject_id", "site", "visit", "instrument", "instrument_version",
@@ -51,8 +51,5 @@ def csv_rows(e: Exported, inst: Instrument, lang: str, variant: str | None,
                   fix[4], f"{fix[8]}: {fix[7]}" if fix[7] else "") if fix else ("", "", "", "", "")), "answer")
     labels = {d.code: d.label(lang) for d in inst.derived}
     no_answer_columns = ("",) * 7              # value_label, answered_at and the correction's five columns
-    scores = [(code, 0, value) for code, value in derived_values(inst, e.current_scores).items()]
-    scores += [(code, repeat, value) for _group, reps in sorted(derived_group_values(inst, e.current_scores).items())
-               for repeat, values in sorted(reps.items()) for code, value in values.items()]
-    for code, repeat, value in scores:
-        yield (*head, code, repeat, "" if value is None else value, labels[code], *no_answer_columns, "score")
+    for code, repeat, value in all_scores(inst, e.current_scores):
+        yield (*head, code, repeat or 0, "" if value is None else value, labels[code], *no_answer_columns, "score")

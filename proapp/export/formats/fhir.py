@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from proapp.export.data import Exported
-from proapp.export.formats.common import derived_group_values, derived_values, iso, shown
+from proapp.export.formats.common import all_scores, iso, shown
 from proapp.export.formats.csv_format import value_label
 from proapp.instruments.schema import Instrument, Item
 from proapp.studies.schema import StudyDef
@@ -95,11 +95,8 @@ def fhir_observations(e: Exported, inst: Instrument, study: StudyDef, response_u
     subject = {"identifier": {"system": f"urn:proapp:{study.code}:subject", "value": e.subject_id},
                "display": e.subject_id}
     types = {d.code: d for d in inst.derived}
-    values = [(code, None, value) for code, value in derived_values(inst, e.current_scores).items()]
-    values += [(code, repeat, value) for _group, reps in sorted(derived_group_values(inst, e.current_scores).items())
-               for repeat, by_code in sorted(reps.items()) for code, value in by_code.items()]
     out = []
-    for code, repeat, value in values:
+    for code, repeat, value in all_scores(inst, e.current_scores):
         if value is None:
             continue
         d = types[code]

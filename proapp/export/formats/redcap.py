@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proapp.export.data import Exported
-from proapp.export.formats.common import derived_group_values, derived_values, iso
+from proapp.export.formats.common import all_scores, iso
 from proapp.instruments.schema import Instrument, Item, Text
 from proapp.studies.schema import StudyDef
 
@@ -263,7 +263,7 @@ class Project:
 
     def records(self, e: Exported, inst: Instrument) -> list[dict[str, Any]]:
         """The rows of one response: its form's row, then a row per repeat of each group."""
-        main, *group_forms = self.by_instrument[e.instrument]
+        main = self.by_instrument[e.instrument][0]
         by_code = {f.code: f for form in self.by_instrument[e.instrument] for f in form.fields if f.code}
         event = unique_event(e.visit)
         row: dict[str, Any] = {RECORD_ID: e.subject_id, "redcap_event_name": event, "redcap_repeat_instrument": "",
@@ -275,7 +275,6 @@ class Project:
             if f.kind == "checkbox" and inst_has(inst, f.code):
                 row[f"{f.name}___1"] = "0"          # shown and left unticked: a REDCap checkbox says 0
         repeats: dict[tuple[str, int], dict[str, Any]] = {}
-        forms = {f.name: f for f in group_forms}
         for code, repeat, value, _at in e.effective():
             f = by_code.get(code)
             if f is None or value is None:
@@ -285,20 +284,13 @@ class Project:
                 target[f"{f.name}___1"] = "1" if value == "Y" else "0"
             else:
                 target[f.name] = encode(f, value)
-        for code, value in derived_values(inst, e.current_scores).items():
-            if code in by_code and value is not None:
-                row[by_code[code].name] = _number(value)
-        for group, reps in derived_group_values(inst, e.current_scores).items():
-            form = next((g for g in group_forms if g.group == group), None)
-            for rep, values in reps.items():
-                if form is None:
-                    continue
-                target = repeats.setdefault((form.name, rep), {})
-                target.update({by_code[c].name: _number(v) for c, v in values.items() if c in by_code})
+        for code, repeat, value in all_scores(inst, e.current_scores):
+            f = by_code.get(code)
+            if f is not None and value is not None:
+                (row if repeat is None else repeats.setdefault((f.form, repeat), {}))[f.name] = _number(value)
         row[f"{main.name}_complete"] = "2"
         out = [row]
         for (form_name, rep), values in sorted(repeats.items()):
-            assert form_name in forms
             out.append({RECORD_ID: e.subject_id, "redcap_event_name": event, "redcap_repeat_instrument": form_name,
                         "redcap_repeat_instance": rep, **values, f"{form_name}_complete": "2"})
         return out
