@@ -13,13 +13,6 @@ WIDTH, HEIGHT = 320, 140
 LEFT, RIGHT, TOP, BOTTOM = 34, 10, 10, 30
 
 
-def fmt(value: float, lang: str = "en") -> str:
-    """A number as the user writes it: 1.25 in English, 1,25 in French (at most two decimals)."""
-    from babel.numbers import format_decimal
-
-    return format_decimal(round(value, 2), "0.##", locale="fr" if lang == "fr" else "en_GB")
-
-
 @dataclass
 class Chart:
     title: str
@@ -39,8 +32,9 @@ class Chart:
 
 
 def line_chart(points: Sequence[tuple[datetime, float, str]], *, low: float, high: float, title: str,
-               date_format: Callable[[date], str], lang: str = "en") -> Chart:
-    """``points``: (when, value, tooltip) in time order. ``date_format`` turns a date into the user's text."""
+               date_format: Callable[[date], str], number_format: Callable[[float], str]) -> Chart:
+    """``points``: (when, value, tooltip) in time order. ``date_format`` and ``number_format`` write a date and a
+    number as the user reads them."""
     chart = Chart(title)
     top = max([high] + [v for _, v, _ in points])
     span_y = (top - low) or 1.0
@@ -55,7 +49,7 @@ def line_chart(points: Sequence[tuple[datetime, float, str]], *, low: float, hig
     def y(v: float) -> float:
         return chart.top + plot_h - (v - low) / span_y * plot_h
 
-    chart.ticks = [(y(tick), fmt(tick, lang)) for tick in (low, (low + top) / 2, top)]
+    chart.ticks = [(y(tick), number_format(tick)) for tick in (low, (low + top) / 2, top)]
     chart.points = [(x(t), y(v), tip) for t, (_, v, tip) in zip(times, points, strict=True)]
     if points:
         first, last = points[0][0].date(), points[-1][0].date()

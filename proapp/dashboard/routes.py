@@ -34,7 +34,7 @@ from proapp.accounts.access import SESSION_KEY, Viewer, current_viewer, patient_
 from proapp.accounts.signatures import SignatureRefused
 from proapp.dashboard import actions as changes
 from proapp.dashboard import charts, labels, queries
-from proapp.i18n import day, moment
+from proapp.i18n import day, moment, number
 from proapp.patients.models import Occurrence
 from proapp.patients.phones import mask
 from proapp.patients.services import (
@@ -243,7 +243,7 @@ def note_ulcer(patient_id: int) -> Any:
 
 
 def _charts(view: queries.PatientView) -> list[tuple[str, Any, list[queries.TrendPoint]]]:
-    out, lang = [], _lang()
+    out = []
     points_by = queries.trends(view)
     for m in queries.MEASURES:
         points = points_by[m]
@@ -253,9 +253,9 @@ def _charts(view: queries.PatientView) -> list[tuple[str, Any, list[queries.Tren
             continue
         title = str(labels.MEASURES[m.key])
         svg = charts.line_chart(
-            [(p.completed_at, p.value, f"{p.visit}: {charts.fmt(p.value, lang)} ({day(p.opens_on)}"
+            [(p.completed_at, p.value, f"{p.visit}: {number(p.value)} ({day(p.opens_on)}"
               f" – {day(p.closes_on)})") for p in points],
-            low=m.low, high=m.high, title=title, date_format=day, lang=lang)
+            low=m.low, high=m.high, title=title, date_format=day, number_format=number)
         out.append((title, svg, points))
     return out
 
@@ -479,15 +479,10 @@ def deliveries() -> str:
 
 # Template helpers ------------------------------------------------------------------------------------------
 
-def local_datetime(value, _style: str = "short") -> str:
+def local_datetime(value) -> str:
     """A UTC instant in the deployment's time zone (PROAPP_DEFAULT_TIMEZONE), the zone named, in the user's
     language."""
     return moment(value, current_app.config["DEFAULT_TIMEZONE"])
-
-
-def local_date(value, style: str = "short") -> str:
-    """A calendar day (already the patient's), in the user's language."""
-    return day(value, style)
 
 
 def study_title(code: str) -> str:
@@ -499,6 +494,5 @@ def init_app(app) -> None:
     app.register_blueprint(bp)
     app.add_template_global(study_title, "study_title")
     app.add_template_filter(local_datetime, "local_dt")
-    app.add_template_filter(local_date, "local_date")
     app.add_template_global(labels, "labels")
     app.add_template_global(current_viewer, "current_viewer")
