@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 from flask import Flask
+from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -22,6 +23,11 @@ from proapp import create_app, db
 from proapp.db import Base, make_engine
 from proapp.migrate import grant_app_role, upgrade
 from proapp.studies.catalog import DEMO_CONTACTS
+
+# Property tests judge what the code does, not how fast a busy 2-core machine generates inputs: no deadline and no
+# "too slow" health check, which fail a correct run when other processes hold the cores.
+settings.register_profile("proapp", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("proapp")
 
 PHONE_KEY = Fernet.generate_key().decode()
 # What a production-mode app needs beyond the keys: a mail server (an address nothing listens on, for apps that send
