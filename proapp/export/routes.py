@@ -124,7 +124,7 @@ def _limit() -> int:
     raw = request.args.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= MAX_LIMIT:
         raise Problem(400, "Bad Request", f"limit must be a whole number from 1 to {MAX_LIMIT}.", "bad-parameter")
     return int(raw)
 
@@ -457,7 +457,10 @@ def _pairs(raw: Any) -> list[tuple[int, int]] | None:
 def acknowledgements(study: str) -> tuple[dict[str, Any], int]:
     key, _st = _key_for(study)
     _check_params(set())
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:              # JSON nested thousands deep: not a body this endpoint takes
+        body = None
     by_revision = isinstance(body, dict) and "responses" in body
     if by_revision:
         pairs = _pairs(body.get("responses"))
