@@ -122,6 +122,8 @@ class ConsoleMailer:
         self.path, self.sender = path, sender
 
     def send(self, mail: Mail) -> MailOutcome:
+        if plain_address(mail.to) is None:
+            return MailOutcome("failed", "the recipient is not one plain e-mail address")
         record = {"to": mail.to, "subject": mail.subject, "body": mail.body, "message_id": mail.message_id,
                   "from": self.sender, "at": datetime.now(UTC).isoformat(timespec="seconds")}
         jsonlines.append(self.path, record)

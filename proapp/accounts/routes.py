@@ -4,9 +4,22 @@ accounts pages."""
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 
 from proapp import db, services
@@ -185,12 +198,22 @@ def forgot() -> Any:
         limited = _limited()
         if limited:
             return limited
-        s = db.session()
-        invitations.request_reset(s, request.form.get("email", "")[:254], services.now(),
-                                  client=request.remote_addr or "")
-        s.commit()
-        return render_template("staff/forgot.html", sent=True), 200     # the same page whether it exists or not
+        # The same page whether the address has an account or not, answered before any look-up: the mail is
+        # queued once the answer is sent (the response's close), so its time tells nothing either.
+        resp = make_response(render_template("staff/forgot.html", sent=True), 200)
+        resp.call_on_close(partial(_request_reset, current_app._get_current_object(),
+                                   request.form.get("email", "")[:254], request.remote_addr or ""))
+        return resp
     return render_template("staff/forgot.html", sent=False), 200
+
+
+def _request_reset(app, email: str, client: str) -> None:
+    """The work behind "forgot your password?", after the answer (its own app context and transaction)."""
+    try:
+        with app.app_context(), db.transaction() as s:
+            invitations.request_reset(s, email, services.now(), client=client)
+    except Exception:           # the page is sent already: the error goes to the log, as a job's would
+        app.logger.exception("a password reset request could not be queued")
 
 
 def _password_link(token: str, purpose: str) -> Any:

@@ -219,7 +219,7 @@ def _labels() -> str:
 
 @bp.get("/studies/<study>/metadata")
 def metadata(study: str) -> Response:
-    _key, st = _key_for(study)
+    key, st = _key_for(study)
     _check_params({"format", "labels", "part"})
     fmt = _format()
     study_def = services.studies().get(st.code)
@@ -230,7 +230,7 @@ def metadata(study: str) -> Response:
     if fmt == "redcap":
         return _redcap_metadata(study_def, registry, part or "dictionary", _labels())
     if fmt == "odm":
-        sites = data.study_sites(db.session(), st.id)
+        sites = data.study_sites(db.session(), st.id, key.site_ids)
         body = odm.odm_metadata(study_def, registry, sites, services.now())
         _record(200, None)
         return Response(body, mimetype=_odm_media())
@@ -238,7 +238,7 @@ def metadata(study: str) -> Response:
         raise Problem(400, "Bad Request", "metadata is available as json, odm or redcap.", "bad-parameter")
     from proapp.export.dictionary import data_dictionary
 
-    body = data_dictionary(study_def, registry, db.session(), st.id)
+    body = data_dictionary(study_def, registry, db.session(), st.id, key.site_ids)
     _record(200, None)
     return Response(json.dumps(body, ensure_ascii=False), mimetype="application/json")
 

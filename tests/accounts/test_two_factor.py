@@ -147,7 +147,9 @@ def _set_password_by_link(app, smtp, email: str, kind: str, password: str = "sev
 
 def test_a_reset_link_leads_to_the_code_step_not_into_the_account(app, smtp):
     _c, secret, codes = enrol(app, "tls@chu.test")
-    assert post(app.test_client(), "/staff/forgot", email="tls@chu.test").status_code == 200
+    forgot = post(app.test_client(), "/staff/forgot", email="tls@chu.test")
+    assert forgot.status_code == 200
+    forgot.close()                              # the request is queued once the answer is sent
     thief, where = _set_password_by_link(app, smtp, "tls@chu.test", "reset")
     assert where.endswith("/staff/login/code")                  # whoever reads the mailbox has no code
     assert thief.get("/staff/").status_code == 303
@@ -180,7 +182,7 @@ def test_a_reset_link_leads_to_the_code_step_not_into_the_account(app, smtp):
 def test_a_reset_of_an_account_that_must_set_up_two_factor_goes_to_the_set_up_and_is_audited(app, smtp):
     with app.app_context():                     # a coordinator: two-factor required here, not set up yet
         uid = db.session().scalar(select(User.id).where(User.email == "tls@chu.test"))
-    post(app.test_client(), "/staff/forgot", email="tls@chu.test")
+    post(app.test_client(), "/staff/forgot", email="tls@chu.test").close()
     client, where = _set_password_by_link(app, smtp, "tls@chu.test", "reset")
     assert client.get(where).headers["Location"].endswith("/staff/account/two-factor")   # set it up first
     assert client.get("/staff/patients").headers["Location"].endswith("/staff/account/two-factor")
