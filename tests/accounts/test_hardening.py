@@ -211,7 +211,8 @@ def test_forgot_password_does_the_same_work_for_every_address_before_it_answers(
 
 BAD_ADDRESSES = ("victim@chu.test,attacker@evil.example", "<x@evil.example>@chu.test", "a@b@chu.test",
                  "Victim <victim@chu.test>", "victim@chu.test attacker@evil.example", "victim@chu.test;x@evil.example",
-                 '"x"@chu.test', "vïctim@chu.test", "victim@chu", "victim@chu.test\nBcc: x@evil.example", ".x@chu.test", "x..y@chu.test")
+                 '"x"@chu.test', "vïctim@chu.test", "victim@chu", "victim@chu.test\nBcc: x@evil.example",
+                 ".x@chu.test", "x..y@chu.test")
 
 
 def test_an_account_address_is_one_plain_address_in_the_form_the_command_and_the_mailer(app, smtp):
