@@ -54,8 +54,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("STAFF_IDLE_MINUTES", 30, "Staff are signed out after this many minutes without a request.", int),
     Setting("STAFF_SESSION_HOURS", 12, "A staff session ends this many hours after sign-in, active or not.", int),
     Setting("TWO_FACTOR_ROLES", None, "Roles that must sign in with a second factor (TOTP), comma-separated "
-            "(`admin,coordinator,monitor`; empty: nobody). Default: `admin,coordinator` in production, nobody "
-            "elsewhere."),
+            "(`admin,coordinator,monitor`; empty: nobody). Default: every role (`admin,coordinator,monitor`) in "
+            "production, nobody elsewhere."),
     Setting("LOGIN_MAX_FAILURES", 5, "Wrong passwords in a row before a staff account is locked.", int),
     Setting("LOGIN_LOCK_MINUTES", 15, "How long a locked staff account stays locked.", int),
     Setting("BEHIND_THRESHOLD", 80, "Completion percentage under which a site is highlighted as falling behind.",
@@ -168,7 +168,7 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None,
     if not 0 <= int(cfg["PROXY_HOPS"]) <= 5:
         raise ConfigError("PROAPP_PROXY_HOPS must be a number of proxies from 0 to 5.")
     if cfg["TWO_FACTOR_ROLES"] is None:
-        cfg["TWO_FACTOR_ROLES"] = "admin,coordinator" if production else ""
+        cfg["TWO_FACTOR_ROLES"] = "admin,coordinator,monitor" if production else ""   # monitors see every site
     unknown = {r.strip() for r in str(cfg["TWO_FACTOR_ROLES"]).split(",") if r.strip()} - {
         "admin", "coordinator", "monitor"}
     if unknown:

@@ -3,13 +3,15 @@
 A cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is read as a formula by Excel,
 LibreOffice and Google Sheets (CSV injection: a subject ID, a reason or a free-text answer could run a formula
 on the data manager's machine). Every CSV the project writes goes through `writer`, which neutralises such text
-cells the OWASP way: a leading single quote (``'=1+2``), shown as text by spreadsheets. Numbers are written as
+cells the OWASP way: a leading single quote (``'=1+2``), shown as text by spreadsheets, and the same after a comma or
+a semicolon inside a cell (``x;'=1+2``), since French Excel splits cells on semicolons. Numbers are written as
 they are (a negative number is not text anyone typed).
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable
 from typing import Any, TextIO
 
@@ -20,8 +22,19 @@ BOM = "\ufeff"
 SEPARATORS = {"comma": ",", "semicolon": ";"}
 
 
+# A formula can also start after a separator inside a cell: ``x;=1+2`` in the comma file is one cell for a
+# program, but French Excel splits it on the semicolon into ``x`` and ``=1+2`` (and the other way round).
+_AFTER_SEPARATOR = re.compile(r"([,;])(?= *[=+\-@\t\r])")
+
+
 def safe_cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    """A text cell that no spreadsheet reads as a formula, with either separator: a single quote before a formula
+    sign at the start and after every comma or semicolon."""
+    if not isinstance(value, str):
+        return value
+    if "," in value or ";" in value:
+        value = _AFTER_SEPARATOR.sub(r"\1'", value)
+    if value.startswith(FORMULA_STARTS):
         return "'" + value
     return value
 

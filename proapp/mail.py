@@ -9,6 +9,7 @@ middle: the mail may have gone, and it is never sent again blindly).
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -23,6 +24,23 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from flask import Blueprint, abort, current_app, render_template
 
 from proapp import jsonlines
+
+# One plain address and nothing else: no display name, no list, no route, no quotes, no comment. RFC 5322's
+# dot-atom local part (at most 64 characters) and a domain of DNS labels ending in letters (at most 254 in all).
+ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+ADDRESS_RE = rf"^{ATOM}(?:\.{ATOM})*@(?:{LABEL}\.)+[A-Za-z]{{2,24}}$"
+_ADDRESS = re.compile(ADDRESS_RE)
+
+
+def plain_address(raw: str | None) -> str | None:
+    """``raw`` (trimmed, lower-cased) when it is exactly one plain e-mail address, else None. Refused, for
+    instance: ``a@x.fr,b@evil.example`` (two), ``<b@evil.example>@x.fr`` (a route), ``a@b@x.fr``, spaces, quotes,
+    non-ASCII."""
+    address = (raw or "").strip().lower()
+    if len(address) > 254 or not _ADDRESS.fullmatch(address) or len(address.partition("@")[0]) > 64:
+        return None
+    return address
 
 
 @dataclass(frozen=True)
@@ -82,6 +100,8 @@ class SmtpSettings:
 
 
 def compose(mail: Mail, sender: str) -> EmailMessage:
+    if plain_address(mail.to) is None:          # the last guard: one recipient, the one meant
+        raise ValueError("the recipient is not one plain e-mail address")
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = mail.to
@@ -102,6 +122,8 @@ class ConsoleMailer:
         self.path, self.sender = path, sender
 
     def send(self, mail: Mail) -> MailOutcome:
+        if plain_address(mail.to) is None:
+            return MailOutcome("failed", "the recipient is not one plain e-mail address")
         record = {"to": mail.to, "subject": mail.subject, "body": mail.body, "message_id": mail.message_id,
                   "from": self.sender, "at": datetime.now(UTC).isoformat(timespec="seconds")}
         jsonlines.append(self.path, record)
@@ -135,6 +157,8 @@ class SmtpMailer:
         return client
 
     def send(self, mail: Mail) -> MailOutcome:
+        if plain_address(mail.to) is None:
+            return MailOutcome("failed", "the recipient is not one plain e-mail address")
         try:
             client = self._connect()
         except smtplib.SMTPAuthenticationError as exc:

@@ -21,6 +21,7 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
+from werkzeug.routing import IntegerConverter
 
 from proapp import db
 from proapp.config import SUPPORTED_LANGUAGES
@@ -51,6 +52,27 @@ def switch_language() -> Response:
     if lang in SUPPORTED_LANGUAGES:
         session["lang"] = lang
     return redirect(safe_next(request.form.get("next"), "/", url_for("core.index")), code=303)
+
+
+MAX_ID = 2**63 - 1          # the largest id a column holds (bigint): anything beyond is no row, not an error
+
+
+def whole_number(raw: str | None, maximum: int = MAX_ID) -> int | None:
+    """``raw`` as a whole number from 0 to ``maximum`` (ASCII digits only), or None for anything else: an id or a
+    count from a form is never turned into a 500 (Python's ``int`` refuses 4,301 digits, the database ids beyond
+    bigint)."""
+    if not raw or not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(maximum)):
+        return None
+    value = int(raw)
+    return value if value <= maximum else None
+
+
+class IdConverter(IntegerConverter):
+    """``<int:...>`` in the app's routes: a number beyond bigint matches no route (404), it never reaches SQL."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
 
 
 def int_arg(name: str, default: int) -> int:
@@ -222,6 +244,7 @@ def _refuse_nul_bytes() -> None:
 
 
 def init_app(app: Flask) -> None:
+    app.url_map.converters["int"] = IdConverter        # before any route is added
     app.register_blueprint(bp)
     app.context_processor(_template_globals)
     app.register_error_handler(CSRFError, _csrf_error)

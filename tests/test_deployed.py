@@ -244,6 +244,64 @@ def go(page, locator) -> None:
         locator.click()
 
 
+def test_a_two_factor_account_resetting_its_password_over_https_passes_the_code_step(deployed):
+    """Issue 28, finding 1, as deployed: whoever reads the mailbox of a two-factor account and follows the reset
+    link sets a password but is not signed in; the code (the phone) is still asked, and the sign-in is audited.
+    (Before the end-to-end test, which stops the stack.)"""
+    import pyotp
+
+    d = deployed
+    email, first, second = "coord-2fa@chu.test", "a first long staff password 7", "a second long staff password 8"
+    d.secrets += [first, second]
+    d.cli("user", "create", "--email", email, "--role", "coordinator", "--study", "ADUSE", "--language", "en",
+          stdin=first + "\n")
+
+    class Browser(requests.Session):
+        """Cookies kept; the certificate given on every request (an environment CA bundle overrides
+        ``Session.verify``)."""
+
+        def request(self, *args, **kw):
+            return super().request(*args, **{"verify": str(d.cert), "timeout": 30, **kw})
+
+    def send(session: requests.Session, path: str, **data: str) -> requests.Response:
+        page = session.get(d.url + path)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        return session.post(d.url + path, data={"csrf_token": token, **data}, allow_redirects=False)
+
+    owner = Browser()                   # the coordinator sets up two-factor sign-in (required here)
+    assert send(owner, "/staff/login", email=email, password=first).status_code == 303
+    page = owner.get(d.url + "/staff/account/two-factor")
+    secret = re.search(r'id="totp-key">([A-Z2-7]{32})<', page.text).group(1)
+    d.secrets.append(secret)
+    totp = pyotp.TOTP(secret)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    on = owner.post(d.url + "/staff/account/two-factor?keep=1", data={"csrf_token": token, "code": totp.now()})
+    assert on.status_code == 200 and "<code>" in on.text
+
+    thief = Browser()                   # reads the mailbox, not the phone
+    assert send(thief, "/staff/forgot", email=email).status_code == 200
+    wait_for(lambda: d.inbox.to(email), "the reset mail at the SMTP server", procs=(d.procs["worker"],))
+    link = re.search(r"https://\S+/staff/reset/[A-Za-z0-9_-]+", d.inbox.to(email)[-1].get_content()).group(0)
+    d.secrets.append(link.rsplit("/", 1)[1])
+    done = send(thief, link.removeprefix(d.url), password=second, password2=second)
+    assert done.status_code == 303 and done.headers["Location"].endswith("/staff/login/code"), done.headers
+    assert thief.get(d.url + "/staff/", allow_redirects=False).status_code == 303      # not in
+    assert send(thief, "/staff/login/code", code="000000").status_code == 422
+    later_code = totp.at(int(time.time()) + 30)       # the next step's code: the set-up used this one's
+    assert send(thief, "/staff/login/code", code=later_code).status_code == 303    # with the phone: in
+    assert thief.get(d.url + "/staff/", allow_redirects=False).status_code == 200
+
+    from proapp.audit.models import AuditEvent
+
+    with d.app.app_context():
+        mine = [(e.action, e.new) for e in db.session().scalars(
+            select(AuditEvent).where(AuditEvent.actor == f"user:{email}").order_by(AuditEvent.id))]
+    d.app.extensions["proapp.engine"].dispose()
+    after_reset = [a for a, _new in mine[[a for a, _ in mine].index("user.password_reset"):]]
+    assert "user.login_failed" in after_reset and "user.login" in after_reset
+    assert mine[-1][0] == "user.login" and mine[-1][1]["second_factor"] == "totp"
+
+
 def test_the_deployed_stack_end_to_end(deployed, browser):
     d = deployed
     link = sms_link(d, PHONE_A)

@@ -4,9 +4,22 @@ accounts pages."""
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 
 from proapp import db, services
@@ -51,14 +64,31 @@ def login() -> Any:
         else:
             target = _safe_next(request.args.get("next"))
             if user.totp_enabled_at is not None:            # the password was the first step
-                s.commit()
-                session.clear()
-                session[PENDING_KEY] = {"uid": user.id, "next": target, "at": services.now().timestamp()}
-                return redirect(url_for("accounts.login_code"), code=303)
+                return _code_step(s, user, target)
             return _signed_in(s, user, target)
     elif current_viewer() is not None:
         return redirect(url_for("staff.overview"), code=303)
     return render_template("staff/login.html", error=error, email=email), 200
+
+
+def _code_step(s, user, target: str) -> Any:
+    """The password is right; the session only remembers that, for a few minutes, until the code is typed."""
+    s.commit()
+    session.clear()
+    session[PENDING_KEY] = {"uid": user.id, "next": target, "at": services.now().timestamp()}
+    return redirect(url_for("accounts.login_code"), code=303)
+
+
+def _after_password(s, user, target: str) -> Any:
+    """After a password set through a mailed link (invitation, reset): a sign-in like any other. An account with
+    two-factor sign-in goes through the code step (whoever reads the mailbox does not hold the phone); one that
+    must have it and has none goes to its set-up page (the staff pages' guard); the sign-in is audited."""
+    if user.totp_enabled_at is not None:
+        s.commit()                      # the new password is kept; the account is not signed in yet
+        return _code_step(s, user, target)
+    accounts.signed_in(s, user, services.now(), {"ip": request.remote_addr or "",
+                                                  "agent": request.user_agent.string[:120]})
+    return _signed_in(s, user, target)
 
 
 def _signed_in(s, user, target: str) -> Any:
@@ -168,12 +198,22 @@ def forgot() -> Any:
         limited = _limited()
         if limited:
             return limited
-        s = db.session()
-        invitations.request_reset(s, request.form.get("email", "")[:254], services.now(),
-                                  client=request.remote_addr or "")
-        s.commit()
-        return render_template("staff/forgot.html", sent=True), 200     # the same page whether it exists or not
+        # The same page whether the address has an account or not, answered before any look-up: the mail is
+        # queued once the answer is sent (the response's close), so its time tells nothing either.
+        resp = make_response(render_template("staff/forgot.html", sent=True), 200)
+        resp.call_on_close(partial(_request_reset, current_app._get_current_object(),
+                                   request.form.get("email", "")[:254], request.remote_addr or ""))
+        return resp
     return render_template("staff/forgot.html", sent=False), 200
+
+
+def _request_reset(app, email: str, client: str) -> None:
+    """The work behind "forgot your password?", after the answer (its own app context and transaction)."""
+    try:
+        with app.app_context(), db.transaction() as s:
+            invitations.request_reset(s, email, services.now(), client=client)
+    except Exception:           # the page is sent already: the error goes to the log, as a job's would
+        app.logger.exception("a password reset request could not be queued")
 
 
 def _password_link(token: str, purpose: str) -> Any:
@@ -200,9 +240,9 @@ def _password_link(token: str, purpose: str) -> Any:
                 s.rollback()
                 return render_template("staff/set_password.html", dead=True, purpose=purpose), 404
             else:
-                s.commit()
+                resp = _after_password(s, user, url_for("staff.overview"))
                 flash(_("Your password is set."), "notice")
-                return _signed_in(s, user, url_for("staff.overview"))
+                return resp
         s.rollback()
     return render_template("staff/set_password.html", dead=False, purpose=purpose, email=link.user.email,
                            error=error), 422 if error else 200
@@ -225,13 +265,23 @@ def my_account() -> Any:
     from proapp.accounts.models import User
 
     v = viewer()
+    if request.method == "POST":            # the current password is guessed no faster than at the sign-in
+        from proapp import ratelimit
+        from proapp.web import too_many_requests
+
+        wait = (ratelimit.check("login_ip", request.remote_addr or "")
+                or ratelimit.check("login_account", v.email))
+        if wait:
+            return too_many_requests(wait)
     s = db.session()
     user = s.get(User, v.user_id)
     errors: dict[str, str] = {}
     if request.method == "POST":
         current, new, again = (request.form.get(k, "") for k in ("current", "password", "password2"))
-        if not accounts.check_current_password(user, current):
-            errors["current"] = _("This is not your current password.")
+        if not _current_password_ok(s, user, current):
+            errors["current"] = _("This is not your current password. After %(n)s wrong tries in a row the "
+                                  "account is locked for %(m)s minutes.", n=current_app.config["LOGIN_MAX_FAILURES"],
+                                  m=current_app.config["LOGIN_LOCK_MINUTES"])
         elif new != again:
             errors["password"] = _("The two passwords differ.")
         else:
@@ -244,6 +294,27 @@ def my_account() -> Any:
             return _signed_in(s, user, url_for("accounts.my_account"))
         s.rollback()
     return render_template("staff/account.html", user=user, errors=errors), 422 if errors else 200
+
+
+def _current_password_ok(s, user, current: str) -> bool:
+    """The current password, asked again before a change, counted like a sign-in: a wrong one counts towards
+    the lockout and is audited; a locked account is answered as a wrong password, even with the right one (the
+    same check is made, so the answer and its time tell nothing)."""
+    now, cfg = services.now(), current_app.config
+    right = accounts.check_current_password(user, current)
+    locked = user.locked_until is not None and now < user.locked_until
+    if right and not locked:
+        return True
+    if not locked:
+        accounts.count_failure(s, user, now, max_failures=cfg["LOGIN_MAX_FAILURES"],
+                               lock_for=timedelta(minutes=cfg["LOGIN_LOCK_MINUTES"]))
+    from proapp.audit.services import record
+
+    record(s, actor=f"user:{user.email}", action="user.password_change_refused", entity="app_user",
+           entity_id=user.id, new={"why": "account locked" if locked else "wrong current password",
+                                   "ip": request.remote_addr or ""}, at=now)
+    s.commit()                          # the count and the audit entry are kept
+    return False
 
 
 # The admins' accounts pages -----------------------------------------------------------------------------------
@@ -291,6 +362,10 @@ def invite() -> Any:
     if request.method == "POST":
         values = _form_values()
         role = _parse_role(values, errors)
+        from proapp.mail import plain_address
+
+        if plain_address(values["email"]) is None:
+            errors["email"] = _("Give one e-mail address and nothing else, such as name@hospital.fr.")
         if not errors:
             s = db.session()
             try:

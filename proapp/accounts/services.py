@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from proapp.accounts import passwords
 from proapp.accounts.models import Role, StaffSession, User, UserScope
+from proapp.mail import plain_address
 from proapp.studies.models import Site, Study
 
 MIN_PASSWORD_LENGTH = passwords.MIN_LENGTH
@@ -29,9 +30,10 @@ def create_user(db: Session, *, email: str, password: str | None, role: Role, no
                 study_code: str | None = None, site_code: str | Sequence[str] | None = None,
                 language: str = "fr", created_by: str = "cli") -> User:
     """An account. ``password`` None: an invitation, whose owner sets the password through the mailed link."""
-    email = email.strip().lower()
-    if "@" not in email or len(email) > 254 or any(c.isspace() for c in email):
-        raise AccountError(f"{email!r} is not an e-mail address")
+    address = plain_address(email)
+    if address is None:
+        raise AccountError(f"{email.strip()[:254]!r} is not one plain e-mail address (name@hospital.fr)")
+    email = address
     if db.scalar(select(User.id).where(User.email == email)) is not None:
         raise AccountError(f"an account for {email} already exists")
     if password is not None and (why := passwords.problem(password, email)):
@@ -72,8 +74,13 @@ def _set_scopes(db: Session, user: User, study_code: str | None, site_code: str 
 
 
 def _other_active_admins(db: Session, user: User) -> int:
-    return db.scalar(select(func.count()).select_from(User).where(
-        User.role == Role.ADMIN, User.active.is_(True), User.id != user.id)) or 0
+    """How many other active admins there are, with their rows locked until the transaction ends: two admins
+    disabling (or demoting) each other at the same moment are taken one after the other, and the second one
+    sees that the first is no longer an active admin (PostgreSQL re-reads a locked row once it is released;
+    SQLite's writers already take turns)."""
+    admins = db.scalars(select(User.id).where(User.role == Role.ADMIN, User.active.is_(True))
+                        .order_by(User.id).with_for_update()).all()
+    return sum(1 for admin_id in admins if admin_id != user.id)
 
 
 def update_account(db: Session, user: User, *, role: Role, study_code: str | None, site_codes: Sequence[str],
@@ -252,12 +259,14 @@ def end_all_sessions(db: Session, user_id: int, now: datetime, *, actor: str, re
 
 
 def set_password(db: Session, user: User, password: str, now: datetime, *, actor: str) -> None:
-    """A new password; every open session of the account ends."""
+    """A new password; every open session of the account ends. The count of wrong tries (and a lock) ends too,
+    unless the account signs in with a second factor: a new password does not buy more tries at the code."""
     why = passwords.problem(password, user.email)
     if why:
         raise AccountError(why)
     user.password_hash = generate_password_hash(password, method="scrypt")
-    user.failed_logins, user.locked_until = 0, None
+    if user.totp_enabled_at is None:
+        user.failed_logins, user.locked_until = 0, None
     from proapp.audit.services import record
 
     record(db, actor=actor, action="user.password_changed", entity="app_user", entity_id=user.id, at=now)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import unicodedata
 from datetime import datetime
 from typing import Any
 
 import pyotp
-from sqlalchemy import or_, update
+from sqlalchemy import JSON, Text, cast, literal, or_, update
 from sqlalchemy.orm import Session
 
 from proapp.accounts.models import User
@@ -55,7 +56,10 @@ def _hash(code: str) -> str:
 
 
 def _normalise(code: str) -> str:
-    return "".join(ch for ch in (code or "") if ch.isalnum()).lower()[:32]
+    """The code's ASCII letters and digits, lower case. Full-width digits (`１２３４５６`, typed on a phone in some
+    keyboards) become ASCII ones (NFKC); any other character is dropped, so a comparison never sees non-ASCII."""
+    code = unicodedata.normalize("NFKC", (code or "")[:64])
+    return "".join(ch for ch in code if ch.isascii() and ch.isalnum()).lower()[:32]
 
 
 def recovery_codes() -> list[str]:
@@ -95,11 +99,18 @@ def check(db: Session, user: User, code: str, *, vault: Any, now: datetime) -> s
                            .values(totp_last_step=step)).rowcount
         return "totp" if moved else None        # a code already used (replayed) is refused
     hashed = _hash(code)
-    remaining = list(user.recovery_codes or [])
-    if hashed not in remaining:
+    db.refresh(user, ["recovery_codes"])
+    before = list(user.recovery_codes or [])
+    if hashed not in before:
         return None
-    remaining.remove(hashed)
-    user.recovery_codes = remaining
+    remaining = [h for h in before if h != hashed]
+    # One conditional UPDATE, as for a TOTP step: it only changes the list this request read, so the same code
+    # typed in two sign-ins at the same instant works for one of them.
+    used = db.execute(update(User).where(User.id == user.id,
+                                         cast(User.recovery_codes, Text) == cast(literal(before, JSON), Text))
+                      .values(recovery_codes=remaining)).rowcount
+    if not used:
+        return None
     from proapp.audit.services import record
 
     record(db, actor=f"user:{user.email}", action="user.recovery_code_used", entity="app_user", entity_id=user.id,

@@ -59,7 +59,7 @@ def patient_audit_csv(patient_id: int) -> Response:
     count, findings = verify(s, chain=chain_of(patient.id))     # this patient's history, not the trial's
     out = io.StringIO()
     out.write(csvfiles.BOM)
-    writer = csvfiles.writer(out)
+    writer = csvfiles.writer(out, csvfiles.SEPARATORS.get(request.args.get("sep", ""), ","))   # as other CSVs
     writer.writerow(("entry", "at_utc", "actor", "action", "entity", "entity_id", "old", "new", "reason",
                      "prev_hash", "hash"))
     for e in queries.patient_audit_entries(s, patient.id):

@@ -76,6 +76,7 @@ AUDIT_ACTIONS = {
     "user.enabled": _l("Account enabled"), "user.password_changed": _l("Password changed"),
     "user.sessions_ended": _l("Sessions ended"), "user.two_factor_enabled": _l("Two-factor sign-in set up"),
     "user.two_factor_reset": _l("Two-factor sign-in reset"), "user.recovery_code_used": _l("Recovery code used"),
+    "user.password_change_refused": _l("Password change refused"),
 }
 
 

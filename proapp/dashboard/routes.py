@@ -45,7 +45,7 @@ from proapp.patients.services import (
     validate_enrolment,
 )
 from proapp.questionnaire import ulcers as ulcer_registry
-from proapp.web import int_arg
+from proapp.web import int_arg, whole_number
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 staff_route = staff_routes(bp)
@@ -164,7 +164,8 @@ def _parse_enrolment(form: dict[str, str], allowed: set[str]) -> tuple[dict[str,
             anchor = date.fromisoformat(form["anchor_date"])
         except ValueError:
             errors["anchor_date"] = _("Give the date as year-month-day, for example 2026-03-02.")
-    hour = int(form["sms_hour"]) if form["sms_hour"].isascii() and form["sms_hour"].isdigit() else -1
+    hour = whole_number(form["sms_hour"], 23)
+    hour = -1 if hour is None else hour
     if hour not in SENDING_HOURS:
         errors["sms_hour"] = _("The SMS hour must be between 8 and 20 (no SMS at night).")
     if "study_site" in errors:
@@ -266,9 +267,10 @@ def patient(patient_id: int) -> tuple[str, int]:
 
 
 def _open_occurrence(patient, form_value: str | None) -> Occurrence | None:
-    if not form_value or not (form_value.isascii() and form_value.isdigit()):
+    occurrence_id = whole_number(form_value)
+    if occurrence_id is None:
         return None
-    return queries.occurrence_of(db.session(), patient.id, int(form_value))
+    return queries.occurrence_of(db.session(), patient.id, occurrence_id)
 
 
 def _signature(kind: str):
@@ -412,7 +414,8 @@ def correct(patient_id: int, response_id: int) -> Any:
     patient = _patient_or_404(patient_id)
     r = _response_or_404(patient, response_id)
     form = {k: (request.form.get(k) or "")[:600] for k in ("item", "repeat", "value", "reason")}
-    repeat = int(form["repeat"]) if form["repeat"].isascii() and form["repeat"].isdigit() else -1
+    repeat = whole_number(form["repeat"], 999)
+    repeat = -1 if repeat is None else repeat
     s = db.session()
     try:
         signature = _signature("correction")

@@ -183,10 +183,10 @@ def responses_in_scope(db: Session, key: ApiKey, ids: list[int]) -> set[int]:
     return set(db.scalars(_joined(select(Response.id)).where(*conds, Response.id.in_(ids or [-1]))))
 
 
-def study_sites(db: Session, study_id: int) -> list[tuple[str, str]]:
-    """(code, name) of a study's sites, for the ODM AdminData."""
-    return [(site.code, site.name) for site in db.scalars(select(Site).where(Site.study_id == study_id)
-                                                           .order_by(Site.code))]
+def study_sites(db: Session, study_id: int, site_ids: list[int] | None = None) -> list[tuple[str, str]]:
+    """(code, name) of a study's sites, for the ODM AdminData (``site_ids``: only those of a restricted key)."""
+    q = select(Site).where(Site.study_id == study_id).order_by(Site.code)
+    return [(site.code, site.name) for site in db.scalars(q.where(Site.id.in_(site_ids)) if site_ids else q)]
 
 
 def acknowledge(db: Session, key: ApiKey, wanted: list[tuple[int, int]],

@@ -66,10 +66,12 @@ def _instrument(inst: Instrument, variant: str | None, features: list[str]) -> d
     }
 
 
-def data_dictionary(study: StudyDef, registry: Registry, db: Session, study_id: int) -> dict[str, Any]:
+def data_dictionary(study: StudyDef, registry: Registry, db: Session, study_id: int,
+                    site_ids: list[int] | None = None) -> dict[str, Any]:
+    """The study's data dictionary; ``site_ids``: a site-restricted key sees only its own sites."""
     oids = Oids(study)
-    sites = db.execute(select(Site.code, Site.name, Site.timezone).where(Site.study_id == study_id)
-                       .order_by(Site.code)).all()
+    q = select(Site.code, Site.name, Site.timezone).where(Site.study_id == study_id).order_by(Site.code)
+    sites = db.execute(q.where(Site.id.in_(site_ids)) if site_ids else q).all()
     return {
         "study": {"code": study.code, "version": study.version, "title": study.title, "title_fr": study.title_fr,
                   "registry_id": study.registry_id, "anchor": _text(study.anchor)},

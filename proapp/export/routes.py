@@ -124,7 +124,7 @@ def _limit() -> int:
     raw = request.args.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= MAX_LIMIT:
         raise Problem(400, "Bad Request", f"limit must be a whole number from 1 to {MAX_LIMIT}.", "bad-parameter")
     return int(raw)
 
@@ -219,7 +219,7 @@ def _labels() -> str:
 
 @bp.get("/studies/<study>/metadata")
 def metadata(study: str) -> Response:
-    _key, st = _key_for(study)
+    key, st = _key_for(study)
     _check_params({"format", "labels", "part"})
     fmt = _format()
     study_def = services.studies().get(st.code)
@@ -230,7 +230,7 @@ def metadata(study: str) -> Response:
     if fmt == "redcap":
         return _redcap_metadata(study_def, registry, part or "dictionary", _labels())
     if fmt == "odm":
-        sites = data.study_sites(db.session(), st.id)
+        sites = data.study_sites(db.session(), st.id, key.site_ids)
         body = odm.odm_metadata(study_def, registry, sites, services.now())
         _record(200, None)
         return Response(body, mimetype=_odm_media())
@@ -238,7 +238,7 @@ def metadata(study: str) -> Response:
         raise Problem(400, "Bad Request", "metadata is available as json, odm or redcap.", "bad-parameter")
     from proapp.export.dictionary import data_dictionary
 
-    body = data_dictionary(study_def, registry, db.session(), st.id)
+    body = data_dictionary(study_def, registry, db.session(), st.id, key.site_ids)
     _record(200, None)
     return Response(json.dumps(body, ensure_ascii=False), mimetype="application/json")
 
@@ -457,7 +457,10 @@ def _pairs(raw: Any) -> list[tuple[int, int]] | None:
 def acknowledgements(study: str) -> tuple[dict[str, Any], int]:
     key, _st = _key_for(study)
     _check_params(set())
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:              # JSON nested thousands deep: not a body this endpoint takes
+        body = None
     by_revision = isinstance(body, dict) and "responses" in body
     if by_revision:
         pairs = _pairs(body.get("responses"))

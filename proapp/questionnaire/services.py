@@ -248,7 +248,7 @@ class VisitQuestionnaire:
             return form.get("more", "") != flowmod.group_more(state, scr.group.code).get(str(scr.repeat), "")
         for item in scr.items:
             sent = (form.get(item.code) or "").strip()
-            if item.type == "vas" and sent.isascii() and sent.isdigit():
+            if item.type == "vas" and sent.isascii() and sent.isdigit() and len(sent) <= 9:
                 sent = str(int(sent))
             if sent != (answers.get((item.code, scr.repeat)) or ""):
                 return True
@@ -367,7 +367,7 @@ def parse_screen(screen: Screen, form: Mapping[str, str], today: date) -> tuple[
                                  else _l("Please choose an answer."))
             continue
         if item.type == "vas":
-            if not (raw.isascii() and raw.isdigit()) or int(raw) > 100:
+            if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or int(raw) > 100:
                 errors[item.code] = _l("Please enter a whole number from 0 to 100.")
                 continue
             raw = str(int(raw))

@@ -10,11 +10,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from proapp.instruments.schema import Text
+from proapp.mail import ADDRESS_RE
 
 SITE_CODE_RE = r"^[A-Z]{2,6}$"
 VISIT_CODE_RE = r"^[A-Z][A-Z0-9_]{0,19}$"
 E164_RE = r"^\+[1-9][0-9]{6,14}$"
-EMAIL_RE = r"^[^@\s]{1,64}@[^@\s]{1,189}\.[A-Za-z]{2,24}$"
+EMAIL_RE = ADDRESS_RE             # one plain address (proapp.mail)
 SEVERITIES = ("urgent", "same_day", "review")
 Severity = Literal["urgent", "same_day", "review"]
 

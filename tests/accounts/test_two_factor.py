@@ -130,3 +130,63 @@ def test_a_correction_is_signed_with_the_password_and_the_code(app):
 
         c = db.session().scalar(select(Correction))
         assert c.signature_method == "password+totp"
+
+
+def _set_password_by_link(app, smtp, email: str, kind: str, password: str = "seven otters under the bridge"):
+    from tests.accounts.test_invitations import link_in
+    from tests.alerts.conftest import worker
+
+    worker(app).account_mails()
+    path = link_in(smtp.to(email)[-1], kind)
+    client = app.test_client()
+    page = client.get(path)
+    done = client.post(path, data={"csrf_token": csrf(page.text), "password": password, "password2": password})
+    assert done.status_code == 303, done.text
+    return client, done.headers["Location"]
+
+
+def test_a_reset_link_leads_to_the_code_step_not_into_the_account(app, smtp):
+    _c, secret, codes = enrol(app, "tls@chu.test")
+    forgot = post(app.test_client(), "/staff/forgot", email="tls@chu.test")
+    assert forgot.status_code == 200
+    forgot.close()                              # the request is queued once the answer is sent
+    thief, where = _set_password_by_link(app, smtp, "tls@chu.test", "reset")
+    assert where.endswith("/staff/login/code")                  # whoever reads the mailbox has no code
+    assert thief.get("/staff/").status_code == 303
+    assert thief.get("/staff/patients").headers["Location"].startswith("/staff/login")
+    assert post(thief, "/staff/login/code", code="000000").status_code == 422       # counted like any wrong code
+    with app.app_context():
+        user = db.session().scalar(select(User).where(User.email == "tls@chu.test"))
+        assert user.failed_logins == 1
+    later(app, seconds=31)
+    assert post(thief, "/staff/login/code", code=code_at(app, secret)).status_code == 303
+    assert thief.get("/staff/").status_code == 200                # the owner, with the phone, is in
+    with app.app_context():
+        logins = db.session().scalars(select(AuditEvent).where(AuditEvent.action == "user.login")
+                                      .order_by(AuditEvent.id)).all()
+    assert logins[-1].new["second_factor"] == "totp"
+    # An invitation link of an account with two-factor sign-in: the code step too (a recovery code here).
+    from proapp.accounts import invitations
+
+    with app.app_context():
+        s = db.session()
+        invitations.queue(s, s.scalar(select(User).where(User.email == "tls@chu.test")), "invite",
+                          app.extensions["proapp.clock"].now(), actor="user:admin@chu.test")
+        s.commit()
+    client, where = _set_password_by_link(app, smtp, "tls@chu.test", "welcome", "four quiet lamps by the sea")
+    assert where.endswith("/staff/login/code") and client.get("/staff/").status_code == 303
+    assert post(client, "/staff/login/code", code=codes[3]).status_code == 303
+    assert client.get("/staff/").status_code == 200
+
+
+def test_a_reset_of_an_account_that_must_set_up_two_factor_goes_to_the_set_up_and_is_audited(app, smtp):
+    with app.app_context():                     # a coordinator: two-factor required here, not set up yet
+        uid = db.session().scalar(select(User.id).where(User.email == "tls@chu.test"))
+    post(app.test_client(), "/staff/forgot", email="tls@chu.test").close()
+    client, where = _set_password_by_link(app, smtp, "tls@chu.test", "reset")
+    assert client.get(where).headers["Location"].endswith("/staff/account/two-factor")   # set it up first
+    assert client.get("/staff/patients").headers["Location"].endswith("/staff/account/two-factor")
+    with app.app_context():
+        login = db.session().scalars(select(AuditEvent).where(AuditEvent.action == "user.login")
+                                     .order_by(AuditEvent.id.desc())).first()
+    assert login.actor == "user:tls@chu.test" and login.entity_id == str(uid)
