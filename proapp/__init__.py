@@ -136,6 +136,11 @@ def _load_definitions(app: Flask) -> None:
         problems = oid_problems(loaded.definition, registry) or Project(loaded.definition, registry).problems()
         if problems:
             raise StudyFileError(f"study file {loaded.filename}: {problems[0]}")
+    if app.config["PRODUCTION"]:
+        from proapp.export.push import insecure_endpoints
+
+        for problem in insecure_endpoints(app.extensions["proapp.studies"]):
+            raise StudyFileError(problem)
     app.extensions["proapp.phones"] = PhoneVault(app.config["PHONE_KEYS"])
     from proapp.audit.keys import AuditKeyError, parse
     from proapp.config import ConfigError

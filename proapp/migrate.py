@@ -38,6 +38,7 @@ def current_revision(engine: Engine) -> str | None:
 # triggers (only a table's owner can).
 APPEND_ONLY = ("audit_event", "audit_checkpoint")
 READ_ONLY = ("alembic_version",)
+NO_DELETE = ("audit_chain_head",)           # heads move (UPDATE), a chain never goes away
 
 
 def grant_app_role(url: str, role: str) -> list[str]:
@@ -63,7 +64,7 @@ def grant_app_role(url: str, role: str) -> list[str]:
                                        "ORDER BY tablename")).scalars().all()
             for table in tables:
                 rights = ("SELECT, INSERT" if table in APPEND_ONLY else "SELECT" if table in READ_ONLY
-                          else "SELECT, INSERT, UPDATE, DELETE")
+                          else "SELECT, INSERT, UPDATE" if table in NO_DELETE else "SELECT, INSERT, UPDATE, DELETE")
                 conn.execute(text(f'REVOKE ALL ON "{table}" FROM "{role}"'))
                 conn.execute(text(f'GRANT {rights} ON "{table}" TO "{role}"'))
                 lines.append(f"{role}: {rights} on {table}")

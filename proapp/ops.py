@@ -53,7 +53,9 @@ def _study_problems(cfg: dict[str, Any], env: Mapping[str, str]) -> list[str]:
         catalog = _catalog(cfg)
     except Exception as exc:
         return [f"the study files cannot be loaded: {exc}"]
-    out = []
+    from proapp.export.push import insecure_endpoints
+
+    out = [f"{problem}." for problem in insecure_endpoints(catalog)]
     for loaded in catalog.all():
         push = loaded.definition.edc.push
         if push is not None and not env.get(push.secret_env):

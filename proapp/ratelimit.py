@@ -10,8 +10,8 @@ import hashlib
 import time
 
 from flask import current_app
-from sqlalchemy import BigInteger, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import BigInteger, Integer, String, delete
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from proapp import db
 from proapp.db import Base, dialect_insert
@@ -58,6 +58,14 @@ def limits() -> dict[str, tuple[int, int]]:
         "login_account": (cfg["RATE_LOGIN_PER_ACCOUNT"], 900),
         "api": (cfg["RATE_API_PER_MINUTE"], 60),
     }
+
+
+def purge(db: Session, now: float) -> int:
+    """Delete the counters whose window has passed (the worker, every few minutes): a counter only matters in its
+    window, and the table would otherwise keep one row per IP address and account ever seen. The rows do not say
+    their window, so a row goes once the longest window has passed since its own began."""
+    longest = max(window for _limit, window in limits().values())
+    return db.execute(delete(RateCounter).where(RateCounter.window_start <= int(now) - longest)).rowcount
 
 
 def check(name: str, ident: str) -> int | None:

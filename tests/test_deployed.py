@@ -220,8 +220,7 @@ def deployed(database_url, instance_dir, tmp_path_factory) -> Iterator[Deploymen
             assert api_key.startswith("pk_") and "." in api_key
             d.secrets.append(api_key)
             d.api_key = api_key
-            gunicorn = d.start("gunicorn", [str(ROOT / ".venv/bin/gunicorn"), "-c", "proapp/deploy/gunicorn.conf.py",
-                                            "wsgi:app"])
+            gunicorn = d.start("gunicorn", GUNICORN)
             nginx = d.start("nginx", [NGINX, "-c", str(nginx_conf(logs, tls_port=tls_port, http_port=http_port,
                                                                   upstream=upstream, cert=cert, key=key))])
             wait_for(lambda: d.get("/healthz").status_code == 200, "gunicorn behind nginx", procs=(gunicorn, nginx))
@@ -300,6 +299,62 @@ def test_a_two_factor_account_resetting_its_password_over_https_passes_the_code_
     after_reset = [a for a, _new in mine[[a for a, _ in mine].index("user.password_reset"):]]
     assert "user.login_failed" in after_reset and "user.login" in after_reset
     assert mine[-1][0] == "user.login" and mine[-1][1]["second_factor"] == "totp"
+
+
+GUNICORN = [str(ROOT / ".venv/bin/gunicorn"), "-c", "proapp/deploy/gunicorn.conf.py", "wsgi:app"]
+APP_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy",
+               "Cross-Origin-Opener-Policy", "Permissions-Policy", "Strict-Transport-Security")
+
+
+def assert_nginx_page_is_safe(resp: requests.Response, status: int) -> None:
+    """nginx's own error page: the security headers, and no version anywhere."""
+    assert resp.status_code == status, (resp.status_code, resp.text[:200])
+    for name in APP_HEADERS:
+        assert resp.headers.get(name), (status, name)
+    assert resp.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    assert resp.headers["Server"] == "nginx" and not re.search(r"nginx/\d", resp.text)
+
+
+def test_nginx_keeps_tokens_out_of_its_logs_and_its_error_pages_safe(deployed):
+    """Issue 28, findings 4 and 13. With gunicorn down, nginx's error log would hold the request line and the
+    upstream URL of /s/<token>, /staff/reset/<token> and /staff/welcome/<token>, and a body buffered to a
+    temporary file would log them too; its own 413, 405 and 502 pages lacked the security headers and named its
+    version."""
+    import secrets
+
+    d = deployed
+    token = sms_link(d, PHONE_B).rsplit("/", 1)[1]
+    reset, welcome = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    d.secrets += [token, reset, welcome]
+    big = {"password": "x" * 40_000}                        # over nginx's body buffer: a temporary file
+    post = lambda path, **kw: requests.post(d.url + path, verify=str(d.cert), timeout=30, **kw)  # noqa: E731
+    post(f"/staff/reset/{reset}", data=big)
+    assert_nginx_page_is_safe(post("/staff/login", data=b"x" * (2 << 20)), 413)
+    assert_nginx_page_is_safe(requests.request("TRACE", d.url + "/staff/login", verify=str(d.cert), timeout=30),
+                              405)
+    own = d.get("/staff/login")                              # proapp's own headers, not doubled by nginx's
+    assert own.status_code == 200 and "script-src 'self'" in own.headers["Content-Security-Policy"]
+    assert "default-src 'none'" not in own.headers["Content-Security-Policy"]
+    assert own.headers["X-Frame-Options"] == "DENY" and own.headers["Server"] == "nginx"
+
+    gunicorn = d.procs["gunicorn"]
+    gunicorn.send_signal(signal.SIGTERM)
+    gunicorn.wait(timeout=30)
+    shutil.copy(d.logs / "gunicorn.log", d.logs / "gunicorn-before-restart.log")
+    try:
+        assert_nginx_page_is_safe(d.get(f"/s/{token}"), 502)
+        assert d.get(f"/staff/reset/{reset}").status_code == 502
+        assert post(f"/staff/welcome/{welcome}", data=big).status_code == 502
+        assert d.get("/staff/login").status_code == 502      # a path without a token is still logged
+    finally:
+        d.start("gunicorn", GUNICORN)
+        wait_for(lambda: d.get("/healthz").status_code == 200, "gunicorn again", procs=(d.procs["gunicorn"],))
+    logs = d.all_logs()
+    assert "connect() failed" in logs["proapp.error.log"] and "/staff/login" in logs["proapp.error.log"]
+    assert "/s/[redacted]" in logs["proapp.access.log"] and "/staff/reset/[redacted]" in logs["proapp.access.log"]
+    for name, text in logs.items():
+        for secret in (token, reset, welcome):
+            assert secret not in text, f"{name} holds {secret[:6]}..."
 
 
 def test_the_deployed_stack_end_to_end(deployed, browser):

@@ -142,3 +142,22 @@ def test_init_app_role_refuses_what_it_cannot_grant(runner, dialect):
     else:
         result = runner.invoke(args=["proapp", "init", "--app-role", 'x"; DROP TABLE audit_event; --'])
         assert result.exit_code != 0 and "is not a PostgreSQL role name" in result.output
+
+
+def test_check_names_a_push_endpoint_that_is_not_https(app, database_url, fake_twilio, tmp_path):
+    from proapp.studies.catalog import DATA_DIR
+
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    for path in Path(DATA_DIR).glob("*.yaml"):
+        text = path.read_text()
+        if path.name == "ADUSE.yaml":
+            text = text.replace("\nedc:\n", "\nedc:\n  push: {url: \"http://edc.example.test/in\", "
+                                "secret_env: PROAPP_EDC_SECRET_ADUSE}\n", 1)
+        (studies / path.name).write_text(text)
+    env = production_env(database_url, fake_twilio, tmp_path) | {"PROAPP_STUDIES_DIR": str(studies),
+                                                                  "PROAPP_EDC_SECRET_ADUSE": "s" * 32}
+    result = run_check(env)
+    assert result.returncode == 1
+    assert ("study ADUSE pushes responses to http://edc.example.test/in: in production the EDC endpoint must be "
+            "https://.") in result.stdout.splitlines()

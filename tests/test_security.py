@@ -73,6 +73,40 @@ def test_sms_links_are_rate_limited_per_ip_across_processes(database_url, instan
             app.extensions["proapp.engine"].dispose()
 
 
+def test_spent_rate_counters_are_purged_by_the_worker(database_url, instance_dir):
+    """Issue 28, finding 13: a counter row per IP address and account ever seen would stay for ever; the worker
+    deletes each once the longest window (15 minutes) has passed since its own began."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func, select
+
+    from proapp import db
+    from proapp.ratelimit import RateCounter
+
+    app = fresh_app(database_url)
+    try:
+        client = app.test_client()
+        for ip in ("10.0.0.1", "10.0.0.2"):
+            client.get("/s/" + "x" * 22, environ_base={"REMOTE_ADDR": ip})
+        started = datetime.fromtimestamp(time.time(), UTC)
+
+        def tick(after: timedelta) -> str:
+            result = app.test_cli_runner().invoke(args=["proapp", "tick", "--now", (started + after).isoformat()])
+            assert result.exit_code == 0, result.output
+            return result.output
+
+        def rows() -> int:
+            with app.app_context():
+                return db.session().scalar(select(func.count()).select_from(RateCounter))
+
+        assert rows() == 2
+        assert "rate_counters_purged=0" in tick(timedelta(minutes=5)) and rows() == 2
+        assert "rate_counters_purged=2" in tick(timedelta(minutes=16)) and rows() == 0
+    finally:
+        app.extensions["proapp.engine"].dispose()
+
+
 def test_sign_in_is_rate_limited_per_account(database_url, instance_dir):
     import re
 

@@ -22,28 +22,39 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from proapp.audit.keys import AuditKeys
-from proapp.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
-from proapp.audit.services import Finding
+from proapp.audit.models import AuditCheckpoint, AuditEvent
+from proapp.audit.services import Finding, signed_heads
+
+
+class HeadsNotSigned(RuntimeError):
+    """A chain's head does not carry the audit key's MAC: the trail was cut or extended outside proapp, and no
+    checkpoint may sign that state."""
 
 
 def _mac(secret: bytes, body: str) -> str:
     return hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()
 
 
-def heads(db: Session) -> dict[str, list[Any]]:
-    return {h.chain: [h.last_seq, h.last_hash] for h in db.scalars(select(AuditChainHead)
-                                                                   .order_by(AuditChainHead.chain)) if h.last_seq}
+def signed_body(keys: AuditKeys, now: datetime, current: dict[str, list[Any]], **extra: Any) -> tuple[str, str]:
+    """(body, mac) of a checkpoint naming ``current`` ({chain: [seq, hash]}) at ``now``."""
+    body = json.dumps({"v": 1, "at": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "heads": current,
+                       **extra}, sort_keys=True, separators=(",", ":"))
+    return body, _mac(keys.secret(keys.newest), body)
 
 
 def write(db: Session, keys: AuditKeys, now: datetime) -> AuditCheckpoint | None:
-    """A new checkpoint of every chain's end, unless nothing was appended since the last one."""
-    current = heads(db)
+    """A new checkpoint of every chain's end, unless nothing was appended since the last one. Refuses
+    (HeadsNotSigned) when a head is not signed with the key: a truncated or extended chain is never signed."""
+    ends, bad = signed_heads(db, keys)
+    if bad:
+        raise HeadsNotSigned("no checkpoint written: " + "; ".join(str(f) for f in bad[:5]) +
+                             (f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""))
+    current = {chain: [seq, digest] for chain, (seq, digest) in sorted(ends.items()) if seq}
     last = db.scalar(select(AuditCheckpoint).order_by(AuditCheckpoint.id.desc()).limit(1))
     if last is not None and json.loads(last.body)["heads"] == current:
         return None
-    body = json.dumps({"v": 1, "at": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "heads": current},
-                      sort_keys=True, separators=(",", ":"))
-    checkpoint = AuditCheckpoint(at=now, body=body, key_id=keys.newest, mac=_mac(keys.secret(keys.newest), body))
+    body, mac = signed_body(keys, now, current)
+    checkpoint = AuditCheckpoint(at=now, body=body, key_id=keys.newest, mac=mac)
     db.add(checkpoint)
     db.flush()
     return checkpoint

@@ -73,10 +73,13 @@ def audit_checkpoint_cmd(append_to: str | None, to_syslog: bool) -> None:
     appended since the last)."""
     from flask import current_app
 
-    from proapp.audit.checkpoints import as_line, latest, write
+    from proapp.audit.checkpoints import HeadsNotSigned, as_line, latest, write
 
-    with db.transaction() as s:
-        write(s, current_app.extensions["proapp.audit_keys"], services.now())
+    try:
+        with db.transaction() as s:
+            write(s, current_app.extensions["proapp.audit_keys"], services.now())
+    except HeadsNotSigned as exc:
+        fail(f"{exc}. Run proapp audit verify.")
     checkpoint = latest(db.session())
     if checkpoint is None:
         fail("the audit trail is empty: nothing to checkpoint")

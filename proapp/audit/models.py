@@ -1,9 +1,10 @@
 """Audit entries and the heads of their chains.
 
 Entries form one chain per patient (``patient:<id>``) and one for staff and system events (``system``); the
-entries made before chains were per patient stay as the ``legacy`` chain, verifiable as they were. Within a chain
-entries are numbered 1, 2, 3 ... (``seq``) and each one's ``hash`` covers the one before; its head row is locked
-while an entry is appended, so appends to one chain are serialised, and appends to different chains are not."""
+entries made before chains were per patient stay as the ``legacy`` chain, verifiable as they were and sealed for good
+(migration 0018). Within a chain entries are numbered 1, 2, 3 ... (``seq``) and each one's ``hash`` covers the one
+before; its head row is locked while an entry is appended, so appends to one chain are serialised, and appends to
+different chains are not."""
 
 from __future__ import annotations
 
@@ -40,19 +41,24 @@ class AuditEvent(Base):
 
 
 class AuditChainHead(Base):
-    """The last entry of each chain: locking its row serialises the appends to that chain only."""
+    """The last entry of each chain: locking its row serialises the appends to that chain only. ``mac`` signs the
+    row with the audit key (``services.head_mac``), so whoever lacks the key cannot move a head back over entries
+    cut from the chain's end, nor forward over entries added outside proapp."""
 
     __tablename__ = "audit_chain_head"
 
     chain: Mapped[str] = mapped_column(String(40), primary_key=True)
     last_seq: Mapped[int] = mapped_column(BigInteger)
     last_hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(20))
+    mac: Mapped[str] = mapped_column(String(64))
 
 
 class AuditCheckpoint(Base):
     """A signed statement of where every chain ended at one moment, written by the worker. Kept outside the
     database (``proapp audit checkpoint --append FILE``, syslog, the sponsor), it lets ``proapp audit verify
-    --checkpoints FILE`` find a history rewritten, truncated or rolled back even by someone holding the key."""
+    --checkpoints FILE`` find a history rewritten, truncated or rolled back even by someone holding the key. The
+    table is append-only (triggers, as on ``audit_event``; the app's role may only add rows)."""
 
     __tablename__ = "audit_checkpoint"
 

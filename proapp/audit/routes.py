@@ -48,21 +48,26 @@ def audit() -> str:
 
 @staff_route("/patients/<int:patient_id>/audit.csv", "read")
 def patient_audit_csv(patient_id: int) -> Response:
-    """A certified copy of one patient's audit trail: every entry with its chain hashes, the chain verified at
-    export time (X-Audit-Chain header), and the copy's own SHA-256 (X-Content-SHA256)."""
+    """A certified copy of one patient's audit trail: every entry with its chain hashes, every chain it lists
+    verified at export time (X-Audit-Chain header: the patient's own, and the sealed legacy chain when the patient's
+    history began before chains were per patient), and the copy's own SHA-256 (X-Content-SHA256)."""
     import hashlib
 
     from proapp.audit.services import chain_of, record, verify
 
     patient = patient_or_404(patient_id)
     s = db.session()
-    count, findings = verify(s, chain=chain_of(patient.id))     # this patient's history, not the trial's
+    listed = list(queries.patient_audit_entries(s, patient.id))
+    count, findings = 0, []
+    for name in sorted({chain_of(patient.id)} | {e.chain for e in listed}):   # this patient's, not the trial's
+        n, found = verify(s, chain=name)
+        count, findings = count + n, findings + found
     out = io.StringIO()
     out.write(csvfiles.BOM)
     writer = csvfiles.writer(out, csvfiles.SEPARATORS.get(request.args.get("sep", ""), ","))   # as other CSVs
     writer.writerow(("entry", "at_utc", "actor", "action", "entity", "entity_id", "old", "new", "reason",
                      "prev_hash", "hash"))
-    for e in queries.patient_audit_entries(s, patient.id):
+    for e in listed:
         writer.writerow((e.id, e.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), e.actor, e.action, e.entity, e.entity_id or "",
                          "" if e.old is None else json.dumps(e.old, sort_keys=True, ensure_ascii=False),
                          "" if e.new is None else json.dumps(e.new, sort_keys=True, ensure_ascii=False),

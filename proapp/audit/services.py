@@ -8,11 +8,16 @@ chain's last one, and chains them with HMAC-SHA-256 under the newest key of ``PR
 (hash = HMAC(key, previous hash | the entry's canonical JSON), the key's id kept with the entry). Without the
 key, an entry cannot be rewritten and its hash recomputed unnoticed.
 
-The entries written before chains were per patient form the ``legacy`` chain, hashed with plain SHA-256 as they
-were; they are verified as they were, and nothing is appended to it any more.
+Each chain's head row (where it ends) carries its own MAC under the key (``head_mac``): without the key, nobody
+can move a head back over entries cut from the chain's end, nor forward over entries added to it.
 
-``verify`` walks the chains (or one) and names every entry that was altered, removed, inserted or moved, and every
-chain cut at its end.
+The entries written before chains were per patient form the ``legacy`` chain, hashed with plain SHA-256 as they
+were (anyone can recompute such a hash). It is sealed for good: migration 0018 signed its head and wrote a
+checkpoint naming its end, and the database refuses any entry without a key id, any entry of the legacy chain and
+any change of its head. ``verify`` accepts a keyless entry only in the legacy chain, up to its signed head.
+
+``verify`` walks the chains (or one) and names every entry that was altered, removed, inserted or moved, every
+chain cut at its end and every head not signed with the key.
 """
 
 from __future__ import annotations
@@ -99,6 +104,11 @@ def keyed_hash(secret: bytes, prev_hash: str, entry: dict[str, Any]) -> str:
     return hmac.new(secret, f"{prev_hash}|{canonical(entry)}".encode(), hashlib.sha256).hexdigest()
 
 
+def head_mac(secret: bytes, chain: str, last_seq: int, last_hash: str) -> str:
+    """The MAC of a chain's head row (``head|`` keeps it apart from entry hashes and checkpoints)."""
+    return hmac.new(secret, f"head|{chain}|{int(last_seq)}|{last_hash}".encode(), hashlib.sha256).hexdigest()
+
+
 _HEAD = AuditChainHead.__table__
 _EVENTS = AuditEvent.__table__
 # Core statements: the writer runs in every transaction that records something (every answer saved).
@@ -106,7 +116,8 @@ _LOCK_HEADS = (select(_HEAD.c.chain, _HEAD.c.last_seq, _HEAD.c.last_hash)
                .where(_HEAD.c.chain.in_(bindparam("chains", expanding=True))).order_by(_HEAD.c.chain)
                .with_for_update())
 _MOVE_HEAD = (update(_HEAD).where(_HEAD.c.chain == bindparam("chain_name"))
-              .values(last_seq=bindparam("new_last_seq"), last_hash=bindparam("new_last_hash")))
+              .values(last_seq=bindparam("new_last_seq"), last_hash=bindparam("new_last_hash"),
+                      key_id=bindparam("new_key_id"), mac=bindparam("new_mac")))
 _INSERT_EVENTS = insert(_EVENTS).values({c.name: bindparam(c.name) for c in _EVENTS.columns})
 # PostgreSQL gives the id itself (the column's default is the sequence's next value).
 _INSERT_EVENTS_NO_ID = insert(_EVENTS).values({c.name: bindparam(c.name) for c in _EVENTS.columns if c.name != "id"})
@@ -116,16 +127,19 @@ def _keys() -> AuditKeys:
     return current_app.extensions["proapp.audit_keys"]
 
 
-def _lock_heads(conn: Any, chains: list[str]) -> dict[str, tuple[int, str]]:
+def _lock_heads(conn: Any, chains: list[str], keys: AuditKeys | None = None) -> dict[str, tuple[int, str]]:
     """Lock the head rows of ``chains`` (sorted: two transactions always lock in the same order, so they cannot
     deadlock) and read where each ends; new chains get their heads first. A fixed number of statements, however
     many chains (the worker's pass may queue an SMS for every patient)."""
     heads = {r.chain: (r.last_seq, r.last_hash) for r in conn.execute(_LOCK_HEADS, {"chains": chains})}
     missing = [c for c in chains if c not in heads]
     if missing:
+        keys = keys or _keys()
+        secret = keys.secret(keys.newest)
         upsert = dialect_insert(conn.dialect.name)
         conn.execute(upsert(_HEAD).on_conflict_do_nothing(),
-                     [{"chain": c, "last_seq": 0, "last_hash": GENESIS} for c in missing])
+                     [{"chain": c, "last_seq": 0, "last_hash": GENESIS, "key_id": keys.newest,
+                       "mac": head_mac(secret, c, 0, GENESIS)} for c in missing])
         heads |= {r.chain: (r.last_seq, r.last_hash) for r in conn.execute(_LOCK_HEADS, {"chains": missing})}
     return heads
 
@@ -151,7 +165,7 @@ def _write_pending(session: Session) -> None:
     for entry in pending:
         by_chain.setdefault(chain_of(entry["patient_id"]), []).append(entry)
     chains = sorted(by_chain)
-    heads = _lock_heads(conn, chains)
+    heads = _lock_heads(conn, chains, keys)
     rows, moves = [], []
     for chain in chains:
         last_seq, last_hash = heads[chain]
@@ -160,7 +174,8 @@ def _write_pending(session: Session) -> None:
             entry = {**entry, "chain": chain, "seq": last_seq, "key_id": keys.newest, "prev_hash": last_hash}
             entry["hash"] = last_hash = keyed_hash(secret, entry["prev_hash"], entry)
             rows.append(entry)
-        moves.append({"chain_name": chain, "new_last_seq": last_seq, "new_last_hash": last_hash})
+        moves.append({"chain_name": chain, "new_last_seq": last_seq, "new_last_hash": last_hash,
+                      "new_key_id": keys.newest, "new_mac": head_mac(secret, chain, last_seq, last_hash)})
     conn.execute(_MOVE_HEAD, moves)
     _insert(conn, rows)
 
@@ -251,6 +266,24 @@ def _heads(db: Session, where: Any = None) -> dict[str, tuple[int, str]]:
     return {c: (seq, h) for c, seq, h in db.execute(q if where is None else q.where(where))}
 
 
+def signed_heads(db: Session, keys: AuditKeys, where: Any = None) -> tuple[dict[str, tuple[int, str]], list[Finding]]:
+    """Where the chains end, and a finding for each head whose MAC is not the audit key's: a head moved outside
+    proapp (back over entries cut from the chain's end, or forward over entries added)."""
+    q = select(_HEAD.c.chain, _HEAD.c.last_seq, _HEAD.c.last_hash, _HEAD.c.key_id, _HEAD.c.mac)
+    heads, findings = {}, []
+    for name, seq, digest, key_id, mac in db.execute(q if where is None else q.where(where)):
+        heads[name] = (seq, digest)
+        secret = keys.secret(key_id) if key_id else None
+        if secret is None:
+            findings.append(Finding(None, f"chain {name}: its head (entry #{seq}) is signed with a key proapp does "
+                                          f"not have ({key_id or 'none'}): it was moved outside proapp, or "
+                                          "PROAPP_AUDIT_KEYS lacks an older key"))
+        elif not hmac.compare_digest(head_mac(secret, name, seq, digest), mac or ""):
+            findings.append(Finding(None, f"chain {name}: its head (entry #{seq}) does not match its signature: it "
+                                          "was moved outside proapp (entries cut from its end, or added to it)"))
+    return heads, findings
+
+
 def _missing_chains(heads: dict[str, tuple[int, str]], seen: set[str]) -> list[Finding]:
     return [Finding(None, f"chain {name} should end at its entry #{seq} but has no entries: they were removed")
             for name, (seq, _hash) in sorted(heads.items()) if name not in seen and seq]
@@ -262,10 +295,10 @@ def _verify_range(db: Session, low: str | None, high: str | None, keys: AuditKey
                          (_EVENTS.c.chain < high) if high is not None else None) if c is not None]
     head_conds = [c for c in ((_HEAD.c.chain >= low) if low is not None else None,
                               (_HEAD.c.chain < high) if high is not None else None) if c is not None]
-    heads = _heads(db, and_(true(), *head_conds))
+    heads, bad_heads = signed_heads(db, keys, and_(true(), *head_conds))
     rows = db.execute(_ROWS.where(*conds).execution_options(yield_per=5000))
     count, findings, seen = _walk(rows, heads, keys)
-    return count, findings + _missing_chains(heads, seen)
+    return count, bad_heads + findings + _missing_chains(heads, seen)
 
 
 def _verify_range_in_process(url: str, low: str | None, high: str | None,
@@ -289,10 +322,10 @@ def verify(db: Session, chain: str | None = None, keys: AuditKeys | None = None,
     checking the chains of one range of names (the chains are independent of each other)."""
     keys = keys or _keys()
     if chain is not None:
-        heads = _heads(db, _HEAD.c.chain == chain)
+        heads, bad_heads = signed_heads(db, keys, _HEAD.c.chain == chain)
         rows = db.execute(_ROWS.where(_EVENTS.c.chain == chain))
         count, findings, seen = _walk(rows, heads, keys)
-        return count, findings + _missing_chains(heads, seen)
+        return count, bad_heads + findings + _missing_chains(heads, seen)
     size = db.scalar(select(func.coalesce(func.sum(_HEAD.c.last_seq), 0))) or 0
     if processes <= 1 or size < PARALLEL_FROM or db.get_bind().dialect.name != "postgresql":
         return _verify_range(db, None, None, keys)
@@ -313,8 +346,8 @@ def verify_since(db: Session, since: dict[str, list[Any]], keys: AuditKeys | Non
     whose end moved, from the checkpoint's entry on. The entries a checkpoint names are compared with it by
     ``checkpoints.check``; everything before them is covered by their hashes."""
     keys = keys or _keys()
-    heads = _heads(db)
-    count, findings = 0, []
+    heads, findings = signed_heads(db, keys)        # every head, moved or not: one MAC per chain
+    count = 0
     for name, (head_seq, head_hash) in sorted(heads.items()):
         start_seq, start_hash = since.get(name, (0, GENESIS))
         if (head_seq, head_hash) == (int(start_seq), start_hash):

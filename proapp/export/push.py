@@ -4,7 +4,9 @@ Each response becomes a ``push_delivery`` row (unique per response and endpoint)
 API returns, signed ``X-Proapp-Signature: t=<unix time>,v1=<HMAC-SHA256 of "<t>.<body>">`` with the secret from
 the named environment variable, with ``Idempotency-Key: proapp-response-<id>-r<revision>`` (a correction is a
 new message). A 2xx is delivered; anything else (or no answer) is retried after 30 s, 60 s, 120 s ... at most an
-hour apart, until accepted."""
+hour apart, until accepted. A redirect is never followed (it would re-send the response, its signature and its
+idempotency key to another address): a 3xx is a failed delivery, shown in the delivery log. In production the
+endpoint must be ``https://`` (``insecure_endpoints``: the app refuses to start, ``proapp check`` says so)."""
 
 from __future__ import annotations
 
@@ -46,6 +48,14 @@ class PushReport:
 def signature(secret: str, timestamp: int, body: bytes) -> str:
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={mac}"
+
+
+def insecure_endpoints(catalog: StudyCatalog) -> list[str]:
+    """One sentence per study whose push endpoint is not https (refused in production)."""
+    return [f"study {loaded.definition.code} pushes responses to {loaded.definition.edc.push.url}: in production "
+            "the EDC endpoint must be https://" for loaded in catalog.all()
+            if loaded.definition.edc.push is not None
+            and not loaded.definition.edc.push.url.lower().startswith("https://")]
 
 
 def queue(db: Session, catalog: StudyCatalog, now: datetime) -> int:
@@ -119,9 +129,11 @@ def send_due(db: Session, catalog: StudyCatalog, registry: Registry, now: dateti
                         "Content-Type": "application/json", "X-Proapp-Signature": signature(secret, stamp, body),
                         # A correction is a new message: an idempotent inbox must not drop it as a repeat.
                         "Idempotency-Key": f"proapp-response-{d.response_id}-r{document['revision']}",
-                        "User-Agent": "proapp-push/1"})
+                        "User-Agent": "proapp-push/1"}, allow_redirects=False)
                     code = resp.status_code
-                    if not 200 <= code < 300:
+                    if 300 <= code < 400:
+                        error = f"HTTP {code}: a redirect, not followed (to {resp.headers.get('Location', '?')})"
+                    elif not 200 <= code < 300:
                         error = f"HTTP {code}"
                 except requests.RequestException as exc:
                     error = f"{type(exc).__name__}"

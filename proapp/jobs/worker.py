@@ -1,8 +1,8 @@
 """The worker: ``proapp worker`` (APScheduler, its own process) and ``proapp tick`` (one pass, then exit).
 
 Its jobs only call the features' services: the SMS outbox (proapp/sms/services.py), the alerts' notifications
-(proapp/alerts/notify.py), the EDC pushes (proapp/export/push.py) and the audit checkpoints. Never started by the
-web app, ``wsgi.py`` or gunicorn. Several workers may run at once:
+(proapp/alerts/notify.py), the EDC pushes (proapp/export/push.py), the audit checkpoints and the purge of spent
+rate-limit counters. Never started by the web app, ``wsgi.py`` or gunicorn. Several workers may run at once:
 claims are atomic and the send rate is shared through the database.
 """
 
@@ -155,6 +155,13 @@ class Worker:
             written = write(s, self.app.extensions["proapp.audit_keys"], services.now())
             return {"checkpoint": written.id if written is not None else 0}
 
+    def rate_counters(self) -> dict[str, int]:
+        """Rate-limit counters whose window has passed are deleted (proapp/ratelimit.py)."""
+        from proapp import ratelimit
+
+        with self.app.app_context(), db.transaction() as s:
+            return {"rate_counters_purged": ratelimit.purge(s, services.now().timestamp())}
+
     def tick(self) -> dict[str, Any]:
         """One pass of every job, as the scheduler would run them."""
         queued = self.queue()
@@ -164,7 +171,8 @@ class Worker:
         mailed = self.account_mails()
         pushed = self.push()
         checkpointed = self.checkpoint()
-        return {**queued, **checkpointed, **{f"alerts_{k}": v for k, v in alerted.items()},
+        purged = self.rate_counters()
+        return {**queued, **checkpointed, **purged, **{f"alerts_{k}": v for k, v in alerted.items()},
                 **{f"account_mails_{k}": v for k, v in mailed.items()},
                 **asdict(reconciled), **{f"sms_{k}": v for k, v in asdict(sent).items()},
                 **{f"push_{k}": v for k, v in asdict(pushed).items()}}
@@ -226,6 +234,8 @@ class Worker:
         scheduler.add_job(self._logged(self.push), "interval", seconds=send_every, id="push", next_run_time=first)
         scheduler.add_job(self._logged(self.checkpoint), "interval", id="checkpoint", next_run_time=first,
                           seconds=self.app.config["AUDIT_CHECKPOINT_SECONDS"])
+        scheduler.add_job(self._logged(self.rate_counters), "interval", seconds=300, id="rate_counters",
+                          next_run_time=first)
 
         stopping: list[int] = []
 

@@ -13,7 +13,7 @@ from sqlalchemy import delete, select, update
 from proapp import db
 from proapp.audit.checkpoints import write
 from proapp.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
-from proapp.audit.services import GENESIS, keyed_hash, record
+from proapp.audit.services import GENESIS, head_mac, keyed_hash, record
 from tests.audit.test_audit import tamper
 
 FIELDS = ("id", "at", "actor", "action", "entity", "entity_id", "patient_id", "old", "new", "reason", "chain", "seq",
@@ -63,7 +63,7 @@ def _rewrite_with_the_key(app, chain: str, keep_up_to: int, change_seq: int | No
                               .values(new=entry["new"], prev_hash=prev, hash=digest))
             prev, last = digest, e.seq
         statements.append(update(AuditChainHead).where(AuditChainHead.chain == chain)
-                          .values(last_seq=last, last_hash=prev))
+                          .values(last_seq=last, last_hash=prev, mac=head_mac(secret, chain, last, prev)))
     tamper(app, *statements)
 
 

@@ -34,7 +34,8 @@ def seed(app, start: int, count: int, patient_id: int | None) -> None:
 
     from proapp import db
     from proapp.audit.models import AuditChainHead, AuditEvent
-    from proapp.audit.services import GENESIS, chain_of, keyed_hash
+    from proapp.audit.services import GENESIS, chain_of, head_mac, keyed_hash
+    from tests.conftest import owner_engine
 
     keys = app.extensions["proapp.audit_keys"]
     secret = keys.secret(keys.newest)
@@ -64,9 +65,12 @@ def seed(app, start: int, count: int, patient_id: int | None) -> None:
                 rows = []
         if rows:
             s.execute(insert(AuditEvent), rows)
-        s.execute(AuditChainHead.__table__.delete())
-        s.execute(insert(AuditChainHead), [{"chain": c, "last_seq": v[0], "last_hash": v[1]} for c, v in heads.items()])
         s.commit()
+        with owner_engine(app.config["DATABASE_URL"]).begin() as conn:     # the app's role may not delete heads
+            conn.execute(AuditChainHead.__table__.delete())
+            conn.execute(insert(AuditChainHead), [{"chain": c, "last_seq": v[0], "last_hash": v[1],
+                                                   "key_id": keys.newest, "mac": head_mac(secret, c, *v)}
+                                                  for c, v in heads.items()])
         if s.get_bind().dialect.name == "postgresql":
             from sqlalchemy import text
 

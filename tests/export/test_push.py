@@ -27,11 +27,17 @@ class FakeEdc:
     def __init__(self):
         self.received: list[tuple[dict, dict, bytes]] = []
         self.fail_next = 0
+        self.redirect_to: str | None = None
         edc = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                if edc.redirect_to:
+                    self.send_response(307)
+                    self.send_header("Location", edc.redirect_to)
+                    self.end_headers()
+                    return
                 if edc.fail_next:
                     edc.fail_next -= 1
                     self.send_response(503)
@@ -160,3 +166,52 @@ def test_a_corrected_response_is_pushed_again(push_app, edc):
     assert body["revision"] == 1 and body["answers"]["PAIN_VAS"] == "20" and body["scores"]["PAIN"] == 20
     first_key = next(h["Idempotency-Key"] for h, b, _r in edc.received if b["id"] == body["id"] and not b["revision"])
     assert headers["Idempotency-Key"] == f"proapp-response-{body['id']}-r1" != first_key   # a new message
+
+
+def test_a_redirect_is_never_followed(push_app, edc):
+    """Issue 28, finding 6: a 307 would re-post the response, its signature and its idempotency key to another
+    address. The push stays where it was sent: a failed delivery, retried, shown in the log."""
+    from proapp.accounts.models import Role
+    from proapp.accounts.services import create_user
+    from tests.dashboard.conftest import PASSWORD, Staff
+
+    elsewhere = FakeEdc()
+    try:
+        edc.redirect_to = elsewhere.url
+        complete_diary(push_app, "ADU-TLS-001", ulcers=0)
+        report = _push(push_app)
+        assert (report.delivered, report.retried) == (0, 2)
+        assert elsewhere.received == [] and edc.received == []
+    finally:
+        elsewhere.close()
+    with push_app.app_context():
+        s = db.session()
+        rows = s.scalars(select(PushDelivery)).all()
+        assert {(r.status, r.last_status_code) for r in rows} == {("pending", 307)}
+        assert all("redirect, not followed" in r.last_error for r in rows)
+        create_user(s, email="admin@chu.test", password=PASSWORD, role=Role.ADMIN, now=datetime.now(UTC),
+                    language="en")
+        s.commit()
+    admin = Staff(push_app, None)
+    admin.login("admin@chu.test", PASSWORD, expect=303)
+    page = admin.get("/staff/deliveries").get_data(as_text=True)
+    assert "307" in page and "redirect, not followed" in page
+
+
+def test_production_refuses_a_push_endpoint_that_is_not_https(database_url, instance_dir, tmp_path, edc, monkeypatch):
+    from cryptography.fernet import Fernet
+
+    from proapp.studies.catalog import StudyFileError
+    from tests.conftest import PRODUCTION_MAIL, make_app
+
+    monkeypatch.setenv("PROAPP_EDC_SECRET_ADUSE", SECRET)
+    (tmp_path / "IMATINIB-SSC.yaml").write_text((Path(DATA_DIR) / "IMATINIB-SSC.yaml").read_text())
+    text = (Path(DATA_DIR) / "ADUSE.yaml").read_text()
+    (tmp_path / "ADUSE.yaml").write_text(text.replace(
+        "\nedc:\n", f"\nedc:\n  push: {{url: \"{edc.url}\", secret_env: PROAPP_EDC_SECRET_ADUSE}}\n", 1))
+    production = dict(ENV="production", SECRET_KEY="p" * 64, PHONE_KEYS=Fernet.generate_key().decode(),
+                      AUDIT_KEYS="k1:" + "ab" * 32, SMS_GATEWAY="twilio", TWILIO_ACCOUNT_SID="AC" + "0" * 32,
+                      TWILIO_AUTH_TOKEN="t" * 32, STUDIES_DIR=str(tmp_path), **PRODUCTION_MAIL)
+    with pytest.raises(StudyFileError, match="the EDC endpoint must be https://"):
+        make_app(database_url, **production)
+    make_app(database_url, **{**production, "ENV": "development"}).extensions["proapp.engine"].dispose()
