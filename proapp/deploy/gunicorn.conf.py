@@ -4,9 +4,12 @@ Sync workers: each request is short and holds one database connection; two or th
 is NOT started here: it is its own process (``proapp worker``)."""
 
 import multiprocessing
+import os
+import re
 
 from gunicorn.glogging import Logger
 
+from proapp import PROJECT_ROOT
 from proapp.config import env_setting  # the settings table (proapp config-table) lists these too
 
 bind = env_setting("BIND")                  # the reverse proxy (TLS) forwards here
@@ -37,3 +40,9 @@ class RedactingLogger(Logger):
 
 logger_class = RedactingLogger
 forwarded_allow_ips = env_setting("FORWARDED_ALLOW_IPS")
+# gunicorn's control socket (gunicornc) defaults to one path per user (~/.gunicorn/gunicorn.ctl): two instances
+# of one host would share it. One per instance, named after its address, in systemd's RuntimeDirectory (the
+# units set it) or else the instance folder.
+_runtime = (os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+            or str(PROJECT_ROOT / env_setting("INSTANCE_PATH")))
+control_socket = os.path.join(_runtime, "gunicorn-" + re.sub(r"[^A-Za-z0-9.]+", "_", bind) + ".ctl")

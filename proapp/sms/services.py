@@ -229,15 +229,25 @@ def cancel_unsendable(db: Session, now: datetime) -> int:
 
 
 def claim(db: Session, worker: str, now: datetime, limit: int) -> list[int]:
-    """Take up to ``limit`` due rows for this worker, atomically: no other worker can take them too."""
+    """Take up to ``limit`` due rows for this worker, atomically: no other worker can take them too. Nothing
+    while a declared restore holds the SMS (``proapp restore reconcile`` releases them)."""
+    from proapp.audit.restores import holding
+
+    if holding(db) is not None:
+        return []
     due = (select(SmsMessage.id)
            .where(SmsMessage.status == SmsStatus.PENDING, SmsMessage.due_at <= now)
            .order_by(SmsMessage.due_at, SmsMessage.id).limit(limit))
     if db.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
+    # Two statements, not UPDATE ... WHERE id IN (subquery): PostgreSQL may run a LIMIT ... SKIP LOCKED subquery
+    # once per row (a nested loop on a never-analysed table), and one claim would then take the whole backlog.
+    ids = list(db.scalars(due))
+    if not ids:
+        return []
     result = db.execute(
         update(SmsMessage)
-        .where(SmsMessage.id.in_(due.scalar_subquery()), SmsMessage.status == SmsStatus.PENDING)
+        .where(SmsMessage.id.in_(ids), SmsMessage.status == SmsStatus.PENDING)
         .values(status=SmsStatus.SENDING, claimed_by=worker, claimed_at=now, status_at=now)
         .returning(SmsMessage.id, SmsMessage.patient_id)).all()
     _audit_sms(db, [tuple(r) for r in result], SmsStatus.PENDING.value, SmsStatus.SENDING.value, now, worker=worker)
