@@ -13,9 +13,9 @@ from typing import Any
 from flask import Flask
 
 from proapp import db
-from proapp.config import env_setting, load_config
+from proapp.config import ConfigError, env_setting, load_config
 from proapp.extensions import babel, csrf
-from proapp.i18n import ensure_compiled, select_locale
+from proapp.i18n import compile_catalogues, select_locale, stale_catalogues
 from proapp.i18n import init_app as i18n_init
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(PROJECT_ROOT / "translations")
-    ensure_compiled(app.config["BABEL_TRANSLATION_DIRECTORIES"])
+    if app.config["ENV"] != "production":
+        compile_catalogues(app.config["BABEL_TRANSLATION_DIRECTORIES"])
+    elif stale := stale_catalogues(app.config["BABEL_TRANSLATION_DIRECTORIES"]):
+        # Compiled at install (.ci/setup, python -m proapp.i18n): the code's tree is read-only in production.
+        raise ConfigError(f"the compiled translations are missing or older than {', '.join(map(str, stale))}: "
+                          "run python -m proapp.i18n (or .ci/setup) when installing or upgrading.")
 
     _load_definitions(app)
     from sqlalchemy.orm import configure_mappers
@@ -90,6 +95,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from proapp.export import routes as export_routes
 
     export_routes.init_app(app)
+    from proapp.jobs import metrics
+
+    metrics.init_app(app)
 
     app.cli.add_command(load_commands())
     return app

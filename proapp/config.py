@@ -60,8 +60,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOGIN_LOCK_MINUTES", 15, "How long a locked staff account stays locked.", int),
     Setting("BEHIND_THRESHOLD", 80, "Completion percentage under which a site is highlighted as falling behind.",
             int),
-    Setting("RATE_LINK_PER_MINUTE", 30, "SMS links opened per minute from one IP address before 429 (0: no limit).",
-            int),
+    Setting("RATE_LINK_PER_MINUTE", 30, "Unknown, revoked or closed SMS links opened per minute from one network "
+            "(IPv4 /24, IPv6 /64) before its next tries get 429 (0: no limit). Working links are not counted, so "
+            "patients behind one carrier address (CGNAT) are never locked out by each other.", int),
+    Setting("RATE_LINK_PER_TOKEN", 20, "Openings of one working SMS link per minute before 429 (0: no limit).", int),
     Setting("RATE_LOGIN_PER_IP", 30, "Staff sign-in attempts per 15 minutes from one IP address (0: no limit).", int),
     Setting("RATE_LOGIN_PER_ACCOUNT", 10, "Sign-in attempts per 15 minutes for one e-mail (0: no limit).", int),
     Setting("RATE_API_PER_MINUTE", 600, "Export API requests per minute per key (0: no limit).", int),
@@ -105,6 +107,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WEB_WORKERS", None, "gunicorn's worker processes (default: 2 x cores + 1).", int),
     Setting("FORWARDED_ALLOW_IPS", "127.0.0.1", "Addresses gunicorn accepts X-Forwarded-* headers from (the "
             "reverse proxy)."),
+    Setting("LOG_FORMAT", "text", "`text` or `json`: the format of gunicorn's request log (one line per request: "
+            "time, request ID, client address, method, path without token, status, size, duration)."),
+    Setting("METRICS_ALLOW", "127.0.0.1/32,::1/128", "Networks (comma-separated) that may read `/metrics` and "
+            "`/readyz` (the Prometheus server, the load balancer); everyone else gets 404."),
+    Setting("READY_HEARTBEAT_SECONDS", 120, "`/readyz` answers 503 when no worker has beaten for this long.", int),
+    Setting("READY_STUCK_SECONDS", 900, "`/readyz` answers 503 when an outbox holds a message due for this long.",
+            int),
 )
 
 

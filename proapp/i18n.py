@@ -3,6 +3,8 @@ remembered in the session > the browser's Accept-Language > the configured defau
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import current_app, g, has_request_context, request, session
 
 from proapp.config import SUPPORTED_LANGUAGES
@@ -31,28 +33,36 @@ def use_locale(language: str) -> None:
         refresh()
 
 
-def ensure_compiled(translations_dir: str) -> None:
-    """Compile each messages.po whose .mo is missing or older, so a checkout never serves stale text.
+def stale_catalogues(translations_dir: str) -> list[Path]:
+    """The messages.po files whose compiled .mo is missing or older."""
+    out = []
+    for po in sorted(Path(translations_dir).glob("*/LC_MESSAGES/messages.po")):
+        mo = po.with_suffix(".mo")
+        if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:
+            out.append(po)
+    return out
 
-    Written to a temporary file then renamed: several processes starting at once cannot see half a file.
-    """
+
+def compile_catalogues(translations_dir: str) -> int:
+    """Compile each stale messages.po (at install: ``.ci/setup``; in development: at start-up, so a checkout
+    never serves stale text). Never at start-up in production, where the code's tree is read-only (systemd's
+    ``ProtectSystem=strict``). Written to a temporary file then renamed: several processes starting at once cannot
+    see half a file."""
     import os
     import tempfile
-    from pathlib import Path
 
     from babel.messages.mofile import write_mo
     from babel.messages.pofile import read_po
 
-    for po in Path(translations_dir).glob("*/LC_MESSAGES/messages.po"):
-        mo = po.with_suffix(".mo")
-        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
-            continue
+    stale = stale_catalogues(translations_dir)
+    for po in stale:
         with po.open("rb") as fh:
             catalog = read_po(fh)
         fd, tmp = tempfile.mkstemp(dir=po.parent, suffix=".mo.tmp")
         with os.fdopen(fd, "wb") as out:
             write_mo(out, catalog)
-        os.replace(tmp, mo)
+        os.replace(tmp, po.with_suffix(".mo"))
+    return len(stale)
 
 
 def _formatting_locale() -> str:
@@ -99,3 +109,10 @@ def init_app(app) -> None:
     """The date and number filters every template uses."""
     app.add_template_filter(day, "day")
     app.add_template_filter(number, "number")
+
+
+if __name__ == "__main__":          # python -m proapp.i18n: compile the catalogues (at install, by .ci/setup)
+    import sys
+
+    root = Path(__file__).resolve().parent.parent / "translations"
+    print(f"{compile_catalogues(str(root))} catalogue(s) compiled in {root}", file=sys.stderr)

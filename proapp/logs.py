@@ -66,4 +66,16 @@ def configure_worker_logging() -> None:
     logging.getLogger("proapp").removeHandler(default_handler)     # the root handler above writes each line once
     for name in ("apscheduler", "twilio"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("apscheduler.scheduler").addFilter(_SkippedRun())
     redact_logger(logging.getLogger())
+
+
+class _SkippedRun(logging.Filter):
+    """A job still running at its next turn (a long batch) is normal: APScheduler's WARNING "maximum number of
+    running instances reached" becomes INFO, so WARNING means something is wrong (a channel keeps failing)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and "maximum number of running instances" in record.getMessage():
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True

@@ -3,7 +3,9 @@
 from proapp.accounts.models import AccountMail, AccountToken, Role, StaffSession, User, UserScope
 from proapp.alerts.models import Alert, AlertNotification
 from proapp.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
+from proapp.audit.restores import RestoreRecord
 from proapp.export.models import Acknowledgement, ApiKey, ApiPull, PushDelivery
+from proapp.jobs.models import WorkerHeartbeat
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientEvent, PatientStatus
 from proapp.questionnaire.models import AccessLink, Answer, Correction, Response, ResponseStatus
 from proapp.ratelimit import RateCounter
@@ -34,6 +36,7 @@ __all__ = [
     "RateCounter",
     "Response",
     "ResponseStatus",
+    "RestoreRecord",
     "Role",
     "SendSlot",
     "Site",
@@ -43,4 +46,5 @@ __all__ = [
     "Study",
     "User",
     "UserScope",
+    "WorkerHeartbeat",
 ]

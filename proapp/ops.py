@@ -108,11 +108,25 @@ def _database_problems(cfg: dict[str, Any]) -> list[str]:
         if sample is not None and cfg.get("PHONE_KEYS"):
             from proapp.patients.phones import PhoneVault
 
-            try:
-                PhoneVault(cfg["PHONE_KEYS"]).decrypt(sample)
-            except Exception:
+            vault = PhoneVault(cfg["PHONE_KEYS"])
+            with engine.connect() as conn:
+                stored = conn.execute(select(PatientContact.phone_ciphertext)
+                                      .where(PatientContact.phone_ciphertext.is_not(None))).scalars().all()
+            lost = 0
+            for ciphertext in stored:
+                try:
+                    vault.decrypt(ciphertext)
+                except ValueError:
+                    lost += 1
+            if lost == len(stored):
                 out.append("PROAPP_PHONE_KEYS cannot decrypt the stored phone numbers (was the key that wrote them "
                            "removed or replaced?).")
+            elif lost:
+                # Not a refusal: the app runs for everything else; these patients are flagged for a new number
+                # when their next SMS is due (docs/operations.md, "Keys").
+                out.append(f"warning: {lost} of {len(stored)} stored phone numbers cannot be decrypted with "
+                           "PROAPP_PHONE_KEYS (a lost key): their patients get no SMS and are flagged for a new "
+                           "number; restore the key from the safe if you can.")
         return out
     finally:
         engine.dispose()

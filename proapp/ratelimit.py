@@ -10,7 +10,7 @@ import hashlib
 import time
 
 from flask import current_app
-from sqlalchemy import BigInteger, Integer, String, delete
+from sqlalchemy import BigInteger, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from proapp import db
@@ -44,6 +44,31 @@ def hit(scope: str, ident: str, limit: int, window: int, now: float | None = Non
     return None
 
 
+def peek(scope: str, ident: str, limit: int, window: int, now: float | None = None) -> int | None:
+    """Like ``hit`` without counting: the seconds to wait when ``limit`` is already used up, else None."""
+    if limit <= 0:
+        return None
+    now = time.time() if now is None else now
+    start = int(now // window * window)
+    key = hashlib.sha256(f"{scope}\x00{ident}".encode()).hexdigest()
+    with db.engine().connect() as conn:
+        row = conn.execute(select(RateCounter.window_start, RateCounter.count).where(RateCounter.key == key)).first()
+    if row is not None and row.window_start == start and row.count >= limit:
+        return max(1, start + window - int(now))
+    return None
+
+
+def network(address: str) -> str:
+    """The network an address belongs to for rate limits: IPv4 /24, IPv6 /64 (a carrier's NAT pool, a home)."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    return str(ipaddress.ip_network(f"{ip}/{24 if ip.version == 4 else 64}", strict=False))
+
+
 def _case(stmt, start: int):
     from sqlalchemy import case
 
@@ -53,7 +78,8 @@ def _case(stmt, start: int):
 def limits() -> dict[str, tuple[int, int]]:
     cfg = current_app.config
     return {
-        "link": (cfg["RATE_LINK_PER_MINUTE"], 60),
+        "link": (cfg["RATE_LINK_PER_MINUTE"], 60),              # failed openings per network
+        "link_token": (cfg["RATE_LINK_PER_TOKEN"], 60),
         "login_ip": (cfg["RATE_LOGIN_PER_IP"], 900),
         "login_account": (cfg["RATE_LOGIN_PER_ACCOUNT"], 900),
         "api": (cfg["RATE_API_PER_MINUTE"], 60),
@@ -71,3 +97,8 @@ def purge(db: Session, now: float) -> int:
 def check(name: str, ident: str) -> int | None:
     limit, window = limits()[name]
     return hit(name, ident, limit, window)
+
+
+def used_up(name: str, ident: str) -> int | None:
+    limit, window = limits()[name]
+    return peek(name, ident, limit, window)

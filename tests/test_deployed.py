@@ -520,6 +520,23 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
         assert sum(act == "api.request" for act, _ in actions) == 1 + 5 * 2 + 3  # every pull is recorded
     d.app.extensions["proapp.engine"].dispose()
 
+    # Monitoring: gunicorn answers /metrics and /readyz to this host (the scrape), nginx never to the public.
+    direct = f"http://{d.env['PROAPP_BIND']}"
+    ready = requests.get(f"{direct}/readyz", timeout=10)
+    assert ready.status_code == 200, ready.text
+    scraped = requests.get(f"{direct}/metrics", timeout=10)
+    assert scraped.status_code == 200
+    from prometheus_client.parser import text_string_to_metric_families
+
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value
+           for family in text_string_to_metric_families(scraped.text) for s in family.samples}
+    assert got[("proapp_outbox_messages", (("channel", "sms"), ("status", "delivered")))] >= 1
+    assert got[("proapp_ready", ())] == 1 and got[("proapp_alerts_open", ())] == 0
+    assert any(name == "proapp_worker_heartbeat_age_seconds" and value < 60 for (name, _), value in got.items())
+    assert sum(v for (name, labels), v in got.items() if name == "proapp_http_requests_total"
+               and ("route", "/s/<token>") in labels) >= 2       # counted across gunicorn's two processes
+    assert d.get("/metrics").status_code == 404 and d.get("/readyz").status_code == 404
+
     # No log holds a secret: link tokens, phone numbers in any form, the password, keys.
     d.stop()
     logs = d.all_logs()

@@ -101,7 +101,10 @@ def claim(db: Session, worker: str, now: datetime, limit: int = 20) -> list[int]
            .order_by(AccountMail.due_at, AccountMail.id).limit(limit))
     if db.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
-    return sorted(db.execute(update(AccountMail).where(AccountMail.id.in_(due.scalar_subquery()),
+    ids = list(db.scalars(due))           # two statements: at most ``limit`` rows whatever the plan (sms.claim)
+    if not ids:
+        return []
+    return sorted(db.execute(update(AccountMail).where(AccountMail.id.in_(ids),
                                                        AccountMail.status == "pending")
                              .values(status="sending", claimed_by=worker, claimed_at=now,
                                      attempts=AccountMail.attempts + 1)

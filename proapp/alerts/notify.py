@@ -144,8 +144,11 @@ def claim(db: Session, worker: str, now: datetime, limit: int = 50) -> list[int]
            .order_by(AlertNotification.due_at, AlertNotification.id).limit(limit))
     if db.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
+    ids = list(db.scalars(due))           # two statements: at most ``limit`` rows whatever the plan (sms.claim)
+    if not ids:
+        return []
     claimed = db.execute(update(AlertNotification)
-                         .where(AlertNotification.id.in_(due.scalar_subquery()),
+                         .where(AlertNotification.id.in_(ids),
                                 AlertNotification.status == NotificationStatus.PENDING)
                          .values(status=NotificationStatus.SENDING, claimed_by=worker, claimed_at=now,
                                  status_at=now, attempts=AlertNotification.attempts + 1)

@@ -70,11 +70,15 @@ def as_line(checkpoint: AuditCheckpoint) -> str:
                        "mac": checkpoint.mac}, separators=(",", ":"))
 
 
-def check(db: Session, lines: Iterable[str],
-          keys: AuditKeys) -> tuple[str | None, list[Finding], dict[str, list[Any]] | None]:
+def check(db: Session, lines: Iterable[str], keys: AuditKeys,
+          restored: list[str] | None = None) -> tuple[str | None, list[Finding], dict[str, list[Any]] | None]:
     """Compare the trail with the newest genuine checkpoint among ``lines``. Returns (which checkpoint, findings,
     the chains' ends it names); without a genuine one (None, findings, None). A line that is not a genuine
-    checkpoint is a finding itself."""
+    checkpoint is a finding itself. With ``restored``, what a declared restore explains goes there instead
+    (proapp/audit/restores.py)."""
+    from proapp.audit.restores import explaining, genuine
+
+    declared = genuine(db, keys) if restored is not None else []
     findings: list[Finding] = []
     newest: tuple[str, dict[str, list[Any]]] | None = None
     for n, line in enumerate((ln for ln in lines if ln.strip()), 1):
@@ -106,7 +110,9 @@ def check(db: Session, lines: Iterable[str],
             .where(tuple_(AuditEvent.chain, AuditEvent.seq).in_(chunk)))}
     for chain, (seq, expected) in sorted(ends.items()):
         got = found.get((chain, int(seq)))
-        if got is None:
+        if got != expected and restored is not None and (why := explaining(declared, chain, int(seq))):
+            restored.append(why)
+        elif got is None:
             findings.append(Finding(None, f"chain {chain}: its entry #{seq}, in {name}, is missing: the chain was "
                                           "truncated or rolled back"))
         elif got != expected:

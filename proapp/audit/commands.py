@@ -42,9 +42,11 @@ def audit_verify_cmd(checkpoints_file: str | None, since_checkpoint: bool, proce
         if newest is None:
             fail("no checkpoint yet: run proapp audit verify without --since-checkpoint")
         lines = [as_line(newest)]
-    compared, findings, since = None, [], None
+    compared, findings, since, restored = None, [], None, []
     if lines:
-        compared, findings, since = check(s, lines, keys)
+        compared, findings, since = check(s, lines, keys, restored)
+    for line in restored:           # declared restores (proapp restore declare), told apart from tampering
+        click.echo(f"RESTORED: {line}")
     if since_checkpoint:
         if since is None:
             for finding in findings:
@@ -61,7 +63,8 @@ def audit_verify_cmd(checkpoints_file: str | None, since_checkpoint: bool, proce
         raise SystemExit(1)
     scope = f"{count} entries appended since {compared}" if since_checkpoint else f"{count} entries"
     click.echo(f"audit trail intact: {scope}, chains verified" +
-               (f"; matches {compared}" if compared and not since_checkpoint else ""))
+               (f"; matches {compared}" if compared and not since_checkpoint else "") +
+               (f" but for {len(restored)} chain(s) rolled back by a declared restore" if restored else ""))
 
 
 @audit_group.command("checkpoint")

@@ -92,13 +92,15 @@ def send_due(db: Session, catalog: StudyCatalog, registry: Registry, now: dateti
              limit: int = 100, env: dict[str, str] | None = None) -> PushReport:
     env = os.environ if env is None else env
     report = PushReport()
+    due = (select(PushDelivery.id).where(PushDelivery.status == PENDING, PushDelivery.next_at <= now)
+           .order_by(PushDelivery.next_at, PushDelivery.id).limit(limit))
+    if db.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    ids = list(db.scalars(due))           # two statements: at most ``limit`` rows whatever the plan (sms.claim)
     claimed = list(db.scalars(
-        update(PushDelivery)
-        .where(PushDelivery.id.in_(select(PushDelivery.id).where(PushDelivery.status == PENDING,
-                                                                 PushDelivery.next_at <= now)
-                                   .order_by(PushDelivery.next_at, PushDelivery.id).limit(limit).scalar_subquery()),
-               PushDelivery.status == PENDING, PushDelivery.next_at <= now)
-        .values(next_at=now + LEASE).returning(PushDelivery.id)))
+        update(PushDelivery).where(PushDelivery.id.in_(ids), PushDelivery.status == PENDING,
+                                   PushDelivery.next_at <= now)
+        .values(next_at=now + LEASE).returning(PushDelivery.id))) if ids else []
     db.commit()
     session = requests.Session()
     for delivery_id in claimed:

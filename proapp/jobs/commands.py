@@ -52,3 +52,58 @@ def worker_cmd() -> None:
 
     configure_worker_logging()
     _worker().run_forever(reconcile_every=current_app.config["SMS_RECONCILE_SECONDS"])
+
+
+@proapp_cli.group("restore")
+def restore_group() -> None:
+    """After putting the database back from a backup (docs/operations.md, "Restoring")."""
+
+
+@restore_group.command("declare")
+@click.option("--backup", required=True, help="Which backup was restored (its file name).")
+@click.option("--by", "by", required=True, help="Who restored it (name or e-mail).")
+def restore_declare_cmd(backup: str, by: str) -> None:
+    """Record the restore, signed with the audit key, and hold the patients' SMS until reconciled. Run it right
+    after the restore, before starting the worker."""
+    from flask import current_app
+
+    from proapp import db, services
+    from proapp.audit.restores import declare
+
+    with db.transaction() as s:
+        row = declare(s, current_app.extensions["proapp.audit_keys"], services.now(), by=by, backup=backup)
+        click.echo(f"restore {row.id} declared: SMS held until proapp restore reconcile")
+
+
+@restore_group.command("reconcile")
+@click.option("--by", "by", required=True, help="Who reconciles (name or e-mail).")
+def restore_reconcile_cmd(by: str) -> None:
+    """Compare the outbox with the SMS gateway's log since the backup: what went out after it is marked sent (its
+    link works again) and never sent twice; then release the SMS."""
+    from flask import current_app
+
+    from proapp import db, services
+    from proapp.audit.restores import backup_time, holding, release
+    from proapp.sms.gateways import from_config
+    from proapp.sms.restore import reconcile_after_restore
+    from proapp.sms.services import SmsSettings
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    gateway = from_config(app.config, app.instance_path)
+    with db.transaction() as s:
+        row = holding(s)
+        if row is None:
+            fail("no declared restore holds the SMS (proapp restore declare first)")
+        taken = backup_time(s)
+        now = services.now()
+        # From a claim lease before the backup's newest entry: an SMS in flight while the dump ran is found too.
+        since = (taken or now) - SmsSettings.from_config(app.config).claim_lease
+        result = reconcile_after_restore(s, gateway, services.phone_vault(), since, now)
+        details = {"found": result.found, "links": result.links, "released": result.released,
+                   "patients": result.patients, "unmatched": len(result.unmatched)}
+        release(s, row, now, by, details)
+    click.echo(f"restore {row.id} reconciled: {result.found} SMS sent after the backup found at the gateway "
+               f"(not sent again, {result.links} links working again), {result.released} claims released, "
+               f"{len(result.unmatched)} messages at the gateway unmatched; SMS released")
+    for sid in result.unmatched:
+        click.echo(f"unmatched at the gateway: {sid}")

@@ -44,6 +44,8 @@ class SendReport:
 
 
 STOP_CHECK_SECONDS = 0.2          # how soon the worker notices SIGTERM / SIGINT
+HEARTBEAT_SECONDS = 15            # /readyz wants a beat within PROAPP_READY_HEARTBEAT_SECONDS
+FAILING_RUNS = 3                  # runs in a row with failures only before a WARNING
 
 
 class Worker:
@@ -162,8 +164,20 @@ class Worker:
         with self.app.app_context(), db.transaction() as s:
             return {"rate_counters_purged": ratelimit.purge(s, services.now().timestamp())}
 
+    def beat(self) -> None:
+        """Tell ``/readyz`` and ``/metrics`` this worker is alive (one row per worker, its last beat)."""
+        from proapp.db import dialect_insert
+        from proapp.jobs.models import WorkerHeartbeat
+
+        with self.app.app_context(), db.transaction() as s:
+            now = services.now()
+            insert = dialect_insert(s.get_bind().dialect.name)
+            stmt = insert(WorkerHeartbeat).values(worker=self.id[:80], started_at=now, beat_at=now)
+            s.execute(stmt.on_conflict_do_update(index_elements=["worker"], set_={"beat_at": now}))
+
     def tick(self) -> dict[str, Any]:
         """One pass of every job, as the scheduler would run them."""
+        self.beat()
         queued = self.queue()
         reconciled = self.reconcile()
         sent = self.send_due()
@@ -236,6 +250,8 @@ class Worker:
                           seconds=self.app.config["AUDIT_CHECKPOINT_SECONDS"])
         scheduler.add_job(self._logged(self.rate_counters), "interval", seconds=300, id="rate_counters",
                           next_run_time=first)
+        scheduler.add_job(self._logged(self.beat), "interval", seconds=HEARTBEAT_SECONDS, id="beat",
+                          next_run_time=first)
 
         stopping: list[int] = []
 
@@ -262,15 +278,24 @@ class Worker:
             log.info("worker %s stopped", self.id)
 
     def _logged(self, job):
+        failing = [0]                   # runs in a row in which the job's channel only failed
+
         def run() -> None:
             try:
                 result = job()
             except Exception:
                 log.exception("worker %s: job %s failed; it runs again at its next turn", self.id, job.__name__)
                 return
-            busy = result.claimed if isinstance(result, SendReport) else \
-                any(asdict(result).values()) if is_dataclass(result) else any(result.values())
-            if busy:
+            if result is None:
+                return
+            values = asdict(result) if is_dataclass(result) else dict(result)
+            if any(values.values()):
                 log.info("worker %s: %s %s", self.id, job.__name__, result)
+            went = sum(values.get(k, 0) for k in ("accepted", "sent", "delivered"))
+            failed = sum(values.get(k, 0) for k in ("retry", "failed", "unknown", "retried"))
+            failing[0] = failing[0] + 1 if failed and not went else 0 if went or not failed else failing[0]
+            if failing[0] >= FAILING_RUNS:          # a channel down (SMTP, Twilio, the EDC): someone must look
+                log.warning("worker %s: %s keeps failing (%d runs in a row without a success): %s", self.id,
+                            job.__name__, failing[0], result)
         run.__name__ = job.__name__
         return run

@@ -45,7 +45,10 @@ def open_link(token: str) -> WResponse | tuple[str, int]:
     from proapp import ratelimit
     from proapp.web import too_many_requests
 
-    wait = ratelimit.check("link", request.remote_addr or "")
+    # Guessing is throttled per network (IPv4 /24, IPv6 /64) on the links that do not work; a working link is
+    # limited per link, never by the address many patients of one mobile carrier share (CGNAT).
+    net = ratelimit.network(request.remote_addr or "")
+    wait = ratelimit.used_up("link", net) or ratelimit.check("link_token", token)    # stored hashed
     if wait:
         return too_many_requests(wait)
     s = db.session()
@@ -53,6 +56,7 @@ def open_link(token: str) -> WResponse | tuple[str, int]:
     if state is answering.LinkState.INVALID or link is None:
         revoked = link.id if link is not None and link.revoked_at is not None else None
         s.rollback()
+        ratelimit.check("link", net)
         return _invalid(revoked)
     s.commit()
     session.clear()

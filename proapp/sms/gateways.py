@@ -69,6 +69,18 @@ class Gateway(Protocol):
 
     def fetch(self, sid: str) -> Found | None: ...
 
+    def sent_since(self, to: str, since: datetime) -> list[Sent]: ...
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A message the gateway's log holds (after a restore, what went out since the backup)."""
+
+    sid: str
+    body: str
+    provider_status: str
+    created: datetime
+
 
 class ConsoleGateway:
     """Logs each SMS and appends it to a JSON-lines file in the instance folder (read by ``/dev/sms``)."""
@@ -99,6 +111,11 @@ class ConsoleGateway:
 
     def fetch(self, sid: str) -> Found | None:
         return next((Found(sid, "delivered") for e in self.entries() if e.get("sid") == sid), None)
+
+    def sent_since(self, to: str, since: datetime) -> list[Sent]:
+        to_sha = hashlib.sha256(to.encode()).hexdigest()
+        return [Sent(e["sid"], e["body"], "delivered", datetime.fromisoformat(e["at"])) for e in self.entries()
+                if e.get("to_sha256") == to_sha and datetime.fromisoformat(e["at"]) >= since]
 
 
 class TwilioGateway:
@@ -166,6 +183,15 @@ class TwilioGateway:
             if msg.body is not None and body_hash(msg.body) == body_sha256:
                 return Found(msg.sid, msg.status, msg.error_code)
         return None
+
+    def sent_since(self, to: str, since: datetime) -> list[Sent]:
+        """Twilio's message log for ``to`` since ``since`` (its own date filter is by day; this one is exact)."""
+        out = []
+        for msg in self._client().messages.list(to=to, date_sent_after=since, page_size=100):
+            created = msg.date_created or msg.date_sent
+            if msg.body is not None and created is not None and created >= since:
+                out.append(Sent(msg.sid, msg.body, msg.status, created))
+        return out
 
     def fetch(self, sid: str) -> Found | None:
         from twilio.base.exceptions import TwilioRestException

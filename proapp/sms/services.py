@@ -229,15 +229,25 @@ def cancel_unsendable(db: Session, now: datetime) -> int:
 
 
 def claim(db: Session, worker: str, now: datetime, limit: int) -> list[int]:
-    """Take up to ``limit`` due rows for this worker, atomically: no other worker can take them too."""
+    """Take up to ``limit`` due rows for this worker, atomically: no other worker can take them too. Nothing
+    while a declared restore holds the SMS (``proapp restore reconcile`` releases them)."""
+    from proapp.audit.restores import holding
+
+    if holding(db) is not None:
+        return []
     due = (select(SmsMessage.id)
            .where(SmsMessage.status == SmsStatus.PENDING, SmsMessage.due_at <= now)
            .order_by(SmsMessage.due_at, SmsMessage.id).limit(limit))
     if db.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
+    # Two statements, not UPDATE ... WHERE id IN (subquery): PostgreSQL may run a LIMIT ... SKIP LOCKED subquery
+    # once per row (a nested loop on a never-analysed table), and one claim would then take the whole backlog.
+    ids = list(db.scalars(due))
+    if not ids:
+        return []
     result = db.execute(
         update(SmsMessage)
-        .where(SmsMessage.id.in_(due.scalar_subquery()), SmsMessage.status == SmsStatus.PENDING)
+        .where(SmsMessage.id.in_(ids), SmsMessage.status == SmsStatus.PENDING)
         .values(status=SmsStatus.SENDING, claimed_by=worker, claimed_at=now, status_at=now)
         .returning(SmsMessage.id, SmsMessage.patient_id)).all()
     _audit_sms(db, [tuple(r) for r in result], SmsStatus.PENDING.value, SmsStatus.SENDING.value, now, worker=worker)
@@ -283,6 +293,12 @@ def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings
                 out.postponed += 1
             continue
         # A staff resend kills every earlier link; a scheduled reminder leaves the invitation's link working.
+        try:
+            phone = vault.decrypt(contact.phone_ciphertext)
+        except ValueError:                   # the key that wrote it is gone: the number must be asked again
+            _number_lost(db, msg, now)
+            out.cancelled += 1
+            continue
         resend = msg.kind.startswith(RESEND)
         token, link = new_link(db, occ, now, revoke_previous=resend)
         text_kind = ("invitation" if msg.kind == INVITATION or resend
@@ -292,7 +308,7 @@ def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings
         msg.attempts += 1
         msg.language, msg.gateway, msg.access_link_id = patient.language, gateway, link.id
         msg.body_sha256, msg.body_length = body_hash(body), len(body)
-        out.outgoing.append(Outgoing(msg.id, vault.decrypt(contact.phone_ciphertext), body,
+        out.outgoing.append(Outgoing(msg.id, phone, body,
                                      f"{settings.public_url}/sms/status/{msg.id}"))
     db.flush()
     return out
@@ -399,20 +415,35 @@ def apply_provider_status(db: Session, msg: SmsMessage, sid: str, raw_status: st
     return True
 
 
+KEY_LOST = "the phone key that encrypted this number is missing from PROAPP_PHONE_KEYS: ask the patient again"
+
+
+def _number_lost(db: Session, msg: SmsMessage, now: datetime) -> None:
+    """A number no configured key can read: the patient is flagged for a new number, their SMS wait no more, the
+    worker goes on with everyone else (docs/operations.md, "Keys")."""
+    log.warning("SMS %s: the phone number of patient %s cannot be decrypted with PROAPP_PHONE_KEYS (a lost key?); "
+                "the patient is flagged for a new number", msg.id, msg.patient_id)
+    _set(msg, SmsStatus.CANCELLED, now, cancel_reason="number_unusable", claimed_by=None, claimed_at=None)
+    _flag_unusable(db, msg, now, KEY_LOST, "phone key missing")
+
+
 def _maybe_unusable(db: Session, msg: SmsMessage, error_code: int | None, now: datetime) -> None:
     if error_code not in UNUSABLE_CODES:
         return
+    _flag_unusable(db, msg, now, UNUSABLE_CODES[error_code], f"Twilio error {error_code}")
+
+
+def _flag_unusable(db: Session, msg: SmsMessage, now: datetime, why: str, short: str) -> None:
     contact = db.get(PatientContact, msg.patient_id)
     if contact is not None and contact.usable:
-        contact.usable, contact.unusable_reason, contact.updated_at = False, UNUSABLE_CODES[error_code], now
+        contact.usable, contact.unusable_reason, contact.updated_at = False, why[:200], now
         db.add(PatientEvent(patient_id=msg.patient_id, at=now, actor="system:sms", action="phone_unusable",
-                            reason=f"Twilio error {error_code}: {UNUSABLE_CODES[error_code]}",
-                            details={"sms_message_id": msg.id}))
+                            reason=f"{short}: {why}", details={"sms_message_id": msg.id}))
         from proapp.audit.services import record
 
         record(db, actor="system:sms", action="patient.phone_unusable", entity="patient_contact",
                entity_id=msg.patient_id, patient_id=msg.patient_id, old={"usable": True}, new={"usable": False},
-               reason=f"Twilio error {error_code}", at=now)
+               reason=short, at=now)
     done = db.execute(update(SmsMessage).where(SmsMessage.patient_id == msg.patient_id,
                                                SmsMessage.status.in_(WAITING))
                       .values(status=SmsStatus.CANCELLED, cancel_reason="number_unusable", status_at=now)

@@ -55,6 +55,7 @@ class FakeTwilio:
         self.refuse: dict[str, int] = {}              # number -> Twilio error code at create (21610, 21614...)
         self.delay = 0.0                              # added to every answer
         self.deliver_on_lookup = True                 # a message looked up later reads "delivered", as at Twilio
+        self.now = lambda: datetime.now(UTC)           # when a message is taken (a test may follow the app's clock)
         self._lock = threading.Lock()
         self._seq = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -111,7 +112,7 @@ class FakeTwilio:
             self._seq += 1
             sid = f"SM{self._seq:032x}"
             msg = FakeMessage(sid, to, form.get("From"), form.get("MessagingServiceSid"), form["Body"],
-                              form.get("StatusCallback"))
+                              form.get("StatusCallback"), created=self.now())
             self.messages[sid] = msg
         return 201, msg.resource()
 
