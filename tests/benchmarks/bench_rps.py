@@ -2,7 +2,7 @@
 with the plain implementation of the same request (tests/benchmarks/plain_app.py: Flask, Flask-WTF, SQLAlchemy
 Core) in interleaved rounds of one run, with the server CPU each request costs (the workers and their PostgreSQL
 backends). Goals on PostgreSQL: GET >= 0.6x the plain GET, POST (answer, navigation state, audit entry) >= 0.45x the
-plain POST; ``--smoke`` (the test suite) fails when a ratio falls below half its goal. Loopback only, bounded.
+plain POST; ``--smoke`` (the test suite) fails when the CPU ratio falls below half its goal. Loopback only, bounded.
 Run: .venv/bin/python -m tests.benchmarks.bench_rps [--seconds 10] [--clients 4] [--rounds 3]
 [--database-url postgresql://...] [--smoke]"""
 
@@ -191,7 +191,9 @@ def run(args: argparse.Namespace, database_url: str) -> list[str]:
                                                           ready_path="/q/x"), "bench_plain", url),
                "proapp": Server(app_port, start_gunicorn("wsgi:app", app_port, env), "bench_proapp", url)}
     rates: dict[str, list[float]] = {"plain GET": [], "proapp GET": [], "plain POST": [], "proapp POST": []}
-    costs: dict[str, list[float]] = {name: [] for name in rates}
+    costs: dict[str, list[float]] = {name: [] for name in rates}        # CPU seconds per request, each round
+    cpu: dict[str, float] = dict.fromkeys(rates, 0.0)                   # CPU seconds and requests, all rounds
+    served: dict[str, float] = dict.fromkeys(rates, 0.0)
     try:
         # Each client is a patient of its own (proapp) or a row of its own (plain), as real patients are; each
         # alternates two values, so every POST changes the stored answer: the real autosave (answer written,
@@ -219,6 +221,8 @@ def run(args: argparse.Namespace, database_url: str) -> list[str]:
                 rate, cost = measure(servers[side], method, clients[name], args.seconds)
                 rates[name].append(rate)
                 costs[name].append(cost)
+                cpu[name] += cost * rate * args.seconds
+                served[name] += rate * args.seconds
         saves = audit_count(url) - before
     finally:
         for server in servers.values():
@@ -232,19 +236,20 @@ def run(args: argparse.Namespace, database_url: str) -> list[str]:
     for kind, goal in GOALS.items():
         plain_r, app_r = rates[f"plain {kind}"], rates[f"proapp {kind}"]
         ratios = [a / p for a, p in zip(app_r, plain_r, strict=True)]
-        plain_c, app_c = costs[f"plain {kind}"], costs[f"proapp {kind}"]
-        by_cpu = [p / a for a, p in zip(app_c, plain_c, strict=True) if a > 0]
         print(f"{kind:<5} plain {median(plain_r):7.0f} req/s  proapp {median(app_r):7.0f} req/s  "
               f"ratio {median(ratios):.2f} (goal >= {goal}; rounds: {', '.join(f'{r:.2f}' for r in ratios)})")
-        print(f"      server CPU per request (workers and their database backends): plain "
-              f"{1000 * median(plain_c):.2f} ms, proapp {1000 * median(app_c):.2f} ms: ratio {median(by_cpu):.2f} "
+        by_cpu = [p / a for a, p in zip(costs[f"proapp {kind}"], costs[f"plain {kind}"], strict=True) if a > 0]
+        plain_c, app_c = (cpu[f"{side} {kind}"] / max(1.0, served[f"{side} {kind}"])
+                          for side in ("plain", "proapp"))
+        cpu_ratio = plain_c / app_c if app_c else 0.0
+        print(f"      server CPU per request (workers and their database backends), all rounds: plain "
+              f"{1000 * plain_c:.2f} ms, proapp {1000 * app_c:.2f} ms: ratio {cpu_ratio:.2f} "
               f"(rounds: {', '.join(f'{r:.2f}' for r in by_cpu)})")
-        # The gate: a fall like the one of issue 29 (the GET at 0.25) fails; a busy machine does not. The median of
-        # interleaved rounds, and the better of the two measures: the rate ratio drifts towards 1 when the machine
-        # is saturated (both sides wait alike), the CPU ratio does not; a noisy round moves one of them, not both.
-        best = max(median(ratios), median(by_cpu) if by_cpu else 0.0)
-        if best < goal / 2:
-            falls.append(f"{kind}: ratio {best:.2f} below half its goal ({goal / 2:.3g})")
+        # The gate is the CPU ratio over all rounds: on a saturated machine the rate ratio drifts towards 1 (both
+        # sides wait alike; the fall of issue 29 read 0.45 by rate and 0.29 by CPU on a busy day), the CPU a request
+        # costs does not; summed over the rounds, the clock's ticks (10 ms) do not matter.
+        if cpu_ratio < goal / 2:
+            falls.append(f"{kind}: CPU ratio {cpu_ratio:.2f} below half its goal ({goal / 2:.3g})")
     print(f"{posts:,} proapp answer POSTs, {saves:,} answer changes stored with their audit entries")
     # Each measurement starts a client's values afresh, so its first POST may repeat the value its last POST of the
     # measurement before stored (no change: nothing to store); every other POST must store a change.
