@@ -204,6 +204,11 @@ class Instrument(_Strict):
     groups: list[Group] = Field(default_factory=list)
     derived: list[Derived] = Field(default_factory=list)
 
+    def __hash__(self) -> int:
+        """By code and version (the fields hold lists and dicts), so that functions of an instrument can be cached
+        (``functools.lru_cache``: the questionnaire's screens); equality stays pydantic's, field by field."""
+        return hash((self.code, self.version))
+
     @field_validator("languages")
     @classmethod
     def _both_languages(cls, v: dict[str, LanguageStatus]) -> dict[str, LanguageStatus]:

@@ -3,13 +3,18 @@
 A screen shows one question, or the items an instrument file groups on one screen (the HAQ aids and help
 checklists). Branching follows ``show_if``; a repeating group (new ulcers) shows its screens for each repeat
 followed by "another one?", up to its maximum; a registry group (the ulcers followed until they heal) shows them
-for each ulcer the context names. Computed afresh on every request: a few dozen items.
+for each ulcer the context names.
+
+Every page and answer asks for the screens, so an instrument's screens are computed once per combination of what
+they depend on (``functools.lru_cache``): the answers its conditions read, its groups' "another one?" answers, the
+study's features, the situations and the ulcers followed. A hypothesis test compares with fresh computation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from proapp.instruments import Instrument, Item
@@ -96,8 +101,54 @@ def group_more(state: Mapping[str, Any] | None, group: str) -> dict[str, str]:
     return dict(((state or {}).get("groups") or {}).get(group, {}).get("more", {}))
 
 
+@lru_cache(maxsize=256)
+def _condition_refs(inst: Instrument) -> frozenset[str]:
+    """The items whose answers an instrument's ``show_if`` conditions read (of its items and its groups)."""
+    refs = {ref for item in inst.items for ref in (item.show_if or {})}
+    return frozenset(refs | {ref for group in inst.groups for ref in (group.show_if or {})})
+
+
+# What an instrument's screens depend on, as immutable values: the key of the memo.
+_MoreKey = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+_UlcersKey = tuple[tuple[KnownUlcer, ...], tuple[int, ...]] | None
+
+
+def _more_key(inst: Instrument, state: Mapping[str, Any] | None) -> _MoreKey:
+    return tuple((g.code, tuple(sorted(group_more(state, g.code).items()))) for g in inst.groups
+                 if not g.repeats_from)
+
+
+def _context_key(context: Context) -> tuple[frozenset[str], frozenset[str], _UlcersKey]:
+    u = context.ulcers
+    return context.features, context.situations, None if u is None else (u.known, u.unconfirmed)
+
+
+def _context_of(features: frozenset[str], situations: frozenset[str], ulcers: _UlcersKey) -> Context:
+    """The part of a context the screens read, back from the memo's key (the registry's other fields, its
+    classification and numbering, do not change which screens are shown)."""
+    return Context(features, situations, None if ulcers is None else UlcerContext(ulcers[0], ulcers[1]))
+
+
+def _state_of(more: _MoreKey) -> dict[str, Any]:
+    return {"groups": {group: {"more": dict(pairs)} for group, pairs in more}}
+
+
 def instrument_screens(inst: Instrument, answers: Answers, state: Mapping[str, Any] | None,
                        context: Context = NO_CONTEXT) -> list[Screen]:
+    """The screens the patient sees, in order, for these answers, navigation state and context."""
+    refs = _condition_refs(inst)
+    read = tuple(sorted((key, value) for key, value in answers.items() if key[0] in refs))
+    return list(_memo_screens(inst, read, _more_key(inst, state), *_context_key(context)))
+
+
+@lru_cache(maxsize=4096)
+def _memo_screens(inst: Instrument, read: tuple[tuple[AnswerKey, str], ...], more: _MoreKey,
+                  features: frozenset[str], situations: frozenset[str], ulcers: _UlcersKey) -> tuple[Screen, ...]:
+    return tuple(_compute_screens(inst, dict(read), _state_of(more), _context_of(features, situations, ulcers)))
+
+
+def _compute_screens(inst: Instrument, answers: Answers, state: Mapping[str, Any] | None,
+                     context: Context = NO_CONTEXT) -> list[Screen]:
     screens: list[Screen] = []
     done_groups: set[str] = set()
     i = 0
@@ -195,8 +246,14 @@ def progress_steps(inst: Instrument, state: Mapping[str, Any] | None, context: C
     """An instrument's steps whatever the answers: every branch counted (a question an answer skips is passed over,
     forward), an asked group one step, each ulcer followed one step per question. So the count a patient sees never
     goes back and its total never changes while they answer."""
-    screens = instrument_screens(inst, _AllBranches(), state, context)
-    return list(dict.fromkeys(step_of(s) for s in screens))
+    return list(_memo_steps(inst, _more_key(inst, state), *_context_key(context)))
+
+
+@lru_cache(maxsize=1024)
+def _memo_steps(inst: Instrument, more: _MoreKey, features: frozenset[str], situations: frozenset[str],
+                ulcers: _UlcersKey) -> tuple[str, ...]:
+    screens = _compute_screens(inst, _AllBranches(), _state_of(more), _context_of(features, situations, ulcers))
+    return tuple(dict.fromkeys(step_of(s) for s in screens))
 
 
 def build_flow(instruments: list[Instrument], answers: Mapping[str, Answers],

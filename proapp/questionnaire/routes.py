@@ -217,6 +217,9 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
             db.session().rollback()
             return render_template("questionnaire/message.html", kind="closed"), 410
         if not errors:
+            # Whether the answer needs the study team at once, read in the save's transaction: after its commit the
+            # request reads nothing (on SQLite a read then would begin a writer's transaction to no purpose).
+            tells_patient = _newly_tells_patient(visit_q, answers_before)
             db.session().commit()
             flow = visit_q.flow()
             nxt = flowmod.first_unanswered(flow, visit_q.answers, visit_q.states)
@@ -227,7 +230,7 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
                 idx = next((i for i, s in enumerate(flow) if s.key == key), None)
                 following = flow[idx + 1] if idx is not None and idx + 1 < len(flow) else None
                 target_key = (following if following and not from_review else nxt).key
-            if _newly_tells_patient(visit_q, answers_before):
+            if tells_patient:
                 return redirect(url_for("questionnaire.call", next=target_key), code=303)
             if target_key == "review":
                 return redirect(url_for("questionnaire.review"), code=303)

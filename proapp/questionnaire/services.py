@@ -123,6 +123,7 @@ class Visit:
     language: str
     timezone: str
     patient_status: PatientStatus
+    ulcer_version: ulcer_registry.RegistryVersion = (0, 0, 0)     # the patient's ulcer registry, as read
 
     def is_open(self, now: datetime) -> bool:
         return window_is_open(self.status, self.window_opens_at, self.window_closes_at, now)
@@ -155,7 +156,8 @@ _VISIT = (
            Patient.timezone, Patient.status.label("patient_status"),
            Response.id.label("response_id"), Response.instrument_code, Response.instrument_version,
            Response.status.label("response_status"), Response.flow_state, Response.scores,
-           Answer.item_code, Answer.repeat_index, Answer.value.label("answer_value"))
+           Answer.item_code, Answer.repeat_index, Answer.value.label("answer_value"),
+           *ulcer_registry.version_columns(bindparam("occurrence")))
     .select_from(AccessLink)
     .join(Occurrence, Occurrence.id == AccessLink.occurrence_id)
     .join(Patient, Patient.id == Occurrence.patient_id)
@@ -184,7 +186,8 @@ def visit_of_live_link(conn: Connection, link_id: int, occurrence_id: int, *,
     first = rows[0]
     visit = Visit(first.link_id, first.occurrence_id, first.visit_code, tuple(first.instruments), first.status,
                   first.window_opens_at, first.window_closes_at, first.patient_id, first.study_code, first.site_id,
-                  first.language, first.timezone, first.patient_status)
+                  first.language, first.timezone, first.patient_status,
+                  (first.ulcer_entries, first.corrections, first.noted_ulcers))
     responses = {row.instrument_code: ResponseState(row.response_id, row.instrument_code, row.instrument_version,
                                                     row.response_status, row.flow_state, row.scores)
                  for row in rows if row.response_id is not None}
@@ -291,7 +294,9 @@ def load(visit: Visit, responses: dict[str, ResponseState], answers: Answers, re
 
 
 def contexts_for(conn: Connection | None, s: VisitQuestionnaire, registry: Registry,
-                 studies: StudyCatalog) -> dict[str, flowmod.Context]:
+                 studies: StudyCatalog, *, fresh: bool = False) -> dict[str, flowmod.Context]:
+    """What each instrument needs to know of the patient. The ulcer registry is the one remembered for the version
+    the visit's query read, or read afresh (``fresh``: a completion numbers the ulcers under the patient's lock)."""
     study = studies.get(s.visit.study_code)
     contexts: dict[str, flowmod.Context] = {}
     found = None
@@ -301,7 +306,8 @@ def contexts_for(conn: Connection | None, s: VisitQuestionnaire, registry: Regis
             contexts[inst.code] = flowmod.Context(features=features)
             continue
         if found is None:
-            found = ulcer_registry.patient_ulcers(conn, s.visit.patient_id, registry)
+            found = (ulcer_registry.patient_ulcers(conn, s.visit.patient_id, registry) if fresh else
+                     ulcer_registry.remembered_ulcers(conn, s.visit.patient_id, registry, s.visit.ulcer_version))
         ctx = found.context()
         situations = set()
         if inst.code not in found.completed_codes:
@@ -535,7 +541,7 @@ def complete(db: Session, s: VisitQuestionnaire, *, language: str, now: datetime
     if any(ulcer_registry.uses_registry(i) for i in s.instruments) and s.registry and s.studies:
         # The ulcers' numbers are given now, one completion (or noted ulcer) at a time for this patient.
         ulcer_registry.lock_patient(db, s.visit.patient_id)
-        s.contexts = contexts_for(db.connection(), s, s.registry, s.studies)
+        s.contexts = contexts_for(db.connection(), s, s.registry, s.studies, fresh=True)
     if flowmod.first_unanswered(s.flow(), s.answers, s.states) is not None:
         raise ValueError("the questionnaire is not finished")
     for inst in s.instruments:

@@ -2,8 +2,14 @@
 ulcer entry (the baseline inventory, the weekly diaries), folded by the pure rules of ``instruments.ulcers``.
 
 Nothing here is a copy that could drift: the registry is computed from the rows it comes from (the answers as
-corrected, the classification each response stored at completion) every time it is needed. Numbers are given
-under a lock of the patient's row (the completion of an entry, a noted ulcer), so two never get the same one.
+corrected, the classification each response stored at completion). Numbers are given under a lock of the
+patient's row (the completion of an entry, a noted ulcer), so two never get the same one.
+
+Every page of a diary needs the registry, and it changes only when a row it comes from is added: an ulcer entry
+completed, a correction, an ulcer noted by the team (those rows are only ever added). So the patient pages read its
+version with the visit (`version_columns`: how many entries were completed, corrections made and ulcers noted)
+and compute it once per version and patient (`remembered_ulcers`); a write that numbers ulcers
+reads it afresh under the patient's lock.
 """
 
 from __future__ import annotations
@@ -11,11 +17,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cached_property
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Connection, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, ScalarSelect, func, select
+from sqlalchemy.orm import Session, aliased
 
 from proapp.instruments import Instrument, Registry
 from proapp.instruments.ulcers import (
@@ -32,6 +40,7 @@ from proapp.patients.models import Occurrence, Patient
 from proapp.questionnaire.models import Answer, Correction, NotedUlcer, Response, ResponseStatus
 
 HANDS, FINGERS = ("L", "R"), ("1", "2", "3", "4", "5")
+ULCER_INSTRUMENTS = ("DU_BASELINE", "DU_DIARY")          # the instruments whose entries the registry is made of
 
 
 def uses_registry(inst: Instrument) -> bool:
@@ -45,8 +54,13 @@ class PatientUlcers:
     anchor: date
     completed_codes: frozenset[str]          # the ulcer instruments completed at least once (any version)
 
-    def context(self) -> UlcerContext:
+    @cached_property
+    def _context(self) -> UlcerContext:
         return context_of(self.courses, self.anchor)
+
+    def context(self) -> UlcerContext:
+        """The registry as an entry opens (computed once per registry: the flow's memo finds it again)."""
+        return self._context
 
 
 def _effective_answers(conn: Connection, response_ids: list[int]) -> dict[int, dict[tuple[str, int], str]]:
@@ -65,6 +79,48 @@ def _effective_answers(conn: Connection, response_ids: list[int]) -> dict[int, d
     return out
 
 
+RegistryVersion = tuple[int, int, int]
+
+
+def version_columns(occurrence: Any) -> list[ScalarSelect]:
+    """The registry's version for the patient of the occurrence ``occurrence`` (a bound parameter) as three columns
+    for the visit's query: how many ulcer entries were completed, corrections made and ulcers noted. Counts, not
+    the last ids: a row with a smaller id may commit after one with a larger. Each depends on the parameter only,
+    so the database computes it once per query (not once per row)."""
+    occ, resp = aliased(Occurrence), aliased(Response)
+    patient = select(occ.patient_id).where(occ.id == occurrence).scalar_subquery()
+    entries = (select(func.count()).select_from(resp).join(occ, occ.id == resp.occurrence_id)
+               .where(occ.patient_id == patient, resp.status == ResponseStatus.COMPLETED,
+                      resp.instrument_code.in_(ULCER_INSTRUMENTS)))
+    corrections = (select(func.count(Correction.id)).join(resp, resp.id == Correction.response_id)
+                   .join(occ, occ.id == resp.occurrence_id).where(occ.patient_id == patient))
+    noted = select(func.count(NotedUlcer.id)).where(NotedUlcer.patient_id == patient)
+    return [q.correlate(None).scalar_subquery().label(name)
+            for q, name in ((entries, "ulcer_entries"), (corrections, "corrections"), (noted, "noted_ulcers"))]
+
+
+# A patient's registry per version: {(registry's id, patient, version): (registry, PatientUlcers)}, the oldest
+# dropped first (the registry is kept with it: a test's registry may be another object at the same id later).
+_REMEMBERED: dict[tuple[int, int, RegistryVersion], tuple[Registry, PatientUlcers]] = {}
+_REMEMBER = 2048
+
+
+def remembered_ulcers(conn: Connection, patient_id: int, registry: Registry,
+                      version: RegistryVersion) -> PatientUlcers:
+    """The patient's registry at ``version`` (read with the visit, in the same transaction): computed when this
+    version is first seen, then found again. A version is never reused for other rows: each of its counts grows when
+    a row is added (none is ever changed or deleted), and the rows are read after the version, so at least as new."""
+    key = (id(registry), patient_id, version)
+    found = _REMEMBERED.get(key)
+    if found is not None and found[0] is registry:
+        return found[1]
+    ulcers = patient_ulcers(conn, patient_id, registry)
+    if len(_REMEMBERED) >= _REMEMBER:
+        _REMEMBERED.pop(next(iter(_REMEMBERED)), None)
+    _REMEMBERED[key] = (registry, ulcers)
+    return ulcers
+
+
 def patient_ulcers(conn: Connection, patient_id: int, registry: Registry) -> PatientUlcers:
     """The registry of ``patient_id`` after every entry completed so far."""
     patient = conn.execute(select(Patient.anchor_date, Patient.timezone).where(Patient.id == patient_id)).one()
@@ -74,7 +130,7 @@ def patient_ulcers(conn: Connection, patient_id: int, registry: Registry) -> Pat
                Response.scores, Response.corrected_scores, Occurrence.visit_code)
         .join(Occurrence, Occurrence.id == Response.occurrence_id)
         .where(Occurrence.patient_id == patient_id, Response.status == ResponseStatus.COMPLETED,
-               Response.instrument_code.in_(["DU_BASELINE", "DU_DIARY"]))
+               Response.instrument_code.in_(ULCER_INSTRUMENTS))
         .order_by(Response.completed_at, Response.id)).all()
     entries_rows = []
     for row in rows:
