@@ -20,8 +20,6 @@ from tests.alerts.conftest import (
     ON_CALL_MOBILE,
     diary,
     later,
-    make_alert_app,
-    urgent_studies,
     worker,
 )
 from tests.questionnaire.helpers import Patient, answer_tolerance, enrol_with_open_window, text, weekly_screens
@@ -108,21 +106,18 @@ def test_unacknowledged_alerts_are_escalated_to_the_admins_and_stop_when_acknowl
     assert ack.new["minutes_to_acknowledge"] == 4 * 60 + 1
 
 
-def test_an_urgent_alert_also_goes_by_sms_to_the_on_call_mobile(database_url, instance_dir, smtp, fake_twilio,
-                                                                 tmp_path):
-    app = make_alert_app(database_url, smtp, fake_twilio, STUDIES_DIR=str(urgent_studies(tmp_path)))
-    try:
-        _pid, patient = diary(app, "ADU-TLS-103", infect="Y")
-        assert "Appelez votre équipe d'étude maintenant" in text(patient.page.text)
-        worker(app).alerts()
-        [sms] = [m for m in fake_twilio.messages.values() if m.to == ON_CALL_MOBILE]
-        assert "URGENTE ADUSE/TLS" in sms.body and "ADU-TLS-103" in sms.body and "/staff/alerts/" in sms.body
-        assert "Oui" not in sms.body and "60" not in sms.body
-        assert {n.channel for n in notifications(app)} == {"email", "sms"}
-        worker(app, "w2").alerts()
-        assert len([m for m in fake_twilio.messages.values() if m.to == ON_CALL_MOBILE]) == 1
-    finally:
-        app.extensions["proapp.engine"].dispose()
+def test_an_urgent_alert_also_goes_by_sms_to_the_on_call_mobile(alert_app, smtp, fake_twilio):
+    # A shipped urgent signal (critical ischaemia), raised when saved: the diary is never sent.
+    diary(alert_app, "ADU-TLS-103", DU_ISCHAEMIA="Y", submit=False)
+    [alert] = alerts(alert_app)
+    assert (alert.rule_code, alert.severity, alert.source) == ("DU_ISCHAEMIA", "urgent", "answer_saved")
+    worker(alert_app).alerts()
+    [sms] = [m for m in fake_twilio.messages.values() if m.to == ON_CALL_MOBILE]
+    assert "URGENTE ADUSE/TLS" in sms.body and "ADU-TLS-103" in sms.body and "/staff/alerts/" in sms.body
+    assert "Oui" not in sms.body and "blanc" not in sms.body
+    assert {n.channel for n in notifications(alert_app)} == {"email", "sms"}
+    worker(alert_app, "w2").alerts()
+    assert len([m for m in fake_twilio.messages.values() if m.to == ON_CALL_MOBILE]) == 1
 
 
 def test_an_answer_left_in_progress_raises_its_alert_when_the_window_closes(alert_app, smtp):
