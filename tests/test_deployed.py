@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-PHONE_A, PHONE_B = "+33612345678", "+33698765432"
+PHONE_A, PHONE_B, PHONE_C = "+33612345678", "+33698765432", "+33687654321"
 PASSWORD = "a long staff password 42"
 AUDIT_KEYS = "e2e:" + "5e" * 32
 TIMEZONES = ("Europe/Paris", "Pacific/Tahiti", "America/Guadeloupe", "Indian/Reunion", "Pacific/Noumea")
@@ -357,6 +357,49 @@ def test_nginx_keeps_tokens_out_of_its_logs_and_its_error_pages_safe(deployed):
             assert secret not in text, f"{name} holds {secret[:6]}..."
 
 
+def test_an_urgent_signal_reaches_the_on_call_mobile_as_soon_as_it_is_saved(deployed):
+    """Another study's patient (IMATINIB-SSC, before the first dose) reports very severe shortness of breath and
+    closes the page without sending: the on-call mobile gets the SMS and the on-call address the e-mail, once."""
+    d = deployed
+    zone = daytime_zone()
+    today = dt.datetime.now(ZoneInfo(zone)).date().isoformat()
+    d.cli("enroll", "--study", "IMATINIB-SSC", "--site", "TLS", "--subject", "IMA-TLS-901", "--phone", PHONE_C,
+          "--language", "fr", "--anchor-date", today, "--timezone", zone)
+    wait_for(lambda: any(m.to == PHONE_C for m in d.twilio.messages.values()), "the invitation to the patient")
+    link = sms_link(d, PHONE_C)
+    d.secrets.append(link.rsplit("/", 1)[1])
+    patient = requests.Session()
+    patient.verify = str(d.cert)
+    assert patient.get(link, timeout=30).url == d.url + "/q"
+    screen = patient.get(d.url + "/q/TOLERANCE.BREATH", timeout=30)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', screen.text).group(1)
+    saved = patient.post(d.url + "/q/TOLERANCE.BREATH", timeout=30, allow_redirects=False,
+                         data={"csrf_token": token, "TOL_DYSPNOEA": "4", "TOL_DYSPNOEA_INT": "3"})
+    assert saved.status_code == 303 and "/q/call" in saved.headers["Location"]
+    call = patient.get(d.url + saved.headers["Location"].removeprefix(d.url), timeout=30).text
+    assert "Appelez votre équipe d'étude maintenant" in call and 'href="tel:+33199000210"' in call
+    assert "Vous nous avez indiqué que votre essoufflement est très sévère." in call
+    assert "114" in call and "116 117" in call and "(4)" not in call
+    on_call_mobile, on_call_email = "+33639980210", "astreinte-tls@imatinib-ssc.example"
+    wait_for(lambda: any(m.to == on_call_mobile for m in d.twilio.messages.values()) and d.inbox.to(on_call_email),
+             "the urgent SMS at the fake Twilio and the e-mail at the SMTP server")
+    [sms] = [m for m in d.twilio.messages.values() if m.to == on_call_mobile]
+    assert "URGENTE IMATINIB-SSC/TLS" in sms.body and "IMA-TLS-901" in sms.body and d.url + "/staff/alerts/" in sms.body
+    [mail] = d.inbox.to(on_call_email)
+    for message in (sms.body, mail.get_content()):
+        for leak in ("essoufflement", "shortness", "Très sévère", *phone_forms(PHONE_C)):
+            assert leak not in message, leak
+    time.sleep(6)                                           # another worker cycle: nothing goes twice
+    assert len([m for m in d.twilio.messages.values() if m.to == on_call_mobile]) == 1
+    assert len(d.inbox.to(on_call_email)) == 1
+    from proapp.alerts.models import Alert
+
+    with d.app.app_context():
+        [alert] = db.session().scalars(select(Alert).where(Alert.rule_code == "TOL_BREATHLESS_VERY_SEVERE")).all()
+        assert (alert.severity, alert.source) == ("urgent", "answer_saved")
+    d.app.extensions["proapp.engine"].dispose()
+
+
 def test_the_deployed_stack_end_to_end(deployed, browser):
     d = deployed
     link = sms_link(d, PHONE_A)
@@ -381,7 +424,7 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
         "tel:+33199000101"
     assert page.evaluate("document.documentElement.scrollWidth") <= 320          # readable at 320 px
     go(page, page.get_by_role("link", name="Continuer le questionnaire"))
-    for _ in range(6):                                      # antibiotics, the five complications
+    for _ in range(9):                                      # antibiotics, the eight complications
         page.get_by_label("Non", exact=True).check()
         go(page, page.get_by_role("button", name="Suivant"))
     page.get_by_role("slider").focus()                      # the pain scale, after the diary
@@ -436,7 +479,7 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
     assert len(d.inbox.to("astreinte-tls@aduse.example")) == 1
     body = mail.get_content()
     alert_url = re.search(r"https://\S+/staff/alerts/[0-9]+", body).group(0)
-    assert alert_url.startswith(d.url) and "ADU-TLS-101" in body and "Signs of infection" in body
+    assert alert_url.startswith(d.url) and "ADU-TLS-101" in body and "signs of infection" in body
     for secret in (*d.secrets, *phone_forms(PHONE_A), "100", "Yes"):       # no token, number or answer
         assert secret not in body, secret
     page.goto(alert_url)
@@ -492,7 +535,7 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
 
     # What the database holds.
     from proapp.audit.models import AuditEvent
-    from proapp.patients.models import Patient, PatientContact
+    from proapp.patients.models import Occurrence, Patient, PatientContact
     from proapp.questionnaire.models import Answer, Response
     from proapp.sms.models import SmsMessage
 
@@ -500,16 +543,19 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
         s = db.session()
         a = s.scalar(select(Patient).where(Patient.subject_id == "ADU-TLS-101"))
         b = s.scalar(select(Patient).where(Patient.subject_id == "ADU-TLS-102"))
-        answers = dict(s.execute(select(Answer.item_code, Answer.value).join(Response)).all())
+        answers = dict(s.execute(select(Answer.item_code, Answer.value).join(Response).join(Occurrence)
+                                 .where(Occurrence.patient_id == a.id)).all())
         assert answers == {"PAIN_VAS": "30", "DU_NEW": "N", "DU_INFECT": "Y", "DU_ANTIBIO": "N", "DU_NECROSIS": "N",
-                           "DU_HOSPITAL": "N", "DU_SURGERY": "N", "DU_INJECTED": "N", "DU_HARVEST": "N"}
+                           "DU_HOSPITAL": "N", "DU_SURGERY": "N", "DU_INJECTED": "N", "DU_HARVEST": "N",
+                           "DU_ISCHAEMIA": "N", "DU_BONE": "N", "DU_AMPUTATION": "N"}
         assert s.scalar(select(func.count()).select_from(Response).where(Response.completed_at.is_not(None))) == 2
         assert s.get(PatientContact, a.id).opted_out_at is not None
         assert s.get(PatientContact, b.id).sms_paused_at is not None
         assert s.scalar(select(SmsMessage.status).where(SmsMessage.patient_id == a.id)) == "delivered"
         actions = [(e.action, e.actor) for e in s.scalars(select(AuditEvent).order_by(AuditEvent.id))]
-        by_patient = [act for act, actor in actions if actor.startswith("patient:link:")]
-        assert by_patient.count("answer.saved") == 9          # each answer saved once
+        by_patient = [e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.patient_id == a.id)
+                                                  .order_by(AuditEvent.id)) if e.actor.startswith("patient:link:")]
+        assert by_patient.count("answer.saved") == 12         # each answer saved once
         for needed in ("patient.language_changed", "patient.sms_opt_out", "response.completed"):
             assert needed in by_patient, needed
         assert by_patient.count("patient.language_changed") == 2
@@ -542,7 +588,7 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
     logs = d.all_logs()
     assert {"gunicorn.log", "worker.log", "proapp.access.log", "proapp.error.log"} <= set(logs), sorted(logs)
     assert "/s/[redacted]" in logs["proapp.access.log"] and "/s/[redacted]" in logs["gunicorn.log"]
-    forbidden = [*d.secrets, *phone_forms(PHONE_A), *phone_forms(PHONE_B)]
+    forbidden = [*d.secrets, *phone_forms(PHONE_A), *phone_forms(PHONE_B), *phone_forms(PHONE_C)]
     for name, text in logs.items():
         for secret in forbidden:
             assert secret not in text, f"{name} holds {secret[:6]}..."

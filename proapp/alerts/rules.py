@@ -109,7 +109,21 @@ def evaluate(rules: list[AlertRule], current: Mapping[str, Values], history: His
         evidence = met(rule.when, current, history)
         if evidence:
             hits.append(Hit(rule, evidence))
-    return hits
+    return one_alert_per_answer(hits)
+
+
+RANK = {"urgent": 0, "same_day": 1, "review": 2}
+
+
+def one_alert_per_answer(hits: list[Hit]) -> list[Hit]:
+    """Drop a hit whose answers all met a more severe rule too: a very severe side effect raises the same-day
+    alert, not also the review one (two alerts to acknowledge for one answer)."""
+    def refs(hit: Hit) -> set[str]:
+        return {e["ref"] for e in hit.evidence}
+
+    return [hit for hit in hits
+            if not any(RANK[other.rule.severity] < RANK[hit.rule.severity] and refs(hit) <= refs(other)
+                       for other in hits)]
 
 
 def tells_patient(rule: AlertRule) -> bool:

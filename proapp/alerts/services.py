@@ -1,7 +1,10 @@
-"""Raising alerts when an occurrence ends, telling the patient, acknowledging, and the queue's reads.
+"""Raising alerts when answers are saved and when an occurrence ends, telling the patient, acknowledging, and the
+queue's reads.
 
-An alert is raised once per (occurrence, rule), in the transaction that completes the occurrence (or closes its
-window with answers left in progress), so a completed "yes, infection" and its alert commit together.
+An alert is raised once per (occurrence, rule): urgent and same-day rules in the transaction that saves the screen
+holding the answer (a patient told to call today who closes the browser still reaches the team), every rule in
+the transaction that completes the occurrence (or closes its window with answers left in progress), so a
+"yes, infection" and its alert commit together.
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ from sqlalchemy import Connection, case, func, select, update
 from sqlalchemy.orm import Session
 
 from proapp.alerts.models import AckAction, Alert, AlertState
-from proapp.alerts.rules import Earlier, History, Values, evaluate, tells_patient, values_of
+from proapp.alerts.rules import Earlier, History, Hit, Values, evaluate, tells_patient, values_of
 from proapp.audit.services import record
 from proapp.db import dialect_insert
 from proapp.instruments import Registry
 from proapp.patients.models import Occurrence, Patient
 from proapp.questionnaire.models import Answer, Response, ResponseStatus
 from proapp.questionnaire.services import VisitQuestionnaire
-from proapp.questionnaire.signals import occurrence_ended
+from proapp.questionnaire.signals import answers_saved, occurrence_ended
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Site, Study
 from proapp.studies.schema import AlertRule
@@ -79,12 +82,20 @@ def raise_for_occurrence(db: Session, occurrence_id: int, *, how: str, now: date
         completed = r.status == ResponseStatus.COMPLETED
         current[r.instrument_code] = values_of(inst, _answers(conn, r.id), r.scores if completed else None)
     hits = evaluate(rules, current, history(conn, registry, occ.patient_id, occurrence_id, occ.window_opens_at))
+    return _add_alerts(db, hits, how=how, now=now, occurrence_id=occurrence_id, visit_code=occ.visit_code,
+                       patient_id=occ.patient_id, site_id=occ.site_id, study_id=occ.study_id)
+
+
+def _add_alerts(db: Session, hits: list[Hit], *, how: str, now: datetime, occurrence_id: int, visit_code: str,
+                patient_id: int, site_id: int, study_id: int) -> list[int]:
+    """One alert per rule met, unless that rule was already raised for the occurrence. Returns the new ids."""
+    conn = db.connection()
     raised = []
     insert = dialect_insert(conn.dialect.name)
     for hit in hits:
         rule = hit.rule
         alert_id = conn.execute(insert(Alert).values(
-            study_id=occ.study_id, site_id=occ.site_id, patient_id=occ.patient_id, occurrence_id=occurrence_id,
+            study_id=study_id, site_id=site_id, patient_id=patient_id, occurrence_id=occurrence_id,
             rule_code=rule.code, rule_label={"en": rule.label.en, "fr": rule.label.fr}, severity=rule.severity,
             source=how, evidence=hit.evidence, raised_at=now, state=AlertState.OPEN, escalation_level=0)
             .on_conflict_do_nothing(index_elements=["occurrence_id", "rule_code"]).returning(Alert.id)).scalar()
@@ -92,15 +103,35 @@ def raise_for_occurrence(db: Session, occurrence_id: int, *, how: str, now: date
             continue
         raised.append(alert_id)
         record(db, actor=ACTOR, action="alert.raised", entity="alert", entity_id=alert_id,
-               patient_id=occ.patient_id, at=now,
-               new={"rule": rule.code, "severity": rule.severity, "visit": occ.visit_code, "source": how,
+               patient_id=patient_id, at=now,
+               new={"rule": rule.code, "severity": rule.severity, "visit": visit_code, "source": how,
                     "evidence": hit.evidence})
     return raised
+
+
+def raise_on_save(db: Session, visit_q: VisitQuestionnaire, instrument: str, *, now: datetime,
+                  studies: StudyCatalog, registry: Registry) -> list[int]:
+    """The urgent and same-day rules on the answers just saved: an alert the moment the patient (or staff on
+    site) saves the screen that holds the answer, not when the questionnaire is sent or its window closes. Review
+    rules wait for the end of the occurrence. Raised once: submitting or saving again later finds it raised."""
+    rules = [r for r in studies.get(visit_q.visit.study_code).alerts.rules
+             if tells_patient(r) and instrument in r.instruments()]
+    if not rules:
+        return []
+    conn = db.connection()
+    hits = _patient_hits(conn, visit_q, rules, registry)
+    if not hits:
+        return []
+    v = visit_q.visit
+    study_id = conn.execute(select(Patient.study_id).where(Patient.id == v.patient_id)).scalar_one()
+    return _add_alerts(db, hits, how="answer_saved", now=now, occurrence_id=v.occurrence_id,
+                       visit_code=v.visit_code, patient_id=v.patient_id, site_id=v.site_id, study_id=study_id)
 
 
 def connect_signals() -> None:
     """Alerts are raised inside the transaction that ends an occurrence (proapp/questionnaire/signals.py)."""
     occurrence_ended.connect(_on_occurrence_ended)
+    answers_saved.connect(_on_answers_saved)
 
 
 def _on_occurrence_ended(occurrence_id: int, *, db: Session, how: str, now: datetime) -> None:
@@ -110,11 +141,19 @@ def _on_occurrence_ended(occurrence_id: int, *, db: Session, how: str, now: date
                          registry=current_app.extensions["proapp.instruments"])
 
 
+def _on_answers_saved(occurrence_id: int, *, db: Session, visit_q: VisitQuestionnaire, instrument: str,
+                      now: datetime) -> None:
+    from flask import current_app
+
+    raise_on_save(db, visit_q, instrument, now=now, studies=current_app.extensions["proapp.studies"],
+                  registry=current_app.extensions["proapp.instruments"])
+
+
 # The patient ---------------------------------------------------------------------------------------------------
 
-def rules_telling_patient(conn: Connection, visit_q: VisitQuestionnaire, rules: list[AlertRule],
-                          registry: Registry) -> list[AlertRule]:
-    """The urgent and same-day rules the answers given so far meet (the patient is told to call at once)."""
+def _patient_hits(conn: Connection, visit_q: VisitQuestionnaire, rules: list[AlertRule],
+                  registry: Registry) -> list[Hit]:
+    """The urgent and same-day ``rules`` met by the visit's answers as they stand (in progress or not)."""
     rules = [r for r in rules if tells_patient(r)]
     needed = {code for r in rules for code in r.instruments()}
     if not needed & {inst.code for inst in visit_q.instruments}:
@@ -122,17 +161,25 @@ def rules_telling_patient(conn: Connection, visit_q: VisitQuestionnaire, rules: 
     current = {inst.code: values_of(inst, visit_q.answers.get(inst.code, {})) for inst in visit_q.instruments
                if inst.code in needed and visit_q.answers.get(inst.code)}
     v = visit_q.visit
-    found = evaluate(rules, current, history(conn, registry, v.patient_id, v.occurrence_id, v.window_opens_at))
-    return [hit.rule for hit in found]
+    return evaluate(rules, current, history(conn, registry, v.patient_id, v.occurrence_id, v.window_opens_at))
 
 
-def raised_telling_patient(conn: Connection, occurrence_id: int) -> list[tuple[dict[str, str], str]]:
-    """(label, severity) of the urgent and same-day alerts raised for an occurrence (thank-you page, link
-    reopened)."""
-    rows = conn.execute(select(Alert.rule_label, Alert.severity)
+def rules_telling_patient(conn: Connection, visit_q: VisitQuestionnaire, rules: list[AlertRule],
+                          registry: Registry) -> list[AlertRule]:
+    """The urgent and same-day rules the answers given so far meet (the patient is told to call at once)."""
+    return [hit.rule for hit in _patient_hits(conn, visit_q, rules, registry)]
+
+
+def raised_telling_patient(conn: Connection, occurrence_id: int,
+                           rules: list[AlertRule]) -> list[tuple[dict[str, str], str]]:
+    """(what the patient reads, severity) of the urgent and same-day alerts raised for an occurrence (thank-you
+    page, link reopened): the rule's patient wording, or the label it was raised with if the study file no longer
+    has the rule."""
+    wording = {r.code: {"en": r.patient.en, "fr": r.patient.fr} for r in rules if r.patient}
+    rows = conn.execute(select(Alert.rule_code, Alert.rule_label, Alert.severity)
                         .where(Alert.occurrence_id == occurrence_id, Alert.severity.in_(("urgent", "same_day")))
                         .order_by(Alert.id))
-    return [(r.rule_label, r.severity) for r in rows]
+    return [(wording.get(r.rule_code, r.rule_label), r.severity) for r in rows]
 
 
 # The study team ------------------------------------------------------------------------------------------------

@@ -141,9 +141,10 @@ SCHEMAS: dict[str, Any] = {
             "rule": {"type": "string", "description": "The rule's code in the study file."},
             "rule_label": ref("Text"),
             "severity": {"type": "string", "enum": ["urgent", "same_day", "review"]},
-            "source": {"type": "string", "enum": ["completed", "window_closed", "withdrawn"],
-                       "description": "Raised at completion, or when the window closed (or the patient was "
-                                      "withdrawn) on answers left in progress."},
+            "source": {"type": "string", "enum": ["answer_saved", "completed", "window_closed", "withdrawn"],
+                       "description": "Raised when the answer was saved (urgent and same-day rules), at "
+                                      "completion, or when the window closed (or the patient was withdrawn) on "
+                                      "answers left in progress."},
             "raised_at": {"type": "string", "format": "date-time"},
             "first_notified_at": {"type": ["string", "null"], "format": "date-time"},
             "escalations": {"type": "integer", "description": "Reminders sent because nobody acknowledged it."},

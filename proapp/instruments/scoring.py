@@ -222,8 +222,8 @@ def score_du_baseline(_inst: Instrument, answers: ParsedAnswers, context: UlcerC
 def score_tolerance(inst: Instrument, answers: ParsedAnswers, _context: Any = None) -> dict[str, Any]:
     """No summary score is published for PRO-CTCAE (each item is reported on its own: Basch et al., JNCI 2014);
     for the team's review: the worst grade answered (0-4) and how many items are graded 3 or 4."""
-    graded = [int(v) for i in inst.items if i.type == "choice" and i.code != "TOL_RASH"
-              and (v := answers.get(i.code)) is not None]
+    graded = [int(v) for i in inst.items if i.type == "choice" and (v := answers.get(i.code)) is not None
+              and str(v).isdigit()]                      # yes/no items (a rash, bruising, fever) are not grades
     if not graded:
         return {"status": "not_scored", "worst": None, "severe_count": None}
     return {"status": "scored", "worst": max(graded), "severe_count": sum(1 for g in graded if g >= 3)}

@@ -112,15 +112,15 @@ def _call_site(visit: answering.Visit, labels: list[dict[str, str]], urgent: boo
             shown = phonenumbers.format_number(phonenumbers.parse(phone), phonenumbers.PhoneNumberFormat.NATIONAL)
         except phonenumbers.NumberParseException:
             shown = phone
-    numbers = services.studies().get(visit.study_code).alerts.emergency_numbers
     return {"labels": labels, "site": site.name if site else "", "phone": phone, "phone_shown": shown,
-            "urgent": urgent, "emergency": numbers}
+            "urgent": urgent, "emergency": services.studies().get(visit.study_code).alerts}
 
 
 def _raised_call(visit: answering.Visit) -> dict | None:
     from proapp.alerts.services import raised_telling_patient
 
-    raised = raised_telling_patient(_reads(), visit.occurrence_id)
+    raised = raised_telling_patient(_reads(), visit.occurrence_id,
+                                    services.studies().get(visit.study_code).alerts.rules)
     return _call_site(visit, [label for label, _severity in raised],
                       any(severity == "urgent" for _label, severity in raised))
 
@@ -173,7 +173,7 @@ def welcome() -> WResponse | tuple[str, int] | str:
     minutes = sum(i.estimated_minutes for i in visit_q.instruments)
     return render_template("questionnaire/welcome.html", questionnaire=visit_q, minutes=minutes, started=started,
                            next_key=nxt.key if nxt else None,
-                           emergency=services.studies().get(visit_q.visit.study_code).alerts.emergency_numbers)
+                           emergency=services.studies().get(visit_q.visit.study_code).alerts)
 
 
 def _screen_context(visit_q: answering.VisitQuestionnaire, key: str):
@@ -288,7 +288,7 @@ def call() -> WResponse | tuple[str, int] | str:
     keys = {s.key for s in visit_q.flow()}
     target = url_for("questionnaire.review") if nxt == "review" else \
         url_for("questionnaire.screen", key=nxt) if nxt in keys else url_for("questionnaire.welcome")
-    info = _call_site(visit_q.visit, [{"en": r.label.en, "fr": r.label.fr} for r in met],
+    info = _call_site(visit_q.visit, [{"en": r.patient.en, "fr": r.patient.fr} for r in met if r.patient],
                       any(r.severity == "urgent" for r in met))
     return render_template("questionnaire/call.html", call=info, next_url=target)
 

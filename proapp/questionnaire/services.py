@@ -35,7 +35,7 @@ from proapp.questionnaire import flow as flowmod
 from proapp.questionnaire import ulcers as ulcer_registry
 from proapp.questionnaire.flow import Screen
 from proapp.questionnaire.models import AccessLink, Answer, Response, ResponseStatus
-from proapp.questionnaire.signals import occurrence_ended
+from proapp.questionnaire.signals import answers_saved, occurrence_ended
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Site, Study
 
@@ -464,6 +464,8 @@ def save_screen(db: Session, s: VisitQuestionnaire, screen: Screen, form: Mappin
         seen.append(screen.key)
     state["seen"] = seen
     _record_save(db, s, r, inst, state, language, now, actor)
+    if values:
+        answers_saved.send(s.visit.occurrence_id, db=db, visit_q=s, instrument=inst.code, now=now)
     return {}
 
 

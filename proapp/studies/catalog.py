@@ -138,7 +138,11 @@ def _condition_problem(study: StudyDef, instruments: Registry, leaf: Condition) 
         values = item.allowed_values()
         numeric = item.type == "vas"
         low, high = (0, 100) if numeric else (None, None)
+        ordinal = bool(values) and all(v.isdigit() for v in values)     # a graded choice (PRO-CTCAE 0-4)
+        if ordinal:
+            low, high = min(map(int, values)), max(map(int, values))
     else:
+        ordinal = False
         derived = next((d for d in inst.derived if d.code == name), None)
         if derived is None:
             return f"{code} {inst.version} has no derived score {name}"
@@ -148,7 +152,7 @@ def _condition_problem(study: StudyDef, instruments: Registry, leaf: Condition) 
         if numeric or (values and value not in values):
             return f"{value!r} is not a value of {code}.{name}" + (f" ({', '.join(values)})" if values else "")
     limits = [v for v in (leaf.at_least, leaf.at_most) if v is not None]
-    if limits and not numeric:
+    if limits and not numeric and not (kind == "item" and ordinal):
         return f"{code}.{name} is not a number: compare it with equals or in"
     if leaf.change_from and low is not None and high is not None:
         low, high = -(high - low), high - low

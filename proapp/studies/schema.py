@@ -217,10 +217,22 @@ class Condition(_Strict):
 
 
 class AlertRule(_Strict):
+    """``label``: the team's wording (queue, e-mails, exports). ``patient``: what the patient reads on the "call
+    your team" page, in the first person, naming what they reported ("You told us that..."); required for the
+    urgent and same-day rules, which patients see."""
+
     code: str = Field(pattern=r"^[A-Z][A-Z0-9_]{1,39}$")
     label: Text
+    patient: Text | None = None
     severity: Severity
     when: Condition
+
+    @model_validator(mode="after")
+    def _patient_wording(self) -> Self:
+        if self.severity in ("urgent", "same_day") and self.patient is None:
+            raise ValueError(f"{self.code}: an {self.severity} rule is shown to the patient: give its patient "
+                             "wording (patient: {en: ..., fr: ...})")
+        return self
 
     def instruments(self) -> set[str]:
         return {leaf.ref[1] for leaf in self.when.leaves()}
@@ -234,6 +246,10 @@ class AlertSettings(_Strict):
         default_factory=lambda: {"urgent": 1, "same_day": 4, "review": 72})
     max_escalations: int = Field(default=3, ge=0, le=10)
     emergency_numbers: list[str] = Field(default_factory=lambda: ["15", "112"], min_length=1, max_length=3)
+    # France: 114 takes emergency calls by text message (deaf, hard of hearing or speech-impaired people); 116 117
+    # the on-call doctor at night and at the weekend for care that cannot wait but is not an emergency.
+    emergency_text_number: str | None = Field(default="114", pattern=r"^[0-9]{2,4}$")
+    out_of_hours_number: str | None = Field(default="116 117", pattern=r"^[0-9]{2,4}( ?[0-9]{2,4})?$")
     rules: list[AlertRule] = Field(default_factory=list)
 
     @field_validator("escalation_hours")

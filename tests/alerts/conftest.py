@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-import yaml
 from flask import Flask
 
 from proapp import db
 from proapp.accounts.models import Role
 from proapp.accounts.services import create_user
 from proapp.jobs.worker import Worker
-from proapp.studies.catalog import DATA_DIR
 from tests.conftest import fresh_app
 from tests.mailserver import Inbox, smtp_server
 from tests.questionnaire.helpers import Patient, enrol_with_open_window, weekly_screens
@@ -57,17 +53,6 @@ def alert_app(database_url, instance_dir, smtp, fake_twilio) -> Iterator[Flask]:
     app = make_alert_app(database_url, smtp, fake_twilio)
     yield app
     app.extensions["proapp.engine"].dispose()
-
-
-def urgent_studies(tmp_path: Path) -> Path:
-    """The shipped studies, with ADUSE's infection rule made urgent (SMS to the on-call mobile too)."""
-    folder = tmp_path / "studies"
-    shutil.copytree(DATA_DIR, folder)
-    path = folder / "ADUSE.yaml"
-    data = yaml.safe_load(path.read_text())
-    next(r for r in data["alerts"]["rules"] if r["code"] == "DU_INFECTION")["severity"] = "urgent"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True))
-    return folder
 
 
 def worker(app: Flask, name: str = "w1") -> Worker:

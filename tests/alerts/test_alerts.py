@@ -13,16 +13,17 @@ from sqlalchemy import select
 from proapp import db
 from proapp.alerts.models import Alert, AlertNotification
 from proapp.audit.models import AuditEvent
+from proapp.patients.models import Patient as PatientRow
+from proapp.questionnaire.services import issue_link, open_occurrence_for
 from tests.alerts.conftest import (
     ON_CALL_EMAIL,
     ON_CALL_MOBILE,
     diary,
     later,
-    make_alert_app,
-    urgent_studies,
     worker,
 )
-from tests.questionnaire.helpers import text, weekly_screens
+from tests.questionnaire.helpers import Patient, answer_tolerance, enrol_with_open_window, text, weekly_screens
+from tests.questionnaire.test_flow import DLQI_EN, answer_dlqi, answer_haq
 
 
 def alerts(app):
@@ -45,7 +46,7 @@ def test_an_infection_reaches_the_site_once_and_no_mail_carries_an_answer(alert_
     pid, _patient = diary(alert_app, "ADU-TLS-101", infect="Y", pain=83)
     [alert] = alerts(alert_app)
     assert (alert.rule_code, alert.severity, alert.source, alert.state.value) == (
-        "DU_INFECTION", "same_day", "completed", "open")
+        "DU_INFECTION", "same_day", "answer_saved", "open")          # raised on save; submitting raised no other
     assert alert.evidence == [{"ref": "DU_DIARY.DU_INFECT", "kind": "item", "value": "Y"}]
     [raised] = audit(alert_app, "alert.raised")
     assert raised.patient_id == pid and raised.new["rule"] == "DU_INFECTION"
@@ -57,7 +58,7 @@ def test_an_infection_reaches_the_site_once_and_no_mail_carries_an_answer(alert_
     assert len(smtp.all()) == 2                   # not another study's coordinator, not the admin at first
     assert coordinator["Subject"].startswith("[ADUSE] Alerte (dans la journée) : ADU-TLS-101")
     body = coordinator.get_content()
-    assert "Signes d'infection d'un ulcère du doigt" in body and f"/staff/alerts/{alert.id}" in body
+    assert "Nouveaux signes d'infection d'un ulcère du doigt" in body and f"/staff/alerts/{alert.id}" in body
     both = on_call.get_content()
     assert "Étude : ADUSE" in both and "Study: ADUSE" in both            # an on-call address gets both languages
     for message in smtp.all():
@@ -105,33 +106,62 @@ def test_unacknowledged_alerts_are_escalated_to_the_admins_and_stop_when_acknowl
     assert ack.new["minutes_to_acknowledge"] == 4 * 60 + 1
 
 
-def test_an_urgent_alert_also_goes_by_sms_to_the_on_call_mobile(database_url, instance_dir, smtp, fake_twilio,
-                                                                 tmp_path):
-    app = make_alert_app(database_url, smtp, fake_twilio, STUDIES_DIR=str(urgent_studies(tmp_path)))
-    try:
-        _pid, patient = diary(app, "ADU-TLS-103", infect="Y")
-        assert "Appelez votre équipe d'étude maintenant" in text(patient.page.text)
-        worker(app).alerts()
-        [sms] = [m for m in fake_twilio.messages.values() if m.to == ON_CALL_MOBILE]
-        assert "URGENTE ADUSE/TLS" in sms.body and "ADU-TLS-103" in sms.body and "/staff/alerts/" in sms.body
-        assert "Oui" not in sms.body and "60" not in sms.body
-        assert {n.channel for n in notifications(app)} == {"email", "sms"}
-        worker(app, "w2").alerts()
-        assert len([m for m in fake_twilio.messages.values() if m.to == ON_CALL_MOBILE]) == 1
-    finally:
-        app.extensions["proapp.engine"].dispose()
+def test_an_urgent_alert_also_goes_by_sms_to_the_on_call_mobile(alert_app, smtp, fake_twilio):
+    # A shipped urgent signal (critical ischaemia), raised when saved: the diary is never sent.
+    diary(alert_app, "ADU-TLS-103", DU_ISCHAEMIA="Y", submit=False)
+    [alert] = alerts(alert_app)
+    assert (alert.rule_code, alert.severity, alert.source) == ("DU_ISCHAEMIA", "urgent", "answer_saved")
+    worker(alert_app).alerts()
+    [sms] = [m for m in fake_twilio.messages.values() if m.to == ON_CALL_MOBILE]
+    assert "URGENTE ADUSE/TLS" in sms.body and "ADU-TLS-103" in sms.body and "/staff/alerts/" in sms.body
+    assert "Oui" not in sms.body and "blanc" not in sms.body
+    assert {n.channel for n in notifications(alert_app)} == {"email", "sms"}
+    worker(alert_app, "w2").alerts()
+    assert len([m for m in fake_twilio.messages.values() if m.to == ON_CALL_MOBILE]) == 1
 
 
 def test_an_answer_left_in_progress_raises_its_alert_when_the_window_closes(alert_app, smtp):
-    diary(alert_app, "ADU-TLS-104", infect="Y", submit=False)
+    diary(alert_app, "ADU-TLS-104", antibio="Y", submit=False)         # a review rule waits for the end
     assert alerts(alert_app) == []
     later(alert_app, days=5)                        # W1's window (3 days after the target day) has closed
     assert worker(alert_app).queue()["missed"] == 1
     [alert] = alerts(alert_app)
-    assert (alert.rule_code, alert.source) == ("DU_INFECTION", "window_closed")
+    assert (alert.rule_code, alert.source) == ("DU_ANTIBIOTICS", "window_closed")
     worker(alert_app).alerts()
     assert len(smtp.to("tls@chu.test")) == 1
     assert "fenêtre fermée avec des réponses en cours" not in smtp.to("tls@chu.test")[0].get_content()
+
+
+def test_a_same_day_answer_reaches_the_team_when_saved_and_is_raised_once(alert_app, smtp):
+    # The patient reports an infected ulcer, reads "call your team today" and closes the browser: never sent.
+    _pid, token = enrol_with_open_window(alert_app, "ADUSE", "W1", subject="ADU-TLS-120")
+    p = Patient(alert_app.test_client(), token)
+    p.open()
+    p.start()
+    p.answer(DU_NEW="N")
+    p.answer(DU_INFECT="Y")
+    assert p.path.startswith("/q/call")
+    [alert] = alerts(alert_app)
+    assert (alert.rule_code, alert.severity, alert.source) == ("DU_INFECTION", "same_day", "answer_saved")
+    worker(alert_app).alerts()
+    assert len(smtp.to("tls@chu.test")) == 1 and len(smtp.to(ON_CALL_EMAIL)) == 1
+    # Coming back, correcting the answer there and back again, sending, the window closing: still one alert.
+    p.get("/q/DU_DIARY.DU_INFECT")
+    p.answer(DU_INFECT="N")
+    p.get("/q/DU_DIARY.DU_INFECT")
+    p.answer(DU_INFECT="Y")
+    for values in weekly_screens("20")[2:]:
+        if p.path.startswith("/q/call"):
+            p.get(re.search(r'class="button" href="([^"]+)"', p.page.text).group(1))
+        p.answer(**values)
+    p.get("/q/review")
+    p.submit()
+    later(alert_app, days=5)
+    worker(alert_app).queue()
+    assert [a.rule_code for a in alerts(alert_app)] == ["DU_INFECTION"]
+    worker(alert_app).alerts()                   # (5 days on, the open alert is also escalated: steps 1, 2...)
+    assert len([n for n in notifications(alert_app) if n.step == 0]) == 2
+    assert len(audit(alert_app, "alert.raised")) == 1
 
 
 def test_a_rise_from_the_baseline_raises_a_review_alert_without_alarming_the_patient(alert_app):
@@ -225,8 +255,8 @@ def test_the_queue_the_patient_banner_and_acknowledging(alert_app):
     client = alert_app.test_client()
     login(client, "tls@chu.test")
     queue = text(client.get("/staff/alerts").text)
-    assert "ADU-TLS-107" in queue and "Signes d'infection" in queue and "Antibiotiques commencés" in queue
-    assert queue.index("Signes d'infection") < queue.index("Antibiotiques")       # same day before review
+    assert "ADU-TLS-107" in queue and "signes d'infection" in queue and "Antibiotiques commencés" in queue
+    assert queue.index("signes d'infection") < queue.index("Antibiotiques")       # same day before review
     overview = text(client.get("/staff/").text)
     assert "2 alertes ouvertes" in overview
     listed = text(client.get("/staff/patients?flag=open_alert").text)
@@ -234,7 +264,7 @@ def test_the_queue_the_patient_banner_and_acknowledging(alert_app):
     banner = text(client.get(f"/staff/patients/{pid}").text)
     assert "2 alertes ouvertes" in banner
     page = client.get(f"/staff/alerts/{infection.id}")
-    assert "Avez-vous des signes d'infection" in text(page.text) and "Oui" in text(page.text)
+    assert "de NOUVEAUX signes d'infection" in text(page.text) and "Oui" in text(page.text)
 
     token = csrf(page.text)
     missing = client.post(f"/staff/alerts/{infection.id}", data={"csrf_token": token, "note": "x"})
@@ -270,7 +300,9 @@ def test_other_sites_do_not_see_an_alert_and_monitors_cannot_acknowledge_it(aler
 def test_the_patient_sees_whom_to_call_after_the_answer_at_the_end_and_on_reopening(alert_app):
     _pid, patient = diary(alert_app, "ADU-TLS-109", infect="Y", language="en")
     done = text(patient.page.text)
-    assert "Please call your study team today" in done and "Signs of infection of a finger ulcer" in done
+    assert "Please call your study team today" in done
+    assert "You told us that new signs of infection have appeared around a finger ulcer." in done
+    assert "Signs of infection of a finger ulcer" not in done                 # the team's wording stays theirs
     assert 'href="tel:+33199000101"' in patient.page.text and "15 or 112" in done
     again = patient.client.get(f"/s/{patient.token}", follow_redirects=True)
     assert "already completed" in text(again.text) and 'href="tel:+33199000101"' in again.text
@@ -299,7 +331,7 @@ def test_alerts_list_command(alert_app):
 
 
 def test_withdrawing_a_patient_keeps_the_alert_of_answers_in_progress(alert_app):
-    pid, _p = diary(alert_app, "ADU-TLS-111", infect="Y", submit=False)
+    pid, _p = diary(alert_app, "ADU-TLS-111", antibio="Y", submit=False)
     client = alert_app.test_client()
     login(client, "tls@chu.test")
     page = client.get(f"/staff/patients/{pid}")
@@ -308,39 +340,86 @@ def test_withdrawing_a_patient_keeps_the_alert_of_answers_in_progress(alert_app)
                              "signature_password": "correct horse battery"})
     assert resp.status_code == 303
     [alert] = alerts(alert_app)
-    assert (alert.rule_code, alert.source) == ("DU_INFECTION", "withdrawn")
+    assert (alert.rule_code, alert.source) == ("DU_ANTIBIOTICS", "withdrawn")
     assert "retiré de l'étude avec des réponses en cours" in text(client.get(f"/staff/alerts/{alert.id}").text)
 
 
 def test_the_diary_complications_map_to_their_rules(alert_app):
     diary(alert_app, "ADU-TLS-111", DU_NECROSIS="Y", DU_HARVEST="Y")
     found = {(a.rule_code, a.severity) for a in alerts(alert_app)}
-    assert found == {("DU_NECROSIS", "same_day"), ("DU_HARVEST_SITE", "review")}
-    diary(alert_app, "ADU-TLS-112", DU_HOSPITAL="Y", DU_SURGERY="Y", DU_INJECTED="Y")
-    found = {(a.rule_code, a.severity) for a in alerts(alert_app)} - found
-    assert found == {("DU_HOSPITAL", "same_day"), ("DU_SURGERY", "same_day"), ("DU_INJECTED_FINGER", "review")}
+    assert found == {("DU_NECROSIS", "urgent"), ("DU_HARVEST_SITE", "review")}
+    diary(alert_app, "ADU-TLS-112", DU_HOSPITAL="Y", DU_SURGERY="Y", DU_INJECTED="Y", DU_INJ_REACTION="2")
+    new = {(a.rule_code, a.severity) for a in alerts(alert_app)} - found
+    assert new == {("DU_HOSPITAL", "same_day"), ("DU_SURGERY", "same_day"), ("DU_INJECTED_FINGER", "review")}
+    found |= new
+    pid, p = diary(alert_app, "ADU-TLS-113", DU_ISCHAEMIA="Y", DU_BONE="Y", DU_AMPUTATION="Y", DU_INJECTED="Y",
+                   DU_INJ_REACTION="3", language="en", submit=False)
+    new = {(a.rule_code, a.severity, a.source) for a in alerts(alert_app) if a.patient_id == pid}
+    # Each raised as its answer was saved; a severe reaction at the injected finger is one alert, not two.
+    assert new == {("DU_ISCHAEMIA", "urgent", "answer_saved"), ("DU_BONE", "same_day", "answer_saved"),
+                   ("DU_AMPUTATION", "same_day", "answer_saved"),
+                   ("DU_INJECTION_REACTION", "same_day", "answer_saved")}
+    p.submit()
+    assert "DU_INJECTED_FINGER" not in {a.rule_code for a in alerts(alert_app) if a.patient_id == pid}
+    done = text(p.page.text)
+    assert "Please call your study team now" in done
+    assert "You told us that a finger is white or blue and cold" in done
+    assert "You told us that you have lost part of a finger." in done
 
 
-def test_a_severe_side_effect_raises_a_review_and_a_very_severe_one_a_same_day_alert(alert_app):
-    from tests.questionnaire.helpers import Patient, answer_tolerance, enrol_with_open_window
-    from tests.questionnaire.test_flow import DLQI_EN, answer_dlqi, answer_haq
+def test_an_answer_that_rules_nothing_out_raises_nothing(alert_app):
+    diary(alert_app, "ADU-TLS-114", DU_INJECTED="Y", DU_INJ_REACTION="1")
+    assert {a.rule_code for a in alerts(alert_app)} == {"DU_INJECTED_FINGER"}      # a mild reaction: review only
 
-    for subject, grade, expected in (("IMA-TLS-301", "3", {("TOL_SEVERE", "review")}),
-                                     ("IMA-TLS-302", "4", {("TOL_SEVERE", "review"),
-                                                           ("TOL_VERY_SEVERE", "same_day")}),
-                                     ("IMA-TLS-303", "2", set())):
-        before = {a.id for a in alerts(alert_app)}
-        _pid, token = enrol_with_open_window(alert_app, "IMATINIB-SSC", "M1", subject=subject, language="en")
-        p = Patient(alert_app.test_client(), token)
-        p.open()
-        p.start()
-        answer_dlqi(p, DLQI_EN)
-        answer_haq(p)
-        answer_tolerance(p, grade="0")
-        p.get("/q/TOLERANCE.TOL_NAUSEA")
-        p.answer(TOL_NAUSEA=grade)
-        if p.path.startswith("/q/call"):                       # a same-day rule: the patient is told to call
-            assert grade == "4" and "Please call your study team today" in text(p.page.text)
-        p.get("/q/review")
-        p.submit()
-        assert {(a.rule_code, a.severity) for a in alerts(alert_app) if a.id not in before} == expected
+
+def imatinib_visit(app, pid: int | None, subject: str, **tolerance: str) -> tuple[int, list[str]]:
+    """An IMATINIB-SSC visit through the patient's pages: M0 for a new patient (``pid`` None), else M1 thirty days
+    later. Returns the patient and the "call your team" pages met."""
+    if pid is None:
+        pid, token = enrol_with_open_window(app, "IMATINIB-SSC", "M0", subject=subject, language="en")
+    else:
+        now = later(app, days=30)
+        with app.app_context():
+            s = db.session()
+            token = issue_link(s, open_occurrence_for(s, s.get(PatientRow, pid), now, "M1"), now)
+            s.commit()
+    p = Patient(app.test_client(), token)
+    p.open()
+    p.start()
+    answer_dlqi(p, DLQI_EN)
+    answer_haq(p)
+    calls = answer_tolerance(p, grade="0", **tolerance)
+    p.get("/q/review")
+    p.submit()
+    return pid, calls
+
+
+def test_side_effects_are_compared_with_the_patients_own_checklist_before_treatment(alert_app):
+    # Very tired before the first dose (common in early diffuse SSc): nothing at M0, nothing when it stays so.
+    pid, calls = imatinib_visit(alert_app, None, "IMA-TLS-301", TOL_FATIGUE="3", TOL_FATIGUE_INT="3")
+    assert alerts(alert_app) == [] and calls == []
+    _pid, calls = imatinib_visit(alert_app, pid, "IMA-TLS-301", TOL_FATIGUE="3", TOL_FATIGUE_INT="3",
+                                 TOL_NAUSEA="3")
+    [alert] = alerts(alert_app)
+    assert (alert.rule_code, alert.severity, alert.source) == ("TOL_SEVERE", "review", "completed")
+    assert {e["ref"] for e in alert.evidence} == {"TOLERANCE.TOL_NAUSEA"}
+    assert calls == []                                                  # a review rule alarms nobody
+
+
+def test_a_very_severe_side_effect_is_one_same_day_alert_and_breathlessness_is_urgent_at_any_visit(alert_app):
+    pid, calls = imatinib_visit(alert_app, None, "IMA-TLS-302", TOL_DYSPNOEA="4")
+    [urgent] = alerts(alert_app)
+    assert (urgent.rule_code, urgent.severity, urgent.source) == (
+        "TOL_BREATHLESS_VERY_SEVERE", "urgent", "answer_saved")         # dangerous in itself, even before treatment
+    [call] = calls
+    assert "Please call your study team now" in call
+    assert "You told us that your shortness of breath is very severe." in call
+    assert "15 or 112" in call and "text message to 114" in call and "116 117" in call
+    _pid, calls = imatinib_visit(alert_app, pid, "IMA-TLS-302", TOL_NAUSEA="4")
+    new = [a for a in alerts(alert_app) if a.id != urgent.id]
+    # One answer, one alert: the same-day one, not also the review one.
+    assert [(a.rule_code, a.severity, a.source) for a in new] == [
+        ("TOL_VERY_SEVERE_NAUSEA", "same_day", "answer_saved")]
+    [call] = calls
+    assert "You told us that your nausea has become very severe or almost constant." in call
+    assert "Un effet indésirable" not in call and "(4)" not in call

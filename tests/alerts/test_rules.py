@@ -24,12 +24,12 @@ def rule(**when) -> dict:
 
 
 @pytest.mark.parametrize("when, message", [
-    ({"item": "DU_DIARY.DU_FEVER", "equals": "Y"}, "alerts.rules (TEST_RULE): DU_DIARY 2.0 has no item DU_FEVER"),
+    ({"item": "DU_DIARY.DU_FEVER", "equals": "Y"}, "alerts.rules (TEST_RULE): DU_DIARY 2.1 has no item DU_FEVER"),
     ({"item": "DU_DIARY.DU_INFECT", "equals": "X"}, "(TEST_RULE): 'X' is not a value of DU_DIARY.DU_INFECT"),
     ({"item": "PAIN_VAS.PAIN_VAS", "at_least": 150}, "150 is outside the possible range of PAIN_VAS.PAIN_VAS (0 to 100)"
      ),
     ({"score": "PAIN_VAS.PAIN", "change_from": "baseline", "at_least": 130}, "outside the possible range"),
-    ({"score": "DU_DIARY.NEW_ULCERS", "at_least": 2}, "DU_DIARY 2.0 has no derived score NEW_ULCERS"),
+    ({"score": "DU_DIARY.NEW_ULCERS", "at_least": 2}, "DU_DIARY 2.1 has no derived score NEW_ULCERS"),
     ({"item": "DU_DIARY.DU_INFECT", "at_least": 1}, "DU_DIARY.DU_INFECT is not a number"),
     ({"item": "DU_DIARY.DU_HAND", "equals": "L"}, "asked once per repeat"),
     ({"item": "SF36.Q1", "equals": "1"}, "SF36 is not listed under instruments"),
@@ -141,3 +141,55 @@ def test_dev_mail_lists_the_console_mails(app):
         Mail("tls@chu.test", "Alerte de test", "Corps", "<m@proapp>"))
     page = app.test_client().get("/dev/mail")
     assert page.status_code == 200 and "Alerte de test" in page.text
+
+
+def test_one_answer_raises_only_its_most_severe_rule():
+    grade4 = AlertRule.model_validate({**rule(item="TOLERANCE.TOL_NAUSEA", equals="4"), "code": "VERY",
+                                       "severity": "same_day", "patient": {"en": "x", "fr": "x"}})
+    grade34 = AlertRule.model_validate({**rule(item="TOLERANCE.TOL_NAUSEA", one_of=["3", "4"]), "code": "SEVERE"})
+    other = AlertRule.model_validate({**rule(item="TOLERANCE.TOL_VOMIT", one_of=["3", "4"]), "code": "VOMIT"})
+    both = AlertRule.model_validate({**rule(any=[{"item": "TOLERANCE.TOL_NAUSEA", "in": ["3", "4"]},
+                                                 {"item": "TOLERANCE.TOL_VOMIT", "in": ["3", "4"]}]), "code": "ANY"})
+    rules = [grade34, grade4, other, both]
+    hits = evaluate(rules, {"TOLERANCE": {"item:TOL_NAUSEA": "4", "item:TOL_VOMIT": "0"}}, lambda *_: None)
+    assert [h.rule.code for h in hits] == ["VERY"]                    # not also SEVERE and ANY, for the same answer
+    hits = evaluate(rules, {"TOLERANCE": {"item:TOL_NAUSEA": "4", "item:TOL_VOMIT": "3"}}, lambda *_: None)
+    assert [h.rule.code for h in hits] == ["VERY", "VOMIT", "ANY"]    # two answers: ANY names both, kept
+    hits = evaluate(rules, {"TOLERANCE": {"item:TOL_NAUSEA": "3"}}, lambda *_: None)
+    assert [h.rule.code for h in hits] == ["SEVERE", "ANY"]           # same severity: both kept
+
+
+def test_a_graded_answer_compares_with_the_baseline_and_urgent_rules_need_the_patients_wording(tmp_path):
+    r = AlertRule.model_validate(rule(all=[{"item": "TOLERANCE.TOL_FATIGUE", "in": ["3", "4"]},
+                                           {"item": "TOLERANCE.TOL_FATIGUE", "change_from": "baseline",
+                                            "at_least": 1}]))
+    m0 = {("TOLERANCE", "baseline"): Earlier("M0", {"item:TOL_FATIGUE": "3"})}
+    assert evaluate([r], {"TOLERANCE": {"item:TOL_FATIGUE": "3"}}, lambda i, w: m0.get((i, w))) == []
+    assert evaluate([r], {"TOLERANCE": {"item:TOL_FATIGUE": "4"}}, lambda i, w: m0.get((i, w)))
+    assert evaluate([r], {"TOLERANCE": {"item:TOL_FATIGUE": "4"}}, lambda *_: None) == []     # M0 itself
+    data = shipped("IMATINIB-SSC.yaml")
+    data["alerts"]["rules"].append(rule(item="TOLERANCE.TOL_FATIGUE", change_from="baseline", at_least=5))
+    with pytest.raises(StudyFileError, match=r"5 is outside the possible range of TOLERANCE.TOL_FATIGUE \(-4 to 4\)"):
+        load_study_file(write(tmp_path, data, "IMATINIB-SSC.yaml"), default_registry(), CONTACTS)
+    with pytest.raises(ValueError, match="give its patient wording"):
+        AlertRule.model_validate({**rule(item="TOLERANCE.TOL_FATIGUE", equals="4"), "severity": "urgent"})
+
+
+def test_every_shipped_rule_has_a_first_person_patient_wording_and_urgent_rules_exist():
+    for study in load_studies(DATA_DIR, default_registry(), DEMO_CONTACTS).all():
+        rules = study.definition.alerts.rules
+        assert any(r.severity == "urgent" for r in rules), study.definition.code
+        for r in rules:
+            assert r.patient is not None, r.code
+            assert r.patient.en.startswith(("You told us", "Your ")), r.code
+            assert r.patient.fr.startswith(("Vous nous avez", "La douleur")), r.code
+            assert r.patient.en != r.label.en and "(4)" not in r.patient.en
+
+
+def test_the_questions_tell_a_scab_a_planned_stay_and_a_treated_infection_apart():
+    diary = default_registry().get("DU_DIARY", "2.1")
+    assert "A dry black scab on an ulcer that is not spreading does not count" in diary.item("DU_NECROSIS").text.en
+    assert "NOT planned" in diary.item("DU_HOSPITAL").text.en and "iloprost" in diary.item("DU_HOSPITAL").text.en
+    assert "NOT planned" in diary.item("DU_SURGERY").text.en
+    assert "NEW signs" in diary.item("DU_INFECT").text.en and "answer No" in diary.item("DU_INFECT").text.en
+    assert "croûte noire et sèche" in diary.item("DU_NECROSIS").text.fr

@@ -124,7 +124,7 @@ def test_a_response_carries_what_the_edc_needs(app, key):
     complete_diary(app, "ADU-TLS-001")
     items = app.test_client().get(f"{URL}/responses", headers=auth(key)).get_json()["data"]
     diary = next(i for i in items if i["instrument"]["code"] == "DU_DIARY")
-    assert diary["instrument"] == {"code": "DU_DIARY", "version": "2.0"}
+    assert diary["instrument"] == {"code": "DU_DIARY", "version": "2.1"}
     assert diary["language"] == "fr" and diary["completed_on_site"] is False
     assert diary["completed_at"].endswith("Z") and diary["visit"] == "W1" and diary["site"] == "TLS"
     assert diary["answers"]["DU_HAND"] == ["R", "L"] and diary["answers"]["DU_FINGER"] == ["2", "3"]
@@ -143,7 +143,7 @@ def test_csv_has_one_row_per_answer_with_labels(app, key):
     assert resp.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(resp.get_data(as_text=True))))
     answers = [r for r in rows if r["row_kind"] == "answer"]
-    assert len(answers) == 1 + 8 + 2 * 4                   # pain; diary: 8 items + 2 ulcers x 4 items
+    assert len(answers) == 1 + 12 + 2 * 4                  # pain; diary: 12 items + 2 ulcers x 4 items
     scores = {(r["instrument"], r["item_code"], r["repeat"]): (r["value"], r["item_label"])
               for r in rows if r["row_kind"] == "score"}
     assert scores[("PAIN_VAS", "PAIN", "0")][0] == "35"
@@ -266,7 +266,7 @@ def test_fhir_resources_are_valid(app, key):
     # The same response and revision keep their fullUrl from one pull to the next.
     again = client.get(f"{URL}/responses?format=fhir", headers=auth(key)).get_json()
     assert [e.get("fullUrl") for e in again["entry"]] == [e.get("fullUrl") for e in body["entry"]]
-    for code, version in (("DLQI", "1.0"), ("HAQ", "1.1"), ("PAIN_VAS", "1.0"), ("DU_DIARY", "2.0"),
+    for code, version in (("DLQI", "1.0"), ("HAQ", "1.1"), ("PAIN_VAS", "1.0"), ("DU_DIARY", "2.1"),
                           ("DU_BASELINE", "1.0")):
         q = client.get(f"{URL}/questionnaires/{code}", headers=auth(key))
         assert q.status_code == 200, code
@@ -276,7 +276,7 @@ def test_fhir_resources_are_valid(app, key):
         # The canonical URL resolves, to the same Questionnaire.
         path = parsed.url.removeprefix("https://pro.example.test")
         assert client.get(path, headers=auth(key)).get_json() == q.get_json(), path
-    assert diary.questionnaire == "https://pro.example.test/api/v1/fhir/Questionnaire/DU_DIARY|2.0"
+    assert diary.questionnaire == "https://pro.example.test/api/v1/fhir/Questionnaire/DU_DIARY|2.1"
     pain = next(e["resource"] for e in responses if "PAIN_VAS" in e["resource"]["questionnaire"])
     assert pain["questionnaire"].endswith("/Questionnaire/PAIN_VAS-digital-ulcers-24h|1.0")   # ADUSE's wording
     older = client.get("/api/v1/fhir/Questionnaire/DU_DIARY?version=1.0", headers=auth(key)).get_json()

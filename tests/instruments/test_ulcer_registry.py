@@ -194,5 +194,5 @@ def test_tolerance_marks_its_sources():
     ctcae = [i.code for i in inst.items if i.source and i.source.startswith("PRO-CTCAE v1.0:")]
     specific = [i.code for i in inst.items if i.study_specific]
     assert set(ctcae) | set(specific) == {i.code for i in inst.items} and not set(ctcae) & set(specific)
-    assert specific == ["TOL_EYE_SWELL", "TOL_CRAMPS", "TOL_RASH_SEV"]
+    assert specific == ["TOL_EYE_SWELL", "TOL_CRAMPS", "TOL_WEIGHT_GAIN", "TOL_RASH_SEV", "TOL_BLEEDING", "TOL_FEVER"]
     assert not inst.languages["fr"].validated

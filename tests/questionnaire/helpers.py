@@ -13,7 +13,7 @@ from proapp.questionnaire.services import issue_link, open_occurrence_for
 
 # Days after the anchor at which a window is open: ADUSE W1 (PAIN_VAS, DU_DIARY) or W0 (DLQI, HAQ),
 # IMATINIB-SSC M1 (DLQI, HAQ).
-OPEN_AT = {("ADUSE", "W1"): 7, ("ADUSE", "W0"): 0, ("IMATINIB-SSC", "M1"): 30}
+OPEN_AT = {("ADUSE", "W1"): 7, ("ADUSE", "W0"): 0, ("IMATINIB-SSC", "M1"): 30, ("IMATINIB-SSC", "M0"): 0}
 
 
 def enrol_with_open_window(app, study="ADUSE", visit="W1", subject=None, language="fr", tz="Europe/Paris"):
@@ -103,8 +103,9 @@ class Patient:
         for n, (hand, finger, site) in enumerate(ulcers):
             self.answer(DU_HAND=hand, DU_FINGER=finger, DU_SITE=site, DU_ONSET=day)
             self.answer(more="Y" if n < len(ulcers) - 1 else "N")
-        self.answer(DU_INFECT="N", DU_ANTIBIO="N", DU_NECROSIS=complications, DU_HOSPITAL="N", DU_SURGERY="N",
-                    DU_INJECTED="N", DU_HARVEST="N")
+        self.answer(DU_INFECT="N", DU_ANTIBIO="N", DU_ISCHAEMIA="N", DU_NECROSIS=complications, DU_BONE="N",
+                    DU_HOSPITAL="N", DU_SURGERY="N", DU_AMPUTATION="N", DU_INJECTED="N",
+                    **({"DU_INJ_ULCER": "N"} if ulcers else {}), DU_HARVEST="N")
         if pain is not None:
             self.answer(PAIN_VAS=pain)
 
@@ -114,19 +115,37 @@ class Patient:
         return self.get(resp.headers["Location"])
 
 
-# An ADUSE weekly entry with no ulcer, screen by screen (diary 2.0 then the pain scale).
-COMPLICATIONS = ("DU_NECROSIS", "DU_HOSPITAL", "DU_SURGERY", "DU_INJECTED", "DU_HARVEST")
+# An ADUSE weekly entry with no ulcer, screen by screen (diary 2.1 then the pain scale).
+COMPLICATIONS = ("DU_ISCHAEMIA", "DU_NECROSIS", "DU_BONE", "DU_HOSPITAL", "DU_SURGERY", "DU_AMPUTATION", "DU_INJECTED",
+                 "DU_HARVEST")
 
 
 def weekly_screens(pain: str = "10", **overrides: str) -> list[dict[str, str]]:
+    """One dict per screen; a problem at an injected finger is followed by its grade (DU_INJ_REACTION, 1 unless
+    given)."""
     values = {"DU_NEW": "N", "DU_INFECT": "N", "DU_ANTIBIO": "N", **dict.fromkeys(COMPLICATIONS, "N"),
               "PAIN_VAS": pain}
-    values.update(overrides)
-    return [{k: v} for k, v in values.items()]
+    values.update({k: v for k, v in overrides.items() if k != "DU_INJ_REACTION"})
+    screens = []
+    for k, v in values.items():
+        screens.append({k: v})
+        if k == "DU_INJECTED" and v == "Y":
+            screens.append({"DU_INJ_REACTION": overrides.get("DU_INJ_REACTION", "1")})
+    return screens
 
 
-def answer_tolerance(p: Patient, grade: str = "0", rash: str = "N") -> None:
-    """The IMATINIB-SSC tolerance checklist, every grade the same."""
-    while p.screen_key.startswith("TOLERANCE."):
-        code = p.screen_key.split(".", 1)[1]
-        p.answer(**{code: rash if code == "TOL_RASH" else grade})
+TOLERANCE_YES_NO = ("TOL_RASH", "TOL_WEIGHT_GAIN", "TOL_BRUISE", "TOL_BLEEDING", "TOL_FEVER")
+
+
+def answer_tolerance(p: Patient, grade: str = "0", rash: str = "N", **answers: str) -> list[str]:
+    """The IMATINIB-SSC tolerance checklist screen by screen: every grade ``grade``, every yes/no ``rash``, except
+    the items given in ``answers``. Returns the text of each "call your team" page met (and followed)."""
+    calls = []
+    while p.screen_key.startswith("TOLERANCE.") or p.path.startswith("/q/call"):
+        if p.path.startswith("/q/call"):
+            calls.append(text(p.page.text))
+            p.get(re.search(r'class="button" href="([^"]+)"', p.page.text).group(1))
+            continue
+        names = dict.fromkeys(re.findall(r'name="(TOL_[A-Z_]+)"', p.page.text))
+        p.answer(**{n: answers.get(n, rash if n in TOLERANCE_YES_NO else grade) for n in names})
+    return calls

@@ -31,7 +31,7 @@ def test_edited_study_file_leaves_schedules_and_responses_alone(app, session, tm
     shutil.copytree(DATA_DIR, folder)
     path = folder / "IMATINIB-SSC.yaml"
     data = yaml.safe_load(path.read_text())
-    data["version"] = "4"
+    data["version"] = "5"
     data["visits"][0]["window"] = {"before": 3, "after": 3}
     data["sites"] = [s for s in data["sites"] if s["code"] != "LIB"] + [{"code": "MTP", "name": "CHU de Montpellier",
                                                                     "phone": "+33199000299"}]
@@ -40,7 +40,7 @@ def test_edited_study_file_leaves_schedules_and_responses_alone(app, session, tm
     changes = sync_studies(session, load_studies(folder, app.extensions["proapp.instruments"], DEMO_CONTACTS,
                                                  demo_contacts=True), now)
     session.commit()
-    assert "study IMATINIB-SSC updated to version 4" in changes
+    assert "study IMATINIB-SSC updated to version 5" in changes
     assert "site IMATINIB-SSC/MTP added" in changes
     assert "site IMATINIB-SSC/LIB no longer in the study file: deactivated" in changes
     session.rollback()               # a fresh snapshot of the database
@@ -50,7 +50,7 @@ def test_edited_study_file_leaves_schedules_and_responses_alone(app, session, tm
     response = session.scalar(select(Response))
     assert (response.status, response.scores, response.instrument_version) == (
         ResponseStatus.COMPLETED, {"total": 4}, "1.0")
-    assert session.scalar(select(Study.definition_version).where(Study.code == "IMATINIB-SSC")) == "4"
+    assert session.scalar(select(Study.definition_version).where(Study.code == "IMATINIB-SSC")) == "5"
     lib = session.scalar(select(Site).join(Study).where(Study.code == "IMATINIB-SSC", Site.code == "LIB"))
     assert lib.active is False
-    assert patient.schedule_version == "3"
+    assert patient.schedule_version == "4"
