@@ -1,7 +1,7 @@
 """Declared restores and the workers' heartbeats
 
 Revision ID: 0019
-Revises: 0016
+Revises: 0018
 Create Date: 2026-12-07
 """
 
