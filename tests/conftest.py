@@ -5,7 +5,10 @@ the run: it is never skipped."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,13 +24,38 @@ from sqlalchemy.orm import Session
 from proapp import create_app, db
 from proapp.db import Base, make_engine
 from proapp.migrate import grant_app_role, upgrade
+from proapp.studies.catalog import DATA_DIR as SHIPPED_STUDIES
 from proapp.studies.catalog import DEMO_CONTACTS
+from tests.validation_report import pytest_addoption, pytest_configure  # noqa: F401  (the validation report)
 
 PHONE_KEY = Fernet.generate_key().decode()
+
+
+def production_study_files(folder: Path) -> Path:
+    """The shipped study files as a sponsor deploying them would edit them: the instruments' unvalidated wording
+    accepted by name (production refuses it otherwise). Returns ``folder``."""
+    import yaml
+
+    from proapp.instruments import default_registry
+
+    registry = default_registry()
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sorted(SHIPPED_STUDIES.glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for code, use in raw["instruments"].items():
+            languages = registry.get(code, use["version"]).languages.items()
+            use["accept_unvalidated"] = sorted(lang for lang, st in languages if not st.validated)
+        (folder / path.name).write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return folder
+
+
+PRODUCTION_STUDIES = production_study_files(Path(tempfile.mkdtemp(prefix="proapp-studies-")) / "studies")
+atexit.register(shutil.rmtree, PRODUCTION_STUDIES.parent, ignore_errors=True)
 # What a production-mode app needs beyond the keys: a mail server (an address nothing listens on, for apps that send
-# no mail) and the site contacts (the fictional ones).
+# no mail), the site contacts (the fictional ones) and study files that accept their instruments' wording.
 PRODUCTION_MAIL = {"MAIL_GATEWAY": "smtp", "SMTP_URL": "smtp://127.0.0.1:9",
-                   "MAIL_FROM": "proapp <no-reply@example.test>", "SITE_CONTACTS": str(DEMO_CONTACTS)}
+                   "MAIL_FROM": "proapp <no-reply@example.test>", "SITE_CONTACTS": str(DEMO_CONTACTS),
+                   "STUDIES_DIR": str(PRODUCTION_STUDIES)}
 CHROMIUM = os.environ.get("PROAPP_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update"]

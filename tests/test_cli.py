@@ -78,6 +78,7 @@ def test_duplicate_subject_is_refused_and_the_first_is_untouched(runner, session
     assert count(session, Occurrence) == 18
 
 
+@pytest.mark.requirement("PERSONAL-DATA")
 def test_national_number_is_normalised_and_encrypted(runner, session, app):
     assert runner.invoke(args=enroll_args(phone="06 12 34 56 78")).exit_code == 0
     contact = session.scalar(select(PatientContact))

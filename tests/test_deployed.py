@@ -28,11 +28,11 @@ from sqlalchemy import func, select
 from proapp import db
 from proapp.studies.catalog import DEMO_CONTACTS
 from tests.benchmarks._setup import free_port
-from tests.conftest import PHONE_KEY, fresh_app
+from tests.conftest import PHONE_KEY, PRODUCTION_STUDIES, fresh_app
 from tests.mailserver import Inbox, smtp_server
 from tests.sms.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.requirement("DEPLOYED"), pytest.mark.postgres, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -204,6 +204,7 @@ def deployed(database_url, instance_dir, tmp_path_factory) -> Iterator[Deploymen
             "PROAPP_WEB_WORKERS": "2", "PROAPP_RATE_LOGIN_PER_IP": "0",
             "PROAPP_MAIL_GATEWAY": "smtp", "PROAPP_SMTP_URL": inbox.url,
             "PROAPP_MAIL_FROM": "proapp <no-reply@chu.test>", "PROAPP_SITE_CONTACTS": str(DEMO_CONTACTS),
+            "PROAPP_STUDIES_DIR": str(PRODUCTION_STUDIES),
         })
         d = Deployment(public, f"http://127.0.0.1:{http_port}", cert, logs, env, twilio, app, inbox,
                        secrets=[PASSWORD, "s" * 64, PHONE_KEY, AUTH_TOKEN, "5e" * 32])

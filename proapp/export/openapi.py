@@ -62,6 +62,8 @@ SCHEMAS: dict[str, Any] = {
             "window": ref("Window"),
             "instrument": ref("InstrumentRef"),
             "language": {"type": "string", "enum": ["fr", "en"]},
+            "wording_validated": {"type": "boolean", "description": "Whether the wording the patient read (this "
+                                  "instrument version in this language) is the licensed, validated text."},
             "completed_at": {"type": "string", "format": "date-time"},
             "completed_on_site": {"type": "boolean"},
             "answers": {"type": "object", "description": "By item code; an item of a repeating group (new ulcers) "

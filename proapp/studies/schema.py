@@ -56,9 +56,13 @@ class SiteDef(_Strict):
 
 
 class InstrumentUse(_Strict):
+    """An instrument a study uses. ``accept_unvalidated`` names the languages whose wording is not yet the licensed,
+    validated text and that the sponsor nevertheless accepts for this study: production refuses any other."""
+
     version: str
     variant: str | None = None
     features: list[str] = Field(default_factory=list)     # the instrument's optional parts this study asks
+    accept_unvalidated: list[Literal["en", "fr"]] = Field(default_factory=list)
 
 
 class VisitDef(_Strict):

@@ -17,6 +17,8 @@ from tests.accounts.test_invitations import PASSWORD, csrf, post
 from tests.alerts.conftest import later, make_alert_app
 from tests.questionnaire.helpers import text
 
+pytestmark = pytest.mark.requirement("E-SIGNATURE")
+
 
 @pytest.fixture
 def app(database_url, instance_dir, smtp, fake_twilio):

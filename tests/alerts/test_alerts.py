@@ -24,6 +24,8 @@ from tests.alerts.conftest import (
 )
 from tests.questionnaire.helpers import text, weekly_screens
 
+pytestmark = pytest.mark.requirement("ALERTS")
+
 
 def alerts(app):
     with app.app_context():

@@ -7,6 +7,7 @@ import csv
 import io
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
 
 from proapp import db
@@ -16,6 +17,8 @@ from proapp.questionnaire.models import Answer, Correction, Response
 from tests.dashboard.conftest import PASSWORD, Staff, text_of
 from tests.export.conftest import auth, complete_diary, make_key
 from tests.export.odm import validate_odm
+
+pytestmark = pytest.mark.requirement("CORRECTION")
 
 URL = "/api/v1/studies/ADUSE"
 

@@ -29,6 +29,7 @@ def code(app, secret: str) -> str:
     return pyotp.TOTP(secret).at(int(app.extensions["proapp.clock"].now().timestamp()))
 
 
+@pytest.mark.requirement("E-SIGNATURE", "CORRECTION")
 def test_invitation_password_two_factor_sign_in_and_signed_correction(app, live_server, browser, smtp):
     pid = complete_diary(app, "ADU-TLS-401")
     desk = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")

@@ -83,6 +83,7 @@ def _push(app, now=None):
         worker.close()
 
 
+@pytest.mark.requirement("EXPORT")
 def test_each_response_is_pushed_once_signed(push_app, edc):
     complete_diary(push_app, "ADU-TLS-001")
     report = _push(push_app)

@@ -22,6 +22,8 @@ def json_item(e: Exported, inst: Instrument, sequence: int) -> dict[str, Any]:
                    "closes_on": e.closes_on.isoformat()},
         "instrument": {"code": e.instrument, "version": e.version},
         "language": e.language,
+        # Whether the wording the patient read is the licensed, validated text of that instrument version.
+        "wording_validated": inst.languages[e.language].validated,
         "completed_at": iso(e.completed_at),
         "completed_on_site": e.on_site,
         "answers": grouped_answers(inst, e),
