@@ -131,10 +131,11 @@ def _load_definitions(app: Flask) -> None:
     from proapp.export.formats.odm import oid_problems
     from proapp.export.formats.redcap import Project
 
-    if app.config["PRODUCTION"]:            # patients answer only the licensed wording, or what the sponsor accepted
-        from proapp.studies.catalog import refused_wording
+    if app.config["PRODUCTION"]:       # patients informed; the licensed wording, or what the sponsor accepted
+        from proapp.studies.catalog import missing_information, refused_wording
 
-        refused = refused_wording(app.extensions["proapp.studies"], registry)
+        refused = missing_information(app.extensions["proapp.studies"]) + refused_wording(
+            app.extensions["proapp.studies"], registry)
         if refused:
             raise StudyFileError(f"{refused[0]} ({len(refused)} such problem(s); proapp check lists them)")
     for loaded in app.extensions["proapp.studies"].all():      # ODM and a REDCap project the EDC can import

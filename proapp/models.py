@@ -4,7 +4,15 @@ from proapp.accounts.models import AccountMail, AccountToken, Role, StaffSession
 from proapp.alerts.models import Alert, AlertNotification
 from proapp.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from proapp.export.models import Acknowledgement, ApiKey, ApiPull, PushDelivery
-from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientEvent, PatientStatus
+from proapp.patients.models import (
+    Agreement,
+    Occurrence,
+    OccurrenceStatus,
+    Patient,
+    PatientContact,
+    PatientEvent,
+    PatientStatus,
+)
 from proapp.questionnaire.models import AccessLink, Answer, Correction, Response, ResponseStatus
 from proapp.ratelimit import RateCounter
 from proapp.sms.models import SendSlot, SmsMessage, SmsStatus
@@ -15,6 +23,7 @@ __all__ = [
     "AccountMail",
     "AccountToken",
     "Acknowledgement",
+    "Agreement",
     "Alert",
     "AlertNotification",
     "Answer",

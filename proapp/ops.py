@@ -54,9 +54,9 @@ def _study_problems(cfg: dict[str, Any], env: Mapping[str, str]) -> list[str]:
     except Exception as exc:
         return [f"the study files cannot be loaded: {exc}"]
     from proapp.instruments import default_registry
-    from proapp.studies.catalog import unvalidated_wording
+    from proapp.studies.catalog import missing_information, unvalidated_wording
 
-    out = []
+    out = [problem + "." for problem in missing_information(catalog)]
     for loaded in catalog.all():
         for wording in unvalidated_wording(loaded.definition, default_registry()):
             out.append(("warning: " if wording.accepted else "") + wording.sentence() + ".")

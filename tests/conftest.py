@@ -31,9 +31,30 @@ from tests.validation_report import pytest_addoption, pytest_configure  # noqa: 
 PHONE_KEY = Fernet.generate_key().decode()
 
 
+# The information a sponsor gives its patients (fictional: the shipped study files hold none, production needs it).
+INFORMATION = {
+    "version": "2.1", "sponsor": "CHU Exemple, direction de la recherche, 1 rue de l'Exemple, 31000 Toulouse",
+    "purpose": {"en": "To follow how you feel during the study, from your answers.",
+                "fr": "Suivre votre état pendant l'étude, à partir de vos réponses."},
+    "legal_basis": {"en": "A task in the public interest (GDPR article 6.1.e), scientific research (article 9.2.j).",
+                    "fr": "Une mission d'intérêt public (RGPD article 6.1.e), la recherche scientifique "
+                          "(article 9.2.j)."},
+    "methodology": "MR-001",
+    "collected": {"en": "Your answers to the questionnaires and when you gave them.",
+                  "fr": "Vos réponses aux questionnaires et leur date."},
+    "retention": {"en": "Until the study report, then archived for 25 years.",
+                  "fr": "Jusqu'au rapport de l'étude, puis archivées 25 ans."},
+    "data_protection_officer": "dpo@chu-exemple.example",
+    "sms_provider": {"name": "Twilio Inc.", "country": {"en": "the United States", "fr": "États-Unis"},
+                     "safeguard": {"en": "the European Commission's standard contractual clauses.",
+                                   "fr": "les clauses contractuelles types de la Commission européenne."}},
+}
+
+
 def production_study_files(folder: Path) -> Path:
-    """The shipped study files as a sponsor deploying them would edit them: the instruments' unvalidated wording
-    accepted by name (production refuses it otherwise). Returns ``folder``."""
+    """The shipped study files as a sponsor deploying them would edit them: the information for its patients, and
+    the instruments' unvalidated wording accepted by name (production refuses either missing). Returns
+    ``folder``."""
     import yaml
 
     from proapp.instruments import default_registry
@@ -45,6 +66,7 @@ def production_study_files(folder: Path) -> Path:
         for code, use in raw["instruments"].items():
             languages = registry.get(code, use["version"]).languages.items()
             use["accept_unvalidated"] = sorted(lang for lang, st in languages if not st.validated)
+        raw["information"] = INFORMATION
         (folder / path.name).write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return folder
 

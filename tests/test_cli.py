@@ -25,7 +25,8 @@ def test_init_twice_is_safe(runner, session):
 
 def enroll_args(**kw):
     args = {"study": "ADUSE", "site": "TLS", "subject": "ADU-TLS-001", "phone": "+33612345678",
-            "language": "fr", "anchor-date": (date.today() - timedelta(days=1)).isoformat()}
+            "language": "fr", "anchor-date": (date.today() - timedelta(days=1)).isoformat(),
+            "agreed-on": (date.today() - timedelta(days=1)).isoformat()}
     args.update(kw)
     out = ["proapp", "enroll"]
     for k, v in args.items():

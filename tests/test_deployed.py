@@ -216,7 +216,7 @@ def deployed(database_url, instance_dir, tmp_path_factory) -> Iterator[Deploymen
             anchor = (dt.datetime.now(ZoneInfo(zone)).date() - dt.timedelta(days=7)).isoformat()
             for subject, phone in (("ADU-TLS-101", PHONE_A), ("ADU-TLS-102", PHONE_B)):
                 d.cli("enroll", "--study", "ADUSE", "--site", "TLS", "--subject", subject, "--phone", phone,
-                      "--language", "fr", "--anchor-date", anchor, "--timezone", zone)
+                      "--language", "fr", "--anchor-date", anchor, "--timezone", zone, "--agreed-on", anchor)
             api_key = d.cli("api-key", "create", "--study", "ADUSE", "--name", "EDC nightly").split()[-1]
             assert api_key.startswith("pk_") and "." in api_key
             d.secrets.append(api_key)

@@ -114,7 +114,7 @@ def enrol() -> Any:
     v = viewer()
     choices = _enrol_choices(v)
     form = {"study_site": choices[0][0] if len(choices) == 1 else "", "subject_id": "", "phone": "",
-            "language": "fr", "timezone": "", "anchor_date": "", "sms_hour": "10"}
+            "language": "fr", "timezone": "", "anchor_date": "", "sms_hour": "10", "agreed_on": ""}
     errors: dict[str, str] = {}
     if request.method == "POST":
         form = {k: (request.form.get(k) or "").strip()[:100] for k in form}
@@ -140,8 +140,9 @@ def enrol() -> Any:
                 flash(_("%(subject)s is enrolled. Their schedule is below.", subject=patient.subject_id), "notice")
                 return redirect(url_for("staff.patient", patient_id=patient.id), code=303)
     status = 422 if errors else 200
+    sheets = {code: services.studies().get(code).information for code in sorted({c[0].split("/")[0] for c in choices})}
     return render_template("staff/enrol.html", form=form, errors=errors, choices=choices, timezones=TIMEZONES,
-                           hours=SENDING_HOURS), status
+                           hours=SENDING_HOURS, sheets=sheets), status
 
 
 def _parse_enrolment(form: dict[str, str], allowed: set[str]) -> tuple[dict[str, str], EnrolmentRequest | None]:
@@ -164,6 +165,14 @@ def _parse_enrolment(form: dict[str, str], allowed: set[str]) -> tuple[dict[str,
             anchor = date.fromisoformat(form["anchor_date"])
         except ValueError:
             errors["anchor_date"] = _("Give the date as year-month-day, for example 2026-03-02.")
+    agreed = None
+    if not form["agreed_on"]:
+        errors["agreed_on"] = _("Give the day the patient agreed to SMS and to answering online.")
+    else:
+        try:
+            agreed = date.fromisoformat(form["agreed_on"])
+        except ValueError:
+            errors["agreed_on"] = _("Give the date as year-month-day, for example 2026-03-02.")
     hour = int(form["sms_hour"]) if form["sms_hour"].isascii() and form["sms_hour"].isdigit() else -1
     if hour not in SENDING_HOURS:
         errors["sms_hour"] = _("The SMS hour must be between 8 and 20 (no SMS at night).")
@@ -171,7 +180,7 @@ def _parse_enrolment(form: dict[str, str], allowed: set[str]) -> tuple[dict[str,
         return errors, None
     study, site = form["study_site"].split("/", 1)
     return errors, EnrolmentRequest(study, site, form["subject_id"], form["phone"], form["language"], anchor,
-                                    form["timezone"] if form["timezone"] in TIMEZONES else None, hour)
+                                    form["timezone"] if form["timezone"] in TIMEZONES else None, hour, agreed)
 
 
 # The patient page and its actions --------------------------------------------------------------------------
@@ -194,8 +203,10 @@ def _render_patient(patient, errors: dict[str, str] | None = None, values: dict[
     if view.contact is not None and view.contact.phone_ciphertext:
         phone = mask(services.phone_vault().decrypt(view.contact.phone_ciphertext))
     from proapp.alerts.services import open_alerts_of
+    from proapp.patients.services import agreements_of
 
     return render_template("staff/patient.html", v=view, phone=phone, charts=_charts(view), errors=errors or {},
+                           agreements=agreements_of(db.session(), patient.id),
                            open_alerts=open_alerts_of(db.session(), patient.id), ulcers=_ulcers(patient),
                            ulcer_items={c: services.instruments().get("DU_BASELINE").item(c)
                                         for c in ("DU_HAND", "DU_FINGER", "DU_SITE")},

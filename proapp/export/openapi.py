@@ -62,6 +62,14 @@ SCHEMAS: dict[str, Any] = {
             "window": ref("Window"),
             "instrument": ref("InstrumentRef"),
             "language": {"type": "string", "enum": ["fr", "en"]},
+            "agreements": {"type": "array", "description": "The patient's agreement to SMS and to answering "
+                           "online at enrolment (kind agreement), then their acknowledgements of later information "
+                           "sheets (acknowledgement), oldest first.",
+                           "items": {"type": "object", "required": ["kind", "information_version", "given_on"],
+                                     "properties": {"kind": {"type": "string",
+                                                             "enum": ["agreement", "acknowledgement"]},
+                                                    "information_version": {"type": ["string", "null"]},
+                                                    "given_on": {"type": "string", "format": "date"}}}},
             "wording_validated": {"type": "boolean", "description": "Whether the wording the patient read (this "
                                   "instrument version in this language) is the licensed, validated text."},
             "completed_at": {"type": "string", "format": "date-time"},

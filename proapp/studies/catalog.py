@@ -209,6 +209,13 @@ def unvalidated_wording(study: StudyDef, instruments: Registry) -> list[Unvalida
     return out
 
 
+def missing_information(catalog: StudyCatalog) -> list[str]:
+    """Studies production refuses because their file gives no information for the patients' information page."""
+    return [f"study file {s.filename}: information: missing (the sponsor, purpose, legal basis, reference "
+            "methodology, what is collected, retention, the data protection officer and the SMS provider, shown on "
+            "the patients' information page)" for s in catalog.all() if s.definition.information is None]
+
+
 def refused_wording(catalog: StudyCatalog, instruments: Registry) -> list[str]:
     """Why production refuses these studies: unvalidated wording that no study file accepts by name."""
     return [w.sentence() for s in catalog.all() for w in unvalidated_wording(s.definition, instruments)

@@ -161,6 +161,30 @@ class EdcSettings(_Strict):
     push: PushSettings | None = None
 
 
+class SmsProvider(_Strict):
+    """Who sends the SMS, where it processes the numbers, and the safeguard of a transfer outside the EU."""
+
+    name: str = Field(min_length=1, max_length=200)
+    country: Text
+    safeguard: Text
+
+
+class Information(_Strict):
+    """What the patient's information page says (GDPR articles 13 and 14), per study: who is responsible, why, on
+    what legal basis and reference methodology, what is collected, who receives it, how long it is kept and whom to
+    ask. ``version`` is the information sheet's version: the patient's agreement records it."""
+
+    version: str = Field(pattern=r"^[0-9A-Za-z.\-]{1,40}$")
+    sponsor: str = Field(min_length=1, max_length=300)
+    purpose: Text
+    legal_basis: Text
+    methodology: str = Field(min_length=1, max_length=200)        # in France the CNIL's reference one, e.g. MR-001
+    collected: Text
+    retention: Text
+    data_protection_officer: str = Field(min_length=1, max_length=300)
+    sms_provider: SmsProvider
+
+
 class SeriesEntry(_Strict):
     series: Series
 
@@ -277,6 +301,7 @@ class StudyDef(_Strict):
     sms: SmsRules = Field(default_factory=SmsRules)
     edc: EdcSettings = Field(default_factory=EdcSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    information: Information | None = None      # required in production (the patient's information page)
 
     @field_validator("default_timezone")
     @classmethod

@@ -9,7 +9,8 @@ from proapp.patients.models import Patient, PatientEvent
 from tests.dashboard.conftest import Staff
 from tests.test_properties import SETTINGS, count, junk
 
-ENROL_FIELDS = ("study_site", "subject_id", "phone", "language", "timezone", "anchor_date", "sms_hour")
+ENROL_FIELDS = ("study_site", "subject_id", "phone", "language", "timezone", "anchor_date", "sms_hour",
+                "agreed_on")
 
 
 def test_enrol_form(dash_app):

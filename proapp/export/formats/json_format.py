@@ -33,6 +33,9 @@ def json_item(e: Exported, inst: Instrument, sequence: int) -> dict[str, Any]:
         "group_scores": {g: {str(k): v for k, v in sorted(reps.items())}
                          for g, reps in derived_group_values(inst, e.current_scores).items()},
         "wording": e.wording,
+        # What the patient agreed to (SMS, answering online) on which information sheet, and later acknowledgements
+        "agreements": [{"kind": kind, "information_version": version, "given_on": day.isoformat()}
+                       for kind, version, day in e.agreements],
         "revision": len(e.corrections),
         "corrections": [{"item": c[0], "repeat": c[1], "old_value": c[2], "new_value": c[3], "reason": c[4],
                          "by": c[5], "at": iso(c[6]),
