@@ -44,8 +44,8 @@ def compose(kind: str, language: str, *, sender: str, link: str, last_day: date)
     values = {"sender": sender, "link": link, "date": short_date(last_day, language)}
     with force_locale(language):
         if kind == "first_invitation":
-            return gettext("%(sender)s: first questionnaire, by %(date)s. Your data, your rights: on the page "
-                           "%(link)s", **values)
+            return gettext("%(sender)s: first questionnaire, by %(date)s. Your data and rights: see %(link)s",
+                           **values)
         if kind == "invitation":
             return gettext("%(sender)s: your follow-up questionnaire is ready, to answer by %(date)s: %(link)s",
                            **values)

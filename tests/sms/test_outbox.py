@@ -52,7 +52,8 @@ def test_the_invitation_reaches_twilio_with_a_working_link_and_its_callback(sms_
     assert report["invitations"] == 0 and report["sms_accepted"] == 1        # queued by the earlier tick
     [sent] = fake_twilio.messages.values()
     assert sent.to == "+33612345678" and sent.sender == "SuiviPRO"
-    assert sent.body.startswith("SuiviPRO : votre questionnaire de suivi est disponible jusqu'au 16/03 inclus : ")
+    # The patient's first SMS names the information on their data (tests/sms/test_first_sms.py).
+    assert sent.body.startswith("SuiviPRO : 1er questionnaire, jusqu'au 16/03 inclus. Vos données et droits : voir ")
     [row] = outbox(sms_app, pid)
     assert (row.visit_code, row.kind, row.status, row.provider_sid) == ("W0", "invitation", SmsStatus.ACCEPTED,
                                                                         sent.sid)
