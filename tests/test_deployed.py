@@ -245,6 +245,36 @@ def go(page, locator) -> None:
         locator.click()
 
 
+@pytest.mark.requirement("INFORMED")
+def test_the_information_page_and_the_agreement_as_deployed(deployed, browser):
+    """Runs before the end-to-end test (which stops the stack): the information page over HTTPS behind nginx, from
+    a patient's page, and the agreement `proapp enroll --agreed-on` recorded with the study file's sheet version."""
+    d = deployed
+    public = d.get("/information/ADUSE", headers={"Accept-Language": "fr"})
+    assert public.status_code == 200 and public.headers["Strict-Transport-Security"]
+    for phrase in ("Notice d'information version 2.1", "MR-001", "Twilio Inc.", "dpo@chu-exemple.example",
+                   "hors de l'Union européenne"):
+        assert phrase in public.text.replace("&#39;", "'"), phrase
+    phone = browser.new_context(viewport={"width": 320, "height": 568}, locale="fr-FR", ignore_https_errors=True)
+    page = phone.new_page()
+    page.goto(sms_link(d, PHONE_B))
+    go(page, page.get_by_role("link", name="Vos données et vos droits"))
+    assert page.url == d.url + "/q/information"
+    assert "Notice d'information version 2.1" in page.inner_text("main")
+    assert page.get_by_role("button", name="J'ai lu cette information").count() == 0    # agreed to this version
+    phone.close()
+    from proapp.audit.models import AuditEvent
+    from proapp.patients.models import Agreement
+
+    with d.app.app_context():
+        s = db.session()
+        rows = s.execute(select(Agreement.kind, Agreement.information_version, Agreement.recorded_by)).all()
+        assert sorted(rows) == [("agreement", "2.1", "cli")] * 2
+        agreed = s.scalars(select(AuditEvent).where(AuditEvent.action == "patient.agreed")).all()
+        assert [(e.actor, e.new["information_version"]) for e in agreed] == [("cli", "2.1")] * 2
+    d.app.extensions["proapp.engine"].dispose()
+
+
 def test_the_deployed_stack_end_to_end(deployed, browser):
     d = deployed
     link = sms_link(d, PHONE_A)
