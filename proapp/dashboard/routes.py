@@ -405,9 +405,12 @@ def _render_response(patient, r, errors: dict[str, str] | None = None, values: d
     from proapp.export.data import acknowledged
 
     edc = acknowledged(s, [r.id]).get(r.id) if r.completed_at else None     # the revision the EDC holds
+    from proapp.questionnaire.corrections import REQUEST_METHODS
+
     return render_template("staff/response.html", patient=patient, r=r, inst=inst, rows=rows, occ=occ, scores=scores,
                            errors=errors or {}, values=values or {}, lang=_lang(), questions=questions,
-                           edc=edc), status
+                           edc=edc, sources=services.studies().get(patient.study.code).corrections.sources,
+                           methods=REQUEST_METHODS), status
 
 
 @staff_route("/patients/<int:patient_id>/responses/<int:response_id>", "read")
@@ -418,18 +421,26 @@ def response_page(patient_id: int, response_id: int) -> tuple[str, int]:
 
 @staff_route("/patients/<int:patient_id>/responses/<int:response_id>/correct", "change", methods=["POST"])
 def correct(patient_id: int, response_id: int) -> Any:
-    from proapp.questionnaire.corrections import CorrectionRefused, correct_answer
+    from proapp.questionnaire.corrections import CorrectionRefused, Source, correct_answer
 
     patient = _patient_or_404(patient_id)
     r = _response_or_404(patient, response_id)
-    form = {k: (request.form.get(k) or "")[:600] for k in ("item", "repeat", "value", "reason")}
+    form = {k: (request.form.get(k) or "")[:600] for k in ("item", "repeat", "value", "reason", "source",
+                                                           "requested_on", "request_method")}
     repeat = int(form["repeat"]) if form["repeat"].isascii() and form["repeat"].isdigit() else -1
+    try:
+        requested_on = date.fromisoformat(form["requested_on"]) if form["requested_on"] else None
+    except ValueError:
+        requested_on = date.min                 # refused below as outside completion..today
+    source = Source(form["source"], requested_on, form["request_method"] or None)
     s = db.session()
     try:
         signature = _signature("correction")
         correct_answer(s, services.instruments(), r, item_code=form["item"], repeat=repeat, value=form["value"],
                        reason=form["reason"], actor=viewer().actor, patient_id=patient.id, now=services.now(),
-                       signature=signature.record())
+                       signature=signature.record(), source=source,
+                       allowed_sources=services.studies().get(patient.study.code).corrections.sources,
+                       today=services.now().astimezone(ZoneInfo(patient.timezone)).date())
     except (CorrectionRefused, SignatureRefused) as exc:
         if isinstance(exc, SignatureRefused):
             s.commit()                      # the failed signature counts towards the lockout

@@ -37,10 +37,10 @@ class Exported:
     scores: dict[str, Any] | None
     corrected_scores: dict[str, Any] | None = None
     answers: list[tuple[str, int, str | None, datetime]] = field(default_factory=list)
-    # (item, repeat, old value, new value, reason, by, when, signature meaning, signature method), in order; empty
-    # for an uncorrected response
-    corrections: list[tuple[str, int, str | None, str, str, str, datetime, str | None, str | None]] = field(
-        default_factory=list)
+    # (item, repeat, old value, new value, reason, by, when, signature meaning, signature method, source, day the
+    # patient asked, how they asked), in order; empty for an uncorrected response
+    corrections: list[tuple[str, int, str | None, str, str, str, datetime, str | None, str | None, str | None,
+                            date | None, str | None]] = field(default_factory=list)
     # The wording the patient read where it depended on their situation: {item code: situation} ("first_entry")
     wording: dict[str, str] = field(default_factory=dict)
     # The patient's agreement to SMS and to answering online, then their acknowledgements of later information
@@ -117,7 +117,8 @@ def load(db: Session, key: ApiKey | None, *conds, order=None, limit: int | None 
                             .order_by(Correction.id)):
             by_id[c.response_id].corrections.append((c.item_code, c.repeat_index, c.old_value, c.new_value,
                                                      c.reason, c.corrected_by, c.corrected_at,
-                                                     c.signature_meaning, c.signature_method))
+                                                     c.signature_meaning, c.signature_method, c.source,
+                                                     c.requested_on, c.request_method))
         by_patient: dict[int, list[tuple[str, str | None, date]]] = {}
         for a in db.scalars(select(Agreement).where(Agreement.patient_id.in_({e.patient_id for e in items}))
                             .order_by(Agreement.id)):

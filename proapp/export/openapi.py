@@ -47,7 +47,18 @@ SCHEMAS: dict[str, Any] = {
                                   "old_value": {"type": ["string", "null"]}, "new_value": {"type": "string"},
                                   "reason": {"type": "string"}, "by": {"type": "string"},
                                   "at": {"type": "string", "format": "date-time"},
-                                  "signature": {"oneOf": [{"type": "null"}, ref("Signature")]}}},
+                                  "signature": {"oneOf": [{"type": "null"}, ref("Signature")]},
+                                  "source": {"description": "Where the correction comes from: the patient's "
+                                             "request (the day they asked, how), a transcription error on a paper "
+                                             "form entered on site, or another reason; null before sources were "
+                                             "recorded.",
+                                             "oneOf": [{"type": "null"}, {
+                                                 "type": "object", "required": ["kind", "requested_on", "method"],
+                                                 "properties": {
+                                                     "kind": {"type": "string", "enum": [
+                                                         "patient_request", "transcription_error", "other"]},
+                                                     "requested_on": {"type": ["string", "null"], "format": "date"},
+                                                     "method": {"type": ["string", "null"]}}}]}}},
     "Response": {
         "type": "object",
         "description": "A completed questionnaire response, as corrected.",

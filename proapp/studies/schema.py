@@ -185,6 +185,18 @@ class Information(_Strict):
     sms_provider: SmsProvider
 
 
+CorrectionSource = Literal["patient_request", "transcription_error", "other"]
+CORRECTION_SOURCES: tuple[str, ...] = ("patient_request", "transcription_error", "other")
+
+
+class CorrectionSettings(_Strict):
+    """Which sources a staff correction of a patient's answer may have. A monitor expects answers to change only
+    at the patient's documented request or for a transcription error on a paper form completed on site: list
+    those two to forbid any other reason."""
+
+    sources: list[CorrectionSource] = Field(default_factory=lambda: list(CORRECTION_SOURCES), min_length=1)
+
+
 class SeriesEntry(_Strict):
     series: Series
 
@@ -302,6 +314,7 @@ class StudyDef(_Strict):
     edc: EdcSettings = Field(default_factory=EdcSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     information: Information | None = None      # required in production (the patient's information page)
+    corrections: CorrectionSettings = Field(default_factory=CorrectionSettings)
 
     @field_validator("default_timezone")
     @classmethod

@@ -90,6 +90,7 @@ def test_invitation_password_two_factor_sign_in_and_signed_correction(app, live_
     form = nurse.locator("form[action$='/correct']").first
     form.locator("input[name=value]").fill("40")
     form.locator("input[name=reason]").fill("la patiente a rappelé : 40")
+    form.get_by_label("Un autre motif").check()
     assert "Je corrige cette réponse pour le motif indiqué." in form.inner_text()
     form.locator("input[name=signature_password]").fill(NURSE_PASSWORD)
     later(app, seconds=31)

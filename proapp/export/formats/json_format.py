@@ -39,5 +39,8 @@ def json_item(e: Exported, inst: Instrument, sequence: int) -> dict[str, Any]:
         "revision": len(e.corrections),
         "corrections": [{"item": c[0], "repeat": c[1], "old_value": c[2], "new_value": c[3], "reason": c[4],
                          "by": c[5], "at": iso(c[6]),
-                         "signature": {"meaning": c[7], "method": c[8]} if c[7] else None} for c in e.corrections],
+                         "signature": {"meaning": c[7], "method": c[8]} if c[7] else None,
+                         # where it comes from: the patient's request (when, how), a transcription error, other
+                         "source": {"kind": c[9], "requested_on": c[10].isoformat() if c[10] else None,
+                                    "method": c[11]} if c[9] else None} for c in e.corrections],
     }

@@ -1,4 +1,5 @@
-"""The patient's agreement to SMS and to answering online, and acknowledgements of the information sheet
+"""The patient's agreement to SMS and to answering online, acknowledgements of the information sheet, and the
+source of each correction
 
 Revision ID: 0022
 Revises: 0016
@@ -33,9 +34,17 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('agreement', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_agreement_patient_id'), ['patient_id'], unique=False)
+    with op.batch_alter_table('correction', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('source', sa.String(length=30), nullable=True))
+        batch_op.add_column(sa.Column('requested_on', sa.Date(), nullable=True))
+        batch_op.add_column(sa.Column('request_method', sa.String(length=20), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('correction', schema=None) as batch_op:
+        batch_op.drop_column('request_method')
+        batch_op.drop_column('requested_on')
+        batch_op.drop_column('source')
     with op.batch_alter_table('agreement', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_agreement_patient_id'))
     op.drop_table('agreement')
