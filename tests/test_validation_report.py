@@ -94,3 +94,16 @@ def test_the_projects_requirements_are_well_formed_and_the_test_command_writes_t
     script = (ROOT / ".ci" / "test").read_text()
     assert "--validation-report test-results/validation-sqlite.md" in script
     assert "--validation-report test-results/validation-postgresql.md" in script
+
+
+@pytest.mark.requirement("VALIDATION-REPORT")
+def test_every_requirement_is_named_by_a_test():
+    import re
+
+    named: set[str] = set()
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        for args in re.findall(r"mark\.requirement\(([^)]*)\)", path.read_text(encoding="utf-8")):
+            named |= set(re.findall(r'"([A-Z][A-Z0-9-]+)"', args))
+    ids = {r["id"] for r in load_requirements(REQUIREMENTS)}
+    assert ids - named == set(), "requirements no test names"
+    assert named - ids <= {"R-PASS", "R-FAIL", "R-SKIP", "R-TYPO"}          # this file's sample ones
