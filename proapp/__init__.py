@@ -125,7 +125,7 @@ def _load_definitions(app: Flask) -> None:
     from proapp.instruments import default_registry, load_directory
     from proapp.patients.phones import PhoneVault
     from proapp.studies.catalog import DATA_DIR as STUDY_DIR
-    from proapp.studies.catalog import DEMO_CONTACTS, load_studies
+    from proapp.studies.catalog import DEMO_CONTACTS, StudyFileError, load_studies
 
     instrument_dir = app.config.get("INSTRUMENTS_DIR")
     registry = load_directory(Path(instrument_dir)) if instrument_dir else default_registry()
@@ -138,8 +138,14 @@ def _load_definitions(app: Flask) -> None:
                                                     demo_contacts=demo)
     from proapp.export.formats.odm import oid_problems
     from proapp.export.formats.redcap import Project
-    from proapp.studies.catalog import StudyFileError
 
+    if app.config["PRODUCTION"]:       # patients informed; the licensed wording, or what the sponsor accepted
+        from proapp.studies.catalog import missing_information, refused_wording
+
+        refused = missing_information(app.extensions["proapp.studies"]) + refused_wording(
+            app.extensions["proapp.studies"], registry)
+        if refused:
+            raise StudyFileError(f"{refused[0]} ({len(refused)} such problem(s); proapp check lists them)")
     for loaded in app.extensions["proapp.studies"].all():      # ODM and a REDCap project the EDC can import
         problems = oid_problems(loaded.definition, registry) or Project(loaded.definition, registry).problems()
         if problems:

@@ -54,7 +54,8 @@ def demo_cmd() -> None:
         anchor = now.astimezone(ZoneInfo(tz)).date() - timedelta(days=days)
         with db.transaction():
             patient = enroll_patient(s, services.studies(), services.phone_vault(),
-                                     EnrolmentRequest(study, site, subject, phone, lang, anchor, tz, 10), now=now,
+                                     EnrolmentRequest(study, site, subject, phone, lang, anchor, tz, 10,
+                                                      agreed_on=min(anchor, now.date())), now=now,
                                      actor="cli:demo")
             if days == 0 and study == "ADUSE":
                 from proapp.questionnaire.ulcers import note_ulcer

@@ -36,7 +36,7 @@ def current_revision(engine: Engine) -> str | None:
 # Least privilege on PostgreSQL: the role that runs migrations owns the tables; the web app and the worker run as
 # another role that may append to the audit tables but not change, delete, truncate, alter or disable their
 # triggers (only a table's owner can).
-APPEND_ONLY = ("audit_event", "audit_checkpoint")
+APPEND_ONLY = ("audit_event", "audit_checkpoint", "agreement")
 READ_ONLY = ("alembic_version",)
 NO_DELETE = ("audit_chain_head",)           # heads move (UPDATE), a chain never goes away
 

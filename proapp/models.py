@@ -6,7 +6,15 @@ from proapp.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from proapp.audit.restores import RestoreRecord
 from proapp.export.models import Acknowledgement, ApiKey, ApiPull, PushDelivery
 from proapp.jobs.models import WorkerHeartbeat
-from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientEvent, PatientStatus
+from proapp.patients.models import (
+    Agreement,
+    Occurrence,
+    OccurrenceStatus,
+    Patient,
+    PatientContact,
+    PatientEvent,
+    PatientStatus,
+)
 from proapp.questionnaire.models import AccessLink, Answer, Correction, Response, ResponseStatus
 from proapp.ratelimit import RateCounter
 from proapp.sms.models import SendSlot, SmsMessage, SmsStatus
@@ -17,6 +25,7 @@ __all__ = [
     "AccountMail",
     "AccountToken",
     "Acknowledgement",
+    "Agreement",
     "Alert",
     "AlertNotification",
     "Answer",

@@ -54,9 +54,13 @@ def _study_problems(cfg: dict[str, Any], env: Mapping[str, str]) -> list[str]:
     except Exception as exc:
         return [f"the study files cannot be loaded: {exc}"]
     from proapp.export.push import insecure_endpoints
+    from proapp.instruments import default_registry
+    from proapp.studies.catalog import missing_information, unvalidated_wording
 
-    out = [f"{problem}." for problem in insecure_endpoints(catalog)]
+    out = [f"{problem}." for problem in (*insecure_endpoints(catalog), *missing_information(catalog))]
     for loaded in catalog.all():
+        for wording in unvalidated_wording(loaded.definition, default_registry()):
+            out.append(("warning: " if wording.accepted else "") + wording.sentence() + ".")
         push = loaded.definition.edc.push
         if push is not None and not env.get(push.secret_env):
             out.append(f"{push.secret_env} is missing: study {loaded.definition.code} pushes responses to "
@@ -197,11 +201,14 @@ def run_check() -> int:
 
     found = deployment_problems()
     problems = [p for p in found if not p.startswith("warning: ")]
-    for line in problems + [p for p in found if p not in problems]:
+    for line in problems:
         click.echo(line)
     if not problems:
         click.echo("deployment OK: settings, database (reachable, schema at head, studies loaded), phone keys, "
-                   "SMS gateway")
+                   "SMS gateway, instruments' wording validated or accepted by the study files")
+    for line in found:
+        if line not in problems:
+            click.echo(line)
     return 1 if problems else 0
 
 

@@ -5,7 +5,10 @@ the run: it is never skipped."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,7 +25,9 @@ from sqlalchemy.orm import Session
 from proapp import create_app, db
 from proapp.db import Base, make_engine
 from proapp.migrate import grant_app_role, upgrade
+from proapp.studies.catalog import DATA_DIR as SHIPPED_STUDIES
 from proapp.studies.catalog import DEMO_CONTACTS
+from tests.validation_report import pytest_addoption, pytest_configure  # noqa: F401  (the validation report)
 
 # Property tests judge what the code does, not how fast a busy 2-core machine generates inputs: no deadline and no
 # "too slow" health check, which fail a correct run when other processes hold the cores.
@@ -30,10 +35,55 @@ settings.register_profile("proapp", deadline=None, suppress_health_check=[Health
 settings.load_profile("proapp")
 
 PHONE_KEY = Fernet.generate_key().decode()
+
+
+# The information a sponsor gives its patients (fictional: the shipped study files hold none, production needs it).
+INFORMATION = {
+    "version": "2.1", "sponsor": "CHU Exemple, direction de la recherche, 1 rue de l'Exemple, 31000 Toulouse",
+    "purpose": {"en": "To follow how you feel during the study, from your answers.",
+                "fr": "Suivre votre état pendant l'étude, à partir de vos réponses."},
+    "legal_basis": {"en": "A task in the public interest (GDPR article 6.1.e), scientific research (article 9.2.j).",
+                    "fr": "Une mission d'intérêt public (RGPD article 6.1.e), la recherche scientifique "
+                          "(article 9.2.j)."},
+    "methodology": "MR-001",
+    "collected": {"en": "Your answers to the questionnaires and when you gave them.",
+                  "fr": "Vos réponses aux questionnaires et leur date."},
+    "retention": {"en": "Until the study report, then archived for 25 years.",
+                  "fr": "Jusqu'au rapport de l'étude, puis archivées 25 ans."},
+    "data_protection_officer": "dpo@chu-exemple.example",
+    "sms_provider": {"name": "Twilio Inc.", "country": {"en": "the United States", "fr": "États-Unis"},
+                     "safeguard": {"en": "the European Commission's standard contractual clauses.",
+                                   "fr": "les clauses contractuelles types de la Commission européenne."}},
+}
+
+
+def production_study_files(folder: Path) -> Path:
+    """The shipped study files as a sponsor deploying them would edit them: the information for its patients, and
+    the instruments' unvalidated wording accepted by name (production refuses either missing). Returns
+    ``folder``."""
+    import yaml
+
+    from proapp.instruments import default_registry
+
+    registry = default_registry()
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sorted(SHIPPED_STUDIES.glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for code, use in raw["instruments"].items():
+            languages = registry.get(code, use["version"]).languages.items()
+            use["accept_unvalidated"] = sorted(lang for lang, st in languages if not st.validated)
+        raw["information"] = INFORMATION
+        (folder / path.name).write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return folder
+
+
+PRODUCTION_STUDIES = production_study_files(Path(tempfile.mkdtemp(prefix="proapp-studies-")) / "studies")
+atexit.register(shutil.rmtree, PRODUCTION_STUDIES.parent, ignore_errors=True)
 # What a production-mode app needs beyond the keys: a mail server (an address nothing listens on, for apps that send
-# no mail) and the site contacts (the fictional ones).
+# no mail), the site contacts (the fictional ones) and study files that accept their instruments' wording.
 PRODUCTION_MAIL = {"MAIL_GATEWAY": "smtp", "SMTP_URL": "smtp://127.0.0.1:9",
-                   "MAIL_FROM": "proapp <no-reply@example.test>", "SITE_CONTACTS": str(DEMO_CONTACTS)}
+                   "MAIL_FROM": "proapp <no-reply@example.test>", "SITE_CONTACTS": str(DEMO_CONTACTS),
+                   "STUDIES_DIR": str(PRODUCTION_STUDIES)}
 CHROMIUM = os.environ.get("PROAPP_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update"]

@@ -25,7 +25,8 @@ def test_init_twice_is_safe(runner, session):
 
 def enroll_args(**kw):
     args = {"study": "ADUSE", "site": "TLS", "subject": "ADU-TLS-001", "phone": "+33612345678",
-            "language": "fr", "anchor-date": (date.today() - timedelta(days=1)).isoformat()}
+            "language": "fr", "anchor-date": (date.today() - timedelta(days=1)).isoformat(),
+            "agreed-on": (date.today() - timedelta(days=1)).isoformat()}
     args.update(kw)
     out = ["proapp", "enroll"]
     for k, v in args.items():
@@ -78,6 +79,7 @@ def test_duplicate_subject_is_refused_and_the_first_is_untouched(runner, session
     assert count(session, Occurrence) == 18
 
 
+@pytest.mark.requirement("PERSONAL-DATA")
 def test_national_number_is_normalised_and_encrypted(runner, session, app):
     assert runner.invoke(args=enroll_args(phone="06 12 34 56 78")).exit_code == 0
     contact = session.scalar(select(PatientContact))

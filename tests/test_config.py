@@ -65,6 +65,7 @@ def test_production_refuses_to_start(tmp_path, change, message):
         load_config(tmp_path, env=GOOD_PROD | change)
 
 
+@pytest.mark.requirement("DEPLOYED")
 def test_production_lists_every_problem_at_once(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_config(tmp_path, env={"PROAPP_ENV": "production"})

@@ -110,6 +110,7 @@ def test_a_connection_the_database_dropped_is_replaced(app, client, database_url
     assert pids and client.get(path).status_code == 200
 
 
+@pytest.mark.requirement("ANSWER-KEPT")
 def test_an_answer_is_stored_once_and_read_back(app, client):
     from proapp import db
     from proapp.questionnaire.models import Answer

@@ -28,11 +28,11 @@ from sqlalchemy import func, select
 from proapp import db
 from proapp.studies.catalog import DEMO_CONTACTS
 from tests.benchmarks._setup import free_port
-from tests.conftest import PHONE_KEY, fresh_app
+from tests.conftest import PHONE_KEY, PRODUCTION_STUDIES, fresh_app
 from tests.mailserver import Inbox, smtp_server
 from tests.sms.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.requirement("DEPLOYED"), pytest.mark.postgres, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -204,6 +204,7 @@ def deployed(database_url, instance_dir, tmp_path_factory) -> Iterator[Deploymen
             "PROAPP_WEB_WORKERS": "2", "PROAPP_RATE_LOGIN_PER_IP": "0",
             "PROAPP_MAIL_GATEWAY": "smtp", "PROAPP_SMTP_URL": inbox.url,
             "PROAPP_MAIL_FROM": "proapp <no-reply@chu.test>", "PROAPP_SITE_CONTACTS": str(DEMO_CONTACTS),
+            "PROAPP_STUDIES_DIR": str(PRODUCTION_STUDIES),
         })
         d = Deployment(public, f"http://127.0.0.1:{http_port}", cert, logs, env, twilio, app, inbox,
                        secrets=[PASSWORD, "s" * 64, PHONE_KEY, AUTH_TOKEN, "5e" * 32])
@@ -215,7 +216,7 @@ def deployed(database_url, instance_dir, tmp_path_factory) -> Iterator[Deploymen
             anchor = (dt.datetime.now(ZoneInfo(zone)).date() - dt.timedelta(days=7)).isoformat()
             for subject, phone in (("ADU-TLS-101", PHONE_A), ("ADU-TLS-102", PHONE_B)):
                 d.cli("enroll", "--study", "ADUSE", "--site", "TLS", "--subject", subject, "--phone", phone,
-                      "--language", "fr", "--anchor-date", anchor, "--timezone", zone)
+                      "--language", "fr", "--anchor-date", anchor, "--timezone", zone, "--agreed-on", anchor)
             api_key = d.cli("api-key", "create", "--study", "ADUSE", "--name", "EDC nightly").split()[-1]
             assert api_key.startswith("pk_") and "." in api_key
             d.secrets.append(api_key)
@@ -397,6 +398,36 @@ def test_an_urgent_signal_reaches_the_on_call_mobile_as_soon_as_it_is_saved(depl
     with d.app.app_context():
         [alert] = db.session().scalars(select(Alert).where(Alert.rule_code == "TOL_BREATHLESS_VERY_SEVERE")).all()
         assert (alert.severity, alert.source) == ("urgent", "answer_saved")
+    d.app.extensions["proapp.engine"].dispose()
+
+
+@pytest.mark.requirement("INFORMED")
+def test_the_information_page_and_the_agreement_as_deployed(deployed, browser):
+    """Runs before the end-to-end test (which stops the stack): the information page over HTTPS behind nginx, from
+    a patient's page, and the agreement `proapp enroll --agreed-on` recorded with the study file's sheet version."""
+    d = deployed
+    public = d.get("/information/ADUSE", headers={"Accept-Language": "fr"})
+    assert public.status_code == 200 and public.headers["Strict-Transport-Security"]
+    for phrase in ("Notice d'information version 2.1", "MR-001", "Twilio Inc.", "dpo@chu-exemple.example",
+                   "hors de l'Union européenne"):
+        assert phrase in public.text.replace("&#39;", "'"), phrase
+    phone = browser.new_context(viewport={"width": 320, "height": 568}, locale="fr-FR", ignore_https_errors=True)
+    page = phone.new_page()
+    page.goto(sms_link(d, PHONE_B))
+    go(page, page.get_by_role("link", name="Vos données et vos droits"))
+    assert page.url == d.url + "/q/information"
+    assert "Notice d'information version 2.1" in page.inner_text("main")
+    assert page.get_by_role("button", name="J'ai lu cette information").count() == 0    # agreed to this version
+    phone.close()
+    from proapp.audit.models import AuditEvent
+    from proapp.patients.models import Agreement
+
+    with d.app.app_context():
+        s = db.session()
+        rows = s.execute(select(Agreement.kind, Agreement.information_version, Agreement.recorded_by)).all()
+        assert sorted(rows) == [("agreement", "2.1", "cli")] * 2
+        agreed = s.scalars(select(AuditEvent).where(AuditEvent.action == "patient.agreed")).all()
+        assert [(e.actor, e.new["information_version"]) for e in agreed] == [("cli", "2.1")] * 2
     d.app.extensions["proapp.engine"].dispose()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select, text
 
@@ -13,6 +14,8 @@ from proapp.patients.models import PatientContact
 from proapp.patients.phones import PhoneVault
 from tests.conftest import PHONE_KEY, fresh_app, make_app
 from tests.export.conftest import auth, complete_diary, make_key
+
+pytestmark = pytest.mark.requirement("PERSONAL-DATA")
 
 NUMBER = "+33612345678"
 FORMS = (NUMBER, "0612345678", "06 12 34 56 78", "612345678")

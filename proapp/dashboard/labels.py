@@ -104,3 +104,11 @@ def audit_changes(old, new) -> list[tuple[str, str, str]]:
     new = new if isinstance(new, dict) else ({} if new is None else {"": new})
     return [(key, _plain(old.get(key)) if key in old else "", _plain(new.get(key)) if key in new else "")
             for key in sorted(set(old) | set(new))]
+CORRECTION_SOURCES = {
+    "patient_request": _l("The patient's request"),
+    "transcription_error": _l("A transcription error (paper form entered on site)"),
+    "other": _l("Another reason"),
+}
+REQUEST_METHODS = {
+    "phone": _l("by telephone"), "visit": _l("at a visit"), "letter": _l("by letter"), "email": _l("by e-mail"),
+}

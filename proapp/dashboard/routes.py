@@ -114,7 +114,7 @@ def enrol() -> Any:
     v = viewer()
     choices = _enrol_choices(v)
     form = {"study_site": choices[0][0] if len(choices) == 1 else "", "subject_id": "", "phone": "",
-            "language": "fr", "timezone": "", "anchor_date": "", "sms_hour": "10"}
+            "language": "fr", "timezone": "", "anchor_date": "", "sms_hour": "10", "agreed_on": ""}
     errors: dict[str, str] = {}
     if request.method == "POST":
         form = {k: (request.form.get(k) or "").strip()[:100] for k in form}
@@ -140,8 +140,9 @@ def enrol() -> Any:
                 flash(_("%(subject)s is enrolled. Their schedule is below.", subject=patient.subject_id), "notice")
                 return redirect(url_for("staff.patient", patient_id=patient.id), code=303)
     status = 422 if errors else 200
+    sheets = {code: services.studies().get(code).information for code in sorted({c[0].split("/")[0] for c in choices})}
     return render_template("staff/enrol.html", form=form, errors=errors, choices=choices, timezones=TIMEZONES,
-                           hours=SENDING_HOURS), status
+                           hours=SENDING_HOURS, sheets=sheets), status
 
 
 def _parse_enrolment(form: dict[str, str], allowed: set[str]) -> tuple[dict[str, str], EnrolmentRequest | None]:
@@ -164,6 +165,14 @@ def _parse_enrolment(form: dict[str, str], allowed: set[str]) -> tuple[dict[str,
             anchor = date.fromisoformat(form["anchor_date"])
         except ValueError:
             errors["anchor_date"] = _("Give the date as year-month-day, for example 2026-03-02.")
+    agreed = None
+    if not form["agreed_on"]:
+        errors["agreed_on"] = _("Give the day the patient agreed to SMS and to answering online.")
+    else:
+        try:
+            agreed = date.fromisoformat(form["agreed_on"])
+        except ValueError:
+            errors["agreed_on"] = _("Give the date as year-month-day, for example 2026-03-02.")
     hour = whole_number(form["sms_hour"], 23)
     hour = -1 if hour is None else hour
     if hour not in SENDING_HOURS:
@@ -172,7 +181,7 @@ def _parse_enrolment(form: dict[str, str], allowed: set[str]) -> tuple[dict[str,
         return errors, None
     study, site = form["study_site"].split("/", 1)
     return errors, EnrolmentRequest(study, site, form["subject_id"], form["phone"], form["language"], anchor,
-                                    form["timezone"] if form["timezone"] in TIMEZONES else None, hour)
+                                    form["timezone"] if form["timezone"] in TIMEZONES else None, hour, agreed)
 
 
 # The patient page and its actions --------------------------------------------------------------------------
@@ -195,8 +204,10 @@ def _render_patient(patient, errors: dict[str, str] | None = None, values: dict[
     if view.contact is not None and view.contact.phone_ciphertext:
         phone = mask(services.phone_vault().decrypt(view.contact.phone_ciphertext))
     from proapp.alerts.services import open_alerts_of
+    from proapp.patients.services import agreements_of
 
     return render_template("staff/patient.html", v=view, phone=phone, charts=_charts(view), errors=errors or {},
+                           agreements=agreements_of(db.session(), patient.id),
                            open_alerts=open_alerts_of(db.session(), patient.id), ulcers=_ulcers(patient),
                            ulcer_items={c: services.instruments().get("DU_BASELINE").item(c)
                                         for c in ("DU_HAND", "DU_FINGER", "DU_SITE")},
@@ -396,9 +407,12 @@ def _render_response(patient, r, errors: dict[str, str] | None = None, values: d
     from proapp.export.data import acknowledged
 
     edc = acknowledged(s, [r.id]).get(r.id) if r.completed_at else None     # the revision the EDC holds
+    from proapp.questionnaire.corrections import REQUEST_METHODS
+
     return render_template("staff/response.html", patient=patient, r=r, inst=inst, rows=rows, occ=occ, scores=scores,
                            errors=errors or {}, values=values or {}, lang=_lang(), questions=questions,
-                           edc=edc), status
+                           edc=edc, sources=services.studies().get(patient.study.code).corrections.sources,
+                           methods=REQUEST_METHODS), status
 
 
 @staff_route("/patients/<int:patient_id>/responses/<int:response_id>", "read")
@@ -409,19 +423,27 @@ def response_page(patient_id: int, response_id: int) -> tuple[str, int]:
 
 @staff_route("/patients/<int:patient_id>/responses/<int:response_id>/correct", "change", methods=["POST"])
 def correct(patient_id: int, response_id: int) -> Any:
-    from proapp.questionnaire.corrections import CorrectionRefused, correct_answer
+    from proapp.questionnaire.corrections import CorrectionRefused, Source, correct_answer
 
     patient = _patient_or_404(patient_id)
     r = _response_or_404(patient, response_id)
-    form = {k: (request.form.get(k) or "")[:600] for k in ("item", "repeat", "value", "reason")}
+    form = {k: (request.form.get(k) or "")[:600] for k in ("item", "repeat", "value", "reason", "source",
+                                                           "requested_on", "request_method")}
     repeat = whole_number(form["repeat"], 999)
     repeat = -1 if repeat is None else repeat
+    try:
+        requested_on = date.fromisoformat(form["requested_on"]) if form["requested_on"] else None
+    except ValueError:
+        requested_on = date.min                 # refused below as outside completion..today
+    source = Source(form["source"], requested_on, form["request_method"] or None)
     s = db.session()
     try:
         signature = _signature("correction")
         correct_answer(s, services.instruments(), r, item_code=form["item"], repeat=repeat, value=form["value"],
                        reason=form["reason"], actor=viewer().actor, patient_id=patient.id, now=services.now(),
-                       signature=signature.record())
+                       signature=signature.record(), source=source,
+                       allowed_sources=services.studies().get(patient.study.code).corrections.sources,
+                       today=services.now().astimezone(ZoneInfo(patient.timezone)).date())
     except (CorrectionRefused, SignatureRefused) as exc:
         if isinstance(exc, SignatureRefused):
             s.commit()                      # the failed signature counts towards the lockout

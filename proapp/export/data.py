@@ -11,7 +11,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from proapp.export.models import Acknowledgement, ApiKey
-from proapp.patients.models import Occurrence, Patient
+from proapp.patients.models import Agreement, Occurrence, Patient
 from proapp.questionnaire.models import Answer, Correction, Response, ResponseStatus
 from proapp.studies.models import Site
 
@@ -37,12 +37,16 @@ class Exported:
     scores: dict[str, Any] | None
     corrected_scores: dict[str, Any] | None = None
     answers: list[tuple[str, int, str | None, datetime]] = field(default_factory=list)
-    # (item, repeat, old value, new value, reason, by, when, signature meaning, signature method), in order; empty
-    # for an uncorrected response
-    corrections: list[tuple[str, int, str | None, str, str, str, datetime, str | None, str | None]] = field(
-        default_factory=list)
+    # (item, repeat, old value, new value, reason, by, when, signature meaning, signature method, source, day the
+    # patient asked, how they asked), in order; empty for an uncorrected response
+    corrections: list[tuple[str, int, str | None, str, str, str, datetime, str | None, str | None, str | None,
+                            date | None, str | None]] = field(default_factory=list)
     # The wording the patient read where it depended on their situation: {item code: situation} ("first_entry")
     wording: dict[str, str] = field(default_factory=dict)
+    # The patient's agreement to SMS and to answering online, then their acknowledgements of later information
+    # sheets: (kind, information sheet version, the day given), oldest first
+    agreements: list[tuple[str, str | None, date]] = field(default_factory=list)
+    patient_id: int = 0
 
     def effective(self) -> list[tuple[str, int, str | None, datetime]]:
         """The answers as corrected: a corrected value replaces the original (kept in ``corrections``)."""
@@ -94,14 +98,14 @@ def load(db: Session, key: ApiKey | None, *conds, order=None, limit: int | None 
                            Occurrence.visit_code, Occurrence.due_on, Occurrence.window_opens_on,
                            Occurrence.window_closes_on, Response.instrument_code, Response.instrument_version,
                            Response.language, Response.completed_at, Response.completed_on_site, Response.scores,
-                           Response.corrected_scores, Response.flow_state))
+                           Response.corrected_scores, Response.flow_state, Patient.id))
             .join(Site, Site.id == Patient.site_id).where(*(_scope(key) if key else ()), *conds))
     if order is not None:
         stmt = stmt.order_by(order)
     if limit is not None:
         stmt = stmt.limit(limit)
-    items = [Exported(*r[:13], bool(r[13]), r[14], r[15], wording=dict((r[16] or {}).get("wording") or {}))
-             for r in db.execute(stmt)]
+    items = [Exported(*r[:13], bool(r[13]), r[14], r[15], wording=dict((r[16] or {}).get("wording") or {}),
+                      patient_id=r[17]) for r in db.execute(stmt)]
     by_id = {e.id: e for e in items}
     if by_id:
         for rid, code, repeat, value, at in db.execute(
@@ -113,7 +117,14 @@ def load(db: Session, key: ApiKey | None, *conds, order=None, limit: int | None 
                             .order_by(Correction.id)):
             by_id[c.response_id].corrections.append((c.item_code, c.repeat_index, c.old_value, c.new_value,
                                                      c.reason, c.corrected_by, c.corrected_at,
-                                                     c.signature_meaning, c.signature_method))
+                                                     c.signature_meaning, c.signature_method, c.source,
+                                                     c.requested_on, c.request_method))
+        by_patient: dict[int, list[tuple[str, str | None, date]]] = {}
+        for a in db.scalars(select(Agreement).where(Agreement.patient_id.in_({e.patient_id for e in items}))
+                            .order_by(Agreement.id)):
+            by_patient.setdefault(a.patient_id, []).append((a.kind, a.information_version, a.given_on))
+        for e in items:
+            e.agreements = by_patient.get(e.patient_id, [])
     return items
 
 

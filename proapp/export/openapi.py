@@ -47,7 +47,18 @@ SCHEMAS: dict[str, Any] = {
                                   "old_value": {"type": ["string", "null"]}, "new_value": {"type": "string"},
                                   "reason": {"type": "string"}, "by": {"type": "string"},
                                   "at": {"type": "string", "format": "date-time"},
-                                  "signature": {"oneOf": [{"type": "null"}, ref("Signature")]}}},
+                                  "signature": {"oneOf": [{"type": "null"}, ref("Signature")]},
+                                  "source": {"description": "Where the correction comes from: the patient's "
+                                             "request (the day they asked, how), a transcription error on a paper "
+                                             "form entered on site, or another reason; null before sources were "
+                                             "recorded.",
+                                             "oneOf": [{"type": "null"}, {
+                                                 "type": "object", "required": ["kind", "requested_on", "method"],
+                                                 "properties": {
+                                                     "kind": {"type": "string", "enum": [
+                                                         "patient_request", "transcription_error", "other"]},
+                                                     "requested_on": {"type": ["string", "null"], "format": "date"},
+                                                     "method": {"type": ["string", "null"]}}}]}}},
     "Response": {
         "type": "object",
         "description": "A completed questionnaire response, as corrected.",
@@ -62,6 +73,16 @@ SCHEMAS: dict[str, Any] = {
             "window": ref("Window"),
             "instrument": ref("InstrumentRef"),
             "language": {"type": "string", "enum": ["fr", "en"]},
+            "agreements": {"type": "array", "description": "The patient's agreement to SMS and to answering "
+                           "online at enrolment (kind agreement), then their acknowledgements of later information "
+                           "sheets (acknowledgement), oldest first.",
+                           "items": {"type": "object", "required": ["kind", "information_version", "given_on"],
+                                     "properties": {"kind": {"type": "string",
+                                                             "enum": ["agreement", "acknowledgement"]},
+                                                    "information_version": {"type": ["string", "null"]},
+                                                    "given_on": {"type": "string", "format": "date"}}}},
+            "wording_validated": {"type": "boolean", "description": "Whether the wording the patient read (this "
+                                  "instrument version in this language) is the licensed, validated text."},
             "completed_at": {"type": "string", "format": "date-time"},
             "completed_on_site": {"type": "boolean"},
             "answers": {"type": "object", "description": "By item code; an item of a repeating group (new ulcers) "

@@ -15,3 +15,6 @@ def instruments_cmd() -> None:
         langs = ", ".join(f"{lang} {'validated' if st.validated else 'NOT VALIDATED'}"
                           for lang, st in sorted(inst.languages.items()))
         click.echo(f"{inst.code} {inst.version}: {len(inst.items)} items; {langs}")
+        for lang, st in sorted(inst.languages.items()):
+            for flag in st.flagged:
+                click.echo(f"  {lang} flagged by review: {flag}")

@@ -26,8 +26,19 @@ class Text(_Strict):
 
 
 class LanguageStatus(_Strict):
+    """Whether a language's wording is the licensed, validated text. ``flagged`` lists wording a clinical review
+    found to differ from the licensed text: it keeps the language not validated until replaced and unflagged."""
+
     validated: bool
     note: str | None = None
+    flagged: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _flagged_is_not_validated(self) -> LanguageStatus:
+        if self.validated and self.flagged:
+            raise ValueError("validated is true while the review flagged wording in this language: replace it "
+                             "with the licensed text and remove the flags first")
+        return self
 
 
 class Option(_Strict):

@@ -11,11 +11,11 @@ from proapp import db, services
 from proapp.cli import fail, proapp_cli
 
 
-def _parse_date(value: str) -> date:
+def _parse_date(value: str, option: str = "--anchor-date") -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        fail(f"--anchor-date {value!r} is not a date (YYYY-MM-DD)")
+        fail(f"{option} {value!r} is not a date (YYYY-MM-DD)")
 
 
 @proapp_cli.command("enroll")
@@ -27,8 +27,11 @@ def _parse_date(value: str) -> date:
 @click.option("--anchor-date", required=True, help="Day 0 of the schedule (YYYY-MM-DD).")
 @click.option("--timezone", default=None, help="Patient's time zone (default: the site's).")
 @click.option("--hour", "sms_hour", default=10, show_default=True, type=int, help="Preferred local SMS hour.")
+@click.option("--agreed-on", "agreed_on", required=True,
+              help="The day the patient agreed to SMS and to answering online, after reading the information sheet "
+                   "(YYYY-MM-DD).")
 def enroll_cmd(study: str, site: str, subject: str, phone: str, language: str, anchor_date: str,
-               timezone: str | None, sms_hour: int) -> None:
+               timezone: str | None, sms_hour: int, agreed_on: str) -> None:
     """Enrol a patient and print their schedule."""
     from flask import current_app
 
@@ -36,7 +39,7 @@ def enroll_cmd(study: str, site: str, subject: str, phone: str, language: str, a
 
     req = EnrolmentRequest(study_code=study, site_code=site, subject_id=subject, phone=phone,
                            language=language, anchor_date=_parse_date(anchor_date), timezone=timezone,
-                           sms_hour=sms_hour)
+                           sms_hour=sms_hour, agreed_on=_parse_date(agreed_on, "--agreed-on"))
     with force_locale("en"):
         try:
             with db.transaction() as s:

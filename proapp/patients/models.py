@@ -120,3 +120,19 @@ class PatientEvent(Base):
     action: Mapped[str] = mapped_column(String(40))
     reason: Mapped[str | None] = mapped_column(String(500))
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Agreement(Base):
+    """What the patient agreed to and on which information sheet: at enrolment, the team records the patient's
+    agreement to SMS and to answering online (``kind`` agreement); a patient who reads a new version of the
+    information sheet acknowledges it on their page (``acknowledgement``). Never changed nor deleted."""
+
+    __tablename__ = "agreement"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    information_version: Mapped[str | None] = mapped_column(String(40))  # None: the study file gives no sheet (dev)
+    given_on: Mapped[date]                                # the day the patient agreed (their calendar)
+    recorded_by: Mapped[str] = mapped_column(String(160))
+    recorded_at: Mapped[datetime]

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from proapp.config import SUPPORTED_LANGUAGES
 from proapp.patients import phones
-from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
+from proapp.patients.models import Agreement, Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Site, Study
 from proapp.studies.schedule import compute_schedule
@@ -44,6 +44,7 @@ class EnrolmentRequest:
     anchor_date: date | None           # None: not given (the form says so beside its field)
     timezone: str | None = None
     sms_hour: int = 10
+    agreed_on: date | None = None      # the day the patient agreed to SMS and to answering online (required)
 
 
 def validate_enrolment(db: Session, catalog: StudyCatalog, req: EnrolmentRequest, *, now: datetime,
@@ -91,8 +92,10 @@ def validate_enrolment(db: Session, catalog: StudyCatalog, req: EnrolmentRequest
         today = now.astimezone(ZoneInfo(timezone)).date()
         if not today - ANCHOR_PAST_LIMIT <= req.anchor_date <= today + ANCHOR_FUTURE_LIMIT:
             errors["anchor_date"] = _l("The anchor date must be within two years before and one year after today.")
+    if req.agreed_on is not None and req.agreed_on > now.astimezone(ZoneInfo(timezone)).date():
+        errors["agreed_on"] = _l("The patient's agreement cannot be dated after today.")
     for field, missing in (("subject_id", not req.subject_id), ("phone", not req.phone),
-                           ("anchor_date", req.anchor_date is None)):
+                           ("anchor_date", req.anchor_date is None), ("agreed_on", req.agreed_on is None)):
         if missing and field not in errors:
             errors[field] = _l("This is required.")
     if errors:
@@ -122,6 +125,12 @@ def enroll_patient(db: Session, catalog: StudyCatalog, vault: phones.PhoneVault,
             status=OccurrenceStatus.CANCELLED if p.closes_at <= now else OccurrenceStatus.SCHEDULED,
         ))
     db.flush()
+    assert req.agreed_on is not None                     # validate_enrolment refuses an enrolment without it
+    version = study_def.information.version if study_def.information else None
+    agreement = Agreement(patient_id=patient.id, kind="agreement", information_version=version,
+                          given_on=req.agreed_on, recorded_by=actor, recorded_at=now)
+    db.add(agreement)
+    db.flush()
     from proapp.audit.services import record
 
     record(db, actor=actor, action="patient.enrolled", entity="patient", entity_id=patient.id, patient_id=patient.id,
@@ -130,6 +139,10 @@ def enroll_patient(db: Session, catalog: StudyCatalog, vault: phones.PhoneVault,
                 "sms_hour": req.sms_hour, "phone": phones.mask(e164), "schedule_version": study_def.version,
                 "schedule": [[o.visit_code, o.window_opens_on.isoformat(), o.window_closes_on.isoformat(),
                               o.status.value] for o in schedule_of(db, patient.id)]}, at=now)
+    record(db, actor=actor, action="patient.agreed", entity="agreement", entity_id=agreement.id,
+           patient_id=patient.id, new={"kind": "agreement", "to": ["sms", "online_answers"],
+                                       "information_version": version, "given_on": req.agreed_on.isoformat()},
+           at=now)
     return patient
 
 
@@ -147,3 +160,26 @@ def occurrence_state(occ: Occurrence, now: datetime) -> str:
     if now < occ.window_closes_at:
         return "open"
     return "missed"
+
+
+def agreements_of(db: Session, patient_id: int) -> list[Agreement]:
+    """The patient's agreement at enrolment and their acknowledgements of later information sheets, oldest first."""
+    return list(db.scalars(select(Agreement).where(Agreement.patient_id == patient_id).order_by(Agreement.id)))
+
+
+def acknowledge_information(db: Session, patient: Patient, version: str, *, now: datetime,
+                            actor: str = "patient:link") -> Agreement | None:
+    """The patient acknowledges the information sheet ``version`` (a new one, after their agreement at
+    enrolment). Recorded once per version, in the audit trail; returns None when it was already."""
+    if any(a.information_version == version for a in agreements_of(db, patient.id)):
+        return None
+    ack = Agreement(patient_id=patient.id, kind="acknowledgement", information_version=version,
+                    given_on=now.astimezone(ZoneInfo(patient.timezone)).date(), recorded_by=actor, recorded_at=now)
+    db.add(ack)
+    db.flush()
+    from proapp.audit.services import record
+
+    record(db, actor=actor, action="patient.acknowledged_information", entity="agreement", entity_id=ack.id,
+           patient_id=patient.id, new={"kind": "acknowledgement", "information_version": version,
+                                       "given_on": ack.given_on.isoformat()}, at=now)
+    return ack

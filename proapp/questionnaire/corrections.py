@@ -5,7 +5,8 @@ so the EDC receives it again, corrected."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -17,8 +18,10 @@ from proapp.instruments import Instrument, Registry, score_with
 from proapp.instruments.ulcers import context_from_json, reports_of
 from proapp.questionnaire import flow as flowmod
 from proapp.questionnaire.models import Answer, Correction, Response, ResponseStatus
+from proapp.studies.schema import CORRECTION_SOURCES
 
 REASON_MAX = 500
+REQUEST_METHODS = ("phone", "visit", "letter", "email")
 
 
 class CorrectionRefused(ValueError):
@@ -39,13 +42,48 @@ def effective_answers(db: Session, response: Response) -> tuple[dict[tuple[str, 
     return answers, corrections
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where a correction comes from: ``kind`` one of CORRECTION_SOURCES; for the patient's request, the day they
+    made it (``requested_on``, their calendar) and how (``method``, one of REQUEST_METHODS)."""
+
+    kind: str
+    requested_on: date | None = None
+    method: str | None = None
+
+
+def check_source(source: Source, allowed: list[str], response: Response, today: date) -> None:
+    """Refuse a source the study does not allow, or one without what documents it."""
+    if source.kind not in CORRECTION_SOURCES:
+        raise CorrectionRefused(_l("Choose where the correction comes from."))
+    if source.kind not in allowed:
+        raise CorrectionRefused(_l("This study does not allow corrections from this source."))
+    if source.kind == "patient_request":
+        if source.method not in REQUEST_METHODS:
+            raise CorrectionRefused(_l("Say how the patient asked for the correction."))
+        completed = response.completed_at.date() if response.completed_at else today
+        if source.requested_on is None or not completed - timedelta(days=1) <= source.requested_on <= today:
+            raise CorrectionRefused(_l("Give the day the patient asked, between the questionnaire's completion "
+                                       "and today."))
+    elif source.requested_on is not None or source.method is not None:
+        raise CorrectionRefused(_l("A request's day and means are given only for the patient's request."))
+    if source.kind == "transcription_error" and not response.completed_on_site:
+        raise CorrectionRefused(_l("A transcription error concerns a paper form entered on site; the patient "
+                                   "answered this questionnaire on their own device."))
+
+
 def correct_answer(db: Session, registry: Registry, response: Response, *, item_code: str, repeat: int,
                    value: str, reason: str | None, actor: str, patient_id: int, now: datetime,
-                   signature: dict[str, Any] | None = None) -> Correction:
-    """Record a correction; ``signature`` (meaning, method...) is the signer's electronic signature of it."""
+                   signature: dict[str, Any] | None = None, source: Source | None = None,
+                   allowed_sources: list[str] | None = None, today: date | None = None) -> Correction:
+    """Record a correction; ``signature`` (meaning, method...) is the signer's electronic signature of it;
+    ``source`` where it comes from, among the study's ``allowed_sources``; ``today`` the patient's day."""
     if response.status != ResponseStatus.COMPLETED:
         raise CorrectionRefused(_l("Only completed questionnaires are corrected; the patient can still change "
                                    "this one."))
+    if source is None:
+        raise CorrectionRefused(_l("Choose where the correction comes from."))
+    check_source(source, list(allowed_sources or CORRECTION_SOURCES), response, today or now.date())
     inst: Instrument = registry.get(response.instrument_code, response.instrument_version)
     try:
         item = inst.item(item_code)
@@ -71,7 +109,8 @@ def correct_answer(db: Session, registry: Registry, response: Response, *, item_
     correction = Correction(response_id=response.id, item_code=item_code, repeat_index=repeat, old_value=old,
                             new_value=value, reason=reason, corrected_by=actor, corrected_at=now,
                             signature_meaning=(signature or {}).get("meaning"),
-                            signature_method=(signature or {}).get("method"))
+                            signature_method=(signature or {}).get("method"), source=source.kind,
+                            requested_on=source.requested_on, request_method=source.method)
     db.add(correction)
     answers[(item_code, repeat)] = value
     # Scored again with what the patient was asked with: the registry as the entry opened and the numbers its
@@ -86,6 +125,9 @@ def correct_answer(db: Session, registry: Registry, response: Response, *, item_
     record(db, actor=actor, action="answer.corrected", entity="answer", entity_id=f"{response.id}:{item_code}:{repeat}",
            patient_id=patient_id, old={"value": old}, new={"value": value, "instrument": inst.code,
                                                             "version": inst.version, "scores": scores,
+                                                            "source": {"kind": source.kind,
+                                                                       "requested_on": source.requested_on,
+                                                                       "method": source.method},
                                                             **({"signature": signature} if signature else {})},
            reason=reason, at=now)
     return correction

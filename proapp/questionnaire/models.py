@@ -96,6 +96,11 @@ class Correction(Base):
     # ("password" or "password+totp"); the signer and the time are corrected_by and corrected_at.
     signature_meaning: Mapped[str | None] = mapped_column(String(200))
     signature_method: Mapped[str | None] = mapped_column(String(20))
+    # Where the correction comes from (ICH E6 R3 on source data): the patient's request (the day they made it and
+    # how), a transcription error on a paper form completed on site, or another reason; None before the sources.
+    source: Mapped[str | None] = mapped_column(String(30))
+    requested_on: Mapped[date | None]
+    request_method: Mapped[str | None] = mapped_column(String(20))
 
 
 class NotedUlcer(Base):

@@ -172,7 +172,7 @@ def welcome() -> WResponse | tuple[str, int] | str:
     started = bool(visit_q.responses)
     minutes = sum(i.estimated_minutes for i in visit_q.instruments)
     return render_template("questionnaire/welcome.html", questionnaire=visit_q, minutes=minutes, started=started,
-                           next_key=nxt.key if nxt else None,
+                           next_key=nxt.key if nxt else None, new_information=_pending_information(visit_q.visit),
                            emergency=services.studies().get(visit_q.visit.study_code).alerts)
 
 
@@ -338,6 +338,48 @@ def done() -> tuple[str, int] | str:
     return render_template("questionnaire/message.html", kind="thanks", call=_raised_call(visit_q.visit))
 
 
+@bp.get("/information/<study>")
+def information(study: str) -> str:
+    """The study's information sheet for patients, public (no link needed; nothing personal on it)."""
+    try:
+        study_def = services.studies().get(study)
+    except KeyError:
+        abort(404)
+    return render_template("questionnaire/information.html", study=study_def, info=study_def.information,
+                           pending=None, acknowledged=False)
+
+
+@bp.route("/q/information", methods=["GET", "POST"])
+def patient_information() -> WResponse | tuple[str, int] | str:
+    """The information sheet from the patient's pages. When it changed since the patient agreed, they are asked
+    to read it and their acknowledgement of the new version is recorded (POST)."""
+    from proapp.patients.services import acknowledge_information
+
+    visit = _session_or_page(require_open=False).visit
+    study_def = services.studies().get(visit.study_code)
+    info = study_def.information
+    acknowledged = False
+    if request.method == "POST" and info is not None and request.form.get("version") == info.version:
+        s = db.session()
+        acknowledged = acknowledge_information(s, s.get_one(Patient, visit.patient_id), info.version,
+                                               now=services.now(), actor=_actor()) is not None
+        s.commit()
+    return render_template("questionnaire/information.html", study=study_def, info=info, patient_session=True,
+                           pending=_pending_information(visit), acknowledged=acknowledged)
+
+
+def _pending_information(visit: answering.Visit) -> str | None:
+    """The version of the information sheet the patient has not acknowledged yet (it changed after they agreed),
+    or None."""
+    from proapp.patients.services import agreements_of
+
+    info = services.studies().get(visit.study_code).information
+    if info is None:
+        return None
+    versions = {a.information_version for a in agreements_of(db.session(), visit.patient_id)}
+    return None if info.version in versions else info.version
+
+
 @bp.post("/q/language")
 def language() -> WResponse | tuple[str, int]:
     found = _current()
@@ -378,8 +420,8 @@ def on_csrf_error() -> WResponse | None:
         return None
     if request.endpoint == "questionnaire.language":
         return redirect(url_for("questionnaire.welcome"), code=303)
-    if request.endpoint == "questionnaire.sms_stop":
-        return redirect(url_for("questionnaire.sms_stop"), code=303)
+    if request.endpoint in ("questionnaire.sms_stop", "questionnaire.patient_information"):
+        return redirect(url_for(request.endpoint), code=303)
     target = request.path if request.endpoint == "questionnaire.screen" else url_for("questionnaire.review")
     return redirect(f"{target}?expired=1", code=303)
 

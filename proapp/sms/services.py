@@ -303,6 +303,8 @@ def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings
         token, link = new_link(db, occ, now, revoke_previous=resend)
         text_kind = ("invitation" if msg.kind == INVITATION or resend
                      else "last_day" if local_day(now, patient.timezone) == occ.window_closes_on else "reminder")
+        if text_kind == "invitation" and _first_sms(db, msg):
+            text_kind = "first_invitation"
         body = smstext.compose(text_kind, patient.language, sender=settings.sender_name,
                                link=f"{settings.public_url}/s/{token}", last_day=occ.window_closes_on)
         msg.attempts += 1
@@ -312,6 +314,12 @@ def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings
                                      f"{settings.public_url}/sms/status/{msg.id}"))
     db.flush()
     return out
+
+
+def _first_sms(db: Session, msg: SmsMessage) -> bool:
+    """Whether no other SMS of this patient went to the gateway before this one."""
+    return db.scalar(select(SmsMessage.id).where(SmsMessage.patient_id == msg.patient_id, SmsMessage.id != msg.id,
+                                                 SmsMessage.submitted_at.is_not(None)).limit(1)) is None
 
 
 def _unsendable_reason(occ: Occurrence, patient: Patient, contact: PatientContact | None, now: datetime) -> str | None:

@@ -16,7 +16,7 @@ GSM7_BASIC = frozenset(
     "abcdefghijklmnopqrstuvwxyzäöñüà")
 GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
 SEGMENT = 160
-KINDS = ("invitation", "reminder", "last_day")
+KINDS = ("first_invitation", "invitation", "reminder", "last_day")
 EN_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -39,9 +39,13 @@ def short_date(day: date, language: str) -> str:
 
 
 def compose(kind: str, language: str, *, sender: str, link: str, last_day: date) -> str:
-    """The text of an SMS. ``kind`` is invitation, reminder or last_day."""
+    """The text of an SMS. ``kind`` is first_invitation (the patient's first SMS: it names the information on
+    their data and rights, one tap away on the page the link opens), invitation, reminder or last_day."""
     values = {"sender": sender, "link": link, "date": short_date(last_day, language)}
     with force_locale(language):
+        if kind == "first_invitation":
+            return gettext("%(sender)s: first questionnaire, by %(date)s. Your data and rights: see %(link)s",
+                           **values)
         if kind == "invitation":
             return gettext("%(sender)s: your follow-up questionnaire is ready, to answer by %(date)s: %(link)s",
                            **values)

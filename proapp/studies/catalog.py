@@ -181,3 +181,46 @@ def load_studies(directory: Path, instruments: Registry, contacts: Path | None =
         if codes.count(code) > 1:
             raise StudyFileError(f"study {code} is defined in more than one file")
     return StudyCatalog(loaded)
+
+
+@dataclass(frozen=True)
+class UnvalidatedWording:
+    """An instrument a study uses in a language whose wording is not the licensed, validated text."""
+
+    study: str
+    instrument: str
+    version: str
+    language: str
+    accepted: bool              # the study file names it under instruments.<code>.accept_unvalidated
+
+    def sentence(self) -> str:
+        if self.accepted:
+            return (f"study {self.study} uses {self.instrument} {self.version} in {self.language} with wording that "
+                    "is not validated, accepted by the study file (accept_unvalidated)")
+        return (f"study {self.study}: {self.instrument} {self.version} in {self.language} is not the validated, "
+                f"licensed wording: replace it, or accept it by name in the study file "
+                f"(instruments.{self.instrument}.accept_unvalidated: [{self.language}])")
+
+
+def unvalidated_wording(study: StudyDef, instruments: Registry) -> list[UnvalidatedWording]:
+    """Every (instrument, language) the study uses whose wording is not validated, accepted or not."""
+    out = []
+    for code, use in sorted(study.instruments.items()):
+        inst = instruments.get(code, use.version)
+        for lang, status in sorted(inst.languages.items()):
+            if not status.validated:
+                out.append(UnvalidatedWording(study.code, code, use.version, lang, lang in use.accept_unvalidated))
+    return out
+
+
+def missing_information(catalog: StudyCatalog) -> list[str]:
+    """Studies production refuses because their file gives no information for the patients' information page."""
+    return [f"study file {s.filename}: information: missing (the sponsor, purpose, legal basis, reference "
+            "methodology, what is collected, retention, the data protection officer and the SMS provider, shown on "
+            "the patients' information page)" for s in catalog.all() if s.definition.information is None]
+
+
+def refused_wording(catalog: StudyCatalog, instruments: Registry) -> list[str]:
+    """Why production refuses these studies: unvalidated wording that no study file accepts by name."""
+    return [w.sentence() for s in catalog.all() for w in unvalidated_wording(s.definition, instruments)
+            if not w.accepted]

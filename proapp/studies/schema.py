@@ -57,9 +57,13 @@ class SiteDef(_Strict):
 
 
 class InstrumentUse(_Strict):
+    """An instrument a study uses. ``accept_unvalidated`` names the languages whose wording is not yet the licensed,
+    validated text and that the sponsor nevertheless accepts for this study: production refuses any other."""
+
     version: str
     variant: str | None = None
     features: list[str] = Field(default_factory=list)     # the instrument's optional parts this study asks
+    accept_unvalidated: list[Literal["en", "fr"]] = Field(default_factory=list)
 
 
 class VisitDef(_Strict):
@@ -156,6 +160,42 @@ class EdcSettings(_Strict):
     odm: OdmSettings = Field(default_factory=OdmSettings)
     redcap: RedcapSettings = Field(default_factory=RedcapSettings)
     push: PushSettings | None = None
+
+
+class SmsProvider(_Strict):
+    """Who sends the SMS, where it processes the numbers, and the safeguard of a transfer outside the EU."""
+
+    name: str = Field(min_length=1, max_length=200)
+    country: Text
+    safeguard: Text
+
+
+class Information(_Strict):
+    """What the patient's information page says (GDPR articles 13 and 14), per study: who is responsible, why, on
+    what legal basis and reference methodology, what is collected, who receives it, how long it is kept and whom to
+    ask. ``version`` is the information sheet's version: the patient's agreement records it."""
+
+    version: str = Field(pattern=r"^[0-9A-Za-z.\-]{1,40}$")
+    sponsor: str = Field(min_length=1, max_length=300)
+    purpose: Text
+    legal_basis: Text
+    methodology: str = Field(min_length=1, max_length=200)        # in France the CNIL's reference one, e.g. MR-001
+    collected: Text
+    retention: Text
+    data_protection_officer: str = Field(min_length=1, max_length=300)
+    sms_provider: SmsProvider
+
+
+CorrectionSource = Literal["patient_request", "transcription_error", "other"]
+CORRECTION_SOURCES: tuple[str, ...] = ("patient_request", "transcription_error", "other")
+
+
+class CorrectionSettings(_Strict):
+    """Which sources a staff correction of a patient's answer may have. A monitor expects answers to change only
+    at the patient's documented request or for a transcription error on a paper form completed on site: list
+    those two to forbid any other reason."""
+
+    sources: list[CorrectionSource] = Field(default_factory=lambda: list(CORRECTION_SOURCES), min_length=1)
 
 
 class SeriesEntry(_Strict):
@@ -290,6 +330,8 @@ class StudyDef(_Strict):
     sms: SmsRules = Field(default_factory=SmsRules)
     edc: EdcSettings = Field(default_factory=EdcSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    information: Information | None = None      # required in production (the patient's information page)
+    corrections: CorrectionSettings = Field(default_factory=CorrectionSettings)
 
     @field_validator("default_timezone")
     @classmethod

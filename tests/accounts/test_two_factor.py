@@ -17,6 +17,8 @@ from tests.accounts.test_invitations import PASSWORD, csrf, post
 from tests.alerts.conftest import later, make_alert_app
 from tests.questionnaire.helpers import text
 
+pytestmark = pytest.mark.requirement("E-SIGNATURE")
+
 
 @pytest.fixture
 def app(database_url, instance_dir, smtp, fake_twilio):
@@ -119,7 +121,7 @@ def test_a_correction_is_signed_with_the_password_and_the_code(app):
     page = client.get(url)
     assert "Je corrige cette réponse pour le motif indiqué." in text(page.text)
     form = {"csrf_token": csrf(page.text), "item": "PAIN_VAS", "repeat": "0", "value": "40",
-            "reason": "appel de la patiente", "signature_password": PASSWORD}
+            "reason": "appel de la patiente", "source": "other", "signature_password": PASSWORD}
     no_code = client.post(f"{url}/correct", data=form)
     assert no_code.status_code == 422 and "Le code ne correspond pas" in text(no_code.text)
     later(app, seconds=31)

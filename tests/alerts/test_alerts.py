@@ -25,6 +25,8 @@ from tests.alerts.conftest import (
 from tests.questionnaire.helpers import Patient, answer_tolerance, enrol_with_open_window, text, weekly_screens
 from tests.questionnaire.test_flow import DLQI_EN, answer_dlqi, answer_haq
 
+pytestmark = pytest.mark.requirement("ALERTS")
+
 
 def alerts(app):
     with app.app_context():

@@ -18,6 +18,8 @@ from tests.dashboard.conftest import Staff
 from tests.export.conftest import auth, complete_diary, make_key
 from tests.questionnaire.helpers import Patient, enrol_with_open_window
 
+pytestmark = pytest.mark.requirement("AUDIT-TRAIL")
+
 
 def entries(app, **where):
     with app.app_context():

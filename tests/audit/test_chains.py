@@ -18,6 +18,8 @@ from proapp.audit.models import AuditEvent
 from proapp.audit.services import _lock_heads, canonical, chain_of, verify
 from tests.questionnaire.helpers import Patient, csrf, enrol_with_open_window
 
+pytestmark = pytest.mark.requirement("AUDIT-TRAIL")
+
 
 def _on_first_question(app, subject: str) -> tuple[int, Patient]:
     pid, token = enrol_with_open_window(app, "ADUSE", "W1", subject=subject)

@@ -16,6 +16,8 @@ from proapp.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from proapp.audit.services import GENESIS, head_mac, keyed_hash, record
 from tests.audit.test_audit import tamper
 
+pytestmark = pytest.mark.requirement("AUDIT-TRAIL")
+
 FIELDS = ("id", "at", "actor", "action", "entity", "entity_id", "patient_id", "old", "new", "reason", "chain", "seq",
           "key_id")
 

@@ -6,16 +6,23 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
+import pytest
+import yaml
 from sqlalchemy import select
 
 from proapp import db
 from proapp.accounts.models import Role
 from proapp.accounts.services import create_user
 from proapp.questionnaire.models import Answer, Correction, Response
+from proapp.studies.catalog import DATA_DIR as SHIPPED_STUDIES
+from tests.conftest import fresh_app
 from tests.dashboard.conftest import PASSWORD, Staff, text_of
 from tests.export.conftest import auth, complete_diary, make_key
 from tests.export.odm import validate_odm
+
+pytestmark = pytest.mark.requirement("CORRECTION")
 
 URL = "/api/v1/studies/ADUSE"
 
@@ -31,6 +38,10 @@ def _nurse(app) -> Staff:
     return staff
 
 
+def _today() -> str:
+    return datetime.now(UTC).astimezone(ZoneInfo("Europe/Paris")).date().isoformat()
+
+
 def _response(app, instrument: str) -> int:
     with app.app_context():
         return db.session().scalar(select(Response.id).where(Response.instrument_code == instrument))
@@ -42,10 +53,11 @@ def test_a_correction_is_recorded_beside_the_original(app):
     rid = _response(app, "PAIN_VAS")
     url = f"/staff/patients/{pid}/responses/{rid}"
     assert "35 out of 100" in text_of(staff.get(url))
-    unsigned = staff.post(f"{url}/correct", {"item": "PAIN_VAS", "repeat": "0", "value": "40",
+    asked = {"source": "patient_request", "request_method": "phone", "requested_on": _today()}
+    unsigned = staff.post(f"{url}/correct", {"item": "PAIN_VAS", "repeat": "0", "value": "40", **asked,
                                              "reason": "patient called: meant 40", "signature_password": "wrong"})
     assert unsigned.status_code == 422 and "the change is not signed" in text_of(unsigned)
-    resp = staff.post(f"{url}/correct", {"item": "PAIN_VAS", "repeat": "0", "value": "40",
+    resp = staff.post(f"{url}/correct", {"item": "PAIN_VAS", "repeat": "0", "value": "40", **asked,
                                          "reason": "patient called: meant 40", "signature_password": PASSWORD})
     assert resp.status_code == 303
     page = text_of(staff.get(url))
@@ -62,8 +74,10 @@ def test_a_correction_is_recorded_beside_the_original(app):
                                                              "password")
         from proapp.audit.models import AuditEvent
 
+        assert (c.source, c.requested_on.isoformat(), c.request_method) == ("patient_request", _today(), "phone")
         entry = s.scalar(select(AuditEvent).where(AuditEvent.action == "answer.corrected"))
         assert (entry.old, entry.new["value"], entry.reason) == ({"value": "35"}, "40", "patient called: meant 40")
+        assert entry.new["source"] == {"kind": "patient_request", "requested_on": _today(), "method": "phone"}
         assert entry.new["signature"]["signer"] == "nurse@chu.test" and entry.new["signature"]["method"] == "password"
     assert "Answers: Pain scale" in text_of(staff.get(f"/staff/patients/{pid}"))      # the name, not the code
 
@@ -81,7 +95,8 @@ def test_refused_corrections_store_nothing(app):
         (diary, {"item": "DU_HAND", "repeat": "abc", "value": "L", "reason": "x"}, "was not asked"),
     ]
     for rid, form, message in cases:
-        resp = staff.post(f"/staff/patients/{pid}/responses/{rid}/correct", {**form, "signature_password": PASSWORD})
+        resp = staff.post(f"/staff/patients/{pid}/responses/{rid}/correct",
+                          {"source": "other", **form, "signature_password": PASSWORD})
         assert resp.status_code == 422, form
         assert message in text_of(resp), (form, text_of(resp)[:300])
     with app.app_context():
@@ -98,7 +113,7 @@ def test_the_edc_receives_the_corrected_response_with_both_values(app):
     diary = _response(app, "DU_DIARY")
     staff.post(f"/staff/patients/{pid}/responses/{diary}/correct",
                {"item": "DU_HAND", "repeat": "2", "value": "R", "reason": "both ulcers were on the right hand",
-                "signature_password": PASSWORD})
+                "source": "other", "signature_password": PASSWORD})
     again = client.get(f"{URL}/responses?cursor={first['next_cursor']}", headers=auth(key)).get_json()
     [item] = again["data"]
     assert item["id"] == diary and item["revision"] == 1
@@ -168,7 +183,7 @@ def test_acknowledgements_name_the_revision_and_the_patient_page_flags_a_correct
     assert "a correction is not received yet" not in text_of(staff.get(f"/staff/patients/{pid}"))
     staff.post(f"/staff/patients/{pid}/responses/{pain}/correct",
                {"item": "PAIN_VAS", "repeat": "0", "value": "40", "reason": "patient called",
-                "signature_password": PASSWORD})
+                "source": "other", "signature_password": PASSWORD})
     assert "a correction is not received yet" in text_of(staff.get(f"/staff/patients/{pid}"))
     again = client.post(f"{URL}/acknowledgements", headers=auth(key),
                         json={"responses": [{"id": pain, "revision": 0}, {"id": pain, "revision": 2}]}).get_json()
@@ -185,3 +200,56 @@ def test_acknowledgements_name_the_revision_and_the_patient_page_flags_a_correct
     assert "The EDC holds revision 1" in page and "not received yet" not in page
     bad = client.post(f"{URL}/acknowledgements", headers=auth(key), json={"responses": [{"id": pain}]})
     assert bad.status_code == 400 and bad.mimetype == "application/problem+json"
+
+
+def _restricted_studies(folder):
+    """The shipped study files, ADUSE allowing corrections only at the patient's request or for a transcription
+    error (what a monitor expects)."""
+    folder.mkdir()
+    for path in SHIPPED_STUDIES.glob("*.yaml"):
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if raw["code"] == "ADUSE":
+            raw["corrections"] = {"sources": ["patient_request", "transcription_error"]}
+        (folder / path.name).write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return folder
+
+
+def test_the_study_restricts_corrections_to_documented_sources_and_the_exports_carry_the_source(
+        database_url, instance_dir, tmp_path):
+    app = fresh_app(database_url, STUDIES_DIR=str(_restricted_studies(tmp_path / "studies")))
+    try:
+        pid = complete_diary(app, "ADU-TLS-001")          # answered on the patient's phone, not on site
+        staff = _nurse(app)
+        pain = _response(app, "PAIN_VAS")
+        url = f"/staff/patients/{pid}/responses/{pain}"
+        page = text_of(staff.get(url))
+        assert "The patient's request" in page and "A transcription error" in page and "Another reason" not in page
+        base = {"item": "PAIN_VAS", "repeat": "0", "value": "40", "reason": "x", "signature_password": PASSWORD}
+        for form, message in [
+            ({}, "Choose where the correction comes from."),
+            ({"source": "other"}, "This study does not allow corrections from this source."),
+            ({"source": "transcription_error"}, "A transcription error concerns a paper form entered on site"),
+            ({"source": "patient_request", "requested_on": _today()}, "Say how the patient asked"),
+            ({"source": "patient_request", "request_method": "phone"}, "Give the day the patient asked"),
+            ({"source": "patient_request", "request_method": "phone", "requested_on": "2099-01-01"},
+             "Give the day the patient asked"),
+            ({"source": "patient_request", "request_method": "phone", "requested_on": "01/02/2026"},
+             "Give the day the patient asked"),
+            ({"source": "patient_request", "request_method": "pigeon", "requested_on": _today()},
+             "Say how the patient asked"),
+        ]:
+            resp = staff.post(f"{url}/correct", {**base, **form})
+            assert resp.status_code == 422 and message in text_of(resp), (form, text_of(resp)[:300])
+        with app.app_context():
+            assert db.session().scalar(select(Correction.id)) is None          # nothing stored from refusals
+        resp = staff.post(f"{url}/correct", {**base, "source": "patient_request", "request_method": "visit",
+                                             "requested_on": _today()})
+        assert resp.status_code == 303
+        page = text_of(staff.get(url))
+        assert "The patient's request (" in page and "at a visit)" in page
+        item = next(i for i in app.test_client().get(f"{URL}/responses", headers=auth(make_key(app))).get_json()[
+            "data"] if i["id"] == pain)
+        assert item["corrections"][0]["source"] == {"kind": "patient_request", "requested_on": _today(),
+                                                    "method": "visit"}
+    finally:
+        app.extensions["proapp.engine"].dispose()

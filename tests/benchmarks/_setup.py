@@ -72,7 +72,7 @@ def prepared_instance(database_url: str | None = None, patients: int = 1) -> tup
         subject = f"ADU-TLS-{800 + n}"
         result = runner.invoke(args=["proapp", "enroll", "--study", "ADUSE", "--site", "TLS", "--subject", subject,
                                      "--phone", f"+336123458{n:02d}", "--anchor-date", anchor,
-                                     "--timezone", "Europe/Paris"])
+                                     "--timezone", "Europe/Paris", "--agreed-on", anchor])
         assert result.exit_code == 0, result.output
         subjects.append(subject)
     links = [runner.invoke(args=["proapp", "link", subject]).output.strip() for subject in subjects]

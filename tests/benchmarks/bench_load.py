@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from cryptography.fernet import Fernet
 
 from tests.benchmarks._setup import bench_database, free_port, start_gunicorn
+from tests.helpers import agreed
 
 # An ADUSE weekly entry with no ulcer, screen by screen: the diary 2.0, then the pain scale.
 ANSWERS = {**{f"DU_DIARY.{code}": {code: "N"} for code in (
@@ -155,7 +156,8 @@ def seed(url: str, folder: Path, patients: int) -> list[str]:
         s.commit()
         for n in range(patients):
             p = enroll_patient(s, app.extensions["proapp.studies"], app.extensions["proapp.phones"],
-                               EnrolmentRequest("LOAD", "TLS", f"LOAD-TLS-{n:05d}", "+33612345678", "fr", anchor),
+                               EnrolmentRequest("LOAD", "TLS", f"LOAD-TLS-{n:05d}", "+33612345678", "fr", anchor,
+                                                agreed_on=agreed(now)),
                                now=now)
             tokens.append(issue_link(s, open_occurrence_for(s, p, now, "W1"), now))
             if n % 500 == 499:

@@ -12,6 +12,8 @@ import pytest
 
 from tests.questionnaire.helpers import enrol_with_open_window
 
+pytestmark = pytest.mark.requirement("ACCESSIBILITY")
+
 AXE = Path(__file__).resolve().parents[2] / ".cache" / "axe-core" / "node_modules" / "axe-core" / "axe.min.js"
 TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 

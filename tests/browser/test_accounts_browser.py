@@ -29,6 +29,7 @@ def code(app, secret: str) -> str:
     return pyotp.TOTP(secret).at(int(app.extensions["proapp.clock"].now().timestamp()))
 
 
+@pytest.mark.requirement("E-SIGNATURE", "CORRECTION")
 def test_invitation_password_two_factor_sign_in_and_signed_correction(app, live_server, browser, smtp):
     pid = complete_diary(app, "ADU-TLS-401")
     desk = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
@@ -89,6 +90,7 @@ def test_invitation_password_two_factor_sign_in_and_signed_correction(app, live_
     form = nurse.locator("form[action$='/correct']").first
     form.locator("input[name=value]").fill("40")
     form.locator("input[name=reason]").fill("la patiente a rappelé : 40")
+    form.get_by_label("Un autre motif").check()
     assert "Je corrige cette réponse pour le motif indiqué." in form.inner_text()
     form.locator("input[name=signature_password]").fill(NURSE_PASSWORD)
     later(app, seconds=31)

@@ -252,6 +252,7 @@ def test_close_and_resume(app, live_server, browser):
 
 
 @pytest.mark.parametrize("js", [True, False])
+@pytest.mark.requirement("ANSWER-KEPT")
 def test_double_tap_submit_gives_exactly_one_response(app, live_server, browser, js):
     _pid, token = enrol_with_open_window(app)
     page = new_page(browser, "360x640", js)

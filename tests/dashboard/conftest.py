@@ -18,6 +18,7 @@ from proapp.patients.models import Occurrence
 from proapp.patients.services import EnrolmentRequest, enroll_patient
 from proapp.questionnaire.services import issue_link
 from tests.conftest import fresh_app
+from tests.helpers import agreed
 
 NOW = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)        # 10:00 in Paris
 PASSWORD = "correct horse battery"
@@ -49,7 +50,8 @@ def enrol(app: Flask, subject: str, *, study: str = "IMATINIB-SSC", site: str = 
         s = db.session()
         anchor = (app.extensions["proapp.clock"].now() - timedelta(days=days_ago)).date()
         p = enroll_patient(s, app.extensions["proapp.studies"], app.extensions["proapp.phones"],
-                           EnrolmentRequest(study, site, subject, phone, language, anchor, "Europe/Paris"),
+                           EnrolmentRequest(study, site, subject, phone, language, anchor, "Europe/Paris",
+                                            agreed_on=agreed(app.extensions["proapp.clock"].now())),
                            now=app.extensions["proapp.clock"].now())
         s.commit()
         return p.id

@@ -11,6 +11,7 @@ from proapp import db
 from proapp.patients.models import Occurrence, OccurrenceStatus
 from proapp.patients.services import EnrolmentRequest, enroll_patient
 from proapp.questionnaire.models import Response, ResponseStatus
+from tests.helpers import agreed
 
 
 def enrol_at(app, subject: str, when: datetime, *, study: str = "IMATINIB-SSC", site: str = "PSL",
@@ -20,7 +21,7 @@ def enrol_at(app, subject: str, when: datetime, *, study: str = "IMATINIB-SSC", 
         s = db.session()
         p = enroll_patient(s, app.extensions["proapp.studies"], app.extensions["proapp.phones"],
                            EnrolmentRequest(study, site, subject, "+33612345678", language, when.date(),
-                                            "Europe/Paris"), now=when)
+                                            "Europe/Paris", agreed_on=agreed(when)), now=when)
         s.commit()
         return p.id
 

@@ -11,6 +11,8 @@ from proapp.accounts.access import ACCESS
 from tests.dashboard.conftest import Staff, enrol
 from tests.dashboard.helpers import complete
 
+pytestmark = pytest.mark.requirement("ACCESS")
+
 # Routes outside the dashboard and what protects them.
 OTHER_ROUTES = {
     "static": "public files",

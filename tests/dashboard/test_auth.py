@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from proapp import db
@@ -13,6 +14,7 @@ from tests.dashboard.conftest import NOW, PASSWORD, USERS, Staff, csrf_of, text_
 REFUSED = "Wrong e-mail or password"
 
 
+@pytest.mark.requirement("ACCESS")
 def test_pages_need_a_signed_in_user(dash_app):
     anon = Staff(dash_app, None)
     resp = anon.get("/staff/patients?flag=overdue")

@@ -9,7 +9,8 @@ from proapp.patients.models import Patient, PatientEvent
 from tests.dashboard.conftest import Staff
 from tests.test_properties import SETTINGS, count, junk
 
-ENROL_FIELDS = ("study_site", "subject_id", "phone", "language", "timezone", "anchor_date", "sms_hour")
+ENROL_FIELDS = ("study_site", "subject_id", "phone", "language", "timezone", "anchor_date", "sms_hour",
+                "agreed_on")
 
 
 def test_enrol_form(dash_app):
@@ -79,7 +80,8 @@ def test_on_site_and_correction_forms(dash_app):
     staff = Staff(dash_app, "coord_psl")
 
     @SETTINGS
-    @given(form=st.fixed_dictionaries(dict.fromkeys(("item", "repeat", "value", "reason"), junk)), occurrence=junk)
+    @given(form=st.fixed_dictionaries(dict.fromkeys(("item", "repeat", "value", "reason", "source", "requested_on",
+                                                     "request_method"), junk)), occurrence=junk)
     def check(form, occurrence):
         before = count(dash_app, Correction)
         resp = staff.post(f"/staff/patients/{pid}/responses/{rid}/correct", form)

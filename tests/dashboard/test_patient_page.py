@@ -10,7 +10,15 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from proapp import db
-from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientEvent, PatientStatus
+from proapp.patients.models import (
+    Agreement,
+    Occurrence,
+    OccurrenceStatus,
+    Patient,
+    PatientContact,
+    PatientEvent,
+    PatientStatus,
+)
 from proapp.questionnaire.models import Response
 from proapp.sms.models import SmsMessage, SmsStatus
 from tests.dashboard.conftest import NOW, PASSWORD, Staff, enrol, link_for, occurrence, text_of
@@ -269,13 +277,19 @@ def test_enrol_form_stores_the_patient_and_shows_the_schedule(dash_app):
     assert 'value="IMATINIB-SSC/PSL"' in form and "IMATINIB-SSC/BSA" not in form and "IMA-PSL-001" in form
     resp = staff.post("/staff/patients/new", {"study_site": "IMATINIB-SSC/PSL", "subject_id": "IMA-PSL-007",
                                               "phone": "06 12 34 56 78", "language": "en",
-                                              "anchor_date": "2026-03-02", "timezone": "", "sms_hour": "9"})
+                                              "anchor_date": "2026-03-02", "timezone": "", "sms_hour": "9",
+                                              "agreed_on": "2026-02-27"})
     assert resp.status_code == 303
     page = text_of(staff.get(resp.headers["Location"]))
     assert "IMA-PSL-007 is enrolled" in page and "M12" in page and "09:00" in page
+    assert "Agreement to SMS and online answers given on 27 Feb 2026 (information sheet –), recorded by " \
+           "user:psl@chu.test" in page                # the shipped study file gives no information sheet
     with dash_app.app_context():
         p = db.session().scalar(select(Patient).where(Patient.subject_id == "IMA-PSL-007"))
         assert (p.language, p.timezone, p.sms_hour, str(p.anchor_date)) == ("en", "Europe/Paris", 9, "2026-03-02")
+        agreement = db.session().scalar(select(Agreement).where(Agreement.patient_id == p.id))
+        assert (agreement.kind, str(agreement.given_on), agreement.information_version) == (
+            "agreement", "2026-02-27", None)
 
 
 BAD = [
@@ -288,13 +302,16 @@ BAD = [
     ({"sms_hour": "23"}, "between 8 and 20"),
     ({"language": "xx"}, "Language must be fr or en."),
     ({"timezone": "Mars/Olympus"}, "Choose a time zone from the list."),
+    ({"agreed_on": ""}, "Give the day the patient agreed to SMS and to answering online."),
+    ({"agreed_on": "2099-01-01"}, "The patient's agreement cannot be dated after today."),
 ]
 
 
 def test_enrol_form_errors_are_shown_on_the_form_and_nothing_is_stored(dash_app):
     staff = Staff(dash_app, "coord_psl")
     good = {"study_site": "IMATINIB-SSC/PSL", "subject_id": "IMA-PSL-007", "phone": "0612345678",
-            "language": "fr", "anchor_date": "2026-03-02", "timezone": "", "sms_hour": "10"}
+            "language": "fr", "anchor_date": "2026-03-02", "timezone": "", "sms_hour": "10",
+            "agreed_on": "2026-02-27"}
     for change, message in BAD:
         resp = staff.post("/staff/patients/new", {**good, **change})
         assert resp.status_code == 422, change
@@ -322,7 +339,7 @@ def test_every_enrolment_error_shows_at_once_beside_its_field(dash_app):
     staff = Staff(dash_app, "coord_psl")
     resp = staff.post("/staff/patients/new", {"study_site": "IMATINIB-SSC/PSL", "subject_id": "PSL-7",
                                               "phone": "12", "language": "fr", "anchor_date": "",
-                                              "timezone": "", "sms_hour": "10"})
+                                              "timezone": "", "sms_hour": "10", "agreed_on": "2026-02-27"})
     page = text_of(resp)
     assert resp.status_code == 422
     assert "does not follow the study's pattern (for example IMA-PSL-001)" in page

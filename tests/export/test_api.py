@@ -56,6 +56,7 @@ def test_key_is_shown_once_and_only_its_hash_is_stored(app, runner):
     assert bad.exit_code == 2 and "unknown study NOPE" in bad.output
 
 
+@pytest.mark.requirement("ACCESS")
 def test_missing_wrong_or_other_study_keys(app, key):
     client = app.test_client()
     for headers in ({}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer pk_nope.nope"},
@@ -93,6 +94,7 @@ def test_metadata_is_the_data_dictionary(app, key):
     assert derived["DAYS_TO_HEALING"]["group"] == "DU_KNOWN" and "group" not in derived["ACTIVE_ULCER_COUNT"]
 
 
+@pytest.mark.requirement("EXPORT")
 def test_odm_metadata_validates_against_the_official_schema(app, key):
     resp = app.test_client().get(f"{URL}/metadata?format=odm", headers=auth(key))
     doc = validate_odm(resp.data)
@@ -103,6 +105,7 @@ def test_odm_metadata_validates_against_the_official_schema(app, key):
     assert {t.get("{http://www.w3.org/XML/1998/namespace}lang") for t in texts} == {"en", "fr"}
 
 
+@pytest.mark.requirement("EXPORT")
 def test_following_the_cursor_returns_every_response_once(app, key):
     client = app.test_client()
     complete_diary(app, "ADU-TLS-001")
@@ -120,6 +123,7 @@ def test_following_the_cursor_returns_every_response_once(app, key):
     assert [i["subject_id"] for i in new] == ["ADU-TLS-003", "ADU-TLS-003"]
 
 
+@pytest.mark.requirement("EXPORT")
 def test_a_response_carries_what_the_edc_needs(app, key):
     complete_diary(app, "ADU-TLS-001")
     items = app.test_client().get(f"{URL}/responses", headers=auth(key)).get_json()["data"]
@@ -137,6 +141,7 @@ def test_a_response_carries_what_the_edc_needs(app, key):
     assert set(diary["window"]) == {"target_day", "opens_on", "closes_on"}
 
 
+@pytest.mark.requirement("EXPORT")
 def test_csv_has_one_row_per_answer_with_labels(app, key):
     complete_diary(app, "ADU-TLS-001")
     resp = app.test_client().get(f"{URL}/responses?format=csv&labels=fr", headers=auth(key))
@@ -159,6 +164,7 @@ def test_csv_has_one_row_per_answer_with_labels(app, key):
     assert new["item_label"].startswith("Depuis l'injection")          # the wording of the first entry, as read
 
 
+@pytest.mark.requirement("EXPORT")
 def test_odm_clinical_data_validates_with_repeat_keys_and_audit_records(app, key):
     complete_diary(app, "ADU-TLS-001")
     complete_diary(app, "ADU-TLS-002", ulcers=0)
@@ -231,6 +237,7 @@ def valid_r4(resource: dict) -> None:
     FHIRElementFactory.instantiate(resource["resourceType"], resource)
 
 
+@pytest.mark.requirement("EXPORT")
 def test_fhir_resources_are_valid(app, key):
     from fhir.resources.R4B.bundle import Bundle
     from fhir.resources.R4B.observation import Observation
@@ -345,6 +352,7 @@ def test_acknowledgements_and_the_pull_log(app, key):
         assert s.scalar(select(ApiKey.last_used_at).where(ApiKey.prefix == key[3:11])) is not None
 
 
+@pytest.mark.requirement("ACCESS")
 def test_a_site_restricted_key_sees_only_its_sites(app):
     from tests.questionnaire.helpers import enrol_with_open_window
 
@@ -412,6 +420,7 @@ def test_a_cursor_is_bound_to_its_study_and_sites(app):
         assert "another study or other sites" in refused.get_json()["detail"]
 
 
+@pytest.mark.requirement("EXPORT")
 def test_every_export_says_what_the_patient_read(app, key):
     """ADUSE asks the pain scale about the finger ulcers, and the HAQ's stem opens each activity: the metadata, ODM,
     FHIR and CSV say exactly that, not the instrument's generic wording."""

@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
 
 from proapp.patients.models import Occurrence
@@ -20,6 +21,7 @@ WRITERS = 6
 PER_WRITER = 15
 
 
+@pytest.mark.requirement("EXPORT")
 def test_reader_never_misses_nor_repeats_while_writers_commit_out_of_order(app, dialect):
     key = make_key(app)
     with app.app_context():

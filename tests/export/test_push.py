@@ -89,6 +89,7 @@ def _push(app, now=None):
         worker.close()
 
 
+@pytest.mark.requirement("EXPORT")
 def test_each_response_is_pushed_once_signed(push_app, edc):
     complete_diary(push_app, "ADU-TLS-001")
     report = _push(push_app)
@@ -148,7 +149,7 @@ def test_the_delivery_log_is_for_admins(push_app, edc):
 def test_a_corrected_response_is_pushed_again(push_app, edc):
     from datetime import UTC, datetime
 
-    from proapp.questionnaire.corrections import correct_answer
+    from proapp.questionnaire.corrections import Source, correct_answer
     from proapp.questionnaire.models import Response
 
     pid = complete_diary(push_app, "ADU-TLS-001", ulcers=0)
@@ -158,7 +159,7 @@ def test_a_corrected_response_is_pushed_again(push_app, edc):
         r = s.scalar(select(Response).where(Response.instrument_code == "PAIN_VAS"))
         correct_answer(s, push_app.extensions["proapp.instruments"], r, item_code="PAIN_VAS", repeat=0, value="20",
                        reason="typo on the phone", actor="user:nurse@chu.test", patient_id=pid,
-                       now=datetime.now(UTC))
+                       now=datetime.now(UTC), source=Source("other"))
         s.commit()
     again = _push(push_app)
     assert (again.queued, again.delivered) == (1, 1)

@@ -111,6 +111,7 @@ def test_french_labels(app):
     assert events[0]["custom_event_label"] == "Avant l'injection"
 
 
+@pytest.mark.requirement("EXPORT")
 def test_records_follow_the_cursor_and_fit_the_dictionary(app):
     client, key = app.test_client(), make_key(app)
     complete_diary(app, "ADU-TLS-001", ulcers=2)

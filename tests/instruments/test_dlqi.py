@@ -4,6 +4,8 @@ import pytest
 
 from proapp.instruments import score
 
+pytestmark = pytest.mark.requirement("SCORING")
+
 ALL_ZERO = {"DLQI01": "0", "DLQI02": "0", "DLQI03": "0", "DLQI04": "0", "DLQI05": "0", "DLQI06": "0",
             "DLQI07A": "N", "DLQI07B": "0", "DLQI08": "0", "DLQI09": "0", "DLQI10": "0"}
 

@@ -6,6 +6,8 @@ import pytest
 from proapp.instruments import default_registry, score
 from proapp.instruments.scoring import HAQ_CATEGORIES
 
+pytestmark = pytest.mark.requirement("SCORING")
+
 ITEMS = {
     "dressing": ["HAQ_DRESS1", "HAQ_DRESS2"],
     "arising": ["HAQ_ARISE1", "HAQ_ARISE2"],

@@ -4,6 +4,8 @@ import pytest
 
 from proapp.instruments import score
 
+pytestmark = pytest.mark.requirement("SCORING")
+
 
 def diary1(answers):
     return score("DU_DIARY", answers, "1.0")

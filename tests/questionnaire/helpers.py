@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from proapp import db
 from proapp.patients.services import EnrolmentRequest, enroll_patient
 from proapp.questionnaire.services import issue_link, open_occurrence_for
+from tests.helpers import agreed
 
 # Days after the anchor at which a window is open: ADUSE W1 (PAIN_VAS, DU_DIARY) or W0 (DLQI, HAQ),
 # IMATINIB-SSC M1 (DLQI, HAQ).
@@ -26,7 +27,8 @@ def enrol_with_open_window(app, study="ADUSE", visit="W1", subject=None, languag
     with app.app_context():
         s = db.session()
         patient = enroll_patient(s, app.extensions["proapp.studies"], app.extensions["proapp.phones"],
-                                 EnrolmentRequest(study, site, subject, "+33612345678", language, anchor, tz), now=now)
+                                 EnrolmentRequest(study, site, subject, "+33612345678", language, anchor, tz,
+                                                  agreed_on=agreed(now)), now=now)
         occ = open_occurrence_for(s, patient, now, visit)
         assert occ is not None
         token = issue_link(s, occ, now)

@@ -41,6 +41,7 @@ def test_a_save_that_read_before_a_submit_committed_stores_nothing(app, client, 
     assert pain.status.value == "completed" and pain.scores["pain"] == 10
 
 
+@pytest.mark.requirement("ANSWER-KEPT")
 def test_a_submit_that_read_before_a_save_committed_scores_the_saved_answer(app, client, session):
     _pid, token = enrol_with_open_window(app)
     p = Patient(client, token)

@@ -18,6 +18,7 @@ from proapp.patients.services import EnrolmentRequest, enroll_patient
 from proapp.questionnaire.services import issue_link
 from tests.conftest import fresh_app
 from tests.dashboard.conftest import PASSWORD, Staff
+from tests.helpers import agreed
 from tests.questionnaire.helpers import Patient, text
 from tests.questionnaire.test_flow import answer_haq
 
@@ -50,7 +51,7 @@ def enrol(app: Flask) -> int:
         s = db.session()
         p = enroll_patient(s, app.extensions["proapp.studies"], app.extensions["proapp.phones"],
                            EnrolmentRequest("ADUSE", "TLS", "ADU-TLS-201", "+33612345678", "fr", INJECTION,
-                                            "Europe/Paris"), now=W0_TIME)
+                                            "Europe/Paris", agreed_on=agreed(W0_TIME)), now=W0_TIME)
         s.commit()
         return p.id
 

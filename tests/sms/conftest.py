@@ -11,6 +11,7 @@ from flask import Flask
 from proapp import db
 from proapp.patients.services import EnrolmentRequest, enroll_patient
 from tests.conftest import fresh_app
+from tests.helpers import agreed
 from tests.sms.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 
@@ -46,7 +47,8 @@ def enrol(app: Flask, subject: str, anchor: date, *, study: str = "ADUSE", site:
     with app.app_context():
         s = db.session()
         patient = enroll_patient(s, app.extensions["proapp.studies"], app.extensions["proapp.phones"],
-                                 EnrolmentRequest(study, site, subject, phone, language, anchor, tz, hour),
+                                 EnrolmentRequest(study, site, subject, phone, language, anchor, tz, hour,
+                                                  agreed_on=agreed(now or app.extensions["proapp.clock"].now())),
                                  now=now or app.extensions["proapp.clock"].now())
         s.commit()
         return patient.id

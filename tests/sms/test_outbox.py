@@ -52,7 +52,8 @@ def test_the_invitation_reaches_twilio_with_a_working_link_and_its_callback(sms_
     assert report["invitations"] == 0 and report["sms_accepted"] == 1        # queued by the earlier tick
     [sent] = fake_twilio.messages.values()
     assert sent.to == "+33612345678" and sent.sender == "SuiviPRO"
-    assert sent.body.startswith("SuiviPRO : votre questionnaire de suivi est disponible jusqu'au 16/03 inclus : ")
+    # The patient's first SMS names the information on their data (tests/sms/test_first_sms.py).
+    assert sent.body.startswith("SuiviPRO : 1er questionnaire, jusqu'au 16/03 inclus. Vos données et droits : voir ")
     [row] = outbox(sms_app, pid)
     assert (row.visit_code, row.kind, row.status, row.provider_sid) == ("W0", "invitation", SmsStatus.ACCEPTED,
                                                                         sent.sid)
@@ -219,6 +220,7 @@ def test_an_unknown_outcome_not_found_at_twilio_is_sent_again_after_the_grace_pe
     assert len(fake_twilio.messages) == 1 and outbox(sms_app, pid)[0].status == SmsStatus.ACCEPTED
 
 
+@pytest.mark.requirement("SMS-ONCE")
 def test_a_worker_killed_mid_send_sends_nothing_twice_and_loses_nothing(sms_app, worker, fake_twilio):
     """Half the claimed SMS reached Twilio before the worker died, half did not: after the lease, the first
     half are found at Twilio and the second half sent, each exactly once."""
@@ -255,6 +257,7 @@ def test_quiet_hours_hold_an_sms_whose_worker_was_stopped_until_the_next_morning
     assert len(fake_twilio.messages) == 1
 
 
+@pytest.mark.requirement("SMS-STOP")
 def test_reminders_stop_when_the_questionnaire_is_completed(sms_app, worker, fake_twilio):
     done = enrol(sms_app, "ADU-TLS-011", ANCHOR)
     late = enrol(sms_app, "ADU-TLS-012", ANCHOR, phone="+33611111111")
@@ -276,6 +279,7 @@ def test_reminders_stop_when_the_questionnaire_is_completed(sms_app, worker, fak
         assert occ.status == OccurrenceStatus.MISSED
 
 
+@pytest.mark.requirement("SMS-STOP")
 def test_pause_and_opt_out_stop_sms_and_are_recorded_with_who_and_when(sms_app, worker, fake_twilio):
     from proapp.patients.preferences import opt_out, pause, resume
 
@@ -318,6 +322,7 @@ def send_in_parallel(workers: list[Worker]) -> list:
     return reports
 
 
+@pytest.mark.requirement("SMS-ONCE")
 def test_two_workers_at_once_send_each_sms_exactly_once(sms_app, fake_twilio):
     at(sms_app, ENROLLED)
     for i in range(40):

@@ -22,6 +22,7 @@ from proapp.sms.models import SmsMessage, SmsStatus
 from tests.questionnaire.helpers import Patient, csrf, enrol_with_open_window, text
 
 
+@pytest.mark.requirement("SMS-STOP")
 def test_the_patient_stops_the_sms_from_the_questionnaire_in_french(app, client, session):
     pid, token = enrol_with_open_window(app, language="fr")
     patient = Patient(client, token)

@@ -10,6 +10,7 @@ from proapp.models import Occurrence, Response, ResponseStatus, Site, Study
 from proapp.patients.services import EnrolmentRequest, enroll_patient
 from proapp.studies.catalog import DATA_DIR, DEMO_CONTACTS, load_studies
 from proapp.studies.services import sync_studies
+from tests.helpers import agreed
 
 
 def test_edited_study_file_leaves_schedules_and_responses_alone(app, session, tmp_path):
@@ -17,7 +18,7 @@ def test_edited_study_file_leaves_schedules_and_responses_alone(app, session, tm
     catalog = app.extensions["proapp.studies"]
     patient = enroll_patient(session, catalog, app.extensions["proapp.phones"],
                              EnrolmentRequest("IMATINIB-SSC", "TLS", "IMA-TLS-001", "+33612345678", "fr",
-                                              date(2026, 10, 20)), now=now)
+                                              date(2026, 10, 20), agreed_on=agreed(now)), now=now)
     m1 = session.scalar(select(Occurrence).where(Occurrence.patient_id == patient.id,
                                                  Occurrence.visit_code == "M1"))
     session.add(Response(occurrence_id=m1.id, instrument_code="DLQI", instrument_version="1.0", language="fr",

@@ -22,6 +22,8 @@ def json_item(e: Exported, inst: Instrument, sequence: int) -> dict[str, Any]:
                    "closes_on": e.closes_on.isoformat()},
         "instrument": {"code": e.instrument, "version": e.version},
         "language": e.language,
+        # Whether the wording the patient read is the licensed, validated text of that instrument version.
+        "wording_validated": inst.languages[e.language].validated,
         "completed_at": iso(e.completed_at),
         "completed_on_site": e.on_site,
         "answers": grouped_answers(inst, e),
@@ -31,8 +33,14 @@ def json_item(e: Exported, inst: Instrument, sequence: int) -> dict[str, Any]:
         "group_scores": {g: {str(k): v for k, v in sorted(reps.items())}
                          for g, reps in derived_group_values(inst, e.current_scores).items()},
         "wording": e.wording,
+        # What the patient agreed to (SMS, answering online) on which information sheet, and later acknowledgements
+        "agreements": [{"kind": kind, "information_version": version, "given_on": day.isoformat()}
+                       for kind, version, day in e.agreements],
         "revision": len(e.corrections),
         "corrections": [{"item": c[0], "repeat": c[1], "old_value": c[2], "new_value": c[3], "reason": c[4],
                          "by": c[5], "at": iso(c[6]),
-                         "signature": {"meaning": c[7], "method": c[8]} if c[7] else None} for c in e.corrections],
+                         "signature": {"meaning": c[7], "method": c[8]} if c[7] else None,
+                         # where it comes from: the patient's request (when, how), a transcription error, other
+                         "source": {"kind": c[9], "requested_on": c[10].isoformat() if c[10] else None,
+                                    "method": c[11]} if c[9] else None} for c in e.corrections],
     }
