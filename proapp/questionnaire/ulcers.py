@@ -99,9 +99,10 @@ def version_columns(occurrence: Any) -> list[ScalarSelect]:
             for q, name in ((entries, "ulcer_entries"), (corrections, "corrections"), (noted, "noted_ulcers"))]
 
 
-# A patient's registry per version: {(registry's id, patient, version): (registry, PatientUlcers)}, the oldest
-# dropped first (the registry is kept with it: a test's registry may be another object at the same id later).
-_REMEMBERED: dict[tuple[int, int, RegistryVersion], tuple[Registry, PatientUlcers]] = {}
+# A patient's registry per version: {(registry, engine, patient, version), by the objects' ids: (registry, engine,
+# PatientUlcers)}, the oldest dropped first. The registry and the engine are kept with it and compared: an app has
+# its own engine (a test's app on an emptied database gets a new one), and another object may later take an id.
+_REMEMBERED: dict[tuple[int, int, int, RegistryVersion], tuple[Registry, Any, PatientUlcers]] = {}
 _REMEMBER = 2048
 
 
@@ -110,14 +111,14 @@ def remembered_ulcers(conn: Connection, patient_id: int, registry: Registry,
     """The patient's registry at ``version`` (read with the visit, in the same transaction): computed when this
     version is first seen, then found again. A version is never reused for other rows: each of its counts grows when
     a row is added (none is ever changed or deleted), and the rows are read after the version, so at least as new."""
-    key = (id(registry), patient_id, version)
+    key = (id(registry), id(conn.engine), patient_id, version)
     found = _REMEMBERED.get(key)
-    if found is not None and found[0] is registry:
-        return found[1]
+    if found is not None and found[0] is registry and found[1] is conn.engine:
+        return found[2]
     ulcers = patient_ulcers(conn, patient_id, registry)
     if len(_REMEMBERED) >= _REMEMBER:
         _REMEMBERED.pop(next(iter(_REMEMBERED)), None)
-    _REMEMBERED[key] = (registry, ulcers)
+    _REMEMBERED[key] = (registry, conn.engine, ulcers)
     return ulcers
 
 

@@ -98,3 +98,32 @@ def test_the_registry_version_counts_what_the_registry_is_made_of(reg_app):  # n
         assert [c.ulcer.number for c in found.courses] == [1, 2]
         assert ulcer_registry.remembered_ulcers(s.connection(), pid, reg_app.extensions["proapp.instruments"],
                                                 visit.ulcer_version) is found
+
+
+def test_a_new_app_on_an_emptied_database_never_sees_a_registry_remembered_before(database_url, instance_dir):
+    """Tests empty the database between apps and SQLite gives ids again: the same patient id and the same counts
+    must not bring back another patient's ulcers."""
+    from tests.conftest import fresh_app
+    from tests.questionnaire.test_ulcer_flow import W0_TIME
+
+    seen = []
+    for hand, finger, name in (("L", "2", "Main gauche · Index"), ("R", "3", "Main droite · Majeur")):
+        app = fresh_app(database_url, NOW=W0_TIME)
+        with app.app_context():
+            from proapp.accounts.models import Role
+            from proapp.accounts.services import create_user
+            from tests.dashboard.conftest import PASSWORD
+
+            create_user(db.session(), email="tls@chu.test", password=PASSWORD, role=Role.COORDINATOR, now=W0_TIME,
+                        study_code="ADUSE", site_code="TLS", language="fr")
+            db.session().commit()
+        pid = enrol(app)
+        noted = nurse(app).post(f"/staff/patients/{pid}/ulcers", {"hand": hand, "finger": finger, "site": "TIP",
+                                                                 "noted_on": "2026-03-01", "treated": "Y"})
+        assert noted.status_code == 303
+        p = Patient(app.test_client(), link(app, pid, "W0"))
+        p.open()
+        p.start()
+        seen.append((pid, name in text(p.page.text)))
+        app.extensions["proapp.engine"].dispose()
+    assert [named for _pid, named in seen] == [True, True]
