@@ -184,8 +184,8 @@ class Worker:
         alerted = self.alerts()
         mailed = self.account_mails()
         pushed = self.push()
-        checkpointed = self.checkpoint()
         purged = self.rate_counters()
+        checkpointed = self.checkpoint()        # last: it refuses (raises) while a chain's head is not signed
         return {**queued, **checkpointed, **purged, **{f"alerts_{k}": v for k, v in alerted.items()},
                 **{f"account_mails_{k}": v for k, v in mailed.items()},
                 **asdict(reconciled), **{f"sms_{k}": v for k, v in asdict(sent).items()},
