@@ -302,7 +302,8 @@ def mail_text(f: Facts, language: str | None) -> tuple[str, str]:
 
 
 def sms_text(f: Facts, sender: str) -> str:
+    """The on-call SMS: which study, site and subject, and the alert's link; never what the patient reported (an
+    SMS crosses the carrier's network in clear, and rule labels name symptoms). The page behind the link says it."""
     with force_locale("fr"):
-        return gettext("%(sender)s: URGENT alert %(study)s/%(site)s, subject %(subject)s: %(rule)s. %(link)s",
-                       sender=sender, study=f.study, site=f.site, subject=f.subject, rule=f.label["fr"],
-                       link=f.link)
+        return gettext("%(sender)s: URGENT alert %(study)s/%(site)s, subject %(subject)s. %(link)s",
+                       sender=sender, study=f.study, site=f.site, subject=f.subject, link=f.link)
