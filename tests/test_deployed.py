@@ -367,7 +367,7 @@ def test_an_urgent_signal_reaches_the_on_call_mobile_as_soon_as_it_is_saved(depl
     zone = daytime_zone()
     today = dt.datetime.now(ZoneInfo(zone)).date().isoformat()
     d.cli("enroll", "--study", "IMATINIB-SSC", "--site", "TLS", "--subject", "IMA-TLS-901", "--phone", PHONE_C,
-          "--language", "fr", "--anchor-date", today, "--timezone", zone)
+          "--language", "fr", "--anchor-date", today, "--timezone", zone, "--agreed-on", today)
     wait_for(lambda: any(m.to == PHONE_C for m in d.twilio.messages.values()), "the invitation to the patient")
     link = sms_link(d, PHONE_C)
     d.secrets.append(link.rsplit("/", 1)[1])
@@ -422,13 +422,16 @@ def test_the_information_page_and_the_agreement_as_deployed(deployed, browser):
     assert page.get_by_role("button", name="J'ai lu cette information").count() == 0    # agreed to this version
     phone.close()
     from proapp.audit.models import AuditEvent
-    from proapp.patients.models import Agreement
+    from proapp.patients.models import Agreement, Patient
 
     with d.app.app_context():
         s = db.session()
-        rows = s.execute(select(Agreement.kind, Agreement.information_version, Agreement.recorded_by)).all()
+        aduse = select(Patient.id).where(Patient.subject_id.like("ADU-%"))   # (another test enrols in IMATINIB-SSC)
+        rows = s.execute(select(Agreement.kind, Agreement.information_version, Agreement.recorded_by)
+                         .where(Agreement.patient_id.in_(aduse))).all()
         assert sorted(rows) == [("agreement", "2.1", "cli")] * 2
-        agreed = s.scalars(select(AuditEvent).where(AuditEvent.action == "patient.agreed")).all()
+        agreed = s.scalars(select(AuditEvent).where(AuditEvent.action == "patient.agreed",
+                                                    AuditEvent.patient_id.in_(aduse))).all()
         assert [(e.actor, e.new["information_version"]) for e in agreed] == [("cli", "2.1")] * 2
     d.app.extensions["proapp.engine"].dispose()
 
