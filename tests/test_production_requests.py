@@ -78,7 +78,7 @@ def test_every_patient_form_saves_over_https_without_a_referer(prod_app):
     assert asked.status_code == 200 and 'id="unsaved"' in asked.text
     saved = client.post("/q/PAIN_VAS.PAIN_VAS", data={"csrf_token": csrf(asked.text), "from": "review",
                                                       "PAIN_VAS": "15"})
-    assert saved.status_code == 303 and saved.headers["Location"].endswith("/q/review")
+    assert saved.status_code == 303 and saved.headers["Location"].endswith("/q/review?open=PAIN_VAS")
     # The SMS opt-out.
     stop = client.get("/q/sms")
     stopped = client.post("/q/sms", data={"csrf_token": csrf(stop.text)})

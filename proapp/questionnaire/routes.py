@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
 from flask_babel import get_locale
 from sqlalchemy import Connection, Row, select
@@ -168,7 +170,8 @@ def welcome() -> WResponse | tuple[str, int] | str:
     started = bool(visit_q.responses)
     minutes = sum(i.estimated_minutes for i in visit_q.instruments)
     return render_template("questionnaire/welcome.html", questionnaire=visit_q, minutes=minutes, started=started,
-                           next_key=nxt.key if nxt else None,
+                           next_key=nxt.key if nxt else None, progress=visit_q.progress(nxt) if nxt else None,
+                           next_title=nxt.instrument.title(str(get_locale() or "fr")) if nxt else None,
                            emergency=services.studies().get(visit_q.visit.study_code).alerts.emergency_numbers)
 
 
@@ -199,7 +202,7 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
     if request.method == "POST" and from_review and request.form.get("leave"):
         # "Back to my answers" from a screen opened from the review: nothing changed, back; a change, ask.
         if not visit_q.changes(scr, request.form):
-            return redirect(url_for("questionnaire.review"), code=303)
+            return redirect(url_for("questionnaire.review", open=scr.code), code=303)
         unsaved, form_values = True, request.form.to_dict()
     elif request.method == "POST":
         answers_before = {code: dict(values) for code, values in visit_q.answers.items()}
@@ -226,7 +229,8 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
             if _newly_tells_patient(visit_q, answers_before):
                 return redirect(url_for("questionnaire.call", next=target_key), code=303)
             if target_key == "review":
-                return redirect(url_for("questionnaire.review"), code=303)
+                # Back from a change: the questionnaire changed stays open on the review page.
+                return redirect(url_for("questionnaire.review", open=scr.code if from_review else None), code=303)
             return redirect(url_for("questionnaire.screen", key=target_key), code=303)
         db.session().rollback()
         form_values = request.form.to_dict()
@@ -296,6 +300,7 @@ def review() -> WResponse | tuple[str, int] | str:
         return redirect(url_for("questionnaire.screen", key=nxt.key), code=303)
     return render_template("questionnaire/review.html", questionnaire=visit_q,
                            parts=review_parts(visit_q, flow, str(get_locale() or "fr")),
+                           opened=request.args.get("open"),
                            expired=request.args.get("expired") == "1")
 
 
@@ -405,16 +410,29 @@ def review_more(visit_q: answering.VisitQuestionnaire, screen: flowmod.Screen) -
     return flowmod.group_more(r.flow_state if r else None, screen.group.code).get(str(screen.repeat))  # type: ignore[union-attr]
 
 
-def review_parts(visit_q: answering.VisitQuestionnaire, flow: list[flowmod.Screen], lang: str) -> list:
-    """The review page's lines, by questionnaire then section: (title, [(section title or None, [(question,
-    answer, screen key)])]). A checklist is one line per stem with what was ticked, and none when nothing was (its
-    boxes are on the screen of the question before it, whose "Change" link opens them): unticked boxes do not fill
-    the page. Every line keeps its "Change" link (the screen's key)."""
+@dataclass
+class ReviewPart:
+    """One questionnaire on the review page: its title, how many of its questions have an answer (of how many were
+    asked), and its lines by section: [(section title or None, [(question, answer, screen key)])]."""
+
+    code: str
+    title: str
+    answered: int = 0
+    asked: int = 0
+    sections: list[tuple[str | None, list[tuple[str, str, str]]]] = field(default_factory=list)
+
+
+def review_parts(visit_q: answering.VisitQuestionnaire, flow: list[flowmod.Screen], lang: str) -> list[ReviewPart]:
+    """The review page's questionnaires (`ReviewPart`). A checklist is one line per stem with what was ticked, and
+    none when nothing was (its boxes are on the screen of the question before it, whose "Change" link opens them):
+    unticked boxes do not fill the page, nor count as questions. Every line keeps its "Change" link (the screen's
+    key)."""
     from flask_babel import gettext as _
 
     parts = []
     for inst in visit_q.instruments:
-        sections: list[tuple[str | None, list[tuple[str, str, str]]]] = []
+        part = ReviewPart(inst.code, inst.title(lang))
+        sections = part.sections
         answers = visit_q.answers.get(inst.code, {})
         variant = visit_q.variants.get(inst.code)
         for screen in (s for s in flow if s.code == inst.code):
@@ -428,9 +446,13 @@ def review_parts(visit_q: answering.VisitQuestionnaire, flow: list[flowmod.Scree
             if screen.asks_more:
                 question = screen.group.more(lang) if screen.group.more else _("Have you noticed another new ulcer?")  # type: ignore[union-attr]
                 lines.append((question, _("Yes") if review_more(visit_q, screen) == "Y" else _("No"), screen.key))
+                part.asked += 1
+                part.answered += 1
                 continue
             checklists: dict[str, list[str]] = {}
             for item in screen.items:
+                if not flowmod.applies(screen, item, answers):
+                    continue            # a follow-up its condition did not ask (7B after a "Yes" to 7A)
                 value = answers.get((item.code, screen.repeat))
                 if item.type == "check":
                     stem = item.stem(lang) if item.stem else _("Ticked")
@@ -438,10 +460,12 @@ def review_parts(visit_q: answering.VisitQuestionnaire, flow: list[flowmod.Scree
                     if value == "Y":
                         ticked.append(screen.item_text(item, lang, variant))
                     continue
+                part.asked += 1
+                part.answered += value is not None
                 lines.append((prefix + screen.item_text(item, lang, variant), answer_label(item, value, lang),
                               screen.key))
             lines += [(stem, "; ".join(ticked), screen.key) for stem, ticked in checklists.items() if ticked]
-        parts.append((inst.title(lang), sections))
+        parts.append(part)
     return parts
 
 

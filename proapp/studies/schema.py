@@ -59,6 +59,9 @@ class InstrumentUse(_Strict):
     version: str
     variant: str | None = None
     features: list[str] = Field(default_factory=list)     # the instrument's optional parts this study asks
+    # The instrument file's ``screen`` groups (a paper page's items together) split, one question per screen as
+    # before them; a category's checkboxes stay together, with the question before them.
+    one_item_per_screen: bool = False
 
 
 class VisitDef(_Strict):

@@ -128,5 +128,29 @@ def weekly_screens(pain: str = "10", **overrides: str) -> list[dict[str, str]]:
 def answer_tolerance(p: Patient, grade: str = "0", rash: str = "N") -> None:
     """The IMATINIB-SSC tolerance checklist, every grade the same."""
     while p.screen_key.startswith("TOLERANCE."):
-        code = p.screen_key.split(".", 1)[1]
-        p.answer(**{code: rash if code == "TOL_RASH" else grade})
+        values = {code: rash if code == "TOL_RASH" else grade
+                  for code in dict.fromkeys(re.findall(r'<input type="radio" name="([^"]+)"', p.page.text))}
+        if rash != "Y":
+            values.pop("TOL_RASH_SEV", None)          # asked beside the rash only when there was one
+        p.answer(**values)
+
+
+def answer_every_screen(p: Patient, *, vas: str = "50", stop_at: str = "/q/review") -> int:
+    """Answer each screen until ``stop_at`` with its first choice (no other ulcer, nothing ticked, the line at
+    ``vas``, today's date), whatever the screens group; returns the page views it took."""
+    from datetime import UTC, datetime
+
+    views = 0
+    while p.path != stop_at:
+        assert p.page.status_code == 200 and p.path.startswith("/q/"), (p.path, p.page.status_code)
+        html = p.page.text
+        values: dict[str, str] = {}
+        for name, value in re.findall(r'<input type="radio" name="([^"]+)" value="([^"]+)"', html):
+            values.setdefault(name, "N" if name == "more" else value)
+        for name in re.findall(r'name="([^"]+)" type="number"', html):
+            values[name] = vas
+        for name in re.findall(r'name="([^"]+)" type="date"', html):
+            values[name] = datetime.now(UTC).date().isoformat()
+        p.answer(**values)
+        views += 1
+    return views
