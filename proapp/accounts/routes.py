@@ -103,9 +103,14 @@ def login_code() -> Any:
         locked = user is None or not user.active or (user.locked_until is not None and now < user.locked_until)
         used = None if locked else two_factor.check(s, user, request.form.get("code", "")[:40],
                                                      vault=services.phone_vault(), now=now)
-        if used:
+        if used in ("totp", "recovery"):
             accounts.signed_in(s, user, now, {"ip": request.remote_addr or ""}, second_factor=used)
             return _signed_in(s, user, pending.get("next") or url_for("staff.overview"))
+        if used == "used":          # the right code, already used: not a wrong try
+            s.rollback()
+            error = _("This code was already used. Wait for the next code in your app (a new one every 30 "
+                      "seconds), then type it.")
+            return render_template("staff/login_code.html", error=error), 422
         if user is not None and not locked:
             accounts.count_failure(s, user, now, max_failures=cfg["LOGIN_MAX_FAILURES"],
                                    lock_for=timedelta(minutes=cfg["LOGIN_LOCK_MINUTES"]))

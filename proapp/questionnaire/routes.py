@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, session, url_for
 from flask_babel import get_locale
 from sqlalchemy import Connection, Row, select
 from werkzeug.wrappers import Response as WResponse
 
 from proapp import db, services
+from proapp.config import SUPPORTED_LANGUAGES
 from proapp.i18n import use_locale
 from proapp.patients.models import Occurrence, Patient, PatientContact
 from proapp.questionnaire import flow as flowmod
@@ -34,9 +35,10 @@ def _invalid(link_id: int | None = None) -> tuple[str, int]:
     if replaced is not None:
         from zoneinfo import ZoneInfo
 
-        tz = db.session().connection().execute(
-            select(Patient.timezone).join(Occurrence, Occurrence.patient_id == Patient.id)
-            .join(AccessLink, AccessLink.occurrence_id == Occurrence.id).where(AccessLink.id == link_id)).scalar()
+        tz, lang = db.session().connection().execute(
+            select(Patient.timezone, Patient.language).join(Occurrence, Occurrence.patient_id == Patient.id)
+            .join(AccessLink, AccessLink.occurrence_id == Occurrence.id).where(AccessLink.id == link_id)).one()
+        use_locale(lang)                # the patient's language, whatever the browser's
         local = replaced.astimezone(ZoneInfo(tz or current_app.config["DEFAULT_TIMEZONE"]))
         return render_template("questionnaire/message.html", kind="replaced", when=local), 410
     return render_template("questionnaire/message.html", kind="invalid"), 404
@@ -80,9 +82,17 @@ def _current() -> tuple[answering.Visit, dict[str, answering.ResponseState], ans
     if not isinstance(link_id, int) or not isinstance(occ_id, int):
         return None
     found = answering.visit_of_live_link(_reads(), link_id, occ_id, for_writing=_writes())
-    if found is not None:
-        use_locale(found[0].language)
-    return found
+    if found is None:
+        return None
+    visit, responses, answers = found
+    g.sms_language = visit.language
+    chosen = data.get("lang")
+    if chosen in SUPPORTED_LANGUAGES and chosen != visit.language:
+        # FR | EN pressed on these pages: the pages (and the language the answers are given in) change at once;
+        # the patient's SMS keep theirs until the patient asks for the change (`language`).
+        visit = replace(visit, language=chosen)
+    use_locale(visit.language)
+    return visit, responses, answers
 
 
 def _actor() -> str:
@@ -338,17 +348,41 @@ def done() -> tuple[str, int] | str:
 
 @bp.post("/q/language")
 def language() -> WResponse | tuple[str, int]:
+    """FR | EN: the pages change at once, for this visit only; the next page asks whether the SMS should change
+    too. ``sms=1`` (that question's button): the patient's language from now on, SMS included, recorded."""
     found = _current()
     if found is None:
         return _invalid()
     visit = found[0]
-    from proapp.patients.preferences import patient_switched_language
+    lang = request.form.get("lang", "")
+    if lang in SUPPORTED_LANGUAGES:
+        data = dict(session[SESSION_KEY])
+        data["lang"] = lang
+        data.pop("ask_sms", None)
+        if request.form.get("sms") == "1":
+            from proapp.patients.preferences import patient_switched_language
 
-    s = db.session()
-    if patient_switched_language(s, s.get_one(Patient, visit.patient_id), request.form.get("lang", ""),
-                                 actor=_actor(), now=services.now()):
-        s.commit()
+            s = db.session()
+            if patient_switched_language(s, s.get_one(Patient, visit.patient_id), lang, actor=_actor(),
+                                         now=services.now()):
+                s.commit()
+            data["sms_changed"] = lang
+        elif lang != g.sms_language:
+            data["ask_sms"] = lang
+        session[SESSION_KEY] = data
     return redirect(safe_next(request.form.get("next"), "/q", url_for("questionnaire.welcome")), code=303)
+
+
+@bp.context_processor
+def _sms_language_question() -> dict[str, str | None]:
+    """Once, on the page after FR | EN: whether the SMS should follow (``ask_sms``), or that they now do."""
+    data = session.get(SESSION_KEY)
+    if not isinstance(data, dict) or not ({"ask_sms", "sms_changed"} & set(data)):
+        return {}
+    data = dict(data)
+    ask, changed = data.pop("ask_sms", None), data.pop("sms_changed", None)
+    session[SESSION_KEY] = data
+    return {"ask_sms": ask, "sms_changed": changed}
 
 
 @bp.route("/q/sms", methods=["GET", "POST"])

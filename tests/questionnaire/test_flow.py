@@ -387,28 +387,47 @@ def test_oversized_body_is_413(app, client):
     assert resp.status_code == 413
 
 
-def test_language_switch_is_remembered_for_the_patient(app, client, session):
+def test_language_switch_changes_the_pages_and_asks_before_changing_the_sms(app, client, session):
     pid, token = enrol_with_open_window(app)
     p = Patient(client, token)
     p.open()
-    resp = client.post("/q/language", data={"csrf_token": csrf(p.page.text), "lang": "en", "next": "/q"})
-    assert resp.status_code == 303
-    assert "Your questionnaires" in client.get("/q").text
+    from proapp.models import AuditEvent, PatientEvent
     from proapp.models import Patient as PatientRow
 
+    resp = client.post("/q/language", data={"csrf_token": csrf(p.page.text), "lang": "en", "next": "/q"})
+    assert resp.status_code == 303
+    # The pages at once, the SMS not yet: the next page asks, once.
+    asked = client.get("/q").text
+    assert "Your questionnaires" in asked and "Your SMS are still sent in French." in text(asked)
+    assert 'name="sms" value="1"' in asked
+    again = client.get("/q").text
+    assert "Your questionnaires" in again and 'name="sms"' not in again
+    session.rollback()
+    assert session.get(PatientRow, pid).language == "fr"
+    assert session.scalars(select(PatientEvent).where(PatientEvent.action == "language_changed")).all() == []
+    # Answers given now are given in English.
+    p.get("/q")
+    p.start()
+    p.answer(DU_NEW="N")
+    session.rollback()
+    assert session.scalar(select(Response.language).where(Response.instrument_code == "DU_DIARY")) == "en"
+    # "Send my SMS in English too": the patient's language from now on, recorded like any change, by the patient.
+    changed = client.post("/q/language", data={"csrf_token": csrf(asked), "lang": "en", "sms": "1", "next": "/q"})
+    assert changed.status_code == 303
+    assert "Your SMS will be sent in English from now on." in text(client.get("/q").text)
     session.rollback()               # a fresh snapshot of the database
     assert session.get(PatientRow, pid).language == "en"
-    # A change of the patient record like any other: in the patient's history and the audit trail, by the patient.
-    from proapp.models import AuditEvent, PatientEvent
-
     event = session.scalars(select(PatientEvent).where(PatientEvent.patient_id == pid,
                                                        PatientEvent.action == "language_changed")).one()
     assert event.actor.startswith("patient:link:") and event.details == {"old": "fr", "new": "en"}
     audit = session.scalars(select(AuditEvent).where(AuditEvent.action == "patient.language_changed")).one()
     assert audit.patient_id == pid and audit.old == {"value": "fr"} and audit.new == {"value": "en"}
     # Pressing the language already in use changes nothing and records nothing.
-    client.post("/q/language", data={"csrf_token": csrf(p.page.text), "lang": "en", "next": "/q"})
+    client.post("/q/language", data={"csrf_token": csrf(asked), "lang": "en", "sms": "1", "next": "/q"})
     assert len(session.scalars(select(PatientEvent).where(PatientEvent.action == "language_changed")).all()) == 1
+    # Back to French on the pages: asked again, the other way round.
+    client.post("/q/language", data={"csrf_token": csrf(asked), "lang": "fr", "next": "/q"})
+    assert "Vos SMS sont toujours envoyés en anglais." in text(client.get("/q").text)
 
 
 def test_made_up_screen_key_sends_the_patient_to_the_right_place(app, client):
