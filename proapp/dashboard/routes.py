@@ -297,7 +297,7 @@ def patient_action(patient_id: int, action: str) -> Any:
                 raise changes.ChangeRefused(_l("Choose an open questionnaire."), "occurrence")
             changes.resend_link(s, patient, occ, **common)
             done = _("A new link will be sent by SMS within a minute (or after the quiet hours). "
-                     "The previous link no longer works.")
+                     "The previous link works until the new SMS has gone.")
         elif action == "pause":
             changes.pause_sms(s, patient, **common)
             done = _("SMS are paused.")
