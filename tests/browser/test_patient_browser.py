@@ -158,7 +158,7 @@ def test_haq_with_aids_and_help(app, live_server, browser):
     assert "Effets indésirables du traitement" in page.content()       # the tolerance checklist comes last
     tolerance_none(page)
     assert page.url.endswith("/q/review")
-    go(page, page.get_by_role("button", name="Envoyer mes réponses"))
+    go(page, page.get_by_role("button", name="Envoyer mes réponses").first)
     assert "Merci, vos réponses ont été envoyées." in page.content()
     assert stored_scores(app, "TOLERANCE") == {"status": "scored", "worst": 0, "severe_count": 0}
     haq = stored_scores(app, "HAQ")
@@ -245,7 +245,7 @@ def test_ulcer_diary_with_two_ulcers(app, live_server, browser, viewport, js):
     mark_vas(page, js, "PAIN_VAS", "End")                                 # one pain scale, after the diary
     assert page.url.endswith("/q/review")
     assert_fits(page)
-    go(page, page.get_by_role("button", name="Envoyer mes réponses"))
+    go(page, page.get_by_role("button", name="Envoyer mes réponses").first)
     du = stored_scores(app, "DU_DIARY")
     assert (du["new_ulcer_count"], du["fingers_affected"]) == (2, ["L1", "R3"])
     assert stored_scores(app, "PAIN_VAS")["pain"] == 100
@@ -276,7 +276,7 @@ def test_double_tap_submit_gives_exactly_one_response(app, live_server, browser,
     go(page, page.get_by_role("link", name="Commencer"))
     diary_without_ulcer(page)
     mark_vas(page, js, "PAIN_VAS", "Home")
-    page.get_by_role("button", name="Envoyer mes réponses").dblclick()
+    page.get_by_role("button", name="Envoyer mes réponses").first.dblclick()
     page.wait_for_url("**/q/done")
     assert "Merci, vos réponses ont été envoyées." in page.content()
     with app.app_context():

@@ -43,3 +43,14 @@ def test_a_returning_patient_is_told_how_far_they_got(app, client):
     assert "Continuer" in again
     assert re.search(r"Vous en avez fait \d+ %\. Vous reprenez « Indice de qualité de vie en dermatologie \(DLQI\) "
                      r"», question 2 sur 6\.", again), again
+
+
+def test_without_javascript_the_pain_scale_says_type_a_number_and_the_script_says_touch_the_line(app, client):
+    _pid, token = enrol_with_open_window(app, study="ADUSE", visit="W1", language="fr")
+    p = Patient(client, token)
+    p.open()
+    p.get("/q/PAIN_VAS.PAIN_VAS")
+    page = p.page.text
+    shown = text(re.search(r'<div class="instructions">(.*?)</div>', page, re.S).group(1))
+    assert "Saisissez le nombre de 0 à 100" in shown and "Touchez" not in shown      # above a number box
+    assert re.search(r'data-line="Touchez la ligne', page)                          # for vas.js, once the line is drawn
