@@ -333,3 +333,10 @@ def test_every_enrolment_error_shows_at_once_beside_its_field(dash_app):
     assert "This is not a valid phone number." in page
     assert "Give the anchor date (day 0 of the schedule)." in page and "year-month-day" not in page
     assert resp.get_data(as_text=True).count('aria-invalid="true"') == 3
+
+
+def test_deliveries_say_when_no_study_pushes_to_an_edc(dash_app):
+    """The shipped study files name no EDC endpoint (the EDC pulls): the page says so, not "nothing yet"."""
+    page = text_of(Staff(dash_app, "admin").get("/staff/deliveries"))
+    assert "nothing is sent from here" in page or "rien n'est envoyé d'ici" in page, page
+    assert "Nothing yet." not in page and "Rien pour l'instant." not in page
