@@ -190,6 +190,10 @@ def _password_link(token: str, purpose: str) -> Any:
     link = invitations.find(s, token, purpose, services.now())
     if link is None:
         return render_template("staff/set_password.html", dead=True, purpose=purpose), 404
+    if session.get("lang") not in ("fr", "en"):
+        from proapp.i18n import use_locale
+
+        use_locale(link.user.language)      # the invitation's language (its e-mail's), unless FR | EN was pressed
     error = None
     if request.method == "POST":
         new, again = request.form.get("password", ""), request.form.get("password2", "")
