@@ -449,6 +449,11 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
     page = phone.new_page()
     page.goto(link)
     assert page.url == d.url + "/q"
+    # The style through nginx under its fingerprinted name, kept a year (one Cache-Control header, not two).
+    css = re.search(r'/static/app\.[0-9a-f]{12}\.css', page.content()).group(0)
+    static = d.get(css)
+    assert static.status_code == 200 and static.raw.headers.getlist("Cache-Control") == [
+        "public, max-age=31536000, immutable"]
     go(page, page.get_by_role("link", name="Commencer"))
     page.get_by_label("Non", exact=True).check()            # no new ulcer
     go(page, page.get_by_role("button", name="Suivant"))
@@ -478,7 +483,7 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
     assert "Vous ne recevrez plus de SMS de notre part." in page.content()
     go(page, page.get_by_role("link", name="Revenir à mon questionnaire"))
     go(page, page.get_by_role("link", name=re.compile("Continuer|Revoir")))
-    go(page, page.get_by_role("button", name="Envoyer mes réponses"))
+    go(page, page.get_by_role("button", name="Envoyer mes réponses").first)      # at the top of the review
     assert page.url == d.url + "/q/done" and "Merci, vos réponses ont été envoyées." in page.content()
     assert "tel:+33199000101" in page.content()
     page.goto(link)                                         # the SMS link again, after completion
@@ -496,8 +501,9 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
     assert page.url == d.url + "/staff/account/two-factor"
     import pyotp
 
-    totp = pyotp.TOTP(page.inner_text("#totp-key"))
-    d.secrets.append(page.inner_text("#totp-key"))
+    key = page.inner_text("#totp-key").replace(" ", "")     # shown in groups of four
+    totp = pyotp.TOTP(key)
+    d.secrets.append(key)
     page.fill("#code", totp.now())
     go(page, page.get_by_role("button", name="Turn on two-factor sign-in"))
     assert page.locator(".codes li").count() == 10

@@ -133,9 +133,14 @@ def login_code() -> Any:
         locked = user is None or not user.active or (user.locked_until is not None and now < user.locked_until)
         used = None if locked else two_factor.check(s, user, request.form.get("code", "")[:40],
                                                      vault=services.phone_vault(), now=now)
-        if used:
+        if used in ("totp", "recovery"):
             accounts.signed_in(s, user, now, {"ip": request.remote_addr or ""}, second_factor=used)
             return _signed_in(s, user, pending.get("next") or url_for("staff.overview"))
+        if used == "used":          # the right code, already used: not a wrong try
+            s.rollback()
+            error = _("This code was already used. Wait for the next code in your app (a new one every 30 "
+                      "seconds), then type it.")
+            return render_template("staff/login_code.html", error=error), 422
         if user is not None and not locked:
             accounts.count_failure(s, user, now, max_failures=cfg["LOGIN_MAX_FAILURES"],
                                    lock_for=timedelta(minutes=cfg["LOGIN_LOCK_MINUTES"]))
@@ -225,6 +230,10 @@ def _password_link(token: str, purpose: str) -> Any:
     link = invitations.find(s, token, purpose, services.now())
     if link is None:
         return render_template("staff/set_password.html", dead=True, purpose=purpose), 404
+    if session.get("lang") not in ("fr", "en"):
+        from proapp.i18n import use_locale
+
+        use_locale(link.user.language)      # the invitation's language (its e-mail's), unless FR | EN was pressed
     error = None
     if request.method == "POST":
         new, again = request.form.get("password", ""), request.form.get("password2", "")

@@ -86,7 +86,9 @@ def enable(db: Session, user: User, secret: str, code: str, *, vault: Any, now: 
 
 
 def check(db: Session, user: User, code: str, *, vault: Any, now: datetime) -> str | None:
-    """"totp" or "recovery" when ``code`` is a good one for this user (and uses it up), else None."""
+    """"totp" or "recovery" when ``code`` is a good one for this user (and uses it up); "used" for the app's
+    code of a time step already used (the one typed to turn two-factor sign-in on, a moment ago: the next one
+    works); else None."""
     if user.totp_secret_ciphertext is None:
         return None
     code = _normalise(code)
@@ -97,7 +99,7 @@ def check(db: Session, user: User, code: str, *, vault: Any, now: datetime) -> s
         moved = db.execute(update(User).where(User.id == user.id, or_(User.totp_last_step.is_(None),
                                                                        User.totp_last_step < step))
                            .values(totp_last_step=step)).rowcount
-        return "totp" if moved else None        # a code already used (replayed) is refused
+        return "totp" if moved else "used"      # a code already used (replayed) is refused
     hashed = _hash(code)
     db.refresh(user, ["recovery_codes"])
     before = list(user.recovery_codes or [])

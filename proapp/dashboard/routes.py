@@ -310,7 +310,7 @@ def patient_action(patient_id: int, action: str) -> Any:
                 raise changes.ChangeRefused(_l("Choose an open questionnaire."), "occurrence")
             changes.resend_link(s, patient, occ, **common)
             done = _("A new link will be sent by SMS within a minute (or after the quiet hours). "
-                     "The previous link no longer works.")
+                     "The previous link works until the new SMS has gone.")
         elif action == "pause":
             changes.pause_sms(s, patient, **common)
             done = _("SMS are paused.")
@@ -499,7 +499,9 @@ def completion_csv(code: str) -> Response:
 def deliveries() -> str:
     """The log of pushes to the EDC endpoints: what went, when, what came back, what waits for a retry."""
     status = request.args.get("status") if request.args.get("status") in ("pending", "delivered") else None
-    return render_template("staff/deliveries.html", rows=queries.deliveries(db.session(), status), status=status)
+    pushing = [s.definition.code for s in services.studies().all() if s.definition.edc.push is not None]
+    return render_template("staff/deliveries.html", rows=queries.deliveries(db.session(), status), status=status,
+                           pushing=pushing)
 
 
 # Template helpers ------------------------------------------------------------------------------------------

@@ -205,6 +205,9 @@ class Instrument(_Strict):
     languages: dict[Literal["en", "fr"], LanguageStatus]
     estimated_minutes: int = Field(ge=1, le=120)
     instructions: Text
+    # The instructions as read without JavaScript, when ``instructions`` speak of the line a script draws (a VAS
+    # answered in its number box): shown first, replaced by ``instructions`` once the line is drawn.
+    instructions_typed: Text | None = None
     option_sets: dict[str, list[Option]] = Field(default_factory=dict)
     sections: dict[str, Section] = Field(default_factory=dict)
     variants: dict[str, Text] = Field(default_factory=dict)

@@ -33,6 +33,7 @@ class Context:
     features: frozenset[str] = frozenset()
     situations: frozenset[str] = frozenset()
     ulcers: UlcerContext | None = None
+    grouped: bool = True                  # the instrument file's ``screen`` groups kept (a study may split them)
 
 
 NO_CONTEXT = Context()
@@ -166,15 +167,48 @@ def _compute_screens(inst: Instrument, answers: Answers, state: Mapping[str, Any
             while i + 1 < len(items) and items[i + 1].screen == item.screen and not items[i + 1].group:
                 i += 1
                 members.append(items[i])
-            shown = tuple(m for m in members if _visible(m.show_if, answers) and _asked(m, context))
-            if shown:
-                screens.append(Screen(key=f"{inst.code}.{item.screen}", instrument=inst, items=shown,
-                                      situations=context.situations))
+            for key, part in _screen_parts(item.screen, members, context.grouped):
+                on_screen = frozenset(m.code for m in part)
+                shown = tuple(m for m in part if _asked(m, context) and
+                              (_follows_on_screen(m, on_screen) or _visible(m.show_if, answers)))
+                if shown:
+                    screens.append(Screen(key=f"{inst.code}.{key}", instrument=inst, items=shown,
+                                          situations=context.situations))
         elif _visible(item.show_if, answers) and _asked(item, context):
             screens.append(Screen(key=f"{inst.code}.{item.code}", instrument=inst, items=(item,),
                                   situations=context.situations))
         i += 1
     return _checklists_with_their_question(screens)
+
+
+def _screen_parts(name: str, members: list[Item], grouped: bool) -> list[tuple[str, list[Item]]]:
+    """A ``screen`` group's screens: one (named after the group), or, for a study that keeps one question per
+    screen, each question alone (named after it) and the boxes to tick together (named after the group)."""
+    if grouped or all(m.type == "check" for m in members):
+        return [(name, members)]
+    parts: list[tuple[str, list[Item]]] = []
+    for m in members:
+        if m.type == "check" and parts and parts[-1][1][-1].type == "check":
+            parts[-1][1].append(m)
+        else:
+            parts.append((name if m.type == "check" else m.code, [m]))
+    return parts
+
+
+def _follows_on_screen(item: Item, on_screen: frozenset[str]) -> bool:
+    """A follow-up question whose condition reads only questions of its own screen (DLQI 7B under 7A): shown
+    beside them, as on the paper page, and asked only when its condition holds (`applies`)."""
+    return bool(item.show_if) and set(item.show_if) <= on_screen
+
+
+def applies(screen: Screen, item: Item, answers: Answers) -> bool:
+    """Whether an item of this screen takes an answer: a follow-up shown beside its condition does only when the
+    condition holds (7B after a "No" to 7A); any other item on the screen always does."""
+    on_screen = frozenset(i.code for i in screen.items)
+    if not _follows_on_screen(item, on_screen):
+        return True
+    codes = on_screen if screen.group else frozenset()
+    return _visible(item.show_if, answers, screen.repeat, codes)
 
 
 def _checklists_with_their_question(screens: list[Screen]) -> list[Screen]:
@@ -269,7 +303,7 @@ def build_flow(instruments: list[Instrument], answers: Mapping[str, Answers],
 def is_answered(screen: Screen, answers: Answers, state: Mapping[str, Any] | None) -> bool:
     if screen.asks_more:
         return group_more(state, screen.group.code).get(str(screen.repeat)) in ("Y", "N")  # type: ignore[union-attr]
-    needed = [i for i in screen.items if i.type != "check"]
+    needed = [i for i in screen.items if i.type != "check" and applies(screen, i, answers)]
     if needed:
         return all((i.code, screen.repeat) in answers for i in needed)
     return screen.key in ((state or {}).get("seen") or [])
@@ -283,12 +317,15 @@ def first_unanswered(flow: list[Screen], answers: Mapping[str, Answers],
     return None
 
 
-def visible_keys(flow: list[Screen]) -> dict[str, set[AnswerKey]]:
-    """The answer keys each instrument's flow can hold; anything else is stale (a branch since closed)."""
+def visible_keys(flow: list[Screen], answers_of: Mapping[str, Answers] | None = None) -> dict[str, set[AnswerKey]]:
+    """The answer keys each instrument's flow can hold; anything else is stale (a branch since closed). With
+    ``answers_of``, a follow-up whose condition on its own screen does not hold holds none."""
     keys: dict[str, set[AnswerKey]] = {}
     for screen in flow:
+        answers = answers_of.get(screen.code, {}) if answers_of is not None else None
         for item in screen.items:
-            keys.setdefault(screen.code, set()).add((item.code, screen.repeat))
+            if answers is None or applies(screen, item, answers):
+                keys.setdefault(screen.code, set()).add((item.code, screen.repeat))
     return keys
 
 

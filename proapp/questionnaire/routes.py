@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
+from dataclasses import dataclass, field, replace
+
+from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, session, url_for
 from flask_babel import get_locale
 from sqlalchemy import Connection, Row, select
 from werkzeug.wrappers import Response as WResponse
 
 from proapp import db, services
+from proapp.config import SUPPORTED_LANGUAGES
 from proapp.i18n import use_locale
 from proapp.patients.models import Occurrence, Patient, PatientContact
 from proapp.questionnaire import flow as flowmod
@@ -32,9 +35,10 @@ def _invalid(link_id: int | None = None) -> tuple[str, int]:
     if replaced is not None:
         from zoneinfo import ZoneInfo
 
-        tz = db.session().connection().execute(
-            select(Patient.timezone).join(Occurrence, Occurrence.patient_id == Patient.id)
-            .join(AccessLink, AccessLink.occurrence_id == Occurrence.id).where(AccessLink.id == link_id)).scalar()
+        tz, lang = db.session().connection().execute(
+            select(Patient.timezone, Patient.language).join(Occurrence, Occurrence.patient_id == Patient.id)
+            .join(AccessLink, AccessLink.occurrence_id == Occurrence.id).where(AccessLink.id == link_id)).one()
+        use_locale(lang)                # the patient's language, whatever the browser's
         local = replaced.astimezone(ZoneInfo(tz or current_app.config["DEFAULT_TIMEZONE"]))
         return render_template("questionnaire/message.html", kind="replaced", when=local), 410
     return render_template("questionnaire/message.html", kind="invalid"), 404
@@ -82,9 +86,17 @@ def _current() -> tuple[answering.Visit, dict[str, answering.ResponseState], ans
     if not isinstance(link_id, int) or not isinstance(occ_id, int):
         return None
     found = answering.visit_of_live_link(_reads(), link_id, occ_id, for_writing=_writes())
-    if found is not None:
-        use_locale(found[0].language)
-    return found
+    if found is None:
+        return None
+    visit, responses, answers = found
+    g.sms_language = visit.language
+    chosen = data.get("lang")
+    if chosen in SUPPORTED_LANGUAGES and chosen != visit.language:
+        # FR | EN pressed on these pages: the pages (and the language the answers are given in) change at once;
+        # the patient's SMS keep theirs until the patient asks for the change (`language`).
+        visit = replace(visit, language=chosen)
+    use_locale(visit.language)
+    return visit, responses, answers
 
 
 def _actor() -> str:
@@ -173,6 +185,8 @@ def welcome() -> WResponse | tuple[str, int] | str:
     minutes = sum(i.estimated_minutes for i in visit_q.instruments)
     return render_template("questionnaire/welcome.html", questionnaire=visit_q, minutes=minutes, started=started,
                            next_key=nxt.key if nxt else None, new_information=_pending_information(visit_q.visit),
+                           progress=visit_q.progress(nxt) if nxt else None,
+                           next_title=nxt.instrument.title(str(get_locale() or "fr")) if nxt else None,
                            emergency=services.studies().get(visit_q.visit.study_code).alerts)
 
 
@@ -203,7 +217,7 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
     if request.method == "POST" and from_review and request.form.get("leave"):
         # "Back to my answers" from a screen opened from the review: nothing changed, back; a change, ask.
         if not visit_q.changes(scr, request.form):
-            return redirect(url_for("questionnaire.review"), code=303)
+            return redirect(url_for("questionnaire.review", open=scr.code), code=303)
         unsaved, form_values = True, request.form.to_dict()
     elif request.method == "POST":
         answers_before = {code: dict(values) for code, values in visit_q.answers.items()}
@@ -233,7 +247,8 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
             if tells_patient:
                 return redirect(url_for("questionnaire.call", next=target_key), code=303)
             if target_key == "review":
-                return redirect(url_for("questionnaire.review"), code=303)
+                # Back from a change: the questionnaire changed stays open on the review page.
+                return redirect(url_for("questionnaire.review", open=scr.code if from_review else None), code=303)
             return redirect(url_for("questionnaire.screen", key=target_key), code=303)
         db.session().rollback()
         form_values = request.form.to_dict()
@@ -303,6 +318,7 @@ def review() -> WResponse | tuple[str, int] | str:
         return redirect(url_for("questionnaire.screen", key=nxt.key), code=303)
     return render_template("questionnaire/review.html", questionnaire=visit_q,
                            parts=review_parts(visit_q, flow, str(get_locale() or "fr")),
+                           opened=request.args.get("open"),
                            expired=request.args.get("expired") == "1")
 
 
@@ -382,17 +398,41 @@ def _pending_information(visit: answering.Visit) -> str | None:
 
 @bp.post("/q/language")
 def language() -> WResponse | tuple[str, int]:
+    """FR | EN: the pages change at once, for this visit only; the next page asks whether the SMS should change
+    too. ``sms=1`` (that question's button): the patient's language from now on, SMS included, recorded."""
     found = _current()
     if found is None:
         return _invalid()
     visit = found[0]
-    from proapp.patients.preferences import patient_switched_language
+    lang = request.form.get("lang", "")
+    if lang in SUPPORTED_LANGUAGES:
+        data = dict(session[SESSION_KEY])
+        data["lang"] = lang
+        data.pop("ask_sms", None)
+        if request.form.get("sms") == "1":
+            from proapp.patients.preferences import patient_switched_language
 
-    s = db.session()
-    if patient_switched_language(s, s.get_one(Patient, visit.patient_id), request.form.get("lang", ""),
-                                 actor=_actor(), now=services.now()):
-        s.commit()
+            s = db.session()
+            if patient_switched_language(s, s.get_one(Patient, visit.patient_id), lang, actor=_actor(),
+                                         now=services.now()):
+                s.commit()
+            data["sms_changed"] = lang
+        elif lang != g.sms_language:
+            data["ask_sms"] = lang
+        session[SESSION_KEY] = data
     return redirect(safe_next(request.form.get("next"), "/q", url_for("questionnaire.welcome")), code=303)
+
+
+@bp.context_processor
+def _sms_language_question() -> dict[str, str | None]:
+    """Once, on the page after FR | EN: whether the SMS should follow (``ask_sms``), or that they now do."""
+    data = session.get(SESSION_KEY)
+    if not isinstance(data, dict) or not ({"ask_sms", "sms_changed"} & set(data)):
+        return {}
+    data = dict(data)
+    ask, changed = data.pop("ask_sms", None), data.pop("sms_changed", None)
+    session[SESSION_KEY] = data
+    return {"ask_sms": ask, "sms_changed": changed}
 
 
 @bp.route("/q/sms", methods=["GET", "POST"])
@@ -454,16 +494,29 @@ def review_more(visit_q: answering.VisitQuestionnaire, screen: flowmod.Screen) -
     return flowmod.group_more(r.flow_state if r else None, screen.group.code).get(str(screen.repeat))  # type: ignore[union-attr]
 
 
-def review_parts(visit_q: answering.VisitQuestionnaire, flow: list[flowmod.Screen], lang: str) -> list:
-    """The review page's lines, by questionnaire then section: (title, [(section title or None, [(question,
-    answer, screen key)])]). A checklist is one line per stem with what was ticked, and none when nothing was (its
-    boxes are on the screen of the question before it, whose "Change" link opens them): unticked boxes do not fill
-    the page. Every line keeps its "Change" link (the screen's key)."""
+@dataclass
+class ReviewPart:
+    """One questionnaire on the review page: its title, how many of its questions have an answer (of how many were
+    asked), and its lines by section: [(section title or None, [(question, answer, screen key)])]."""
+
+    code: str
+    title: str
+    answered: int = 0
+    asked: int = 0
+    sections: list[tuple[str | None, list[tuple[str, str, str]]]] = field(default_factory=list)
+
+
+def review_parts(visit_q: answering.VisitQuestionnaire, flow: list[flowmod.Screen], lang: str) -> list[ReviewPart]:
+    """The review page's questionnaires (`ReviewPart`). A checklist is one line per stem with what was ticked, and
+    none when nothing was (its boxes are on the screen of the question before it, whose "Change" link opens them):
+    unticked boxes do not fill the page, nor count as questions. Every line keeps its "Change" link (the screen's
+    key)."""
     from flask_babel import gettext as _
 
     parts = []
     for inst in visit_q.instruments:
-        sections: list[tuple[str | None, list[tuple[str, str, str]]]] = []
+        part = ReviewPart(inst.code, inst.title(lang))
+        sections = part.sections
         answers = visit_q.answers.get(inst.code, {})
         variant = visit_q.variants.get(inst.code)
         for screen in (s for s in flow if s.code == inst.code):
@@ -477,9 +530,13 @@ def review_parts(visit_q: answering.VisitQuestionnaire, flow: list[flowmod.Scree
             if screen.asks_more:
                 question = screen.group.more(lang) if screen.group.more else _("Have you noticed another new ulcer?")  # type: ignore[union-attr]
                 lines.append((question, _("Yes") if review_more(visit_q, screen) == "Y" else _("No"), screen.key))
+                part.asked += 1
+                part.answered += 1
                 continue
             checklists: dict[str, list[str]] = {}
             for item in screen.items:
+                if not flowmod.applies(screen, item, answers):
+                    continue            # a follow-up its condition did not ask (7B after a "Yes" to 7A)
                 value = answers.get((item.code, screen.repeat))
                 if item.type == "check":
                     stem = item.stem(lang) if item.stem else _("Ticked")
@@ -487,10 +544,12 @@ def review_parts(visit_q: answering.VisitQuestionnaire, flow: list[flowmod.Scree
                     if value == "Y":
                         ticked.append(screen.item_text(item, lang, variant))
                     continue
+                part.asked += 1
+                part.answered += value is not None
                 lines.append((prefix + screen.item_text(item, lang, variant), answer_label(item, value, lang),
                               screen.key))
             lines += [(stem, "; ".join(ticked), screen.key) for stem, ticked in checklists.items() if ticked]
-        parts.append((inst.title(lang), sections))
+        parts.append(part)
     return parts
 
 

@@ -301,9 +301,11 @@ def contexts_for(conn: Connection | None, s: VisitQuestionnaire, registry: Regis
     contexts: dict[str, flowmod.Context] = {}
     found = None
     for inst in s.instruments:
-        features = frozenset(study.instruments[inst.code].features)
+        use = study.instruments[inst.code]
+        features = frozenset(use.features)
+        grouped = not use.one_item_per_screen
         if conn is None or not ulcer_registry.uses_registry(inst):
-            contexts[inst.code] = flowmod.Context(features=features)
+            contexts[inst.code] = flowmod.Context(features=features, grouped=grouped)
             continue
         if found is None:
             found = (ulcer_registry.patient_ulcers(conn, s.visit.patient_id, registry) if fresh else
@@ -314,7 +316,8 @@ def contexts_for(conn: Connection | None, s: VisitQuestionnaire, registry: Regis
             situations.add("first_entry")
         if ctx.known:
             situations.add("known_ulcers")
-        contexts[inst.code] = flowmod.Context(features=features, situations=frozenset(situations), ulcers=ctx)
+        contexts[inst.code] = flowmod.Context(features=features, situations=frozenset(situations), ulcers=ctx,
+                                              grouped=grouped)
     return contexts
 
 
@@ -397,6 +400,13 @@ def parse_screen(screen: Screen, form: Mapping[str, str], today: date) -> tuple[
                 errors[item.code] = _l("Please give a date within the last month.")
                 continue
         values[item.code] = raw
+    # A follow-up beside its condition (DLQI 7B under 7A) whose condition the answers sent do not meet: not asked,
+    # so nothing of it is required or kept.
+    sent = {(code, screen.repeat): value for code, value in values.items() if value is not None}
+    for item in screen.items:
+        if not flowmod.applies(screen, item, sent):
+            errors.pop(item.code, None)
+            values[item.code] = None
     return values, errors
 
 
@@ -516,7 +526,7 @@ def _prune_hidden(db: Session, s: VisitQuestionnaire, r: ResponseState, inst: In
                   now: datetime) -> None:
     """Drop answers a changed answer has hidden (7B after 7A turned Yes, ulcers after 'no new ulcer')."""
     keep = flowmod.visible_keys(flowmod.instrument_screens(inst, s.answers.get(inst.code, {}), r.flow_state,
-                                                           s.context(inst.code)))
+                                                           s.context(inst.code)), s.answers)
     keep_inst = keep.get(inst.code, set())
     for key in [k for k in s.answers.get(inst.code, {}) if k not in keep_inst]:
         _delete_answer(db, r.id, key)

@@ -186,10 +186,9 @@ def queue_reminders(db: Session, catalog: StudyCatalog, now: datetime, settings:
 
 def queue_resend(db: Session, occ: Occurrence, now: datetime) -> str:
     """Queue a new link for ``occ``, due now (the worker sends it within seconds, or after the quiet hours).
-    Every earlier link stops working at once. Returns the kind of the new SMS: ``invitation`` when none was
-    queued yet (so the patient does not get two SMS), else resend_1, resend_2, ..."""
-    db.execute(update(AccessLink).where(AccessLink.occurrence_id == occ.id, AccessLink.revoked_at.is_(None))
-               .values(revoked_at=now))
+    The earlier links keep working until Twilio has taken the new SMS (`apply_outcome`): a resend at night
+    leaves the patient a working link. Returns the kind of the new SMS: ``invitation`` when none was queued yet
+    (so the patient does not get two SMS), else resend_1, resend_2, ..."""
     kinds = set(db.scalars(select(SmsMessage.kind).where(SmsMessage.occurrence_id == occ.id)))
     # Not invited yet: this SMS is the invitation (due now), and the reminders follow it as usual.
     resends = sum(k.startswith(RESEND) for k in kinds)
@@ -292,7 +291,8 @@ def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings
                 _set(msg, SmsStatus.PENDING, now, due_at=allowed, claimed_by=None, claimed_at=None)
                 out.postponed += 1
             continue
-        # A staff resend kills every earlier link; a scheduled reminder leaves the invitation's link working.
+        # A staff resend kills every earlier link once Twilio has taken it (`apply_outcome`); a scheduled reminder
+        # leaves the invitation's link working.
         try:
             phone = vault.decrypt(contact.phone_ciphertext)
         except ValueError:                   # the key that wrote it is gone: the number must be asked again
@@ -300,7 +300,7 @@ def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings
             out.cancelled += 1
             continue
         resend = msg.kind.startswith(RESEND)
-        token, link = new_link(db, occ, now, revoke_previous=resend)
+        token, link = new_link(db, occ, now, revoke_previous=False)
         text_kind = ("invitation" if msg.kind == INVITATION or resend
                      else "last_day" if local_day(now, patient.timezone) == occ.window_closes_on else "reminder")
         if text_kind == "invitation" and _first_sms(db, msg):
@@ -381,6 +381,11 @@ def apply_outcome(db: Session, message_id: int, worker: str, outcome: Outcome, n
         new = TWILIO_STATUS.get(outcome.provider_status or "", SmsStatus.ACCEPTED)
         if msg.status in (SmsStatus.SENDING, SmsStatus.UNKNOWN) or PROGRESS[new] > PROGRESS[msg.status]:
             _set(msg, new, now, provider_status=outcome.provider_status)
+        if msg.kind.startswith(RESEND) and msg.access_link_id is not None:
+            # The new link has gone: the earlier ones stop working (their page says a newer one was sent, when).
+            db.execute(update(AccessLink).where(AccessLink.occurrence_id == msg.occurrence_id,
+                                                AccessLink.id < msg.access_link_id, AccessLink.revoked_at.is_(None))
+                       .values(revoked_at=now))
     elif msg.status not in (SmsStatus.SENDING, SmsStatus.UNKNOWN):
         return msg.status                     # a delivery report already told us more than this outcome
     elif outcome.kind == "retry":

@@ -75,6 +75,9 @@
   }
   var boxes = document.querySelectorAll(".vas");
   for (var i = 0; i < boxes.length; i++) enhance(boxes[i]);
+  /* The instructions spoke of the number box; now that the line is drawn, they speak of the line. */
+  var told = document.querySelectorAll(".instructions [data-line]");
+  for (var k = 0; boxes.length && k < told.length; k++) told[k].textContent = told[k].getAttribute("data-line");
   /* After an error, the summary at the top takes the focus: a screen reader reads it, its links lead to the fields. */
   var summary = document.getElementById("error-summary");
   if (summary) summary.focus();

@@ -64,6 +64,9 @@ class InstrumentUse(_Strict):
     variant: str | None = None
     features: list[str] = Field(default_factory=list)     # the instrument's optional parts this study asks
     accept_unvalidated: list[Literal["en", "fr"]] = Field(default_factory=list)
+    # The instrument file's ``screen`` groups (a paper page's items together) split, one question per screen as
+    # before them; a category's checkboxes stay together, with the question before them.
+    one_item_per_screen: bool = False
 
 
 class VisitDef(_Strict):

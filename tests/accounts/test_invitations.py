@@ -64,8 +64,9 @@ def test_an_invitation_sets_a_password_once_and_signs_in(app, smtp: Inbox):
     assert "72 heures" in mail.get_content() and "ADU-" not in mail.get_content()
     path = link_in(mail, "welcome")
     nurse = app.test_client()
-    page = nurse.get(path)
+    page = nurse.get(path, headers={"Accept-Language": "en-GB,en;q=0.9"})     # an English browser
     assert page.status_code == 200 and "nurse@chu.test" in page.text
+    assert "Choisissez votre mot de passe" in text(page.text)                # the invitation's language
     weak = nurse.post(path, data={"csrf_token": csrf(page.text), "password": "aaaaaaaaaaaaaaaa",
                                   "password2": "aaaaaaaaaaaaaaaa"})
     assert weak.status_code == 422 and "trop facile à deviner" in text(weak.text)

@@ -43,7 +43,9 @@ def enrol(app, email: str) -> tuple[object, str, list[str]]:
     assert client.get("/staff/").headers["Location"].endswith("/staff/account/two-factor")   # sent to set it up
     page = client.get("/staff/account/two-factor")
     assert "<svg" in page.text and "otpauth" not in page.text          # the QR code itself, drawn on the server
-    secret = re.search(r'id="totp-key">([A-Z2-7]{32})<', page.text).group(1)
+    shown = re.search(r'id="totp-key">([A-Z2-7 ]+)<', page.text).group(1)
+    assert re.fullmatch(r"([A-Z2-7]{4} ){7}[A-Z2-7]{4}", shown)          # in groups of four, easier to copy
+    secret = shown.replace(" ", "")
     wrong = client.post("/staff/account/two-factor?keep=1", data={"csrf_token": csrf(page.text), "code": "000000"})
     assert wrong.status_code == 422
     ok = client.post("/staff/account/two-factor?keep=1", data={"csrf_token": csrf(page.text),
@@ -66,10 +68,22 @@ def test_set_up_then_sign_in_with_a_code_that_works_once(app):
     assert client.get("/staff/").status_code == 200
     replay, _ = password_step(app, "tls@chu.test")
     reused = post(replay, "/staff/login/code", code=code)
-    assert reused.status_code == 422 and "Ce code ne fonctionne pas" in text(reused.text)
+    assert reused.status_code == 422 and "Ce code a déjà servi" in text(reused.text)
     with app.app_context():
         actions = [e.action for e in db.session().scalars(select(AuditEvent).order_by(AuditEvent.id))]
     assert "user.two_factor_enabled" in actions and "user.login_password_ok" in actions
+
+
+def test_the_code_of_the_activation_step_is_said_used_not_wrong_and_the_next_one_works(app):
+    _client, secret, _codes = enrol(app, "tls@chu.test")
+    client, _where = password_step(app, "tls@chu.test")
+    same_step = post(client, "/staff/login/code", code=code_at(app, secret))      # within the same 30 s
+    assert same_step.status_code == 422
+    assert "Ce code a déjà servi" in text(same_step.text) and "ne fonctionne pas" not in text(same_step.text)
+    with app.app_context():
+        assert db.session().scalar(select(User.failed_logins).where(User.email == "tls@chu.test")) == 0
+    later(app, seconds=31)
+    assert post(client, "/staff/login/code", code=code_at(app, secret)).status_code == 303
 
 
 def test_a_recovery_code_works_once_and_wrong_codes_lock_the_account(app):

@@ -57,6 +57,8 @@ def test_a_correction_is_recorded_beside_the_original(app):
     unsigned = staff.post(f"{url}/correct", {"item": "PAIN_VAS", "repeat": "0", "value": "40", **asked,
                                              "reason": "patient called: meant 40", "signature_password": "wrong"})
     assert unsigned.status_code == 422 and "the change is not signed" in text_of(unsigned)
+    # The form comes back with the corrected value typed, never the original: signing again records 40.
+    assert 'id="value-PAIN_VAS:0" name="value" inputmode="numeric" value="40"' in unsigned.get_data(as_text=True)
     resp = staff.post(f"{url}/correct", {"item": "PAIN_VAS", "repeat": "0", "value": "40", **asked,
                                          "reason": "patient called: meant 40", "signature_password": PASSWORD})
     assert resp.status_code == 303

@@ -78,6 +78,14 @@ def test_patient_pages_have_no_violation(app, live_server, browser, language):
     submit.click()
     page.wait_for_url(re.compile(r".*/q/review$"))
     found["review"] = violations(page)
+    page.evaluate("document.querySelectorAll('details.part').forEach(d => d.open = true)")
+    found["review unfolded"] = violations(page)
+    other = "en" if language == "fr" else "fr"
+    page.locator(f"button[name=lang][value={other}]").click()            # the pages change; the SMS? asked
+    page.wait_for_selector("input[name=sms]", state="attached")
+    found["SMS language question"] = violations(page)
+    page.locator(f"button[name=lang][value={language}]").click()
+    page.wait_for_load_state()
     page.goto(f"{live_server}/q/PAIN_VAS.PAIN_VAS?from=review")            # a change, then "back to my answers"
     page.get_by_role("slider").focus()
     page.keyboard.press("Home")

@@ -23,6 +23,12 @@ def go(page, locator) -> None:
         locator.click()
 
 
+def answer_in(page, prefix: str, label: str, nth: int = 0) -> None:
+    """Choose ``label`` in the nth question of the screen whose code starts with ``prefix`` (a screen may show
+    several questions with the same answers)."""
+    page.locator(f"fieldset[id^='q-{prefix}']").nth(nth).get_by_label(label, exact=True).check()
+
+
 def next_(page) -> None:
     go(page, page.get_by_role("button", name="Suivant"))
 
@@ -67,7 +73,10 @@ def complications_and_infection(page) -> None:
 def tolerance_none(page) -> None:
     """The IMATINIB-SSC tolerance checklist, the first answer (none, never, no) each time."""
     while "/q/TOLERANCE." in page.url:
-        page.locator("input[type=radio]").first.check()
+        questions = page.locator("fieldset[id^='q-TOL_']")
+        for n in range(questions.count()):
+            if questions.nth(n).get_attribute("id") != "q-TOL_RASH_SEV":       # asked only after a rash
+                questions.nth(n).locator("input[type=radio]").first.check()
         next_(page)
 
 
@@ -84,23 +93,26 @@ def test_dlqi_with_question_7_branching(app, live_server, browser, viewport, js)
     assert page.url.endswith("/q")
     go(page, page.get_by_role("link", name="Commencer"))
     assert_fits(page)
-    for label in ["Beaucoup", "Un peu", "Non concerné(e)", "Pas du tout", "Énormément", "Pas du tout"]:
-        choose(page, label)
+    # The DLQI by its subscales: two questions a screen, as on the paper page.
+    for first, second in [("Beaucoup", "Un peu"), ("Non concerné(e)", "Pas du tout"), ("Énormément", "Pas du tout")]:
+        answer_in(page, "DLQI0", first, 0)
+        answer_in(page, "DLQI0", second, 1)
         next_(page)
-    assert "Question 7 sur" in page.content()
-    choose(page, "Non")
+    assert "Question 4 sur 6" in page.content()
+    assert "Si vous avez répondu « non »" in page.content()      # 7B beside 7A, as on paper
+    answer_in(page, "DLQI07A", "Non")
+    next_(page)                                                   # 7B left empty after a "No": asked
+    assert page.locator("#err-DLQI07B").count() == 1 and page.locator("#err-DLQI07A").count() == 0
+    answer_in(page, "DLQI07B", "Un peu")
     next_(page)
-    assert "Si vous avez répondu « non »" in page.content()      # 7B appears only after 7A = No
-    choose(page, "Un peu")
+    go(page, page.get_by_role("link", name="Retour"))            # back to 7A and 7B
+    answer_in(page, "DLQI07A", "Oui")                            # 7B's answer still ticked: dropped, not asked
     next_(page)
-    go(page, page.get_by_role("link", name="Retour"))                # back to 7B, then back to 7A
-    go(page, page.get_by_role("link", name="Retour"))
-    choose(page, "Oui")
+    answer_in(page, "DLQI0", "Pas du tout", 0)
+    answer_in(page, "DLQI0", "Non concerné(e)", 1)
     next_(page)
-    assert "Si vous avez répondu « non »" not in page.content()    # 7B gone once 7A = Yes
-    for label in ["Pas du tout", "Non concerné(e)", "Un peu"]:
-        choose(page, label)
-        next_(page)
+    answer_in(page, "DLQI10", "Un peu")
+    next_(page)
     assert "HAQ" in page.title() or "Êtes-vous capable de" in page.content()
     page.context.close()
     with app.app_context():
@@ -114,8 +126,11 @@ def test_haq_with_aids_and_help(app, live_server, browser):
     page = new_page(browser, "360x640", True)
     page.goto(f"{live_server}/s/{token}")
     go(page, page.get_by_role("link", name="Commencer"))
-    for label in ["Pas du tout"] * 6 + ["Non concerné(e)"] + ["Pas du tout"] * 3:
-        choose(page, label)
+    while "/q/DLQI." in page.url:
+        questions = page.locator("fieldset[id^='q-DLQI']")
+        for n in range(questions.count()):
+            if questions.nth(n).get_attribute("id") != "q-DLQI07B":
+                questions.nth(n).locator("input[type=radio]").last.check()     # "not relevant" or "not at all"
         next_(page)
     assert "Êtes-vous capable de" in page.content()
     ticked = {"Accessoires pour s'habiller (crochet à boutons, tire-fermeture éclair, chausse-pied à long manche, "
@@ -124,14 +139,16 @@ def test_haq_with_aids_and_help(app, live_server, browser):
     screens = 0
     while "Êtes-vous capable de" in page.content():
         screens += 1
-        choose(page, "Avec QUELQUES difficultés")
-        if page.locator("input[type=checkbox]").count():         # the category's aids and help, on its last question
-            assert_fits(page)
-            for label in ticked:
-                if page.get_by_label(label, exact=True).count():
-                    page.get_by_label(label, exact=True).check()
+        questions = page.locator("fieldset[id^='q-HAQ_']")
+        for n in range(questions.count()):
+            questions.nth(n).get_by_label("Avec QUELQUES difficultés", exact=True).check()
+        assert page.locator("input[type=checkbox]").count()      # the category's aids and help, with its questions
+        assert_fits(page)
+        for label in ticked:
+            if page.get_by_label(label, exact=True).count():
+                page.get_by_label(label, exact=True).check()
         next_(page)
-    assert screens == 20                                          # one a question; no screen for a checklist alone
+    assert screens == 8                                           # one a category, its questions and aids together
     # Seven VAS screens follow: mark each by keyboard.
     for _ in range(7):
         slider = page.get_by_role("slider")
@@ -141,7 +158,7 @@ def test_haq_with_aids_and_help(app, live_server, browser):
     assert "Effets indésirables du traitement" in page.content()       # the tolerance checklist comes last
     tolerance_none(page)
     assert page.url.endswith("/q/review")
-    go(page, page.get_by_role("button", name="Envoyer mes réponses"))
+    go(page, page.get_by_role("button", name="Envoyer mes réponses").first)
     assert "Merci, vos réponses ont été envoyées." in page.content()
     assert stored_scores(app, "TOLERANCE") == {"status": "scored", "worst": 0, "severe_count": 0}
     haq = stored_scores(app, "HAQ")
@@ -228,7 +245,7 @@ def test_ulcer_diary_with_two_ulcers(app, live_server, browser, viewport, js):
     mark_vas(page, js, "PAIN_VAS", "End")                                 # one pain scale, after the diary
     assert page.url.endswith("/q/review")
     assert_fits(page)
-    go(page, page.get_by_role("button", name="Envoyer mes réponses"))
+    go(page, page.get_by_role("button", name="Envoyer mes réponses").first)
     du = stored_scores(app, "DU_DIARY")
     assert (du["new_ulcer_count"], du["fingers_affected"]) == (2, ["L1", "R3"])
     assert stored_scores(app, "PAIN_VAS")["pain"] == 100
@@ -260,7 +277,7 @@ def test_double_tap_submit_gives_exactly_one_response(app, live_server, browser,
     go(page, page.get_by_role("link", name="Commencer"))
     diary_without_ulcer(page)
     mark_vas(page, js, "PAIN_VAS", "Home")
-    page.get_by_role("button", name="Envoyer mes réponses").dblclick()
+    page.get_by_role("button", name="Envoyer mes réponses").first.dblclick()
     page.wait_for_url("**/q/done")
     assert "Merci, vos réponses ont été envoyées." in page.content()
     with app.app_context():

@@ -85,7 +85,7 @@ def test_progress_errors_and_a_change_from_the_review(app, live_server, browser,
     with app.app_context():
         assert db.session().scalar(select(Answer.value).where(Answer.item_code == "PAIN_VAS")) == "30"
     go(page, page.get_by_role("button", name=w["save"], exact=True))
-    assert page.url.endswith("/q/review")
+    assert page.url.endswith("/q/review?open=PAIN_VAS")
     assert re.search(r"\b60\b", page.inner_text("main"))
     with app.app_context():
         assert db.session().scalar(select(Answer.value).where(Answer.item_code == "PAIN_VAS")) == "60"

@@ -42,6 +42,10 @@ def test_timeline_states_follow_the_sms_and_the_patient(dash_app):
         return re.search(r'<tr class="state-([a-z_]+)">\s*<th scope="row">M1', page).group(1)
 
     assert state() == "open"
+    # The schedule names the questionnaires, not their codes.
+    page = staff.get(f"/staff/patients/{pid}").get_data(as_text=True)
+    m1 = re.search(r'<th scope="row">M1.*?</th>\s*<td>(.*?)</td>', page, re.S).group(1)
+    assert "TOLERANCE" not in m1 and ("Treatment side effects" in m1 or "Effets indésirables du traitement" in m1), m1
     with dash_app.app_context():
         s = db.session()
         s.add(SmsMessage(occurrence_id=occ.id, patient_id=pid, kind="invitation", status=SmsStatus.SENT,
@@ -61,8 +65,8 @@ def test_timeline_states_follow_the_sms_and_the_patient(dash_app):
     first = re.search(r'class="button primary" href="([^"]+)"', welcome).group(1)
     screen = patient.get(first).get_data(as_text=True)
     form = {"csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', screen).group(1)}
-    field = re.search(r'<input type="radio" name="([^"]+)" value="([^"]+)"', screen)
-    form[field.group(1)] = field.group(2)
+    for name, value in re.findall(r'<input type="radio" name="([^"]+)" value="([^"]+)"', screen):
+        form.setdefault(name, value)              # every question of the screen (the DLQI shows two)
     assert patient.post(first, data=form).status_code == 303
     assert state() == "in_progress"
     page = text_of(staff.get(f"/staff/patients/{pid}"))
@@ -125,8 +129,8 @@ def test_resend_kills_the_old_link_and_the_worker_sends_a_new_one(dash_app):
     done = staff.post(f"/staff/patients/{pid}/actions/resend", {"occurrence": occ.id,
                                                                 "reason": "patient deleted the SMS"})
     assert done.status_code == 303
-    assert dash_app.test_client().get(f"/s/{old}").status_code == 404   # the old link is dead at once
-    assert "The previous link no longer works." in text_of(staff.get(done.headers["Location"]))
+    assert dash_app.test_client().get(f"/s/{old}").status_code == 303   # the old link works until the SMS goes
+    assert "The previous link works until the new SMS has gone." in text_of(staff.get(done.headers["Location"]))
     with dash_app.app_context():
         msg = db.session().scalar(select(SmsMessage).where(SmsMessage.kind == "resend_1"))
         assert (msg.patient_id, msg.status) == (pid, SmsStatus.PENDING)
@@ -346,3 +350,10 @@ def test_every_enrolment_error_shows_at_once_beside_its_field(dash_app):
     assert "This is not a valid phone number." in page
     assert "Give the anchor date (day 0 of the schedule)." in page and "year-month-day" not in page
     assert resp.get_data(as_text=True).count('aria-invalid="true"') == 3
+
+
+def test_deliveries_say_when_no_study_pushes_to_an_edc(dash_app):
+    """The shipped study files name no EDC endpoint (the EDC pulls): the page says so, not "nothing yet"."""
+    page = text_of(Staff(dash_app, "admin").get("/staff/deliveries"))
+    assert "nothing is sent from here" in page or "rien n'est envoyé d'ici" in page, page
+    assert "Nothing yet." not in page and "Rien pour l'instant." not in page

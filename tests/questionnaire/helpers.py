@@ -151,3 +151,24 @@ def answer_tolerance(p: Patient, grade: str = "0", rash: str = "N", **answers: s
         names = dict.fromkeys(re.findall(r'name="(TOL_[A-Z_]+)"', p.page.text))
         p.answer(**{n: answers.get(n, rash if n in TOLERANCE_YES_NO else grade) for n in names})
     return calls
+
+
+def answer_every_screen(p: Patient, *, vas: str = "50", stop_at: str = "/q/review") -> int:
+    """Answer each screen until ``stop_at`` with its first choice (no other ulcer, nothing ticked, the line at
+    ``vas``, today's date), whatever the screens group; returns the page views it took."""
+    from datetime import UTC, datetime
+
+    views = 0
+    while p.path != stop_at:
+        assert p.page.status_code == 200 and p.path.startswith("/q/"), (p.path, p.page.status_code)
+        html = p.page.text
+        values: dict[str, str] = {}
+        for name, value in re.findall(r'<input type="radio" name="([^"]+)" value="([^"]+)"', html):
+            values.setdefault(name, "N" if name == "more" else value)
+        for name in re.findall(r'name="([^"]+)" type="number"', html):
+            values[name] = vas
+        for name in re.findall(r'name="([^"]+)" type="date"', html):
+            values[name] = datetime.now(UTC).date().isoformat()
+        p.answer(**values)
+        views += 1
+    return views

@@ -13,24 +13,28 @@ DLQI_EN = {"DLQI01": "2", "DLQI02": "1", "DLQI03": "NR", "DLQI04": "0", "DLQI05"
            "DLQI07A": "N", "DLQI07B": "1", "DLQI08": "0", "DLQI09": "NR", "DLQI10": "1"}
 
 
+DLQI_SCREENS = [("symptoms_feelings", ("DLQI01", "DLQI02")), ("daily_activities", ("DLQI03", "DLQI04")),
+                ("leisure", ("DLQI05", "DLQI06")), ("work_school", ("DLQI07A", "DLQI07B")),
+                ("personal_relationships", ("DLQI08", "DLQI09")), ("DLQI10", ("DLQI10",))]
+
+
 def answer_dlqi(p: Patient, answers: dict) -> None:
-    for code in ["DLQI01", "DLQI02", "DLQI03", "DLQI04", "DLQI05", "DLQI06", "DLQI07A", "DLQI07B", "DLQI08",
-                 "DLQI09", "DLQI10"]:
-        if code not in answers:
+    """The DLQI by its six screens (its subscales, 7B beside 7A)."""
+    for key, codes in DLQI_SCREENS:
+        if not any(code in answers for code in codes):
             continue
-        assert p.screen_key == f"DLQI.{code}", (p.screen_key, code)
-        p.answer(**{code: answers[code]})
+        assert p.screen_key == f"DLQI.{key}", (p.screen_key, key)
+        p.answer(**{code: answers[code] for code in codes if code in answers})
 
 
 def answer_haq(p: Patient, activity="1", aids=(), helps=(), vas="40"):
-    """The HAQ screen by screen: a category's aids and help are ticked on its last question's screen."""
+    """The HAQ screen by screen: a category's questions with its aids and help, then each scale alone."""
     while p.screen_key.startswith("HAQ."):
-        key = p.screen_key.split(".", 1)[1]
-        ticks = {c: "Y" for c in (*aids, *helps) if f'name="{c}"' in p.page.text}
-        if key.startswith(("HAQ_PAIN", "HAQ_GLOBAL", "SHAQ_")):
-            p.answer(**{key: vas})
-        else:
-            p.answer(**{key: activity}, **ticks)
+        html = p.page.text
+        ticks = {c: "Y" for c in (*aids, *helps) if f'name="{c}"' in html}
+        choices = dict.fromkeys(re.findall(r'<input type="radio" name="([^"]+)"', html), activity)
+        lines = dict.fromkeys(re.findall(r'name="([^"]+)" type="number"', html), vas)
+        p.answer(**choices, **lines, **ticks)
 
 
 def test_link_is_exchanged_for_a_cookie_and_a_url_without_the_token(app, client):
@@ -130,7 +134,7 @@ def test_dlqi_and_haq_in_english_with_question_7_branching_aids_and_help(app, cl
     assert "Question 1 of" in text(p.page.text)
     assert "© Dermatology Life Quality Index" in p.page.text
     answer_dlqi(p, DLQI_EN)
-    assert p.screen_key == "HAQ.HAQ_DRESS1"
+    assert p.screen_key == "HAQ.dressing"
     assert "Are you able to:" in p.page.text
     answer_haq(p, activity="1", aids=("HAQ_AID_CANE",), helps=("HAQ_HELP_GRIP",), vas="50")
     # The tolerance checklist last: PRO-CTCAE's wording in English.
@@ -147,22 +151,35 @@ def test_dlqi_and_haq_in_english_with_question_7_branching_aids_and_help(app, cl
     assert haq.scores["vas"]["SHAQ_DU"] == {"mm": 50, "scale_0_3": 1.5}
 
 
-def test_question_7b_only_when_7a_is_no_and_dropped_when_7a_changes(app, client, session):
+def test_question_7b_beside_7a_asked_only_after_a_no_and_dropped_when_7a_changes(app, client, session):
     _pid, token = enrol_with_open_window(app, study="IMATINIB-SSC", visit="M1", language="en")
     p = Patient(client, token)
     p.open()
     p.start()
     answer_dlqi(p, {k: v for k, v in DLQI_EN.items() if k < "DLQI07A"})
-    p.answer(DLQI07A="N")
-    assert p.screen_key == "DLQI.DLQI07B"
-    p.answer(DLQI07B="2")
+    assert p.screen_key == "DLQI.work_school"
+    assert 'name="DLQI07A"' in p.page.text and 'name="DLQI07B"' in p.page.text     # as on the paper page
+    # "No" to 7A and nothing for 7B: 7B is asked, nothing stored.
+    refused = p.answer(DLQI07A="N")
+    assert refused.status_code == 422 and "err-DLQI07B" in refused.text and "err-DLQI07A" not in refused.text
+    assert session.scalar(select(func.count()).select_from(Answer).where(Answer.item_code == "DLQI07A")) == 0
+    p.answer(DLQI07A="N", DLQI07B="2")
+    assert p.screen_key == "DLQI.personal_relationships"
     assert session.scalar(select(func.count()).select_from(Answer).where(Answer.item_code == "DLQI07B")) == 1
-    p.get("/q/DLQI.DLQI07A")
-    p.answer(DLQI07A="Y")
-    assert p.screen_key == "DLQI.DLQI08"           # 7B skipped
+    # 7A turned "Yes" with 7B's answer still ticked on the screen: 7B is no longer asked, its answer dropped.
+    p.get("/q/DLQI.work_school")
+    p.answer(DLQI07A="Y", DLQI07B="2")
+    assert p.screen_key == "DLQI.personal_relationships"
     session.rollback()               # a fresh snapshot of the database
     assert session.scalar(select(func.count()).select_from(Answer).where(Answer.item_code == "DLQI07B")) == 0
-    assert p.get("/q/DLQI.DLQI07B").status_code == 303   # a hidden screen sends the patient on
+    # "Yes" with nothing for 7B is complete: the next screen, and no 7B line on the review.
+    p.get("/q/DLQI.work_school")
+    p.answer(DLQI07A="Y")
+    assert p.screen_key == "DLQI.personal_relationships"
+    answer_dlqi(p, {k: v for k, v in DLQI_EN.items() if k > "DLQI07B"})
+    answer_haq(p)
+    answer_tolerance(p)
+    assert p.path == "/q/review" and "at work or studying" not in p.page.text
 
 
 def test_resume_at_first_unanswered_question_after_closing(app, client):
@@ -372,28 +389,47 @@ def test_oversized_body_is_413(app, client):
     assert resp.status_code == 413
 
 
-def test_language_switch_is_remembered_for_the_patient(app, client, session):
+def test_language_switch_changes_the_pages_and_asks_before_changing_the_sms(app, client, session):
     pid, token = enrol_with_open_window(app)
     p = Patient(client, token)
     p.open()
-    resp = client.post("/q/language", data={"csrf_token": csrf(p.page.text), "lang": "en", "next": "/q"})
-    assert resp.status_code == 303
-    assert "Your questionnaires" in client.get("/q").text
+    from proapp.models import AuditEvent, PatientEvent
     from proapp.models import Patient as PatientRow
 
+    resp = client.post("/q/language", data={"csrf_token": csrf(p.page.text), "lang": "en", "next": "/q"})
+    assert resp.status_code == 303
+    # The pages at once, the SMS not yet: the next page asks, once.
+    asked = client.get("/q").text
+    assert "Your questionnaires" in asked and "Your SMS are still sent in French." in text(asked)
+    assert 'name="sms" value="1"' in asked
+    again = client.get("/q").text
+    assert "Your questionnaires" in again and 'name="sms"' not in again
+    session.rollback()
+    assert session.get(PatientRow, pid).language == "fr"
+    assert session.scalars(select(PatientEvent).where(PatientEvent.action == "language_changed")).all() == []
+    # Answers given now are given in English.
+    p.get("/q")
+    p.start()
+    p.answer(DU_NEW="N")
+    session.rollback()
+    assert session.scalar(select(Response.language).where(Response.instrument_code == "DU_DIARY")) == "en"
+    # "Send my SMS in English too": the patient's language from now on, recorded like any change, by the patient.
+    changed = client.post("/q/language", data={"csrf_token": csrf(asked), "lang": "en", "sms": "1", "next": "/q"})
+    assert changed.status_code == 303
+    assert "Your SMS will be sent in English from now on." in text(client.get("/q").text)
     session.rollback()               # a fresh snapshot of the database
     assert session.get(PatientRow, pid).language == "en"
-    # A change of the patient record like any other: in the patient's history and the audit trail, by the patient.
-    from proapp.models import AuditEvent, PatientEvent
-
     event = session.scalars(select(PatientEvent).where(PatientEvent.patient_id == pid,
                                                        PatientEvent.action == "language_changed")).one()
     assert event.actor.startswith("patient:link:") and event.details == {"old": "fr", "new": "en"}
     audit = session.scalars(select(AuditEvent).where(AuditEvent.action == "patient.language_changed")).one()
     assert audit.patient_id == pid and audit.old == {"value": "fr"} and audit.new == {"value": "en"}
     # Pressing the language already in use changes nothing and records nothing.
-    client.post("/q/language", data={"csrf_token": csrf(p.page.text), "lang": "en", "next": "/q"})
+    client.post("/q/language", data={"csrf_token": csrf(asked), "lang": "en", "sms": "1", "next": "/q"})
     assert len(session.scalars(select(PatientEvent).where(PatientEvent.action == "language_changed")).all()) == 1
+    # Back to French on the pages: asked again, the other way round.
+    client.post("/q/language", data={"csrf_token": csrf(asked), "lang": "fr", "next": "/q"})
+    assert "Vos SMS sont toujours envoyés en anglais." in text(client.get("/q").text)
 
 
 def test_made_up_screen_key_sends_the_patient_to_the_right_place(app, client):
@@ -422,10 +458,10 @@ def test_each_instrument_shows_its_instructions_and_the_sections_their_titles(ap
     p.start()
     first = text(p.page.text)
     assert "AU COURS DES 7 DERNIERS JOURS" in first and "Consignes" not in first
-    p.answer(DLQI01="1")
+    p.answer(DLQI01="1", DLQI02="1")
     later = text(p.page.text)
     assert "Consignes" in later and "AU COURS DES 7 DERNIERS JOURS" in later       # inside <details>
-    haq = client.get("/q/HAQ.HAQ_DRESS1")
+    haq = client.get("/q/HAQ.dressing")
     assert "AU COURS DE LA SEMAINE PASSÉE" in text(haq.text)
     assert "S'habiller et se préparer" in text(haq.text) and "Êtes-vous capable de :" in text(haq.text)
     _pid, token = enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-777")

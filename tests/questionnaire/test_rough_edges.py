@@ -47,6 +47,8 @@ def test_progress_never_goes_back_and_its_totals_never_change(app, client):
 
 
 def test_dlqi_and_haq_take_fewer_screens_with_each_categorys_aids_on_its_last_question(app, client, session):
+    """Screens as the paper forms group them: the DLQI by its subscales, the HAQ a category a screen with its aids and
+    help, each scale alone."""
     _pid, token = enrol_with_open_window(app, study="IMATINIB-SSC", visit="M1", language="en")
     p = Patient(client, token)
     p.open()
@@ -55,23 +57,44 @@ def test_dlqi_and_haq_take_fewer_screens_with_each_categorys_aids_on_its_last_qu
     answer_dlqi(p, DLQI_EN)
     while p.screen_key.startswith("HAQ."):
         keys.append(p.screen_key)
-        if p.screen_key == "HAQ.HAQ_WALK2":
-            assert 'name="HAQ_WALK2"' in p.page.text and 'name="HAQ_AID_CANE"' in p.page.text
-            assert 'name="HAQ_HELP_WALK"' in p.page.text               # the category's question, aids and help
+        if p.screen_key == "HAQ.walking":
+            assert 'name="HAQ_WALK1"' in p.page.text and 'name="HAQ_WALK2"' in p.page.text
+            assert 'name="HAQ_AID_CANE"' in p.page.text and 'name="HAQ_HELP_WALK"' in p.page.text
         answer_haq_step(p)
-    # DLQI: 11 screens (7B asked); the HAQ: 20 questions, their 8 categories' aids and help with them, 7 scales.
-    assert len(keys) == 20 + 7 and not any(k.endswith("_aids_help") for k in keys)
-    assert len(DLQI_EN) + len(keys) == 38                           # 46 before (one screen per checklist)
+    # The HAQ: 8 categories, each with its questions, aids and help; 7 scales, one a screen.
+    assert len(keys) == 8 + 7 and sum(k.startswith(("HAQ.HAQ_PAIN", "HAQ.HAQ_GLOBAL", "HAQ.SHAQ_")) for k in keys) == 7
     ticked = session.scalars(select(Answer.item_code).where(Answer.item_code.like("HAQ_AID_%"))).all()
     assert ticked == ["HAQ_AID_CANE"]
 
 
 def answer_haq_step(p: Patient) -> None:
-    key = p.screen_key.split(".", 1)[1]
-    if key.startswith(("HAQ_PAIN", "HAQ_GLOBAL", "SHAQ_")):
-        p.answer(**{key: "30"})
-    else:
-        p.answer(**{key: "1", **({"HAQ_AID_CANE": "Y"} if key == "HAQ_WALK2" else {})})
+    html = p.page.text
+    values = dict.fromkeys(re.findall(r'<input type="radio" name="([^"]+)"', html), "1")
+    values.update(dict.fromkeys(re.findall(r'name="([^"]+)" type="number"', html), "30"))
+    if 'name="HAQ_AID_CANE"' in html:
+        values["HAQ_AID_CANE"] = "Y"
+    p.answer(**values)
+
+
+def test_a_study_may_keep_one_question_per_screen(app):
+    """instruments.<code>.one_item_per_screen: the screens as before the groups (a category's boxes with its last
+    question), the same items in the same order."""
+    from proapp.questionnaire.flow import Context, instrument_screens
+
+    registry = app.extensions["proapp.instruments"]
+    for code, version, grouped_count, single_count in (("DLQI", "1.0", 6, 11), ("HAQ", "1.1", 15, 27),
+                                                       ("TOLERANCE", "1.0", 4, 9)):
+        inst = registry.get(code, version)
+        grouped = instrument_screens(inst, {}, None, Context())
+        single = instrument_screens(inst, {}, None, Context(grouped=False))
+        # Before any answer: every follow-up beside its condition shows on a grouped screen (7B, the rash's
+        # severity); one question a screen, it waits for its answer.
+        assert len(grouped) == grouped_count and len(single) == single_count - (code != "HAQ"), code
+        assert [i.code for s in grouped for i in s.items] == [i.code for i in inst.items], code
+        assert all(len([i for i in s.items if i.type != "check"]) == 1 for s in single), code
+    haq = registry.get("HAQ", "1.1")
+    walk = next(s for s in instrument_screens(haq, {}, None, Context(grouped=False)) if s.key == "HAQ.HAQ_WALK2")
+    assert [i.code for i in walk.items][:2] == ["HAQ_WALK2", "HAQ_AID_CANE"]
 
 
 def test_an_error_is_summed_up_at_the_top_with_a_link_to_its_question(app, client):
@@ -109,7 +132,7 @@ def test_a_change_from_the_review_is_saved_or_asked_about_never_dropped(app, cli
     # Back to the review with nothing changed: no question.
     same = client.post(action, data={"csrf_token": csrf(p.page.text), "from": "review", "leave": "1",
                                      "PAIN_VAS": "35"})
-    assert same.status_code == 303 and same.headers["Location"].endswith("/q/review")
+    assert same.status_code == 303 and same.headers["Location"].endswith("/q/review?open=PAIN_VAS")
     # The line moved, then "back to my answers": the patient is asked, nothing is saved yet.
     asked = client.post(action, data={"csrf_token": csrf(p.page.text), "from": "review", "leave": "1",
                                       "PAIN_VAS": "70"})
@@ -118,7 +141,7 @@ def test_a_change_from_the_review_is_saved_or_asked_about_never_dropped(app, cli
     assert 'value="70"' in asked.text and "Garder ma réponse d'avant" in asked.text
     assert session.scalar(select(Answer.value).where(Answer.item_code == "PAIN_VAS")) == "35"
     saved = client.post(action, data={"csrf_token": csrf(asked.text), "from": "review", "PAIN_VAS": "70"})
-    assert saved.status_code == 303 and saved.headers["Location"].endswith("/q/review")
+    assert saved.status_code == 303 and saved.headers["Location"].endswith("/q/review?open=PAIN_VAS")
     session.rollback()
     assert session.scalar(select(Answer.value).where(Answer.item_code == "PAIN_VAS")) == "70"
 
@@ -143,4 +166,4 @@ def test_the_review_page_is_grouped_and_lists_what_was_answered(app, client):
     assert "Cochez" not in dressing                                       # nothing ticked there: no line
     changes = re.findall(r'href="/q/([^"?]+)\?from=review"', page)
     lines = re.findall(r"<dt>", page)
-    assert len(changes) == len(lines) and "HAQ.HAQ_WALK2" in changes    # a "Change" link on every line
+    assert len(changes) == len(lines) and "HAQ.walking" in changes    # a "Change" link on every line

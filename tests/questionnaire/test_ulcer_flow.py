@@ -20,7 +20,7 @@ from tests.conftest import fresh_app
 from tests.dashboard.conftest import PASSWORD, Staff
 from tests.helpers import agreed
 from tests.questionnaire.helpers import Patient, text
-from tests.questionnaire.test_flow import answer_haq
+from tests.questionnaire.test_flow import answer_dlqi, answer_haq
 
 INJECTION = date(2026, 3, 2)
 W0_TIME = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)      # the day before the injection, 10:00 in Paris
@@ -100,9 +100,7 @@ def test_the_registry_from_the_team_note_to_healing(reg_app):
     p.answer(DU_BL_ANY="Y", DU_HAND="R", DU_FINGER="3", DU_SITE="TIP")
     assert p.screen_key == "DU_BASELINE.DU_ULCER-more.1"
     p.answer(more="N", PAIN_VAS="60")
-    for code, value in DLQI_NONE.items():
-        if p.screen_key == f"DLQI.{code}":
-            p.answer(**{code: value})
+    answer_dlqi(p, DLQI_NONE)
     answer_haq(p, activity="0")
     assert p.path == "/q/review"
     p.submit()

@@ -454,3 +454,32 @@ def test_a_withdrawn_patient_gets_no_further_sms(sms_app, worker, fake_twilio):
         tick(worker, local(2026, 3, day, 10))
     assert not fake_twilio.messages
     assert [(r.status, r.cancel_reason) for r in outbox(sms_app, pid)] == [(SmsStatus.CANCELLED, "patient_not_active")]
+
+
+def test_a_resend_in_quiet_hours_keeps_the_old_link_until_the_new_sms_goes(sms_app, worker, fake_twilio):
+    """"Resend the link" at 03:44: the SMS waits for 10:00, and so does the end of the old link; then the old link's
+    page says when the new one was actually sent, in the patient's language whatever the browser's."""
+    from proapp.dashboard.actions import resend_link
+    from proapp.patients.models import Patient
+
+    pid = enrol(sms_app, "ADU-TLS-013", ANCHOR, language="en")
+    tick(worker, local(2026, 3, 16, 10))                            # W0
+    tick(worker, local(2026, 3, 23, 10))                            # W1's invitation
+    invitation = list(fake_twilio.messages.values())[-1]
+    old = invitation.body.rsplit(" ", 1)[1].removeprefix("https://pro.example.test")
+    at(sms_app, local(2026, 3, 24, 3, 44))
+    with sms_app.app_context(), db.transaction() as s:
+        patient = s.get(Patient, pid)
+        occ = s.scalar(select(Occurrence).where(Occurrence.patient_id == pid, Occurrence.visit_code == "W1"))
+        resend_link(s, patient, occ, actor="user:tls@chu.test", reason="lost the SMS", now=local(2026, 3, 24, 3, 44))
+    tick(worker, local(2026, 3, 24, 3, 45))
+    assert len(fake_twilio.messages) == 2                           # quiet hours: nothing sent at night
+    browser = {"Accept-Language": "fr-FR,fr;q=0.9"}
+    still = sms_app.test_client().get(old, headers=browser)
+    assert still.status_code == 303 and still.headers["Location"].endswith("/q")     # the old link works
+    tick(worker, local(2026, 3, 24, 10))
+    assert len(fake_twilio.messages) == 3
+    replaced = sms_app.test_client().get(old, headers=browser)
+    page = replaced.get_data(as_text=True)
+    assert replaced.status_code == 410 and "A new link was sent to you." in page
+    assert "at 10:00" in page and "03:44" not in page
