@@ -79,8 +79,15 @@ SCHEMAS: dict[str, Any] = {
             "revision": {"type": "integer", "description": "0 as completed; n after n corrections (the response "
                          "comes again in the feed after each)."},
             "corrections": {"type": "array", "items": ref("Correction")},
+            "removed": {"type": "array", "items": ref("Removed"), "description": "What an earlier revision had "
+                        "and this one no longer has (an answer a correction made meaningless, a score that can no "
+                        "longer be computed): delete it. Empty for an uncorrected response."},
         },
     },
+    "Removed": {"type": "object", "required": ["kind", "code", "repeat"],
+                "properties": {"kind": {"type": "string", "enum": ["answer", "score"]}, "code": {"type": "string"},
+                               "repeat": {"type": ["integer", "null"], "description": "The repeat (the ulcer's "
+                                          "number for a value per ulcer); null or 0 for a plain one."}}},
     "ResponsePage": {"type": "object", "required": ["data", "next_cursor", "has_more"],
                      "properties": {"data": {"type": "array", "items": ref("Response")},
                                     "next_cursor": {"type": "string"}, "has_more": {"type": "boolean"}}},
@@ -171,7 +178,7 @@ SCHEMAS: dict[str, Any] = {
                                   "redcap_repeat_instance"],
                      "properties": {"record_id": {"type": "string"}, "redcap_event_name": {"type": "string"},
                                     "redcap_repeat_instrument": {"type": "string"},
-                                    "redcap_repeat_instance": {"type": ["integer", "string"]}},
+                                    "redcap_repeat_instance": {"type": "string"}},
                      "additionalProperties": {"type": "string"}},
     "RedcapProjectPart": {"type": "array", "items": {"type": "object", "additionalProperties": {
         "type": ["string", "integer"]}}, "description": "Arms, events, instrument-event mapping or repeating "
@@ -275,7 +282,9 @@ def spec(public_url: str) -> dict[str, Any]:
                 "description": "Name each (response id, revision) imported: revision 0 as completed, n after n "
                                "corrections (the `revision` of the pulled response). Acknowledging revision 0 "
                                "does not acknowledge a later correction. The older form `response_ids` "
-                               "acknowledges revision 0 and answers with plain ids.",
+                               "acknowledges revision 0 and answers with plain ids. Ids and revisions are whole "
+                               "numbers (`171` and `171.0` alike, as JSON Schema's integer); a body may hold "
+                               "the 10,000 items at their widest (up to 768 KiB), a larger one is refused (413).",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
                     {"type": "object", "required": ["responses"], "additionalProperties": False,
                      "properties": {"responses": {"type": "array", "minItems": 1, "maxItems": 10000, "items": {
@@ -290,7 +299,7 @@ def spec(public_url: str) -> dict[str, Any]:
                 "responses": {"200": {"description": "What was recorded: (id, revision) objects for the "
                                                      "`responses` form, ids for the older one", "content": {
                     "application/json": {"schema": ref("AcknowledgementResult")}}},
-                    **_problems(400, 401, 404, 429)}}},
+                    **_problems(400, 401, 404, 413, 429)}}},
         },
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",

@@ -319,7 +319,7 @@ def responses(study: str) -> Response:
     study_def = services.studies().get(st.code)
     registry = services.instruments()
     public_url = current_app.config["PUBLIC_URL"]
-    key_id, study_code = key.id, st.code
+    key_id, study_code, key_prefix = key.id, st.code, key.prefix
 
     def insts(code: str, version: str, cache: dict = {}):  # noqa: B006  (a per-request cache)
         if (code, version) not in cache:
@@ -364,8 +364,9 @@ def responses(study: str) -> Response:
     elif fmt == "odm":
         def chunks(stream_db) -> Iterator[str]:
             k = stream_db.get(ApiKey, key_id)
-            yield odm.odm_header(f"proapp.{study_code}.{position}-{position + count}", services_now,
-                                 f"{study_code} responses", file_type="Transactional")
+            yield odm.odm_header(*odm.file_oids(study_code, key_prefix, position, count), services_now,
+                                 f"{study_code} responses {position + 1}-{position + count}" if count else
+                                 f"{study_code} responses: none after {position}", file_type="Transactional")
             yield from odm.odm_clinical(data.iter_by_subject(stream_db, k, after, upto), study_def, registry)
             yield "</ODM>\n"
     else:
@@ -421,20 +422,22 @@ def alerts(study: str) -> Response:
 MAX_ID = 2**31 - 1
 
 
+def _whole(value: Any, low: int) -> int | None:
+    """A whole number from JSON from ``low`` to MAX_ID: 2 and 2.0 alike, as JSON Schema's ``integer`` has it (a
+    client that writes every number as a float, as some JSON libraries do, is not refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    return int(value) if low <= value <= MAX_ID else None
+
+
 def _ids(raw: Any) -> list[int] | None:
-    """Response ids from JSON: whole numbers (2 and 2.0 alike, as JSON Schema has it) from 1 to MAX_ID."""
+    """Response ids from JSON: whole numbers from 1 to MAX_ID."""
     if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_LIMIT:
         return None
-    out = []
-    for value in raw:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        if isinstance(value, float) and not value.is_integer():
-            return None
-        if not 1 <= value <= MAX_ID:
-            return None
-        out.append(int(value))
-    return out
+    out = [_whole(value, 1) for value in raw]
+    return None if None in out else out  # type: ignore[return-value]
 
 
 def _pairs(raw: Any) -> list[tuple[int, int]] | None:
@@ -445,18 +448,23 @@ def _pairs(raw: Any) -> list[tuple[int, int]] | None:
     for entry in raw:
         if not isinstance(entry, dict) or set(entry) != {"id", "revision"}:
             return None
-        ids = _ids([entry["id"]])
-        rev = entry["revision"]
-        if ids is None or isinstance(rev, bool) or not isinstance(rev, int) or not 0 <= rev <= MAX_ID:
+        rid, rev = _whole(entry["id"], 1), _whole(entry["revision"], 0)
+        if rid is None or rev is None:
             return None
-        out.append((ids[0], rev))
+        out.append((rid, rev))
     return out
+
+
+# The largest acknowledgement body: MAX_LIMIT pairs written at their widest, {"id": 2147483647, "revision":
+# 2147483647}, with room to spare (the app's other bodies keep the smaller MAX_CONTENT_LENGTH).
+ACK_MAX_BODY = 768 * 1024
 
 
 @bp.post("/studies/<study>/acknowledgements")
 def acknowledgements(study: str) -> tuple[dict[str, Any], int]:
     key, _st = _key_for(study)
     _check_params(set())
+    request.max_content_length = ACK_MAX_BODY       # the documented 10,000 ids fit
     body = request.get_json(silent=True)
     by_revision = isinstance(body, dict) and "responses" in body
     if by_revision:
