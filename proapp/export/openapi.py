@@ -263,6 +263,27 @@ def spec(public_url: str) -> dict[str, Any]:
                     **ODM,
                     "application/fhir+json": {"schema": ref("FhirResource")}}},
                     **_problems(400, 401, 404, 429)}}},
+            **{f"/api/v1/studies/{{study}}/responses/{fmt}": {"get": {
+                "summary": f"The same page of responses, as {name}",
+                "operationId": f"getResponses{fmt.capitalize()}",
+                "description": "The page `responses?format=" + fmt + "` gives, as an operation of its own (a "
+                               "generated client reads one media type per operation).",
+                "parameters": [
+                    STUDY,
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"},
+                     "description": "The next_cursor of the previous page; none for the first."},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000,
+                                                                "default": 100}},
+                    LABELS,
+                ],
+                "responses": {"200": {"description": f"A page of responses, as {name}", "headers": PAGE_HEADERS,
+                                      "content": content},
+                              **_problems(400, 401, 404, 429)}}}
+                for fmt, name, content in (
+                    ("csv", "CSV", {"text/csv": {"schema": {"type": "string"}}}), ("odm", "CDISC ODM 1.3.2", ODM),
+                    ("fhir", "a FHIR Bundle", {"application/fhir+json": {"schema": ref("FhirResource")}}),
+                    ("redcap", "REDCap records", {"application/json": {"schema": {
+                        "type": "array", "items": ref("RedcapRecord")}}}))},
             "/api/v1/studies/{study}/alerts": {"get": {
                 "summary": "Safety-signal alerts and their acknowledgements, for the sponsor's safety desk",
                 "operationId": "getAlerts",

@@ -296,8 +296,27 @@ def canonical_questionnaire(name: str) -> Response:
 
 @bp.get("/studies/<study>/responses")
 def responses(study: str) -> Response:
+    return _responses(study, None)
+
+
+def _format_route(fmt: str) -> None:
+    """``.../responses/<fmt>``: the same page in one format, an operation of its own in the OpenAPI document, so that
+    a client generated from it (which reads an operation's first media type only) reads CSV, ODM, FHIR and
+    REDCap bodies too."""
+    def view(study: str) -> Response:
+        return _responses(study, fmt)
+
+    view.__name__ = f"responses_{fmt}"
+    bp.get(f"/studies/<study>/responses/{fmt}")(view)
+
+
+for _fmt in ("csv", "odm", "fhir", "redcap"):
+    _format_route(_fmt)
+
+
+def _responses(study: str, fixed: str | None) -> Response:
     key, st = _key_for(study)
-    _check_params({"cursor", "limit", "format", "labels"})
+    _check_params({"cursor", "limit", "labels"} | (set() if fixed else {"format"}))
     secret = current_app.config["SECRET_KEY"]
     scope = feed.cursor_scope(st.id, key.site_ids)
     try:
@@ -306,7 +325,7 @@ def responses(study: str) -> Response:
         why = str(exc)
         raise Problem(400, "Bad Request", f"{why[0].upper()}{why[1:]}: start again without a cursor or with the "
                       "last next_cursor this key received.", "bad-cursor") from None
-    limit, fmt, labels = _limit(), _format(), _labels()
+    limit, fmt, labels = _limit(), fixed or _format(), _labels()
     s = db.session()
     feed.sequence_pending(s)
     upto, more = data.page_bounds(s, key, after, limit)
