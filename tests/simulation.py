@@ -21,7 +21,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from lxml import etree
 from sqlalchemy import select
 
 from proapp import db
@@ -328,10 +327,14 @@ def from_csv(pages) -> Scores:
 
 
 def from_odm(pages) -> Scores:
-    """Apply each Transactional file in order as an EDC does: Insert/Update/Upsert set, Remove deletes."""
+    """Apply each Transactional file in order as an EDC does: Insert/Update/Upsert set, Remove deletes. Each file
+    is valid against the ODM 1.3.2 schema, with no empty Value."""
+    from tests.export.odm import validate_odm
+
     out: Scores = {}
     for page in pages:
-        doc = etree.fromstring(page.data)
+        assert b'Value=""' not in page.data
+        doc = validate_odm(page.data)
         for subject in doc.iterfind(".//odm:SubjectData", NS):
             for event in subject.iterfind("odm:StudyEventData", NS):
                 for form in event.iterfind("odm:FormData", NS):
@@ -351,11 +354,20 @@ def from_odm(pages) -> Scores:
 
 
 def from_fhir(pages) -> Scores:
-    """Observations by their stable id, in order; entered-in-error deletes."""
+    """Observations by their stable id, in order; entered-in-error deletes. Every Bundle is valid FHIR R4B
+    (fhir.resources) and R4 (fhirclient), with no empty string."""
+    from fhir.resources.R4B.bundle import Bundle
+
+    from tests.export.test_api import valid_r4
+
     where: dict[str, tuple[str, str]] = {}
     by_id: dict[str, tuple[tuple[str, str, str], tuple[str, int | None], Any]] = {}
     for page in pages:
-        for entry in page.get_json()["entry"]:
+        bundle = page.get_json()
+        assert '""' not in page.get_data(as_text=True)
+        Bundle.model_validate(bundle)
+        valid_r4(bundle)
+        for entry in bundle["entry"]:
             res = entry["resource"]
             if res["resourceType"] == "QuestionnaireResponse":
                 where[entry["fullUrl"]] = (res["subject"]["identifier"]["value"], res["extension"][0]["valueString"])
