@@ -100,8 +100,15 @@ SCHEMAS: dict[str, Any] = {
             "revision": {"type": "integer", "description": "0 as completed; n after n corrections (the response "
                          "comes again in the feed after each)."},
             "corrections": {"type": "array", "items": ref("Correction")},
+            "removed": {"type": "array", "items": ref("Removed"), "description": "What an earlier revision had "
+                        "and this one no longer has (an answer a correction made meaningless, a score that can no "
+                        "longer be computed): delete it. Empty for an uncorrected response."},
         },
     },
+    "Removed": {"type": "object", "required": ["kind", "code", "repeat"],
+                "properties": {"kind": {"type": "string", "enum": ["answer", "score"]}, "code": {"type": "string"},
+                               "repeat": {"type": ["integer", "null"], "description": "The repeat (the ulcer's "
+                                          "number for a value per ulcer); null or 0 for a plain one."}}},
     "ResponsePage": {"type": "object", "required": ["data", "next_cursor", "has_more"],
                      "properties": {"data": {"type": "array", "items": ref("Response")},
                                     "next_cursor": {"type": "string"}, "has_more": {"type": "boolean"}}},
@@ -193,7 +200,7 @@ SCHEMAS: dict[str, Any] = {
                                   "redcap_repeat_instance"],
                      "properties": {"record_id": {"type": "string"}, "redcap_event_name": {"type": "string"},
                                     "redcap_repeat_instrument": {"type": "string"},
-                                    "redcap_repeat_instance": {"type": ["integer", "string"]}},
+                                    "redcap_repeat_instance": {"type": "string"}},
                      "additionalProperties": {"type": "string"}},
     "RedcapProjectPart": {"type": "array", "items": {"type": "object", "additionalProperties": {
         "type": ["string", "integer"]}}, "description": "Arms, events, instrument-event mapping or repeating "
@@ -278,6 +285,27 @@ def spec(public_url: str) -> dict[str, Any]:
                     **ODM,
                     "application/fhir+json": {"schema": ref("FhirResource")}}},
                     **_problems(400, 401, 404, 429)}}},
+            **{f"/api/v1/studies/{{study}}/responses/{fmt}": {"get": {
+                "summary": f"The same page of responses, as {name}",
+                "operationId": f"getResponses{fmt.capitalize()}",
+                "description": "The page `responses?format=" + fmt + "` gives, as an operation of its own (a "
+                               "generated client reads one media type per operation).",
+                "parameters": [
+                    STUDY,
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"},
+                     "description": "The next_cursor of the previous page; none for the first."},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000,
+                                                                "default": 100}},
+                    LABELS,
+                ],
+                "responses": {"200": {"description": f"A page of responses, as {name}", "headers": PAGE_HEADERS,
+                                      "content": content},
+                              **_problems(400, 401, 404, 429)}}}
+                for fmt, name, content in (
+                    ("csv", "CSV", {"text/csv": {"schema": {"type": "string"}}}), ("odm", "CDISC ODM 1.3.2", ODM),
+                    ("fhir", "a FHIR Bundle", {"application/fhir+json": {"schema": ref("FhirResource")}}),
+                    ("redcap", "REDCap records", {"application/json": {"schema": {
+                        "type": "array", "items": ref("RedcapRecord")}}}))},
             "/api/v1/studies/{study}/alerts": {"get": {
                 "summary": "Safety-signal alerts and their acknowledgements, for the sponsor's safety desk",
                 "operationId": "getAlerts",
@@ -297,7 +325,9 @@ def spec(public_url: str) -> dict[str, Any]:
                 "description": "Name each (response id, revision) imported: revision 0 as completed, n after n "
                                "corrections (the `revision` of the pulled response). Acknowledging revision 0 "
                                "does not acknowledge a later correction. The older form `response_ids` "
-                               "acknowledges revision 0 and answers with plain ids.",
+                               "acknowledges revision 0 and answers with plain ids. Ids and revisions are whole "
+                               "numbers (`171` and `171.0` alike, as JSON Schema's integer); a body may hold "
+                               "the 10,000 items at their widest (up to 768 KiB), a larger one is refused (413).",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
                     {"type": "object", "required": ["responses"], "additionalProperties": False,
                      "properties": {"responses": {"type": "array", "minItems": 1, "maxItems": 10000, "items": {
@@ -312,7 +342,7 @@ def spec(public_url: str) -> dict[str, Any]:
                 "responses": {"200": {"description": "What was recorded: (id, revision) objects for the "
                                                      "`responses` form, ids for the older one", "content": {
                     "application/json": {"schema": ref("AcknowledgementResult")}}},
-                    **_problems(400, 401, 404, 429)}}},
+                    **_problems(400, 401, 404, 413, 429)}}},
         },
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",

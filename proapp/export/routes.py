@@ -296,8 +296,27 @@ def canonical_questionnaire(name: str) -> Response:
 
 @bp.get("/studies/<study>/responses")
 def responses(study: str) -> Response:
+    return _responses(study, None)
+
+
+def _format_route(fmt: str) -> None:
+    """``.../responses/<fmt>``: the same page in one format, an operation of its own in the OpenAPI document, so that
+    a client generated from it (which reads an operation's first media type only) reads CSV, ODM, FHIR and
+    REDCap bodies too."""
+    def view(study: str) -> Response:
+        return _responses(study, fmt)
+
+    view.__name__ = f"responses_{fmt}"
+    bp.get(f"/studies/<study>/responses/{fmt}")(view)
+
+
+for _fmt in ("csv", "odm", "fhir", "redcap"):
+    _format_route(_fmt)
+
+
+def _responses(study: str, fixed: str | None) -> Response:
     key, st = _key_for(study)
-    _check_params({"cursor", "limit", "format", "labels"})
+    _check_params({"cursor", "limit", "labels"} | (set() if fixed else {"format"}))
     secret = current_app.config["SECRET_KEY"]
     scope = feed.cursor_scope(st.id, key.site_ids)
     try:
@@ -306,7 +325,7 @@ def responses(study: str) -> Response:
         why = str(exc)
         raise Problem(400, "Bad Request", f"{why[0].upper()}{why[1:]}: start again without a cursor or with the "
                       "last next_cursor this key received.", "bad-cursor") from None
-    limit, fmt, labels = _limit(), _format(), _labels()
+    limit, fmt, labels = _limit(), fixed or _format(), _labels()
     s = db.session()
     feed.sequence_pending(s)
     upto, more = data.page_bounds(s, key, after, limit)
@@ -319,7 +338,7 @@ def responses(study: str) -> Response:
     study_def = services.studies().get(st.code)
     registry = services.instruments()
     public_url = current_app.config["PUBLIC_URL"]
-    key_id, study_code = key.id, st.code
+    key_id, study_code, key_prefix = key.id, st.code, key.prefix
 
     def insts(code: str, version: str, cache: dict = {}):  # noqa: B006  (a per-request cache)
         if (code, version) not in cache:
@@ -364,8 +383,9 @@ def responses(study: str) -> Response:
     elif fmt == "odm":
         def chunks(stream_db) -> Iterator[str]:
             k = stream_db.get(ApiKey, key_id)
-            yield odm.odm_header(f"proapp.{study_code}.{position}-{position + count}", services_now,
-                                 f"{study_code} responses", file_type="Transactional")
+            yield odm.odm_header(*odm.file_oids(study_code, key_prefix, position, count), services_now,
+                                 f"{study_code} responses {position + 1}-{position + count}" if count else
+                                 f"{study_code} responses: none after {position}", file_type="Transactional")
             yield from odm.odm_clinical(data.iter_by_subject(stream_db, k, after, upto), study_def, registry)
             yield "</ODM>\n"
     else:
@@ -421,20 +441,22 @@ def alerts(study: str) -> Response:
 MAX_ID = 2**31 - 1
 
 
+def _whole(value: Any, low: int) -> int | None:
+    """A whole number from JSON from ``low`` to MAX_ID: 2 and 2.0 alike, as JSON Schema's ``integer`` has it (a
+    client that writes every number as a float, as some JSON libraries do, is not refused)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    return int(value) if low <= value <= MAX_ID else None
+
+
 def _ids(raw: Any) -> list[int] | None:
-    """Response ids from JSON: whole numbers (2 and 2.0 alike, as JSON Schema has it) from 1 to MAX_ID."""
+    """Response ids from JSON: whole numbers from 1 to MAX_ID."""
     if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_LIMIT:
         return None
-    out = []
-    for value in raw:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        if isinstance(value, float) and not value.is_integer():
-            return None
-        if not 1 <= value <= MAX_ID:
-            return None
-        out.append(int(value))
-    return out
+    out = [_whole(value, 1) for value in raw]
+    return None if None in out else out  # type: ignore[return-value]
 
 
 def _pairs(raw: Any) -> list[tuple[int, int]] | None:
@@ -445,18 +467,23 @@ def _pairs(raw: Any) -> list[tuple[int, int]] | None:
     for entry in raw:
         if not isinstance(entry, dict) or set(entry) != {"id", "revision"}:
             return None
-        ids = _ids([entry["id"]])
-        rev = entry["revision"]
-        if ids is None or isinstance(rev, bool) or not isinstance(rev, int) or not 0 <= rev <= MAX_ID:
+        rid, rev = _whole(entry["id"], 1), _whole(entry["revision"], 0)
+        if rid is None or rev is None:
             return None
-        out.append((ids[0], rev))
+        out.append((rid, rev))
     return out
+
+
+# The largest acknowledgement body: MAX_LIMIT pairs written at their widest, {"id": 2147483647, "revision":
+# 2147483647}, with room to spare (the app's other bodies keep the smaller MAX_CONTENT_LENGTH).
+ACK_MAX_BODY = 768 * 1024
 
 
 @bp.post("/studies/<study>/acknowledgements")
 def acknowledgements(study: str) -> tuple[dict[str, Any], int]:
     key, _st = _key_for(study)
     _check_params(set())
+    request.max_content_length = ACK_MAX_BODY       # the documented 10,000 ids fit
     try:
         body = request.get_json(silent=True)
     except RecursionError:              # JSON nested thousands deep: not a body this endpoint takes

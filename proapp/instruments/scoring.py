@@ -150,11 +150,14 @@ def score_du_diary(inst: Instrument, answers: ParsedAnswers, context: UlcerConte
     opened = {n for kind, n in kinds.values() if kind in (ulcers.NEW, ulcers.RECURRENCE)}
     active = still_open | opened | {n for kind, n in kinds.values() if kind == ulcers.AGAIN}
     treated = {u.number for u in ctx.known if u.treated}
-    fingers = sorted({f"{reports[k][0]}{reports[k][1]}" for k, (kind, _n) in kinds.items() if kind != ulcers.AGAIN})
+    # The protocol's new digital ulcers: at a place with no known ulcer, not over a calcinosis (its definition
+    # excludes calcinosis ulcers; they stay in the registry and are followed, but are not counted as new).
+    new_ulcers = [k for k, (kind, _n) in kinds.items() if kind == ulcers.NEW and reports[k][2] != ulcers.CALCINOSIS]
+    fingers = sorted({f"{reports[k][0]}{reports[k][1]}" for k in new_ulcers})
     infect = answers.get("DU_INFECT")
     return {
         "status": "not_scored" if new is None else "scored",
-        "new_ulcer_count": sum(1 for kind, _n in kinds.values() if kind == ulcers.NEW),
+        "new_ulcer_count": len(new_ulcers),
         "recurrent_ulcer_count": sum(1 for kind, _n in kinds.values() if kind == ulcers.RECURRENCE),
         "healed_ulcer_count": len(closed_now - opened),
         "active_ulcer_count": len(active),
@@ -162,8 +165,9 @@ def score_du_diary(inst: Instrument, answers: ParsedAnswers, context: UlcerConte
         "fingers_affected": fingers,
         "infection_signs": None if infect is None else infect == "Y",
         "groups": {
-            "DU_KNOWN": {str(n): {"days_to_healing": ulcers.days_from(ctx.anchor, a.get("DU_KNOWN_CLOSED_ON"))}
-                         for n, a in sorted(known.items()) if n in closed_now},
+            # Healed in this entry and not open again in it (a report at its place reopens it: not healed).
+            "DU_KNOWN": {str(n): {"days_to_healing": ulcers.days_to_healing(ctx, n, a.get("DU_KNOWN_CLOSED_ON"))}
+                         for n, a in sorted(known.items()) if n in closed_now - opened},
             "DU_ULCER": {str(k): {"ulcer_number": n, "report_kind": kind} for k, (kind, n) in kinds.items()},
         },
     }

@@ -7,7 +7,8 @@ skin is fully closed. A new report at the place of a known ulcer does not make a
 - at the place of an ulcer still open: the same ulcer, reported again (not counted as new);
 - at the place of a healed ulcer (healed before, or reported closed in the same entry): that ulcer open again, a
   recurrence (counted apart from the new ones);
-- anywhere else: a new ulcer, numbered after the patient's last one.
+- anywhere else: a new ulcer, numbered after the patient's last one; two new reports at one place in the same
+  entry are two ulcers (the patient reported both: never merged into one, never lost).
 
 Source: the ADUSE protocol (NCT04356755): new digital ulcers are those appearing where no ulcer was known;
 time to healing counts days from the injection (day 0) to the day the skin is fully closed; the project's clinical
@@ -23,6 +24,7 @@ from datetime import date
 
 Place = tuple[str, str, str]                     # (hand L/R, finger 1-5, place on the finger)
 NEW, RECURRENCE, AGAIN = "new", "recurrence", "reported_again"
+CALCINOSIS = "CALC"                              # the place "over a calcinosis": not a new digital ulcer
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class KnownUlcer:
     healed: bool = False
     last_open_on: date | None = None      # the last day it was reported (or noted) open: a healing is not before
     staff_noted: bool = False
+    onset: date | None = None             # the day it appeared (the patient's onset, or the day it was noted)
 
     @property
     def place(self) -> Place:
@@ -79,6 +82,7 @@ def classify(context: UlcerContext, reports: Mapping[int, Place], closed_now: It
         target.setdefault(u.place, u.number)
     number = context.next_number
     out: dict[int, tuple[str, int]] = {}
+    fresh: set[int] = set()             # numbers given in this entry: two reports at one place are two ulcers
     for k in sorted(reports):
         if k in context.fixed:
             kind, n = context.fixed[k]
@@ -88,7 +92,7 @@ def classify(context: UlcerContext, reports: Mapping[int, Place], closed_now: It
             healed_at.pop(reports[k], None)
             continue
         place = reports[k]
-        if place in open_at:
+        if place in open_at and open_at[place] not in fresh:
             out[k] = (AGAIN, open_at[place])
         elif place in healed_at:
             n = healed_at.pop(place)
@@ -97,6 +101,7 @@ def classify(context: UlcerContext, reports: Mapping[int, Place], closed_now: It
         else:
             out[k] = (NEW, number)
             open_at[place] = number
+            fresh.add(number)
             number += 1
     return out
 
@@ -113,6 +118,19 @@ def days_from(anchor: date | None, day: str | None) -> int | None:
     return (date.fromisoformat(day) - anchor).days
 
 
+def healing_start(anchor: date | None, onset: date | None) -> date | None:
+    """Where days to healing count from: the injection for an ulcer there before it (the treated ones), the ulcer's
+    onset for one that appeared after the injection."""
+    if anchor is None:
+        return None
+    return onset if onset is not None and onset > anchor else anchor
+
+
+def days_to_healing(context: UlcerContext, number: int, closed_on: str | None) -> int | None:
+    u = context.ulcer(number)
+    return days_from(healing_start(context.anchor, u.onset if u else None), closed_on)
+
+
 # The course of each ulcer over the entries -----------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -127,10 +145,17 @@ class Noted:
     staff_noted: bool
     noted_on: date
     visit: str | None = None               # the entry that first reported it (None: noted by the study team)
+    onset: date | None = None              # the day the patient says it appeared (a diary's report)
 
     @property
     def place(self) -> Place:
         return (self.hand, self.finger, self.site)
+
+    @property
+    def appeared(self) -> date | None:
+        """The day it appeared, as far as known: the team's note, or the onset the patient gave in a diary (None
+        for one of the baseline inventory, there before the injection)."""
+        return self.noted_on if self.staff_noted else self.onset
 
 
 @dataclass(frozen=True)
@@ -159,12 +184,13 @@ class Course:
     history: tuple[tuple[str, str], ...] = ()     # (visit, what happened) in order
 
     def days_to_healing(self, anchor: date | None) -> int | None:
-        return None if anchor is None or self.healed_on is None else (self.healed_on - anchor).days
+        start = healing_start(anchor, self.ulcer.appeared)
+        return None if start is None or self.healed_on is None else (self.healed_on - start).days
 
     def known(self) -> KnownUlcer:
         u = self.ulcer
         return KnownUlcer(u.number, u.hand, u.finger, u.site, u.treated, self.healed, self.last_open_on,
-                          u.staff_noted)
+                          u.staff_noted, u.appeared)
 
 
 def courses(noted: Iterable[Noted], entries: Iterable[Entry]) -> list[Course]:
@@ -217,7 +243,8 @@ def context_to_json(context: UlcerContext) -> dict[str, object]:
             "unconfirmed": list(context.unconfirmed), "last_number": context.last_number,
             "known": [{"number": u.number, "hand": u.hand, "finger": u.finger, "site": u.site, "treated": u.treated,
                        "healed": u.healed, "staff_noted": u.staff_noted,
-                       "last_open_on": u.last_open_on.isoformat() if u.last_open_on else None}
+                       "last_open_on": u.last_open_on.isoformat() if u.last_open_on else None,
+                       "onset": u.onset.isoformat() if u.onset else None}
                       for u in context.known]}
 
 
@@ -226,7 +253,8 @@ def context_from_json(data: Mapping[str, object] | None, fixed: Mapping[int, tup
     data = data or {}
     known = tuple(KnownUlcer(int(u["number"]), u["hand"], u["finger"], u["site"], bool(u["treated"]),
                              bool(u["healed"]), date.fromisoformat(u["last_open_on"]) if u.get("last_open_on")
-                             else None, bool(u.get("staff_noted")))
+                             else None, bool(u.get("staff_noted")),
+                             date.fromisoformat(u["onset"]) if u.get("onset") else None)
                   for u in data.get("known") or [])  # type: ignore[union-attr]
     anchor = data.get("anchor")
     return UlcerContext(known=known, unconfirmed=tuple(int(n) for n in data.get("unconfirmed") or []),  # type: ignore[union-attr]

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from proapp.audit.services import record
-from proapp.instruments import Instrument, Registry, score_with
+from proapp.instruments import Instrument, Registry, removed_scores, score_with, still_asked
 from proapp.instruments.ulcers import context_from_json, reports_of
 from proapp.questionnaire import flow as flowmod
 from proapp.questionnaire.models import Answer, Correction, Response, ResponseStatus
@@ -118,7 +118,12 @@ def correct_answer(db: Session, registry: Registry, response: Response, *, item_
     ulcers = None
     if response.flow_state and "ulcers" in response.flow_state:
         ulcers = context_from_json(response.flow_state["ulcers"], reports_of(response.scores))
-    scores = score_with(inst, flowmod.as_scoring_answers(answers), ulcers)
+    # Answers the correction made meaningless (a closing day beside "not closed") are not scored.
+    asked = still_asked(inst, answers)
+    scores = score_with(inst, flowmod.as_scoring_answers({k: v for k, v in answers.items() if k in asked}), ulcers)
+    removed = removed_scores(inst, response.corrected_scores or response.scores, scores)
+    if removed:
+        scores["removed"] = [list(k) for k in removed]
     response.corrected_scores = scores
     response.export_seq = None                    # back into the feed: the EDC gets the corrected response
     db.flush()

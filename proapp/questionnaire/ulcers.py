@@ -155,7 +155,9 @@ def patient_ulcers(conn: Connection, patient_id: int, registry: Registry) -> Pat
         for k, (kind, n) in sorted(reports.items()):
             u = groups.get("DU_ULCER", {}).get(k, {})
             if kind == NEW and {"DU_HAND", "DU_FINGER", "DU_SITE"} <= set(u):
-                noted.append(Noted(n, u["DU_HAND"], u["DU_FINGER"], u["DU_SITE"], False, False, on, row.visit_code))
+                onset = _day(u.get("DU_ONSET"))
+                noted.append(Noted(n, u["DU_HAND"], u["DU_FINGER"], u["DU_SITE"], False, False, on, row.visit_code,
+                                   onset if onset and onset <= on else None))
         entries.append(Entry(row.visit_code, on, groups, reports))
     marks = set()
     t = NotedUlcer.__table__
@@ -165,9 +167,16 @@ def patient_ulcers(conn: Connection, patient_id: int, registry: Registry) -> Pat
         else:
             noted.append(Noted(n.number, n.hand, n.finger, n.site, n.treated, True, n.noted_on))
     noted = [Noted(u.number, u.hand, u.finger, u.site, u.treated or u.number in marks, u.staff_noted, u.noted_on,
-                   u.visit) for u in noted]
+                   u.visit, u.onset) for u in noted]
     return PatientUlcers(courses(noted, entries), patient.anchor_date,
                          frozenset(r.instrument_code for r in rows))
+
+
+def _day(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
 
 
 def lock_patient(db: Session, patient_id: int) -> None:

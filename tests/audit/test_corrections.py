@@ -162,7 +162,8 @@ def test_the_edc_receives_the_corrected_response_with_both_values(app):
     statuses = {e["resource"]["identifier"]["value"]: e["resource"]["status"] for e in bundle["entry"]
                 if e["resource"]["resourceType"] == "QuestionnaireResponse"}
     assert statuses[str(diary)] == "amended"
-    url = next(e["fullUrl"] for e in bundle["entry"] if e["resource"].get("identifier", {}).get("value") == str(diary))
+    url = next(e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "QuestionnaireResponse"
+               and e["resource"]["identifier"]["value"] == str(diary))
     derived = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
                and e["resource"]["derivedFrom"] == [{"reference": url}]]
     assert derived and {o["status"] for o in derived} == {"amended"}

@@ -247,7 +247,8 @@ def test_ulcer_diary_with_two_ulcers(app, live_server, browser, viewport, js):
     assert_fits(page)
     go(page, page.get_by_role("button", name="Envoyer mes réponses").first)
     du = stored_scores(app, "DU_DIARY")
-    assert (du["new_ulcer_count"], du["fingers_affected"]) == (2, ["L1", "R3"])
+    # The thumb's ulcer is over a calcinosis: followed, not a new digital ulcer as the protocol counts them.
+    assert (du["new_ulcer_count"], du["fingers_affected"], du["active_ulcer_count"]) == (1, ["R3"], 2)
     assert stored_scores(app, "PAIN_VAS")["pain"] == 100
     assert "signes d'infection" not in page.content()
 

@@ -38,6 +38,8 @@ OTHER_ROUTES = {
     "api.questionnaire": "an API key of the study (tests/export)",
     "api.canonical_questionnaire": "an API key of a study using the instrument (tests/export)",
     "api.responses": "an API key of the study (tests/export)",
+    **{f"api.responses_{fmt}": "an API key of the study (tests/export, the generated client)"
+       for fmt in ("csv", "odm", "fhir", "redcap")},
     "api.acknowledgements": "an API key of the study (tests/export)",
     "api.alerts": "an API key of the study (tests/export)",
 }

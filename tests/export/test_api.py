@@ -352,6 +352,31 @@ def test_acknowledgements_and_the_pull_log(app, key):
         assert s.scalar(select(ApiKey.last_used_at).where(ApiKey.prefix == key[3:11])) is not None
 
 
+def test_the_documented_ten_thousand_acknowledgements_fit_and_whole_floats_are_ids(app, key):
+    client = app.test_client()
+    complete_diary(app, "ADU-TLS-001")
+    ids = [i["id"] for i in client.get(f"{URL}/responses", headers=auth(key)).get_json()["data"]]
+    # 10,000 items at their widest, as a JSON library with spaces writes them: well over the 64 KiB pages take.
+    widest = [{"id": 2**31 - 1 - n, "revision": 2**31 - 1} for n in range(9_998)]
+    body = json.dumps({"responses": [{"id": float(ids[0]), "revision": 0.0}, {"id": ids[1], "revision": 0},
+                                     *widest]})
+    assert len(body) > 400_000
+    resp = client.post(f"{URL}/acknowledgements", data=body, content_type="application/json", headers=auth(key))
+    assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+    answer = resp.get_json()
+    assert answer["acknowledged"] == [{"id": i, "revision": 0} for i in sorted(ids)]
+    assert len(answer["unknown"]) == 9_998
+    huge = client.post(f"{URL}/acknowledgements", data=" " * (800 * 1024) + "{}", content_type="application/json",
+                       headers=auth(key))
+    assert huge.status_code == 413 and huge.mimetype == "application/problem+json"
+    spec = client.get("/api/v1/openapi.json").get_json()
+    assert "413" in spec["paths"]["/api/v1/studies/{study}/acknowledgements"]["post"]["responses"]
+    for bad in (1.5, "1", True):
+        refused = client.post(f"{URL}/acknowledgements", json={"responses": [{"id": ids[0], "revision": bad}]},
+                              headers=auth(key))
+        assert refused.status_code == 400, bad
+
+
 @pytest.mark.requirement("ACCESS")
 def test_a_site_restricted_key_sees_only_its_sites(app):
     from tests.questionnaire.helpers import enrol_with_open_window
@@ -522,7 +547,16 @@ def test_sequence_numbers_count_the_keys_own_responses_only(app):
     assert [(i["subject_id"], i["sequence"]) for i in second["data"]] == [("IMA-PSL-001", 3), ("IMA-PSL-002", 4)]
     odm = client.get(f"/api/v1/studies/IMATINIB-SSC/responses?format=odm&limit=2&cursor={first['next_cursor']}",
                      headers=auth(psl)).data
-    assert b'FileOID="proapp.IMATINIB-SSC.2-4"' in odm                  # positions, not feed numbers
+    prefix = psl.removeprefix("pk_").split(".")[0]
+    # Positions, not feed numbers; the key in the OID (another key's page 2-4 is another file); the page before it.
+    base = f"proapp.IMATINIB-SSC.{prefix}"
+    assert f'FileOID="{base}.upto-4" PriorFileOID="{base}.upto-2"'.encode() in odm
+    every_site = make_key(app, "IMATINIB-SSC")
+    first_all = pull(every_site)
+    odm_all = client.get(f"/api/v1/studies/IMATINIB-SSC/responses?format=odm&limit=2&cursor="
+                         f"{first_all['next_cursor']}", headers=auth(every_site)).data
+    oid = etree.fromstring(odm_all).get("FileOID")
+    assert oid.endswith(".upto-4") and oid != etree.fromstring(odm).get("FileOID")
     # A cursor of the first form (no position) still works: the position is counted once.
     with app.app_context():
         from proapp.export.models import ApiKey as Key

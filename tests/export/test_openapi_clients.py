@@ -60,6 +60,22 @@ def test_a_generated_client_is_typed_and_reads_the_api(app, tmp_path: Path):
         assert isinstance(page, models.ResponsePage), page
         assert [r.instrument.code for r in page.data] == ["DU_DIARY", "PAIN_VAS"]
         assert isinstance(page.data[0].completed_at, datetime.datetime) and page.data[0].revision == 0
+        # Each other format is an operation of its own, whose body the client reads without raising (it reads only
+        # an operation's first media type: through get_responses, a CSV body would be parsed as JSON).
+        for fmt, starts in (("csv", b"response_id,"), ("odm", b"<?xml"), ("fhir", b'{"resourceType":"Bundle"'),
+                            ("redcap", b"[{")):
+            operation = importlib.import_module(f"proapp_client.api.default.get_responses_{fmt}")
+            detailed = operation.sync_detailed("ADUSE", client=client)
+            assert detailed.status_code == 200 and detailed.content.startswith(starts), fmt
+            parsed = detailed.parsed
+            if fmt == "redcap":
+                assert isinstance(parsed, list) and parsed[0].record_id == "ADU-TLS-001", parsed
+            elif fmt == "fhir":
+                assert isinstance(parsed, models.FhirResource) and parsed.resource_type == "Bundle", parsed
+            elif fmt == "csv":
+                assert isinstance(parsed, str) and parsed.startswith(starts.decode()), parsed
+            else:                        # XML: the client has no model for it; the body is in .content
+                assert parsed is None
         get_metadata = importlib.import_module("proapp_client.api.default.get_metadata")
         meta = get_metadata.sync("ADUSE", client=client)
         assert isinstance(meta, models.Dictionary) and meta.visits[0].code == "W0"

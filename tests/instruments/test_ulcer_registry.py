@@ -2,11 +2,13 @@
 
 The story: the injection is on 1 March. The team noted ulcer 1 (left index, fingertip), treated. At baseline the
 patient confirms it, reports it again, and reports a second one (right middle, fingertip). Week 1: ulcer 1 still
-open, ulcer 2 closed on 11 March (10 days from the injection) but open again at the same place the same week, and a
-third one (right little finger, over a calcinosis). Week 2 is skipped. Week 3: ulcer 1 closed on 20 March
-(19 days); ulcer 2 closed on 18 March; ulcer 3 still open; the same new ulcer reported twice.
+open, ulcer 2 closed on 11 March but open again at the same place the same week (not healed: no days to healing),
+and a third one (right little finger, over a calcinosis: followed, but not a new digital ulcer as the protocol
+counts them). Week 2 is skipped. Week 3: ulcer 1 closed on 20 March (19 days); ulcer 2 closed on 18 March; ulcer 3
+still open; two new ulcers reported at one place (two ulcers: a report is never merged away).
 """
 
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -104,12 +106,13 @@ def test_week_one_follows_the_known_ulcers_and_tells_recurrence_from_new():
     ctx = context_of(registry_after(("W0", date(2026, 2, 28), BASELINE, bl)), INJECTION)
     assert [u.number for u in ctx.followed] == [1, 2] and ctx.unconfirmed == ()
     r = week(W1, ctx)
-    assert r["groups"]["DU_KNOWN"] == {"2": {"days_to_healing": 10}}         # 11 March - 1 March
+    assert r["groups"]["DU_KNOWN"] == {}              # ulcer 2 closed on 11 March, but open again in this entry
     assert r["groups"]["DU_ULCER"] == {"1": {"ulcer_number": 2, "report_kind": RECURRENCE},
                                        "2": {"ulcer_number": 3, "report_kind": NEW}}
     # Ulcer 2 closed and open again in the same entry is not counted healed; open now: 1, 2 and 3; treated: 1.
+    # Ulcer 3 is over a calcinosis: not a new digital ulcer, and a recurrence is no new ulcer's finger either.
     assert (r["new_ulcer_count"], r["recurrent_ulcer_count"], r["healed_ulcer_count"], r["active_ulcer_count"],
-            r["treated_active_count"], r["fingers_affected"]) == (1, 1, 0, 3, 1, ["R3", "R5"])
+            r["treated_active_count"], r["fingers_affected"]) == (0, 1, 0, 3, 1, [])
 
 
 def test_a_skipped_week_keeps_following_and_week_three_heals_and_dedups():
@@ -126,16 +129,16 @@ def test_a_skipped_week_keeps_following_and_week_three_heals_and_dedups():
                                                                   3: date(2026, 3, 14)}
     r = week(W3, ctx)
     assert r["groups"]["DU_KNOWN"] == {"1": {"days_to_healing": 19}, "2": {"days_to_healing": 17}}
-    # The same new ulcer reported twice: one new ulcer (4), the second report is it again.
+    # Two new ulcers reported at one place: two ulcers (4 and 5), both counted; none is lost.
     assert r["groups"]["DU_ULCER"] == {"1": {"ulcer_number": 4, "report_kind": NEW},
-                                       "2": {"ulcer_number": 4, "report_kind": AGAIN}}
+                                       "2": {"ulcer_number": 5, "report_kind": NEW}}
     assert (r["new_ulcer_count"], r["recurrent_ulcer_count"], r["healed_ulcer_count"], r["active_ulcer_count"],
-            r["treated_active_count"]) == (1, 0, 2, 2, 0)
+            r["treated_active_count"], r["fingers_affected"]) == (2, 0, 2, 3, 0, ["L4"])
     final = {c.ulcer.number: c for c in registry_after(*after_bl, ("W1", date(2026, 3, 14), W1, w1),
                                                        ("W3", date(2026, 3, 28), W3, r))}
     assert final[1].days_to_healing(INJECTION) == 19 and final[1].ulcer.treated
     assert final[2].healed and final[2].days_to_healing(INJECTION) == 17 and final[2].reopened == 1
-    assert not final[3].healed and final[4].reported_again == 1
+    assert not final[3].healed and not final[4].healed and not final[5].healed
 
 
 def test_the_derived_values_come_out_by_code_and_by_repeat():
@@ -150,7 +153,39 @@ def test_the_derived_values_come_out_by_code_and_by_repeat():
 
 def test_without_a_registry_every_report_is_new():
     r = week({"DU_NEW": "Y", **ulcer(1, "L", "1", "TIP"), **ulcer(2, "L", "1", "TIP")}, None)
-    assert (r["new_ulcer_count"], r["groups"]["DU_ULCER"]["2"]["report_kind"]) == (1, AGAIN)
+    assert (r["new_ulcer_count"], r["groups"]["DU_ULCER"]["2"]["report_kind"]) == (2, NEW)
+
+
+def test_ten_new_ulcers_at_one_place_are_ten_and_raise_the_alert_calcinosis_ones_do_not():
+    from proapp.alerts.rules import evaluate, values_of
+    from proapp.studies.catalog import DATA_DIR, DEMO_CONTACTS, load_studies
+
+    registry = default_registry()
+    inst = registry.get("DU_DIARY", "2.0")
+    rules = [r for r in load_studies(DATA_DIR, registry, DEMO_CONTACTS, demo_contacts=True).get("ADUSE").alerts.rules
+             if r.code == "DU_NEW_ULCERS"]
+
+    def alerted(scores) -> bool:
+        return bool(evaluate(rules, {"DU_DIARY": values_of(inst, {}, scores)}, {}))
+
+    r = week({"DU_NEW": "Y", **{k: v for n in range(1, 11) for k, v in ulcer(n, "L", "2", "TIP").items()}}, None)
+    assert r["new_ulcer_count"] == 10 and sorted(v["ulcer_number"] for v in r["groups"]["DU_ULCER"].values()) == \
+        list(range(1, 11))
+    assert alerted(r)
+    calc = week({"DU_NEW": "Y", **ulcer(1, "L", "2", "CALC"), **ulcer(2, "R", "3", "CALC"),
+                 **ulcer(3, "R", "4", "TIP")}, None)
+    assert (calc["new_ulcer_count"], calc["fingers_affected"]) == (1, ["R4"]) and not alerted(calc)
+
+
+def test_days_to_healing_of_an_ulcer_that_appeared_after_the_injection_count_from_its_onset():
+    later = Noted(2, "R", "3", "TIP", False, False, date(2026, 3, 14), "W2", onset=date(2026, 3, 10))
+    ctx = context_of(courses([STAFF, later], []), INJECTION)
+    r = week({"DU_KNOWN_CLOSED[1]": "Y", "DU_KNOWN_CLOSED_ON[1]": "2026-03-20", "DU_KNOWN_CLOSED[2]": "Y",
+              "DU_KNOWN_CLOSED_ON[2]": "2026-03-20", "DU_NEW": "N"},
+             replace(ctx, unconfirmed=()))
+    # Ulcer 1 (noted before the injection): from the injection, 19 days; ulcer 2 (appeared 10 March): 10 days.
+    assert r["groups"]["DU_KNOWN"] == {"1": {"days_to_healing": 19}, "2": {"days_to_healing": 10}}
+    assert context_from_json(context_to_json(ctx)).ulcer(2).onset == date(2026, 3, 10)
 
 
 def test_a_correction_keeps_the_numbers_given_at_completion():

@@ -112,8 +112,9 @@ def test_ulcer_diary_and_pain_in_french_with_two_ulcers(app, client, session):
     assert "Appelez votre équipe d'étude aujourd'hui" in text(done.text)
     assert 'href="tel:+33199000101"' in done.text
     du = session.scalar(select(Response).where(Response.instrument_code == "DU_DIARY"))
-    assert du.scores["new_ulcer_count"] == 2 and du.scores["active_ulcer_count"] == 2
-    assert du.scores["fingers_affected"] == ["L2", "R3"]
+    # The second is over a calcinosis: followed (open), but not a new digital ulcer as the protocol counts them.
+    assert du.scores["new_ulcer_count"] == 1 and du.scores["active_ulcer_count"] == 2
+    assert du.scores["fingers_affected"] == ["R3"]
     assert du.scores["groups"]["DU_ULCER"] == {"1": {"ulcer_number": 1, "report_kind": "new"},
                                                "2": {"ulcer_number": 2, "report_kind": "new"}}
     assert du.flow_state["wording"]["DU_NEW"] == "first_entry"       # the exports say what was read

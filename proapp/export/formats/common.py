@@ -6,10 +6,37 @@ from datetime import UTC, datetime
 from typing import Any
 
 from proapp.export.data import Exported
-from proapp.instruments import derived_group_values, derived_values
+from proapp.instruments import derived_group_values, derived_values, still_asked
 from proapp.instruments.schema import Instrument, Item
 
-__all__ = ["all_scores", "derived_group_values", "derived_values", "grouped_answers", "iso", "shown"]
+__all__ = ["all_scores", "current_answers", "derived_group_values", "derived_values", "grouped_answers", "iso",
+           "removed", "shown"]
+
+Answer = tuple[str, int, str | None, datetime]
+
+
+def current_answers(inst: Instrument, e: Exported) -> list[Answer]:
+    """The answers as corrected, without those a correction made meaningless (their question would no longer be
+    asked: a closing day beside "not closed"); an uncorrected response as answered."""
+    if not e.corrections:
+        return e.answers
+    answers = e.effective()
+    asked = still_asked(inst, {(code, rep): value for code, rep, value, _at in answers})
+    return [a for a in answers if (a[0], a[1]) in asked]
+
+
+def removed(inst: Instrument, e: Exported) -> list[tuple[str, str, int | None]]:
+    """What a corrected response no longer has that an earlier revision had, for the formats to say so
+    explicitly: ("answer", item code, repeat) for an answer made meaningless, ("score", code, repeat or None)
+    for a derived value that can no longer be computed. Empty for an uncorrected response."""
+    if not e.corrections:
+        return []
+    had = {(code, rep) for code, rep, value, _at in e.answers if value is not None}
+    had |= {(c[0], c[1]) for c in e.corrections}
+    now = {(code, rep) for code, rep, value, _at in current_answers(inst, e) if value is not None}
+    out: list[tuple[str, str, int | None]] = [("answer", code, rep) for code, rep in sorted(had - now)]
+    out += [("score", code, rep) for code, rep in (e.current_scores or {}).get("removed") or []]
+    return out
 
 
 def iso(dt: datetime) -> str:
@@ -35,7 +62,7 @@ def grouped_answers(inst: Instrument, e: Exported) -> dict[str, Any]:
     patient's ulcers (followed until they heal), as an object keyed by the ulcer's number."""
     out: dict[str, Any] = {}
     registry = {g.code for g in inst.groups if g.repeats_from}
-    for code, repeat, value, _at in e.effective():
+    for code, repeat, value, _at in current_answers(inst, e):
         try:
             item = inst.item(code)
         except KeyError:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from proapp.export.data import Exported
-from proapp.export.formats.common import all_scores, iso, shown
+from proapp.export.formats.common import all_scores, current_answers, iso, removed, shown
 from proapp.instruments.schema import Instrument, Item
 
 CSV_COLUMNS = ("response_id", "sequence", "subject_id", "site", "visit", "instrument", "instrument_version",
@@ -31,13 +31,15 @@ def csv_rows(e: Exported, inst: Instrument, lang: str, variant: str | None,
              sequence: int) -> Iterator[tuple[Any, ...]]:
     """One row per answer (``row_kind`` answer), then one per derived score (``score``: ``item_code`` the score's
     code, ``repeat`` its repeat for a value per ulcer). The item's label is what the patient read (stem, the study's
-    ``variant``); a corrected answer keeps the time it was given (``answered_at``) beside ``corrected_at``."""
+    ``variant``); a corrected answer keeps the time it was given (``answered_at``) beside ``corrected_at``. Last, a
+    corrected response's ``removed_answer`` and ``removed_score`` rows (empty value) name what an earlier revision
+    had and this one no longer has: the receiver deletes it."""
     head = (e.id, sequence, e.subject_id, e.site, e.visit, e.instrument, e.version,
             e.language, iso(e.completed_at), "yes" if e.on_site else "no")
     originals = {(c[0], c[1]): c for c in reversed(e.corrections)}      # the first correction holds the original
     latest = {(c[0], c[1]): c for c in e.corrections}
     given = {(code, repeat): at for code, repeat, _value, at in e.answers}
-    for code, repeat, value, _at in e.effective():
+    for code, repeat, value, _at in current_answers(inst, e):
         try:
             item = inst.item(code)
         except KeyError:
@@ -53,3 +55,8 @@ def csv_rows(e: Exported, inst: Instrument, lang: str, variant: str | None,
     no_answer_columns = ("",) * 7              # value_label, answered_at and the correction's five columns
     for code, repeat, value in all_scores(inst, e.current_scores):
         yield (*head, code, repeat or 0, "" if value is None else value, labels[code], *no_answer_columns, "score")
+    items = {i.code: i for i in inst.items}
+    for kind, code, repeat in removed(inst, e):
+        label = labels[code] if kind == "score" else (
+            shown(items[code], e, variant or inst.default_variant)(lang) if code in items else "")
+        yield (*head, code, repeat or 0, "", label, *no_answer_columns, f"removed_{kind}")

@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from proapp.export.data import Exported
-from proapp.export.formats.common import all_scores, iso, shown
+from proapp.export.formats.common import all_scores, current_answers, iso, removed, shown
 from proapp.export.formats.csv_format import value_label
 from proapp.instruments.schema import Instrument, Item
 from proapp.studies.schema import StudyDef
@@ -55,7 +55,7 @@ def fhir_response(e: Exported, inst: Instrument, study: StudyDef, public_url: st
     groups: dict[str, dict[int, list[dict[str, Any]]]] = {}
     use = study.instruments.get(inst.code)
     variant = (use.variant if use else None) or inst.default_variant
-    for code, repeat, value, _at in e.effective():
+    for code, repeat, value, _at in current_answers(inst, e):
         try:
             item = inst.item(code)
         except KeyError:
@@ -88,37 +88,56 @@ def fhir_response(e: Exported, inst: Instrument, study: StudyDef, public_url: st
     }
 
 
+def observation_id(e: Exported, code: str, repeat: int | None) -> str:
+    """The Observation's id, the same in every revision of the response: (response, score, ulcer or report)."""
+    return f"proapp-{e.id}-{code.replace('_', '-').lower()}" + ("" if repeat is None else f"-{repeat}")
+
+
 def fhir_observations(e: Exported, inst: Instrument, study: StudyDef, response_url: str) -> list[dict[str, Any]]:
     """The derived scores the FHIR way: an Observation per score (and per ulcer for a value per ulcer) that is
     ``derivedFrom`` the QuestionnaireResponse, coded ``urn:proapp:derived`` with ``INSTRUMENT.CODE``; a score that
-    could not be computed (too many answers missing) is left out, as in the other formats."""
+    could not be computed (too many answers missing) is left out, as in the other formats. Each has an ``id`` and
+    ``identifier`` stable across revisions, so a receiver matches a corrected value (status ``amended``) to the one
+    it replaces; a value a correction removed comes once more as ``entered-in-error``, without a value."""
     subject = {"identifier": {"system": f"urn:proapp:{study.code}:subject", "value": e.subject_id},
                "display": e.subject_id}
     types = {d.code: d for d in inst.derived}
-    out = []
-    for code, repeat, value in all_scores(inst, e.current_scores):
-        if value is None:
-            continue
+
+    def observation(code: str, repeat: int | None, status: str) -> dict[str, Any]:
         d = types[code]
         obs: dict[str, Any] = {
             "resourceType": "Observation",
-            "status": "amended" if e.corrections else "final",
+            "id": observation_id(e, code, repeat),
+            "meta": {"versionId": str(len(e.corrections) + 1)},
+            "identifier": [{"system": f"urn:proapp:{study.code}:derived",
+                            "value": f"{e.id}.{inst.code}.{code}" + ("" if repeat is None else f".{repeat}")}],
+            "status": status,
             "code": {"coding": [{"system": DERIVED_SYSTEM, "code": f"{inst.code}.{code}",
                                  "display": d.label("en")}],
                      "text": d.label(e.language) + (f" ({repeat})" if repeat is not None else "")},
             "subject": subject, "effectiveDateTime": iso(e.completed_at),
             "derivedFrom": [{"reference": response_url}],
         }
-        if d.type == "integer":
-            obs["valueInteger"] = int(value)
-        elif d.type == "decimal":
-            obs["valueQuantity"] = {"value": float(value)}
-        else:
-            obs["valueString"] = str(value)
         if repeat is not None:               # the ulcer (or report) it is about: the group's repeat key
             obs["component"] = [{"code": {"coding": [{"system": DERIVED_SYSTEM, "code": f"{inst.code}.{d.group}"}],
                                           "text": "repeat"}, "valueInteger": repeat}]
+        return obs
+
+    out = []
+    for code, repeat, value in all_scores(inst, e.current_scores):
+        if value is None or value == "":
+            continue
+        obs = observation(code, repeat, "amended" if e.corrections else "final")
+        kind = types[code].type
+        if kind == "integer":
+            obs["valueInteger"] = int(value)
+        elif kind == "decimal":
+            obs["valueQuantity"] = {"value": float(value)}
+        else:
+            obs["valueString"] = str(value)
         out.append(obs)
+    out += [observation(code, repeat, "entered-in-error") for kind, code, repeat in removed(inst, e)
+            if kind == "score" and code in types]
     return out
 
 

@@ -5,13 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from proapp.export.data import Exported
-from proapp.export.formats.common import derived_group_values, derived_values, grouped_answers, iso
+from proapp.export.formats.common import derived_group_values, derived_values, grouped_answers, iso, removed
 from proapp.instruments.schema import Instrument
 
 
 def json_item(e: Exported, inst: Instrument, sequence: int) -> dict[str, Any]:
     """``sequence``: the response's place among those the receiver was given (a key's pulls, or a push endpoint's
-    deliveries), so that it tells nothing of other studies' or sites' volume."""
+    deliveries), so that it tells nothing of other studies' or sites' volume. A corrected response lists in
+    ``removed`` what an earlier revision had and this one no longer has (an answer made meaningless, a score that
+    can no longer be computed), and its group scores hold null for a removed value per repeat: delete them."""
+    gone = removed(inst, e)
+    groups: dict[str, dict[str, dict]] = {g: {str(k): dict(v) for k, v in sorted(reps.items())}
+                                          for g, reps in derived_group_values(inst, e.current_scores).items()}
+    group_of = {d.code: d.group for d in inst.derived}
+    for kind, code, repeat in gone:
+        if kind == "score" and repeat is not None and group_of.get(code):
+            groups.setdefault(group_of[code], {}).setdefault(str(repeat), {})[code] = None
     return {
         "id": e.id,
         "sequence": sequence,
@@ -30,13 +39,13 @@ def json_item(e: Exported, inst: Instrument, sequence: int) -> dict[str, Any]:
         "scores": derived_values(inst, e.current_scores),
         # Derived values per repeat: each reported ulcer's number in the registry and kind, each followed ulcer's
         # days to healing (keyed by the ulcer's number).
-        "group_scores": {g: {str(k): v for k, v in sorted(reps.items())}
-                         for g, reps in derived_group_values(inst, e.current_scores).items()},
+        "group_scores": groups,
         "wording": e.wording,
         # What the patient agreed to (SMS, answering online) on which information sheet, and later acknowledgements
         "agreements": [{"kind": kind, "information_version": version, "given_on": day.isoformat()}
                        for kind, version, day in e.agreements],
         "revision": len(e.corrections),
+        "removed": [{"kind": kind, "code": code, "repeat": repeat} for kind, code, repeat in gone],
         "corrections": [{"item": c[0], "repeat": c[1], "old_value": c[2], "new_value": c[3], "reason": c[4],
                          "by": c[5], "at": iso(c[6]),
                          "signature": {"meaning": c[7], "method": c[8]} if c[7] else None,

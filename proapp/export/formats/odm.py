@@ -9,7 +9,7 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from proapp.export.data import Exported
-from proapp.export.formats.common import derived_group_values, derived_values, iso
+from proapp.export.formats.common import current_answers, derived_group_values, derived_values, iso, removed
 from proapp.instruments import Registry
 from proapp.instruments.schema import Instrument
 from proapp.studies.schema import StudyDef
@@ -106,9 +106,21 @@ def _source(fix: tuple) -> str:
     return f"corrected by {fix[5]}; prior value: {prior}{signed}"
 
 
-def odm_header(file_oid: str, created: datetime, description: str, file_type: str = "Snapshot") -> str:
+def file_oids(study: str, key_prefix: str, position: int, count: int) -> tuple[str, str | None]:
+    """A page's FileOID and PriorFileOID. A page is named by the key and by where it ends among what the key was
+    given (``upto-N``), so two keys (all sites, one site) never give two files one OID, a page pulled again is
+    the same file, and each page names the one before it (the incremental series ODM chains with PriorFileOID).
+    A page with nothing new is not in the series: ``.empty``, its prior the last page."""
+    base = f"proapp.{study}.{key_prefix}"
+    prior = f"{base}.upto-{position}" if position else None
+    return (f"{base}.upto-{position + count}" if count else f"{base}.upto-{position}.empty"), prior
+
+
+def odm_header(file_oid: str, prior: str | None, created: datetime, description: str,
+               file_type: str = "Snapshot") -> str:
+    prior_attr = f" PriorFileOID={quoteattr(prior)}" if prior else ""
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<ODM xmlns="{ODM_NS}" ODMVersion="1.3.2" FileType="{file_type}" '
-            f'Granularity="All" FileOID={quoteattr(file_oid)} CreationDateTime="{iso(created)}" '
+            f'Granularity="All" FileOID={quoteattr(file_oid)}{prior_attr} CreationDateTime="{iso(created)}" '
             f'Description={quoteattr(description)} Originator="proapp">\n')
 
 
@@ -157,7 +169,7 @@ def _form(e: Exported, inst: Instrument, oids: Oids) -> Iterator[str]:
              "</AuditRecord>"]
     plain, repeats = [], {}
     fixes = {(c[0], c[1]): c for c in e.corrections}
-    for code, repeat, value, _at in e.effective():
+    for code, repeat, value, _at in current_answers(inst, e):
         try:
             item = inst.item(code)
         except KeyError:
@@ -171,6 +183,19 @@ def _form(e: Exported, inst: Instrument, oids: Oids) -> Iterator[str]:
                      f"<ReasonForChange>{escape(fix[4])}</ReasonForChange><SourceID>{escape(_source(fix))}"
                      "</SourceID></AuditRecord>")
         target.append(_item_data(oids.item(e.instrument, code), value, "Update" if fix else tx, audit))
+    # What a correction removed (an answer made meaningless, a score no longer computed) is said: a Remove.
+    group_of = {d.code: d.group for d in inst.derived}
+    gone_scores: dict[str, str] = {}
+    for kind, code, repeat in removed(inst, e):
+        try:
+            group = inst.item(code).group if kind == "answer" else group_of[code]
+        except KeyError:
+            continue
+        remove = _item_data(oids.item(e.instrument, code), None, "Remove")
+        if kind == "score" and group is None:
+            gone_scores[code] = remove
+        else:
+            (repeats.setdefault((group, repeat or 0), []) if group else plain).append(remove)
     if plain:
         parts.append(f'<ItemGroupData ItemGroupOID={_attr(oids.group(e.instrument))} TransactionType="{tx}">'
                      f"{''.join(plain)}</ItemGroupData>")
@@ -183,7 +208,8 @@ def _form(e: Exported, inst: Instrument, oids: Oids) -> Iterator[str]:
         parts.append(f"<ItemGroupData ItemGroupOID={_attr(oids.group(e.instrument, group))}"
                      f' ItemGroupRepeatKey="{repeat}" TransactionType="{tx}">{"".join(items)}</ItemGroupData>')
     derived = [_item_data(oids.item(e.instrument, code), value, tx)
-               for code, value in derived_values(inst, e.current_scores).items()]
+               for code, value in derived_values(inst, e.current_scores).items() if code not in gone_scores]
+    derived += gone_scores.values()
     if derived:
         parts.append(f"<ItemGroupData ItemGroupOID={_attr(oids.group(e.instrument, 'SCORES'))}"
                      f' TransactionType="{tx}">{"".join(derived)}</ItemGroupData>')
@@ -196,7 +222,9 @@ def _wording(e: Exported) -> str:
 
 
 def _item_data(oid: str, value: Any, transaction: str, audit: str | None = None) -> str:
-    if value is None:
+    if transaction == "Remove":
+        head = f'<ItemData ItemOID={_attr(oid)} TransactionType="Remove"'
+    elif value is None or value == "":
         head = f'<ItemData ItemOID={_attr(oid)} TransactionType="{transaction}" IsNull="Yes"'
     else:
         if isinstance(value, bool):
@@ -219,7 +247,7 @@ def odm_metadata(study: StudyDef, registry: Registry, sites: list[tuple[str, str
     oids = Oids(study)
     visits = study.all_visits()
     insts = [registry.get(code, use.version) for code, use in study.instruments.items()]
-    out = [odm_header(f"proapp.metadata.{study.code}.{study.version}", created, f"{study.code} metadata"),
+    out = [odm_header(f"proapp.metadata.{study.code}.{study.version}", None, created, f"{study.code} metadata"),
            f"<Study OID={_attr(oids.study)}><GlobalVariables><StudyName>{escape(study.code)}</StudyName>"
            f"<StudyDescription>{escape(study.title)}</StudyDescription>"
            f"<ProtocolName>{escape(study.registry_id or study.code)}</ProtocolName></GlobalVariables>",

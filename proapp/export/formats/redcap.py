@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proapp.export.data import Exported
-from proapp.export.formats.common import all_scores, iso
+from proapp.export.formats.common import all_scores, current_answers, iso, removed
 from proapp.instruments.schema import Instrument, Item, Text
 from proapp.studies.schema import StudyDef
 
@@ -261,12 +261,14 @@ class Project:
         return {RECORD_ID: subject_id, "redcap_event_name": first, "redcap_repeat_instrument": "",
                 "redcap_repeat_instance": "", SITE: site, f"{PARTICIPANT}_complete": "2"}
 
-    def records(self, e: Exported, inst: Instrument) -> list[dict[str, Any]]:
-        """The rows of one response: its form's row, then a row per repeat of each group."""
+    def records(self, e: Exported, inst: Instrument) -> list[dict[str, str]]:
+        """The rows of one response: its form's row, then a row per repeat of each group; every value a string,
+        as REDCap's JSON has them. What a correction removed is a blank value, which REDCap applies with
+        ``overwriteBehavior=overwrite`` (``normal`` keeps the old value: import corrections with ``overwrite``)."""
         main = self.by_instrument[e.instrument][0]
         by_code = {f.code: f for form in self.by_instrument[e.instrument] for f in form.fields if f.code}
         event = unique_event(e.visit)
-        row: dict[str, Any] = {RECORD_ID: e.subject_id, "redcap_event_name": event, "redcap_repeat_instrument": "",
+        row: dict[str, str] = {RECORD_ID: e.subject_id, "redcap_event_name": event, "redcap_repeat_instrument": "",
                                "redcap_repeat_instance": ""}
         facts = (str(e.id), str(len(e.corrections)), e.version, e.language,
                  iso(e.completed_at).replace("T", " ").removesuffix("Z"), "1" if e.on_site else "0")
@@ -274,25 +276,32 @@ class Project:
         for f in main.fields:
             if f.kind == "checkbox" and inst_has(inst, f.code):
                 row[f"{f.name}___1"] = "0"          # shown and left unticked: a REDCap checkbox says 0
-        repeats: dict[tuple[str, int], dict[str, Any]] = {}
-        for code, repeat, value, _at in e.effective():
+        repeats: dict[tuple[str, int], dict[str, str]] = {}
+
+        def target(f: Field, repeat: int | None) -> dict[str, str]:
+            return row if f.form == main.name or not repeat else repeats.setdefault((f.form, repeat), {})
+
+        for code, repeat, value, _at in current_answers(inst, e):
             f = by_code.get(code)
             if f is None or value is None:
                 continue
-            target = row if f.form == main.name else repeats.setdefault((f.form, repeat), {})
             if f.kind == "checkbox":
-                target[f"{f.name}___1"] = "1" if value == "Y" else "0"
+                target(f, repeat)[f"{f.name}___1"] = "1" if value == "Y" else "0"
             else:
-                target[f.name] = encode(f, value)
+                target(f, repeat)[f.name] = encode(f, value)
         for code, repeat, value in all_scores(inst, e.current_scores):
             f = by_code.get(code)
             if f is not None and value is not None:
-                (row if repeat is None else repeats.setdefault((f.form, repeat), {}))[f.name] = _number(value)
+                target(f, repeat)[f.name] = _number(value)
+        for _kind, code, repeat in removed(inst, e):
+            f = by_code.get(code)
+            if f is not None:
+                target(f, repeat).update(dict.fromkeys(f.export_names(), "0" if f.kind == "checkbox" else ""))
         row[f"{main.name}_complete"] = "2"
         out = [row]
         for (form_name, rep), values in sorted(repeats.items()):
             out.append({RECORD_ID: e.subject_id, "redcap_event_name": event, "redcap_repeat_instrument": form_name,
-                        "redcap_repeat_instance": rep, **values, f"{form_name}_complete": "2"})
+                        "redcap_repeat_instance": str(rep), **values, f"{form_name}_complete": "2"})
         return out
 
     # Checks -----------------------------------------------------------------------------------------------
@@ -354,12 +363,23 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def records(project: Project, items: Iterable[tuple[Exported, Instrument]]) -> Iterator[dict[str, Any]]:
-    """REDCap's flat import records for a page of responses: each subject's participant row once, then each
-    response's rows."""
+def records(project: Project, items: Iterable[tuple[Exported, Instrument]]) -> Iterator[dict[str, str]]:
+    """REDCap's flat import records for a page of responses: one row per (record, event, repeating form,
+    instance), as REDCap imports them (a key twice in one import is refused or loses a row): the forms of one
+    visit share their event's row, and each subject's participant form (``site``) is in the row of its first
+    event."""
+    rows: dict[tuple[str, str, str, str], dict[str, str]] = {}
     seen: set[str] = set()
     for e, inst in items:
         if e.subject_id not in seen:
             seen.add(e.subject_id)
-            yield project.participant(e.subject_id, e.site)
-        yield from project.records(e, inst)
+            participant = project.participant(e.subject_id, e.site)
+            rows.setdefault(_key(participant), {}).update(participant)
+        for record in project.records(e, inst):
+            rows.setdefault(_key(record), {}).update(record)
+    yield from rows.values()
+
+
+def _key(record: dict[str, str]) -> tuple[str, str, str, str]:
+    return (record[RECORD_ID], record["redcap_event_name"], record["redcap_repeat_instrument"],
+            record["redcap_repeat_instance"])
