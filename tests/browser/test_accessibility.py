@@ -65,7 +65,7 @@ def test_patient_pages_have_no_violation(app, live_server, browser, language):
     page.wait_for_url(re.compile(r".*/q/call\?.*"))
     found["call the study team"] = violations(page)
     page.goto(f"{live_server}/q/DU_DIARY.DU_ANTIBIO")
-    for _ in range(6):                                                   # antibiotics, the complications
+    for _ in range(9):                                                   # antibiotics, the complications
         page.locator("input[value=N]").check()
         submit.click()
         page.wait_for_load_state()
