@@ -89,7 +89,7 @@ def test_every_patient_form_saves_over_https_without_a_referer(prod_app):
     assert done.status_code == 200 and p.path == "/q/done"
     with prod_app.app_context():
         s = db.session()
-        assert s.scalar(select(func.count()).select_from(Answer)) == 9
+        assert s.scalar(select(func.count()).select_from(Answer)) == 12
         assert s.scalar(select(func.count()).select_from(Response).where(Response.completed_at.is_not(None))) == 2
         assert s.get(PatientContact, pid).opted_out_at is not None
 

@@ -109,13 +109,15 @@ def _add_alerts(db: Session, hits: list[Hit], *, how: str, now: datetime, occurr
     return raised
 
 
-def raise_on_save(db: Session, visit_q: VisitQuestionnaire, instrument: str, *, now: datetime,
-                  studies: StudyCatalog, registry: Registry) -> list[int]:
+def raise_on_save(db: Session, visit_q: VisitQuestionnaire, instrument: str, items: tuple[str, ...], *,
+                  now: datetime, studies: StudyCatalog, registry: Registry) -> list[int]:
     """The urgent and same-day rules on the answers just saved: an alert the moment the patient (or staff on
     site) saves the screen that holds the answer, not when the questionnaire is sent or its window closes. Review
-    rules wait for the end of the occurrence. Raised once: submitting or saving again later finds it raised."""
+    rules wait for the end of the occurrence. Only rules reading one of the screen's ``items`` (or a score of its
+    instrument) are evaluated, so the other screens' saves cost nothing. Raised once: submitting or saving again
+    later finds it raised."""
     rules = [r for r in studies.get(visit_q.visit.study_code).alerts.rules
-             if tells_patient(r) and instrument in r.instruments()]
+             if tells_patient(r) and _reads_screen(r, instrument, items)]
     if not rules:
         return []
     conn = db.connection()
@@ -126,6 +128,11 @@ def raise_on_save(db: Session, visit_q: VisitQuestionnaire, instrument: str, *, 
     study_id = conn.execute(select(Patient.study_id).where(Patient.id == v.patient_id)).scalar_one()
     return _add_alerts(db, hits, how="answer_saved", now=now, occurrence_id=v.occurrence_id,
                        visit_code=v.visit_code, patient_id=v.patient_id, site_id=v.site_id, study_id=study_id)
+
+
+def _reads_screen(rule: AlertRule, instrument: str, items: tuple[str, ...]) -> bool:
+    return any(inst == instrument and (kind == "score" or code in items)
+               for kind, inst, code in (leaf.ref for leaf in rule.when.leaves()))
 
 
 def connect_signals() -> None:
@@ -142,10 +149,10 @@ def _on_occurrence_ended(occurrence_id: int, *, db: Session, how: str, now: date
 
 
 def _on_answers_saved(occurrence_id: int, *, db: Session, visit_q: VisitQuestionnaire, instrument: str,
-                      now: datetime) -> None:
+                      items: tuple[str, ...], now: datetime) -> None:
     from flask import current_app
 
-    raise_on_save(db, visit_q, instrument, now=now, studies=current_app.extensions["proapp.studies"],
+    raise_on_save(db, visit_q, instrument, items, now=now, studies=current_app.extensions["proapp.studies"],
                   registry=current_app.extensions["proapp.instruments"])
 
 

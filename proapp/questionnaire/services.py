@@ -475,7 +475,8 @@ def save_screen(db: Session, s: VisitQuestionnaire, screen: Screen, form: Mappin
     state["seen"] = seen
     _record_save(db, s, r, inst, state, language, now, actor)
     if values:
-        answers_saved.send(s.visit.occurrence_id, db=db, visit_q=s, instrument=inst.code, now=now)
+        answers_saved.send(s.visit.occurrence_id, db=db, visit_q=s, instrument=inst.code, items=tuple(values),
+                           now=now)
     return {}
 
 

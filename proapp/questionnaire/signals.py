@@ -18,5 +18,6 @@ signals = Namespace()
 occurrence_ended = signals.signal("occurrence-ended")
 
 # sender: the occurrence id; keyword arguments: db (the Session), visit_q (the VisitQuestionnaire, answers as
-# saved), instrument (the code of the instrument whose screen was saved), now. Sent before the save commits.
+# saved), instrument (the code of the instrument whose screen was saved), items (the codes of the screen's items),
+# now. Sent before the save commits.
 answers_saved = signals.signal("answers-saved")

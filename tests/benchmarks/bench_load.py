@@ -28,9 +28,10 @@ from cryptography.fernet import Fernet
 from tests.benchmarks._setup import bench_database, free_port, start_gunicorn
 from tests.helpers import agreed
 
-# An ADUSE weekly entry with no ulcer, screen by screen: the diary 2.0, then the pain scale.
+# An ADUSE weekly entry with no ulcer, screen by screen: the diary 2.1, then the pain scale.
 ANSWERS = {**{f"DU_DIARY.{code}": {code: "N"} for code in (
-    "DU_NEW", "DU_INFECT", "DU_ANTIBIO", "DU_NECROSIS", "DU_HOSPITAL", "DU_SURGERY", "DU_INJECTED", "DU_HARVEST")},
+    "DU_NEW", "DU_INFECT", "DU_ANTIBIO", "DU_ISCHAEMIA", "DU_NECROSIS", "DU_BONE", "DU_HOSPITAL", "DU_SURGERY",
+    "DU_AMPUTATION", "DU_INJECTED", "DU_HARVEST")},
     "PAIN_VAS.PAIN_VAS": {"PAIN_VAS": "42"}}
 
 

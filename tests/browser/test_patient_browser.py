@@ -56,8 +56,8 @@ def mark_vas(page, js: bool, item: str, end: str) -> None:
 
 
 def diary_without_ulcer(page, *, infect: str = "Non") -> None:
-    """The weekly diary's eight yes/no screens with no ulcer (then the pain scale comes)."""
-    for label in ["Non", infect, "Non", "Non", "Non", "Non", "Non"]:
+    """The weekly diary's eleven yes/no screens with no ulcer (then the pain scale comes)."""
+    for label in ["Non", infect, "Non", "Non", "Non", "Non", "Non", "Non", "Non", "Non"]:
         choose(page, label)
         next_(page)
     choose(page, "Non")        # the fat-harvest site (ADUSE's cells are autologous)
@@ -65,7 +65,7 @@ def diary_without_ulcer(page, *, infect: str = "Non") -> None:
 
 
 def complications_and_infection(page) -> None:
-    for _ in range(6):         # infection, antibiotics, four complications (the harvest site is the fifth)
+    for _ in range(10):        # infection, antibiotics, eight complications (the harvest site comes after)
         choose(page, "Non")
         next_(page)
 
@@ -265,7 +265,7 @@ def test_close_and_resume(app, live_server, browser):
     again = new_page(browser, "360x640", True)
     again.goto(f"{live_server}/s/{token}")
     go(again, again.get_by_role("link", name="Continuer"))
-    assert "Question 4 sur 9" in again.content()          # the new-ulcer step was passed over
+    assert "Question 4 sur 14" in again.content()         # the new-ulcer step was passed over
     assert "Avez-vous commencé des antibiotiques depuis l'injection" in again.content()
 
 
