@@ -150,7 +150,10 @@ def change_phone(db: Session, vault: phones.PhoneVault, patient: Patient, raw: s
     contact = patient.contact
     if contact is None:
         raise ChangeRefused(_l("This patient has no phone number."), "phone")
-    old = vault.decrypt(contact.phone_ciphertext) if contact.phone_ciphertext else None
+    try:
+        old = vault.decrypt(contact.phone_ciphertext) if contact.phone_ciphertext else None
+    except ValueError:                   # written with a lost phone key: the new number replaces it
+        old = None
     if old == e164:
         raise ChangeRefused(_l("This is already the patient's number."), "phone")
     contact.phone_ciphertext, contact.phone_lookup = vault.encrypt(e164), vault.lookup(e164)

@@ -202,7 +202,10 @@ def _render_patient(patient, errors: dict[str, str] | None = None, values: dict[
     view = queries.patient_view(db.session(), patient, services.studies(), services.now(), _lang())
     phone = None
     if view.contact is not None and view.contact.phone_ciphertext:
-        phone = mask(services.phone_vault().decrypt(view.contact.phone_ciphertext))
+        try:
+            phone = mask(services.phone_vault().decrypt(view.contact.phone_ciphertext))
+        except ValueError:               # written with a phone key no longer configured (docs/operations.md)
+            phone = _("unreadable (phone key missing): ask the patient for their number")
     from proapp.alerts.services import open_alerts_of
     from proapp.patients.services import agreements_of
 

@@ -50,10 +50,14 @@ def reconcile_after_restore(db: Session, gateway: Gateway, vault: PhoneVault, si
         contact = waiting[0].patient.contact
         if contact is None or contact.phone_ciphertext is None:
             continue
+        try:
+            phone = vault.decrypt(contact.phone_ciphertext)
+        except ValueError:                   # a lost phone key: nothing to look up (the worker flags it)
+            continue
         out.patients += 1
         known = set(db.scalars(select(SmsMessage.provider_sid).where(SmsMessage.patient_id == patient_id,
                                                                      SmsMessage.provider_sid.is_not(None))))
-        sent = sorted((m for m in gateway.sent_since(vault.decrypt(contact.phone_ciphertext), since)
+        sent = sorted((m for m in gateway.sent_since(phone, since)
                        if m.sid not in known), key=lambda m: m.created)
         for message in sent:
             row = next((r for r in waiting if r.due_at <= message.created), None)

@@ -494,7 +494,12 @@ def reconcile(db: Session, gateway: Gateway, vault: PhoneVault, now: datetime, s
         if contact is None or contact.phone_ciphertext is None or msg.body_sha256 is None:
             _set(msg, SmsStatus.FAILED, now, error_message="outcome unknown and the number is gone")
             continue
-        found: Found | None = gateway.find(vault.decrypt(contact.phone_ciphertext), msg.body_sha256)
+        try:
+            phone = vault.decrypt(contact.phone_ciphertext)
+        except ValueError:                   # a lost phone key: it cannot be looked up, and is never resent
+            _set(msg, SmsStatus.FAILED, now, error_message="outcome unknown and the number unreadable (phone key)")
+            continue
+        found: Found | None = gateway.find(phone, msg.body_sha256)
         if found is not None:
             r.found += 1
             if not apply_provider_status(db, msg, found.sid, found.provider_status, found.error_code, now):

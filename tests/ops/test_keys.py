@@ -47,3 +47,19 @@ def test_a_lost_phone_key_flags_its_patients_and_the_worker_goes_on(sms_app, fak
         event = s.scalar(select(PatientEvent).where(PatientEvent.patient_id == lost,
                                                     PatientEvent.action == "phone_unusable"))
         assert event is not None and "phone key missing" in event.reason
+
+
+def test_check_warns_about_numbers_a_lost_key_wrote_and_still_passes(sms_app, fake_twilio, database_url, tmp_path):
+    from proapp.ops import deployment_problems
+    from tests.test_ops import production_env
+
+    at(sms_app, ENROLLED)
+    enrol(sms_app, "ADU-TLS-001", date(2026, 3, 16), phone="+33612345001")
+    with_lost = make_app(database_url, PHONE_KEYS=f"{Fernet.generate_key().decode()},{PHONE_KEY}")
+    try:
+        enrol(with_lost, "ADU-TLS-002", date(2026, 3, 16), phone="+33612345002", now=ENROLLED)
+    finally:
+        with_lost.extensions["proapp.engine"].dispose()
+    problems = deployment_problems(production_env(database_url, fake_twilio, tmp_path))
+    assert len(problems) == 1, problems                    # a warning only: `proapp check` exits 0
+    assert problems[0].startswith("warning: 1 of 2 stored phone numbers cannot be decrypted with PROAPP_PHONE_KEYS")
