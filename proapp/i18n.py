@@ -61,6 +61,9 @@ def compile_catalogues(translations_dir: str) -> int:
         fd, tmp = tempfile.mkstemp(dir=po.parent, suffix=".mo.tmp")
         with os.fdopen(fd, "wb") as out:
             write_mo(out, catalog)
+        # mkstemp makes the file its owner's alone; the compiled catalogue is read by the service's own user
+        # (compiled at install as root, read by proapp under systemd).
+        os.chmod(tmp, 0o644)
         os.replace(tmp, po.with_suffix(".mo"))
     return len(stale)
 

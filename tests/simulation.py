@@ -26,10 +26,11 @@ from sqlalchemy import select
 from proapp import db
 from proapp.models import Occurrence, Response
 from proapp.patients.services import EnrolmentRequest, enroll_patient
-from proapp.questionnaire.corrections import correct_answer
+from proapp.questionnaire.corrections import Source, correct_answer
 from proapp.questionnaire.services import issue_link
 from tests.export.conftest import auth, make_key
-from tests.questionnaire.helpers import Patient, csrf
+from tests.helpers import agreed
+from tests.questionnaire.helpers import TOLERANCE_YES_NO, Patient, csrf
 
 PARIS = ZoneInfo("Europe/Paris")
 START = date(2026, 3, 2)
@@ -152,9 +153,11 @@ def walk(app, pid: int, visit: str, answer) -> None:
 def _enrol(app, study: str, site: str, subject: str, anchor: date) -> int:
     with app.app_context():
         s = db.session()
+        now = app.extensions["proapp.clock"].now()
         p = enroll_patient(s, app.extensions["proapp.studies"], app.extensions["proapp.phones"],
-                           EnrolmentRequest(study, site, subject, "+33612345678", "fr", anchor, "Europe/Paris"),
-                           now=app.extensions["proapp.clock"].now())
+                           EnrolmentRequest(study, site, subject, "+33612345678", "fr", anchor, "Europe/Paris",
+                                            agreed_on=agreed(now)),
+                           now=now)
         s.commit()
         return p.id
 
@@ -167,7 +170,8 @@ def _correct(app, pid: int, visit: str, instrument: str, item: str, repeat: int,
         correct_answer(s, app.extensions["proapp.instruments"], r, item_code=item, repeat=repeat, value=value,
                        reason="Checked with the patient at the visit", actor="coordinator@chu.test", patient_id=pid,
                        now=app.extensions["proapp.clock"].now(),
-                       signature={"meaning": "I confirm this correction", "method": "password"})
+                       signature={"meaning": "I confirm this correction", "method": "password"},
+                       source=Source("other"))
         s.commit()
 
 
@@ -221,8 +225,9 @@ def run_aduse(app, plan: AdusePlan, staff) -> dict[str, Any]:
             if parts[1].endswith("-more"):
                 return {"more": "Y" if int(parts[2]) < len(reports) else "N"}
             values = {"DU_NEW": "Y" if reports else "N", "DU_INFECT": "Y" if week in plan.infection else "N",
-                      "DU_ANTIBIO": "N", "DU_NECROSIS": "N", "DU_HOSPITAL": "N", "DU_SURGERY": "N",
-                      "DU_INJECTED": "N", "DU_HARVEST": "N", "PAIN_VAS": str(plan.pain[f"W{week}"])}
+                      "DU_ANTIBIO": "N", "DU_ISCHAEMIA": "N", "DU_NECROSIS": "N", "DU_BONE": "N",
+                      "DU_HOSPITAL": "N", "DU_SURGERY": "N", "DU_AMPUTATION": "N", "DU_INJECTED": "N",
+                      "DU_INJ_ULCER": "N", "DU_HARVEST": "N", "PAIN_VAS": str(plan.pain[f"W{week}"])}
             return {n: values[n] for n in names if n in values}
 
         walk(app, pid, f"W{week}", entry)
@@ -260,7 +265,7 @@ def run_imatinib(app, plan: ImatinibPlan) -> dict[str, Any]:
                 return {n: ("30" if n.startswith(("HAQ_PAIN", "HAQ_GLOBAL", "SHAQ_")) else str(a)) for n in names
                         if n.startswith(("HAQ", "SHAQ")) and "AID" not in n and "HELP" not in n}
             if key.startswith("TOLERANCE."):
-                return {n: ("N" if n == "TOL_RASH" else "0") for n in names if n.startswith("TOL_")}
+                return {n: ("N" if n in TOLERANCE_YES_NO else "0") for n in names if n.startswith("TOL_")}
             values = {"DLQI07A": "N", "DLQI07B": "0", **dict.fromkeys(DLQI_ITEMS, str(v))}
             return {n: values[n] for n in names if n in values}
 

@@ -14,6 +14,7 @@ probe should watch (``/healthz`` only says the web process and its database answ
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import secrets
 import time
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 from proapp import db, services
 
 bp = Blueprint("metrics", __name__)
+log = logging.getLogger("proapp.metrics")
 
 _REQUESTS: Any = None
 _LATENCY: Any = None
@@ -148,18 +150,28 @@ def metrics() -> Response:
 
 
 def _process_metrics() -> bytes:
-    """The request counters: of every gunicorn process when they share a folder, else of this one."""
+    """The request counters: of every gunicorn process when they share a folder, else of this one.
+
+    A ``PROMETHEUS_MULTIPROC_DIR`` that is not (or no longer) a folder, or unreadable counters, never turn the
+    scrape into a 500: the database's metrics above are still worth reading; the problem goes to the log."""
     from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
-    _request_metrics()
-    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if folder:
-        from prometheus_client import multiprocess
+    try:
+        _request_metrics()
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if folder and os.path.isdir(folder):
+            from prometheus_client import multiprocess
 
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=folder)
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=folder)
+            return generate_latest(registry)
+        if folder:
+            log.warning("PROMETHEUS_MULTIPROC_DIR=%s is not a folder: /metrics counts this process's requests only",
+                        folder)
+        return generate_latest(REGISTRY)
+    except (OSError, ValueError):
+        log.exception("/metrics: the request counters cannot be read")
+        return b""
 
 
 def _before() -> None:
@@ -168,12 +180,15 @@ def _before() -> None:
 
 
 def _after(response: Response) -> Response:
-    requests_, latency = _request_metrics()
     rule = request.url_rule.rule if request.url_rule is not None else "(unmatched)"   # /s/<token>: no token
-    requests_.labels(rule, request.method, str(response.status_code)).inc()
-    started = g.get("request_started")
-    if started is not None:
-        latency.labels(rule).observe(time.perf_counter() - started)
+    try:
+        requests_, latency = _request_metrics()
+        requests_.labels(rule, request.method, str(response.status_code)).inc()
+        started = g.get("request_started")
+        if started is not None:
+            latency.labels(rule).observe(time.perf_counter() - started)
+    except OSError:                    # multiprocess mode with its folder gone: counting never costs the answer
+        log.exception("request counters: cannot count %s %s", request.method, rule)
     response.headers["X-Request-ID"] = g.get("request_id", "")
     return response
 

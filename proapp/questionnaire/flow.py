@@ -119,15 +119,16 @@ def _more_key(inst: Instrument, state: Mapping[str, Any] | None) -> _MoreKey:
                  if not g.repeats_from)
 
 
-def _context_key(context: Context) -> tuple[frozenset[str], frozenset[str], _UlcersKey]:
+def _context_key(context: Context) -> tuple[frozenset[str], frozenset[str], _UlcersKey, bool]:
     u = context.ulcers
-    return context.features, context.situations, None if u is None else (u.known, u.unconfirmed)
+    return context.features, context.situations, None if u is None else (u.known, u.unconfirmed), context.grouped
 
 
-def _context_of(features: frozenset[str], situations: frozenset[str], ulcers: _UlcersKey) -> Context:
+def _context_of(features: frozenset[str], situations: frozenset[str], ulcers: _UlcersKey,
+                grouped: bool = True) -> Context:
     """The part of a context the screens read, back from the memo's key (the registry's other fields, its
-    classification and numbering, do not change which screens are shown)."""
-    return Context(features, situations, None if ulcers is None else UlcerContext(ulcers[0], ulcers[1]))
+    classification and numbering, do not change which screens are shown; whether the screens are grouped does)."""
+    return Context(features, situations, None if ulcers is None else UlcerContext(ulcers[0], ulcers[1]), grouped)
 
 
 def _state_of(more: _MoreKey) -> dict[str, Any]:
@@ -144,8 +145,10 @@ def instrument_screens(inst: Instrument, answers: Answers, state: Mapping[str, A
 
 @lru_cache(maxsize=4096)
 def _memo_screens(inst: Instrument, read: tuple[tuple[AnswerKey, str], ...], more: _MoreKey,
-                  features: frozenset[str], situations: frozenset[str], ulcers: _UlcersKey) -> tuple[Screen, ...]:
-    return tuple(_compute_screens(inst, dict(read), _state_of(more), _context_of(features, situations, ulcers)))
+                  features: frozenset[str], situations: frozenset[str], ulcers: _UlcersKey,
+                  grouped: bool = True) -> tuple[Screen, ...]:
+    return tuple(_compute_screens(inst, dict(read), _state_of(more),
+                                  _context_of(features, situations, ulcers, grouped)))
 
 
 def _compute_screens(inst: Instrument, answers: Answers, state: Mapping[str, Any] | None,
@@ -285,8 +288,9 @@ def progress_steps(inst: Instrument, state: Mapping[str, Any] | None, context: C
 
 @lru_cache(maxsize=1024)
 def _memo_steps(inst: Instrument, more: _MoreKey, features: frozenset[str], situations: frozenset[str],
-                ulcers: _UlcersKey) -> tuple[str, ...]:
-    screens = _compute_screens(inst, _AllBranches(), _state_of(more), _context_of(features, situations, ulcers))
+                ulcers: _UlcersKey, grouped: bool = True) -> tuple[str, ...]:
+    context = _context_of(features, situations, ulcers, grouped)
+    screens = _compute_screens(inst, _AllBranches(), _state_of(more), context)
     return tuple(dict.fromkeys(step_of(s) for s in screens))
 
 

@@ -71,12 +71,13 @@ def complications_and_infection(page) -> None:
 
 
 def tolerance_none(page) -> None:
-    """The IMATINIB-SSC tolerance checklist, the first answer (none, never, no) each time."""
+    """The IMATINIB-SSC tolerance checklist, nothing to report (none, never, not at all, no) each time: the
+    checklist 2.0 lists "Yes" first, and a "Yes" meets a rule that sends the patient to the "call your team" page."""
     while "/q/TOLERANCE." in page.url:
         questions = page.locator("fieldset[id^='q-TOL_']")
         for n in range(questions.count()):
             if questions.nth(n).get_attribute("id") != "q-TOL_RASH_SEV":       # asked only after a rash
-                questions.nth(n).locator("input[type=radio]").first.check()
+                questions.nth(n).locator("input[type=radio][value='0'], input[type=radio][value='N']").first.check()
         next_(page)
 
 
@@ -285,7 +286,7 @@ def test_double_tap_submit_gives_exactly_one_response(app, live_server, browser,
         s = db.session()
         assert s.scalar(select(func.count()).select_from(Response)) == 2
         rows = s.execute(select(Answer.response_id, Answer.item_code, Answer.repeat_index)).all()
-        assert len(rows) == len(set(rows)) == 9
+        assert len(rows) == len(set(rows)) == 12       # the diary 2.1's eleven answers, then the pain scale
     page.go_back()
     page.reload()
     assert "Vous avez déjà rempli ce questionnaire." in page.content()

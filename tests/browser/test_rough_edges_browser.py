@@ -75,8 +75,13 @@ def test_progress_errors_and_a_change_from_the_review(app, live_server, browser,
     go(page, page.get_by_role("button", name=w["next"]))
     assert page.url.endswith("/q/review")
     assert_fits(page)
-    # From the review: change the pain line, then "back to my answers": asked, nothing dropped or saved silently.
-    go(page, page.locator("a[href*='PAIN_VAS.PAIN_VAS']"))
+    # From the review: unfold the pain scale's block (each questionnaire is folded), change the pain line, then
+    # "back to my answers": asked, nothing dropped or saved silently.
+    change = page.locator("a[href*='PAIN_VAS.PAIN_VAS']")
+    assert change.is_hidden()
+    page.locator("#part-PAIN_VAS > summary").click()
+    assert_fits(page)
+    go(page, change)
     assert page.get_by_role("button", name=w["save"], exact=True).count() == 1
     _mark(page, js, "60")
     go(page, page.get_by_role("button", name=w["back"]))

@@ -11,6 +11,7 @@ from proapp import db
 from proapp.accounts.models import Role
 from proapp.accounts.services import create_user
 from proapp.patients.models import Patient
+from tests.helpers import agreed
 
 PASSWORD = "correct horse battery"
 
@@ -45,6 +46,7 @@ def test_enrol_then_hand_the_tablet_to_the_patient(app, live_server, browser):
     page.fill("#phone", "06 12 34 56 78")
     anchor = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
     page.fill("#anchor_date", anchor)
+    page.fill("#agreed_on", agreed(datetime.now(UTC)).isoformat())    # the day the patient agreed, now required
     page.get_by_role("button", name="Inclure", exact=True).click()
     page.wait_for_url("**/staff/patients/*")
     assert "IMA-PSL-042 est inclus(e)" in page.inner_text("main")

@@ -42,6 +42,8 @@ OTHER_ROUTES = {
        for fmt in ("csv", "odm", "fhir", "redcap")},
     "api.acknowledgements": "an API key of the study (tests/export)",
     "api.alerts": "an API key of the study (tests/export)",
+    "metrics.metrics": "PROAPP_METRICS_ALLOW's addresses only, 404 elsewhere (tests/ops/test_metrics)",
+    "metrics.readyz": "PROAPP_METRICS_ALLOW's addresses only, 404 elsewhere (tests/ops/test_metrics)",
 }
 ROLES = (None, "admin", "coord_psl", "coord_bsa", "monitor")
 

@@ -203,16 +203,17 @@ def test_production_refuses_a_push_endpoint_that_is_not_https(database_url, inst
     from cryptography.fernet import Fernet
 
     from proapp.studies.catalog import StudyFileError
-    from tests.conftest import PRODUCTION_MAIL, make_app
+    from tests.conftest import PRODUCTION_MAIL, PRODUCTION_STUDIES, make_app
 
     monkeypatch.setenv("PROAPP_EDC_SECRET_ADUSE", SECRET)
-    (tmp_path / "IMATINIB-SSC.yaml").write_text((Path(DATA_DIR) / "IMATINIB-SSC.yaml").read_text())
-    text = (Path(DATA_DIR) / "ADUSE.yaml").read_text()
+    # The study files as production accepts them (their information, their wording accepted), the push added.
+    (tmp_path / "IMATINIB-SSC.yaml").write_text((PRODUCTION_STUDIES / "IMATINIB-SSC.yaml").read_text())
+    text = (PRODUCTION_STUDIES / "ADUSE.yaml").read_text()
     (tmp_path / "ADUSE.yaml").write_text(text.replace(
         "\nedc:\n", f"\nedc:\n  push: {{url: \"{edc.url}\", secret_env: PROAPP_EDC_SECRET_ADUSE}}\n", 1))
     production = dict(ENV="production", SECRET_KEY="p" * 64, PHONE_KEYS=Fernet.generate_key().decode(),
                       AUDIT_KEYS="k1:" + "ab" * 32, SMS_GATEWAY="twilio", TWILIO_ACCOUNT_SID="AC" + "0" * 32,
-                      TWILIO_AUTH_TOKEN="t" * 32, STUDIES_DIR=str(tmp_path), **PRODUCTION_MAIL)
+                      TWILIO_AUTH_TOKEN="t" * 32, **{**PRODUCTION_MAIL, "STUDIES_DIR": str(tmp_path)})
     with pytest.raises(StudyFileError, match="the EDC endpoint must be https://"):
         make_app(database_url, **production)
     make_app(database_url, **{**production, "ENV": "development"}).extensions["proapp.engine"].dispose()

@@ -15,12 +15,12 @@ from sqlalchemy import select
 
 from proapp import db
 from proapp.models import Occurrence, Response
-from proapp.questionnaire.corrections import correct_answer
+from proapp.questionnaire.corrections import Source, correct_answer
 from tests.export.conftest import auth, make_key
 from tests.export.odm import validate_odm
 from tests.export.test_api import valid_r4
 from tests.questionnaire.helpers import Patient
-from tests.questionnaire.test_flow import answer_haq
+from tests.questionnaire.test_flow import answer_dlqi, answer_haq
 from tests.questionnaire.test_ulcer_flow import DLQI_NONE, enrol, link, nurse, reg_app  # noqa: F401  (fixture)
 
 URL = "/api/v1/studies/ADUSE"
@@ -40,10 +40,9 @@ def _w1_with_a_healed_ulcer(app) -> int:
     p.answer(DU_CONFIRM_OK="Y")
     p.answer(DU_BL_ANY="Y", DU_HAND="R", DU_FINGER="3", DU_SITE="TIP")
     p.answer(more="N", PAIN_VAS="60")
-    for code, value in DLQI_NONE.items():
-        if p.screen_key == f"DLQI.{code}":
-            p.answer(**{code: value})
+    answer_dlqi(p, DLQI_NONE)
     answer_haq(p, activity="0")
+    assert p.path == "/q/review", p.path
     p.submit()
     app.extensions["proapp.clock"].set(datetime(2026, 3, 9, 9, 0, tzinfo=UTC))
     p = Patient(app.test_client(), link(app, pid, "W1"))
@@ -52,6 +51,7 @@ def _w1_with_a_healed_ulcer(app) -> int:
     p.answer(DU_KNOWN_CLOSED="N")
     p.answer(DU_KNOWN_CLOSED="Y", DU_KNOWN_CLOSED_ON="2026-03-07")
     p.diary(pain="30", today="2026-03-08")
+    assert p.path == "/q/review", p.path
     p.submit()
     return pid
 
@@ -65,7 +65,8 @@ def _correct(app, pid: int, item: str, repeat: int, value: str) -> None:
         correct_answer(s, app.extensions["proapp.instruments"], r, item_code=item, repeat=repeat, value=value,
                        reason="The nurse saw it open at the visit", actor="tls@chu.test", patient_id=pid,
                        now=app.extensions["proapp.clock"].now(),
-                       signature={"meaning": "I confirm this correction", "method": "password"})
+                       signature={"meaning": "I confirm this correction", "method": "password"},
+                       source=Source("other"))
         s.commit()
 
 

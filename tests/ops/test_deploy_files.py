@@ -11,6 +11,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 from proapp.studies.catalog import DEMO_CONTACTS
+from tests.conftest import PRODUCTION_STUDIES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "proapp" / "deploy"
@@ -79,7 +80,8 @@ def test_the_app_starts_from_a_read_only_tree_as_under_protect_system_strict(tmp
     instance = tmp_path / "instance"
     instance.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROAPP_")} | filled_example() | {
-        "PROAPP_INSTANCE_PATH": str(instance), "PROAPP_DATABASE_URL": f"sqlite:///{instance}/p.sqlite3"}
+        "PROAPP_INSTANCE_PATH": str(instance), "PROAPP_DATABASE_URL": f"sqlite:///{instance}/p.sqlite3",
+        "PROAPP_STUDIES_DIR": str(PRODUCTION_STUDIES)}      # production refuses study files without information:
     start = (f"mount --bind {ROOT} {ROOT} && mount -o remount,bind,ro {ROOT} && "
              f"{sys.executable} -c 'from proapp import create_app; create_app(); print(\"started\")'")
     ok = subprocess.run(["unshare", "-m", "sh", "-c", start], env=env, cwd=ROOT, capture_output=True, text=True,
@@ -101,6 +103,9 @@ def test_the_app_starts_from_a_read_only_tree_as_under_protect_system_strict(tmp
 
 def test_two_gunicorn_instances_get_their_own_control_socket(tmp_path, monkeypatch):
     sockets = []
+    # gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR in os.environ (for gunicorn's processes): set through
+    # monkeypatch first, so that it is restored (unset) after the test instead of leaking into the next ones.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prometheus"))
     for bind in ("127.0.0.1:8000", "127.0.0.1:8001"):
         monkeypatch.setenv("PROAPP_BIND", bind)
         monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))

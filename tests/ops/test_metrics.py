@@ -72,6 +72,19 @@ def test_metrics_tell_outboxes_requests_heartbeats_and_are_closed_to_the_public(
     assert client.get("/readyz", environ_base=outsider).status_code == 404
 
 
+def test_metrics_answer_when_the_shared_counters_folder_is_missing(sms_app, monkeypatch, tmp_path, caplog):
+    """PROMETHEUS_MULTIPROC_DIR naming no folder (removed under gunicorn, or set for another process): the
+    scrape still answers, with this process's counters, and says why in the log; no request answers 500."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "gone"))
+    client = sms_app.test_client()
+    assert client.get("/healthz").status_code == 200
+    with caplog.at_level(logging.WARNING, logger="proapp.metrics"):
+        answer = client.get("/metrics")
+    assert answer.status_code == 200
+    assert ("proapp_ready", ()) in samples(answer.text)
+    assert "is not a folder" in caplog.text
+
+
 def test_a_channel_that_keeps_failing_is_a_warning(sms_app, fake_twilio, caplog):
     at(sms_app, ENROLLED)
     enrol(sms_app, "ADU-TLS-001", date(2026, 3, 16))

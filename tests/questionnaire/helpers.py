@@ -155,13 +155,18 @@ def answer_tolerance(p: Patient, grade: str = "0", rash: str = "N", **answers: s
 
 def answer_every_screen(p: Patient, *, vas: str = "50", stop_at: str = "/q/review") -> int:
     """Answer each screen until ``stop_at`` with its first choice (no other ulcer, nothing ticked, the line at
-    ``vas``, today's date), whatever the screens group; returns the page views it took."""
+    ``vas``, today's date), whatever the screens group, going on past a "call your team" page (a first choice may
+    meet a same-day rule: the tolerance checklist's "Yes"); returns the page views it took."""
     from datetime import UTC, datetime
 
     views = 0
     while p.path != stop_at:
         assert p.page.status_code == 200 and p.path.startswith("/q/"), (p.path, p.page.status_code)
         html = p.page.text
+        if p.path.startswith("/q/call"):
+            p.get(re.search(r'class="button" href="([^"]+)"', html).group(1))
+            views += 1
+            continue
         values: dict[str, str] = {}
         for name, value in re.findall(r'<input type="radio" name="([^"]+)" value="([^"]+)"', html):
             values.setdefault(name, "N" if name == "more" else value)
