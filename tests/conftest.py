@@ -205,6 +205,21 @@ def _empty_tables() -> None:
 
 
 @pytest.fixture
+def rate_window(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Rate limits count in windows of the clock (a minute, a quarter of an hour): a test counting requests against
+    a limit runs with the limiter's clock stopped, so a window boundary crossed on a busy machine never resets the
+    count halfway. Returns the stopped time."""
+    import time
+    import types
+
+    from proapp import ratelimit
+
+    stopped = time.time()
+    monkeypatch.setattr(ratelimit, "time", types.SimpleNamespace(time=lambda: stopped))
+    return stopped
+
+
+@pytest.fixture
 def session(app: Flask) -> Iterator[Session]:
     with app.app_context():
         yield db.session()

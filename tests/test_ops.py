@@ -85,7 +85,7 @@ def test_database_problems(database_url, fake_twilio, tmp_path, instance_dir):
     assert "PROAPP_DATABASE_URL is missing" in missing.stdout
 
 
-def test_behind_one_proxy_the_client_address_comes_from_x_forwarded_for(database_url, instance_dir):
+def test_behind_one_proxy_the_client_address_comes_from_x_forwarded_for(database_url, instance_dir, rate_window):
     from flask import request
 
     app = fresh_app(database_url, PROXY_HOPS=1, RATE_LINK_PER_MINUTE=1)

@@ -245,7 +245,7 @@ def test_an_over_long_password_costs_the_same_as_a_wrong_one(app, monkeypatch):
         s.rollback()
 
 
-def test_a_refused_api_request_writes_nothing(app):
+def test_a_refused_api_request_writes_nothing(app, rate_window):
     key = make_key(app)
     app.config["RATE_API_PER_MINUTE"] = 2
     client = app.test_client()

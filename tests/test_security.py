@@ -56,7 +56,7 @@ def test_production_adds_hsts_and_host_only_secure_cookies(database_url, instanc
         app.extensions["proapp.engine"].dispose()
 
 
-def test_sms_links_are_rate_limited_per_ip_across_processes(database_url, instance_dir):
+def test_sms_links_are_rate_limited_per_ip_across_processes(database_url, instance_dir, rate_window):
     first = fresh_app(database_url, RATE_LINK_PER_MINUTE=3)
     second = make_app(database_url, RATE_LINK_PER_MINUTE=3)       # another process, same database
     try:
@@ -107,7 +107,7 @@ def test_spent_rate_counters_are_purged_by_the_worker(database_url, instance_dir
         app.extensions["proapp.engine"].dispose()
 
 
-def test_sign_in_is_rate_limited_per_account(database_url, instance_dir):
+def test_sign_in_is_rate_limited_per_account(database_url, instance_dir, rate_window):
     import re
 
     app = fresh_app(database_url, RATE_LOGIN_PER_ACCOUNT=2, LOGIN_MAX_FAILURES=50)
@@ -123,7 +123,7 @@ def test_sign_in_is_rate_limited_per_account(database_url, instance_dir):
         app.extensions["proapp.engine"].dispose()
 
 
-def test_the_api_is_rate_limited_per_key(database_url, instance_dir):
+def test_the_api_is_rate_limited_per_key(database_url, instance_dir, rate_window):
     app = fresh_app(database_url, RATE_API_PER_MINUTE=2)
     try:
         key, other = make_key(app), make_key(app)

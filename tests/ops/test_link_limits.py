@@ -11,7 +11,8 @@ NEIGHBOUR = {"REMOTE_ADDR": "198.51.100.200"}            # the same carrier's /2
 ELSEWHERE = {"REMOTE_ADDR": "203.0.113.5"}
 
 
-def test_patients_sharing_a_carrier_address_all_get_in_and_guessing_is_still_throttled(database_url, instance_dir):
+def test_patients_sharing_a_carrier_address_all_get_in_and_guessing_is_still_throttled(database_url, instance_dir,
+                                                                                       rate_window):
     app = fresh_app(database_url, RATE_LINK_PER_MINUTE=30, RATE_LINK_PER_TOKEN=5)
     try:
         tokens = [enrol_with_open_window(app, subject=f"ADU-TLS-{300 + i}")[1] for i in range(45)]
