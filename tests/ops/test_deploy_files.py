@@ -4,6 +4,7 @@ sandbox (the code's tree read-only, as ``ProtectSystem=strict`` makes it), gunic
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,17 +75,24 @@ def test_the_units_keep_the_code_read_only_and_write_only_the_instance_folder():
 
 def test_the_app_starts_from_a_read_only_tree_as_under_protect_system_strict(tmp_path):
     """The app and `proapp check` start with the code's tree mounted read-only (a private mount namespace, as
-    systemd does), stale catalogues included: nothing is compiled at start-up in production."""
-    po = ROOT / "translations" / "fr" / "LC_MESSAGES" / "messages.po"
-    subprocess.run([sys.executable, "-m", "proapp.i18n"], cwd=ROOT, check=True, capture_output=True)
+    systemd does), stale catalogues included: nothing is compiled at start-up in production. The tree is a copy
+    installed as .ci/setup does (catalogues compiled), so the other test processes, whose development apps compile
+    the project's own catalogues, cannot race with it."""
+    tree = tmp_path / "tree"
+    for part in ("proapp", "translations", "templates"):
+        shutil.copytree(ROOT / part, tree / part, ignore=shutil.ignore_patterns("__pycache__", "*.mo"))
+    po = tree / "translations" / "fr" / "LC_MESSAGES" / "messages.po"
     instance = tmp_path / "instance"
     instance.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROAPP_")} | filled_example() | {
         "PROAPP_INSTANCE_PATH": str(instance), "PROAPP_DATABASE_URL": f"sqlite:///{instance}/p.sqlite3",
-        "PROAPP_STUDIES_DIR": str(PRODUCTION_STUDIES)}      # production refuses study files without information:
-    start = (f"mount --bind {ROOT} {ROOT} && mount -o remount,bind,ro {ROOT} && "
-             f"{sys.executable} -c 'from proapp import create_app; create_app(); print(\"started\")'")
-    ok = subprocess.run(["unshare", "-m", "sh", "-c", start], env=env, cwd=ROOT, capture_output=True, text=True,
+        "PROAPP_STUDIES_DIR": str(PRODUCTION_STUDIES),     # production refuses study files without information:
+        "PYTHONPATH": str(tree)}
+    subprocess.run([sys.executable, "-m", "proapp.i18n"], cwd=tree, env=env, check=True, capture_output=True)
+    start = (f"mount --bind {tree} {tree} && mount -o remount,bind,ro {tree} && "
+             f"{sys.executable} -c 'import proapp; assert proapp.__file__.startswith(\"{tree}\"); "
+             f"from proapp import create_app; create_app(); print(\"started\")'")
+    ok = subprocess.run(["unshare", "-m", "sh", "-c", start], env=env, cwd=tree, capture_output=True, text=True,
                         timeout=120)
     assert ok.returncode == 0 and "started" in ok.stdout, ok.stderr[-2000:]
     # A catalogue edited after install: production refuses to start with a clear message instead of writing
@@ -92,11 +100,8 @@ def test_the_app_starts_from_a_read_only_tree_as_under_protect_system_strict(tmp
     mtime = po.stat().st_mtime
     mo = po.with_suffix(".mo")
     os.utime(mo, (mtime - 10, mtime - 10))
-    try:
-        stale = subprocess.run(["unshare", "-m", "sh", "-c", start], env=env, cwd=ROOT, capture_output=True,
-                               text=True, timeout=120)
-    finally:
-        subprocess.run([sys.executable, "-m", "proapp.i18n"], cwd=ROOT, check=True, capture_output=True)
+    stale = subprocess.run(["unshare", "-m", "sh", "-c", start], env=env, cwd=tree, capture_output=True,
+                           text=True, timeout=120)
     assert stale.returncode != 0 and "Errno 30" not in stale.stderr
     assert "run python -m proapp.i18n" in stale.stderr
 
