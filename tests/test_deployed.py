@@ -273,7 +273,7 @@ def test_a_two_factor_account_resetting_its_password_over_https_passes_the_code_
     owner = Browser()                   # the coordinator sets up two-factor sign-in (required here)
     assert send(owner, "/staff/login", email=email, password=first).status_code == 303
     page = owner.get(d.url + "/staff/account/two-factor")
-    secret = re.search(r'id="totp-key">([A-Z2-7]{32})<', page.text).group(1)
+    secret = re.search(r'id="totp-key">([A-Z2-7 ]{39})<', page.text).group(1).replace(" ", "")   # in fours
     d.secrets.append(secret)
     totp = pyotp.TOTP(secret)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
@@ -478,8 +478,10 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
     assert page.url == d.url + "/q/review"
     go(page, page.locator("button[name=lang][value=en]"))       # the language switch, and back
     assert page.url == d.url + "/q/review" and "Send my answers" in page.content()
+    go(page, page.get_by_role("button", name="Send my SMS in English too"))  # asked apart: the SMS follow
     go(page, page.locator("button[name=lang][value=fr]"))
     assert "Envoyer mes réponses" in page.content()
+    go(page, page.get_by_role("button", name="Recevoir aussi mes SMS en français"))
     go(page, page.get_by_role("link", name="SMS de rappel"))
     go(page, page.get_by_role("button", name="Arrêter les SMS"))
     assert "Vous ne recevrez plus de SMS de notre part." in page.content()
