@@ -130,7 +130,9 @@ def test_check_warns_when_the_app_role_owns_the_audit_table(app, database_url, f
     from tests.conftest import OWNER_URLS
 
     as_app = run_check(production_env(database_url, fake_twilio, tmp_path))
-    assert as_app.returncode == 0 and "warning" not in as_app.stdout, as_app.stdout
+    # (the only warnings: the instruments' wording the study files accept unvalidated, by name)
+    warnings = [line for line in as_app.stdout.splitlines() if "warning" in line and "accept_unvalidated" not in line]
+    assert as_app.returncode == 0 and warnings == [], as_app.stdout
     as_owner = run_check(production_env(OWNER_URLS[database_url], fake_twilio, tmp_path))
     assert as_owner.returncode == 0, as_owner.stdout          # a warning, not a refusal
     assert "warning: the app's database role postgres owns the audit table" in as_owner.stdout
