@@ -117,6 +117,7 @@ def _sqlite_begin(conn: Connection) -> None:
 
 
 WRITES = "proapp_writes"        # execution option of a writing request's connections
+READER = "proapp.reader_engine"
 
 
 def init_app(app: Flask) -> None:
@@ -124,6 +125,10 @@ def init_app(app: Flask) -> None:
     app.extensions["proapp.engine"] = engine
     app.extensions["proapp.sessionmaker"] = sessionmaker(bind=engine, expire_on_commit=False)
     app.extensions["proapp.writer_engine"] = engine.execution_options(**{WRITES: True})
+    # The pages declared `read_only`: on PostgreSQL their transactions are READ ONLY (psycopg begins them so, in
+    # the same round trip), which makes it safe to end them with a commit; see `_close_session`.
+    app.extensions[READER] = (engine.execution_options(postgresql_readonly=True)
+                              if engine.dialect.name == "postgresql" else engine)
     app.teardown_appcontext(_close_session)
 
 
@@ -150,6 +155,9 @@ def session(*, writes: bool = False) -> Session:
         make = current_app.extensions["proapp.sessionmaker"]
         if writes or (has_request_context() and _request_writes()):
             g.db_session = make(bind=current_app.extensions["proapp.writer_engine"])
+        elif has_request_context():
+            g.db_session = make(bind=current_app.extensions[READER])
+            g.db_reads_only = True
         else:
             g.db_session = make()
     return g.db_session
@@ -162,6 +170,12 @@ def _close_session(_exc: BaseException | None) -> None:
     if held is None:
         return
     try:
+        if g.pop("db_reads_only", False) and _exc is None:
+            # A read-only page's transaction ends with a commit, not a rollback: psycopg forgets every prepared
+            # statement of the connection on a rollback, so the visit's query would be planned again on each
+            # page (most of the database's time for a question page, docs/benchmarks.md). Its transaction is
+            # READ ONLY on PostgreSQL, so the commit cannot store anything.
+            held.commit()
         held.close()        # rolls back what was not committed; the connection goes back to the pool
     except Exception:
         import logging

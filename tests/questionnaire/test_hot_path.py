@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError
 
 from proapp import db
 from proapp.questionnaire import ulcers as ulcer_registry
@@ -45,8 +47,9 @@ def test_a_question_page_is_one_query_and_an_answer_reads_nothing_after_its_comm
     with statements(app) as sent:
         page = client.get("/q/PAIN_VAS.PAIN_VAS")
     assert page.status_code == 200 and 'value="40"' in page.text
-    # The visit, its patient, responses, answers and the ulcer registry's version: one query (SQLite's BEGIN aside).
-    assert [s for s in sent if s != "BEGIN"] == ["SELECT"]
+    # The visit, its patient, responses, answers and the ulcer registry's version: one query (SQLite's BEGIN aside),
+    # and the read-only transaction's commit (see the next test).
+    assert [s for s in sent if s != "BEGIN"] == ["SELECT", "COMMIT"]
 
     csrf = p.page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
     with statements(app) as sent:
@@ -59,6 +62,37 @@ def test_a_question_page_is_one_query_and_an_answer_reads_nothing_after_its_comm
         ["SELECT", "UPDATE", "SELECT", "INSERT"]
     assert work == ["SELECT", "INSERT", "UPDATE", *audit, "COMMIT"]
     assert sent[-1] == "COMMIT"
+
+
+@pytest.mark.postgres
+def test_the_visit_query_stays_prepared_across_question_pages(app, client):
+    """psycopg prepares a statement sent five times on a connection and forgets them all on a rollback: a question
+    page that ended its transaction with a rollback had the visit's query planned again every time (most of the
+    database's time for a page). Its read-only transaction now ends with a commit, and the query stays prepared."""
+    _pid, token = enrol_with_open_window(app, "ADUSE", "W1")
+    p = Patient(client, token)
+    p.open()
+    engine = app.extensions["proapp.engine"]
+    used: list = []
+
+    def on_checkout(dbapi_connection, record, proxy):
+        used.append(dbapi_connection)
+
+    event.listen(engine, "checkout", on_checkout)
+    try:
+        for _ in range(8):
+            assert client.get("/q/PAIN_VAS.PAIN_VAS").status_code == 200
+    finally:
+        event.remove(engine, "checkout", on_checkout)
+    conn = used[-1]
+    prepared = [row[0] for row in conn.execute("SELECT statement FROM pg_prepared_statements").fetchall()]
+    conn.commit()
+    assert any("FROM access_link JOIN occurrence" in sql for sql in prepared), prepared
+
+    # The commit cannot store anything: those transactions are read-only.
+    with pytest.raises(DBAPIError, match="read-only transaction"), \
+            app.extensions[db.READER].connect() as c:
+        c.exec_driver_sql("UPDATE study SET code = code")
 
 
 def test_an_ulcer_the_team_notes_while_the_entry_is_open_is_asked_at_once(reg_app):  # noqa: F811
