@@ -77,7 +77,8 @@ def _evidence(alert: Alert, lang: str) -> list[dict[str, Any]]:
                 if derived is not None:
                     question = derived.label(lang)
         out.append({"question": question, "answer": answer, "reference_visit": e.get("reference_visit"),
-                    "reference_value": e.get("reference_value"), "change": e.get("change")})
+                    "reference_value": e.get("reference_value"), "change": e.get("change"),
+                    "no_reference": bool(e.get("compared_with")) and e.get("reference_visit") is None})
     return out
 
 

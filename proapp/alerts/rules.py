@@ -2,7 +2,8 @@
 
 The values a rule sees, per instrument: ``item:<code>`` for each answer outside a repeating group and
 ``score:<code>`` for each derived score (DLQI_TOTAL, HAQ_DI, PAIN, NEW_ULCER_COUNT...). A change rule compares with
-the same value in the patient's first (baseline) or last (previous) earlier completed response.
+the same value in the patient's baseline (the response at the study's visit before treatment when the study file
+names one, else the first earlier completed response) or last (previous) earlier completed response.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ class Earlier:
     values: Values
 
 
-# (instrument code, "baseline" | "previous") -> the earlier response, or None
+# The answers being evaluated are the reference themselves (the visit before treatment): no change to compare.
+ITSELF = Earlier("", {})
+# (instrument code, "baseline" | "previous") -> the earlier response, ITSELF, or None (none to compare with)
 History = Callable[[str, str], Earlier | None]
 
 
@@ -71,8 +74,13 @@ def _leaf(cond: Condition, current: Mapping[str, Values], history: History) -> l
     found: dict[str, Any] = {"ref": ref, "kind": kind, "value": value}
     if cond.change_from:
         earlier = history(inst, cond.change_from)
+        if earlier is ITSELF:
+            return None
         before = _number(earlier.values.get(f"{kind}:{code}")) if earlier else None
         if earlier is None or before is None:
+            if cond.without_reference == "met":
+                found.update(compared_with=cond.change_from, reference_visit=None)
+                return [found]
             return None
         found.update(compared_with=cond.change_from, reference_visit=earlier.visit,
                      reference_value=earlier.values[f"{kind}:{code}"], change=round(number - before, 3))

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, case, func, select, update
 from sqlalchemy.orm import Session
 
 from proapp.alerts.models import AckAction, Alert, AlertState
-from proapp.alerts.rules import Earlier, History, Hit, Values, evaluate, tells_patient, values_of
+from proapp.alerts.rules import ITSELF, Earlier, History, Hit, Values, evaluate, tells_patient, values_of
 from proapp.audit.services import record
 from proapp.db import dialect_insert
 from proapp.instruments import Registry
@@ -41,18 +41,26 @@ def _answers(conn: Connection, response_id: int) -> dict[tuple[str, int], str]:
 
 
 def history(conn: Connection, registry: Registry, patient_id: int, occurrence_id: int,
-            opens_at: datetime) -> History:
-    """The patient's earlier completed responses, read when a change rule asks (once per instrument and kind)."""
+            opens_at: datetime, *, visit_code: str = "", before_treatment: str | None = None) -> History:
+    """The patient's earlier completed responses, read when a change rule asks (once per instrument and kind).
+    With a visit before treatment (``before_treatment``, the study file's), the baseline is the response at that
+    visit, whenever it was completed (none when it was missed), and that visit's own answers are the reference
+    themselves (`ITSELF`)."""
     cache: dict[tuple[str, str], Earlier | None] = {}
 
     def earlier(instrument: str, which: str) -> Earlier | None:
+        if which == "baseline" and before_treatment is not None and visit_code == before_treatment:
+            return ITSELF
         if (instrument, which) not in cache:
             q = (select(Response.id, Response.instrument_version, Response.scores, Response.corrected_scores,
                         Occurrence.visit_code)
                  .join(Occurrence, Occurrence.id == Response.occurrence_id)
                  .where(Occurrence.patient_id == patient_id, Occurrence.id != occurrence_id,
-                        Occurrence.window_opens_at < opens_at, Response.instrument_code == instrument,
-                        Response.status == ResponseStatus.COMPLETED))
+                        Response.instrument_code == instrument, Response.status == ResponseStatus.COMPLETED))
+            if which == "baseline" and before_treatment is not None:
+                q = q.where(Occurrence.visit_code == before_treatment)
+            else:
+                q = q.where(Occurrence.window_opens_at < opens_at)
             order = Occurrence.window_opens_at.desc() if which == "previous" else Occurrence.window_opens_at
             row = conn.execute(q.order_by(order).limit(1)).first()
             cache[(instrument, which)] = None if row is None else Earlier(row.visit_code, values_of(
@@ -81,7 +89,9 @@ def raise_for_occurrence(db: Session, occurrence_id: int, *, how: str, now: date
         inst = registry.get(r.instrument_code, r.instrument_version)
         completed = r.status == ResponseStatus.COMPLETED
         current[r.instrument_code] = values_of(inst, _answers(conn, r.id), r.scores if completed else None)
-    hits = evaluate(rules, current, history(conn, registry, occ.patient_id, occurrence_id, occ.window_opens_at))
+    hits = evaluate(rules, current, history(conn, registry, occ.patient_id, occurrence_id, occ.window_opens_at,
+                                            visit_code=occ.visit_code,
+                                            before_treatment=studies.get(occ.study_code).visit_before_treatment))
     return _add_alerts(db, hits, how=how, now=now, occurrence_id=occurrence_id, visit_code=occ.visit_code,
                        patient_id=occ.patient_id, site_id=occ.site_id, study_id=occ.study_id)
 
@@ -168,7 +178,9 @@ def _patient_hits(conn: Connection, visit_q: VisitQuestionnaire, rules: list[Ale
     current = {inst.code: values_of(inst, visit_q.answers.get(inst.code, {})) for inst in visit_q.instruments
                if inst.code in needed and visit_q.answers.get(inst.code)}
     v = visit_q.visit
-    return evaluate(rules, current, history(conn, registry, v.patient_id, v.occurrence_id, v.window_opens_at))
+    before = visit_q.studies.get(v.study_code).visit_before_treatment if visit_q.studies is not None else None
+    return evaluate(rules, current, history(conn, registry, v.patient_id, v.occurrence_id, v.window_opens_at,
+                                            visit_code=v.visit_code, before_treatment=before))
 
 
 def rules_telling_patient(conn: Connection, visit_q: VisitQuestionnaire, rules: list[AlertRule],

@@ -51,7 +51,9 @@ def alert_items(db: Session, key: ApiKey, state: str | None) -> Iterator[dict[st
 def csv_row(item: dict[str, Any]) -> tuple[Any, ...]:
     ack = item["acknowledgement"] or {}
     evidence = "; ".join(f"{e['ref']}={e['value']}" + (f" (change {e['change']} from {e['reference_visit']})"
-                                                      if "change" in e else "") for e in item["evidence"])
+                                                      if e.get("change") is not None else
+                                                      " (no reference to compare with)" if e.get("compared_with")
+                                                      else "") for e in item["evidence"])
     return (item["id"], item["subject_id"], item["site"], item["visit"], item["rule"], item["rule_label"]["en"],
             item["rule_label"]["fr"], item["severity"], item["source"], item["raised_at"],
             item["first_notified_at"] or "", item["escalations"], item["state"], ack.get("at", ""),

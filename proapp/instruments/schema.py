@@ -56,9 +56,10 @@ class Section(_Strict):
 
 
 # What the questionnaire knows of the patient when it opens, that can change an item's wording: this is their first
-# entry of the instrument (the diary's first week asks "since the injection"), or ulcers they reported before (or
-# their study team noted) are listed first.
-Situation = Literal["first_entry", "known_ulcers"]
+# entry of the instrument (the diary's first week asks "since the injection"), ulcers they reported before (or
+# their study team noted) are listed first, or the visit is the one before treatment (the study file's
+# ``before_treatment`` visit: the tolerance checklist then asks about symptoms, not the treatment's effects).
+Situation = Literal["first_entry", "known_ulcers", "before_treatment"]
 # Where the repeats of a group come from: the patient's ulcers still open (followed until they heal) or those their
 # study team noted and the patient has not confirmed yet. The repeat index is then the ulcer's number.
 RepeatSource = Literal["followed_ulcers", "unconfirmed_ulcers"]
@@ -205,6 +206,9 @@ class Instrument(_Strict):
     languages: dict[Literal["en", "fr"], LanguageStatus]
     estimated_minutes: int = Field(ge=1, le=120)
     instructions: Text
+    # The title and the instructions in a situation (see Situation) instead of ``title`` and ``instructions``.
+    title_when: dict[Situation, Text] | None = None
+    instructions_when: dict[Situation, Text] | None = None
     # The instructions as read without JavaScript, when ``instructions`` speak of the line a script draws (a VAS
     # answered in its number box): shown first, replaced by ``instructions`` once the line is drawn.
     instructions_typed: Text | None = None
@@ -217,6 +221,15 @@ class Instrument(_Strict):
     items: list[Item] = Field(min_length=1)
     groups: list[Group] = Field(default_factory=list)
     derived: list[Derived] = Field(default_factory=list)
+
+    def title_in(self, situations: frozenset[str] | set[str]) -> Text:
+        """The title the patient reads in these situations (the checklist before treatment has its own)."""
+        return next((t for name, t in (self.title_when or {}).items() if name in situations), self.title)
+
+    def instructions_in(self, situations: frozenset[str] | set[str]) -> Text:
+        """The instructions the patient reads in these situations."""
+        return next((t for name, t in (self.instructions_when or {}).items() if name in situations),
+                    self.instructions)
 
     def __hash__(self) -> int:
         """By code and version (the fields hold lists and dicts), so that functions of an instrument can be cached

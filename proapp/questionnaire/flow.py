@@ -58,6 +58,13 @@ class Screen:
         """The item's wording as this patient reads it (the study's variant, the situation's wording)."""
         return item.text_for(language, variant, item.wording(self.situations))
 
+    def title(self, language: str) -> str:
+        """The instrument's title as this patient reads it (before treatment, the checklist's own)."""
+        return self.instrument.title_in(self.situations)(language)
+
+    def instructions(self, language: str) -> str:
+        return self.instrument.instructions_in(self.situations)(language)
+
     def heading(self, language: str) -> str:
         """A group's screen title: the ulcer it is about ("Your ulcer: Left hand · Index finger · Fingertip"), or
         the group's label and the repeat's number."""

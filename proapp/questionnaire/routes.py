@@ -186,7 +186,7 @@ def welcome() -> WResponse | tuple[str, int] | str:
     return render_template("questionnaire/welcome.html", questionnaire=visit_q, minutes=minutes, started=started,
                            next_key=nxt.key if nxt else None, new_information=_pending_information(visit_q.visit),
                            progress=visit_q.progress(nxt) if nxt else None,
-                           next_title=nxt.instrument.title(str(get_locale() or "fr")) if nxt else None,
+                           next_title=nxt.title(str(get_locale() or "fr")) if nxt else None,
                            emergency=services.studies().get(visit_q.visit.study_code).alerts)
 
 
@@ -515,7 +515,7 @@ def review_parts(visit_q: answering.VisitQuestionnaire, flow: list[flowmod.Scree
 
     parts = []
     for inst in visit_q.instruments:
-        part = ReviewPart(inst.code, inst.title(lang))
+        part = ReviewPart(inst.code, inst.title_in(visit_q.context(inst.code).situations)(lang))
         sections = part.sections
         answers = visit_q.answers.get(inst.code, {})
         variant = visit_q.variants.get(inst.code)

@@ -300,18 +300,19 @@ def contexts_for(conn: Connection | None, s: VisitQuestionnaire, registry: Regis
     study = studies.get(s.visit.study_code)
     contexts: dict[str, flowmod.Context] = {}
     found = None
+    visit_situations = frozenset({"before_treatment"} if s.visit.visit_code == study.visit_before_treatment else ())
     for inst in s.instruments:
         use = study.instruments[inst.code]
         features = frozenset(use.features)
         grouped = not use.one_item_per_screen
         if conn is None or not ulcer_registry.uses_registry(inst):
-            contexts[inst.code] = flowmod.Context(features=features, grouped=grouped)
+            contexts[inst.code] = flowmod.Context(features=features, situations=visit_situations, grouped=grouped)
             continue
         if found is None:
             found = (ulcer_registry.patient_ulcers(conn, s.visit.patient_id, registry) if fresh else
                      ulcer_registry.remembered_ulcers(conn, s.visit.patient_id, registry, s.visit.ulcer_version))
         ctx = found.context()
-        situations = set()
+        situations = set(visit_situations)
         if inst.code not in found.completed_codes:
             situations.add("first_entry")
         if ctx.known:
@@ -567,6 +568,8 @@ def complete(db: Session, s: VisitQuestionnaire, *, language: str, now: datetime
         wording = {i.code: w for i in inst.items if (w := i.wording(ctx.situations))}
         if wording:
             state["wording"] = wording
+        if "before_treatment" in ctx.situations and (inst.title_when or inst.instructions_when):
+            state["worded_for"] = "before_treatment"        # its title and instructions (the exports say it)
         if ctx.ulcers is not None:
             state["ulcers"] = context_to_json(ctx.ulcers)
         db.execute(update(Response).where(Response.id == r.id).values(

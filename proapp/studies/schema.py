@@ -75,6 +75,9 @@ class VisitDef(_Strict):
     window: Window
     instruments: list[str] = Field(min_length=1)
     label: Text
+    # The visit before the first dose: its questionnaires are worded for it (the instruments' ``before_treatment``
+    # title and instructions) and alert rules' ``change_from: baseline`` compare with its answers.
+    before_treatment: bool = False
 
 
 class Series(_Strict):
@@ -219,6 +222,11 @@ class Condition(_Strict):
     at_least: float | None = None
     at_most: float | None = None
     change_from: Literal["baseline", "previous"] | None = None
+    # A change with nothing to compare with (no completed response before treatment, the visit before treatment
+    # missed): the comparison is not met (``not_met``) or the rest of the rule decides alone (``met``: a severe
+    # grade on treatment without a reference still reaches the team). The visit before treatment itself is never
+    # compared with itself: there the comparison is not met.
+    without_reference: Literal["not_met", "met"] = "not_met"
     any: list[Condition] | None = Field(default=None, min_length=1)
     all: list[Condition] | None = Field(default=None, min_length=1)
 
@@ -238,6 +246,8 @@ class Condition(_Strict):
             raise ValueError("give one comparison (at_least and at_most may go together)")
         if self.change_from and set(compares) - {"at_least", "at_most"}:
             raise ValueError("change_from compares numbers: use at_least or at_most")
+        if self.without_reference == "met" and not self.change_from:
+            raise ValueError("without_reference applies to a change (change_from)")
         if self.at_least is not None and self.at_most is not None and self.at_least > self.at_most:
             raise ValueError("at_least is above at_most: the rule could never be met")
         return self
@@ -382,7 +392,15 @@ class StudyDef(_Strict):
             for inst in visit.instruments:
                 if inst not in self.instruments:
                     raise ValueError(f"visits ({visit.code}).instruments: {inst} is not listed under instruments")
+        before = [v.code for v in self.all_visits() if v.before_treatment]
+        if len(before) > 1:
+            raise ValueError(f"visits: one visit before treatment at most ({', '.join(before)})")
         return self
+
+    @property
+    def visit_before_treatment(self) -> str | None:
+        """The code of the visit before the first dose, when the study file names one."""
+        return next((v.code for v in self.all_visits() if v.before_treatment), None)
 
     def title_for(self, language: str) -> str:
         return self.title_fr if language == "fr" and self.title_fr else self.title

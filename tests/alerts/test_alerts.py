@@ -374,11 +374,12 @@ def test_an_answer_that_rules_nothing_out_raises_nothing(alert_app):
     assert {a.rule_code for a in alerts(alert_app)} == {"DU_INJECTED_FINGER"}      # a mild reaction: review only
 
 
-def imatinib_visit(app, pid: int | None, subject: str, **tolerance: str) -> tuple[int, list[str]]:
+def imatinib_visit(app, pid: int | None, subject: str, first_visit: str = "M0",
+                   **tolerance: str) -> tuple[int, list[str]]:
     """An IMATINIB-SSC visit through the patient's pages: M0 for a new patient (``pid`` None), else M1 thirty days
     later. Returns the patient and the "call your team" pages met."""
     if pid is None:
-        pid, token = enrol_with_open_window(app, "IMATINIB-SSC", "M0", subject=subject, language="en")
+        pid, token = enrol_with_open_window(app, "IMATINIB-SSC", first_visit, subject=subject, language="en")
     else:
         now = later(app, days=30)
         with app.app_context():
@@ -406,6 +407,51 @@ def test_side_effects_are_compared_with_the_patients_own_checklist_before_treatm
     assert (alert.rule_code, alert.severity, alert.source) == ("TOL_SEVERE", "review", "completed")
     assert {e["ref"] for e in alert.evidence} == {"TOLERANCE.TOL_NAUSEA"}
     assert calls == []                                                  # a review rule alarms nobody
+
+
+def test_without_a_checklist_before_treatment_a_severe_grade_still_reaches_the_team(alert_app):
+    # M0 missed: a severe grade at M1 has nothing to be compared with; it is alerted for review, saying so.
+    _pid, calls = imatinib_visit(alert_app, None, "IMA-TLS-303", first_visit="M1", TOL_NAUSEA="3")
+    [alert] = alerts(alert_app)
+    assert (alert.rule_code, alert.severity) == ("TOL_SEVERE", "review") and calls == []
+    [evidence] = [e for e in alert.evidence if "compared_with" in e]
+    assert evidence["reference_visit"] is None and evidence["ref"] == "TOLERANCE.TOL_NAUSEA"
+    staff = alert_app.test_client()
+    login(staff, "admin@chu.test")
+    page = staff.get(f"/staff/alerts/{alert.id}")
+    assert page.status_code == 200 and "no reference answer to compare with" in text(page.text)
+
+
+def test_the_checklist_before_the_first_dose_is_worded_for_it(alert_app):
+    """M0 (the study file's visit before treatment) asks about the patient's symptoms, not the treatment's effects;
+    the response records that wording; M1 asks about side effects."""
+    from proapp.patients.models import Occurrence
+    from proapp.questionnaire.models import Response
+
+    for visit, title, instructions in (
+            ("M0", "Your symptoms before treatment", "symptoms you may have before you start the study treatment"),
+            ("M1", "Treatment side effects", "problems some people have with their treatment")):
+        pid, token = enrol_with_open_window(alert_app, "IMATINIB-SSC", visit, subject=f"IMA-TLS-39{visit[-1]}",
+                                            language="en")
+        p = Patient(alert_app.test_client(), token)
+        p.open()
+        assert title in text(p.page.text)                                     # the welcome page's list
+        p.start()
+        answer_dlqi(p, DLQI_EN)
+        answer_haq(p)
+        page = text(p.page.text)
+        assert p.screen_key.startswith("TOLERANCE.") and title in page and instructions in page
+        other = "Treatment side effects" if visit == "M0" else "Your symptoms before treatment"
+        assert other not in page
+        answer_tolerance(p)
+        p.get("/q/review")
+        assert title in text(p.page.text)
+        p.submit()
+        with alert_app.app_context():
+            state = db.session().scalars(select(Response.flow_state).join(Response.occurrence)
+                                         .where(Response.instrument_code == "TOLERANCE",
+                                                Occurrence.patient_id == pid)).one()
+        assert (state or {}).get("worded_for") == ("before_treatment" if visit == "M0" else None)
 
 
 def test_a_very_severe_side_effect_is_one_same_day_alert_and_breathlessness_is_urgent_at_any_visit(alert_app):

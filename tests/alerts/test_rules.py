@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from proapp.alerts.rules import Earlier, evaluate
+from proapp.alerts.rules import ITSELF, Earlier, evaluate
 from proapp.config import ConfigError, load_config
 from proapp.instruments import default_registry
 from proapp.mail import SmtpSettings, SmtpUrlError
@@ -173,6 +173,30 @@ def test_a_graded_answer_compares_with_the_baseline_and_urgent_rules_need_the_pa
         load_study_file(write(tmp_path, data, "IMATINIB-SSC.yaml"), default_registry(), CONTACTS)
     with pytest.raises(ValueError, match="give its patient wording"):
         AlertRule.model_validate({**rule(item="TOLERANCE.TOL_FATIGUE", equals="4"), "severity": "urgent"})
+
+
+def test_without_a_reference_a_change_is_met_only_where_the_study_file_says_so():
+    def graded(without: str) -> AlertRule:
+        return AlertRule.model_validate(rule(all=[
+            {"item": "TOLERANCE.TOL_NAUSEA", "in": ["3", "4"]},
+            {"item": "TOLERANCE.TOL_NAUSEA", "change_from": "baseline", "at_least": 1, "without_reference": without}]))
+
+    severe = {"TOLERANCE": {"item:TOL_NAUSEA": "3"}}
+    assert evaluate([graded("not_met")], severe, lambda *_: None) == []            # the default: nothing
+    [hit] = evaluate([graded("met")], severe, lambda *_: None)                     # M0 missed: the grade alone
+    assert hit.evidence[-1] == {"ref": "TOLERANCE.TOL_NAUSEA", "kind": "item", "value": "3",
+                                "compared_with": "baseline", "reference_visit": None}
+    assert evaluate([graded("met")], severe, lambda *_: ITSELF) == []              # M0 itself: never compared
+    with pytest.raises(ValueError, match="without_reference applies to a change"):
+        AlertRule.model_validate(rule(item="TOLERANCE.TOL_NAUSEA", at_least=3, without_reference="met"))
+
+
+def test_one_visit_before_treatment_at_most(tmp_path):
+    data = shipped("IMATINIB-SSC.yaml")
+    assert [v["code"] for v in data["visits"] if v.get("before_treatment")] == ["M0"]
+    data["visits"][1]["before_treatment"] = True
+    with pytest.raises(StudyFileError, match=r"one visit before treatment at most \(M0, M1\)"):
+        load_study_file(write(tmp_path, data, "IMATINIB-SSC.yaml"), default_registry(), CONTACTS)
 
 
 def test_every_shipped_rule_has_a_first_person_patient_wording_and_urgent_rules_exist():
