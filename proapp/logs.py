@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 REDACTED = "[redacted]"
@@ -36,7 +36,12 @@ class RedactTokens(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
-        if isinstance(record.args, Mapping):
+        if isinstance(record.args, MutableMapping):
+            # In place: gunicorn's access log passes its SafeAtoms, a dict that answers "-" for a header the
+            # request lacks (X-Forwarded-For of a direct /readyz); a plain copy would lose the line to a KeyError.
+            for key, value in record.args.items():
+                record.args[key] = _clean(value)
+        elif isinstance(record.args, Mapping):
             record.args = {key: _clean(value) for key, value in record.args.items()}
         elif isinstance(record.args, tuple):
             record.args = tuple(_clean(value) for value in record.args)

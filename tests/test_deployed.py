@@ -83,9 +83,13 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def nginx_conf(folder: Path, *, tls_port: int, http_port: int, upstream: int, cert: Path, key: Path) -> Path:
-    """The shipped site file with this run's ports, certificate and logs, inside a minimal main file."""
+def nginx_conf(folder: Path, *, tls_port: int, http_port: int, upstream: int | list[int], cert: Path,
+               key: Path) -> Path:
+    """The shipped site file with this run's ports, certificate and logs (and one upstream server line per gunicorn
+    instance), inside a minimal main file."""
     site = (ROOT / "proapp/deploy/nginx-site.conf.example").read_text()
+    servers = "\n    ".join(f"server 127.0.0.1:{port};" for port in ([upstream] if isinstance(upstream, int)
+                                                                    else upstream))
     for old, new in (("listen 443 ssl http2;", f"listen 127.0.0.1:{tls_port} ssl http2;"),
                      ("listen 80;", f"listen 127.0.0.1:{http_port};"),
                      ("https://pro.example-hospital.fr$request_uri", f"https://127.0.0.1:{tls_port}$request_uri"),
@@ -93,7 +97,7 @@ def nginx_conf(folder: Path, *, tls_port: int, http_port: int, upstream: int, ce
                      ("/etc/letsencrypt/live/127.0.0.1/fullchain.pem", str(cert)),
                      ("/etc/letsencrypt/live/127.0.0.1/privkey.pem", str(key)),
                      ("/var/log/nginx/", f"{folder}/"),
-                     ("http://127.0.0.1:8000", f"http://127.0.0.1:{upstream}")):
+                     ("server 127.0.0.1:8000;", servers)):
         assert old in site, old
         site = site.replace(old, new)
     (folder / "site.conf").write_text(site)

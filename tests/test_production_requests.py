@@ -384,3 +384,24 @@ def test_staff_account_forms_work_over_https_in_production(prod_app):
     assert anonymous.get("/staff/").status_code == 303
     with prod_app.app_context():
         assert db.session().scalar(select(User.failed_logins).where(User.email == "admin@chu.test")) == 0
+
+
+def test_gunicorns_request_line_without_a_forwarded_address_is_written_redacted():
+    """A request straight to gunicorn (the monitoring's /readyz) has no X-Forwarded-For: gunicorn's atoms answer
+    "-" for it, and the redacting filter must keep them able to, or the line is lost to a logging error."""
+    import io
+
+    from gunicorn.glogging import SafeAtoms
+
+    from proapp.logs import RedactTokens
+
+    out = io.StringIO()
+    logger = logging.Logger("gunicorn.access.test")
+    handler = logging.StreamHandler(out)
+    logger.addHandler(handler)
+    logger.addFilter(RedactTokens())
+    fmt = '{"client":"%({x-forwarded-for}i)s","path":"%(U)s","status":%(s)s}'
+    for path in ("/readyz", "/s/T0k3n-abcdefghijklmnop"):
+        logger.info(fmt, SafeAtoms({"U": path, "s": "200", "{host}i": "127.0.0.1"}))
+    assert out.getvalue().splitlines() == ['{"client":"-","path":"/readyz","status":200}',
+                                           '{"client":"-","path":"/s/[redacted]","status":200}']

@@ -1,4 +1,4 @@
-"""The four instruments: versioned data files (FR and EN wording), a registry and scoring.
+"""The instruments: versioned data files (FR and EN wording), a registry and scoring.
 
 ``score(code, answers)`` is the project's scoring interface (see the README): answers are a mapping
 of item code to string value, items of a repeating group written ``CODE[n]`` with n from 1.

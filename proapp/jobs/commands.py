@@ -22,7 +22,8 @@ def _worker():
 @proapp_cli.command("tick")
 @click.option("--now", "now_text", default=None, help="Pretend it is this UTC time (ISO 8601), for testing.")
 def tick_cmd(now_text: str | None) -> None:
-    """Run each SMS job once (mark missed, queue, send, reconcile) and exit: for cron, tests and debugging."""
+    """Run each of the worker's jobs once (SMS, alert notifications, staff mails, EDC pushes, checkpoint) and
+    exit: for cron, tests and debugging."""
     from datetime import UTC, datetime
 
     from flask import current_app
@@ -45,7 +46,8 @@ def tick_cmd(now_text: str | None) -> None:
 
 @proapp_cli.command("worker")
 def worker_cmd() -> None:
-    """Run the SMS worker (APScheduler) until stopped with SIGTERM or Ctrl-C. Run it as its own process."""
+    """Run the worker (APScheduler: SMS, alert notifications, staff mails, EDC pushes, audit checkpoints, heartbeat)
+    until stopped with SIGTERM or Ctrl-C. Run it as its own process, never inside the web app."""
     from flask import current_app
 
     from proapp.logs import configure_worker_logging
