@@ -94,6 +94,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SMTP_TIMEOUT", 10, "Seconds to wait for the mail server.", int),
     Setting("MAIL_MAX_ATTEMPTS", 8, "Tries for an e-mail or on-call SMS the server could not take before it is "
             "given up (the alert stays open and is escalated).", int),
+    Setting("PUSH_MAX_ATTEMPTS", 48, "Tries of a push to the EDC before it is given up (30 s, 60 s, ... then hourly: "
+            "about two days; the deliveries page shows it and the EDC can still pull the response).", int),
     Setting("TWILIO_ACCOUNT_SID", None, "Twilio account SID (`AC...`)."),
     Setting("TWILIO_AUTH_TOKEN", None, "Twilio auth token: authenticates requests and checks status callbacks."),
     Setting("TWILIO_FROM", None, "Sending number or alphanumeric sender ID (default: SMS_SENDER_NAME)."),
@@ -244,6 +246,8 @@ def mail_problems(cfg: Mapping[str, Any]) -> list[str]:
     problems_found = problems(cfg)
     if int(cfg.get("SMTP_TIMEOUT", 10)) < 1 or int(cfg.get("MAIL_MAX_ATTEMPTS", 8)) < 1:
         problems_found.append("PROAPP_SMTP_TIMEOUT and PROAPP_MAIL_MAX_ATTEMPTS must be at least 1.")
+    if int(cfg.get("PUSH_MAX_ATTEMPTS", 48)) < 1:
+        problems_found.append("PROAPP_PUSH_MAX_ATTEMPTS must be at least 1.")
     return problems_found
 
 def audit_key_problems(cfg: Mapping[str, Any]) -> list[str]:

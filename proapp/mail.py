@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from flask import Blueprint, abort, current_app, render_template
 
 from proapp import jsonlines
+from proapp.outbox import Outcome
 
 # One plain address and nothing else: no display name, no list, no route, no quotes, no comment. RFC 5322's
 # dot-atom local part (at most 64 characters) and a domain of DNS labels ending in letters (at most 254 in all).
@@ -51,17 +52,10 @@ class Mail:
     message_id: str                   # stable per message: a receiving system can tell a copy from a new mail
 
 
-@dataclass(frozen=True)
-class MailOutcome:
-    kind: str                         # sent, retry, failed, unknown
-    error: str | None = None
-    reference: str | None = None      # the gateway's own id of what was sent (an SMS's SID)
-
-
 class Mailer(Protocol):
     name: str
 
-    def send(self, mail: Mail) -> MailOutcome: ...
+    def send(self, mail: Mail) -> Outcome: ...
 
 
 class SmtpUrlError(ValueError):
@@ -121,13 +115,13 @@ class ConsoleMailer:
     def __init__(self, path: Path, sender: str):
         self.path, self.sender = path, sender
 
-    def send(self, mail: Mail) -> MailOutcome:
+    def send(self, mail: Mail) -> Outcome:
         if plain_address(mail.to) is None:
-            return MailOutcome("failed", "the recipient is not one plain e-mail address")
+            return Outcome("failed", "the recipient is not one plain e-mail address")
         record = {"to": mail.to, "subject": mail.subject, "body": mail.body, "message_id": mail.message_id,
                   "from": self.sender, "at": datetime.now(UTC).isoformat(timespec="seconds")}
         jsonlines.append(self.path, record)
-        return MailOutcome("sent")
+        return Outcome("sent")
 
     def entries(self) -> list[dict[str, Any]]:
         return jsonlines.read(self.path)
@@ -156,28 +150,28 @@ class SmtpMailer:
             raise
         return client
 
-    def send(self, mail: Mail) -> MailOutcome:
+    def send(self, mail: Mail) -> Outcome:
         if plain_address(mail.to) is None:
-            return MailOutcome("failed", "the recipient is not one plain e-mail address")
+            return Outcome("failed", "the recipient is not one plain e-mail address")
         try:
             client = self._connect()
         except smtplib.SMTPAuthenticationError as exc:
-            return MailOutcome("failed", f"authentication refused: {exc.smtp_code}")
+            return Outcome("failed", f"authentication refused: {exc.smtp_code}")
         except (OSError, smtplib.SMTPException) as exc:   # nothing was sent yet
-            return MailOutcome("retry", f"cannot connect: {type(exc).__name__}: {exc}"[:300])
+            return Outcome("retry", f"cannot connect: {type(exc).__name__}: {exc}"[:300])
         try:
             with client:
                 client.send_message(compose(mail, self.sender))
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _msg in exc.recipients.values()]
             kind = "retry" if all(400 <= c < 500 for c in codes) else "failed"
-            return MailOutcome(kind, f"recipient refused: {codes}")
+            return Outcome(kind, f"recipient refused: {codes}")
         except smtplib.SMTPResponseException as exc:       # the server answered no: the mail did not go
             kind = "retry" if 400 <= exc.smtp_code < 500 else "failed"
-            return MailOutcome(kind, f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"[:300])
+            return Outcome(kind, f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"[:300])
         except (OSError, smtplib.SMTPException) as exc:   # cut off mid-way: it may have gone
-            return MailOutcome("unknown", f"connection lost while sending: {type(exc).__name__}"[:300])
-        return MailOutcome("sent")
+            return Outcome("unknown", f"connection lost while sending: {type(exc).__name__}"[:300])
+        return Outcome("sent")
 
 
 def mail_problems(cfg: Mapping[str, Any]) -> list[str]:

@@ -87,7 +87,7 @@ def _release(app) -> None:
 
 def _work_done(log: str) -> tuple[int, int]:
     """(SMS accepted by Twilio, alert e-mails sent) from one worker's log lines."""
-    sms = sum(int(n) for n in re.findall(r": send_due SendReport\(claimed=\d+, accepted=(\d+)", log))
+    sms = sum(int(n) for n in re.findall(r": send_due Report\(queued=0, claimed=\d+, sent=(\d+)", log))
     mails = sum(int(n) for n in re.findall(r": alerts \{.*?'sent': (\d+)", log))
     return sms, mails
 

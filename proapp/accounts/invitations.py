@@ -18,9 +18,10 @@ from flask_babel import force_locale, gettext
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from proapp import outbox
 from proapp.accounts import services as accounts
 from proapp.accounts.models import AccountMail, AccountToken, User
-from proapp.mail import Mail, Mailer, MailOutcome
+from proapp.mail import Mail, Mailer
 
 VALID_FOR = {"invite": timedelta(hours=72), "reset": timedelta(hours=1)}
 CLAIM_LEASE = timedelta(minutes=5)
@@ -95,20 +96,12 @@ def redeem(db: Session, token: str, purpose: str, password: str, now: datetime) 
 # The worker's side ---------------------------------------------------------------------------------------------
 
 def claim(db: Session, worker: str, now: datetime, limit: int = 20) -> list[int]:
-    db.execute(update(AccountMail).where(AccountMail.status == "sending", AccountMail.claimed_at < now - CLAIM_LEASE)
-               .values(status="unknown", error="the worker stopped while sending: it may have gone; not resent"))
-    due = (select(AccountMail.id).where(AccountMail.status == "pending", AccountMail.due_at <= now)
-           .order_by(AccountMail.due_at, AccountMail.id).limit(limit))
-    if db.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    ids = list(db.scalars(due))           # two statements: at most ``limit`` rows whatever the plan (sms.claim)
-    if not ids:
-        return []
-    return sorted(db.execute(update(AccountMail).where(AccountMail.id.in_(ids),
-                                                       AccountMail.status == "pending")
-                             .values(status="sending", claimed_by=worker, claimed_at=now,
-                                     attempts=AccountMail.attempts + 1)
-                             .returning(AccountMail.id)).scalars())
+    """Take due mails for this worker (proapp/outbox); first give up the claims a stopped worker left (unknown:
+    they may have gone, never resent)."""
+    db.execute(update(AccountMail).where(outbox.abandoned(AccountMail, now, CLAIM_LEASE))
+               .values(status=outbox.Status.UNKNOWN,
+                       error="the worker stopped while sending: it may have gone; not resent"))
+    return outbox.claim(db, AccountMail, worker, now, limit, attempts=AccountMail.attempts + 1)
 
 
 def prepare(db: Session, mail_id: int, now: datetime, public_url: str) -> Mail | None:
@@ -132,20 +125,16 @@ def prepare(db: Session, mail_id: int, now: datetime, public_url: str) -> Mail |
     return Mail(user.email, subject, body, f"<account-{row.id}.{row.attempts}@proapp>")
 
 
-def apply_outcome(db: Session, mail_id: int, worker: str, outcome: MailOutcome, now: datetime,
+def apply_outcome(db: Session, mail_id: int, worker: str, outcome: outbox.Outcome, now: datetime,
                   max_attempts: int) -> str:
     row = db.scalar(select(AccountMail).where(AccountMail.id == mail_id, AccountMail.claimed_by == worker,
                                               AccountMail.status == "sending").with_for_update())
     if row is None:
-        return "lost"
-    kind = "failed" if outcome.kind == "retry" and row.attempts >= max_attempts else outcome.kind
-    values: dict[str, Any] = {"claimed_by": None, "claimed_at": None, "error": outcome.error}
-    if kind == "retry":
-        values.update(status="pending", due_at=now + min(RETRY_BASE * 2 ** (row.attempts - 1), timedelta(hours=1)))
-        if row.token_id is not None:        # that link never reached anyone
-            db.execute(update(AccountToken).where(AccountToken.id == row.token_id).values(used_at=now))
-    else:
-        values.update(status=kind, sent_at=now if kind == "sent" else None)
+        return "released"          # the claim is no longer this worker's
+    kind, values = outbox.settled(outcome, row.attempts, max_attempts, now, RETRY_BASE)
+    values.update(error=outcome.error, sent_at=now if kind == "sent" else None)
+    if kind == "retry" and row.token_id is not None:        # that link never reached anyone
+        db.execute(update(AccountToken).where(AccountToken.id == row.token_id).values(used_at=now))
     db.execute(update(AccountMail).where(AccountMail.id == row.id).values(**values))
     from proapp.audit.services import record
 
@@ -172,7 +161,7 @@ def send_due(app: Any, worker: str, mailer: Mailer) -> dict[str, int]:
             try:
                 outcome = mailer.send(mail)
             except Exception as exc:  # it may have gone: never resent blindly
-                outcome = MailOutcome("unknown", f"unexpected error: {type(exc).__name__}")
+                outcome = outbox.Outcome("unknown", f"unexpected error: {type(exc).__name__}")
             with db.transaction() as s:
                 kind = apply_outcome(s, mail_id, worker, outcome, services.now(), app.config["MAIL_MAX_ATTEMPTS"])
             if kind in report:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,11 +21,12 @@ from flask_babel import force_locale, gettext
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
+from proapp import outbox
 from proapp.accounts.models import Role, User, UserScope
 from proapp.alerts.models import Alert, AlertNotification, AlertState, NotificationStatus
 from proapp.audit.services import record
 from proapp.db import dialect_insert
-from proapp.mail import Mail, Mailer, MailOutcome
+from proapp.mail import Mail, Mailer
 from proapp.patients.models import Patient
 from proapp.sms.gateways import Gateway, Outgoing
 from proapp.studies.catalog import StudyCatalog
@@ -130,30 +131,15 @@ def plan(db: Session, studies: StudyCatalog, now: datetime) -> dict[str, int]:
 
 
 def claim(db: Session, worker: str, now: datetime, limit: int = 50) -> list[int]:
-    """Take due notifications for this worker, atomically; first give up claims a stopped worker left."""
-    stale = db.execute(update(AlertNotification)
-                       .where(AlertNotification.status == NotificationStatus.SENDING,
-                              AlertNotification.claimed_at < now - CLAIM_LEASE)
+    """Take due notifications for this worker (proapp/outbox); first give up the claims a stopped worker left:
+    they may have gone, so they are recorded as unknown and never resent."""
+    stale = db.execute(update(AlertNotification).where(outbox.abandoned(AlertNotification, now, CLAIM_LEASE))
                        .values(status=NotificationStatus.UNKNOWN, status_at=now,
                                error="the worker stopped while sending: it may have gone; not resent")
                        .returning(AlertNotification.id, AlertNotification.alert_id)).all()
     for nid, alert_id in stale:
         _audit(db, nid, alert_id, "sending", "unknown", now)
-    due = (select(AlertNotification.id)
-           .where(AlertNotification.status == NotificationStatus.PENDING, AlertNotification.due_at <= now)
-           .order_by(AlertNotification.due_at, AlertNotification.id).limit(limit))
-    if db.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    ids = list(db.scalars(due))           # two statements: at most ``limit`` rows whatever the plan (sms.claim)
-    if not ids:
-        return []
-    claimed = db.execute(update(AlertNotification)
-                         .where(AlertNotification.id.in_(ids),
-                                AlertNotification.status == NotificationStatus.PENDING)
-                         .values(status=NotificationStatus.SENDING, claimed_by=worker, claimed_at=now,
-                                 status_at=now, attempts=AlertNotification.attempts + 1)
-                         .returning(AlertNotification.id)).scalars().all()
-    return sorted(claimed)
+    return outbox.claim(db, AlertNotification, worker, now, limit, attempts=AlertNotification.attempts + 1)
 
 
 def _audit(db: Session, notification_id: int, alert_id: int, old: str, new: str, now: datetime,
@@ -174,16 +160,6 @@ class Ready:
     recipient: str
     mail: Mail | None = None
     sms: Outgoing | None = None
-
-
-@dataclass
-class SendReport:
-    claimed: int = 0
-    sent: int = 0
-    retry: int = 0
-    failed: int = 0
-    unknown: int = 0
-    outcomes: list[tuple[int, str]] = field(default_factory=list)
 
 
 def prepare(db: Session, ids: Iterable[int], *, public_url: str, sender_name: str) -> list[Ready]:
@@ -208,37 +184,26 @@ def prepare(db: Session, ids: Iterable[int], *, public_url: str, sender_name: st
     return out
 
 
-def send(out: Ready, mailer: Mailer, gateway: Gateway) -> MailOutcome:
-    """One notification through its channel, as a mail outcome (sent, retry, failed, unknown)."""
+def send(out: Ready, mailer: Mailer, gateway: Gateway) -> outbox.Outcome:
+    """One notification through its channel."""
     if out.mail is not None:
         return mailer.send(out.mail)
     assert out.sms is not None
-    o = gateway.send(out.sms)
-    if o.kind == "accepted":
-        return MailOutcome("sent", reference=o.sid)
-    return MailOutcome(o.kind, o.error_message)
+    return gateway.send(out.sms)
 
 
-def apply_outcome(db: Session, out: Ready, worker: str, outcome: MailOutcome, now: datetime,
+def apply_outcome(db: Session, out: Ready, worker: str, outcome: outbox.Outcome, now: datetime,
                   max_attempts: int) -> str:
     n = db.scalar(select(AlertNotification).where(AlertNotification.id == out.id,
                                                   AlertNotification.claimed_by == worker,
                                                   AlertNotification.status == NotificationStatus.SENDING)
                   .with_for_update())
     if n is None:
-        return "lost"
-    kind = outcome.kind
-    if kind == "retry" and n.attempts >= max_attempts:
-        kind = "failed"
-    values: dict[str, Any] = {"status_at": now, "claimed_by": None, "claimed_at": None}
+        return "released"          # the claim is no longer this worker's
+    kind, values = outbox.settled(outcome, n.attempts, max_attempts, now, RETRY_BASE)
+    values.update(status_at=now, error=outcome.error)
     if kind == "sent":
-        values.update(status=NotificationStatus.SENT, sent_at=now, error=None,
-                      provider_id=out.mail.message_id if out.mail else outcome.reference)
-    elif kind == "retry":
-        values.update(status=NotificationStatus.PENDING, error=outcome.error,
-                      due_at=now + min(RETRY_BASE * 2 ** (n.attempts - 1), timedelta(hours=1)))
-    else:
-        values.update(status=NotificationStatus(kind), error=outcome.error)
+        values.update(sent_at=now, provider_id=out.mail.message_id if out.mail else outcome.reference)
     db.execute(update(AlertNotification).where(AlertNotification.id == n.id).values(**values))
     if kind != "retry":
         _audit(db, n.id, n.alert_id, "sending", kind, now, channel=n.channel, recipient_kind=n.recipient_kind,

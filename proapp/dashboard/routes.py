@@ -501,7 +501,7 @@ def completion_csv(code: str) -> Response:
 @staff_route("/deliveries", "admin")
 def deliveries() -> str:
     """The log of pushes to the EDC endpoints: what went, when, what came back, what waits for a retry."""
-    status = request.args.get("status") if request.args.get("status") in ("pending", "delivered") else None
+    status = request.args.get("status") if request.args.get("status") in ("pending", "sent", "failed") else None
     pushing = [s.definition.code for s in services.studies().all() if s.definition.edc.push is not None]
     return render_template("staff/deliveries.html", rows=queries.deliveries(db.session(), status), status=status,
                            pushing=pushing)

@@ -61,17 +61,19 @@ class PushDelivery(Base):
 
     __tablename__ = "push_delivery"
     __table_args__ = (UniqueConstraint("response_id", "endpoint", "export_seq"),
-                      Index("ix_push_delivery_due", "status", "next_at"))
+                      Index("ix_push_delivery_due", "status", "due_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     response_id: Mapped[int] = mapped_column(ForeignKey("response.id"))
     export_seq: Mapped[int | None] = mapped_column(BigInteger)      # the response's version: a correction re-sends
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
     endpoint: Mapped[str] = mapped_column(String(500))
-    status: Mapped[str] = mapped_column(String(12))        # pending, delivered, failed (gave up)
+    status: Mapped[str] = mapped_column(String(12))        # proapp/outbox's words: pending, sending, sent, failed
     attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime]
-    next_at: Mapped[datetime]
+    due_at: Mapped[datetime]                               # the next try
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    claimed_at: Mapped[datetime | None]
     last_attempt_at: Mapped[datetime | None]
     last_status_code: Mapped[int | None]
     last_error: Mapped[str | None] = mapped_column(String(300))

@@ -3,10 +3,13 @@
 Each response becomes a ``push_delivery`` row (unique per response and endpoint), POSTed as the same JSON the
 API returns, signed ``X-Proapp-Signature: t=<unix time>,v1=<HMAC-SHA256 of "<t>.<body>">`` with the secret from
 the named environment variable, with ``Idempotency-Key: proapp-response-<id>-r<revision>`` (a correction is a
-new message). A 2xx is delivered; anything else (or no answer) is retried after 30 s, 60 s, 120 s ... at most an
-hour apart, until accepted. A redirect is never followed (it would re-send the response, its signature and its
-idempotency key to another address): a 3xx is a failed delivery, shown in the delivery log. In production the
-endpoint must be ``https://`` (``insecure_endpoints``: the app refuses to start, ``proapp check`` says so)."""
+new message). A 2xx is sent (shown "delivered"); anything else (or no answer) is retried after 30 s, 60 s,
+120 s ... at most an hour apart, until accepted or ``PROAPP_PUSH_MAX_ATTEMPTS`` tries (then failed: the deliveries
+page and /metrics show it, and the EDC can still pull the response). The rows are an outbox like the others
+(proapp/outbox): claimed by one worker, a claim a stopped worker left given back. A redirect is never followed
+(it would re-send the response, its signature and its idempotency key to another address): a 3xx is a failed
+try, shown in the delivery log. In production the endpoint must be ``https://`` (``insecure_endpoints``: the app
+refuses to start, ``proapp check`` says so)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import hashlib
 import hmac
 import json
 import logging
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,6 +25,7 @@ import requests
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from proapp import outbox
 from proapp.db import dialect_insert
 from proapp.export import data, feed
 from proapp.export.formats import json_format
@@ -33,16 +37,9 @@ from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Study
 
 log = logging.getLogger("proapp.push")
+RETRY_BASE = timedelta(seconds=30)
 MAX_DELAY = timedelta(hours=1)
-LEASE = timedelta(minutes=2)
-PENDING, DELIVERED = "pending", "delivered"
-
-
-@dataclass
-class PushReport:
-    queued: int = 0
-    delivered: int = 0
-    retried: int = 0
+LEASE = timedelta(minutes=2)            # longer than a request's timeout: a send in progress never looks abandoned
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -82,73 +79,92 @@ def queue(db: Session, catalog: StudyCatalog, now: datetime) -> int:
             insert = dialect_insert(db.get_bind().dialect.name)
             db.execute(insert(PushDelivery).on_conflict_do_nothing(), [
                 {"response_id": rid, "export_seq": seq, "study_id": study_id, "endpoint": push.url,
-                 "status": PENDING, "attempts": 0, "created_at": now, "next_at": now} for rid, seq in ids])
+                 "status": outbox.Status.PENDING, "attempts": 0, "created_at": now, "due_at": now}
+                for rid, seq in ids])
             count += len(ids)
-    db.commit()
     return count
 
 
-def send_due(db: Session, catalog: StudyCatalog, registry: Registry, now: datetime, *, timeout: float = 10,
-             limit: int = 100, env: dict[str, str] | None = None) -> PushReport:
-    env = os.environ if env is None else env
-    report = PushReport()
-    due = (select(PushDelivery.id).where(PushDelivery.status == PENDING, PushDelivery.next_at <= now)
-           .order_by(PushDelivery.next_at, PushDelivery.id).limit(limit))
-    if db.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    ids = list(db.scalars(due))           # two statements: at most ``limit`` rows whatever the plan (sms.claim)
-    claimed = list(db.scalars(
-        update(PushDelivery).where(PushDelivery.id.in_(ids), PushDelivery.status == PENDING,
-                                   PushDelivery.next_at <= now)
-        .values(next_at=now + LEASE).returning(PushDelivery.id))) if ids else []
-    db.commit()
-    session = requests.Session()
-    for delivery_id in claimed:
-        d = db.get(PushDelivery, delivery_id)
-        study = db.get(Study, d.study_id)
-        push = catalog.get(study.code).edc.push
-        secret = env.get(push.secret_env) if push else None
-        error, code = None, None
-        if push is None or push.url != d.endpoint:
-            error = "the study file no longer names this endpoint"
-        elif not secret:
-            error = f"{push.secret_env} is not set"
-        else:
-            key = ApiKey(study_id=d.study_id, site_ids=None)
-            [item] = data.load(db, key, Response.id == d.response_id) or [None]
-            if item is None:
-                error = "response not found"
-            else:
-                # Its place among this endpoint's deliveries of the study (other studies' volume is not told).
-                sequence = db.scalar(select(func.count(PushDelivery.id)).where(
-                    PushDelivery.study_id == d.study_id, PushDelivery.endpoint == d.endpoint,
-                    PushDelivery.id <= d.id)) or 0
-                document = json_format.json_item(item, registry.get(item.instrument, item.version), sequence)
-                body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-                stamp = int(now.timestamp())
-                try:
-                    resp = session.post(d.endpoint, data=body, timeout=timeout, headers={
-                        "Content-Type": "application/json", "X-Proapp-Signature": signature(secret, stamp, body),
-                        # A correction is a new message: an idempotent inbox must not drop it as a repeat.
-                        "Idempotency-Key": f"proapp-response-{d.response_id}-r{document['revision']}",
-                        "User-Agent": "proapp-push/1"}, allow_redirects=False)
-                    code = resp.status_code
-                    if 300 <= code < 400:
-                        error = f"HTTP {code}: a redirect, not followed (to {resp.headers.get('Location', '?')})"
-                    elif not 200 <= code < 300:
-                        error = f"HTTP {code}"
-                except requests.RequestException as exc:
-                    error = f"{type(exc).__name__}"
-        d.attempts += 1
-        d.last_attempt_at, d.last_status_code = now, code
-        if error is None:
-            d.status, d.delivered_at, d.last_error = DELIVERED, now, None
-            report.delivered += 1
-        else:
-            d.last_error = error[:300]
-            d.next_at = now + min(timedelta(seconds=30 * 2 ** (d.attempts - 1)), MAX_DELAY)
-            report.retried += 1
-            log.warning("push of response %s to %s failed (%s); next try %s", d.response_id, d.endpoint, error,
-                        d.next_at.isoformat())
-        db.commit()
-    return report
+def claim(db: Session, worker: str, now: datetime, limit: int = 100) -> list[int]:
+    """Take due deliveries for this worker (proapp/outbox). A claim a stopped worker left goes back to pending:
+    sending a push again is safe (the EDC sees the same ``Idempotency-Key``), unlike an SMS."""
+    db.execute(update(PushDelivery).where(outbox.abandoned(PushDelivery, now, LEASE))
+               .values(status=outbox.Status.PENDING, claimed_by=None, claimed_at=None))
+    return outbox.claim(db, PushDelivery, worker, now, limit)
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A claimed delivery, ready to go: the signed request, or why it cannot be made."""
+
+    id: int
+    url: str
+    body: bytes = b""
+    headers: dict[str, str] | None = None
+    error: str | None = None
+
+
+def prepare(db: Session, delivery_id: int, catalog: StudyCatalog, registry: Registry, now: datetime,
+            env: Mapping[str, str]) -> Ready:
+    """The request for one delivery: the response as the API's JSON, signed with the endpoint's secret."""
+    d = db.get(PushDelivery, delivery_id)
+    study = db.get(Study, d.study_id)
+    push = catalog.get(study.code).edc.push
+    secret = env.get(push.secret_env) if push else None
+    if push is None or push.url != d.endpoint:
+        return Ready(d.id, d.endpoint, error="the study file no longer names this endpoint")
+    if not secret:
+        return Ready(d.id, d.endpoint, error=f"{push.secret_env} is not set")
+    [item] = data.load(db, ApiKey(study_id=d.study_id, site_ids=None), Response.id == d.response_id) or [None]
+    if item is None:
+        return Ready(d.id, d.endpoint, error="response not found")
+    # Its place among this endpoint's deliveries of the study (other studies' volume is not told).
+    sequence = db.scalar(select(func.count(PushDelivery.id)).where(
+        PushDelivery.study_id == d.study_id, PushDelivery.endpoint == d.endpoint, PushDelivery.id <= d.id)) or 0
+    document = json_format.json_item(item, registry.get(item.instrument, item.version), sequence)
+    body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    return Ready(d.id, d.endpoint, body, {
+        "Content-Type": "application/json", "X-Proapp-Signature": signature(secret, int(now.timestamp()), body),
+        # A correction is a new message: an idempotent inbox must not drop it as a repeat.
+        "Idempotency-Key": f"proapp-response-{d.response_id}-r{document['revision']}",
+        "User-Agent": "proapp-push/1"})
+
+
+def send(ready: Ready, session: requests.Session, timeout: float = 10) -> outbox.Outcome:
+    """POST one delivery. A 2xx is sent; anything else is retried (a redirect is never followed)."""
+    if ready.error is not None:
+        return outbox.Outcome("retry", ready.error)
+    try:
+        resp = session.post(ready.url, data=ready.body, timeout=timeout, headers=ready.headers,
+                            allow_redirects=False)
+    except requests.RequestException as exc:
+        return outbox.Outcome("retry", type(exc).__name__)
+    code = resp.status_code
+    if 200 <= code < 300:
+        return outbox.Outcome("sent", error_code=code)
+    if 300 <= code < 400:
+        where = resp.headers.get("Location", "?")
+        return outbox.Outcome("retry", f"HTTP {code}: a redirect, not followed (to {where})", error_code=code)
+    return outbox.Outcome("retry", f"HTTP {code}", error_code=code)
+
+
+def apply_outcome(db: Session, delivery_id: int, worker: str, outcome: outbox.Outcome, now: datetime,
+                  max_attempts: int) -> str:
+    """Record what the EDC answered; after the last try the delivery fails (shown on the deliveries page, counted
+    in /metrics; the EDC can still pull the response through the API)."""
+    d = db.scalar(select(PushDelivery).where(PushDelivery.id == delivery_id, PushDelivery.claimed_by == worker,
+                                             PushDelivery.status == outbox.Status.SENDING).with_for_update())
+    if d is None:
+        return "released"          # the claim is no longer this worker's
+    d.attempts += 1
+    kind, values = outbox.settled(outcome, d.attempts, max_attempts, now, RETRY_BASE, MAX_DELAY)
+    for column, value in values.items():
+        setattr(d, column, value)
+    d.last_attempt_at, d.last_status_code = now, outcome.error_code
+    if kind == "sent":
+        d.delivered_at, d.last_error = now, None
+    else:
+        d.last_error = (outcome.error or "")[:300]
+        log.warning("push of response %s to %s failed (%s); %s", d.response_id, d.endpoint, outcome.error,
+                    f"next try {d.due_at.isoformat()}" if kind == "retry" else f"given up after {d.attempts} tries")
+    return kind

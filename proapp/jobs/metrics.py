@@ -64,7 +64,7 @@ def _outboxes(s: Session, now: datetime) -> dict[str, dict[str, Any]]:
 
     channels = {"sms": (SmsMessage, SmsMessage.due_at), "alert_notification": (AlertNotification,
                                                                                AlertNotification.due_at),
-                "account_mail": (AccountMail, AccountMail.due_at), "push": (PushDelivery, PushDelivery.next_at)}
+                "account_mail": (AccountMail, AccountMail.due_at), "push": (PushDelivery, PushDelivery.due_at)}
     out = {}
     for name, (model, due) in channels.items():
         by_status = {str(getattr(status, "value", status)): n for status, n in

@@ -15,32 +15,21 @@ import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, is_dataclass
 from typing import Any
 
+import requests
 from flask import Flask
 
-from proapp import db, mail, services
+from proapp import db, mail, outbox, services
 from proapp.db import utcnow
-from proapp.sms import services as outbox
-from proapp.sms.gateways import Gateway, Outcome, Outgoing, from_config
+from proapp.sms import services as sms
+from proapp.sms.gateways import Gateway, Outgoing, from_config
 
 log = logging.getLogger("proapp.sms")
 BATCH = 50
 SLOT_ATTEMPTS = 3
 MAX_SLOT_WAIT = 30.0      # seconds; a slot further away than this means the clock or the rate is wrong
-
-
-@dataclass
-class SendReport:
-    claimed: int = 0
-    accepted: int = 0
-    retry: int = 0
-    failed: int = 0
-    unknown: int = 0
-    cancelled: int = 0
-    postponed: int = 0
-    released: int = 0
 
 
 STOP_CHECK_SECONDS = 0.2          # how soon the worker notices SIGTERM / SIGINT
@@ -54,15 +43,17 @@ class Worker:
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.gateway = gateway or from_config(app.config, app.instance_path)
         self.mailer = mail.from_config(app.config, app.instance_path)
-        self.settings = outbox.SmsSettings.from_config(app.config)
+        self.settings = sms.SmsSettings.from_config(app.config)
         self.sender = self.settings.sender(app.config)
         warm = getattr(self.gateway, "_client", None)
         if callable(warm):
             warm()
         self._pool = ThreadPoolExecutor(self.settings.threads, thread_name_prefix="sms-send")
+        self._http = requests.Session()          # the EDC pushes' connections, kept between passes
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._http.close()
 
     # Jobs -------------------------------------------------------------------------------------------------
 
@@ -70,24 +61,24 @@ class Worker:
         """Windows closed -> missed; waiting SMS that must not go -> cancelled; due invitations and reminders."""
         with self.app.app_context(), db.transaction() as s:
             now = services.now()
-            return {"missed": outbox.mark_missed(s, now), "cancelled": outbox.cancel_unsendable(s, now),
-                    "invitations": outbox.queue_invitations(s, now, self.settings),
-                    "reminders": outbox.queue_reminders(s, services.studies(), now, self.settings)}
+            return {"missed": sms.mark_missed(s, now), "cancelled": sms.cancel_unsendable(s, now),
+                    "invitations": sms.queue_invitations(s, now, self.settings),
+                    "reminders": sms.queue_reminders(s, services.studies(), now, self.settings)}
 
-    def send_due(self, max_batches: int | None = None) -> SendReport:
+    def send_due(self, max_batches: int | None = None) -> outbox.Report:
         """Send every due SMS, a batch at a time, until none is left (or ``max_batches``)."""
-        report = SendReport()
+        report = outbox.Report()
         batches = 0
         while max_batches is None or batches < max_batches:
             batches += 1
             with self.app.app_context():
                 with db.transaction() as s:
-                    ids = outbox.claim(s, self.id, services.now(), self._batch_size())
+                    ids = sms.claim(s, self.id, services.now(), self._batch_size())
                 if not ids:
                     break
                 report.claimed += len(ids)
                 with db.transaction() as s:
-                    ready = outbox.prepare(s, ids, worker=self.id, now=services.now(), settings=self.settings,
+                    ready = sms.prepare(s, ids, worker=self.id, now=services.now(), settings=self.settings,
                                               vault=services.phone_vault(), gateway=self.gateway.name)
                 report.cancelled += ready.cancelled
                 report.postponed += ready.postponed
@@ -98,23 +89,34 @@ class Worker:
                         if outcome is None:          # the claim was given up before the request left
                             report.released += 1
                             continue
-                        outbox.apply_outcome(s, out.message_id, self.id, outcome, now, self.settings)
-                        setattr(report, outcome.kind, getattr(report, outcome.kind) + 1)
+                        sms.apply_outcome(s, out.message_id, self.id, outcome, now, self.settings)
+                        report.count(outcome.kind)
         return report
 
-    def reconcile(self) -> outbox.Reconciled:
+    def reconcile(self) -> sms.Reconciled:
         with self.app.app_context(), db.transaction() as s:
-            return outbox.reconcile(s, self.gateway, services.phone_vault(), services.now(), self.settings)
+            return sms.reconcile(s, self.gateway, services.phone_vault(), services.now(), self.settings)
 
-    def push(self):
+    def push(self) -> outbox.Report:
         """Completed responses to the EDC endpoints named in the study files (see proapp/export/push.py)."""
         from proapp.export import push
 
-        with self.app.app_context(), db.transaction() as s:
-            queued = push.queue(s, services.studies(), services.now())
-            report = push.send_due(s, services.studies(), services.instruments(), services.now())
-            report.queued = queued
-            return report
+        report = outbox.Report()
+        with self.app.app_context():
+            with db.transaction() as s:
+                report.queued = push.queue(s, services.studies(), services.now())
+            with db.transaction() as s:
+                ids = push.claim(s, self.id, services.now())
+            report.claimed = len(ids)
+            for delivery_id in ids:
+                with db.transaction() as s:
+                    ready = push.prepare(s, delivery_id, services.studies(), services.instruments(),
+                                         services.now(), os.environ)
+                outcome = push.send(ready, self._http)
+                with db.transaction() as s:
+                    report.count(push.apply_outcome(s, delivery_id, self.id, outcome, services.now(),
+                                                    self.app.config["PUSH_MAX_ATTEMPTS"]))
+        return report
 
     def alerts(self) -> dict[str, int]:
         """Notify the study team of new alerts, escalate the ones left unacknowledged, send what is due."""
@@ -133,10 +135,12 @@ class Worker:
                 ready = notify.prepare(s, ids, public_url=cfg["PUBLIC_URL"], sender_name=cfg["SMS_SENDER_NAME"])
             for out in ready:
                 try:
+                    if out.channel == "sms":          # the on-call SMS share the patients' SMS rate
+                        self._wait_for_slot(db.engine())
                     outcome = notify.send(out, self.mailer, self.gateway)
                 except Exception as exc:    # it may have gone: recorded as unknown, never resent blindly
                     log.exception("alert notification %s: unexpected error while sending", out.id)
-                    outcome = mail.MailOutcome("unknown", f"unexpected error: {type(exc).__name__}")
+                    outcome = outbox.Outcome("unknown", f"unexpected error: {type(exc).__name__}")
                 with db.transaction() as s:
                     kind = notify.apply_outcome(s, out, self.id, outcome, services.now(), cfg["MAIL_MAX_ATTEMPTS"])
                 if kind in report:
@@ -198,19 +202,19 @@ class Worker:
         rate = self.settings.rate_per_second
         return BATCH if rate <= 0 else max(1, min(BATCH, 2 * rate))
 
-    def _send_one(self, out: Outgoing) -> Outcome | None:
+    def _send_one(self, out: Outgoing) -> outbox.Outcome | None:
         try:
             with self.app.app_context():
                 engine = db.engine()
                 now = services.now()
             with engine.begin() as conn:
-                if not outbox.renew_claim(conn, out.message_id, self.id, now):
+                if not sms.renew_claim(conn, out.message_id, self.id, now):
                     return None
             self._wait_for_slot(engine)       # nothing but the sleep between the slot and the request
             return self.gateway.send(out)
         except Exception as exc:  # an unexpected error may come after the request left: look it up, never resend
             log.exception("SMS %s: unexpected error while sending", out.message_id)
-            return Outcome("unknown", error_message=f"unexpected error: {type(exc).__name__}")
+            return outbox.Outcome("unknown", f"unexpected error: {type(exc).__name__}")
 
     def _wait_for_slot(self, engine: Any) -> None:
         """Sleep until this send's reserved instant. A thread that wakes more than one step late (a busy machine)
@@ -220,7 +224,7 @@ class Worker:
             return
         for _attempt in range(SLOT_ATTEMPTS):
             with engine.begin() as conn:
-                slot_us = outbox.reserve_slot(conn, self.sender, rate, time.time_ns() // 1000)
+                slot_us = sms.reserve_slot(conn, self.sender, rate, time.time_ns() // 1000)
             wait = slot_us / 1e6 - time.time()
             if wait > 0:
                 time.sleep(min(wait, MAX_SLOT_WAIT))
@@ -291,7 +295,7 @@ class Worker:
             values = asdict(result) if is_dataclass(result) else dict(result)
             if any(values.values()):
                 log.info("worker %s: %s %s", self.id, job.__name__, result)
-            went = sum(values.get(k, 0) for k in ("accepted", "sent", "delivered"))
+            went = values.get("sent", 0) + values.get("delivered", 0)
             failed = sum(values.get(k, 0) for k in ("retry", "failed", "unknown", "retried"))
             failing[0] = failing[0] + 1 if failed and not went else 0 if went or not failed else failing[0]
             if failing[0] >= FAILING_RUNS:          # a channel down (SMTP, Twilio, the EDC): someone must look

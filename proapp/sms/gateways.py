@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from proapp import jsonlines
+from proapp.outbox import Outcome
 from proapp.patients.phones import mask
 
 log = logging.getLogger("proapp.sms")
@@ -42,15 +43,6 @@ class Outgoing:
     to: str
     body: str
     callback_url: str | None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    kind: str                           # accepted, retry, failed, unknown
-    sid: str | None = None
-    provider_status: str | None = None
-    error_code: int | None = None
-    error_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +89,7 @@ class ConsoleGateway:
                   "body_sha256": body_hash(out.body), "at": datetime.now(UTC).isoformat(timespec="seconds")}
         jsonlines.append(self.path, record)
         log.info("SMS to %s: %s", mask(out.to), out.body)
-        return Outcome("accepted", sid=sid, provider_status="delivered")
+        return Outcome("sent", reference=sid, provider_status="delivered")
 
     def entries(self) -> list[dict[str, Any]]:
         return jsonlines.read(self.path)
@@ -169,14 +161,14 @@ class TwilioGateway:
             msg = self._client().messages.create(**params)
         except TwilioRestException as exc:
             if exc.status == 429 or exc.status >= 500:
-                return Outcome("retry", error_code=exc.code, error_message=f"HTTP {exc.status}: {exc.msg}"[:300])
-            return Outcome("failed", error_code=exc.code, error_message=f"HTTP {exc.status}: {exc.msg}"[:300])
+                return Outcome("retry", f"HTTP {exc.status}: {exc.msg}"[:300], error_code=exc.code)
+            return Outcome("failed", f"HTTP {exc.status}: {exc.msg}"[:300], error_code=exc.code)
         except requests.exceptions.RequestException as exc:
             if _never_left(exc):
-                return Outcome("retry", error_message=f"connection failed: {type(exc).__name__}")
-            return Outcome("unknown", error_message=f"no answer from Twilio: {type(exc).__name__}")
-        return Outcome("accepted", sid=msg.sid, provider_status=msg.status,
-                       error_code=msg.error_code, error_message=msg.error_message)
+                return Outcome("retry", f"connection failed: {type(exc).__name__}")
+            return Outcome("unknown", f"no answer from Twilio: {type(exc).__name__}")
+        return Outcome("sent", msg.error_message, reference=msg.sid, provider_status=msg.status,
+                       error_code=msg.error_code)
 
     def find(self, to: str, body_sha256: str) -> Found | None:
         for msg in self._client().messages.list(to=to, limit=100):

@@ -22,6 +22,7 @@ from flask import Flask
 from sqlalchemy import and_, case, exists, func, select, update
 from sqlalchemy.orm import Session, aliased, joinedload, object_session
 
+from proapp import outbox
 from proapp.db import dialect_insert
 from proapp.patients.models import (
     Occurrence,
@@ -228,29 +229,18 @@ def cancel_unsendable(db: Session, now: datetime) -> int:
 
 
 def claim(db: Session, worker: str, now: datetime, limit: int) -> list[int]:
-    """Take up to ``limit`` due rows for this worker, atomically: no other worker can take them too. Nothing
-    while a declared restore holds the SMS (``proapp restore reconcile`` releases them)."""
+    """Take up to ``limit`` due rows for this worker (proapp/outbox). Nothing while a declared restore holds the
+    SMS (``proapp restore reconcile`` releases them)."""
     from proapp.audit.restores import holding
 
     if holding(db) is not None:
         return []
-    due = (select(SmsMessage.id)
-           .where(SmsMessage.status == SmsStatus.PENDING, SmsMessage.due_at <= now)
-           .order_by(SmsMessage.due_at, SmsMessage.id).limit(limit))
-    if db.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    # Two statements, not UPDATE ... WHERE id IN (subquery): PostgreSQL may run a LIMIT ... SKIP LOCKED subquery
-    # once per row (a nested loop on a never-analysed table), and one claim would then take the whole backlog.
-    ids = list(db.scalars(due))
-    if not ids:
-        return []
-    result = db.execute(
-        update(SmsMessage)
-        .where(SmsMessage.id.in_(ids), SmsMessage.status == SmsStatus.PENDING)
-        .values(status=SmsStatus.SENDING, claimed_by=worker, claimed_at=now, status_at=now)
-        .returning(SmsMessage.id, SmsMessage.patient_id)).all()
-    _audit_sms(db, [tuple(r) for r in result], SmsStatus.PENDING.value, SmsStatus.SENDING.value, now, worker=worker)
-    return sorted(r[0] for r in result)
+    ids = outbox.claim(db, SmsMessage, worker, now, limit)
+    if ids:
+        taken = db.execute(select(SmsMessage.id, SmsMessage.patient_id).where(SmsMessage.id.in_(ids))).all()
+        _audit_sms(db, [tuple(r) for r in taken], SmsStatus.PENDING.value, SmsStatus.SENDING.value, now,
+                   worker=worker)
+    return ids
 
 
 @dataclass
@@ -374,10 +364,10 @@ def apply_outcome(db: Session, message_id: int, worker: str, outcome: Outcome, n
     msg = locked(db, message_id)
     if msg is None or msg.claimed_by != worker:
         return None
-    if outcome.kind == "accepted":
+    if outcome.kind == "sent":                 # the gateway took it: how far it went, Twilio's status says
         msg.submitted_at = msg.submitted_at or now
         if msg.provider_sid is None:
-            msg.provider_sid = outcome.sid
+            msg.provider_sid = outcome.reference
         new = TWILIO_STATUS.get(outcome.provider_status or "", SmsStatus.ACCEPTED)
         if msg.status in (SmsStatus.SENDING, SmsStatus.UNKNOWN) or PROGRESS[new] > PROGRESS[msg.status]:
             _set(msg, new, now, provider_status=outcome.provider_status)
@@ -391,16 +381,16 @@ def apply_outcome(db: Session, message_id: int, worker: str, outcome: Outcome, n
     elif outcome.kind == "retry":
         if msg.attempts >= settings.max_attempts:
             _set(msg, SmsStatus.FAILED, now, error_code=outcome.error_code,
-                 error_message=f"gave up after {msg.attempts} attempts: {outcome.error_message}"[:300])
+                 error_message=f"gave up after {msg.attempts} attempts: {outcome.error}"[:300])
         else:
-            delay = min(timedelta(seconds=settings.retry_seconds * 2 ** (msg.attempts - 1)), MAX_RETRY_DELAY)
-            _set(msg, SmsStatus.PENDING, now, due_at=now + delay, claimed_by=None, claimed_at=None,
-                 error_code=outcome.error_code, error_message=outcome.error_message)
+            _set(msg, SmsStatus.PENDING, now, claimed_by=None, claimed_at=None, error_code=outcome.error_code,
+                 due_at=outbox.retry_at(now, msg.attempts, timedelta(seconds=settings.retry_seconds),
+                                        MAX_RETRY_DELAY), error_message=outcome.error)
     elif outcome.kind == "failed":
-        _set(msg, SmsStatus.FAILED, now, error_code=outcome.error_code, error_message=outcome.error_message)
+        _set(msg, SmsStatus.FAILED, now, error_code=outcome.error_code, error_message=outcome.error)
         _maybe_unusable(db, msg, outcome.error_code, now)
     else:
-        _set(msg, SmsStatus.UNKNOWN, now, error_message=outcome.error_message)
+        _set(msg, SmsStatus.UNKNOWN, now, error_message=outcome.error)
     db.flush()
     return msg.status
 

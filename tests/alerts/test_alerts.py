@@ -113,13 +113,24 @@ def test_an_urgent_alert_also_goes_by_sms_to_the_on_call_mobile(alert_app, smtp,
     diary(alert_app, "ADU-TLS-103", DU_ISCHAEMIA="Y", submit=False)
     [alert] = alerts(alert_app)
     assert (alert.rule_code, alert.severity, alert.source) == ("DU_ISCHAEMIA", "urgent", "answer_saved")
-    worker(alert_app).alerts()
+    assert slots(alert_app) == {}
+    alert_app.config["SMS_RATE_PER_SECOND"] = 10          # as deployed (the tests' SMS go unlimited)
+    w = worker(alert_app)
+    w.alerts()
+    assert list(slots(alert_app)) == [w.sender]          # the on-call SMS took its turn in the shared SMS rate
     [sms] = [m for m in fake_twilio.messages.values() if m.to == ON_CALL_MOBILE]
     assert "URGENTE ADUSE/TLS" in sms.body and "ADU-TLS-103" in sms.body and "/staff/alerts/" in sms.body
     assert "Oui" not in sms.body and "DU_ISCHAEMIA" not in sms.body             # the label, not the answer
     assert {n.channel for n in notifications(alert_app)} == {"email", "sms"}
     worker(alert_app, "w2").alerts()
     assert len([m for m in fake_twilio.messages.values() if m.to == ON_CALL_MOBILE]) == 1
+
+
+def slots(app) -> dict[str, int]:
+    from proapp.sms.models import SendSlot
+
+    with app.app_context():
+        return dict(db.session().execute(select(SendSlot.sender, SendSlot.next_us)).all())
 
 
 def test_an_answer_left_in_progress_raises_its_alert_when_the_window_closes(alert_app, smtp):

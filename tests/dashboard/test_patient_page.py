@@ -110,7 +110,7 @@ def test_resend_before_the_invitation_went_is_the_invitation(dash_app):
     staff = Staff(dash_app, "admin")
     assert staff.post(f"/staff/patients/{pid}/actions/resend", {"occurrence": occ.id, "reason": "x"}).status_code == 303
     result = dash_app.test_cli_runner().invoke(args=["proapp", "tick"])
-    assert "sms_accepted=1" in result.output, result.output
+    assert "sms_sent=1" in result.output, result.output
     with dash_app.app_context():
         assert [m.kind for m in db.session().scalars(select(SmsMessage))] == ["invitation"]
 
@@ -118,7 +118,7 @@ def test_resend_before_the_invitation_went_is_the_invitation(dash_app):
 def test_resend_kills_the_old_link_and_the_worker_sends_a_new_one(dash_app):
     runner = dash_app.test_cli_runner()
     pid = enrol(dash_app, "IMA-PSL-001", days_ago=30)
-    assert "sms_accepted=1" in runner.invoke(args=["proapp", "tick"]).output      # the invitation
+    assert "sms_sent=1" in runner.invoke(args=["proapp", "tick"]).output      # the invitation
     console = Path(dash_app.instance_path) / "console_sms.jsonl"
     old = re.search(r"/s/(\S+)", json.loads(console.read_text().splitlines()[-1])["body"]).group(1)
     staff = Staff(dash_app, "coord_psl")

@@ -93,7 +93,7 @@ def _push(app, now=None):
 def test_each_response_is_pushed_once_signed(push_app, edc):
     complete_diary(push_app, "ADU-TLS-001")
     report = _push(push_app)
-    assert (report.queued, report.delivered, report.retried) == (2, 2, 0)
+    assert (report.queued, report.sent, report.retry) == (2, 2, 0)
     assert [body["instrument"]["code"] for _h, body, _raw in edc.received] == ["DU_DIARY", "PAIN_VAS"]
     headers, body, raw = edc.received[0]
     stamp, mac = (part.split("=", 1)[1] for part in headers["X-Proapp-Signature"].split(","))
@@ -102,7 +102,7 @@ def test_each_response_is_pushed_once_signed(push_app, edc):
     assert headers["Idempotency-Key"] == f"proapp-response-{body['id']}-r0"
     assert body["answers"]["DU_HAND"] == ["R", "L"]
     again = _push(push_app)
-    assert (again.queued, again.delivered) == (0, 0) and len(edc.received) == 2
+    assert (again.queued, again.sent) == (0, 0) and len(edc.received) == 2
 
 
 def test_a_refusing_edc_gets_retries_with_backoff_until_it_accepts(push_app, edc):
@@ -110,16 +110,16 @@ def test_a_refusing_edc_gets_retries_with_backoff_until_it_accepts(push_app, edc
     edc.fail_next = 4                       # two responses refused twice each
     t0 = datetime.now(UTC)
     first = _push(push_app, t0)
-    assert (first.delivered, first.retried) == (0, 2)
-    assert _push(push_app, t0 + timedelta(seconds=10)).delivered == 0        # not due yet (30 s)
+    assert (first.sent, first.retry) == (0, 2)
+    assert _push(push_app, t0 + timedelta(seconds=10)).sent == 0        # not due yet (30 s)
     second = _push(push_app, t0 + timedelta(seconds=31))
-    assert (second.delivered, second.retried) == (0, 2)
-    assert _push(push_app, t0 + timedelta(seconds=70)).delivered == 0        # the next wait is 60 s
+    assert (second.sent, second.retry) == (0, 2)
+    assert _push(push_app, t0 + timedelta(seconds=70)).sent == 0        # the next wait is 60 s
     third = _push(push_app, t0 + timedelta(seconds=92))
-    assert third.delivered == 2 and len(edc.received) == 2
+    assert third.sent == 2 and len(edc.received) == 2
     with push_app.app_context():
         rows = db.session().scalars(select(PushDelivery)).all()
-        assert {(r.status, r.attempts, r.last_status_code) for r in rows} == {("delivered", 3, 201)}
+        assert {(r.status, r.attempts, r.last_status_code) for r in rows} == {("sent", 3, 201)}
 
 
 def test_the_delivery_log_is_for_admins(push_app, edc):
@@ -153,7 +153,7 @@ def test_a_corrected_response_is_pushed_again(push_app, edc):
     from proapp.questionnaire.models import Response
 
     pid = complete_diary(push_app, "ADU-TLS-001", ulcers=0)
-    assert _push(push_app).delivered == 2
+    assert _push(push_app).sent == 2
     with push_app.app_context():
         s = db.session()
         r = s.scalar(select(Response).where(Response.instrument_code == "PAIN_VAS"))
@@ -162,7 +162,7 @@ def test_a_corrected_response_is_pushed_again(push_app, edc):
                        now=datetime.now(UTC), source=Source("other"))
         s.commit()
     again = _push(push_app)
-    assert (again.queued, again.delivered) == (1, 1)
+    assert (again.queued, again.sent) == (1, 1)
     headers, body, _raw = edc.received[-1]
     assert body["revision"] == 1 and body["answers"]["PAIN_VAS"] == "20" and body["scores"]["PAIN"] == 20
     first_key = next(h["Idempotency-Key"] for h, b, _r in edc.received if b["id"] == body["id"] and not b["revision"])
@@ -181,7 +181,7 @@ def test_a_redirect_is_never_followed(push_app, edc):
         edc.redirect_to = elsewhere.url
         complete_diary(push_app, "ADU-TLS-001", ulcers=0)
         report = _push(push_app)
-        assert (report.delivered, report.retried) == (0, 2)
+        assert (report.sent, report.retry) == (0, 2)
         assert elsewhere.received == [] and edc.received == []
     finally:
         elsewhere.close()
@@ -217,3 +217,45 @@ def test_production_refuses_a_push_endpoint_that_is_not_https(database_url, inst
     with pytest.raises(StudyFileError, match="the EDC endpoint must be https://"):
         make_app(database_url, **production)
     make_app(database_url, **{**production, "ENV": "development"}).extensions["proapp.engine"].dispose()
+
+
+def test_a_push_refused_to_the_last_try_is_given_up_and_shown(push_app, edc):
+    """The one outbox's rule for pushes: PROAPP_PUSH_MAX_ATTEMPTS tries, then failed (the EDC still pulls)."""
+    from proapp.accounts.models import Role
+    from proapp.accounts.services import create_user
+    from tests.dashboard.conftest import PASSWORD, Staff
+
+    push_app.config["PUSH_MAX_ATTEMPTS"] = 2
+    complete_diary(push_app, "ADU-TLS-001", ulcers=0)
+    edc.fail_next = 100
+    t0 = datetime.now(UTC)
+    assert (_push(push_app, t0).retry, _push(push_app, t0 + timedelta(seconds=31)).failed) == (2, 2)
+    assert _push(push_app, t0 + timedelta(days=1)).claimed == 0          # given up: never tried again
+    with push_app.app_context():
+        s = db.session()
+        assert {(r.status, r.attempts) for r in s.scalars(select(PushDelivery))} == {("failed", 2)}
+        create_user(s, email="admin@chu.test", password=PASSWORD, role=Role.ADMIN, now=datetime.now(UTC),
+                    language="en")
+        s.commit()
+    admin = Staff(push_app, None)
+    admin.login("admin@chu.test", PASSWORD, expect=303)
+    page = admin.get("/staff/deliveries?status=failed").get_data(as_text=True)
+    assert page.count("Given up</span>") == 2 and "HTTP 503" in page
+
+
+def test_a_push_claimed_by_a_worker_that_stopped_goes_again_once(push_app, edc):
+    """A worker killed between its claim and the EDC's answer: after the lease the delivery goes back to the
+    queue and is sent by another worker, with the same idempotency key (the EDC keeps one copy)."""
+    from proapp.export import push
+
+    complete_diary(push_app, "ADU-TLS-001", ulcers=0)
+    t0 = datetime.now(UTC)
+    with push_app.app_context(), db.transaction() as s:
+        push.queue(s, push_app.extensions["proapp.studies"], t0)
+    with push_app.app_context(), db.transaction() as s:
+        assert len(push.claim(s, "dead-worker", t0)) == 2            # ... and it died here
+    assert _push(push_app, t0 + timedelta(seconds=30)).claimed == 0    # still its claim
+    report = _push(push_app, t0 + push.LEASE + timedelta(seconds=1))
+    assert (report.claimed, report.sent) == (2, 2) and len(edc.received) == 2
+    with push_app.app_context():
+        assert {r.status for r in db.session().scalars(select(PushDelivery))} == {"sent"}

@@ -35,7 +35,7 @@ def test_a_lost_phone_key_flags_its_patients_and_the_worker_goes_on(sms_app, fak
         report = worker.tick()
     finally:
         worker.close()
-    assert report["sms_accepted"] == 1 and list(fake_twilio.bodies_by_number()) == ["+33612345001"]
+    assert report["sms_sent"] == 1 and list(fake_twilio.bodies_by_number()) == ["+33612345001"]
     statuses = {r.id: (r.status, r.cancel_reason) for r in outbox(sms_app, lost)}
     assert set(statuses.values()) == {(SmsStatus.CANCELLED, "number_unusable")}
     assert {r.status for r in outbox(sms_app, kept) if r.visit_code == "W0" and r.kind == "invitation"} == \

@@ -66,7 +66,7 @@ def test_restore_drill_sends_nothing_twice_and_loses_nothing(sms_app, fake_twili
         checkpoints = tmp_path / "checkpoints.jsonl"
         backup = _backup(sms_app, tmp_path)
         at(sms_app, datetime(2026, 3, 16, 9, 30, tzinfo=UTC))   # 10:30 in Paris: the Paris patients' go
-        assert worker.tick()["sms_accepted"] == 6
+        assert worker.tick()["sms_sent"] == 6
         runner = sms_app.test_cli_runner()
         assert runner.invoke(args=["proapp", "audit", "checkpoint", "--append", str(checkpoints)]).exit_code == 0
         sent_after_backup = [m.body for m in fake_twilio.messages.values()]
@@ -91,7 +91,7 @@ def test_restore_drill_sends_nothing_twice_and_loses_nothing(sms_app, fake_twili
         at(sms_app, datetime(2026, 3, 16, 9, 32, tzinfo=UTC))
         assert worker.tick()["sms_claimed"] == 0           # nothing sent twice
         at(sms_app, datetime(2026, 3, 16, 14, 30, tzinfo=UTC))
-        assert worker.tick()["sms_accepted"] == 6          # nothing lost: Martinique's go at their hour
+        assert worker.tick()["sms_sent"] == 6          # nothing lost: Martinique's go at their hour
     finally:
         worker.close()
     assert len(fake_twilio.messages) == 12 and fake_twilio.duplicates() == []

@@ -47,9 +47,9 @@ def test_the_invitation_reaches_twilio_with_a_working_link_and_its_callback(sms_
     pid = enrol(sms_app, "ADU-TLS-001", ANCHOR)
     # Enrolled at 07:00 (quiet hours) in a window already open: the invitation waits for 10:00.
     assert tick(worker, ENROLLED)["invitations"] == 1
-    assert tick(worker, local(2026, 3, 16, 9, 59))["sms_accepted"] == 0
+    assert tick(worker, local(2026, 3, 16, 9, 59))["sms_sent"] == 0
     report = tick(worker, local(2026, 3, 16, 10))
-    assert report["invitations"] == 0 and report["sms_accepted"] == 1        # queued by the earlier tick
+    assert report["invitations"] == 0 and report["sms_sent"] == 1        # queued by the earlier tick
     [sent] = fake_twilio.messages.values()
     assert sent.to == "+33612345678" and sent.sender == "SuiviPRO"
     # The patient's first SMS names the information on their data (tests/sms/test_first_sms.py).
@@ -148,7 +148,7 @@ def test_temporary_errors_are_retried_with_exponential_backoff(sms_app, worker, 
     assert tick(worker, ten + timedelta(seconds=29))["sms_claimed"] == 0        # not before its time
     assert tick(worker, ten + timedelta(seconds=30))["sms_retry"] == 1
     assert outbox(sms_app, pid)[0].due_at == ten + timedelta(seconds=90)       # 30 s, then 60 s
-    assert tick(worker, ten + timedelta(seconds=90))["sms_accepted"] == 1
+    assert tick(worker, ten + timedelta(seconds=90))["sms_sent"] == 1
     [row] = outbox(sms_app, pid)
     assert row.status == SmsStatus.ACCEPTED and row.attempts == 3
     assert len(fake_twilio.messages) == 1
@@ -216,7 +216,7 @@ def test_an_unknown_outcome_not_found_at_twilio_is_sent_again_after_the_grace_pe
     report = tick(worker, ten + timedelta(minutes=3))
     assert report["abandoned"] == 1 and report["found"] == 0 and report["resent"] == 0
     report = tick(worker, ten + timedelta(minutes=5))
-    assert report["resent"] == 1 and report["sms_accepted"] == 1
+    assert report["resent"] == 1 and report["sms_sent"] == 1
     assert len(fake_twilio.messages) == 1 and outbox(sms_app, pid)[0].status == SmsStatus.ACCEPTED
 
 
@@ -331,7 +331,7 @@ def test_two_workers_at_once_send_each_sms_exactly_once(sms_app, fake_twilio):
     at(sms_app, local(2026, 3, 16, 10))
     workers[0].queue()
     reports = send_in_parallel(workers)
-    assert sum(r.accepted for r in reports) == 40
+    assert sum(r.sent for r in reports) == 40
     assert len(fake_twilio.messages) == 40 and fake_twilio.duplicates() == []
     assert {r.status for r in outbox(sms_app)} == {SmsStatus.ACCEPTED}
 
@@ -437,7 +437,7 @@ def test_a_slow_answer_within_the_timeout_is_a_normal_send(sms_app, worker, fake
     pid = enrol(sms_app, "ADU-TLS-017", ANCHOR)
     tick(worker, ENROLLED)
     fake_twilio.inject("slow", seconds=0.5)           # under the 1 s client timeout
-    assert tick(worker, local(2026, 3, 16, 10))["sms_accepted"] == 1
+    assert tick(worker, local(2026, 3, 16, 10))["sms_sent"] == 1
     assert outbox(sms_app, pid)[0].status == SmsStatus.ACCEPTED and len(fake_twilio.messages) == 1
 
 

@@ -76,12 +76,12 @@ def test_console_gateway_tick_and_the_development_page(app, runner, client, inst
     noon = datetime.combine(paris_today, time(11), tzinfo=UTC)          # 12:00 or 13:00 in Paris
     dawn = datetime.combine(paris_today, time(4), tzinfo=UTC)           # 05:00 or 06:00: quiet hours
     queued = runner.invoke(args=["proapp", "tick", "--now", dawn.isoformat()])
-    assert "invitations=1" in queued.output and "sms_accepted=0" in queued.output
+    assert "invitations=1" in queued.output and "sms_sent=0" in queued.output
     waiting = client.get("/dev/sms").text
     assert "En attente d'envoi" in waiting and "invitation · " in waiting and "Aucun SMS pour l'instant." in waiting
     result = runner.invoke(args=["proapp", "tick", "--now", noon.isoformat()])
     assert result.exit_code == 0, result.output
-    assert "invitations=0" in result.output and "sms_accepted=1" in result.output
+    assert "invitations=0" in result.output and "sms_sent=1" in result.output
     [entry] = [json.loads(line) for line in inbox.read_text().splitlines()]
     assert entry["to"] == "+336 1 •• •• •• 78"              # the number is masked even in the console file
     link = entry["body"].rsplit(" ", 1)[1]
@@ -90,7 +90,7 @@ def test_console_gateway_tick_and_the_development_page(app, runner, client, inst
     # The link the console "sent" opens the questionnaire.
     assert client.get(link.removeprefix(app.config["PUBLIC_URL"])).status_code == 303
     again = runner.invoke(args=["proapp", "tick", "--now", noon.isoformat()])
-    assert "sms_accepted=0" in again.output and len(inbox.read_text().splitlines()) == 1
+    assert "sms_sent=0" in again.output and len(inbox.read_text().splitlines()) == 1
     with app.app_context():
         [row] = db.session().scalars(select(SmsMessage).where(SmsMessage.patient_id == pid)).all()
         assert row.status == SmsStatus.DELIVERED and row.gateway == "console"
