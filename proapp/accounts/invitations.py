@@ -12,7 +12,6 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from flask_babel import force_locale, gettext
 from sqlalchemy import select, update
@@ -21,7 +20,7 @@ from sqlalchemy.orm import Session
 from proapp import outbox
 from proapp.accounts import services as accounts
 from proapp.accounts.models import AccountMail, AccountToken, User
-from proapp.mail import Mail, Mailer
+from proapp.mail import Mail
 
 VALID_FOR = {"invite": timedelta(hours=72), "reset": timedelta(hours=1)}
 CLAIM_LEASE = timedelta(minutes=5)
@@ -142,31 +141,6 @@ def apply_outcome(db: Session, mail_id: int, worker: str, outcome: outbox.Outcom
         record(db, actor="system:mail", action=f"user.{row.purpose}_mail_{kind}", entity="app_user",
                entity_id=row.user_id, new={"attempts": row.attempts}, at=now)
     return kind
-
-
-def send_due(app: Any, worker: str, mailer: Mailer) -> dict[str, int]:
-    """Send the invitation and reset mails that are due (the worker's job)."""
-    from proapp import db, services
-
-    report = {"claimed": 0, "sent": 0, "retry": 0, "failed": 0, "unknown": 0}
-    with app.app_context():
-        with db.transaction() as s:
-            ids = claim(s, worker, services.now())
-        report["claimed"] = len(ids)
-        for mail_id in ids:
-            with db.transaction() as s:
-                mail = prepare(s, mail_id, services.now(), app.config["PUBLIC_URL"])
-            if mail is None:
-                continue
-            try:
-                outcome = mailer.send(mail)
-            except Exception as exc:  # it may have gone: never resent blindly
-                outcome = outbox.Outcome("unknown", f"unexpected error: {type(exc).__name__}")
-            with db.transaction() as s:
-                kind = apply_outcome(s, mail_id, worker, outcome, services.now(), app.config["MAIL_MAX_ATTEMPTS"])
-            if kind in report:
-                report[kind] += 1
-    return report
 
 
 def texts(purpose: str, language: str, link: str, email: str) -> tuple[str, str]:

@@ -157,6 +157,8 @@ def apply_outcome(db: Session, delivery_id: int, worker: str, outcome: outbox.Ou
     if d is None:
         return "released"          # the claim is no longer this worker's
     d.attempts += 1
+    if outcome.kind == "unknown":        # pushing again is safe (the same Idempotency-Key): a retry
+        outcome = outbox.Outcome("retry", outcome.error)
     kind, values = outbox.settled(outcome, d.attempts, max_attempts, now, RETRY_BASE, MAX_DELAY)
     for column, value in values.items():
         setattr(d, column, value)

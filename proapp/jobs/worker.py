@@ -14,6 +14,7 @@ import secrets
 import signal
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, is_dataclass
 from typing import Any
@@ -101,21 +102,18 @@ class Worker:
         """Completed responses to the EDC endpoints named in the study files (see proapp/export/push.py)."""
         from proapp.export import push
 
-        report = outbox.Report()
+        cfg = self.app.config
         with self.app.app_context():
             with db.transaction() as s:
-                report.queued = push.queue(s, services.studies(), services.now())
-            with db.transaction() as s:
-                ids = push.claim(s, self.id, services.now())
-            report.claimed = len(ids)
-            for delivery_id in ids:
-                with db.transaction() as s:
-                    ready = push.prepare(s, delivery_id, services.studies(), services.instruments(),
-                                         services.now(), os.environ)
-                outcome = push.send(ready, self._http)
-                with db.transaction() as s:
-                    report.count(push.apply_outcome(s, delivery_id, self.id, outcome, services.now(),
-                                                    self.app.config["PUSH_MAX_ATTEMPTS"]))
+                queued = push.queue(s, services.studies(), services.now())
+            report = self._drain(
+                "EDC push", push.claim,
+                lambda s, ids, now: [push.prepare(s, i, services.studies(), services.instruments(), now, os.environ)
+                                     for i in ids],
+                lambda ready: push.send(ready, self._http),
+                lambda s, ready, outcome, now: push.apply_outcome(s, ready.id, self.id, outcome, now,
+                                                                  cfg["PUSH_MAX_ATTEMPTS"]))
+        report.queued = queued
         return report
 
     def alerts(self) -> dict[str, int]:
@@ -123,35 +121,65 @@ class Worker:
         from proapp.alerts import notify
 
         cfg = self.app.config
+
+        def send(out: notify.Ready) -> outbox.Outcome:
+            if out.channel == "sms":          # the on-call SMS take their turn in the patients' SMS rate
+                self._wait_for_slot(db.engine())
+            return notify.send(out, self.mailer, self.gateway)
+
         with self.app.app_context():
             with db.transaction() as s:
-                report = notify.plan(s, services.studies(), services.now())
-            with db.transaction() as s:
-                ids = notify.claim(s, self.id, services.now())
-            report.update(claimed=len(ids), sent=0, retry=0, failed=0, unknown=0)
-            if not ids:
-                return report
-            with db.transaction() as s:
-                ready = notify.prepare(s, ids, public_url=cfg["PUBLIC_URL"], sender_name=cfg["SMS_SENDER_NAME"])
-            for out in ready:
-                try:
-                    if out.channel == "sms":          # the on-call SMS share the patients' SMS rate
-                        self._wait_for_slot(db.engine())
-                    outcome = notify.send(out, self.mailer, self.gateway)
-                except Exception as exc:    # it may have gone: recorded as unknown, never resent blindly
-                    log.exception("alert notification %s: unexpected error while sending", out.id)
-                    outcome = outbox.Outcome("unknown", f"unexpected error: {type(exc).__name__}")
-                with db.transaction() as s:
-                    kind = notify.apply_outcome(s, out, self.id, outcome, services.now(), cfg["MAIL_MAX_ATTEMPTS"])
-                if kind in report:
-                    report[kind] += 1
-            return report
+                planned = notify.plan(s, services.studies(), services.now())
+            report = self._drain(
+                "alert notification", notify.claim,
+                lambda s, ids, now: notify.prepare(s, ids, public_url=cfg["PUBLIC_URL"],
+                                                   sender_name=cfg["SMS_SENDER_NAME"]),
+                send,
+                lambda s, out, outcome, now: notify.apply_outcome(s, out, self.id, outcome, now,
+                                                                  cfg["MAIL_MAX_ATTEMPTS"]))
+        return {**planned, **asdict(report)}
 
     def account_mails(self) -> dict[str, int]:
         """Staff invitations and password resets (proapp/accounts/invitations.py)."""
-        from proapp.accounts.invitations import send_due
+        from proapp.accounts import invitations
 
-        return send_due(self.app, self.id, self.mailer)
+        cfg = self.app.config
+        with self.app.app_context():
+            report = self._drain(
+                "account mail", invitations.claim,
+                lambda s, ids, now: [(i, mail) for i in ids
+                                     if (mail := invitations.prepare(s, i, now, cfg["PUBLIC_URL"])) is not None],
+                lambda ready: self.mailer.send(ready[1]),
+                lambda s, ready, outcome, now: invitations.apply_outcome(s, ready[0], self.id, outcome, now,
+                                                                         cfg["MAIL_MAX_ATTEMPTS"]))
+        return asdict(report)
+
+    def _drain(self, what: str, claim: Callable[[Any, str, Any], list[int]],
+               prepare: Callable[[Any, list[int], Any], list[Any]], send: Callable[[Any], outbox.Outcome],
+               settle: Callable[[Any, Any, outbox.Outcome, Any], str]) -> outbox.Report:
+        """One pass over one outbox (proapp/outbox), the same for every channel but the patients' SMS (batched,
+        threaded, rate-limited: ``send_due``): claim the due rows, make their messages, send each and record what
+        the channel answered. Each step commits on its own: a row is claimed, and its message made (a link's
+        hash, a body), before anything leaves, and settled once the answer is back. ``prepare`` leaves out the
+        rows it settled itself (an account disabled meanwhile)."""
+        report = outbox.Report()
+        with db.transaction() as s:
+            ids = claim(s, self.id, services.now())
+        report.claimed = len(ids)
+        if not ids:
+            return report
+        with db.transaction() as s:
+            ready = prepare(s, ids, services.now())
+        report.cancelled = len(ids) - len(ready)
+        for message in ready:
+            try:
+                outcome = send(message)
+            except Exception as exc:       # it may have gone: recorded as unknown, never resent blindly
+                log.exception("%s: unexpected error while sending", what)
+                outcome = outbox.Outcome("unknown", f"unexpected error: {type(exc).__name__}")
+            with db.transaction() as s:
+                report.count(settle(s, message, outcome, services.now()))
+        return report
 
     def checkpoint(self) -> dict[str, int]:
         """A signed checkpoint of every audit chain's end, when anything was appended since the last one."""
