@@ -15,14 +15,14 @@ from sqlalchemy.orm import Session, aliased
 from proapp.accounts.access import Viewer
 from proapp.alerts.models import Alert, AlertState
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientEvent, PatientStatus
-from proapp.questionnaire.models import AccessLink, Answer, Response, ResponseStatus
+from proapp.questionnaire.models import AccessLink, Answer, NotedUlcer, Response, ResponseStatus
 from proapp.sms.models import PROBLEMS, SmsMessage, SmsStatus
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Site, Study
 
 PER_PAGE = 50
 DUE_SOON = timedelta(days=2)
-FLAGS = ("open_alert", "overdue", "missed", "sms_problem", "sms_stopped")
+FLAGS = ("open_alert", "overdue", "missed", "sms_problem", "sms_stopped", "treated_missing")
 
 
 # Completion ------------------------------------------------------------------------------------------------
@@ -192,8 +192,17 @@ def _has_missed(now: datetime):
     return exists().where(Occurrence.patient_id == Patient.id, _missed(now))
 
 
-def patient_list(db: Session, viewer: Viewer, f: PatientFilters, now: datetime) -> tuple[list[PatientRow], int]:
-    """One page of patients (and the total matching): five statements whatever the page or the filters."""
+def _treated_missing(registry_studies: tuple[str, ...]):
+    """SQL: a patient of a study with an ulcer registry (ADUSE) without a treated ulcer noted (the healing
+    endpoint's ulcers, required before W0)."""
+    return and_(Study.code.in_(registry_studies or ("",)), ~exists().where(
+        NotedUlcer.patient_id == Patient.id, NotedUlcer.treated.is_(True)))
+
+
+def patient_list(db: Session, viewer: Viewer, f: PatientFilters, now: datetime,
+                 registry_studies: tuple[str, ...] = ()) -> tuple[list[PatientRow], int]:
+    """One page of patients (and the total matching): five statements whatever the page or the filters.
+    ``registry_studies``: the studies with an ulcer registry, whose patients need a treated ulcer noted."""
     conds = [viewer.patients()]
     if f.study:
         conds.append(Study.code == f.study)
@@ -205,7 +214,7 @@ def patient_list(db: Session, viewer: Viewer, f: PatientFilters, now: datetime) 
         conds.append(func.upper(Patient.subject_id).contains(f.q.strip().upper(), autoescape=True))
     flag_conds = {"open_alert": _open_alert(), "overdue": _overdue(now), "missed": _has_missed(now),
                   "sms_problem": _sms_problem(now),
-                  "sms_stopped": _sms_stopped()}
+                  "sms_stopped": _sms_stopped(), "treated_missing": _treated_missing(registry_studies)}
     if f.flag in flag_conds:
         conds.append(flag_conds[f.flag])
     base = (select(Patient.id).join(Study, Study.id == Patient.study_id).join(Site, Site.id == Patient.site_id)
@@ -217,15 +226,17 @@ def patient_list(db: Session, viewer: Viewer, f: PatientFilters, now: datetime) 
                                .limit(PER_PAGE).offset((max(f.page, 1) - 1) * PER_PAGE)))
     page_rows = db.execute(
         select(Patient.id, Patient.subject_id, Study.code, Site.code, Patient.language, Patient.status,
-               _sms_stopped(), _sms_problem(now), _open_alert())
+               _sms_stopped(), _sms_problem(now), _open_alert(), _treated_missing(registry_studies))
         .join(Study, Study.id == Patient.study_id).join(Site, Site.id == Patient.site_id)
         .outerjoin(PatientContact, PatientContact.patient_id == Patient.id)
         .where(Patient.id.in_(page_ids or [-1]))).all()
     order = {pid: i for i, pid in enumerate(page_ids)}
     page_rows.sort(key=lambda r: order[r[0]])
     rows = {pid: PatientRow(pid, subject, study, site, lang, status.value)
-            for pid, subject, study, site, lang, status, _stopped, _problem, _alert in page_rows}
-    for pid, *_rest, stopped, problem, alert in page_rows:
+            for pid, subject, study, site, lang, status, _stopped, _problem, _alert, _treated in page_rows}
+    for pid, *_rest, stopped, problem, alert, treated_missing in page_rows:
+        if treated_missing and rows[pid].status == PatientStatus.ACTIVE.value:
+            rows[pid].flags.append("treated_missing")
         if alert:
             rows[pid].flags.append("open_alert")
         if problem:

@@ -82,7 +82,11 @@ def patients() -> str:
                                flag=args.get("flag") if args.get("flag") in queries.FLAGS else None,
                                q=(args.get("q") or "").strip()[:40] or None, page=max(int_arg("page", 1), 1))
     s = db.session()
-    rows, total = queries.patient_list(s, v, f, services.now())
+    registry = services.instruments()
+    with_registry = tuple(code for code in services.studies().codes() if any(
+        ulcer_registry.uses_registry(registry.get(c, use.version))
+        for c, use in services.studies().get(code).instruments.items()))
+    rows, total = queries.patient_list(s, v, f, services.now(), with_registry)
     studies = queries.visible_studies(s, v)
     sites = queries.visible_sites(s, v, [st.id for st in studies])
     pages = max((total + queries.PER_PAGE - 1) // queries.PER_PAGE, 1)
@@ -227,7 +231,7 @@ def _ulcers(patient) -> ulcer_registry.UlcerList | None:
     if not any(ulcer_registry.uses_registry(registry.get(code, use.version))
                for code, use in study.instruments.items()):
         return None
-    return ulcer_registry.ulcer_list(db.session().connection(), patient.id, registry, _lang())
+    return ulcer_registry.ulcer_list(db.session().connection(), patient.id, registry, _lang(), services.now())
 
 
 @staff_route("/patients/<int:patient_id>/ulcers", "change", methods=["POST"])
@@ -254,6 +258,40 @@ def note_ulcer(patient_id: int) -> Any:
     s.commit()
     flash(_("Ulcer %(n)s is recorded; the patient will be asked to confirm it.", n=row.number)
           if not row.marks_reported else _("Ulcer %(n)s is marked treated.", n=row.number), "notice")
+    return redirect(url_for("staff.patient", patient_id=patient.id, _anchor="ulcers"), code=303)
+
+
+@staff_route("/patients/<int:patient_id>/ulcers/decision", "change", methods=["POST"])
+def decide_ulcer(patient_id: int) -> Any:
+    """The team's decision on an ulcer: resolve the patient's query (the note is right, the place corrected, or the
+    ulcer closed), or close an ulcer (followed no more); audited."""
+    patient = _patient_or_404(patient_id)
+    if _ulcers(patient) is None:
+        abort(404)
+    form = {k: (request.form.get(k) or "")[:20] for k in ("number", "action", "hand", "finger", "site", "closed_on")}
+    reason = (request.form.get("reason") or "")[:500]
+    number = int(form["number"]) if form["number"].isascii() and form["number"].isdigit() else 0
+    is_query = any(q.number == number for q in (_ulcers(patient) or ulcer_registry.UlcerList([], date.min))
+                   .open_queries)
+    s = db.session()
+    try:
+        closed_on = None
+        if form["action"] == "closed":
+            try:
+                closed_on = date.fromisoformat(form["closed_on"])
+            except ValueError:
+                raise ulcer_registry.NoteRefused(_l("Please enter a date.")) from None
+        place = (form["hand"], form["finger"], form["site"]) if form["action"] == "relocated" else None
+        row = ulcer_registry.decide_ulcer(s, services.instruments(), patient, number=number, action=form["action"],
+                                          reason=reason, place=place, closed_on=closed_on, actor=viewer().actor,
+                                          now=services.now())
+    except ulcer_registry.NoteRefused as exc:
+        s.rollback()
+        return _render_patient(patient, errors={f"query-{number}" if is_query else "close": str(exc.message)},
+                               values={**form, "reason": reason}, status=422)
+    s.commit()
+    flash(_("Ulcer %(n)s is closed.", n=row.number) if row.action == "closed" and not is_query
+          else _("The query on ulcer %(n)s is resolved.", n=row.number), "notice")
     return redirect(url_for("staff.patient", patient_id=patient.id, _anchor="ulcers"), code=303)
 
 

@@ -1,0 +1,96 @@
+"""Issue 30: the treated ulcer is required before W0, and a patient's "no, that is not right" on a noted ulcer
+becomes a query the team resolves (never a silent drop); closing an ulcer is the team's audited decision."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from proapp import db
+from proapp.models import AuditEvent
+from tests.questionnaire.helpers import Patient, text
+from tests.questionnaire.test_flow import answer_dlqi, answer_haq
+from tests.questionnaire.test_ulcer_flow import DLQI_NONE, enrol, link, nurse, reg_app  # noqa: F401  (fixture)
+
+
+def audit(app, action: str) -> list[AuditEvent]:
+    with app.app_context():
+        return list(db.session().scalars(select(AuditEvent).where(AuditEvent.action == action)))
+
+
+def test_the_treated_ulcer_task_and_a_dispute_resolved_then_closed(reg_app):  # noqa: F811
+    pid = enrol(reg_app)                             # the W0 window opened on 27 February: the task is overdue
+    staff = nurse(reg_app)
+    page = text(staff.get(f"/staff/patients/{pid}").get_data(as_text=True))
+    assert "Aucun ulcère traité (injecté) n'est noté" in page
+    flagged = 'class="flag warn">Ulcère traité à noter'
+    assert flagged in staff.get("/staff/patients").get_data(as_text=True)
+    assert "ADU-TLS-201" in staff.get("/staff/patients?flag=treated_missing").get_data(as_text=True)
+    assert staff.post(f"/staff/patients/{pid}/ulcers", {"hand": "L", "finger": "2", "site": "TIP",
+                                                       "noted_on": "2026-03-01", "treated": "Y"}).status_code == 303
+    page = text(staff.get(f"/staff/patients/{pid}").get_data(as_text=True))
+    assert "Aucun ulcère traité (injecté) n'est noté" not in page
+    assert flagged not in staff.get("/staff/patients").get_data(as_text=True)
+    assert "ADU-TLS-201" not in staff.get("/staff/patients?flag=treated_missing").get_data(as_text=True)
+
+    # W0: the patient says the team's note is not right.
+    p = Patient(reg_app.test_client(), link(reg_app, pid, "W0"))
+    p.open()
+    p.start()
+    p.answer(DU_CONFIRM_OK="N")
+    p.answer(DU_BL_ANY="N", PAIN_VAS="60")
+    answer_dlqi(p, DLQI_NONE)
+    answer_haq(p, activity="0")
+    p.submit()
+    page = text(staff.get(f"/staff/patients/{pid}").get_data(as_text=True))
+    assert "requête ouverte : le patient a dit que ce n'est pas juste (W0" in page
+    assert "Main gauche · Index · Bout du doigt" in page
+
+    # W1: the ulcer is still followed (not dropped).
+    reg_app.extensions["proapp.clock"].set(datetime(2026, 3, 9, 9, 0, tzinfo=UTC))
+    p = Patient(reg_app.test_client(), link(reg_app, pid, "W1"))
+    p.open()
+    p.start()
+    assert p.screen_key == "DU_DIARY.DU_KNOWN.1.DU_KNOWN_CLOSED"
+    p.diary(known=["N"], pain="30", today="2026-03-09")
+    p.submit()
+
+    # The nurse resolves the query: a corrected place must be a place; a reason is required; in her language.
+    staff = nurse(reg_app)                           # signed in again on the day
+    bad = staff.post(f"/staff/patients/{pid}/ulcers/decision", {"number": "1", "action": "relocated",
+                                                               "hand": "L", "finger": "", "site": "PERI",
+                                                               "reason": "Vu en consultation"})
+    assert bad.status_code == 422 and "Choisissez la main, le doigt et l'endroit" in text(bad.get_data(as_text=True))
+    no_reason = staff.post(f"/staff/patients/{pid}/ulcers/decision", {"number": "1", "action": "confirmed",
+                                                                     "reason": " "})
+    assert no_reason.status_code == 422 and "Veuillez indiquer un motif" in text(no_reason.get_data(as_text=True))
+    assert audit(reg_app, "ulcer.query_resolved") == []
+    done = staff.post(f"/staff/patients/{pid}/ulcers/decision", {"number": "1", "action": "relocated", "hand": "L",
+                                                                "finger": "3", "site": "PERI",
+                                                                "reason": "Vu en consultation"})
+    assert done.status_code == 303
+    [event] = audit(reg_app, "ulcer.query_resolved")
+    assert event.actor == "user:tls@chu.test" and event.reason == "Vu en consultation"
+    assert (event.old["finger"], event.new["finger"], event.new["action"]) == ("2", "3", "relocated")
+    page = text(staff.get(f"/staff/patients/{pid}").get_data(as_text=True))
+    assert "requête résolue : endroit corrigé" in page and "Main gauche · Majeur · Autour de l'ongle" in page
+    again = staff.post(f"/staff/patients/{pid}/ulcers/decision", {"number": "1", "action": "confirmed",
+                                                                 "reason": "Encore"})
+    assert again.status_code == 422 and "n'a pas de requête ouverte" in text(again.get_data(as_text=True))
+
+    # The team closes it: followed no more, audited; a closing day in the future is refused.
+    future = staff.post(f"/staff/patients/{pid}/ulcers/decision", {"number": "1", "action": "closed",
+                                                                  "closed_on": "2026-04-01", "reason": "Cicatrisé"})
+    assert future.status_code == 422 and "dans le futur" in text(future.get_data(as_text=True))
+    assert staff.post(f"/staff/patients/{pid}/ulcers/decision", {
+        "number": "1", "action": "closed", "closed_on": "2026-03-09", "reason": "Cicatrisé à l'examen"},
+    ).status_code == 303
+    [closed] = audit(reg_app, "ulcer.closed")
+    assert closed.new["closed_on"] == "2026-03-09" and closed.reason == "Cicatrisé à l'examen"
+    assert "Fermé par l'équipe" in text(staff.get(f"/staff/patients/{pid}").get_data(as_text=True))
+    reg_app.extensions["proapp.clock"].set(datetime(2026, 3, 16, 9, 0, tzinfo=UTC))
+    p = Patient(reg_app.test_client(), link(reg_app, pid, "W2"))
+    p.open()
+    p.start()
+    assert p.screen_key == "DU_DIARY.DU_NEW"                  # no ulcer followed any more
