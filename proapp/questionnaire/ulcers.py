@@ -363,19 +363,28 @@ class UlcerList:
         return [q for q in self.queries if q.is_open]
 
 
-def _first_window(conn: Connection, patient_id: int) -> datetime | None:
-    return conn.scalar(select(func.min(Occurrence.window_opens_at)).where(Occurrence.patient_id == patient_id))
+def _first_visit(conn: Connection, patient_id: int) -> tuple[datetime | None, datetime | None]:
+    """When the patient's first visit (W0) opens, and when the treated ulcer is due at the latest: when the patient
+    began W0's questionnaires, or when its window closed (the injection day's end), whichever came first."""
+    first = conn.execute(select(Occurrence.id, Occurrence.window_opens_at, Occurrence.window_closes_at)
+                         .where(Occurrence.patient_id == patient_id)
+                         .order_by(Occurrence.window_opens_at, Occurrence.id).limit(1)).first()
+    if first is None:
+        return None, None
+    began = conn.scalar(select(func.min(Response.started_at)).where(Response.occurrence_id == first.id))
+    return first.window_opens_at, min(filter(None, (began, first.window_closes_at)))
 
 
-def treated_query(found: PatientUlcers, opens_at: datetime | None, zone: ZoneInfo) -> UlcerQuery | None:
-    """The query "treated ulcer not noted": raised when the first questionnaire (W0) opened before any treated
-    ulcer was noted; resolved by the first treated note."""
-    if opens_at is None:
-        return None
+def treated_query(found: PatientUlcers, due: datetime | None, now: datetime | None,
+                  zone: ZoneInfo) -> UlcerQuery | None:
+    """The missing-data query "treated ulcer not noted", as a data manager raises one: opened when the patient began
+    the W0 questionnaire (or its window closed) without a treated ulcer noted, resolved by the first treated note.
+    The patient is never kept from answering: their baseline inventory lists every ulcer, and they confirm the
+    treated one in their next entry."""
     note = found.treated_notes[0] if found.treated_notes else None
-    if note is not None and note[1] <= opens_at:
+    if due is None or (note is not None and note[1] <= due) or (note is None and now is not None and now < due):
         return None
-    return UlcerQuery("TREATED-MISSING", "treated_missing", None, opens_at.astimezone(zone).date(), None, None,
+    return UlcerQuery("TREATED-MISSING", "treated_missing", None, due.astimezone(zone).date(), None, None,
                       "noted" if note else None, note[0] if note else None, note[1] if note else None)
 
 
@@ -385,9 +394,9 @@ def ulcer_list(conn: Connection, patient_id: int, registry: Registry, language: 
     zone = ZoneInfo(conn.scalar(select(Patient.timezone).where(Patient.id == patient_id)) or "UTC")
     inst = registry.get("DU_BASELINE")
     rows, queries = [], []
-    opens_at = _first_window(conn, patient_id)
-    missing = treated_query(found, opens_at, zone)
-    if missing is not None and (missing.resolution or now is None or opens_at is None or opens_at <= now):
+    opens_at, due = _first_visit(conn, patient_id)
+    missing = treated_query(found, due, now, zone)
+    if missing is not None:
         queries.append(missing)
     noted_by = {}
     t = NotedUlcer.__table__
