@@ -400,6 +400,11 @@ def on_site(patient_id: int) -> Any:
         if request.form.get("confirm") != "yes":
             raise changes.ChangeRefused(_l("Tick the box to confirm that you hand the device to the patient: you "
                                            "will be signed out."), "confirm")
+        ulcers = _ulcers(patient)
+        if ulcers is not None and occ.id == patient.occurrences[0].id and not any(u.treated for u in ulcers.rows):
+            # The team is with the patient: the moment to note the treated ulcer the questionnaire asks to confirm.
+            raise changes.ChangeRefused(_l("Record the treated (injected) ulcer first (Finger ulcers): this "
+                                           "questionnaire asks the patient to confirm it."), "occurrence")
         link = changes.start_on_site(s, patient, occ, actor=viewer().actor, now=services.now())
     except changes.ChangeRefused as exc:
         s.rollback()

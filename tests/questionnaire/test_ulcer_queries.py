@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from proapp import db
-from proapp.models import AuditEvent
+from proapp.models import AuditEvent, Occurrence
 from tests.questionnaire.helpers import Patient, text
 from tests.questionnaire.test_flow import answer_dlqi, answer_haq
 from tests.questionnaire.test_ulcer_flow import DLQI_NONE, enrol, link, nurse, reg_app  # noqa: F401  (fixture)
@@ -27,6 +27,13 @@ def test_the_treated_ulcer_task_and_a_dispute_resolved_then_closed(reg_app):  # 
     flagged = 'class="flag warn">Ulcère traité à noter'
     assert flagged in staff.get("/staff/patients").get_data(as_text=True)
     assert "ADU-TLS-201" in staff.get("/staff/patients?flag=treated_missing").get_data(as_text=True)
+    # Starting W0 on the site's device is the moment to note it: refused, explained, the nurse still signed in.
+    with reg_app.app_context():
+        w0 = db.session().scalar(select(Occurrence.id).where(Occurrence.patient_id == pid,
+                                                             Occurrence.visit_code == "W0"))
+    refused = staff.post(f"/staff/patients/{pid}/on-site", {"occurrence": str(w0), "confirm": "yes"})
+    assert refused.status_code == 422
+    assert "Enregistrez d'abord l'ulcère traité (injecté)" in text(refused.get_data(as_text=True))
     assert staff.post(f"/staff/patients/{pid}/ulcers", {"hand": "L", "finger": "2", "site": "TIP",
                                                        "noted_on": "2026-03-01", "treated": "Y"}).status_code == 303
     page = text(staff.get(f"/staff/patients/{pid}").get_data(as_text=True))
