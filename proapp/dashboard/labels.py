@@ -27,6 +27,7 @@ FLAGS = {
     "open_alert": _l("Open alert"), "overdue": _l("Overdue"), "missed": _l("Missed a window"),
     "sms_problem": _l("SMS problem"),
     "sms_stopped": _l("SMS stopped"), "treated_missing": _l("Treated ulcer to note"),
+    "ulcer_query": _l("Ulcer query open"),
 }
 EVENTS = {
     "sms_opt_out": _l("Patient stopped the SMS"), "sms_pause": _l("SMS paused"), "sms_resume": _l("SMS resumed"),

@@ -52,6 +52,9 @@ def test_the_treated_ulcer_task_and_a_dispute_resolved_then_closed(reg_app):  # 
     p.submit()
     page = text(staff.get(f"/staff/patients/{pid}").get_data(as_text=True))
     assert "requête ouverte : le patient a dit que ce n'est pas juste (W0" in page
+    query_flag = 'class="flag warn">Requête ouverte sur un ulcère'
+    assert query_flag in staff.get("/staff/patients").get_data(as_text=True)
+    assert "ADU-TLS-201" in staff.get("/staff/patients?flag=ulcer_query").get_data(as_text=True)
     assert "Main gauche · Index · Bout du doigt" in page
 
     # W1: the ulcer is still followed (not dropped).
@@ -80,6 +83,7 @@ def test_the_treated_ulcer_task_and_a_dispute_resolved_then_closed(reg_app):  # 
     [event] = audit(reg_app, "ulcer.query_resolved")
     assert event.actor == "user:tls@chu.test" and event.reason == "Vu en consultation"
     assert (event.old["finger"], event.new["finger"], event.new["action"]) == ("2", "3", "relocated")
+    assert query_flag not in staff.get("/staff/patients").get_data(as_text=True)
     page = text(staff.get(f"/staff/patients/{pid}").get_data(as_text=True))
     assert "requête résolue : endroit corrigé" in page and "Main gauche · Majeur · Autour de l'ongle" in page
     again = staff.post(f"/staff/patients/{pid}/ulcers/decision", {"number": "1", "action": "confirmed",
