@@ -38,7 +38,7 @@ EVENTS = {
 }
 ULCER_STATES = {
     "open": _l("Open"), "healed": _l("Healed"), "awaiting_confirmation": _l("Noted by the team, not yet confirmed"),
-    "not_confirmed": _l("The patient said it is not right"), "closed": _l("Closed by the team"),
+    "closed": _l("Closed by the team"),
 }
 ULCER_RESOLUTIONS = {
     "confirmed": _l("the team's note is right"), "relocated": _l("place corrected"),

@@ -9,6 +9,7 @@ import io
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
 from proapp import db
@@ -135,8 +136,13 @@ def test_the_registry_and_its_queries_in_every_format(app):
     assert next(r for r in records if r["record_id"] == "ADU-TLS-302")["ureg_tq_status"] == "open"
     assert "ulcer_registry" in client.get("/api/v1/studies/ADUSE/metadata", headers=auth(key)).get_json()
 
-    # The team closes ulcer 1 (resolving the query) and notes B's treated ulcer: every format follows.
+    # The team closes ulcer 1 (resolving the query) and notes B's treated ulcer: every format follows. Moving it
+    # where the patient reported their own (ulcer 2) would make one ulcer two: refused.
     today = datetime.now(UTC).astimezone(ZoneInfo("Europe/Paris")).date()
+    with pytest.raises(ulcers.NoteRefused, match="L'ulcère 2 est déjà enregistré à cet endroit"):
+        _with(app, a, lambda s, reg, p, now: ulcers.decide_ulcer(s, reg, p, number=1, action="relocated",
+                                                                 place=("R", "3", "TIP"), reason="Moved",
+                                                                 actor="user:nurse@chu.test", now=now))
     _with(app, a, lambda s, reg, p, now: ulcers.decide_ulcer(s, reg, p, number=1, action="closed", closed_on=today,
                                                              reason="Seen at the visit: no ulcer there",
                                                              actor="user:nurse@chu.test", now=now))
