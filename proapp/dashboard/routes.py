@@ -288,7 +288,8 @@ def decide_ulcer(patient_id: int) -> Any:
     except ulcer_registry.NoteRefused as exc:
         s.rollback()
         return _render_patient(patient, errors={f"query-{number}" if is_query else "close": str(exc.message)},
-                               values={**form, "reason": reason}, status=422)
+                               values={"decision": form["action"], "number": form["number"], "reason": reason},
+                               status=422)
     s.commit()
     flash(_("Ulcer %(n)s is closed.", n=row.number) if row.action == "closed" and not is_query
           else _("The query on ulcer %(n)s is resolved.", n=row.number), "notice")
