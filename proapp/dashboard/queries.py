@@ -222,6 +222,21 @@ def _ulcer_query_open():
                                    UlcerDecision.number == ans.repeat_index)).exists())
 
 
+def ulcer_counts(db: Session, viewer: Viewer, registry_studies: tuple[str, ...]) -> dict[int, tuple[int, int]]:
+    """Per study with an ulcer registry: how many of the viewer's active patients need a treated ulcer noted, and how
+    many have an ulcer query open (one statement)."""
+    if not registry_studies:
+        return {}
+    rows = db.execute(
+        select(Patient.study_id,
+               func.sum(case((and_(_treated_missing(registry_studies), Patient.status == PatientStatus.ACTIVE), 1),
+                             else_=0)),
+               func.sum(case((_ulcer_query_open(), 1), else_=0)))
+        .join(Study, Study.id == Patient.study_id)
+        .where(viewer.patients(), Study.code.in_(registry_studies)).group_by(Patient.study_id)).all()
+    return {sid: (int(missing or 0), int(open_ or 0)) for sid, missing, open_ in rows}
+
+
 def patient_list(db: Session, viewer: Viewer, f: PatientFilters, now: datetime,
                  registry_studies: tuple[str, ...] = ()) -> tuple[list[PatientRow], int]:
     """One page of patients (and the total matching): five statements whatever the page or the filters.

@@ -70,7 +70,16 @@ def overview() -> str:
     from proapp.alerts.services import open_counts
 
     return render_template("staff/overview.html", studies=data, threshold=current_app.config["BEHIND_THRESHOLD"],
-                           fmt=fmt, open_alerts=open_counts(db.session(), viewer().patients()).by_study)
+                           fmt=fmt, open_alerts=open_counts(db.session(), viewer().patients()).by_study,
+                           ulcer_counts=queries.ulcer_counts(db.session(), viewer(), _registry_studies()))
+
+
+def _registry_studies() -> tuple[str, ...]:
+    """The studies whose patients have an ulcer registry (ADUSE)."""
+    registry = services.instruments()
+    return tuple(code for code in services.studies().codes() if any(
+        ulcer_registry.uses_registry(registry.get(c, use.version))
+        for c, use in services.studies().get(code).instruments.items()))
 
 
 @staff_route("/patients", "read")
@@ -82,11 +91,7 @@ def patients() -> str:
                                flag=args.get("flag") if args.get("flag") in queries.FLAGS else None,
                                q=(args.get("q") or "").strip()[:40] or None, page=max(int_arg("page", 1), 1))
     s = db.session()
-    registry = services.instruments()
-    with_registry = tuple(code for code in services.studies().codes() if any(
-        ulcer_registry.uses_registry(registry.get(c, use.version))
-        for c, use in services.studies().get(code).instruments.items()))
-    rows, total = queries.patient_list(s, v, f, services.now(), with_registry)
+    rows, total = queries.patient_list(s, v, f, services.now(), _registry_studies())
     studies = queries.visible_studies(s, v)
     sites = queries.visible_sites(s, v, [st.id for st in studies])
     pages = max((total + queries.PER_PAGE - 1) // queries.PER_PAGE, 1)

@@ -24,6 +24,7 @@ def test_the_treated_ulcer_task_and_a_dispute_resolved_then_closed(reg_app):  # 
     staff = nurse(reg_app)
     page = text(staff.get(f"/staff/patients/{pid}").get_data(as_text=True))
     assert "Aucun ulcère traité (injecté) n'est noté" in page
+    assert "1 patient sans ulcère traité noté" in text(staff.get("/staff/").get_data(as_text=True))
     flagged = 'class="flag warn">Ulcère traité à noter'
     assert flagged in staff.get("/staff/patients").get_data(as_text=True)
     assert "ADU-TLS-201" in staff.get("/staff/patients?flag=treated_missing").get_data(as_text=True)
@@ -52,6 +53,9 @@ def test_the_treated_ulcer_task_and_a_dispute_resolved_then_closed(reg_app):  # 
     p.submit()
     page = text(staff.get(f"/staff/patients/{pid}").get_data(as_text=True))
     assert "requête ouverte : le patient a dit que ce n'est pas juste (W0" in page
+    overview = text(staff.get("/staff/").get_data(as_text=True))
+    assert "Tous les ulcères traités sont notés" in overview
+    assert "1 patient avec une requête ouverte sur un ulcère" in overview
     query_flag = 'class="flag warn">Requête ouverte sur un ulcère'
     assert query_flag in staff.get("/staff/patients").get_data(as_text=True)
     assert "ADU-TLS-201" in staff.get("/staff/patients?flag=ulcer_query").get_data(as_text=True)
@@ -84,6 +88,7 @@ def test_the_treated_ulcer_task_and_a_dispute_resolved_then_closed(reg_app):  # 
     assert event.actor == "user:tls@chu.test" and event.reason == "Vu en consultation"
     assert (event.old["finger"], event.new["finger"], event.new["action"]) == ("2", "3", "relocated")
     assert query_flag not in staff.get("/staff/patients").get_data(as_text=True)
+    assert "Aucune requête ouverte sur un ulcère" in text(staff.get("/staff/").get_data(as_text=True))
     page = text(staff.get(f"/staff/patients/{pid}").get_data(as_text=True))
     assert "requête résolue : endroit corrigé" in page and "Main gauche · Majeur · Autour de l'ongle" in page
     again = staff.post(f"/staff/patients/{pid}/ulcers/decision", {"number": "1", "action": "confirmed",
