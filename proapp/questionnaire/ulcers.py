@@ -280,7 +280,8 @@ def decide_ulcer(db: Session, registry: Registry, patient: Patient, *, number: i
         there = next((c for c in found.courses if c.ulcer.place == place and not c.healed and c.closed_on is None),
                      None)
         if there is not None:           # the same ulcer twice: close this one instead (the other keeps its course)
-            raise NoteRefused(_l("Ulcer %(n)s is already recorded at this place.", n=there.ulcer.number))
+            raise NoteRefused(_l("Ulcer %(n)s is already recorded at this place: if it is this one, record it as "
+                                 "treated (Record an ulcer) and close this one.", n=there.ulcer.number))
         row.hand, row.finger, row.site = place
     if action == CLOSED:
         today = now.astimezone(ZoneInfo(patient.timezone)).date()

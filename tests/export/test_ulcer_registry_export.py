@@ -139,7 +139,7 @@ def test_the_registry_and_its_queries_in_every_format(app):
     # The team closes ulcer 1 (resolving the query) and notes B's treated ulcer: every format follows. Moving it
     # where the patient reported their own (ulcer 2) would make one ulcer two: refused.
     today = datetime.now(UTC).astimezone(ZoneInfo("Europe/Paris")).date()
-    with pytest.raises(ulcers.NoteRefused, match="L'ulcère 2 est déjà enregistré à cet endroit"):
+    with pytest.raises(ulcers.NoteRefused, match="L'ulcère 2 est déjà enregistré à cet endroit : s'il s'agit"):
         _with(app, a, lambda s, reg, p, now: ulcers.decide_ulcer(s, reg, p, number=1, action="relocated",
                                                                  place=("R", "3", "TIP"), reason="Moved",
                                                                  actor="user:nurse@chu.test", now=now))

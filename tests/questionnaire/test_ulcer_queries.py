@@ -47,7 +47,8 @@ def test_the_treated_ulcer_task_and_a_dispute_resolved_then_closed(reg_app):  # 
     p.open()
     p.start()
     p.answer(DU_CONFIRM_OK="N")
-    p.answer(DU_BL_ANY="N", PAIN_VAS="60")
+    p.answer(DU_BL_ANY="Y", DU_HAND="R", DU_FINGER="5", DU_SITE="DORSAL")     # another one, in their words
+    p.answer(more="N", PAIN_VAS="60")
     answer_dlqi(p, DLQI_NONE)
     answer_haq(p, activity="0")
     p.submit()
@@ -60,6 +61,7 @@ def test_the_treated_ulcer_task_and_a_dispute_resolved_then_closed(reg_app):  # 
     assert query_flag in staff.get("/staff/patients").get_data(as_text=True)
     assert "ADU-TLS-201" in staff.get("/staff/patients?flag=ulcer_query").get_data(as_text=True)
     assert "Main gauche · Index · Bout du doigt" in page
+    assert "Dans la même saisie, le patient a signalé : Main droite · Auriculaire · Sur une articulation" in page
 
     # W1: the ulcer is still followed (not dropped).
     reg_app.extensions["proapp.clock"].set(datetime(2026, 3, 9, 9, 0, tzinfo=UTC))
@@ -67,7 +69,7 @@ def test_the_treated_ulcer_task_and_a_dispute_resolved_then_closed(reg_app):  # 
     p.open()
     p.start()
     assert p.screen_key == "DU_DIARY.DU_KNOWN.1.DU_KNOWN_CLOSED"
-    p.diary(known=["N"], pain="30", today="2026-03-09")
+    p.diary(known=["N", "N"], pain="30", today="2026-03-09")
     p.submit()
 
     # The nurse resolves the query: a corrected place must be a place; a reason is required; in her language.
@@ -109,4 +111,4 @@ def test_the_treated_ulcer_task_and_a_dispute_resolved_then_closed(reg_app):  # 
     p = Patient(reg_app.test_client(), link(reg_app, pid, "W2"))
     p.open()
     p.start()
-    assert p.screen_key == "DU_DIARY.DU_NEW"                  # no ulcer followed any more
+    assert p.screen_key == "DU_DIARY.DU_KNOWN.2.DU_KNOWN_CLOSED"    # ulcer 1 is followed no more
