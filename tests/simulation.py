@@ -6,8 +6,11 @@ each: they must equal the truth.
 
 The endpoints (the protocols): IMATINIB-SSC, the change in DLQI and HAQ-DI from M0 to M1, M3, M6 and M12; ADUSE,
 the change in pain from before the injection (W0) to W16, the days to healing of each treated ulcer (None:
-censored, not healed), the number of new ulcers over 16 weeks (calcinosis excluded), and the weeks with signs of
-infection. Used by ``tests/test_trial_simulation.py`` (a smoke size) and ``tests/benchmarks/bench_simulation.py``.
+censored, not healed; which ulcers were treated is read from the exported ulcer registry), the number of new ulcers
+over 16 weeks (calcinosis excluded), the complications over 16 weeks (the weeks with new signs of infection,
+gangrene, an amputation, an unplanned hospital stay, an unplanned finger operation), and the registry's queries
+(a patient says the treated ulcer is not where the team noted it; the team resolves it on its page). Used by
+``tests/test_trial_simulation.py`` (a smoke size) and ``tests/benchmarks/bench_simulation.py``.
 """
 
 from __future__ import annotations
@@ -58,6 +61,12 @@ class AdusePlan:
     infection: set[int]
     last_week: int                                         # withdrawal: no entry after this week
     wrongly_healed: tuple[int, int] | None = None          # (week, ulcer) reported closed, corrected to "not yet"
+    complications: dict[str, set[int]] = field(default_factory=dict)   # diary item -> weeks answered yes
+    disputes: bool = False                                  # says the treated ulcer is not right; the team confirms
+
+
+# The complications endpoint: diary items, each counted in the weeks the patient answered yes.
+COMPLICATIONS = ("DU_INFECT", "DU_NECROSIS", "DU_AMPUTATION", "DU_HOSPITAL", "DU_SURGERY")
 
 
 @dataclass
@@ -96,7 +105,11 @@ def plans(seed: int, aduse: int, imatinib: int) -> tuple[list[AdusePlan], list[I
             subject=f"ADU-TLS-{100 + n:03d}", injection=START + timedelta(days=7 * n),
             pain={"W0": rnd.randint(40, 90), **{f"W{w}": rnd.randint(0, 90) for w in range(1, 17)}},
             new=new, heal=heal, infection={rnd.randint(1, 16)}, last_week=last,
-            wrongly_healed=(2, 1) if n % 2 == 0 and heal.get(1, 0) > 2 else None))
+            wrongly_healed=(2, 1) if n % 2 == 0 and heal.get(1, 0) > 2 else None,
+            # drawn apart, so that the draws above stay those of the seed
+            complications={item: set(extra.sample(range(1, 17), extra.randint(0, 2)))
+                           for extra in [random.Random(seed * 7919 + n)] for item in COMPLICATIONS[1:]},
+            disputes=n % 2 == 1))
     out_i = []
     for n in range(imatinib):
         visits = ["M0", "M1", "M3", "M6", "M12"]
@@ -181,7 +194,7 @@ def run_aduse(app, plan: AdusePlan, staff) -> dict[str, Any]:
     clock.set(_at(plan.injection - timedelta(days=2)))
     pid = _enrol(app, "ADUSE", "TLS", plan.subject, plan.injection)
     # The team notes the ulcer it will inject (treated), the day before the injection, on the patient's page.
-    staff = staff()
+    sign_in, staff = staff, staff()
     noted = staff.post(f"/staff/patients/{pid}/ulcers", {
         "hand": "L", "finger": "2", "site": "TIP", "noted_on": (plan.injection - timedelta(days=2)).isoformat(),
         "treated": "Y"})
@@ -190,8 +203,8 @@ def run_aduse(app, plan: AdusePlan, staff) -> dict[str, Any]:
     by_place = {("L", "2", "TIP"): 1}
 
     def w0(key: str, names: list[str]) -> dict[str, str]:
-        values = {"DU_CONFIRM_OK": "Y", "DU_BL_ANY": "N", "PAIN_VAS": str(plan.pain["W0"]), "DLQI07A": "N",
-                  "DLQI07B": "0", **dict.fromkeys(DLQI_ITEMS, "1")}
+        values = {"DU_CONFIRM_OK": "N" if plan.disputes else "Y", "DU_BL_ANY": "N", "PAIN_VAS": str(plan.pain["W0"]),
+                  "DLQI07A": "N", "DLQI07B": "0", **dict.fromkeys(DLQI_ITEMS, "1")}
         if key.startswith("HAQ."):
             return {n: ("40" if n.startswith(("HAQ_PAIN", "HAQ_GLOBAL", "SHAQ_")) else "1") for n in names
                     if n.startswith(("HAQ", "SHAQ")) and "AID" not in n and "HELP" not in n}
@@ -200,9 +213,16 @@ def run_aduse(app, plan: AdusePlan, staff) -> dict[str, Any]:
     clock.set(_at(plan.injection - timedelta(days=1)))
     walk(app, pid, "W0", w0)
     new_count = 0
+    queries = []
     for week in range(1, plan.last_week + 1):
         day = plan.injection + timedelta(days=7 * week)
         clock.set(_at(day))
+        if plan.disputes and week == 2:
+            # The query the patient's "not right" opened, resolved on the team's page: the note is right.
+            done = sign_in().post(f"/staff/patients/{pid}/ulcers/decision", {
+                "number": "1", "action": "confirmed", "reason": "Checked with the patient at the visit"})
+            assert done.status_code == 303, done.get_data(as_text=True)[:300]
+            queries.append(("NOT-CONFIRMED-1", "resolved", "confirmed"))
         reports = plan.new.get(week, [])
         open_now = sorted(n for n, u in ulcers.items() if u.healed_on is None)
         closing = {n for n in open_now if plan.heal.get(n) == week}
@@ -225,9 +245,9 @@ def run_aduse(app, plan: AdusePlan, staff) -> dict[str, Any]:
             if parts[1].endswith("-more"):
                 return {"more": "Y" if int(parts[2]) < len(reports) else "N"}
             values = {"DU_NEW": "Y" if reports else "N", "DU_INFECT": "Y" if week in plan.infection else "N",
-                      "DU_ANTIBIO": "N", "DU_ISCHAEMIA": "N", "DU_NECROSIS": "N", "DU_BONE": "N",
-                      "DU_HOSPITAL": "N", "DU_SURGERY": "N", "DU_AMPUTATION": "N", "DU_INJECTED": "N",
-                      "DU_INJ_ULCER": "N", "DU_HARVEST": "N", "PAIN_VAS": str(plan.pain[f"W{week}"])}
+                      "DU_ANTIBIO": "N", "DU_ISCHAEMIA": "N", "DU_BONE": "N", "DU_INJECTED": "N",
+                      "DU_INJ_ULCER": "N", "DU_HARVEST": "N", "PAIN_VAS": str(plan.pain[f"W{week}"]),
+                      **{item: "Y" if week in weeks else "N" for item, weeks in plan.complications.items()}}
             return {n: values[n] for n in names if n in values}
 
         walk(app, pid, f"W{week}", entry)
@@ -244,10 +264,13 @@ def run_aduse(app, plan: AdusePlan, staff) -> dict[str, Any]:
             by_place[place] = number
             new_count += place[2] != "CALC"
     pain = plan.pain["W16"] - plan.pain["W0"] if plan.last_week == 16 else None
+    weeks = {"DU_INFECT": plan.infection, **plan.complications}
     return {"pain_change_w16": pain,
             "days_to_healing": {n: None if u.healed_on is None else (u.healed_on - plan.injection).days
                                 for n, u in ulcers.items() if u.treated},
-            "new_ulcers": new_count}
+            "new_ulcers": new_count,
+            "complications": {item: sum(1 for w in weeks[item] if w <= plan.last_week) for item in COMPLICATIONS},
+            "queries": queries}
 
 
 def run_imatinib(app, plan: ImatinibPlan) -> dict[str, Any]:
@@ -313,6 +336,7 @@ def from_json(pages) -> Scores:
             held = {(c, None): _num(v) for c, v in r["scores"].items() if v is not None}
             held |= {(c, int(rep)): _num(v) for g in r["group_scores"].values() for rep, by in g.items()
                      for c, v in by.items() if v is not None}
+            held |= {(c, None): v for c, v in r["answers"].items() if c in COMPLICATIONS}
             out[(r["subject_id"], r["visit"], r["instrument"]["code"])] = held
     return out
 
@@ -327,6 +351,8 @@ def from_csv(pages) -> Scores:
             for r in mine:
                 if r["row_kind"] == "score" and r["value"] != "":
                     held[(r["item_code"], int(r["repeat"]) or None)] = _num(r["value"])
+                elif r["row_kind"] == "answer" and r["item_code"] in COMPLICATIONS:
+                    held[(r["item_code"], None)] = r["value"]
             out[(mine[0]["subject_id"], mine[0]["visit"], mine[0]["instrument"])] = held
     return out
 
@@ -367,6 +393,7 @@ def from_fhir(pages) -> Scores:
 
     where: dict[str, tuple[str, str]] = {}
     by_id: dict[str, tuple[tuple[str, str, str], tuple[str, int | None], Any]] = {}
+    answered: dict[str, tuple[tuple[str, str, str], dict[tuple[str, None], str]]] = {}   # by response, latest
     for page in pages:
         bundle = page.get_json()
         assert '""' not in page.get_data(as_text=True)
@@ -376,6 +403,10 @@ def from_fhir(pages) -> Scores:
             res = entry["resource"]
             if res["resourceType"] == "QuestionnaireResponse":
                 where[entry["fullUrl"]] = (res["subject"]["identifier"]["value"], res["extension"][0]["valueString"])
+                inst = res["questionnaire"].rsplit("/", 1)[1].split("|")[0].split("-")[0]
+                answered[res["id"]] = ((*where[entry["fullUrl"]], inst), {
+                    (i["linkId"], None): i["answer"][0]["valueCoding"]["code"] for i in res["item"]
+                    if i["linkId"] in COMPLICATIONS and i.get("answer")})
                 continue
             inst, code = res["code"]["coding"][0]["code"].split(".", 1)
             if res["status"] == "entered-in-error":
@@ -388,6 +419,8 @@ def from_fhir(pages) -> Scores:
     out: Scores = {}
     for where_, k, v in by_id.values():
         out.setdefault(where_, {})[k] = v
+    for where_, values in answered.values():
+        out.setdefault(where_, {}).update(values)
     return out
 
 
@@ -419,10 +452,98 @@ def from_redcap(pages, project, registry) -> Scores:
                     if f.code in derived[code] and row.get(f.name, "") != "":
                         out.setdefault((record, events[event], code), {})[
                             (f.code, int(instance) if instance else None)] = _num(row[f.name])
+                    elif f.code in COMPLICATIONS and row.get(f.name, "") != "":      # yes/no as 1/0
+                        out.setdefault((record, events[event], code), {})[(f.code, None)] = (
+                            {"1": "Y", "0": "N"}[row[f.name]])
     return out
 
 
-def endpoints(scores: Scores, study: str, subjects: list[str]) -> dict[str, dict[str, Any]]:
+# The ulcer registry, from each format: which ulcers were treated, and the queries (id, status, resolution).
+Registry = dict[str, dict[str, Any]]
+
+
+def _registry(subject: str, out: Registry) -> dict[str, Any]:
+    return out.setdefault(subject, {"treated": [], "queries": []})
+
+
+def registry_from_json(resp) -> Registry:
+    out: Registry = {}
+    for s in resp.get_json()["subjects"]:
+        r = _registry(s["subject_id"], out)
+        r["treated"] = [u["number"] for u in s["ulcers"] if u["treated"]]
+        r["queries"] = [(q["id"], q["status"], q["resolution"])
+                        for q in (s["treated_query"], *(u["query"] for u in s["ulcers"])) if q]
+    return out
+
+
+def registry_from_csv(resp) -> Registry:
+    out: Registry = {}
+    for row in csv.DictReader(io.StringIO(resp.get_data(as_text=True))):
+        r = _registry(row["subject_id"], out)
+        if row["row_kind"] == "ulcer" and row["treated"] == "yes":
+            r["treated"].append(int(row["number"]))
+        if row["query_id"]:
+            r["queries"].append((row["query_id"], row["query_status"], row["query_resolution"] or None))
+    return out
+
+
+def registry_from_odm(resp) -> Registry:
+    from tests.export.odm import validate_odm
+
+    out: Registry = {}
+    for subject in validate_odm(resp.data).iterfind(".//odm:SubjectData", NS):
+        r = _registry(subject.get("SubjectKey"), out)
+        for group in subject.iterfind(".//odm:ItemGroupData", NS):
+            items = {i.get("ItemOID").removeprefix("I.ULCER_REGISTRY."): i.get("Value")
+                     for i in group.iterfind("odm:ItemData", NS)}
+            prefix = "QUERY_" if group.get("ItemGroupOID").endswith(".ULCER") else "TREATED_QUERY_"
+            if items.get("TREATED") == "1":
+                r["treated"].append(int(items["NUMBER"]))
+            if f"{prefix}ID" in items:
+                r["queries"].append((items[f"{prefix}ID"], items[f"{prefix}STATUS"],
+                                     items.get(f"{prefix}RESOLUTION")))
+    return out
+
+
+def registry_from_fhir(resp) -> Registry:
+    from fhir.resources.R4B.bundle import Bundle
+
+    from tests.export.test_api import valid_r4
+
+    bundle = resp.get_json()
+    Bundle.model_validate(bundle)
+    valid_r4(bundle)
+    out: Registry = {}
+    for entry in bundle["entry"]:
+        res = entry["resource"]
+        subject, _, rid = res["identifier"][0]["value"].rpartition(".")
+        r = _registry(subject, out)
+        if res["resourceType"] == "Condition" and res["extension"][0]["valueBoolean"]:
+            r["treated"].append(int(rid))
+        elif res["resourceType"] == "Task":
+            r["queries"].append((rid, "open" if res["status"] == "requested" else "resolved",
+                                 res["businessStatus"]["coding"][0]["code"] if "businessStatus" in res else None))
+    for r in out.values():
+        r["queries"].sort(key=lambda q: q[0] != "TREATED-MISSING")       # the other formats' order
+    return out
+
+
+def registry_from_redcap(resp) -> Registry:
+    out: Registry = {}
+    for row in resp.get_json():
+        r = _registry(row["record_id"], out)
+        if row["redcap_repeat_instrument"] == "ulcer_registry":
+            if row["ureg_treated"] == "1":
+                r["treated"].append(int(row["redcap_repeat_instance"]))
+            if row["ureg_q_id"]:
+                r["queries"].append((row["ureg_q_id"], row["ureg_q_status"], row["ureg_q_resolution"] or None))
+        elif row.get("ureg_tq_id"):
+            r["queries"].insert(0, (row["ureg_tq_id"], row["ureg_tq_status"], row["ureg_tq_resolution"] or None))
+    return out
+
+
+def endpoints(scores: Scores, study: str, subjects: list[str],
+              registry: Registry | None = None) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for subject in subjects:
         mine = {(v, i): s for (sub, v, i), s in scores.items() if sub == subject}
@@ -438,14 +559,18 @@ def endpoints(scores: Scores, study: str, subjects: list[str]) -> dict[str, dict
         pain0 = mine.get(("W0", "PAIN_VAS"), {}).get(("PAIN", None))
         pain16 = mine.get(("W16", "PAIN_VAS"), {}).get(("PAIN", None))
         diaries = [s for (v, i), s in mine.items() if i == "DU_DIARY"]
+        reg = (registry or {}).get(subject, {"treated": [], "queries": []})
         healing = {}
         for s in diaries:
             for (code, rep), value in s.items():
-                if code == "DAYS_TO_HEALING" and rep == 1:      # the treated ulcer (the team's note): number 1
+                if code == "DAYS_TO_HEALING" and rep in reg["treated"]:     # the treated ulcers, by the registry
                     healing[rep] = value
         out[subject] = {"pain_change_w16": None if pain0 is None or pain16 is None else pain16 - pain0,
-                        "days_to_healing": {1: healing.get(1)},
-                        "new_ulcers": sum(s.get(("NEW_ULCER_COUNT", None), 0) for s in diaries)}
+                        "days_to_healing": {n: healing.get(n) for n in reg["treated"]},
+                        "new_ulcers": sum(s.get(("NEW_ULCER_COUNT", None), 0) for s in diaries),
+                        "complications": {item: sum(1 for s in diaries if s.get((item, None)) == "Y")
+                                          for item in COMPLICATIONS},
+                        "queries": reg["queries"]}
     return out
 
 
@@ -465,8 +590,16 @@ def simulate(app, staff, seed: int, aduse: int, imatinib: int) -> tuple[Truth, d
     for study, subjects in (("ADUSE", [p.subject for p in plan_a]), ("IMATINIB-SSC", [p.subject for p in plan_i])):
         key = make_key(app, study)
         project = Project(app.extensions["proapp.studies"].get(study), registry)
-        for fmt, read in (("json", from_json), ("csv", from_csv), ("odm", from_odm), ("fhir", from_fhir),
-                          ("redcap", lambda pages, project=project: from_redcap(pages, project, registry))):
+        for fmt, read, read_registry in (
+                ("json", from_json, registry_from_json), ("csv", from_csv, registry_from_csv),
+                ("odm", from_odm, registry_from_odm), ("fhir", from_fhir, registry_from_fhir),
+                ("redcap", lambda pages, project=project: from_redcap(pages, project, registry),
+                 registry_from_redcap)):
             scores = read(_pages(client, key, study, fmt))
-            found.setdefault(fmt, {}).update(endpoints(scores, study, subjects))
+            ulcers = None
+            if study == "ADUSE":
+                resp = client.get(f"/api/v1/studies/{study}/ulcers?format={fmt}", headers=auth(key))
+                assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+                ulcers = read_registry(resp)
+            found.setdefault(fmt, {}).update(endpoints(scores, study, subjects, ulcers))
     return truth, found

@@ -45,6 +45,8 @@ def test_the_number_is_nowhere_in_clear(app, caplog):
     exports = [client.get(f"/api/v1/studies/ADUSE/responses?format={f}", headers=auth(key)).get_data(as_text=True)
                for f in ("json", "csv", "odm", "fhir")]
     exports.append(client.get("/api/v1/studies/ADUSE/metadata", headers=auth(key)).get_data(as_text=True))
+    exports += [client.get(f"/api/v1/studies/ADUSE/ulcers?format={f}", headers=auth(key)).get_data(as_text=True)
+                for f in ("json", "csv", "odm", "fhir", "redcap")]
     dump = _dump(app)
     for form in FORMS:
         assert form not in dump, form

@@ -46,6 +46,12 @@ def test_every_endpoint_from_every_format_equals_the_truth(trial_app):
     assert any(e["days_to_healing"][1] is not None for e in aduse) and any(
         e["days_to_healing"][1] is None for e in aduse)
     assert any(e["pain_change_w16"] is None for e in aduse) and any(e["new_ulcers"] > 0 for e in aduse)
+    # Complications reported and not, and a patient's "not right" on the treated ulcer resolved by the team (the
+    # ulcer followed all along: its days to healing are still the endpoint's).
+    assert any(sum(e["complications"].values()) > 0 for e in aduse)
+    assert any(n == 0 for e in aduse for n in e["complications"].values())
+    assert any(e["queries"] == [("NOT-CONFIRMED-1", "resolved", "confirmed")] for e in aduse)
+    assert all(list(e["days_to_healing"]) == [1] for e in aduse)
     imatinib = [e for s, e in truth.endpoints.items() if s.startswith("IMA")]
     assert any(e["dlqi_change_m3"] is None for e in imatinib) and any(e["haq_change_m12"] is None for e in imatinib)
     for fmt, endpoints in found.items():

@@ -26,7 +26,8 @@ PATIENT_STATUSES = {
 FLAGS = {
     "open_alert": _l("Open alert"), "overdue": _l("Overdue"), "missed": _l("Missed a window"),
     "sms_problem": _l("SMS problem"),
-    "sms_stopped": _l("SMS stopped"),
+    "sms_stopped": _l("SMS stopped"), "treated_missing": _l("Treated ulcer to note"),
+    "ulcer_query": _l("Ulcer query open"),
 }
 EVENTS = {
     "sms_opt_out": _l("Patient stopped the SMS"), "sms_pause": _l("SMS paused"), "sms_resume": _l("SMS resumed"),
@@ -37,7 +38,11 @@ EVENTS = {
 }
 ULCER_STATES = {
     "open": _l("Open"), "healed": _l("Healed"), "awaiting_confirmation": _l("Noted by the team, not yet confirmed"),
-    "not_confirmed": _l("The patient said it is not right"),
+    "closed": _l("Closed by the team"),
+}
+ULCER_RESOLUTIONS = {
+    "confirmed": _l("the team's note is right"), "relocated": _l("place corrected"),
+    "closed": _l("ulcer closed"), "noted": _l("treated ulcer noted"),
 }
 LANGUAGES = {"fr": "Français", "en": "English"}
 ROLES = {"admin": _l("Administrator"), "coordinator": _l("Coordinator"), "monitor": _l("Monitor")}
@@ -66,6 +71,7 @@ AUDIT_ACTIONS = {
     "answer.saved": _l("Answer saved"), "answer.corrected": _l("Answer corrected"),
     "response.completed": _l("Questionnaire sent"), "response.acknowledged": _l("Received by the EDC"),
     "occurrence.missed": _l("Window missed"), "sms.status": _l("SMS status"), "ulcer.noted": _l("Ulcer noted"),
+    "ulcer.closed": _l("Ulcer closed"), "ulcer.query_resolved": _l("Ulcer query resolved"),
     "alert.raised": _l("Alert raised"), "alert.notified": _l("Alert sent to the team"),
     "alert.escalated": _l("Alert sent again"), "alert.acknowledged": _l("Alert acknowledged"),
     "api.request": _l("EDC request"), "api.stream_failed": _l("Export interrupted"),

@@ -15,14 +15,22 @@ from sqlalchemy.orm import Session, aliased
 from proapp.accounts.access import Viewer
 from proapp.alerts.models import Alert, AlertState
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientEvent, PatientStatus
-from proapp.questionnaire.models import AccessLink, Answer, Response, ResponseStatus
+from proapp.questionnaire.models import (
+    AccessLink,
+    Answer,
+    Correction,
+    NotedUlcer,
+    Response,
+    ResponseStatus,
+    UlcerDecision,
+)
 from proapp.sms.models import PROBLEMS, SmsMessage, SmsStatus
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Site, Study
 
 PER_PAGE = 50
 DUE_SOON = timedelta(days=2)
-FLAGS = ("open_alert", "overdue", "missed", "sms_problem", "sms_stopped")
+FLAGS = ("open_alert", "overdue", "missed", "sms_problem", "sms_stopped", "treated_missing", "ulcer_query")
 
 
 # Completion ------------------------------------------------------------------------------------------------
@@ -192,8 +200,47 @@ def _has_missed(now: datetime):
     return exists().where(Occurrence.patient_id == Patient.id, _missed(now))
 
 
-def patient_list(db: Session, viewer: Viewer, f: PatientFilters, now: datetime) -> tuple[list[PatientRow], int]:
-    """One page of patients (and the total matching): five statements whatever the page or the filters."""
+def _treated_missing(registry_studies: tuple[str, ...]):
+    """SQL: a patient of a study with an ulcer registry (ADUSE) without a treated ulcer noted (the healing
+    endpoint's ulcers, required before W0)."""
+    return and_(Study.code.in_(registry_studies or ("",)), ~exists().where(
+        NotedUlcer.patient_id == Patient.id, NotedUlcer.treated.is_(True)))
+
+
+def _ulcer_query_open():
+    """SQL: the patient answered "No, that is not right" to an ulcer the team noted (as corrected, if it was) and
+    the team has not decided on that ulcer yet: the query the registry shows on the patient page is open."""
+    ans, resp, occ = aliased(Answer), aliased(Response), aliased(Occurrence)
+    latest = (select(Correction.new_value).where(Correction.response_id == ans.response_id,
+                                                  Correction.item_code == ans.item_code,
+                                                  Correction.repeat_index == ans.repeat_index)
+              .order_by(Correction.id.desc()).limit(1).scalar_subquery())
+    return (select(ans.id).join(resp, resp.id == ans.response_id).join(occ, occ.id == resp.occurrence_id)
+            .where(occ.patient_id == Patient.id, resp.status == ResponseStatus.COMPLETED,
+                   ans.item_code == "DU_CONFIRM_OK", func.coalesce(latest, ans.value) == "N",
+                   ~exists().where(UlcerDecision.patient_id == Patient.id,
+                                   UlcerDecision.number == ans.repeat_index)).exists())
+
+
+def ulcer_counts(db: Session, viewer: Viewer, registry_studies: tuple[str, ...]) -> dict[int, tuple[int, int]]:
+    """Per study with an ulcer registry: how many of the viewer's active patients need a treated ulcer noted, and how
+    many have an ulcer query open (one statement)."""
+    if not registry_studies:
+        return {}
+    rows = db.execute(
+        select(Patient.study_id,
+               func.sum(case((and_(_treated_missing(registry_studies), Patient.status == PatientStatus.ACTIVE), 1),
+                             else_=0)),
+               func.sum(case((_ulcer_query_open(), 1), else_=0)))
+        .join(Study, Study.id == Patient.study_id)
+        .where(viewer.patients(), Study.code.in_(registry_studies)).group_by(Patient.study_id)).all()
+    return {sid: (int(missing or 0), int(open_ or 0)) for sid, missing, open_ in rows}
+
+
+def patient_list(db: Session, viewer: Viewer, f: PatientFilters, now: datetime,
+                 registry_studies: tuple[str, ...] = ()) -> tuple[list[PatientRow], int]:
+    """One page of patients (and the total matching): five statements whatever the page or the filters.
+    ``registry_studies``: the studies with an ulcer registry, whose patients need a treated ulcer noted."""
     conds = [viewer.patients()]
     if f.study:
         conds.append(Study.code == f.study)
@@ -205,7 +252,8 @@ def patient_list(db: Session, viewer: Viewer, f: PatientFilters, now: datetime) 
         conds.append(func.upper(Patient.subject_id).contains(f.q.strip().upper(), autoescape=True))
     flag_conds = {"open_alert": _open_alert(), "overdue": _overdue(now), "missed": _has_missed(now),
                   "sms_problem": _sms_problem(now),
-                  "sms_stopped": _sms_stopped()}
+                  "sms_stopped": _sms_stopped(), "treated_missing": _treated_missing(registry_studies),
+                  "ulcer_query": _ulcer_query_open()}
     if f.flag in flag_conds:
         conds.append(flag_conds[f.flag])
     base = (select(Patient.id).join(Study, Study.id == Patient.study_id).join(Site, Site.id == Patient.site_id)
@@ -217,15 +265,20 @@ def patient_list(db: Session, viewer: Viewer, f: PatientFilters, now: datetime) 
                                .limit(PER_PAGE).offset((max(f.page, 1) - 1) * PER_PAGE)))
     page_rows = db.execute(
         select(Patient.id, Patient.subject_id, Study.code, Site.code, Patient.language, Patient.status,
-               _sms_stopped(), _sms_problem(now), _open_alert())
+               _sms_stopped(), _sms_problem(now), _open_alert(), _treated_missing(registry_studies),
+               _ulcer_query_open())
         .join(Study, Study.id == Patient.study_id).join(Site, Site.id == Patient.site_id)
         .outerjoin(PatientContact, PatientContact.patient_id == Patient.id)
         .where(Patient.id.in_(page_ids or [-1]))).all()
     order = {pid: i for i, pid in enumerate(page_ids)}
     page_rows.sort(key=lambda r: order[r[0]])
     rows = {pid: PatientRow(pid, subject, study, site, lang, status.value)
-            for pid, subject, study, site, lang, status, _stopped, _problem, _alert in page_rows}
-    for pid, *_rest, stopped, problem, alert in page_rows:
+            for pid, subject, study, site, lang, status, *_flags in page_rows}
+    for pid, *_rest, stopped, problem, alert, treated_missing, ulcer_query in page_rows:
+        if treated_missing and rows[pid].status == PatientStatus.ACTIVE.value:
+            rows[pid].flags.append("treated_missing")
+        if ulcer_query:
+            rows[pid].flags.append("ulcer_query")
         if alert:
             rows[pid].flags.append("open_alert")
         if problem:

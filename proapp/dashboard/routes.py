@@ -70,7 +70,16 @@ def overview() -> str:
     from proapp.alerts.services import open_counts
 
     return render_template("staff/overview.html", studies=data, threshold=current_app.config["BEHIND_THRESHOLD"],
-                           fmt=fmt, open_alerts=open_counts(db.session(), viewer().patients()).by_study)
+                           fmt=fmt, open_alerts=open_counts(db.session(), viewer().patients()).by_study,
+                           ulcer_counts=queries.ulcer_counts(db.session(), viewer(), _registry_studies()))
+
+
+def _registry_studies() -> tuple[str, ...]:
+    """The studies whose patients have an ulcer registry (ADUSE)."""
+    registry = services.instruments()
+    return tuple(code for code in services.studies().codes() if any(
+        ulcer_registry.uses_registry(registry.get(c, use.version))
+        for c, use in services.studies().get(code).instruments.items()))
 
 
 @staff_route("/patients", "read")
@@ -82,7 +91,7 @@ def patients() -> str:
                                flag=args.get("flag") if args.get("flag") in queries.FLAGS else None,
                                q=(args.get("q") or "").strip()[:40] or None, page=max(int_arg("page", 1), 1))
     s = db.session()
-    rows, total = queries.patient_list(s, v, f, services.now())
+    rows, total = queries.patient_list(s, v, f, services.now(), _registry_studies())
     studies = queries.visible_studies(s, v)
     sites = queries.visible_sites(s, v, [st.id for st in studies])
     pages = max((total + queries.PER_PAGE - 1) // queries.PER_PAGE, 1)
@@ -227,7 +236,7 @@ def _ulcers(patient) -> ulcer_registry.UlcerList | None:
     if not any(ulcer_registry.uses_registry(registry.get(code, use.version))
                for code, use in study.instruments.items()):
         return None
-    return ulcer_registry.ulcer_list(db.session().connection(), patient.id, registry, _lang())
+    return ulcer_registry.ulcer_list(db.session().connection(), patient.id, registry, _lang(), services.now())
 
 
 @staff_route("/patients/<int:patient_id>/ulcers", "change", methods=["POST"])
@@ -254,6 +263,41 @@ def note_ulcer(patient_id: int) -> Any:
     s.commit()
     flash(_("Ulcer %(n)s is recorded; the patient will be asked to confirm it.", n=row.number)
           if not row.marks_reported else _("Ulcer %(n)s is marked treated.", n=row.number), "notice")
+    return redirect(url_for("staff.patient", patient_id=patient.id, _anchor="ulcers"), code=303)
+
+
+@staff_route("/patients/<int:patient_id>/ulcers/decision", "change", methods=["POST"])
+def decide_ulcer(patient_id: int) -> Any:
+    """The team's decision on an ulcer: resolve the patient's query (the note is right, the place corrected, or the
+    ulcer closed), or close an ulcer (followed no more); audited."""
+    patient = _patient_or_404(patient_id)
+    if _ulcers(patient) is None:
+        abort(404)
+    form = {k: (request.form.get(k) or "")[:20] for k in ("number", "action", "hand", "finger", "site", "closed_on")}
+    reason = (request.form.get("reason") or "")[:500]
+    number = int(form["number"]) if form["number"].isascii() and form["number"].isdigit() else 0
+    is_query = any(q.number == number for q in (_ulcers(patient) or ulcer_registry.UlcerList([], date.min))
+                   .open_queries)
+    s = db.session()
+    try:
+        closed_on = None
+        if form["action"] == "closed":
+            try:
+                closed_on = date.fromisoformat(form["closed_on"])
+            except ValueError:
+                raise ulcer_registry.NoteRefused(_l("Please enter a date.")) from None
+        place = (form["hand"], form["finger"], form["site"]) if form["action"] == "relocated" else None
+        row = ulcer_registry.decide_ulcer(s, services.instruments(), patient, number=number, action=form["action"],
+                                          reason=reason, place=place, closed_on=closed_on, actor=viewer().actor,
+                                          now=services.now())
+    except ulcer_registry.NoteRefused as exc:
+        s.rollback()
+        return _render_patient(patient, errors={f"query-{number}" if is_query else "close": str(exc.message)},
+                               values={"decision": form["action"], "number": form["number"], "reason": reason},
+                               status=422)
+    s.commit()
+    flash(_("Ulcer %(n)s is closed.", n=row.number) if row.action == "closed" and not is_query
+          else _("The query on ulcer %(n)s is resolved.", n=row.number), "notice")
     return redirect(url_for("staff.patient", patient_id=patient.id, _anchor="ulcers"), code=303)
 
 
@@ -362,6 +406,11 @@ def on_site(patient_id: int) -> Any:
         if request.form.get("confirm") != "yes":
             raise changes.ChangeRefused(_l("Tick the box to confirm that you hand the device to the patient: you "
                                            "will be signed out."), "confirm")
+        ulcers = _ulcers(patient)
+        if ulcers is not None and occ.id == patient.occurrences[0].id and not any(u.treated for u in ulcers.rows):
+            # The team is with the patient: the moment to note the treated ulcer the questionnaire asks to confirm.
+            raise changes.ChangeRefused(_l("Record the treated (injected) ulcer first (Finger ulcers): this "
+                                           "questionnaire asks the patient to confirm it."), "occurrence")
         link = changes.start_on_site(s, patient, occ, actor=viewer().actor, now=services.now())
     except changes.ChangeRefused as exc:
         s.rollback()

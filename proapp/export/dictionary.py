@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from proapp.export.formats import ulcer_registry
 from proapp.export.formats.odm import Oids
 from proapp.instruments import Registry
 from proapp.instruments.schema import Instrument, Item, Text
@@ -83,4 +84,18 @@ def data_dictionary(study: StudyDef, registry: Registry, db: Session, study_id: 
                         for code, use in study.instruments.items()
                         for inst in [registry.get(code, use.version)]],
         "odm": {"study_oid": oids.study, "metadata_version_oid": oids.mdv},
+        **({"ulcer_registry": _ulcer_registry(registry)} if ulcer_registry.study_has_registry(study, registry)
+           else {}),
     }
+
+
+def _ulcer_registry(registry: Registry) -> dict[str, Any]:
+    """The fields of ``GET .../ulcers`` (each ulcer, with its query's ``query_`` fields; the patient's
+    ``treated_query``)."""
+    ulcer, treated, _query = ulcer_registry.fields(registry)
+
+    def described(f: ulcer_registry.RegistryField) -> dict[str, Any]:
+        return {"code": f.code.lower(), "type": f.kind, "label": _text(f.label),
+                **({"allowed_values": [{"value": v, "label": _text(t)} for v, t in f.choices]} if f.choices else {})}
+
+    return {"ulcer": [described(f) for f in ulcer], "treated_query": [described(f) for f in treated]}

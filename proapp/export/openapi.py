@@ -202,6 +202,18 @@ SCHEMAS: dict[str, Any] = {
                                     "redcap_repeat_instrument": {"type": "string"},
                                     "redcap_repeat_instance": {"type": "string"}},
                      "additionalProperties": {"type": "string"}},
+    "UlcerRegistry": {"type": "object", "required": ["study", "generated_at", "subjects"],
+                      "description": "Each patient's ulcers (the fields in the dictionary's ulcer_registry).",
+                      "properties": {"study": {"type": "string"}, "generated_at": {"type": "string"},
+                                     "subjects": {"type": "array", "items": {
+                                         "type": "object",
+                                         "required": ["subject_id", "site", "ulcers", "open_queries"],
+                                         "properties": {
+                                             "subject_id": {"type": "string"}, "site": {"type": "string"},
+                                             "anchor_date": {"type": "string", "format": "date"},
+                                             "ulcers": {"type": "array", "items": {"type": "object"}},
+                                             "treated_query": {"type": ["object", "null"]},
+                                             "open_queries": {"type": "array", "items": {"type": "string"}}}}}}},
     "RedcapProjectPart": {"type": "array", "items": {"type": "object", "additionalProperties": {
         "type": ["string", "integer"]}}, "description": "Arms, events, instrument-event mapping or repeating "
                           "instruments, as REDCap's API imports them."},
@@ -306,6 +318,24 @@ def spec(public_url: str) -> dict[str, Any]:
                     ("fhir", "a FHIR Bundle", {"application/fhir+json": {"schema": ref("FhirResource")}}),
                     ("redcap", "REDCap records", {"application/json": {"schema": {
                         "type": "array", "items": ref("RedcapRecord")}}}))},
+            "/api/v1/studies/{study}/ulcers": {"get": {
+                "summary": "The ulcer registry (ADUSE): each ulcer with its query, and each patient's treated-ulcer "
+                           "query, as it stands now",
+                "operationId": "getUlcerRegistry",
+                "description": "Each ulcer the team noted or the patient reported: number, place, treated, when and "
+                               "by whom noted (a pseudonymous staff id), status, healing or closing day, and the "
+                               "query the patient's \"not right\" opened (open or resolved, how, by whom, when). "
+                               "A snapshot of the key's sites: JSON, CSV (a row per ulcer and per treated-ulcer "
+                               "query), ODM (a Snapshot: form F.ULCER_REGISTRY in the first visit), FHIR (a "
+                               "Condition per ulcer, a Task per query) or REDCap records (the repeating instrument "
+                               "ulcer_registry). A study without an ulcer registry is a 404.",
+                "parameters": [STUDY, {"name": "format", "in": "query", "schema": {
+                    "type": "string", "enum": ["json", "csv", "odm", "fhir", "redcap"]}}],
+                "responses": {"200": {"description": "The registry", "content": {
+                    "application/json": {"schema": {"oneOf": [
+                        ref("UlcerRegistry"), {"type": "array", "items": ref("RedcapRecord")}]}},
+                    "text/csv": BINARY, **ODM, "application/fhir+json": {"schema": ref("FhirResource")}}},
+                    **_problems(400, 401, 404, 429)}}},
             "/api/v1/studies/{study}/alerts": {"get": {
                 "summary": "Safety-signal alerts and their acknowledgements, for the sponsor's safety desk",
                 "operationId": "getAlerts",

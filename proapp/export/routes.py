@@ -413,6 +413,59 @@ def _responses(study: str, fixed: str | None) -> Response:
     return _stream(chunks, _odm_media() if fmt == "odm" else MEDIA[fmt], headers, count)
 
 
+@bp.get("/studies/<study>/ulcers")
+def ulcers(study: str) -> Response:
+    """The ulcer registry of the key's study and sites (ADUSE), as it stands now: JSON, CSV, ODM (a Snapshot),
+    FHIR (Conditions and Tasks) or REDCap records."""
+    from proapp.export import registry_data
+    from proapp.export.formats import ulcer_registry
+
+    key, st = _key_for(study)
+    _check_params({"format"})
+    fmt = _format()
+    study_def = services.studies().get(st.code)
+    registry = services.instruments()
+    if not ulcer_registry.study_has_registry(study_def, registry):
+        raise Problem(404, "Not Found", f"{st.code} has no ulcer registry.", "not-found")
+    s = db.session()
+    now = services.now()
+    subjects = registry_data.subjects(s, key, registry, now)
+    staff = registry_data.staff_ids(s)
+    count = sum(len(x.ulcers) for x in subjects)
+    _record(200, count)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csvfiles.writer(out)
+        writer.writerow(ulcer_registry.CSV_COLUMNS)
+        writer.writerows(ulcer_registry.csv_rows(subjects, staff))
+        return Response(out.getvalue(), mimetype=MEDIA["csv"], headers={
+            "Content-Disposition": f'attachment; filename="{st.code}-ulcers.csv"'})
+    if fmt == "odm":
+        oids = odm.Oids(study_def)
+        body = (odm.odm_header(f"proapp.{st.code}.{key.prefix}.ulcers.{now.strftime('%Y%m%dT%H%M%SZ')}", None, now,
+                               f"{st.code} ulcer registry")
+                + "".join(ulcer_registry.odm_clinical(subjects, staff, oids, study_def.all_visits()[0].code))
+                + "</ODM>\n")
+        return Response(body, mimetype=_odm_media())
+    if fmt == "fhir":
+        inst = registry.get("DU_BASELINE")
+
+        def place(u) -> str:
+            return " · ".join(inst.item(c).option_label(v, "en") for c, v in (
+                ("DU_HAND", u.hand), ("DU_FINGER", u.finger), ("DU_SITE", u.site)))
+
+        return Response(json.dumps(ulcer_registry.fhir_bundle(st.code, subjects, staff, place, now),
+                                   ensure_ascii=False), mimetype=MEDIA["fhir"])
+    if fmt == "redcap":
+        from proapp.export.formats.redcap import unique_event
+
+        return Response(json.dumps(ulcer_registry.redcap_records(
+            subjects, staff, registry, unique_event(study_def.all_visits()[0].code)), ensure_ascii=False),
+            mimetype=MEDIA["redcap"])
+    return Response(json.dumps(ulcer_registry.json_registry(st.code, subjects, staff, now), ensure_ascii=False),
+                    mimetype=MEDIA["json"])
+
+
 @bp.get("/studies/<study>/alerts")
 def alerts(study: str) -> Response:
     """Every safety-signal alert of the key's study and sites, with its acknowledgement (JSON or CSV)."""

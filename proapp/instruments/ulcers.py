@@ -182,6 +182,9 @@ class Course:
     confirmed: bool | None = None            # a staff-noted ulcer: the patient's answer (None: not asked yet)
     reported_again: int = 0
     history: tuple[tuple[str, str], ...] = ()     # (visit, what happened) in order
+    disputed: tuple[str, date] | None = None     # the patient's "not right": (visit, the day they answered)
+    resolution: str | None = None            # how the team resolved the dispute: confirmed, relocated or closed
+    closed_on: date | None = None            # closed by the team: no longer followed (not a healing)
 
     def days_to_healing(self, anchor: date | None) -> int | None:
         start = healing_start(anchor, self.ulcer.appeared)
@@ -202,7 +205,8 @@ def courses(noted: Iterable[Noted], entries: Iterable[Entry]) -> list[Course]:
                 c = by_number[n]
                 by_number[n] = replace(c, confirmed=a["DU_CONFIRM_OK"] == "Y",
                                        history=(*c.history, (e.visit, "confirmed" if a["DU_CONFIRM_OK"] == "Y"
-                                                             else "not_confirmed")))
+                                                             else "not_confirmed")),
+                                       disputed=None if a["DU_CONFIRM_OK"] == "Y" else (e.visit, e.on))
         for n, a in (e.groups.get("DU_KNOWN") or {}).items():
             c = by_number.get(n)
             if c is None:
@@ -228,11 +232,45 @@ def courses(noted: Iterable[Noted], entries: Iterable[Entry]) -> list[Course]:
     return [by_number[n] for n in sorted(by_number)]
 
 
+@dataclass(frozen=True)
+class Decision:
+    """The study team's decision on an ulcer: the patient's dispute resolved (``confirmed``: the team's note is
+    right; ``relocated``: the place corrected; ``closed``), or the ulcer closed (``closed``, on ``closed_on``)."""
+
+    number: int
+    action: str                            # confirmed, relocated, closed
+    place: Place | None = None             # relocated: the corrected place
+    closed_on: date | None = None          # closed: the day
+
+
+CONFIRMED, RELOCATED, CLOSED = "confirmed", "relocated", "closed"
+
+
+def decided(course_list: Iterable[Course], decisions: Iterable[Decision]) -> list[Course]:
+    """The courses after the team's decisions, in the order they were taken. A patient's "not right" keeps the
+    ulcer followed (``disputed``) until the team resolves it; a closed ulcer is followed no more, and its closing
+    is not a healing (the days to healing stay the patient's)."""
+    by_number = {c.ulcer.number: c for c in course_list}
+    for d in decisions:
+        c = by_number.get(d.number)
+        if c is None:
+            continue
+        resolution = c.resolution if c.disputed is None or c.resolution else d.action
+        if d.action == RELOCATED and d.place is not None:
+            c = replace(c, ulcer=replace(c.ulcer, hand=d.place[0], finger=d.place[1], site=d.place[2]))
+        if d.action == CLOSED:
+            c = replace(c, closed_on=d.closed_on)
+        by_number[d.number] = replace(c, resolution=resolution)
+    return [by_number[n] for n in sorted(by_number)]
+
+
 def context_of(course_list: Iterable[Course], anchor: date | None) -> UlcerContext:
-    """The context the next entry opens with."""
+    """The context the next entry opens with: every ulcer but those the team closed (one the patient said is not
+    right stays followed: the team resolves the dispute)."""
     cs = list(course_list)
-    return UlcerContext(known=tuple(c.known() for c in cs if c.confirmed is not False),
-                        unconfirmed=tuple(c.ulcer.number for c in cs if c.ulcer.staff_noted and c.confirmed is None),
+    return UlcerContext(known=tuple(c.known() for c in cs if c.closed_on is None),
+                        unconfirmed=tuple(c.ulcer.number for c in cs if c.ulcer.staff_noted and c.confirmed is None
+                                          and c.closed_on is None),
                         anchor=anchor, last_number=max((c.ulcer.number for c in cs), default=0))
 
 

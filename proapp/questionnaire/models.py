@@ -123,3 +123,24 @@ class NotedUlcer(Base):
     recorded_at: Mapped[datetime]
     # False: an ulcer the team found; True: the mark that an ulcer the patient reported (same number) was treated.
     marks_reported: Mapped[bool] = mapped_column(default=False)
+
+
+class UlcerDecision(Base):
+    """The study team's decision on a patient's ulcer: a dispute resolved (the patient said a noted ulcer is not
+    where the team put it: ``confirmed`` the note, ``relocated`` it to the corrected place, or ``closed`` it), or an
+    ulcer closed (``closed``: followed no more). Rows are only added; the registry (``questionnaire.ulcers``) applies
+    them in order, and each is audited."""
+
+    __tablename__ = "ulcer_decision"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    number: Mapped[int]                                   # the ulcer's number for this patient
+    action: Mapped[str] = mapped_column(String(20))       # confirmed, relocated, closed
+    hand: Mapped[str | None] = mapped_column(String(1))   # relocated: the corrected place
+    finger: Mapped[str | None] = mapped_column(String(1))
+    site: Mapped[str | None] = mapped_column(String(10))
+    closed_on: Mapped[date | None]                        # closed: the day (the patient's calendar)
+    reason: Mapped[str] = mapped_column(String(500))
+    decided_by: Mapped[str] = mapped_column(String(160))
+    decided_at: Mapped[datetime]

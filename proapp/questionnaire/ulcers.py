@@ -15,7 +15,7 @@ reads it afresh under the patient's lock.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cached_property
 from typing import Any
@@ -27,17 +27,22 @@ from sqlalchemy.orm import Session, aliased
 
 from proapp.instruments import Instrument, Registry
 from proapp.instruments.ulcers import (
+    CLOSED,
+    CONFIRMED,
     NEW,
+    RELOCATED,
     Course,
+    Decision,
     Entry,
     Noted,
     UlcerContext,
     context_of,
     courses,
+    decided,
     reports_of,
 )
 from proapp.patients.models import Occurrence, Patient
-from proapp.questionnaire.models import Answer, Correction, NotedUlcer, Response, ResponseStatus
+from proapp.questionnaire.models import Answer, Correction, NotedUlcer, Response, ResponseStatus, UlcerDecision
 
 HANDS, FINGERS = ("L", "R"), ("1", "2", "3", "4", "5")
 ULCER_INSTRUMENTS = ("DU_BASELINE", "DU_DIARY")          # the instruments whose entries the registry is made of
@@ -53,6 +58,9 @@ class PatientUlcers:
     courses: list[Course]
     anchor: date
     completed_codes: frozenset[str]          # the ulcer instruments completed at least once (any version)
+    # who took each of the team's decisions and when, by ulcer (in order), and the treated notes (by, at)
+    decided_by: tuple[tuple[int, str, datetime], ...] = ()
+    treated_notes: tuple[tuple[str, datetime], ...] = ()
 
     @cached_property
     def _context(self) -> UlcerContext:
@@ -94,7 +102,10 @@ def version_columns(occurrence: Any) -> list[ScalarSelect]:
                       resp.instrument_code.in_(ULCER_INSTRUMENTS)))
     corrections = (select(func.count(Correction.id)).join(resp, resp.id == Correction.response_id)
                    .join(occ, occ.id == resp.occurrence_id).where(occ.patient_id == patient))
-    noted = select(func.count(NotedUlcer.id)).where(NotedUlcer.patient_id == patient)
+    # The ulcers noted and the team's decisions on them, counted together (both only ever added).
+    noted = select(select(func.count(NotedUlcer.id)).where(NotedUlcer.patient_id == patient).scalar_subquery()
+                   + select(func.count(UlcerDecision.id)).where(UlcerDecision.patient_id == patient)
+                   .scalar_subquery())
     return [q.correlate(None).scalar_subquery().label(name)
             for q, name in ((entries, "ulcer_entries"), (corrections, "corrections"), (noted, "noted_ulcers"))]
 
@@ -160,16 +171,25 @@ def patient_ulcers(conn: Connection, patient_id: int, registry: Registry) -> Pat
                                    onset if onset and onset <= on else None))
         entries.append(Entry(row.visit_code, on, groups, reports))
     marks = set()
+    treated_notes = []
     t = NotedUlcer.__table__
     for n in conn.execute(select(t).where(t.c.patient_id == patient_id).order_by(t.c.id)):
+        if n.treated:
+            treated_notes.append((n.recorded_by, n.recorded_at))
         if n.marks_reported:
             marks.add(n.number)
         else:
             noted.append(Noted(n.number, n.hand, n.finger, n.site, n.treated, True, n.noted_on))
     noted = [Noted(u.number, u.hand, u.finger, u.site, u.treated or u.number in marks, u.staff_noted, u.noted_on,
                    u.visit, u.onset) for u in noted]
-    return PatientUlcers(courses(noted, entries), patient.anchor_date,
-                         frozenset(r.instrument_code for r in rows))
+    d = UlcerDecision.__table__
+    decision_rows = conn.execute(select(d).where(d.c.patient_id == patient_id).order_by(d.c.id)).all()
+    decisions = [Decision(r.number, r.action, (r.hand, r.finger, r.site) if r.hand else None, r.closed_on)
+                 for r in decision_rows]
+    return PatientUlcers(decided(courses(noted, entries), decisions), patient.anchor_date,
+                         frozenset(r.instrument_code for r in rows),
+                         tuple((r.number, r.decided_by, r.decided_at) for r in decision_rows),
+                         tuple(treated_notes))
 
 
 def _day(value: str | None) -> date | None:
@@ -206,7 +226,7 @@ def note_ulcer(db: Session, registry: Registry, patient: Patient, *, hand: str, 
     lock_patient(db, patient.id)
     found = patient_ulcers(db.connection(), patient.id, registry)
     same = [c for c in found.courses if c.ulcer.place == (hand, finger, site) and not c.healed
-            and c.confirmed is not False]
+            and c.closed_on is None]
     if same:
         course = same[0]
         if course.ulcer.staff_noted or not treated or course.ulcer.treated:
@@ -225,13 +245,92 @@ def note_ulcer(db: Session, registry: Registry, patient: Patient, *, hand: str, 
     return row
 
 
+ACTIONS = (CONFIRMED, RELOCATED, CLOSED)
+
+
+def decide_ulcer(db: Session, registry: Registry, patient: Patient, *, number: int, action: str, reason: str,
+                 actor: str, now: datetime, place: tuple[str, str, str] | None = None,
+                 closed_on: date | None = None) -> UlcerDecision:
+    """The team's decision on ulcer ``number``: resolve the patient's dispute (``confirmed``: the note is right,
+    ``relocated``: at ``place``, ``closed``) or close the ulcer (``closed`` on ``closed_on``: followed no more).
+    Audited with who, when, why and what changed."""
+    from proapp.audit.services import record
+
+    reason = reason.strip()
+    if action not in ACTIONS:
+        raise NoteRefused(_l("Choose what to do with the ulcer."))
+    if not reason:
+        raise NoteRefused(_l("Please give a reason."))
+    lock_patient(db, patient.id)
+    found = patient_ulcers(db.connection(), patient.id, registry)
+    course = next((c for c in found.courses if c.ulcer.number == number), None)
+    if course is None or course.closed_on is not None:
+        raise NoteRefused(_l("Ulcer %(n)s is not followed.", n=number))
+    disputed = course.disputed is not None and course.resolution is None
+    if action in (CONFIRMED, RELOCATED) and not disputed:
+        raise NoteRefused(_l("Ulcer %(n)s has no open query.", n=number))
+    row = UlcerDecision(patient_id=patient.id, number=number, action=action, reason=reason[:500], decided_by=actor,
+                        decided_at=now)
+    if action == RELOCATED:
+        places = registry.get("DU_BASELINE").item("DU_SITE").allowed_values()
+        if place is None or place[0] not in HANDS or place[1] not in FINGERS or place[2] not in places:
+            raise NoteRefused(_l("Choose the hand, the finger and the place of the ulcer."))
+        if place == course.ulcer.place:
+            raise NoteRefused(_l("This is where the ulcer is recorded already."))
+        there = next((c for c in found.courses if c.ulcer.place == place and not c.healed and c.closed_on is None),
+                     None)
+        if there is not None:           # the same ulcer twice: close this one instead (the other keeps its course)
+            raise NoteRefused(_l("Ulcer %(n)s is already recorded at this place: if it is this one, record it as "
+                                 "treated (Record an ulcer) and close this one.", n=there.ulcer.number))
+        row.hand, row.finger, row.site = place
+    if action == CLOSED:
+        today = now.astimezone(ZoneInfo(patient.timezone)).date()
+        if closed_on is None:
+            raise NoteRefused(_l("Please enter a date."))
+        if closed_on > today:
+            raise NoteRefused(_l("This date is in the future."))
+        if closed_on < course.ulcer.noted_on:
+            raise NoteRefused(_l("This date is before the ulcer was noted."))
+        row.closed_on = closed_on
+    db.add(row)
+    db.flush()
+    u = course.ulcer
+    record(db, actor=actor, action="ulcer.query_resolved" if disputed else "ulcer.closed", entity="ulcer_decision",
+           entity_id=row.id, patient_id=patient.id, reason=row.reason,
+           old={"number": number, "hand": u.hand, "finger": u.finger, "site": u.site,
+                "disputed_at": course.disputed[0] if course.disputed else None},
+           new={"number": number, "action": action, "hand": row.hand or u.hand, "finger": row.finger or u.finger,
+                "site": row.site or u.site, "closed_on": closed_on.isoformat() if row.closed_on else None}, at=now)
+    return row
+
+
 def active_count(found: Iterable[Course]) -> int:
-    return sum(1 for c in found if not c.healed and c.confirmed is not False)
+    return sum(1 for c in found if not c.healed and c.closed_on is None)
+
+
+@dataclass(frozen=True)
+class UlcerQuery:
+    """A query for the site, as a clinical data manager raises one: about one ulcer (the patient said the team's
+    note is not right) or about the patient (no treated ulcer noted when the W0 questionnaire opened)."""
+
+    id: str                          # stable: ``NOT-CONFIRMED-<ulcer>`` or ``TREATED-MISSING``
+    kind: str                        # not_confirmed, treated_missing
+    number: int | None               # the ulcer (None: about the patient)
+    opened_on: date                  # the day the patient answered, or the day the W0 window opened
+    visit: str | None                # the entry the patient answered in
+    patient_answer: str | None       # the patient's answer (DU_CONFIRM_OK: "N", "No, that is not right")
+    resolution: str | None           # None: open; confirmed, relocated, closed, or noted (the treated ulcer)
+    resolved_by: str | None
+    resolved_at: datetime | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolution is None
 
 
 @dataclass(frozen=True)
 class UlcerRow:
-    """One ulcer as the study team's patient page lists it."""
+    """One ulcer as the study team's patient page lists it (and the registry's export carries it)."""
 
     number: int
     place: str                       # "Left hand · Index finger · Fingertip", in the reader's language
@@ -240,27 +339,75 @@ class UlcerRow:
     noted_by_team: bool
     first_reported: str | None       # the visit of the patient's first report (None: noted by the team)
     noted_on: date
-    state: str                       # open, healed, awaiting_confirmation, not_confirmed
+    state: str                       # open, healed, awaiting_confirmation, closed
     healed_on: date | None
     days_to_healing: int | None
     reopened: int
     last_open_on: date | None
+    hand: str = ""
+    finger: str = ""
+    site: str = ""
+    noted_by: str | None = None      # who noted it (the team's actor), None: the patient reported it
+    closed_on: date | None = None    # closed by the team
+    query: UlcerQuery | None = None  # the patient's dispute, open or resolved
 
 
 @dataclass(frozen=True)
 class UlcerList:
     rows: list[UlcerRow]
     anchor: date
+    queries: list[UlcerQuery] = field(default_factory=list)
+    treated_due: datetime | None = None   # no treated ulcer noted yet: when the W0 questionnaire opens
 
     @property
     def open_count(self) -> int:
         return sum(1 for r in self.rows if r.state == "open")
 
+    @property
+    def open_queries(self) -> list[UlcerQuery]:
+        return [q for q in self.queries if q.is_open]
 
-def ulcer_list(conn: Connection, patient_id: int, registry: Registry, language: str) -> UlcerList:
+
+def _first_visit(conn: Connection, patient_id: int) -> tuple[datetime | None, datetime | None]:
+    """When the patient's first visit (W0) opens, and when the treated ulcer is due at the latest: when the patient
+    began W0's questionnaires, or when its window closed (the injection day's end), whichever came first."""
+    first = conn.execute(select(Occurrence.id, Occurrence.window_opens_at, Occurrence.window_closes_at)
+                         .where(Occurrence.patient_id == patient_id)
+                         .order_by(Occurrence.window_opens_at, Occurrence.id).limit(1)).first()
+    if first is None:
+        return None, None
+    began = conn.scalar(select(func.min(Response.started_at)).where(Response.occurrence_id == first.id))
+    return first.window_opens_at, min(filter(None, (began, first.window_closes_at)))
+
+
+def treated_query(found: PatientUlcers, due: datetime | None, now: datetime | None,
+                  zone: ZoneInfo) -> UlcerQuery | None:
+    """The missing-data query "treated ulcer not noted", as a data manager raises one: opened when the patient began
+    the W0 questionnaire (or its window closed) without a treated ulcer noted, resolved by the first treated note.
+    The patient is never kept from answering: their baseline inventory lists every ulcer, and they confirm the
+    treated one in their next entry."""
+    note = found.treated_notes[0] if found.treated_notes else None
+    if due is None or (note is not None and note[1] <= due) or (note is None and now is not None and now < due):
+        return None
+    return UlcerQuery("TREATED-MISSING", "treated_missing", None, due.astimezone(zone).date(), None, None,
+                      "noted" if note else None, note[0] if note else None, note[1] if note else None)
+
+
+def ulcer_list(conn: Connection, patient_id: int, registry: Registry, language: str,
+               now: datetime | None = None) -> UlcerList:
     found = patient_ulcers(conn, patient_id, registry)
+    zone = ZoneInfo(conn.scalar(select(Patient.timezone).where(Patient.id == patient_id)) or "UTC")
     inst = registry.get("DU_BASELINE")
-    rows = []
+    rows, queries = [], []
+    opens_at, due = _first_visit(conn, patient_id)
+    missing = treated_query(found, due, now, zone)
+    if missing is not None:
+        queries.append(missing)
+    noted_by = {}
+    t = NotedUlcer.__table__
+    for n in conn.execute(select(t.c.number, t.c.recorded_by).where(t.c.patient_id == patient_id,
+                                                                    t.c.marks_reported.is_(False))):
+        noted_by[n.number] = n.recorded_by
     for c in found.courses:
         u = c.ulcer
         names = []
@@ -269,10 +416,17 @@ def ulcer_list(conn: Connection, patient_id: int, registry: Registry, language: 
                 names.append(inst.item(code).option_label(value, language))
             except ValueError:
                 names.append(value)
-        state = ("not_confirmed" if c.confirmed is False
+        state = ("closed" if c.closed_on is not None
                  else "awaiting_confirmation" if u.staff_noted and c.confirmed is None
                  else "healed" if c.healed else "open")
+        query = None
+        if c.disputed is not None:
+            by = next(((who, at) for n, who, at in found.decided_by if n == u.number), None) if c.resolution else None
+            query = UlcerQuery(f"NOT-CONFIRMED-{u.number}", "not_confirmed", u.number, c.disputed[1], c.disputed[0],
+                               "N", c.resolution, by[0] if by else None, by[1] if by else None)
+            queries.append(query)
         rows.append(UlcerRow(u.number, " · ".join(names), u.site == "CALC", u.treated, u.staff_noted, u.visit,
                              u.noted_on, state, c.healed_on, c.days_to_healing(found.anchor), c.reopened,
-                             c.last_open_on))
-    return UlcerList(rows, found.anchor)
+                             c.last_open_on, u.hand, u.finger, u.site, noted_by.get(u.number), c.closed_on, query))
+    due = opens_at if not found.treated_notes else None
+    return UlcerList(rows, found.anchor, queries, due)

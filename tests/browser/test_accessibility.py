@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.questionnaire.helpers import enrol_with_open_window
+from tests.questionnaire.helpers import Patient, enrol_with_open_window
 
 pytestmark = pytest.mark.requirement("ACCESSIBILITY")
 
@@ -108,7 +108,7 @@ def test_staff_pages_have_no_violation(app, live_server, browser):
     from proapp.accounts.services import create_user
     from tests.dashboard.test_access_matrix import raise_alert
 
-    pid, _token = enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-077")
+    pid, token = enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-077")
     alert_id = raise_alert(app, pid, "W1")
     with app.app_context():
         s = db.session()
@@ -142,4 +142,15 @@ def test_staff_pages_have_no_violation(app, live_server, browser):
     assert "calcinose" in page.content()
     page.locator("#ulcers ~ details summary").first.click()
     found["patient's ulcers"] = violations(page)
+    # The patient says the noted ulcer is not right: the query's form, and the form closing an ulcer, open.
+    patient = Patient(app.test_client(), token)
+    patient.open()
+    patient.start()
+    patient.answer(DU_CONFIRM_OK="N")
+    patient.diary(pain="30")
+    patient.submit()
+    page.goto(f"{live_server}/staff/patients/{pid}")
+    assert page.locator("#query-1").count() == 1
+    page.locator("#ulcers ~ details summary").nth(1).click()
+    found["ulcer query"] = violations(page)
     assert {k: v for k, v in found.items() if v} == {}, json.dumps(found, indent=1, ensure_ascii=False)

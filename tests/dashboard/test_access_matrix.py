@@ -42,6 +42,7 @@ OTHER_ROUTES = {
        for fmt in ("csv", "odm", "fhir", "redcap")},
     "api.acknowledgements": "an API key of the study (tests/export)",
     "api.alerts": "an API key of the study (tests/export)",
+    "api.ulcers": "an API key of the study (tests/export)",
     "metrics.metrics": "PROAPP_METRICS_ALLOW's addresses only, 404 elsewhere (tests/ops/test_metrics)",
     "metrics.readyz": "PROAPP_METRICS_ALLOW's addresses only, 404 elsewhere (tests/ops/test_metrics)",
 }
@@ -104,7 +105,7 @@ def _expected(role: str | None, endpoint: str, url: str) -> str:
         return "forbidden"
     if access == "audit" and role not in ("admin", "monitor"):
         return "forbidden"
-    if endpoint == "staff.note_ulcer":
+    if endpoint in ("staff.note_ulcer", "staff.decide_ulcer"):
         return "not_found"                     # the matrix's patient is in IMATINIB-SSC: no ulcer registry
     if role == "coord_bsa" and ("/patients/" in url or "/alerts/" in url) and not url.endswith("/new"):
         return "not_found"                     # a patient of another site does not exist for them

@@ -34,4 +34,4 @@ def test_api_conforms_to_its_openapi_document(app):
 
         check()
         checked.append(operation.label)
-    assert len(checked) == 10, checked           # the four one-format pages included
+    assert len(checked) == 11, checked           # the four one-format pages and the ulcer registry included

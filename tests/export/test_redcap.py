@@ -82,7 +82,7 @@ def test_the_project_follows_redcaps_rules(app, study):
         by_event = {}
         for r in repeating:
             by_event.setdefault(r["event_name"], set()).add(r["form_name"])
-        assert by_event["w0_arm_1"] == {"bl_confirm", "bl_ulcer"}
+        assert by_event["w0_arm_1"] == {"bl_confirm", "bl_ulcer", "ulcer_registry"}
         assert by_event["w5_arm_1"] == {"du_confirm", "du_known", "du_ulcer"}
         fields = {r["Variable / Field Name"]: r for r in rows}
         assert fields["du_hand"]["Form Name"] == "du_ulcer" and fields["bl_hand"]["Form Name"] == "bl_ulcer"

@@ -16,8 +16,12 @@ import pytest
 from proapp.instruments import default_registry, derived_group_values, derived_values, score
 from proapp.instruments.ulcers import (
     AGAIN,
+    CLOSED,
+    CONFIRMED,
     NEW,
     RECURRENCE,
+    RELOCATED,
+    Decision,
     Entry,
     KnownUlcer,
     Noted,
@@ -27,6 +31,7 @@ from proapp.instruments.ulcers import (
     context_of,
     context_to_json,
     courses,
+    decided,
     reports_of,
 )
 
@@ -67,7 +72,7 @@ def test_the_baseline_confirms_the_noted_ulcer_and_adds_the_others():
                                        "2": {"ulcer_number": 2, "report_kind": NEW}}
 
 
-def test_a_noted_ulcer_the_patient_does_not_confirm_is_left_out():
+def test_a_noted_ulcer_the_patient_does_not_confirm_stays_followed_with_a_dispute():
     ctx = context_of(courses([STAFF], []), INJECTION)
     r = score("DU_BASELINE", {"DU_CONFIRM_OK[1]": "N", "DU_BL_ANY": "Y", "DU_HAND[1]": "L", "DU_FINGER[1]": "2",
                               "DU_SITE[1]": "TIP"}, context=ctx)
@@ -75,7 +80,30 @@ def test_a_noted_ulcer_the_patient_does_not_confirm_is_left_out():
     assert (r["baseline_ulcer_count"], r["not_confirmed_count"]) == (1, 1)
     assert r["groups"]["DU_ULCER"]["1"] == {"ulcer_number": 2, "report_kind": NEW}
     course = courses([STAFF], [Entry("W0", INJECTION, groups_of({"DU_CONFIRM_OK[1]": "N"}), {})])
-    assert course[0].confirmed is False and context_of(course, INJECTION).known == ()
+    # Never dropped silently: followed by the diary (not asked to confirm again) until the team decides.
+    assert course[0].confirmed is False and course[0].disputed == ("W0", INJECTION)
+    ctx = context_of(course, INJECTION)
+    assert [u.number for u in ctx.followed] == [1] and ctx.unconfirmed == ()
+
+
+def test_the_teams_decisions_resolve_the_dispute_relocate_and_close():
+    disputed = courses([STAFF], [Entry("W0", INJECTION, groups_of({"DU_CONFIRM_OK[1]": "N"}), {})])
+    confirmed = decided(disputed, [Decision(1, CONFIRMED)])
+    assert confirmed[0].resolution == CONFIRMED and [u.place for u in context_of(confirmed, INJECTION).followed] == [
+        ("L", "2", "TIP")]
+    moved = decided(disputed, [Decision(1, RELOCATED, ("L", "3", "PERI"))])
+    assert moved[0].resolution == RELOCATED
+    assert [u.place for u in context_of(moved, INJECTION).followed] == [("L", "3", "PERI")]
+    closed = decided(disputed, [Decision(1, CLOSED, closed_on=date(2026, 3, 4))])
+    ctx = context_of(closed, INJECTION)
+    # Closed: followed no more, its number never given again, and its closing is not a healing.
+    assert ctx.followed == () and ctx.next_number == 2
+    assert closed[0].closed_on == date(2026, 3, 4) and closed[0].days_to_healing(INJECTION) is None
+    # An ulcer closed without a dispute has no resolution; a later decision does not rewrite the first one.
+    plain = decided(courses([STAFF], []), [Decision(1, CLOSED, closed_on=date(2026, 3, 4))])
+    assert plain[0].resolution is None and context_of(plain, INJECTION).unconfirmed == ()
+    twice = decided(disputed, [Decision(1, CONFIRMED), Decision(1, CLOSED, closed_on=date(2026, 3, 9))])
+    assert twice[0].resolution == CONFIRMED and twice[0].closed_on == date(2026, 3, 9)
 
 
 BASELINE = {"DU_CONFIRM_OK[1]": "Y", "DU_BL_ANY": "Y", **ulcer(1, "L", "2", "TIP", None),

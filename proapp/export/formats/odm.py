@@ -9,6 +9,7 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from proapp.export.data import Exported
+from proapp.export.formats import ulcer_registry
 from proapp.export.formats.common import current_answers, derived_group_values, derived_values, iso, removed
 from proapp.instruments import Registry
 from proapp.instruments.schema import Instrument
@@ -247,6 +248,8 @@ def odm_metadata(study: StudyDef, registry: Registry, sites: list[tuple[str, str
     oids = Oids(study)
     visits = study.all_visits()
     insts = [registry.get(code, use.version) for code, use in study.instruments.items()]
+    # The ulcer registry (ADUSE), a form of the first visit's event (the export's ulcers?format=odm)
+    ulcers = ulcer_registry.odm_defs(oids, registry) if ulcer_registry.study_has_registry(study, registry) else {}
     out = [odm_header(f"proapp.metadata.{study.code}.{study.version}", None, created, f"{study.code} metadata"),
            f"<Study OID={_attr(oids.study)}><GlobalVariables><StudyName>{escape(study.code)}</StudyName>"
            f"<StudyDescription>{escape(study.title)}</StudyDescription>"
@@ -261,6 +264,7 @@ def odm_metadata(study: StudyDef, registry: Registry, sites: list[tuple[str, str
                    'Repeating="No" Type="Scheduled">')
         out += [f'<FormRef FormOID={_attr(oids.form(code))} OrderNumber="{n}" Mandatory="Yes"/>'
                 for n, code in enumerate(v.instruments, 1)]
+        out += ulcers.get("formref", []) if v is visits[0] else []
         out.append("</StudyEventDef>")
     for inst in insts:
         out.append(f"<FormDef OID={_attr(oids.form(inst.code))} Name={_attr(f'{inst.code} {inst.version}')} "
@@ -271,6 +275,7 @@ def odm_metadata(study: StudyDef, registry: Registry, sites: list[tuple[str, str
         out += [f'<ItemGroupRef ItemGroupOID={_attr(r)} OrderNumber="{n}" Mandatory="No"/>'
                 for n, r in enumerate(refs, 1)]
         out.append("</FormDef>")
+    out += ulcers.get("formdef", [])
     for inst in insts:
         groups = [(None, inst.code, "No")] + [(g.code, f"{inst.code} {g.code}", "Yes") for g in inst.groups]
         for group, name, repeating in groups:
@@ -290,6 +295,7 @@ def odm_metadata(study: StudyDef, registry: Registry, sites: list[tuple[str, str
             out += [f'<ItemRef ItemOID={_attr(oids.item(inst.code, d.code))} OrderNumber="{n}" Mandatory="No" '
                     'Role="DERIVED"/>' for n, d in enumerate([d for d in inst.derived if d.group is None], 1)]
             out.append("</ItemGroupDef>")
+    out += ulcers.get("groupdefs", [])
     for inst in insts:
         use = study.instruments[inst.code]
         variant = use.variant or inst.default_variant
@@ -307,6 +313,7 @@ def odm_metadata(study: StudyDef, registry: Registry, sites: list[tuple[str, str
         for d in inst.derived:
             out.append(f"<ItemDef OID={_attr(oids.item(inst.code, d.code))} Name={_attr(d.code)} "
                        f'DataType="{DERIVED_TYPES[d.type]}"><Question>{_translated(d.label)}</Question></ItemDef>')
+    out += ulcers.get("itemdefs", [])
     for inst in insts:
         for i in inst.items:
             if i.type not in ("choice", "check"):
@@ -320,6 +327,7 @@ def odm_metadata(study: StudyDef, registry: Registry, sites: list[tuple[str, str
                 out.append(f"<CodeListItem CodedValue={_attr(opt.value)}><Decode>{_translated(opt.label)}</Decode>"
                            "</CodeListItem>")
             out.append("</CodeList>")
+    out += ulcers.get("codelists", [])
     out.append("</MetaDataVersion></Study>")
     out.append("<AdminData>")
     for user, name in (("USR.PATIENT", "The patient, on their own device"),

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proapp.export.data import Exported
+from proapp.export.formats import ulcer_registry
 from proapp.export.formats.common import all_scores, current_answers, iso, removed
 from proapp.instruments.schema import Instrument, Item, Text
 from proapp.studies.schema import StudyDef
@@ -122,6 +123,9 @@ class Project:
         self.renamed: set[str] = set()
         for code, use in study.instruments.items():
             self._instrument(code, _versions(study, registry, code), use.variant, set(use.features))
+        self.registry_forms: list[Form] = []
+        if ulcer_registry.study_has_registry(study, registry):
+            self._ulcer_registry(registry)
 
     # Names ------------------------------------------------------------------------------------------------
     def form_name(self, inst: str, group: str | None = None) -> str:
@@ -175,6 +179,27 @@ class Project:
         self.by_instrument[code] = [main, *groups.values()]
         self.forms += self.by_instrument[code]
         self._branching(code, versions)
+
+    def _ulcer_registry(self, registry: Any) -> None:
+        """The ulcer registry (the export's ``ulcers?format=redcap``): the repeating instrument ``ulcer_registry``
+        (an instance per ulcer, its number) and ``ulcer_registry_check`` (the treated-ulcer query), in the first
+        visit's event."""
+        ulcer, treated, _query = ulcer_registry.fields(registry)
+        for name, group_fields in ((ulcer_registry.REDCAP_FORM, ulcer), (ulcer_registry.REDCAP_CHECK_FORM, treated)):
+            form = Form(name, "ULCER_REGISTRY", ulcer_registry.ULCER_GROUP if name == ulcer_registry.REDCAP_FORM
+                        else None)
+            for rf in group_fields:
+                f = Field(ulcer_registry.redcap_name(rf.code), name, "text", rf.label)
+                if rf.choices:
+                    f.kind, f.choices = "radio", list(rf.choices)
+                elif rf.kind == "boolean":
+                    f.kind, f.yes_no = "yesno", True
+                else:
+                    f.validation = {"integer": "integer", "date": "date_ymd",
+                                    "datetime": "datetime_seconds_ymd"}.get(rf.kind, "")
+                form.fields.append(f)
+            self.registry_forms.append(form)
+        self.forms += self.registry_forms
 
     def _item_field(self, inst: Instrument, item: Item, form: str, variant: str | None) -> Field:
         f = Field(self.variable(inst.code, item.code), form, "text", item.shown(variant), code=item.code)
@@ -247,13 +272,18 @@ class Project:
         for v in visits:
             out += [{"arm_num": 1, "unique_event_name": unique_event(v.code), "form": form.name}
                     for code in v.instruments for form in self.by_instrument[code]]
+        out += [{"arm_num": 1, "unique_event_name": unique_event(visits[0].code), "form": form.name}
+                for form in self.registry_forms]
         return out
 
     def repeating(self) -> list[dict[str, Any]]:
         """The repeating instruments of each event (REDCap's ``repeatingFormsEvents``)."""
+        first = unique_event(self.study.all_visits()[0].code)
         return [{"event_name": unique_event(v.code), "form_name": form.name, "custom_form_label": ""}
                 for v in self.study.all_visits() for code in v.instruments
-                for form in self.by_instrument[code] if form.group]
+                for form in self.by_instrument[code] if form.group] + [
+            {"event_name": first, "form_name": form.name, "custom_form_label": ""}
+            for form in self.registry_forms if form.group]
 
     # Records ----------------------------------------------------------------------------------------------
     def participant(self, subject_id: str, site: str) -> dict[str, str]:
