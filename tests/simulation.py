@@ -8,6 +8,10 @@ The endpoints (the protocols): IMATINIB-SSC, the change in DLQI and HAQ-DI from 
 the change in pain from before the injection (W0) to W16, the days to healing of each treated ulcer (None:
 censored, not healed), the number of new ulcers over 16 weeks (calcinosis excluded), and the weeks with signs of
 infection. Used by ``tests/test_trial_simulation.py`` (a smoke size) and ``tests/benchmarks/bench_simulation.py``.
+
+Issue 30's cases: an injection postponed after the baseline (W0) was answered (the team reschedules the anchor date,
+signed, on the patient's page: the diaries and the days to healing follow the new date), and a patient who switches
+from French to English in the middle of a diary (each answer keeps its language; the endpoints do not change).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from proapp.models import Occurrence, Response
 from proapp.patients.services import EnrolmentRequest, enroll_patient
 from proapp.questionnaire.corrections import Source, correct_answer
 from proapp.questionnaire.services import issue_link
+from tests.dashboard.conftest import PASSWORD
 from tests.export.conftest import auth, make_key
 from tests.helpers import agreed
 from tests.questionnaire.helpers import TOLERANCE_YES_NO, Patient, csrf
@@ -58,6 +63,8 @@ class AdusePlan:
     infection: set[int]
     last_week: int                                         # withdrawal: no entry after this week
     wrongly_healed: tuple[int, int] | None = None          # (week, ulcer) reported closed, corrected to "not yet"
+    postponed: int = 0                                     # days the injection moved after W0 (from the planned day)
+    switch_week: int | None = None                         # the diary answered half in French, half in English
 
 
 @dataclass
@@ -74,6 +81,7 @@ class Truth:
     """The protocols' endpoints, by subject."""
 
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    walked: set[str] = field(default_factory=set)          # the cases the run went through ("postponed", ...)
 
 
 def plans(seed: int, aduse: int, imatinib: int) -> tuple[list[AdusePlan], list[ImatinibPlan]]:
@@ -96,7 +104,11 @@ def plans(seed: int, aduse: int, imatinib: int) -> tuple[list[AdusePlan], list[I
             subject=f"ADU-TLS-{100 + n:03d}", injection=START + timedelta(days=7 * n),
             pain={"W0": rnd.randint(40, 90), **{f"W{w}": rnd.randint(0, 90) for w in range(1, 17)}},
             new=new, heal=heal, infection={rnd.randint(1, 16)}, last_week=last,
-            wrongly_healed=(2, 1) if n % 2 == 0 and heal.get(1, 0) > 2 else None))
+            wrongly_healed=(2, 1) if n % 2 == 0 and heal.get(1, 0) > 2 else None,
+            # Not drawn from the seed (the other draws stay as they were): the injection of every second patient
+            # (those whose treated ulcer heals) postponed a week after W0, the others switch to English in the
+            # middle of their third diary.
+            postponed=7 if n % 2 == 0 else 0, switch_week=3 if n % 2 == 1 else None))
     out_i = []
     for n in range(imatinib):
         visits = ["M0", "M1", "M3", "M6", "M12"]
@@ -129,13 +141,19 @@ def _names(html: str) -> list[str]:
     return list(dict.fromkeys(n for n in re.findall(r'name="([A-Za-z0-9_]+)"', html) if n != "csrf_token"))
 
 
-def walk(app, pid: int, visit: str, answer) -> None:
+def walk(app, pid: int, visit: str, answer, switch_to: str | None = None) -> None:
     """Open the visit's link and answer screen after screen, ``answer(screen key, field names)`` giving the values;
-    then submit the review."""
+    then submit the review. ``switch_to``: press that language (FR | EN) halfway through the first questionnaire."""
     p = Patient(app.test_client(), _link(app, pid, visit))
     p.open()
     p.start()
-    for _ in range(400):
+    for n in range(400):
+        if switch_to and n == 3:
+            resp = p.client.post("/q/language", data={"csrf_token": csrf(p.page.text), "lang": switch_to,
+                                                      "next": p.path})
+            assert resp.status_code == 303, resp.status_code
+            p.get(resp.headers["Location"])
+            assert f'<html lang="{switch_to}"' in p.page.text, p.page.text[:300]
         if p.path == "/q/review":
             p.submit()
             return
@@ -175,15 +193,15 @@ def _correct(app, pid: int, visit: str, instrument: str, item: str, repeat: int,
         s.commit()
 
 
-def run_aduse(app, plan: AdusePlan, staff) -> dict[str, Any]:
+def run_aduse(app, plan: AdusePlan, staff, walked: set[str]) -> dict[str, Any]:
     """Walk one ADUSE patient; returns the truth of their endpoints."""
     clock = app.extensions["proapp.clock"]
-    clock.set(_at(plan.injection - timedelta(days=2)))
-    pid = _enrol(app, "ADUSE", "TLS", plan.subject, plan.injection)
+    planned = plan.injection - timedelta(days=plan.postponed)         # the date given at enrolment
+    clock.set(_at(planned - timedelta(days=2)))
+    pid = _enrol(app, "ADUSE", "TLS", plan.subject, planned)
     # The team notes the ulcer it will inject (treated), the day before the injection, on the patient's page.
-    staff = staff()
-    noted = staff.post(f"/staff/patients/{pid}/ulcers", {
-        "hand": "L", "finger": "2", "site": "TIP", "noted_on": (plan.injection - timedelta(days=2)).isoformat(),
+    noted = staff().post(f"/staff/patients/{pid}/ulcers", {
+        "hand": "L", "finger": "2", "site": "TIP", "noted_on": (planned - timedelta(days=2)).isoformat(),
         "treated": "Y"})
     assert noted.status_code == 303 and noted.headers["Location"].startswith(f"/staff/patients/{pid}"), noted.headers
     ulcers = {1: Ulcer(1, ("L", "2", "TIP"), treated=True)}
@@ -197,8 +215,16 @@ def run_aduse(app, plan: AdusePlan, staff) -> dict[str, Any]:
                     if n.startswith(("HAQ", "SHAQ")) and "AID" not in n and "HELP" not in n}
         return {n: values[n] for n in names if n in values}
 
-    clock.set(_at(plan.injection - timedelta(days=1)))
+    clock.set(_at(planned - timedelta(days=1)))
     walk(app, pid, "W0", w0)
+    if plan.postponed:
+        # The cells are not ready on the day: the team moves the injection, signed; W0 (answered) stays.
+        clock.set(_at(planned, 9))
+        moved = staff().post(f"/staff/patients/{pid}/actions/reschedule", {
+            "anchor_date": plan.injection.isoformat(), "reason": "Cultured cells not ready",
+            "signature_password": PASSWORD})
+        assert moved.status_code == 303, moved.get_data(as_text=True)[:500]
+        walked.add("postponed")
     new_count = 0
     for week in range(1, plan.last_week + 1):
         day = plan.injection + timedelta(days=7 * week)
@@ -230,7 +256,9 @@ def run_aduse(app, plan: AdusePlan, staff) -> dict[str, Any]:
                       "DU_INJ_ULCER": "N", "DU_HARVEST": "N", "PAIN_VAS": str(plan.pain[f"W{week}"])}
             return {n: values[n] for n in names if n in values}
 
-        walk(app, pid, f"W{week}", entry)
+        walk(app, pid, f"W{week}", entry, "en" if week == plan.switch_week else None)
+        if week == plan.switch_week:
+            walked.add("language_switch")
         if wrong:
             # The nurse sees the ulcer open at the visit: "closed" corrected to "not yet", signed.
             _correct(app, pid, f"W{week}", "DU_DIARY", "DU_KNOWN_CLOSED", plan.wrongly_healed[1], "N")
@@ -456,7 +484,7 @@ def simulate(app, staff, seed: int, aduse: int, imatinib: int) -> tuple[Truth, d
     plan_a, plan_i = plans(seed, aduse, imatinib)
     truth = Truth()
     for p in plan_a:
-        truth.endpoints[p.subject] = run_aduse(app, p, staff)
+        truth.endpoints[p.subject] = run_aduse(app, p, staff, truth.walked)
     for p in plan_i:
         truth.endpoints[p.subject] = run_imatinib(app, p)
     client = app.test_client()
