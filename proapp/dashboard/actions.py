@@ -141,7 +141,7 @@ def reschedule(db: Session, patient: Patient, new_anchor: date | None, *, actor:
     """Move the anchor date (an injection postponed): the visits not yet completed move, completed ones stay, the
     SMS of the moved visits follow them (`sms.follow_moved_visits`). ``signature``: the signer's e-signature."""
     if new_anchor is None:
-        raise ChangeRefused(_l("Give the new date as year-month-day, for example 2026-03-02."), "anchor_date")
+        raise ChangeRefused(_l("Give the date as year-month-day, for example 2026-03-02."), "anchor_date")
     reason = _reason(reason)
     _active(patient)
     try:

@@ -15,7 +15,7 @@ from proapp.questionnaire.ulcers import ulcer_list
 from tests.dashboard.conftest import NOW, PASSWORD, Staff, enrol, text_of
 from tests.dashboard.helpers import complete
 
-INJECTION = NOW.date() + timedelta(days=2)        # W0 (days -3 to 0) is open when the team enrols
+INJECTION = NOW.date() + timedelta(days=2)        # W0 (days -3 to -1) is open when the team enrols
 
 
 def _windows(app, pid) -> dict[str, tuple[date, date, date, OccurrenceStatus]]:
@@ -95,7 +95,7 @@ def test_a_missed_visit_before_the_old_date_opens_again_for_the_new_one(dash_app
                       {"anchor_date": new.isoformat(), "reason": "Infected ulcer: injection postponed",
                        "signature_password": PASSWORD}).status_code == 303
     w0 = _windows(dash_app, pid)["W0"]
-    assert w0[1:] == (new - timedelta(days=3), new, OccurrenceStatus.SCHEDULED)
+    assert w0[1:] == (new - timedelta(days=3), new - timedelta(days=1), OccurrenceStatus.SCHEDULED)
 
 
 def test_the_command_signs_with_a_staff_account_and_prints_the_schedule(dash_app):

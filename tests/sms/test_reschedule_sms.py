@@ -16,7 +16,7 @@ from proapp.sms.models import SmsMessage
 from tests.sms.conftest import at, enrol
 from tests.sms.test_outbox import ENROLLED, GONE, local, tick
 
-INJECTION = date(2026, 3, 19)          # W0 runs 16-19 March: open when the worker's clock starts (16 March, 07:00)
+INJECTION = date(2026, 3, 19)          # W0 runs 16-18 March: open when the worker's clock starts (16 March, 07:00)
 
 
 @pytest.fixture
@@ -47,20 +47,19 @@ def test_a_visit_moved_out_of_its_open_window_is_invited_again_in_the_new_one(sm
     pid = enrol(sms_app, "ADU-TLS-501", INJECTION)
     tick(worker, local(2026, 3, 16, 10))                         # W0 invitation
     at(sms_app, local(2026, 3, 17, 12))
-    _move(sms_app, pid, date(2026, 4, 2))                        # W0 now 30 March - 2 April
-    for when in (local(2026, 3, 18, 10), local(2026, 3, 19, 10), local(2026, 3, 26, 10)):
-        tick(worker, when)                                       # the old reminders' and old W1's days: nothing
+    _move(sms_app, pid, date(2026, 4, 2))                        # W0 now 30 March - 1 April
+    for when in (local(2026, 3, 18, 10), local(2026, 3, 26, 10)):
+        tick(worker, when)                                       # the old reminder's and old W1's days: nothing
     assert len(fake_twilio.messages) == 1
-    for d in (30, 31):
-        tick(worker, local(2026, 3, d, 10))
-    tick(worker, local(2026, 4, 1, 10))
-    tick(worker, local(2026, 4, 2, 10))
+    for when in (local(2026, 3, 30, 10), local(2026, 3, 31, 10), local(2026, 4, 1, 10)):
+        tick(worker, when)
+    # The new window's invitation, and its reminder two days later (its last day: one reminder that day).
     assert _sms(sms_app, pid, "W0") == [(0, "invitation", "gone", None), (1, "invitation", "gone", None),
-                                        (1, "reminder_1", "gone", None), (1, "reminder_2", "gone", None)]
+                                        (1, "reminder_1", "gone", None)]
     assert _sms(sms_app, pid, "W1") == []                        # W1 opens on 9 April now
     tick(worker, local(2026, 4, 9, 10))
     assert _sms(sms_app, pid, "W1") == [(0, "invitation", "gone", None)]
-    assert len(fake_twilio.messages) == 5
+    assert len(fake_twilio.messages) == 4
 
 
 def test_an_invitation_waiting_to_go_is_cancelled_and_comes_in_the_new_window(sms_app, worker, fake_twilio):
@@ -80,12 +79,13 @@ def test_a_window_still_open_after_the_move_keeps_its_invitation_and_reminds_on_
         sms_app, worker, fake_twilio):
     pid = enrol(sms_app, "ADU-TLS-503", INJECTION)
     tick(worker, local(2026, 3, 16, 10))                         # invitation
-    tick(worker, local(2026, 3, 18, 10))                         # reminder_1, two days after
-    at(sms_app, local(2026, 3, 19, 8))
-    _move(sms_app, pid, date(2026, 3, 20))                       # one day later: W0 17-20 March, open now
-    tick(worker, local(2026, 3, 19, 10))                         # no longer the last day: no reminder
+    at(sms_app, local(2026, 3, 17, 8))
+    # One day later: W0 17-19 March, open now. Its last day was the 18th, the day of the reminder two days after
+    # the invitation (one reminder that day); it is the 19th now, with a reminder of its own.
+    _move(sms_app, pid, date(2026, 3, 20))
+    tick(worker, local(2026, 3, 18, 10))
     assert _sms(sms_app, pid, "W0") == [(0, "invitation", "gone", None), (0, "reminder_1", "gone", None)]
-    tick(worker, local(2026, 3, 20, 10))
+    tick(worker, local(2026, 3, 19, 10))
     assert _sms(sms_app, pid, "W0") == [(0, "invitation", "gone", None), (0, "reminder_1", "gone", None),
                                         (0, "reminder_2", "gone", None)]
     assert len(fake_twilio.messages) == 3
