@@ -65,6 +65,7 @@ class AdusePlan:
     wrongly_healed: tuple[int, int] | None = None          # (week, ulcer) reported closed, corrected to "not yet"
     postponed: int = 0                                     # days the injection moved after W0 (from the planned day)
     switch_week: int | None = None                         # the diary answered half in French, half in English
+    between: tuple[str, str, str] | None = None            # an ulcer that appeared after W0, before the injection
 
 
 @dataclass
@@ -108,7 +109,9 @@ def plans(seed: int, aduse: int, imatinib: int) -> tuple[list[AdusePlan], list[I
             # Not drawn from the seed (the other draws stay as they were): the injection of every second patient
             # (those whose treated ulcer heals) postponed a week after W0, the others switch to English in the
             # middle of their third diary.
-            postponed=7 if n % 2 == 0 else 0, switch_week=3 if n % 2 == 1 else None))
+            postponed=7 if n % 2 == 0 else 0, switch_week=3 if n % 2 == 1 else None,
+            # An ulcer appears while the postponed injection waits: reported in W1, not a new ulcer.
+            between=free.pop() if n % 2 == 0 else None))
     out_i = []
     for n in range(imatinib):
         visits = ["M0", "M1", "M3", "M6", "M12"]
@@ -230,6 +233,8 @@ def run_aduse(app, plan: AdusePlan, staff, walked: set[str]) -> dict[str, Any]:
         day = plan.injection + timedelta(days=7 * week)
         clock.set(_at(day))
         reports = plan.new.get(week, [])
+        if week == 1 and plan.between:
+            reports = [plan.between, *reports]
         open_now = sorted(n for n, u in ulcers.items() if u.healed_on is None)
         closing = {n for n in open_now if plan.heal.get(n) == week}
         wrong = plan.wrongly_healed and plan.wrongly_healed[0] == week and plan.wrongly_healed[1] in open_now
@@ -245,8 +250,9 @@ def run_aduse(app, plan: AdusePlan, staff, walked: set[str]) -> dict[str, Any]:
                                           ("DU_KNOWN_CLOSED_ON", closed_on.isoformat())) if k in names}
             if len(parts) == 4 and parts[1] == "DU_ULCER":
                 hand, finger, site = reports[int(parts[2]) - 1]
-                values = {"DU_HAND": hand, "DU_FINGER": finger, "DU_SITE": site,
-                          "DU_ONSET": (day - timedelta(days=3)).isoformat()}
+                onset = (planned + timedelta(days=2) if (hand, finger, site) == plan.between and week == 1
+                         else day - timedelta(days=3))
+                values = {"DU_HAND": hand, "DU_FINGER": finger, "DU_SITE": site, "DU_ONSET": onset.isoformat()}
                 return {n: values[n] for n in names if n in values}
             if parts[1].endswith("-more"):
                 return {"more": "Y" if int(parts[2]) < len(reports) else "N"}
@@ -270,6 +276,9 @@ def run_aduse(app, plan: AdusePlan, staff, walked: set[str]) -> dict[str, Any]:
             number = max(ulcers) + 1
             ulcers[number] = Ulcer(number, place)
             by_place[place] = number
+            if place == plan.between and week == 1:
+                walked.add("ulcer_before_the_injection")      # there at the injection: not a new ulcer
+                continue
             new_count += place[2] != "CALC"
     pain = plan.pain["W16"] - plan.pain["W0"] if plan.last_week == 16 else None
     return {"pain_change_w16": pain,

@@ -46,8 +46,9 @@ def test_every_endpoint_from_every_format_equals_the_truth(trial_app):
     assert any(e["days_to_healing"][1] is not None for e in aduse) and any(
         e["days_to_healing"][1] is None for e in aduse)
     assert any(e["pain_change_w16"] is None for e in aduse) and any(e["new_ulcers"] > 0 for e in aduse)
-    # Issue 30: an injection postponed after W0 (rescheduled, signed) and a diary answered in two languages.
-    assert truth.walked == {"postponed", "language_switch"}
+    # Issue 30: an injection postponed after W0 (rescheduled, signed), an ulcer that appeared while it waited (asked
+    # in W1: not a new ulcer) and a diary answered in two languages.
+    assert truth.walked == {"postponed", "ulcer_before_the_injection", "language_switch"}
     imatinib = [e for s, e in truth.endpoints.items() if s.startswith("IMA")]
     assert any(e["dlqi_change_m3"] is None for e in imatinib) and any(e["haq_change_m12"] is None for e in imatinib)
     for fmt, endpoints in found.items():

@@ -263,12 +263,14 @@ def reschedule_anchor(db: Session, patient: Patient, new_anchor: date, *, actor:
     moves, kept = plan_reschedule(patient, occurrences, new_anchor, now=now)
     zone = ZoneInfo(patient.timezone)
     shift = new_anchor - patient.anchor_date
+    reopened = []
     for occ, move in moves:
         occ.due_on = occ.due_on + shift
         occ.window_opens_on, occ.window_closes_on = move.new_opens_on, move.new_closes_on
         occ.window_opens_at = local_midnight_utc(move.new_opens_on, zone)
         occ.window_closes_at = local_midnight_utc(move.new_closes_on + timedelta(days=1), zone)
         if occ.status in (OccurrenceStatus.MISSED, OccurrenceStatus.CANCELLED) and occ.window_closes_at > now:
+            reopened.append([occ.visit_code, occ.status.value])
             occ.status = OccurrenceStatus.SCHEDULED          # open again: the visit was missed for the old date
     old = patient.anchor_date
     patient.anchor_date, patient.updated_at = new_anchor, now
@@ -278,6 +280,6 @@ def reschedule_anchor(db: Session, patient: Patient, new_anchor: date, *, actor:
         "old": old.isoformat(), "new": new_anchor.isoformat(),
         "moved": [[m.visit_code, m.old_opens_on.isoformat(), m.old_closes_on.isoformat(), m.new_opens_on.isoformat(),
                    m.new_closes_on.isoformat()] for m in result.moved],
-        "kept": result.kept, **({"signature": signature} if signature else {})})
+        "kept": result.kept, "reopened": reopened, **({"signature": signature} if signature else {})})
     visits_moved.send(patient.id, db=db, moved=[o.id for o, _m in moves], now=now)
     return result

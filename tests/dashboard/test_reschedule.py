@@ -96,6 +96,9 @@ def test_a_missed_visit_before_the_old_date_opens_again_for_the_new_one(dash_app
                        "signature_password": PASSWORD}).status_code == 303
     w0 = _windows(dash_app, pid)["W0"]
     assert w0[1:] == (new - timedelta(days=3), new - timedelta(days=1), OccurrenceStatus.SCHEDULED)
+    with dash_app.app_context():
+        event = db.session().scalar(select(PatientEvent).where(PatientEvent.action == "anchor_rescheduled"))
+        assert event.details["reopened"] == [["W0", "cancelled"]]
 
 
 def test_the_command_signs_with_a_staff_account_and_prints_the_schedule(dash_app):

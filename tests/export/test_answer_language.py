@@ -56,7 +56,8 @@ def test_each_answer_keeps_the_language_it_was_given_in_and_every_format_says_it
     assert qr["language"] == "en"
     new = next(i for i in qr["item"] if i["linkId"] == "DU_NEW")
     assert new["extension"] == [{"url": "http://hl7.org/fhir/StructureDefinition/language", "valueCode": "fr"}]
-    assert new["text"].startswith("Depuis l'injection") and new["answer"][0]["valueCoding"]["display"] == "Non"
+    assert new["text"].startswith("Depuis votre questionnaire d'avant l'injection")
+    assert new["answer"][0]["valueCoding"]["display"] == "Non"
     assert "extension" not in next(i for i in qr["item"] if i["linkId"] == "DU_INFECT")
 
     doc = validate_odm(client.get(f"{URL}?format=odm", headers=auth(key)).data)
