@@ -65,7 +65,7 @@ def test_ulcer_diary_and_pain_in_french_with_two_ulcers(app, client, session):
     p = Patient(client, token)
     p.open()
     p.start()
-    # The first weekly entry: no ulcer known yet (no baseline), worded "since the injection".
+    # The first weekly entry: no ulcer known yet (no baseline), worded "since your questionnaire before the injection".
     assert p.screen_key == "DU_DIARY.DU_NEW"
     assert "Partie 1 sur 2 · Question 1 sur 14" in text(p.page.text)    # the new ulcers count as one step
     assert "Depuis votre questionnaire d'avant l'injection, un nouvel ulcère est-il apparu" in text(p.page.text)
