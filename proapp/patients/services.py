@@ -258,7 +258,7 @@ def reschedule_anchor(db: Session, patient: Patient, new_anchor: date, *, actor:
     from proapp.patients.preferences import record_event
     from proapp.patients.signals import visits_moved
 
-    db.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
+    db.refresh(patient, with_for_update=True)       # one reschedule at a time, from the date as it is now
     occurrences = schedule_of(db, patient.id)
     moves, kept = plan_reschedule(patient, occurrences, new_anchor, now=now)
     zone = ZoneInfo(patient.timezone)
