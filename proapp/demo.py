@@ -41,8 +41,9 @@ def demo_cmd() -> None:
     demo = [
         ("ADUSE", "TLS", "ADU-TLS-901", "+33612345601", "fr", "Europe/Paris", 7),
         ("ADUSE", "TLS", "ADU-TLS-902", "+33612345602", "en", "Indian/Reunion", 7),
-        # Injected today: the baseline before the injection (W0), with the treated ulcer the team noted to confirm.
-        ("ADUSE", "TLS", "ADU-TLS-903", "+33612345606", "fr", "Europe/Paris", 0),
+        # Injected tomorrow: the baseline before the injection (W0, days -3 to -1), with the treated ulcer the team
+        # noted to confirm.
+        ("ADUSE", "TLS", "ADU-TLS-903", "+33612345606", "fr", "Europe/Paris", -1),
         ("IMATINIB-SSC", "PSL", "IMA-PSL-901", "+33612345603", "fr", "Europe/Paris", 30),
         ("IMATINIB-SSC", "TLS", "IMA-TLS-902", "+33612345604", "fr", "America/Guadeloupe", 30),
         ("IMATINIB-SSC", "PSL", "IMA-PSL-903", "+33612345605", "en", "Europe/Paris", 30),
@@ -57,11 +58,11 @@ def demo_cmd() -> None:
                                      EnrolmentRequest(study, site, subject, phone, lang, anchor, tz, 10,
                                                       agreed_on=min(anchor, now.date())), now=now,
                                      actor="cli:demo")
-            if days == 0 and study == "ADUSE":
+            if days == -1 and study == "ADUSE":
                 from proapp.questionnaire.ulcers import note_ulcer
 
                 note_ulcer(s, services.instruments(), patient, hand="L", finger="2", site="TIP", treated=True,
-                           noted_on=anchor, actor="cli:demo", now=now)
+                           noted_on=min(anchor, now.date()), actor="cli:demo", now=now)
         click.echo(f"enrolled demo patient {subject} ({study}/{site}, {lang}, {tz}), anchor date {anchor}")
     click.echo("questionnaire links (each new link replaces the previous one):")
     from proapp.questionnaire.services import issue_link, open_occurrence_for

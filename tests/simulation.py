@@ -11,6 +11,10 @@ over 16 weeks (calcinosis excluded), the complications over 16 weeks (the weeks 
 gangrene, an amputation, an unplanned hospital stay, an unplanned finger operation), and the registry's queries
 (a patient says the treated ulcer is not where the team noted it; the team resolves it on its page). Used by
 ``tests/test_trial_simulation.py`` (a smoke size) and ``tests/benchmarks/bench_simulation.py``.
+
+Issue 30's cases: an injection postponed after the baseline (W0) was answered (the team reschedules the anchor date,
+signed, on the patient's page: the diaries and the days to healing follow the new date), and a patient who switches
+from French to English in the middle of a diary (each answer keeps its language; the endpoints do not change).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from proapp.models import Occurrence, Response
 from proapp.patients.services import EnrolmentRequest, enroll_patient
 from proapp.questionnaire.corrections import Source, correct_answer
 from proapp.questionnaire.services import issue_link
+from tests.dashboard.conftest import PASSWORD
 from tests.export.conftest import auth, make_key
 from tests.helpers import agreed
 from tests.questionnaire.helpers import TOLERANCE_YES_NO, Patient, csrf
@@ -63,6 +68,9 @@ class AdusePlan:
     wrongly_healed: tuple[int, int] | None = None          # (week, ulcer) reported closed, corrected to "not yet"
     complications: dict[str, set[int]] = field(default_factory=dict)   # diary item -> weeks answered yes
     disputes: bool = False                                  # says the treated ulcer is not right; the team confirms
+    postponed: int = 0                                     # days the injection moved after W0 (from the planned day)
+    switch_week: int | None = None                         # the diary answered half in French, half in English
+    between: tuple[str, str, str] | None = None            # an ulcer that appeared after W0, before the injection
 
 
 # The complications endpoint: diary items, each counted in the weeks the patient answered yes.
@@ -83,6 +91,7 @@ class Truth:
     """The protocols' endpoints, by subject."""
 
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    walked: set[str] = field(default_factory=set)          # the cases the run went through ("postponed", ...)
 
 
 def plans(seed: int, aduse: int, imatinib: int) -> tuple[list[AdusePlan], list[ImatinibPlan]]:
@@ -109,7 +118,13 @@ def plans(seed: int, aduse: int, imatinib: int) -> tuple[list[AdusePlan], list[I
             # drawn apart, so that the draws above stay those of the seed
             complications={item: set(extra.sample(range(1, 17), extra.randint(0, 2)))
                            for extra in [random.Random(seed * 7919 + n)] for item in COMPLICATIONS[1:]},
-            disputes=n % 2 == 1))
+            disputes=n % 2 == 1,
+            # Not drawn from the seed (the other draws stay as they were): the injection of every second patient
+            # (those whose treated ulcer heals) postponed a week after W0, the others switch to English in the
+            # middle of their third diary.
+            postponed=7 if n % 2 == 0 else 0, switch_week=3 if n % 2 == 1 else None,
+            # An ulcer appears while the postponed injection waits: reported in W1, not a new ulcer.
+            between=free.pop() if n % 2 == 0 else None))
     out_i = []
     for n in range(imatinib):
         visits = ["M0", "M1", "M3", "M6", "M12"]
@@ -142,13 +157,19 @@ def _names(html: str) -> list[str]:
     return list(dict.fromkeys(n for n in re.findall(r'name="([A-Za-z0-9_]+)"', html) if n != "csrf_token"))
 
 
-def walk(app, pid: int, visit: str, answer) -> None:
+def walk(app, pid: int, visit: str, answer, switch_to: str | None = None) -> None:
     """Open the visit's link and answer screen after screen, ``answer(screen key, field names)`` giving the values;
-    then submit the review."""
+    then submit the review. ``switch_to``: press that language (FR | EN) halfway through the first questionnaire."""
     p = Patient(app.test_client(), _link(app, pid, visit))
     p.open()
     p.start()
-    for _ in range(400):
+    for n in range(400):
+        if switch_to and n == 3:
+            resp = p.client.post("/q/language", data={"csrf_token": csrf(p.page.text), "lang": switch_to,
+                                                      "next": p.path})
+            assert resp.status_code == 303, resp.status_code
+            p.get(resp.headers["Location"])
+            assert f'<html lang="{switch_to}"' in p.page.text, p.page.text[:300]
         if p.path == "/q/review":
             p.submit()
             return
@@ -188,15 +209,16 @@ def _correct(app, pid: int, visit: str, instrument: str, item: str, repeat: int,
         s.commit()
 
 
-def run_aduse(app, plan: AdusePlan, staff) -> dict[str, Any]:
+def run_aduse(app, plan: AdusePlan, staff, walked: set[str]) -> dict[str, Any]:
     """Walk one ADUSE patient; returns the truth of their endpoints."""
     clock = app.extensions["proapp.clock"]
-    clock.set(_at(plan.injection - timedelta(days=2)))
-    pid = _enrol(app, "ADUSE", "TLS", plan.subject, plan.injection)
+    planned = plan.injection - timedelta(days=plan.postponed)         # the date given at enrolment
+    clock.set(_at(planned - timedelta(days=2)))
+    pid = _enrol(app, "ADUSE", "TLS", plan.subject, planned)
     # The team notes the ulcer it will inject (treated), the day before the injection, on the patient's page.
     sign_in, staff = staff, staff()
     noted = staff.post(f"/staff/patients/{pid}/ulcers", {
-        "hand": "L", "finger": "2", "site": "TIP", "noted_on": (plan.injection - timedelta(days=2)).isoformat(),
+        "hand": "L", "finger": "2", "site": "TIP", "noted_on": (planned - timedelta(days=2)).isoformat(),
         "treated": "Y"})
     assert noted.status_code == 303 and noted.headers["Location"].startswith(f"/staff/patients/{pid}"), noted.headers
     ulcers = {1: Ulcer(1, ("L", "2", "TIP"), treated=True)}
@@ -210,8 +232,16 @@ def run_aduse(app, plan: AdusePlan, staff) -> dict[str, Any]:
                     if n.startswith(("HAQ", "SHAQ")) and "AID" not in n and "HELP" not in n}
         return {n: values[n] for n in names if n in values}
 
-    clock.set(_at(plan.injection - timedelta(days=1)))
+    clock.set(_at(planned - timedelta(days=1)))
     walk(app, pid, "W0", w0)
+    if plan.postponed:
+        # The cells are not ready on the day: the team moves the injection, signed; W0 (answered) stays.
+        clock.set(_at(planned, 9))
+        moved = sign_in().post(f"/staff/patients/{pid}/actions/reschedule", {
+            "anchor_date": plan.injection.isoformat(), "reason": "Cultured cells not ready",
+            "signature_password": PASSWORD})
+        assert moved.status_code == 303, moved.get_data(as_text=True)[:500]
+        walked.add("postponed")
     new_count = 0
     queries = []
     for week in range(1, plan.last_week + 1):
@@ -224,6 +254,8 @@ def run_aduse(app, plan: AdusePlan, staff) -> dict[str, Any]:
             assert done.status_code == 303, done.get_data(as_text=True)[:300]
             queries.append(("NOT-CONFIRMED-1", "resolved", "confirmed"))
         reports = plan.new.get(week, [])
+        if week == 1 and plan.between:
+            reports = [plan.between, *reports]
         open_now = sorted(n for n, u in ulcers.items() if u.healed_on is None)
         closing = {n for n in open_now if plan.heal.get(n) == week}
         wrong = plan.wrongly_healed and plan.wrongly_healed[0] == week and plan.wrongly_healed[1] in open_now
@@ -239,8 +271,9 @@ def run_aduse(app, plan: AdusePlan, staff) -> dict[str, Any]:
                                           ("DU_KNOWN_CLOSED_ON", closed_on.isoformat())) if k in names}
             if len(parts) == 4 and parts[1] == "DU_ULCER":
                 hand, finger, site = reports[int(parts[2]) - 1]
-                values = {"DU_HAND": hand, "DU_FINGER": finger, "DU_SITE": site,
-                          "DU_ONSET": (day - timedelta(days=3)).isoformat()}
+                onset = (planned + timedelta(days=2) if (hand, finger, site) == plan.between and week == 1
+                         else day - timedelta(days=3))
+                values = {"DU_HAND": hand, "DU_FINGER": finger, "DU_SITE": site, "DU_ONSET": onset.isoformat()}
                 return {n: values[n] for n in names if n in values}
             if parts[1].endswith("-more"):
                 return {"more": "Y" if int(parts[2]) < len(reports) else "N"}
@@ -250,7 +283,9 @@ def run_aduse(app, plan: AdusePlan, staff) -> dict[str, Any]:
                       **{item: "Y" if week in weeks else "N" for item, weeks in plan.complications.items()}}
             return {n: values[n] for n in names if n in values}
 
-        walk(app, pid, f"W{week}", entry)
+        walk(app, pid, f"W{week}", entry, "en" if week == plan.switch_week else None)
+        if week == plan.switch_week:
+            walked.add("language_switch")
         if wrong:
             # The nurse sees the ulcer open at the visit: "closed" corrected to "not yet", signed.
             _correct(app, pid, f"W{week}", "DU_DIARY", "DU_KNOWN_CLOSED", plan.wrongly_healed[1], "N")
@@ -262,6 +297,9 @@ def run_aduse(app, plan: AdusePlan, staff) -> dict[str, Any]:
             number = max(ulcers) + 1
             ulcers[number] = Ulcer(number, place)
             by_place[place] = number
+            if place == plan.between and week == 1:
+                walked.add("ulcer_before_the_injection")      # there at the injection: not a new ulcer
+                continue
             new_count += place[2] != "CALC"
     pain = plan.pain["W16"] - plan.pain["W0"] if plan.last_week == 16 else None
     weeks = {"DU_INFECT": plan.infection, **plan.complications}
@@ -581,7 +619,7 @@ def simulate(app, staff, seed: int, aduse: int, imatinib: int) -> tuple[Truth, d
     plan_a, plan_i = plans(seed, aduse, imatinib)
     truth = Truth()
     for p in plan_a:
-        truth.endpoints[p.subject] = run_aduse(app, p, staff)
+        truth.endpoints[p.subject] = run_aduse(app, p, staff, truth.walked)
     for p in plan_i:
         truth.endpoints[p.subject] = run_imatinib(app, p)
     client = app.test_client()

@@ -52,6 +52,9 @@ def test_every_endpoint_from_every_format_equals_the_truth(trial_app):
     assert any(n == 0 for e in aduse for n in e["complications"].values())
     assert any(e["queries"] == [("NOT-CONFIRMED-1", "resolved", "confirmed")] for e in aduse)
     assert all(list(e["days_to_healing"]) == [1] for e in aduse)
+    # Issue 30: an injection postponed after W0 (rescheduled, signed), an ulcer that appeared while it waited (asked
+    # in W1: not a new ulcer) and a diary answered in two languages.
+    assert truth.walked == {"postponed", "ulcer_before_the_injection", "language_switch"}
     imatinib = [e for s, e in truth.endpoints.items() if s.startswith("IMA")]
     assert any(e["dlqi_change_m3"] is None for e in imatinib) and any(e["haq_change_m12"] is None for e in imatinib)
     for fmt, endpoints in found.items():

@@ -21,6 +21,9 @@ MEANINGS = {
                    _l("I am correcting this answer for the reason given.")),
     "withdrawal": ("I am withdrawing this patient from the study's follow-up for the reason given.",
                    _l("I am withdrawing this patient from the study's follow-up for the reason given.")),
+    "reschedule": ("I am moving this patient's anchor date, and the visits not yet completed, for the reason given.",
+                   _l("I am moving this patient's anchor date, and the visits not yet completed, for the reason "
+                      "given.")),
 }
 
 

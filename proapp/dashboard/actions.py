@@ -3,7 +3,7 @@ when, why and the old and new values (phone numbers masked). Messages are transl
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from proapp.config import SUPPORTED_LANGUAGES
 from proapp.patients import phones, preferences
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientStatus
-from proapp.patients.services import SENDING_HOURS
+from proapp.patients.services import SENDING_HOURS, Rescheduled, RescheduleRefused, reschedule_anchor
 from proapp.questionnaire.models import AccessLink
 from proapp.questionnaire.services import new_link
 from proapp.questionnaire.signals import occurrence_ended
@@ -134,6 +134,20 @@ def withdraw(db: Session, patient: Patient, *, actor: str, reason: str | None, n
            {"occurrences_cancelled": cancelled, **({"signature": signature} if signature else {})})
     db.flush()
     return cancelled
+
+
+def reschedule(db: Session, patient: Patient, new_anchor: date | None, *, actor: str, reason: str | None,
+               now: datetime, signature: dict[str, Any] | None = None) -> Rescheduled:
+    """Move the anchor date (an injection postponed): the visits not yet completed move, completed ones stay, the
+    SMS of the moved visits follow them (`sms.follow_moved_visits`). ``signature``: the signer's e-signature."""
+    if new_anchor is None:
+        raise ChangeRefused(_l("Give the date as year-month-day, for example 2026-03-02."), "anchor_date")
+    reason = _reason(reason)
+    _active(patient)
+    try:
+        return reschedule_anchor(db, patient, new_anchor, actor=actor, reason=reason, now=now, signature=signature)
+    except RescheduleRefused as exc:
+        raise ChangeRefused(exc.message, "anchor_date") from None
 
 
 def change_phone(db: Session, vault: phones.PhoneVault, patient: Patient, raw: str, *, region: str, actor: str,

@@ -19,6 +19,7 @@ CANCEL_REASONS = {
     "patient_not_active": _l("follow-up ended"), "opted_out": _l("patient stopped the SMS"),
     "paused": _l("SMS paused"), "number_unusable": _l("number cannot receive SMS"), "no_phone": _l("no phone number"),
     "superseded": _l("replaced by a later reminder"),
+    "rescheduled": _l("visit moved to a new date"),
 }
 PATIENT_STATUSES = {
     "active": _l("Active"), "paused": _l("Paused"), "withdrawn": _l("Withdrawn"), "completed": _l("Follow-up ended"),
@@ -35,6 +36,7 @@ EVENTS = {
     "started_on_site": _l("Questionnaire started on site"), "withdrawn": _l("Withdrawn"),
     "phone_changed": _l("Phone number changed"), "language_changed": _l("Language changed"),
     "sms_hour_changed": _l("SMS hour changed"),
+    "anchor_rescheduled": _l("Anchor date rescheduled"),
 }
 ULCER_STATES = {
     "open": _l("Open"), "healed": _l("Healed"), "awaiting_confirmation": _l("Noted by the team, not yet confirmed"),

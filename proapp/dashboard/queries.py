@@ -390,7 +390,8 @@ def patient_view(db: Session, patient: Patient, catalog: StudyCatalog, now: date
     for m in messages:
         sms_by_occ[m.occurrence_id].append(m)
     started = {r.occurrence_id for r in responses if r.status == ResponseStatus.IN_PROGRESS}
-    timeline = [TimelineEntry(o, occurrence_state(o, now, sms_by_occ[o.id], o.id in opened, o.id in started),
+    timeline = [TimelineEntry(o, occurrence_state(o, now, [m for m in sms_by_occ[o.id] if m.round == o.sms_round],
+                                                  o.id in opened, o.id in started),
                               labels.get(o.visit_code, o.visit_code), sms_by_occ[o.id])
                 for o in occurrences]
     contact = db.get(PatientContact, patient.id)
@@ -472,7 +473,8 @@ def completion_rows(db: Session, viewer: Viewer, study_id: int, study_code: str,
                 Occurrence.window_opens_at, Occurrence.window_closes_at, Occurrence.completed_at,
                 Occurrence.completed_on_site, inv.status)
          .join(Patient, Patient.id == Occurrence.patient_id).join(Site, Site.id == Patient.site_id)
-         .outerjoin(inv, and_(inv.occurrence_id == Occurrence.id, inv.kind == "invitation"))
+         .outerjoin(inv, and_(inv.occurrence_id == Occurrence.id, inv.round == Occurrence.sms_round,
+                              inv.kind == "invitation"))
          .where(Patient.study_id == study_id, viewer.patients())
          .order_by(Site.code, Patient.subject_id, Occurrence.window_opens_at, Occurrence.visit_code))
     if site_code:

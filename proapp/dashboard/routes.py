@@ -198,7 +198,7 @@ def _parse_enrolment(form: dict[str, str], allowed: set[str]) -> tuple[dict[str,
 ACTIONS = {
     "resend": _l("Send the link again"), "pause": _l("Pause SMS"), "resume": _l("Resume SMS"),
     "withdraw": _l("Withdraw"), "phone": _l("Change phone number"), "language": _l("Change language"),
-    "sms-hour": _l("Change SMS hour"),
+    "sms-hour": _l("Change SMS hour"), "reschedule": _l("Reschedule the anchor date"),
 }
 
 
@@ -348,7 +348,8 @@ def patient_action(patient_id: int, action: str) -> Any:
     if action not in ACTIONS:
         abort(404)
     v, s, now = viewer(), db.session(), services.now()
-    form = {k: (request.form.get(k) or "")[:600] for k in ("reason", "occurrence", "phone", "language", "sms_hour")}
+    form = {k: (request.form.get(k) or "")[:600]
+            for k in ("reason", "occurrence", "phone", "language", "sms_hour", "anchor_date")}
     common = {"actor": v.actor, "reason": form["reason"], "now": now}
     try:
         if action == "resend":
@@ -372,6 +373,19 @@ def patient_action(patient_id: int, action: str) -> Any:
                 raise changes.ChangeRefused(exc.message, "signature") from None
             n = changes.withdraw(s, patient, signature=signature.record(), **common)
             done = _("The patient is withdrawn; %(n)s questionnaires not yet closed are cancelled.", n=n)
+        elif action == "reschedule":
+            try:
+                new_anchor: date | None = date.fromisoformat(form["anchor_date"].strip())
+            except ValueError:
+                new_anchor = None
+            try:
+                signature = _signature("reschedule")
+            except SignatureRefused as exc:
+                s.commit()                  # the failed signature counts towards the lockout
+                raise changes.ChangeRefused(exc.message, "signature") from None
+            moved = changes.reschedule(s, patient, new_anchor, signature=signature.record(), **common)
+            done = _("The anchor date is now %(day)s; %(n)s visits not yet completed are moved.",
+                     day=day(moved.new_anchor), n=len(moved.moved))
         elif action == "phone":
             changes.change_phone(s, services.phone_vault(), patient, form["phone"],
                                  region=current_app.config["DEFAULT_PHONE_REGION"], **common)

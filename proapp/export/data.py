@@ -47,6 +47,21 @@ class Exported:
     # sheets: (kind, information sheet version, the day given), oldest first
     agreements: list[tuple[str, str | None, date]] = field(default_factory=list)
     patient_id: int = 0
+    # The language each answer was given in ({(item, repeat): "fr"}): a patient may switch language midway; answers
+    # given before migration 0024 have none (the response's ``language`` is the one it was completed in).
+    answer_languages: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    @property
+    def languages(self) -> list[str]:
+        """Every language the patient answered this response in, in the order first used (the response's own when
+        no answer says)."""
+        by_time = sorted((at, self.answer_languages[(code, rep)]) for code, rep, _v, at in self.answers
+                         if (code, rep) in self.answer_languages)
+        return list(dict.fromkeys(lang for _at, lang in by_time)) or [self.language]
+
+    def language_of(self, code: str, repeat: int) -> str:
+        """The language the patient read this question in (the response's, for an answer that does not say)."""
+        return self.answer_languages.get((code, repeat), self.language)
 
     def effective(self) -> list[tuple[str, int, str | None, datetime]]:
         """The answers as corrected: a corrected value replaces the original (kept in ``corrections``)."""
@@ -108,11 +123,14 @@ def load(db: Session, key: ApiKey | None, *conds, order=None, limit: int | None 
                       patient_id=r[17]) for r in db.execute(stmt)]
     by_id = {e.id: e for e in items}
     if by_id:
-        for rid, code, repeat, value, at in db.execute(
-                select(Answer.response_id, Answer.item_code, Answer.repeat_index, Answer.value, Answer.answered_at)
+        for rid, code, repeat, value, at, lang in db.execute(
+                select(Answer.response_id, Answer.item_code, Answer.repeat_index, Answer.value, Answer.answered_at,
+                       Answer.language)
                 .where(Answer.response_id.in_(list(by_id)))
                 .order_by(Answer.response_id, Answer.repeat_index, Answer.id)):
             by_id[rid].answers.append((code, repeat, value, at))
+            if lang:
+                by_id[rid].answer_languages[(code, repeat)] = lang
         for c in db.scalars(select(Correction).where(Correction.response_id.in_(list(by_id)))
                             .order_by(Correction.id)):
             by_id[c.response_id].corrections.append((c.item_code, c.repeat_index, c.old_value, c.new_value,

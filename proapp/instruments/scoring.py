@@ -6,6 +6,7 @@ Each receives the instrument definition and answers already checked against its 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -153,11 +154,17 @@ def score_du_diary(inst: Instrument, answers: ParsedAnswers, context: UlcerConte
     # The protocol's new digital ulcers: at a place with no known ulcer, not over a calcinosis (its definition
     # excludes calcinosis ulcers; they stay in the registry and are followed, but are not counted as new).
     new_ulcers = [k for k, (kind, _n) in kinds.items() if kind == ulcers.NEW and reports[k][2] != ulcers.CALCINOSIS]
+    # From version 2.2 (the first entry asks since the questionnaire before the injection): a report whose first
+    # day is before the injection was there at the injection, not a new ulcer of the follow-up.
+    before = ([k for k in new_ulcers if _appeared_before(answers.groups["DU_ULCER"][k].get("DU_ONSET"), ctx.anchor)]
+              if inst.version != "2.0" and inst.version != "2.1" else [])
+    new_ulcers = [k for k in new_ulcers if k not in before]
     fingers = sorted({f"{reports[k][0]}{reports[k][1]}" for k in new_ulcers})
     infect = answers.get("DU_INFECT")
     return {
         "status": "not_scored" if new is None else "scored",
         "new_ulcer_count": len(new_ulcers),
+        **({"before_injection_count": len(before)} if inst.version not in ("2.0", "2.1") else {}),
         "recurrent_ulcer_count": sum(1 for kind, _n in kinds.values() if kind == ulcers.RECURRENCE),
         "healed_ulcer_count": len(closed_now - opened),
         "active_ulcer_count": len(active),
@@ -171,6 +178,16 @@ def score_du_diary(inst: Instrument, answers: ParsedAnswers, context: UlcerConte
             "DU_ULCER": {str(k): {"ulcer_number": n, "report_kind": kind} for k, (kind, n) in kinds.items()},
         },
     }
+
+
+def _appeared_before(onset: str | None, anchor: date | None) -> bool:
+    """Whether an ulcer's first day (DU_ONSET, as answered) is before the injection day."""
+    if not onset or anchor is None:
+        return False
+    try:
+        return date.fromisoformat(onset) < anchor
+    except ValueError:
+        return False
 
 
 def _without_rejected(ctx: UlcerContext, answers: ParsedAnswers) -> UlcerContext:

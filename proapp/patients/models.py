@@ -96,6 +96,9 @@ class Occurrence(Base):
                                                      default=OccurrenceStatus.SCHEDULED, index=True)
     completed_at: Mapped[datetime | None]
     completed_on_site: Mapped[bool | None]
+    # How many times the visit's SMS started again: a reschedule of the anchor date that moved the window after an
+    # SMS of it was queued gives it a new round (a new invitation and reminders for the new window).
+    sms_round: Mapped[int] = mapped_column(default=0, server_default="0")
 
     patient: Mapped[Patient] = relationship(back_populates="occurrences")
 

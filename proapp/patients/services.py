@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask_babel import lazy_gettext as _l
@@ -15,7 +16,7 @@ from proapp.patients import phones
 from proapp.patients.models import Agreement, Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Site, Study
-from proapp.studies.schedule import compute_schedule
+from proapp.studies.schedule import compute_schedule, local_midnight_utc
 from proapp.studies.schema import check_timezone
 
 SENDING_HOURS = range(8, 21)          # a preferred SMS hour must fall outside the quiet hours (21:00-08:00)
@@ -183,3 +184,102 @@ def acknowledge_information(db: Session, patient: Patient, version: str, *, now:
            patient_id=patient.id, new={"kind": "acknowledgement", "information_version": version,
                                        "given_on": ack.given_on.isoformat()}, at=now)
     return ack
+
+
+# Rescheduling the anchor date -------------------------------------------------------------------------------------
+
+class RescheduleRefused(ValueError):
+    """The anchor date was not moved; ``message`` says why (translatable)."""
+
+    def __init__(self, message: object):
+        super().__init__(str(message))
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Move:
+    """One visit's window before and after a reschedule (local calendar days)."""
+
+    visit_code: str
+    old_opens_on: date
+    old_closes_on: date
+    new_opens_on: date
+    new_closes_on: date
+
+
+@dataclass(frozen=True)
+class Rescheduled:
+    old_anchor: date
+    new_anchor: date
+    moved: list[Move]
+    kept: list[str]                  # completed visits, kept as they were
+
+
+def plan_reschedule(patient: Patient, occurrences: list[Occurrence], new_anchor: date, *,
+                    now: datetime) -> tuple[list[tuple[Occurrence, Move]], list[Occurrence]]:
+    """Which visits move and which stay, or RescheduleRefused. The visits not yet completed move with the anchor
+    (each keeps its window's length: the schedule given at enrolment). A completed visit is kept as it was: a visit
+    before the anchor (day 0 or earlier: "before the injection") only when it was completed before the new date,
+    and a visit after it never (its answers were given counting from the old date)."""
+    if patient.status != PatientStatus.ACTIVE:
+        raise RescheduleRefused(_l("This patient's follow-up has ended: nothing can be changed."))
+    zone = ZoneInfo(patient.timezone)
+    today = now.astimezone(zone).date()
+    if new_anchor == patient.anchor_date:
+        raise RescheduleRefused(_l("This is already the patient's anchor date."))
+    if not today - ANCHOR_PAST_LIMIT <= new_anchor <= today + ANCHOR_FUTURE_LIMIT:
+        raise RescheduleRefused(_l("The anchor date must be within two years before and one year after today."))
+    shift = new_anchor - patient.anchor_date
+    moves, kept = [], []
+    for occ in occurrences:
+        if occ.status == OccurrenceStatus.COMPLETED:
+            completed_on = occ.completed_at.astimezone(zone).date() if occ.completed_at else today
+            if occ.visit_day > 0:
+                raise RescheduleRefused(_l(
+                    "Visit %(visit)s is completed, counting from the current date: the anchor date can no longer "
+                    "move.", visit=occ.visit_code))
+            if completed_on >= new_anchor:
+                raise RescheduleRefused(_l(
+                    "Visit %(visit)s was completed on %(day)s, which is not before the new date: its answers would "
+                    "no longer be from before it.", visit=occ.visit_code, day=completed_on.isoformat()))
+            kept.append(occ)
+            continue
+        moves.append((occ, Move(occ.visit_code, occ.window_opens_on, occ.window_closes_on,
+                                occ.window_opens_on + shift, occ.window_closes_on + shift)))
+    return moves, kept
+
+
+def reschedule_anchor(db: Session, patient: Patient, new_anchor: date, *, actor: str, reason: str, now: datetime,
+                      signature: dict[str, Any] | None = None) -> Rescheduled:
+    """Move the patient's anchor date (the ADUSE injection postponed): the visits not yet completed move with it,
+    completed ones stay; days to healing count from the new date (the registry reads it). Announces
+    ``visits_moved`` so the SMS of the moved visits follow (the caller's transaction). Audited with its reason
+    and the signer's electronic signature."""
+    from proapp.patients.preferences import record_event
+    from proapp.patients.signals import visits_moved
+
+    db.refresh(patient, with_for_update=True)       # one reschedule at a time, from the date as it is now
+    occurrences = schedule_of(db, patient.id)
+    moves, kept = plan_reschedule(patient, occurrences, new_anchor, now=now)
+    zone = ZoneInfo(patient.timezone)
+    shift = new_anchor - patient.anchor_date
+    reopened = []
+    for occ, move in moves:
+        occ.due_on = occ.due_on + shift
+        occ.window_opens_on, occ.window_closes_on = move.new_opens_on, move.new_closes_on
+        occ.window_opens_at = local_midnight_utc(move.new_opens_on, zone)
+        occ.window_closes_at = local_midnight_utc(move.new_closes_on + timedelta(days=1), zone)
+        if occ.status in (OccurrenceStatus.MISSED, OccurrenceStatus.CANCELLED) and occ.window_closes_at > now:
+            reopened.append([occ.visit_code, occ.status.value])
+            occ.status = OccurrenceStatus.SCHEDULED          # open again: the visit was missed for the old date
+    old = patient.anchor_date
+    patient.anchor_date, patient.updated_at = new_anchor, now
+    db.flush()
+    result = Rescheduled(old, new_anchor, [m for _o, m in moves], [o.visit_code for o in kept])
+    record_event(db, patient.id, now, actor, "anchor_rescheduled", reason, {
+        "old": old.isoformat(), "new": new_anchor.isoformat(),
+        "moved": [[m.visit_code, m.old_opens_on.isoformat(), m.old_closes_on.isoformat(), m.new_opens_on.isoformat(),
+                   m.new_closes_on.isoformat()] for m in result.moved],
+        "kept": result.kept, "reopened": reopened, **({"signature": signature} if signature else {})})
+    visits_moved.send(patient.id, db=db, moved=[o.id for o, _m in moves], now=now)
+    return result

@@ -13,3 +13,6 @@ signals = Namespace()
 
 # sender: the patient id; keyword arguments: db (the Session), why (the cancel reason), now.
 sms_must_stop = signals.signal("sms-must-stop")
+
+# sender: the patient id; keyword arguments: db, moved (the ids of the occurrences whose window moved), now.
+visits_moved = signals.signal("visits-moved")

@@ -59,6 +59,8 @@ class Answer(Base):
     repeat_index: Mapped[int] = mapped_column(default=0)   # 0 outside a repeating group, 1.. inside
     value: Mapped[str | None] = mapped_column(String(64))
     answered_at: Mapped[datetime]
+    # The language the patient read this question in (a response may switch language midway); None before 0024.
+    language: Mapped[str | None] = mapped_column(String(2))
 
     response: Mapped[Response] = relationship(back_populates="answers")
 

@@ -413,13 +413,13 @@ def parse_screen(screen: Screen, form: Mapping[str, str], today: date) -> tuple[
 
 def _audit_answer(db: Session, s: VisitQuestionnaire, r: ResponseState, item: str, repeat: int, old: str | None,
                   new: str | None, actor: str, now: datetime, action: str = "answer.saved",
-                  reason: str | None = None) -> None:
+                  reason: str | None = None, language: str | None = None) -> None:
     from proapp.audit.services import record
 
     record(db, actor=actor, action=action, entity="answer", entity_id=f"{r.id}:{item}:{repeat}",
            patient_id=s.visit.patient_id, old=None if old is None else {"value": old},
            new={"value": new, "instrument": r.instrument_code, "version": r.instrument_version,
-                "visit": s.visit.visit_code}, reason=reason, at=now)
+                "visit": s.visit.visit_code, **({"language": language} if language else {})}, reason=reason, at=now)
 
 
 def save_screen(db: Session, s: VisitQuestionnaire, screen: Screen, form: Mapping[str, str], *, language: str,
@@ -463,11 +463,12 @@ def save_screen(db: Session, s: VisitQuestionnaire, screen: Screen, form: Mappin
             continue
         if current.get(key) == value:
             continue
-        _audit_answer(db, s, r, code, screen.repeat, current.get(key), value, actor, now)
+        _audit_answer(db, s, r, code, screen.repeat, current.get(key), value, actor, now, language=language)
         # One statement whether the answer is new or changed; another tab saving the same answer at the same
         # moment cannot make a second row (the unique key) nor fail: the latest wins.
+        # The language the patient read the question in: a response may be answered in two languages.
         db.execute(_upsert_answer(db), {"response_id": r.id, "item_code": code, "repeat_index": screen.repeat,
-                                        "value": value, "answered_at": now})
+                                        "value": value, "answered_at": now, "language": language})
         current[key] = value
     state = dict(r.flow_state or {})
     seen = list(state.get("seen") or [])
@@ -498,7 +499,8 @@ def _upsert_for(dialect: str) -> Any:
     stmt = dialect_insert(dialect)(_ANSWER_T)
     return stmt.on_conflict_do_update(
         index_elements=[_ANSWER_T.c.response_id, _ANSWER_T.c.item_code, _ANSWER_T.c.repeat_index],
-        set_={"value": stmt.excluded.value, "answered_at": stmt.excluded.answered_at})
+        set_={"value": stmt.excluded.value, "answered_at": stmt.excluded.answered_at,
+              "language": stmt.excluded.language})
 
 
 # INSERT ... ON CONFLICT (response, item, repeat) DO UPDATE value and time, built once per database (building it

@@ -38,7 +38,7 @@ PROBLEMS = (SmsStatus.UNDELIVERED, SmsStatus.FAILED)
 class SmsMessage(Base):
     __tablename__ = "sms_message"
     __table_args__ = (
-        UniqueConstraint("occurrence_id", "kind"),
+        UniqueConstraint("occurrence_id", "round", "kind"),
         Index("ix_sms_message_status_due_at", "status", "due_at"),
     )
 
@@ -46,6 +46,7 @@ class SmsMessage(Base):
     occurrence_id: Mapped[int] = mapped_column(ForeignKey("occurrence.id"), index=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
     kind: Mapped[str] = mapped_column(String(20))          # invitation, reminder_1, reminder_2, ...
+    round: Mapped[int] = mapped_column(default=0, server_default="0")   # the occurrence's sms_round when queued
     status: Mapped[SmsStatus] = mapped_column(
         Enum(SmsStatus, name="sms_status", native_enum=False, create_constraint=True, length=20,
              values_callable=lambda e: [m.value for m in e], validate_strings=True),

@@ -96,7 +96,7 @@ def _insert_new(db: Session, rows: list[dict[str, Any]]) -> int:
     if not rows:
         return 0
     insert = dialect_insert(db.get_bind().dialect.name)
-    stmt = insert(SmsMessage).on_conflict_do_nothing(index_elements=["occurrence_id", "kind"])
+    stmt = insert(SmsMessage).on_conflict_do_nothing(index_elements=["occurrence_id", "round", "kind"])
     created = db.execute(stmt.returning(SmsMessage.id, SmsMessage.patient_id, SmsMessage.kind, SmsMessage.status),
                          rows).all()
     now = rows[0]["created_at"]
@@ -106,9 +106,11 @@ def _insert_new(db: Session, rows: list[dict[str, Any]]) -> int:
 
 
 def _new_row(occurrence_id: int, patient_id: int, kind: str, due: datetime, now: datetime,
-             status: SmsStatus = SmsStatus.PENDING, cancel_reason: str | None = None) -> dict[str, Any]:
+             status: SmsStatus = SmsStatus.PENDING, cancel_reason: str | None = None, sms_round: int = 0
+             ) -> dict[str, Any]:
     return {"occurrence_id": occurrence_id, "patient_id": patient_id, "kind": kind, "status": status,
-            "created_at": now, "due_at": due, "status_at": now, "attempts": 0, "cancel_reason": cancel_reason}
+            "created_at": now, "due_at": due, "status_at": now, "attempts": 0, "cancel_reason": cancel_reason,
+            "round": sms_round}
 
 
 def mark_missed(db: Session, now: datetime) -> int:
@@ -127,19 +129,21 @@ def mark_missed(db: Session, now: datetime) -> int:
 
 
 def queue_invitations(db: Session, now: datetime, settings: SmsSettings) -> int:
-    """One invitation per open occurrence, due at the patient's preferred hour (or now, if that has passed)."""
+    """One invitation per open occurrence (per round of its SMS: a visit moved by a reschedule starts again), due
+    at the patient's preferred hour (or now, if that has passed)."""
     rows = db.execute(
         select(Occurrence.id, Occurrence.patient_id, Occurrence.window_opens_on, Occurrence.window_closes_at,
-               Patient.timezone, Patient.sms_hour)
+               Patient.timezone, Patient.sms_hour, Occurrence.sms_round)
         .join(Patient, Patient.id == Occurrence.patient_id)
         .join(PatientContact, PatientContact.patient_id == Patient.id)
         .where(_reachable(), Occurrence.window_opens_at <= now, Occurrence.window_closes_at > now,
-               ~exists().where(SmsMessage.occurrence_id == Occurrence.id, SmsMessage.kind == INVITATION)))
+               ~exists().where(SmsMessage.occurrence_id == Occurrence.id, SmsMessage.round == Occurrence.sms_round,
+                               SmsMessage.kind == INVITATION)))
     new = []
-    for occ_id, patient_id, opens_on, closes_at, tz, hour in rows:
+    for occ_id, patient_id, opens_on, closes_at, tz, hour, sms_round in rows:
         due = invitation_due(opens_on, tz, hour, now, settings.quiet)
         if due < closes_at:
-            new.append(_new_row(occ_id, patient_id, INVITATION, due, now))
+            new.append(_new_row(occ_id, patient_id, INVITATION, due, now, sms_round=sms_round))
     return _insert_new(db, new)
 
 
@@ -149,20 +153,23 @@ def queue_reminders(db: Session, catalog: StudyCatalog, now: datetime, settings:
     inv = aliased(SmsMessage)
     rows = db.execute(
         select(Occurrence.id, Occurrence.patient_id, Occurrence.window_closes_on, Occurrence.window_closes_at,
-               Patient.timezone, Patient.sms_hour, Study.code, func.coalesce(inv.submitted_at, inv.status_at))
+               Patient.timezone, Patient.sms_hour, Study.code, func.coalesce(inv.submitted_at, inv.status_at),
+               Occurrence.sms_round)
         .join(Patient, Patient.id == Occurrence.patient_id)
         .join(PatientContact, PatientContact.patient_id == Patient.id)
         .join(Study, Study.id == Patient.study_id)
-        .join(inv, and_(inv.occurrence_id == Occurrence.id, inv.kind == INVITATION))
-        .where(_reachable(), inv.status.in_(REMINDABLE), Occurrence.window_closes_at > now))
+        .join(inv, and_(inv.occurrence_id == Occurrence.id, inv.round == Occurrence.sms_round,
+                        inv.kind == INVITATION))
+        .where(_reachable(), inv.status.in_(REMINDABLE), Occurrence.window_opens_at <= now,
+               Occurrence.window_closes_at > now))
     existing = {(o, k) for o, k in db.execute(
         select(SmsMessage.occurrence_id, SmsMessage.kind)
         .join(Occurrence, Occurrence.id == SmsMessage.occurrence_id)
-        .where(SmsMessage.kind != INVITATION, Occurrence.status == OccurrenceStatus.SCHEDULED,
-               Occurrence.window_closes_at > now))}
+        .where(SmsMessage.kind != INVITATION, SmsMessage.round == Occurrence.sms_round,
+               Occurrence.status == OccurrenceStatus.SCHEDULED, Occurrence.window_closes_at > now))}
     rules_by_study: dict[str, list[tuple[int | None, bool]]] = {}
     new = []
-    for occ_id, patient_id, closes_on, closes_at, tz, hour, study_code, invited_at in rows:
+    for occ_id, patient_id, closes_on, closes_at, tz, hour, study_code, invited_at, sms_round in rows:
         if study_code not in rules_by_study:
             try:
                 reminders = catalog.get(study_code).sms.reminders
@@ -176,12 +183,13 @@ def queue_reminders(db: Session, catalog: StudyCatalog, now: datetime, settings:
             if due <= now and (occ_id, kind) not in existing:
                 due_now.append((kind, due))
         for kind, due in due_now[:-1]:
-            new.append(_new_row(occ_id, patient_id, kind, due, now, SmsStatus.CANCELLED, "superseded"))
+            new.append(_new_row(occ_id, patient_id, kind, due, now, SmsStatus.CANCELLED, "superseded",
+                                sms_round=sms_round))
         if due_now:
             kind, due = due_now[-1]
             due = allowed_at(max(due, now), tz, hour, settings.quiet)
             if due < closes_at:
-                new.append(_new_row(occ_id, patient_id, kind, due, now))
+                new.append(_new_row(occ_id, patient_id, kind, due, now, sms_round=sms_round))
     return _insert_new(db, new)
 
 
@@ -190,11 +198,12 @@ def queue_resend(db: Session, occ: Occurrence, now: datetime) -> str:
     The earlier links keep working until Twilio has taken the new SMS (`apply_outcome`): a resend at night
     leaves the patient a working link. Returns the kind of the new SMS: ``invitation`` when none was queued yet
     (so the patient does not get two SMS), else resend_1, resend_2, ..."""
-    kinds = set(db.scalars(select(SmsMessage.kind).where(SmsMessage.occurrence_id == occ.id)))
+    kinds = set(db.scalars(select(SmsMessage.kind).where(SmsMessage.occurrence_id == occ.id,
+                                                         SmsMessage.round == occ.sms_round)))
     # Not invited yet: this SMS is the invitation (due now), and the reminders follow it as usual.
     resends = sum(k.startswith(RESEND) for k in kinds)
     kind = INVITATION if INVITATION not in kinds else f"{RESEND}{resends + 1}"
-    if not _insert_new(db, [_new_row(occ.id, occ.patient_id, kind, now, now)]):
+    if not _insert_new(db, [_new_row(occ.id, occ.patient_id, kind, now, now, sms_round=occ.sms_round)]):
         raise ValueError("another resend of this occurrence was queued at the same moment")
     return kind
 
@@ -267,7 +276,8 @@ def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings
     for msg in messages:
         occ, patient = msg.occurrence, msg.patient
         contact = patient.contact
-        why = _unsendable_reason(occ, patient, contact, now)
+        why = "rescheduled" if msg.round != occ.sms_round or now < occ.window_opens_at else None
+        why = why or _unsendable_reason(occ, patient, contact, now)
         if why:
             _set(msg, SmsStatus.CANCELLED, now, cancel_reason=why)
             out.cancelled += 1
@@ -556,11 +566,73 @@ def _on_sms_must_stop(patient_id: int, *, db: Session, why: str, now: datetime) 
     cancel_waiting(db, patient_id, why, now)
 
 
+def follow_moved_visits(db: Session, catalog: StudyCatalog, moved: list[int], now: datetime) -> None:
+    """The SMS of visits whose window a reschedule moved: never one twice, none lost.
+
+    - a visit whose window is open now and whose invitation has gone keeps it (the patient has its link): its
+      reminders waiting to go are set to their day in the new window, or cancelled when the new window has none;
+    - any other visit with SMS: what waits is cancelled ("rescheduled") and its SMS start a new round, so the worker
+      queues a new invitation (and its reminders) when the new window opens, as for any visit.
+    """
+    from proapp.audit.services import record
+
+    if not moved:
+        return
+    occurrences = db.scalars(select(Occurrence).where(Occurrence.id.in_(moved))
+                             .options(joinedload(Occurrence.patient).joinedload(Patient.study))).all()
+    for occ in occurrences:
+        rows = list(db.scalars(select(SmsMessage).where(SmsMessage.occurrence_id == occ.id,
+                                                        SmsMessage.round == occ.sms_round)
+                               .order_by(SmsMessage.id)))
+        if not rows:
+            continue
+        invitation = next((m for m in rows if m.kind == INVITATION), None)
+        gone = invitation is not None and invitation.status not in (SmsStatus.PENDING, SmsStatus.CANCELLED)
+        waiting = [m for m in rows if m.status in WAITING]
+        patient = occ.patient
+        if gone and occ.window_opens_at <= now < occ.window_closes_at:
+            assert invitation is not None
+            try:
+                rules = [(r.after_invitation_days, r.last_day) for r in catalog.get(patient.study.code).sms.reminders]
+            except KeyError:
+                rules = []
+            invited_on = local_day(invitation.submitted_at or invitation.status_at, patient.timezone)
+            days = dict(reminder_days(invited_on, occ.window_closes_on, rules))
+            for m in waiting:
+                if not m.kind.startswith("reminder_"):
+                    continue                          # a staff resend goes as asked
+                day = days.get(int(m.kind.removeprefix("reminder_")))
+                if day is None:
+                    _set(m, SmsStatus.CANCELLED, now, cancel_reason="rescheduled")
+                    continue
+                due = max(local_instant(day, patient.sms_hour, patient.timezone), now)
+                if due != m.due_at:
+                    record(db, actor="system:sms", action="sms.rescheduled", entity="sms_message", entity_id=m.id,
+                           patient_id=m.patient_id, old={"due_at": m.due_at.isoformat()},
+                           new={"due_at": due.isoformat()}, at=now)
+                    m.due_at = due
+            continue
+        for m in waiting:
+            _set(m, SmsStatus.CANCELLED, now, cancel_reason="rescheduled")
+        record(db, actor="system:sms", action="occurrence.sms_round", entity="occurrence", entity_id=occ.id,
+               patient_id=occ.patient_id, old={"sms_round": occ.sms_round}, new={"sms_round": occ.sms_round + 1,
+                                                                                 "visit": occ.visit_code}, at=now)
+        occ.sms_round += 1
+    db.flush()
+
+
+def _on_visits_moved(patient_id: int, *, db: Session, moved: list[int], now: datetime) -> None:
+    from proapp import services
+
+    follow_moved_visits(db, services.studies(), moved, now)
+
+
 def connect_signals() -> None:
-    """Listen to the patients feature (a pause, an opt-out, a withdrawal, an erased number)."""
-    from proapp.patients.signals import sms_must_stop
+    """Listen to the patients feature (a pause, an opt-out, a withdrawal, an erased number; visits moved)."""
+    from proapp.patients.signals import sms_must_stop, visits_moved
 
     sms_must_stop.connect(_on_sms_must_stop)
+    visits_moved.connect(_on_visits_moved)
 
 
 def longest_sms(settings: SmsSettings) -> tuple[str, int | None]:

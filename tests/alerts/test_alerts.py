@@ -18,8 +18,10 @@ from proapp.questionnaire.services import issue_link, open_occurrence_for
 from tests.alerts.conftest import (
     ON_CALL_EMAIL,
     ON_CALL_MOBILE,
+    at,
     diary,
     later,
+    now_utc,
     worker,
 )
 from tests.questionnaire.helpers import Patient, answer_tolerance, enrol_with_open_window, text, weekly_screens
@@ -178,32 +180,50 @@ def test_a_same_day_answer_reaches_the_team_when_saved_and_is_raised_once(alert_
 
 
 def test_a_rise_from_the_baseline_raises_a_review_alert_without_alarming_the_patient(alert_app):
-    from tests.questionnaire.helpers import Patient, enrol_with_open_window
-
-    pid, _p = diary(alert_app, "ADU-TLS-105", pain=20)
-    # Week 2 of the same patient, pain 55: up 35 from week 1.
     from proapp.patients.models import Occurrence
     from proapp.questionnaire.services import issue_link
+    from tests.questionnaire.helpers import Patient, answer_every_screen, enrol_with_open_window
 
-    with alert_app.app_context():
-        s = db.session()
-        w2 = s.scalar(select(Occurrence).where(Occurrence.patient_id == pid, Occurrence.visit_code == "W2"))
-        later(alert_app, days=(w2.window_opens_at - alert_app.extensions["proapp.clock"].now()).days + 1)
-        token = issue_link(s, w2, alert_app.extensions["proapp.clock"].now())
-        s.commit()
+    def week_2(pid: int, pain: str) -> Patient:
+        with alert_app.app_context():
+            s = db.session()
+            w2 = s.scalar(select(Occurrence).where(Occurrence.patient_id == pid, Occurrence.visit_code == "W2"))
+            now = alert_app.extensions["proapp.clock"].now()
+            if w2.window_opens_at > now:
+                later(alert_app, days=(w2.window_opens_at - now).days + 1)
+            token = issue_link(s, w2, alert_app.extensions["proapp.clock"].now())
+            s.commit()
+        p = Patient(alert_app.test_client(), token)
+        p.open()
+        p.start()
+        while 'name="DU_KNOWN_CLOSED"' in p.page.text:            # the ulcer W0 listed: still open
+            p.answer(DU_KNOWN_CLOSED="N")
+        for values in weekly_screens(pain):
+            p.answer(**values)
+        assert p.path == "/q/review", p.path
+        return p
+
+    # A patient who missed W0 (the visit before the injection): week 1's pain is after the injection, never the
+    # baseline; week 2 up 35 from it raises nothing.
+    missed, _p = diary(alert_app, "ADU-TLS-106", pain=20)
+    week_2(missed, "55").submit()
+    assert alerts(alert_app) == []
+    # The baseline is W0's pain, answered before the injection.
+    at(alert_app, now_utc())
+    pid, token = enrol_with_open_window(alert_app, "ADUSE", "W0", subject="ADU-TLS-105")
     p = Patient(alert_app.test_client(), token)
     p.open()
     p.start()
-    for values in weekly_screens("55"):
-        p.answer(**values)
+    answer_every_screen(p, vas="20")
+    p.submit()
+    p = week_2(pid, "55")
     assert not p.path.startswith("/q/call")        # a review rule: the team looks at it, the patient is not alarmed
     done = p.submit()
     assert "Appelez" not in text(done.text)
     [alert] = alerts(alert_app)
     assert (alert.rule_code, alert.severity) == ("PAIN_RISE", "review")
     assert alert.evidence[0] | {} == {"ref": "PAIN_VAS.PAIN", "kind": "score", "value": 55, "compared_with": "baseline",
-                                      "reference_visit": "W1", "reference_value": 20, "change": 35}
-    assert enrol_with_open_window  # the helper the diary uses
+                                      "reference_visit": "W0", "reference_value": 20, "change": 35}
 
 
 def test_two_workers_send_each_notification_exactly_once(alert_app, smtp):

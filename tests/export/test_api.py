@@ -86,7 +86,7 @@ def test_metadata_is_the_data_dictionary(app, key):
     assert groups["DU_ULCER"]["max_repeats"] == 10 and "repeated_by" not in groups["DU_ULCER"]
     assert groups["DU_KNOWN"]["repeated_by"] == "followed_ulcers"          # keyed by the ulcer's number
     new = next(i for i in du["items"] if i["code"] == "DU_NEW")
-    assert new["text_when"]["first_entry"]["en"].startswith("Since the injection")
+    assert new["text_when"]["first_entry"]["en"].startswith("Since your questionnaire before the injection")
     assert du["features"] == ["fat_harvest_site"]
     harvest = next(i for i in du["items"] if i["code"] == "DU_HARVEST")
     assert harvest["asked_when_study_enables"] == "fat_harvest_site"
@@ -128,7 +128,7 @@ def test_a_response_carries_what_the_edc_needs(app, key):
     complete_diary(app, "ADU-TLS-001")
     items = app.test_client().get(f"{URL}/responses", headers=auth(key)).get_json()["data"]
     diary = next(i for i in items if i["instrument"]["code"] == "DU_DIARY")
-    assert diary["instrument"] == {"code": "DU_DIARY", "version": "2.1"}
+    assert diary["instrument"] == {"code": "DU_DIARY", "version": "2.2"}
     assert diary["language"] == "fr" and diary["completed_on_site"] is False
     assert diary["completed_at"].endswith("Z") and diary["visit"] == "W1" and diary["site"] == "TLS"
     assert diary["answers"]["DU_HAND"] == ["R", "L"] and diary["answers"]["DU_FINGER"] == ["2", "3"]
@@ -161,7 +161,7 @@ def test_csv_has_one_row_per_answer_with_labels(app, key):
                                                                             ("2", "L", "Main gauche")]
     assert hand[0]["item_label"] == "Sur quelle main ?"
     new = next(r for r in rows if r["item_code"] == "DU_NEW")
-    assert new["item_label"].startswith("Depuis l'injection")          # the wording of the first entry, as read
+    assert new["item_label"].startswith("Depuis votre questionnaire d'avant l'injection")   # the first entry's, as read
 
 
 @pytest.mark.requirement("EXPORT")
@@ -273,7 +273,7 @@ def test_fhir_resources_are_valid(app, key):
     # The same response and revision keep their fullUrl from one pull to the next.
     again = client.get(f"{URL}/responses?format=fhir", headers=auth(key)).get_json()
     assert [e.get("fullUrl") for e in again["entry"]] == [e.get("fullUrl") for e in body["entry"]]
-    for code, version in (("DLQI", "1.0"), ("HAQ", "1.1"), ("PAIN_VAS", "1.0"), ("DU_DIARY", "2.1"),
+    for code, version in (("DLQI", "1.0"), ("HAQ", "1.1"), ("PAIN_VAS", "1.0"), ("DU_DIARY", "2.2"),
                           ("DU_BASELINE", "1.0")):
         q = client.get(f"{URL}/questionnaires/{code}", headers=auth(key))
         assert q.status_code == 200, code
@@ -283,7 +283,7 @@ def test_fhir_resources_are_valid(app, key):
         # The canonical URL resolves, to the same Questionnaire.
         path = parsed.url.removeprefix("https://pro.example.test")
         assert client.get(path, headers=auth(key)).get_json() == q.get_json(), path
-    assert diary.questionnaire == "https://pro.example.test/api/v1/fhir/Questionnaire/DU_DIARY|2.1"
+    assert diary.questionnaire == "https://pro.example.test/api/v1/fhir/Questionnaire/DU_DIARY|2.2"
     pain = next(e["resource"] for e in responses if "PAIN_VAS" in e["resource"]["questionnaire"])
     assert pain["questionnaire"].endswith("/Questionnaire/PAIN_VAS-digital-ulcers-24h|1.0")   # ADUSE's wording
     older = client.get("/api/v1/fhir/Questionnaire/DU_DIARY?version=1.0", headers=auth(key)).get_json()
@@ -292,7 +292,7 @@ def test_fhir_resources_are_valid(app, key):
                  "/api/v1/fhir/Questionnaire/PAIN_VAS-nope"):
         assert client.get(path, headers=auth(key)).status_code == 404, path       # not this study's, no such
     assert client.get("/api/v1/fhir/Questionnaire/DLQI").status_code == 401
-    assert diary.item[0].text.startswith("Depuis l'injection")
+    assert diary.item[0].text.startswith("Depuis votre questionnaire d'avant l'injection")
     assert client.get(f"{URL}/questionnaires/NOPE", headers=auth(key)).status_code == 404
 
 

@@ -22,10 +22,10 @@ DUE = datetime(2026, 3, 16, 9, 30, tzinfo=UTC)
 def test_a_lost_phone_key_flags_its_patients_and_the_worker_goes_on(sms_app, fake_twilio, database_url):
     lost_key = Fernet.generate_key().decode()
     at(sms_app, ENROLLED)
-    kept = enrol(sms_app, "ADU-TLS-001", date(2026, 3, 16), phone="+33612345001")
+    kept = enrol(sms_app, "ADU-TLS-001", date(2026, 3, 17), phone="+33612345001")
     with_lost = make_app(database_url, PHONE_KEYS=f"{lost_key},{PHONE_KEY}", **twilio_settings(fake_twilio))
     try:
-        lost = enrol(with_lost, "ADU-TLS-002", date(2026, 3, 16), phone="+33612345002", now=ENROLLED)
+        lost = enrol(with_lost, "ADU-TLS-002", date(2026, 3, 17), phone="+33612345002", now=ENROLLED)
     finally:
         with_lost.extensions["proapp.engine"].dispose()
     worker = Worker(sms_app, worker_id="w1")          # PROAPP_PHONE_KEYS without the lost key
@@ -54,10 +54,10 @@ def test_check_warns_about_numbers_a_lost_key_wrote_and_still_passes(sms_app, fa
     from tests.test_ops import production_env
 
     at(sms_app, ENROLLED)
-    enrol(sms_app, "ADU-TLS-001", date(2026, 3, 16), phone="+33612345001")
+    enrol(sms_app, "ADU-TLS-001", date(2026, 3, 17), phone="+33612345001")
     with_lost = make_app(database_url, PHONE_KEYS=f"{Fernet.generate_key().decode()},{PHONE_KEY}")
     try:
-        enrol(with_lost, "ADU-TLS-002", date(2026, 3, 16), phone="+33612345002", now=ENROLLED)
+        enrol(with_lost, "ADU-TLS-002", date(2026, 3, 17), phone="+33612345002", now=ENROLLED)
     finally:
         with_lost.extensions["proapp.engine"].dispose()
     problems = deployment_problems(production_env(database_url, fake_twilio, tmp_path))

@@ -26,7 +26,7 @@ def test_readyz_wants_a_recent_worker_and_no_stuck_outbox(sms_app, fake_twilio):
     answer = client.get("/readyz")
     assert answer.status_code == 503 and "no worker has ever run" in answer.json["problems"]
     assert client.get("/healthz").status_code == 200           # the web process alone is fine
-    enrol(sms_app, "ADU-TLS-001", date(2026, 3, 16))
+    enrol(sms_app, "ADU-TLS-001", date(2026, 3, 17))
     worker = Worker(sms_app, worker_id="w1")
     try:
         worker.tick()
@@ -48,7 +48,7 @@ def test_readyz_wants_a_recent_worker_and_no_stuck_outbox(sms_app, fake_twilio):
 def test_metrics_tell_outboxes_requests_heartbeats_and_are_closed_to_the_public(sms_app, fake_twilio):
     client = sms_app.test_client()
     at(sms_app, ENROLLED)
-    enrol(sms_app, "ADU-TLS-001", date(2026, 3, 16))
+    enrol(sms_app, "ADU-TLS-001", date(2026, 3, 17))
     worker = Worker(sms_app, worker_id="w1")
     try:
         worker.tick()
@@ -87,7 +87,7 @@ def test_metrics_answer_when_the_shared_counters_folder_is_missing(sms_app, monk
 
 def test_a_channel_that_keeps_failing_is_a_warning(sms_app, fake_twilio, caplog):
     at(sms_app, ENROLLED)
-    enrol(sms_app, "ADU-TLS-001", date(2026, 3, 16))
+    enrol(sms_app, "ADU-TLS-001", date(2026, 3, 17))
     worker = Worker(sms_app, worker_id="w1")
     send = worker._logged(worker.send_due)
     fake_twilio.inject("500", count=10)

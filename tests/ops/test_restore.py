@@ -18,7 +18,7 @@ from proapp.sms.models import SmsStatus
 from tests.conftest import OWNER_URLS, owner_engine
 from tests.sms.conftest import at, enrol, outbox
 
-ANCHOR = date(2026, 3, 16)
+ANCHOR = date(2026, 3, 17)                 # W0 (days -3 to -1) open on the 16th
 ENROLLED = datetime(2026, 3, 16, 6, tzinfo=UTC)          # 07:00 in Paris
 PARIS, MARTINIQUE = "Europe/Paris", "America/Martinique"   # invitations at 10:00 local: 09:00, 14:00 UTC
 

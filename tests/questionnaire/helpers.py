@@ -12,9 +12,9 @@ from proapp.patients.services import EnrolmentRequest, enroll_patient
 from proapp.questionnaire.services import issue_link, open_occurrence_for
 from tests.helpers import agreed
 
-# Days after the anchor at which a window is open: ADUSE W1 (PAIN_VAS, DU_DIARY) or W0 (DLQI, HAQ),
+# Days after the anchor at which a window is open: ADUSE W1 (PAIN_VAS, DU_DIARY) or W0 (DLQI, HAQ; the day before),
 # IMATINIB-SSC M1 (DLQI, HAQ).
-OPEN_AT = {("ADUSE", "W1"): 7, ("ADUSE", "W0"): 0, ("IMATINIB-SSC", "M1"): 30, ("IMATINIB-SSC", "M0"): 0}
+OPEN_AT = {("ADUSE", "W1"): 7, ("ADUSE", "W0"): -1, ("IMATINIB-SSC", "M1"): 30, ("IMATINIB-SSC", "M0"): 0}
 
 
 def enrol_with_open_window(app, study="ADUSE", visit="W1", subject=None, language="fr", tz="Europe/Paris"):

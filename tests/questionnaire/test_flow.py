@@ -65,10 +65,10 @@ def test_ulcer_diary_and_pain_in_french_with_two_ulcers(app, client, session):
     p = Patient(client, token)
     p.open()
     p.start()
-    # The first weekly entry: no ulcer known yet (no baseline), worded "since the injection".
+    # The first weekly entry: no ulcer known yet (no baseline), worded "since your questionnaire before the injection".
     assert p.screen_key == "DU_DIARY.DU_NEW"
     assert "Partie 1 sur 2 · Question 1 sur 14" in text(p.page.text)    # the new ulcers count as one step
-    assert "Depuis l'injection, un nouvel ulcère est-il apparu" in text(p.page.text)
+    assert "Depuis votre questionnaire d'avant l'injection, un nouvel ulcère est-il apparu" in text(p.page.text)
     assert "Un ulcère du doigt est une plaie où la peau a disparu" in text(p.page.text)    # the definition, on screen
     p.answer(DU_NEW="Y")
     assert p.screen_key == "DU_DIARY.DU_ULCER.1.DU_HAND"          # one question per screen
@@ -119,7 +119,7 @@ def test_ulcer_diary_and_pain_in_french_with_two_ulcers(app, client, session):
                                                "2": {"ulcer_number": 2, "report_kind": "new"}}
     assert du.flow_state["wording"]["DU_NEW"] == "first_entry"       # the exports say what was read
     assert (du.status.value, du.language, du.instrument_version, du.completed_on_site) == (
-        "completed", "fr", "2.1", False)
+        "completed", "fr", "2.2", False)
     assert du.completed_at is not None and du.completed_at.tzinfo is not None
     pain = session.scalar(select(Response).where(Response.instrument_code == "PAIN_VAS"))
     assert pain.scores == {"status": "scored", "pain": 35}

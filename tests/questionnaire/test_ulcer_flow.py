@@ -120,8 +120,8 @@ def test_the_registry_from_the_team_note_to_healing(reg_app):
     refused = p.answer(follow=False, DU_KNOWN_CLOSED_ON="2026-02-27")
     assert refused.status_code == 422 and "encore ouvert" in text(refused.text)
     p.answer(DU_KNOWN_CLOSED_ON="2026-03-07")
-    # The first diary after the injection asks "since the injection".
-    assert "Depuis l'injection, un nouvel ulcère" in text(p.page.text)
+    # The first diary after the injection asks since the questionnaire before it (W0).
+    assert "Depuis votre questionnaire d'avant l'injection, un nouvel ulcère" in text(p.page.text)
     p.diary(pain="30", today="2026-03-08")
     assert p.path == "/q/review"
     p.submit()

@@ -16,6 +16,7 @@ from tests.sms.conftest import at, enrol, outbox
 
 PARIS = ZoneInfo("Europe/Paris")
 ANCHOR = date(2026, 3, 16)                         # ADUSE injection day (a Monday); W1 opens on 23 March
+W0_ANCHOR = date(2026, 3, 17)                      # W0 (days -3 to -1) runs 14-16 March: open at ENROLLED
 ENROLLED = datetime(2026, 3, 16, 6, tzinfo=UTC)   # 07:00 in Paris, before the W0 invitation hour
 GONE = (SmsStatus.ACCEPTED, SmsStatus.SENT, SmsStatus.DELIVERED)
 
@@ -44,7 +45,7 @@ def complete(app, patient_id: int, visit: str, when: datetime) -> None:
 
 
 def test_the_invitation_reaches_twilio_with_a_working_link_and_its_callback(sms_app, worker, fake_twilio):
-    pid = enrol(sms_app, "ADU-TLS-001", ANCHOR)
+    pid = enrol(sms_app, "ADU-TLS-001", W0_ANCHOR)
     # Enrolled at 07:00 (quiet hours) in a window already open: the invitation waits for 10:00.
     assert tick(worker, ENROLLED)["invitations"] == 1
     assert tick(worker, local(2026, 3, 16, 9, 59))["sms_sent"] == 0
@@ -76,7 +77,7 @@ def _post_callback(client, fake, sid, status, error_code=None, signature=None):
 
 
 def test_status_callbacks_need_twilio_signature_and_keep_the_furthest_state(sms_app, worker, fake_twilio):
-    pid = enrol(sms_app, "ADU-TLS-002", ANCHOR)
+    pid = enrol(sms_app, "ADU-TLS-002", W0_ANCHOR)
     tick(worker, local(2026, 3, 16, 10))
     [sent] = fake_twilio.messages.values()
     client = sms_app.test_client()
@@ -92,7 +93,7 @@ def test_status_callbacks_need_twilio_signature_and_keep_the_furthest_state(sms_
 
 
 def test_without_a_delivery_report_twilio_is_asked_after_half_an_hour(sms_app, worker, fake_twilio):
-    pid = enrol(sms_app, "ADU-TLS-015", ANCHOR)
+    pid = enrol(sms_app, "ADU-TLS-015", W0_ANCHOR)
     ten = local(2026, 3, 16, 10)
     tick(worker, ten)
     assert tick(worker, ten + timedelta(minutes=29))["polled"] == 0
@@ -104,7 +105,7 @@ def test_without_a_delivery_report_twilio_is_asked_after_half_an_hour(sms_app, w
 
 
 def test_undelivered_is_flagged_and_an_opted_out_number_is_marked_unusable(sms_app, worker, fake_twilio):
-    pid = enrol(sms_app, "ADU-TLS-003", ANCHOR)
+    pid = enrol(sms_app, "ADU-TLS-003", W0_ANCHOR)
     tick(worker, local(2026, 3, 16, 10))
     [sent] = fake_twilio.messages.values()
     client = sms_app.test_client()
@@ -124,7 +125,7 @@ def test_undelivered_is_flagged_and_an_opted_out_number_is_marked_unusable(sms_a
 
 @pytest.mark.parametrize("code", [21614, 21610])
 def test_a_number_twilio_refuses_for_good_is_not_retried(sms_app, worker, fake_twilio, code):
-    pid = enrol(sms_app, "ADU-TLS-004", ANCHOR, phone="+33687654321")
+    pid = enrol(sms_app, "ADU-TLS-004", W0_ANCHOR, phone="+33687654321")
     fake_twilio.refuse["+33687654321"] = code
     report = tick(worker, local(2026, 3, 16, 10))
     assert report["sms_failed"] == 1
@@ -139,7 +140,7 @@ def test_a_number_twilio_refuses_for_good_is_not_retried(sms_app, worker, fake_t
 
 @pytest.mark.parametrize("fault", ["500", "429"])
 def test_temporary_errors_are_retried_with_exponential_backoff(sms_app, worker, fake_twilio, fault):
-    pid = enrol(sms_app, "ADU-TLS-005", ANCHOR)
+    pid = enrol(sms_app, "ADU-TLS-005", W0_ANCHOR)
     fake_twilio.inject(fault, count=2)
     ten = local(2026, 3, 16, 10)
     assert tick(worker, ten)["sms_retry"] == 1
@@ -155,7 +156,7 @@ def test_temporary_errors_are_retried_with_exponential_backoff(sms_app, worker, 
 
 
 def test_retries_are_bounded_then_the_sms_is_marked_failed(sms_app, worker, fake_twilio):
-    pid = enrol(sms_app, "ADU-TLS-006", ANCHOR)
+    pid = enrol(sms_app, "ADU-TLS-006", W0_ANCHOR)
     fake_twilio.inject("500", count=10)
     when = local(2026, 3, 16, 10)
     for _ in range(5):
@@ -174,7 +175,7 @@ def test_an_unreachable_gateway_is_retried(database_url, instance_dir, fake_twil
 
     app = fresh_app(database_url, **twilio_settings(fake_twilio, TWILIO_API_BASE="http://127.0.0.1:9"))
     at(app, ENROLLED)
-    pid = enrol(app, "ADU-TLS-007", ANCHOR)
+    pid = enrol(app, "ADU-TLS-007", W0_ANCHOR)
     w = Worker(app)
     try:
         assert tick(w, local(2026, 3, 16, 10))["sms_retry"] == 1
@@ -185,7 +186,7 @@ def test_an_unreachable_gateway_is_retried(database_url, instance_dir, fake_twil
 
 
 def test_a_timeout_after_twilio_took_the_message_is_looked_up_not_resent(sms_app, worker, fake_twilio):
-    pid = enrol(sms_app, "ADU-TLS-008", ANCHOR)
+    pid = enrol(sms_app, "ADU-TLS-008", W0_ANCHOR)
     fake_twilio.inject("timeout", seconds=1.5)       # the client gives up after 1 s; Twilio has the message
     ten = local(2026, 3, 16, 10)
     assert tick(worker, ten)["sms_unknown"] == 1
@@ -199,7 +200,7 @@ def test_a_timeout_after_twilio_took_the_message_is_looked_up_not_resent(sms_app
 
 
 def test_an_unknown_outcome_not_found_at_twilio_is_sent_again_after_the_grace_period(sms_app, worker, fake_twilio):
-    pid = enrol(sms_app, "ADU-TLS-009", ANCHOR)
+    pid = enrol(sms_app, "ADU-TLS-009", W0_ANCHOR)
     with sms_app.app_context(), db.transaction() as s:     # as if the worker died after committing the body hash
         from proapp.sms.services import claim, prepare
 
@@ -227,7 +228,7 @@ def test_a_worker_killed_mid_send_sends_nothing_twice_and_loses_nothing(sms_app,
     from proapp.sms.gateways import from_config
     from proapp.sms.services import claim, prepare
 
-    anchors = [ANCHOR] * 6
+    anchors = [W0_ANCHOR] * 6
     pids = [enrol(sms_app, f"ADU-TLS-1{i:02d}", a) for i, a in enumerate(anchors)]
     tick(worker, ENROLLED)
     ten = local(2026, 3, 16, 10)
@@ -326,7 +327,7 @@ def send_in_parallel(workers: list[Worker]) -> list:
 def test_two_workers_at_once_send_each_sms_exactly_once(sms_app, fake_twilio):
     at(sms_app, ENROLLED)
     for i in range(40):
-        enrol(sms_app, f"ADU-TLS-{200 + i}", ANCHOR, phone=f"+336123{i:05d}")
+        enrol(sms_app, f"ADU-TLS-{200 + i}", W0_ANCHOR, phone=f"+336123{i:05d}")
     workers = [Worker(sms_app, worker_id=f"w{n}") for n in (1, 2)]
     at(sms_app, local(2026, 3, 16, 10))
     workers[0].queue()
@@ -344,7 +345,7 @@ def test_the_send_rate_holds_across_workers(database_url, instance_dir, fake_twi
     app = fresh_app(database_url, **twilio_settings(fake_twilio, SMS_RATE_PER_SECOND=20))
     at(app, ENROLLED)
     for i in range(50):
-        enrol(app, f"ADU-TLS-{300 + i}", ANCHOR, phone=f"+336124{i:05d}")
+        enrol(app, f"ADU-TLS-{300 + i}", W0_ANCHOR, phone=f"+336124{i:05d}")
     at(app, local(2026, 3, 16, 10))
     workers = [Worker(app, worker_id=f"r{n}") for n in (1, 2)]
     workers[0].queue()
@@ -365,9 +366,10 @@ def test_a_whole_aduse_schedule_across_the_dst_change(sms_app, worker, fake_twil
     """Ticks every hour for the 17 weeks of ADUSE: each invitation at 10:00 Paris time (09:00 UTC before
     29 March, 08:00 UTC after), reminders two days later and on the last day, nothing in quiet hours,
     nothing after completion, and each SMS once."""
-    pid = enrol(sms_app, "ADU-TLS-014", ANCHOR)
+    # Enrolled the day before: W0 (days -3 to -1) is open on its last day.
+    pid = enrol(sms_app, "ADU-TLS-014", ANCHOR, now=ENROLLED - timedelta(days=1))
     completed = {"W2", "W5"}
-    when = ENROLLED
+    when = ENROLLED - timedelta(days=1)
     end = local(2026, 7, 20, 0)
     sent_at: dict[str, datetime] = {}
     while when < end:
@@ -397,7 +399,7 @@ def test_a_whole_aduse_schedule_across_the_dst_change(sms_app, worker, fake_twil
     for r in sends:
         by_visit.setdefault(r.visit_code, []).append((r.kind, r.submitted_at.astimezone(PARIS).date()))
     # W0 opened three days before the anchor, before enrolment: invited on the day of enrolment (its last day).
-    assert by_visit["W0"] == [("invitation", date(2026, 3, 16))]
+    assert by_visit["W0"] == [("invitation", date(2026, 3, 15))]
     assert by_visit["W1"] == [("invitation", date(2026, 3, 23)), ("reminder_1", date(2026, 3, 25)),
                               ("reminder_2", date(2026, 3, 26))]
     assert by_visit["W2"] == [("invitation", date(2026, 3, 30))]        # completed: no reminder
@@ -415,7 +417,7 @@ def test_a_worker_that_lost_its_claim_does_not_send(sms_app, worker, fake_twilio
     when it wakes up: the claim is confirmed right before the request leaves."""
     from proapp.sms.services import claim, prepare
 
-    pid = enrol(sms_app, "ADU-TLS-016", ANCHOR)
+    pid = enrol(sms_app, "ADU-TLS-016", W0_ANCHOR)
     tick(worker, ENROLLED)
     ten = local(2026, 3, 16, 10)
     stalled = Worker(sms_app, worker_id="stalled")
@@ -434,7 +436,7 @@ def test_a_worker_that_lost_its_claim_does_not_send(sms_app, worker, fake_twilio
 
 
 def test_a_slow_answer_within_the_timeout_is_a_normal_send(sms_app, worker, fake_twilio):
-    pid = enrol(sms_app, "ADU-TLS-017", ANCHOR)
+    pid = enrol(sms_app, "ADU-TLS-017", W0_ANCHOR)
     tick(worker, ENROLLED)
     fake_twilio.inject("slow", seconds=0.5)           # under the 1 s client timeout
     assert tick(worker, local(2026, 3, 16, 10))["sms_sent"] == 1
@@ -444,7 +446,7 @@ def test_a_slow_answer_within_the_timeout_is_a_normal_send(sms_app, worker, fake
 def test_a_withdrawn_patient_gets_no_further_sms(sms_app, worker, fake_twilio):
     from proapp.patients.models import Patient, PatientStatus
 
-    pid = enrol(sms_app, "ADU-TLS-018", ANCHOR)
+    pid = enrol(sms_app, "ADU-TLS-018", W0_ANCHOR)
     tick(worker, ENROLLED)                            # W0 invitation queued for 10:00
     with sms_app.app_context(), db.transaction() as s:
         s.get(Patient, pid).status = PatientStatus.WITHDRAWN
@@ -462,8 +464,8 @@ def test_a_resend_in_quiet_hours_keeps_the_old_link_until_the_new_sms_goes(sms_a
     from proapp.dashboard.actions import resend_link
     from proapp.patients.models import Patient
 
-    pid = enrol(sms_app, "ADU-TLS-013", ANCHOR, language="en")
-    tick(worker, local(2026, 3, 16, 10))                            # W0
+    pid = enrol(sms_app, "ADU-TLS-013", ANCHOR, language="en", now=local(2026, 3, 15, 7))
+    tick(worker, local(2026, 3, 15, 10))                            # W0 (days -3 to -1)
     tick(worker, local(2026, 3, 23, 10))                            # W1's invitation
     invitation = list(fake_twilio.messages.values())[-1]
     old = invitation.body.rsplit(" ", 1)[1].removeprefix("https://pro.example.test")

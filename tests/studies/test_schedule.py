@@ -32,7 +32,9 @@ def test_imatinib_visits_and_windows(catalog):
 def test_aduse_visits_and_windows(catalog):
     s = by_code(compute_schedule(catalog.get("ADUSE"), date(2026, 3, 2), "Europe/Paris"))
     assert len(s) == 18                                    # W0, W1..W16, W16Q
-    assert (s["W0"].opens_on, s["W0"].closes_on) == (date(2026, 2, 27), date(2026, 3, 2))        # -3 / +0
+    # Before the injection, ending the day before it (study file version 5): days -3 to -1.
+    assert (s["W0"].due_on, s["W0"].opens_on, s["W0"].closes_on) == (date(2026, 3, 1), date(2026, 2, 27),
+                                                                     date(2026, 3, 1))
     # The ulcer inventory and the pain baseline before the injection.
     assert s["W0"].instruments == ("DU_BASELINE", "PAIN_VAS", "DLQI", "HAQ")
     for k in range(1, 17):

@@ -1,4 +1,5 @@
-"""The export API's CSV: one row per answer, with the item and value labels in one language."""
+"""The export API's CSV: one row per answer, with the item and value labels in one language, and the language the
+patient answered each question in (``answer_language``: a patient may switch language midway)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from proapp.instruments.schema import Instrument, Item
 CSV_COLUMNS = ("response_id", "sequence", "subject_id", "site", "visit", "instrument", "instrument_version",
                "language", "completed_at", "completed_on_site", "item_code", "repeat", "value", "item_label",
                "value_label", "answered_at", "original_value", "corrected_at", "corrected_by", "correction_reason",
-               "correction_signature", "row_kind")
+               "correction_signature", "row_kind", "answer_language")
 
 
 def value_label(item: Item, value: str | None, lang: str) -> str:
@@ -50,13 +51,15 @@ def csv_rows(e: Exported, inst: Instrument, lang: str, variant: str | None,
         yield (*head, code, repeat, "" if value is None else value, label,
                value_label(item, value, lang), iso(answered) if answered else "",
                *(("" if originals[(code, repeat)][2] is None else originals[(code, repeat)][2], iso(fix[6]), fix[5],
-                  fix[4], f"{fix[8]}: {fix[7]}" if fix[7] else "") if fix else ("", "", "", "", "")), "answer")
+                  fix[4], f"{fix[8]}: {fix[7]}" if fix[7] else "") if fix else ("", "", "", "", "")), "answer",
+               e.answer_languages.get((code, repeat), ""))
     labels = {d.code: d.label(lang) for d in inst.derived}
     no_answer_columns = ("",) * 7              # value_label, answered_at and the correction's five columns
     for code, repeat, value in all_scores(inst, e.current_scores):
-        yield (*head, code, repeat or 0, "" if value is None else value, labels[code], *no_answer_columns, "score")
+        yield (*head, code, repeat or 0, "" if value is None else value, labels[code], *no_answer_columns, "score",
+               "")
     items = {i.code: i for i in inst.items}
     for kind, code, repeat in removed(inst, e):
         label = labels[code] if kind == "score" else (
             shown(items[code], e, variant or inst.default_variant)(lang) if code in items else "")
-        yield (*head, code, repeat or 0, "", label, *no_answer_columns, f"removed_{kind}")
+        yield (*head, code, repeat or 0, "", label, *no_answer_columns, f"removed_{kind}", "")

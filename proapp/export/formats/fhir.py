@@ -60,9 +60,14 @@ def fhir_response(e: Exported, inst: Instrument, study: StudyDef, public_url: st
             item = inst.item(code)
         except KeyError:
             continue
-        entry: dict[str, Any] = {"linkId": code, "text": shown(item, e, variant)(e.language)}
+        # The wording the patient read, in the language they read it in (they may switch language midway): that
+        # language on the item, with FHIR's own extension for an element's language.
+        lang = e.language_of(code, repeat)
+        entry: dict[str, Any] = {"linkId": code, "text": shown(item, e, variant)(lang)}
+        if lang != e.language:
+            entry["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/language", "valueCode": lang}]
         if value is not None:
-            entry["answer"] = [_fhir_answer(inst, item, value, e.language)]
+            entry["answer"] = [_fhir_answer(inst, item, value, lang)]
         if item.group:
             groups.setdefault(item.group, {}).setdefault(repeat, []).append(entry)
         else:

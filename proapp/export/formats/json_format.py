@@ -31,6 +31,11 @@ def json_item(e: Exported, inst: Instrument, sequence: int) -> dict[str, Any]:
                    "closes_on": e.closes_on.isoformat()},
         "instrument": {"code": e.instrument, "version": e.version},
         "language": e.language,
+        # Every language the patient answered in (first used first), and the language of each answer: a patient may
+        # switch language midway ("DU_HAND[1]": an answer of a repeat).
+        "languages": e.languages,
+        "answer_languages": {(code if not rep else f"{code}[{rep}]"): lang
+                             for (code, rep), lang in sorted(e.answer_languages.items())},
         # Whether the wording the patient read is the licensed, validated text of that instrument version.
         "wording_validated": inst.languages[e.language].validated,
         "completed_at": iso(e.completed_at),

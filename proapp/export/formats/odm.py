@@ -166,7 +166,8 @@ def _form(e: Exported, inst: Instrument, oids: Oids) -> Iterator[str]:
     parts = [f'<FormData FormOID={_attr(oids.form(e.instrument))} TransactionType="{form_tx}">',
              f"<AuditRecord><UserRef UserOID={_attr(oids(user))}/><LocationRef "
              f"LocationOID={_attr(oids.location(e.site))}/><DateTimeStamp>{iso(e.completed_at)}</DateTimeStamp>"
-             f"<SourceID>proapp response {e.id}, {e.instrument} {e.version}, {e.language}{_wording(e)}</SourceID>"
+             f"<SourceID>proapp response {e.id}, {e.instrument} {e.version}, {'+'.join(e.languages)}{_wording(e)}"
+             "</SourceID>"
              "</AuditRecord>"]
     plain, repeats = [], {}
     fixes = {(c[0], c[1]): c for c in e.corrections}

@@ -300,7 +300,7 @@ class Project:
         event = unique_event(e.visit)
         row: dict[str, str] = {RECORD_ID: e.subject_id, "redcap_event_name": event, "redcap_repeat_instrument": "",
                                "redcap_repeat_instance": ""}
-        facts = (str(e.id), str(len(e.corrections)), e.version, e.language,
+        facts = (str(e.id), str(len(e.corrections)), e.version, "+".join(e.languages),
                  iso(e.completed_at).replace("T", " ").removesuffix("Z"), "1" if e.on_site else "0")
         row.update({f"{main.name}_{suffix}": value for (suffix, *_), value in zip(META, facts, strict=True)})
         for f in main.fields:
