@@ -287,18 +287,46 @@ def step_of(screen: Screen) -> str:
 
 
 def progress_steps(inst: Instrument, state: Mapping[str, Any] | None, context: Context = NO_CONTEXT) -> list[str]:
-    """An instrument's steps whatever the answers: every branch counted (a question an answer skips is passed over,
-    forward), an asked group one step, each ulcer followed one step per question. So the count a patient sees never
-    goes back and its total never changes while they answer."""
-    return list(_memo_steps(inst, _more_key(inst, state), *_context_key(context)))
+    """An instrument's steps whatever the answers: every branch counted, an asked group one step, each ulcer
+    followed one step per question, and a follow-up on a screen of its own (DLQI 7B, one question a screen; the
+    day an ulcer closed) the step of the question it follows: skipped, it leaves no gap ("7 of 10", then "8 of 10").
+    So the count a patient sees never goes back nor jumps, and its total never changes while they answer."""
+    return list(_memo_steps(inst, _more_key(inst, state), *_context_key(context))[0])
+
+
+def step_number(inst: Instrument, state: Mapping[str, Any] | None, context: Context, screen: Screen) -> int:
+    """The screen's step (1-based) among ``progress_steps``."""
+    steps, follows = _memo_steps(inst, _more_key(inst, state), *_context_key(context))
+    step = dict(follows).get(screen.key) or step_of(screen)
+    return steps.index(step) + 1 if step in steps else 1
+
+
+def _is_follow_up(screen: Screen, before: Screen | None) -> bool:
+    """A screen whose every item is asked only after an answer of the screen just before (in the same repeat)."""
+    if before is None or not screen.items or screen.asks_more or before.repeat != screen.repeat:
+        return False
+    if screen.group is not None and screen.group.repeats_from is None:
+        return False                       # an asked group is one step anyway
+    codes = {i.code for i in before.items}
+    return all(i.show_if and set(i.show_if) <= codes for i in screen.items)
 
 
 @lru_cache(maxsize=1024)
 def _memo_steps(inst: Instrument, more: _MoreKey, features: frozenset[str], situations: frozenset[str],
-                ulcers: _UlcersKey, grouped: bool = True) -> tuple[str, ...]:
+                ulcers: _UlcersKey, grouped: bool = True) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The steps, and the follow-up screens' keys with the step they share."""
     context = _context_of(features, situations, ulcers, grouped)
     screens = _compute_screens(inst, _AllBranches(), _state_of(more), context)
-    return tuple(dict.fromkeys(step_of(s) for s in screens))
+    steps: list[str] = []
+    follows: list[tuple[str, str]] = []
+    before: Screen | None = None
+    for screen in screens:
+        if steps and _is_follow_up(screen, before):
+            follows.append((screen.key, steps[-1]))
+        elif (step := step_of(screen)) not in steps:
+            steps.append(step)
+        before = screen
+    return tuple(steps), tuple(follows)
 
 
 def build_flow(instruments: list[Instrument], answers: Mapping[str, Answers],

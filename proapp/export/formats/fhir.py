@@ -63,6 +63,10 @@ def fhir_response(e: Exported, inst: Instrument, study: StudyDef, public_url: st
         entry: dict[str, Any] = {"linkId": code, "text": shown(item, e, variant)(e.language)}
         if value is not None:
             entry["answer"] = [_fhir_answer(inst, item, value, e.language)]
+            control = e.entered_with.get((code, repeat))
+            if control is not None:          # a visual analogue scale's control: the line, or the number box
+                entry["answer"][0]["extension"] = [{"url": f"{public_url}/fhir/StructureDefinition/entered-with",
+                                                    "valueCode": control}]
         if item.group:
             groups.setdefault(item.group, {}).setdefault(repeat, []).append(entry)
         else:
