@@ -59,7 +59,7 @@ def test_progress_never_goes_back_and_its_totals_never_change(app, client):
 
 def test_dlqi_and_haq_take_fewer_screens_with_each_categorys_aids_on_its_last_question(app, client, session):
     """Screens as the paper forms group them: the DLQI by its subscales, the HAQ a category a screen with its aids and
-    help, each scale alone."""
+    help, the scales by their paper pages."""
     _pid, token = enrol_with_open_window(app, study="IMATINIB-SSC", visit="M1", language="en")
     p = Patient(client, token)
     p.open()
@@ -72,8 +72,9 @@ def test_dlqi_and_haq_take_fewer_screens_with_each_categorys_aids_on_its_last_qu
             assert 'name="HAQ_WALK1"' in p.page.text and 'name="HAQ_WALK2"' in p.page.text
             assert 'name="HAQ_AID_CANE"' in p.page.text and 'name="HAQ_HELP_WALK"' in p.page.text
         answer_haq_step(p)
-    # The HAQ: 8 categories, each with its questions, aids and help; 7 scales, one a screen.
-    assert len(keys) == 8 + 7 and sum(k.startswith(("HAQ.HAQ_PAIN", "HAQ.HAQ_GLOBAL", "HAQ.SHAQ_")) for k in keys) == 7
+    # The HAQ: 8 categories, each with its questions, aids and help; its pain and global scales on one screen, as on
+    # its last page, and the five scleroderma scales on another, as on the SSc-HAQ's page.
+    assert len(keys) == 8 + 2 and keys[-2:] == ["HAQ.pain_global", "HAQ.scleroderma_vas"]
     ticked = session.scalars(select(Answer.item_code).where(Answer.item_code.like("HAQ_AID_%"))).all()
     assert ticked == ["HAQ_AID_CANE"]
 
@@ -93,7 +94,7 @@ def test_a_study_may_keep_one_question_per_screen(app):
     from proapp.questionnaire.flow import Context, instrument_screens
 
     registry = app.extensions["proapp.instruments"]
-    for code, version, grouped_count, single_count in (("DLQI", "1.0", 6, 11), ("HAQ", "1.1", 15, 27),
+    for code, version, grouped_count, single_count in (("DLQI", "1.0", 6, 11), ("HAQ", "1.1", 10, 27),
                                                        ("TOLERANCE", "1.0", 4, 9)):
         inst = registry.get(code, version)
         grouped = instrument_screens(inst, {}, None, Context())
