@@ -153,11 +153,14 @@ def test_haq_with_aids_and_help(app, live_server, browser):
                 page.get_by_label(label, exact=True).check()
         next_(page)
     assert screens == 8                                           # one a category, its questions and aids together
-    # Seven VAS screens follow: mark each by keyboard.
-    for _ in range(7):
-        slider = page.get_by_role("slider")
-        slider.focus()
-        page.keyboard.press("Home")
+    # The seven scales follow on two screens (pain and global; the five scleroderma scales): mark each by keyboard.
+    for count in (2, 5):
+        sliders = page.get_by_role("slider")
+        assert sliders.count() == count
+        for n in range(count):
+            sliders.nth(n).focus()
+            page.keyboard.press("Home")
+        assert_fits(page)
         next_(page)
     assert "Effets indésirables du traitement" in page.content()       # the tolerance checklist comes last
     tolerance_none(page)
