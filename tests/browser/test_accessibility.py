@@ -142,4 +142,9 @@ def test_staff_pages_have_no_violation(app, live_server, browser):
     assert "calcinose" in page.content()
     page.locator("#ulcers ~ details summary").first.click()
     found["patient's ulcers"] = violations(page)
+    # The enrolment form sent empty: its error box lists each error, linked to its field.
+    page.goto(f"{live_server}/staff/patients/new")
+    page.get_by_role("button", name="Inclure").click()
+    page.wait_for_selector("#error-summary li a")
+    found["enrolment errors"] = violations(page)
     assert {k: v for k, v in found.items() if v} == {}, json.dumps(found, indent=1, ensure_ascii=False)
