@@ -235,12 +235,12 @@ class VisitQuestionnaire:
         steps = [flowmod.progress_steps(inst, self.states.get(inst.code), self.context(inst.code))
                  for inst in self.instruments]
         part = next(i for i, inst in enumerate(self.instruments) if inst.code == scr.code)
-        inst = self.instruments[part]
         mine = steps[part]
-        number = flowmod.step_number(inst, self.states.get(inst.code), self.context(inst.code), scr)
-        done = sum(len(s) for s in steps[:part]) + number
-        return Progress(part + 1, len(steps), number, len(mine),
-                        round(100 * done / max(1, sum(len(s) for s in steps))), self._in_repeat(inst, scr))
+        number = mine.number(scr)
+        done = sum(len(s.keys) for s in steps[:part]) + number
+        return Progress(part + 1, len(steps), number, len(mine.keys),
+                        round(100 * done / max(1, sum(len(s.keys) for s in steps))),
+                        self._in_repeat(self.instruments[part], scr))
 
     def _in_repeat(self, inst: Instrument, scr: Screen) -> InRepeat | None:
         """Where a screen of a group's repeat is within it: the ulcer among those asked about, the question among

@@ -184,18 +184,19 @@ def test_the_review_page_is_grouped_and_lists_what_was_answered(app, client):
 def test_a_skipped_follow_up_leaves_no_gap_in_the_count(app):
     """DLQI 7B (asked after "No" to 7A) is part of question 7: skipped, the count goes from 7 to 8 of 10, never 7 to
     9 of 11; on the paper page's screens (7B beside 7A) the DLQI is 6 steps."""
-    from proapp.questionnaire.flow import Context, instrument_screens, progress_steps, step_number
+    from proapp.questionnaire.flow import Context, instrument_screens, progress_steps
 
     dlqi = app.extensions["proapp.instruments"].get("DLQI", "1.0")
     for grouped, total in ((False, 10), (True, 6)):
         context = Context(grouped=grouped)
-        assert len(progress_steps(dlqi, None, context)) == total
+        steps = progress_steps(dlqi, None, context)
+        assert len(steps.keys) == total
         for seven_a in ("Y", "N"):
             answers = {(code, 0): value for code, value in DLQI_EN.items()} | {("DLQI07A", 0): seven_a}
             if seven_a == "Y":
                 del answers[("DLQI07B", 0)]
             screens = instrument_screens(dlqi, answers, None, context)
-            numbers = [step_number(dlqi, None, context, s) for s in screens]
+            numbers = [steps.number(s) for s in screens]
             if grouped or seven_a == "Y":
                 assert numbers == list(range(1, total + 1)), (grouped, seven_a)
             else:                                                      # 7B on its own screen: still question 7
