@@ -1,5 +1,6 @@
-"""Locale selection: a feature's explicit choice (the patient's or user's language) > the FR|EN switch
-remembered in the session > the browser's Accept-Language > the configured default (French)."""
+"""Locale selection: a feature's explicit choice (the patient's or signed-in user's language) > the FR|EN switch
+remembered in the session > the language last chosen on this browser (its cookie: the sign-in page before and after
+a session) > the browser's Accept-Language > the configured default (French)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,21 @@ def select_locale() -> str:
         switched = session.get("lang")
         if switched in SUPPORTED_LANGUAGES:
             return switched
+        remembered = request.cookies.get(lang_cookie())
+        if remembered in SUPPORTED_LANGUAGES:
+            return remembered
         best = request.accept_languages.best_match(SUPPORTED_LANGUAGES)
         if best:
             return best
     return current_app.config["DEFAULT_LANGUAGE"]
+
+
+LANG_COOKIE_MAX_AGE = 365 * 24 * 3600
+
+
+def lang_cookie() -> str:
+    """The language cookie's name: ``__Host-lang`` over HTTPS (bound to this host, never sent in clear)."""
+    return "__Host-lang" if current_app.config.get("SESSION_COOKIE_SECURE") else "lang"
 
 
 def use_locale(language: str) -> None:

@@ -50,11 +50,18 @@ def healthz() -> tuple[dict[str, str], int]:
 
 @bp.post("/language")
 def switch_language() -> Response:
-    """The FR | EN switch for pages without a patient or user preference (remembered in the session)."""
+    """The FR | EN switch: remembered in the session (a signed-in user's pages follow it until they sign out; a
+    sign-in starts a new session, so their account's language applies), and in a year-long cookie that only says
+    the language, so that the sign-in page, before and after a session, speaks the one chosen on this browser."""
+    from proapp.i18n import LANG_COOKIE_MAX_AGE, lang_cookie
+
     lang = request.form.get("lang", "")
+    resp = redirect(safe_next(request.form.get("next"), "/", url_for("core.index")), code=303)
     if lang in SUPPORTED_LANGUAGES:
         session["lang"] = lang
-    return redirect(safe_next(request.form.get("next"), "/", url_for("core.index")), code=303)
+        resp.set_cookie(lang_cookie(), lang, max_age=LANG_COOKIE_MAX_AGE, path="/", httponly=True,
+                        secure=current_app.config["SESSION_COOKIE_SECURE"], samesite="Lax")
+    return resp
 
 
 MAX_ID = 2**63 - 1          # the largest id a column holds (bigint): anything beyond is no row, not an error

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from cryptography.fernet import Fernet
 
 from tests.conftest import PRODUCTION_MAIL, fresh_app, make_app
@@ -52,6 +54,14 @@ def test_production_adds_hsts_and_host_only_secure_cookies(database_url, instanc
         for flag in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
             assert flag in cookie
         assert "Domain=" not in cookie
+        # The language chosen on this browser (the sign-in page's): host-only and secure too.
+        token = re.search(r'name="csrf_token" value="([^"]+)"', resp.get_data(as_text=True)).group(1)
+        switched = client.post("/language", data={"lang": "en", "next": "/staff/login", "csrf_token": token},
+                               base_url="https://pro.example.test", headers={"Referer": "https://pro.example.test/"})
+        lang = next(c for c in switched.headers.getlist("Set-Cookie") if c.startswith("__Host-lang="))
+        for flag in ("__Host-lang=en", "Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
+            assert flag in lang
+        assert "Domain=" not in lang
     finally:
         app.extensions["proapp.engine"].dispose()
 

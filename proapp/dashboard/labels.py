@@ -85,6 +85,42 @@ AUDIT_ACTIONS = {
     "user.sessions_ended": _l("Sessions ended"), "user.two_factor_enabled": _l("Two-factor sign-in set up"),
     "user.two_factor_reset": _l("Two-factor sign-in reset"), "user.recovery_code_used": _l("Recovery code used"),
     "user.password_change_refused": _l("Password change refused"),
+    "user.password_reset": _l("Password reset by e-mail"), "user.created": _l("Account created"),
+    "user.disabled": _l("Account disabled"), "answer.cleared": _l("Answer cleared"),
+    "answer.dropped": _l("Answer dropped (question no longer asked)"),
+    "patient.agreed": _l("Agreement to SMS and online answers recorded"),
+    "patient.acknowledged_information": _l("Information sheet read by the patient"),
+    "restore.declared": _l("Database restore declared"), "restore.reconciled": _l("Database restore reconciled"),
+    "alert.notification_pending": _l("Alert message waiting to be sent"),
+    "alert.notification_sending": _l("Alert message being sent"), "alert.notification_sent": _l("Alert message sent"),
+    "alert.notification_failed": _l("Alert message failed"),
+    "alert.notification_unknown": _l("Alert message: sending interrupted, being checked"),
+}
+# A derived value given as a code: the DLQI's band (Hongbo et al. 2005), an ulcer report's kind
+SCORE_TEXTS = {
+    "no_effect": _l("No effect at all on the patient's life (0-1)"), "small": _l("Small effect (2-5)"),
+    "moderate": _l("Moderate effect (6-10)"), "very_large": _l("Very large effect (11-20)"),
+    "extremely_large": _l("Extremely large effect (21-30)"),
+    "new": _l("New"), "recurrence": _l("Open again (recurrence)"),
+    "reported_again": _l("Already known (reported again)"),
+}
+
+
+def score_value(value) -> str:
+    """A derived value as the team reads it: a number in the user's language, a code in words, a list joined."""
+    from proapp.i18n import number
+
+    if isinstance(value, list):
+        return ", ".join(score_value(v) for v in value) or "–"
+    if isinstance(value, str) and value in SCORE_TEXTS:
+        return str(SCORE_TEXTS[value])
+    return number(value)
+
+
+# Who did it, by the prefix of the audit trail's and the history's ``actor``
+SYSTEM_JOBS = {
+    "schedule": _l("schedule"), "sms": _l("SMS"), "mail": _l("e-mail"), "alerts": _l("alerts"),
+    "login": _l("sign-in"),
 }
 
 
@@ -94,6 +130,29 @@ def audit_action(action: str) -> str:
         return str(AUDIT_ACTIONS[action])
     kind = action.removeprefix("patient.")
     return str(EVENTS[kind]) if kind in EVENTS else action
+
+
+def actor(code: str | None) -> str:
+    """Who did something, in words: a staff member by their e-mail, "The patient", the EDC's key, an automatic job;
+    the code where none is known (the page shows the code beside it where it matters)."""
+    from flask_babel import gettext as _
+
+    if not code:
+        return "–"
+    kind, _sep, rest = code.partition(":")
+    if kind == "user" and rest:
+        return rest
+    if kind == "patient":
+        return _("The patient")
+    if kind == "api":
+        return _("EDC key %(key)s", key=rest) if rest else _("EDC")
+    if kind == "system":
+        return _("Automatic (%(job)s)", job=SYSTEM_JOBS.get(rest, rest))
+    if kind == "cli":
+        return _("Command line (server)")
+    if kind == "anonymous":
+        return _("Someone not signed in (%(address)s)", address=rest) if rest else _("Someone not signed in")
+    return code
 
 
 def _plain(value) -> str:

@@ -49,10 +49,14 @@ class Counts:
         self.open += other.open
 
     @property
+    def decided(self) -> int:
+        """The windows whose outcome is known: completed (even if still open), or closed."""
+        return self.completed + self.missed
+
+    @property
     def percent(self) -> int | None:
         """Completed among the windows that are decided (completed or closed); None before any."""
-        decided = self.completed + self.missed
-        return None if decided == 0 else round(100 * self.completed / decided)
+        return None if self.decided == 0 else round(100 * self.completed / self.decided)
 
 
 def _missed(now: datetime):
@@ -324,6 +328,21 @@ class TimelineEntry:
     state: str
     label: str
     sms: list[SmsMessage]
+    why: tuple[str, datetime | None] | None = None      # a cancelled visit's reason (``cancel_reason``)
+
+
+def cancel_reason(occ: Occurrence, enrolled_at: datetime,
+                  withdrawn_at: datetime | None) -> tuple[str, datetime | None] | None:
+    """Why a visit is cancelled: ("before_enrolment", None), its window closed before the patient was enrolled;
+    ("withdrawn", when), the patient was withdrawn while it was not yet closed; None when neither says (the page
+    then shows the state alone)."""
+    if occ.status != OccurrenceStatus.CANCELLED:
+        return None
+    if occ.window_closes_at <= enrolled_at:
+        return "before_enrolment", None
+    if withdrawn_at is not None and occ.window_closes_at > withdrawn_at:
+        return "withdrawn", withdrawn_at
+    return None
 
 
 @dataclass
@@ -390,9 +409,11 @@ def patient_view(db: Session, patient: Patient, catalog: StudyCatalog, now: date
     for m in messages:
         sms_by_occ[m.occurrence_id].append(m)
     started = {r.occurrence_id for r in responses if r.status == ResponseStatus.IN_PROGRESS}
+    withdrawn_at = next((e.at for e in events if e.action == "withdrawn"), None)
     timeline = [TimelineEntry(o, occurrence_state(o, now, [m for m in sms_by_occ[o.id] if m.round == o.sms_round],
                                                   o.id in opened, o.id in started),
-                              labels.get(o.visit_code, o.visit_code), sms_by_occ[o.id])
+                              labels.get(o.visit_code, o.visit_code), sms_by_occ[o.id],
+                              cancel_reason(o, patient.enrolled_at, withdrawn_at))
                 for o in occurrences]
     contact = db.get(PatientContact, patient.id)
     from proapp.export.data import acknowledged

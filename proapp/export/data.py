@@ -62,6 +62,8 @@ class Exported:
     def language_of(self, code: str, repeat: int) -> str:
         """The language the patient read this question in (the response's, for an answer that does not say)."""
         return self.answer_languages.get((code, repeat), self.language)
+    # A visual analogue scale's control each value was given with: {(item, repeat): "line" or "number"}
+    entered_with: dict[tuple[str, int], str] = field(default_factory=dict)
 
     def effective(self) -> list[tuple[str, int, str | None, datetime]]:
         """The answers as corrected: a corrected value replaces the original (kept in ``corrections``)."""
@@ -123,14 +125,16 @@ def load(db: Session, key: ApiKey | None, *conds, order=None, limit: int | None 
                       patient_id=r[17]) for r in db.execute(stmt)]
     by_id = {e.id: e for e in items}
     if by_id:
-        for rid, code, repeat, value, at, lang in db.execute(
+        for rid, code, repeat, value, at, lang, control in db.execute(
                 select(Answer.response_id, Answer.item_code, Answer.repeat_index, Answer.value, Answer.answered_at,
-                       Answer.language)
+                       Answer.language, Answer.entered_with)
                 .where(Answer.response_id.in_(list(by_id)))
                 .order_by(Answer.response_id, Answer.repeat_index, Answer.id)):
             by_id[rid].answers.append((code, repeat, value, at))
             if lang:
                 by_id[rid].answer_languages[(code, repeat)] = lang
+            if control is not None:
+                by_id[rid].entered_with[(code, repeat)] = control
         for c in db.scalars(select(Correction).where(Correction.response_id.in_(list(by_id)))
                             .order_by(Correction.id)):
             by_id[c.response_id].corrections.append((c.item_code, c.repeat_index, c.old_value, c.new_value,

@@ -97,6 +97,10 @@ SCHEMAS: dict[str, Any] = {
                              "key, then code.", "additionalProperties": {"type": "object"}},
             "wording": {"type": "object", "additionalProperties": {"type": "string"},
                         "description": "Items whose wording depended on the patient's situation: the situation."},
+            "entered_with": {"type": "object", "additionalProperties": {"type": "string", "enum": ["line", "number"]},
+                             "description": "Each visual analogue scale's control, by item code (CODE[n] in a "
+                             "group's repeat n): line (the line the page's script draws) or number (the number box "
+                             "shown without JavaScript). Answers given before proapp recorded it are absent."},
             "revision": {"type": "integer", "description": "0 as completed; n after n corrections (the response "
                          "comes again in the feed after each)."},
             "corrections": {"type": "array", "items": ref("Correction")},

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 from proapp.instruments import Instrument, Item
@@ -286,19 +287,52 @@ def step_of(screen: Screen) -> str:
     return screen.key
 
 
-def progress_steps(inst: Instrument, state: Mapping[str, Any] | None, context: Context = NO_CONTEXT) -> list[str]:
-    """An instrument's steps whatever the answers: every branch counted (a question an answer skips is passed over,
-    forward), an asked group one step, each ulcer followed one step per question. So the count a patient sees never
-    goes back and its total never changes while they answer."""
-    return list(_memo_steps(inst, _more_key(inst, state), *_context_key(context)))
+@dataclass(frozen=True)
+class Steps:
+    """An instrument's progress steps (``keys``), and the follow-up screens' keys with the step they share."""
+
+    keys: tuple[str, ...]
+    follows: Mapping[str, str]
+
+    def number(self, screen: Screen) -> int:
+        """The screen's step (1-based)."""
+        step = self.follows.get(screen.key) or step_of(screen)
+        return self.keys.index(step) + 1 if step in self.keys else 1
+
+
+def progress_steps(inst: Instrument, state: Mapping[str, Any] | None, context: Context = NO_CONTEXT) -> Steps:
+    """An instrument's steps whatever the answers: every branch counted, an asked group one step, each ulcer
+    followed one step per question, and a follow-up on a screen of its own (DLQI 7B, one question a screen; the
+    day an ulcer closed) the step of the question it follows: skipped, it leaves no gap ("7 of 10", then "8 of 10").
+    So the count a patient sees never goes back nor jumps, and its total never changes while they answer."""
+    return _memo_steps(inst, _more_key(inst, state), *_context_key(context))
+
+
+def _is_follow_up(screen: Screen, before: Screen | None) -> bool:
+    """A screen whose every item is asked only after an answer of the screen just before (in the same repeat)."""
+    if before is None or not screen.items or screen.asks_more or before.repeat != screen.repeat:
+        return False
+    if screen.group is not None and screen.group.repeats_from is None:
+        return False                       # an asked group is one step anyway
+    codes = {i.code for i in before.items}
+    return all(i.show_if and set(i.show_if) <= codes for i in screen.items)
 
 
 @lru_cache(maxsize=1024)
 def _memo_steps(inst: Instrument, more: _MoreKey, features: frozenset[str], situations: frozenset[str],
-                ulcers: _UlcersKey, grouped: bool = True) -> tuple[str, ...]:
+                ulcers: _UlcersKey, grouped: bool = True) -> Steps:
     context = _context_of(features, situations, ulcers, grouped)
     screens = _compute_screens(inst, _AllBranches(), _state_of(more), context)
-    return tuple(dict.fromkeys(step_of(s) for s in screens))
+    steps: list[str] = []
+    follows: dict[str, str] = {}
+    before: Screen | None = None
+    for screen in screens:
+        if steps and _is_follow_up(screen, before):
+            follows[screen.key] = steps[-1]
+        elif (step := step_of(screen)) not in steps:
+            steps.append(step)
+        before = screen
+    return Steps(tuple(steps), MappingProxyType(follows))
 
 
 def build_flow(instruments: list[Instrument], answers: Mapping[str, Answers],

@@ -49,6 +49,9 @@ class Response(Base):
         back_populates="response", order_by="(Answer.item_code, Answer.repeat_index)")
 
 
+VAS_CONTROLS = ("line", "number")
+
+
 class Answer(Base):
     __tablename__ = "answer"
     __table_args__ = (UniqueConstraint("response_id", "item_code", "repeat_index"),)
@@ -61,6 +64,9 @@ class Answer(Base):
     answered_at: Mapped[datetime]
     # The language the patient read this question in (a response may switch language midway); None before 0024.
     language: Mapped[str | None] = mapped_column(String(2))
+    # A visual analogue scale's control the value was given with (``VAS_CONTROLS``): the line drawn by the page's
+    # script, or the number box the page shows without JavaScript; None for other items and earlier answers.
+    entered_with: Mapped[str | None] = mapped_column(String(10))
 
     response: Mapped[Response] = relationship(back_populates="answers")
 

@@ -34,7 +34,7 @@ from proapp.patients.models import (
 from proapp.questionnaire import flow as flowmod
 from proapp.questionnaire import ulcers as ulcer_registry
 from proapp.questionnaire.flow import Screen
-from proapp.questionnaire.models import AccessLink, Answer, Response, ResponseStatus
+from proapp.questionnaire.models import VAS_CONTROLS, AccessLink, Answer, Response, ResponseStatus
 from proapp.questionnaire.signals import answers_saved, occurrence_ended
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Site, Study
@@ -236,11 +236,29 @@ class VisitQuestionnaire:
                  for inst in self.instruments]
         part = next(i for i, inst in enumerate(self.instruments) if inst.code == scr.code)
         mine = steps[part]
-        step = flowmod.step_of(scr)
-        number = mine.index(step) + 1 if step in mine else 1
-        done = sum(len(s) for s in steps[:part]) + number
-        return Progress(part + 1, len(steps), number, len(mine),
-                        round(100 * done / max(1, sum(len(s) for s in steps))))
+        number = mine.number(scr)
+        done = sum(len(s.keys) for s in steps[:part]) + number
+        return Progress(part + 1, len(steps), number, len(mine.keys),
+                        round(100 * done / max(1, sum(len(s.keys) for s in steps))),
+                        self._in_repeat(self.instruments[part], scr))
+
+    def _in_repeat(self, inst: Instrument, scr: Screen) -> InRepeat | None:
+        """Where a screen of a group's repeat is within it: the ulcer among those asked about, the question among
+        the repeat's (the "another one?" question counted), so that forty screens of ulcers do not all read
+        "question 3 of 3"."""
+        group = scr.group
+        if group is None:
+            return None
+        mine = [s for s in flowmod.instrument_screens(inst, self.answers.get(inst.code, {}),
+                                                      self.states.get(inst.code), self.context(inst.code))
+                if s.group is not None and s.group.code == group.code]
+        repeats = list(dict.fromkeys(s.repeat for s in mine))
+        here = [s.key for s in mine if s.repeat == scr.repeat]
+        if scr.repeat not in repeats or scr.key not in here:
+            return None
+        # An asked group (new ulcers) has as many repeats as the patient reports: no total.
+        return InRepeat(repeats.index(scr.repeat) + 1, len(repeats) if group.repeats_from else None,
+                        here.index(scr.key) + 1, len(here))
 
     def changes(self, scr: Screen, form: Mapping[str, str]) -> bool:
         """Whether ``form`` holds another answer than the one saved for this screen."""
@@ -259,12 +277,21 @@ class VisitQuestionnaire:
 
 
 @dataclass(frozen=True)
+class InRepeat:
+    number: int            # the repeat's place (the ulcer's), of ``count`` (None: as many as the patient reports)
+    count: int | None
+    question: int          # the screen's place in this repeat, of ``questions``
+    questions: int
+
+
+@dataclass(frozen=True)
 class Progress:
     part: int              # the questionnaire's place among the visit's (1-based), of ``parts``
     parts: int
     number: int            # the step within the questionnaire, of ``total`` whatever the answers
     total: int
     percent: int           # of the whole visit
+    repeat: InRepeat | None = None     # within a group's repeat (an ulcer's questions)
 
 
 _RESPONSES = (select(Response.id, Response.instrument_code, Response.instrument_version, Response.status,
@@ -411,15 +438,28 @@ def parse_screen(screen: Screen, form: Mapping[str, str], today: date) -> tuple[
     return values, errors
 
 
+def vas_controls(screen: Screen, form: Mapping[str, str]) -> dict[str, str | None]:
+    """{VAS item code: the control its value was given with}: "line" when the page's script drew the line (it
+    sets the hidden ``control-<code>`` field), "number" when the page's number box was used (the field as the page
+    sends it without JavaScript); None when the form says neither (a form from elsewhere: nothing is guessed)."""
+    return {item.code: control if (control := form.get(f"control-{item.code}")) in VAS_CONTROLS else None
+            for item in screen.items if item.type == "vas"}
+
+
 def _audit_answer(db: Session, s: VisitQuestionnaire, r: ResponseState, item: str, repeat: int, old: str | None,
                   new: str | None, actor: str, now: datetime, action: str = "answer.saved",
-                  reason: str | None = None, language: str | None = None) -> None:
+                  reason: str | None = None, language: str | None = None, entered_with: str | None = None) -> None:
     from proapp.audit.services import record
 
+    after: dict[str, Any] = {"value": new, "instrument": r.instrument_code, "version": r.instrument_version,
+                             "visit": s.visit.visit_code}
+    if language:
+        after["language"] = language
+    if entered_with is not None:
+        after["entered_with"] = entered_with
     record(db, actor=actor, action=action, entity="answer", entity_id=f"{r.id}:{item}:{repeat}",
-           patient_id=s.visit.patient_id, old=None if old is None else {"value": old},
-           new={"value": new, "instrument": r.instrument_code, "version": r.instrument_version,
-                "visit": s.visit.visit_code, **({"language": language} if language else {})}, reason=reason, at=now)
+           patient_id=s.visit.patient_id, old=None if old is None else {"value": old}, new=after, reason=reason,
+           at=now)
 
 
 def save_screen(db: Session, s: VisitQuestionnaire, screen: Screen, form: Mapping[str, str], *, language: str,
@@ -452,6 +492,7 @@ def save_screen(db: Session, s: VisitQuestionnaire, screen: Screen, form: Mappin
     if errors:
         return errors
     r = _response(db, s, inst, language, now)
+    controls = vas_controls(screen, form)
     current = s.answers.setdefault(inst.code, {})
     for code, value in values.items():
         key = (code, screen.repeat)
@@ -463,12 +504,15 @@ def save_screen(db: Session, s: VisitQuestionnaire, screen: Screen, form: Mappin
             continue
         if current.get(key) == value:
             continue
-        _audit_answer(db, s, r, code, screen.repeat, current.get(key), value, actor, now, language=language)
+        control = controls.get(code)
+        _audit_answer(db, s, r, code, screen.repeat, current.get(key), value, actor, now, language=language,
+                      entered_with=control)
         # One statement whether the answer is new or changed; another tab saving the same answer at the same
         # moment cannot make a second row (the unique key) nor fail: the latest wins.
         # The language the patient read the question in: a response may be answered in two languages.
         db.execute(_upsert_answer(db), {"response_id": r.id, "item_code": code, "repeat_index": screen.repeat,
-                                        "value": value, "answered_at": now, "language": language})
+                                        "value": value, "answered_at": now, "language": language,
+                                        "entered_with": control})
         current[key] = value
     state = dict(r.flow_state or {})
     seen = list(state.get("seen") or [])
@@ -500,7 +544,7 @@ def _upsert_for(dialect: str) -> Any:
     return stmt.on_conflict_do_update(
         index_elements=[_ANSWER_T.c.response_id, _ANSWER_T.c.item_code, _ANSWER_T.c.repeat_index],
         set_={"value": stmt.excluded.value, "answered_at": stmt.excluded.answered_at,
-              "language": stmt.excluded.language})
+              "language": stmt.excluded.language, "entered_with": stmt.excluded.entered_with})
 
 
 # INSERT ... ON CONFLICT (response, item, repeat) DO UPDATE value and time, built once per database (building it

@@ -21,6 +21,9 @@
     box.insertBefore(line, input);
     box.classList.add("vas-js");
     input.type = "hidden";
+    /* Say which control gave the value: the line (the number box is gone). */
+    var control = box.querySelector('input[name="control-' + input.name + '"]');
+    if (control) control.value = "line";
     var hint = document.getElementById("hint-" + input.name);
     if (hint) hint.hidden = true;
     /* The error said "mark the line or type a number": the number box is gone, so say the line alone. */

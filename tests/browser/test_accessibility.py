@@ -153,4 +153,9 @@ def test_staff_pages_have_no_violation(app, live_server, browser):
     assert page.locator("#query-1").count() == 1
     page.locator("#ulcers ~ details summary").nth(1).click()
     found["ulcer query"] = violations(page)
+    # The enrolment form sent empty: its error box lists each error, linked to its field.
+    page.goto(f"{live_server}/staff/patients/new")
+    page.get_by_role("button", name="Inclure").click()
+    page.wait_for_selector("#error-summary li a")
+    found["enrolment errors"] = violations(page)
     assert {k: v for k, v in found.items() if v} == {}, json.dumps(found, indent=1, ensure_ascii=False)

@@ -153,11 +153,14 @@ def test_haq_with_aids_and_help(app, live_server, browser):
                 page.get_by_label(label, exact=True).check()
         next_(page)
     assert screens == 8                                           # one a category, its questions and aids together
-    # Seven VAS screens follow: mark each by keyboard.
-    for _ in range(7):
-        slider = page.get_by_role("slider")
-        slider.focus()
-        page.keyboard.press("Home")
+    # The seven scales follow on two screens (pain and global; the five scleroderma scales): mark each by keyboard.
+    for count in (2, 5):
+        sliders = page.get_by_role("slider")
+        assert sliders.count() == count
+        for n in range(count):
+            sliders.nth(n).focus()
+            page.keyboard.press("Home")
+        assert_fits(page)
         next_(page)
     assert "Effets indésirables du traitement" in page.content()       # the tolerance checklist comes last
     tolerance_none(page)
@@ -269,7 +272,7 @@ def test_close_and_resume(app, live_server, browser):
     again = new_page(browser, "360x640", True)
     again.goto(f"{live_server}/s/{token}")
     go(again, again.get_by_role("link", name="Continuer"))
-    assert "Question 4 sur 14" in again.content()         # the new-ulcer step was passed over
+    assert "Question 4 sur 13" in again.content()         # the new-ulcer step was passed over
     assert "Avez-vous commencé des antibiotiques depuis l'injection" in again.content()
 
 

@@ -17,11 +17,11 @@ from tests.questionnaire.helpers import enrol_with_open_window
 WORDS = {
     "fr": {"start": "Commencer", "next": "Suivant", "no": "Non", "save": "Enregistrer",
            "back": "Retour à mes réponses", "keep": "Garder ma réponse d'avant", "problem": "Il y a un problème",
-           "change": "Modifier", "progress": "Partie 1 sur 2 · Question 1 sur 14", "unsaved": "sans l'enregistrer",
+           "change": "Modifier", "progress": "Partie 1 sur 2 · Question 1 sur 13", "unsaved": "sans l'enregistrer",
            "line": "Veuillez marquer la ligne", "number": "saisir un nombre"},
     "en": {"start": "Start", "next": "Next", "no": "No", "save": "Save", "back": "Back to my answers",
            "keep": "Keep my earlier answer", "problem": "There is a problem", "change": "Change",
-           "progress": "Part 1 of 2 · Question 1 of 14", "unsaved": "did not save it", "line": "Please mark the line",
+           "progress": "Part 1 of 2 · Question 1 of 13", "unsaved": "did not save it", "line": "Please mark the line",
            "number": "type a number"},
 }
 CASES = [("fr", True), ("fr", False), ("en", True), ("en", False)]

@@ -56,7 +56,7 @@ def test_completion_matrix_counts_and_highlights_sites_behind(dash_app):
         assert (ov.total.expected, ov.total.completed, ov.total.missed, ov.total.percent) == (10, 5, 3, 62)
         assert ov.behind == {psl, bsa}
     page = text_of(Staff(dash_app, "admin").get("/staff/"))
-    assert "1/4 · 50% 1 missed 2 open" in page
+    assert "1/4 · 50% of 2 finished 1 missed 2 open" in page        # the rate says what it counts
     assert "BSA behind" in page
     assert "ADUSE" in page and "IMATINIB-SSC" in page
 
@@ -184,7 +184,7 @@ def test_french_pages_use_french_plurals_percent_and_names(dash_app):
     staff.post("/language", data={"lang": "fr", "next": "/staff/"})
     resp = staff.get("/staff/")
     page = text_of(resp)
-    assert "1/4 · 50 % 1 manquée 2 ouvertes" in page                  # not "1 manquées" ...
+    assert "1/4 · 50 % sur 2 terminées 1 manquée 2 ouvertes" in page    # not "1 manquées" ...
     assert "50\u202f%" in resp.get_data(as_text=True)                 # ... and a narrow no-break space before %
     assert "Patients de l'étude IMATINIB-SSC" in page
     assert "Imatinib contre placebo dans la sclérodermie systémique" in page      # the study file's French title

@@ -287,7 +287,7 @@ def test_enrol_form_stores_the_patient_and_shows_the_schedule(dash_app):
     page = text_of(staff.get(resp.headers["Location"]))
     assert "IMA-PSL-007 is enrolled" in page and "M12" in page and "09:00" in page
     assert "Agreement to SMS and online answers given on 27 Feb 2026 (information sheet –), recorded by " \
-           "user:psl@chu.test" in page                # the shipped study file gives no information sheet
+           "psl@chu.test" in page                # the shipped study file gives no information sheet
     with dash_app.app_context():
         p = db.session().scalar(select(Patient).where(Patient.subject_id == "IMA-PSL-007"))
         assert (p.language, p.timezone, p.sms_hour, str(p.anchor_date)) == ("en", "Europe/Paris", 9, "2026-03-02")

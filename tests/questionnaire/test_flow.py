@@ -67,7 +67,7 @@ def test_ulcer_diary_and_pain_in_french_with_two_ulcers(app, client, session):
     p.start()
     # The first weekly entry: no ulcer known yet (no baseline), worded "since your questionnaire before the injection".
     assert p.screen_key == "DU_DIARY.DU_NEW"
-    assert "Partie 1 sur 2 · Question 1 sur 14" in text(p.page.text)    # the new ulcers count as one step
+    assert "Partie 1 sur 2 · Question 1 sur 13" in text(p.page.text)    # the new ulcers count as one step
     assert "Depuis votre questionnaire d'avant l'injection, un nouvel ulcère est-il apparu" in text(p.page.text)
     assert "Un ulcère du doigt est une plaie où la peau a disparu" in text(p.page.text)    # the definition, on screen
     p.answer(DU_NEW="Y")
@@ -196,7 +196,7 @@ def test_resume_at_first_unanswered_question_after_closing(app, client):
     assert "Continuer" in welcome.text
     fresh.start()
     assert fresh.screen_key == "DU_DIARY.DU_ANTIBIO"
-    assert "Question 4 sur 14" in text(fresh.page.text)    # the new-ulcer step was passed over (No)
+    assert "Question 4 sur 13" in text(fresh.page.text)    # the new-ulcer step was passed over (No)
 
 
 def test_back_navigation_shows_the_saved_answer(app, client):

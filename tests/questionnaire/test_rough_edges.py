@@ -22,12 +22,18 @@ def where(page: str) -> tuple[int, int, int, int, int]:
     return (*map(int, found.groups()), percent)
 
 
+def in_repeat(page: str) -> str | None:
+    found = re.search(r'<p class="progress" id="progress">[^<]*?· [^·<]*?· ([^<]+)</p>', page)
+    return text(found.group(1)).strip() if found else None
+
+
 def test_progress_never_goes_back_and_its_totals_never_change(app, client):
     _pid, token = enrol_with_open_window(app)
     p = Patient(client, token)
     p.open()
     p.start()
     seen = [where(p.page.text)]
+    repeats: list[str | None] = []
     steps = [{"DU_NEW": "Y"}, {"DU_HAND": "L"}, {"DU_FINGER": "2"}, {"DU_SITE": "TIP"}, {"DU_ONSET": None},
              {"more": "Y"}, {"DU_HAND": "R"}, {"DU_FINGER": "3"}, {"DU_SITE": "TIP"}, {"DU_ONSET": None},
              {"more": "N"}, {"DU_INFECT": "N"}, {"DU_ANTIBIO": "N"}, {"DU_ISCHAEMIA": "N"}, {"DU_NECROSIS": "N"},
@@ -39,16 +45,21 @@ def test_progress_never_goes_back_and_its_totals_never_change(app, client):
         values = {k: v or datetime.now(UTC).date().isoformat() for k, v in values.items()}
         p.answer(**values)
         seen.append(where(p.page.text))
-    assert {(part, parts, total) for part, parts, _n, total, _pc in seen} == {(1, 2, 14), (2, 2, 1)}
+        repeats.append(in_repeat(p.page.text))
+    # 14 questions, the grade of a problem at an injected finger the step of the question it follows.
+    assert {(part, parts, total) for part, parts, _n, total, _pc in seen} == {(1, 2, 13), (2, 2, 1)}
     numbers = [(part, n) for part, _parts, n, _t, _pc in seen]
     assert numbers == sorted(numbers)                               # never back, whatever was reported
     assert [pc for *_rest, pc in seen] == sorted(pc for *_rest, pc in seen)
     assert [n for part, n in numbers if part == 1][:7] == [1, 2, 2, 2, 2, 2, 2]   # the two ulcers: one step
+    # ... within which each screen says which ulcer and which of its questions it is.
+    assert repeats == [*(f"Nouvel ulcère {n}, question {q} sur 5" for n in (1, 2) for q in range(1, 6)),
+                       *[None] * 12]
 
 
 def test_dlqi_and_haq_take_fewer_screens_with_each_categorys_aids_on_its_last_question(app, client, session):
     """Screens as the paper forms group them: the DLQI by its subscales, the HAQ a category a screen with its aids and
-    help, each scale alone."""
+    help, the scales by their paper pages."""
     _pid, token = enrol_with_open_window(app, study="IMATINIB-SSC", visit="M1", language="en")
     p = Patient(client, token)
     p.open()
@@ -61,8 +72,9 @@ def test_dlqi_and_haq_take_fewer_screens_with_each_categorys_aids_on_its_last_qu
             assert 'name="HAQ_WALK1"' in p.page.text and 'name="HAQ_WALK2"' in p.page.text
             assert 'name="HAQ_AID_CANE"' in p.page.text and 'name="HAQ_HELP_WALK"' in p.page.text
         answer_haq_step(p)
-    # The HAQ: 8 categories, each with its questions, aids and help; 7 scales, one a screen.
-    assert len(keys) == 8 + 7 and sum(k.startswith(("HAQ.HAQ_PAIN", "HAQ.HAQ_GLOBAL", "HAQ.SHAQ_")) for k in keys) == 7
+    # The HAQ: 8 categories, each with its questions, aids and help; its pain and global scales on one screen, as on
+    # its last page, and the five scleroderma scales on another, as on the SSc-HAQ's page.
+    assert len(keys) == 8 + 2 and keys[-2:] == ["HAQ.pain_global", "HAQ.scleroderma_vas"]
     ticked = session.scalars(select(Answer.item_code).where(Answer.item_code.like("HAQ_AID_%"))).all()
     assert ticked == ["HAQ_AID_CANE"]
 
@@ -82,7 +94,7 @@ def test_a_study_may_keep_one_question_per_screen(app):
     from proapp.questionnaire.flow import Context, instrument_screens
 
     registry = app.extensions["proapp.instruments"]
-    for code, version, grouped_count, single_count in (("DLQI", "1.0", 6, 11), ("HAQ", "1.1", 15, 27),
+    for code, version, grouped_count, single_count in (("DLQI", "1.0", 6, 11), ("HAQ", "1.1", 10, 27),
                                                        ("TOLERANCE", "1.0", 4, 9)):
         inst = registry.get(code, version)
         grouped = instrument_screens(inst, {}, None, Context())
@@ -167,3 +179,25 @@ def test_the_review_page_is_grouped_and_lists_what_was_answered(app, client):
     changes = re.findall(r'href="/q/([^"?]+)\?from=review"', page)
     lines = re.findall(r"<dt>", page)
     assert len(changes) == len(lines) and "HAQ.walking" in changes    # a "Change" link on every line
+
+
+def test_a_skipped_follow_up_leaves_no_gap_in_the_count(app):
+    """DLQI 7B (asked after "No" to 7A) is part of question 7: skipped, the count goes from 7 to 8 of 10, never 7 to
+    9 of 11; on the paper page's screens (7B beside 7A) the DLQI is 6 steps."""
+    from proapp.questionnaire.flow import Context, instrument_screens, progress_steps
+
+    dlqi = app.extensions["proapp.instruments"].get("DLQI", "1.0")
+    for grouped, total in ((False, 10), (True, 6)):
+        context = Context(grouped=grouped)
+        steps = progress_steps(dlqi, None, context)
+        assert len(steps.keys) == total
+        for seven_a in ("Y", "N"):
+            answers = {(code, 0): value for code, value in DLQI_EN.items()} | {("DLQI07A", 0): seven_a}
+            if seven_a == "Y":
+                del answers[("DLQI07B", 0)]
+            screens = instrument_screens(dlqi, answers, None, context)
+            numbers = [steps.number(s) for s in screens]
+            if grouped or seven_a == "Y":
+                assert numbers == list(range(1, total + 1)), (grouped, seven_a)
+            else:                                                      # 7B on its own screen: still question 7
+                assert numbers == [1, 2, 3, 4, 5, 6, 7, 7, 8, 9, 10]

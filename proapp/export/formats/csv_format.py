@@ -13,7 +13,7 @@ from proapp.instruments.schema import Instrument, Item
 CSV_COLUMNS = ("response_id", "sequence", "subject_id", "site", "visit", "instrument", "instrument_version",
                "language", "completed_at", "completed_on_site", "item_code", "repeat", "value", "item_label",
                "value_label", "answered_at", "original_value", "corrected_at", "corrected_by", "correction_reason",
-               "correction_signature", "row_kind", "answer_language")
+               "correction_signature", "row_kind", "answer_language", "entered_with")
 
 
 def value_label(item: Item, value: str | None, lang: str) -> str:
@@ -34,7 +34,8 @@ def csv_rows(e: Exported, inst: Instrument, lang: str, variant: str | None,
     code, ``repeat`` its repeat for a value per ulcer). The item's label is what the patient read (stem, the study's
     ``variant``); a corrected answer keeps the time it was given (``answered_at``) beside ``corrected_at``. Last, a
     corrected response's ``removed_answer`` and ``removed_score`` rows (empty value) name what an earlier revision
-    had and this one no longer has: the receiver deletes it."""
+    had and this one no longer has: the receiver deletes it. ``entered_with``: a visual analogue scale's control
+    ("line" or "number"), empty elsewhere."""
     head = (e.id, sequence, e.subject_id, e.site, e.visit, e.instrument, e.version,
             e.language, iso(e.completed_at), "yes" if e.on_site else "no")
     originals = {(c[0], c[1]): c for c in reversed(e.corrections)}      # the first correction holds the original
@@ -52,14 +53,14 @@ def csv_rows(e: Exported, inst: Instrument, lang: str, variant: str | None,
                value_label(item, value, lang), iso(answered) if answered else "",
                *(("" if originals[(code, repeat)][2] is None else originals[(code, repeat)][2], iso(fix[6]), fix[5],
                   fix[4], f"{fix[8]}: {fix[7]}" if fix[7] else "") if fix else ("", "", "", "", "")), "answer",
-               e.answer_languages.get((code, repeat), ""))
+               e.answer_languages.get((code, repeat), ""), e.entered_with.get((code, repeat), ""))
     labels = {d.code: d.label(lang) for d in inst.derived}
     no_answer_columns = ("",) * 7              # value_label, answered_at and the correction's five columns
     for code, repeat, value in all_scores(inst, e.current_scores):
         yield (*head, code, repeat or 0, "" if value is None else value, labels[code], *no_answer_columns, "score",
-               "")
+               "", "")
     items = {i.code: i for i in inst.items}
     for kind, code, repeat in removed(inst, e):
         label = labels[code] if kind == "score" else (
             shown(items[code], e, variant or inst.default_variant)(lang) if code in items else "")
-        yield (*head, code, repeat or 0, "", label, *no_answer_columns, f"removed_{kind}", "")
+        yield (*head, code, repeat or 0, "", label, *no_answer_columns, f"removed_{kind}", "", "")

@@ -68,6 +68,10 @@ def fhir_response(e: Exported, inst: Instrument, study: StudyDef, public_url: st
             entry["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/language", "valueCode": lang}]
         if value is not None:
             entry["answer"] = [_fhir_answer(inst, item, value, lang)]
+            control = e.entered_with.get((code, repeat))
+            if control is not None:          # a visual analogue scale's control: the line, or the number box
+                entry["answer"][0]["extension"] = [{"url": f"{public_url}/fhir/StructureDefinition/entered-with",
+                                                    "valueCode": control}]
         if item.group:
             groups.setdefault(item.group, {}).setdefault(repeat, []).append(entry)
         else:

@@ -46,6 +46,11 @@ def json_item(e: Exported, inst: Instrument, sequence: int) -> dict[str, Any]:
         # days to healing (keyed by the ulcer's number).
         "group_scores": groups,
         "wording": e.wording,
+        # Each visual analogue scale's control: "line" (drawn by the page's script) or "number" (the box shown
+        # without JavaScript), by item code ("CODE[n]" in a group's repeat n); answers given before it was recorded
+        # are absent.
+        "entered_with": {(f"{code}[{rep}]" if rep else code): control
+                         for (code, rep), control in sorted(e.entered_with.items())},
         # What the patient agreed to (SMS, answering online) on which information sheet, and later acknowledgements
         "agreements": [{"kind": kind, "information_version": version, "given_on": day.isoformat()}
                        for kind, version, day in e.agreements],

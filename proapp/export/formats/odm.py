@@ -220,7 +220,10 @@ def _form(e: Exported, inst: Instrument, oids: Oids) -> Iterator[str]:
 
 
 def _wording(e: Exported) -> str:
-    return "".join(f", {code} worded for {situation}" for code, situation in sorted(e.wording.items()))
+    """The wordings read, then each visual analogue scale's control ("PAIN entered with line")."""
+    return ("".join(f", {code} worded for {situation}" for code, situation in sorted(e.wording.items())) +
+            "".join(f", {code}{f'[{rep}]' if rep else ''} entered with {control}"
+                    for (code, rep), control in sorted(e.entered_with.items())))
 
 
 def _item_data(oid: str, value: Any, transaction: str, audit: str | None = None) -> str:
