@@ -6,13 +6,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from proapp.export.data import Exported
-from proapp.export.formats.common import all_scores, current_answers, iso, removed, shown
+from proapp.export.formats.common import all_scores, correction_source, current_answers, iso, removed, shown
 from proapp.instruments.schema import Instrument, Item
 
 CSV_COLUMNS = ("response_id", "sequence", "subject_id", "site", "visit", "instrument", "instrument_version",
                "language", "completed_at", "completed_on_site", "item_code", "repeat", "value", "item_label",
                "value_label", "answered_at", "original_value", "corrected_at", "corrected_by", "correction_reason",
-               "correction_signature", "row_kind")
+               "correction_signature", "correction_source", "correction_requested_on",
+               "correction_request_method", "row_kind")
 
 
 def value_label(item: Item, value: str | None, lang: str) -> str:
@@ -50,9 +51,10 @@ def csv_rows(e: Exported, inst: Instrument, lang: str, variant: str | None,
         yield (*head, code, repeat, "" if value is None else value, label,
                value_label(item, value, lang), iso(answered) if answered else "",
                *(("" if originals[(code, repeat)][2] is None else originals[(code, repeat)][2], iso(fix[6]), fix[5],
-                  fix[4], f"{fix[8]}: {fix[7]}" if fix[7] else "") if fix else ("", "", "", "", "")), "answer")
+                  fix[4], f"{fix[8]}: {fix[7]}" if fix[7] else "", *correction_source(fix)) if fix else ("",) * 8),
+               "answer")
     labels = {d.code: d.label(lang) for d in inst.derived}
-    no_answer_columns = ("",) * 7              # value_label, answered_at and the correction's five columns
+    no_answer_columns = ("",) * 10             # value_label, answered_at and the correction's eight columns
     for code, repeat, value in all_scores(inst, e.current_scores):
         yield (*head, code, repeat or 0, "" if value is None else value, labels[code], *no_answer_columns, "score")
     items = {i.code: i for i in inst.items}
