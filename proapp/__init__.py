@@ -106,7 +106,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 COMMAND_MODULES = ("proapp.ops", "proapp.demo", "proapp.instruments.commands", "proapp.accounts.commands",
                    "proapp.audit.commands", "proapp.patients.commands", "proapp.questionnaire.commands",
                    "proapp.sms.commands", "proapp.alerts.commands", "proapp.export.commands",
-                   "proapp.jobs.commands")
+                   "proapp.jobs.commands", "proapp.closure.commands")
 
 
 def load_commands():

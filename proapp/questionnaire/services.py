@@ -71,6 +71,19 @@ class LinkState(enum.Enum):
     INVALID = "invalid"        # unknown, revoked, tampered, not yet open or closed: one friendly page
 
 
+def closed_study_language(conn: Connection, *, token: str | None = None, link_id: int | None = None) -> str | None:
+    """The patient's language when the link (by its token, or its id while the live data is there) belongs to a
+    closed study (``proapp study close``), else None."""
+    from proapp.studies.models import ClosedLink
+
+    if token is not None:
+        if not token or len(token) > 64:
+            return None
+        return conn.execute(select(ClosedLink.language).where(ClosedLink.token_sha256 == token_hash(token))).scalar()
+    return conn.execute(select(ClosedLink.language).join(AccessLink, AccessLink.token_sha256 == ClosedLink.token_sha256)
+                        .where(AccessLink.id == link_id)).scalar()
+
+
 def replaced_at(conn: Connection, link_id: int) -> datetime | None:
     """When the staff sent a new link replacing this revoked one (the newest SMS holds it), or None."""
     row = conn.execute(select(AccessLink.revoked_at, AccessLink.occurrence_id)

@@ -40,7 +40,8 @@ from proapp.sms.gateways import UNUSABLE_CODES, Found, Gateway, Outcome, Outgoin
 from proapp.sms.models import PROGRESS, SendSlot, SmsMessage, SmsStatus
 from proapp.sms.timing import QuietHours, allowed_at, invitation_due, local_day, local_instant, reminder_days
 from proapp.studies.catalog import StudyCatalog
-from proapp.studies.models import Study
+from proapp.studies.models import Study, StudyClosure
+from proapp.studies.services import closing
 
 log = logging.getLogger("proapp.sms")
 
@@ -87,7 +88,8 @@ def _reachable():
     """SQL condition: the patient can be sent an SMS for this occurrence."""
     return and_(Occurrence.status == OccurrenceStatus.SCHEDULED, Patient.status == PatientStatus.ACTIVE,
                 PatientContact.phone_ciphertext.is_not(None), PatientContact.usable.is_(True),
-                PatientContact.sms_paused_at.is_(None), PatientContact.opted_out_at.is_(None))
+                PatientContact.sms_paused_at.is_(None), PatientContact.opted_out_at.is_(None),
+                ~closing(Patient.study_id))
 
 
 def _insert_new(db: Session, rows: list[dict[str, Any]]) -> int:
@@ -205,6 +207,7 @@ def cancel_unsendable(db: Session, now: datetime) -> int:
         (Occurrence.status != OccurrenceStatus.SCHEDULED, "window_closed"),
         (Occurrence.window_closes_at <= now, "window_closed"),
         (Patient.status != PatientStatus.ACTIVE, "patient_not_active"),
+        (closing(Patient.study_id), "study_closed"),
         (PatientContact.opted_out_at.is_not(None), "opted_out"),
         (PatientContact.sms_paused_at.is_not(None), "paused"),
         (PatientContact.usable.is_(False), "number_unusable"),
@@ -274,10 +277,12 @@ def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings
                                                    SmsMessage.status == SmsStatus.SENDING)
                           .options(joinedload(SmsMessage.occurrence),
                                    joinedload(SmsMessage.patient).joinedload(Patient.contact))).all()
+    closed = set(db.scalars(select(StudyClosure.study_id)))           # no SMS of a study closed or closing
     for msg in messages:
         occ, patient = msg.occurrence, msg.patient
         contact = patient.contact
-        why = _unsendable_reason(occ, patient, contact, now)
+        why = _unsendable_reason(occ, patient, contact, now) or (
+            "study_closed" if patient.study_id in closed else None)
         if why:
             _set(msg, SmsStatus.CANCELLED, now, cancel_reason=why)
             out.cancelled += 1
