@@ -95,6 +95,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from proapp.export import routes as export_routes
 
     export_routes.init_app(app)
+    from proapp.closure import routes as closure_routes
+
+    closure_routes.init_app(app)
     from proapp.jobs import metrics
 
     metrics.init_app(app)

@@ -15,25 +15,6 @@ def study_group() -> None:
     """A study's end: its closure and its archive."""
 
 
-def archive_dir() -> Path:
-    from flask import current_app
-
-    configured = current_app.config.get("ARCHIVE_DIR")
-    return Path(configured) if configured else Path(current_app.instance_path) / "archives"
-
-
-def sources():
-    from flask import current_app
-
-    from proapp.closure.services import Sources
-    from proapp.instruments.registry import DATA_DIR as INSTRUMENTS
-    from proapp.studies.catalog import DATA_DIR as STUDIES
-
-    cfg = current_app.config
-    return Sources(Path(cfg["STUDIES_DIR"]) if cfg.get("STUDIES_DIR") else STUDIES,
-                   Path(cfg["INSTRUMENTS_DIR"]) if cfg.get("INSTRUMENTS_DIR") else INSTRUMENTS, cfg["PUBLIC_URL"])
-
-
 @study_group.command("close")
 @click.argument("study")
 @click.option("--force", "force_reason", default=None, metavar="REASON",
@@ -46,7 +27,7 @@ def close_cmd(study: str, force_reason: str | None, directory: str | None) -> No
     file says. Each step is audited; run it again to continue a closure that was interrupted."""
     from flask import current_app
 
-    from proapp.closure.services import ClosureRefused, run
+    from proapp.closure.services import ClosureRefused, archive_dir, run, sources
 
     if force_reason is not None and not force_reason.strip():
         fail("--force needs the reason the study is closed while visits are still open")

@@ -65,6 +65,25 @@ class StudyScope:
     site_ids: list[int] | None = None
 
 
+def archive_dir() -> Path:
+    """Where archives go: PROAPP_ARCHIVE_DIR, or ``archives`` in the instance folder."""
+    from flask import current_app
+
+    configured = current_app.config.get("ARCHIVE_DIR")
+    return Path(configured) if configured else Path(current_app.instance_path) / "archives"
+
+
+def sources() -> Sources:
+    from flask import current_app
+
+    from proapp.instruments.registry import DATA_DIR as INSTRUMENTS
+    from proapp.studies.catalog import DATA_DIR as STUDIES
+
+    cfg = current_app.config
+    return Sources(Path(cfg["STUDIES_DIR"]) if cfg.get("STUDIES_DIR") else STUDIES,
+                   Path(cfg["INSTRUMENTS_DIR"]) if cfg.get("INSTRUMENTS_DIR") else INSTRUMENTS, cfg["PUBLIC_URL"])
+
+
 def find_study(db: Session, code: str) -> Study:
     study = db.scalar(select(Study).where(Study.code == code))
     if study is None:
@@ -97,7 +116,8 @@ def begin(db: Session, study: Study, catalog: StudyCatalog, now: datetime, actor
         raise ClosureRefused(_l("%(count)d visit(s) of %(study)s are still open or to come: close the study after "
                                 "the last visit, or force the closure and give the reason.",
                                 count=still_open, study=study.code))
-    closure = StudyClosure(study_id=study.id, started_at=now, started_by=actor[:160], forced_reason=reason,
+    closure = StudyClosure(study_id=study.id, started_at=now, started_by=actor[:160],
+                           forced_reason=reason if still_open else None,
                            signature=signature, live_data=catalog.get(study.code).closure.live_data)
     db.add(closure)
     db.flush()
