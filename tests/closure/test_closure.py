@@ -136,3 +136,42 @@ def test_a_closed_study_takes_no_patient_sends_no_sms_and_its_links_say_so(app, 
             assert queue_invitations(s, services.now(), SmsSettings.from_config(app.config)) == 0
         assert db.session().get(PatientContact, pid).phone_ciphertext is None       # erased at closure
         assert db.session().scalar(select(Study.code).join(StudyClosure, StudyClosure.study_id == Study.id)) == "ADUSE"
+
+
+def test_an_admin_closes_a_study_on_its_page_with_an_electronic_signature(app, tmp_path):
+    from datetime import UTC, datetime
+
+    from proapp.accounts.models import Role
+    from proapp.accounts.services import create_user
+    from tests.dashboard.conftest import PASSWORD, Staff, text_of
+
+    enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-004", language="en")
+    app.config["ARCHIVE_DIR"] = str(tmp_path / "archives")
+    with app.app_context():
+        s = db.session()
+        for email, role, study in (("admin@chu.test", Role.ADMIN, None), ("nurse@chu.test", Role.COORDINATOR, "ADUSE")):
+            create_user(s, email=email, password=PASSWORD, role=role, now=datetime.now(UTC), study_code=study,
+                        language="en")
+        s.commit()
+    nurse = Staff(app, None)
+    nurse.login("nurse@chu.test", PASSWORD, expect=303)
+    assert nurse.get("/staff/studies/ADUSE/close").status_code == 403
+    admin = Staff(app, None)
+    admin.login("admin@chu.test", PASSWORD, expect=303)
+    url = "/staff/studies/ADUSE/close"
+    page = text_of(admin.get(url))
+    assert "Visits open or to come" in page and "I am closing this study" in page
+    for form, message in [({"reason": "end of funding", "signature_password": "wrong"}, "the change is not signed"),
+                          ({"signature_password": PASSWORD}, "still open or to come")]:
+        resp = admin.post(url, form)
+        assert resp.status_code == 422 and message in text_of(resp), text_of(resp)[:400]
+        assert _count(app, StudyClosure) == 0 and _count(app, ClosedLink) == 0
+    assert admin.get("/staff/studies/NOPE/close").status_code == 404
+    done = admin.post(url, {"reason": "end of funding", "signature_password": PASSWORD})
+    assert done.status_code == 200 and "ADUSE is closed" in text_of(done), text_of(done)[:400]
+    with app.app_context():
+        closure = db.session().scalar(select(StudyClosure))
+        assert closure.forced_reason == "end of funding" and closure.signature["signer"] == "admin@chu.test"
+        entry = db.session().scalar(select(AuditEvent).where(AuditEvent.action == "study.closing"))
+        assert entry.actor == "user:admin@chu.test" and entry.new["signature"]["method"] == "password"
+    assert "Sign and" not in text_of(admin.get(url))               # nothing left to do
