@@ -1,4 +1,4 @@
-"""Closing a study: the closure's steps, and the closed study's links
+"""Closing a study: the closure's steps, and the closed study's links; links that open the information sheet
 
 Revision ID: 0026
 Revises: 0022
@@ -47,9 +47,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('closed_link', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_closed_link_study_id'), ['study_id'], unique=False)
+    with op.batch_alter_table('access_link', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('purpose', sa.String(length=20), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('access_link', schema=None) as batch_op:
+        batch_op.drop_column('purpose')
     with op.batch_alter_table('closed_link', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_closed_link_study_id'))
     op.drop_table('closed_link')

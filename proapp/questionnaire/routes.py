@@ -78,6 +78,8 @@ def open_link(token: str) -> WResponse | tuple[str, int]:
     s.commit()
     session.clear()
     session[SESSION_KEY] = {"occ": link.occurrence_id, "link": link.id}
+    if state is answering.LinkState.INFORMATION:        # the SMS about a new information sheet
+        return redirect(url_for("questionnaire.patient_information"), code=303)
     return redirect(url_for("questionnaire.welcome"), code=303)
 
 

@@ -52,14 +52,15 @@ def issue_link(db: Session, occurrence: Occurrence, now: datetime) -> str:
     return new_link(db, occurrence, now, revoke_previous=True)[0]
 
 
-def new_link(db: Session, occurrence: Occurrence, now: datetime, *, revoke_previous: bool) -> tuple[str, AccessLink]:
+def new_link(db: Session, occurrence: Occurrence, now: datetime, *, revoke_previous: bool,
+             purpose: str | None = None) -> tuple[str, AccessLink]:
     """A fresh token and its row. A scheduled reminder (``revoke_previous=False``) leaves the invitation's link
-    working too."""
+    working too. ``purpose`` "information": a link to the information sheet (INFORMATION_LINK)."""
     if revoke_previous:
         db.execute(update(AccessLink).where(AccessLink.occurrence_id == occurrence.id,
                                             AccessLink.revoked_at.is_(None)).values(revoked_at=now))
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    link = AccessLink(occurrence_id=occurrence.id, token_sha256=token_hash(token), created_at=now)
+    link = AccessLink(occurrence_id=occurrence.id, token_sha256=token_hash(token), created_at=now, purpose=purpose)
     db.add(link)
     db.flush()
     return token, link
@@ -69,6 +70,10 @@ class LinkState(enum.Enum):
     OPEN = "open"
     COMPLETED = "completed"
     INVALID = "invalid"        # unknown, revoked, tampered, not yet open or closed: one friendly page
+    INFORMATION = "information"  # a link to read the study's new information sheet
+
+
+INFORMATION_LINK = "information"
 
 
 def closed_study_language(conn: Connection, *, token: str | None = None, link_id: int | None = None) -> str | None:
@@ -108,6 +113,13 @@ def resolve_link(db: Session, token: str, now: datetime) -> tuple[LinkState, Acc
     if link.revoked_at is not None:
         return LinkState.INVALID, link
     occ = link.occurrence
+    if link.purpose == INFORMATION_LINK:
+        if occ.patient.status.value in ("withdrawn", "completed"):
+            return LinkState.INVALID, None
+        if link.first_opened_at is None:
+            link.first_opened_at = now
+            db.flush()
+        return LinkState.INFORMATION, link
     if occ.status == OccurrenceStatus.COMPLETED:
         return LinkState.COMPLETED, link
     if not occ.is_open(now) or occ.patient.status.value in ("withdrawn", "completed"):
