@@ -166,3 +166,33 @@ def _check_signature(manifest: bytes, raw: bytes, keys: AuditKeys, out: Verdict)
         out.problems.append(f"{SUMS} is signed with key {key_id}, which PROAPP_AUDIT_KEYS does not hold")
     elif not hmac.compare_digest(_mac(secret, manifest), mac):
         out.problems.append(f"{SUMS} does not match its signature (the manifest was altered)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m proapp.closure.archive FILE``: the verification with nothing but the archive and
+    ``PROAPP_AUDIT_KEYS`` in the environment (no configuration, no database, no Flask app)."""
+    import sys
+
+    from proapp.audit.keys import AuditKeyError, parse
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m proapp.closure.archive FILE (with PROAPP_AUDIT_KEYS set)", file=sys.stderr)
+        return 2
+    try:
+        keys = parse(os.environ.get("PROAPP_AUDIT_KEYS", ""))
+    except AuditKeyError as exc:
+        print(f"error: PROAPP_AUDIT_KEYS: {exc}", file=sys.stderr)
+        return 2
+    verdict = verify(Path(args[0]), keys)
+    for problem in verdict.problems:
+        print(f"TAMPERED: {problem}")
+    if verdict.problems:
+        print(f"{len(verdict.problems)} problem(s): the archive is not as it was signed")
+        return 1
+    print(f"archive intact: {verdict.members} members, manifest and seal signed with key {verdict.key_id}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

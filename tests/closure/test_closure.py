@@ -98,6 +98,15 @@ def test_close_then_verify_offline_after_the_live_data_is_gone(closing_app, tmp_
     # Offline: the archive and the key alone (another app, on no database of this study's).
     ok = runner.invoke(args=["proapp", "study", "verify-archive", str(archive)])
     assert ok.exit_code == 0 and "archive intact" in ok.output, ok.output
+    # With nothing but the archive and the key: no configuration, no database, no app.
+    import os
+    import subprocess
+    import sys
+
+    bare = subprocess.run([sys.executable, "-m", "proapp.closure.archive", str(archive)], capture_output=True,
+                          text=True, cwd=tmp_path, env={"PATH": os.environ.get("PATH", ""),
+                                                        "PROAPP_AUDIT_KEYS": app.config["AUDIT_KEYS"]}, timeout=60)
+    assert bare.returncode == 0 and "archive intact" in bare.stdout, bare.stdout + bare.stderr
     # A second run continues: nothing done twice.
     again = runner.invoke(args=["proapp", "study", "close", "ADUSE"])
     assert again.exit_code == 0 and "continuing the closure" in again.output and "present and intact" in again.output
