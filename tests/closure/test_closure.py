@@ -184,3 +184,41 @@ def test_an_admin_closes_a_study_on_its_page_with_an_electronic_signature(app, t
         entry = db.session().scalar(select(AuditEvent).where(AuditEvent.action == "study.closing"))
         assert entry.actor == "user:admin@chu.test" and entry.new["signature"]["method"] == "password"
     assert "Sign and" not in text_of(admin.get(url))               # nothing left to do
+
+
+def test_an_interrupted_closure_continues_and_never_erases_without_its_archive(app, runner, tmp_path):
+    from proapp import services
+    from proapp.closure import services as closing
+
+    pid, _token = enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-005", language="fr")
+    app.config["ARCHIVE_DIR"] = str(tmp_path / "archives")
+    with app.app_context():                               # the first two steps, then the process dies
+        keys = app.extensions["proapp.audit_keys"]
+        with db.transaction() as s:
+            study = closing.find_study(s, "ADUSE")
+            closing.begin(s, study, services.studies(), services.now(), "cli", force_reason="end of funding")
+        with db.transaction() as s:
+            study = closing.find_study(s, "ADUSE")
+            path = closing.archive(s, study, closing.closure_of(s, study.id), services.studies(),
+                                   services.instruments(), keys, tmp_path / "archives", closing.sources(),
+                                   services.now(), "cli")
+    moved = path.rename(tmp_path / path.name)             # the archive is not where it was written
+    refused = runner.invoke(args=["proapp", "study", "close", "ADUSE"])
+    assert refused.exit_code == 2 and "is not in" in refused.output
+    with app.app_context():
+        assert db.session().get(PatientContact, pid).phone_ciphertext is not None     # nothing erased without it
+    original = moved.read_bytes()
+    moved.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))     # given back, but not the file written
+    refused = runner.invoke(args=["proapp", "study", "close", "ADUSE", "--archive-dir", str(tmp_path)])
+    assert refused.exit_code == 2 and "SHA-256 differs" in refused.output
+    moved.write_bytes(original)
+    done = runner.invoke(args=["proapp", "study", "close", "ADUSE", "--archive-dir", str(tmp_path)])
+    assert done.exit_code == 0, done.output
+    assert "continuing the closure" in done.output and "present and intact" in done.output
+    assert "1 phone number(s) erased" in done.output and "ADUSE is closed" in done.output
+    with app.app_context():
+        assert db.session().get(PatientContact, pid).phone_ciphertext is None
+        counts = dict(db.session().execute(select(AuditEvent.action, func.count()).where(
+            AuditEvent.action.like("study.%")).group_by(AuditEvent.action)).all())
+        assert counts == {"study.closing": 1, "study.archived": 1, "study.contacts_erased": 1,
+                          "study.live_data_kept": 1}
