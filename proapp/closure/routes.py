@@ -39,10 +39,11 @@ def close(code: str) -> tuple[str, int] | str:
             errors.append(exc.message)
         else:
             s.commit()
-            try:
-                done = list(closing.run(code, current_app.extensions["proapp.audit_keys"], closing.archive_dir(),
+            try:                             # what was done before a step stops is shown too
+                for line in closing.run(code, current_app.extensions["proapp.audit_keys"], closing.archive_dir(),
                                         closing.sources(), actor=viewer().actor, force_reason=reason or None,
-                                        signature=signature.record()))
+                                        signature=signature.record()):
+                    done.append(line)
             except closing.ClosureRefused as exc:
                 errors.append(exc.message)
         study = closing.find_study(s, code)

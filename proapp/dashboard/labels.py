@@ -57,6 +57,8 @@ def sms_kind(kind: str) -> str:
         return _("Reminder %(n)s", n=kind.removeprefix("reminder_"))
     if kind.startswith("resend_"):
         return _("Link sent again (%(n)s)", n=kind.removeprefix("resend_"))
+    if kind.startswith("info:"):
+        return _("New information sheet (%(version)s)", version=kind.removeprefix("info:"))
     return kind
 
 
