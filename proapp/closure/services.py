@@ -134,7 +134,7 @@ def begin(db: Session, study: Study, catalog: StudyCatalog, now: datetime, actor
     for patient_id in patients:                   # the SMS feature cancels what waits, in this transaction
         sms_must_stop.send(patient_id, db=db, why="study_closed", now=now)
     record(db, actor=actor, action="study.closing", entity="study", entity_id=study.id, reason=reason,
-           new={"study": study.code, "open_visits": still_open, "forced": reason is not None,
+           new={"study": study.code, "open_visits": still_open, "forced": closure.forced_reason is not None,
                 "links_disabled": revoked, "patients": len(patients), "live_data": closure.live_data,
                 "signature": signature}, at=now)
     db.flush()
@@ -248,7 +248,7 @@ def _export_members(db: Session, study: Study, catalog: StudyCatalog, registry: 
     clinical = "".join(odm.odm_clinical(data.iter_by_subject(db, scope, 0, upto), study_def, registry))
     yield "export/responses-odm.xml", (odm.odm_header(f"proapp.{study.code}.closure", None, now,
                                                       f"{study.code}: every response, at the study's closure",
-                                                      file_type="Snapshot") + clinical + "</ODM>\n").encode()
+                                                      file_type="Transactional") + clinical + "</ODM>\n").encode()
     yield "export/metadata-odm.xml", odm.odm_metadata(study_def, registry, data.study_sites(db, study.id),
                                                       now).encode()
     entries: list[dict[str, Any]] = []

@@ -70,6 +70,10 @@ def open_link(token: str) -> WResponse | tuple[str, int]:
         s.rollback()
         return _study_closed(closed)
     state, link = answering.resolve_link(s, token, services.now())
+    if state is answering.LinkState.STUDY_CLOSED and link is not None:
+        language = link.occurrence.patient.language
+        s.rollback()
+        return _study_closed(language)
     if state is answering.LinkState.INVALID or link is None:
         revoked = link.id if link is not None and link.revoked_at is not None else None
         s.rollback()

@@ -71,6 +71,7 @@ class LinkState(enum.Enum):
     COMPLETED = "completed"
     INVALID = "invalid"        # unknown, revoked, tampered, not yet open or closed: one friendly page
     INFORMATION = "information"  # a link to read the study's new information sheet
+    STUDY_CLOSED = "study_closed"  # a link of a closed study (proapp study close), however it was made
 
 
 INFORMATION_LINK = "information"
@@ -113,6 +114,10 @@ def resolve_link(db: Session, token: str, now: datetime) -> tuple[LinkState, Acc
     if link.revoked_at is not None:
         return LinkState.INVALID, link
     occ = link.occurrence
+    from proapp.studies.services import is_closed
+
+    if is_closed(db, occ.patient.study_id):
+        return LinkState.STUDY_CLOSED, link
     if link.purpose == INFORMATION_LINK:
         if occ.patient.status.value in ("withdrawn", "completed"):
             return LinkState.INVALID, None

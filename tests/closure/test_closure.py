@@ -133,6 +133,10 @@ def test_a_closed_study_takes_no_patient_sends_no_sms_and_its_links_say_so(app, 
     assert _count(app, Patient) == 1 and _count(app, ClosedLink) == 1
     page = app.test_client().get(f"/s/{token}")
     assert page.status_code == 410 and "This study is closed" in page.get_data(as_text=True)
+    fresh = runner.invoke(args=["proapp", "link", "ADU-TLS-003"])        # a link made after the closure
+    assert fresh.exit_code == 0, fresh.output
+    page = app.test_client().get("/s/" + fresh.output.strip().rsplit("/s/", 1)[1].split()[0])
+    assert page.status_code == 410 and "This study is closed" in page.get_data(as_text=True)
     refused = runner.invoke(args=["proapp", "enroll", "--study", "ADUSE", "--site", "TLS", "--subject", "ADU-TLS-009",
                                   "--phone", "+33612345679", "--anchor-date", "2026-01-05", "--agreed-on",
                                   "2026-01-05"])
