@@ -133,12 +133,40 @@ def begin(db: Session, study: Study, catalog: StudyCatalog, now: datetime, actor
     patients = list(db.scalars(select(Patient.id).where(Patient.study_id == study.id)))
     for patient_id in patients:                   # the SMS feature cancels what waits, in this transaction
         sms_must_stop.send(patient_id, db=db, why="study_closed", now=now)
+    cancelled = _end_follow_up(db, study.id, now, actor)
     record(db, actor=actor, action="study.closing", entity="study", entity_id=study.id, reason=reason,
            new={"study": study.code, "open_visits": still_open, "forced": closure.forced_reason is not None,
-                "links_disabled": revoked, "patients": len(patients), "live_data": closure.live_data,
-                "signature": signature}, at=now)
+                "links_disabled": revoked, "patients": len(patients), "visits_cancelled": cancelled,
+                "live_data": closure.live_data, "signature": signature}, at=now)
     db.flush()
     return closure
+
+
+def _end_follow_up(db: Session, study_id: int, now: datetime, actor: str) -> int:
+    """The follow-up of the study's patients ends with it, as a withdrawal ends one patient's: windows not yet
+    closed are cancelled (answers already given in an open window still reach the alert rules), patients in
+    follow-up are marked as having ended it; each change audited in the patient's chain. Returns the visits
+    cancelled."""
+    from proapp.questionnaire.signals import occurrence_ended
+
+    ended = db.execute(update(Occurrence).where(
+        Occurrence.patient_id.in_(select(Patient.id).where(Patient.study_id == study_id)),
+        Occurrence.status == OccurrenceStatus.SCHEDULED, Occurrence.window_closes_at > now)
+        .values(status=OccurrenceStatus.CANCELLED)
+        .returning(Occurrence.id, Occurrence.patient_id, Occurrence.visit_code, Occurrence.window_opens_at)).all()
+    for occurrence_id, patient_id, visit, opens_at in ended:
+        if opens_at <= now:
+            occurrence_ended.send(occurrence_id, db=db, how="study_closed", now=now)
+        record(db, actor=actor, action="occurrence.cancelled", entity="occurrence", entity_id=occurrence_id,
+               patient_id=patient_id, old={"status": "scheduled"}, new={"status": "cancelled", "visit": visit},
+               reason="study closed", at=now)
+    following = db.execute(update(Patient).where(
+        Patient.study_id == study_id, Patient.status.in_([PatientStatus.ACTIVE, PatientStatus.PAUSED]))
+        .values(status=PatientStatus.COMPLETED, updated_at=now).returning(Patient.id, Patient.status)).all()
+    for patient_id, _status in following:
+        record(db, actor=actor, action="patient.follow_up_ended", entity="patient", entity_id=patient_id,
+               patient_id=patient_id, new={"status": PatientStatus.COMPLETED.value}, reason="study closed", at=now)
+    return len(ended)
 
 
 # The archive -----------------------------------------------------------------------------------------------

@@ -131,11 +131,25 @@ def test_a_closed_study_takes_no_patient_sends_no_sms_and_its_links_say_so(app, 
     assert done.exit_code == 0, done.output
     assert "live data kept" in done.output                          # the shipped file keeps it (the default)
     assert _count(app, Patient) == 1 and _count(app, ClosedLink) == 1
+    from proapp.patients.models import Occurrence, OccurrenceStatus, PatientStatus
+
+    # The follow-up ended with the study: windows not yet closed cancelled, the patient's follow-up ended; audited.
+    assert _count(app, Occurrence, Occurrence.status == OccurrenceStatus.SCHEDULED) == 0
+    assert _count(app, Patient, Patient.status == PatientStatus.COMPLETED) == 1
+    assert _count(app, AuditEvent, AuditEvent.patient_id == pid, AuditEvent.action == "occurrence.cancelled") > 1
+    assert _count(app, AuditEvent, AuditEvent.patient_id == pid, AuditEvent.action == "patient.follow_up_ended") == 1
     page = app.test_client().get(f"/s/{token}")
     assert page.status_code == 410 and "This study is closed" in page.get_data(as_text=True)
-    fresh = runner.invoke(args=["proapp", "link", "ADU-TLS-003"])        # a link made after the closure
-    assert fresh.exit_code == 0, fresh.output
-    page = app.test_client().get("/s/" + fresh.output.strip().rsplit("/s/", 1)[1].split()[0])
+    assert runner.invoke(args=["proapp", "link", "ADU-TLS-003"]).exit_code == 2          # no open visit left
+    with app.app_context():                                       # and a link made anyhow after the closure
+        from proapp import services
+        from proapp.questionnaire.services import new_link
+
+        s = db.session()
+        fresh, _link = new_link(s, s.scalar(select(Occurrence).where(Occurrence.patient_id == pid).limit(1)),
+                                services.now(), revoke_previous=False)
+        s.commit()
+    page = app.test_client().get(f"/s/{fresh}")
     assert page.status_code == 410 and "This study is closed" in page.get_data(as_text=True)
     refused = runner.invoke(args=["proapp", "enroll", "--study", "ADUSE", "--site", "TLS", "--subject", "ADU-TLS-009",
                                   "--phone", "+33612345679", "--anchor-date", "2026-01-05", "--agreed-on",
