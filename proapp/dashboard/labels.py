@@ -19,6 +19,7 @@ CANCEL_REASONS = {
     "patient_not_active": _l("follow-up ended"), "opted_out": _l("patient stopped the SMS"),
     "paused": _l("SMS paused"), "number_unusable": _l("number cannot receive SMS"), "no_phone": _l("no phone number"),
     "superseded": _l("replaced by a later reminder"), "study_closed": _l("study closed"),
+    "acknowledged": _l("information already read"),
 }
 PATIENT_STATUSES = {
     "active": _l("Active"), "paused": _l("Paused"), "withdrawn": _l("Withdrawn"), "completed": _l("Follow-up ended"),

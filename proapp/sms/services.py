@@ -325,7 +325,8 @@ def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings
         contact = patient.contact
         information = msg.kind.startswith(INFORMATION)
         why = (_patient_unsendable(patient, contact) if information else _unsendable_reason(occ, patient, contact, now)
-               ) or ("study_closed" if patient.study_id in closed else None)
+               ) or ("study_closed" if patient.study_id in closed else None) or (
+            "acknowledged" if information and _acknowledged(db, msg) else None)
         if why:
             _set(msg, SmsStatus.CANCELLED, now, cancel_reason=why)
             out.cancelled += 1
@@ -377,6 +378,16 @@ def _unsendable_reason(occ: Occurrence, patient: Patient, contact: PatientContac
     if occ.status != OccurrenceStatus.SCHEDULED or now >= occ.window_closes_at:
         return "window_closed"
     return _patient_unsendable(patient, contact)
+
+
+def _acknowledged(db: Session, msg: SmsMessage) -> bool:
+    """Whether the patient already acknowledged the information sheet this SMS announces (on a questionnaire page,
+    between the queueing and the sending)."""
+    from proapp.patients.models import Agreement
+
+    version = msg.kind.removeprefix(INFORMATION)
+    return db.scalar(select(Agreement.id).where(Agreement.patient_id == msg.patient_id,
+                                                Agreement.information_version == version).limit(1)) is not None
 
 
 def _patient_unsendable(patient: Patient, contact: PatientContact | None) -> str | None:

@@ -76,3 +76,23 @@ def test_a_new_information_sheet_is_announced_once_by_sms_and_acknowledged_from_
             ("agreement", "2.1"), ("acknowledgement", "2.2")]
     tick(worker, local(2026, 3, 20, 12))
     assert len([m for m in fake_twilio.messages.values() if "information" in m.body]) == 1
+
+
+def test_the_information_sms_is_not_sent_to_a_patient_who_read_the_sheet_meanwhile(informed, fake_twilio, tmp_path):
+    from proapp import services
+    from proapp.patients.models import Patient
+    from proapp.patients.services import acknowledge_information
+    from proapp.sms.models import SmsStatus
+
+    app, worker = informed
+    pid = enrol(app, "ADU-TLS-603", ANCHOR, phone="+33612345603", hour=18)
+    _new_sheet(app, tmp_path / "v22", "2.2")
+    at(app, local(2026, 3, 18, 9))
+    assert worker.queue()["information"] == 1                   # due at the patient's SMS hour, 18:00
+    with app.app_context(), db.transaction() as s:            # read on a questionnaire page in the meantime
+        acknowledge_information(s, s.get_one(Patient, pid), "2.2", now=services.now())
+    tick(worker, local(2026, 3, 18, 18))
+    assert not [m for m in fake_twilio.messages.values() if "information" in m.body]
+    with app.app_context():
+        sms = db.session().scalar(select(SmsMessage).where(SmsMessage.kind == "info:2.2"))
+        assert (sms.status, sms.cancel_reason) == (SmsStatus.CANCELLED, "acknowledged")
