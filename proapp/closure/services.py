@@ -91,8 +91,11 @@ def find_study(db: Session, code: str) -> Study:
     return study
 
 
-def closure_of(db: Session, study_id: int) -> StudyClosure | None:
-    return db.scalar(select(StudyClosure).where(StudyClosure.study_id == study_id))
+def closure_of(db: Session, study_id: int, *, lock: bool = False) -> StudyClosure | None:
+    """The study's closure; ``lock``: its row locked to the transaction's end, so two runs never do a step at once
+    (PostgreSQL; SQLite's writers take turns anyway)."""
+    q = select(StudyClosure).where(StudyClosure.study_id == study_id)
+    return db.scalar(q.with_for_update() if lock else q)
 
 
 def open_visits(db: Session, study_id: int, now: datetime) -> int:
@@ -177,14 +180,13 @@ def archive_path(directory: Path, study: Study, closure: StudyClosure) -> Path:
 
 def archive(db: Session, study: Study, closure: StudyClosure, catalog: StudyCatalog, registry: Registry,
             keys: AuditKeys, directory: Path, sources: Sources, now: datetime, actor: str) -> Path:
-    """Step 2: write and verify the signed archive; once recorded, a run that continues checks it instead."""
+    """Step 2: write and verify the signed archive; once recorded, a run that continues checks it instead. The
+    export reads the feed: every completed response must have its place in it (``run`` sequences them first)."""
     if closure.archive_sha256 is not None:
         return checked_archive(study, closure, keys, directory)
     from proapp.audit.checkpoints import HeadsNotSigned, as_line, write
     from proapp.audit.models import AuditCheckpoint
-    from proapp.export import feed
 
-    feed.sequence_pending(db)          # a response completed a moment ago gets its place in the feed (commits)
     try:
         write(db, keys, now)                       # where every chain ends now, signed, into the archive
     except HeadsNotSigned as exc:
@@ -434,21 +436,28 @@ def run(code: str, keys: AuditKeys, directory: Path, sources: Sources, *, actor:
         started = (closure.started_at, closure.started_by)
     yield (f"continuing the closure of {code} started at {started[0]:%Y-%m-%d %H:%M} UTC by {started[1]}"
            if earlier is not None else f"{code} is closed to patients: no enrolment, its links say so, no SMS")
+    from proapp.export import feed
+
+    with database.transaction() as s:        # a response completed just before the closure gets its place in the feed
+        feed.sequence_pending(s)
     with database.transaction() as s:
-        study, closure = find_study(s, code), closure_of(s, study.id)
+        study = find_study(s, code)
+        closure = closure_of(s, study.id, lock=True)
         assert closure is not None
         done = closure.archive_sha256 is not None
         path = archive(s, study, closure, catalog, registry, keys, directory, sources, services.now(), actor)
         sha = closure.archive_sha256
     yield f"archive {'present and intact' if done else 'written and verified'}: {path} (SHA-256 {sha})"
     with database.transaction() as s:
-        study, closure = find_study(s, code), closure_of(s, study.id)
+        study = find_study(s, code)
+        closure = closure_of(s, study.id, lock=True)
         assert closure is not None
         done = closure.contacts_erased_at is not None
         erased = erase_contacts(s, study, closure, keys, directory, services.now(), actor)
     yield "phone numbers erased before" if done else f"{erased} phone number(s) erased"
     with database.transaction() as s:
-        study, closure = find_study(s, code), closure_of(s, study.id)
+        study = find_study(s, code)
+        closure = closure_of(s, study.id, lock=True)
         assert closure is not None
         done, live = closure.live_data_done_at is not None, closure.live_data
         removed = settle_live_data(s, study, closure, keys, directory, services.now(), actor)
