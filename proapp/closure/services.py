@@ -15,6 +15,7 @@ interrupted continues where it stopped (run it again) and never does a step twic
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -192,7 +193,6 @@ def archive(db: Session, study: Study, closure: StudyClosure, catalog: StudyCata
     except HeadsNotSigned as exc:
         raise ClosureRefused(f"{exc}: run proapp audit verify") from None
     checkpoints = "".join(as_line(c) + "\n" for c in db.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id)))
-    directory.mkdir(parents=True, exist_ok=True)
     path = archive_path(directory, study, closure)
     summary: dict[str, Any] = {}
 
@@ -213,7 +213,14 @@ def archive(db: Session, study: Study, closure: StudyClosure, catalog: StudyCata
         summary.update(_summary(db, study, closure, catalog, keys, now, copies))
         yield "archive.json", json.dumps(summary, indent=1, ensure_ascii=False, sort_keys=True).encode()
 
-    sha = archives.write(path, members(), keys, now)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        sha = archives.write(path, members(), keys, now)
+    except OSError as exc:                   # a folder that cannot be written, a disk full: nothing is recorded
+        with contextlib.suppress(OSError):
+            path.with_name(path.name + ".partial").unlink(missing_ok=True)
+        raise ClosureRefused(_l("The archive cannot be written in %(folder)s: %(error)s", folder=str(directory),
+                                error=exc.strerror or str(exc))) from None
     verdict = archives.verify(path, keys)
     if not verdict.intact:
         raise ClosureRefused(f"the archive written does not verify: {verdict.problems[0]}")

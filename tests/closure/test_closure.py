@@ -126,6 +126,12 @@ def test_close_then_verify_offline_after_the_live_data_is_gone(closing_app, tmp_
 
 def test_a_closed_study_takes_no_patient_sends_no_sms_and_its_links_say_so(app, runner, tmp_path):
     pid, token = enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-003", language="en")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    refused = runner.invoke(args=["proapp", "study", "close", "ADUSE", "--force", "end of funding",
+                                  "--archive-dir", str(blocked / "archives")])
+    assert refused.exit_code == 2 and "The archive cannot be written in" in refused.output, refused.output
+    assert _count(app, StudyClosure) == 1 and not list(tmp_path.rglob("*.zip"))  # closed to patients, no archive yet
     app.config["ARCHIVE_DIR"] = str(tmp_path / "archives")
     done = runner.invoke(args=["proapp", "study", "close", "ADUSE", "--force", "end of funding"])
     assert done.exit_code == 0, done.output
@@ -220,6 +226,10 @@ def test_an_interrupted_closure_continues_and_never_erases_without_its_archive(a
             path = closing.archive(s, study, closing.closure_of(s, study.id), services.studies(),
                                    services.instruments(), keys, tmp_path / "archives", closing.sources(),
                                    services.now(), "cli")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    refused = runner.invoke(args=["proapp", "study", "close", "ADUSE", "--archive-dir", str(blocked / "sub")])
+    assert refused.exit_code == 2 and "is not in" in refused.output          # recorded elsewhere: not rewritten
     moved = path.rename(tmp_path / path.name)             # the archive is not where it was written
     refused = runner.invoke(args=["proapp", "study", "close", "ADUSE"])
     assert refused.exit_code == 2 and "is not in" in refused.output
