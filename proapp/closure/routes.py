@@ -20,6 +20,8 @@ staff_route = staff_routes(bp)
 @staff_route("/studies/<code>/close", "admin", methods=["GET", "POST"])
 def close(code: str) -> tuple[str, int] | str:
     s = db.session()
+    if code not in services.studies().codes():
+        abort(404)
     try:
         study = closing.find_study(s, code)
     except closing.ClosureRefused:

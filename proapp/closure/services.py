@@ -86,8 +86,10 @@ def sources() -> Sources:
 
 
 def find_study(db: Session, code: str) -> Study:
+    from proapp import services
+
     study = db.scalar(select(Study).where(Study.code == code))
-    if study is None:
+    if study is None or code not in services.studies().codes():      # loaded, and its study file still there
         raise ClosureRefused(_l("There is no study %(study)s.", study=code))
     return study
 
