@@ -95,6 +95,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from proapp.export import routes as export_routes
 
     export_routes.init_app(app)
+    from proapp.closure import routes as closure_routes
+
+    closure_routes.init_app(app)
     from proapp.jobs import metrics
 
     metrics.init_app(app)
@@ -106,7 +109,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 COMMAND_MODULES = ("proapp.ops", "proapp.demo", "proapp.instruments.commands", "proapp.accounts.commands",
                    "proapp.audit.commands", "proapp.patients.commands", "proapp.questionnaire.commands",
                    "proapp.sms.commands", "proapp.alerts.commands", "proapp.export.commands",
-                   "proapp.jobs.commands")
+                   "proapp.jobs.commands", "proapp.closure.commands")
 
 
 def load_commands():

@@ -37,6 +37,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PUBLIC_URL", None, "The https base URL patients and Twilio reach (SMS links, signatures). "
             "Required in production; default `http://127.0.0.1:5000` in development."),
     Setting("STUDIES_DIR", None, "Folder of study files (`*.yaml`) used instead of the shipped ones."),
+    Setting("ARCHIVE_DIR", None, "Folder where a closed study's signed archive is written (`proapp study close`). "
+            "Default: `archives` in the instance folder."),
     Setting("SITE_CONTACTS", None, "YAML file of each site's phone for patients and on-call e-mail and mobile for "
             "alerts, merged into the study files (see docs/safety-signals.md). Default outside production: "
             "fictional numbers."),

@@ -18,7 +18,7 @@ from proapp.patients.models import (
 from proapp.questionnaire.models import AccessLink, Answer, Correction, Response, ResponseStatus
 from proapp.ratelimit import RateCounter
 from proapp.sms.models import SendSlot, SmsMessage, SmsStatus
-from proapp.studies.models import Site, Study
+from proapp.studies.models import ClosedLink, Site, Study, StudyClosure
 
 __all__ = [
     "AccessLink",
@@ -34,6 +34,7 @@ __all__ = [
     "AuditChainHead",
     "AuditCheckpoint",
     "AuditEvent",
+    "ClosedLink",
     "Correction",
     "Occurrence",
     "OccurrenceStatus",
@@ -53,6 +54,7 @@ __all__ = [
     "SmsStatus",
     "StaffSession",
     "Study",
+    "StudyClosure",
     "User",
     "UserScope",
     "WorkerHeartbeat",

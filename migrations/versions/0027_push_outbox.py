@@ -2,7 +2,7 @@
 the other outboxes, "sent" for what the EDC accepted (was "delivered")
 
 Revision ID: 0027
-Revises: 0025
+Revises: 0026
 Create Date: 2026-12-07
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import proapp.db
 
 revision: str = "0027"
-down_revision: str | None = "0025"
+down_revision: str | None = "0026"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

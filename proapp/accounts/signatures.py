@@ -19,6 +19,10 @@ from proapp.accounts.models import User
 MEANINGS = {
     "correction": ("I am correcting this answer for the reason given.",
                    _l("I am correcting this answer for the reason given.")),
+    "closure": ("I am closing this study: its data is archived, then its patients' phone numbers are erased and its "
+                "live data removed or kept as the study file says.",
+                _l("I am closing this study: its data is archived, then its patients' phone numbers are erased and its "
+                   "live data removed or kept as the study file says.")),
     "withdrawal": ("I am withdrawing this patient from the study's follow-up for the reason given.",
                    _l("I am withdrawing this patient from the study's follow-up for the reason given.")),
     "reschedule": ("I am moving this patient's anchor date, and the visits not yet completed, for the reason given.",

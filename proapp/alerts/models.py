@@ -50,7 +50,7 @@ class Alert(Base):
     rule_code: Mapped[str] = mapped_column(String(40))
     rule_label: Mapped[dict[str, str]] = mapped_column(JSON)          # {"en": ..., "fr": ...} as raised
     severity: Mapped[str] = mapped_column(String(10))                  # urgent, same_day, review
-    source: Mapped[str] = mapped_column(String(20))    # answer_saved, completed, window_closed, withdrawn
+    source: Mapped[str] = mapped_column(String(20))    # answer_saved, completed, window_closed, withdrawn, study_closed
     evidence: Mapped[list[dict[str, Any]]] = mapped_column(JSON)       # the answers and scores that met the rule
     raised_at: Mapped[datetime]
     state: Mapped[AlertState] = mapped_column(_enum(AlertState, "alert_state"), default=AlertState.OPEN)

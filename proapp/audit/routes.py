@@ -3,8 +3,6 @@ one patient's entries."""
 
 from __future__ import annotations
 
-import io
-import json
 from datetime import date
 
 from flask import Blueprint, Response, render_template, request
@@ -53,26 +51,13 @@ def patient_audit_csv(patient_id: int) -> Response:
     history began before chains were per patient), and the copy's own SHA-256 (X-Content-SHA256)."""
     import hashlib
 
-    from proapp.audit.services import chain_of, record, verify
+    from proapp.audit.copies import certified_copy
+    from proapp.audit.services import record
 
     patient = patient_or_404(patient_id)
     s = db.session()
-    listed = list(queries.patient_audit_entries(s, patient.id))
-    count, findings = 0, []
-    for name in sorted({chain_of(patient.id)} | {e.chain for e in listed}):   # this patient's, not the trial's
-        n, found = verify(s, chain=name)
-        count, findings = count + n, findings + found
-    out = io.StringIO()
-    out.write(csvfiles.BOM)
-    writer = csvfiles.writer(out, csvfiles.SEPARATORS.get(request.args.get("sep", ""), ","))   # as other CSVs
-    writer.writerow(("entry", "at_utc", "actor", "action", "entity", "entity_id", "old", "new", "reason",
-                     "prev_hash", "hash"))
-    for e in listed:
-        writer.writerow((e.id, e.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), e.actor, e.action, e.entity, e.entity_id or "",
-                         "" if e.old is None else json.dumps(e.old, sort_keys=True, ensure_ascii=False),
-                         "" if e.new is None else json.dumps(e.new, sort_keys=True, ensure_ascii=False),
-                         e.reason or "", e.prev_hash, e.hash))
-    body = out.getvalue().encode()
+    copy = certified_copy(s, patient.id, csvfiles.SEPARATORS.get(request.args.get("sep", ""), ","))  # as other CSVs
+    body, count, findings = copy.body, copy.verified, copy.findings
     record(s, actor=viewer().actor, action="audit.exported", entity="patient", entity_id=patient.id,
            patient_id=patient.id, new={"sha256": hashlib.sha256(body).hexdigest(), "chain_intact": not findings},
            at=services.now())

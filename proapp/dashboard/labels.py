@@ -18,8 +18,8 @@ CANCEL_REASONS = {
     "completed": _l("questionnaire completed"), "window_closed": _l("window closed"),
     "patient_not_active": _l("follow-up ended"), "opted_out": _l("patient stopped the SMS"),
     "paused": _l("SMS paused"), "number_unusable": _l("number cannot receive SMS"), "no_phone": _l("no phone number"),
-    "superseded": _l("replaced by a later reminder"),
-    "rescheduled": _l("visit moved to a new date"),
+    "superseded": _l("replaced by a later reminder"), "study_closed": _l("study closed"),
+    "acknowledged": _l("information already read"), "rescheduled": _l("visit moved to a new date"),
 }
 PATIENT_STATUSES = {
     "active": _l("Active"), "paused": _l("Paused"), "withdrawn": _l("Withdrawn"), "completed": _l("Follow-up ended"),
@@ -64,6 +64,8 @@ def sms_kind(kind: str) -> str:
         return _("Reminder %(n)s", n=kind.removeprefix("reminder_"))
     if kind.startswith("resend_"):
         return _("Link sent again (%(n)s)", n=kind.removeprefix("resend_"))
+    if kind.startswith("info:"):
+        return _("New information sheet (%(version)s)", version=kind.removeprefix("info:"))
     return kind
 
 

@@ -59,12 +59,14 @@ class Worker:
     # Jobs -------------------------------------------------------------------------------------------------
 
     def queue(self) -> dict[str, int]:
-        """Windows closed -> missed; waiting SMS that must not go -> cancelled; due invitations and reminders."""
+        """Windows closed -> missed; waiting SMS that must not go -> cancelled; due invitations and reminders; the
+        SMS about a new information sheet."""
         with self.app.app_context(), db.transaction() as s:
             now = services.now()
             return {"missed": sms.mark_missed(s, now), "cancelled": sms.cancel_unsendable(s, now),
                     "invitations": sms.queue_invitations(s, now, self.settings),
-                    "reminders": sms.queue_reminders(s, services.studies(), now, self.settings)}
+                    "reminders": sms.queue_reminders(s, services.studies(), now, self.settings),
+                    "information": sms.queue_information(s, services.studies(), now, self.settings)}
 
     def send_due(self, max_batches: int | None = None) -> outbox.Report:
         """Send every due SMS, a batch at a time, until none is left (or ``max_batches``)."""

@@ -54,10 +54,16 @@ def purge_contacts(db: Session, now: datetime, actor: str, dry_run: bool = False
     if dry_run:
         return [subject for _c, subject in rows]
     for contact, _subject in rows:
-        contact.phone_ciphertext = contact.phone_lookup = None
-        contact.usable, contact.unusable_reason, contact.updated_at = False, "erased after follow-up", now
-        sms_must_stop.send(contact.patient_id, db=db, why="no_phone", now=now)
-        record(db, actor=actor, action="patient.contact_erased", entity="patient_contact",
-               entity_id=contact.patient_id, patient_id=contact.patient_id, reason="follow-up ended", at=now)
+        erase(db, contact, now, actor, why="follow-up ended", note="erased after follow-up")
     db.flush()
     return [subject for _c, subject in rows]
+
+
+def erase(db: Session, contact: PatientContact, now: datetime, actor: str, why: str, note: str) -> None:
+    """Erase one patient's number (the SMS waiting for them are cancelled), audited with ``why``; ``note`` is
+    what the staff pages show in its place."""
+    contact.phone_ciphertext = contact.phone_lookup = None
+    contact.usable, contact.unusable_reason, contact.updated_at = False, note[:200], now
+    sms_must_stop.send(contact.patient_id, db=db, why="no_phone", now=now)
+    record(db, actor=actor, action="patient.contact_erased", entity="patient_contact",
+           entity_id=contact.patient_id, patient_id=contact.patient_id, reason=why, at=now)

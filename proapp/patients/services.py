@@ -59,6 +59,10 @@ def validate_enrolment(db: Session, catalog: StudyCatalog, req: EnrolmentRequest
     if study is None:
         raise EnrolmentError("study", _l("Study %(study)s is not loaded yet: run proapp init.",
                                          study=req.study_code))
+    from proapp.studies.services import is_closed
+
+    if is_closed(db, study.id):
+        raise EnrolmentError("study", _l("Study %(study)s is closed: it takes no new patient.", study=req.study_code))
     site = db.scalar(select(Site).where(Site.study_id == study.id, Site.code == req.site_code))
     if site is None or not site.active:
         raise EnrolmentError("site", _l("Unknown site %(site)s for study %(study)s.",

@@ -82,6 +82,9 @@ class AccessLink(Base):
     created_at: Mapped[datetime]
     first_opened_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # None: the occurrence's questionnaire; "information": the SMS that asks the patient to read a new information
+    # sheet (it opens the information page, whatever the occurrence's window)
+    purpose: Mapped[str | None] = mapped_column(String(20))
 
     occurrence: Mapped[Occurrence] = relationship()
 

@@ -31,6 +31,9 @@ def _patient_headers(resp: Response) -> Response:
 
 def _invalid(link_id: int | None = None) -> tuple[str, int]:
     """The page of a link that does not work; when a staff member sent a newer one, it says so (and when)."""
+    closed = answering.closed_study_language(_reads(), link_id=link_id) if link_id else None
+    if closed is not None:
+        return _study_closed(closed)
     replaced = answering.replaced_at(_reads(), link_id) if link_id else None
     if replaced is not None:
         from zoneinfo import ZoneInfo
@@ -42,6 +45,12 @@ def _invalid(link_id: int | None = None) -> tuple[str, int]:
         local = replaced.astimezone(ZoneInfo(tz or current_app.config["DEFAULT_TIMEZONE"]))
         return render_template("questionnaire/message.html", kind="replaced", when=local), 410
     return render_template("questionnaire/message.html", kind="invalid"), 404
+
+
+def _study_closed(language: str) -> tuple[str, int]:
+    """The page of a link of a closed study, in the patient's language."""
+    use_locale(language)
+    return render_template("questionnaire/message.html", kind="study_closed"), 410
 
 
 @bp.get("/s/<token>")
@@ -56,7 +65,15 @@ def open_link(token: str) -> WResponse | tuple[str, int]:
     if wait:
         return too_many_requests(wait)
     s = db.session()
+    closed = answering.closed_study_language(_reads(), token=token)
+    if closed is not None:
+        s.rollback()
+        return _study_closed(closed)
     state, link = answering.resolve_link(s, token, services.now())
+    if state is answering.LinkState.STUDY_CLOSED and link is not None:
+        language = link.occurrence.patient.language
+        s.rollback()
+        return _study_closed(language)
     if state is answering.LinkState.INVALID or link is None:
         revoked = link.id if link is not None and link.revoked_at is not None else None
         s.rollback()
@@ -65,6 +82,8 @@ def open_link(token: str) -> WResponse | tuple[str, int]:
     s.commit()
     session.clear()
     session[SESSION_KEY] = {"occ": link.occurrence_id, "link": link.id}
+    if state is answering.LinkState.INFORMATION:        # the SMS about a new information sheet
+        return redirect(url_for("questionnaire.patient_information"), code=303)
     return redirect(url_for("questionnaire.welcome"), code=303)
 
 

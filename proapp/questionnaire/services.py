@@ -52,14 +52,15 @@ def issue_link(db: Session, occurrence: Occurrence, now: datetime) -> str:
     return new_link(db, occurrence, now, revoke_previous=True)[0]
 
 
-def new_link(db: Session, occurrence: Occurrence, now: datetime, *, revoke_previous: bool) -> tuple[str, AccessLink]:
+def new_link(db: Session, occurrence: Occurrence, now: datetime, *, revoke_previous: bool,
+             purpose: str | None = None) -> tuple[str, AccessLink]:
     """A fresh token and its row. A scheduled reminder (``revoke_previous=False``) leaves the invitation's link
-    working too."""
+    working too. ``purpose`` "information": a link to the information sheet (INFORMATION_LINK)."""
     if revoke_previous:
         db.execute(update(AccessLink).where(AccessLink.occurrence_id == occurrence.id,
                                             AccessLink.revoked_at.is_(None)).values(revoked_at=now))
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    link = AccessLink(occurrence_id=occurrence.id, token_sha256=token_hash(token), created_at=now)
+    link = AccessLink(occurrence_id=occurrence.id, token_sha256=token_hash(token), created_at=now, purpose=purpose)
     db.add(link)
     db.flush()
     return token, link
@@ -69,6 +70,24 @@ class LinkState(enum.Enum):
     OPEN = "open"
     COMPLETED = "completed"
     INVALID = "invalid"        # unknown, revoked, tampered, not yet open or closed: one friendly page
+    INFORMATION = "information"  # a link to read the study's new information sheet
+    STUDY_CLOSED = "study_closed"  # a link of a closed study (proapp study close), however it was made
+
+
+INFORMATION_LINK = "information"
+
+
+def closed_study_language(conn: Connection, *, token: str | None = None, link_id: int | None = None) -> str | None:
+    """The patient's language when the link (by its token, or its id while the live data is there) belongs to a
+    closed study (``proapp study close``), else None."""
+    from proapp.studies.models import ClosedLink
+
+    if token is not None:
+        if not token or len(token) > 64:
+            return None
+        return conn.execute(select(ClosedLink.language).where(ClosedLink.token_sha256 == token_hash(token))).scalar()
+    return conn.execute(select(ClosedLink.language).join(AccessLink, AccessLink.token_sha256 == ClosedLink.token_sha256)
+                        .where(AccessLink.id == link_id)).scalar()
 
 
 def replaced_at(conn: Connection, link_id: int) -> datetime | None:
@@ -95,6 +114,17 @@ def resolve_link(db: Session, token: str, now: datetime) -> tuple[LinkState, Acc
     if link.revoked_at is not None:
         return LinkState.INVALID, link
     occ = link.occurrence
+    from proapp.studies.services import is_closed
+
+    if is_closed(db, occ.patient.study_id):
+        return LinkState.STUDY_CLOSED, link
+    if link.purpose == INFORMATION_LINK:
+        if occ.patient.status.value in ("withdrawn", "completed"):
+            return LinkState.INVALID, None
+        if link.first_opened_at is None:
+            link.first_opened_at = now
+            db.flush()
+        return LinkState.INFORMATION, link
     if occ.status == OccurrenceStatus.COMPLETED:
         return LinkState.COMPLETED, link
     if not occ.is_open(now) or occ.patient.status.value in ("withdrawn", "completed"):

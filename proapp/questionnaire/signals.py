@@ -13,8 +13,8 @@ from blinker import Namespace
 
 signals = Namespace()
 
-# sender: the occurrence id; keyword arguments: db (the Session), how ("completed", "window_closed" or "withdrawn"),
-# now.
+# sender: the occurrence id; keyword arguments: db (the Session), how ("completed", "window_closed", "withdrawn" or
+# "study_closed"), now.
 occurrence_ended = signals.signal("occurrence-ended")
 
 # sender: the occurrence id; keyword arguments: db (the Session), visit_q (the VisitQuestionnaire, answers as

@@ -1,8 +1,8 @@
 """The outbox's rules, as plain functions over a Session. The worker's jobs and the webhook only call these.
 
 - ``mark_missed``: windows that closed uncompleted become missed.
-- ``queue_invitations`` / ``queue_reminders``: one row per (occurrence, kind), inserted with ON CONFLICT DO
-  NOTHING, so a kind of SMS exists once whatever the number of workers and ticks.
+- ``queue_invitations`` / ``queue_reminders`` / ``queue_information``: one row per (occurrence, kind), inserted
+  with ON CONFLICT DO NOTHING, so a kind of SMS exists once whatever the number of workers and ticks.
 - ``claim``: rows due now are taken by one worker in one atomic UPDATE ... RETURNING (with FOR UPDATE SKIP
   LOCKED on PostgreSQL); ``prepare`` issues the link and fixes the body; ``apply_outcome`` records what the
   gateway said.
@@ -34,18 +34,20 @@ from proapp.patients.models import (
 )
 from proapp.patients.phones import PhoneVault
 from proapp.questionnaire.models import AccessLink
-from proapp.questionnaire.services import TOKEN_BYTES, new_link
+from proapp.questionnaire.services import INFORMATION_LINK, TOKEN_BYTES, new_link
 from proapp.questionnaire.signals import occurrence_ended
 from proapp.sms import text as smstext
 from proapp.sms.gateways import UNUSABLE_CODES, Found, Gateway, Outcome, Outgoing, body_hash
 from proapp.sms.models import PROGRESS, SendSlot, SmsMessage, SmsStatus
 from proapp.sms.timing import QuietHours, allowed_at, invitation_due, local_day, local_instant, reminder_days
 from proapp.studies.catalog import StudyCatalog
-from proapp.studies.models import Study
+from proapp.studies.models import Study, StudyClosure
+from proapp.studies.services import closing
 
 log = logging.getLogger("proapp.sms")
 
 INVITATION = "invitation"
+INFORMATION = "info:"      # info:<information sheet version>: the SMS asking to read a new information sheet
 RESEND = "resend_"         # resend_1, resend_2, ...: a new link sent at a coordinator's request
 MAX_RETRY_DELAY = timedelta(hours=1)
 TWILIO_STATUS = {
@@ -88,7 +90,8 @@ def _reachable():
     """SQL condition: the patient can be sent an SMS for this occurrence."""
     return and_(Occurrence.status == OccurrenceStatus.SCHEDULED, Patient.status == PatientStatus.ACTIVE,
                 PatientContact.phone_ciphertext.is_not(None), PatientContact.usable.is_(True),
-                PatientContact.sms_paused_at.is_(None), PatientContact.opted_out_at.is_(None))
+                PatientContact.sms_paused_at.is_(None), PatientContact.opted_out_at.is_(None),
+                ~closing(Patient.study_id))
 
 
 def _insert_new(db: Session, rows: list[dict[str, Any]]) -> int:
@@ -144,6 +147,46 @@ def queue_invitations(db: Session, now: datetime, settings: SmsSettings) -> int:
         due = invitation_due(opens_on, tz, hour, now, settings.quiet)
         if due < closes_at:
             new.append(_new_row(occ_id, patient_id, INVITATION, due, now, sms_round=sms_round))
+    return _insert_new(db, new)
+
+
+def information_kind(version: str) -> str:
+    """The outbox kind of the SMS about information sheet ``version`` (20 characters at most)."""
+    import hashlib
+
+    return INFORMATION + (version if len(version) <= 15 else hashlib.sha256(version.encode()).hexdigest()[:15])
+
+
+def queue_information(db: Session, catalog: StudyCatalog, now: datetime, settings: SmsSettings) -> int:
+    """One SMS per patient and information sheet version, to the patients in follow-up who agreed to an earlier
+    version of their study's sheet and have not acknowledged this one: its link opens the information page,
+    where they confirm they read it. No health information in it. Exactly once: a patient who has such an SMS,
+    whatever became of it, gets no other (the row is on the patient's first occurrence, unique per kind)."""
+    from proapp.patients.models import Agreement
+
+    new = []
+    for loaded in catalog.all():
+        info = loaded.definition.information
+        if info is None:
+            continue
+        kind = information_kind(info.version)
+        first = select(func.min(Occurrence.id)).where(Occurrence.patient_id == Patient.id).scalar_subquery()
+        rows = db.execute(
+            select(Patient.id, first, Patient.timezone, Patient.sms_hour)
+            .join(Study, Study.id == Patient.study_id)
+            .join(PatientContact, PatientContact.patient_id == Patient.id)
+            .where(Study.code == loaded.definition.code, Patient.status == PatientStatus.ACTIVE,
+                   PatientContact.phone_ciphertext.is_not(None), PatientContact.usable.is_(True),
+                   PatientContact.sms_paused_at.is_(None), PatientContact.opted_out_at.is_(None),
+                   ~closing(Patient.study_id),
+                   exists().where(Agreement.patient_id == Patient.id, Agreement.information_version.is_not(None),
+                                  Agreement.information_version != info.version),
+                   ~exists().where(Agreement.patient_id == Patient.id, Agreement.information_version == info.version),
+                   ~exists().where(SmsMessage.patient_id == Patient.id, SmsMessage.kind == kind)))
+        for patient_id, occurrence_id, tz, hour in rows:
+            if occurrence_id is not None:
+                due = invitation_due(local_day(now, tz), tz, hour, now, settings.quiet)
+                new.append(_new_row(occurrence_id, patient_id, kind, due, now))
     return _insert_new(db, new)
 
 
@@ -210,11 +253,13 @@ def queue_resend(db: Session, occ: Occurrence, now: datetime) -> str:
 
 def cancel_unsendable(db: Session, now: datetime) -> int:
     """Waiting rows whose SMS must no longer go: completed, missed or closed, patient not active, SMS stopped."""
+    visit_sms = SmsMessage.kind.not_like(f"{INFORMATION}%")      # the information SMS has no window
     reason = case(
-        (Occurrence.status == OccurrenceStatus.COMPLETED, "completed"),
-        (Occurrence.status != OccurrenceStatus.SCHEDULED, "window_closed"),
-        (Occurrence.window_closes_at <= now, "window_closed"),
+        (and_(visit_sms, Occurrence.status == OccurrenceStatus.COMPLETED), "completed"),
+        (and_(visit_sms, Occurrence.status != OccurrenceStatus.SCHEDULED), "window_closed"),
+        (and_(visit_sms, Occurrence.window_closes_at <= now), "window_closed"),
         (Patient.status != PatientStatus.ACTIVE, "patient_not_active"),
+        (closing(Patient.study_id), "study_closed"),
         (PatientContact.opted_out_at.is_not(None), "opted_out"),
         (PatientContact.sms_paused_at.is_not(None), "paused"),
         (PatientContact.usable.is_(False), "number_unusable"),
@@ -273,18 +318,26 @@ def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings
                                                    SmsMessage.status == SmsStatus.SENDING)
                           .options(joinedload(SmsMessage.occurrence),
                                    joinedload(SmsMessage.patient).joinedload(Patient.contact))).all()
+    closed = set(db.scalars(select(StudyClosure.study_id)))           # no SMS of a study closed or closing
     for msg in messages:
         occ, patient = msg.occurrence, msg.patient
         contact = patient.contact
-        why = "rescheduled" if msg.round != occ.sms_round or now < occ.window_opens_at else None
-        why = why or _unsendable_reason(occ, patient, contact, now)
+        information = msg.kind.startswith(INFORMATION)
+        # An invitation or reminder of an earlier round (the visit moved since), or for a window not open yet: not
+        # sent. The information SMS belongs to no visit's round.
+        why = None if information else (
+            "rescheduled" if msg.round != occ.sms_round or now < occ.window_opens_at else None)
+        why = why or (_patient_unsendable(patient, contact) if information
+                      else _unsendable_reason(occ, patient, contact, now)) or (
+            "study_closed" if patient.study_id in closed else None) or (
+            "acknowledged" if information and _acknowledged(db, msg) else None)
         if why:
             _set(msg, SmsStatus.CANCELLED, now, cancel_reason=why)
             out.cancelled += 1
             continue
         allowed = allowed_at(now, patient.timezone, patient.sms_hour, settings.quiet)
         if allowed > now:                    # quiet hours (the worker was stopped, or a retry fell at night)
-            if allowed >= occ.window_closes_at:
+            if allowed >= occ.window_closes_at and not information:
                 _set(msg, SmsStatus.CANCELLED, now, cancel_reason="window_closed")
                 out.cancelled += 1
             else:
@@ -300,8 +353,9 @@ def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings
             out.cancelled += 1
             continue
         resend = msg.kind.startswith(RESEND)
-        token, link = new_link(db, occ, now, revoke_previous=False)
-        text_kind = ("invitation" if msg.kind == INVITATION or resend
+        token, link = new_link(db, occ, now, revoke_previous=False,
+                               purpose=INFORMATION_LINK if information else None)
+        text_kind = ("information" if information else "invitation" if msg.kind == INVITATION or resend
                      else "last_day" if local_day(now, patient.timezone) == occ.window_closes_on else "reminder")
         if text_kind == "invitation" and _first_sms(db, msg):
             text_kind = "first_invitation"
@@ -327,6 +381,20 @@ def _unsendable_reason(occ: Occurrence, patient: Patient, contact: PatientContac
         return "completed"
     if occ.status != OccurrenceStatus.SCHEDULED or now >= occ.window_closes_at:
         return "window_closed"
+    return _patient_unsendable(patient, contact)
+
+
+def _acknowledged(db: Session, msg: SmsMessage) -> bool:
+    """Whether the patient already acknowledged the information sheet this SMS announces (on a questionnaire page,
+    between the queueing and the sending)."""
+    from proapp.patients.models import Agreement
+
+    version = msg.kind.removeprefix(INFORMATION)
+    return db.scalar(select(Agreement.id).where(Agreement.patient_id == msg.patient_id,
+                                                Agreement.information_version == version).limit(1)) is not None
+
+
+def _patient_unsendable(patient: Patient, contact: PatientContact | None) -> str | None:
     if patient.status != PatientStatus.ACTIVE:
         return "patient_not_active"
     if contact is None or contact.phone_ciphertext is None:

@@ -16,7 +16,7 @@ GSM7_BASIC = frozenset(
     "abcdefghijklmnopqrstuvwxyzäöñüà")
 GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
 SEGMENT = 160
-KINDS = ("first_invitation", "invitation", "reminder", "last_day")
+KINDS = ("first_invitation", "invitation", "reminder", "last_day", "information")
 EN_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -40,7 +40,8 @@ def short_date(day: date, language: str) -> str:
 
 def compose(kind: str, language: str, *, sender: str, link: str, last_day: date) -> str:
     """The text of an SMS. ``kind`` is first_invitation (the patient's first SMS: it names the information on
-    their data and rights, one tap away on the page the link opens), invitation, reminder or last_day."""
+    their data and rights, one tap away on the page the link opens), invitation, reminder, last_day, or
+    information (the study's information sheet changed: the link opens it, to read and acknowledge)."""
     values = {"sender": sender, "link": link, "date": short_date(last_day, language)}
     with force_locale(language):
         if kind == "first_invitation":
@@ -52,6 +53,9 @@ def compose(kind: str, language: str, *, sender: str, link: str, last_day: date)
         if kind == "reminder":
             return gettext("%(sender)s: reminder, your follow-up questionnaire is waiting for you until "
                            "%(date)s: %(link)s", **values)
+        if kind == "information":
+            return gettext("%(sender)s: the information on the study and your data has changed, please read it: "
+                           "%(link)s", **values)
         if kind == "last_day":
             return gettext("%(sender)s: last day to answer your follow-up questionnaire: %(link)s", **values)
     raise ValueError(f"unknown SMS kind {kind!r}")

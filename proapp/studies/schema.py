@@ -204,6 +204,17 @@ class CorrectionSettings(_Strict):
     sources: list[CorrectionSource] = Field(default_factory=lambda: list(CORRECTION_SOURCES), min_length=1)
 
 
+class ClosureSettings(_Strict):
+    """What ``proapp study close`` does with the live data once the signed archive is written and verified:
+    ``keep`` it (read-only in practice: the study takes no patient, no answer, no SMS) or ``remove`` the study's
+    patients and everything recorded about them from the live tables (the audit trail stays: it is append-only).
+    ``archive_years``: how long the sponsor keeps the archive (25 for a clinical trial of a medicinal product,
+    Regulation (EU) No 536/2014 article 58), written in the archive."""
+
+    live_data: Literal["keep", "remove"] = "keep"
+    archive_years: int = Field(default=25, ge=1, le=100)
+
+
 class SeriesEntry(_Strict):
     series: Series
 
@@ -345,6 +356,7 @@ class StudyDef(_Strict):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     information: Information | None = None      # required in production (the patient's information page)
     corrections: CorrectionSettings = Field(default_factory=CorrectionSettings)
+    closure: ClosureSettings = Field(default_factory=ClosureSettings)
 
     @field_validator("default_timezone")
     @classmethod

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from proapp.studies.catalog import StudyCatalog
-from proapp.studies.models import Site, Study
+from proapp.studies.models import Site, Study, StudyClosure
 
 
 def sync_studies(db: Session, catalog: StudyCatalog, now: datetime) -> list[str]:
@@ -52,3 +53,14 @@ def sync_studies(db: Session, catalog: StudyCatalog, now: datetime) -> list[str]
                 changes.append(f"site {d.code}/{site.code} no longer in the study file: deactivated")
     db.flush()
     return changes
+
+
+def closing(study_id_column: Any) -> Any:
+    """SQL: the study named by ``study_id_column`` (``Patient.study_id``) is closed or being closed."""
+    return exists().where(StudyClosure.study_id == study_id_column)
+
+
+def is_closed(db: Session | Any, study_id: int) -> bool:
+    """Whether the study is closed or being closed: it takes no patient, no answer, sends no SMS."""
+    return bool(db.execute(select(exists().where(StudyClosure.study_id == study_id))).scalar())
+

@@ -254,5 +254,38 @@ def test_the_study_restricts_corrections_to_documented_sources_and_the_exports_c
             "data"] if i["id"] == pain)
         assert item["corrections"][0]["source"] == {"kind": "patient_request", "requested_on": _today(),
                                                     "method": "visit"}
+        _every_format_carries_the_source(app, pain, _today())
     finally:
         app.extensions["proapp.engine"].dispose()
+
+
+def _every_format_carries_the_source(app, pain: int, day: str) -> None:
+    """The correction's source, as the JSON has it, in CSV (columns), ODM (the AuditRecord's SourceID, schema
+    valid), FHIR (a complex extension, R4B valid) and REDCap (the form's ``_corr_src``)."""
+    from fhir.resources.R4B.bundle import Bundle
+
+    client, key = app.test_client(), make_key(app)
+    rows = list(csv.DictReader(io.StringIO(client.get(f"{URL}/responses?format=csv", headers=auth(key))
+                                           .get_data(as_text=True))))
+    row = next(r for r in rows if r["response_id"] == str(pain) and r["item_code"] == "PAIN_VAS")
+    assert (row["correction_source"], row["correction_requested_on"], row["correction_request_method"]) == (
+        "patient_request", day, "visit")
+    score = next(r for r in rows if r["response_id"] == str(pain) and r["row_kind"] == "score")
+    assert score["correction_source"] == ""
+    doc = validate_odm(client.get(f"{URL}/responses?format=odm", headers=auth(key)).data)
+    ns = {"o": "http://www.cdisc.org/ns/odm/v1.3"}
+    item = doc.find(".//o:ItemData[@ItemOID='I.PAIN_VAS.PAIN_VAS']", ns)
+    assert item.find("o:AuditRecord/o:SourceID", ns).text.endswith(f"; source: patient_request on {day} by visit")
+    bundle = client.get(f"{URL}/responses?format=fhir", headers=auth(key)).get_json()
+    Bundle.model_validate(bundle)
+    response = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "QuestionnaireResponse"
+                    and e["resource"]["identifier"]["value"] == str(pain))
+    [fix] = [x for x in response["extension"] if x["url"].endswith("/fhir/StructureDefinition/correction")]
+    parts = {p["url"]: next(v for k, v in p.items() if k.startswith("value")) for p in fix["extension"]}
+    assert parts == {"item": "PAIN_VAS", "repeat": 0, "at": parts["at"], "reason": "x", "source": "patient_request",
+                     "requestedOn": day, "requestMethod": "visit"}
+    records = client.get(f"{URL}/responses?format=redcap", headers=auth(key)).get_json()
+    pain_row = next(r for r in records if r.get("pain_vas_resp_id") == str(pain))
+    assert pain_row["pain_vas_corr_src"] == f"PAIN_VAS[0]: patient_request on {day} by visit"
+    diary_row = next(r for r in records if r.get("du_diary_resp_id"))
+    assert diary_row["du_diary_corr_src"] == ""                      # never corrected

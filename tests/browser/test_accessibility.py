@@ -129,7 +129,8 @@ def test_staff_pages_have_no_violation(app, live_server, browser):
     for name, path in (("overview", "/staff/"), ("patients", "/staff/patients"), ("enrol", "/staff/patients/new"),
                        ("patient", f"/staff/patients/{pid}"), ("audit", "/staff/audit"), ("alerts", "/staff/alerts"),
                        ("alert", f"/staff/alerts/{alert_id}"), ("accounts", "/staff/accounts"),
-                       ("invite", "/staff/accounts/new"), ("my account", "/staff/account")):
+                       ("invite", "/staff/accounts/new"), ("my account", "/staff/account"),
+                       ("close a study", "/staff/studies/ADUSE/close")):
         page.goto(live_server + path)
         found[name] = violations(page)
     # The ulcer list with a row, and its form open (a treated ulcer recorded by the team).

@@ -9,8 +9,8 @@ from proapp.export.data import Exported
 from proapp.instruments import derived_group_values, derived_values, still_asked
 from proapp.instruments.schema import Instrument, Item
 
-__all__ = ["all_scores", "current_answers", "derived_group_values", "derived_values", "grouped_answers", "iso",
-           "removed", "shown"]
+__all__ = ["all_scores", "correction_source", "current_answers", "derived_group_values", "derived_values",
+           "grouped_answers", "iso", "removed", "shown", "source_phrase"]
 
 Answer = tuple[str, int, str | None, datetime]
 
@@ -37,6 +37,22 @@ def removed(inst: Instrument, e: Exported) -> list[tuple[str, str, int | None]]:
     out: list[tuple[str, str, int | None]] = [("answer", code, rep) for code, rep in sorted(had - now)]
     out += [("score", code, rep) for code, rep in (e.current_scores or {}).get("removed") or []]
     return out
+
+
+def correction_source(fix: tuple) -> tuple[str, str, str]:
+    """A correction's source as (kind, day the patient asked, how): ``patient_request`` with its day and method,
+    ``transcription_error`` or ``other`` (empty day and method); three empty strings for a correction recorded
+    before sources existed."""
+    if len(fix) < 12 or not fix[9]:
+        return "", "", ""
+    return fix[9], fix[10].isoformat() if fix[10] else "", fix[11] or ""
+
+
+def source_phrase(fix: tuple) -> str:
+    """The source in a few words, for the formats that carry it as text (ODM's SourceID, REDCap): ``patient_request
+    on 2026-03-02 by phone``; empty when the correction has none."""
+    kind, day, method = correction_source(fix)
+    return kind + (f" on {day}" if day else "") + (f" by {method}" if method else "")
 
 
 def iso(dt: datetime) -> str:

@@ -7,13 +7,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from proapp.export.data import Exported
-from proapp.export.formats.common import all_scores, current_answers, iso, removed, shown
+from proapp.export.formats.common import all_scores, correction_source, current_answers, iso, removed, shown
 from proapp.instruments.schema import Instrument, Item
 
 CSV_COLUMNS = ("response_id", "sequence", "subject_id", "site", "visit", "instrument", "instrument_version",
                "language", "completed_at", "completed_on_site", "item_code", "repeat", "value", "item_label",
                "value_label", "answered_at", "original_value", "corrected_at", "corrected_by", "correction_reason",
-               "correction_signature", "row_kind", "answer_language", "entered_with")
+               "correction_signature", "correction_source", "correction_requested_on",
+               "correction_request_method", "row_kind", "answer_language", "entered_with")
 
 
 def value_label(item: Item, value: str | None, lang: str) -> str:
@@ -52,10 +53,10 @@ def csv_rows(e: Exported, inst: Instrument, lang: str, variant: str | None,
         yield (*head, code, repeat, "" if value is None else value, label,
                value_label(item, value, lang), iso(answered) if answered else "",
                *(("" if originals[(code, repeat)][2] is None else originals[(code, repeat)][2], iso(fix[6]), fix[5],
-                  fix[4], f"{fix[8]}: {fix[7]}" if fix[7] else "") if fix else ("", "", "", "", "")), "answer",
-               e.answer_languages.get((code, repeat), ""), e.entered_with.get((code, repeat), ""))
+                  fix[4], f"{fix[8]}: {fix[7]}" if fix[7] else "", *correction_source(fix)) if fix else ("",) * 8),
+               "answer", e.answer_languages.get((code, repeat), ""), e.entered_with.get((code, repeat), ""))
     labels = {d.code: d.label(lang) for d in inst.derived}
-    no_answer_columns = ("",) * 7              # value_label, answered_at and the correction's five columns
+    no_answer_columns = ("",) * 10             # value_label, answered_at and the correction's eight columns
     for code, repeat, value in all_scores(inst, e.current_scores):
         yield (*head, code, repeat or 0, "" if value is None else value, labels[code], *no_answer_columns, "score",
                "", "")

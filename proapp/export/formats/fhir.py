@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from proapp.export.data import Exported
-from proapp.export.formats.common import all_scores, current_answers, iso, removed, shown
+from proapp.export.formats.common import all_scores, correction_source, current_answers, iso, removed, shown
 from proapp.export.formats.csv_format import value_label
 from proapp.instruments.schema import Instrument, Item
 from proapp.studies.schema import StudyDef
@@ -91,10 +91,24 @@ def fhir_response(e: Exported, inst: Instrument, study: StudyDef, public_url: st
         "authored": iso(e.completed_at),
         "source": {"display": "site device" if e.on_site else "patient's own device"},
         "extension": [{"url": f"{public_url}/fhir/StructureDefinition/visit",
-                       "valueString": e.visit}],
+                       "valueString": e.visit}, *(_correction(public_url, c) for c in e.corrections)],
         "language": e.language,
         "item": items,
     }
+
+
+def _correction(public_url: str, fix: tuple) -> dict[str, Any]:
+    """A correction of the response as a complex extension: which answer, when, why, and its source (``source``:
+    patient_request, transcription_error or other; the patient's request with ``requestedOn`` and
+    ``requestMethod``). Absent parts (a correction recorded before sources) are left out, never empty."""
+    kind, day, method = correction_source(fix)
+    parts: list[dict[str, Any]] = [{"url": "item", "valueString": fix[0]}, {"url": "repeat", "valueInteger": fix[1]},
+                                   {"url": "at", "valueDateTime": iso(fix[6])},
+                                   {"url": "reason", "valueString": fix[4]}]
+    parts += [{"url": "source", "valueCode": kind}] if kind else []
+    parts += [{"url": "requestedOn", "valueDate": day}] if day else []
+    parts += [{"url": "requestMethod", "valueCode": method}] if method else []
+    return {"url": f"{public_url}/fhir/StructureDefinition/correction", "extension": parts}
 
 
 def observation_id(e: Exported, code: str, repeat: int | None) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from proapp.export.data import Exported
-from proapp.export.formats import ulcer_registry
+from proapp.export.formats import common, ulcer_registry
 from proapp.export.formats.common import current_answers, derived_group_values, derived_values, iso, removed
 from proapp.instruments import Registry
 from proapp.instruments.schema import Instrument
@@ -101,10 +101,12 @@ def oid_problems(study: StudyDef, registry: Any) -> list[str]:
 
 
 def _source(fix: tuple) -> str:
-    """Who corrected, the prior value, and their electronic signature (what it means, how they were identified)."""
+    """Who corrected, the prior value, their electronic signature (what it means, how they were identified), and
+    where the correction comes from (the patient's request with its day and how, a transcription error, other)."""
     signed = f"; signed ({fix[8]}): {fix[7]}" if len(fix) > 8 and fix[7] else ""
     prior = "none" if fix[2] is None else fix[2]
-    return f"corrected by {fix[5]}; prior value: {prior}{signed}"
+    source = common.source_phrase(fix)
+    return f"corrected by {fix[5]}; prior value: {prior}{signed}" + (f"; source: {source}" if source else "")
 
 
 def file_oids(study: str, key_prefix: str, position: int, count: int) -> tuple[str, str | None]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from proapp.export.data import Exported
 from proapp.export.formats import ulcer_registry
-from proapp.export.formats.common import all_scores, current_answers, iso, removed
+from proapp.export.formats.common import all_scores, current_answers, iso, removed, source_phrase
 from proapp.instruments.schema import Instrument, Item, Text
 from proapp.studies.schema import StudyDef
 
@@ -49,7 +49,9 @@ META = (("resp_id", Text(en="proapp response id", fr="Identifiant de la réponse
         ("version", Text(en="Instrument version", fr="Version de l'instrument"), "text", ""),
         ("lang", Text(en="Language the patient answered in", fr="Langue des réponses du patient"), "text", ""),
         ("done_at", Text(en="Completed at (UTC)", fr="Rempli le (UTC)"), "text", "datetime_seconds_ymd"),
-        ("on_site", Text(en="Completed on site", fr="Rempli sur place"), "yesno", ""))
+        ("on_site", Text(en="Completed on site", fr="Rempli sur place"), "yesno", ""),
+        ("corr_src", Text(en="Where each correction comes from (item[repeat]: source)",
+                          fr="Origine de chaque correction (item[répétition] : origine)"), "notes", ""))
 TICKED = Text(en="Ticked", fr="Coché")
 OLDER = Text(en="Asked in version {v} only.", fr="Posée dans la version {v} seulement.")
 
@@ -301,7 +303,8 @@ class Project:
         row: dict[str, str] = {RECORD_ID: e.subject_id, "redcap_event_name": event, "redcap_repeat_instrument": "",
                                "redcap_repeat_instance": ""}
         facts = (str(e.id), str(len(e.corrections)), e.version, "+".join(e.languages),
-                 iso(e.completed_at).replace("T", " ").removesuffix("Z"), "1" if e.on_site else "0")
+                 iso(e.completed_at).replace("T", " ").removesuffix("Z"), "1" if e.on_site else "0",
+                 "; ".join(f"{c[0]}[{c[1]}]: {source_phrase(c) or 'not recorded'}" for c in e.corrections))
         row.update({f"{main.name}_{suffix}": value for (suffix, *_), value in zip(META, facts, strict=True)})
         for f in main.fields:
             if f.kind == "checkbox" and inst_has(inst, f.code):
