@@ -15,7 +15,7 @@ from proapp.studies.catalog import DEMO_CONTACTS, load_studies
 from tests.conftest import INFORMATION, PRODUCTION_STUDIES, fresh_app
 from tests.questionnaire.helpers import csrf, text
 from tests.sms.conftest import at, enrol, twilio_settings
-from tests.sms.test_outbox import ANCHOR, ENROLLED, local, tick
+from tests.sms.test_outbox import ENROLLED, W0_ANCHOR, local, tick
 
 pytestmark = pytest.mark.requirement("INFORMED")
 
@@ -44,13 +44,13 @@ def _new_sheet(app, folder, version: str) -> None:
 def test_a_new_information_sheet_is_announced_once_by_sms_and_acknowledged_from_its_link(informed, fake_twilio,
                                                                                          tmp_path):
     app, worker = informed
-    earlier = enrol(app, "ADU-TLS-601", ANCHOR, phone="+33612345601")            # agreed to version 2.1
+    earlier = enrol(app, "ADU-TLS-601", W0_ANCHOR, phone="+33612345601")            # agreed to version 2.1
     tick(worker, local(2026, 3, 16, 10))                                         # W0 invitation
     assert len(fake_twilio.messages) == 1
     tick(worker, local(2026, 3, 18, 10))
     assert len(fake_twilio.messages) == 1                                        # nothing while 2.1 is current
     _new_sheet(app, tmp_path / "v22", "2.2")
-    later = enrol(app, "ADU-TLS-602", ANCHOR, phone="+33612345602", now=local(2026, 3, 18, 11))  # agreed to 2.2
+    later = enrol(app, "ADU-TLS-602", W0_ANCHOR, phone="+33612345602", now=local(2026, 3, 18, 11))  # agreed to 2.2
     tick(worker, local(2026, 3, 18, 12))
     tick(worker, local(2026, 3, 19, 12))                                          # again: nothing more
     announced = [m for m in fake_twilio.messages.values() if "information" in m.body]
@@ -85,7 +85,7 @@ def test_the_information_sms_is_not_sent_to_a_patient_who_read_the_sheet_meanwhi
     from proapp.sms.models import SmsStatus
 
     app, worker = informed
-    pid = enrol(app, "ADU-TLS-603", ANCHOR, phone="+33612345603", hour=18)
+    pid = enrol(app, "ADU-TLS-603", W0_ANCHOR, phone="+33612345603", hour=18)
     _new_sheet(app, tmp_path / "v22", "2.2")
     at(app, local(2026, 3, 18, 9))
     assert worker.queue()["information"] == 1                   # due at the patient's SMS hour, 18:00
