@@ -1,5 +1,5 @@
 """Which control a patient marked a visual analogue scale with (the line drawn by the page's script, or the number
-box shown without JavaScript): stored with the answer, audited, and said by every export that has a place for it."""
+box shown without JavaScript): stored with the answer, audited, and said by every export."""
 
 from __future__ import annotations
 
@@ -72,3 +72,7 @@ def test_the_control_is_stored_audited_and_exported(app, key):
     sources = [s.text for s in doc.iter("{http://www.cdisc.org/ns/odm/v1.3}SourceID") if "PAIN_VAS 1.0" in s.text]
     assert [("entered with line" in s, "entered with number" in s) for s in sources] == [
         (True, False), (False, True), (False, False)]
+
+    records = client.get(f"{URL}/responses?format=redcap&limit=100", headers=auth(key)).get_json()
+    assert [(r["record_id"], r["pain_vas_vas_ctrl"]) for r in records if "pain_vas_vas_ctrl" in r] == [
+        ("ADU-TLS-001", "PAIN_VAS[0]: line"), ("ADU-TLS-002", "PAIN_VAS[0]: number"), ("ADU-TLS-003", "")]

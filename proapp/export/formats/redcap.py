@@ -3,8 +3,9 @@
 The project: a data dictionary (REDCap's CSV, its 18 columns in REDCap's order), one arm, an event per visit, the
 instrument-event mapping and the repeating instruments (the ulcer groups), in the JSON REDCap's API imports. A form
 per instrument (``dlqi``, ``haq``...) with the response's facts (``<form>_resp_id``, ``_revision``, ``_version``,
-``_lang``, ``_done_at``, ``_on_site``), the answers and the derived scores; a repeating form per group of repeated
-questions, its instance the repeat (for an ulcer followed until it heals, the ulcer's number). Every field is
+``_lang``, ``_done_at``, ``_on_site``, ``_corr_src``, ``_vas_ctrl``), the answers and the derived scores; a
+repeating form per group of repeated questions, its instance the repeat (for an ulcer followed until it heals,
+the ulcer's number). Every field is
 ``@READONLY``: the answers are the patient's and the scores proapp's (no ``calc``: REDCap cannot apply the
 instruments' rules for missing answers), and a correction is made in proapp, with its signature, and imported again.
 
@@ -51,7 +52,11 @@ META = (("resp_id", Text(en="proapp response id", fr="Identifiant de la réponse
         ("done_at", Text(en="Completed at (UTC)", fr="Rempli le (UTC)"), "text", "datetime_seconds_ymd"),
         ("on_site", Text(en="Completed on site", fr="Rempli sur place"), "yesno", ""),
         ("corr_src", Text(en="Where each correction comes from (item[repeat]: source)",
-                          fr="Origine de chaque correction (item[répétition] : origine)"), "notes", ""))
+                          fr="Origine de chaque correction (item[répétition] : origine)"), "notes", ""),
+        ("vas_ctrl", Text(en="How each visual analogue scale was marked (item[repeat]: line, or number without "
+                             "JavaScript)",
+                          fr="Comment chaque échelle visuelle analogique a été remplie (item[répétition] : ligne, "
+                             "ou nombre sans JavaScript)"), "notes", ""))
 TICKED = Text(en="Ticked", fr="Coché")
 OLDER = Text(en="Asked in version {v} only.", fr="Posée dans la version {v} seulement.")
 
@@ -304,7 +309,8 @@ class Project:
                                "redcap_repeat_instance": ""}
         facts = (str(e.id), str(len(e.corrections)), e.version, "+".join(e.languages),
                  iso(e.completed_at).replace("T", " ").removesuffix("Z"), "1" if e.on_site else "0",
-                 "; ".join(f"{c[0]}[{c[1]}]: {source_phrase(c) or 'not recorded'}" for c in e.corrections))
+                 "; ".join(f"{c[0]}[{c[1]}]: {source_phrase(c) or 'not recorded'}" for c in e.corrections),
+                 "; ".join(f"{code}[{rep}]: {how}" for (code, rep), how in sorted(e.entered_with.items())))
         row.update({f"{main.name}_{suffix}": value for (suffix, *_), value in zip(META, facts, strict=True)})
         for f in main.fields:
             if f.kind == "checkbox" and inst_has(inst, f.code):
