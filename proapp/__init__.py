@@ -63,6 +63,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from proapp.sms.services import connect_signals
 
     connect_signals()           # a pause, an opt-out or a withdrawal cancels the SMS waiting to go
+    from proapp.questionnaire.services import connect_signals as connect_questionnaire
+
+    connect_questionnaire()     # a withdrawal disables the patient's links
     from proapp.alerts.services import connect_signals as connect_alerts
 
     connect_alerts()            # an occurrence completed, or closed with answers in progress, raises its alerts

@@ -112,3 +112,44 @@ def test_no_feature_core_depends_on_a_package_that_depends_on_it():
 
 def test_the_checker_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+VISITS = "proapp.patients.occurrences"
+
+
+def visit_writes(root: Path = ROOT) -> set[str]:
+    """The modules that change an occurrence's status or SMS round, or announce that a visit ended: a
+    ``status=OccurrenceStatus.X`` given to a call (an UPDATE's values, a new Occurrence), an assignment to
+    ``….status`` of an OccurrenceStatus, to ``….sms_round``, or ``occurrence_ended.send``."""
+    found = set()
+    for path in root.rglob("*.py"):
+        name = ".".join(path.relative_to(root.parent).with_suffix("").parts)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                hits = [k for k in node.keywords if k.arg == "status" and "OccurrenceStatus" in ast.unparse(k.value)]
+                if hits or ast.unparse(node.func).endswith("occurrence_ended.send"):
+                    found.add(name)
+            elif isinstance(node, ast.Assign | ast.AugAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    for t in target.elts if isinstance(target, ast.Tuple) else [target]:
+                        if isinstance(t, ast.Attribute) and (
+                                t.attr == "sms_round" or
+                                (t.attr == "status" and "OccurrenceStatus" in ast.unparse(node.value))):
+                            found.add(name)
+    return found
+
+
+def test_only_the_visits_module_changes_a_visit_or_announces_its_end():
+    assert visit_writes() == {VISITS}
+
+
+def test_the_visit_checker_finds_a_write(tmp_path):
+    pkg = tmp_path / "proapp"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("occ.status = OccurrenceStatus.MISSED\n")
+    (pkg / "b.py").write_text("update(Occurrence).values(status=OccurrenceStatus.CANCELLED)\n")
+    (pkg / "c.py").write_text("occurrence_ended.send(1, db=db, how='x', now=now)\n")
+    (pkg / "d.py").write_text("occ.sms_round += 1\n")
+    (pkg / "e.py").write_text("msg.status = SmsStatus.SENT\nq.where(Occurrence.status == OccurrenceStatus.MISSED)\n")
+    assert visit_writes(pkg) == {"proapp.a", "proapp.b", "proapp.c", "proapp.d"}

@@ -22,9 +22,10 @@ from proapp.audit.services import record
 from proapp.db import dialect_insert
 from proapp.instruments import Registry
 from proapp.patients.models import Occurrence, Patient
+from proapp.patients.signals import occurrence_ended
 from proapp.questionnaire.models import Answer, Response, ResponseStatus
 from proapp.questionnaire.services import VisitQuestionnaire
-from proapp.questionnaire.signals import answers_saved, occurrence_ended
+from proapp.questionnaire.signals import answers_saved
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Site, Study
 from proapp.studies.schema import AlertRule
@@ -146,7 +147,8 @@ def _reads_screen(rule: AlertRule, instrument: str, items: tuple[str, ...]) -> b
 
 
 def connect_signals() -> None:
-    """Alerts are raised inside the transaction that ends an occurrence (proapp/questionnaire/signals.py)."""
+    """Alerts are raised inside the transaction that ends an occurrence (proapp/patients/occurrences.py) or saves
+    a screen's answers (proapp/questionnaire/signals.py)."""
     occurrence_ended.connect(_on_occurrence_ended)
     answers_saved.connect(_on_answers_saved)
 

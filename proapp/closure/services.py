@@ -36,6 +36,7 @@ from proapp.audit.services import record
 from proapp.closure import archive as archives
 from proapp.db import Base, dialect_insert
 from proapp.instruments import Registry
+from proapp.patients import occurrences
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
 from proapp.patients.signals import sms_must_stop
 from proapp.questionnaire.models import AccessLink
@@ -153,19 +154,8 @@ def _end_follow_up(db: Session, study_id: int, now: datetime, actor: str) -> int
     closed are cancelled (answers already given in an open window still reach the alert rules), patients in
     follow-up are marked as having ended it; each change audited in the patient's chain. Returns the visits
     cancelled."""
-    from proapp.questionnaire.signals import occurrence_ended
-
-    ended = db.execute(update(Occurrence).where(
-        Occurrence.patient_id.in_(select(Patient.id).where(Patient.study_id == study_id)),
-        Occurrence.status == OccurrenceStatus.SCHEDULED, Occurrence.window_closes_at > now)
-        .values(status=OccurrenceStatus.CANCELLED)
-        .returning(Occurrence.id, Occurrence.patient_id, Occurrence.visit_code, Occurrence.window_opens_at)).all()
-    for occurrence_id, patient_id, visit, opens_at in ended:
-        if opens_at <= now:
-            occurrence_ended.send(occurrence_id, db=db, how="study_closed", now=now)
-        record(db, actor=actor, action="occurrence.cancelled", entity="occurrence", entity_id=occurrence_id,
-               patient_id=patient_id, old={"status": "scheduled"}, new={"status": "cancelled", "visit": visit},
-               reason="study closed", at=now)
+    ended = occurrences.cancel(db, select(Patient.id).where(Patient.study_id == study_id), how="study_closed",
+                               now=now, actor=actor, reason="study closed")
     following = db.execute(update(Patient).where(
         Patient.study_id == study_id, Patient.status.in_([PatientStatus.ACTIVE, PatientStatus.PAUSED]))
         .values(status=PatientStatus.COMPLETED, updated_at=now).returning(Patient.id, Patient.status)).all()

@@ -32,9 +32,10 @@ from proapp import csvfiles, db, services
 from proapp.accounts import services as accounts
 from proapp.accounts.access import SESSION_KEY, Viewer, current_viewer, patient_or_404, staff_routes, viewer
 from proapp.accounts.signatures import SignatureRefused
-from proapp.dashboard import actions as changes
+from proapp.dashboard import actions as visit_actions
 from proapp.dashboard import charts, labels, queries
 from proapp.i18n import day, moment, number
+from proapp.patients import actions as changes
 from proapp.patients.models import Occurrence
 from proapp.patients.phones import mask
 from proapp.patients.services import (
@@ -356,7 +357,7 @@ def patient_action(patient_id: int, action: str) -> Any:
             occ = _open_occurrence(patient, form["occurrence"])
             if occ is None:
                 raise changes.ChangeRefused(_l("Choose an open questionnaire."), "occurrence")
-            changes.resend_link(s, patient, occ, **common)
+            visit_actions.resend_link(s, patient, occ, **common)
             done = _("A new link will be sent by SMS within a minute (or after the quiet hours). "
                      "The previous link works until the new SMS has gone.")
         elif action == "pause":
@@ -425,7 +426,7 @@ def on_site(patient_id: int) -> Any:
             # The team is with the patient: the moment to note the treated ulcer the questionnaire asks to confirm.
             raise changes.ChangeRefused(_l("Record the treated (injected) ulcer first (Finger ulcers): this "
                                            "questionnaire asks the patient to confirm it."), "occurrence")
-        link = changes.start_on_site(s, patient, occ, actor=viewer().actor, now=services.now())
+        link = visit_actions.start_on_site(s, patient, occ, actor=viewer().actor, now=services.now())
     except changes.ChangeRefused as exc:
         s.rollback()
         return _render_patient(patient, errors={"on-site": str(exc.message)}, status=422)

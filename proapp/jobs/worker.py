@@ -24,6 +24,7 @@ from flask import Flask
 
 from proapp import db, mail, outbox, services
 from proapp.db import utcnow
+from proapp.patients import occurrences
 from proapp.sms import services as sms
 from proapp.sms.gateways import Gateway, Outgoing, from_config
 
@@ -63,7 +64,7 @@ class Worker:
         SMS about a new information sheet."""
         with self.app.app_context(), db.transaction() as s:
             now = services.now()
-            return {"missed": sms.mark_missed(s, now), "cancelled": sms.cancel_unsendable(s, now),
+            return {"missed": occurrences.mark_missed(s, now), "cancelled": sms.cancel_unsendable(s, now),
                     "invitations": sms.queue_invitations(s, now, self.settings),
                     "reminders": sms.queue_reminders(s, services.studies(), now, self.settings),
                     "information": sms.queue_information(s, services.studies(), now, self.settings)}

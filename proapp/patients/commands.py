@@ -109,7 +109,7 @@ def reschedule_cmd(subject: str, new_date: str, reason: str, signer: str, study:
     from proapp.accounts.models import User
     from proapp.accounts.services import scopes_of
     from proapp.accounts.signatures import SignatureRefused, sign
-    from proapp.dashboard.actions import ChangeRefused, reschedule
+    from proapp.patients.actions import ChangeRefused, reschedule
 
     new_anchor = _parse_date(new_date, "--date")
     patient = _find_patient(subject, study)

@@ -1,4 +1,5 @@
-"""Enrolment and the patient's schedule. Every write to patients, contacts and occurrences is here."""
+"""Enrolment and the patient's schedule: who is enrolled, their agreements, their anchor date. The visits' own
+changes (status, window, SMS round) are made by proapp/patients/occurrences.py."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from proapp.config import SUPPORTED_LANGUAGES
-from proapp.patients import phones
+from proapp.patients import occurrences, phones
 from proapp.patients.models import Agreement, Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Site, Study
-from proapp.studies.schedule import compute_schedule, local_midnight_utc
+from proapp.studies.schedule import compute_schedule
 from proapp.studies.schema import check_timezone
 
 SENDING_HOURS = range(8, 21)          # a preferred SMS hour must fall outside the quiet hours (21:00-08:00)
@@ -122,14 +123,7 @@ def enroll_patient(db: Session, catalog: StudyCatalog, vault: phones.PhoneVault,
     db.flush()
     db.add(PatientContact(patient_id=patient.id, phone_ciphertext=vault.encrypt(e164),
                           phone_lookup=vault.lookup(e164), usable=True, updated_at=now))
-    for p in compute_schedule(study_def, req.anchor_date, timezone):
-        db.add(Occurrence(
-            patient_id=patient.id, visit_code=p.visit_code, visit_day=p.day, instruments=list(p.instruments),
-            due_on=p.due_on, window_opens_on=p.opens_on, window_closes_on=p.closes_on,
-            window_opens_at=p.opens_at, window_closes_at=p.closes_at,
-            status=OccurrenceStatus.CANCELLED if p.closes_at <= now else OccurrenceStatus.SCHEDULED,
-        ))
-    db.flush()
+    occurrences.schedule(db, patient.id, compute_schedule(study_def, req.anchor_date, timezone), now)
     assert req.agreed_on is not None                     # validate_enrolment refuses an enrolment without it
     version = study_def.information.version if study_def.information else None
     agreement = Agreement(patient_id=patient.id, kind="agreement", information_version=version,
@@ -263,19 +257,15 @@ def reschedule_anchor(db: Session, patient: Patient, new_anchor: date, *, actor:
     from proapp.patients.signals import visits_moved
 
     db.refresh(patient, with_for_update=True)       # one reschedule at a time, from the date as it is now
-    occurrences = schedule_of(db, patient.id)
-    moves, kept = plan_reschedule(patient, occurrences, new_anchor, now=now)
+    visits = schedule_of(db, patient.id)
+    moves, kept = plan_reschedule(patient, visits, new_anchor, now=now)
     zone = ZoneInfo(patient.timezone)
     shift = new_anchor - patient.anchor_date
     reopened = []
     for occ, move in moves:
-        occ.due_on = occ.due_on + shift
-        occ.window_opens_on, occ.window_closes_on = move.new_opens_on, move.new_closes_on
-        occ.window_opens_at = local_midnight_utc(move.new_opens_on, zone)
-        occ.window_closes_at = local_midnight_utc(move.new_closes_on + timedelta(days=1), zone)
-        if occ.status in (OccurrenceStatus.MISSED, OccurrenceStatus.CANCELLED) and occ.window_closes_at > now:
-            reopened.append([occ.visit_code, occ.status.value])
-            occ.status = OccurrenceStatus.SCHEDULED          # open again: the visit was missed for the old date
+        occurrences.move(occ, move.new_opens_on, move.new_closes_on, shift, zone)
+        if (was := occurrences.reopen(occ, now)) is not None:
+            reopened.append([occ.visit_code, was.value])
     old = patient.anchor_date
     patient.anchor_date, patient.updated_at = new_anchor, now
     db.flush()

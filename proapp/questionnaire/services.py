@@ -23,6 +23,7 @@ from proapp.db import dialect_insert
 from proapp.i18n import day as i18n_day
 from proapp.instruments import Instrument, Registry, score_with
 from proapp.instruments.ulcers import context_to_json
+from proapp.patients import occurrences
 from proapp.patients.models import (
     Occurrence,
     OccurrenceStatus,
@@ -35,7 +36,7 @@ from proapp.questionnaire import flow as flowmod
 from proapp.questionnaire import ulcers as ulcer_registry
 from proapp.questionnaire.flow import Screen
 from proapp.questionnaire.models import VAS_CONTROLS, AccessLink, Answer, Response, ResponseStatus
-from proapp.questionnaire.signals import answers_saved, occurrence_ended
+from proapp.questionnaire.signals import answers_saved
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Site, Study
 
@@ -50,6 +51,24 @@ def token_hash(token: str) -> str:
 def issue_link(db: Session, occurrence: Occurrence, now: datetime) -> str:
     """A fresh token for ``occurrence``; every earlier link of it stops working (a resend)."""
     return new_link(db, occurrence, now, revoke_previous=True)[0]
+
+
+def revoke_links(db: Session, patient_id: int, now: datetime) -> None:
+    """Every link of the patient's visits stops working (a withdrawal)."""
+    db.execute(update(AccessLink).where(
+        AccessLink.occurrence_id.in_(select(Occurrence.id).where(Occurrence.patient_id == patient_id)),
+        AccessLink.revoked_at.is_(None)).values(revoked_at=now))
+
+
+def _on_links_must_stop(patient_id: int, *, db: Session, now: datetime) -> None:
+    revoke_links(db, patient_id, now)
+
+
+def connect_signals() -> None:
+    """Listen to the patients feature: a withdrawal disables the patient's links (proapp/patients/signals.py)."""
+    from proapp.patients.signals import links_must_stop
+
+    links_must_stop.connect(_on_links_must_stop)
 
 
 def new_link(db: Session, occurrence: Occurrence, now: datetime, *, revoke_previous: bool,
@@ -619,11 +638,7 @@ def complete(db: Session, s: VisitQuestionnaire, *, language: str, now: datetime
     if s.visit.completed:
         return False
     _check_writable(s, now)
-    won = db.execute(update(Occurrence).where(Occurrence.id == s.visit.occurrence_id,
-                                              Occurrence.status == OccurrenceStatus.SCHEDULED)
-                     .values(status=OccurrenceStatus.COMPLETED, completed_at=now,
-                             completed_on_site=on_site)).rowcount
-    if not won:
+    if not occurrences.complete(db, s.visit.occurrence_id, now=now, on_site=on_site):
         return False
     # The answers as they are now that the occurrence is ours: an answer another tab saved after this request
     # read them is scored too. Unfinished (or reopened by such an answer): refused, and the caller rolls back.
@@ -660,7 +675,7 @@ def complete(db: Session, s: VisitQuestionnaire, *, language: str, now: datetime
                     "language": language, "visit": s.visit.visit_code, "on_site": on_site, "scores": scores,
                     "answers": {f"{k[0]}:{k[1]}": v for k, v in sorted(s.answers.get(inst.code, {}).items())}},
                at=now)
-    occurrence_ended.send(s.visit.occurrence_id, db=db, how="completed", now=now)
+    occurrences.announce_completion(db, s.visit.occurrence_id, now=now)
     return True
 
 

@@ -1,10 +1,8 @@
 """What the questionnaire announces to the features above it (blinker signals, as Flask's own).
 
-When an occurrence ends, completed by the patient or closed with answers left in progress, the safety-signal rules
-must be evaluated on its answers; this package never imports the alerts package. It sends ``occurrence_ended``
-inside the caller's transaction, and the alerts feature (proapp/alerts/services.py) raises its alerts in it.
-When a screen's answers are saved it sends ``answers_saved``, so an urgent or same-day answer reaches the team
-the moment it is saved, even if the patient never submits.
+When a screen's answers are saved it sends ``answers_saved`` (this package never imports the alerts package), so
+an urgent or same-day answer reaches the team the moment it is saved, even if the patient never submits. (When a
+visit ends, proapp/patients/occurrences.py sends ``proapp.patients.signals.occurrence_ended``.)
 """
 
 from __future__ import annotations
@@ -12,10 +10,6 @@ from __future__ import annotations
 from blinker import Namespace
 
 signals = Namespace()
-
-# sender: the occurrence id; keyword arguments: db (the Session), how ("completed", "window_closed", "withdrawn" or
-# "study_closed"), now.
-occurrence_ended = signals.signal("occurrence-ended")
 
 # sender: the occurrence id; keyword arguments: db (the Session), visit_q (the VisitQuestionnaire, answers as
 # saved), instrument (the code of the instrument whose screen was saved), items (the codes of the screen's items),

@@ -1,6 +1,5 @@
 """The outbox's rules, as plain functions over a Session. The worker's jobs and the webhook only call these.
 
-- ``mark_missed``: windows that closed uncompleted become missed.
 - ``queue_invitations`` / ``queue_reminders`` / ``queue_information``: one row per (occurrence, kind), inserted
   with ON CONFLICT DO NOTHING, so a kind of SMS exists once whatever the number of workers and ticks.
 - ``claim``: rows due now are taken by one worker in one atomic UPDATE ... RETURNING (with FOR UPDATE SKIP
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session, aliased, joinedload, object_session
 
 from proapp import outbox
 from proapp.db import dialect_insert
+from proapp.patients import occurrences
 from proapp.patients.models import (
     Occurrence,
     OccurrenceStatus,
@@ -35,7 +35,6 @@ from proapp.patients.models import (
 from proapp.patients.phones import PhoneVault
 from proapp.questionnaire.models import AccessLink
 from proapp.questionnaire.services import INFORMATION_LINK, TOKEN_BYTES, new_link
-from proapp.questionnaire.signals import occurrence_ended
 from proapp.sms import text as smstext
 from proapp.sms.gateways import UNUSABLE_CODES, Found, Gateway, Outcome, Outgoing, body_hash
 from proapp.sms.models import PROGRESS, SendSlot, SmsMessage, SmsStatus
@@ -114,21 +113,6 @@ def _new_row(occurrence_id: int, patient_id: int, kind: str, due: datetime, now:
     return {"occurrence_id": occurrence_id, "patient_id": patient_id, "kind": kind, "status": status,
             "created_at": now, "due_at": due, "status_at": now, "attempts": 0, "cancel_reason": cancel_reason,
             "round": sms_round}
-
-
-def mark_missed(db: Session, now: datetime) -> int:
-    """Occurrences whose window closed before completion become missed."""
-    from proapp.audit.services import record
-
-    missed = db.execute(update(Occurrence)
-                        .where(Occurrence.status == OccurrenceStatus.SCHEDULED, Occurrence.window_closes_at <= now)
-                        .values(status=OccurrenceStatus.MISSED)
-                        .returning(Occurrence.id, Occurrence.patient_id, Occurrence.visit_code)).all()
-    for occ_id, patient_id, visit in missed:
-        record(db, actor="system:schedule", action="occurrence.missed", entity="occurrence", entity_id=occ_id,
-               patient_id=patient_id, old={"status": "scheduled"}, new={"status": "missed", "visit": visit}, at=now)
-        occurrence_ended.send(occ_id, db=db, how="window_closed", now=now)   # answers left in progress count too
-    return len(missed)
 
 
 def queue_invitations(db: Session, now: datetime, settings: SmsSettings) -> int:
@@ -646,9 +630,9 @@ def follow_moved_visits(db: Session, catalog: StudyCatalog, moved: list[int], no
 
     if not moved:
         return
-    occurrences = db.scalars(select(Occurrence).where(Occurrence.id.in_(moved))
-                             .options(joinedload(Occurrence.patient).joinedload(Patient.study))).all()
-    for occ in occurrences:
+    visits = db.scalars(select(Occurrence).where(Occurrence.id.in_(moved))
+                        .options(joinedload(Occurrence.patient).joinedload(Patient.study))).all()
+    for occ in visits:
         rows = list(db.scalars(select(SmsMessage).where(SmsMessage.occurrence_id == occ.id,
                                                         SmsMessage.round == occ.sms_round)
                                .order_by(SmsMessage.id)))
@@ -682,10 +666,7 @@ def follow_moved_visits(db: Session, catalog: StudyCatalog, moved: list[int], no
             continue
         for m in waiting:
             _set(m, SmsStatus.CANCELLED, now, cancel_reason="rescheduled")
-        record(db, actor="system:sms", action="occurrence.sms_round", entity="occurrence", entity_id=occ.id,
-               patient_id=occ.patient_id, old={"sms_round": occ.sms_round}, new={"sms_round": occ.sms_round + 1,
-                                                                                 "visit": occ.visit_code}, at=now)
-        occ.sms_round += 1
+        occurrences.new_sms_round(db, occ, now=now)
     db.flush()
 
 

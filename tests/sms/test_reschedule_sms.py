@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from proapp import db
-from proapp.dashboard.actions import reschedule
 from proapp.jobs.worker import Worker
+from proapp.patients.actions import reschedule
 from proapp.patients.models import Occurrence, Patient
 from proapp.sms.models import SmsMessage
 from tests.sms.conftest import at, enrol

@@ -1,0 +1,161 @@
+"""Changes staff make to an enrolled patient: pause or resume their SMS, withdraw them, move their anchor date,
+change their number, language or SMS hour. Each asks for a reason and leaves a ``patient_event`` with who, when, why
+and the old and new values (phone numbers masked). Messages are translatable: they reach the page. What other
+features must do about a change (cancel the SMS waiting to go, disable links) they do on this package's signals
+(proapp/patients/signals.py); the visits' own changes are made by proapp/patients/occurrences.py."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy.orm import Session
+
+from proapp.config import SUPPORTED_LANGUAGES
+from proapp.patients import occurrences, phones, preferences
+from proapp.patients.models import Patient, PatientStatus
+from proapp.patients.services import SENDING_HOURS, Rescheduled, RescheduleRefused, reschedule_anchor
+from proapp.patients.signals import links_must_stop, sms_must_stop
+
+REASON_MAX = 500
+
+
+class ChangeRefused(ValueError):
+    """The change was not made; ``message`` says why in the user's language and ``field`` names the input."""
+
+    def __init__(self, message: object, field: str = "reason"):
+        super().__init__(str(message))
+        self.message = message
+        self.field = field
+
+
+def check_reason(reason: str | None) -> str:
+    """The reason given for a change, trimmed; ChangeRefused when it is missing or too long."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ChangeRefused(_l("Give the reason for this change."))
+    if len(reason) > REASON_MAX:
+        raise ChangeRefused(_l("The reason must be at most %(n)s characters.", n=REASON_MAX))
+    return reason
+
+
+def check_active(patient: Patient) -> None:
+    """ChangeRefused when the patient's follow-up has ended."""
+    if patient.status != PatientStatus.ACTIVE:
+        raise ChangeRefused(_l("This patient's follow-up has ended: nothing can be changed."), "patient")
+
+
+def _event(db: Session, patient: Patient, now: datetime, actor: str, action: str, reason: str | None,
+           details: dict[str, Any] | None = None) -> None:
+    preferences.record_event(db, patient.id, now, actor, action, reason, details)
+
+
+def pause_sms(db: Session, patient: Patient, *, actor: str, reason: str | None, now: datetime) -> None:
+    reason = check_reason(reason)
+    check_active(patient)
+    if patient.contact is None:
+        raise ChangeRefused(_l("This patient has no phone number."), "patient")
+    try:
+        preferences.pause(db, patient.contact, now, actor, reason)
+    except preferences.PreferenceError:
+        raise ChangeRefused(_l("SMS are already paused for this patient."), "patient") from None
+
+
+def resume_sms(db: Session, patient: Patient, *, actor: str, reason: str | None, now: datetime) -> None:
+    reason = check_reason(reason)
+    check_active(patient)
+    if patient.contact is None:
+        raise ChangeRefused(_l("This patient has no phone number."), "patient")
+    try:
+        preferences.resume(db, patient.contact, now, actor, reason)
+    except preferences.PreferenceError:
+        raise ChangeRefused(_l("SMS are not paused for this patient."), "patient") from None
+
+
+def withdraw(db: Session, patient: Patient, *, actor: str, reason: str | None, now: datetime,
+             signature: dict[str, Any] | None = None) -> int:
+    """End the patient's follow-up: windows not yet closed are cancelled, their links and waiting SMS too.
+    Completed responses stay. Returns the number of cancelled occurrences. ``signature``: the signer's electronic
+    signature, kept with the change."""
+    reason = check_reason(reason)
+    check_active(patient)
+    cancelled = len(occurrences.cancel(db, [patient.id], how="withdrawn", now=now, actor=actor))
+    links_must_stop.send(patient.id, db=db, now=now)
+    sms_must_stop.send(patient.id, db=db, why="patient_not_active", now=now)
+    patient.status, patient.updated_at = PatientStatus.WITHDRAWN, now
+    _event(db, patient, now, actor, "withdrawn", reason,
+           {"occurrences_cancelled": cancelled, **({"signature": signature} if signature else {})})
+    db.flush()
+    return cancelled
+
+
+def reschedule(db: Session, patient: Patient, new_anchor: date | None, *, actor: str, reason: str | None,
+               now: datetime, signature: dict[str, Any] | None = None) -> Rescheduled:
+    """Move the anchor date (an injection postponed): the visits not yet completed move, completed ones stay, the
+    SMS of the moved visits follow them (``visits_moved``). ``signature``: the signer's e-signature."""
+    if new_anchor is None:
+        raise ChangeRefused(_l("Give the date as year-month-day, for example 2026-03-02."), "anchor_date")
+    reason = check_reason(reason)
+    check_active(patient)
+    try:
+        return reschedule_anchor(db, patient, new_anchor, actor=actor, reason=reason, now=now, signature=signature)
+    except RescheduleRefused as exc:
+        raise ChangeRefused(exc.message, "anchor_date") from None
+
+
+def change_phone(db: Session, vault: phones.PhoneVault, patient: Patient, raw: str, *, region: str, actor: str,
+                 reason: str | None, now: datetime) -> None:
+    """A new number: usable again (a number marked unusable by the network is replaced)."""
+    try:
+        e164 = phones.normalise(raw or "", region)
+    except phones.PhoneError as exc:
+        if exc.code == "not_mobile":
+            raise ChangeRefused(_l("This number cannot receive SMS: give a mobile number."), "phone") from None
+        raise ChangeRefused(_l("This is not a valid phone number."), "phone") from None
+    reason = check_reason(reason)
+    check_active(patient)
+    contact = patient.contact
+    if contact is None:
+        raise ChangeRefused(_l("This patient has no phone number."), "phone")
+    try:
+        old = vault.decrypt(contact.phone_ciphertext) if contact.phone_ciphertext else None
+    except ValueError:                   # written with a lost phone key: the new number replaces it
+        old = None
+    if old == e164:
+        raise ChangeRefused(_l("This is already the patient's number."), "phone")
+    contact.phone_ciphertext, contact.phone_lookup = vault.encrypt(e164), vault.lookup(e164)
+    contact.usable, contact.unusable_reason, contact.updated_at = True, None, now
+    _event(db, patient, now, actor, "phone_changed", reason,
+           {"old": phones.mask(old) if old else None, "new": phones.mask(e164)})
+    db.flush()
+
+
+def change_language(db: Session, patient: Patient, language: str, *, actor: str, reason: str | None,
+                    now: datetime) -> None:
+    if language not in SUPPORTED_LANGUAGES:
+        raise ChangeRefused(_l("Language must be fr or en."), "language")
+    reason = check_reason(reason)
+    check_active(patient)
+    if language == patient.language:
+        raise ChangeRefused(_l("This is already the patient's language."), "language")
+    old, patient.language, patient.updated_at = patient.language, language, now
+    _event(db, patient, now, actor, "language_changed", reason, {"old": old, "new": language})
+    db.flush()
+
+
+def change_sms_hour(db: Session, patient: Patient, hour_text: str, *, actor: str, reason: str | None,
+                    now: datetime) -> None:
+    try:
+        hour = int((hour_text or "").strip())
+    except ValueError:
+        hour = -1
+    if hour not in SENDING_HOURS:
+        raise ChangeRefused(_l("The SMS hour must be between 8 and 20 (no SMS at night)."), "sms_hour")
+    reason = check_reason(reason)
+    check_active(patient)
+    if hour == patient.sms_hour:
+        raise ChangeRefused(_l("This is already the patient's SMS hour."), "sms_hour")
+    old, patient.sms_hour, patient.updated_at = patient.sms_hour, hour, now
+    _event(db, patient, now, actor, "sms_hour_changed", reason, {"old": old, "new": hour})
+    db.flush()
