@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import re
+import signal
 from collections import Counter
 from zoneinfo import ZoneInfo
 
@@ -146,11 +147,11 @@ def scaled(database_url, instance_dir, tmp_path_factory):
             d.web_ports = web
             yield d
         finally:
-            d.stop()
-            for proc in d.procs.values():          # stop() knows the one-instance names only
+            for name, proc in d.procs.items():     # the workers first, then gunicorn, then nginx (as stop() does)
                 if proc.poll() is None:
-                    proc.terminate()
-                    proc.wait(timeout=20)
+                    proc.send_signal(signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
+            d.stop()                               # waits for each, and kills one that does not stop
+            app.extensions["proapp.engine"].dispose()
 
 
 def _beats(app) -> list[str]:
