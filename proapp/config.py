@@ -142,11 +142,17 @@ def _env_value(env: Mapping[str, str], setting: Setting) -> Any:
     return raw
 
 
+def settings_from(env: Mapping[str, str]) -> dict[str, Any]:
+    """Every setting as the environment gives it (or its default), unchecked: raises ConfigError for a number
+    that is not one."""
+    return {s.name: _env_value(env, s) for s in SETTINGS}
+
+
 def load_config(instance_path: Path, env: Mapping[str, str] | None = None,
                 overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Return the Flask config mapping for this process, or raise ConfigError."""
     env = os.environ if env is None else env
-    cfg: dict[str, Any] = {s.name: _env_value(env, s) for s in SETTINGS}
+    cfg = settings_from(env)
     if overrides:
         cfg.update(overrides)
 

@@ -13,17 +13,13 @@ import click
 
 from proapp import db, services
 from proapp.cli import fail, proapp_cli
-from proapp.config import SETTINGS, _env_value, production_problems
-
-
-def _settings(env: Mapping[str, str]) -> dict[str, Any]:
-    return {s.name: _env_value(env, s) for s in SETTINGS}
+from proapp.config import production_problems, settings_from
 
 
 def deployment_problems(env: Mapping[str, str] | None = None) -> list[str]:
     env = os.environ if env is None else env
     try:
-        cfg = _settings(env)
+        cfg = settings_from(env)
     except Exception as exc:             # a setting that is not a number, for example
         return [str(exc)]
     problems = []

@@ -123,7 +123,7 @@ def load_file(path: Path) -> Instrument:
     try:
         inst = Instrument.model_validate(raw)
     except ValidationError as exc:
-        raise InstrumentFileError(f"instrument file {path.name}: {_describe(exc)}") from None
+        raise InstrumentFileError(f"instrument file {path.name}: {describe_validation_error(exc)}") from None
     expected = f"{inst.code}-{inst.version}.yaml"
     if path.name != expected:
         raise InstrumentFileError(f"instrument file {path.name}: code and version say it should be named {expected}")
@@ -139,7 +139,7 @@ def load_directory(directory: Path = DATA_DIR) -> Registry:
     return Registry(load_file(p) for p in files)
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError) -> str:
     """First error as 'field.path: message' — the field a study team must fix."""
     parts = []
     for err in exc.errors()[:3]:

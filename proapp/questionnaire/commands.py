@@ -6,7 +6,7 @@ import click
 
 from proapp import db, services
 from proapp.cli import fail, proapp_cli
-from proapp.patients.commands import _find_patient
+from proapp.patients.lookup import find_patient
 
 
 @proapp_cli.command("link")
@@ -19,7 +19,7 @@ def link_cmd(subject: str, visit: str | None, study: str | None) -> None:
 
     from proapp.questionnaire.services import issue_link, open_occurrence_for
 
-    patient = _find_patient(subject, study)
+    patient = find_patient(subject, study)
     occ = open_occurrence_for(db.session(), patient, services.now(), visit)
     if occ is None:
         fail(f"{subject} has no open questionnaire" + (f" for visit {visit}" if visit else ""))

@@ -6,7 +6,7 @@ import click
 
 from proapp import db, services
 from proapp.cli import fail, proapp_cli
-from proapp.patients.commands import _find_patient
+from proapp.patients.lookup import find_patient
 from proapp.patients.models import Occurrence
 
 
@@ -26,7 +26,7 @@ def sms_log_cmd(subject: str, study: str | None) -> None:
     from proapp.patients.phones import mask
     from proapp.sms.models import SmsMessage
 
-    patient = _find_patient(subject, study)
+    patient = find_patient(subject, study)
     s = db.session()
     contact = patient.contact
     if contact is not None and contact.phone_ciphertext:
@@ -46,7 +46,7 @@ def sms_log_cmd(subject: str, study: str | None) -> None:
 def _change_sms(subject: str, study: str | None, by: str, reason: str, change) -> None:
     from proapp.patients.preferences import PreferenceError
 
-    patient = _find_patient(subject, study)
+    patient = find_patient(subject, study)
     if patient.contact is None:
         fail(f"{subject} has no phone number")
     try:
