@@ -13,12 +13,13 @@ from typing import Any
 from flask import Flask
 
 from proapp import db
-from proapp.config import ConfigError, env_setting, load_config
+from proapp.config import PROJECT_ROOT, ConfigError, env_setting
 from proapp.extensions import babel, csrf
 from proapp.i18n import compile_catalogues, select_locale, stale_catalogues
 from proapp.i18n import init_app as i18n_init
+from proapp.ops import app_config
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["PROJECT_ROOT", "create_app", "load_commands"]
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -29,7 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     instance_path = (PROJECT_ROOT / env_setting("INSTANCE_PATH")).resolve()     # an absolute path stays as it is
     app = Flask(__name__, instance_path=str(instance_path), template_folder="../templates",
                 static_folder="static")
-    app.config.update(load_config(instance_path, overrides=config))
+    app.config.update(app_config(instance_path, overrides=config))
     from proapp.clock import Clock
 
     app.extensions["proapp.clock"] = Clock(app.config.pop("NOW", None))     # tests may start it stopped

@@ -12,8 +12,23 @@ from typing import Any
 import click
 
 from proapp import db, services
+from proapp.audit.keys import generate as generate_audit_keys
+from proapp.audit.keys import key_problems as audit_key_problems
 from proapp.cli import fail, proapp_cli
-from proapp.config import production_problems, settings_from
+from proapp.config import Check, load_config, production_problems, settings_from
+from proapp.export.push import push_problems
+from proapp.mail import mail_problems
+from proapp.sms.settings import sms_problems
+
+CHECKS: tuple[Check, ...] = (audit_key_problems, sms_problems, mail_problems, push_problems)
+"""Each feature's check of its own settings: the app's start-up (``app_config``) and ``proapp check`` run them."""
+DEVELOPMENT_SECRETS = {"AUDIT_KEYS": generate_audit_keys}
+
+
+def app_config(instance_path: Path, env: Mapping[str, str] | None = None,
+               overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The Flask config of this process (``proapp.config.load_config``) with every feature's settings checked."""
+    return load_config(instance_path, env, overrides, checks=CHECKS, development_secrets=DEVELOPMENT_SECRETS)
 
 
 def deployment_problems(env: Mapping[str, str] | None = None) -> list[str]:
@@ -25,7 +40,8 @@ def deployment_problems(env: Mapping[str, str] | None = None) -> list[str]:
     problems = []
     if cfg["ENV"] != "production":
         problems.append(f"PROAPP_ENV is {cfg['ENV']!r}: a deployment runs with PROAPP_ENV=production.")
-    problems += production_problems({**cfg, "ENV": "production"})
+    production = {**cfg, "ENV": "production"}
+    problems += production_problems(production) + [p for check in CHECKS for p in check(production)]
     problems += _study_problems(cfg, env)
     if not cfg["DATABASE_URL"]:
         problems.append("PROAPP_DATABASE_URL is missing (PostgreSQL: postgresql+psycopg://user@host/db).")

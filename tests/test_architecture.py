@@ -110,6 +110,11 @@ def test_no_feature_core_depends_on_a_package_that_depends_on_it():
     assert cycles(packages) == []
 
 
+def test_the_configuration_is_a_leaf():
+    """Settings are read before anything else exists: each feature checks its own (``proapp.ops.CHECKS``)."""
+    assert import_graph()["proapp.config"] == set()
+
+
 def private_names_used(module: str, tree: ast.AST) -> list[str]:
     """The private names (``_name``, not ``__dunder__``) of other packages that a module imports or reaches through
     a module it imported: a package's private names are its own, what others use it makes public."""
