@@ -45,6 +45,7 @@ from proapp.patients.services import (
     validate_enrolment,
 )
 from proapp.questionnaire import ulcers as ulcer_registry
+from proapp.questionnaire.routes import open_in_this_browser
 from proapp.web import int_arg, whole_number
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -409,8 +410,6 @@ def patient_action(patient_id: int, action: str) -> Any:
 def on_site(patient_id: int) -> Any:
     """Hand a site tablet to the patient: the staff member is signed out and the questionnaire opens,
     recorded as completed on site."""
-    from proapp.questionnaire.routes import SESSION_KEY as PATIENT_KEY
-
     patient = _patient_or_404(patient_id)
     s = db.session()
     occ = _open_occurrence(patient, request.form.get("occurrence"))
@@ -431,8 +430,7 @@ def on_site(patient_id: int) -> Any:
         return _render_patient(patient, errors={"on-site": str(exc.message)}, status=422)
     accounts.end_session(s, session[SESSION_KEY]["sid"], services.now(), "handed_to_patient")
     s.commit()
-    session.clear()
-    session[PATIENT_KEY] = {"occ": occ.id, "link": link.id, "on_site": True}
+    open_in_this_browser(occ.id, link.id, on_site=True)
     return redirect(url_for("questionnaire.welcome"), code=303)
 
 

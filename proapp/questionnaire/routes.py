@@ -80,11 +80,17 @@ def open_link(token: str) -> WResponse | tuple[str, int]:
         ratelimit.check("link", net)
         return _invalid(revoked)
     s.commit()
-    session.clear()
-    session[SESSION_KEY] = {"occ": link.occurrence_id, "link": link.id}
+    open_in_this_browser(link.occurrence_id, link.id)
     if state is answering.LinkState.INFORMATION:        # the SMS about a new information sheet
         return redirect(url_for("questionnaire.patient_information"), code=303)
     return redirect(url_for("questionnaire.welcome"), code=303)
+
+
+def open_in_this_browser(occurrence_id: int, link_id: int, *, on_site: bool = False) -> None:
+    """This browser answers this occurrence through this link from now on (the SMS link opened, or a site's tablet
+    handed to the patient: ``on_site``); whatever the browser's session held before is forgotten."""
+    session.clear()
+    session[SESSION_KEY] = {"occ": occurrence_id, "link": link_id, **({"on_site": True} if on_site else {})}
 
 
 def _writes() -> bool:
