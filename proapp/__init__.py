@@ -60,7 +60,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     from proapp.audit.services import install as install_audit_trail
 
-    install_audit_trail()       # every session's commit writes its audit entries (proapp/audit/services.py)
+    install_audit_trail(app.extensions["proapp.sessionmaker"])  # the app's sessions write their audit entries at commit
     from proapp.sms.services import connect_signals
 
     connect_signals()           # a pause, an opt-out or a withdrawal cancels the SMS waiting to go
