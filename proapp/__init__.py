@@ -11,13 +11,24 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask.cli import AppGroup
 
-from proapp import db
+from proapp import db, demo, ops
+from proapp.accounts import commands as account_commands
+from proapp.alerts import commands as alert_commands
+from proapp.audit import commands as audit_commands
+from proapp.cli import proapp_cli
+from proapp.closure import commands as closure_commands
 from proapp.config import PROJECT_ROOT, ConfigError, env_setting
+from proapp.export import commands as export_commands
 from proapp.extensions import babel, csrf
 from proapp.i18n import compile_catalogues, select_locale, stale_catalogues
 from proapp.i18n import init_app as i18n_init
-from proapp.ops import app_config
+from proapp.instruments import commands as instrument_commands
+from proapp.jobs import commands as job_commands
+from proapp.patients import commands as patient_commands  # noqa: F401  (adds its commands itself, see load_commands)
+from proapp.questionnaire import commands as questionnaire_commands
+from proapp.sms import commands as sms_commands
 
 __all__ = ["PROJECT_ROOT", "create_app", "load_commands"]
 
@@ -30,7 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     instance_path = (PROJECT_ROOT / env_setting("INSTANCE_PATH")).resolve()     # an absolute path stays as it is
     app = Flask(__name__, instance_path=str(instance_path), template_folder="../templates",
                 static_folder="static")
-    app.config.update(app_config(instance_path, overrides=config))
+    app.config.update(ops.app_config(instance_path, overrides=config))
     from proapp.clock import Clock
 
     app.extensions["proapp.clock"] = Clock(app.config.pop("NOW", None))     # tests may start it stopped
@@ -107,20 +118,25 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-COMMAND_MODULES = ("proapp.ops", "proapp.demo", "proapp.instruments.commands", "proapp.accounts.commands",
-                   "proapp.audit.commands", "proapp.patients.commands", "proapp.questionnaire.commands",
-                   "proapp.sms.commands", "proapp.alerts.commands", "proapp.export.commands",
-                   "proapp.jobs.commands", "proapp.closure.commands")
-
-
-def load_commands():
-    """The ``proapp`` command group with every feature's commands (each feature's module adds its own)."""
-    import importlib
-
-    from proapp.cli import proapp_cli
-
-    for name in COMMAND_MODULES:
-        importlib.import_module(name)
+def load_commands() -> AppGroup:
+    """The ``proapp`` command group with every feature's commands."""
+    proapp_cli.add_command(ops.init_cmd)
+    proapp_cli.add_command(ops.config_table_cmd)
+    proapp_cli.add_command(ops.check_cmd)
+    proapp_cli.add_command(demo.demo_cmd)
+    proapp_cli.add_command(instrument_commands.instruments_cmd)
+    proapp_cli.add_command(account_commands.user_group)
+    proapp_cli.add_command(audit_commands.audit_group)
+    proapp_cli.add_command(questionnaire_commands.link_cmd)
+    proapp_cli.add_command(sms_commands.sms_group)
+    proapp_cli.add_command(alert_commands.alerts_cli)
+    proapp_cli.add_command(export_commands.api_key_group)
+    proapp_cli.add_command(job_commands.tick_cmd)
+    proapp_cli.add_command(job_commands.worker_cmd)
+    proapp_cli.add_command(job_commands.restore_group)
+    proapp_cli.add_command(closure_commands.study_group)
+    # The patients' commands (enroll, schedule, reschedule, phones, purge-contacts) still add themselves to
+    # proapp_cli when their module is imported (above).
     return proapp_cli
 
 

@@ -7,12 +7,14 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import click
+from flask.cli import with_appcontext
 
 from proapp import db, services
-from proapp.cli import fail, proapp_cli
+from proapp.cli import fail
 
 
-@proapp_cli.command("demo")
+@click.command("demo")
+@with_appcontext
 def demo_cmd() -> None:
     """Add a demo admin and demo patients whose questionnaire windows are open now (development only)."""
     from flask import current_app

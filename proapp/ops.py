@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+from flask.cli import with_appcontext
 
 from proapp import db, services
 from proapp.audit.keys import generate as generate_audit_keys
 from proapp.audit.keys import key_problems as audit_key_problems
-from proapp.cli import fail, proapp_cli
+from proapp.cli import fail
 from proapp.config import Check, load_config, production_problems, settings_from
 from proapp.export.push import push_problems
 from proapp.mail import mail_problems
@@ -171,7 +172,8 @@ def _twilio_problems(cfg: dict[str, Any]) -> list[str]:
 # Commands ---------------------------------------------------------------------------------------------------
 
 
-@proapp_cli.command("init")
+@click.command("init")
+@with_appcontext
 @click.option("--app-role", default=None, help="PostgreSQL: grant this role what the web app and the worker need, "
               "the audit tables append-only (run init as the tables' owner; the app connects as the role).")
 def init_cmd(app_role: str | None) -> None:
@@ -195,7 +197,8 @@ def init_cmd(app_role: str | None) -> None:
     click.echo(f"database at the newest schema; studies: {', '.join(services.studies().codes())}")
 
 
-@proapp_cli.command("config-table")
+@click.command("config-table")
+@with_appcontext
 def config_table_cmd() -> None:
     """Print the settings as the Markdown table of docs/operations.md."""
     from proapp.config import SETTINGS
@@ -224,7 +227,8 @@ def run_check() -> int:
     return 1 if problems else 0
 
 
-@proapp_cli.command("check")
+@click.command("check")
+@with_appcontext
 def check_cmd() -> None:
     """Check a deployment: one line per problem, exit 1 if any (works even when the app refuses to start)."""
     raise SystemExit(run_check())

@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 
 import click
+from flask.cli import AppGroup
 from flask_babel import force_locale
 
 from proapp import db, services
-from proapp.cli import fail, proapp_cli
+from proapp.cli import fail
 
 
-@proapp_cli.group("user")
+@click.group("user", cls=AppGroup)
 def user_group() -> None:
     """Staff accounts."""
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import click
+from flask.cli import AppGroup
 
 from proapp import db, services
-from proapp.cli import fail, proapp_cli
+from proapp.cli import fail
 
 
-@proapp_cli.group("audit")
+@click.group("audit", cls=AppGroup)
 def audit_group() -> None:
     """The audit trail."""
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from flask.cli import AppGroup
 from flask_babel import force_locale
 
-from proapp.cli import fail, proapp_cli
+from proapp.cli import fail
 
 
-@proapp_cli.group("study")
+@click.group("study", cls=AppGroup)
 def study_group() -> None:
     """A study's end: its closure and its archive."""
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import click
+from flask.cli import AppGroup
 
 from proapp import db, services
-from proapp.cli import fail, proapp_cli
+from proapp.cli import fail
 
 
-@proapp_cli.group("api-key")
+@click.group("api-key", cls=AppGroup)
 def api_key_group() -> None:
     """Keys of the export API (one study each)."""
 

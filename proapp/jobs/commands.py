@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import click
+from flask.cli import AppGroup, with_appcontext
 
-from proapp.cli import fail, proapp_cli
+from proapp.cli import fail
 
 
 def _worker():
@@ -19,7 +20,8 @@ def _worker():
     return Worker(current_app._get_current_object())  # type: ignore[attr-defined]
 
 
-@proapp_cli.command("tick")
+@click.command("tick")
+@with_appcontext
 @click.option("--now", "now_text", default=None, help="Pretend it is this UTC time (ISO 8601), for testing.")
 def tick_cmd(now_text: str | None) -> None:
     """Run each of the worker's jobs once (SMS, alert notifications, staff mails, EDC pushes, checkpoint) and
@@ -44,7 +46,8 @@ def tick_cmd(now_text: str | None) -> None:
     click.echo(" ".join(f"{key}={value}" for key, value in report.items()))
 
 
-@proapp_cli.command("worker")
+@click.command("worker")
+@with_appcontext
 def worker_cmd() -> None:
     """Run the worker (APScheduler: SMS, alert notifications, staff mails, EDC pushes, audit checkpoints, heartbeat)
     until stopped with SIGTERM or Ctrl-C. Run it as its own process, never inside the web app."""
@@ -56,7 +59,7 @@ def worker_cmd() -> None:
     _worker().run_forever(reconcile_every=current_app.config["SMS_RECONCILE_SECONDS"])
 
 
-@proapp_cli.group("restore")
+@click.group("restore", cls=AppGroup)
 def restore_group() -> None:
     """After putting the database back from a backup (docs/operations.md, "Restoring")."""
 

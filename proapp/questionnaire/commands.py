@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import click
+from flask.cli import with_appcontext
 
 from proapp import db, services
-from proapp.cli import fail, proapp_cli
+from proapp.cli import fail
 from proapp.patients.lookup import find_patient
 
 
-@proapp_cli.command("link")
+@click.command("link")
+@with_appcontext
 @click.argument("subject")
 @click.option("--visit", default=None, help="Visit code (default: the open one).")
 @click.option("--study", default=None, help="Study code, when the subject ID is not unique.")

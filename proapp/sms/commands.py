@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import click
+from flask.cli import AppGroup
 
 from proapp import db, services
-from proapp.cli import fail, proapp_cli
+from proapp.cli import fail
 from proapp.patients.lookup import find_patient
 from proapp.patients.models import Occurrence
 
 
-@proapp_cli.group("sms")
+@click.group("sms", cls=AppGroup)
 def sms_group() -> None:
     """A patient's SMS: log, pause, resume."""
 
