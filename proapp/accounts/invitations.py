@@ -8,7 +8,6 @@ session of the account. The "forgot" form answers the same whether the address h
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,15 +20,13 @@ from proapp import outbox
 from proapp.accounts import services as accounts
 from proapp.accounts.models import AccountMail, AccountToken, User
 from proapp.mail import Mail
+from proapp.tokens import token_hash
 
 VALID_FOR = {"invite": timedelta(hours=72), "reset": timedelta(hours=1)}
 CLAIM_LEASE = timedelta(minutes=5)
 RETRY_BASE = timedelta(seconds=60)
 QUEUE_AGAIN_AFTER = timedelta(minutes=1)       # a second request within a minute queues no second mail
 
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def queue(db: Session, user: User, purpose: str, now: datetime, *, actor: str) -> bool:
@@ -66,7 +63,7 @@ def find(db: Session, token: str, purpose: str, now: datetime) -> Link | None:
     """The live link behind ``token`` (right purpose, not used, not expired, account active), or None."""
     if not token or len(token) > 100:
         return None
-    row = db.scalar(select(AccountToken).where(AccountToken.token_hash == _hash(token),
+    row = db.scalar(select(AccountToken).where(AccountToken.token_hash == token_hash(token),
                                                AccountToken.purpose == purpose))
     if row is None or row.used_at is not None or row.expires_at <= now:
         return None
@@ -114,7 +111,7 @@ def prepare(db: Session, mail_id: int, now: datetime, public_url: str) -> Mail |
     db.execute(update(AccountToken).where(AccountToken.user_id == user.id, AccountToken.purpose == row.purpose,
                                           AccountToken.used_at.is_(None)).values(used_at=now))
     token = secrets.token_urlsafe(32)
-    link = AccountToken(user_id=user.id, purpose=row.purpose, token_hash=_hash(token), created_at=now,
+    link = AccountToken(user_id=user.id, purpose=row.purpose, token_hash=token_hash(token), created_at=now,
                         expires_at=now + VALID_FOR[row.purpose])
     db.add(link)
     db.flush()

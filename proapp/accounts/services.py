@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from proapp.accounts import passwords
 from proapp.accounts.models import Role, StaffSession, User, UserScope
 from proapp.mail import plain_address
 from proapp.studies.models import Site, Study
+from proapp.tokens import token_hash
 
 MIN_PASSWORD_LENGTH = passwords.MIN_LENGTH
 MAX_PASSWORD_LENGTH = passwords.MAX_LENGTH
@@ -199,14 +199,11 @@ def check_current_password(user: User, password: str) -> bool:
 
 # Sessions --------------------------------------------------------------------------------------------------
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
 
 def start_session(db: Session, user: User, now: datetime) -> str:
     """A new session for ``user``; returns the token the session cookie carries (only its hash is stored)."""
     token = secrets.token_urlsafe(32)
-    db.add(StaffSession(token_hash=_token_hash(token), user_id=user.id, created_at=now, last_seen_at=now))
+    db.add(StaffSession(token_hash=token_hash(token), user_id=user.id, created_at=now, last_seen_at=now))
     db.flush()
     return token
 
@@ -224,7 +221,7 @@ def check_session(db: Session, token: str, now: datetime, *, idle: timedelta, li
                   touch_every: timedelta = timedelta(seconds=60)) -> SessionCheck:
     """The user behind ``token`` if its session is live, else why not (an idle or expired session is ended
     here). Activity moves the idle deadline; it is written at most once per ``touch_every``."""
-    row = db.scalar(select(StaffSession).where(StaffSession.token_hash == _token_hash(token)))
+    row = db.scalar(select(StaffSession).where(StaffSession.token_hash == token_hash(token)))
     if row is None or row.ended_at is not None:
         return SessionCheck(None, "ended")
     user = db.get(User, row.user_id)
@@ -241,7 +238,7 @@ def check_session(db: Session, token: str, now: datetime, *, idle: timedelta, li
 
 
 def end_session(db: Session, token: str, now: datetime, reason: str = "signed_out") -> None:
-    db.execute(update(StaffSession).where(StaffSession.token_hash == _token_hash(token),
+    db.execute(update(StaffSession).where(StaffSession.token_hash == token_hash(token),
                                           StaffSession.ended_at.is_(None))
                .values(ended_at=now, end_reason=reason))
 

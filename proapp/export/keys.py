@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from datetime import datetime
@@ -12,14 +11,12 @@ from sqlalchemy.orm import Session
 
 from proapp.export.models import ApiKey
 from proapp.studies.models import Site, Study
+from proapp.tokens import token_hash
 
 
 class KeyError_(ValueError):
     pass
 
-
-def _hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def create_key(db: Session, *, study_code: str, name: str, now: datetime, created_by: str,
@@ -39,7 +36,7 @@ def create_key(db: Session, *, study_code: str, name: str, now: datetime, create
         site_ids.append(site_id)
     prefix = secrets.token_hex(4)
     key = f"pk_{prefix}.{secrets.token_urlsafe(32)}"
-    row = ApiKey(prefix=prefix, secret_sha256=_hash(key), name=name, study_id=study.id,
+    row = ApiKey(prefix=prefix, secret_sha256=token_hash(key), name=name, study_id=study.id,
                  site_ids=site_ids or None, created_at=now, created_by=created_by)
     db.add(row)
     db.flush()
@@ -65,7 +62,7 @@ def authenticate(db: Session, authorization: str | None) -> ApiKey | None:
         return None
     prefix = key[3:].split(".", 1)[0]
     row = db.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
-    if row is None or row.revoked_at is not None or not hmac.compare_digest(row.secret_sha256, _hash(key)):
+    if row is None or row.revoked_at is not None or not hmac.compare_digest(row.secret_sha256, token_hash(key)):
         return None
     return row
 
