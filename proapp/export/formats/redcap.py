@@ -16,13 +16,14 @@ or two things would share one.
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from proapp import csvfiles
+from proapp.csvfiles import Verbatim
 from proapp.export.data import Exported
 from proapp.export.formats import ulcer_registry
 from proapp.export.formats.common import all_scores, current_answers, iso, removed, source_phrase
@@ -247,7 +248,7 @@ class Project:
     def dictionary(self, language: str) -> str:
         """REDCap's data dictionary CSV (Project Setup, "Upload Data Dictionary", or the API's metadata import)."""
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
+        writer = csvfiles.writer(out)          # the wording's cells made safe; what REDCap reads as code, verbatim
         writer.writerow(DICTIONARY_COLUMNS)
         for f in self.fields():
             if f.slider:
@@ -255,8 +256,8 @@ class Project:
             else:
                 choices = " | ".join(f"{value}, {label(language)}" for value, label in f.choices)
             writer.writerow((f.name, f.form, f.section(language) if f.section else "", f.kind, f.label(language),
-                             choices, f.note(language) if f.note else "", f.validation, f.low, f.high, "",
-                             f.branching, "", "", "", "", "", f.annotation))
+                             choices, f.note(language) if f.note else "", f.validation, Verbatim(f.low),
+                             Verbatim(f.high), "", Verbatim(f.branching), "", "", "", "", "", Verbatim(f.annotation)))
         return out.getvalue()
 
     def events(self, language: str) -> list[dict[str, Any]]:
