@@ -10,16 +10,25 @@ from pathlib import Path
 from typing import Any
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 
 from proapp import db, services
 from proapp.audit.keys import generate as generate_audit_keys
 from proapp.audit.keys import key_problems as audit_key_problems
 from proapp.cli import fail
-from proapp.config import Check, load_config, production_problems, settings_from
-from proapp.export.push import push_problems
+from proapp.config import SETTINGS, Check, load_config, production_problems, settings_from
+from proapp.db import make_engine
+from proapp.export.push import insecure_endpoints, push_problems
+from proapp.instruments import default_registry
 from proapp.mail import mail_problems
+from proapp.migrate import current_revision, grant_app_role, head_revision, upgrade
+from proapp.sms.gateways import TwilioGateway
 from proapp.sms.settings import sms_problems
+from proapp.studies.catalog import DATA_DIR, load_studies, missing_information, unvalidated_wording
+from proapp.studies.services import sync_studies
 
 CHECKS: tuple[Check, ...] = (audit_key_problems, sms_problems, mail_problems, push_problems)
 """Each feature's check of its own settings: the app's start-up (``app_config``) and ``proapp check`` run them."""
@@ -54,9 +63,6 @@ def deployment_problems(env: Mapping[str, str] | None = None) -> list[str]:
 
 
 def _catalog(cfg: dict[str, Any]):
-    from proapp.instruments import default_registry
-    from proapp.studies.catalog import DATA_DIR, load_studies
-
     contacts = Path(cfg["SITE_CONTACTS"]) if cfg.get("SITE_CONTACTS") else None
     return load_studies(Path(cfg["STUDIES_DIR"]) if cfg["STUDIES_DIR"] else DATA_DIR, default_registry(), contacts)
 
@@ -66,9 +72,6 @@ def _study_problems(cfg: dict[str, Any], env: Mapping[str, str]) -> list[str]:
         catalog = _catalog(cfg)
     except Exception as exc:
         return [f"the study files cannot be loaded: {exc}"]
-    from proapp.export.push import insecure_endpoints
-    from proapp.instruments import default_registry
-    from proapp.studies.catalog import missing_information, unvalidated_wording
 
     out = [f"{problem}." for problem in (*insecure_endpoints(catalog), *missing_information(catalog))]
     for loaded in catalog.all():
@@ -82,12 +85,6 @@ def _study_problems(cfg: dict[str, Any], env: Mapping[str, str]) -> list[str]:
 
 
 def _database_problems(cfg: dict[str, Any]) -> list[str]:
-    from sqlalchemy import select, text
-    from sqlalchemy.engine import make_url
-
-    from proapp.db import make_engine
-    from proapp.migrate import current_revision, head_revision
-
     url = cfg["DATABASE_URL"]
     shown = make_url(url).render_as_string(hide_password=True)
     engine = make_engine(url)
@@ -152,8 +149,6 @@ def _database_problems(cfg: dict[str, Any]) -> list[str]:
 def _twilio_problems(cfg: dict[str, Any]) -> list[str]:
     from twilio.base.exceptions import TwilioException, TwilioRestException
 
-    from proapp.sms.gateways import TwilioGateway
-
     gateway = TwilioGateway(account_sid=cfg["TWILIO_ACCOUNT_SID"], auth_token=cfg["TWILIO_AUTH_TOKEN"], sender=None,
                             messaging_service_sid=None, api_base=cfg["TWILIO_API_BASE"],
                             timeout=int(cfg["TWILIO_TIMEOUT"]))
@@ -178,11 +173,6 @@ def _twilio_problems(cfg: dict[str, Any]) -> list[str]:
               "the audit tables append-only (run init as the tables' owner; the app connects as the role).")
 def init_cmd(app_role: str | None) -> None:
     """Create or upgrade the database to the newest schema and load the study files (safe to run twice)."""
-    from flask import current_app
-
-    from proapp.migrate import grant_app_role, upgrade
-    from proapp.studies.services import sync_studies
-
     upgrade(current_app.config["DATABASE_URL"])
     if app_role:
         try:
@@ -201,8 +191,6 @@ def init_cmd(app_role: str | None) -> None:
 @with_appcontext
 def config_table_cmd() -> None:
     """Print the settings as the Markdown table of docs/operations.md."""
-    from proapp.config import SETTINGS
-
     click.echo("| variable | default | meaning |")
     click.echo("|---|---|---|")
     for setting in SETTINGS:

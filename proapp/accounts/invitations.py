@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from proapp import outbox
 from proapp.accounts import services as accounts
 from proapp.accounts.models import AccountMail, AccountToken, User
+from proapp.audit.services import record
 from proapp.mail import Mail
 from proapp.tokens import token_hash
 
@@ -36,7 +37,6 @@ def queue(db: Session, user: User, purpose: str, now: datetime, *, actor: str) -
     if recent is not None:
         return False
     db.add(AccountMail(user_id=user.id, purpose=purpose, status="pending", created_at=now, due_at=now))
-    from proapp.audit.services import record
 
     record(db, actor=actor, action=f"user.{purpose}_mail_queued", entity="app_user", entity_id=user.id, at=now)
     db.flush()
@@ -81,7 +81,6 @@ def redeem(db: Session, token: str, purpose: str, password: str, now: datetime) 
                       .values(used_at=now)).rowcount
     if not used:                                         # the same link used at the same moment in another tab
         raise LookupError(token)
-    from proapp.audit.services import record
 
     record(db, actor=f"user:{link.user.email}", action="user.invitation_accepted" if purpose == "invite"
            else "user.password_reset", entity="app_user", entity_id=link.user.id, at=now)
@@ -132,7 +131,6 @@ def apply_outcome(db: Session, mail_id: int, worker: str, outcome: outbox.Outcom
     if kind == "retry" and row.token_id is not None:        # that link never reached anyone
         db.execute(update(AccountToken).where(AccountToken.id == row.token_id).values(used_at=now))
     db.execute(update(AccountMail).where(AccountMail.id == row.id).values(**values))
-    from proapp.audit.services import record
 
     if kind != "retry":
         record(db, actor="system:mail", action=f"user.{row.purpose}_mail_{kind}", entity="app_user",

@@ -19,6 +19,7 @@ from sqlalchemy import JSON, Text, cast, literal, or_, update
 from sqlalchemy.orm import Session
 
 from proapp.accounts.models import User
+from proapp.audit.services import record
 from proapp.tokens import token_hash
 
 ISSUER = "proapp"
@@ -75,7 +76,6 @@ def enable(db: Session, user: User, secret: str, code: str, *, vault: Any, now: 
     user.totp_secret_ciphertext = vault.encrypt(secret)
     user.totp_enabled_at, user.totp_last_step = now, step
     user.recovery_codes = [token_hash(_normalise(c)) for c in codes]
-    from proapp.audit.services import record
 
     record(db, actor=actor, action="user.two_factor_enabled", entity="app_user", entity_id=user.id, at=now)
     db.flush()
@@ -110,7 +110,6 @@ def check(db: Session, user: User, code: str, *, vault: Any, now: datetime) -> s
                       .values(recovery_codes=remaining)).rowcount
     if not used:
         return None
-    from proapp.audit.services import record
 
     record(db, actor=f"user:{user.email}", action="user.recovery_code_used", entity="app_user", entity_id=user.id,
            new={"left": len(remaining)}, at=now)
@@ -121,7 +120,6 @@ def check(db: Session, user: User, code: str, *, vault: Any, now: datetime) -> s
 def reset(db: Session, user: User, *, now: datetime, actor: str, reason: str) -> None:
     """An admin's re-enrolment: the secret and the codes go; the user sets it up again at the next sign-in."""
     user.totp_secret_ciphertext, user.totp_enabled_at, user.totp_last_step, user.recovery_codes = None, None, None, None
-    from proapp.audit.services import record
 
     record(db, actor=actor, action="user.two_factor_reset", entity="app_user", entity_id=user.id, reason=reason,
            at=now)

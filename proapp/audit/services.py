@@ -25,7 +25,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import multiprocessing
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,7 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from proapp.audit.keys import AuditKeys
 from proapp.audit.models import AuditChainHead, AuditEvent
-from proapp.db import dialect_insert
+from proapp.db import dialect_insert, make_engine
 
 GENESIS = "0" * 64
 LEGACY = "legacy"
@@ -308,8 +310,6 @@ def _verify_range(db: Session, low: str | None, high: str | None, keys: AuditKey
 
 def _verify_range_in_process(url: str, low: str | None, high: str | None,
                              keys: AuditKeys) -> tuple[int, list[Finding]]:
-    from proapp.db import make_engine
-
     engine = make_engine(url)
     try:
         with Session(engine) as db:
@@ -337,8 +337,6 @@ def verify(db: Session, chain: str | None = None, keys: AuditKeys | None = None,
     names = sorted(_heads(db))
     bounds = [None, *(names[len(names) * k // processes] for k in range(1, processes)), None]
     url = db.get_bind().url.render_as_string(hide_password=False)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
         parts = list(pool.map(_verify_range_in_process, [url] * processes, bounds[:-1], bounds[1:],

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session, aliased
 
 from proapp.accounts.access import Viewer
 from proapp.alerts.models import Alert, AlertState
+from proapp.export.data import acknowledged
+from proapp.export.models import PushDelivery
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientEvent, PatientStatus
 from proapp.questionnaire.models import (
     AccessLink,
@@ -416,7 +418,6 @@ def patient_view(db: Session, patient: Patient, catalog: StudyCatalog, now: date
                               cancel_reason(o, patient.enrolled_at, withdrawn_at))
                 for o in occurrences]
     contact = db.get(PatientContact, patient.id)
-    from proapp.export.data import acknowledged
 
     acks = acknowledged(db, [r.id for r in responses if r.status == ResponseStatus.COMPLETED])
     by_occ: dict[int, list[Any]] = defaultdict(list)
@@ -539,8 +540,6 @@ def has_site(db: Session, study_id: int, site_code: str) -> bool:
 
 def deliveries(db: Session, status: str | None, limit: int = 200) -> list[Any]:
     """The newest pushes to the EDC endpoints, with their study's code."""
-    from proapp.export.models import PushDelivery
-
     q = (select(PushDelivery, Study.code).join(Study, Study.id == PushDelivery.study_id)
          .order_by(PushDelivery.id.desc()).limit(limit))
     if status:

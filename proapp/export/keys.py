@@ -9,7 +9,8 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from proapp.export.models import ApiKey
+from proapp.audit.services import record
+from proapp.export.models import ApiKey, ApiPull
 from proapp.studies.models import Site, Study
 from proapp.tokens import token_hash
 
@@ -70,9 +71,6 @@ def authenticate(db: Session, authorization: str | None) -> ApiKey | None:
 def record_pull(db: Session, key: ApiKey, *, endpoint: str, params: dict[str, str], status: int, items: int | None,
                 now: datetime) -> None:
     """A request made with ``key``: its pull-log row, its audit entry and the key's last use."""
-    from proapp.audit.services import record
-    from proapp.export.models import ApiPull
-
     db.add(ApiPull(api_key_id=key.id, at=now, endpoint=endpoint[:60], params=params or None, status=status,
                    items=items))
     db.flush()
@@ -84,11 +82,6 @@ def record_pull(db: Session, key: ApiKey, *, endpoint: str, params: dict[str, st
 def record_failed_stream(db: Session, key_id: int, *, endpoint: str, now: datetime, error: str) -> None:
     """A page whose stream broke after its 200 had gone: its pull-log row says 500, as the client got an
     incomplete body, and the audit trail keeps why."""
-    from sqlalchemy import select
-
-    from proapp.audit.services import record
-    from proapp.export.models import ApiPull
-
     row = db.scalar(select(ApiPull).where(ApiPull.api_key_id == key_id, ApiPull.endpoint == endpoint[:60])
                     .order_by(ApiPull.id.desc()).limit(1))
     if row is not None:

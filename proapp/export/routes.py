@@ -14,12 +14,16 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from proapp import csvfiles, db, services
-from proapp.export import data, feed, keys
-from proapp.export.formats import common, csv_format, fhir, json_format, odm, redcap
+from proapp import csvfiles, db, ratelimit, services
+from proapp.export import data, feed, keys, registry_data
+from proapp.export.alerts import CSV_COLUMNS, alert_items, csv_row
+from proapp.export.dictionary import data_dictionary
+from proapp.export.formats import common, csv_format, fhir, json_format, odm, redcap, ulcer_registry
 from proapp.export.models import ApiKey
+from proapp.export.openapi import spec
 from proapp.extensions import csrf
 from proapp.studies.models import Study
+from proapp.web import register_error_renderer
 
 log = logging.getLogger("proapp.export")
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -94,7 +98,6 @@ def _key_for(study_code: str | None) -> tuple[ApiKey, Study]:
     g.api_key = key
     study = s.get(Study, key.study_id)
     s.commit()                  # the rate limiter's own transaction must not wait for this one (SQLite)
-    from proapp import ratelimit
 
     wait = ratelimit.check("api", key.prefix)
     if wait:
@@ -207,8 +210,6 @@ def _stream(chunks: Callable[[Any], Iterator[str]], media: str, headers: dict[st
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    from proapp.export.openapi import spec
-
     return Response(json.dumps(spec(current_app.config["PUBLIC_URL"])), mimetype="application/json")
 
 
@@ -238,7 +239,6 @@ def metadata(study: str) -> Response:
         return Response(body, mimetype=_odm_media())
     if fmt != "json":
         raise Problem(400, "Bad Request", "metadata is available as json, odm or redcap.", "bad-parameter")
-    from proapp.export.dictionary import data_dictionary
 
     body = data_dictionary(study_def, registry, db.session(), st.id, key.site_ids)
     _record(200, None)
@@ -356,9 +356,6 @@ def _responses(study: str, fixed: str | None) -> Response:
 def ulcers(study: str) -> Response:
     """The ulcer registry of the key's study and sites (ADUSE), as it stands now: JSON, CSV, ODM (a Snapshot),
     FHIR (Conditions and Tasks) or REDCap records."""
-    from proapp.export import registry_data
-    from proapp.export.formats import ulcer_registry
-
     key, st = _key_for(study)
     _check_params({"format"})
     fmt = _format()
@@ -408,8 +405,6 @@ def ulcers(study: str) -> Response:
 @bp.get("/studies/<study>/alerts")
 def alerts(study: str) -> Response:
     """Every safety-signal alert of the key's study and sites, with its acknowledgement (JSON or CSV)."""
-    from proapp.export.alerts import CSV_COLUMNS, alert_items, csv_row
-
     key, st = _key_for(study)
     _check_params({"format", "state"})
     fmt = _format()
@@ -510,7 +505,5 @@ def acknowledgements(study: str) -> tuple[dict[str, Any], int]:
 
 
 def init_app(app) -> None:
-    from proapp.web import register_error_renderer
-
     app.register_blueprint(bp)
     register_error_renderer(app, "/api/", http_problem)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import click
 from flask.cli import AppGroup
+from sqlalchemy import select
 
 from proapp import db, services
 from proapp.cli import fail
+from proapp.patients import preferences
 from proapp.patients.lookup import find_patient
-from proapp.patients.models import Occurrence
+from proapp.patients.models import Occurrence, PatientEvent
+from proapp.patients.phones import mask
+from proapp.patients.preferences import PreferenceError
+from proapp.sms.models import SmsMessage
 
 
 @click.group("sms", cls=AppGroup)
@@ -21,12 +26,6 @@ def sms_group() -> None:
 @click.option("--study", default=None)
 def sms_log_cmd(subject: str, study: str | None) -> None:
     """Every SMS of a patient with its fate, and the changes to their SMS preferences."""
-    from sqlalchemy import select
-
-    from proapp.patients.models import PatientEvent
-    from proapp.patients.phones import mask
-    from proapp.sms.models import SmsMessage
-
     patient = find_patient(subject, study)
     s = db.session()
     contact = patient.contact
@@ -45,8 +44,6 @@ def sms_log_cmd(subject: str, study: str | None) -> None:
 
 
 def _change_sms(subject: str, study: str | None, by: str, reason: str, change) -> None:
-    from proapp.patients.preferences import PreferenceError
-
     patient = find_patient(subject, study)
     if patient.contact is None:
         fail(f"{subject} has no phone number")
@@ -64,8 +61,6 @@ def _sms_change_command(name: str, service: str, done: str, help_text: str) -> N
     @click.option("--by", required=True, help="Who asks (recorded), e.g. your e-mail.")
     @click.option("--study", default=None)
     def command(subject: str, reason: str, by: str, study: str | None) -> None:
-        from proapp.patients import preferences
-
         _change_sms(subject, study, by, reason, getattr(preferences, service))
         click.echo(f"SMS {done} for {subject}")
 

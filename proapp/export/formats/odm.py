@@ -3,6 +3,8 @@ is produced (no document tree in memory), so a large pull streams."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -62,9 +64,6 @@ class Oids:
 
 
 def metadata_fingerprint(study: StudyDef) -> str:
-    import hashlib
-    import json
-
     content = {"visits": [[v.code, v.label.en, v.label.fr, list(v.instruments)] for v in study.all_visits()],
                "instruments": {c: [u.version, u.variant] for c, u in sorted(study.instruments.items())},
                "oids": dict(sorted(study.edc.odm.oids.items()))}
