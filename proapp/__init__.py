@@ -35,6 +35,7 @@ from proapp.export import commands as export_commands
 from proapp.export import routes as export_routes
 from proapp.export.formats.odm import oid_problems
 from proapp.export.formats.redcap import Project
+from proapp.export.push import insecure_endpoints
 from proapp.extensions import babel, csrf
 from proapp.i18n import compile_catalogues, select_locale, stale_catalogues
 from proapp.i18n import init_app as i18n_init
@@ -51,7 +52,7 @@ from proapp.sms import commands as sms_commands
 from proapp.sms import routes as sms_routes
 from proapp.sms.services import connect_signals
 from proapp.studies.catalog import DATA_DIR as STUDY_DIR
-from proapp.studies.catalog import DEMO_CONTACTS, StudyFileError, load_studies
+from proapp.studies.catalog import DEMO_CONTACTS, StudyFileError, load_studies, missing_information, refused_wording
 
 __all__ = ["PROJECT_ROOT", "create_app", "load_commands"]
 
@@ -156,8 +157,6 @@ def _load_definitions(app: Flask) -> None:
                                                     demo_contacts=demo)
 
     if app.config["PRODUCTION"]:       # patients informed; the licensed wording, or what the sponsor accepted
-        from proapp.studies.catalog import missing_information, refused_wording
-
         refused = missing_information(app.extensions["proapp.studies"]) + refused_wording(
             app.extensions["proapp.studies"], registry)
         if refused:
@@ -167,8 +166,6 @@ def _load_definitions(app: Flask) -> None:
         if problems:
             raise StudyFileError(f"study file {loaded.filename}: {problems[0]}")
     if app.config["PRODUCTION"]:
-        from proapp.export.push import insecure_endpoints
-
         for problem in insecure_endpoints(app.extensions["proapp.studies"]):
             raise StudyFileError(problem)
     app.extensions["proapp.phones"] = PhoneVault(app.config["PHONE_KEYS"])

@@ -18,6 +18,7 @@ from proapp.cli import fail
 from proapp.patients.models import Patient
 from proapp.patients.services import EnrolmentRequest, enroll_patient
 from proapp.questionnaire.services import issue_link, open_occurrence_for
+from proapp.questionnaire.ulcers import note_ulcer
 
 
 @click.command("demo")
@@ -60,8 +61,6 @@ def demo_cmd() -> None:
                                                       agreed_on=min(anchor, now.date())), now=now,
                                      actor="cli:demo")
             if days == -1 and study == "ADUSE":
-                from proapp.questionnaire.ulcers import note_ulcer
-
                 note_ulcer(s, services.instruments(), patient, hand="L", finger="2", site="TIP", treated=True,
                            noted_on=min(anchor, now.date()), actor="cli:demo", now=now)
         click.echo(f"enrolled demo patient {subject} ({study}/{site}, {lang}, {tz}), anchor date {anchor}")

@@ -29,6 +29,8 @@ from proapp.accounts.access import SESSION_KEY, current_viewer, staff_routes, vi
 from proapp.accounts.models import Role, User
 from proapp.accounts.signatures import MEANINGS
 from proapp.audit.services import record
+from proapp.i18n import use_locale
+from proapp.mail import plain_address
 from proapp.web import safe_next, too_many_requests
 
 bp = Blueprint("accounts", __name__, url_prefix="/staff")
@@ -45,8 +47,6 @@ def login() -> Any:
     email = ""
     if request.method == "POST":
         email = request.form.get("email", "")[:254]
-        from proapp import ratelimit
-        from proapp.web import too_many_requests
 
         wait = (ratelimit.check("login_ip", request.remote_addr or "")
                 or ratelimit.check("login_account", email.strip().lower()))
@@ -115,9 +115,6 @@ def login_code() -> Any:
         return redirect(url_for("accounts.login"), code=303)
     error = None
     if request.method == "POST":
-        from proapp import ratelimit
-        from proapp.web import too_many_requests
-
         wait = ratelimit.check("login_ip", request.remote_addr or "")
         if wait:
             return too_many_requests(wait)
@@ -144,7 +141,6 @@ def login_code() -> Any:
         if user is not None and not locked:
             accounts.count_failure(s, user, now, max_failures=cfg["LOGIN_MAX_FAILURES"],
                                    lock_for=timedelta(minutes=cfg["LOGIN_LOCK_MINUTES"]))
-        from proapp.audit.services import record
 
         record(s, actor=f"user:{user.email}" if user else "anonymous", action="user.login_failed",
                entity="app_user", entity_id=pending["uid"], new={"why": "wrong second factor"}, at=now)
@@ -225,8 +221,6 @@ def _password_link(token: str, purpose: str) -> Any:
     if link is None:
         return render_template("staff/set_password.html", dead=True, purpose=purpose), 404
     if session.get("lang") not in ("fr", "en"):
-        from proapp.i18n import use_locale
-
         use_locale(link.user.language)      # the invitation's language (its e-mail's), unless FR | EN was pressed
     error = None
     if request.method == "POST":
@@ -267,9 +261,6 @@ def reset(token: str) -> Any:
 def my_account() -> Any:
     v = viewer()
     if request.method == "POST":            # the current password is guessed no faster than at the sign-in
-        from proapp import ratelimit
-        from proapp.web import too_many_requests
-
         wait = (ratelimit.check("login_ip", request.remote_addr or "")
                 or ratelimit.check("login_account", v.email))
         if wait:
@@ -358,7 +349,6 @@ def invite() -> Any:
     if request.method == "POST":
         values = _form_values()
         role = _parse_role(values, errors)
-        from proapp.mail import plain_address
 
         if plain_address(values["email"]) is None:
             errors["email"] = _("Give one e-mail address and nothing else, such as name@hospital.fr.")

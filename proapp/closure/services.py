@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from proapp import csvfiles, services
 from proapp import db as database
 from proapp.audit.checkpoints import HeadsNotSigned, as_line, write
+from proapp.audit.copies import certified_copy
 from proapp.audit.keys import AuditKeys
 from proapp.audit.models import AuditCheckpoint
 from proapp.audit.services import record
@@ -204,8 +205,6 @@ def archive(db: Session, study: Study, closure: StudyClosure, catalog: StudyCata
         copies = {}
         for pid, subject in db.execute(select(Patient.id, Patient.subject_id).where(Patient.study_id == study.id)
                                        .order_by(Patient.subject_id)):
-            from proapp.audit.copies import certified_copy
-
             copy = certified_copy(db, pid)
             copies[subject] = {"entries_verified": copy.verified, "chain_intact": not copy.findings,
                                "findings": [str(f) for f in copy.findings[:20]],

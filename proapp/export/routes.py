@@ -19,6 +19,7 @@ from proapp.export import data, feed, keys, registry_data
 from proapp.export.alerts import CSV_COLUMNS, alert_items, csv_row
 from proapp.export.dictionary import data_dictionary
 from proapp.export.formats import common, csv_format, fhir, json_format, odm, redcap, ulcer_registry
+from proapp.export.formats.redcap import unique_event
 from proapp.export.models import ApiKey
 from proapp.export.openapi import spec
 from proapp.extensions import csrf
@@ -393,8 +394,6 @@ def ulcers(study: str) -> Response:
         return Response(json.dumps(ulcer_registry.fhir_bundle(st.code, subjects, staff, place, now),
                                    ensure_ascii=False), mimetype=MEDIA["fhir"])
     if fmt == "redcap":
-        from proapp.export.formats.redcap import unique_event
-
         return Response(json.dumps(ulcer_registry.redcap_records(
             subjects, staff, registry, unique_event(study_def.all_visits()[0].code)), ensure_ascii=False),
             mimetype=MEDIA["redcap"])

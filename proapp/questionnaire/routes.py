@@ -15,6 +15,7 @@ from proapp.alerts.services import raised_telling_patient, rules_telling_patient
 from proapp.config import SUPPORTED_LANGUAGES
 from proapp.i18n import day, use_locale
 from proapp.patients.models import Occurrence, Patient, PatientContact
+from proapp.patients.preferences import opt_out, patient_switched_language
 from proapp.patients.services import acknowledge_information, agreements_of
 from proapp.questionnaire import flow as flowmod
 from proapp.questionnaire import services as answering
@@ -427,8 +428,6 @@ def language() -> WResponse | tuple[str, int]:
         data["lang"] = lang
         data.pop("ask_sms", None)
         if request.form.get("sms") == "1":
-            from proapp.patients.preferences import patient_switched_language
-
             s = db.session()
             if patient_switched_language(s, s.get_one(Patient, visit.patient_id), lang, actor=_actor(),
                                          now=services.now()):
@@ -460,8 +459,6 @@ def sms_stop() -> tuple[str, int] | str:
     visit = _session_or_page(require_open=False).visit
     stopped_now = False
     if request.method == "POST":
-        from proapp.patients.preferences import opt_out
-
         contact = db.session().get(PatientContact, visit.patient_id)
         if contact is not None:
             stopped_now = opt_out(db.session(), contact, services.now(), actor=_actor())
