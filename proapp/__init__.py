@@ -11,14 +11,51 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask.cli import AppGroup
+from sqlalchemy.orm import configure_mappers
 
-from proapp import db
-from proapp.config import ConfigError, env_setting, load_config
+import proapp.models  # noqa: F401  (every mapper known before configure_mappers and the first query)
+from proapp import db, demo, mail, ops, web
+from proapp.accounts import commands as account_commands
+from proapp.accounts import routes as accounts_routes
+from proapp.alerts import commands as alert_commands
+from proapp.alerts import routes as alert_routes
+from proapp.alerts.services import connect_signals as connect_alerts
+from proapp.audit import commands as audit_commands
+from proapp.audit import routes as audit_routes
+from proapp.audit.keys import AuditKeyError, parse
+from proapp.audit.services import install as install_audit_trail
+from proapp.cli import proapp_cli
+from proapp.clock import Clock
+from proapp.closure import commands as closure_commands
+from proapp.closure import routes as closure_routes
+from proapp.config import PROJECT_ROOT, ConfigError, env_setting
+from proapp.dashboard import routes as dashboard_routes
+from proapp.export import commands as export_commands
+from proapp.export import routes as export_routes
+from proapp.export.formats.odm import oid_problems
+from proapp.export.formats.redcap import Project
+from proapp.export.push import insecure_endpoints
 from proapp.extensions import babel, csrf
 from proapp.i18n import compile_catalogues, select_locale, stale_catalogues
 from proapp.i18n import init_app as i18n_init
+from proapp.instruments import commands as instrument_commands
+from proapp.instruments import default_registry, load_directory
+from proapp.jobs import commands as job_commands
+from proapp.jobs import metrics
+from proapp.logs import install as redact_logs
+from proapp.patients import commands as patient_commands
+from proapp.patients.phones import PhoneVault
+from proapp.questionnaire import commands as questionnaire_commands
+from proapp.questionnaire import routes as questionnaire_routes
+from proapp.questionnaire.services import connect_signals as connect_questionnaire
+from proapp.sms import commands as sms_commands
+from proapp.sms import routes as sms_routes
+from proapp.sms.services import connect_signals
+from proapp.studies.catalog import DATA_DIR as STUDY_DIR
+from proapp.studies.catalog import DEMO_CONTACTS, StudyFileError, load_studies, missing_information, refused_wording
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["PROJECT_ROOT", "create_app", "load_commands"]
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -29,11 +66,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     instance_path = (PROJECT_ROOT / env_setting("INSTANCE_PATH")).resolve()     # an absolute path stays as it is
     app = Flask(__name__, instance_path=str(instance_path), template_folder="../templates",
                 static_folder="static")
-    app.config.update(load_config(instance_path, overrides=config))
-    from proapp.clock import Clock
+    app.config.update(ops.app_config(instance_path, overrides=config))
 
     app.extensions["proapp.clock"] = Clock(app.config.pop("NOW", None))     # tests may start it stopped
-    from proapp.logs import install as redact_logs
 
     redact_logs(app.logger)
     hops = int(app.config["PROXY_HOPS"])
@@ -50,58 +85,38 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                           "run python -m proapp.i18n (or .ci/setup) when installing or upgrading.")
 
     _load_definitions(app)
-    from sqlalchemy.orm import configure_mappers
-
-    import proapp.models  # noqa: F401  (every mapper known before the first query)
 
     configure_mappers()  # a mapping mistake stops start-up here, and the first patient request does not pay for it
 
     db.init_app(app)
-    from proapp.audit.services import install as install_audit_trail
 
-    install_audit_trail()       # every session's commit writes its audit entries (proapp/audit/services.py)
-    from proapp.sms.services import connect_signals
+    install_audit_trail(app.extensions["proapp.sessionmaker"])  # the app's sessions write their audit entries at commit
 
     connect_signals()           # a pause, an opt-out or a withdrawal cancels the SMS waiting to go
-    from proapp.questionnaire.services import connect_signals as connect_questionnaire
-
     connect_questionnaire()     # a withdrawal disables the patient's links
-    from proapp.alerts.services import connect_signals as connect_alerts
 
     connect_alerts()            # an occurrence completed, or closed with answers in progress, raises its alerts
     babel.init_app(app, locale_selector=select_locale)
     csrf.init_app(app)
 
-    from proapp import web
-
     web.init_app(app)
     i18n_init(app)
-    from proapp.questionnaire import routes as questionnaire_routes
 
     questionnaire_routes.init_app(app)
-    from proapp.sms import routes as sms_routes
 
     sms_routes.init_app(app)
-    from proapp import mail
 
     mail.init_app(app)
-    from proapp.accounts import routes as accounts_routes
-    from proapp.audit import routes as audit_routes
-    from proapp.dashboard import routes as dashboard_routes
 
     accounts_routes.init_app(app)
     dashboard_routes.init_app(app)
     audit_routes.init_app(app)
-    from proapp.alerts import routes as alert_routes
 
     alert_routes.init_app(app)
-    from proapp.export import routes as export_routes
 
     export_routes.init_app(app)
-    from proapp.closure import routes as closure_routes
 
     closure_routes.init_app(app)
-    from proapp.jobs import metrics
 
     metrics.init_app(app)
 
@@ -109,30 +124,33 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-COMMAND_MODULES = ("proapp.ops", "proapp.demo", "proapp.instruments.commands", "proapp.accounts.commands",
-                   "proapp.audit.commands", "proapp.patients.commands", "proapp.questionnaire.commands",
-                   "proapp.sms.commands", "proapp.alerts.commands", "proapp.export.commands",
-                   "proapp.jobs.commands", "proapp.closure.commands")
-
-
-def load_commands():
-    """The ``proapp`` command group with every feature's commands (each feature's module adds its own)."""
-    import importlib
-
-    from proapp.cli import proapp_cli
-
-    for name in COMMAND_MODULES:
-        importlib.import_module(name)
+def load_commands() -> AppGroup:
+    """The ``proapp`` command group with every feature's commands."""
+    proapp_cli.add_command(ops.init_cmd)
+    proapp_cli.add_command(ops.config_table_cmd)
+    proapp_cli.add_command(ops.check_cmd)
+    proapp_cli.add_command(demo.demo_cmd)
+    proapp_cli.add_command(instrument_commands.instruments_cmd)
+    proapp_cli.add_command(account_commands.user_group)
+    proapp_cli.add_command(audit_commands.audit_group)
+    proapp_cli.add_command(questionnaire_commands.link_cmd)
+    proapp_cli.add_command(sms_commands.sms_group)
+    proapp_cli.add_command(alert_commands.alerts_cli)
+    proapp_cli.add_command(export_commands.api_key_group)
+    proapp_cli.add_command(job_commands.tick_cmd)
+    proapp_cli.add_command(job_commands.worker_cmd)
+    proapp_cli.add_command(job_commands.restore_group)
+    proapp_cli.add_command(closure_commands.study_group)
+    proapp_cli.add_command(patient_commands.enroll_cmd)
+    proapp_cli.add_command(patient_commands.schedule_cmd)
+    proapp_cli.add_command(patient_commands.reschedule_cmd)
+    proapp_cli.add_command(patient_commands.phones_group)
+    proapp_cli.add_command(patient_commands.purge_contacts_cmd)
     return proapp_cli
 
 
 def _load_definitions(app: Flask) -> None:
     """Instrument and study files are checked at start-up: a malformed file stops the app here."""
-    from proapp.instruments import default_registry, load_directory
-    from proapp.patients.phones import PhoneVault
-    from proapp.studies.catalog import DATA_DIR as STUDY_DIR
-    from proapp.studies.catalog import DEMO_CONTACTS, StudyFileError, load_studies
-
     instrument_dir = app.config.get("INSTRUMENTS_DIR")
     registry = load_directory(Path(instrument_dir)) if instrument_dir else default_registry()
     app.extensions["proapp.instruments"] = registry
@@ -142,12 +160,8 @@ def _load_definitions(app: Flask) -> None:
     app.extensions["proapp.studies"] = load_studies(studies_dir, registry,
                                                     Path(contacts) if contacts else DEMO_CONTACTS if demo else None,
                                                     demo_contacts=demo)
-    from proapp.export.formats.odm import oid_problems
-    from proapp.export.formats.redcap import Project
 
     if app.config["PRODUCTION"]:       # patients informed; the licensed wording, or what the sponsor accepted
-        from proapp.studies.catalog import missing_information, refused_wording
-
         refused = missing_information(app.extensions["proapp.studies"]) + refused_wording(
             app.extensions["proapp.studies"], registry)
         if refused:
@@ -157,13 +171,9 @@ def _load_definitions(app: Flask) -> None:
         if problems:
             raise StudyFileError(f"study file {loaded.filename}: {problems[0]}")
     if app.config["PRODUCTION"]:
-        from proapp.export.push import insecure_endpoints
-
         for problem in insecure_endpoints(app.extensions["proapp.studies"]):
             raise StudyFileError(problem)
     app.extensions["proapp.phones"] = PhoneVault(app.config["PHONE_KEYS"])
-    from proapp.audit.keys import AuditKeyError, parse
-    from proapp.config import ConfigError
 
     try:
         app.extensions["proapp.audit_keys"] = parse(app.config["AUDIT_KEYS"])

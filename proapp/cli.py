@@ -1,5 +1,6 @@
-"""The ``proapp`` command group. Each feature adds its commands to it in its own ``commands.py`` (the app factory
-imports them: see ``proapp.load_commands``); ``proapp/__main__.py`` is the console script.
+"""The ``proapp`` command group. Each feature defines its commands in its own ``commands.py`` (``click.command``
+with Flask's ``with_appcontext``, or a ``click.group`` of class ``AppGroup``), and ``proapp.load_commands`` adds
+each one to the group by name; ``proapp/__main__.py`` is the console script.
 
 Errors are one line on stderr and exit code 2; nothing is stored from a refused command.
 """

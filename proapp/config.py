@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from cryptography.fernet import Fernet
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent     # relative paths in settings start here
 INSECURE_SECRET_KEYS = frozenset({"", "dev", "change-me", "changeme", "secret", "development"})
 
 
 class ConfigError(RuntimeError):
     """A setting is missing or invalid: start-up stops with this message."""
+
+
+Check = Callable[[Mapping[str, Any]], list[str]]
+"""A feature's check of its own settings: what cannot work, one sentence each."""
 
 
 @dataclass(frozen=True)
@@ -142,11 +150,22 @@ def _env_value(env: Mapping[str, str], setting: Setting) -> Any:
     return raw
 
 
+def settings_from(env: Mapping[str, str]) -> dict[str, Any]:
+    """Every setting as the environment gives it (or its default), unchecked: raises ConfigError for a number
+    that is not one."""
+    return {s.name: _env_value(env, s) for s in SETTINGS}
+
+
 def load_config(instance_path: Path, env: Mapping[str, str] | None = None,
-                overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Return the Flask config mapping for this process, or raise ConfigError."""
+                overrides: Mapping[str, Any] | None = None, *, checks: Sequence[Check] = (),
+                development_secrets: Mapping[str, Callable[[], str]] | None = None) -> dict[str, Any]:
+    """Return the Flask config mapping for this process, or raise ConfigError.
+
+    ``checks`` are the features' own checks of their settings (``proapp.ops.CHECKS``): what they find stops a
+    start in every mode. Outside production a secret missing from ``development_secrets`` is made once and kept in
+    the instance folder."""
     env = os.environ if env is None else env
-    cfg: dict[str, Any] = {s.name: _env_value(env, s) for s in SETTINGS}
+    cfg = settings_from(env)
     if overrides:
         cfg.update(overrides)
 
@@ -156,7 +175,7 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None,
     production = mode == "production"
 
     if production:
-        problems = production_problems(cfg)
+        problems = production_problems(cfg) + [p for check in checks for p in check(cfg)]
         if problems:
             raise ConfigError("Cannot start in production:\n- " + "\n- ".join(problems))
     else:
@@ -164,15 +183,15 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None,
             cfg["SECRET_KEY"] = _instance_secret(instance_path, "secret_key", lambda: secrets.token_hex(32))
         if not cfg["PUBLIC_URL"]:
             cfg["PUBLIC_URL"] = "http://127.0.0.1:5000"
-        if not cfg["AUDIT_KEYS"]:
-            from proapp.audit.keys import generate
-
-            cfg["AUDIT_KEYS"] = _instance_secret(instance_path, "audit_keys", generate)
         if not cfg["PHONE_KEYS"]:
-            from cryptography.fernet import Fernet
-
             cfg["PHONE_KEYS"] = _instance_secret(instance_path, "phone_keys",
                                                  lambda: Fernet.generate_key().decode())
+        for name, make in (development_secrets or {}).items():
+            if not cfg[name]:
+                cfg[name] = _instance_secret(instance_path, name.lower(), make)
+        problems = [p for check in checks for p in check(cfg)]
+        if problems:
+            raise ConfigError("Settings that cannot work:\n- " + "\n- ".join(problems))
     if not cfg["DATABASE_URL"]:
         cfg["DATABASE_URL"] = f"sqlite:///{instance_path / 'proapp.sqlite3'}"
     if cfg["DEFAULT_LANGUAGE"] not in SUPPORTED_LANGUAGES:
@@ -192,12 +211,6 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None,
             raise ConfigError(f"PROAPP_{key} must be at least 1.")
     if not 0 <= int(cfg["BEHIND_THRESHOLD"]) <= 100:
         raise ConfigError("PROAPP_BEHIND_THRESHOLD must be a percentage from 0 to 100.")
-    problems = [] if production else sms_problems(cfg)
-    if problems:
-        raise ConfigError("SMS settings:\n- " + "\n- ".join(problems))
-    problems = [] if production else mail_problems(cfg)
-    if problems:
-        raise ConfigError("Mail settings:\n- " + "\n- ".join(problems))
     cfg["PRODUCTION"] = production
     cfg["TESTING"] = cfg.get("TESTING", mode == "testing")
     # Flask and extension settings derived from ours.
@@ -213,8 +226,6 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None,
     cfg.setdefault("WTF_CSRF_SSL_STRICT", False)
     if production:
         # Only the public host is served: a forged Host or X-Forwarded-Host gets 400, never an echoed URL.
-        from urllib.parse import urlsplit
-
         cfg.setdefault("TRUSTED_HOSTS", [urlsplit(cfg["PUBLIC_URL"]).hostname])
     cfg.setdefault("BABEL_DEFAULT_LOCALE", cfg["DEFAULT_LANGUAGE"])
     cfg.setdefault("BABEL_DEFAULT_TIMEZONE", "UTC")
@@ -222,7 +233,8 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None,
 
 
 def production_problems(cfg: Mapping[str, Any]) -> list[str]:
-    """What stops a production start, one sentence each (also used by ``proapp check``)."""
+    """The core settings that stop a production start, one sentence each (also used by ``proapp check``); each
+    feature states its own (``checks``)."""
     problems = []
     key = cfg.get("SECRET_KEY") or ""
     if key.lower() in INSECURE_SECRET_KEYS or len(key) < 32:
@@ -234,64 +246,12 @@ def production_problems(cfg: Mapping[str, Any]) -> list[str]:
                         "e.g. https://pro.example-hospital.fr).")
     elif not public_url.startswith("https://"):
         problems.append("PROAPP_PUBLIC_URL must start with https:// in production.")
-    problems += audit_key_problems(cfg)
     if not cfg.get("PHONE_KEYS"):
         problems.append("PROAPP_PHONE_KEYS is missing (generate one with: "
                         "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())').")
-    return problems + sms_problems(cfg) + mail_problems(cfg)
-
-
-
-def mail_problems(cfg: Mapping[str, Any]) -> list[str]:
-    from proapp.mail import mail_problems as problems
-
-    problems_found = problems(cfg)
-    if int(cfg.get("SMTP_TIMEOUT", 10)) < 1 or int(cfg.get("MAIL_MAX_ATTEMPTS", 8)) < 1:
-        problems_found.append("PROAPP_SMTP_TIMEOUT and PROAPP_MAIL_MAX_ATTEMPTS must be at least 1.")
-    if int(cfg.get("PUSH_MAX_ATTEMPTS", 48)) < 1:
-        problems_found.append("PROAPP_PUSH_MAX_ATTEMPTS must be at least 1.")
-    return problems_found
-
-def audit_key_problems(cfg: Mapping[str, Any]) -> list[str]:
-    from proapp.audit.keys import AuditKeyError, parse
-
-    if not cfg.get("AUDIT_KEYS"):
-        return ["PROAPP_AUDIT_KEYS is missing (generate one with: "
-                "python -c 'import secrets; print(\"k1:\" + secrets.token_hex(32))'); keep it outside the database."]
-    try:
-        parse(cfg["AUDIT_KEYS"])
-    except AuditKeyError as exc:
-        return [f"PROAPP_AUDIT_KEYS: {exc}."]
-    return []
-
-
-def sms_problems(cfg: Mapping[str, Any]) -> list[str]:
-    """SMS settings that cannot work, one sentence each."""
-    problems = []
-    gateway = cfg.get("SMS_GATEWAY")
-    if gateway not in ("console", "twilio"):
-        problems.append(f"PROAPP_SMS_GATEWAY must be console or twilio, not {gateway!r}.")
-    if gateway == "console" and cfg.get("ENV") == "production":
-        problems.append("PROAPP_SMS_GATEWAY=console sends no SMS: use twilio in production.")
-    if gateway == "twilio" and (not cfg.get("TWILIO_ACCOUNT_SID") or not cfg.get("TWILIO_AUTH_TOKEN")):
-        problems.append("PROAPP_TWILIO_ACCOUNT_SID and PROAPP_TWILIO_AUTH_TOKEN are needed for the twilio gateway.")
-    name = cfg.get("SMS_SENDER_NAME") or ""
-    if not (1 <= len(name) <= 11 and name.replace(" ", "").isalnum() and name.isascii()):
-        problems.append("PROAPP_SMS_SENDER_NAME must be 1 to 11 ASCII letters, digits or spaces.")
-    for key in ("SMS_QUIET_START", "SMS_QUIET_END"):
-        if not 0 <= int(cfg.get(key, 0)) <= 23:
-            problems.append(f"PROAPP_{key} must be an hour from 0 to 23.")
-    if int(cfg.get("SMS_CLAIM_LEASE_SECONDS", 120)) <= int(cfg.get("TWILIO_TIMEOUT", 10)) + 1:
-        problems.append("PROAPP_SMS_CLAIM_LEASE_SECONDS must be longer than PROAPP_TWILIO_TIMEOUT plus one second "
-                        "(a send in progress must never look abandoned).")
-    if cfg.get("SMS_QUIET_START") == cfg.get("SMS_QUIET_END"):
-        problems.append("PROAPP_SMS_QUIET_START and PROAPP_SMS_QUIET_END must differ.")
-    for key, low in (("SMS_RATE_PER_SECOND", 0), ("SMS_MAX_ATTEMPTS", 1), ("SMS_RETRY_SECONDS", 1),
-                     ("SMS_SEND_THREADS", 1), ("TWILIO_TIMEOUT", 1), ("SMS_CLAIM_LEASE_SECONDS", 2),
-                     ("SMS_UNKNOWN_GRACE_SECONDS", 0), ("SMS_RECONCILE_SECONDS", 1)):
-        if int(cfg.get(key, low)) < low:
-            problems.append(f"PROAPP_{key} must be at least {low}.")
     return problems
+
+
 
 
 def _instance_secret(instance_path: Path, name: str, make) -> str:

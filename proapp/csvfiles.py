@@ -27,10 +27,17 @@ SEPARATORS = {"comma": ",", "semicolon": ";"}
 _AFTER_SEPARATOR = re.compile(r"([,;])(?= *[=+\-@\t\r])")
 
 
+class Verbatim(str):
+    """A cell the program made, for a program that reads it as it is (a REDCap action tag ``@READONLY``, a bound
+    ``-5``, branching logic): written unchanged. Never wrap what a person typed or a file's wording in it."""
+
+    __slots__ = ()
+
+
 def safe_cell(value: Any) -> Any:
     """A text cell that no spreadsheet reads as a formula, with either separator: a single quote before a formula
-    sign at the start and after every comma or semicolon."""
-    if not isinstance(value, str):
+    sign at the start and after every comma or semicolon (a `Verbatim` cell stays as it is)."""
+    if not isinstance(value, str) or isinstance(value, Verbatim):
         return value
     if "," in value or ";" in value:
         value = _AFTER_SEPARATOR.sub(r"\1'", value)

@@ -7,22 +7,24 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import click
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy import select
 
 from proapp import db, services
-from proapp.cli import fail, proapp_cli
+from proapp.accounts.models import Role, User
+from proapp.accounts.services import create_user
+from proapp.cli import fail
+from proapp.patients.models import Patient
+from proapp.patients.services import EnrolmentRequest, enroll_patient
+from proapp.questionnaire.services import issue_link, open_occurrence_for
+from proapp.questionnaire.ulcers import note_ulcer
 
 
-@proapp_cli.command("demo")
+@click.command("demo")
+@with_appcontext
 def demo_cmd() -> None:
     """Add a demo admin and demo patients whose questionnaire windows are open now (development only)."""
-    from flask import current_app
-    from sqlalchemy import select
-
-    from proapp.accounts.models import Role, User
-    from proapp.accounts.services import create_user
-    from proapp.patients.models import Patient
-    from proapp.patients.services import EnrolmentRequest, enroll_patient
-
     if current_app.config["PRODUCTION"]:
         fail("demo data is refused in production")
     s = db.session()
@@ -59,13 +61,10 @@ def demo_cmd() -> None:
                                                       agreed_on=min(anchor, now.date())), now=now,
                                      actor="cli:demo")
             if days == -1 and study == "ADUSE":
-                from proapp.questionnaire.ulcers import note_ulcer
-
                 note_ulcer(s, services.instruments(), patient, hand="L", finger="2", site="TIP", treated=True,
                            noted_on=min(anchor, now.date()), actor="cli:demo", now=now)
         click.echo(f"enrolled demo patient {subject} ({study}/{site}, {lang}, {tz}), anchor date {anchor}")
     click.echo("questionnaire links (each new link replaces the previous one):")
-    from proapp.questionnaire.services import issue_link, open_occurrence_for
 
     for _study, _site, subject, *_rest in demo:
         patient = s.scalar(select(Patient).where(Patient.subject_id == subject))

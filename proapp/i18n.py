@@ -4,9 +4,17 @@ a session) > the browser's Accept-Language > the configured default (French)."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from babel.dates import format_date
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
 from flask import current_app, g, has_request_context, request, session
+from flask_babel import get_locale
 
 from proapp.config import SUPPORTED_LANGUAGES
 
@@ -60,12 +68,6 @@ def compile_catalogues(translations_dir: str) -> int:
     never serves stale text). Never at start-up in production, where the code's tree is read-only (systemd's
     ``ProtectSystem=strict``). Written to a temporary file then renamed: several processes starting at once cannot
     see half a file."""
-    import os
-    import tempfile
-
-    from babel.messages.mofile import write_mo
-    from babel.messages.pofile import read_po
-
     stale = stale_catalogues(translations_dir)
     for po in stale:
         with po.open("rb") as fh:
@@ -82,16 +84,12 @@ def compile_catalogues(translations_dir: str) -> int:
 
 def _formatting_locale() -> str:
     """English dates the European way (en_GB: 3 Dec 2026, never the US 12/3/26); French as it is."""
-    from flask_babel import get_locale
-
     return "en_GB" if str(get_locale() or "fr") == "en" else "fr"
 
 
 def day(value, style: str = "short") -> str:
     """A calendar day in the user's language: 03/12/2026 in French, 3 Dec 2026 in English; ``long``: 3 décembre
     2026, 3 December 2026."""
-    from babel.dates import format_date
-
     if value is None:
         return "–"
     loc = _formatting_locale()
@@ -101,8 +99,6 @@ def day(value, style: str = "short") -> str:
 
 def moment(value, timezone: str) -> str:
     """An instant as a local time that names its zone: 03/12/2026 15:05 CET, 3 Dec 2026 15:05 CET."""
-    from zoneinfo import ZoneInfo
-
     if value is None:
         return "–"
     local = value.astimezone(ZoneInfo(timezone))
@@ -111,8 +107,6 @@ def moment(value, timezone: str) -> str:
 
 def number(value) -> str:
     """A number in the user's language: 1.125 in English, 1,125 in French (at most three decimals); text as is."""
-    from babel.numbers import format_decimal
-
     if value is None:
         return "–"
     if isinstance(value, bool) or not isinstance(value, int | float):

@@ -15,6 +15,8 @@ import re
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
+from flask.logging import default_handler
+
 REDACTED = "[redacted]"
 # Paths whose last part is a secret: the patient's SMS link, a staff invitation or password reset link.
 _SECRET_PATH = re.compile(r"(/s/|/staff/welcome/|/staff/reset/)[^\s\"'?#/]+")
@@ -65,8 +67,6 @@ def install(app_logger: logging.Logger) -> None:
 def configure_worker_logging() -> None:
     """The worker's log: INFO from proapp, warnings from the libraries. The Twilio SDK logs every request's
     parameters at INFO (phone numbers and message bodies with their links): never below WARNING."""
-    from flask.logging import default_handler
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("proapp").removeHandler(default_handler)     # the root handler above writes each line once
     for name in ("apscheduler", "twilio"):

@@ -191,6 +191,8 @@ def mail_problems(cfg: Mapping[str, Any]) -> list[str]:
     sender = cfg.get("MAIL_FROM") or ""
     if "@" not in sender or "\n" in sender or "\r" in sender:
         problems.append("PROAPP_MAIL_FROM must be an address, e.g. proapp <no-reply@hospital.example>.")
+    if int(cfg.get("SMTP_TIMEOUT", 10)) < 1 or int(cfg.get("MAIL_MAX_ATTEMPTS", 8)) < 1:
+        problems.append("PROAPP_SMTP_TIMEOUT and PROAPP_MAIL_MAX_ATTEMPTS must be at least 1.")
     return problems
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
-from proapp import PROJECT_ROOT
+from proapp.config import PROJECT_ROOT
+from proapp.db import make_engine
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 
@@ -44,12 +47,6 @@ NO_DELETE = ("audit_chain_head",)           # heads move (UPDATE), a chain never
 def grant_app_role(url: str, role: str) -> list[str]:
     """Grant ``role`` what the app needs on every table of the schema (run by the owner, after ``upgrade``).
     Returns one line per table, for the command's output."""
-    import re
-
-    from sqlalchemy import text
-
-    from proapp.db import make_engine
-
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
         raise ValueError(f"{role!r} is not a PostgreSQL role name (lower-case letters, digits, _)")
     engine = make_engine(url)
@@ -76,8 +73,6 @@ def grant_app_role(url: str, role: str) -> list[str]:
 
 def audit_table_owned_by_current_role(engine: Engine) -> str | None:
     """The role's name when the connected role owns the audit table (it could then rewrite it), else None."""
-    from sqlalchemy import text
-
     with engine.connect() as conn:
         if conn.dialect.name != "postgresql":
             return None

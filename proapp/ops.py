@@ -10,26 +10,48 @@ from pathlib import Path
 from typing import Any
 
 import click
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 
 from proapp import db, services
-from proapp.cli import fail, proapp_cli
-from proapp.config import SETTINGS, _env_value, production_problems
+from proapp.audit.keys import generate as generate_audit_keys
+from proapp.audit.keys import key_problems as audit_key_problems
+from proapp.cli import fail
+from proapp.config import SETTINGS, Check, load_config, production_problems, settings_from
+from proapp.db import make_engine
+from proapp.export.push import insecure_endpoints, push_problems
+from proapp.instruments import default_registry
+from proapp.mail import mail_problems
+from proapp.migrate import current_revision, grant_app_role, head_revision, upgrade
+from proapp.sms.gateways import TwilioGateway
+from proapp.sms.settings import sms_problems
+from proapp.studies.catalog import DATA_DIR, load_studies, missing_information, unvalidated_wording
+from proapp.studies.services import sync_studies
+
+CHECKS: tuple[Check, ...] = (audit_key_problems, sms_problems, mail_problems, push_problems)
+"""Each feature's check of its own settings: the app's start-up (``app_config``) and ``proapp check`` run them."""
+DEVELOPMENT_SECRETS = {"AUDIT_KEYS": generate_audit_keys}
 
 
-def _settings(env: Mapping[str, str]) -> dict[str, Any]:
-    return {s.name: _env_value(env, s) for s in SETTINGS}
+def app_config(instance_path: Path, env: Mapping[str, str] | None = None,
+               overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The Flask config of this process (``proapp.config.load_config``) with every feature's settings checked."""
+    return load_config(instance_path, env, overrides, checks=CHECKS, development_secrets=DEVELOPMENT_SECRETS)
 
 
 def deployment_problems(env: Mapping[str, str] | None = None) -> list[str]:
     env = os.environ if env is None else env
     try:
-        cfg = _settings(env)
+        cfg = settings_from(env)
     except Exception as exc:             # a setting that is not a number, for example
         return [str(exc)]
     problems = []
     if cfg["ENV"] != "production":
         problems.append(f"PROAPP_ENV is {cfg['ENV']!r}: a deployment runs with PROAPP_ENV=production.")
-    problems += production_problems({**cfg, "ENV": "production"})
+    production = {**cfg, "ENV": "production"}
+    problems += production_problems(production) + [p for check in CHECKS for p in check(production)]
     problems += _study_problems(cfg, env)
     if not cfg["DATABASE_URL"]:
         problems.append("PROAPP_DATABASE_URL is missing (PostgreSQL: postgresql+psycopg://user@host/db).")
@@ -41,9 +63,6 @@ def deployment_problems(env: Mapping[str, str] | None = None) -> list[str]:
 
 
 def _catalog(cfg: dict[str, Any]):
-    from proapp.instruments import default_registry
-    from proapp.studies.catalog import DATA_DIR, load_studies
-
     contacts = Path(cfg["SITE_CONTACTS"]) if cfg.get("SITE_CONTACTS") else None
     return load_studies(Path(cfg["STUDIES_DIR"]) if cfg["STUDIES_DIR"] else DATA_DIR, default_registry(), contacts)
 
@@ -53,9 +72,6 @@ def _study_problems(cfg: dict[str, Any], env: Mapping[str, str]) -> list[str]:
         catalog = _catalog(cfg)
     except Exception as exc:
         return [f"the study files cannot be loaded: {exc}"]
-    from proapp.export.push import insecure_endpoints
-    from proapp.instruments import default_registry
-    from proapp.studies.catalog import missing_information, unvalidated_wording
 
     out = [f"{problem}." for problem in (*insecure_endpoints(catalog), *missing_information(catalog))]
     for loaded in catalog.all():
@@ -69,12 +85,6 @@ def _study_problems(cfg: dict[str, Any], env: Mapping[str, str]) -> list[str]:
 
 
 def _database_problems(cfg: dict[str, Any]) -> list[str]:
-    from sqlalchemy import select, text
-    from sqlalchemy.engine import make_url
-
-    from proapp.db import make_engine
-    from proapp.migrate import current_revision, head_revision
-
     url = cfg["DATABASE_URL"]
     shown = make_url(url).render_as_string(hide_password=True)
     engine = make_engine(url)
@@ -139,8 +149,6 @@ def _database_problems(cfg: dict[str, Any]) -> list[str]:
 def _twilio_problems(cfg: dict[str, Any]) -> list[str]:
     from twilio.base.exceptions import TwilioException, TwilioRestException
 
-    from proapp.sms.gateways import TwilioGateway
-
     gateway = TwilioGateway(account_sid=cfg["TWILIO_ACCOUNT_SID"], auth_token=cfg["TWILIO_AUTH_TOKEN"], sender=None,
                             messaging_service_sid=None, api_base=cfg["TWILIO_API_BASE"],
                             timeout=int(cfg["TWILIO_TIMEOUT"]))
@@ -159,16 +167,12 @@ def _twilio_problems(cfg: dict[str, Any]) -> list[str]:
 # Commands ---------------------------------------------------------------------------------------------------
 
 
-@proapp_cli.command("init")
+@click.command("init")
+@with_appcontext
 @click.option("--app-role", default=None, help="PostgreSQL: grant this role what the web app and the worker need, "
               "the audit tables append-only (run init as the tables' owner; the app connects as the role).")
 def init_cmd(app_role: str | None) -> None:
     """Create or upgrade the database to the newest schema and load the study files (safe to run twice)."""
-    from flask import current_app
-
-    from proapp.migrate import grant_app_role, upgrade
-    from proapp.studies.services import sync_studies
-
     upgrade(current_app.config["DATABASE_URL"])
     if app_role:
         try:
@@ -183,11 +187,10 @@ def init_cmd(app_role: str | None) -> None:
     click.echo(f"database at the newest schema; studies: {', '.join(services.studies().codes())}")
 
 
-@proapp_cli.command("config-table")
+@click.command("config-table")
+@with_appcontext
 def config_table_cmd() -> None:
     """Print the settings as the Markdown table of docs/operations.md."""
-    from proapp.config import SETTINGS
-
     click.echo("| variable | default | meaning |")
     click.echo("|---|---|---|")
     for setting in SETTINGS:
@@ -212,7 +215,8 @@ def run_check() -> int:
     return 1 if problems else 0
 
 
-@proapp_cli.command("check")
+@click.command("check")
+@with_appcontext
 def check_cmd() -> None:
     """Check a deployment: one line per problem, exit 1 if any (works even when the app refuses to start)."""
     raise SystemExit(run_check())

@@ -7,10 +7,11 @@ transaction: a request that fails later still counts."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import time
 
 from flask import current_app
-from sqlalchemy import BigInteger, Integer, String, delete, select
+from sqlalchemy import BigInteger, Integer, String, case, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from proapp import db
@@ -60,8 +61,6 @@ def peek(scope: str, ident: str, limit: int, window: int, now: float | None = No
 
 def network(address: str) -> str:
     """The network an address belongs to for rate limits: IPv4 /24, IPv6 /64 (a carrier's NAT pool, a home)."""
-    import ipaddress
-
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -70,8 +69,6 @@ def network(address: str) -> str:
 
 
 def _case(stmt, start: int):
-    from sqlalchemy import case
-
     return case((RateCounter.window_start == start, RateCounter.count + 1), else_=1)
 
 

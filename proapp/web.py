@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -20,14 +23,18 @@ from flask import (
     session,
     url_for,
 )
+from flask.globals import request_ctx
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
-from werkzeug.exceptions import HTTPException, ServiceUnavailable
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from werkzeug.exceptions import BadRequest, HTTPException, ServiceUnavailable
 from werkzeug.routing import IntegerConverter
 
 from proapp import db
 from proapp.config import SUPPORTED_LANGUAGES
+from proapp.i18n import LANG_COOKIE_MAX_AGE, lang_cookie
 
 bp = Blueprint("core", __name__)
 
@@ -53,8 +60,6 @@ def switch_language() -> Response:
     """The FR | EN switch: remembered in the session (a signed-in user's pages follow it until they sign out; a
     sign-in starts a new session, so their account's language applies), and in a year-long cookie that only says
     the language, so that the sign-in page, before and after a session, speaks the one chosen on this browser."""
-    from proapp.i18n import LANG_COOKIE_MAX_AGE, lang_cookie
-
     lang = request.form.get("lang", "")
     resp = redirect(safe_next(request.form.get("next"), "/", url_for("core.index")), code=303)
     if lang in SUPPORTED_LANGUAGES:
@@ -100,7 +105,6 @@ def safe_next(target: str | None, prefix: str, default: str) -> str:
         return default
     if any(ch in target for ch in "\\ ") or "//" in target or not target.isprintable():
         return default
-    from urllib.parse import urlsplit
 
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
@@ -131,8 +135,6 @@ def _renderer_for(path: str) -> ErrorRenderer | None:
 
 
 def _error_page(exc: HTTPException):
-    from flask.globals import request_ctx
-
     if request_ctx.url_adapter is None:
         # No URL can be built for this request (a Host this deployment does not serve): a bare answer that
         # echoes nothing of it.
@@ -198,17 +200,12 @@ def _security_headers(resp: Response) -> Response:
 
 
 def _template_globals() -> dict[str, object]:
-    from flask_babel import get_locale
-
     return {"current_locale": lambda: str(get_locale() or "fr")}
 
 
 def _database_unavailable(exc: Exception):
     """The database cannot be reached (restarting, failing over): 503 with Retry-After, never a 500. Nothing was
     stored by this request, so the client may simply try again."""
-    import logging
-    from contextlib import suppress
-
     first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
     logging.getLogger("proapp").warning("database unavailable: %s", first)
     with suppress(Exception):            # the connection is gone: there may be nothing to roll back
@@ -238,8 +235,6 @@ def _refuse_cross_site_forms() -> None:
 def _refuse_nul_bytes() -> None:
     """No text with a NUL byte goes further (PostgreSQL refuses it in text columns and in queries): the request
     gets the usual 400 page (or problem document) and nothing is stored."""
-    from werkzeug.exceptions import BadRequest
-
     query = request.query_string
     if b"%00" in query or b"\x00" in query or "\x00" in request.path:
         raise BadRequest("NUL byte in the request")
@@ -296,7 +291,6 @@ def init_app(app: Flask) -> None:
     app.context_processor(_template_globals)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _error_page)
-    from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
     for exc_type in (OperationalError, InterfaceError, DisconnectionError):
         app.register_error_handler(exc_type, _database_unavailable)

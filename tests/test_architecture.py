@@ -110,6 +110,53 @@ def test_no_feature_core_depends_on_a_package_that_depends_on_it():
     assert cycles(packages) == []
 
 
+def test_the_configuration_is_a_leaf():
+    """Settings are read before anything else exists: each feature checks its own (``proapp.ops.CHECKS``)."""
+    assert import_graph()["proapp.config"] == set()
+
+
+def private_names_used(module: str, tree: ast.AST) -> list[str]:
+    """The private names (``_name``, not ``__dunder__``) of other packages that a module imports or reaches through
+    a module it imported: a package's private names are its own, what others use it makes public."""
+    def private(name: str) -> bool:
+        return name.startswith("_") and not name.startswith("__")
+
+    bound: dict[str, str] = {}       # a local name -> the proapp module or name it stands for
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("proapp"):
+            for alias in node.names:
+                bound[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+                if private(alias.name):
+                    found.append(f"{node.module}.{alias.name}")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("proapp"):
+                    bound[alias.asname or "proapp"] = alias.name if alias.asname else "proapp"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and private(node.attr):
+            path, base = [node.attr], node.value
+            while isinstance(base, ast.Attribute):
+                path.insert(0, base.attr)
+                base = base.value
+            if isinstance(base, ast.Name) and base.id in bound:
+                found.append(".".join([bound[base.id], *path]))
+    return [name for name in found if package_of(name) != package_of(module)]
+
+
+def test_no_package_uses_another_package_private_names():
+    used = {module: names for module, path in _modules().items()
+            if (names := private_names_used(module, ast.parse(path.read_text())))}
+    assert used == {}
+
+
+def test_the_checker_finds_a_private_name_of_another_package():
+    source = ast.parse("from proapp.config import _env_value, SETTINGS\nfrom proapp.sms import services\n"
+                       "from proapp.ops import _own\n"
+                       "def f():\n    return services._audit_sms, services.audit\n")
+    assert private_names_used("proapp.ops", source) == ["proapp.config._env_value", "proapp.sms.services._audit_sms"]
+
+
 def test_the_checker_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 

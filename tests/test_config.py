@@ -2,7 +2,8 @@
 
 import pytest
 
-from proapp.config import ConfigError, load_config
+from proapp.config import ConfigError
+from proapp.ops import app_config
 
 GOOD_PROD = {
     "PROAPP_ENV": "production",
@@ -21,18 +22,18 @@ GOOD_PROD = {
 
 
 def test_development_defaults_use_sqlite_in_instance_and_keep_generated_secrets(tmp_path):
-    cfg = load_config(tmp_path, env={})
+    cfg = app_config(tmp_path, env={})
     assert cfg["DATABASE_URL"] == f"sqlite:///{tmp_path / 'proapp.sqlite3'}"
     assert cfg["PUBLIC_URL"] == "http://127.0.0.1:5000"
     assert len(cfg["SECRET_KEY"]) == 64
-    again = load_config(tmp_path, env={})
+    again = app_config(tmp_path, env={})
     assert again["SECRET_KEY"] == cfg["SECRET_KEY"]          # kept in instance/, same across restarts
     assert again["PHONE_KEYS"] == cfg["PHONE_KEYS"]
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
 
 
 def test_environment_settings_are_read(tmp_path):
-    cfg = load_config(tmp_path, env={"PROAPP_DATABASE_URL": "postgresql+psycopg://u@h/db",
+    cfg = app_config(tmp_path, env={"PROAPP_DATABASE_URL": "postgresql+psycopg://u@h/db",
                                      "PROAPP_DEFAULT_LANGUAGE": "en", "PROAPP_MAX_CONTENT_LENGTH": "1000"})
     assert cfg["DATABASE_URL"] == "postgresql+psycopg://u@h/db"
     assert cfg["BABEL_DEFAULT_LOCALE"] == "en"
@@ -40,7 +41,7 @@ def test_environment_settings_are_read(tmp_path):
 
 
 def test_production_with_everything_set_starts(tmp_path):
-    cfg = load_config(tmp_path, env=GOOD_PROD)
+    cfg = app_config(tmp_path, env=GOOD_PROD)
     assert cfg["PRODUCTION"] is True
     assert cfg["PUBLIC_URL"] == "https://pro.chu-example.fr"
     assert cfg["SESSION_COOKIE_SECURE"] is True
@@ -62,13 +63,13 @@ def test_production_with_everything_set_starts(tmp_path):
 ])
 def test_production_refuses_to_start(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
-        load_config(tmp_path, env=GOOD_PROD | change)
+        app_config(tmp_path, env=GOOD_PROD | change)
 
 
 @pytest.mark.requirement("DEPLOYED")
 def test_production_lists_every_problem_at_once(tmp_path):
     with pytest.raises(ConfigError) as exc:
-        load_config(tmp_path, env={"PROAPP_ENV": "production"})
+        app_config(tmp_path, env={"PROAPP_ENV": "production"})
     text = str(exc.value)
     assert "PROAPP_SECRET_KEY" in text and "PROAPP_PUBLIC_URL" in text and "PROAPP_PHONE_KEYS" in text
 
@@ -80,7 +81,7 @@ def test_production_lists_every_problem_at_once(tmp_path):
 ])
 def test_invalid_settings(tmp_path, env, message):
     with pytest.raises(ConfigError, match=message):
-        load_config(tmp_path, env=env)
+        app_config(tmp_path, env=env)
 
 
 def test_wsgi_start_up_stops_in_production_without_secret(tmp_path, monkeypatch):
@@ -105,15 +106,15 @@ def test_wsgi_start_up_stops_in_production_without_secret(tmp_path, monkeypatch)
 ])
 def test_sms_settings_that_cannot_work_stop_start_up(tmp_path, env, message):
     with pytest.raises(ConfigError, match=message):
-        load_config(tmp_path, env=env)
+        app_config(tmp_path, env=env)
 
 
 def test_production_refuses_the_console_gateway(tmp_path):
     env = {**GOOD_PROD, "PROAPP_SMS_GATEWAY": "console"}
     with pytest.raises(ConfigError, match="console sends no SMS"):
-        load_config(tmp_path, env=env)
+        app_config(tmp_path, env=env)
 
 
 def test_the_claim_lease_must_outlast_a_twilio_request(tmp_path):
     with pytest.raises(ConfigError, match="longer than PROAPP_TWILIO_TIMEOUT"):
-        load_config(tmp_path, env={"PROAPP_SMS_CLAIM_LEASE_SECONDS": "10", "PROAPP_TWILIO_TIMEOUT": "10"})
+        app_config(tmp_path, env={"PROAPP_SMS_CLAIM_LEASE_SECONDS": "10", "PROAPP_TWILIO_TIMEOUT": "10"})

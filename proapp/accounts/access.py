@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, and_, false, or_, select, true
 from proapp import db, services
 from proapp.accounts import services as accounts
 from proapp.accounts.models import Role
+from proapp.accounts.two_factor import required as two_factor_required
 from proapp.i18n import use_locale
 from proapp.patients.models import Patient
 
@@ -76,10 +77,14 @@ class Viewer:
 
 def current_viewer() -> Viewer | None:
     """The signed-in staff member, or None (not signed in, signed out, session ended by the server, account
-    disabled, idle for too long, or over the session's absolute lifetime)."""
-    if "viewer" in g:
-        return g.viewer
-    g.viewer = None
+    disabled, idle for too long, or over the session's absolute lifetime). Checked once per request; it commits
+    nothing: a staff page's request commits the check first (`_start_staff_request`)."""
+    if "viewer" not in g:
+        g.viewer = _check_viewer()
+    return g.viewer
+
+
+def _check_viewer() -> Viewer | None:
     data = session.get(SESSION_KEY)
     if not isinstance(data, dict) or not isinstance(data.get("sid"), str):
         return None
@@ -88,13 +93,6 @@ def current_viewer() -> Viewer | None:
                                    idle=timedelta(minutes=cfg["STAFF_IDLE_MINUTES"]),
                                    lifetime=timedelta(hours=cfg["STAFF_SESSION_HOURS"]))
     user = check.user
-    if user is not None:
-        from proapp.accounts.two_factor import required
-
-        needs = user.totp_enabled_at is None and required(user.role.value, cfg["TWO_FACTOR_ROLES"])
-        g.viewer = Viewer(user.id, user.email, user.role, tuple(accounts.scopes_of(s, user.id)), user.language,
-                          needs, user.totp_enabled_at is not None)
-    s.commit()                      # the session's last activity, or its end
     if user is None:
         session.pop(SESSION_KEY, None)
         if check.refused == "idle":
@@ -103,7 +101,9 @@ def current_viewer() -> Viewer | None:
             flash(_("You were signed out: a session lasts at most %(n)s hours. Please sign in again.",
                     n=cfg["STAFF_SESSION_HOURS"]), "notice")
         return None
-    return g.viewer
+    needs = user.totp_enabled_at is None and two_factor_required(user.role.value, cfg["TWO_FACTOR_ROLES"])
+    return Viewer(user.id, user.email, user.role, tuple(accounts.scopes_of(s, user.id)), user.language, needs,
+                  user.totp_enabled_at is not None)
 
 
 def viewer() -> Viewer:
@@ -116,7 +116,7 @@ def staff_routes(bp: Blueprint) -> Callable[..., Callable]:
     """The route decorator of a blueprint of staff pages: ``@staff_route(rule, access)``. Every page declares
     its access level (the role x route test walks the URL map against ``ACCESS``); the blueprint gets the
     account's language and ``Cache-Control: no-store``."""
-    bp.before_request(_language)
+    bp.before_request(_start_staff_request)
     bp.after_request(_no_store)
 
     def staff_route(rule: str, access: str, **options: Any) -> Callable:
@@ -152,8 +152,11 @@ def _route(bp: Blueprint, rule: str, access: str, **options: Any) -> Callable:
     return decorate
 
 
-def _language() -> None:
+def _start_staff_request() -> None:
+    """Before every staff page: who is signed in, and the request commits what the check wrote (the session's last
+    activity, or its end) on its own, so that a page that only reads keeps it; then the account's language."""
     v = current_viewer()
+    db.session().commit()
     if v is not None and session.get("lang") not in ("fr", "en"):
         use_locale(v.language)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -41,8 +42,6 @@ def scope_text(scopes: list[tuple[str, str | None]], every_site: str) -> str:
 
 
 def accounts(db: Session) -> list[AccountRow]:
-    from flask_babel import gettext as _
-
     last = dict(db.execute(select(StaffSession.user_id, func.max(StaffSession.created_at))
                            .group_by(StaffSession.user_id)).all())
     open_ = dict(db.execute(select(StaffSession.user_id, func.count()).where(StaffSession.ended_at.is_(None))

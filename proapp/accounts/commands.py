@@ -5,13 +5,17 @@ from __future__ import annotations
 import sys
 
 import click
+from flask.cli import AppGroup
 from flask_babel import force_locale
+from sqlalchemy import select
 
 from proapp import db, services
-from proapp.cli import fail, proapp_cli
+from proapp.accounts.models import Role, User
+from proapp.accounts.services import AccountError, create_user, end_all_sessions, set_active, set_password
+from proapp.cli import fail
 
 
-@proapp_cli.group("user")
+@click.group("user", cls=AppGroup)
 def user_group() -> None:
     """Staff accounts."""
 
@@ -24,9 +28,6 @@ def user_group() -> None:
 @click.option("--language", default="fr", type=click.Choice(["fr", "en"]))
 def user_create_cmd(email: str, role: str, study: str | None, site: tuple[str, ...], language: str) -> None:
     """Create an account; the password is read from standard input."""
-    from proapp.accounts.models import Role
-    from proapp.accounts.services import AccountError, create_user
-
     password = sys.stdin.readline().rstrip("\n")
     try:
         with force_locale("en"), db.transaction() as s:       # the commands speak English
@@ -38,10 +39,6 @@ def user_create_cmd(email: str, role: str, study: str | None, site: tuple[str, .
 
 
 def _account(s, email: str):
-    from sqlalchemy import select
-
-    from proapp.accounts.models import User
-
     user = s.scalar(select(User).where(User.email == email.strip().lower()))
     if user is None:
         fail(f"no account {email.strip().lower()}")
@@ -52,8 +49,6 @@ def _account(s, email: str):
 @click.argument("email")
 def user_password_cmd(email: str) -> None:
     """Set a new password (read from standard input); every open session of the account ends."""
-    from proapp.accounts.services import AccountError, set_password
-
     password = sys.stdin.readline().rstrip("\n")
     try:
         with force_locale("en"), db.transaction() as s:
@@ -64,8 +59,6 @@ def user_password_cmd(email: str) -> None:
 
 
 def _set_active(email: str, active: bool, reason: str) -> None:
-    from proapp.accounts.services import AccountError, set_active
-
     try:
         with db.transaction() as s:
             set_active(s, _account(s, email), active, services.now(), actor="cli", reason=reason)
@@ -95,8 +88,6 @@ def user_enable_cmd(email: str, reason: str) -> None:
 @click.option("--reason", required=True)
 def user_end_sessions_cmd(email: str, reason: str) -> None:
     """End every open session of an account at once (e.g. a lost laptop)."""
-    from proapp.accounts.services import end_all_sessions
-
     with db.transaction() as s:
         user = _account(s, email)
         ended = end_all_sessions(s, user.id, services.now(), actor="cli", reason=reason)

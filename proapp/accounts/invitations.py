@@ -8,7 +8,6 @@ session of the account. The "forgot" form answers the same whether the address h
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,16 +19,15 @@ from sqlalchemy.orm import Session
 from proapp import outbox
 from proapp.accounts import services as accounts
 from proapp.accounts.models import AccountMail, AccountToken, User
+from proapp.audit.services import record
 from proapp.mail import Mail
+from proapp.tokens import token_hash
 
 VALID_FOR = {"invite": timedelta(hours=72), "reset": timedelta(hours=1)}
 CLAIM_LEASE = timedelta(minutes=5)
 RETRY_BASE = timedelta(seconds=60)
 QUEUE_AGAIN_AFTER = timedelta(minutes=1)       # a second request within a minute queues no second mail
 
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def queue(db: Session, user: User, purpose: str, now: datetime, *, actor: str) -> bool:
@@ -39,7 +37,6 @@ def queue(db: Session, user: User, purpose: str, now: datetime, *, actor: str) -
     if recent is not None:
         return False
     db.add(AccountMail(user_id=user.id, purpose=purpose, status="pending", created_at=now, due_at=now))
-    from proapp.audit.services import record
 
     record(db, actor=actor, action=f"user.{purpose}_mail_queued", entity="app_user", entity_id=user.id, at=now)
     db.flush()
@@ -66,7 +63,7 @@ def find(db: Session, token: str, purpose: str, now: datetime) -> Link | None:
     """The live link behind ``token`` (right purpose, not used, not expired, account active), or None."""
     if not token or len(token) > 100:
         return None
-    row = db.scalar(select(AccountToken).where(AccountToken.token_hash == _hash(token),
+    row = db.scalar(select(AccountToken).where(AccountToken.token_hash == token_hash(token),
                                                AccountToken.purpose == purpose))
     if row is None or row.used_at is not None or row.expires_at <= now:
         return None
@@ -84,7 +81,6 @@ def redeem(db: Session, token: str, purpose: str, password: str, now: datetime) 
                       .values(used_at=now)).rowcount
     if not used:                                         # the same link used at the same moment in another tab
         raise LookupError(token)
-    from proapp.audit.services import record
 
     record(db, actor=f"user:{link.user.email}", action="user.invitation_accepted" if purpose == "invite"
            else "user.password_reset", entity="app_user", entity_id=link.user.id, at=now)
@@ -114,7 +110,7 @@ def prepare(db: Session, mail_id: int, now: datetime, public_url: str) -> Mail |
     db.execute(update(AccountToken).where(AccountToken.user_id == user.id, AccountToken.purpose == row.purpose,
                                           AccountToken.used_at.is_(None)).values(used_at=now))
     token = secrets.token_urlsafe(32)
-    link = AccountToken(user_id=user.id, purpose=row.purpose, token_hash=_hash(token), created_at=now,
+    link = AccountToken(user_id=user.id, purpose=row.purpose, token_hash=token_hash(token), created_at=now,
                         expires_at=now + VALID_FOR[row.purpose])
     db.add(link)
     db.flush()
@@ -135,7 +131,6 @@ def apply_outcome(db: Session, mail_id: int, worker: str, outcome: outbox.Outcom
     if kind == "retry" and row.token_id is not None:        # that link never reached anyone
         db.execute(update(AccountToken).where(AccountToken.id == row.token_id).values(used_at=now))
     db.execute(update(AccountMail).where(AccountMail.id == row.id).values(**values))
-    from proapp.audit.services import record
 
     if kind != "retry":
         record(db, actor="system:mail", action=f"user.{row.purpose}_mail_{kind}", entity="app_user",

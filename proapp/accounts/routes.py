@@ -22,11 +22,16 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from proapp import db, services
-from proapp.accounts import admin_queries, invitations
+from proapp import db, ratelimit, services
+from proapp.accounts import admin_queries, invitations, two_factor
 from proapp.accounts import services as accounts
 from proapp.accounts.access import SESSION_KEY, current_viewer, staff_routes, viewer
-from proapp.web import safe_next
+from proapp.accounts.models import Role, User
+from proapp.accounts.signatures import MEANINGS
+from proapp.audit.services import record
+from proapp.i18n import use_locale
+from proapp.mail import plain_address
+from proapp.web import safe_next, too_many_requests
 
 bp = Blueprint("accounts", __name__, url_prefix="/staff")
 staff_route = staff_routes(bp)
@@ -42,8 +47,6 @@ def login() -> Any:
     email = ""
     if request.method == "POST":
         email = request.form.get("email", "")[:254]
-        from proapp import ratelimit
-        from proapp.web import too_many_requests
 
         wait = (ratelimit.check("login_ip", request.remote_addr or "")
                 or ratelimit.check("login_account", email.strip().lower()))
@@ -106,18 +109,12 @@ PENDING_SECONDS = 300
 @staff_route("/login/code", "public", methods=["GET", "POST"])
 def login_code() -> Any:
     """The second step of signing in: a code of the authenticator app, or a recovery code."""
-    from proapp.accounts import two_factor
-    from proapp.accounts.models import User
-
     pending = session.get(PENDING_KEY)
     if not isinstance(pending, dict) or services.now().timestamp() - float(pending.get("at", 0)) > PENDING_SECONDS:
         session.pop(PENDING_KEY, None)
         return redirect(url_for("accounts.login"), code=303)
     error = None
     if request.method == "POST":
-        from proapp import ratelimit
-        from proapp.web import too_many_requests
-
         wait = ratelimit.check("login_ip", request.remote_addr or "")
         if wait:
             return too_many_requests(wait)
@@ -144,7 +141,6 @@ def login_code() -> Any:
         if user is not None and not locked:
             accounts.count_failure(s, user, now, max_failures=cfg["LOGIN_MAX_FAILURES"],
                                    lock_for=timedelta(minutes=cfg["LOGIN_LOCK_MINUTES"]))
-        from proapp.audit.services import record
 
         record(s, actor=f"user:{user.email}" if user else "anonymous", action="user.login_failed",
                entity="app_user", entity_id=pending["uid"], new={"why": "wrong second factor"}, at=now)
@@ -157,9 +153,6 @@ def login_code() -> Any:
 @staff_route("/account/two-factor", "read", methods=["GET", "POST"])
 def two_factor_setup() -> Any:
     """Set up the authenticator app: a QR code drawn here, a code typed back, then the recovery codes, once."""
-    from proapp.accounts import two_factor
-    from proapp.accounts.models import User
-
     v = viewer()
     s = db.session()
     user = s.get(User, v.user_id)
@@ -188,9 +181,6 @@ def two_factor_setup() -> Any:
 
 
 def _limited() -> Any:
-    from proapp import ratelimit
-    from proapp.web import too_many_requests
-
     wait = ratelimit.check("login_ip", request.remote_addr or "")
     return too_many_requests(wait) if wait else None
 
@@ -231,8 +221,6 @@ def _password_link(token: str, purpose: str) -> Any:
     if link is None:
         return render_template("staff/set_password.html", dead=True, purpose=purpose), 404
     if session.get("lang") not in ("fr", "en"):
-        from proapp.i18n import use_locale
-
         use_locale(link.user.language)      # the invitation's language (its e-mail's), unless FR | EN was pressed
     error = None
     if request.method == "POST":
@@ -271,13 +259,8 @@ def reset(token: str) -> Any:
 
 @staff_route("/account", "read", methods=["GET", "POST"])
 def my_account() -> Any:
-    from proapp.accounts.models import User
-
     v = viewer()
     if request.method == "POST":            # the current password is guessed no faster than at the sign-in
-        from proapp import ratelimit
-        from proapp.web import too_many_requests
-
         wait = (ratelimit.check("login_ip", request.remote_addr or "")
                 or ratelimit.check("login_account", v.email))
         if wait:
@@ -317,7 +300,6 @@ def _current_password_ok(s, user, current: str) -> bool:
     if not locked:
         accounts.count_failure(s, user, now, max_failures=cfg["LOGIN_MAX_FAILURES"],
                                lock_for=timedelta(minutes=cfg["LOGIN_LOCK_MINUTES"]))
-    from proapp.audit.services import record
 
     record(s, actor=f"user:{user.email}", action="user.password_change_refused", entity="app_user",
            entity_id=user.id, new={"why": "account locked" if locked else "wrong current password",
@@ -329,8 +311,6 @@ def _current_password_ok(s, user, current: str) -> bool:
 # The admins' accounts pages -----------------------------------------------------------------------------------
 
 def _account_or_404(user_id: int):
-    from proapp.accounts.models import User
-
     user = db.session().get(User, user_id)
     if user is None:
         abort(404)
@@ -350,8 +330,6 @@ def _form_values() -> dict[str, Any]:
 
 
 def _parse_role(values: dict[str, Any], errors: dict[str, str]) -> Any:
-    from proapp.accounts.models import Role
-
     try:
         role = Role(values["role"])
     except ValueError:
@@ -371,7 +349,6 @@ def invite() -> Any:
     if request.method == "POST":
         values = _form_values()
         role = _parse_role(values, errors)
-        from proapp.mail import plain_address
 
         if plain_address(values["email"]) is None:
             errors["email"] = _("Give one e-mail address and nothing else, such as name@hospital.fr.")
@@ -483,8 +460,6 @@ def resend(user_id: int) -> Any:
 
 @staff_route("/logout", "read", methods=["POST"])
 def logout() -> Any:
-    from proapp.audit.services import record
-
     v = viewer()
     s = db.session()
     record(s, actor=v.actor, action="user.logout", entity="app_user", entity_id=v.user_id, at=services.now())
@@ -497,8 +472,6 @@ def logout() -> Any:
 
 def signature_form(kind: str) -> dict[str, Any]:
     """What a signature field set shows: the meaning, in the signer's language, and whether a code is asked."""
-    from proapp.accounts.signatures import MEANINGS
-
     v = current_viewer()
     return {"meaning": str(MEANINGS[kind][1]), "code": bool(v and v.two_factor)}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,8 +13,10 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from proapp.accounts import passwords
 from proapp.accounts.models import Role, StaffSession, User, UserScope
+from proapp.audit.services import record
 from proapp.mail import plain_address
 from proapp.studies.models import Site, Study
+from proapp.tokens import token_hash
 
 MIN_PASSWORD_LENGTH = passwords.MIN_LENGTH
 MAX_PASSWORD_LENGTH = passwords.MAX_LENGTH
@@ -45,7 +46,6 @@ def create_user(db: Session, *, email: str, password: str | None, role: Role, no
     db.add(user)
     db.flush()
     _set_scopes(db, user, study_code, site_code)
-    from proapp.audit.services import record
 
     record(db, actor=created_by, action="user.invited" if password is None else "user.created", entity="app_user",
            entity_id=user.id, new={"email": email, "role": role.value, "study": study_code,
@@ -95,7 +95,6 @@ def update_account(db: Session, user: User, *, role: Role, study_code: str | Non
     old = {"role": user.role.value, "scopes": scopes_of(db, user.id), "language": user.language}
     user.role, user.language = role, language
     _set_scopes(db, user, study_code if role != Role.ADMIN else None, site_codes)
-    from proapp.audit.services import record
 
     record(db, actor=actor, action="user.changed", entity="app_user", entity_id=user.id, old=old,
            new={"role": role.value, "scopes": scopes_of(db, user.id), "language": language}, reason=reason.strip(),
@@ -127,8 +126,6 @@ def authenticate(db: Session, email: str, password: str, *, now: datetime, max_f
     """The user these credentials belong to, or LoginRefused. ``max_failures`` wrong passwords in a row lock the
     account for ``lock_for`` (counted in one UPDATE, so parallel attempts cannot slip through). For an account
     with two-factor sign-in the password is only the first step: the count of failures goes on until the code."""
-    from proapp.audit.services import record
-
     email = (email or "").strip().lower()
     user = db.scalar(select(User).where(User.email == email)) if 0 < len(email) <= 254 else None
 
@@ -162,8 +159,6 @@ def authenticate(db: Session, email: str, password: str, *, now: datetime, max_f
 
 def count_failure(db: Session, user: User, now: datetime, *, max_failures: int, lock_for: timedelta) -> None:
     """One more wrong password, code or signature; ``max_failures`` in a row lock the account."""
-    from proapp.audit.services import record
-
     failures = db.execute(update(User).where(User.id == user.id).values(failed_logins=User.failed_logins + 1)
                           .returning(User.failed_logins)).scalar_one()
     if failures >= max_failures:
@@ -175,8 +170,6 @@ def count_failure(db: Session, user: User, now: datetime, *, max_failures: int, 
 
 def signed_in(db: Session, user: User, now: datetime, client: dict[str, str] | None = None,
               second_factor: str | None = None) -> None:
-    from proapp.audit.services import record
-
     user.failed_logins, user.locked_until = 0, None
     record(db, actor=f"user:{user.email}", action="user.login", entity="app_user", entity_id=user.id,
            new={**(client or {}), **({"second_factor": second_factor} if second_factor else {})} or None, at=now)
@@ -199,14 +192,11 @@ def check_current_password(user: User, password: str) -> bool:
 
 # Sessions --------------------------------------------------------------------------------------------------
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
 
 def start_session(db: Session, user: User, now: datetime) -> str:
     """A new session for ``user``; returns the token the session cookie carries (only its hash is stored)."""
     token = secrets.token_urlsafe(32)
-    db.add(StaffSession(token_hash=_token_hash(token), user_id=user.id, created_at=now, last_seen_at=now))
+    db.add(StaffSession(token_hash=token_hash(token), user_id=user.id, created_at=now, last_seen_at=now))
     db.flush()
     return token
 
@@ -224,7 +214,7 @@ def check_session(db: Session, token: str, now: datetime, *, idle: timedelta, li
                   touch_every: timedelta = timedelta(seconds=60)) -> SessionCheck:
     """The user behind ``token`` if its session is live, else why not (an idle or expired session is ended
     here). Activity moves the idle deadline; it is written at most once per ``touch_every``."""
-    row = db.scalar(select(StaffSession).where(StaffSession.token_hash == _token_hash(token)))
+    row = db.scalar(select(StaffSession).where(StaffSession.token_hash == token_hash(token)))
     if row is None or row.ended_at is not None:
         return SessionCheck(None, "ended")
     user = db.get(User, row.user_id)
@@ -241,7 +231,7 @@ def check_session(db: Session, token: str, now: datetime, *, idle: timedelta, li
 
 
 def end_session(db: Session, token: str, now: datetime, reason: str = "signed_out") -> None:
-    db.execute(update(StaffSession).where(StaffSession.token_hash == _token_hash(token),
+    db.execute(update(StaffSession).where(StaffSession.token_hash == token_hash(token),
                                           StaffSession.ended_at.is_(None))
                .values(ended_at=now, end_reason=reason))
 
@@ -251,7 +241,6 @@ def end_all_sessions(db: Session, user_id: int, now: datetime, *, actor: str, re
     sessions"); recorded in the audit trail. Returns how many were open."""
     ended = db.execute(update(StaffSession).where(StaffSession.user_id == user_id, StaffSession.ended_at.is_(None))
                        .values(ended_at=now, end_reason=reason[:40])).rowcount
-    from proapp.audit.services import record
 
     record(db, actor=actor, action="user.sessions_ended", entity="app_user", entity_id=user_id,
            new={"sessions": ended}, reason=reason, at=now)
@@ -267,7 +256,6 @@ def set_password(db: Session, user: User, password: str, now: datetime, *, actor
     user.password_hash = generate_password_hash(password, method="scrypt")
     if user.totp_enabled_at is None:
         user.failed_logins, user.locked_until = 0, None
-    from proapp.audit.services import record
 
     record(db, actor=actor, action="user.password_changed", entity="app_user", entity_id=user.id, at=now)
     end_all_sessions(db, user.id, now, actor=actor, reason="password_changed")
@@ -284,7 +272,6 @@ def set_active(db: Session, user: User, active: bool, now: datetime, *, actor: s
     if not active and user.role == Role.ADMIN and not _other_active_admins(db, user):
         raise AccountError("the last active admin cannot be disabled")
     user.active = active
-    from proapp.audit.services import record
 
     record(db, actor=actor, action="user.enabled" if active else "user.disabled", entity="app_user",
            entity_id=user.id, old={"active": not active}, new={"active": active}, reason=reason.strip(), at=now)

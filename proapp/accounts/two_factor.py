@@ -8,7 +8,6 @@ is drawn on the server as SVG (``segno``): no JavaScript, no outside service.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import unicodedata
@@ -20,6 +19,8 @@ from sqlalchemy import JSON, Text, cast, literal, or_, update
 from sqlalchemy.orm import Session
 
 from proapp.accounts.models import User
+from proapp.audit.services import record
+from proapp.tokens import token_hash
 
 ISSUER = "proapp"
 RECOVERY_CODES = 10
@@ -51,9 +52,6 @@ def _matching_step(secret: str, code: str, now: datetime) -> int | None:
     return None
 
 
-def _hash(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
-
 
 def _normalise(code: str) -> str:
     """The code's ASCII letters and digits, lower case. Full-width digits (`１２３４５６`, typed on a phone in some
@@ -77,8 +75,7 @@ def enable(db: Session, user: User, secret: str, code: str, *, vault: Any, now: 
     codes = recovery_codes()
     user.totp_secret_ciphertext = vault.encrypt(secret)
     user.totp_enabled_at, user.totp_last_step = now, step
-    user.recovery_codes = [_hash(_normalise(c)) for c in codes]
-    from proapp.audit.services import record
+    user.recovery_codes = [token_hash(_normalise(c)) for c in codes]
 
     record(db, actor=actor, action="user.two_factor_enabled", entity="app_user", entity_id=user.id, at=now)
     db.flush()
@@ -100,7 +97,7 @@ def check(db: Session, user: User, code: str, *, vault: Any, now: datetime) -> s
                                                                        User.totp_last_step < step))
                            .values(totp_last_step=step)).rowcount
         return "totp" if moved else "used"      # a code already used (replayed) is refused
-    hashed = _hash(code)
+    hashed = token_hash(code)
     db.refresh(user, ["recovery_codes"])
     before = list(user.recovery_codes or [])
     if hashed not in before:
@@ -113,7 +110,6 @@ def check(db: Session, user: User, code: str, *, vault: Any, now: datetime) -> s
                       .values(recovery_codes=remaining)).rowcount
     if not used:
         return None
-    from proapp.audit.services import record
 
     record(db, actor=f"user:{user.email}", action="user.recovery_code_used", entity="app_user", entity_id=user.id,
            new={"left": len(remaining)}, at=now)
@@ -124,7 +120,6 @@ def check(db: Session, user: User, code: str, *, vault: Any, now: datetime) -> s
 def reset(db: Session, user: User, *, now: datetime, actor: str, reason: str) -> None:
     """An admin's re-enrolment: the secret and the codes go; the user sets it up again at the next sign-in."""
     user.totp_secret_ciphertext, user.totp_enabled_at, user.totp_last_step, user.recovery_codes = None, None, None, None
-    from proapp.audit.services import record
 
     record(db, actor=actor, action="user.two_factor_reset", entity="app_user", entity_id=user.id, reason=reason,
            at=now)

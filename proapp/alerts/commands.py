@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import click
+from flask.cli import AppGroup
 from sqlalchemy import true
 
 from proapp import db
 from proapp.alerts.services import alerts_page
-from proapp.cli import proapp_cli
 
 
-@proapp_cli.group("alerts")
+@click.group("alerts", cls=AppGroup)
 def alerts_cli() -> None:
     """Safety-signal alerts raised by the study files' rules."""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proapp.instruments import Instrument, derived_values, score_with
+from proapp.questionnaire.flow import as_scoring_answers
 from proapp.studies.schema import AlertRule, Condition
 
 Values = dict[str, Any]                  # {"item:DU_INFECT": "Y", "score:PAIN": 85, ...} of one instrument
@@ -44,8 +45,6 @@ def values_of(inst: Instrument, answers: Mapping[tuple[str, int], str | None],
     them the answers so far are scored (a response left in progress)."""
     values: Values = {f"item:{code}": v for (code, repeat), v in answers.items() if repeat == 0 and v is not None}
     if scores is None:
-        from proapp.questionnaire.flow import as_scoring_answers
-
         scores = score_with(inst, as_scoring_answers(dict(answers)))
     values.update({f"score:{code}": v for code, v in derived_values(inst, scores).items() if v is not None})
     return values

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import Connection, case, func, select, update
 from sqlalchemy.orm import Session
 
@@ -154,16 +155,12 @@ def connect_signals() -> None:
 
 
 def _on_occurrence_ended(occurrence_id: int, *, db: Session, how: str, now: datetime) -> None:
-    from flask import current_app
-
     raise_for_occurrence(db, occurrence_id, how=how, now=now, studies=current_app.extensions["proapp.studies"],
                          registry=current_app.extensions["proapp.instruments"])
 
 
 def _on_answers_saved(occurrence_id: int, *, db: Session, visit_q: VisitQuestionnaire, instrument: str,
                       items: tuple[str, ...], now: datetime) -> None:
-    from flask import current_app
-
     raise_on_save(db, visit_q, instrument, items, now=now, studies=current_app.extensions["proapp.studies"],
                   registry=current_app.extensions["proapp.instruments"])
 

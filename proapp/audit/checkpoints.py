@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from proapp.audit.keys import AuditKeys
 from proapp.audit.models import AuditCheckpoint, AuditEvent
+from proapp.audit.restores import explaining, genuine
 from proapp.audit.services import Finding, signed_heads
 
 
@@ -76,8 +77,6 @@ def check(db: Session, lines: Iterable[str], keys: AuditKeys,
     the chains' ends it names); without a genuine one (None, findings, None). A line that is not a genuine
     checkpoint is a finding itself. With ``restored``, what a declared restore explains goes there instead
     (proapp/audit/restores.py)."""
-    from proapp.audit.restores import explaining, genuine
-
     declared = genuine(db, keys) if restored is not None else []
     findings: list[Finding] = []
     newest: tuple[str, dict[str, list[Any]]] | None = None

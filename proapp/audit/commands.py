@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
+from flask import current_app
+from flask.cli import AppGroup
 
 from proapp import db, services
-from proapp.cli import fail, proapp_cli
+from proapp.audit.checkpoints import HeadsNotSigned, as_line, check, latest, write
+from proapp.audit.services import verify, verify_since
+from proapp.cli import fail
 
 
-@proapp_cli.group("audit")
+@click.group("audit", cls=AppGroup)
 def audit_group() -> None:
     """The audit trail."""
 
@@ -24,14 +31,6 @@ def audit_group() -> None:
 def audit_verify_cmd(checkpoints_file: str | None, since_checkpoint: bool, processes: int | None) -> None:
     """Recompute every chain; name every altered, removed, inserted or moved entry (exit 1 if any). With
     --checkpoints, also compare the trail with the newest checkpoint kept outside."""
-    import os
-    from pathlib import Path
-
-    from flask import current_app
-
-    from proapp.audit.checkpoints import as_line, check, latest
-    from proapp.audit.services import verify, verify_since
-
     keys = current_app.extensions["proapp.audit_keys"]
     s = db.session()
     lines: list[str] = []
@@ -74,10 +73,6 @@ def audit_verify_cmd(checkpoints_file: str | None, since_checkpoint: bool, proce
 def audit_checkpoint_cmd(append_to: str | None, to_syslog: bool) -> None:
     """Print the newest checkpoint of the audit trail as one JSON line (writing one first if anything was
     appended since the last)."""
-    from flask import current_app
-
-    from proapp.audit.checkpoints import HeadsNotSigned, as_line, latest, write
-
     try:
         with db.transaction() as s:
             write(s, current_app.extensions["proapp.audit_keys"], services.now())

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import text
+
 POSTGRESQL_CREATE = (
     "CREATE FUNCTION proapp_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
     "BEGIN RAISE EXCEPTION 'audit_event is append-only: % refused', TG_OP; END $$",
@@ -92,8 +94,6 @@ def drop_statements(dialect: str) -> tuple[str, ...]:
 def suspended(conn: Any) -> Iterator[None]:
     """Within ``conn``'s transaction, let UPDATE/DELETE through (PostgreSQL: replica role, which a superuser
     holds; SQLite: the triggers are dropped and created again at the end)."""
-    from sqlalchemy import text
-
     if conn.dialect.name == "postgresql":
         conn.execute(text("SET LOCAL session_replication_role = replica"))
         yield

@@ -9,7 +9,9 @@ import base64
 import binascii
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 MIN_SECRET_BYTES = 32
 KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,20}$")
@@ -55,6 +57,18 @@ def parse(value: str) -> AuditKeys:
     if not order:
         raise AuditKeyError("no key")
     return AuditKeys(order[0], found)
+
+
+def key_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """What is wrong with ``PROAPP_AUDIT_KEYS`` (start-up and ``proapp check``)."""
+    if not cfg.get("AUDIT_KEYS"):
+        return ["PROAPP_AUDIT_KEYS is missing (generate one with: "
+                "python -c 'import secrets; print(\"k1:\" + secrets.token_hex(32))'); keep it outside the database."]
+    try:
+        parse(cfg["AUDIT_KEYS"])
+    except AuditKeyError as exc:
+        return [f"PROAPP_AUDIT_KEYS: {exc}."]
+    return []
 
 
 def generate(key_id: str = "dev1") -> str:

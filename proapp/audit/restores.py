@@ -18,10 +18,12 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import String, Text, select
+from sqlalchemy import String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from proapp.audit.keys import AuditKeys
+from proapp.audit.models import AuditChainHead, AuditEvent
+from proapp.audit.services import record
 from proapp.db import Base
 
 
@@ -47,18 +49,11 @@ def _mac(secret: bytes, body: str) -> str:
 
 def backup_time(db: Session) -> datetime | None:
     """When the restored backup was taken, as near as the database tells: its newest audit entry."""
-    from sqlalchemy import func
-
-    from proapp.audit.models import AuditEvent
-
     return db.scalar(select(func.max(AuditEvent.at)))
 
 
 def declare(db: Session, keys: AuditKeys, now: datetime, *, by: str, backup: str) -> RestoreRecord:
     """Record a restore (and hold the SMS); the audit trail gets an entry too."""
-    from proapp.audit.models import AuditChainHead
-    from proapp.audit.services import record
-
     heads = {h.chain: [h.last_seq, h.last_hash] for h in db.scalars(select(AuditChainHead)) if h.last_seq}
 
     taken = backup_time(db)
@@ -81,8 +76,6 @@ def holding(db: Session) -> RestoreRecord | None:
 
 
 def release(db: Session, row: RestoreRecord, now: datetime, by: str, details: dict[str, Any]) -> None:
-    from proapp.audit.services import record
-
     row.released_at, row.released_by = now, by[:160]
     record(db, actor=by, action="restore.reconciled", entity="restore_record", entity_id=row.id, new=details, at=now)
     db.flush()

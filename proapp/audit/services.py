@@ -25,23 +25,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import multiprocessing
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app
 from sqlalchemy import and_, bindparam, event, func, insert, select, true, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from proapp.audit.keys import AuditKeys
 from proapp.audit.models import AuditChainHead, AuditEvent
-from proapp.db import dialect_insert
+from proapp.db import dialect_insert, make_engine
 
 GENESIS = "0" * 64
 LEGACY = "legacy"
 SYSTEM = "system"
 PENDING = "proapp.audit.pending"
+AUDITED = "proapp.audit.hooked"         # in the info of the sessions whose commit writes the entries
 
 
 def chain_of(patient_id: int | None) -> str:
@@ -52,6 +55,8 @@ def record(db: Session, *, actor: str, action: str, entity: str, entity_id: Any 
            old: dict[str, Any] | None = None, new: dict[str, Any] | None = None, reason: str | None = None,
            at: datetime | None = None) -> None:
     """Add an entry to this transaction (written at commit, with the change)."""
+    if not db.info.get(AUDITED):
+        raise RuntimeError("this session does not write the audit trail: use a session of the app (proapp.db)")
     if not db.in_transaction():
         db.begin()                      # so that a rollback or close before any SQL also drops the entry
     db.info.setdefault(PENDING, []).append({
@@ -186,11 +191,13 @@ def _drop_pending(session: Session, transaction: Any) -> None:
         session.info.pop(PENDING, None)
 
 
-def install() -> None:
-    """Hook the writer into every session (once)."""
-    if not event.contains(Session, "before_commit", _write_pending):
-        event.listen(Session, "before_commit", _write_pending)
-        event.listen(Session, "after_transaction_end", _drop_pending)
+def install(factory: sessionmaker[Session]) -> None:
+    """Hook the writer into the sessions of the app's session factory (once): the entries ``record`` adds to one of
+    them are written when it commits. A session of another factory refuses ``record`` (nothing would write it)."""
+    if not event.contains(factory, "before_commit", _write_pending):
+        event.listen(factory, "before_commit", _write_pending)
+        event.listen(factory, "after_transaction_end", _drop_pending)
+        factory.configure(info={**(factory.kw.get("info") or {}), AUDITED: True})
 
 
 # Verification ------------------------------------------------------------------------------------------------
@@ -303,8 +310,6 @@ def _verify_range(db: Session, low: str | None, high: str | None, keys: AuditKey
 
 def _verify_range_in_process(url: str, low: str | None, high: str | None,
                              keys: AuditKeys) -> tuple[int, list[Finding]]:
-    from proapp.db import make_engine
-
     engine = make_engine(url)
     try:
         with Session(engine) as db:
@@ -332,8 +337,6 @@ def verify(db: Session, chain: str | None = None, keys: AuditKeys | None = None,
     names = sorted(_heads(db))
     bounds = [None, *(names[len(names) * k // processes] for k in range(1, processes)), None]
     url = db.get_bind().url.render_as_string(hide_password=False)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
         parts = list(pool.map(_verify_range_in_process, [url] * processes, bounds[:-1], bounds[1:],

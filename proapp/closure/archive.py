@@ -17,6 +17,7 @@ import hmac
 import json
 import os
 import re
+import sys
 import zipfile
 import zlib
 from collections.abc import Iterable
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from proapp.audit.keys import AuditKeys
+from proapp.audit.keys import AuditKeyError, AuditKeys, parse
 
 FORMAT = "proapp-study-archive/1"
 SUMS = "SHA256SUMS"
@@ -171,10 +172,6 @@ def _check_signature(manifest: bytes, raw: bytes, keys: AuditKeys, out: Verdict)
 def main(argv: list[str] | None = None) -> int:
     """``python -m proapp.closure.archive FILE``: the verification with nothing but the archive and
     ``PROAPP_AUDIT_KEYS`` in the environment (no configuration, no database, no Flask app)."""
-    import sys
-
-    from proapp.audit.keys import AuditKeyError, parse
-
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m proapp.closure.archive FILE (with PROAPP_AUDIT_KEYS set)", file=sys.stderr)

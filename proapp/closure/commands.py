@@ -5,12 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from flask import current_app
+from flask.cli import AppGroup
 from flask_babel import force_locale
 
-from proapp.cli import fail, proapp_cli
+from proapp.cli import fail
+from proapp.closure.archive import verify
+from proapp.closure.services import ClosureRefused, archive_dir, run, sources
 
 
-@proapp_cli.group("study")
+@click.group("study", cls=AppGroup)
 def study_group() -> None:
     """A study's end: its closure and its archive."""
 
@@ -25,10 +29,6 @@ def close_cmd(study: str, force_reason: str | None, directory: str | None) -> No
     """Close STUDY: closed to patients at once (no enrolment, links say it is closed, no SMS), then the final export
     in every format and the signed archive, the phone numbers erased, the live data removed or kept as the study
     file says. Each step is audited; run it again to continue a closure that was interrupted."""
-    from flask import current_app
-
-    from proapp.closure.services import ClosureRefused, archive_dir, run, sources
-
     if force_reason is not None and not force_reason.strip():
         fail("--force needs the reason the study is closed while visits are still open")
     with force_locale("en"):
@@ -45,10 +45,6 @@ def close_cmd(study: str, force_reason: str | None, directory: str | None) -> No
 def verify_archive_cmd(file: str) -> None:
     """Verify a closed study's archive with the audit key alone (PROAPP_AUDIT_KEYS; no database needed): its
     seal over every byte, its manifest's signature and every member's SHA-256. Exit 1 if anything differs."""
-    from flask import current_app
-
-    from proapp.closure.archive import verify
-
     verdict = verify(Path(file), current_app.extensions["proapp.audit_keys"])
     if not verdict.intact:
         for problem in verdict.problems:

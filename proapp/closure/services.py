@@ -25,21 +25,35 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
+from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from proapp import csvfiles
+from proapp import csvfiles, services
+from proapp import db as database
+from proapp.audit.checkpoints import HeadsNotSigned, as_line, write
+from proapp.audit.copies import certified_copy
 from proapp.audit.keys import AuditKeys
+from proapp.audit.models import AuditCheckpoint
 from proapp.audit.services import record
 from proapp.closure import archive as archives
 from proapp.db import Base, dialect_insert
+from proapp.export import data, feed
+from proapp.export.alerts import CSV_COLUMNS as ALERT_COLUMNS
+from proapp.export.alerts import alert_items
+from proapp.export.alerts import csv_row as alert_row
+from proapp.export.dictionary import data_dictionary
+from proapp.export.formats import common, csv_format, fhir, json_format, odm, redcap
 from proapp.instruments import Registry
+from proapp.instruments.registry import DATA_DIR as INSTRUMENTS
 from proapp.patients import occurrences
+from proapp.patients.contacts import erase
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
 from proapp.patients.signals import sms_must_stop
 from proapp.questionnaire.models import AccessLink
+from proapp.studies.catalog import DATA_DIR as STUDIES
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import ClosedLink, Site, Study, StudyClosure
 
@@ -69,26 +83,17 @@ class StudyScope:
 
 def archive_dir() -> Path:
     """Where archives go: PROAPP_ARCHIVE_DIR, or ``archives`` in the instance folder."""
-    from flask import current_app
-
     configured = current_app.config.get("ARCHIVE_DIR")
     return Path(configured) if configured else Path(current_app.instance_path) / "archives"
 
 
 def sources() -> Sources:
-    from flask import current_app
-
-    from proapp.instruments.registry import DATA_DIR as INSTRUMENTS
-    from proapp.studies.catalog import DATA_DIR as STUDIES
-
     cfg = current_app.config
     return Sources(Path(cfg["STUDIES_DIR"]) if cfg.get("STUDIES_DIR") else STUDIES,
                    Path(cfg["INSTRUMENTS_DIR"]) if cfg.get("INSTRUMENTS_DIR") else INSTRUMENTS, cfg["PUBLIC_URL"])
 
 
 def find_study(db: Session, code: str) -> Study:
-    from proapp import services
-
     study = db.scalar(select(Study).where(Study.code == code))
     if study is None or code not in services.studies().codes():      # loaded, and its study file still there
         raise ClosureRefused(_l("There is no study %(study)s.", study=code))
@@ -177,8 +182,6 @@ def archive(db: Session, study: Study, closure: StudyClosure, catalog: StudyCata
     export reads the feed: every completed response must have its place in it (``run`` sequences them first)."""
     if closure.archive_sha256 is not None:
         return checked_archive(study, closure, keys, directory)
-    from proapp.audit.checkpoints import HeadsNotSigned, as_line, write
-    from proapp.audit.models import AuditCheckpoint
 
     try:
         write(db, keys, now)                       # where every chain ends now, signed, into the archive
@@ -193,8 +196,6 @@ def archive(db: Session, study: Study, closure: StudyClosure, catalog: StudyCata
         copies = {}
         for pid, subject in db.execute(select(Patient.id, Patient.subject_id).where(Patient.study_id == study.id)
                                        .order_by(Patient.subject_id)):
-            from proapp.audit.copies import certified_copy
-
             copy = certified_copy(db, pid)
             copies[subject] = {"entries_verified": copy.verified, "chain_intact": not copy.findings,
                                "findings": [str(f) for f in copy.findings[:20]],
@@ -247,13 +248,6 @@ def checked_archive(study: Study, closure: StudyClosure, keys: AuditKeys, direct
 def _export_members(db: Session, study: Study, catalog: StudyCatalog, registry: Registry, sources: Sources,
                     now: datetime) -> Iterator[tuple[str, bytes]]:
     """The final export, in every format of the export API, of every completed response of the study."""
-    from proapp.export import data
-    from proapp.export.alerts import CSV_COLUMNS as ALERT_COLUMNS
-    from proapp.export.alerts import alert_items
-    from proapp.export.alerts import csv_row as alert_row
-    from proapp.export.dictionary import data_dictionary
-    from proapp.export.formats import common, csv_format, fhir, json_format, odm, redcap
-
     study_def = catalog.get(study.code)
     scope = cast(Any, StudyScope(study.id))
     upto, _more = data.page_bounds(db, scope, 0, 2**62)
@@ -350,7 +344,6 @@ def erase_contacts(db: Session, study: Study, closure: StudyClosure, keys: Audit
     if closure.contacts_erased_at is not None:
         return 0
     checked_archive(study, closure, keys, directory)
-    from proapp.patients.contacts import erase
 
     contacts = list(db.scalars(select(PatientContact).join(Patient, Patient.id == PatientContact.patient_id)
                                .where(Patient.study_id == study.id, PatientContact.phone_ciphertext.is_not(None))))
@@ -424,9 +417,6 @@ def run(code: str, keys: AuditKeys, directory: Path, sources: Sources, *, actor:
         force_reason: str | None = None, signature: dict[str, Any] | None = None) -> Iterator[str]:
     """Every step still to do, each in a transaction of its own, one line of what it did each (for the command
     and the page). Raises ClosureRefused where it must stop; what was done before stays done."""
-    from proapp import db as database
-    from proapp import services
-
     catalog, registry = services.studies(), services.instruments()
     with database.transaction() as s:
         study = find_study(s, code)
@@ -435,7 +425,6 @@ def run(code: str, keys: AuditKeys, directory: Path, sources: Sources, *, actor:
         started = (closure.started_at, closure.started_by)
     yield (f"continuing the closure of {code} started at {started[0]:%Y-%m-%d %H:%M} UTC by {started[1]}"
            if earlier is not None else f"{code} is closed to patients: no enrolment, its links say so, no SMS")
-    from proapp.export import feed
 
     with database.transaction() as s:        # a response completed just before the closure gets its place in the feed
         feed.sequence_pending(s)

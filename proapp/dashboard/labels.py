@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+
+from proapp.i18n import number
 
 STATES = {
     "upcoming": _l("Upcoming"), "open": _l("Open"), "invited": _l("Invited"), "delivered": _l("SMS delivered"),
@@ -56,8 +59,6 @@ MEASURES = {   # by the derived value's code
 
 
 def sms_kind(kind: str) -> str:
-    from flask_babel import gettext as _
-
     if kind == "invitation":
         return _("Invitation")
     if kind.startswith("reminder_"):
@@ -110,8 +111,6 @@ SCORE_TEXTS = {
 
 def score_value(value) -> str:
     """A derived value as the team reads it: a number in the user's language, a code in words, a list joined."""
-    from proapp.i18n import number
-
     if isinstance(value, list):
         return ", ".join(score_value(v) for v in value) or "–"
     if isinstance(value, str) and value in SCORE_TEXTS:
@@ -137,8 +136,6 @@ def audit_action(action: str) -> str:
 def actor(code: str | None) -> str:
     """Who did something, in words: a staff member by their e-mail, "The patient", the EDC's key, an automatic job;
     the code where none is known (the page shows the code beside it where it matters)."""
-    from flask_babel import gettext as _
-
     if not code:
         return "–"
     kind, _sep, rest = code.partition(":")

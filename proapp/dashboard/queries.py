@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, exists, func, literal_column, or_, select
@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session, aliased
 
 from proapp.accounts.access import Viewer
 from proapp.alerts.models import Alert, AlertState
+from proapp.export.data import acknowledged
+from proapp.export.models import PushDelivery
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientEvent, PatientStatus
 from proapp.questionnaire.models import (
     AccessLink,
@@ -416,7 +418,6 @@ def patient_view(db: Session, patient: Patient, catalog: StudyCatalog, now: date
                               cancel_reason(o, patient.enrolled_at, withdrawn_at))
                 for o in occurrences]
     contact = db.get(PatientContact, patient.id)
-    from proapp.export.data import acknowledged
 
     acks = acknowledged(db, [r.id for r in responses if r.status == ResponseStatus.COMPLETED])
     by_occ: dict[int, list[Any]] = defaultdict(list)
@@ -539,40 +540,8 @@ def has_site(db: Session, study_id: int, site_code: str) -> bool:
 
 def deliveries(db: Session, status: str | None, limit: int = 200) -> list[Any]:
     """The newest pushes to the EDC endpoints, with their study's code."""
-    from proapp.export.models import PushDelivery
-
     q = (select(PushDelivery, Study.code).join(Study, Study.id == PushDelivery.study_id)
          .order_by(PushDelivery.id.desc()).limit(limit))
     if status:
         q = q.where(PushDelivery.status == status)
     return list(db.execute(q).all())
-
-
-def audit_page(db: Session, viewer: Viewer, *, subject: str, action: str, actor: str, since: date | None,
-               until: date | None, page: int, per_page: int) -> list[Any]:
-    """One page of the audit trail, newest first, with each entry's subject ID (one row more than a page: there
-    is a next page when it comes back). Monitors see the entries of the patients they may see."""
-    from datetime import time
-
-    from proapp.audit.models import AuditEvent
-
-    q = select(AuditEvent, Patient.subject_id).outerjoin(Patient, Patient.id == AuditEvent.patient_id)
-    if not viewer.is_admin:
-        q = q.where(AuditEvent.patient_id.is_not(None), viewer.patients())
-    if subject:
-        q = q.where(Patient.subject_id == subject)
-    if action:
-        q = q.where(AuditEvent.action.startswith(action, autoescape=True))
-    if actor:
-        q = q.where(AuditEvent.actor.contains(actor, autoescape=True))
-    if since is not None:
-        q = q.where(AuditEvent.at >= datetime.combine(since, time(), tzinfo=UTC))
-    if until is not None:
-        q = q.where(AuditEvent.at < datetime.combine(until + timedelta(days=1), time(), tzinfo=UTC))
-    return list(db.execute(q.order_by(AuditEvent.id.desc()).limit(per_page + 1).offset((page - 1) * per_page)))
-
-
-def patient_audit_entries(db: Session, patient_id: int) -> Any:
-    from proapp.audit.models import AuditEvent
-
-    return db.scalars(select(AuditEvent).where(AuditEvent.patient_id == patient_id).order_by(AuditEvent.id))

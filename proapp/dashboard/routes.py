@@ -25,16 +25,20 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from proapp import csvfiles, db, services
 from proapp.accounts import services as accounts
 from proapp.accounts.access import SESSION_KEY, Viewer, current_viewer, patient_or_404, staff_routes, viewer
-from proapp.accounts.signatures import SignatureRefused
+from proapp.accounts.signatures import SignatureRefused, sign
+from proapp.alerts.services import open_alerts_of, open_counts
 from proapp.dashboard import actions as visit_actions
 from proapp.dashboard import charts, labels, queries
+from proapp.export.data import acknowledged
 from proapp.i18n import day, moment, number
+from proapp.instruments import derived_values
 from proapp.patients import actions as changes
 from proapp.patients.models import Occurrence
 from proapp.patients.phones import mask
@@ -42,10 +46,19 @@ from proapp.patients.services import (
     SENDING_HOURS,
     EnrolmentError,
     EnrolmentRequest,
+    agreements_of,
     enroll_patient,
     validate_enrolment,
 )
 from proapp.questionnaire import ulcers as ulcer_registry
+from proapp.questionnaire.corrections import (
+    REQUEST_METHODS,
+    CorrectionRefused,
+    Source,
+    correct_answer,
+    effective_answers,
+)
+from proapp.questionnaire.routes import open_in_this_browser
 from proapp.web import int_arg, whole_number
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -57,8 +70,6 @@ TIMEZONES = ("Europe/Paris", "America/Guadeloupe", "America/Martinique", "Americ
 # Overview, patients ----------------------------------------------------------------------------------------
 
 def _lang() -> str:
-    from flask_babel import get_locale
-
     return str(get_locale() or "fr")
 
 
@@ -68,7 +79,6 @@ def overview() -> str:
                             current_app.config["BEHIND_THRESHOLD"])
     # Translated once, formatted per cell (a matrix has hundreds of cells).
     fmt = {"percent": "\u202f%" if _lang() == "fr" else "%"}     # French: a narrow no-break space before %
-    from proapp.alerts.services import open_counts
 
     return render_template("staff/overview.html", studies=data, threshold=current_app.config["BEHIND_THRESHOLD"],
                            fmt=fmt, open_alerts=open_counts(db.session(), viewer().patients()).by_study,
@@ -216,8 +226,6 @@ def _render_patient(patient, errors: dict[str, str] | None = None, values: dict[
             phone = mask(services.phone_vault().decrypt(view.contact.phone_ciphertext))
         except ValueError:               # written with a phone key no longer configured (docs/operations.md)
             phone = _("unreadable (phone key missing): ask the patient for their number")
-    from proapp.alerts.services import open_alerts_of
-    from proapp.patients.services import agreements_of
 
     return render_template("staff/patient.html", v=view, phone=phone, charts=_charts(view), errors=errors or {},
                            agreements=agreements_of(db.session(), patient.id),
@@ -335,8 +343,6 @@ def _open_occurrence(patient, form_value: str | None) -> Occurrence | None:
 def _signature(kind: str):
     """The signed-in user's electronic signature from the form's password (and code), or SignatureRefused. Wrong
     ones count towards the account's lockout, which bounds guessing (no separate rate limit)."""
-    from proapp.accounts.signatures import sign
-
     cfg = current_app.config
     return sign(db.session(), viewer().user_id, kind, password=request.form.get("signature_password", "")[:1100],
                 code=request.form.get("signature_code", "")[:40], vault=services.phone_vault(), now=services.now(),
@@ -410,8 +416,6 @@ def patient_action(patient_id: int, action: str) -> Any:
 def on_site(patient_id: int) -> Any:
     """Hand a site tablet to the patient: the staff member is signed out and the questionnaire opens,
     recorded as completed on site."""
-    from proapp.questionnaire.routes import SESSION_KEY as PATIENT_KEY
-
     patient = _patient_or_404(patient_id)
     s = db.session()
     occ = _open_occurrence(patient, request.form.get("occurrence"))
@@ -432,8 +436,7 @@ def on_site(patient_id: int) -> Any:
         return _render_patient(patient, errors={"on-site": str(exc.message)}, status=422)
     accounts.end_session(s, session[SESSION_KEY]["sid"], services.now(), "handed_to_patient")
     s.commit()
-    session.clear()
-    session[PATIENT_KEY] = {"occ": occ.id, "link": link.id, "on_site": True}
+    open_in_this_browser(occ.id, link.id, on_site=True)
     return redirect(url_for("questionnaire.welcome"), code=303)
 
 
@@ -448,8 +451,6 @@ def _response_or_404(patient, response_id: int):
 
 def _render_response(patient, r, errors: dict[str, str] | None = None, values: dict[str, str] | None = None,
                      status: int = 200) -> tuple[str, int]:
-    from proapp.questionnaire.corrections import effective_answers
-
     s = db.session()
     inst = services.instruments().get(r.instrument_code, r.instrument_version)
     original = queries.original_answers(s, r.id)
@@ -460,7 +461,6 @@ def _render_response(patient, r, errors: dict[str, str] | None = None, values: d
              [c for c in corrections if (c.item_code, c.repeat_index) == (code, rep)])
             for code, rep in keys if code in {i.code for i in inst.items}]
     occ = s.get(Occurrence, r.occurrence_id)
-    from proapp.instruments import derived_values
 
     # The derived scores as completed, and as recomputed from the corrections when there are some.
     scores = [(d, derived_values(inst, r.scores).get(d.code),
@@ -471,10 +471,8 @@ def _render_response(patient, r, errors: dict[str, str] | None = None, values: d
     wording = (r.flow_state or {}).get("wording") or {}
     questions = {i.code: i.text_for(_lang(), (use.variant if use else None) or inst.default_variant,
                                     wording.get(i.code)) for i in inst.items}
-    from proapp.export.data import acknowledged
 
     edc = acknowledged(s, [r.id]).get(r.id) if r.completed_at else None     # the revision the EDC holds
-    from proapp.questionnaire.corrections import REQUEST_METHODS
 
     return render_template("staff/response.html", patient=patient, r=r, inst=inst, rows=rows, occ=occ, scores=scores,
                            errors=errors or {}, values=values or {}, lang=_lang(), questions=questions,
@@ -490,8 +488,6 @@ def response_page(patient_id: int, response_id: int) -> tuple[str, int]:
 
 @staff_route("/patients/<int:patient_id>/responses/<int:response_id>/correct", "change", methods=["POST"])
 def correct(patient_id: int, response_id: int) -> Any:
-    from proapp.questionnaire.corrections import CorrectionRefused, Source, correct_answer
-
     patient = _patient_or_404(patient_id)
     r = _response_or_404(patient, response_id)
     form = {k: (request.form.get(k) or "")[:600] for k in ("item", "repeat", "value", "reason", "source",

@@ -9,8 +9,8 @@ import re
 
 from gunicorn.glogging import Logger
 
-from proapp import PROJECT_ROOT
-from proapp.config import env_setting  # the settings table (proapp config-table) lists these too
+# The settings table (proapp config-table) lists these settings too.
+from proapp.config import PROJECT_ROOT, env_setting
 
 bind = env_setting("BIND")                  # the reverse proxy (TLS) forwards here
 workers = env_setting("WEB_WORKERS") or multiprocessing.cpu_count() * 2 + 1

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import click
+from flask.cli import AppGroup
+from sqlalchemy import select
 
 from proapp import db, services
-from proapp.cli import fail, proapp_cli
+from proapp.cli import fail
+from proapp.export.keys import KeyError_, create_key, revoke_key
+from proapp.export.models import ApiKey
+from proapp.studies.models import Study
 
 
-@proapp_cli.group("api-key")
+@click.group("api-key", cls=AppGroup)
 def api_key_group() -> None:
     """Keys of the export API (one study each)."""
 
@@ -20,8 +25,6 @@ def api_key_group() -> None:
 @click.option("--by", "by", default="cli", help="Who creates it (recorded).")
 def api_key_create_cmd(study: str, name: str, site: tuple[str, ...], by: str) -> None:
     """Create a key and print it once (only its hash is stored)."""
-    from proapp.export.keys import KeyError_, create_key
-
     try:
         with db.transaction() as s:
             row, key = create_key(s, study_code=study, name=name, now=services.now(), created_by=by,
@@ -37,8 +40,6 @@ def api_key_create_cmd(study: str, name: str, site: tuple[str, ...], by: str) ->
 @click.argument("prefix")
 def api_key_revoke_cmd(prefix: str) -> None:
     """Revoke a key (give its pk_... prefix); requests with it get 401 at once."""
-    from proapp.export.keys import KeyError_, revoke_key
-
     try:
         with db.transaction() as s:
             row = revoke_key(s, prefix, services.now())
@@ -50,11 +51,6 @@ def api_key_revoke_cmd(prefix: str) -> None:
 @api_key_group.command("list")
 def api_key_list_cmd() -> None:
     """Every key: prefix, study, name, created, last used, revoked."""
-    from sqlalchemy import select
-
-    from proapp.export.models import ApiKey
-    from proapp.studies.models import Study
-
     s = db.session()
     for key, code in s.execute(select(ApiKey, Study.code).join(Study, Study.id == ApiKey.study_id)
                                .order_by(ApiKey.id)):

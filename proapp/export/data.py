@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
+from proapp.audit.services import record
+from proapp.db import dialect_insert
 from proapp.export.models import Acknowledgement, ApiKey
 from proapp.patients.models import Agreement, Occurrence, Patient
 from proapp.questionnaire.models import Answer, Correction, Response, ResponseStatus
@@ -227,9 +229,6 @@ def acknowledge(db: Session, key: ApiKey, wanted: list[tuple[int, int]],
     """Record that the EDC behind ``key`` imported these (response id, revision). Returns (those known: in the
     key's scope and a revision the response has had, those acknowledged before); the others change nothing.
     Each new acknowledgement is audited."""
-    from proapp.audit.services import record
-    from proapp.db import dialect_insert
-
     in_scope = responses_in_scope(db, key, [rid for rid, _rev in wanted])
     current = revisions(db, sorted(in_scope))
     known = {(rid, rev) for rid, rev in wanted if rid in in_scope and 0 <= rev <= current[rid]}

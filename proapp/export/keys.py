@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from datetime import datetime
@@ -10,16 +9,15 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from proapp.export.models import ApiKey
+from proapp.audit.services import record
+from proapp.export.models import ApiKey, ApiPull
 from proapp.studies.models import Site, Study
+from proapp.tokens import token_hash
 
 
 class KeyError_(ValueError):
     pass
 
-
-def _hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def create_key(db: Session, *, study_code: str, name: str, now: datetime, created_by: str,
@@ -39,7 +37,7 @@ def create_key(db: Session, *, study_code: str, name: str, now: datetime, create
         site_ids.append(site_id)
     prefix = secrets.token_hex(4)
     key = f"pk_{prefix}.{secrets.token_urlsafe(32)}"
-    row = ApiKey(prefix=prefix, secret_sha256=_hash(key), name=name, study_id=study.id,
+    row = ApiKey(prefix=prefix, secret_sha256=token_hash(key), name=name, study_id=study.id,
                  site_ids=site_ids or None, created_at=now, created_by=created_by)
     db.add(row)
     db.flush()
@@ -65,7 +63,7 @@ def authenticate(db: Session, authorization: str | None) -> ApiKey | None:
         return None
     prefix = key[3:].split(".", 1)[0]
     row = db.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
-    if row is None or row.revoked_at is not None or not hmac.compare_digest(row.secret_sha256, _hash(key)):
+    if row is None or row.revoked_at is not None or not hmac.compare_digest(row.secret_sha256, token_hash(key)):
         return None
     return row
 
@@ -73,9 +71,6 @@ def authenticate(db: Session, authorization: str | None) -> ApiKey | None:
 def record_pull(db: Session, key: ApiKey, *, endpoint: str, params: dict[str, str], status: int, items: int | None,
                 now: datetime) -> None:
     """A request made with ``key``: its pull-log row, its audit entry and the key's last use."""
-    from proapp.audit.services import record
-    from proapp.export.models import ApiPull
-
     db.add(ApiPull(api_key_id=key.id, at=now, endpoint=endpoint[:60], params=params or None, status=status,
                    items=items))
     db.flush()
@@ -87,11 +82,6 @@ def record_pull(db: Session, key: ApiKey, *, endpoint: str, params: dict[str, st
 def record_failed_stream(db: Session, key_id: int, *, endpoint: str, now: datetime, error: str) -> None:
     """A page whose stream broke after its 200 had gone: its pull-log row says 500, as the client got an
     incomplete body, and the audit trail keeps why."""
-    from sqlalchemy import select
-
-    from proapp.audit.services import record
-    from proapp.export.models import ApiPull
-
     row = db.scalar(select(ApiPull).where(ApiPull.api_key_id == key_id, ApiPull.endpoint == endpoint[:60])
                     .order_by(ApiPull.id.desc()).limit(1))
     if row is not None:

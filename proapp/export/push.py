@@ -20,6 +20,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import requests
 from sqlalchemy import func, select, update
@@ -45,6 +46,13 @@ LEASE = timedelta(minutes=2)            # longer than a request's timeout: a sen
 def signature(secret: str, timestamp: int, body: bytes) -> str:
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={mac}"
+
+
+def push_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """The push settings that cannot work (start-up and ``proapp check``)."""
+    if int(cfg.get("PUSH_MAX_ATTEMPTS", 48)) < 1:
+        return ["PROAPP_PUSH_MAX_ATTEMPTS must be at least 1."]
+    return []
 
 
 def insecure_endpoints(catalog: StudyCatalog) -> list[str]:

@@ -8,17 +8,23 @@ import json
 import logging
 import zlib
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from proapp import csvfiles, db, services
-from proapp.export import data, feed, keys
-from proapp.export.formats import common, csv_format, fhir, json_format, odm, redcap
+from proapp import csvfiles, db, ratelimit, services
+from proapp.export import data, feed, keys, registry_data
+from proapp.export.alerts import CSV_COLUMNS, alert_items, csv_row
+from proapp.export.dictionary import data_dictionary
+from proapp.export.formats import common, csv_format, fhir, json_format, odm, redcap, ulcer_registry
+from proapp.export.formats.redcap import unique_event
 from proapp.export.models import ApiKey
+from proapp.export.openapi import spec
 from proapp.extensions import csrf
 from proapp.studies.models import Study
+from proapp.web import register_error_renderer
 
 log = logging.getLogger("proapp.export")
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -29,6 +35,7 @@ MEDIA = {"json": "application/json", "csv": "text/csv", "odm": "application/xml"
          "redcap": "application/json"}
 ODM_MEDIA = "application/vnd.cdisc.odm+xml"
 REDCAP_PARTS = ("dictionary", "arms", "events", "mapping", "repeating")
+PAGE_FORMATS = {"json": json_format, "csv": csv_format, "odm": odm, "fhir": fhir, "redcap": redcap}
 ACCEPT = {"application/json": "json", "text/csv": "csv", "application/xml": "odm",
           "application/vnd.cdisc.odm+xml": "odm", "application/fhir+json": "fhir"}
 
@@ -92,7 +99,6 @@ def _key_for(study_code: str | None) -> tuple[ApiKey, Study]:
     g.api_key = key
     study = s.get(Study, key.study_id)
     s.commit()                  # the rate limiter's own transaction must not wait for this one (SQLite)
-    from proapp import ratelimit
 
     wait = ratelimit.check("api", key.prefix)
     if wait:
@@ -205,8 +211,6 @@ def _stream(chunks: Callable[[Any], Iterator[str]], media: str, headers: dict[st
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    from proapp.export.openapi import spec
-
     return Response(json.dumps(spec(current_app.config["PUBLIC_URL"])), mimetype="application/json")
 
 
@@ -236,7 +240,6 @@ def metadata(study: str) -> Response:
         return Response(body, mimetype=_odm_media())
     if fmt != "json":
         raise Problem(400, "Bad Request", "metadata is available as json, odm or redcap.", "bad-parameter")
-    from proapp.export.dictionary import data_dictionary
 
     body = data_dictionary(study_def, registry, db.session(), st.id, key.site_ids)
     _record(200, None)
@@ -335,91 +338,25 @@ def _responses(study: str, fixed: str | None) -> Response:
     count = data.page_size(s, key, after, upto)
     next_cursor = feed.encode_cursor(upto, secret, scope, position + count)
     headers = {"X-Next-Cursor": next_cursor, "X-Has-More": "true" if more else "false", "X-Item-Count": str(count)}
-    study_def = services.studies().get(st.code)
-    registry = services.instruments()
     public_url = current_app.config["PUBLIC_URL"]
-    key_id, study_code, key_prefix = key.id, st.code, key.prefix
-
-    def insts(code: str, version: str, cache: dict = {}):  # noqa: B006  (a per-request cache)
-        if (code, version) not in cache:
-            cache[(code, version)] = registry.get(code, version)
-        return cache[(code, version)]
-
-    def rows(stream_db) -> Iterator[Any]:
-        k = stream_db.get(ApiKey, key_id)
-        return data.iter_responses(stream_db, k, after, upto)
-
-    if fmt == "json":
-        def chunks(stream_db) -> Iterator[str]:
-            yield '{"data":['
-            for n, e in enumerate(rows(stream_db)):
-                yield ("," if n else "") + json.dumps(
-                    json_format.json_item(e, insts(e.instrument, e.version), position + n + 1),
-                    ensure_ascii=False, separators=(",", ":"))
-            yield f'],"next_cursor":{json.dumps(next_cursor)},"has_more":{"true" if more else "false"}}}'
-    elif fmt == "csv":
-        def chunks(stream_db) -> Iterator[str]:
-            out = io.StringIO()
-            writer = csvfiles.writer(out)
-            writer.writerow(csv_format.CSV_COLUMNS)
-            for n, e in enumerate(rows(stream_db), 1):
-                use = study_def.instruments.get(e.instrument)
-                writer.writerows(csv_format.csv_rows(e, insts(e.instrument, e.version), labels,
-                                                     use.variant if use else None, position + n))
-                if out.tell() > 32 * 1024:
-                    yield out.getvalue()
-                    out.seek(0)
-                    out.truncate()
-            yield out.getvalue()
-    elif fmt == "redcap":
-        project = redcap.Project(study_def, registry)
-
-        def chunks(stream_db) -> Iterator[str]:
-            yield "["
-            pairs = ((e, insts(e.instrument, e.version)) for e in rows(stream_db))
-            for n, record in enumerate(redcap.records(project, pairs)):
-                yield ("," if n else "") + json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-            yield "]"
-    elif fmt == "odm":
-        def chunks(stream_db) -> Iterator[str]:
-            k = stream_db.get(ApiKey, key_id)
-            yield odm.odm_header(*odm.file_oids(study_code, key_prefix, position, count), services_now,
-                                 f"{study_code} responses {position + 1}-{position + count}" if count else
-                                 f"{study_code} responses: none after {position}", file_type="Transactional")
-            yield from odm.odm_clinical(data.iter_by_subject(stream_db, k, after, upto), study_def, registry)
-            yield "</ODM>\n"
-    else:
-        # Built here: the stream runs after the request's context is gone.
-        next_url = public_url + url_for("api.responses", study=study_code, cursor=next_cursor, limit=limit,
-                                        format="fhir", _external=False)
-
-        def chunks(stream_db) -> Iterator[str]:
-            yield '{"resourceType":"Bundle","type":"collection","timestamp":' + json.dumps(common.iso(services_now))
-            if more:
-                yield ',"link":[{"relation":"next","url":' + json.dumps(next_url) + "}]"
-            yield ',"entry":['
-            for n, e in enumerate(rows(stream_db)):
-                inst = insts(e.instrument, e.version)
-                url = fhir.full_url(study_code, e)
-                entries = [{"fullUrl": url, "resource": fhir.fhir_response(e, inst, study_def, public_url)}]
-                entries += [{"resource": obs} for obs in fhir.fhir_observations(e, inst, study_def, url)]
-                yield ("," if n else "") + ",".join(json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
-                                                    for entry in entries)
-            yield "]}"
-
-    services_now = services.now()
-    if fmt == "csv":
-        headers["Content-Disposition"] = f'attachment; filename="{study_code}-responses.csv"'
-    return _stream(chunks, _odm_media() if fmt == "odm" else MEDIA[fmt], headers, count)
+    # Built here: the stream runs after the request's context is gone.
+    next_url = public_url + url_for("api.responses", study=st.code, cursor=next_cursor, limit=limit, format="fhir",
+                                    _external=False)
+    page = common.Page(key_id=key.id, key_prefix=key.prefix, study=services.studies().get(st.code),
+                       registry=services.instruments(), after=after, upto=upto, position=position, count=count,
+                       more=more, next_cursor=next_cursor, next_url=next_url, public_url=public_url, labels=labels,
+                       now=services.now())
+    written = PAGE_FORMATS[fmt]
+    if written.ATTACHMENT:
+        headers["Content-Disposition"] = f'attachment; filename="{st.code}-{written.ATTACHMENT}"'
+    media = request.accept_mimetypes.best_match(written.MEDIA_TYPES) or written.MEDIA_TYPES[0]
+    return _stream(partial(written.page_chunks, page), media, headers, count)
 
 
 @bp.get("/studies/<study>/ulcers")
 def ulcers(study: str) -> Response:
     """The ulcer registry of the key's study and sites (ADUSE), as it stands now: JSON, CSV, ODM (a Snapshot),
     FHIR (Conditions and Tasks) or REDCap records."""
-    from proapp.export import registry_data
-    from proapp.export.formats import ulcer_registry
-
     key, st = _key_for(study)
     _check_params({"format"})
     fmt = _format()
@@ -457,8 +394,6 @@ def ulcers(study: str) -> Response:
         return Response(json.dumps(ulcer_registry.fhir_bundle(st.code, subjects, staff, place, now),
                                    ensure_ascii=False), mimetype=MEDIA["fhir"])
     if fmt == "redcap":
-        from proapp.export.formats.redcap import unique_event
-
         return Response(json.dumps(ulcer_registry.redcap_records(
             subjects, staff, registry, unique_event(study_def.all_visits()[0].code)), ensure_ascii=False),
             mimetype=MEDIA["redcap"])
@@ -469,8 +404,6 @@ def ulcers(study: str) -> Response:
 @bp.get("/studies/<study>/alerts")
 def alerts(study: str) -> Response:
     """Every safety-signal alert of the key's study and sites, with its acknowledgement (JSON or CSV)."""
-    from proapp.export.alerts import CSV_COLUMNS, alert_items, csv_row
-
     key, st = _key_for(study)
     _check_params({"format", "state"})
     fmt = _format()
@@ -571,7 +504,5 @@ def acknowledgements(study: str) -> tuple[dict[str, Any], int]:
 
 
 def init_app(app) -> None:
-    from proapp.web import register_error_renderer
-
     app.register_blueprint(bp)
     register_error_renderer(app, "/api/", http_problem)

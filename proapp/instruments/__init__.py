@@ -10,17 +10,10 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from proapp.instruments import scoring as _scoring  # noqa: F401  (registers the scoring functions)
-from proapp.instruments.registry import (
-    SCORERS,
-    InstrumentFileError,
-    ParsedAnswers,
-    Registry,
-    load_directory,
-    load_file,
-    parse_answers,
-)
+from proapp.instruments.answers import ParsedAnswers, parse_answers
+from proapp.instruments.registry import InstrumentFileError, Registry, load_directory, load_file
 from proapp.instruments.schema import Instrument, Item, Text
+from proapp.instruments.scoring import SCORERS
 
 __all__ = [
     "Instrument",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import click
+from flask.cli import with_appcontext
 
 from proapp import services
-from proapp.cli import proapp_cli
 
 
-@proapp_cli.command("instruments")
+@click.command("instruments")
+@with_appcontext
 def instruments_cmd() -> None:
     """List the instruments, their versions and whether each language's wording is validated."""
     for inst in services.instruments().all():

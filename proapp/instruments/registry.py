@@ -2,83 +2,20 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from proapp.instruments.schema import Instrument
+from proapp.instruments.scoring import SCORERS
 
 DATA_DIR = Path(__file__).parent / "data"
-_KEY_RE = re.compile(r"^([A-Z][A-Z0-9_]*)(?:\[(\d{1,3})\])?$")
 
 
 class InstrumentFileError(ValueError):
     """An instrument file is malformed; the message names the file and the field."""
-
-
-# (instrument, checked answers, what the questionnaire knew of the patient: the ulcer registry, or None)
-Scorer = Callable[[Instrument, "ParsedAnswers", Any], dict[str, Any]]
-SCORERS: dict[str, Scorer] = {}
-
-
-def scorer(code: str) -> Callable[[Scorer], Scorer]:
-    """Register the scoring function of instrument ``code``."""
-
-    def register(fn: Scorer) -> Scorer:
-        SCORERS[code] = fn
-        return fn
-
-    return register
-
-
-@dataclass
-class ParsedAnswers:
-    """Checked answers: plain items by code, repeating groups by group code then 1-based repeat index."""
-
-    values: dict[str, str] = field(default_factory=dict)
-    groups: dict[str, dict[int, dict[str, str]]] = field(default_factory=dict)
-
-    def get(self, code: str) -> str | None:
-        return self.values.get(code)
-
-
-def parse_answers(instrument: Instrument, answers: Mapping[str, str | None]) -> ParsedAnswers:
-    """Check every answer against the data dictionary; raise ValueError naming the first bad item.
-
-    Keys are item codes; items of a repeating group carry a 1-based repeat index: ``DU_HAND[2]``.
-    A value of None means unanswered.
-    """
-    parsed = ParsedAnswers()
-    for key, value in answers.items():
-        match = _KEY_RE.match(key) if isinstance(key, str) else None
-        if not match:
-            raise ValueError(f"{key!r}: not an item code of {instrument.code}")
-        code, index = match.group(1), match.group(2)
-        try:
-            item = instrument.item(code)
-        except KeyError:
-            raise ValueError(f"{code}: not an item of {instrument.code} {instrument.version}") from None
-        if item.group and index is None:
-            raise ValueError(f"{code}: belongs to the repeating group {item.group}; give it as {code}[1]")
-        if not item.group and index is not None:
-            raise ValueError(f"{code}: is not in a repeating group and takes no [index]")
-        if value is None:
-            continue
-        item.check_value(value)
-        if item.group:
-            n = int(index)  # type: ignore[arg-type]
-            limit = instrument.group(item.group).max_repeats
-            if not 1 <= n <= limit:
-                raise ValueError(f"{code}: repeat index {n} is outside 1..{limit}")
-            parsed.groups.setdefault(item.group, {}).setdefault(n, {})[code] = value
-        else:
-            parsed.values[code] = value
-    return parsed
 
 
 class Registry:
@@ -123,7 +60,7 @@ def load_file(path: Path) -> Instrument:
     try:
         inst = Instrument.model_validate(raw)
     except ValidationError as exc:
-        raise InstrumentFileError(f"instrument file {path.name}: {_describe(exc)}") from None
+        raise InstrumentFileError(f"instrument file {path.name}: {describe_validation_error(exc)}") from None
     expected = f"{inst.code}-{inst.version}.yaml"
     if path.name != expected:
         raise InstrumentFileError(f"instrument file {path.name}: code and version say it should be named {expected}")
@@ -139,7 +76,7 @@ def load_directory(directory: Path = DATA_DIR) -> Registry:
     return Registry(load_file(p) for p in files)
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError) -> str:
     """First error as 'field.path: message' — the field a study team must fix."""
     parts = []
     for err in exc.errors()[:3]:

@@ -5,13 +5,14 @@ Each receives the instrument definition and answers already checked against its 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from proapp.instruments import ulcers
-from proapp.instruments.registry import ParsedAnswers, scorer
+from proapp.instruments.answers import ParsedAnswers
 from proapp.instruments.schema import Instrument
 from proapp.instruments.ulcers import UlcerContext
 
@@ -56,7 +57,6 @@ def dlqi_band(total: int) -> str:
     raise ValueError(f"DLQI total {total} is outside 0-30")
 
 
-@scorer("DLQI")
 def score_dlqi(_inst: Instrument, answers: ParsedAnswers, _context: Any = None) -> dict[str, Any]:
     """Total and band (Finlay & Khan 1994: one unanswered question scores 0; two or more: not scored). Each
     subscale is the sum of its own questions, reported when all of them are answered, whatever the others (the
@@ -86,7 +86,6 @@ def _round3(value: Decimal) -> float:
     return float(value.quantize(Decimal("0.001"), rounding=ROUND_HALF_UP))
 
 
-@scorer("HAQ")
 def score_haq(inst: Instrument, answers: ParsedAnswers, _context: Any = None) -> dict[str, Any]:
     raw: dict[str, int | None] = {}
     adjusted: dict[str, int | None] = {}
@@ -126,7 +125,6 @@ def score_haq(inst: Instrument, answers: ParsedAnswers, _context: Any = None) ->
 
 # --- Pain VAS ------------------------------------------------------------------------------------
 
-@scorer("PAIN_VAS")
 def score_pain_vas(_inst: Instrument, answers: ParsedAnswers, _context: Any = None) -> dict[str, Any]:
     v = answers.get("PAIN_VAS")
     if v is None:
@@ -136,7 +134,6 @@ def score_pain_vas(_inst: Instrument, answers: ParsedAnswers, _context: Any = No
 
 # --- Digital-ulcer diary and the baseline inventory ---------------------------------------------------------------
 
-@scorer("DU_DIARY")
 def score_du_diary(inst: Instrument, answers: ParsedAnswers, context: UlcerContext | None = None) -> dict[str, Any]:
     if inst.version == "1.0":
         return _score_du_diary_1(answers)
@@ -216,7 +213,6 @@ def _score_du_diary_1(answers: ParsedAnswers) -> dict[str, Any]:
     }
 
 
-@scorer("DU_BASELINE")
 def score_du_baseline(_inst: Instrument, answers: ParsedAnswers, context: UlcerContext | None = None) -> dict[
         str, Any]:
     """The ulcers present before the injection: those the study team noted and the patient confirmed, and the
@@ -239,7 +235,6 @@ def score_du_baseline(_inst: Instrument, answers: ParsedAnswers, context: UlcerC
 
 # --- Tolerance checklist (PRO-CTCAE items and study-specific ones) ------------------------------------------------
 
-@scorer("TOLERANCE")
 def score_tolerance(inst: Instrument, answers: ParsedAnswers, _context: Any = None) -> dict[str, Any]:
     """No summary score is published for PRO-CTCAE (each item is reported on its own: Basch et al., JNCI 2014);
     for the team's review: the worst grade answered (0-4) and how many items are graded 3 or 4."""
@@ -248,3 +243,17 @@ def score_tolerance(inst: Instrument, answers: ParsedAnswers, _context: Any = No
     if not graded:
         return {"status": "not_scored", "worst": None, "severe_count": None}
     return {"status": "scored", "worst": max(graded), "severe_count": sum(1 for g in graded if g >= 3)}
+
+
+# (instrument, checked answers, what the questionnaire knew of the patient: the ulcer registry, or None)
+Scorer = Callable[[Instrument, ParsedAnswers, Any], dict[str, Any]]
+
+SCORERS: dict[str, Scorer] = {
+    "DLQI": score_dlqi,
+    "HAQ": score_haq,
+    "PAIN_VAS": score_pain_vas,
+    "DU_DIARY": score_du_diary,
+    "DU_BASELINE": score_du_baseline,
+    "TOLERANCE": score_tolerance,
+}
+"""The scoring function of each instrument's code: an instrument file without one is refused at start-up."""

@@ -2,32 +2,35 @@
 
 from __future__ import annotations
 
-import click
+from datetime import UTC, datetime
 
-from proapp.cli import fail, proapp_cli
+import click
+from flask import current_app
+from flask.cli import AppGroup, with_appcontext
+
+from proapp import db, services
+from proapp.audit.restores import backup_time, declare, holding, release
+from proapp.cli import fail
+from proapp.jobs.worker import Worker
+from proapp.logs import configure_worker_logging
+from proapp.sms.gateways import from_config
+from proapp.sms.restore import reconcile_after_restore
+from proapp.sms.services import SmsSettings, text_problems
 
 
 def _worker():
-    from flask import current_app
-
-    from proapp.jobs.worker import Worker
-    from proapp.sms.services import text_problems
-
     found = text_problems(current_app._get_current_object())  # type: ignore[attr-defined]
     if found:
         fail("; ".join(found))
     return Worker(current_app._get_current_object())  # type: ignore[attr-defined]
 
 
-@proapp_cli.command("tick")
+@click.command("tick")
+@with_appcontext
 @click.option("--now", "now_text", default=None, help="Pretend it is this UTC time (ISO 8601), for testing.")
 def tick_cmd(now_text: str | None) -> None:
     """Run each of the worker's jobs once (SMS, alert notifications, staff mails, EDC pushes, checkpoint) and
     exit: for cron, tests and debugging."""
-    from datetime import UTC, datetime
-
-    from flask import current_app
-
     if now_text:
         if current_app.config["PRODUCTION"]:
             fail("--now is refused in production")
@@ -44,19 +47,16 @@ def tick_cmd(now_text: str | None) -> None:
     click.echo(" ".join(f"{key}={value}" for key, value in report.items()))
 
 
-@proapp_cli.command("worker")
+@click.command("worker")
+@with_appcontext
 def worker_cmd() -> None:
     """Run the worker (APScheduler: SMS, alert notifications, staff mails, EDC pushes, audit checkpoints, heartbeat)
     until stopped with SIGTERM or Ctrl-C. Run it as its own process, never inside the web app."""
-    from flask import current_app
-
-    from proapp.logs import configure_worker_logging
-
     configure_worker_logging()
     _worker().run_forever(reconcile_every=current_app.config["SMS_RECONCILE_SECONDS"])
 
 
-@proapp_cli.group("restore")
+@click.group("restore", cls=AppGroup)
 def restore_group() -> None:
     """After putting the database back from a backup (docs/operations.md, "Restoring")."""
 
@@ -67,11 +67,6 @@ def restore_group() -> None:
 def restore_declare_cmd(backup: str, by: str) -> None:
     """Record the restore, signed with the audit key, and hold the patients' SMS until reconciled. Run it right
     after the restore, before starting the worker."""
-    from flask import current_app
-
-    from proapp import db, services
-    from proapp.audit.restores import declare
-
     with db.transaction() as s:
         row = declare(s, current_app.extensions["proapp.audit_keys"], services.now(), by=by, backup=backup)
         click.echo(f"restore {row.id} declared: SMS held until proapp restore reconcile")
@@ -82,14 +77,6 @@ def restore_declare_cmd(backup: str, by: str) -> None:
 def restore_reconcile_cmd(by: str) -> None:
     """Compare the outbox with the SMS gateway's log since the backup: what went out after it is marked sent (its
     link works again) and never sent twice; then release the SMS."""
-    from flask import current_app
-
-    from proapp import db, services
-    from proapp.audit.restores import backup_time, holding, release
-    from proapp.sms.gateways import from_config
-    from proapp.sms.restore import reconcile_after_restore
-    from proapp.sms.services import SmsSettings
-
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     gateway = from_config(app.config, app.instance_path)
     with db.transaction() as s:

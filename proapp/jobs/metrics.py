@@ -26,6 +26,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from proapp import db, services
+from proapp.accounts.models import AccountMail
+from proapp.alerts.models import Alert, AlertNotification, AlertState
+from proapp.audit.models import AuditCheckpoint
+from proapp.export.models import PushDelivery
+from proapp.jobs.models import WorkerHeartbeat
+from proapp.sms.models import SmsMessage
 
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger("proapp.metrics")
@@ -57,11 +63,6 @@ def _allowed() -> bool:
 
 def _outboxes(s: Session, now: datetime) -> dict[str, dict[str, Any]]:
     """Per channel: rows by status, how many wait past their due time, the oldest due age in seconds."""
-    from proapp.accounts.models import AccountMail
-    from proapp.alerts.models import AlertNotification
-    from proapp.export.models import PushDelivery
-    from proapp.sms.models import SmsMessage
-
     channels = {"sms": (SmsMessage, SmsMessage.due_at), "alert_notification": (AlertNotification,
                                                                                AlertNotification.due_at),
                 "account_mail": (AccountMail, AccountMail.due_at), "push": (PushDelivery, PushDelivery.due_at)}
@@ -76,8 +77,6 @@ def _outboxes(s: Session, now: datetime) -> dict[str, dict[str, Any]]:
 
 def _alerts(s: Session) -> tuple[int, int]:
     """(open alerts, open alerts left unacknowledged past their delay: escalated at least once)."""
-    from proapp.alerts.models import Alert, AlertState
-
     open_ = s.scalar(select(func.count()).select_from(Alert).where(Alert.state == AlertState.OPEN)) or 0
     overdue = s.scalar(select(func.count()).select_from(Alert).where(Alert.state == AlertState.OPEN,
                                                                      Alert.escalation_level > 0)) or 0
@@ -86,8 +85,6 @@ def _alerts(s: Session) -> tuple[int, int]:
 
 def readiness(s: Session, now: datetime) -> list[str]:
     """Why this deployment is not ready, one sentence each; empty when it is."""
-    from proapp.jobs.models import WorkerHeartbeat
-
     cfg = current_app.config
     problems = []
     beat = s.scalar(select(func.max(WorkerHeartbeat.beat_at)))
@@ -134,8 +131,6 @@ def metrics() -> Response:
     Gauge("proapp_alerts_open", "Safety-signal alerts open", registry=registry).set(open_)
     Gauge("proapp_alerts_unacknowledged_overdue", "Open alerts unacknowledged past their delay",
           registry=registry).set(overdue)
-    from proapp.audit.models import AuditCheckpoint
-    from proapp.jobs.models import WorkerHeartbeat
 
     beats = Gauge("proapp_worker_heartbeat_age_seconds", "Seconds since each worker's last heartbeat", ["worker"],
                   registry=registry)

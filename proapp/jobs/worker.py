@@ -22,8 +22,13 @@ from typing import Any
 import requests
 from flask import Flask
 
-from proapp import db, mail, outbox, services
-from proapp.db import utcnow
+from proapp import db, mail, outbox, ratelimit, services
+from proapp.accounts import invitations
+from proapp.alerts import notify
+from proapp.audit.checkpoints import write
+from proapp.db import dialect_insert, utcnow
+from proapp.export import push
+from proapp.jobs.models import WorkerHeartbeat
 from proapp.patients import occurrences
 from proapp.sms import services as sms
 from proapp.sms.gateways import Gateway, Outgoing, from_config
@@ -103,8 +108,6 @@ class Worker:
 
     def push(self) -> outbox.Report:
         """Completed responses to the EDC endpoints named in the study files (see proapp/export/push.py)."""
-        from proapp.export import push
-
         cfg = self.app.config
         with self.app.app_context():
             with db.transaction() as s:
@@ -121,8 +124,6 @@ class Worker:
 
     def alerts(self) -> dict[str, int]:
         """Notify the study team of new alerts, escalate the ones left unacknowledged, send what is due."""
-        from proapp.alerts import notify
-
         cfg = self.app.config
 
         def send(out: notify.Ready) -> outbox.Outcome:
@@ -144,8 +145,6 @@ class Worker:
 
     def account_mails(self) -> dict[str, int]:
         """Staff invitations and password resets (proapp/accounts/invitations.py)."""
-        from proapp.accounts import invitations
-
         cfg = self.app.config
         with self.app.app_context():
             report = self._drain(
@@ -186,24 +185,17 @@ class Worker:
 
     def checkpoint(self) -> dict[str, int]:
         """A signed checkpoint of every audit chain's end, when anything was appended since the last one."""
-        from proapp.audit.checkpoints import write
-
         with self.app.app_context(), db.transaction() as s:
             written = write(s, self.app.extensions["proapp.audit_keys"], services.now())
             return {"checkpoint": written.id if written is not None else 0}
 
     def rate_counters(self) -> dict[str, int]:
         """Rate-limit counters whose window has passed are deleted (proapp/ratelimit.py)."""
-        from proapp import ratelimit
-
         with self.app.app_context(), db.transaction() as s:
             return {"rate_counters_purged": ratelimit.purge(s, services.now().timestamp())}
 
     def beat(self) -> None:
         """Tell ``/readyz`` and ``/metrics`` this worker is alive (one row per worker, its last beat)."""
-        from proapp.db import dialect_insert
-        from proapp.jobs.models import WorkerHeartbeat
-
         with self.app.app_context(), db.transaction() as s:
             now = services.now()
             insert = dialect_insert(s.get_bind().dialect.name)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import date
 
 import click
+from flask.cli import AppGroup, with_appcontext
 from flask_babel import force_locale
 
 from proapp import db, services
-from proapp.cli import fail, proapp_cli
+from proapp.cli import fail
+from proapp.patients.lookup import find_patient
 
 
 def _parse_date(value: str, option: str = "--anchor-date") -> date:
@@ -18,7 +20,8 @@ def _parse_date(value: str, option: str = "--anchor-date") -> date:
         fail(f"{option} {value!r} is not a date (YYYY-MM-DD)")
 
 
-@proapp_cli.command("enroll")
+@click.command("enroll")
+@with_appcontext
 @click.option("--study", required=True, help="Study code, e.g. ADUSE.")
 @click.option("--site", required=True, help="Site code, e.g. TLS.")
 @click.option("--subject", required=True, help="Subject ID following the study's pattern.")
@@ -62,32 +65,17 @@ def _print_schedule(patient_id: int) -> None:
                    f"  {occurrence_state(occ, now):<9}  {', '.join(occ.instruments)}")
 
 
-@proapp_cli.command("schedule")
+@click.command("schedule")
+@with_appcontext
 @click.argument("subject")
 @click.option("--study", default=None, help="Study code, when the subject ID is not unique.")
 def schedule_cmd(subject: str, study: str | None) -> None:
     """Print a patient's schedule (local dates, state, instruments)."""
-    _print_schedule(_find_patient(subject, study).id)
+    _print_schedule(find_patient(subject, study).id)
 
 
-def _find_patient(subject: str, study: str | None):
-    from sqlalchemy import select
-
-    from proapp.patients.models import Patient
-    from proapp.studies.models import Study
-
-    q = select(Patient).where(Patient.subject_id == subject)
-    if study:
-        q = q.join(Study, Study.id == Patient.study_id).where(Study.code == study)
-    found = list(db.session().scalars(q))
-    if not found:
-        fail(f"no patient {subject}")
-    if len(found) > 1:
-        fail(f"{subject} is enrolled in several studies: add --study")
-    return found[0]
-
-
-@proapp_cli.command("reschedule")
+@click.command("reschedule")
+@with_appcontext
 @click.argument("subject")
 @click.option("--date", "new_date", required=True, help="The new anchor date (YYYY-MM-DD).")
 @click.option("--reason", required=True, help="Why the date moves (kept in the history and the audit trail).")
@@ -112,7 +100,7 @@ def reschedule_cmd(subject: str, new_date: str, reason: str, signer: str, study:
     from proapp.patients.actions import ChangeRefused, reschedule
 
     new_anchor = _parse_date(new_date, "--date")
-    patient = _find_patient(subject, study)
+    patient = find_patient(subject, study)
     cfg = current_app.config
     with force_locale("en"):
         with db.transaction() as s:
@@ -142,7 +130,7 @@ def reschedule_cmd(subject: str, new_date: str, reason: str, signer: str, study:
     _print_schedule(patient.id)
 
 
-@proapp_cli.group("phones")
+@click.group("phones", cls=AppGroup)
 def phones_group() -> None:
     """Phone numbers (encrypted at rest)."""
 
@@ -161,7 +149,8 @@ def phones_rotate_cmd() -> None:
         raise SystemExit(1)
 
 
-@proapp_cli.command("purge-contacts")
+@click.command("purge-contacts")
+@with_appcontext
 @click.option("--dry-run", is_flag=True, help="Only list the patients whose number would be erased.")
 def purge_contacts_cmd(dry_run: bool) -> None:
     """Erase the phone numbers of patients whose follow-up has ended (withdrawn, finished, or no window left)."""

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import click
+from flask import current_app
+from flask.cli import with_appcontext
 
 from proapp import db, services
-from proapp.cli import fail, proapp_cli
-from proapp.patients.commands import _find_patient
+from proapp.cli import fail
+from proapp.patients.lookup import find_patient
+from proapp.questionnaire.services import issue_link, open_occurrence_for
 
 
-@proapp_cli.command("link")
+@click.command("link")
+@with_appcontext
 @click.argument("subject")
 @click.option("--visit", default=None, help="Visit code (default: the open one).")
 @click.option("--study", default=None, help="Study code, when the subject ID is not unique.")
 def link_cmd(subject: str, visit: str | None, study: str | None) -> None:
     """Print a fresh questionnaire link for an open occurrence; the previous link stops working."""
-    from flask import current_app
-
-    from proapp.questionnaire.services import issue_link, open_occurrence_for
-
-    patient = _find_patient(subject, study)
+    patient = find_patient(subject, study)
     occ = open_occurrence_for(db.session(), patient, services.now(), visit)
     if occ is None:
         fail(f"{subject} has no open questionnaire" + (f" for visit {visit}" if visit else ""))

@@ -6,17 +6,21 @@ from dataclasses import dataclass, field, replace
 
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, session, url_for
 from flask_babel import get_locale
+from flask_babel import gettext as _
 from sqlalchemy import Connection, Row, select
 from werkzeug.wrappers import Response as WResponse
 
-from proapp import db, services
+from proapp import db, ratelimit, services
+from proapp.alerts.services import raised_telling_patient, rules_telling_patient
 from proapp.config import SUPPORTED_LANGUAGES
-from proapp.i18n import use_locale
+from proapp.i18n import day, use_locale
 from proapp.patients.models import Occurrence, Patient, PatientContact
+from proapp.patients.preferences import opt_out, patient_switched_language
+from proapp.patients.services import acknowledge_information, agreements_of
 from proapp.questionnaire import flow as flowmod
 from proapp.questionnaire import services as answering
 from proapp.questionnaire.models import AccessLink
-from proapp.web import safe_next
+from proapp.web import register_csrf_handler, safe_next, too_many_requests
 
 bp = Blueprint("questionnaire", __name__)
 SESSION_KEY = "pq"
@@ -55,9 +59,6 @@ def _study_closed(language: str) -> tuple[str, int]:
 
 @bp.get("/s/<token>")
 def open_link(token: str) -> WResponse | tuple[str, int]:
-    from proapp import ratelimit
-    from proapp.web import too_many_requests
-
     # Guessing is throttled per network (IPv4 /24, IPv6 /64) on the links that do not work; a working link is
     # limited per link, never by the address many patients of one mobile carrier share (CGNAT).
     net = ratelimit.network(request.remote_addr or "")
@@ -80,11 +81,17 @@ def open_link(token: str) -> WResponse | tuple[str, int]:
         ratelimit.check("link", net)
         return _invalid(revoked)
     s.commit()
-    session.clear()
-    session[SESSION_KEY] = {"occ": link.occurrence_id, "link": link.id}
+    open_in_this_browser(link.occurrence_id, link.id)
     if state is answering.LinkState.INFORMATION:        # the SMS about a new information sheet
         return redirect(url_for("questionnaire.patient_information"), code=303)
     return redirect(url_for("questionnaire.welcome"), code=303)
+
+
+def open_in_this_browser(occurrence_id: int, link_id: int, *, on_site: bool = False) -> None:
+    """This browser answers this occurrence through this link from now on (the SMS link opened, or a site's tablet
+    handed to the patient: ``on_site``); whatever the browser's session held before is forgotten."""
+    session.clear()
+    session[SESSION_KEY] = {"occ": occurrence_id, "link": link_id, **({"on_site": True} if on_site else {})}
 
 
 def _writes() -> bool:
@@ -148,8 +155,6 @@ def _call_site(visit: answering.Visit, labels: list[dict[str, str]], urgent: boo
 
 
 def _raised_call(visit: answering.Visit) -> dict | None:
-    from proapp.alerts.services import raised_telling_patient
-
     raised = raised_telling_patient(_reads(), visit.occurrence_id,
                                     services.studies().get(visit.study_code).alerts.rules)
     return _call_site(visit, [label for label, _severity in raised],
@@ -291,8 +296,6 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
 
 
 def _telling_patient(visit_q: answering.VisitQuestionnaire) -> list:
-    from proapp.alerts.services import rules_telling_patient
-
     rules = services.studies().get(visit_q.visit.study_code).alerts.rules
     return rules_telling_patient(_reads(), visit_q, rules, services.instruments()) if rules else []
 
@@ -388,8 +391,6 @@ def information(study: str) -> str:
 def patient_information() -> WResponse | tuple[str, int] | str:
     """The information sheet from the patient's pages. When it changed since the patient agreed, they are asked
     to read it and their acknowledgement of the new version is recorded (POST)."""
-    from proapp.patients.services import acknowledge_information
-
     visit = _session_or_page(require_open=False).visit
     study_def = services.studies().get(visit.study_code)
     info = study_def.information
@@ -406,8 +407,6 @@ def patient_information() -> WResponse | tuple[str, int] | str:
 def _pending_information(visit: answering.Visit) -> str | None:
     """The version of the information sheet the patient has not acknowledged yet (it changed after they agreed),
     or None."""
-    from proapp.patients.services import agreements_of
-
     info = services.studies().get(visit.study_code).information
     if info is None:
         return None
@@ -429,8 +428,6 @@ def language() -> WResponse | tuple[str, int]:
         data["lang"] = lang
         data.pop("ask_sms", None)
         if request.form.get("sms") == "1":
-            from proapp.patients.preferences import patient_switched_language
-
             s = db.session()
             if patient_switched_language(s, s.get_one(Patient, visit.patient_id), lang, actor=_actor(),
                                          now=services.now()):
@@ -462,8 +459,6 @@ def sms_stop() -> tuple[str, int] | str:
     visit = _session_or_page(require_open=False).visit
     stopped_now = False
     if request.method == "POST":
-        from proapp.patients.preferences import opt_out
-
         contact = db.session().get(PatientContact, visit.patient_id)
         if contact is not None:
             stopped_now = opt_out(db.session(), contact, services.now(), actor=_actor())
@@ -487,10 +482,6 @@ def on_csrf_error() -> WResponse | None:
 
 def answer_label(item, value: str | None, lang: str) -> str:
     """How an answer reads on the review page."""
-    from flask_babel import gettext as _
-
-    from proapp.i18n import day
-
     if value is None:
         return _("Not ticked") if item.type == "check" else _("No answer")
     if item.type == "choice":
@@ -530,8 +521,6 @@ def review_parts(visit_q: answering.VisitQuestionnaire, flow: list[flowmod.Scree
     none when nothing was (its boxes are on the screen of the question before it, whose "Change" link opens them):
     unticked boxes do not fill the page, nor count as questions. Every line keeps its "Change" link (the screen's
     key)."""
-    from flask_babel import gettext as _
-
     parts = []
     for inst in visit_q.instruments:
         part = ReviewPart(inst.code, inst.title_in(visit_q.context(inst.code).situations)(lang))
@@ -573,8 +562,6 @@ def review_parts(visit_q: answering.VisitQuestionnaire, flow: list[flowmod.Scree
 
 
 def init_app(app) -> None:
-    from proapp.web import register_csrf_handler
-
     app.register_blueprint(bp)
     register_csrf_handler(app, bp.name, on_csrf_error)
     app.add_template_global(answer_label)

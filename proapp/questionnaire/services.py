@@ -7,7 +7,6 @@ so a double tap or two tabs complete it once and the second sees "already comple
 from __future__ import annotations
 
 import enum
-import hashlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,13 +38,12 @@ from proapp.questionnaire.models import VAS_CONTROLS, AccessLink, Answer, Respon
 from proapp.questionnaire.signals import answers_saved
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Site, Study
+from proapp.tokens import token_hash
 
 TOKEN_BYTES = 16                  # 128 bits from secrets, 22 URL-safe characters
 ONSET_MAX_DAYS_BACK = 31
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def issue_link(db: Session, occurrence: Occurrence, now: datetime) -> str:

@@ -25,6 +25,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import Connection, ScalarSelect, func, select
 from sqlalchemy.orm import Session, aliased
 
+from proapp.audit.services import record
 from proapp.instruments import Instrument, Registry
 from proapp.instruments.ulcers import (
     CLOSED,
@@ -215,8 +216,6 @@ def note_ulcer(db: Session, registry: Registry, patient: Patient, *, hand: str, 
                treated: bool, noted_on: date, actor: str, now: datetime) -> NotedUlcer:
     """Record an ulcer the study team saw (or that an ulcer the patient reported was treated). The patient is
     asked to confirm a noted ulcer in their next entry."""
-    from proapp.audit.services import record
-
     places = registry.get("DU_BASELINE").item("DU_SITE").allowed_values()
     if hand not in HANDS or finger not in FINGERS or site not in places:
         raise NoteRefused(_l("Choose the hand, the finger and the place of the ulcer."))
@@ -254,8 +253,6 @@ def decide_ulcer(db: Session, registry: Registry, patient: Patient, *, number: i
     """The team's decision on ulcer ``number``: resolve the patient's dispute (``confirmed``: the note is right,
     ``relocated``: at ``place``, ``closed``) or close the ulcer (``closed`` on ``closed_on``: followed no more).
     Audited with who, when, why and what changed."""
-    from proapp.audit.services import record
-
     reason = reason.strip()
     if action not in ACTIONS:
         raise NoteRefused(_l("Choose what to do with the ulcer."))

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import click
+from flask.cli import AppGroup
+from sqlalchemy import select
 
 from proapp import db, services
-from proapp.cli import fail, proapp_cli
-from proapp.patients.commands import _find_patient
-from proapp.patients.models import Occurrence
+from proapp.cli import fail
+from proapp.patients import preferences
+from proapp.patients.lookup import find_patient
+from proapp.patients.models import Occurrence, PatientEvent
+from proapp.patients.phones import mask
+from proapp.patients.preferences import PreferenceError
+from proapp.sms.models import SmsMessage
 
 
-@proapp_cli.group("sms")
+@click.group("sms", cls=AppGroup)
 def sms_group() -> None:
     """A patient's SMS: log, pause, resume."""
 
@@ -20,13 +26,7 @@ def sms_group() -> None:
 @click.option("--study", default=None)
 def sms_log_cmd(subject: str, study: str | None) -> None:
     """Every SMS of a patient with its fate, and the changes to their SMS preferences."""
-    from sqlalchemy import select
-
-    from proapp.patients.models import PatientEvent
-    from proapp.patients.phones import mask
-    from proapp.sms.models import SmsMessage
-
-    patient = _find_patient(subject, study)
+    patient = find_patient(subject, study)
     s = db.session()
     contact = patient.contact
     if contact is not None and contact.phone_ciphertext:
@@ -44,9 +44,7 @@ def sms_log_cmd(subject: str, study: str | None) -> None:
 
 
 def _change_sms(subject: str, study: str | None, by: str, reason: str, change) -> None:
-    from proapp.patients.preferences import PreferenceError
-
-    patient = _find_patient(subject, study)
+    patient = find_patient(subject, study)
     if patient.contact is None:
         fail(f"{subject} has no phone number")
     try:
@@ -63,8 +61,6 @@ def _sms_change_command(name: str, service: str, done: str, help_text: str) -> N
     @click.option("--by", required=True, help="Who asks (recorded), e.g. your e-mail.")
     @click.option("--study", default=None)
     def command(subject: str, reason: str, by: str, study: str | None) -> None:
-        from proapp.patients import preferences
-
         _change_sms(subject, study, by, reason, getattr(preferences, service))
         click.echo(f"SMS {done} for {subject}")
 

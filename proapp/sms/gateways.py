@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import requests
+
 from proapp import jsonlines
 from proapp.outbox import Outcome
 from proapp.patients.phones import mask
@@ -147,7 +149,6 @@ class TwilioGateway:
         return self._client_instance
 
     def send(self, out: Outgoing) -> Outcome:
-        import requests
         from twilio.base.exceptions import TwilioRestException
 
         params: dict[str, Any] = {"to": out.to, "body": out.body}
@@ -199,7 +200,6 @@ class TwilioGateway:
 
 def _never_left(exc: Exception) -> bool:
     """True when the request certainly did not reach the gateway (connection refused or connect timeout)."""
-    import requests
     from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
     if isinstance(exc, requests.exceptions.ConnectTimeout):

@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, abort, current_app, render_template, request
+from sqlalchemy import select
 
 from proapp import db, services
 from proapp.extensions import csrf
+from proapp.patients.models import Patient
 from proapp.sms import services as outbox
+from proapp.sms.gateways import ConsoleGateway, from_config
+from proapp.sms.models import SmsMessage
 
 log = logging.getLogger("proapp.sms")
 bp = Blueprint("sms", __name__)
@@ -52,17 +56,11 @@ def status_callback(message_id: int) -> tuple[str, int]:
 @bp.get("/dev/sms")
 def dev_outbox() -> str:
     """Development only: the SMS the console gateway 'sent', newest first, with their links to click."""
-    from proapp.sms.gateways import ConsoleGateway, from_config
-
     gateway = from_config(current_app.config, current_app.instance_path)
     if current_app.config["PRODUCTION"] or not isinstance(gateway, ConsoleGateway):
         abort(404)
     entries = list(reversed(gateway.entries()))[:200]
     waiting = outbox.waiting_messages(db.session())
-    from sqlalchemy import select
-
-    from proapp.patients.models import Patient
-    from proapp.sms.models import SmsMessage
 
     ids = [e.get("message_id") for e in entries if isinstance(e.get("message_id"), int)]
     subjects = dict(db.session().execute(select(SmsMessage.id, Patient.subject_id)

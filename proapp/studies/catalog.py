@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from proapp.instruments import Registry
-from proapp.instruments.registry import _describe
+from proapp.instruments.registry import describe_validation_error
 from proapp.studies.schema import Condition, StudyDef
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -97,7 +97,7 @@ def load_study_file(path: Path, instruments: Registry,
     try:
         study = StudyDef.model_validate(raw)
     except ValidationError as exc:
-        raise StudyFileError(f"study file {path.name}: {_describe(exc)}") from None
+        raise StudyFileError(f"study file {path.name}: {describe_validation_error(exc)}") from None
     unknown = sorted(set(site_contacts) - {s.code for s in study.sites})
     if unknown and strict_contacts:
         raise StudyFileError(f"{contacts_source}: {study.code}.{unknown[0]}: no such site in {path.name}")

@@ -9,9 +9,10 @@ import sys
 import pytest
 
 from proapp.alerts.rules import ITSELF, Earlier, evaluate
-from proapp.config import ConfigError, load_config
+from proapp.config import ConfigError
 from proapp.instruments import default_registry
 from proapp.mail import SmtpSettings, SmtpUrlError
+from proapp.ops import app_config
 from proapp.studies.catalog import DATA_DIR, DEMO_CONTACTS, StudyFileError, load_contacts, load_studies, load_study_file
 from proapp.studies.schema import AlertRule
 from tests.studies.test_study_files import shipped, write
@@ -106,10 +107,10 @@ def test_production_refuses_the_console_mail_gateway(tmp_path):
     from tests.test_config import GOOD_PROD
 
     with pytest.raises(ConfigError, match="PROAPP_MAIL_GATEWAY=console sends no e-mail"):
-        load_config(tmp_path, env={**GOOD_PROD, "PROAPP_MAIL_GATEWAY": "console"})
+        app_config(tmp_path, env={**GOOD_PROD, "PROAPP_MAIL_GATEWAY": "console"})
     with pytest.raises(ConfigError, match="PROAPP_SMTP_URL"):
-        load_config(tmp_path, env={**GOOD_PROD, "PROAPP_SMTP_URL": "mail.chu-example.fr"})
-    assert load_config(tmp_path, env=GOOD_PROD)["MAIL_GATEWAY"] == "smtp"
+        app_config(tmp_path, env={**GOOD_PROD, "PROAPP_SMTP_URL": "mail.chu-example.fr"})
+    assert app_config(tmp_path, env=GOOD_PROD)["MAIL_GATEWAY"] == "smtp"
 
 
 def test_starttls_and_authentication(tmp_path, monkeypatch):

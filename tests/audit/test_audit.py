@@ -45,6 +45,20 @@ def findings(app):
         return [str(f) for f in verify(db.session())[1]]
 
 
+def test_only_the_app_sessions_write_the_audit_trail(app):
+    """The hook is on the app's session factory: an entry added to any other session would be lost at its commit,
+    so such a session refuses it, and the entries of the app's sessions reach the trail."""
+    from sqlalchemy.orm import Session
+
+    with app.app_context():
+        with Session(db.engine()) as other, pytest.raises(RuntimeError, match="does not write the audit trail"):
+            record(other, actor="system", action="test.elsewhere", entity="test")
+        s = db.session()
+        record(s, actor="system", action="test.here", entity="test")
+        s.commit()
+    assert [e.action for e in entries(app, entity="test")] == ["test.here"]
+
+
 def test_a_patient_journey_is_recorded_with_who_what_when_and_values(app):
     pid, token = enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-001")
     client = app.test_client()

@@ -256,7 +256,7 @@ def verify(url: str, stats: Stats, port: int) -> None:
 
     from proapp.export.keys import create_key
     from proapp.models import AccessLink, Answer, Response
-    from proapp.questionnaire.services import token_hash
+    from proapp.tokens import token_hash
 
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.connect() as conn:

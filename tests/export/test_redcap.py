@@ -112,6 +112,24 @@ def test_french_labels(app):
 
 
 @pytest.mark.requirement("EXPORT")
+def test_the_dictionary_neutralises_a_formula_in_the_wording_and_keeps_what_redcap_reads_as_code():
+    """It goes through the project's one safe CSV writer: a label that would start a formula in a spreadsheet is
+    written as text, while the action tag and a negative bound, which REDCap reads as they are, stay unchanged."""
+    from dataclasses import replace
+
+    from proapp.instruments.schema import Text
+
+    catalog = load_studies(DATA_DIR, default_registry(), DEMO_CONTACTS)
+    project = Project(catalog.get("ADUSE"), default_registry())
+    form = project.forms[-1]
+    form.fields[0] = replace(form.fields[0], label=Text(en="=HYPERLINK(1)", fr="=HYPERLINK(1)"), low="-5",
+                             annotation="@READONLY")
+    rows = list(csv.DictReader(io.StringIO(project.dictionary("en"))))
+    row = next(r for r in rows if r["Variable / Field Name"] == form.fields[0].name)
+    assert row["Field Label"] == "'=HYPERLINK(1)"
+    assert (row["Text Validation Min"], row["Field Annotation"]) == ("-5", "@READONLY")
+
+
 def test_records_follow_the_cursor_and_fit_the_dictionary(app):
     client, key = app.test_client(), make_key(app)
     complete_diary(app, "ADU-TLS-001", ulcers=2)

@@ -45,7 +45,7 @@ def filled_example() -> dict[str, str]:
 
 
 def test_the_example_environment_file_read_as_systemd_reads_it_starts_production():
-    from proapp.config import load_config
+    from proapp.ops import app_config
 
     env = systemd_environment_file((DEPLOY / "proapp.env.example").read_text())
     assert not [v for v in env.values() if "#" in v], "a comment after a value becomes part of the value"
@@ -57,7 +57,7 @@ def test_the_example_environment_file_read_as_systemd_reads_it_starts_production
         for k in saved:
             del os.environ[k]
         os.environ.update(filled_example())
-        cfg = load_config(ROOT / "instance", overrides=None)
+        cfg = app_config(ROOT / "instance", overrides=None)
     finally:
         for k in [k for k in os.environ if k.startswith("PROAPP_")]:
             del os.environ[k]

@@ -2,12 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from proapp.export import data
 from proapp.export.data import Exported
-from proapp.instruments import derived_group_values, derived_values, still_asked
+from proapp.export.models import ApiKey
+from proapp.instruments import Registry, derived_group_values, derived_values, still_asked
 from proapp.instruments.schema import Instrument, Item
+from proapp.studies.schema import StudyDef
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a key's responses, as every format writes it (``MEDIA_TYPES``, ``ATTACHMENT`` and
+    ``page_chunks(page, db)`` in each format's module): made by the request, read from the stream's own session,
+    since the body is written after the request's context is gone."""
+
+    key_id: int
+    key_prefix: str
+    study: StudyDef
+    registry: Registry
+    after: int                  # the feed positions of the page: after this one, up to that one
+    upto: int
+    position: int               # responses this key was given before the page
+    count: int
+    more: bool
+    next_cursor: str
+    next_url: str               # the next page's address (FHIR's Bundle.link)
+    public_url: str
+    labels: str                 # the language of the labels (CSV)
+    now: datetime
+
+    def responses(self, db: Session) -> Iterator[Exported]:
+        return data.iter_responses(db, db.get_one(ApiKey, self.key_id), self.after, self.upto)
+
+    def by_subject(self, db: Session) -> Iterator[Exported]:
+        return data.iter_by_subject(db, db.get_one(ApiKey, self.key_id), self.after, self.upto)
+
+    def instrument(self, e: Exported) -> Instrument:
+        return self.registry.get(e.instrument, e.version)
 
 __all__ = ["all_scores", "correction_source", "current_answers", "derived_group_values", "derived_values",
            "grouped_answers", "iso", "removed", "shown", "source_phrase"]

@@ -3,12 +3,19 @@ patient answered each question in (``answer_language``: a patient may switch lan
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from proapp import csvfiles
 from proapp.export.data import Exported
-from proapp.export.formats.common import all_scores, correction_source, current_answers, iso, removed, shown
+from proapp.export.formats.common import Page, all_scores, correction_source, current_answers, iso, removed, shown
 from proapp.instruments.schema import Instrument, Item
+
+MEDIA_TYPES = ("text/csv",)
+ATTACHMENT = "responses.csv"        # after the study's code
 
 CSV_COLUMNS = ("response_id", "sequence", "subject_id", "site", "visit", "instrument", "instrument_version",
                "language", "completed_at", "completed_on_site", "item_code", "repeat", "value", "item_label",
@@ -65,3 +72,19 @@ def csv_rows(e: Exported, inst: Instrument, lang: str, variant: str | None,
         label = labels[code] if kind == "score" else (
             shown(items[code], e, variant or inst.default_variant)(lang) if code in items else "")
         yield (*head, code, repeat or 0, "", label, *no_answer_columns, f"removed_{kind}", "", "")
+
+
+def page_chunks(page: Page, db: Session) -> Iterator[str]:
+    """A page of responses: the header row, then each response's rows, in blocks of about 32 kB."""
+    out = io.StringIO()
+    writer = csvfiles.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for n, e in enumerate(page.responses(db), 1):
+        use = page.study.instruments.get(e.instrument)
+        writer.writerows(csv_rows(e, page.instrument(e), page.labels, use.variant if use else None,
+                                  page.position + n))
+        if out.tell() > 32 * 1024:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from proapp.export.data import Exported
-from proapp.export.formats.common import all_scores, correction_source, current_answers, iso, removed, shown
+from proapp.export.formats.common import Page, all_scores, correction_source, current_answers, iso, removed, shown
 from proapp.export.formats.csv_format import value_label
 from proapp.instruments.schema import Instrument, Item
 from proapp.studies.schema import StudyDef
@@ -204,3 +208,24 @@ def _enable_when(inst: Instrument, ref: str, value: str) -> dict[str, Any]:
     if item.type == "check":
         return {"question": ref, "operator": "=", "answerBoolean": value == "Y"}
     return {"question": ref, "operator": "=", "answerCoding": {"system": _coding_system(inst, item), "code": value}}
+
+
+MEDIA_TYPES = ("application/fhir+json",)
+ATTACHMENT = None
+
+
+def page_chunks(page: Page, db: Session) -> Iterator[str]:
+    """A page of responses as a FHIR Bundle of QuestionnaireResponses and their Observations."""
+    code = page.study.code
+    yield '{"resourceType":"Bundle","type":"collection","timestamp":' + json.dumps(iso(page.now))
+    if page.more:
+        yield ',"link":[{"relation":"next","url":' + json.dumps(page.next_url) + "}]"
+    yield ',"entry":['
+    for n, e in enumerate(page.responses(db)):
+        inst = page.instrument(e)
+        url = full_url(code, e)
+        entries = [{"fullUrl": url, "resource": fhir_response(e, inst, page.study, page.public_url)}]
+        entries += [{"resource": obs} for obs in fhir_observations(e, inst, page.study, url)]
+        yield ("," if n else "") + ",".join(json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+                                            for entry in entries)
+    yield "]}"

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from proapp.export.data import Exported
-from proapp.export.formats.common import derived_group_values, derived_values, grouped_answers, iso, removed
+from proapp.export.formats.common import Page, derived_group_values, derived_values, grouped_answers, iso, removed
 from proapp.instruments.schema import Instrument
+
+MEDIA_TYPES = ("application/json",)
+ATTACHMENT = None
+
+
+def page_chunks(page: Page, db: Session) -> Iterator[str]:
+    """A page of responses: ``{"data": [...], "next_cursor": ..., "has_more": ...}``."""
+    yield '{"data":['
+    for n, e in enumerate(page.responses(db)):
+        yield ("," if n else "") + json.dumps(json_item(e, page.instrument(e), page.position + n + 1),
+                                              ensure_ascii=False, separators=(",", ":"))
+    yield f'],"next_cursor":{json.dumps(page.next_cursor)},"has_more":{"true" if page.more else "false"}}}'
 
 
 def json_item(e: Exported, inst: Instrument, sequence: int) -> dict[str, Any]:

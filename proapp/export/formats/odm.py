@@ -3,14 +3,18 @@ is produced (no document tree in memory), so a large pull streams."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from sqlalchemy.orm import Session
+
 from proapp.export.data import Exported
 from proapp.export.formats import common, ulcer_registry
-from proapp.export.formats.common import current_answers, derived_group_values, derived_values, iso, removed
+from proapp.export.formats.common import Page, current_answers, derived_group_values, derived_values, iso, removed
 from proapp.instruments import Registry
 from proapp.instruments.schema import Instrument
 from proapp.studies.schema import StudyDef
@@ -60,9 +64,6 @@ class Oids:
 
 
 def metadata_fingerprint(study: StudyDef) -> str:
-    import hashlib
-    import json
-
     content = {"visits": [[v.code, v.label.en, v.label.fr, list(v.instruments)] for v in study.all_visits()],
                "instruments": {c: [u.version, u.variant] for c, u in sorted(study.instruments.items())},
                "oids": dict(sorted(study.edc.odm.oids.items()))}
@@ -346,3 +347,17 @@ def odm_metadata(study: StudyDef, registry: Registry, sites: list[tuple[str, str
                    f'EffectiveDate="{created.date().isoformat()}"/></Location>')
     out.append("</AdminData>\n</ODM>\n")
     return "".join(out)
+
+
+MEDIA_TYPES = ("application/xml", "application/vnd.cdisc.odm+xml")     # the second to a client that asks for it
+ATTACHMENT = None
+
+
+def page_chunks(page: Page, db: Session) -> Iterator[str]:
+    """A page of responses as a transactional ODM file, by subject."""
+    code = page.study.code
+    yield odm_header(*file_oids(code, page.key_prefix, page.position, page.count), page.now,
+                     f"{code} responses {page.position + 1}-{page.position + page.count}" if page.count else
+                     f"{code} responses: none after {page.position}", file_type="Transactional")
+    yield from odm_clinical(page.by_subject(db), page.study, page.registry)
+    yield "</ODM>\n"

@@ -17,16 +17,20 @@ or two things would share one.
 
 from __future__ import annotations
 
-import csv
 import io
+import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from proapp import csvfiles
+from proapp.csvfiles import Verbatim
 from proapp.export.data import Exported
 from proapp.export.formats import ulcer_registry
-from proapp.export.formats.common import all_scores, current_answers, iso, removed, source_phrase
+from proapp.export.formats.common import Page, all_scores, current_answers, iso, removed, source_phrase
 from proapp.instruments.schema import Instrument, Item, Text
 from proapp.studies.schema import StudyDef
 
@@ -252,7 +256,7 @@ class Project:
     def dictionary(self, language: str) -> str:
         """REDCap's data dictionary CSV (Project Setup, "Upload Data Dictionary", or the API's metadata import)."""
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
+        writer = csvfiles.writer(out)          # the wording's cells made safe; what REDCap reads as code, verbatim
         writer.writerow(DICTIONARY_COLUMNS)
         for f in self.fields():
             if f.slider:
@@ -260,8 +264,8 @@ class Project:
             else:
                 choices = " | ".join(f"{value}, {label(language)}" for value, label in f.choices)
             writer.writerow((f.name, f.form, f.section(language) if f.section else "", f.kind, f.label(language),
-                             choices, f.note(language) if f.note else "", f.validation, f.low, f.high, "",
-                             f.branching, "", "", "", "", "", f.annotation))
+                             choices, f.note(language) if f.note else "", f.validation, Verbatim(f.low),
+                             Verbatim(f.high), "", Verbatim(f.branching), "", "", "", "", "", Verbatim(f.annotation)))
         return out.getvalue()
 
     def events(self, language: str) -> list[dict[str, Any]]:
@@ -422,3 +426,17 @@ def records(project: Project, items: Iterable[tuple[Exported, Instrument]]) -> I
 def _key(record: dict[str, str]) -> tuple[str, str, str, str]:
     return (record[RECORD_ID], record["redcap_event_name"], record["redcap_repeat_instrument"],
             record["redcap_repeat_instance"])
+
+
+MEDIA_TYPES = ("application/json",)
+ATTACHMENT = None
+
+
+def page_chunks(page: Page, db: Session) -> Iterator[str]:
+    """A page of responses as REDCap's JSON import records."""
+    project = Project(page.study, page.registry)
+    yield "["
+    pairs = ((e, page.instrument(e)) for e in page.responses(db))
+    for n, record in enumerate(records(project, pairs)):
+        yield ("," if n else "") + json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    yield "]"
