@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import click
+from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from flask_babel import force_locale
+from sqlalchemy import select
 
 from proapp import db, services
+from proapp.accounts.access import Viewer
+from proapp.accounts.models import User
+from proapp.accounts.services import scopes_of
+from proapp.accounts.signatures import SignatureRefused, sign
 from proapp.cli import fail
+from proapp.patients.actions import ChangeRefused, reschedule
+from proapp.patients.contacts import purge_contacts, rotate_keys
 from proapp.patients.lookup import find_patient
+from proapp.patients.services import EnrolmentError, EnrolmentRequest, enroll_patient, occurrence_state, schedule_of
 
 
 def _parse_date(value: str, option: str = "--anchor-date") -> date:
@@ -36,9 +45,7 @@ def _parse_date(value: str, option: str = "--anchor-date") -> date:
 def enroll_cmd(study: str, site: str, subject: str, phone: str, language: str, anchor_date: str,
                timezone: str | None, sms_hour: int, agreed_on: str) -> None:
     """Enrol a patient and print their schedule."""
-    from flask import current_app
 
-    from proapp.patients.services import EnrolmentError, EnrolmentRequest, enroll_patient
 
     req = EnrolmentRequest(study_code=study, site_code=site, subject_id=subject, phone=phone,
                            language=language, anchor_date=_parse_date(anchor_date), timezone=timezone,
@@ -56,7 +63,6 @@ def enroll_cmd(study: str, site: str, subject: str, phone: str, language: str, a
 
 
 def _print_schedule(patient_id: int) -> None:
-    from proapp.patients.services import occurrence_state, schedule_of
 
     now = services.now()
     click.echo(f"{'visit':<6} {'opens':<10}  {'closes':<10}  {'state':<9}  instruments")
@@ -88,16 +94,8 @@ def reschedule_cmd(subject: str, new_date: str, reason: str, signer: str, study:
                    code: str) -> None:
     """Move a patient's anchor date, signed by a staff account: the visits not yet completed move (their SMS follow),
     completed ones stay; refused when it would move a completed visit. Prints the new schedule."""
-    from datetime import timedelta
 
-    from flask import current_app
-    from sqlalchemy import select
 
-    from proapp.accounts.access import Viewer
-    from proapp.accounts.models import User
-    from proapp.accounts.services import scopes_of
-    from proapp.accounts.signatures import SignatureRefused, sign
-    from proapp.patients.actions import ChangeRefused, reschedule
 
     new_anchor = _parse_date(new_date, "--date")
     patient = find_patient(subject, study)
@@ -139,7 +137,6 @@ def phones_group() -> None:
 def phones_rotate_cmd() -> None:
     """Re-encrypt every number with the newest key of PROAPP_PHONE_KEYS (list the new key first, keep the old
     ones until this has run), and recompute the lookup hashes."""
-    from proapp.patients.contacts import rotate_keys
 
     with db.transaction() as s:
         out = rotate_keys(s, services.phone_vault(), services.now(), "cli")
@@ -154,7 +151,6 @@ def phones_rotate_cmd() -> None:
 @click.option("--dry-run", is_flag=True, help="Only list the patients whose number would be erased.")
 def purge_contacts_cmd(dry_run: bool) -> None:
     """Erase the phone numbers of patients whose follow-up has ended (withdrawn, finished, or no window left)."""
-    from proapp.patients.contacts import purge_contacts
 
     with db.transaction() as s:
         subjects = purge_contacts(s, services.now(), "cli", dry_run=dry_run)

@@ -12,13 +12,17 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from proapp.audit.services import record
 from proapp.config import SUPPORTED_LANGUAGES
 from proapp.patients import occurrences, phones
 from proapp.patients.models import Agreement, Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
+from proapp.patients.preferences import record_event
+from proapp.patients.signals import visits_moved
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Site, Study
 from proapp.studies.schedule import compute_schedule
 from proapp.studies.schema import check_timezone
+from proapp.studies.services import is_closed
 
 SENDING_HOURS = range(8, 21)          # a preferred SMS hour must fall outside the quiet hours (21:00-08:00)
 ANCHOR_PAST_LIMIT = timedelta(days=2 * 366)
@@ -60,7 +64,6 @@ def validate_enrolment(db: Session, catalog: StudyCatalog, req: EnrolmentRequest
     if study is None:
         raise EnrolmentError("study", _l("Study %(study)s is not loaded yet: run proapp init.",
                                          study=req.study_code))
-    from proapp.studies.services import is_closed
 
     if is_closed(db, study.id):
         raise EnrolmentError("study", _l("Study %(study)s is closed: it takes no new patient.", study=req.study_code))
@@ -130,7 +133,6 @@ def enroll_patient(db: Session, catalog: StudyCatalog, vault: phones.PhoneVault,
                           given_on=req.agreed_on, recorded_by=actor, recorded_at=now)
     db.add(agreement)
     db.flush()
-    from proapp.audit.services import record
 
     record(db, actor=actor, action="patient.enrolled", entity="patient", entity_id=patient.id, patient_id=patient.id,
            new={"study": req.study_code, "site": req.site_code, "subject_id": req.subject_id,
@@ -176,7 +178,6 @@ def acknowledge_information(db: Session, patient: Patient, version: str, *, now:
                     given_on=now.astimezone(ZoneInfo(patient.timezone)).date(), recorded_by=actor, recorded_at=now)
     db.add(ack)
     db.flush()
-    from proapp.audit.services import record
 
     record(db, actor=actor, action="patient.acknowledged_information", entity="agreement", entity_id=ack.id,
            patient_id=patient.id, new={"kind": "acknowledgement", "information_version": version,
@@ -253,8 +254,6 @@ def reschedule_anchor(db: Session, patient: Patient, new_anchor: date, *, actor:
     completed ones stay; days to healing count from the new date (the registry reads it). Announces
     ``visits_moved`` so the SMS of the moved visits follow (the caller's transaction). Audited with its reason
     and the signer's electronic signature."""
-    from proapp.patients.preferences import record_event
-    from proapp.patients.signals import visits_moved
 
     db.refresh(patient, with_for_update=True)       # one reschedule at a time, from the date as it is now
     visits = schedule_of(db, patient.id)

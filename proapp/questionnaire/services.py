@@ -18,6 +18,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import Connection, Row, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
+from proapp.audit.services import record
 from proapp.db import dialect_insert
 from proapp.i18n import day as i18n_day
 from proapp.instruments import Instrument, Registry, score_with
@@ -31,13 +32,15 @@ from proapp.patients.models import (
     PatientStatus,
     window_is_open,
 )
+from proapp.patients.signals import links_must_stop
 from proapp.questionnaire import flow as flowmod
 from proapp.questionnaire import ulcers as ulcer_registry
 from proapp.questionnaire.flow import Screen
 from proapp.questionnaire.models import VAS_CONTROLS, AccessLink, Answer, Response, ResponseStatus
 from proapp.questionnaire.signals import answers_saved
 from proapp.studies.catalog import StudyCatalog
-from proapp.studies.models import Site, Study
+from proapp.studies.models import ClosedLink, Site, Study
+from proapp.studies.services import is_closed
 from proapp.tokens import token_hash
 
 TOKEN_BYTES = 16                  # 128 bits from secrets, 22 URL-safe characters
@@ -64,7 +67,6 @@ def _on_links_must_stop(patient_id: int, *, db: Session, now: datetime) -> None:
 
 def connect_signals() -> None:
     """Listen to the patients feature: a withdrawal disables the patient's links (proapp/patients/signals.py)."""
-    from proapp.patients.signals import links_must_stop
 
     links_must_stop.connect(_on_links_must_stop)
 
@@ -97,7 +99,6 @@ INFORMATION_LINK = "information"
 def closed_study_language(conn: Connection, *, token: str | None = None, link_id: int | None = None) -> str | None:
     """The patient's language when the link (by its token, or its id while the live data is there) belongs to a
     closed study (``proapp study close``), else None."""
-    from proapp.studies.models import ClosedLink
 
     if token is not None:
         if not token or len(token) > 64:
@@ -131,7 +132,6 @@ def resolve_link(db: Session, token: str, now: datetime) -> tuple[LinkState, Acc
     if link.revoked_at is not None:
         return LinkState.INVALID, link
     occ = link.occurrence
-    from proapp.studies.services import is_closed
 
     if is_closed(db, occ.patient.study_id):
         return LinkState.STUDY_CLOSED, link
@@ -496,7 +496,6 @@ def vas_controls(screen: Screen, form: Mapping[str, str]) -> dict[str, str | Non
 def _audit_answer(db: Session, s: VisitQuestionnaire, r: ResponseState, item: str, repeat: int, old: str | None,
                   new: str | None, actor: str, now: datetime, action: str = "answer.saved",
                   reason: str | None = None, language: str | None = None, entered_with: str | None = None) -> None:
-    from proapp.audit.services import record
 
     after: dict[str, Any] = {"value": new, "instrument": r.instrument_code, "version": r.instrument_version,
                              "visit": s.visit.visit_code}
@@ -665,7 +664,6 @@ def complete(db: Session, s: VisitQuestionnaire, *, language: str, now: datetime
             status=ResponseStatus.COMPLETED, completed_at=now, completed_on_site=on_site, scores=scores,
             last_saved_at=now, flow_state=state))
         r.status, r.scores, r.flow_state = ResponseStatus.COMPLETED, scores, state
-        from proapp.audit.services import record
 
         record(db, actor=actor, action="response.completed", entity="response", entity_id=r.id,
                patient_id=s.visit.patient_id, old={"status": "in_progress"},

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -21,10 +22,13 @@ from flask import Flask
 from sqlalchemy import and_, case, exists, func, select, update
 from sqlalchemy.orm import Session, aliased, joinedload, object_session
 
-from proapp import outbox
+from proapp import outbox, services
+from proapp.audit.restores import holding
+from proapp.audit.services import record
 from proapp.db import dialect_insert
 from proapp.patients import occurrences
 from proapp.patients.models import (
+    Agreement,
     Occurrence,
     OccurrenceStatus,
     Patient,
@@ -33,6 +37,7 @@ from proapp.patients.models import (
     PatientStatus,
 )
 from proapp.patients.phones import PhoneVault
+from proapp.patients.signals import sms_must_stop, visits_moved
 from proapp.questionnaire.models import AccessLink
 from proapp.questionnaire.services import INFORMATION_LINK, TOKEN_BYTES, new_link
 from proapp.sms import text as smstext
@@ -136,7 +141,6 @@ def queue_invitations(db: Session, now: datetime, settings: SmsSettings) -> int:
 
 def information_kind(version: str) -> str:
     """The outbox kind of the SMS about information sheet ``version`` (20 characters at most)."""
-    import hashlib
 
     return INFORMATION + (version if len(version) <= 15 else hashlib.sha256(version.encode()).hexdigest()[:15])
 
@@ -146,7 +150,6 @@ def queue_information(db: Session, catalog: StudyCatalog, now: datetime, setting
     version of their study's sheet and have not acknowledged this one: its link opens the information page,
     where they confirm they read it. No health information in it. Exactly once: a patient who has such an SMS,
     whatever became of it, gets no other (the row is on the patient's first occurrence, unique per kind)."""
-    from proapp.patients.models import Agreement
 
     new = []
     for loaded in catalog.all():
@@ -269,7 +272,6 @@ def cancel_unsendable(db: Session, now: datetime) -> int:
 def claim(db: Session, worker: str, now: datetime, limit: int) -> list[int]:
     """Take up to ``limit`` due rows for this worker (proapp/outbox). Nothing while a declared restore holds the
     SMS (``proapp restore reconcile`` releases them)."""
-    from proapp.audit.restores import holding
 
     if holding(db) is not None:
         return []
@@ -371,7 +373,6 @@ def _unsendable_reason(occ: Occurrence, patient: Patient, contact: PatientContac
 def _acknowledged(db: Session, msg: SmsMessage) -> bool:
     """Whether the patient already acknowledged the information sheet this SMS announces (on a questionnaire page,
     between the queueing and the sending)."""
-    from proapp.patients.models import Agreement
 
     version = msg.kind.removeprefix(INFORMATION)
     return db.scalar(select(Agreement.id).where(Agreement.patient_id == msg.patient_id,
@@ -395,7 +396,6 @@ def _patient_unsendable(patient: Patient, contact: PatientContact | None) -> str
 def _audit_sms(db: Session, rows: list[tuple[int, int]], old: str | None, new: str, now: datetime,
                **details: Any) -> None:
     """One audit entry per message whose status changed: (message id, patient id) pairs."""
-    from proapp.audit.services import record
 
     extra = {k: v for k, v in details.items() if v is not None}
     for message_id, patient_id in rows:
@@ -504,7 +504,6 @@ def _flag_unusable(db: Session, msg: SmsMessage, now: datetime, why: str, short:
         contact.usable, contact.unusable_reason, contact.updated_at = False, why[:200], now
         db.add(PatientEvent(patient_id=msg.patient_id, at=now, actor="system:sms", action="phone_unusable",
                             reason=f"{short}: {why}", details={"sms_message_id": msg.id}))
-        from proapp.audit.services import record
 
         record(db, actor="system:sms", action="patient.phone_unusable", entity="patient_contact",
                entity_id=msg.patient_id, patient_id=msg.patient_id, old={"usable": True}, new={"usable": False},
@@ -626,7 +625,6 @@ def follow_moved_visits(db: Session, catalog: StudyCatalog, moved: list[int], no
     - any other visit with SMS: what waits is cancelled ("rescheduled") and its SMS start a new round, so the worker
       queues a new invitation (and its reminders) when the new window opens, as for any visit.
     """
-    from proapp.audit.services import record
 
     if not moved:
         return
@@ -671,14 +669,12 @@ def follow_moved_visits(db: Session, catalog: StudyCatalog, moved: list[int], no
 
 
 def _on_visits_moved(patient_id: int, *, db: Session, moved: list[int], now: datetime) -> None:
-    from proapp import services
 
     follow_moved_visits(db, services.studies(), moved, now)
 
 
 def connect_signals() -> None:
     """Listen to the patients feature (a pause, an opt-out, a withdrawal, an erased number; visits moved)."""
-    from proapp.patients.signals import sms_must_stop, visits_moved
 
     sms_must_stop.connect(_on_sms_must_stop)
     visits_moved.connect(_on_visits_moved)
