@@ -21,8 +21,8 @@ from proapp.accounts import routes as accounts_routes
 from proapp.alerts import commands as alert_commands
 from proapp.alerts import routes as alert_routes
 from proapp.alerts.services import connect_signals as connect_alerts
+from proapp.alerts.services import raised_telling_patient, rules_telling_patient
 from proapp.audit import commands as audit_commands
-from proapp.audit import routes as audit_routes
 from proapp.audit.keys import AuditKeyError, parse
 from proapp.audit.services import install as install_audit_trail
 from proapp.cli import proapp_cli
@@ -30,6 +30,8 @@ from proapp.clock import Clock
 from proapp.closure import commands as closure_commands
 from proapp.closure import routes as closure_routes
 from proapp.config import PROJECT_ROOT, ConfigError, env_setting
+from proapp.dashboard import audit_pages
+from proapp.dashboard import commands as dashboard_commands
 from proapp.dashboard import routes as dashboard_routes
 from proapp.export import commands as export_commands
 from proapp.export import routes as export_routes
@@ -103,6 +105,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     i18n_init(app)
 
     questionnaire_routes.init_app(app)
+    # The urgent and same-day advice on the patient's pages comes from the alerts feature, above the questionnaire.
+    questionnaire_routes.register_safety_advice(app, questionnaire_routes.SafetyAdvice(
+        met=rules_telling_patient, raised=raised_telling_patient))
 
     sms_routes.init_app(app)
 
@@ -110,7 +115,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     accounts_routes.init_app(app)
     dashboard_routes.init_app(app)
-    audit_routes.init_app(app)
+    audit_pages.init_app(app)
 
     alert_routes.init_app(app)
 
@@ -143,7 +148,7 @@ def load_commands() -> AppGroup:
     proapp_cli.add_command(closure_commands.study_group)
     proapp_cli.add_command(patient_commands.enroll_cmd)
     proapp_cli.add_command(patient_commands.schedule_cmd)
-    proapp_cli.add_command(patient_commands.reschedule_cmd)
+    proapp_cli.add_command(dashboard_commands.reschedule_cmd)
     proapp_cli.add_command(patient_commands.phones_group)
     proapp_cli.add_command(patient_commands.purge_contacts_cmd)
     return proapp_cli

@@ -110,6 +110,20 @@ def test_no_feature_core_depends_on_a_package_that_depends_on_it():
     assert cycles(packages) == []
 
 
+def test_no_feature_depends_through_any_file_on_a_feature_that_depends_on_it():
+    """Not through a page or a command either: a page that needs a higher feature's knowledge is given it by the app
+    factory (the questionnaire's safety advice comes from the alerts), and a page or command that joins several
+    features belongs to the one above them all (the audit trail's pages and the signed reschedule command are the
+    dashboard's)."""
+    packages: dict[str, set[str]] = {}
+    for module, targets in import_graph().items():
+        if module == "proapp":          # the app factory wires every feature
+            continue
+        packages.setdefault(package_of(module), set()).update(
+            package_of(t) for t in targets if package_of(t) not in (package_of(module), "proapp"))
+    assert cycles(packages) == []
+
+
 def test_the_configuration_is_a_leaf():
     """Settings are read before anything else exists: each feature checks its own (``proapp.ops.CHECKS``)."""
     assert import_graph()["proapp.config"] == set()

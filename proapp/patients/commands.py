@@ -1,28 +1,23 @@
-"""Commands of the patients feature: enrolment, schedules, phone numbers."""
+"""Commands of the patients feature: enrolment, schedules, phone numbers. (Moving a patient's anchor date, which a
+staff account signs, is the dashboard's: proapp/dashboard/commands.py.)"""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from flask_babel import force_locale
-from sqlalchemy import select
 
 from proapp import db, services
-from proapp.accounts.access import Viewer
-from proapp.accounts.models import User
-from proapp.accounts.services import scopes_of
-from proapp.accounts.signatures import SignatureRefused, sign
 from proapp.cli import fail
-from proapp.patients.actions import ChangeRefused, reschedule
 from proapp.patients.contacts import purge_contacts, rotate_keys
 from proapp.patients.lookup import find_patient
 from proapp.patients.services import EnrolmentError, EnrolmentRequest, enroll_patient, occurrence_state, schedule_of
 
 
-def _parse_date(value: str, option: str = "--anchor-date") -> date:
+def parse_date(value: str, option: str = "--anchor-date") -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
@@ -48,8 +43,8 @@ def enroll_cmd(study: str, site: str, subject: str, phone: str, language: str, a
 
 
     req = EnrolmentRequest(study_code=study, site_code=site, subject_id=subject, phone=phone,
-                           language=language, anchor_date=_parse_date(anchor_date), timezone=timezone,
-                           sms_hour=sms_hour, agreed_on=_parse_date(agreed_on, "--agreed-on"))
+                           language=language, anchor_date=parse_date(anchor_date), timezone=timezone,
+                           sms_hour=sms_hour, agreed_on=parse_date(agreed_on, "--agreed-on"))
     with force_locale("en"):
         try:
             with db.transaction() as s:
@@ -59,10 +54,10 @@ def enroll_cmd(study: str, site: str, subject: str, phone: str, language: str, a
         except EnrolmentError as exc:
             fail(f"{exc.field}: {exc.message}")
     click.echo(f"enrolled {patient.subject_id} ({study}/{site}), time zone {patient.timezone}")
-    _print_schedule(patient.id)
+    print_schedule(patient.id)
 
 
-def _print_schedule(patient_id: int) -> None:
+def print_schedule(patient_id: int) -> None:
 
     now = services.now()
     click.echo(f"{'visit':<6} {'opens':<10}  {'closes':<10}  {'state':<9}  instruments")
@@ -77,55 +72,7 @@ def _print_schedule(patient_id: int) -> None:
 @click.option("--study", default=None, help="Study code, when the subject ID is not unique.")
 def schedule_cmd(subject: str, study: str | None) -> None:
     """Print a patient's schedule (local dates, state, instruments)."""
-    _print_schedule(find_patient(subject, study).id)
-
-
-@click.command("reschedule")
-@with_appcontext
-@click.argument("subject")
-@click.option("--date", "new_date", required=True, help="The new anchor date (YYYY-MM-DD).")
-@click.option("--reason", required=True, help="Why the date moves (kept in the history and the audit trail).")
-@click.option("--signer", required=True, help="The e-mail of the staff account that signs the change.")
-@click.option("--study", default=None, help="Study code, when the subject ID is not unique.")
-@click.password_option("--password", confirmation_prompt=False, prompt="Password of the signer",
-                       help="The signer's password (asked when not given).")
-@click.option("--code", default="", help="A code of the signer's authenticator app, when they use one.")
-def reschedule_cmd(subject: str, new_date: str, reason: str, signer: str, study: str | None, password: str,
-                   code: str) -> None:
-    """Move a patient's anchor date, signed by a staff account: the visits not yet completed move (their SMS follow),
-    completed ones stay; refused when it would move a completed visit. Prints the new schedule."""
-
-
-
-    new_anchor = _parse_date(new_date, "--date")
-    patient = find_patient(subject, study)
-    cfg = current_app.config
-    with force_locale("en"):
-        with db.transaction() as s:
-            user = s.scalar(select(User).where(User.email == signer.strip().lower()))
-            who = None if user is None else Viewer(user.id, user.email, user.role, tuple(scopes_of(s, user.id)))
-            if user is None or who is None or not (user.active and who.can_change
-                                                    and who.sees(patient.study_id, patient.site_id)):
-                fail(f"{signer} is not an active staff account that may change this patient")
-            try:
-                signature = sign(s, user.id, "reschedule", password=password, code=code, vault=services.phone_vault(),
-                                 now=services.now(), max_failures=cfg["LOGIN_MAX_FAILURES"],
-                                 lock_for=timedelta(minutes=cfg["LOGIN_LOCK_MINUTES"]))
-            except SignatureRefused as exc:
-                refused = str(exc.message)
-            else:
-                refused = None
-                try:
-                    moved = reschedule(s, s.merge(patient), new_anchor, actor=f"user:{user.email}", reason=reason,
-                                       now=services.now(), signature=signature.record())
-                except ChangeRefused as exc:
-                    s.rollback()
-                    fail(str(exc.message))
-        if refused:                            # the failed signature is committed: it counts towards the lockout
-            fail(refused)
-    click.echo(f"{subject}: anchor date {moved.old_anchor.isoformat()} -> {moved.new_anchor.isoformat()}; "
-               f"{len(moved.moved)} visits moved" + (f", kept: {', '.join(moved.kept)}" if moved.kept else ""))
-    _print_schedule(patient.id)
+    print_schedule(find_patient(subject, study).id)
 
 
 @click.group("phones", cls=AppGroup)

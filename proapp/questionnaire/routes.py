@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy import Connection, Row, select
 from werkzeug.wrappers import Response as WResponse
 
 from proapp import db, ratelimit, services
-from proapp.alerts.services import raised_telling_patient, rules_telling_patient
 from proapp.config import SUPPORTED_LANGUAGES
 from proapp.i18n import day, use_locale
 from proapp.patients.models import Occurrence, Patient, PatientContact
@@ -154,9 +166,26 @@ def _call_site(visit: answering.Visit, labels: list[dict[str, str]], urgent: boo
             "urgent": urgent, "emergency": services.studies().get(visit.study_code).alerts}
 
 
+@dataclass(frozen=True)
+class SafetyAdvice:
+    """What the patient is told to do at once, which the alerts feature (above this one) knows: the urgent and
+    same-day rules the answers given so far meet (``met``), and those already raised for a visit (``raised``: what
+    the patient reads, severity). The app factory registers the alerts' functions (`register_safety_advice`)."""
+
+    met: Callable[..., list]
+    raised: Callable[..., list[tuple[dict[str, str], str]]]
+
+
+def register_safety_advice(app: Flask, advice: SafetyAdvice) -> None:
+    app.extensions["proapp.safety_advice"] = advice
+
+
+def _advice() -> SafetyAdvice:
+    return current_app.extensions["proapp.safety_advice"]
+
+
 def _raised_call(visit: answering.Visit) -> dict | None:
-    raised = raised_telling_patient(_reads(), visit.occurrence_id,
-                                    services.studies().get(visit.study_code).alerts.rules)
+    raised = _advice().raised(_reads(), visit.occurrence_id, services.studies().get(visit.study_code).alerts.rules)
     return _call_site(visit, [label for label, _severity in raised],
                       any(severity == "urgent" for _label, severity in raised))
 
@@ -297,7 +326,7 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
 
 def _telling_patient(visit_q: answering.VisitQuestionnaire) -> list:
     rules = services.studies().get(visit_q.visit.study_code).alerts.rules
-    return rules_telling_patient(_reads(), visit_q, rules, services.instruments()) if rules else []
+    return _advice().met(_reads(), visit_q, rules, services.instruments()) if rules else []
 
 
 def _newly_tells_patient(visit_q: answering.VisitQuestionnaire, answers_before: answering.Answers) -> bool:

@@ -1,5 +1,6 @@
 """The audit trail's pages: browsing it (admins; monitors for their study's patients) and the certified copy of
-one patient's entries."""
+one patient's entries. They are the study team's pages, above the accounts and the patients they join: the audit
+trail itself (proapp/audit/) sits below every feature that writes to it."""
 
 from __future__ import annotations
 
@@ -74,8 +75,7 @@ def patient_audit_csv(patient_id: int) -> Response:
 def audit_page(db: Session, viewer: Viewer, *, subject: str, action: str, actor: str, since: date | None,
                until: date | None, page: int, per_page: int) -> list[Any]:
     """One page of the audit trail, newest first, with each entry's subject ID (one row more than a page: there
-    is a next page when it comes back). Monitors see the entries of the patients they may see. (The audit trail
-    sits below the patients and the accounts, so the query that joins them lives with its page.)"""
+    is a next page when it comes back). Monitors see the entries of the patients they may see."""
     q = select(AuditEvent, Patient.subject_id).outerjoin(Patient, Patient.id == AuditEvent.patient_id)
     if not viewer.is_admin:
         q = q.where(AuditEvent.patient_id.is_not(None), viewer.patients())
