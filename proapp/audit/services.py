@@ -194,10 +194,13 @@ def _drop_pending(session: Session, transaction: Any) -> None:
 def install(factory: sessionmaker[Session]) -> None:
     """Hook the writer into the sessions of the app's session factory (once): the entries ``record`` adds to one of
     them are written when it commits. A session of another factory refuses ``record`` (nothing would write it)."""
-    if not event.contains(factory, "before_commit", _write_pending):
-        event.listen(factory, "before_commit", _write_pending)
-        event.listen(factory, "after_transaction_end", _drop_pending)
-        factory.configure(info={**(factory.kw.get("info") or {}), AUDITED: True})
+    # Asked of the factory itself, not of SQLAlchemy's event registry: that one is keyed by the objects' ids, and a
+    # new app's session class may take the id of a collected one whose entries are still listed.
+    if (factory.kw.get("info") or {}).get(AUDITED):
+        return
+    event.listen(factory, "before_commit", _write_pending)
+    event.listen(factory, "after_transaction_end", _drop_pending)
+    factory.configure(info={**(factory.kw.get("info") or {}), AUDITED: True})
 
 
 # Verification ------------------------------------------------------------------------------------------------
