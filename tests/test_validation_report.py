@@ -92,8 +92,8 @@ def test_the_projects_requirements_are_well_formed_and_the_test_command_writes_t
     ids = [r["id"] for r in load_requirements(REQUIREMENTS)]
     assert len(ids) == len(set(ids)) >= 10
     script = (ROOT / ".ci" / "test").read_text()
-    assert "--validation-report test-results/validation-sqlite.md" in script
-    assert "--validation-report test-results/validation-postgresql.md" in script
+    assert "--validation-report=test-results/validation-sqlite.md" in script
+    assert "--validation-report=test-results/validation-postgresql.md" in script
 
 
 @pytest.mark.requirement("VALIDATION-REPORT")

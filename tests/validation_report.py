@@ -1,7 +1,7 @@
 """The validation report: each requirement of docs/validation/requirements.yaml, the tests that name it
 (``@pytest.mark.requirement("ID")``), their outcomes, the commit, the environment and the time.
 
-``--validation-report PATH.md`` writes PATH.md and PATH.json at the end of the run (the test command does); a
+``--validation-report=PATH.md`` writes PATH.md and PATH.json at the end of the run (the test command does); a
 requirement without a passing test is listed as not verified. Works with pytest-xdist: the workers put the
 requirement ids in each report's ``user_properties``, the controller writes the file."""
 
