@@ -43,9 +43,7 @@ def _claims_of_two_workers(app, claim, **kwargs) -> tuple[list[int], list[int]]:
     try:
         with app.app_context():
             s1 = db.session()
-            from sqlalchemy.orm import Session
-
-            s2 = Session(engine)
+            s2 = app.extensions["proapp.sessionmaker"](bind=engine)    # a session of the app, on its own connection
             try:
                 first = claim(s1, "worker-a", NOW, LIMIT, **kwargs)
                 second = claim(s2, "worker-b", NOW, LIMIT, **kwargs)
