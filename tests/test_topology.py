@@ -144,6 +144,13 @@ def scaled(database_url, instance_dir, tmp_path_factory):
             _release(app)
             wait_for(lambda: len(twilio.messages) >= PATIENTS and len(inbox.all()) >= PATIENTS * NURSES,
                      "the SMS and the alert e-mails", seconds=120, procs=tuple(d.procs.values()))
+            # A worker logs its pass once the pass is over (every outcome recorded): after the last message left.
+            def reported() -> tuple[int, int]:
+                done = [_work_done(d.all_logs()[f"worker{n}.log"]) for n in (1, 2)]
+                return sum(sms for sms, _ in done), sum(mails for _, mails in done)
+
+            wait_for(lambda: reported() == (PATIENTS, PATIENTS * NURSES), "the workers' reports of their passes",
+                     seconds=60, procs=tuple(d.procs.values()))
             d.web_ports = web
             yield d
         finally:
@@ -185,9 +192,16 @@ def test_nginx_shares_patients_between_instances_which_log_json_lines(scaled):
     for link in links:
         page = requests.get(link, verify=str(d.cert), timeout=30)
         assert page.status_code == 200 and 'lang="fr"' in page.text
+    def lines_now() -> dict[int, list[dict]]:
+        logs = d.all_logs()
+        return {n: [json.loads(line) for line in logs[f"gunicorn{n}.log"].splitlines() if line.startswith("{")]
+                for n in (1, 2)}
+
+    # gunicorn writes a request's line once the answer has gone: the last one may come just after it.
+    wait_for(lambda: sum(r.get("path") == "/s/[redacted]" for rows in lines_now().values() for r in rows)
+             >= LINKS_OPENED, "the request lines of the link openings")
     logs = d.all_logs()
-    lines = {n: [json.loads(line) for line in logs[f"gunicorn{n}.log"].splitlines() if line.startswith("{")]
-             for n in (1, 2)}
+    lines = lines_now()
     # A link opening is two requests (the link, then the questionnaire it redirects to), which nginx's round robin
     # may send to different instances: the patient's session cookie is good on both.
     patient = {n: [r for r in rows if r.get("path", "").startswith(("/s/", "/q"))] for n, rows in lines.items()}
