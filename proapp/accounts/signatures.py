@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from proapp.accounts import services as accounts
 from proapp.accounts import two_factor
 from proapp.accounts.models import User
+from proapp.refusals import Refused
 
 # What each signature means: stored in English (the record), shown in the signer's language.
 MEANINGS = {
@@ -31,10 +32,8 @@ MEANINGS = {
 }
 
 
-class SignatureRefused(ValueError):
-    def __init__(self, message: object):
-        super().__init__(str(message))
-        self.message = message
+class SignatureRefused(Refused):
+    """The signature was not given; ``message`` says why."""
 
 
 @dataclass(frozen=True)

@@ -53,15 +53,14 @@ from proapp.patients.contacts import erase
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
 from proapp.patients.signals import sms_must_stop
 from proapp.questionnaire.models import AccessLink
+from proapp.refusals import Refused
 from proapp.studies.catalog import DATA_DIR as STUDIES
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import ClosedLink, Site, Study, StudyClosure
 
 
-class ClosureRefused(ValueError):
-    def __init__(self, message: object):
-        super().__init__(str(message))
-        self.message = message
+class ClosureRefused(Refused):
+    """The study was not closed (or a step not taken); ``message`` says why."""
 
 
 @dataclass(frozen=True)

@@ -52,25 +52,26 @@ def _event(db: Session, patient: Patient, now: datetime, actor: str, action: str
 
 
 def pause_sms(db: Session, patient: Patient, *, actor: str, reason: str | None, now: datetime) -> None:
-    reason = check_reason(reason)
-    check_active(patient)
-    if patient.contact is None:
-        raise ChangeRefused(_l("This patient has no phone number."), "patient")
-    try:
-        preferences.pause(db, patient.contact, now, actor, reason)
-    except preferences.PreferenceError:
-        raise ChangeRefused(_l("SMS are already paused for this patient."), "patient") from None
+    _change_sms(db, patient, preferences.pause, _l("SMS are already paused for this patient."), actor=actor,
+                reason=reason, now=now)
 
 
 def resume_sms(db: Session, patient: Patient, *, actor: str, reason: str | None, now: datetime) -> None:
+    _change_sms(db, patient, preferences.resume, _l("SMS are not paused for this patient."), actor=actor,
+                reason=reason, now=now)
+
+
+def _change_sms(db: Session, patient: Patient, change: Any, already: Any, *, actor: str, reason: str | None,
+                now: datetime) -> None:
+    """Pause or resume a patient's SMS (``change``), refused with ``already`` when they are so already."""
     reason = check_reason(reason)
     check_active(patient)
     if patient.contact is None:
         raise ChangeRefused(_l("This patient has no phone number."), "patient")
     try:
-        preferences.resume(db, patient.contact, now, actor, reason)
+        change(db, patient.contact, now, actor, reason)
     except preferences.PreferenceError:
-        raise ChangeRefused(_l("SMS are not paused for this patient."), "patient") from None
+        raise ChangeRefused(already, "patient") from None
 
 
 def withdraw(db: Session, patient: Patient, *, actor: str, reason: str | None, now: datetime,

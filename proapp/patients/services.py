@@ -18,6 +18,7 @@ from proapp.patients import occurrences, phones
 from proapp.patients.models import Agreement, Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
 from proapp.patients.preferences import record_event
 from proapp.patients.signals import visits_moved
+from proapp.refusals import Refused
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Site, Study
 from proapp.studies.schedule import compute_schedule
@@ -187,12 +188,8 @@ def acknowledge_information(db: Session, patient: Patient, version: str, *, now:
 
 # Rescheduling the anchor date -------------------------------------------------------------------------------------
 
-class RescheduleRefused(ValueError):
+class RescheduleRefused(Refused):
     """The anchor date was not moved; ``message`` says why (translatable)."""
-
-    def __init__(self, message: object):
-        super().__init__(str(message))
-        self.message = message
 
 
 @dataclass(frozen=True)
