@@ -20,11 +20,11 @@ from proapp.accounts import commands as account_commands
 from proapp.accounts import routes as accounts_routes
 from proapp.alerts import commands as alert_commands
 from proapp.alerts import routes as alert_routes
-from proapp.alerts.services import connect_signals as connect_alerts
-from proapp.alerts.services import raised_telling_patient, rules_telling_patient
+from proapp.alerts.raising import connect_signals as connect_alerts
+from proapp.alerts.raising import raised_telling_patient, rules_telling_patient
 from proapp.audit import commands as audit_commands
 from proapp.audit.keys import AuditKeyError, parse
-from proapp.audit.services import install as install_audit_trail
+from proapp.audit.trail import install as install_audit_trail
 from proapp.cli import proapp_cli
 from proapp.clock import Clock
 from proapp.closure import commands as closure_commands
@@ -50,10 +50,10 @@ from proapp.patients import commands as patient_commands
 from proapp.patients.phones import PhoneVault
 from proapp.questionnaire import commands as questionnaire_commands
 from proapp.questionnaire import routes as questionnaire_routes
-from proapp.questionnaire.services import connect_signals as connect_questionnaire
+from proapp.questionnaire.answering import connect_signals as connect_questionnaire
 from proapp.sms import commands as sms_commands
 from proapp.sms import routes as sms_routes
-from proapp.sms.services import connect_signals
+from proapp.sms.delivery import connect_signals
 from proapp.studies.catalog import DATA_DIR as STUDY_DIR
 from proapp.studies.catalog import DEMO_CONTACTS, StudyFileError, load_studies, missing_information, refused_wording
 

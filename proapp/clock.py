@@ -1,5 +1,5 @@
 """The app's clock. Every service takes ``now`` from its caller; routes, commands and jobs ask the clock of the
-current app (``proapp.services.now``). It reads the system's UTC time, unless it was set: tests set it to
+current app (``proapp.runtime.now``). It reads the system's UTC time, unless it was set: tests set it to
 travel in time, and ``proapp tick --now`` sets it outside production."""
 
 from __future__ import annotations

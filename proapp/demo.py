@@ -11,13 +11,13 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
-from proapp import db, services
+from proapp import db, runtime
 from proapp.accounts.models import Role, User
-from proapp.accounts.services import create_user
+from proapp.accounts.staff import create_user
 from proapp.cli import fail
+from proapp.patients.enrolment import EnrolmentRequest, enroll_patient
 from proapp.patients.models import Patient
-from proapp.patients.services import EnrolmentRequest, enroll_patient
-from proapp.questionnaire.services import issue_link, open_occurrence_for
+from proapp.questionnaire.answering import issue_link, open_occurrence_for
 from proapp.questionnaire.ulcers import note_ulcer
 
 
@@ -28,7 +28,7 @@ def demo_cmd() -> None:
     if current_app.config["PRODUCTION"]:
         fail("demo data is refused in production")
     s = db.session()
-    now = services.now()
+    now = runtime.now()
     email = "admin@demo.invalid"
     if s.scalar(select(User.id).where(User.email == email)) is None:
         password = secrets.token_urlsafe(12)
@@ -56,12 +56,12 @@ def demo_cmd() -> None:
             continue
         anchor = now.astimezone(ZoneInfo(tz)).date() - timedelta(days=days)
         with db.transaction():
-            patient = enroll_patient(s, services.studies(), services.phone_vault(),
+            patient = enroll_patient(s, runtime.studies(), runtime.phone_vault(),
                                      EnrolmentRequest(study, site, subject, phone, lang, anchor, tz, 10,
                                                       agreed_on=min(anchor, now.date())), now=now,
                                      actor="cli:demo")
             if days == -1 and study == "ADUSE":
-                note_ulcer(s, services.instruments(), patient, hand="L", finger="2", site="TIP", treated=True,
+                note_ulcer(s, runtime.instruments(), patient, hand="L", finger="2", site="TIP", treated=True,
                            noted_on=min(anchor, now.date()), actor="cli:demo", now=now)
         click.echo(f"enrolled demo patient {subject} ({study}/{site}, {lang}, {tz}), anchor date {anchor}")
     click.echo("questionnaire links (each new link replaces the previous one):")

@@ -15,7 +15,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
-from proapp import db, services
+from proapp import db, runtime
 from proapp.audit.keys import generate as generate_audit_keys
 from proapp.audit.keys import key_problems as audit_key_problems
 from proapp.cli import fail
@@ -28,7 +28,7 @@ from proapp.migrate import current_revision, grant_app_role, head_revision, upgr
 from proapp.sms.gateways import TwilioGateway
 from proapp.sms.settings import sms_problems
 from proapp.studies.catalog import DATA_DIR, load_studies, missing_information, unvalidated_wording
-from proapp.studies.services import sync_studies
+from proapp.studies.sync import sync_studies
 
 CHECKS: tuple[Check, ...] = (audit_key_problems, sms_problems, mail_problems, push_problems)
 """Each feature's check of its own settings: the app's start-up (``app_config``) and ``proapp check`` run them."""
@@ -181,10 +181,10 @@ def init_cmd(app_role: str | None) -> None:
         except ValueError as exc:
             fail(str(exc))
     with db.transaction() as s:
-        changes = sync_studies(s, services.studies(), services.now())
+        changes = sync_studies(s, runtime.studies(), runtime.now())
     for line in changes:
         click.echo(line)
-    click.echo(f"database at the newest schema; studies: {', '.join(services.studies().codes())}")
+    click.echo(f"database at the newest schema; studies: {', '.join(runtime.studies().codes())}")
 
 
 @click.command("config-table")

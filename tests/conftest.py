@@ -175,7 +175,7 @@ def fresh_app(database_url: str, **overrides) -> Flask:
     app = make_app(database_url, **overrides)
     with app.app_context():
         _empty_tables()
-        from proapp.studies.services import sync_studies
+        from proapp.studies.sync import sync_studies
 
         with db.transaction() as s:
             sync_studies(s, app.extensions["proapp.studies"], datetime.now(UTC))

@@ -32,9 +32,9 @@ from sqlalchemy import select
 
 from proapp import db
 from proapp.models import Occurrence, Response
-from proapp.patients.services import EnrolmentRequest, enroll_patient
+from proapp.patients.enrolment import EnrolmentRequest, enroll_patient
+from proapp.questionnaire.answering import issue_link
 from proapp.questionnaire.corrections import Source, correct_answer
-from proapp.questionnaire.services import issue_link
 from tests.dashboard.conftest import PASSWORD
 from tests.export.conftest import auth, make_key
 from tests.helpers import agreed

@@ -165,10 +165,10 @@ def test_no_package_uses_another_package_private_names():
 
 
 def test_the_checker_finds_a_private_name_of_another_package():
-    source = ast.parse("from proapp.config import _env_value, SETTINGS\nfrom proapp.sms import services\n"
+    source = ast.parse("from proapp.config import _env_value, SETTINGS\nfrom proapp.sms import delivery\n"
                        "from proapp.ops import _own\n"
-                       "def f():\n    return services._audit_sms, services.audit\n")
-    assert private_names_used("proapp.ops", source) == ["proapp.config._env_value", "proapp.sms.services._audit_sms"]
+                       "def f():\n    return delivery._audit_sms, delivery.audit\n")
+    assert private_names_used("proapp.ops", source) == ["proapp.config._env_value", "proapp.sms.delivery._audit_sms"]
 
 
 def test_the_checker_finds_a_cycle():

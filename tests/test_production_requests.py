@@ -143,8 +143,8 @@ HOSTILE_NEXT = ["/staff/\r\nSet-Cookie: x=1", "/staff/\nx", "//evil.example/", "
 
 def test_hostile_next_values_never_redirect_elsewhere_and_never_fail(app):
     from proapp.accounts.models import Role
-    from proapp.accounts.services import create_user
-    from proapp.services import now
+    from proapp.accounts.staff import create_user
+    from proapp.runtime import now
     from tests.dashboard.conftest import PASSWORD
 
     with app.app_context():
@@ -194,8 +194,8 @@ def test_csv_cells_that_would_start_a_formula_are_neutralised():
 def test_the_certified_audit_copy_neutralises_formulas_typed_by_staff(app):
     """A reason typed by staff is the free text that reaches a CSV: every formula start comes out quoted."""
     from proapp.accounts.models import Role
-    from proapp.accounts.services import create_user
-    from proapp.services import now
+    from proapp.accounts.staff import create_user
+    from proapp.runtime import now
     from tests.dashboard.conftest import PASSWORD, Staff
 
     with app.app_context():
@@ -222,9 +222,9 @@ def test_an_over_long_password_costs_the_same_as_a_wrong_one(app, monkeypatch):
     """Same path, same work: one scrypt hash for a wrong password and for one over the length limit."""
     import hashlib
 
-    from proapp.accounts import services as accounts
+    from proapp.accounts import staff as accounts
     from proapp.accounts.models import Role
-    from proapp.services import now
+    from proapp.runtime import now
 
     with app.app_context():
         s = db.session()
@@ -306,7 +306,7 @@ def test_link_tokens_never_reach_the_development_servers_log(app, caplog):
 
 def test_link_tokens_never_reach_the_apps_own_log(app, caplog):
     """An error on a link page is logged by Flask with the path: redacted."""
-    from proapp.questionnaire import services as answering
+    from proapp.questionnaire import answering as answering
 
     def broken(*_a, **_k):
         raise RuntimeError("boom")
@@ -340,9 +340,9 @@ def test_staff_account_forms_work_over_https_in_production(prod_app):
     import pyotp
 
     from proapp.accounts import invitations
-    from proapp.accounts import services as accounts
+    from proapp.accounts import staff as accounts
     from proapp.accounts.models import Role, User
-    from proapp.services import now
+    from proapp.runtime import now
 
     with prod_app.app_context():
         s = db.session()

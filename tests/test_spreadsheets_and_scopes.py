@@ -41,8 +41,8 @@ def test_the_certified_copy_comes_with_semicolons_for_french_excel_and_no_formul
 
     from proapp import db
     from proapp.accounts.models import Role, User
-    from proapp.accounts.services import create_user
-    from proapp.services import now
+    from proapp.accounts.staff import create_user
+    from proapp.runtime import now
 
     with app.app_context():
         create_user(db.session(), email="c@chu.test", password=PASSWORD, role=Role.ADMIN, now=now())

@@ -22,10 +22,10 @@ from sqlalchemy import insert, select, update
 
 from proapp import db
 from proapp.alerts.models import Alert, AlertNotification
+from proapp.patients.enrolment import EnrolmentRequest, enroll_patient
 from proapp.patients.models import Occurrence, Patient
-from proapp.patients.services import EnrolmentRequest, enroll_patient
+from proapp.sms.delivery import SmsSettings, queue_invitations
 from proapp.sms.models import SmsMessage
-from proapp.sms.services import SmsSettings, queue_invitations
 from proapp.studies.catalog import DEMO_CONTACTS
 from tests.benchmarks._setup import free_port
 from tests.conftest import PHONE_KEY, PRODUCTION_STUDIES, fresh_app

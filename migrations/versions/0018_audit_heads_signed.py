@@ -45,7 +45,7 @@ def _keys():
 def upgrade() -> None:
     from proapp.audit.checkpoints import signed_body
     from proapp.audit.guard import seal_statements
-    from proapp.audit.services import head_mac
+    from proapp.audit.trail import head_mac
 
     conn = op.get_bind()
     head = sa.table("audit_chain_head", sa.column("chain", sa.String), sa.column("last_seq", sa.BigInteger),

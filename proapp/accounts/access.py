@@ -17,8 +17,8 @@ from flask import Blueprint, Response, abort, current_app, flash, g, redirect, r
 from flask_babel import gettext as _
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
 
-from proapp import db, services
-from proapp.accounts import services as accounts
+from proapp import db, runtime
+from proapp.accounts import staff as accounts
 from proapp.accounts.models import Role
 from proapp.accounts.two_factor import required as two_factor_required
 from proapp.i18n import use_locale
@@ -89,7 +89,7 @@ def _check_viewer() -> Viewer | None:
     if not isinstance(data, dict) or not isinstance(data.get("sid"), str):
         return None
     s, cfg = db.session(), current_app.config
-    check = accounts.check_session(s, data["sid"], services.now(),
+    check = accounts.check_session(s, data["sid"], runtime.now(),
                                    idle=timedelta(minutes=cfg["STAFF_IDLE_MINUTES"]),
                                    lifetime=timedelta(hours=cfg["STAFF_SESSION_HOURS"]))
     user = check.user

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from proapp.accounts.models import AccountMail, StaffSession, User, UserScope
-from proapp.accounts.services import UNUSABLE_HASH
+from proapp.accounts.staff import UNUSABLE_HASH
 from proapp.studies.models import Site, Study
 
 

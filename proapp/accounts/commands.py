@@ -9,9 +9,9 @@ from flask.cli import AppGroup
 from flask_babel import force_locale
 from sqlalchemy import select
 
-from proapp import db, services
+from proapp import db, runtime
 from proapp.accounts.models import Role, User
-from proapp.accounts.services import AccountError, create_user, end_all_sessions, set_active, set_password
+from proapp.accounts.staff import AccountError, create_user, end_all_sessions, set_active, set_password
 from proapp.cli import fail
 
 
@@ -31,7 +31,7 @@ def user_create_cmd(email: str, role: str, study: str | None, site: tuple[str, .
     password = sys.stdin.readline().rstrip("\n")
     try:
         with force_locale("en"), db.transaction() as s:       # the commands speak English
-            create_user(s, email=email, password=password, role=Role(role), now=services.now(),
+            create_user(s, email=email, password=password, role=Role(role), now=runtime.now(),
                         study_code=study, site_code=site, language=language)
     except AccountError as exc:
         fail(str(exc))
@@ -52,7 +52,7 @@ def user_password_cmd(email: str) -> None:
     password = sys.stdin.readline().rstrip("\n")
     try:
         with force_locale("en"), db.transaction() as s:
-            set_password(s, _account(s, email), password, services.now(), actor="cli")
+            set_password(s, _account(s, email), password, runtime.now(), actor="cli")
     except AccountError as exc:
         fail(str(exc))
     click.echo(f"password of {email.strip().lower()} changed; its sessions ended")
@@ -61,7 +61,7 @@ def user_password_cmd(email: str) -> None:
 def _set_active(email: str, active: bool, reason: str) -> None:
     try:
         with db.transaction() as s:
-            set_active(s, _account(s, email), active, services.now(), actor="cli", reason=reason)
+            set_active(s, _account(s, email), active, runtime.now(), actor="cli", reason=reason)
     except AccountError as exc:
         fail(str(exc))
     click.echo(f"account {email.strip().lower()} {'enabled' if active else 'disabled'}")
@@ -90,5 +90,5 @@ def user_end_sessions_cmd(email: str, reason: str) -> None:
     """End every open session of an account at once (e.g. a lost laptop)."""
     with db.transaction() as s:
         user = _account(s, email)
-        ended = end_all_sessions(s, user.id, services.now(), actor="cli", reason=reason)
+        ended = end_all_sessions(s, user.id, runtime.now(), actor="cli", reason=reason)
     click.echo(f"{ended} session(s) of {email.strip().lower()} ended")

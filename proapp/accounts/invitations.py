@@ -17,9 +17,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from proapp import outbox
-from proapp.accounts import services as accounts
+from proapp.accounts import staff as accounts
 from proapp.accounts.models import AccountMail, AccountToken, User
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.mail import Mail
 from proapp.tokens import token_hash
 

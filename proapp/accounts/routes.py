@@ -22,13 +22,13 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from proapp import db, ratelimit, services
+from proapp import db, ratelimit, runtime
 from proapp.accounts import admin_queries, invitations, two_factor
-from proapp.accounts import services as accounts
+from proapp.accounts import staff as accounts
 from proapp.accounts.access import SESSION_KEY, current_viewer, staff_routes, viewer
 from proapp.accounts.models import Role, User
 from proapp.accounts.signatures import MEANINGS
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.i18n import use_locale
 from proapp.mail import plain_address
 from proapp.web import safe_next, too_many_requests
@@ -55,7 +55,7 @@ def login() -> Any:
         s = db.session()
         cfg = current_app.config
         try:
-            user = accounts.authenticate(s, email, request.form.get("password", ""), now=services.now(),
+            user = accounts.authenticate(s, email, request.form.get("password", ""), now=runtime.now(),
                                          max_failures=cfg["LOGIN_MAX_FAILURES"],
                                          lock_for=timedelta(minutes=cfg["LOGIN_LOCK_MINUTES"]),
                                          client={"ip": request.remote_addr or "",
@@ -78,7 +78,7 @@ def _code_step(s, user, target: str) -> Any:
     """The password is right; the session only remembers that, for a few minutes, until the code is typed."""
     s.commit()
     session.clear()
-    session[PENDING_KEY] = {"uid": user.id, "next": target, "at": services.now().timestamp()}
+    session[PENDING_KEY] = {"uid": user.id, "next": target, "at": runtime.now().timestamp()}
     return redirect(url_for("accounts.login_code"), code=303)
 
 
@@ -89,13 +89,13 @@ def _after_password(s, user, target: str) -> Any:
     if user.totp_enabled_at is not None:
         s.commit()                      # the new password is kept; the account is not signed in yet
         return _code_step(s, user, target)
-    accounts.signed_in(s, user, services.now(), {"ip": request.remote_addr or "",
+    accounts.signed_in(s, user, runtime.now(), {"ip": request.remote_addr or "",
                                                   "agent": request.user_agent.string[:120]})
     return _signed_in(s, user, target)
 
 
 def _signed_in(s, user, target: str) -> Any:
-    token = accounts.start_session(s, user, services.now())
+    token = accounts.start_session(s, user, runtime.now())
     s.commit()
     session.clear()                 # a new session at sign-in: nothing from before it survives
     session[SESSION_KEY] = {"uid": user.id, "sid": token}
@@ -110,7 +110,7 @@ PENDING_SECONDS = 300
 def login_code() -> Any:
     """The second step of signing in: a code of the authenticator app, or a recovery code."""
     pending = session.get(PENDING_KEY)
-    if not isinstance(pending, dict) or services.now().timestamp() - float(pending.get("at", 0)) > PENDING_SECONDS:
+    if not isinstance(pending, dict) or runtime.now().timestamp() - float(pending.get("at", 0)) > PENDING_SECONDS:
         session.pop(PENDING_KEY, None)
         return redirect(url_for("accounts.login"), code=303)
     error = None
@@ -126,10 +126,10 @@ def login_code() -> Any:
         if wait:
             return too_many_requests(wait)
         cfg = current_app.config
-        now = services.now()
+        now = runtime.now()
         locked = user is None or not user.active or (user.locked_until is not None and now < user.locked_until)
         used = None if locked else two_factor.check(s, user, request.form.get("code", "")[:40],
-                                                     vault=services.phone_vault(), now=now)
+                                                     vault=runtime.phone_vault(), now=now)
         if used in ("totp", "recovery"):
             accounts.signed_in(s, user, now, {"ip": request.remote_addr or ""}, second_factor=used)
             return _signed_in(s, user, pending.get("next") or url_for("staff.overview"))
@@ -166,7 +166,7 @@ def two_factor_setup() -> Any:
     if request.method == "POST":
         try:
             codes = two_factor.enable(s, user, secret, request.form.get("code", "")[:40],
-                                      vault=services.phone_vault(), now=services.now(), actor=v.actor)
+                                      vault=runtime.phone_vault(), now=runtime.now(), actor=v.actor)
         except ValueError:
             error = _("This code does not match: check the phone's time and type the code shown now.")
         else:
@@ -206,7 +206,7 @@ def _request_reset(app, email: str, client: str) -> None:
     """The work behind "forgot your password?", after the answer (its own app context and transaction)."""
     try:
         with app.app_context(), db.transaction() as s:
-            invitations.request_reset(s, email, services.now(), client=client)
+            invitations.request_reset(s, email, runtime.now(), client=client)
     except Exception:           # the page is sent already: the error goes to the log, as a job's would
         app.logger.exception("a password reset request could not be queued")
 
@@ -217,7 +217,7 @@ def _password_link(token: str, purpose: str) -> Any:
         if limited:
             return limited
     s = db.session()
-    link = invitations.find(s, token, purpose, services.now())
+    link = invitations.find(s, token, purpose, runtime.now())
     if link is None:
         return render_template("staff/set_password.html", dead=True, purpose=purpose), 404
     if session.get("lang") not in ("fr", "en"):
@@ -229,7 +229,7 @@ def _password_link(token: str, purpose: str) -> Any:
             error = _("The two passwords differ.")
         else:
             try:
-                user = invitations.redeem(s, token, purpose, new, services.now())
+                user = invitations.redeem(s, token, purpose, new, runtime.now())
             except accounts.AccountError as exc:
                 s.rollback()
                 error = str(exc)
@@ -278,7 +278,7 @@ def my_account() -> Any:
             errors["password"] = _("The two passwords differ.")
         else:
             try:
-                accounts.set_password(s, user, new, services.now(), actor=v.actor)    # ends every session
+                accounts.set_password(s, user, new, runtime.now(), actor=v.actor)    # ends every session
             except accounts.AccountError as exc:
                 errors["password"] = str(exc)
         if not errors:
@@ -292,7 +292,7 @@ def _current_password_ok(s, user, current: str) -> bool:
     """The current password, asked again before a change, counted like a sign-in: a wrong one counts towards
     the lockout and is audited; a locked account is answered as a wrong password, even with the right one (the
     same check is made, so the answer and its time tell nothing)."""
-    now, cfg = services.now(), current_app.config
+    now, cfg = runtime.now(), current_app.config
     right = accounts.check_current_password(user, current)
     locked = user.locked_until is not None and now < user.locked_until
     if right and not locked:
@@ -319,7 +319,7 @@ def _account_or_404(user_id: int):
 
 @staff_route("/accounts", "admin")
 def accounts_list() -> str:
-    return render_template("staff/accounts.html", rows=admin_queries.accounts(db.session()), now=services.now())
+    return render_template("staff/accounts.html", rows=admin_queries.accounts(db.session()), now=runtime.now())
 
 
 def _form_values() -> dict[str, Any]:
@@ -355,10 +355,10 @@ def invite() -> Any:
         if not errors:
             s = db.session()
             try:
-                user = accounts.create_user(s, email=values["email"], password=None, role=role, now=services.now(),
+                user = accounts.create_user(s, email=values["email"], password=None, role=role, now=runtime.now(),
                                             study_code=values["study"] or None, site_code=values["sites"],
                                             language=values["language"], created_by=viewer().actor)
-                invitations.queue(s, user, "invite", services.now(), actor=viewer().actor)
+                invitations.queue(s, user, "invite", runtime.now(), actor=viewer().actor)
             except accounts.AccountError as exc:
                 s.rollback()
                 errors["email"] = str(exc)
@@ -385,7 +385,7 @@ def account_page(user_id: int) -> Any:
             try:
                 accounts.update_account(s, user, role=role, study_code=values["study"] or None,
                                         site_codes=values["sites"], language=values["language"],
-                                        now=services.now(), actor=viewer().actor, reason=values["reason"])
+                                        now=runtime.now(), actor=viewer().actor, reason=values["reason"])
             except accounts.AccountError as exc:
                 s.rollback()
                 errors["role"] = str(exc)
@@ -411,19 +411,19 @@ def _account_action(user_id: int, action: str) -> Any:
         if action == "end_sessions":
             if user.id == v.user_id:
                 raise accounts.AccountError(_("To end your own session, sign out."))
-            accounts.end_all_sessions(s, user.id, services.now(), actor=v.actor, reason=reason)
+            accounts.end_all_sessions(s, user.id, runtime.now(), actor=v.actor, reason=reason)
         elif action == "reset_two_factor":
             from proapp.accounts import two_factor
 
-            two_factor.reset(s, user, now=services.now(), actor=v.actor, reason=reason)
-            accounts.end_all_sessions(s, user.id, services.now(), actor=v.actor, reason="two_factor_reset")
+            two_factor.reset(s, user, now=runtime.now(), actor=v.actor, reason=reason)
+            accounts.end_all_sessions(s, user.id, runtime.now(), actor=v.actor, reason="two_factor_reset")
         elif action == "resend":
             if user.password_hash != accounts.UNUSABLE_HASH:
                 raise accounts.AccountError(_("This account already has a password: the person can use "
                                               "“Forgot your password?”."))
-            invitations.queue(s, user, "invite", services.now(), actor=v.actor)
+            invitations.queue(s, user, "invite", runtime.now(), actor=v.actor)
         else:
-            accounts.set_active(s, user, action == "enable", services.now(), actor=v.actor, reason=reason)
+            accounts.set_active(s, user, action == "enable", runtime.now(), actor=v.actor, reason=reason)
     except accounts.AccountError as exc:
         s.rollback()
         flash(str(exc), "error")
@@ -462,8 +462,8 @@ def resend(user_id: int) -> Any:
 def logout() -> Any:
     v = viewer()
     s = db.session()
-    record(s, actor=v.actor, action="user.logout", entity="app_user", entity_id=v.user_id, at=services.now())
-    accounts.end_session(s, session[SESSION_KEY]["sid"], services.now())
+    record(s, actor=v.actor, action="user.logout", entity="app_user", entity_id=v.user_id, at=runtime.now())
+    accounts.end_session(s, session[SESSION_KEY]["sid"], runtime.now())
     s.commit()
     session.clear()
     flash(_("You are signed out."), "notice")

@@ -11,7 +11,7 @@ from typing import Any
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Session
 
-from proapp.accounts import services as accounts
+from proapp.accounts import staff as accounts
 from proapp.accounts import two_factor
 from proapp.accounts.models import User
 from proapp.refusals import Refused

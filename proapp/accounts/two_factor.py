@@ -19,7 +19,7 @@ from sqlalchemy import JSON, Text, cast, literal, or_, update
 from sqlalchemy.orm import Session
 
 from proapp.accounts.models import User
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.tokens import token_hash
 
 ISSUER = "proapp"

@@ -7,7 +7,7 @@ from flask.cli import AppGroup
 from sqlalchemy import true
 
 from proapp import db
-from proapp.alerts.services import alerts_page
+from proapp.alerts.raising import alerts_page
 
 
 @click.group("alerts", cls=AppGroup)

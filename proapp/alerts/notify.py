@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, joinedload
 from proapp import outbox
 from proapp.accounts.models import Role, User, UserScope
 from proapp.alerts.models import Alert, AlertNotification, AlertState, NotificationStatus
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.db import dialect_insert
 from proapp.mail import Mail, Mailer
 from proapp.patients.models import Patient

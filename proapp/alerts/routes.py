@@ -10,9 +10,9 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
-from proapp import db, services
+from proapp import db, runtime
 from proapp.accounts.access import staff_routes, viewer
-from proapp.alerts import services as alerting
+from proapp.alerts import raising as alerting
 from proapp.alerts.models import AckAction, Alert, AlertNotification
 from proapp.patients.models import Patient
 
@@ -43,7 +43,7 @@ def queue() -> str:
     rows = alerting.alerts_page(db.session(), viewer().patients(), study=f["study"] or None,
                                 site=f["site"] or None, state=f["state"], severity=f["severity"] or None)
     return render_template("staff/alerts.html", rows=rows, f=f, severities=SEVERITIES, states=STATES,
-                           actions=ACTIONS, now=services.now(), minutes=alerting.minutes_between)
+                           actions=ACTIONS, now=runtime.now(), minutes=alerting.minutes_between)
 
 
 def _alert_or_404(alert_id: int) -> Alert:
@@ -56,14 +56,14 @@ def _alert_or_404(alert_id: int) -> Alert:
 
 def _evidence(alert: Alert, lang: str) -> list[dict[str, Any]]:
     """The answers and scores that met the rule, worded as the patient saw them (question and answer)."""
-    study = services.studies().get(alert.study.code)
+    study = runtime.studies().get(alert.study.code)
     out = []
     for e in alert.evidence:
         inst_code, _dot, code = str(e.get("ref", "")).partition(".")
         use = study.instruments.get(inst_code)
         question, answer = e.get("ref", ""), str(e.get("value"))
         if use is not None:
-            inst = services.instruments().get(inst_code, use.version)
+            inst = runtime.instruments().get(inst_code, use.version)
             if e.get("kind") == "item":
                 try:
                     item = inst.item(code)
@@ -89,7 +89,7 @@ def _render(alert: Alert, errors: dict[str, str] | None = None, values: dict[str
     return render_template("staff/alert.html", a=alert, evidence=_evidence(alert, _lang()),
                            notifications=notifications, severities=SEVERITIES, states=STATES, actions=ACTIONS,
                            statuses=NOTIFICATION_STATUSES, errors=errors or {}, values=values or {},
-                           minutes=alerting.minutes_between, now=services.now()), status
+                           minutes=alerting.minutes_between, now=runtime.now()), status
 
 
 @staff_route("/alerts/<int:alert_id>", "read")
@@ -104,7 +104,7 @@ def acknowledge(alert_id: int) -> Any:
     s = db.session()
     try:
         alerting.acknowledge(s, alert.id, actor=viewer().actor, action=values["action"], note=values["note"],
-                             now=services.now())
+                             now=runtime.now())
     except alerting.AcknowledgeError as exc:
         s.rollback()
         messages = {"action": _("Choose what was done."),

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from proapp.audit.keys import AuditKeys
 from proapp.audit.models import AuditCheckpoint, AuditEvent
 from proapp.audit.restores import explaining, genuine
-from proapp.audit.services import Finding, signed_heads
+from proapp.audit.trail import Finding, signed_heads
 
 
 class HeadsNotSigned(RuntimeError):

@@ -9,9 +9,9 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from proapp import db, services
+from proapp import db, runtime
 from proapp.audit.checkpoints import HeadsNotSigned, as_line, check, latest, write
-from proapp.audit.services import verify, verify_since
+from proapp.audit.trail import verify, verify_since
 from proapp.cli import fail
 
 
@@ -75,7 +75,7 @@ def audit_checkpoint_cmd(append_to: str | None, to_syslog: bool) -> None:
     appended since the last)."""
     try:
         with db.transaction() as s:
-            write(s, current_app.extensions["proapp.audit_keys"], services.now())
+            write(s, current_app.extensions["proapp.audit_keys"], runtime.now())
     except HeadsNotSigned as exc:
         fail(f"{exc}. Run proapp audit verify.")
     checkpoint = latest(db.session())

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from proapp import csvfiles
 from proapp.audit.models import AuditEvent
-from proapp.audit.services import Finding, chain_of, verify
+from proapp.audit.trail import Finding, chain_of, verify
 
 COLUMNS = ("entry", "at_utc", "actor", "action", "entity", "entity_id", "old", "new", "reason", "prev_hash", "hash")
 

@@ -42,7 +42,7 @@ class AuditEvent(Base):
 
 class AuditChainHead(Base):
     """The last entry of each chain: locking its row serialises the appends to that chain only. ``mac`` signs the
-    row with the audit key (``services.head_mac``), so whoever lacks the key cannot move a head back over entries
+    row with the audit key (``trail.head_mac``), so whoever lacks the key cannot move a head back over entries
     cut from the chain's end, nor forward over entries added outside proapp."""
 
     __tablename__ = "audit_chain_head"

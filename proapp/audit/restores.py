@@ -23,7 +23,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from proapp.audit.keys import AuditKeys
 from proapp.audit.models import AuditChainHead, AuditEvent
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.db import Base
 
 

@@ -11,7 +11,7 @@ from flask_babel import force_locale
 
 from proapp.cli import fail
 from proapp.closure.archive import verify
-from proapp.closure.services import ClosureRefused, archive_dir, run, sources
+from proapp.closure.steps import ClosureRefused, archive_dir, run, sources
 
 
 @click.group("study", cls=AppGroup)

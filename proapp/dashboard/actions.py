@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 from proapp.patients.actions import ChangeRefused, check_active, check_reason
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient
 from proapp.patients.preferences import record_event
+from proapp.questionnaire.answering import new_link
 from proapp.questionnaire.models import AccessLink
-from proapp.questionnaire.services import new_link
-from proapp.sms import services as sms
+from proapp.sms import delivery as sms
 
 
 def _open(occ: Occurrence, now: datetime) -> None:

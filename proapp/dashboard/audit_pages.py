@@ -13,11 +13,11 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from proapp import csvfiles, db, services
+from proapp import csvfiles, db, runtime
 from proapp.accounts.access import Viewer, patient_or_404, staff_routes, viewer
 from proapp.audit.copies import certified_copy
 from proapp.audit.models import AuditEvent
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.patients.models import Patient
 from proapp.web import int_arg
 
@@ -63,9 +63,9 @@ def patient_audit_csv(patient_id: int) -> Response:
     body, count, findings = copy.body, copy.verified, copy.findings
     record(s, actor=viewer().actor, action="audit.exported", entity="patient", entity_id=patient.id,
            patient_id=patient.id, new={"sha256": hashlib.sha256(body).hexdigest(), "chain_intact": not findings},
-           at=services.now())
+           at=runtime.now())
     s.commit()
-    name = f"audit-{patient.subject_id}-{services.now():%Y%m%dT%H%M%SZ}.csv"
+    name = f"audit-{patient.subject_id}-{runtime.now():%Y%m%dT%H%M%SZ}.csv"
     return Response(body, mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{name}"',
         "X-Audit-Chain": f"intact; {count} entries verified" if not findings else f"TAMPERED: {findings[0]}",

@@ -11,11 +11,11 @@ from flask.cli import with_appcontext
 from flask_babel import force_locale
 from sqlalchemy import select
 
-from proapp import db, services
+from proapp import db, runtime
 from proapp.accounts.access import Viewer
 from proapp.accounts.models import User
-from proapp.accounts.services import scopes_of
 from proapp.accounts.signatures import SignatureRefused, sign
+from proapp.accounts.staff import scopes_of
 from proapp.cli import fail
 from proapp.patients.actions import ChangeRefused, reschedule
 from proapp.patients.commands import parse_date, print_schedule
@@ -47,8 +47,8 @@ def reschedule_cmd(subject: str, new_date: str, reason: str, signer: str, study:
                                                     and who.sees(patient.study_id, patient.site_id)):
                 fail(f"{signer} is not an active staff account that may change this patient")
             try:
-                signature = sign(s, user.id, "reschedule", password=password, code=code, vault=services.phone_vault(),
-                                 now=services.now(), max_failures=cfg["LOGIN_MAX_FAILURES"],
+                signature = sign(s, user.id, "reschedule", password=password, code=code, vault=runtime.phone_vault(),
+                                 now=runtime.now(), max_failures=cfg["LOGIN_MAX_FAILURES"],
                                  lock_for=timedelta(minutes=cfg["LOGIN_LOCK_MINUTES"]))
             except SignatureRefused as exc:
                 refused = str(exc.message)
@@ -56,7 +56,7 @@ def reschedule_cmd(subject: str, new_date: str, reason: str, signer: str, study:
                 refused = None
                 try:
                     moved = reschedule(s, s.merge(patient), new_anchor, actor=f"user:{user.email}", reason=reason,
-                                       now=services.now(), signature=signature.record())
+                                       now=runtime.now(), signature=signature.record())
                 except ChangeRefused as exc:
                     s.rollback()
                     fail(str(exc.message))

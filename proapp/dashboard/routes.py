@@ -29,20 +29,18 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from proapp import csvfiles, db, services
-from proapp.accounts import services as accounts
+from proapp import csvfiles, db, runtime
+from proapp.accounts import staff as accounts
 from proapp.accounts.access import SESSION_KEY, Viewer, current_viewer, patient_or_404, staff_routes, viewer
 from proapp.accounts.signatures import SignatureRefused, sign
-from proapp.alerts.services import open_alerts_of, open_counts
+from proapp.alerts.raising import open_alerts_of, open_counts
 from proapp.dashboard import actions as visit_actions
 from proapp.dashboard import charts, labels, queries
 from proapp.export.data import acknowledged
 from proapp.i18n import day, moment, number
 from proapp.instruments import derived_values
 from proapp.patients import actions as changes
-from proapp.patients.models import Occurrence
-from proapp.patients.phones import mask
-from proapp.patients.services import (
+from proapp.patients.enrolment import (
     SENDING_HOURS,
     EnrolmentError,
     EnrolmentRequest,
@@ -50,6 +48,8 @@ from proapp.patients.services import (
     enroll_patient,
     validate_enrolment,
 )
+from proapp.patients.models import Occurrence
+from proapp.patients.phones import mask
 from proapp.questionnaire import ulcers as ulcer_registry
 from proapp.questionnaire.corrections import (
     REQUEST_METHODS,
@@ -75,7 +75,7 @@ def _lang() -> str:
 
 @staff_route("/", "read")
 def overview() -> str:
-    data = queries.overview(db.session(), viewer(), services.studies(), services.now(), _lang(),
+    data = queries.overview(db.session(), viewer(), runtime.studies(), runtime.now(), _lang(),
                             current_app.config["BEHIND_THRESHOLD"])
     # Translated once, formatted per cell (a matrix has hundreds of cells).
     fmt = {"percent": "\u202f%" if _lang() == "fr" else "%"}     # French: a narrow no-break space before %
@@ -87,10 +87,10 @@ def overview() -> str:
 
 def _registry_studies() -> tuple[str, ...]:
     """The studies whose patients have an ulcer registry (ADUSE)."""
-    registry = services.instruments()
-    return tuple(code for code in services.studies().codes() if any(
+    registry = runtime.instruments()
+    return tuple(code for code in runtime.studies().codes() if any(
         ulcer_registry.uses_registry(registry.get(c, use.version))
-        for c, use in services.studies().get(code).instruments.items()))
+        for c, use in runtime.studies().get(code).instruments.items()))
 
 
 @staff_route("/patients", "read")
@@ -102,7 +102,7 @@ def patients() -> str:
                                flag=args.get("flag") if args.get("flag") in queries.FLAGS else None,
                                q=(args.get("q") or "").strip()[:40] or None, page=max(int_arg("page", 1), 1))
     s = db.session()
-    rows, total = queries.patient_list(s, v, f, services.now(), _registry_studies())
+    rows, total = queries.patient_list(s, v, f, runtime.now(), _registry_studies())
     studies = queries.visible_studies(s, v)
     sites = queries.visible_sites(s, v, [st.id for st in studies])
     pages = max((total + queries.PER_PAGE - 1) // queries.PER_PAGE, 1)
@@ -122,7 +122,7 @@ def _enrol_choices(v: Viewer) -> list[tuple[str, str, str]]:
         if site.active:
             st = by_id[site.study_id]
             try:
-                example = services.studies().get(st.code).subject_id_example(site.code)
+                example = runtime.studies().get(st.code).subject_id_example(site.code)
             except KeyError:
                 continue
             out.append((f"{st.code}/{site.code}", f"{st.code} · {site.code} · {site.name}", example))
@@ -143,11 +143,11 @@ def enrol() -> Any:
             s = db.session()
             try:
                 if errors:                   # the service's checks too, so that every error shows at once
-                    validate_enrolment(s, services.studies(), req, now=services.now(),
+                    validate_enrolment(s, runtime.studies(), req, now=runtime.now(),
                                        phone_region=current_app.config["DEFAULT_PHONE_REGION"])
                 else:
-                    patient = enroll_patient(s, services.studies(), services.phone_vault(), req,
-                                             now=services.now(), phone_region=current_app.config[
+                    patient = enroll_patient(s, runtime.studies(), runtime.phone_vault(), req,
+                                             now=runtime.now(), phone_region=current_app.config[
                                                  "DEFAULT_PHONE_REGION"], actor=v.actor)
             except EnrolmentError as exc:
                 s.rollback()
@@ -160,7 +160,7 @@ def enrol() -> Any:
                 flash(_("%(subject)s is enrolled. Their schedule is below.", subject=patient.subject_id), "notice")
                 return redirect(url_for("staff.patient", patient_id=patient.id), code=303)
     status = 422 if errors else 200
-    sheets = {code: services.studies().get(code).information for code in sorted({c[0].split("/")[0] for c in choices})}
+    sheets = {code: runtime.studies().get(code).information for code in sorted({c[0].split("/")[0] for c in choices})}
     return render_template("staff/enrol.html", form=form, errors=errors, choices=choices, timezones=TIMEZONES,
                            hours=SENDING_HOURS, sheets=sheets), status
 
@@ -219,33 +219,33 @@ def _patient_or_404(patient_id: int):
 
 def _render_patient(patient, errors: dict[str, str] | None = None, values: dict[str, str] | None = None,
                     status: int = 200) -> tuple[str, int]:
-    view = queries.patient_view(db.session(), patient, services.studies(), services.now(), _lang())
+    view = queries.patient_view(db.session(), patient, runtime.studies(), runtime.now(), _lang())
     phone = None
     if view.contact is not None and view.contact.phone_ciphertext:
         try:
-            phone = mask(services.phone_vault().decrypt(view.contact.phone_ciphertext))
+            phone = mask(runtime.phone_vault().decrypt(view.contact.phone_ciphertext))
         except ValueError:               # written with a phone key no longer configured (docs/operations.md)
             phone = _("unreadable (phone key missing): ask the patient for their number")
 
     return render_template("staff/patient.html", v=view, phone=phone, charts=_charts(view), errors=errors or {},
                            agreements=agreements_of(db.session(), patient.id),
                            open_alerts=open_alerts_of(db.session(), patient.id), ulcers=_ulcers(patient),
-                           ulcer_items={c: services.instruments().get("DU_BASELINE").item(c)
+                           ulcer_items={c: runtime.instruments().get("DU_BASELINE").item(c)
                                         for c in ("DU_HAND", "DU_FINGER", "DU_SITE")},
-                           ulcer_today=services.now().astimezone(ZoneInfo(patient.timezone)).date().isoformat(),
-                           values=values or {}, actions=ACTIONS, hours=SENDING_HOURS, now=services.now(),
-                           instrument_titles={code: services.instruments().get(code).title(_lang())
-                                              for code in services.instruments().codes()}), status
+                           ulcer_today=runtime.now().astimezone(ZoneInfo(patient.timezone)).date().isoformat(),
+                           values=values or {}, actions=ACTIONS, hours=SENDING_HOURS, now=runtime.now(),
+                           instrument_titles={code: runtime.instruments().get(code).title(_lang())
+                                              for code in runtime.instruments().codes()}), status
 
 
 def _ulcers(patient) -> ulcer_registry.UlcerList | None:
     """The patient's ulcer registry, when their study asks about ulcers (ADUSE)."""
-    study = services.studies().get(patient.study.code)
-    registry = services.instruments()
+    study = runtime.studies().get(patient.study.code)
+    registry = runtime.instruments()
     if not any(ulcer_registry.uses_registry(registry.get(code, use.version))
                for code, use in study.instruments.items()):
         return None
-    return ulcer_registry.ulcer_list(db.session().connection(), patient.id, registry, _lang(), services.now())
+    return ulcer_registry.ulcer_list(db.session().connection(), patient.id, registry, _lang(), runtime.now())
 
 
 @staff_route("/patients/<int:patient_id>/ulcers", "change", methods=["POST"])
@@ -262,9 +262,9 @@ def note_ulcer(patient_id: int) -> Any:
             noted_on = date.fromisoformat(form["noted_on"])
         except ValueError:
             raise ulcer_registry.NoteRefused(_l("Please enter a date.")) from None
-        row = ulcer_registry.note_ulcer(s, services.instruments(), patient, hand=form["hand"], finger=form["finger"],
+        row = ulcer_registry.note_ulcer(s, runtime.instruments(), patient, hand=form["hand"], finger=form["finger"],
                                         site=form["site"], treated=form["treated"] == "Y", noted_on=noted_on,
-                                        actor=viewer().actor, now=services.now())
+                                        actor=viewer().actor, now=runtime.now())
     except ulcer_registry.NoteRefused as exc:
         s.rollback()
         return _render_patient(patient, errors={"ulcer": str(exc.message)}, values={"action": "ulcer", **form},
@@ -296,9 +296,9 @@ def decide_ulcer(patient_id: int) -> Any:
             except ValueError:
                 raise ulcer_registry.NoteRefused(_l("Please enter a date.")) from None
         place = (form["hand"], form["finger"], form["site"]) if form["action"] == "relocated" else None
-        row = ulcer_registry.decide_ulcer(s, services.instruments(), patient, number=number, action=form["action"],
+        row = ulcer_registry.decide_ulcer(s, runtime.instruments(), patient, number=number, action=form["action"],
                                           reason=reason, place=place, closed_on=closed_on, actor=viewer().actor,
-                                          now=services.now())
+                                          now=runtime.now())
     except ulcer_registry.NoteRefused as exc:
         s.rollback()
         return _render_patient(patient, errors={f"query-{number}" if is_query else "close": str(exc.message)},
@@ -345,7 +345,7 @@ def _signature(kind: str):
     ones count towards the account's lockout, which bounds guessing (no separate rate limit)."""
     cfg = current_app.config
     return sign(db.session(), viewer().user_id, kind, password=request.form.get("signature_password", "")[:1100],
-                code=request.form.get("signature_code", "")[:40], vault=services.phone_vault(), now=services.now(),
+                code=request.form.get("signature_code", "")[:40], vault=runtime.phone_vault(), now=runtime.now(),
                 max_failures=cfg["LOGIN_MAX_FAILURES"], lock_for=timedelta(minutes=cfg["LOGIN_LOCK_MINUTES"]))
 
 
@@ -354,7 +354,7 @@ def patient_action(patient_id: int, action: str) -> Any:
     patient = _patient_or_404(patient_id)
     if action not in ACTIONS:
         abort(404)
-    v, s, now = viewer(), db.session(), services.now()
+    v, s, now = viewer(), db.session(), runtime.now()
     form = {k: (request.form.get(k) or "")[:600]
             for k in ("reason", "occurrence", "phone", "language", "sms_hour", "anchor_date")}
     common = {"actor": v.actor, "reason": form["reason"], "now": now}
@@ -394,7 +394,7 @@ def patient_action(patient_id: int, action: str) -> Any:
             done = _("The anchor date is now %(day)s; %(n)s visits not yet completed are moved.",
                      day=day(moved.new_anchor), n=len(moved.moved))
         elif action == "phone":
-            changes.change_phone(s, services.phone_vault(), patient, form["phone"],
+            changes.change_phone(s, runtime.phone_vault(), patient, form["phone"],
                                  region=current_app.config["DEFAULT_PHONE_REGION"], **common)
             done = _("The phone number is changed.")
         elif action == "language":
@@ -430,11 +430,11 @@ def on_site(patient_id: int) -> Any:
             # The team is with the patient: the moment to note the treated ulcer the questionnaire asks to confirm.
             raise changes.ChangeRefused(_l("Record the treated (injected) ulcer first (Finger ulcers): this "
                                            "questionnaire asks the patient to confirm it."), "occurrence")
-        link = visit_actions.start_on_site(s, patient, occ, actor=viewer().actor, now=services.now())
+        link = visit_actions.start_on_site(s, patient, occ, actor=viewer().actor, now=runtime.now())
     except changes.ChangeRefused as exc:
         s.rollback()
         return _render_patient(patient, errors={"on-site": str(exc.message)}, status=422)
-    accounts.end_session(s, session[SESSION_KEY]["sid"], services.now(), "handed_to_patient")
+    accounts.end_session(s, session[SESSION_KEY]["sid"], runtime.now(), "handed_to_patient")
     s.commit()
     open_in_this_browser(occ.id, link.id, on_site=True)
     return redirect(url_for("questionnaire.welcome"), code=303)
@@ -452,7 +452,7 @@ def _response_or_404(patient, response_id: int):
 def _render_response(patient, r, errors: dict[str, str] | None = None, values: dict[str, str] | None = None,
                      status: int = 200) -> tuple[str, int]:
     s = db.session()
-    inst = services.instruments().get(r.instrument_code, r.instrument_version)
+    inst = runtime.instruments().get(r.instrument_code, r.instrument_version)
     original = queries.original_answers(s, r.id)
     current, corrections = effective_answers(s, r)
     keys = sorted(set(original) | set(current), key=lambda k: (k[1], [i.code for i in inst.items].index(k[0])
@@ -466,7 +466,7 @@ def _render_response(patient, r, errors: dict[str, str] | None = None, values: d
     scores = [(d, derived_values(inst, r.scores).get(d.code),
                derived_values(inst, r.corrected_scores).get(d.code) if r.corrected_scores else None)
               for d in inst.derived]
-    use = services.studies().get(patient.study.code).instruments.get(inst.code)
+    use = runtime.studies().get(patient.study.code).instruments.get(inst.code)
     # Each question as the patient read it: the study's variant, the wording of their situation.
     wording = (r.flow_state or {}).get("wording") or {}
     questions = {i.code: i.text_for(_lang(), (use.variant if use else None) or inst.default_variant,
@@ -476,7 +476,7 @@ def _render_response(patient, r, errors: dict[str, str] | None = None, values: d
 
     return render_template("staff/response.html", patient=patient, r=r, inst=inst, rows=rows, occ=occ, scores=scores,
                            errors=errors or {}, values=values or {}, lang=_lang(), questions=questions,
-                           edc=edc, sources=services.studies().get(patient.study.code).corrections.sources,
+                           edc=edc, sources=runtime.studies().get(patient.study.code).corrections.sources,
                            methods=REQUEST_METHODS), status
 
 
@@ -502,11 +502,11 @@ def correct(patient_id: int, response_id: int) -> Any:
     s = db.session()
     try:
         signature = _signature("correction")
-        correct_answer(s, services.instruments(), r, item_code=form["item"], repeat=repeat, value=form["value"],
-                       reason=form["reason"], actor=viewer().actor, patient_id=patient.id, now=services.now(),
+        correct_answer(s, runtime.instruments(), r, item_code=form["item"], repeat=repeat, value=form["value"],
+                       reason=form["reason"], actor=viewer().actor, patient_id=patient.id, now=runtime.now(),
                        signature=signature.record(), source=source,
-                       allowed_sources=services.studies().get(patient.study.code).corrections.sources,
-                       today=services.now().astimezone(ZoneInfo(patient.timezone)).date())
+                       allowed_sources=runtime.studies().get(patient.study.code).corrections.sources,
+                       today=runtime.now().astimezone(ZoneInfo(patient.timezone)).date())
     except (CorrectionRefused, SignatureRefused) as exc:
         if isinstance(exc, SignatureRefused):
             s.commit()                      # the failed signature counts towards the lockout
@@ -531,7 +531,7 @@ def completion_csv(code: str) -> Response:
     site_code = request.args.get("site") or None
     if site_code is not None and not queries.has_site(s, study.id, site_code):
         abort(404)
-    study_id, study_code, now = study.id, study.code, services.now()
+    study_id, study_code, now = study.id, study.code, runtime.now()
     make_session = current_app.extensions["proapp.sessionmaker"]
     delimiter = csvfiles.SEPARATORS.get(request.args.get("sep", ""), ",")
 
@@ -551,7 +551,7 @@ def completion_csv(code: str) -> Response:
                     buf.truncate()
             yield buf.getvalue()
 
-    name = f"completion-{code}{'-' + site_code if site_code else ''}-{services.now().date().isoformat()}.csv"
+    name = f"completion-{code}{'-' + site_code if site_code else ''}-{runtime.now().date().isoformat()}.csv"
     return Response(generate(), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
@@ -562,7 +562,7 @@ def completion_csv(code: str) -> Response:
 def deliveries() -> str:
     """The log of pushes to the EDC endpoints: what went, when, what came back, what waits for a retry."""
     status = request.args.get("status") if request.args.get("status") in ("pending", "sent", "failed") else None
-    pushing = [s.definition.code for s in services.studies().all() if s.definition.edc.push is not None]
+    pushing = [s.definition.code for s in runtime.studies().all() if s.definition.edc.push is not None]
     return render_template("staff/deliveries.html", rows=queries.deliveries(db.session(), status), status=status,
                            pushing=pushing)
 
@@ -577,7 +577,7 @@ def local_datetime(value) -> str:
 
 def study_title(code: str) -> str:
     """The study's title in the user's language (the study file's ``title_fr`` on French pages)."""
-    return services.studies().get(code).title_for(_lang())
+    return runtime.studies().get(code).title_for(_lang())
 
 
 def init_app(app) -> None:

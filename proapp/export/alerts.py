@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from proapp.alerts.models import Alert, AlertNotification, NotificationStatus
-from proapp.alerts.services import minutes_between
+from proapp.alerts.raising import minutes_between
 from proapp.export.formats.common import iso
 from proapp.export.models import ApiKey
 from proapp.patients.models import Occurrence, Patient

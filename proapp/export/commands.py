@@ -6,7 +6,7 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from proapp import db, services
+from proapp import db, runtime
 from proapp.cli import fail
 from proapp.export.keys import KeyError_, create_key, revoke_key
 from proapp.export.models import ApiKey
@@ -27,7 +27,7 @@ def api_key_create_cmd(study: str, name: str, site: tuple[str, ...], by: str) ->
     """Create a key and print it once (only its hash is stored)."""
     try:
         with db.transaction() as s:
-            row, key = create_key(s, study_code=study, name=name, now=services.now(), created_by=by,
+            row, key = create_key(s, study_code=study, name=name, now=runtime.now(), created_by=by,
                                   site_codes=site)
     except KeyError_ as exc:
         fail(str(exc))
@@ -42,7 +42,7 @@ def api_key_revoke_cmd(prefix: str) -> None:
     """Revoke a key (give its pk_... prefix); requests with it get 401 at once."""
     try:
         with db.transaction() as s:
-            row = revoke_key(s, prefix, services.now())
+            row = revoke_key(s, prefix, runtime.now())
     except KeyError_ as exc:
         fail(str(exc))
     click.echo(f"key pk_{row.prefix} revoked")

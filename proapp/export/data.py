@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.db import dialect_insert
 from proapp.export.models import Acknowledgement, ApiKey
 from proapp.patients.models import Agreement, Occurrence, Patient

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.export.models import ApiKey, ApiPull
 from proapp.studies.models import Site, Study
 from proapp.tokens import token_hash

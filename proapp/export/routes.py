@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from proapp import csvfiles, db, ratelimit, services
+from proapp import csvfiles, db, ratelimit, runtime
 from proapp.export import data, feed, keys, registry_data
 from proapp.export.alerts import CSV_COLUMNS, alert_items, csv_row
 from proapp.export.dictionary import data_dictionary
@@ -86,7 +86,7 @@ def _record(status: int, items: int | None) -> None:
     s = db.session()
     s.rollback()
     keys.record_pull(s, key, endpoint=request.endpoint or "", params={k: v[:200] for k, v in request.args.items()},
-                     status=status, items=items, now=services.now())
+                     status=status, items=items, now=runtime.now())
     s.commit()
 
 
@@ -195,7 +195,7 @@ def _stream(chunks: Callable[[Any], Iterator[str]], media: str, headers: dict[st
             log.exception("export stream failed after its first block")
             if key_id is not None:
                 with app.app_context(), db.transaction() as s:
-                    keys.record_failed_stream(s, key_id, endpoint=endpoint, now=services.now(),
+                    keys.record_failed_stream(s, key_id, endpoint=endpoint, now=runtime.now(),
                                               error=type(exc).__name__)
             raise                    # the server cuts the connection: the client knows the body is incomplete
 
@@ -226,8 +226,8 @@ def metadata(study: str) -> Response:
     key, st = _key_for(study)
     _check_params({"format", "labels", "part"})
     fmt = _format()
-    study_def = services.studies().get(st.code)
-    registry = services.instruments()
+    study_def = runtime.studies().get(st.code)
+    registry = runtime.instruments()
     part = request.args.get("part")
     if part is not None and fmt != "redcap":
         raise Problem(400, "Bad Request", "part goes with format=redcap.", "bad-parameter")
@@ -235,7 +235,7 @@ def metadata(study: str) -> Response:
         return _redcap_metadata(study_def, registry, part or "dictionary", _labels())
     if fmt == "odm":
         sites = data.study_sites(db.session(), st.id, key.site_ids)
-        body = odm.odm_metadata(study_def, registry, sites, services.now())
+        body = odm.odm_metadata(study_def, registry, sites, runtime.now())
         _record(200, None)
         return Response(body, mimetype=_odm_media())
     if fmt != "json":
@@ -265,10 +265,10 @@ def _redcap_metadata(study_def, registry, part: str, labels: str) -> Response:
 def questionnaire(study: str, code: str) -> Response:
     _key, st = _key_for(study)
     _check_params(set())
-    use = services.studies().get(st.code).instruments.get(code)
+    use = runtime.studies().get(st.code).instruments.get(code)
     if use is None:
         raise Problem(404, "Not Found", f"{code} is not an instrument of {st.code}.", "not-found")
-    inst = services.instruments().get(code, use.version)
+    inst = runtime.instruments().get(code, use.version)
     _record(200, None)
     return Response(json.dumps(fhir.fhir_questionnaire(inst, current_app.config["PUBLIC_URL"], use.variant),
                                ensure_ascii=False), mimetype=MEDIA["fhir"])
@@ -281,11 +281,11 @@ def canonical_questionnaire(name: str) -> Response:
     _key, st = _key_for(None)
     _check_params({"version"})
     code, _, wording = name.partition("-")
-    use = services.studies().get(st.code).instruments.get(code)
+    use = runtime.studies().get(st.code).instruments.get(code)
     if use is None:
         raise Problem(404, "Not Found", f"{code} is not an instrument of this key's study.", "not-found")
     try:
-        inst = services.instruments().get(code, request.args.get("version") or use.version)
+        inst = runtime.instruments().get(code, request.args.get("version") or use.version)
     except KeyError:
         raise Problem(404, "Not Found", f"{code} has no version {request.args.get('version')}.", "not-found") from None
     variant = next((v for v in inst.variants if v.replace("_", "-") == wording), None) if wording else None
@@ -342,10 +342,10 @@ def _responses(study: str, fixed: str | None) -> Response:
     # Built here: the stream runs after the request's context is gone.
     next_url = public_url + url_for("api.responses", study=st.code, cursor=next_cursor, limit=limit, format="fhir",
                                     _external=False)
-    page = common.Page(key_id=key.id, key_prefix=key.prefix, study=services.studies().get(st.code),
-                       registry=services.instruments(), after=after, upto=upto, position=position, count=count,
+    page = common.Page(key_id=key.id, key_prefix=key.prefix, study=runtime.studies().get(st.code),
+                       registry=runtime.instruments(), after=after, upto=upto, position=position, count=count,
                        more=more, next_cursor=next_cursor, next_url=next_url, public_url=public_url, labels=labels,
-                       now=services.now())
+                       now=runtime.now())
     written = PAGE_FORMATS[fmt]
     if written.ATTACHMENT:
         headers["Content-Disposition"] = f'attachment; filename="{st.code}-{written.ATTACHMENT}"'
@@ -360,12 +360,12 @@ def ulcers(study: str) -> Response:
     key, st = _key_for(study)
     _check_params({"format"})
     fmt = _format()
-    study_def = services.studies().get(st.code)
-    registry = services.instruments()
+    study_def = runtime.studies().get(st.code)
+    registry = runtime.instruments()
     if not ulcer_registry.study_has_registry(study_def, registry):
         raise Problem(404, "Not Found", f"{st.code} has no ulcer registry.", "not-found")
     s = db.session()
-    now = services.now()
+    now = runtime.now()
     subjects = registry_data.subjects(s, key, registry, now)
     staff = registry_data.staff_ids(s)
     count = sum(len(x.ulcers) for x in subjects)
@@ -489,7 +489,7 @@ def acknowledgements(study: str) -> tuple[dict[str, Any], int]:
         pairs = [(i, 0) for i in ids]
     s = db.session()
     wanted = list(dict.fromkeys(pairs))
-    known, already = data.acknowledge(s, key, wanted, services.now())
+    known, already = data.acknowledge(s, key, wanted, runtime.now())
     s.commit()
     _record(200, len(known))
     if by_revision:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
-from proapp import services
+from proapp import runtime
 
 
 @click.command("instruments")
 @with_appcontext
 def instruments_cmd() -> None:
     """List the instruments, their versions and whether each language's wording is validated."""
-    for inst in services.instruments().all():
+    for inst in runtime.instruments().all():
         langs = ", ".join(f"{lang} {'validated' if st.validated else 'NOT VALIDATED'}"
                           for lang, st in sorted(inst.languages.items()))
         click.echo(f"{inst.code} {inst.version}: {len(inst.items)} items; {langs}")

@@ -8,14 +8,14 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from proapp import db, services
+from proapp import db, runtime
 from proapp.audit.restores import backup_time, declare, holding, release
 from proapp.cli import fail
 from proapp.jobs.worker import Worker
 from proapp.logs import configure_worker_logging
+from proapp.sms.delivery import SmsSettings, text_problems
 from proapp.sms.gateways import from_config
 from proapp.sms.restore import reconcile_after_restore
-from proapp.sms.services import SmsSettings, text_problems
 
 
 def _worker():
@@ -68,7 +68,7 @@ def restore_declare_cmd(backup: str, by: str) -> None:
     """Record the restore, signed with the audit key, and hold the patients' SMS until reconciled. Run it right
     after the restore, before starting the worker."""
     with db.transaction() as s:
-        row = declare(s, current_app.extensions["proapp.audit_keys"], services.now(), by=by, backup=backup)
+        row = declare(s, current_app.extensions["proapp.audit_keys"], runtime.now(), by=by, backup=backup)
         click.echo(f"restore {row.id} declared: SMS held until proapp restore reconcile")
 
 
@@ -84,10 +84,10 @@ def restore_reconcile_cmd(by: str) -> None:
         if row is None:
             fail("no declared restore holds the SMS (proapp restore declare first)")
         taken = backup_time(s)
-        now = services.now()
+        now = runtime.now()
         # From a claim lease before the backup's newest entry: an SMS in flight while the dump ran is found too.
         since = (taken or now) - SmsSettings.from_config(app.config).claim_lease
-        result = reconcile_after_restore(s, gateway, services.phone_vault(), since, now)
+        result = reconcile_after_restore(s, gateway, runtime.phone_vault(), since, now)
         details = {"found": result.found, "links": result.links, "released": result.released,
                    "patients": result.patients, "unmatched": len(result.unmatched)}
         release(s, row, now, by, details)

@@ -25,7 +25,7 @@ from flask import Blueprint, Flask, Response, abort, current_app, g, request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from proapp import db, services
+from proapp import db, runtime
 from proapp.accounts.models import AccountMail
 from proapp.alerts.models import Alert, AlertNotification, AlertState
 from proapp.audit.models import AuditCheckpoint
@@ -103,7 +103,7 @@ def readyz() -> tuple[dict[str, Any], int]:
     if not _allowed():
         abort(404)
     try:
-        problems = readiness(db.session(), services.now())
+        problems = readiness(db.session(), runtime.now())
     except Exception:
         return {"status": "database unavailable"}, 503
     return ({"status": "not ready", "problems": problems}, 503) if problems else ({"status": "ready"}, 200)
@@ -117,7 +117,7 @@ def metrics() -> Response:
     if not _allowed():
         abort(404)
     s = db.session()
-    now = services.now()
+    now = runtime.now()
     registry = CollectorRegistry()
     depth = Gauge("proapp_outbox_messages", "Outbox rows by channel and status (sends by outcome)",
                   ["channel", "status"], registry=registry)

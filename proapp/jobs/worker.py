@@ -1,6 +1,6 @@
 """The worker: ``proapp worker`` (APScheduler, its own process) and ``proapp tick`` (one pass, then exit).
 
-Its jobs only call the features' services: the SMS outbox (proapp/sms/services.py), the alerts' notifications
+Its jobs only call the features' services: the SMS outbox (proapp/sms/delivery.py), the alerts' notifications
 (proapp/alerts/notify.py), the EDC pushes (proapp/export/push.py), the audit checkpoints and the purge of spent
 rate-limit counters. Never started by the web app, ``wsgi.py`` or gunicorn. Several workers may run at once:
 claims are atomic and the send rate is shared through the database.
@@ -22,7 +22,7 @@ from typing import Any
 import requests
 from flask import Flask
 
-from proapp import db, mail, outbox, ratelimit, services
+from proapp import db, mail, outbox, ratelimit, runtime
 from proapp.accounts import invitations
 from proapp.alerts import notify
 from proapp.audit.checkpoints import write
@@ -30,7 +30,7 @@ from proapp.db import dialect_insert, utcnow
 from proapp.export import push
 from proapp.jobs.models import WorkerHeartbeat
 from proapp.patients import occurrences
-from proapp.sms import services as sms
+from proapp.sms import delivery as sms
 from proapp.sms.gateways import Gateway, Outgoing, from_config
 
 log = logging.getLogger("proapp.sms")
@@ -68,11 +68,11 @@ class Worker:
         """Windows closed -> missed; waiting SMS that must not go -> cancelled; due invitations and reminders; the
         SMS about a new information sheet."""
         with self.app.app_context(), db.transaction() as s:
-            now = services.now()
+            now = runtime.now()
             return {"missed": occurrences.mark_missed(s, now), "cancelled": sms.cancel_unsendable(s, now),
                     "invitations": sms.queue_invitations(s, now, self.settings),
-                    "reminders": sms.queue_reminders(s, services.studies(), now, self.settings),
-                    "information": sms.queue_information(s, services.studies(), now, self.settings)}
+                    "reminders": sms.queue_reminders(s, runtime.studies(), now, self.settings),
+                    "information": sms.queue_information(s, runtime.studies(), now, self.settings)}
 
     def send_due(self, max_batches: int | None = None) -> outbox.Report:
         """Send every due SMS, a batch at a time, until none is left (or ``max_batches``)."""
@@ -82,18 +82,18 @@ class Worker:
             batches += 1
             with self.app.app_context():
                 with db.transaction() as s:
-                    ids = sms.claim(s, self.id, services.now(), self._batch_size())
+                    ids = sms.claim(s, self.id, runtime.now(), self._batch_size())
                 if not ids:
                     break
                 report.claimed += len(ids)
                 with db.transaction() as s:
-                    ready = sms.prepare(s, ids, worker=self.id, now=services.now(), settings=self.settings,
-                                              vault=services.phone_vault(), gateway=self.gateway.name)
+                    ready = sms.prepare(s, ids, worker=self.id, now=runtime.now(), settings=self.settings,
+                                              vault=runtime.phone_vault(), gateway=self.gateway.name)
                 report.cancelled += ready.cancelled
                 report.postponed += ready.postponed
                 outcomes = list(self._pool.map(self._send_one, ready.outgoing))
                 with db.transaction() as s:
-                    now = services.now()
+                    now = runtime.now()
                     for out, outcome in zip(ready.outgoing, outcomes, strict=True):
                         if outcome is None:          # the claim was given up before the request left
                             report.released += 1
@@ -104,17 +104,17 @@ class Worker:
 
     def reconcile(self) -> sms.Reconciled:
         with self.app.app_context(), db.transaction() as s:
-            return sms.reconcile(s, self.gateway, services.phone_vault(), services.now(), self.settings)
+            return sms.reconcile(s, self.gateway, runtime.phone_vault(), runtime.now(), self.settings)
 
     def push(self) -> outbox.Report:
         """Completed responses to the EDC endpoints named in the study files (see proapp/export/push.py)."""
         cfg = self.app.config
         with self.app.app_context():
             with db.transaction() as s:
-                queued = push.queue(s, services.studies(), services.now())
+                queued = push.queue(s, runtime.studies(), runtime.now())
             report = self._drain(
                 "EDC push", push.claim,
-                lambda s, ids, now: [push.prepare(s, i, services.studies(), services.instruments(), now, os.environ)
+                lambda s, ids, now: [push.prepare(s, i, runtime.studies(), runtime.instruments(), now, os.environ)
                                      for i in ids],
                 lambda ready: push.send(ready, self._http),
                 lambda s, ready, outcome, now: push.apply_outcome(s, ready.id, self.id, outcome, now,
@@ -133,7 +133,7 @@ class Worker:
 
         with self.app.app_context():
             with db.transaction() as s:
-                planned = notify.plan(s, services.studies(), services.now())
+                planned = notify.plan(s, runtime.studies(), runtime.now())
             report = self._drain(
                 "alert notification", notify.claim,
                 lambda s, ids, now: notify.prepare(s, ids, public_url=cfg["PUBLIC_URL"],
@@ -166,12 +166,12 @@ class Worker:
         rows it settled itself (an account disabled meanwhile)."""
         report = outbox.Report()
         with db.transaction() as s:
-            ids = claim(s, self.id, services.now())
+            ids = claim(s, self.id, runtime.now())
         report.claimed = len(ids)
         if not ids:
             return report
         with db.transaction() as s:
-            ready = prepare(s, ids, services.now())
+            ready = prepare(s, ids, runtime.now())
         report.cancelled = len(ids) - len(ready)
         for message in ready:
             try:
@@ -180,24 +180,24 @@ class Worker:
                 log.exception("%s: unexpected error while sending", what)
                 outcome = outbox.Outcome("unknown", f"unexpected error: {type(exc).__name__}")
             with db.transaction() as s:
-                report.count(settle(s, message, outcome, services.now()))
+                report.count(settle(s, message, outcome, runtime.now()))
         return report
 
     def checkpoint(self) -> dict[str, int]:
         """A signed checkpoint of every audit chain's end, when anything was appended since the last one."""
         with self.app.app_context(), db.transaction() as s:
-            written = write(s, self.app.extensions["proapp.audit_keys"], services.now())
+            written = write(s, self.app.extensions["proapp.audit_keys"], runtime.now())
             return {"checkpoint": written.id if written is not None else 0}
 
     def rate_counters(self) -> dict[str, int]:
         """Rate-limit counters whose window has passed are deleted (proapp/ratelimit.py)."""
         with self.app.app_context(), db.transaction() as s:
-            return {"rate_counters_purged": ratelimit.purge(s, services.now().timestamp())}
+            return {"rate_counters_purged": ratelimit.purge(s, runtime.now().timestamp())}
 
     def beat(self) -> None:
         """Tell ``/readyz`` and ``/metrics`` this worker is alive (one row per worker, its last beat)."""
         with self.app.app_context(), db.transaction() as s:
-            now = services.now()
+            now = runtime.now()
             insert = dialect_insert(s.get_bind().dialect.name)
             stmt = insert(WorkerHeartbeat).values(worker=self.id[:80], started_at=now, beat_at=now)
             s.execute(stmt.on_conflict_do_update(index_elements=["worker"], set_={"beat_at": now}))
@@ -229,7 +229,7 @@ class Worker:
         try:
             with self.app.app_context():
                 engine = db.engine()
-                now = services.now()
+                now = runtime.now()
             with engine.begin() as conn:
                 if not sms.renew_claim(conn, out.message_id, self.id, now):
                     return None

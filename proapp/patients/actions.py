@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from proapp.config import SUPPORTED_LANGUAGES
 from proapp.patients import occurrences, phones, preferences
+from proapp.patients.enrolment import SENDING_HOURS, Rescheduled, RescheduleRefused, reschedule_anchor
 from proapp.patients.models import Patient, PatientStatus
-from proapp.patients.services import SENDING_HOURS, Rescheduled, RescheduleRefused, reschedule_anchor
 from proapp.patients.signals import links_must_stop, sms_must_stop
 
 REASON_MAX = 500

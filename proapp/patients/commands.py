@@ -10,11 +10,11 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from flask_babel import force_locale
 
-from proapp import db, services
+from proapp import db, runtime
 from proapp.cli import fail
 from proapp.patients.contacts import purge_contacts, rotate_keys
+from proapp.patients.enrolment import EnrolmentError, EnrolmentRequest, enroll_patient, occurrence_state, schedule_of
 from proapp.patients.lookup import find_patient
-from proapp.patients.services import EnrolmentError, EnrolmentRequest, enroll_patient, occurrence_state, schedule_of
 
 
 def parse_date(value: str, option: str = "--anchor-date") -> date:
@@ -48,8 +48,8 @@ def enroll_cmd(study: str, site: str, subject: str, phone: str, language: str, a
     with force_locale("en"):
         try:
             with db.transaction() as s:
-                patient = enroll_patient(s, services.studies(), services.phone_vault(), req,
-                                         now=services.now(), actor="cli",
+                patient = enroll_patient(s, runtime.studies(), runtime.phone_vault(), req,
+                                         now=runtime.now(), actor="cli",
                                          phone_region=current_app.config["DEFAULT_PHONE_REGION"])
         except EnrolmentError as exc:
             fail(f"{exc.field}: {exc.message}")
@@ -59,7 +59,7 @@ def enroll_cmd(study: str, site: str, subject: str, phone: str, language: str, a
 
 def print_schedule(patient_id: int) -> None:
 
-    now = services.now()
+    now = runtime.now()
     click.echo(f"{'visit':<6} {'opens':<10}  {'closes':<10}  {'state':<9}  instruments")
     for occ in schedule_of(db.session(), patient_id):
         click.echo(f"{occ.visit_code:<6} {occ.window_opens_on.isoformat()}  {occ.window_closes_on.isoformat()}"
@@ -86,7 +86,7 @@ def phones_rotate_cmd() -> None:
     ones until this has run), and recompute the lookup hashes."""
 
     with db.transaction() as s:
-        out = rotate_keys(s, services.phone_vault(), services.now(), "cli")
+        out = rotate_keys(s, runtime.phone_vault(), runtime.now(), "cli")
     click.echo(f"{out.rotated} numbers re-encrypted with the newest key"
                + (f"; {out.unreadable} could not be read with the configured keys" if out.unreadable else ""))
     if out.unreadable:
@@ -100,6 +100,6 @@ def purge_contacts_cmd(dry_run: bool) -> None:
     """Erase the phone numbers of patients whose follow-up has ended (withdrawn, finished, or no window left)."""
 
     with db.transaction() as s:
-        subjects = purge_contacts(s, services.now(), "cli", dry_run=dry_run)
+        subjects = purge_contacts(s, runtime.now(), "cli", dry_run=dry_run)
     verb = "would erase" if dry_run else "erased"
     click.echo(f"{verb} {len(subjects)} phone number(s)" + (f": {', '.join(subjects)}" if subjects else ""))

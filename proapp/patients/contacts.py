@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
 from proapp.patients.phones import PhoneVault
 from proapp.patients.signals import sms_must_stop

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, update
 from sqlalchemy.orm import Session
 
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.patients.models import Occurrence, OccurrenceStatus
 from proapp.patients.signals import occurrence_ended
 from proapp.studies.schedule import PlannedOccurrence, local_midnight_utc

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.config import SUPPORTED_LANGUAGES
 from proapp.patients.models import Patient, PatientContact, PatientEvent
 from proapp.patients.signals import sms_must_stop

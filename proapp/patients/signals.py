@@ -4,8 +4,8 @@ Patients are below the questionnaire, messaging and the alerts: a pause, an opt-
 number must stop the SMS waiting to go, a withdrawal must disable the patient's links, and a visit that ends must
 have its answers checked by the alert rules, but this package never imports those packages. It sends a signal
 instead, inside the caller's transaction, and the feature that listens (connected by the app factory) acts in
-the same transaction: ``sms_must_stop`` and ``visits_moved`` (proapp/sms/services.py), ``links_must_stop``
-(proapp/questionnaire/services.py), ``occurrence_ended`` (proapp/alerts/services.py). Only
+the same transaction: ``sms_must_stop`` and ``visits_moved`` (proapp/sms/delivery.py), ``links_must_stop``
+(proapp/questionnaire/answering.py), ``occurrence_ended`` (proapp/alerts/raising.py). Only
 proapp/patients/occurrences.py sends ``occurrence_ended``.
 """
 

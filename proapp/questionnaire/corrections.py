@@ -13,7 +13,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.instruments import Instrument, Registry, removed_scores, score_with, still_asked
 from proapp.instruments.ulcers import context_from_json, reports_of
 from proapp.questionnaire import flow as flowmod

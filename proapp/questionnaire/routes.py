@@ -23,14 +23,14 @@ from flask_babel import gettext as _
 from sqlalchemy import Connection, Row, select
 from werkzeug.wrappers import Response as WResponse
 
-from proapp import db, ratelimit, services
+from proapp import db, ratelimit, runtime
 from proapp.config import SUPPORTED_LANGUAGES
 from proapp.i18n import day, use_locale
+from proapp.patients.enrolment import acknowledge_information, agreements_of
 from proapp.patients.models import Occurrence, Patient, PatientContact
 from proapp.patients.preferences import opt_out, patient_switched_language
-from proapp.patients.services import acknowledge_information, agreements_of
+from proapp.questionnaire import answering as answering
 from proapp.questionnaire import flow as flowmod
-from proapp.questionnaire import services as answering
 from proapp.questionnaire.models import AccessLink
 from proapp.web import register_csrf_handler, safe_next, too_many_requests
 
@@ -82,7 +82,7 @@ def open_link(token: str) -> WResponse | tuple[str, int]:
     if closed is not None:
         s.rollback()
         return _study_closed(closed)
-    state, link = answering.resolve_link(s, token, services.now())
+    state, link = answering.resolve_link(s, token, runtime.now())
     if state is answering.LinkState.STUDY_CLOSED and link is not None:
         language = link.occurrence.patient.language
         s.rollback()
@@ -163,7 +163,7 @@ def _call_site(visit: answering.Visit, labels: list[dict[str, str]], urgent: boo
         except phonenumbers.NumberParseException:
             shown = phone
     return {"labels": labels, "site": site.name if site else "", "phone": phone, "phone_shown": shown,
-            "urgent": urgent, "emergency": services.studies().get(visit.study_code).alerts}
+            "urgent": urgent, "emergency": runtime.studies().get(visit.study_code).alerts}
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ def _advice() -> SafetyAdvice:
 
 
 def _raised_call(visit: answering.Visit) -> dict | None:
-    raised = _advice().raised(_reads(), visit.occurrence_id, services.studies().get(visit.study_code).alerts.rules)
+    raised = _advice().raised(_reads(), visit.occurrence_id, runtime.studies().get(visit.study_code).alerts.rules)
     return _call_site(visit, [label for label, _severity in raised],
                       any(severity == "urgent" for _label, severity in raised))
 
@@ -194,7 +194,7 @@ def _state_page(visit: answering.Visit) -> tuple[str, int] | None:
     """The kind pages for a completed or closed occurrence, or None when it is open."""
     if visit.completed:
         return render_template("questionnaire/message.html", kind="completed", call=_raised_call(visit)), 200
-    if not visit.accepts_answers(services.now()):
+    if not visit.accepts_answers(runtime.now()):
         return render_template("questionnaire/message.html", kind="closed"), 410
     return None
 
@@ -225,7 +225,7 @@ def _session_or_page(require_open: bool = True) -> answering.VisitQuestionnaire:
         page = _state_page(visit)
         if page:
             raise PageInstead(page)
-    return answering.load(visit, responses, answers, services.instruments(), services.studies(),
+    return answering.load(visit, responses, answers, runtime.instruments(), runtime.studies(),
                           db.session().connection())
 
 
@@ -240,7 +240,7 @@ def welcome() -> WResponse | tuple[str, int] | str:
                            next_key=nxt.key if nxt else None, new_information=_pending_information(visit_q.visit),
                            progress=visit_q.progress(nxt) if nxt else None,
                            next_title=nxt.title(str(get_locale() or "fr")) if nxt else None,
-                           emergency=services.studies().get(visit_q.visit.study_code).alerts)
+                           emergency=runtime.studies().get(visit_q.visit.study_code).alerts)
 
 
 def _screen_context(visit_q: answering.VisitQuestionnaire, key: str):
@@ -276,7 +276,7 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
         answers_before = {code: dict(values) for code, values in visit_q.answers.items()}
         try:
             errors = answering.save_screen(db.session(), visit_q, scr, request.form, language=visit_q.visit.language,
-                                    now=services.now(), actor=_actor())
+                                    now=runtime.now(), actor=_actor())
         except answering.AlreadyCompleted:
             db.session().rollback()
             return render_template("questionnaire/message.html", kind="completed"), 200
@@ -325,8 +325,8 @@ def screen(key: str) -> WResponse | tuple[str, int] | str:
 
 
 def _telling_patient(visit_q: answering.VisitQuestionnaire) -> list:
-    rules = services.studies().get(visit_q.visit.study_code).alerts.rules
-    return _advice().met(_reads(), visit_q, rules, services.instruments()) if rules else []
+    rules = runtime.studies().get(visit_q.visit.study_code).alerts.rules
+    return _advice().met(_reads(), visit_q, rules, runtime.instruments()) if rules else []
 
 
 def _newly_tells_patient(visit_q: answering.VisitQuestionnaire, answers_before: answering.Answers) -> bool:
@@ -379,7 +379,7 @@ def submit() -> WResponse | tuple[str, int] | str:
     if visit_q.visit.completed:
         return redirect(url_for("questionnaire.done"), code=303)
     try:
-        answering.complete(db.session(), visit_q, language=visit_q.visit.language, now=services.now(),
+        answering.complete(db.session(), visit_q, language=visit_q.visit.language, now=runtime.now(),
                     on_site=_on_site(), actor=_actor())
     except answering.Closed:
         db.session().rollback()
@@ -409,7 +409,7 @@ def done() -> tuple[str, int] | str:
 def information(study: str) -> str:
     """The study's information sheet for patients, public (no link needed; nothing personal on it)."""
     try:
-        study_def = services.studies().get(study)
+        study_def = runtime.studies().get(study)
     except KeyError:
         abort(404)
     return render_template("questionnaire/information.html", study=study_def, info=study_def.information,
@@ -421,13 +421,13 @@ def patient_information() -> WResponse | tuple[str, int] | str:
     """The information sheet from the patient's pages. When it changed since the patient agreed, they are asked
     to read it and their acknowledgement of the new version is recorded (POST)."""
     visit = _session_or_page(require_open=False).visit
-    study_def = services.studies().get(visit.study_code)
+    study_def = runtime.studies().get(visit.study_code)
     info = study_def.information
     acknowledged = False
     if request.method == "POST" and info is not None and request.form.get("version") == info.version:
         s = db.session()
         acknowledged = acknowledge_information(s, s.get_one(Patient, visit.patient_id), info.version,
-                                               now=services.now(), actor=_actor()) is not None
+                                               now=runtime.now(), actor=_actor()) is not None
         s.commit()
     return render_template("questionnaire/information.html", study=study_def, info=info, patient_session=True,
                            pending=_pending_information(visit), acknowledged=acknowledged)
@@ -436,7 +436,7 @@ def patient_information() -> WResponse | tuple[str, int] | str:
 def _pending_information(visit: answering.Visit) -> str | None:
     """The version of the information sheet the patient has not acknowledged yet (it changed after they agreed),
     or None."""
-    info = services.studies().get(visit.study_code).information
+    info = runtime.studies().get(visit.study_code).information
     if info is None:
         return None
     versions = {a.information_version for a in agreements_of(db.session(), visit.patient_id)}
@@ -459,7 +459,7 @@ def language() -> WResponse | tuple[str, int]:
         if request.form.get("sms") == "1":
             s = db.session()
             if patient_switched_language(s, s.get_one(Patient, visit.patient_id), lang, actor=_actor(),
-                                         now=services.now()):
+                                         now=runtime.now()):
                 s.commit()
             data["sms_changed"] = lang
         elif lang != g.sms_language:
@@ -490,11 +490,11 @@ def sms_stop() -> tuple[str, int] | str:
     if request.method == "POST":
         contact = db.session().get(PatientContact, visit.patient_id)
         if contact is not None:
-            stopped_now = opt_out(db.session(), contact, services.now(), actor=_actor())
+            stopped_now = opt_out(db.session(), contact, runtime.now(), actor=_actor())
             db.session().commit()
     stopped = answering.sms_stopped_by_patient(_reads(), visit.patient_id)
     return render_template("questionnaire/sms.html", stopped=stopped, stopped_now=stopped_now,
-                           can_continue=visit.is_open(services.now()), site=_site(visit))
+                           can_continue=visit.is_open(runtime.now()), site=_site(visit))
 
 
 def on_csrf_error() -> WResponse | None:

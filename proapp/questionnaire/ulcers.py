@@ -25,7 +25,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import Connection, ScalarSelect, func, select
 from sqlalchemy.orm import Session, aliased
 
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.instruments import Instrument, Registry
 from proapp.instruments.ulcers import (
     CLOSED,

@@ -6,7 +6,7 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from proapp import db, services
+from proapp import db, runtime
 from proapp.cli import fail
 from proapp.patients import preferences
 from proapp.patients.lookup import find_patient
@@ -32,7 +32,7 @@ def sms_log_cmd(subject: str, study: str | None) -> None:
     if contact is not None and contact.phone_ciphertext:
         state = ("opted out" if contact.opted_out_at else "paused" if contact.sms_paused_at
                  else f"unusable ({contact.unusable_reason})" if not contact.usable else "active")
-        click.echo(f"phone {mask(services.phone_vault().decrypt(contact.phone_ciphertext))}: SMS {state}")
+        click.echo(f"phone {mask(runtime.phone_vault().decrypt(contact.phone_ciphertext))}: SMS {state}")
     rows = s.execute(select(SmsMessage, Occurrence.visit_code).join(Occurrence)
                      .where(SmsMessage.patient_id == patient.id).order_by(SmsMessage.due_at, SmsMessage.id))
     for msg, visit in rows:
@@ -49,7 +49,7 @@ def _change_sms(subject: str, study: str | None, by: str, reason: str, change) -
         fail(f"{subject} has no phone number")
     try:
         with db.transaction() as s:
-            change(s, patient.contact, services.now(), f"user:{by}", reason)
+            change(s, patient.contact, runtime.now(), f"user:{by}", reason)
     except PreferenceError as exc:
         fail(str(exc))
 

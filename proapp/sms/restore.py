@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session, joinedload
 from proapp.patients.models import Patient
 from proapp.patients.phones import PhoneVault
 from proapp.questionnaire.models import AccessLink
+from proapp.sms.delivery import _audit_sms
 from proapp.sms.gateways import Gateway, body_hash
 from proapp.sms.models import SmsMessage, SmsStatus
-from proapp.sms.services import _audit_sms
 from proapp.tokens import token_hash
 
 _LINK = re.compile(r"/s/([A-Za-z0-9_-]{16,})")

@@ -7,10 +7,10 @@ import logging
 from flask import Blueprint, abort, current_app, render_template, request
 from sqlalchemy import select
 
-from proapp import db, services
+from proapp import db, runtime
 from proapp.extensions import csrf
 from proapp.patients.models import Patient
-from proapp.sms import services as outbox
+from proapp.sms import delivery as outbox
 from proapp.sms.gateways import ConsoleGateway, from_config
 from proapp.sms.models import SmsMessage
 
@@ -48,7 +48,7 @@ def status_callback(message_id: int) -> tuple[str, int]:
     msg = outbox.locked(s, message_id)
     if msg is None or not sid:
         abort(404)
-    outbox.apply_provider_status(s, msg, sid, raw, error_code, services.now())
+    outbox.apply_provider_status(s, msg, sid, raw, error_code, runtime.now())
     s.commit()
     return "", 204
 

@@ -14,7 +14,7 @@ from sqlalchemy import event, select
 from werkzeug.security import check_password_hash
 
 from proapp import db
-from proapp.accounts import services as accounts
+from proapp.accounts import staff as accounts
 from proapp.accounts import two_factor
 from proapp.accounts.models import AccountMail, Role, User
 from tests.accounts.test_invitations import ADMIN, PASSWORD, actions, csrf, post, signed_in
@@ -124,13 +124,13 @@ def test_two_admins_disabling_each_other_at_the_same_moment_leave_one_active(app
 # 8. A recovery code at the same instant ------------------------------------------------------------------------
 
 def test_a_recovery_code_typed_in_two_sign_ins_at_the_same_instant_works_once(app):
-    from proapp import services
+    from proapp import runtime
 
     with app.app_context():
         s = db.session()
         user = s.scalar(select(User).where(User.email == "tls@chu.test"))
         secret, now = pyotp.random_base32(), app.extensions["proapp.clock"].now()
-        codes = two_factor.enable(s, user, secret, pyotp.TOTP(secret).at(now), vault=services.phone_vault(),
+        codes = two_factor.enable(s, user, secret, pyotp.TOTP(secret).at(now), vault=runtime.phone_vault(),
                                   now=now, actor="test")
         s.commit()
     make = writer(app)
@@ -141,7 +141,7 @@ def test_a_recovery_code_typed_in_two_sign_ins_at_the_same_instant_works_once(ap
             s2 = make()
             try:
                 u2 = s2.scalar(select(User).where(User.email == "tls@chu.test"))
-                outcome["second"] = two_factor.check(s2, u2, codes[0], vault=services.phone_vault(), now=now)
+                outcome["second"] = two_factor.check(s2, u2, codes[0], vault=runtime.phone_vault(), now=now)
                 s2.commit()
             finally:
                 s2.close()
@@ -149,7 +149,7 @@ def test_a_recovery_code_typed_in_two_sign_ins_at_the_same_instant_works_once(ap
     with app.app_context():
         s1 = make()
         u1 = s1.scalar(select(User).where(User.email == "tls@chu.test"))
-        first = two_factor.check(s1, u1, codes[0], vault=services.phone_vault(), now=now)
+        first = two_factor.check(s1, u1, codes[0], vault=runtime.phone_vault(), now=now)
         thread = threading.Thread(target=other_sign_in)
         thread.start()
         thread.join(timeout=1.5)
@@ -161,8 +161,8 @@ def test_a_recovery_code_typed_in_two_sign_ins_at_the_same_instant_works_once(ap
     with app.app_context():                                 # the others still work, once each
         s = db.session()
         user = s.scalar(select(User).where(User.email == "tls@chu.test"))
-        assert two_factor.check(s, user, codes[1], vault=services.phone_vault(), now=now) == "recovery"
-        assert two_factor.check(s, user, codes[1], vault=services.phone_vault(), now=now) is None
+        assert two_factor.check(s, user, codes[1], vault=runtime.phone_vault(), now=now) == "recovery"
+        assert two_factor.check(s, user, codes[1], vault=runtime.phone_vault(), now=now) is None
         s.commit()
 
 
@@ -244,13 +244,13 @@ def test_an_account_address_is_one_plain_address_in_the_form_the_command_and_the
 # 11. Bad input gets a 4xx ----------------------------------------------------------------------------------------
 
 def _enrolled(app, email: str) -> str:
-    from proapp import services
+    from proapp import runtime
 
     with app.app_context():
         s = db.session()
         user = s.scalar(select(User).where(User.email == email))
         secret, now = pyotp.random_base32(), app.extensions["proapp.clock"].now()
-        two_factor.enable(s, user, secret, pyotp.TOTP(secret).at(now), vault=services.phone_vault(), now=now,
+        two_factor.enable(s, user, secret, pyotp.TOTP(secret).at(now), vault=runtime.phone_vault(), now=now,
                           actor="test")
         s.commit()
     later(app, seconds=31)

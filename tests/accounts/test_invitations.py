@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from proapp import db
 from proapp.accounts.models import Role, User
-from proapp.accounts.services import create_user
+from proapp.accounts.staff import create_user
 from proapp.audit.models import AuditEvent
 from tests.alerts.conftest import later, make_alert_app, worker
 from tests.mailserver import Inbox
@@ -188,7 +188,7 @@ def test_admins_change_disable_and_end_sessions_with_a_reason_and_keep_the_last_
 def test_the_password_rules_apply_to_every_way_of_setting_one(app):
     with app.app_context():
         s = db.session()
-        from proapp.accounts.services import AccountError
+        from proapp.accounts.staff import AccountError
 
         for weak in ("short", "passwordpassword", "qwertyuiopasdf", "x" * 1025, "ADMIN-chu-2026-admin-chu"):
             with pytest.raises(AccountError):

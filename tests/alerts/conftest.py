@@ -11,7 +11,7 @@ from flask import Flask
 
 from proapp import db
 from proapp.accounts.models import Role
-from proapp.accounts.services import create_user
+from proapp.accounts.staff import create_user
 from proapp.jobs.worker import Worker
 from tests.conftest import fresh_app
 from tests.mailserver import Inbox, smtp_server

@@ -14,7 +14,7 @@ from proapp import db
 from proapp.alerts.models import Alert, AlertNotification
 from proapp.audit.models import AuditEvent
 from proapp.patients.models import Patient as PatientRow
-from proapp.questionnaire.services import issue_link, open_occurrence_for
+from proapp.questionnaire.answering import issue_link, open_occurrence_for
 from tests.alerts.conftest import (
     ON_CALL_EMAIL,
     ON_CALL_MOBILE,
@@ -181,7 +181,7 @@ def test_a_same_day_answer_reaches_the_team_when_saved_and_is_raised_once(alert_
 
 def test_a_rise_from_the_baseline_raises_a_review_alert_without_alarming_the_patient(alert_app):
     from proapp.patients.models import Occurrence
-    from proapp.questionnaire.services import issue_link
+    from proapp.questionnaire.answering import issue_link
     from tests.questionnaire.helpers import Patient, answer_every_screen, enrol_with_open_window
 
     def week_2(pid: int, pain: str) -> Patient:

@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, insert, select, text, update
 
 from proapp import db
 from proapp.audit.models import AuditEvent
-from proapp.audit.services import canonical, chain_hash, record, verify
+from proapp.audit.trail import canonical, chain_hash, record, verify
 from tests.dashboard.conftest import Staff
 from tests.export.conftest import auth, complete_diary, make_key
 from tests.questionnaire.helpers import Patient, enrol_with_open_window
@@ -89,7 +89,7 @@ def test_completion_staff_changes_logins_and_api_requests_are_recorded(app):
     [pull] = entries(app, action="api.request")
     assert pull.actor == f"api:pk_{key[3:11]}" and pull.new["items"] == 2
     from proapp.accounts.models import Role
-    from proapp.accounts.services import create_user
+    from proapp.accounts.staff import create_user
     from tests.dashboard.conftest import PASSWORD
 
     with app.app_context():
@@ -284,7 +284,7 @@ def test_the_database_refuses_to_change_the_audit_table(app, dialect):
 
 
 def test_the_audit_views_and_the_certified_copy(app):
-    from proapp.accounts.services import create_user
+    from proapp.accounts.staff import create_user
     from tests.dashboard.conftest import PASSWORD, USERS
 
     with app.app_context():

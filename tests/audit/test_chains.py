@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from proapp import db
 from proapp.audit.models import AuditEvent
-from proapp.audit.services import _lock_heads, canonical, chain_of, verify
+from proapp.audit.trail import _lock_heads, canonical, chain_of, verify
 from tests.questionnaire.helpers import Patient, csrf, enrol_with_open_window
 
 pytestmark = pytest.mark.requirement("AUDIT-TRAIL")

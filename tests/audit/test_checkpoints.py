@@ -13,7 +13,7 @@ from sqlalchemy import delete, select, update
 from proapp import db
 from proapp.audit.checkpoints import write
 from proapp.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
-from proapp.audit.services import GENESIS, head_mac, keyed_hash, record
+from proapp.audit.trail import GENESIS, head_mac, keyed_hash, record
 from tests.audit.test_audit import tamper
 
 pytestmark = pytest.mark.requirement("AUDIT-TRAIL")
@@ -155,7 +155,7 @@ def test_since_checkpoint_needs_a_checkpoint(app):
 
 @pytest.mark.postgres
 def test_a_large_trail_is_shared_between_processes_and_tampering_is_still_named(app, monkeypatch):
-    import proapp.audit.services as services
+    import proapp.audit.trail as trail
 
     for patient in range(6):
         _entries(app, 3, patient_id=None)
@@ -163,15 +163,15 @@ def test_a_large_trail_is_shared_between_processes_and_tampering_is_still_named(
             for i in range(3):
                 record(s, actor="test", action="test.entry", entity="thing", entity_id=i, new={"n": i},
                        patient_id=900 + patient)
-    monkeypatch.setattr(services, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(trail, "PARALLEL_FROM", 1)
     with app.app_context():
-        whole = services.verify(db.session(), processes=1)
-        shared = services.verify(db.session(), processes=3)
+        whole = trail.verify(db.session(), processes=1)
+        shared = trail.verify(db.session(), processes=3)
     assert whole == shared and whole[1] == [] and whole[0] > 30
     with app.app_context():
         victim = db.session().scalar(select(AuditEvent.id).where(AuditEvent.chain == "system", AuditEvent.seq == 4))
     tamper(app, update(AuditEvent).where(AuditEvent.id == victim).values(new={"n": 99}))
     with app.app_context():
-        _count, found = services.verify(db.session(), processes=3)
+        _count, found = trail.verify(db.session(), processes=3)
     assert [str(f) for f in found] == [f"entry {victim}: was altered after it was written (its content no longer "
                                        "matches its hash)"]

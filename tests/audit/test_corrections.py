@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from proapp import db
 from proapp.accounts.models import Role
-from proapp.accounts.services import create_user
+from proapp.accounts.staff import create_user
 from proapp.questionnaire.models import Answer, Correction, Response
 from proapp.studies.catalog import DATA_DIR as SHIPPED_STUDIES
 from tests.conftest import fresh_app

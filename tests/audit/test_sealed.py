@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from proapp import db
 from proapp.audit.checkpoints import HeadsNotSigned, write
 from proapp.audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
-from proapp.audit.services import GENESIS, LEGACY, chain_hash, head_mac, record
+from proapp.audit.trail import GENESIS, LEGACY, chain_hash, head_mac, record
 from tests.audit.test_audit import tamper
 from tests.conftest import owner_engine
 from tests.dashboard.conftest import Staff
@@ -91,7 +91,7 @@ def test_an_entry_appended_to_the_legacy_chain_is_named_everywhere(app, tmp_path
     """The attack of finding 2, by the owner with the triggers lifted: a backdated "patient withdrawn" entry added
     to the legacy chain, its SHA-256 and the head recomputed. Every verify mode names it, the worker signs no
     checkpoint of it, and the patient's certified copy says TAMPERED."""
-    from proapp.accounts.services import create_user
+    from proapp.accounts.staff import create_user
     from tests.dashboard.conftest import PASSWORD, USERS
 
     pid, _token = enrol_with_open_window(app, "IMATINIB-SSC", "M1", subject="IMA-TLS-001")
@@ -129,7 +129,7 @@ def test_an_entry_appended_to_the_legacy_chain_is_named_everywhere(app, tmp_path
 
 
 def test_a_keyless_entry_in_a_keyed_chain_is_named_in_the_certified_copy(app):
-    from proapp.accounts.services import create_user
+    from proapp.accounts.staff import create_user
     from tests.dashboard.conftest import PASSWORD, USERS
 
     pid, _token = enrol_with_open_window(app, "IMATINIB-SSC", "M1", subject="IMA-TLS-001")
@@ -207,7 +207,7 @@ def test_migration_0018_signs_the_heads_and_seals_the_legacy_chain(tmp_path, mon
     from sqlalchemy import create_engine
 
     from proapp.audit.keys import generate, parse
-    from proapp.audit.services import keyed_hash, verify
+    from proapp.audit.trail import keyed_hash, verify
     from proapp.migrate import upgrade
 
     url = f"sqlite:///{tmp_path / 'old.sqlite3'}"

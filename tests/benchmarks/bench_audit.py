@@ -34,7 +34,7 @@ def seed(app, start: int, count: int, patient_id: int | None) -> None:
 
     from proapp import db
     from proapp.audit.models import AuditChainHead, AuditEvent
-    from proapp.audit.services import GENESIS, chain_of, head_mac, keyed_hash
+    from proapp.audit.trail import GENESIS, chain_of, head_mac, keyed_hash
     from tests.conftest import owner_engine
 
     keys = app.extensions["proapp.audit_keys"]
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace, url: str, folder: Path) -> None:
 
     os.environ["PROAPP_INSTANCE_PATH"] = str(folder)
     from proapp import create_app, db
-    from proapp.audit.services import verify
+    from proapp.audit.trail import verify
     from proapp.migrate import upgrade
     from tests.dashboard.conftest import PASSWORD, Staff
     from tests.questionnaire.helpers import enrol_with_open_window

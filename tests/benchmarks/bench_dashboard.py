@@ -165,9 +165,9 @@ def main() -> None:
 def run(args, folder: Path, url: str) -> None:
     from proapp import create_app, db
     from proapp.accounts.models import Role
-    from proapp.accounts.services import create_user
+    from proapp.accounts.staff import create_user
     from proapp.migrate import upgrade
-    from proapp.studies.services import sync_studies
+    from proapp.studies.sync import sync_studies
 
     upgrade(url)
     now = datetime.now(UTC).replace(microsecond=0)

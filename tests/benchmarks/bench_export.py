@@ -130,7 +130,7 @@ def main() -> None:
 def run(args, folder: Path, url: str) -> None:
     from proapp import create_app, db
     from proapp.migrate import upgrade
-    from proapp.studies.services import sync_studies
+    from proapp.studies.sync import sync_studies
 
     os.environ["PROAPP_INSTANCE_PATH"] = str(folder)
     upgrade(url)

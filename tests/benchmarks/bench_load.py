@@ -134,10 +134,10 @@ def seed(url: str, folder: Path, patients: int) -> list[str]:
     """A copy of ADUSE (study LOAD, 5-digit subject IDs) with ``patients`` patients whose week 1 is open now."""
     from proapp import create_app, db
     from proapp.migrate import upgrade
-    from proapp.patients.services import EnrolmentRequest, enroll_patient
-    from proapp.questionnaire.services import issue_link, open_occurrence_for
+    from proapp.patients.enrolment import EnrolmentRequest, enroll_patient
+    from proapp.questionnaire.answering import issue_link, open_occurrence_for
     from proapp.studies.catalog import DATA_DIR
-    from proapp.studies.services import sync_studies
+    from proapp.studies.sync import sync_studies
 
     studies = folder / "studies"
     studies.mkdir(exist_ok=True)

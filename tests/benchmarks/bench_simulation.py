@@ -34,7 +34,7 @@ def main() -> int:
     os.environ["PROAPP_INSTANCE_PATH"] = str(folder)
     from proapp import db
     from proapp.accounts.models import Role
-    from proapp.accounts.services import create_user
+    from proapp.accounts.staff import create_user
     from proapp.migrate import upgrade
     from proapp.models import Answer, Response
     from tests.conftest import fresh_app

@@ -163,7 +163,7 @@ def main() -> None:
     try:
         from proapp import create_app, db
         from proapp.migrate import upgrade
-        from proapp.studies.services import sync_studies
+        from proapp.studies.sync import sync_studies
 
         upgrade(url)
         with FakeTwilio() as fake:

@@ -105,7 +105,7 @@ def test_patient_pages_have_no_violation(app, live_server, browser, language):
 def test_staff_pages_have_no_violation(app, live_server, browser):
     from proapp import db
     from proapp.accounts.models import Role
-    from proapp.accounts.services import create_user
+    from proapp.accounts.staff import create_user
     from tests.dashboard.test_access_matrix import raise_alert
 
     pid, token = enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-077")

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from proapp import db
 from proapp.accounts.models import Role
-from proapp.accounts.services import create_user
+from proapp.accounts.staff import create_user
 from proapp.patients.models import Patient
 from tests.helpers import agreed
 

@@ -148,12 +148,12 @@ def test_a_closed_study_takes_no_patient_sends_no_sms_and_its_links_say_so(app, 
     assert page.status_code == 410 and "This study is closed" in page.get_data(as_text=True)
     assert runner.invoke(args=["proapp", "link", "ADU-TLS-003"]).exit_code == 2          # no open visit left
     with app.app_context():                                       # and a link made anyhow after the closure
-        from proapp import services
-        from proapp.questionnaire.services import new_link
+        from proapp import runtime
+        from proapp.questionnaire.answering import new_link
 
         s = db.session()
         fresh, _link = new_link(s, s.scalar(select(Occurrence).where(Occurrence.patient_id == pid).limit(1)),
-                                services.now(), revoke_previous=False)
+                                runtime.now(), revoke_previous=False)
         s.commit()
     page = app.test_client().get(f"/s/{fresh}")
     assert page.status_code == 410 and "This study is closed" in page.get_data(as_text=True)
@@ -162,11 +162,11 @@ def test_a_closed_study_takes_no_patient_sends_no_sms_and_its_links_say_so(app, 
                                   "2026-01-05"])
     assert refused.exit_code == 2 and "is closed" in refused.output
     with app.app_context():
-        from proapp import services
-        from proapp.sms.services import SmsSettings, queue_invitations
+        from proapp import runtime
+        from proapp.sms.delivery import SmsSettings, queue_invitations
 
         with db.transaction() as s:
-            assert queue_invitations(s, services.now(), SmsSettings.from_config(app.config)) == 0
+            assert queue_invitations(s, runtime.now(), SmsSettings.from_config(app.config)) == 0
         assert db.session().get(PatientContact, pid).phone_ciphertext is None       # erased at closure
         assert db.session().scalar(select(Study.code).join(StudyClosure, StudyClosure.study_id == Study.id)) == "ADUSE"
 
@@ -175,7 +175,7 @@ def test_an_admin_closes_a_study_on_its_page_with_an_electronic_signature(app, t
     from datetime import UTC, datetime
 
     from proapp.accounts.models import Role
-    from proapp.accounts.services import create_user
+    from proapp.accounts.staff import create_user
     from tests.dashboard.conftest import PASSWORD, Staff, text_of
 
     enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-004", language="en")
@@ -211,8 +211,8 @@ def test_an_admin_closes_a_study_on_its_page_with_an_electronic_signature(app, t
 
 
 def test_an_interrupted_closure_continues_and_never_erases_without_its_archive(app, runner, tmp_path):
-    from proapp import services
-    from proapp.closure import services as closing
+    from proapp import runtime
+    from proapp.closure import steps as closing
 
     pid, _token = enrol_with_open_window(app, "ADUSE", "W1", subject="ADU-TLS-005", language="fr")
     app.config["ARCHIVE_DIR"] = str(tmp_path / "archives")
@@ -220,12 +220,12 @@ def test_an_interrupted_closure_continues_and_never_erases_without_its_archive(a
         keys = app.extensions["proapp.audit_keys"]
         with db.transaction() as s:
             study = closing.find_study(s, "ADUSE")
-            closing.begin(s, study, services.studies(), services.now(), "cli", force_reason="end of funding")
+            closing.begin(s, study, runtime.studies(), runtime.now(), "cli", force_reason="end of funding")
         with db.transaction() as s:
             study = closing.find_study(s, "ADUSE")
-            path = closing.archive(s, study, closing.closure_of(s, study.id), services.studies(),
-                                   services.instruments(), keys, tmp_path / "archives", closing.sources(),
-                                   services.now(), "cli")
+            path = closing.archive(s, study, closing.closure_of(s, study.id), runtime.studies(),
+                                   runtime.instruments(), keys, tmp_path / "archives", closing.sources(),
+                                   runtime.now(), "cli")
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
     refused = runner.invoke(args=["proapp", "study", "close", "ADUSE", "--archive-dir", str(blocked / "sub")])

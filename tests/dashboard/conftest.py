@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from proapp import db
 from proapp.accounts.models import Role
-from proapp.accounts.services import create_user
+from proapp.accounts.staff import create_user
+from proapp.patients.enrolment import EnrolmentRequest, enroll_patient
 from proapp.patients.models import Occurrence
-from proapp.patients.services import EnrolmentRequest, enroll_patient
-from proapp.questionnaire.services import issue_link
+from proapp.questionnaire.answering import issue_link
 from tests.conftest import fresh_app
 from tests.helpers import agreed
 

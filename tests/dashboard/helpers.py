@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import select
 
 from proapp import db
+from proapp.patients.enrolment import EnrolmentRequest, enroll_patient
 from proapp.patients.models import Occurrence, OccurrenceStatus
-from proapp.patients.services import EnrolmentRequest, enroll_patient
 from proapp.questionnaire.models import Response, ResponseStatus
 from tests.helpers import agreed
 

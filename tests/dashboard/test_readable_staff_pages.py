@@ -10,7 +10,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from proapp import db
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.questionnaire.models import Response
 from tests.dashboard.conftest import NOW, PASSWORD, USERS, Staff, csrf_of, enrol, text_of
 from tests.dashboard.helpers import complete, enrol_at

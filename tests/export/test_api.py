@@ -405,7 +405,7 @@ def test_odm_xml_is_well_formed_even_with_markup_in_values(app, key):
 
 def test_the_patient_page_shows_what_the_edc_has(app, key):
     from proapp.accounts.models import Role
-    from proapp.accounts.services import create_user
+    from proapp.accounts.staff import create_user
     from tests.dashboard.conftest import PASSWORD, Staff
 
     with app.app_context():

@@ -124,7 +124,7 @@ def test_a_refusing_edc_gets_retries_with_backoff_until_it_accepts(push_app, edc
 
 def test_the_delivery_log_is_for_admins(push_app, edc):
     from proapp.accounts.models import Role
-    from proapp.accounts.services import create_user
+    from proapp.accounts.staff import create_user
     from tests.dashboard.conftest import PASSWORD, Staff
 
     with push_app.app_context():
@@ -173,7 +173,7 @@ def test_a_redirect_is_never_followed(push_app, edc):
     """Issue 28, finding 6: a 307 would re-post the response, its signature and its idempotency key to another
     address. The push stays where it was sent: a failed delivery, retried, shown in the log."""
     from proapp.accounts.models import Role
-    from proapp.accounts.services import create_user
+    from proapp.accounts.staff import create_user
     from tests.dashboard.conftest import PASSWORD, Staff
 
     elsewhere = FakeEdc()
@@ -222,7 +222,7 @@ def test_production_refuses_a_push_endpoint_that_is_not_https(database_url, inst
 def test_a_push_refused_to_the_last_try_is_given_up_and_shown(push_app, edc):
     """The one outbox's rule for pushes: PROAPP_PUSH_MAX_ATTEMPTS tries, then failed (the EDC still pulls)."""
     from proapp.accounts.models import Role
-    from proapp.accounts.services import create_user
+    from proapp.accounts.staff import create_user
     from tests.dashboard.conftest import PASSWORD, Staff
 
     push_app.config["PUSH_MAX_ATTEMPTS"] = 2

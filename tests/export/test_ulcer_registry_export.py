@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from proapp import db
 from proapp.accounts.models import Role, User
-from proapp.accounts.services import create_user
+from proapp.accounts.staff import create_user
 from proapp.models import Patient as PatientRow
 from proapp.questionnaire import ulcers
 from tests.export.conftest import auth, make_key

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from proapp import db
 from proapp.accounts.models import Role
-from proapp.accounts.services import create_user
+from proapp.accounts.staff import create_user
 from proapp.instruments.registry import DATA_DIR as INSTRUMENT_FILES
 from proapp.questionnaire.models import Response
 from tests.conftest import fresh_app

@@ -57,7 +57,7 @@ def _claims_of_two_workers(app, claim, **kwargs) -> tuple[list[int], list[int]]:
 
 
 def test_two_workers_share_a_backlog_of_sms_on_a_never_analysed_table(app):
-    from proapp.sms.services import claim
+    from proapp.sms.delivery import claim
 
     patient_id = enrol(app, "ADU-TLS-001", date(2026, 3, 16), now=NOW - timedelta(days=5))
     _never_analysed(app, "sms_message")

@@ -8,8 +8,8 @@ from html import unescape
 from zoneinfo import ZoneInfo
 
 from proapp import db
-from proapp.patients.services import EnrolmentRequest, enroll_patient
-from proapp.questionnaire.services import issue_link, open_occurrence_for
+from proapp.patients.enrolment import EnrolmentRequest, enroll_patient
+from proapp.questionnaire.answering import issue_link, open_occurrence_for
 from tests.helpers import agreed
 
 # Days after the anchor at which a window is open: ADUSE W1 (PAIN_VAS, DU_DIARY) or W0 (DLQI, HAQ; the day before),

@@ -313,7 +313,7 @@ def test_bad_tokens_get_the_same_friendly_page(app, client, token_kind):
         token = "x"
     elif token_kind == "resent":
         from proapp import db
-        from proapp.questionnaire.services import issue_link
+        from proapp.questionnaire.answering import issue_link
 
         with app.app_context():
             s = db.session()
@@ -333,7 +333,7 @@ def test_resend_kills_an_open_session_on_the_old_link(app, client):
     p = Patient(client, token)
     p.open()
     from proapp import db
-    from proapp.questionnaire.services import new_link
+    from proapp.questionnaire.answering import new_link
 
     with app.app_context():
         s = db.session()

@@ -120,8 +120,8 @@ def test_the_registry_version_counts_what_the_registry_is_made_of(reg_app):  # n
                                                     "noted_on": "2026-03-01", "treated": ""})
     Patient(reg_app.test_client(), link(reg_app, pid, "W0")).open()
     with reg_app.app_context():
+        from proapp.questionnaire.answering import visit_of_live_link
         from proapp.questionnaire.models import AccessLink
-        from proapp.questionnaire.services import visit_of_live_link
 
         s = db.session()
         row = s.query(AccessLink).order_by(AccessLink.id.desc()).first()
@@ -145,7 +145,7 @@ def test_a_new_app_on_an_emptied_database_never_sees_a_registry_remembered_befor
         app = fresh_app(database_url, NOW=W0_TIME)
         with app.app_context():
             from proapp.accounts.models import Role
-            from proapp.accounts.services import create_user
+            from proapp.accounts.staff import create_user
             from tests.dashboard.conftest import PASSWORD
 
             create_user(db.session(), email="tls@chu.test", password=PASSWORD, role=Role.COORDINATOR, now=W0_TIME,

@@ -4,9 +4,9 @@ completed response never changes afterwards and its scores are those of the answ
 import pytest
 from sqlalchemy import select
 
-from proapp import db, services
+from proapp import db, runtime
 from proapp.models import AccessLink, Answer, Response
-from proapp.questionnaire import services as answering
+from proapp.questionnaire import answering as answering
 from tests.questionnaire.helpers import Patient, csrf, enrol_with_open_window
 from tests.questionnaire.test_flow import finish_diary
 
@@ -33,7 +33,7 @@ def test_a_save_that_read_before_a_submit_committed_stores_nothing(app, client, 
         assert p.submit().status_code == 200          # this tab submits and commits first
         with pytest.raises(answering.AlreadyCompleted):
             answering.save_screen(s, other_tab, _pain(other_tab), {"PAIN_VAS": "77"}, language="fr",
-                           now=services.now(), actor="test:other-tab")
+                           now=runtime.now(), actor="test:other-tab")
         s.rollback()
     session.rollback()               # a fresh snapshot of the database
     assert session.scalar(select(Answer.value).where(Answer.item_code == "PAIN_VAS")) == "10"
@@ -52,7 +52,7 @@ def test_a_submit_that_read_before_a_save_committed_scores_the_saved_answer(app,
         page = client.get("/q/PAIN_VAS.PAIN_VAS")      # ... then this tab changed the pain to 90 and committed
         changed = client.post("/q/PAIN_VAS.PAIN_VAS", data={"csrf_token": csrf(page.text), "PAIN_VAS": "90"})
         assert changed.status_code == 303
-        assert answering.complete(s, submitting_tab, language="fr", now=services.now(), actor="test:submitting-tab")
+        assert answering.complete(s, submitting_tab, language="fr", now=runtime.now(), actor="test:submitting-tab")
         s.commit()
     session.rollback()               # a fresh snapshot of the database
     pain = session.scalars(select(Response).where(Response.instrument_code == "PAIN_VAS")).one()
@@ -69,7 +69,7 @@ def test_a_first_answer_rolled_back_leaves_no_response_behind(app, session):
     link = session.scalars(select(AccessLink)).one()
     with app.app_context():
         s, tab = _tab(app, link)
-        assert answering.save_screen(s, tab, _pain(tab), {"PAIN_VAS": "35"}, language="fr", now=services.now(),
+        assert answering.save_screen(s, tab, _pain(tab), {"PAIN_VAS": "35"}, language="fr", now=runtime.now(),
                               actor="test") == {}
         s.rollback()
     session.rollback()               # a fresh snapshot of the database
@@ -84,7 +84,7 @@ def test_two_tabs_starting_the_same_questionnaire_share_one_response(app, sessio
     with app.app_context():
         s, first_tab = _tab(app, link)
         assert answering.save_screen(s, first_tab, _pain(first_tab), {"PAIN_VAS": "35"}, language="fr",
-                              now=services.now(), actor="test:first-tab") == {}
+                              now=runtime.now(), actor="test:first-tab") == {}
         s.commit()
         db.session().close()
     with app.app_context():
@@ -92,7 +92,7 @@ def test_two_tabs_starting_the_same_questionnaire_share_one_response(app, sessio
         second_tab.responses.clear()                  # as read before the first tab's commit
         second_tab.answers = {code: {} for code in second_tab.answers}
         assert answering.save_screen(s, second_tab, _pain(second_tab), {"PAIN_VAS": "60"}, language="fr",
-                              now=services.now(), actor="test:second-tab") == {}
+                              now=runtime.now(), actor="test:second-tab") == {}
         s.commit()
     session.rollback()               # a fresh snapshot of the database
     pain = session.scalars(select(Response).where(Response.instrument_code == "PAIN_VAS")).one()

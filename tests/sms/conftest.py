@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 
 from proapp import db
-from proapp.patients.services import EnrolmentRequest, enroll_patient
+from proapp.patients.enrolment import EnrolmentRequest, enroll_patient
 from tests.conftest import fresh_app
 from tests.helpers import agreed
 from tests.sms.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio

@@ -79,9 +79,9 @@ def test_a_new_information_sheet_is_announced_once_by_sms_and_acknowledged_from_
 
 
 def test_the_information_sms_is_not_sent_to_a_patient_who_read_the_sheet_meanwhile(informed, fake_twilio, tmp_path):
-    from proapp import services
+    from proapp import runtime
+    from proapp.patients.enrolment import acknowledge_information
     from proapp.patients.models import Patient
-    from proapp.patients.services import acknowledge_information
     from proapp.sms.models import SmsStatus
 
     app, worker = informed
@@ -90,7 +90,7 @@ def test_the_information_sms_is_not_sent_to_a_patient_who_read_the_sheet_meanwhi
     at(app, local(2026, 3, 18, 9))
     assert worker.queue()["information"] == 1                   # due at the patient's SMS hour, 18:00
     with app.app_context(), db.transaction() as s:            # read on a questionnaire page in the meantime
-        acknowledge_information(s, s.get_one(Patient, pid), "2.2", now=services.now())
+        acknowledge_information(s, s.get_one(Patient, pid), "2.2", now=runtime.now())
     tick(worker, local(2026, 3, 18, 18))
     assert not [m for m in fake_twilio.messages.values() if "information" in m.body]
     with app.app_context():

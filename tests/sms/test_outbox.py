@@ -202,7 +202,7 @@ def test_a_timeout_after_twilio_took_the_message_is_looked_up_not_resent(sms_app
 def test_an_unknown_outcome_not_found_at_twilio_is_sent_again_after_the_grace_period(sms_app, worker, fake_twilio):
     pid = enrol(sms_app, "ADU-TLS-009", W0_ANCHOR)
     with sms_app.app_context(), db.transaction() as s:     # as if the worker died after committing the body hash
-        from proapp.sms.services import claim, prepare
+        from proapp.sms.delivery import claim, prepare
 
         tick(worker, ENROLLED)                             # queue only (07:00: quiet hours)
         ten = local(2026, 3, 16, 10)
@@ -225,8 +225,8 @@ def test_an_unknown_outcome_not_found_at_twilio_is_sent_again_after_the_grace_pe
 def test_a_worker_killed_mid_send_sends_nothing_twice_and_loses_nothing(sms_app, worker, fake_twilio):
     """Half the claimed SMS reached Twilio before the worker died, half did not: after the lease, the first
     half are found at Twilio and the second half sent, each exactly once."""
+    from proapp.sms.delivery import claim, prepare
     from proapp.sms.gateways import from_config
-    from proapp.sms.services import claim, prepare
 
     anchors = [W0_ANCHOR] * 6
     pids = [enrol(sms_app, f"ADU-TLS-1{i:02d}", a) for i, a in enumerate(anchors)]
@@ -417,7 +417,7 @@ def test_a_whole_aduse_schedule_across_the_dst_change(sms_app, worker, fake_twil
 def test_a_worker_that_lost_its_claim_does_not_send(sms_app, worker, fake_twilio):
     """A worker stalled past its lease (its SMS was handed back and sent by another) must not send it again
     when it wakes up: the claim is confirmed right before the request leaves."""
-    from proapp.sms.services import claim, prepare
+    from proapp.sms.delivery import claim, prepare
 
     pid = enrol(sms_app, "ADU-TLS-016", W0_ANCHOR)
     tick(worker, ENROLLED)

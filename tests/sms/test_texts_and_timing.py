@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from proapp.sms.services import SmsSettings, longest_sms
-from proapp.sms.services import text_problems as problems
+from proapp.sms.delivery import SmsSettings, longest_sms
+from proapp.sms.delivery import text_problems as problems
 from proapp.sms.text import KINDS, compose, gsm7_length
 from proapp.sms.timing import QuietHours, allowed_at, invitation_due, reminder_days
 from tests.conftest import make_app

@@ -7,9 +7,9 @@ import yaml
 from sqlalchemy import select
 
 from proapp.models import Occurrence, Response, ResponseStatus, Site, Study
-from proapp.patients.services import EnrolmentRequest, enroll_patient
+from proapp.patients.enrolment import EnrolmentRequest, enroll_patient
 from proapp.studies.catalog import DATA_DIR, DEMO_CONTACTS, load_studies
-from proapp.studies.services import sync_studies
+from proapp.studies.sync import sync_studies
 from tests.helpers import agreed
 
 

@@ -18,7 +18,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import Connection, Row, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.db import dialect_insert
 from proapp.i18n import day as i18n_day
 from proapp.instruments import Instrument, Registry, score_with
@@ -40,7 +40,7 @@ from proapp.questionnaire.models import VAS_CONTROLS, AccessLink, Answer, Respon
 from proapp.questionnaire.signals import answers_saved
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import ClosedLink, Site, Study
-from proapp.studies.services import is_closed
+from proapp.studies.sync import is_closed
 from proapp.tokens import token_hash
 
 TOKEN_BYTES = 16                  # 128 bits from secrets, 22 URL-safe characters

@@ -12,7 +12,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.config import SUPPORTED_LANGUAGES
 from proapp.patients import occurrences, phones
 from proapp.patients.models import Agreement, Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
@@ -23,7 +23,7 @@ from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Site, Study
 from proapp.studies.schedule import compute_schedule
 from proapp.studies.schema import check_timezone
-from proapp.studies.services import is_closed
+from proapp.studies.sync import is_closed
 
 SENDING_HOURS = range(8, 21)          # a preferred SMS hour must fall outside the quiet hours (21:00-08:00)
 ANCHOR_PAST_LIMIT = timedelta(days=2 * 366)

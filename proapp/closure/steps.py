@@ -31,13 +31,13 @@ from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from proapp import csvfiles, services
+from proapp import csvfiles, runtime
 from proapp import db as database
 from proapp.audit.checkpoints import HeadsNotSigned, as_line, write
 from proapp.audit.copies import certified_copy
 from proapp.audit.keys import AuditKeys
 from proapp.audit.models import AuditCheckpoint
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.closure import archive as archives
 from proapp.db import Base, dialect_insert
 from proapp.export import data, feed
@@ -94,7 +94,7 @@ def sources() -> Sources:
 
 def find_study(db: Session, code: str) -> Study:
     study = db.scalar(select(Study).where(Study.code == code))
-    if study is None or code not in services.studies().codes():      # loaded, and its study file still there
+    if study is None or code not in runtime.studies().codes():      # loaded, and its study file still there
         raise ClosureRefused(_l("There is no study %(study)s.", study=code))
     return study
 
@@ -416,11 +416,11 @@ def run(code: str, keys: AuditKeys, directory: Path, sources: Sources, *, actor:
         force_reason: str | None = None, signature: dict[str, Any] | None = None) -> Iterator[str]:
     """Every step still to do, each in a transaction of its own, one line of what it did each (for the command
     and the page). Raises ClosureRefused where it must stop; what was done before stays done."""
-    catalog, registry = services.studies(), services.instruments()
+    catalog, registry = runtime.studies(), runtime.instruments()
     with database.transaction() as s:
         study = find_study(s, code)
         earlier = closure_of(s, study.id)
-        closure = begin(s, study, catalog, services.now(), actor, force_reason=force_reason, signature=signature)
+        closure = begin(s, study, catalog, runtime.now(), actor, force_reason=force_reason, signature=signature)
         started = (closure.started_at, closure.started_by)
     yield (f"continuing the closure of {code} started at {started[0]:%Y-%m-%d %H:%M} UTC by {started[1]}"
            if earlier is not None else f"{code} is closed to patients: no enrolment, its links say so, no SMS")
@@ -432,7 +432,7 @@ def run(code: str, keys: AuditKeys, directory: Path, sources: Sources, *, actor:
         closure = closure_of(s, study.id, lock=True)
         assert closure is not None
         done = closure.archive_sha256 is not None
-        path = archive(s, study, closure, catalog, registry, keys, directory, sources, services.now(), actor)
+        path = archive(s, study, closure, catalog, registry, keys, directory, sources, runtime.now(), actor)
         sha = closure.archive_sha256
     yield f"archive {'present and intact' if done else 'written and verified'}: {path} (SHA-256 {sha})"
     with database.transaction() as s:
@@ -440,14 +440,14 @@ def run(code: str, keys: AuditKeys, directory: Path, sources: Sources, *, actor:
         closure = closure_of(s, study.id, lock=True)
         assert closure is not None
         done = closure.contacts_erased_at is not None
-        erased = erase_contacts(s, study, closure, keys, directory, services.now(), actor)
+        erased = erase_contacts(s, study, closure, keys, directory, runtime.now(), actor)
     yield "phone numbers erased before" if done else f"{erased} phone number(s) erased"
     with database.transaction() as s:
         study = find_study(s, code)
         closure = closure_of(s, study.id, lock=True)
         assert closure is not None
         done, live = closure.live_data_done_at is not None, closure.live_data
-        removed = settle_live_data(s, study, closure, keys, directory, services.now(), actor)
+        removed = settle_live_data(s, study, closure, keys, directory, runtime.now(), actor)
     if done:
         yield "live data settled before"
     elif live == "remove":

@@ -19,13 +19,13 @@ from sqlalchemy.orm import Session
 
 from proapp.alerts.models import AckAction, Alert, AlertState
 from proapp.alerts.rules import ITSELF, Earlier, History, Hit, Values, evaluate, tells_patient, values_of
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.db import dialect_insert
 from proapp.instruments import Registry
 from proapp.patients.models import Occurrence, Patient
 from proapp.patients.signals import occurrence_ended
+from proapp.questionnaire.answering import VisitQuestionnaire
 from proapp.questionnaire.models import Answer, Response, ResponseStatus
-from proapp.questionnaire.services import VisitQuestionnaire
 from proapp.questionnaire.signals import answers_saved
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Site, Study

@@ -22,9 +22,9 @@ from flask import Flask
 from sqlalchemy import and_, case, exists, func, select, update
 from sqlalchemy.orm import Session, aliased, joinedload, object_session
 
-from proapp import outbox, services
+from proapp import outbox, runtime
 from proapp.audit.restores import holding
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.db import dialect_insert
 from proapp.patients import occurrences
 from proapp.patients.models import (
@@ -38,15 +38,15 @@ from proapp.patients.models import (
 )
 from proapp.patients.phones import PhoneVault
 from proapp.patients.signals import sms_must_stop, visits_moved
+from proapp.questionnaire.answering import INFORMATION_LINK, TOKEN_BYTES, new_link
 from proapp.questionnaire.models import AccessLink
-from proapp.questionnaire.services import INFORMATION_LINK, TOKEN_BYTES, new_link
 from proapp.sms import text as smstext
 from proapp.sms.gateways import UNUSABLE_CODES, Found, Gateway, Outcome, Outgoing, body_hash
 from proapp.sms.models import PROGRESS, SendSlot, SmsMessage, SmsStatus
 from proapp.sms.timing import QuietHours, allowed_at, invitation_due, local_day, local_instant, reminder_days
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Study, StudyClosure
-from proapp.studies.services import closing
+from proapp.studies.sync import closing
 
 log = logging.getLogger("proapp.sms")
 
@@ -670,7 +670,7 @@ def follow_moved_visits(db: Session, catalog: StudyCatalog, moved: list[int], no
 
 def _on_visits_moved(patient_id: int, *, db: Session, moved: list[int], now: datetime) -> None:
 
-    follow_moved_visits(db, services.studies(), moved, now)
+    follow_moved_visits(db, runtime.studies(), moved, now)
 
 
 def connect_signals() -> None:

@@ -13,7 +13,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from proapp.accounts import passwords
 from proapp.accounts.models import Role, StaffSession, User, UserScope
-from proapp.audit.services import record
+from proapp.audit.trail import record
 from proapp.mail import plain_address
 from proapp.studies.models import Site, Study
 from proapp.tokens import token_hash
