@@ -17,6 +17,7 @@ from proapp.patients.models import (
 )
 from proapp.questionnaire.models import AccessLink, Answer, Correction, Response, ResponseStatus
 from proapp.ratelimit import RateCounter
+from proapp.remote.models import Conversation
 from proapp.sms.models import SendSlot, SmsMessage, SmsStatus
 from proapp.studies.models import ClosedLink, Site, Study, StudyClosure
 
@@ -35,6 +36,7 @@ __all__ = [
     "AuditCheckpoint",
     "AuditEvent",
     "ClosedLink",
+    "Conversation",
     "Correction",
     "Occurrence",
     "OccurrenceStatus",

@@ -194,6 +194,31 @@ class Derived(_Strict):
     source: str | None = None         # the rule it follows, when not the instrument's source
 
 
+RemoteMode = Literal["voice", "sms"]
+
+
+class RemoteItem(_Strict):
+    """An item as read aloud or sent by SMS, where the page's wording does not fit: its own wording, and a date
+    asked as a number of days ago (no calendar on a keypad)."""
+
+    text: Text | None = None
+    days_ago: bool = False
+
+
+class Remote(_Strict):
+    """The instrument asked without the web page (a voice call, SMS replies): another mode of administration, with
+    its own wording version. Only choice items (each option a key: 1, 2, ...) and dates asked as days ago can be
+    asked so; the file says which modes, and the study file which of those it allows."""
+
+    version: str = Field(pattern=r"^\d+(\.\d+){0,2}-R\d+$")      # the web version, "-R", the remote wording's
+    modes: list[RemoteMode] = Field(min_length=1)
+    validated: bool = False
+    note: str = Field(min_length=1)
+    # Read (voice) or sent (SMS) before the first question instead of the page's instructions.
+    instructions: Text | None = None
+    items: dict[str, RemoteItem] = Field(default_factory=dict)
+
+
 class Instrument(_Strict):
     code: str = Field(pattern=CODE_RE)
     version: str = Field(pattern=VERSION_RE)
@@ -221,6 +246,7 @@ class Instrument(_Strict):
     items: list[Item] = Field(min_length=1)
     groups: list[Group] = Field(default_factory=list)
     derived: list[Derived] = Field(default_factory=list)
+    remote: Remote | None = None
 
     def title_in(self, situations: frozenset[str] | set[str]) -> Text:
         """The title the patient reads in these situations (the checklist before treatment has its own)."""
@@ -309,6 +335,8 @@ class Instrument(_Strict):
                 raise ValueError(f"derived.{didx} ({d.code}): the code is used twice")
             if d.group and d.group not in group_codes:
                 raise ValueError(f"derived.{didx} ({d.code}).group: no group named {d.group!r}")
+        if self.remote is not None:
+            _check_remote(self)
         if self.default_variant is not None and self.default_variant not in self.variants:
             raise ValueError(f"default_variant: no variant named {self.default_variant!r}")
         return self
@@ -337,3 +365,25 @@ def _check_condition(by_code: dict[str, Item], where: str, ref: str, value: str)
     allowed = by_code[ref].allowed_values()
     if value not in allowed:
         raise ValueError(f"{where}.show_if: {value!r} is not a value of {ref}")
+
+
+def _check_remote(inst: Instrument) -> None:
+    """Every item can be asked one at a time with keys or a number: choices, and dates asked as days ago."""
+    remote = inst.remote
+    assert remote is not None
+    by_code = {i.code: i for i in inst.items}
+    for code, spec in remote.items.items():
+        if code not in by_code:
+            raise ValueError(f"remote.items.{code}: no item named {code!r}")
+        if spec.days_ago and by_code[code].type != "date":
+            raise ValueError(f"remote.items.{code}.days_ago: only a date is asked as days ago")
+    for item in inst.items:
+        if item.type in ("check", "vas"):
+            raise ValueError(f"remote: {item.code} is a {item.type}: it cannot be asked by voice or SMS")
+        if item.type == "date" and not (item.code in remote.items and remote.items[item.code].days_ago
+                                        and remote.items[item.code].text):
+            raise ValueError(f"remote.items.{item.code}: a date is asked as days ago, with its own wording")
+        if item.screen:
+            raise ValueError(f"remote: {item.code} shares a screen: asked one question at a time it needs none")
+        if item.type == "choice" and len(item.option_list) > 11:
+            raise ValueError(f"remote: {item.code} has more than 11 answers: too many to read aloud")

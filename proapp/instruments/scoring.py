@@ -132,6 +132,14 @@ def score_pain_vas(_inst: Instrument, answers: ParsedAnswers, _context: Any = No
     return {"status": "scored", "pain": int(v)}
 
 
+def score_pain_nrs(_inst: Instrument, answers: ParsedAnswers, _context: Any = None) -> dict[str, Any]:
+    """The 0-10 rating as given: never rescaled to the VAS's 0-100 (another measure)."""
+    v = answers.get("PAIN_NRS")
+    if v is None:
+        return {"status": "not_scored", "score": None}
+    return {"status": "scored", "score": int(v)}
+
+
 # --- Digital-ulcer diary and the baseline inventory ---------------------------------------------------------------
 
 def score_du_diary(inst: Instrument, answers: ParsedAnswers, context: UlcerContext | None = None) -> dict[str, Any]:
@@ -252,6 +260,7 @@ SCORERS: dict[str, Scorer] = {
     "DLQI": score_dlqi,
     "HAQ": score_haq,
     "PAIN_VAS": score_pain_vas,
+    "PAIN_NRS": score_pain_nrs,
     "DU_DIARY": score_du_diary,
     "DU_BASELINE": score_du_baseline,
     "TOLERANCE": score_tolerance,

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from proapp.studies.models import Site, Study
 
 
+ANSWER_CHANNELS = ("web", "voice", "sms")
+
+
 class PatientStatus(enum.StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
@@ -46,6 +49,9 @@ class Patient(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     anchor_date: Mapped[date]
     sms_hour: Mapped[int]
+    # How the patient answers (``ANSWER_CHANNELS``): the web link by SMS, a voice call, or SMS replies; a visit whose
+    # questionnaires the study does not allow in that channel goes by web link anyway.
+    answer_channel: Mapped[str] = mapped_column(String(10), default="web", server_default="web")
     status: Mapped[PatientStatus] = mapped_column(_enum(PatientStatus, "patient_status"),
                                                   default=PatientStatus.ACTIVE)
     schedule_version: Mapped[str] = mapped_column(String(40))
@@ -71,6 +77,8 @@ class PatientContact(Base):
     unusable_reason: Mapped[str | None] = mapped_column(String(200))
     sms_paused_at: Mapped[datetime | None]               # paused by a coordinator (see patient_event)
     opted_out_at: Mapped[datetime | None]                # the patient asked for no more SMS
+    # The PIN a voice call asks before any question (scrypt hash, werkzeug); None: no call is answered.
+    voice_pin_hash: Mapped[str | None] = mapped_column(String(200))
     updated_at: Mapped[datetime]
 
     patient: Mapped[Patient] = relationship(back_populates="contact")

@@ -495,7 +495,8 @@ def vas_controls(screen: Screen, form: Mapping[str, str]) -> dict[str, str | Non
 
 def _audit_answer(db: Session, s: VisitQuestionnaire, r: ResponseState, item: str, repeat: int, old: str | None,
                   new: str | None, actor: str, now: datetime, action: str = "answer.saved",
-                  reason: str | None = None, language: str | None = None, entered_with: str | None = None) -> None:
+                  reason: str | None = None, language: str | None = None, entered_with: str | None = None,
+                  mode: str | None = None) -> None:
 
     after: dict[str, Any] = {"value": new, "instrument": r.instrument_code, "version": r.instrument_version,
                              "visit": s.visit.visit_code}
@@ -503,14 +504,17 @@ def _audit_answer(db: Session, s: VisitQuestionnaire, r: ResponseState, item: st
         after["language"] = language
     if entered_with is not None:
         after["entered_with"] = entered_with
+    if mode is not None and mode != "web":
+        after["mode"] = mode
     record(db, actor=actor, action=action, entity="answer", entity_id=f"{r.id}:{item}:{repeat}",
            patient_id=s.visit.patient_id, old=None if old is None else {"value": old}, new=after, reason=reason,
            at=now)
 
 
 def save_screen(db: Session, s: VisitQuestionnaire, screen: Screen, form: Mapping[str, str], *, language: str,
-                now: datetime, actor: str = "patient") -> dict[str, Any]:
-    """Store one screen's answers (autosave). Returns errors; with errors nothing is stored."""
+                now: datetime, actor: str = "patient", mode: str = "web") -> dict[str, Any]:
+    """Store one screen's answers (autosave). Returns errors; with errors nothing is stored. ``mode``: how they
+    were given (``ANSWER_MODES``: the page, a call's keypad or speech, an SMS reply), kept with each answer."""
     _check_writable(s, now)
     inst = screen.instrument
     if screen.asks_more:
@@ -524,7 +528,7 @@ def save_screen(db: Session, s: VisitQuestionnaire, screen: Screen, form: Mappin
         more = dict(g.get("more") or {})
         if more.get(str(screen.repeat)) != choice:
             _audit_answer(db, s, r, f"{screen.group.code}.more", screen.repeat,  # type: ignore[union-attr]
-                          more.get(str(screen.repeat)), choice, actor, now)
+                          more.get(str(screen.repeat)), choice, actor, now, mode=mode)
         more[str(screen.repeat)] = choice
         if choice == "N":              # repeats declared after this one are dropped with their answers
             more = {k: v for k, v in more.items() if int(k) <= screen.repeat}
@@ -552,13 +556,13 @@ def save_screen(db: Session, s: VisitQuestionnaire, screen: Screen, form: Mappin
             continue
         control = controls.get(code)
         _audit_answer(db, s, r, code, screen.repeat, current.get(key), value, actor, now, language=language,
-                      entered_with=control)
+                      entered_with=control, mode=mode)
         # One statement whether the answer is new or changed; another tab saving the same answer at the same
         # moment cannot make a second row (the unique key) nor fail: the latest wins.
         # The language the patient read the question in: a response may be answered in two languages.
         db.execute(_upsert_answer(db), {"response_id": r.id, "item_code": code, "repeat_index": screen.repeat,
                                         "value": value, "answered_at": now, "language": language,
-                                        "entered_with": control})
+                                        "entered_with": control, "mode": mode})
         current[key] = value
     state = dict(r.flow_state or {})
     seen = list(state.get("seen") or [])
@@ -590,7 +594,8 @@ def _upsert_for(dialect: str) -> Any:
     return stmt.on_conflict_do_update(
         index_elements=[_ANSWER_T.c.response_id, _ANSWER_T.c.item_code, _ANSWER_T.c.repeat_index],
         set_={"value": stmt.excluded.value, "answered_at": stmt.excluded.answered_at,
-              "language": stmt.excluded.language, "entered_with": stmt.excluded.entered_with})
+              "language": stmt.excluded.language, "entered_with": stmt.excluded.entered_with,
+              "mode": stmt.excluded.mode})
 
 
 # INSERT ... ON CONFLICT (response, item, repeat) DO UPDATE value and time, built once per database (building it

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from proapp.db import Base
 from proapp.patients.models import Occurrence
 
+ANSWER_MODES = ("web", "voice_dtmf", "voice_speech", "sms")
+
 
 class ResponseStatus(enum.StrEnum):
     IN_PROGRESS = "in_progress"
@@ -67,6 +69,9 @@ class Answer(Base):
     # A visual analogue scale's control the value was given with (``VAS_CONTROLS``): the line drawn by the page's
     # script, or the number box the page shows without JavaScript; None for other items and earlier answers.
     entered_with: Mapped[str | None] = mapped_column(String(10))
+    # How the answer was given (``ANSWER_MODES``): the web page, a voice call (keypad or speech) or an SMS reply;
+    # None before 0028 (the web page was the only way then).
+    mode: Mapped[str | None] = mapped_column(String(12))
 
     response: Mapped[Response] = relationship(back_populates="answers")
 

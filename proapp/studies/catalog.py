@@ -114,6 +114,15 @@ def load_study_file(path: Path, instruments: Registry,
             if feature not in inst.features:
                 raise StudyFileError(f"study file {path.name}: instruments.{code}.features: "
                                      f"{code} {use.version} has no optional part {feature!r}")
+        offered = set(inst.remote.modes) if inst.remote else set()
+        if set(use.remote) - offered:
+            raise StudyFileError(f"study file {path.name}: instruments.{code}.remote: {code} {use.version} has no "
+                                 f"wording for {', '.join(sorted(set(use.remote) - offered))}")
+        if use.remote_as is not None:
+            other = study.instruments.get(use.remote_as)
+            if other is None or use.remote_as == code or other.remote_as is not None:
+                raise StudyFileError(f"study file {path.name}: instruments.{code}.remote_as: {use.remote_as!r} "
+                                     "is not another instrument of the study answered in its own right")
     for rule in study.alerts.rules:
         for leaf in rule.when.leaves():
             problem = _condition_problem(study, instruments, leaf)

@@ -67,6 +67,11 @@ class InstrumentUse(_Strict):
     # The instrument file's ``screen`` groups (a paper page's items together) split, one question per screen as
     # before them; a category's checkboxes stay together, with the question before them.
     one_item_per_screen: bool = False
+    # The modes in which patients may answer it without the web page (the instrument file's ``remote`` wording);
+    # ``remote_as``: another instrument of the study answered instead in those modes (the pain VAS, a line to
+    # touch, becomes a 0-10 numeric rating read aloud: a different measure, declared as such).
+    remote: list[Literal["voice", "sms"]] = Field(default_factory=list)
+    remote_as: str | None = None
 
 
 class VisitDef(_Strict):
@@ -422,6 +427,28 @@ class StudyDef(_Strict):
         for entry in self.visits:
             out.extend(entry.series.expand() if isinstance(entry, SeriesEntry) else [entry])
         return sorted(out, key=lambda v: (v.day - v.window.before, v.day, v.code))
+
+    def forms_of(self, instruments: list[str] | tuple[str, ...]) -> list[str]:
+        """A visit's instruments and those answered instead of them by voice or SMS (``remote_as``): every form
+        the visit's data may hold."""
+        out = list(instruments)
+        for code in instruments:
+            other = self.instruments[code].remote_as if code in self.instruments else None
+            if other and other not in out:
+                out.append(other)
+        return out
+
+    def remote_plan(self, instruments: list[str] | tuple[str, ...], mode: str) -> list[str] | None:
+        """The instruments asked in ``mode`` ("voice", "sms") for a visit of these instruments (each replaced by its
+        ``remote_as`` when it has one), or None when one of them cannot be asked so: the visit goes by web link."""
+        plan = []
+        for code in instruments:
+            use = self.instruments[code]
+            asked = use.remote_as or code
+            if mode not in self.instruments[asked].remote:
+                return None
+            plan.append(asked)
+        return plan
 
     def site(self, code: str) -> SiteDef:
         for site in self.sites:

@@ -15,7 +15,7 @@ DLQI_COPYRIGHT = ("© Dermatology Life Quality Index. A Y Finlay, G K Khan, Apri
 
 def test_the_instruments_with_both_languages_and_a_licence_note():
     reg = default_registry()
-    assert reg.codes() == ["DLQI", "DU_BASELINE", "DU_DIARY", "HAQ", "PAIN_VAS", "TOLERANCE"]
+    assert reg.codes() == ["DLQI", "DU_BASELINE", "DU_DIARY", "HAQ", "PAIN_NRS", "PAIN_VAS", "TOLERANCE"]
     # The scleroderma HAQ VAS and the pain VAS carry their licensing notes like the DLQI and the HAQ.
     assert "Scleroderma HAQ VAS: published by Steen and Medsger" in " ".join(reg.get("HAQ").licence.split())
     assert "public-domain method (Huskisson 1974)" in " ".join(reg.get("PAIN_VAS").licence.split())

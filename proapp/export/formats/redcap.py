@@ -282,7 +282,7 @@ class Project:
         out = [{"arm_num": 1, "unique_event_name": unique_event(visits[0].code), "form": PARTICIPANT}]
         for v in visits:
             out += [{"arm_num": 1, "unique_event_name": unique_event(v.code), "form": form.name}
-                    for code in v.instruments for form in self.by_instrument[code]]
+                    for code in self.study.forms_of(v.instruments) for form in self.by_instrument[code]]
         out += [{"arm_num": 1, "unique_event_name": unique_event(visits[0].code), "form": form.name}
                 for form in self.registry_forms]
         return out
@@ -291,7 +291,7 @@ class Project:
         """The repeating instruments of each event (REDCap's ``repeatingFormsEvents``)."""
         first = unique_event(self.study.all_visits()[0].code)
         return [{"event_name": unique_event(v.code), "form_name": form.name, "custom_form_label": ""}
-                for v in self.study.all_visits() for code in v.instruments
+                for v in self.study.all_visits() for code in self.study.forms_of(v.instruments)
                 for form in self.by_instrument[code] if form.group] + [
             {"event_name": first, "form_name": form.name, "custom_form_label": ""}
             for form in self.registry_forms if form.group]
