@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Connection, Row, bindparam, delete, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, literal, select, update
 from sqlalchemy.orm import Session
 
 from proapp.audit.trail import record
@@ -196,15 +196,20 @@ class ResponseState:
     scores: dict[str, Any] | None
 
 
+def _visit_select(link_id: Any) -> Any:
+    return select(
+        link_id.label("link_id"), Occurrence.id.label("occurrence_id"), Occurrence.visit_code,
+        Occurrence.instruments, Occurrence.status, Occurrence.window_opens_at, Occurrence.window_closes_at,
+        Patient.id.label("patient_id"), Study.code.label("study_code"), Patient.site_id, Patient.language,
+        Patient.timezone, Patient.status.label("patient_status"),
+        Response.id.label("response_id"), Response.instrument_code, Response.instrument_version,
+        Response.status.label("response_status"), Response.flow_state, Response.scores,
+        Answer.item_code, Answer.repeat_index, Answer.value.label("answer_value"),
+        *ulcer_registry.version_columns(bindparam("occurrence")))
+
+
 _VISIT = (
-    select(AccessLink.id.label("link_id"), Occurrence.id.label("occurrence_id"), Occurrence.visit_code,
-           Occurrence.instruments, Occurrence.status, Occurrence.window_opens_at, Occurrence.window_closes_at,
-           Patient.id.label("patient_id"), Study.code.label("study_code"), Patient.site_id, Patient.language,
-           Patient.timezone, Patient.status.label("patient_status"),
-           Response.id.label("response_id"), Response.instrument_code, Response.instrument_version,
-           Response.status.label("response_status"), Response.flow_state, Response.scores,
-           Answer.item_code, Answer.repeat_index, Answer.value.label("answer_value"),
-           *ulcer_registry.version_columns(bindparam("occurrence")))
+    _visit_select(AccessLink.id)
     .select_from(AccessLink)
     .join(Occurrence, Occurrence.id == AccessLink.occurrence_id)
     .join(Patient, Patient.id == Occurrence.patient_id)
@@ -222,12 +227,35 @@ _VISIT_FOR_WRITING = _VISIT.with_for_update(of=Occurrence)
 Answers = dict[str, dict[tuple[str, int], str]]        # {instrument code: {(item code, repeat): value}}
 
 
+# The same visit reached without a link: a voice call or an SMS conversation (proapp/remote/), its link id 0.
+_BY_OCCURRENCE = (
+    _visit_select(literal(0))
+    .select_from(Occurrence)
+    .join(Patient, Patient.id == Occurrence.patient_id)
+    .join(Study, Study.id == Patient.study_id)
+    .outerjoin(Response, Response.occurrence_id == Occurrence.id)
+    .outerjoin(Answer, (Answer.response_id == Response.id) & Answer.value.is_not(None))
+    .where(Occurrence.id == bindparam("occurrence")))
+
+
+def visit_of_occurrence(conn: Connection, occurrence_id: int, *,
+                        for_writing: bool = False) -> tuple[Visit, dict[str, ResponseState], Answers] | None:
+    """The visit, its responses and answers so far, without a link (a call or an SMS conversation); for writing,
+    the occurrence row locked as a page's answer locks it."""
+    stmt = _BY_OCCURRENCE.with_for_update(of=Occurrence) if for_writing else _BY_OCCURRENCE
+    return _visit_from(conn.execute(stmt, {"occurrence": occurrence_id}).all())
+
+
 def visit_of_live_link(conn: Connection, link_id: int, occurrence_id: int, *,
                        for_writing: bool = False) -> tuple[Visit, dict[str, ResponseState], Answers] | None:
     """The visit behind a patient session, its responses and answers so far, in one query (a row per answer, at
     least one); None once the link was revoked (a new SMS was sent)."""
     rows = conn.execute(_VISIT_FOR_WRITING if for_writing else _VISIT,
                         {"link": link_id, "occurrence": occurrence_id}).all()
+    return _visit_from(rows)
+
+
+def _visit_from(rows: list[Row]) -> tuple[Visit, dict[str, ResponseState], Answers] | None:
     if not rows:
         return None
     first = rows[0]
@@ -635,8 +663,9 @@ def _prune_hidden(db: Session, s: VisitQuestionnaire, r: ResponseState, inst: In
 
 
 def complete(db: Session, s: VisitQuestionnaire, *, language: str, now: datetime, on_site: bool = False,
-             actor: str = "patient") -> bool:
-    """Complete every response of the occurrence once. Returns False when it was already completed."""
+             actor: str = "patient", mode_wording: Mapping[str, str] | None = None) -> bool:
+    """Complete every response of the occurrence once. Returns False when it was already completed.
+    ``mode_wording``: {instrument code: the remote wording's version} when answered by voice or SMS."""
     if s.visit.completed:
         return False
     _check_writable(s, now)
@@ -661,6 +690,8 @@ def complete(db: Session, s: VisitQuestionnaire, *, language: str, now: datetime
         wording = {i.code: w for i in inst.items if (w := i.wording(ctx.situations))}
         if wording:
             state["wording"] = wording
+        if mode_wording and inst.code in mode_wording:
+            state["mode_wording"] = mode_wording[inst.code]     # read aloud or sent by SMS (proapp/remote/)
         if "before_treatment" in ctx.situations and (inst.title_when or inst.instructions_when):
             state["worded_for"] = "before_treatment"        # its title and instructions (the exports say it)
         if ctx.ulcers is not None:
