@@ -88,7 +88,8 @@ class Worker:
                 report.claimed += len(ids)
                 with db.transaction() as s:
                     ready = sms.prepare(s, ids, worker=self.id, now=runtime.now(), settings=self.settings,
-                                              vault=runtime.phone_vault(), gateway=self.gateway.name)
+                                        vault=runtime.phone_vault(), gateway=self.gateway.name,
+                                        catalog=runtime.studies())
                 report.cancelled += ready.cancelled
                 report.postponed += ready.postponed
                 outcomes = list(self._pool.map(self._send_one, ready.outgoing))

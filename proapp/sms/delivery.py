@@ -290,8 +290,24 @@ class ReadyToSend:
     postponed: int = 0
 
 
+def answer_channel(patient: Patient, contact: PatientContact, occ: Occurrence, catalog: StudyCatalog | None) -> str:
+    """How this visit's invitation or reminder goes: "voice" (a call asks the questions) or "sms_replies" (a text
+    opens an SMS conversation) when the patient answers so and the study allows every questionnaire of the visit
+    in that channel (a call needs the patient's PIN); else "sms", the text with the link."""
+    if catalog is None or patient.answer_channel == "web":
+        return "sms"
+    mode = patient.answer_channel
+    try:
+        allowed = catalog.get(patient.study.code).remote_plan(tuple(occ.instruments), mode) is not None
+    except KeyError:
+        return "sms"
+    if not allowed or (mode == "voice" and not contact.voice_pin_hash):
+        return "sms"
+    return "voice" if mode == "voice" else "sms_replies"
+
+
 def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings: SmsSettings, vault: PhoneVault,
-            gateway: str) -> ReadyToSend:
+            gateway: str, catalog: StudyCatalog | None = None) -> ReadyToSend:
     """For each claimed row: check once more that it may go now, then issue its link and fix its body.
 
     The body's hash is committed before the request leaves, so a send whose outcome is unknown can be found
@@ -339,6 +355,15 @@ def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings
             out.cancelled += 1
             continue
         resend = msg.kind.startswith(RESEND)
+        # A staff resend is always the link (the team sends it because the patient asked for it).
+        msg.channel = "sms" if information or resend else answer_channel(patient, contact, occ, catalog)
+        if msg.channel == "voice":           # a call: no link, no text; the webhooks ask the questions
+            msg.attempts += 1
+            msg.language, msg.gateway = patient.language, gateway
+            out.outgoing.append(Outgoing(msg.id, phone, "", f"{settings.public_url}/voice/status/{msg.id}",
+                                         channel="voice",
+                                         answer_url=f"{settings.public_url}/voice/answer/{msg.id}"))
+            continue
         token, link = new_link(db, occ, now, revoke_previous=False,
                                purpose=INFORMATION_LINK if information else None)
         text_kind = ("information" if information else "invitation" if msg.kind == INVITATION or resend

@@ -45,6 +45,8 @@ class Outgoing:
     to: str
     body: str
     callback_url: str | None
+    channel: str = "sms"               # "sms", "sms_replies" (a text too), "voice" (a call placed)
+    answer_url: str | None = None      # a call: the webhook Twilio asks what to say when it is answered
 
 
 @dataclass(frozen=True)
