@@ -18,8 +18,7 @@ from proapp import csvfiles, db, ratelimit, runtime
 from proapp.export import data, feed, keys, registry_data
 from proapp.export.alerts import CSV_COLUMNS, alert_items, csv_row
 from proapp.export.dictionary import data_dictionary
-from proapp.export.formats import common, csv_format, fhir, json_format, odm, redcap, ulcer_registry
-from proapp.export.formats.redcap import unique_event
+from proapp.export.formats import common, csv_format, fhir, json_format, odm, redcap, registry_export, ulcer_registry
 from proapp.export.models import ApiKey
 from proapp.export.openapi import spec
 from proapp.extensions import csrf
@@ -370,35 +369,11 @@ def ulcers(study: str) -> Response:
     staff = registry_data.staff_ids(s)
     count = sum(len(x.ulcers) for x in subjects)
     _record(200, count)
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csvfiles.writer(out)
-        writer.writerow(ulcer_registry.CSV_COLUMNS)
-        writer.writerows(ulcer_registry.csv_rows(subjects, staff))
-        return Response(out.getvalue(), mimetype=MEDIA["csv"], headers={
-            "Content-Disposition": f'attachment; filename="{st.code}-ulcers.csv"'})
-    if fmt == "odm":
-        oids = odm.Oids(study_def)
-        body = (odm.odm_header(f"proapp.{st.code}.{key.prefix}.ulcers.{now.strftime('%Y%m%dT%H%M%SZ')}", None, now,
-                               f"{st.code} ulcer registry")
-                + "".join(ulcer_registry.odm_clinical(subjects, staff, oids, study_def.all_visits()[0].code))
-                + "</ODM>\n")
-        return Response(body, mimetype=_odm_media())
-    if fmt == "fhir":
-        inst = registry.get("DU_BASELINE")
-
-        def place(u) -> str:
-            return " · ".join(inst.item(c).option_label(v, "en") for c, v in (
-                ("DU_HAND", u.hand), ("DU_FINGER", u.finger), ("DU_SITE", u.site)))
-
-        return Response(json.dumps(ulcer_registry.fhir_bundle(st.code, subjects, staff, place, now),
-                                   ensure_ascii=False), mimetype=MEDIA["fhir"])
-    if fmt == "redcap":
-        return Response(json.dumps(ulcer_registry.redcap_records(
-            subjects, staff, registry, unique_event(study_def.all_visits()[0].code)), ensure_ascii=False),
-            mimetype=MEDIA["redcap"])
-    return Response(json.dumps(ulcer_registry.json_registry(st.code, subjects, staff, now), ensure_ascii=False),
-                    mimetype=MEDIA["json"])
+    media, render, download = registry_export.FORMATS[fmt]
+    pull = registry_export.RegistryPull(study_def, subjects, staff, registry,
+                                        f"proapp.{st.code}.{key.prefix}.ulcers.{now.strftime('%Y%m%dT%H%M%SZ')}", now)
+    headers = {"Content-Disposition": f'attachment; filename="{st.code}-ulcers.csv"'} if download else {}
+    return Response(render(pull), mimetype=_odm_media() if fmt == "odm" else media, headers=headers)
 
 
 @bp.get("/studies/<study>/alerts")
