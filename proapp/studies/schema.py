@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from functools import cached_property
 from typing import Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -414,9 +415,10 @@ class StudyDef(_Strict):
             raise ValueError(f"visits: one visit before treatment at most ({', '.join(before)})")
         return self
 
-    @property
+    @cached_property
     def visit_before_treatment(self) -> str | None:
-        """The code of the visit before the first dose, when the study file names one."""
+        """The code of the visit before the first dose, when the study file names one (asked by every question
+        page: computed once per loaded study file)."""
         return next((v.code for v in self.all_visits() if v.before_treatment), None)
 
     def title_for(self, language: str) -> str:
