@@ -45,6 +45,9 @@ class Patient(Base):
     language: Mapped[str] = mapped_column(String(2))
     timezone: Mapped[str] = mapped_column(String(64))
     anchor_date: Mapped[date]
+    # The liposuction (autologous cells, a study with ``fat_harvest``): on or before the anchor date (the injection),
+    # never moved by a reschedule of it. None: not recorded yet.
+    harvest_date: Mapped[date | None]
     sms_hour: Mapped[int]
     status: Mapped[PatientStatus] = mapped_column(_enum(PatientStatus, "patient_status"),
                                                   default=PatientStatus.ACTIVE)

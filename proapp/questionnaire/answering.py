@@ -40,6 +40,7 @@ from proapp.questionnaire.models import VAS_CONTROLS, AccessLink, Answer, Respon
 from proapp.questionnaire.signals import answers_saved
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import ClosedLink, Site, Study
+from proapp.studies.schema import HARVEST_FEATURE, StudyDef
 from proapp.studies.sync import is_closed
 from proapp.tokens import token_hash
 
@@ -171,6 +172,7 @@ class Visit:
     timezone: str
     patient_status: PatientStatus
     ulcer_version: ulcer_registry.RegistryVersion = (0, 0, 0)     # the patient's ulcer registry, as read
+    harvest_date: date | None = None       # the patient's liposuction, when recorded (a study with ``fat_harvest``)
 
     def is_open(self, now: datetime) -> bool:
         return window_is_open(self.status, self.window_opens_at, self.window_closes_at, now)
@@ -200,7 +202,7 @@ _VISIT = (
     select(AccessLink.id.label("link_id"), Occurrence.id.label("occurrence_id"), Occurrence.visit_code,
            Occurrence.instruments, Occurrence.status, Occurrence.window_opens_at, Occurrence.window_closes_at,
            Patient.id.label("patient_id"), Study.code.label("study_code"), Patient.site_id, Patient.language,
-           Patient.timezone, Patient.status.label("patient_status"),
+           Patient.timezone, Patient.status.label("patient_status"), Patient.harvest_date,
            Response.id.label("response_id"), Response.instrument_code, Response.instrument_version,
            Response.status.label("response_status"), Response.flow_state, Response.scores,
            Answer.item_code, Answer.repeat_index, Answer.value.label("answer_value"),
@@ -234,7 +236,7 @@ def visit_of_live_link(conn: Connection, link_id: int, occurrence_id: int, *,
     visit = Visit(first.link_id, first.occurrence_id, first.visit_code, tuple(first.instruments), first.status,
                   first.window_opens_at, first.window_closes_at, first.patient_id, first.study_code, first.site_id,
                   first.language, first.timezone, first.patient_status,
-                  (first.ulcer_entries, first.corrections, first.noted_ulcers))
+                  (first.ulcer_entries, first.corrections, first.noted_ulcers), first.harvest_date)
     responses = {row.instrument_code: ResponseState(row.response_id, row.instrument_code, row.instrument_version,
                                                     row.response_status, row.flow_state, row.scores)
                  for row in rows if row.response_id is not None}
@@ -378,6 +380,8 @@ def contexts_for(conn: Connection | None, s: VisitQuestionnaire, registry: Regis
     for inst in s.instruments:
         use = study.instruments[inst.code]
         features = frozenset(use.features)
+        if HARVEST_FEATURE in features and not _harvest_followed(study, s.visit):
+            features -= {HARVEST_FEATURE}         # the weeks after the liposuction are over, or not come yet
         grouped = not use.one_item_per_screen
         if conn is None or not ulcer_registry.uses_registry(inst):
             contexts[inst.code] = flowmod.Context(features=features, situations=visit_situations, grouped=grouped)
@@ -389,11 +393,24 @@ def contexts_for(conn: Connection | None, s: VisitQuestionnaire, registry: Regis
         situations = set(visit_situations)
         if inst.code not in found.completed_codes:
             situations.add("first_entry")
+        harvest_items = {i.code for i in inst.items if i.requires == HARVEST_FEATURE}
+        if HARVEST_FEATURE in features and harvest_items and not harvest_items & found.answered_items:
+            situations.add("first_harvest_entry")         # never answered: "since the fat was taken"
         if ctx.known:
             situations.add("known_ulcers")
         contexts[inst.code] = flowmod.Context(features=features, situations=frozenset(situations), ulcers=ctx,
                                               grouped=grouped)
     return contexts
+
+
+def _harvest_followed(study: StudyDef, visit: Visit) -> bool:
+    """Whether this visit asks about the place where the fat was taken: its window overlaps the weeks after the
+    liposuction (the study file's ``fat_harvest``), or the liposuction date is not recorded yet (asked, as before:
+    never silently dropped), or the study does not limit it."""
+    if study.fat_harvest is None or visit.harvest_date is None:
+        return True
+    return study.fat_harvest.followed(visit.harvest_date, visit.timezone, visit.window_opens_at,
+                                      visit.window_closes_at)
 
 
 def _answers_of(conn: Connection, visit: Visit) -> dict[str, dict[tuple[str, int], str]]:
