@@ -634,15 +634,15 @@ def _record_save(db: Session, s: VisitQuestionnaire, r: ResponseState, inst: Ins
 
 
 def _prune_hidden(db: Session, s: VisitQuestionnaire, r: ResponseState, inst: Instrument, actor: str,
-                  now: datetime) -> None:
-    """Drop answers a changed answer has hidden (7B after 7A turned Yes, ulcers after 'no new ulcer')."""
+                  now: datetime, why: str = "no longer asked after a changed answer") -> None:
+    """Drop answers a changed answer has hidden (7B after 7A turned Yes, ulcers after 'no new ulcer'), or a change
+    of what the questionnaire knows of the patient (a liposuction date recorded while the entry was in progress)."""
     keep = flowmod.visible_keys(flowmod.instrument_screens(inst, s.answers.get(inst.code, {}), r.flow_state,
                                                            s.context(inst.code)), s.answers)
     keep_inst = keep.get(inst.code, set())
     for key in [k for k in s.answers.get(inst.code, {}) if k not in keep_inst]:
         _delete_answer(db, r.id, key)
-        _audit_answer(db, s, r, key[0], key[1], s.answers[inst.code][key], None, actor, now, "answer.dropped",
-                      "no longer asked after a changed answer")
+        _audit_answer(db, s, r, key[0], key[1], s.answers[inst.code][key], None, actor, now, "answer.dropped", why)
         del s.answers[inst.code][key]
 
 
@@ -663,6 +663,9 @@ def complete(db: Session, s: VisitQuestionnaire, *, language: str, now: datetime
         s.contexts = contexts_for(db.connection(), s, s.registry, s.studies, fresh=True)
     if flowmod.first_unanswered(s.flow(), s.answers, s.states) is not None:
         raise ValueError("the questionnaire is not finished")
+    for inst in s.instruments:
+        if inst.code in s.responses:     # an answer the patient no longer sees is not sent (the team's change)
+            _prune_hidden(db, s, s.responses[inst.code], inst, actor, now, "no longer asked when sent")
     for inst in s.instruments:
         r = _response(db, s, inst, language, now)
         ctx = s.context(inst.code)

@@ -38,10 +38,10 @@ def _enrol_form(staff: Staff, subject: str, anchor: date, harvest: str):
         "harvest_date": harvest})
 
 
-def _entry(app, pid: int, visit: str) -> list[tuple[str, str]]:
+def _entry(app, pid: int, visit: str, send: bool = True, p: PatientPages | None = None) -> list[tuple[str, str]]:
     """The patient answers the visit's questionnaires through their pages ("No" to every yes/no question, the pain
-    line at 20) and sends them; returns each screen's key and text, in order."""
-    p = PatientPages(app.test_client(), link_for(app, pid, visit))
+    line at 20) and sends them (``send``); returns each screen's key and text, in order."""
+    p = p or PatientPages(app.test_client(), link_for(app, pid, visit))
     p.open()
     p.start()
     seen = []
@@ -56,7 +56,8 @@ def _entry(app, pid: int, visit: str) -> list[tuple[str, str]]:
         for name in re.findall(r'name="([^"]+)" type="number"', html):
             values[name] = "20"
         p.answer(**values)
-    p.submit()
+    if send:
+        p.submit()
     return seen
 
 
@@ -238,3 +239,24 @@ def test_the_enrol_command_takes_the_liposuction_date(dash_app):
     with dash_app.app_context():
         assert db.session().scalar(select(Patient.harvest_date).where(Patient.subject_id == "ADU-TLS-104")) == \
             LIPOSUCTION
+
+
+def test_an_answer_given_before_the_date_was_recorded_is_not_sent_when_no_longer_asked(dash_app):
+    staff = Staff(dash_app, "admin")
+    pid = int(_enrol_form(staff, "ADU-TLS-105", NOW.date() - timedelta(days=7), "").headers["Location"]
+              .rsplit("/", 1)[-1])
+    p = PatientPages(dash_app.test_client(), link_for(dash_app, pid, "W1"))
+    assert _harvest_screen(_entry(dash_app, pid, "W1", send=False, p=p)) is not None   # answered, not sent yet
+    assert _harvest_answers(dash_app, pid) == ["W1"]
+    # The team records a liposuction whose 28 days ended before W1, while the entry waits on its review page.
+    assert staff.post(f"/staff/patients/{pid}/actions/harvest-date",
+                      {"harvest_date": "2026-01-20", "reason": "Operating note"}).status_code == 303
+    p.submit()
+    assert _harvest_answers(dash_app, pid) == []           # not sent: the patient no longer sees the question
+    with dash_app.app_context():
+        dropped = db.session().scalar(select(AuditEvent).where(AuditEvent.patient_id == pid,
+                                                               AuditEvent.action == "answer.dropped"))
+        assert dropped.entity_id.endswith(":DU_HARVEST:0") and dropped.reason == "no longer asked when sent"
+        occ = db.session().scalar(select(Occurrence).where(Occurrence.patient_id == pid,
+                                                           Occurrence.visit_code == "W1"))
+        assert occ.completed_at is not None
