@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -393,7 +394,7 @@ def contexts_for(conn: Connection | None, s: VisitQuestionnaire, registry: Regis
         situations = set(visit_situations)
         if inst.code not in found.completed_codes:
             situations.add("first_entry")
-        harvest_items = {i.code for i in inst.items if i.requires == HARVEST_FEATURE}
+        harvest_items = _harvest_items(inst)
         if HARVEST_FEATURE in features and harvest_items and not harvest_items & found.answered_items:
             situations.add("first_harvest_entry")         # never answered: "since the fat was taken"
         if ctx.known:
@@ -401,6 +402,12 @@ def contexts_for(conn: Connection | None, s: VisitQuestionnaire, registry: Regis
         contexts[inst.code] = flowmod.Context(features=features, situations=frozenset(situations), ulcers=ctx,
                                               grouped=grouped)
     return contexts
+
+
+@lru_cache(maxsize=64)
+def _harvest_items(inst: Instrument) -> frozenset[str]:
+    """The items of the instrument's part about the place where the fat was taken."""
+    return frozenset(i.code for i in inst.items if i.requires == HARVEST_FEATURE)
 
 
 def _harvest_followed(study: StudyDef, visit: Visit) -> bool:
