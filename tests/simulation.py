@@ -14,7 +14,9 @@ gangrene, an amputation, an unplanned hospital stay, an unplanned finger operati
 
 Issue 30's cases: an injection postponed after the baseline (W0) was answered (the team reschedules the anchor date,
 signed, on the patient's page: the diaries and the days to healing follow the new date), and a patient who switches
-from French to English in the middle of a diary (each answer keeps its language; the endpoints do not change).
+from French to English in the middle of a diary (each answer keeps its language; the endpoints do not change), and
+the fat-harvest question asked in the diaries of the 28 days after the liposuction only (its date recorded at
+enrolment, not moved by the postponed injection), in every diary while the date is not recorded.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from proapp import db
-from proapp.models import Occurrence, Response
+from proapp.models import Answer, Occurrence, Response
 from proapp.patients.enrolment import EnrolmentRequest, enroll_patient
 from proapp.questionnaire.answering import issue_link
 from proapp.questionnaire.corrections import Source, correct_answer
@@ -71,6 +73,7 @@ class AdusePlan:
     postponed: int = 0                                     # days the injection moved after W0 (from the planned day)
     switch_week: int | None = None                         # the diary answered half in French, half in English
     between: tuple[str, str, str] | None = None            # an ulcer that appeared after W0, before the injection
+    liposuction: date | None = None                        # recorded at enrolment; None: never recorded
 
 
 # The complications endpoint: diary items, each counted in the weeks the patient answered yes.
@@ -124,7 +127,10 @@ def plans(seed: int, aduse: int, imatinib: int) -> tuple[list[AdusePlan], list[I
             # middle of their third diary.
             postponed=7 if n % 2 == 0 else 0, switch_week=3 if n % 2 == 1 else None,
             # An ulcer appears while the postponed injection waits: reported in W1, not a new ulcer.
-            between=free.pop() if n % 2 == 0 else None))
+            between=free.pop() if n % 2 == 0 else None,
+            # The fat taken two weeks before the planned injection (its 28 days' follow-up then ends on W1's first
+            # day once the injection is postponed a week), recorded at enrolment; never recorded for the others.
+            liposuction=START + timedelta(days=7 * n - 7 - 14) if n % 2 == 0 else None))
     out_i = []
     for n in range(imatinib):
         visits = ["M0", "M1", "M3", "M6", "M12"]
@@ -184,13 +190,13 @@ def walk(app, pid: int, visit: str, answer, switch_to: str | None = None) -> Non
     raise AssertionError(f"{visit}: no end to the questionnaire")
 
 
-def _enrol(app, study: str, site: str, subject: str, anchor: date) -> int:
+def _enrol(app, study: str, site: str, subject: str, anchor: date, harvest: date | None = None) -> int:
     with app.app_context():
         s = db.session()
         now = app.extensions["proapp.clock"].now()
         p = enroll_patient(s, app.extensions["proapp.studies"], app.extensions["proapp.phones"],
                            EnrolmentRequest(study, site, subject, "+33612345678", "fr", anchor, "Europe/Paris",
-                                            agreed_on=agreed(now)),
+                                            agreed_on=agreed(now), harvest_date=harvest),
                            now=now)
         s.commit()
         return p.id
@@ -214,7 +220,7 @@ def run_aduse(app, plan: AdusePlan, staff, walked: set[str]) -> dict[str, Any]:
     clock = app.extensions["proapp.clock"]
     planned = plan.injection - timedelta(days=plan.postponed)         # the date given at enrolment
     clock.set(_at(planned - timedelta(days=2)))
-    pid = _enrol(app, "ADUSE", "TLS", plan.subject, planned)
+    pid = _enrol(app, "ADUSE", "TLS", plan.subject, planned, plan.liposuction)
     # The team notes the ulcer it will inject (treated), the day before the injection, on the patient's page.
     sign_in, staff = staff, staff()
     noted = staff.post(f"/staff/patients/{pid}/ulcers", {
@@ -301,6 +307,17 @@ def run_aduse(app, plan: AdusePlan, staff, walked: set[str]) -> dict[str, Any]:
                 walked.add("ulcer_before_the_injection")      # there at the injection: not a new ulcer
                 continue
             new_count += place[2] != "CALC"
+    # The harvest site is asked about in the diaries whose window overlaps the 28 days after the liposuction (the
+    # reschedule did not move it), in every diary while its date is not recorded.
+    followed = [week for week in range(1, plan.last_week + 1) if plan.liposuction is None or
+                plan.injection + timedelta(days=7 * week) <= plan.liposuction + timedelta(days=28)]
+    with app.app_context():
+        asked = list(db.session().scalars(
+            select(Occurrence.visit_day).join(Response, Response.occurrence_id == Occurrence.id)
+            .join(Answer, Answer.response_id == Response.id)
+            .where(Occurrence.patient_id == pid, Answer.item_code == "DU_HARVEST").order_by(Occurrence.visit_day)))
+    assert [day // 7 for day in asked] == followed, (plan.subject, asked, followed)
+    walked.add("harvest_followed" if plan.liposuction else "harvest_date_not_recorded")
     pain = plan.pain["W16"] - plan.pain["W0"] if plan.last_week == 16 else None
     weeks = {"DU_INFECT": plan.infection, **plan.complications}
     return {"pain_change_w16": pain,

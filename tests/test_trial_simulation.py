@@ -53,8 +53,10 @@ def test_every_endpoint_from_every_format_equals_the_truth(trial_app):
     assert any(e["queries"] == [("NOT-CONFIRMED-1", "resolved", "confirmed")] for e in aduse)
     assert all(list(e["days_to_healing"]) == [1] for e in aduse)
     # Issue 30: an injection postponed after W0 (rescheduled, signed), an ulcer that appeared while it waited (asked
-    # in W1: not a new ulcer) and a diary answered in two languages.
-    assert truth.walked == {"postponed", "ulcer_before_the_injection", "language_switch"}
+    # in W1: not a new ulcer), a diary answered in two languages, the harvest site asked about in the weeks after the
+    # liposuction only (W1: the postponed injection did not move it) and in every diary while its date is not recorded.
+    assert truth.walked == {"postponed", "ulcer_before_the_injection", "language_switch", "harvest_followed",
+                            "harvest_date_not_recorded"}
     imatinib = [e for s, e in truth.endpoints.items() if s.startswith("IMA")]
     assert any(e["dlqi_change_m3"] is None for e in imatinib) and any(e["haq_change_m12"] is None for e in imatinib)
     for fmt, endpoints in found.items():

@@ -40,6 +40,7 @@ EVENTS = {
     "phone_changed": _l("Phone number changed"), "language_changed": _l("Language changed"),
     "sms_hour_changed": _l("SMS hour changed"),
     "anchor_rescheduled": _l("Anchor date rescheduled"),
+    "harvest_date_recorded": _l("Liposuction date recorded"),
 }
 ULCER_STATES = {
     "open": _l("Open"), "healed": _l("Healed"), "awaiting_confirmation": _l("Noted by the team, not yet confirmed"),

@@ -134,7 +134,8 @@ def enrol() -> Any:
     v = viewer()
     choices = _enrol_choices(v)
     form = {"study_site": choices[0][0] if len(choices) == 1 else "", "subject_id": "", "phone": "",
-            "language": "fr", "timezone": "", "anchor_date": "", "sms_hour": "10", "agreed_on": ""}
+            "language": "fr", "timezone": "", "anchor_date": "", "sms_hour": "10", "agreed_on": "",
+            "harvest_date": ""}
     errors: dict[str, str] = {}
     if request.method == "POST":
         form = {k: (request.form.get(k) or "").strip()[:100] for k in form}
@@ -160,9 +161,11 @@ def enrol() -> Any:
                 flash(_("%(subject)s is enrolled. Their schedule is below.", subject=patient.subject_id), "notice")
                 return redirect(url_for("staff.patient", patient_id=patient.id), code=303)
     status = 422 if errors else 200
-    sheets = {code: runtime.studies().get(code).information for code in sorted({c[0].split("/")[0] for c in choices})}
+    codes = sorted({c[0].split("/")[0] for c in choices})
+    sheets = {code: runtime.studies().get(code).information for code in codes}
+    harvest_studies = [code for code in codes if runtime.studies().get(code).fat_harvest is not None]
     return render_template("staff/enrol.html", form=form, errors=errors, choices=choices, timezones=TIMEZONES,
-                           hours=SENDING_HOURS, sheets=sheets), status
+                           hours=SENDING_HOURS, sheets=sheets, harvest_studies=harvest_studies), status
 
 
 def _parse_enrolment(form: dict[str, str], allowed: set[str]) -> tuple[dict[str, str], EnrolmentRequest | None]:
@@ -193,6 +196,12 @@ def _parse_enrolment(form: dict[str, str], allowed: set[str]) -> tuple[dict[str,
             agreed = date.fromisoformat(form["agreed_on"])
         except ValueError:
             errors["agreed_on"] = _("Give the date as year-month-day, for example 2026-03-02.")
+    harvest = None
+    if form["harvest_date"]:                 # optional: the liposuction, when it is already done
+        try:
+            harvest = date.fromisoformat(form["harvest_date"])
+        except ValueError:
+            errors["harvest_date"] = _("Give the date as year-month-day, for example 2026-03-02.")
     hour = whole_number(form["sms_hour"], 23)
     hour = -1 if hour is None else hour
     if hour not in SENDING_HOURS:
@@ -201,7 +210,8 @@ def _parse_enrolment(form: dict[str, str], allowed: set[str]) -> tuple[dict[str,
         return errors, None
     study, site = form["study_site"].split("/", 1)
     return errors, EnrolmentRequest(study, site, form["subject_id"], form["phone"], form["language"], anchor,
-                                    form["timezone"] if form["timezone"] in TIMEZONES else None, hour, agreed)
+                                    form["timezone"] if form["timezone"] in TIMEZONES else None, hour, agreed,
+                                    harvest)
 
 
 # The patient page and its actions --------------------------------------------------------------------------
@@ -210,6 +220,7 @@ ACTIONS = {
     "resend": _l("Send the link again"), "pause": _l("Pause SMS"), "resume": _l("Resume SMS"),
     "withdraw": _l("Withdraw"), "phone": _l("Change phone number"), "language": _l("Change language"),
     "sms-hour": _l("Change SMS hour"), "reschedule": _l("Reschedule the anchor date"),
+    "harvest-date": _l("Record the liposuction date"),
 }
 
 
@@ -233,6 +244,7 @@ def _render_patient(patient, errors: dict[str, str] | None = None, values: dict[
                            ulcer_items={c: runtime.instruments().get("DU_BASELINE").item(c)
                                         for c in ("DU_HAND", "DU_FINGER", "DU_SITE")},
                            ulcer_today=runtime.now().astimezone(ZoneInfo(patient.timezone)).date().isoformat(),
+                           harvest=runtime.studies().get(patient.study.code).fat_harvest, timedelta=timedelta,
                            values=values or {}, actions=ACTIONS, hours=SENDING_HOURS, now=runtime.now(),
                            instrument_titles={code: runtime.instruments().get(code).title(_lang())
                                               for code in runtime.instruments().codes()}), status
@@ -356,7 +368,7 @@ def patient_action(patient_id: int, action: str) -> Any:
         abort(404)
     v, s, now = viewer(), db.session(), runtime.now()
     form = {k: (request.form.get(k) or "")[:600]
-            for k in ("reason", "occurrence", "phone", "language", "sms_hour", "anchor_date")}
+            for k in ("reason", "occurrence", "phone", "language", "sms_hour", "anchor_date", "harvest_date")}
     common = {"actor": v.actor, "reason": form["reason"], "now": now}
     try:
         if action == "resend":
@@ -393,6 +405,16 @@ def patient_action(patient_id: int, action: str) -> Any:
             moved = changes.reschedule(s, patient, new_anchor, signature=signature.record(), **common)
             done = _("The anchor date is now %(day)s; %(n)s visits not yet completed are moved.",
                      day=day(moved.new_anchor), n=len(moved.moved))
+        elif action == "harvest-date":
+            try:
+                harvest: date | None = date.fromisoformat(form["harvest_date"].strip())
+            except ValueError:
+                harvest = None
+            changes.record_harvest_date(
+                s, patient, harvest, follows_harvest=runtime.studies().get(patient.study.code).fat_harvest is not None,
+                **common)
+            done = _("The liposuction date is recorded: the diary asks about the place where the fat was taken in "
+                     "the weeks after it.")
         elif action == "phone":
             changes.change_phone(s, runtime.phone_vault(), patient, form["phone"],
                                  region=current_app.config["DEFAULT_PHONE_REGION"], **common)

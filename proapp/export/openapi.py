@@ -215,6 +215,9 @@ SCHEMAS: dict[str, Any] = {
                                          "properties": {
                                              "subject_id": {"type": "string"}, "site": {"type": "string"},
                                              "anchor_date": {"type": "string", "format": "date"},
+                                             "harvest_date": {"type": ["string", "null"], "format": "date",
+                                                              "description": "The liposuction date (the patient's "
+                                                              "own cells), null while not recorded."},
                                              "ulcers": {"type": "array", "items": {"type": "object"}},
                                              "treated_query": {"type": ["object", "null"]},
                                              "open_queries": {"type": "array", "items": {"type": "string"}}}}}}},

@@ -19,16 +19,16 @@ from proapp.studies.models import Site
 
 def subjects(db: Session, key: ApiKey, registry: Registry, now: datetime) -> list[SubjectRegistry]:
     """Every patient of the key's study (and sites), by subject ID, with their registry as it stands ``now``."""
-    q = (select(Patient.id, Patient.subject_id, Site.code).join(Site, Site.id == Patient.site_id)
+    q = (select(Patient.id, Patient.subject_id, Site.code, Patient.harvest_date).join(Site, Site.id == Patient.site_id)
          .where(Patient.study_id == key.study_id).order_by(Patient.subject_id))
     if key.site_ids:
         q = q.where(Patient.site_id.in_(key.site_ids))
     out = []
     conn = db.connection()
-    for pid, subject_id, site in db.execute(q).all():
+    for pid, subject_id, site, harvest in db.execute(q).all():
         found = ulcers.ulcer_list(conn, pid, registry, "en", now)
         treated = next((x for x in found.queries if x.kind == "treated_missing"), None)
-        out.append(SubjectRegistry(subject_id, site, found.anchor, found.rows, treated))
+        out.append(SubjectRegistry(subject_id, site, found.anchor, found.rows, treated, harvest))
     return out
 
 

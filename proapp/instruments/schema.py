@@ -58,8 +58,10 @@ class Section(_Strict):
 # What the questionnaire knows of the patient when it opens, that can change an item's wording: this is their first
 # entry of the instrument (the diary's first week asks "since the injection"), ulcers they reported before (or
 # their study team noted) are listed first, or the visit is the one before treatment (the study file's
-# ``before_treatment`` visit: the tolerance checklist then asks about symptoms, not the treatment's effects).
-Situation = Literal["first_entry", "known_ulcers", "before_treatment"]
+# ``before_treatment`` visit: the tolerance checklist then asks about symptoms, not the treatment's effects), or the
+# entry is the first that asks about the place where the fat was taken (``first_harvest_entry``: no completed entry
+# of the patient answered an item of the instrument's ``fat_harvest_site`` part: "since the fat was taken").
+Situation = Literal["first_entry", "known_ulcers", "before_treatment", "first_harvest_entry"]
 # Where the repeats of a group come from: the patient's ulcers still open (followed until they heal) or those their
 # study team noted and the patient has not confirmed yet. The repeat index is then the ulcer's number.
 RepeatSource = Literal["followed_ulcers", "unconfirmed_ulcers"]

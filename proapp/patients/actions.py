@@ -1,20 +1,28 @@
 """Changes staff make to an enrolled patient: pause or resume their SMS, withdraw them, move their anchor date,
-change their number, language or SMS hour. Each asks for a reason and leaves a ``patient_event`` with who, when, why
-and the old and new values (phone numbers masked). Messages are translatable: they reach the page. What other
-features must do about a change (cancel the SMS waiting to go, disable links) they do on this package's signals
-(proapp/patients/signals.py); the visits' own changes are made by proapp/patients/occurrences.py."""
+record their liposuction date, change their number, language or SMS hour. Each asks for a reason and leaves a
+``patient_event`` with who, when, why and the old and new values (phone numbers masked). Messages are translatable:
+they reach the page. What other features must do about a change (cancel the SMS waiting to go, disable links) they
+do on this package's signals (proapp/patients/signals.py); the visits' own changes are made by
+proapp/patients/occurrences.py."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Session
 
 from proapp.config import SUPPORTED_LANGUAGES
 from proapp.patients import occurrences, phones, preferences
-from proapp.patients.enrolment import SENDING_HOURS, Rescheduled, RescheduleRefused, reschedule_anchor
+from proapp.patients.enrolment import (
+    SENDING_HOURS,
+    Rescheduled,
+    RescheduleRefused,
+    harvest_date_problem,
+    reschedule_anchor,
+)
 from proapp.patients.models import Patient, PatientStatus
 from proapp.patients.signals import links_must_stop, sms_must_stop
 
@@ -103,6 +111,28 @@ def reschedule(db: Session, patient: Patient, new_anchor: date | None, *, actor:
         return reschedule_anchor(db, patient, new_anchor, actor=actor, reason=reason, now=now, signature=signature)
     except RescheduleRefused as exc:
         raise ChangeRefused(exc.message, "anchor_date") from None
+
+
+def record_harvest_date(db: Session, patient: Patient, harvest: date | None, *, follows_harvest: bool, actor: str,
+                        reason: str | None, now: datetime) -> None:
+    """Record (or correct) the liposuction date: the diary asks about the place where the fat was taken in the weeks
+    after it (the study file's ``fat_harvest``, ``follows_harvest``). A reschedule of the anchor date never moves
+    it."""
+    if not follows_harvest:
+        raise ChangeRefused(_l("This study follows no liposuction."), "harvest_date")
+    if harvest is None:
+        raise ChangeRefused(_l("Give the date as year-month-day, for example 2026-03-02."), "harvest_date")
+    reason = check_reason(reason)
+    check_active(patient)
+    if harvest == patient.harvest_date:
+        raise ChangeRefused(_l("This is already the patient's liposuction date."), "harvest_date")
+    problem = harvest_date_problem(harvest, patient.anchor_date, now.astimezone(ZoneInfo(patient.timezone)).date())
+    if problem is not None:
+        raise ChangeRefused(problem, "harvest_date")
+    old, patient.harvest_date, patient.updated_at = patient.harvest_date, harvest, now
+    _event(db, patient, now, actor, "harvest_date_recorded", reason,
+           {"old": old.isoformat() if old else None, "new": harvest.isoformat()})
+    db.flush()
 
 
 def change_phone(db: Session, vault: phones.PhoneVault, patient: Patient, raw: str, *, region: str, actor: str,

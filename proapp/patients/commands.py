@@ -37,14 +37,18 @@ def parse_date(value: str, option: str = "--anchor-date") -> date:
 @click.option("--agreed-on", "agreed_on", required=True,
               help="The day the patient agreed to SMS and to answering online, after reading the information sheet "
                    "(YYYY-MM-DD).")
+@click.option("--harvest-date", "harvest_date", default=None,
+              help="The liposuction date, when it is done (a study with a fat_harvest follow-up; YYYY-MM-DD): on or "
+                   "before the anchor date, not after today. Later: the patient's page.")
 def enroll_cmd(study: str, site: str, subject: str, phone: str, language: str, anchor_date: str,
-               timezone: str | None, sms_hour: int, agreed_on: str) -> None:
+               timezone: str | None, sms_hour: int, agreed_on: str, harvest_date: str | None) -> None:
     """Enrol a patient and print their schedule."""
 
 
     req = EnrolmentRequest(study_code=study, site_code=site, subject_id=subject, phone=phone,
                            language=language, anchor_date=parse_date(anchor_date), timezone=timezone,
-                           sms_hour=sms_hour, agreed_on=parse_date(agreed_on, "--agreed-on"))
+                           sms_hour=sms_hour, agreed_on=parse_date(agreed_on, "--agreed-on"),
+                           harvest_date=parse_date(harvest_date, "--harvest-date") if harvest_date else None)
     with force_locale("en"):
         try:
             with db.transaction() as s:

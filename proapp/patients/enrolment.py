@@ -28,6 +28,7 @@ from proapp.studies.sync import is_closed
 SENDING_HOURS = range(8, 21)          # a preferred SMS hour must fall outside the quiet hours (21:00-08:00)
 ANCHOR_PAST_LIMIT = timedelta(days=2 * 366)
 ANCHOR_FUTURE_LIMIT = timedelta(days=366)
+HARVEST_BEFORE_ANCHOR_LIMIT = timedelta(days=366)   # cells cultured for days or weeks: a year is surely a typing error
 
 
 class EnrolmentError(ValueError):
@@ -52,6 +53,21 @@ class EnrolmentRequest:
     timezone: str | None = None
     sms_hour: int = 10
     agreed_on: date | None = None      # the day the patient agreed to SMS and to answering online (required)
+    harvest_date: date | None = None   # the liposuction (a study with ``fat_harvest``), when it is already done
+
+
+def harvest_date_problem(harvest: date, anchor: date, today: date) -> object | None:
+    """Why a liposuction date cannot be the patient's (translatable), or None: it is on or before the injection
+    (the anchor date), not after today, and not more than a year before the injection."""
+    if harvest > today:
+        return _l("The liposuction date cannot be in the future: record it once the liposuction is done.")
+    if harvest > anchor:
+        return _l("The liposuction date cannot be after the injection (the anchor date, %(day)s): the cells are "
+                  "taken before they are injected.", day=anchor.isoformat())
+    if harvest < anchor - HARVEST_BEFORE_ANCHOR_LIMIT:
+        return _l("The liposuction date cannot be more than a year before the injection (the anchor date, "
+                  "%(day)s).", day=anchor.isoformat())
+    return None
 
 
 def validate_enrolment(db: Session, catalog: StudyCatalog, req: EnrolmentRequest, *, now: datetime,
@@ -102,6 +118,14 @@ def validate_enrolment(db: Session, catalog: StudyCatalog, req: EnrolmentRequest
         today = now.astimezone(ZoneInfo(timezone)).date()
         if not today - ANCHOR_PAST_LIMIT <= req.anchor_date <= today + ANCHOR_FUTURE_LIMIT:
             errors["anchor_date"] = _l("The anchor date must be within two years before and one year after today.")
+    if req.harvest_date is not None:
+        if study_def.fat_harvest is None:
+            errors["harvest_date"] = _l("This study follows no liposuction: leave the liposuction date empty.")
+        elif req.anchor_date is not None and "anchor_date" not in errors:
+            problem = harvest_date_problem(req.harvest_date, req.anchor_date,
+                                           now.astimezone(ZoneInfo(timezone)).date())
+            if problem is not None:
+                errors["harvest_date"] = problem
     if req.agreed_on is not None and req.agreed_on > now.astimezone(ZoneInfo(timezone)).date():
         errors["agreed_on"] = _l("The patient's agreement cannot be dated after today.")
     for field, missing in (("subject_id", not req.subject_id), ("phone", not req.phone),
@@ -120,7 +144,8 @@ def enroll_patient(db: Session, catalog: StudyCatalog, vault: phones.PhoneVault,
     study, site, e164, timezone = validate_enrolment(db, catalog, req, now=now, phone_region=phone_region)
     study_def = catalog.get(req.study_code)
     patient = Patient(study_id=study.id, site_id=site.id, subject_id=req.subject_id, language=req.language,
-                      timezone=timezone, anchor_date=req.anchor_date, sms_hour=req.sms_hour,
+                      timezone=timezone, anchor_date=req.anchor_date, harvest_date=req.harvest_date,
+                      sms_hour=req.sms_hour,
                       status=PatientStatus.ACTIVE, schedule_version=study_def.version,
                       enrolled_at=now, updated_at=now)
     db.add(patient)
@@ -138,6 +163,7 @@ def enroll_patient(db: Session, catalog: StudyCatalog, vault: phones.PhoneVault,
     record(db, actor=actor, action="patient.enrolled", entity="patient", entity_id=patient.id, patient_id=patient.id,
            new={"study": req.study_code, "site": req.site_code, "subject_id": req.subject_id,
                 "language": req.language, "timezone": timezone, "anchor_date": req.anchor_date.isoformat(),
+                **({"harvest_date": req.harvest_date.isoformat()} if req.harvest_date else {}),
                 "sms_hour": req.sms_hour, "phone": phones.mask(e164), "schedule_version": study_def.version,
                 "schedule": [[o.visit_code, o.window_opens_on.isoformat(), o.window_closes_on.isoformat(),
                               o.status.value] for o in schedule_of(db, patient.id)]}, at=now)
@@ -225,6 +251,10 @@ def plan_reschedule(patient: Patient, occurrences: list[Occurrence], new_anchor:
         raise RescheduleRefused(_l("This is already the patient's anchor date."))
     if not today - ANCHOR_PAST_LIMIT <= new_anchor <= today + ANCHOR_FUTURE_LIMIT:
         raise RescheduleRefused(_l("The anchor date must be within two years before and one year after today."))
+    if patient.harvest_date is not None and new_anchor < patient.harvest_date:
+        raise RescheduleRefused(_l(
+            "The liposuction was on %(day)s: the injection (the anchor date) cannot be before it. Correct the "
+            "liposuction date first if it is wrong.", day=patient.harvest_date.isoformat()))
     shift = new_anchor - patient.anchor_date
     moves, kept = [], []
     for occ in occurrences:

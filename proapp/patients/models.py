@@ -48,6 +48,9 @@ class Patient(Base):
     language: Mapped[str] = mapped_column(String(2))
     timezone: Mapped[str] = mapped_column(String(64))
     anchor_date: Mapped[date]
+    # The liposuction (autologous cells, a study with ``fat_harvest``): on or before the anchor date (the injection),
+    # never moved by a reschedule of it. None: not recorded yet.
+    harvest_date: Mapped[date | None]
     sms_hour: Mapped[int]
     # How the patient answers (``ANSWER_CHANNELS``): the web link by SMS, a voice call, or SMS replies; a visit whose
     # questionnaires the study does not allow in that channel goes by web link anyway.

@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -40,6 +41,7 @@ from proapp.questionnaire.models import VAS_CONTROLS, AccessLink, Answer, Respon
 from proapp.questionnaire.signals import answers_saved
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import ClosedLink, Site, Study
+from proapp.studies.schema import HARVEST_FEATURE, StudyDef
 from proapp.studies.sync import is_closed
 from proapp.tokens import token_hash
 
@@ -171,6 +173,7 @@ class Visit:
     timezone: str
     patient_status: PatientStatus
     ulcer_version: ulcer_registry.RegistryVersion = (0, 0, 0)     # the patient's ulcer registry, as read
+    harvest_date: date | None = None       # the patient's liposuction, when recorded (a study with ``fat_harvest``)
 
     def is_open(self, now: datetime) -> bool:
         return window_is_open(self.status, self.window_opens_at, self.window_closes_at, now)
@@ -201,7 +204,7 @@ def _visit_select(link_id: Any) -> Any:
         link_id.label("link_id"), Occurrence.id.label("occurrence_id"), Occurrence.visit_code,
         Occurrence.instruments, Occurrence.status, Occurrence.window_opens_at, Occurrence.window_closes_at,
         Patient.id.label("patient_id"), Study.code.label("study_code"), Patient.site_id, Patient.language,
-        Patient.timezone, Patient.status.label("patient_status"),
+        Patient.timezone, Patient.status.label("patient_status"), Patient.harvest_date,
         Response.id.label("response_id"), Response.instrument_code, Response.instrument_version,
         Response.status.label("response_status"), Response.flow_state, Response.scores,
         Answer.item_code, Answer.repeat_index, Answer.value.label("answer_value"),
@@ -262,7 +265,7 @@ def _visit_from(rows: list[Row]) -> tuple[Visit, dict[str, ResponseState], Answe
     visit = Visit(first.link_id, first.occurrence_id, first.visit_code, tuple(first.instruments), first.status,
                   first.window_opens_at, first.window_closes_at, first.patient_id, first.study_code, first.site_id,
                   first.language, first.timezone, first.patient_status,
-                  (first.ulcer_entries, first.corrections, first.noted_ulcers))
+                  (first.ulcer_entries, first.corrections, first.noted_ulcers), first.harvest_date)
     responses = {row.instrument_code: ResponseState(row.response_id, row.instrument_code, row.instrument_version,
                                                     row.response_status, row.flow_state, row.scores)
                  for row in rows if row.response_id is not None}
@@ -406,8 +409,11 @@ def contexts_for(conn: Connection | None, s: VisitQuestionnaire, registry: Regis
     for inst in s.instruments:
         use = study.instruments[inst.code]
         features = frozenset(use.features)
+        followed = HARVEST_FEATURE not in features or _harvest_followed(study, s.visit)
         grouped = not use.one_item_per_screen
         if conn is None or not ulcer_registry.uses_registry(inst):
+            if not followed:
+                features -= {HARVEST_FEATURE}
             contexts[inst.code] = flowmod.Context(features=features, situations=visit_situations, grouped=grouped)
             continue
         if found is None:
@@ -417,11 +423,35 @@ def contexts_for(conn: Connection | None, s: VisitQuestionnaire, registry: Regis
         situations = set(visit_situations)
         if inst.code not in found.completed_codes:
             situations.add("first_entry")
+        harvest_items = _harvest_items(inst)
+        never_asked = bool(harvest_items) and not harvest_items & found.answered_items
+        if not followed and not never_asked:
+            features -= {HARVEST_FEATURE}         # the weeks after the liposuction are over, or not come yet
+        elif HARVEST_FEATURE in features and never_asked:
+            # Never answered: "since the fat was taken", asked once at least even when the follow-up ended before
+            # the first diary (a liposuction weeks before a postponed injection), so those weeks are never unasked.
+            situations.add("first_harvest_entry")
         if ctx.known:
             situations.add("known_ulcers")
         contexts[inst.code] = flowmod.Context(features=features, situations=frozenset(situations), ulcers=ctx,
                                               grouped=grouped)
     return contexts
+
+
+@lru_cache(maxsize=64)
+def _harvest_items(inst: Instrument) -> frozenset[str]:
+    """The items of the instrument's part about the place where the fat was taken."""
+    return frozenset(i.code for i in inst.items if i.requires == HARVEST_FEATURE)
+
+
+def _harvest_followed(study: StudyDef, visit: Visit) -> bool:
+    """Whether this visit asks about the place where the fat was taken: its window overlaps the weeks after the
+    liposuction (the study file's ``fat_harvest``), or the liposuction date is not recorded yet (asked, as before:
+    never silently dropped), or the study does not limit it."""
+    if study.fat_harvest is None or visit.harvest_date is None:
+        return True
+    return study.fat_harvest.followed(visit.harvest_date, visit.timezone, visit.window_opens_at,
+                                      visit.window_closes_at)
 
 
 def _answers_of(conn: Connection, visit: Visit) -> dict[str, dict[tuple[str, int], str]]:
@@ -650,15 +680,15 @@ def _record_save(db: Session, s: VisitQuestionnaire, r: ResponseState, inst: Ins
 
 
 def _prune_hidden(db: Session, s: VisitQuestionnaire, r: ResponseState, inst: Instrument, actor: str,
-                  now: datetime) -> None:
-    """Drop answers a changed answer has hidden (7B after 7A turned Yes, ulcers after 'no new ulcer')."""
+                  now: datetime, why: str = "no longer asked after a changed answer") -> None:
+    """Drop answers a changed answer has hidden (7B after 7A turned Yes, ulcers after 'no new ulcer'), or a change
+    of what the questionnaire knows of the patient (a liposuction date recorded while the entry was in progress)."""
     keep = flowmod.visible_keys(flowmod.instrument_screens(inst, s.answers.get(inst.code, {}), r.flow_state,
                                                            s.context(inst.code)), s.answers)
     keep_inst = keep.get(inst.code, set())
     for key in [k for k in s.answers.get(inst.code, {}) if k not in keep_inst]:
         _delete_answer(db, r.id, key)
-        _audit_answer(db, s, r, key[0], key[1], s.answers[inst.code][key], None, actor, now, "answer.dropped",
-                      "no longer asked after a changed answer")
+        _audit_answer(db, s, r, key[0], key[1], s.answers[inst.code][key], None, actor, now, "answer.dropped", why)
         del s.answers[inst.code][key]
 
 
@@ -680,6 +710,9 @@ def complete(db: Session, s: VisitQuestionnaire, *, language: str, now: datetime
         s.contexts = contexts_for(db.connection(), s, s.registry, s.studies, fresh=True)
     if flowmod.first_unanswered(s.flow(), s.answers, s.states) is not None:
         raise ValueError("the questionnaire is not finished")
+    for inst in s.instruments:
+        if inst.code in s.responses:     # an answer the patient no longer sees is not sent (the team's change)
+            _prune_hidden(db, s, s.responses[inst.code], inst, actor, now, "no longer asked when sent")
     for inst in s.instruments:
         r = _response(db, s, inst, language, now)
         ctx = s.context(inst.code)

@@ -62,6 +62,8 @@ class PatientUlcers:
     # who took each of the team's decisions and when, by ulcer (in order), and the treated notes (by, at)
     decided_by: tuple[tuple[int, str, datetime], ...] = ()
     treated_notes: tuple[tuple[str, datetime], ...] = ()
+    # the items answered (outside a group) in a completed entry: the diary's first question about the harvest site
+    answered_items: frozenset[str] = frozenset()
 
     @cached_property
     def _context(self) -> UlcerContext:
@@ -190,7 +192,8 @@ def patient_ulcers(conn: Connection, patient_id: int, registry: Registry) -> Pat
     return PatientUlcers(decided(courses(noted, entries), decisions), patient.anchor_date,
                          frozenset(r.instrument_code for r in rows),
                          tuple((r.number, r.decided_by, r.decided_at) for r in decision_rows),
-                         tuple(treated_notes))
+                         tuple(treated_notes),
+                         frozenset(code for row in entries_rows for (code, rep) in answers[row.id] if rep == 0))
 
 
 def _day(value: str | None) -> date | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -18,6 +19,9 @@ VISIT_CODE_RE = r"^[A-Z][A-Z0-9_]{0,19}$"
 E164_RE = r"^\+[1-9][0-9]{6,14}$"
 EMAIL_RE = ADDRESS_RE             # one plain address (proapp.mail)
 SEVERITIES = ("urgent", "same_day", "review")
+# The instruments' optional part about the place where the patient's fat was taken (autologous cells): the study's
+# ``fat_harvest`` follow-up decides in which entries it is asked.
+HARVEST_FEATURE = "fat_harvest_site"
 Severity = Literal["urgent", "same_day", "review"]
 
 
@@ -221,6 +225,23 @@ class ClosureSettings(_Strict):
     archive_years: int = Field(default=25, ge=1, le=100)
 
 
+class FatHarvest(_Strict):
+    """The follow-up of the place where the patient's fat was taken (a liposuction some days or weeks before the
+    injection of their own cells): the items of the instruments' ``fat_harvest_site`` part are asked in the entries
+    whose window overlaps the liposuction day and the ``follow_up_days`` after it. A patient whose liposuction date is
+    not recorded yet is asked in every entry (and their page shows the team a to-do)."""
+
+    follow_up_days: int = Field(ge=1, le=365)
+
+    def followed(self, taken_on: date, timezone: str, opens_at: datetime, closes_at: datetime) -> bool:
+        """Whether a window (UTC instants, closing excluded) overlaps the follow-up: from local midnight of the
+        liposuction day to local midnight after its last day (``follow_up_days`` after it), in the patient's zone."""
+        zone = ZoneInfo(timezone)
+        start = datetime.combine(taken_on, datetime.min.time(), zone)
+        end = datetime.combine(taken_on + timedelta(days=self.follow_up_days + 1), datetime.min.time(), zone)
+        return opens_at < end and closes_at > start
+
+
 class SeriesEntry(_Strict):
     series: Series
 
@@ -363,6 +384,8 @@ class StudyDef(_Strict):
     information: Information | None = None      # required in production (the patient's information page)
     corrections: CorrectionSettings = Field(default_factory=CorrectionSettings)
     closure: ClosureSettings = Field(default_factory=ClosureSettings)
+    # The liposuction's follow-up (autologous cells: ADUSE); requires an instrument asking about the harvest site.
+    fat_harvest: FatHarvest | None = None
 
     @field_validator("default_timezone")
     @classmethod
@@ -410,6 +433,10 @@ class StudyDef(_Strict):
             for inst in visit.instruments:
                 if inst not in self.instruments:
                     raise ValueError(f"visits ({visit.code}).instruments: {inst} is not listed under instruments")
+        if self.fat_harvest is not None and not any(HARVEST_FEATURE in use.features
+                                                    for use in self.instruments.values()):
+            raise ValueError(f"fat_harvest: no instrument asks about the harvest site (features: [{HARVEST_FEATURE}] "
+                             "under instruments): nothing would follow it")
         before = [v.code for v in self.all_visits() if v.before_treatment]
         if len(before) > 1:
             raise ValueError(f"visits: one visit before treatment at most ({', '.join(before)})")

@@ -25,12 +25,12 @@ def rule(**when) -> dict:
 
 
 @pytest.mark.parametrize("when, message", [
-    ({"item": "DU_DIARY.DU_FEVER", "equals": "Y"}, "alerts.rules (TEST_RULE): DU_DIARY 2.2 has no item DU_FEVER"),
+    ({"item": "DU_DIARY.DU_FEVER", "equals": "Y"}, "alerts.rules (TEST_RULE): DU_DIARY 2.3 has no item DU_FEVER"),
     ({"item": "DU_DIARY.DU_INFECT", "equals": "X"}, "(TEST_RULE): 'X' is not a value of DU_DIARY.DU_INFECT"),
     ({"item": "PAIN_VAS.PAIN_VAS", "at_least": 150}, "150 is outside the possible range of PAIN_VAS.PAIN_VAS (0 to 100)"
      ),
     ({"score": "PAIN_VAS.PAIN", "change_from": "baseline", "at_least": 130}, "outside the possible range"),
-    ({"score": "DU_DIARY.NEW_ULCERS", "at_least": 2}, "DU_DIARY 2.2 has no derived score NEW_ULCERS"),
+    ({"score": "DU_DIARY.NEW_ULCERS", "at_least": 2}, "DU_DIARY 2.3 has no derived score NEW_ULCERS"),
     ({"item": "DU_DIARY.DU_INFECT", "at_least": 1}, "DU_DIARY.DU_INFECT is not a number"),
     ({"item": "DU_DIARY.DU_HAND", "equals": "L"}, "asked once per repeat"),
     ({"item": "SF36.Q1", "equals": "1"}, "SF36 is not listed under instruments"),

@@ -128,7 +128,7 @@ def test_a_response_carries_what_the_edc_needs(app, key):
     complete_diary(app, "ADU-TLS-001")
     items = app.test_client().get(f"{URL}/responses", headers=auth(key)).get_json()["data"]
     diary = next(i for i in items if i["instrument"]["code"] == "DU_DIARY")
-    assert diary["instrument"] == {"code": "DU_DIARY", "version": "2.2"}
+    assert diary["instrument"] == {"code": "DU_DIARY", "version": "2.3"}
     assert diary["language"] == "fr" and diary["completed_on_site"] is False
     assert diary["completed_at"].endswith("Z") and diary["visit"] == "W1" and diary["site"] == "TLS"
     assert diary["answers"]["DU_HAND"] == ["R", "L"] and diary["answers"]["DU_FINGER"] == ["2", "3"]
@@ -273,7 +273,7 @@ def test_fhir_resources_are_valid(app, key):
     # The same response and revision keep their fullUrl from one pull to the next.
     again = client.get(f"{URL}/responses?format=fhir", headers=auth(key)).get_json()
     assert [e.get("fullUrl") for e in again["entry"]] == [e.get("fullUrl") for e in body["entry"]]
-    for code, version in (("DLQI", "1.0"), ("HAQ", "1.1"), ("PAIN_VAS", "1.0"), ("DU_DIARY", "2.2"),
+    for code, version in (("DLQI", "1.0"), ("HAQ", "1.1"), ("PAIN_VAS", "1.0"), ("DU_DIARY", "2.3"),
                           ("DU_BASELINE", "1.0")):
         q = client.get(f"{URL}/questionnaires/{code}", headers=auth(key))
         assert q.status_code == 200, code
@@ -283,7 +283,7 @@ def test_fhir_resources_are_valid(app, key):
         # The canonical URL resolves, to the same Questionnaire.
         path = parsed.url.removeprefix("https://pro.example.test")
         assert client.get(path, headers=auth(key)).get_json() == q.get_json(), path
-    assert diary.questionnaire == "https://pro.example.test/api/v1/fhir/Questionnaire/DU_DIARY|2.2"
+    assert diary.questionnaire == "https://pro.example.test/api/v1/fhir/Questionnaire/DU_DIARY|2.3"
     pain = next(e["resource"] for e in responses if "PAIN_VAS" in e["resource"]["questionnaire"])
     assert pain["questionnaire"].endswith("/Questionnaire/PAIN_VAS-digital-ulcers-24h|1.0")   # ADUSE's wording
     older = client.get("/api/v1/fhir/Questionnaire/DU_DIARY?version=1.0", headers=auth(key)).get_json()

@@ -52,6 +52,6 @@ def test_the_export_and_the_staff_page_say_whether_the_wording_was_validated(dat
         pain = text_of(staff.get(f"/staff/patients/{pid}/responses/{ids['PAIN_VAS']}"))
         diary = text_of(staff.get(f"/staff/patients/{pid}/responses/{ids['DU_DIARY']}"))
         assert "PAIN_VAS 1.0" in pain and "language FR · validated wording" in pain
-        assert "DU_DIARY 2.2" in diary and "language FR · wording not validated" in diary
+        assert "DU_DIARY 2.3" in diary and "language FR · wording not validated" in diary
     finally:
         app.extensions["proapp.engine"].dispose()

@@ -119,7 +119,7 @@ def test_ulcer_diary_and_pain_in_french_with_two_ulcers(app, client, session):
                                                "2": {"ulcer_number": 2, "report_kind": "new"}}
     assert du.flow_state["wording"]["DU_NEW"] == "first_entry"       # the exports say what was read
     assert (du.status.value, du.language, du.instrument_version, du.completed_on_site) == (
-        "completed", "fr", "2.2", False)
+        "completed", "fr", "2.3", False)
     assert du.completed_at is not None and du.completed_at.tzinfo is not None
     pain = session.scalar(select(Response).where(Response.instrument_code == "PAIN_VAS"))
     assert pain.scores == {"status": "scored", "pain": 35}

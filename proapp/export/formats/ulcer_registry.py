@@ -115,6 +115,7 @@ class SubjectRegistry:
     anchor: date
     ulcers: list[UlcerRow]
     treated_query: UlcerQuery | None
+    harvest: date | None = None                 # the liposuction date (autologous cells), when recorded
 
 
 Staff = Callable[[str | None], str | None]     # an actor ("user:<e-mail>") -> its pseudonymous staff id
@@ -149,7 +150,7 @@ def _json(value: Any) -> Any:
 # JSON ---------------------------------------------------------------------------------------------------------
 
 def json_registry(study: str, subjects: list[SubjectRegistry], staff: Staff, created: datetime) -> dict[str, Any]:
-    """``{"study", "generated_at", "subjects": [{"subject_id", "site", "anchor_date", "ulcers": [...],
+    """``{"study", "generated_at", "subjects": [{"subject_id", "site", "anchor_date", "harvest_date", "ulcers": [...],
     "treated_query": {...} | null, "open_queries": [ids]}]}``; an ulcer's keys are the fields' codes in lower
     case, its query an object (or null)."""
     out = []
@@ -162,7 +163,7 @@ def json_registry(study: str, subjects: list[SubjectRegistry], staff: Staff, cre
             ulcers.append(values)
         queries = [q for q in (s.treated_query, *(u.query for u in s.ulcers)) if q is not None]
         out.append({"subject_id": s.subject_id, "site": s.site, "anchor_date": s.anchor.isoformat(),
-                    "ulcers": ulcers,
+                    "harvest_date": s.harvest.isoformat() if s.harvest else None, "ulcers": ulcers,
                     "treated_query": None if s.treated_query is None else {
                         k.lower(): _json(v) for k, v in query_values(s.treated_query, staff).items()},
                     "open_queries": [q.id for q in queries if q.is_open]})
