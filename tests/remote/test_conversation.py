@@ -52,7 +52,7 @@ def test_a_weekly_diary_answered_reply_by_reply_is_completed_with_its_modes(app)
         assert set(responses) == {"DU_DIARY", "PAIN_NRS"}             # the VAS's numeric rating, not the VAS
         assert responses["PAIN_NRS"].scores["score"] == 7
         assert responses["DU_DIARY"].scores["new_ulcer_count"] == 1
-        assert responses["DU_DIARY"].flow_state["mode_wording"] == "2.2-R1"
+        assert responses["DU_DIARY"].flow_state["mode_wording"] == "2.3-R1"
         modes = set(s.scalars(select(Answer.mode)))
         assert modes == {"sms"}
         onset = s.scalar(select(Answer.value).where(Answer.item_code == "DU_ONSET"))
