@@ -40,6 +40,7 @@ from proapp.export.data import acknowledged
 from proapp.i18n import day, moment, number
 from proapp.instruments import derived_values
 from proapp.patients import actions as changes
+from proapp.patients import channels
 from proapp.patients.enrolment import (
     SENDING_HOURS,
     EnrolmentError,
@@ -134,7 +135,8 @@ def enrol() -> Any:
     v = viewer()
     choices = _enrol_choices(v)
     form = {"study_site": choices[0][0] if len(choices) == 1 else "", "subject_id": "", "phone": "",
-            "language": "fr", "timezone": "", "anchor_date": "", "sms_hour": "10", "agreed_on": ""}
+            "language": "fr", "timezone": "", "anchor_date": "", "sms_hour": "10", "agreed_on": "",
+            "answer_channel": "web", "voice_pin": "", "sms_agreed": ""}
     errors: dict[str, str] = {}
     if request.method == "POST":
         form = {k: (request.form.get(k) or "").strip()[:100] for k in form}
@@ -160,9 +162,20 @@ def enrol() -> Any:
                 flash(_("%(subject)s is enrolled. Their schedule is below.", subject=patient.subject_id), "notice")
                 return redirect(url_for("staff.patient", patient_id=patient.id), code=303)
     status = 422 if errors else 200
-    sheets = {code: runtime.studies().get(code).information for code in sorted({c[0].split("/")[0] for c in choices})}
+    codes = sorted({c[0].split("/")[0] for c in choices})
+    sheets = {code: runtime.studies().get(code).information for code in codes}
+    form["voice_pin"] = ""                   # never written back into the page
     return render_template("staff/enrol.html", form=form, errors=errors, choices=choices, timezones=TIMEZONES,
-                           hours=SENDING_HOURS, sheets=sheets), status
+                           hours=SENDING_HOURS, sheets=sheets, channel_plans=_channel_plans(codes)), status
+
+
+def _channel_plans(codes: list[str]) -> dict[str, dict[str, channels.ChannelPlan]]:
+    """For each study, the channels it offers and which visits go by each (the others by web link)."""
+    out = {}
+    for code in codes:
+        study = runtime.studies().get(code)
+        out[code] = {c: channels.plan(study, c) for c in channels.offered(study)}
+    return out
 
 
 def _parse_enrolment(form: dict[str, str], allowed: set[str]) -> tuple[dict[str, str], EnrolmentRequest | None]:
@@ -199,9 +212,15 @@ def _parse_enrolment(form: dict[str, str], allowed: set[str]) -> tuple[dict[str,
         errors["sms_hour"] = _("The SMS hour must be between 8 and 20 (no SMS at night).")
     if "study_site" in errors:
         return errors, None
+    form["answer_channel"] = form["answer_channel"] or "web"        # a form without the choice: the web link
+    if form["answer_channel"] not in ("web", "voice", "sms"):
+        errors["answer_channel"] = _("Choose how the patient answers: web link, voice call or SMS replies.")
+        form["answer_channel"] = "web"
     study, site = form["study_site"].split("/", 1)
     return errors, EnrolmentRequest(study, site, form["subject_id"], form["phone"], form["language"], anchor,
-                                    form["timezone"] if form["timezone"] in TIMEZONES else None, hour, agreed)
+                                    form["timezone"] if form["timezone"] in TIMEZONES else None, hour, agreed,
+                                    answer_channel=form["answer_channel"], voice_pin=form["voice_pin"] or None,
+                                    sms_answers_agreed=form["sms_agreed"] == "yes")
 
 
 # The patient page and its actions --------------------------------------------------------------------------
@@ -210,6 +229,7 @@ ACTIONS = {
     "resend": _l("Send the link again"), "pause": _l("Pause SMS"), "resume": _l("Resume SMS"),
     "withdraw": _l("Withdraw"), "phone": _l("Change phone number"), "language": _l("Change language"),
     "sms-hour": _l("Change SMS hour"), "reschedule": _l("Reschedule the anchor date"),
+    "channel": _l("Change how the patient answers"), "pin": _l("Change the voice call PIN"),
 }
 
 
@@ -234,6 +254,7 @@ def _render_patient(patient, errors: dict[str, str] | None = None, values: dict[
                                         for c in ("DU_HAND", "DU_FINGER", "DU_SITE")},
                            ulcer_today=runtime.now().astimezone(ZoneInfo(patient.timezone)).date().isoformat(),
                            values=values or {}, actions=ACTIONS, hours=SENDING_HOURS, now=runtime.now(),
+                           channel_plans=_channel_plans([patient.study.code])[patient.study.code],
                            instrument_titles={code: runtime.instruments().get(code).title(_lang())
                                               for code in runtime.instruments().codes()}), status
 
@@ -356,7 +377,8 @@ def patient_action(patient_id: int, action: str) -> Any:
         abort(404)
     v, s, now = viewer(), db.session(), runtime.now()
     form = {k: (request.form.get(k) or "")[:600]
-            for k in ("reason", "occurrence", "phone", "language", "sms_hour", "anchor_date")}
+            for k in ("reason", "occurrence", "phone", "language", "sms_hour", "anchor_date", "channel", "pin",
+                      "sms_agreed")}
     common = {"actor": v.actor, "reason": form["reason"], "now": now}
     try:
         if action == "resend":
@@ -397,6 +419,13 @@ def patient_action(patient_id: int, action: str) -> Any:
             changes.change_phone(s, runtime.phone_vault(), patient, form["phone"],
                                  region=current_app.config["DEFAULT_PHONE_REGION"], **common)
             done = _("The phone number is changed.")
+        elif action == "channel":
+            changes.set_answer_channel(s, runtime.studies().get(patient.study.code), patient, form["channel"],
+                                       pin=form["pin"], sms_agreed=form["sms_agreed"] == "yes", **common)
+            done = _("The patient now answers by: %(channel)s.", channel=labels.CHANNELS[patient.answer_channel])
+        elif action == "pin":
+            changes.change_voice_pin(s, patient, form["pin"], **common)
+            done = _("The voice call PIN is changed; the previous one no longer works.")
         elif action == "language":
             changes.change_language(s, patient, form["language"], **common)
             done = _("The language is changed.")
@@ -405,8 +434,8 @@ def patient_action(patient_id: int, action: str) -> Any:
             done = _("The SMS hour is changed.")
     except changes.ChangeRefused as exc:
         s.rollback()
-        return _render_patient(patient, errors={action: str(exc.message)}, values={"action": action, **form},
-                               status=422)
+        return _render_patient(patient, errors={action: str(exc.message)},
+                               values={"action": action, **form, "pin": ""}, status=422)   # a PIN never goes back
     s.commit()
     flash(done, "notice")
     return redirect(url_for("staff.patient", patient_id=patient.id), code=303)
