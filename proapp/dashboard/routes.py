@@ -502,10 +502,15 @@ def _render_response(patient, r, errors: dict[str, str] | None = None, values: d
                                     wording.get(i.code)) for i in inst.items}
 
     edc = acknowledged(s, [r.id]).get(r.id) if r.completed_at else None     # the revision the EDC holds
+    # How each answer was given (the web page, a call's keypad or speech, an SMS reply), shown beside each one
+    # when any was given otherwise than on the web page, with the remote wording the questions were read with.
+    modes = queries.answer_modes(s, r.id)
+    remote = any(m != "web" for m in modes.values())
 
     return render_template("staff/response.html", patient=patient, r=r, inst=inst, rows=rows, occ=occ, scores=scores,
                            errors=errors or {}, values=values or {}, lang=_lang(), questions=questions,
                            edc=edc, sources=runtime.studies().get(patient.study.code).corrections.sources,
+                           modes=modes if remote else {}, mode_wording=(r.flow_state or {}).get("mode_wording"),
                            methods=REQUEST_METHODS), status
 
 
