@@ -137,10 +137,10 @@ def test_the_team_changes_the_channel_and_the_pin_on_the_patient_page(dash_app):
     audit = _audit_text(dash_app)
     assert "7391" not in audit and "826413" not in audit and "scrypt" not in audit
 
-    # A study that allows no visit by voice or SMS offers only the web link
+    # A study that allows no visit by voice or SMS: the web link only, no form to change it
     ima = enrol(dash_app, "IMA-PSL-001")
     page = staff.get(f"/staff/patients/{ima}").get_data(as_text=True)
-    assert 'name="channel" value="voice"' not in page and 'name="channel" value="web"' in page
+    assert 'name="channel"' not in page and "Answers by Web link by SMS" in text_of(staff.get(f"/staff/patients/{ima}"))
     refused = staff.post(f"/staff/patients/{ima}/actions/channel", {"channel": "voice", "pin": "4071",
                                                                      "reason": "hands"})
     assert refused.status_code == 422 and "cannot be answered this way" in text_of(refused)
