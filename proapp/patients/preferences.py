@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from proapp.audit.trail import record
 from proapp.config import SUPPORTED_LANGUAGES
 from proapp.patients import channels
-from proapp.patients.models import Patient, PatientContact, PatientEvent
+from proapp.patients.models import Patient, PatientContact, PatientEvent, PatientStatus
 from proapp.patients.signals import sms_must_stop
 from proapp.studies.schema import StudyDef
 
@@ -84,8 +84,11 @@ def patient_switched_language(db: Session, patient: Patient, language: str, *, a
 
 def channels_to_offer(db: Session, study: StudyDef, patient: Patient) -> list[str]:
     """The channels the patient may switch to themselves from a questionnaire page: those the study allows but
-    their own, a voice call only once the team set their PIN with them, SMS replies only while they receive SMS."""
+    their own, a voice call only once the team set their PIN with them, SMS replies only while they receive SMS;
+    none once the follow-up is paused or ended."""
     contact = patient.contact
+    if patient.status != PatientStatus.ACTIVE:
+        return []
     out = []
     for channel in channels.offered(study):
         if channel == patient.answer_channel:
