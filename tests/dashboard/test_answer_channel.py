@@ -185,6 +185,8 @@ def test_the_patient_switches_from_the_thank_you_page_in_french_without_javascri
     assert "La prochaine fois, répondre par appel téléphonique" in offer and "Nous vous appelons à 10:00" in offer
     assert client.post("/q/channel", data={"csrf_token": csrf(offer), "channel": "voice"}).status_code == 200
     assert _patient(dash_app, "ADU-TLS-002")[0].answer_channel == "voice"
+    assert "Nous vous appellerons (ou vous enverrons un SMS avec un lien)" in client.get("/q/done").get_data(
+        as_text=True)                                                   # the thank-you page says what comes next
 
 
 def test_staff_pages_show_how_each_answer_was_given_and_the_conversations(dash_app):
