@@ -153,3 +153,21 @@ def test_the_documented_configuration_table_is_the_generated_one(runner):
     table = runner.invoke(args=["proapp", "config-table"]).output.strip()
     docs = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
     assert table in docs
+
+
+def test_enroll_with_a_voice_channel_asks_the_pin_hidden_and_refuses_a_bad_one(runner, session):
+    """The PIN typed with the patient is asked, never an option; a bad one is one line, exit 2."""
+    from werkzeug.security import check_password_hash
+
+    bad = runner.invoke(args=enroll_args(channel="voice"), input="1234\n")
+    assert bad.exit_code == 2 and "error: voice_pin: This PIN is too easy to guess" in bad.output
+    assert count(session, Patient) == 0
+    sms = runner.invoke(args=enroll_args(channel="sms"))
+    assert sms.exit_code == 2 and "error: sms_agreed: Tick the box" in sms.output
+    result = runner.invoke(args=enroll_args(channel="voice"), input="4071\n")
+    assert result.exit_code == 0, result.output
+    assert "4071" not in result.output
+    patient = session.scalar(select(Patient))
+    session.refresh(patient)
+    assert patient.answer_channel == "voice"
+    assert check_password_hash(session.get(PatientContact, patient.id).voice_pin_hash, "4071")

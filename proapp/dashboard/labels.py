@@ -41,6 +41,20 @@ EVENTS = {
     "sms_hour_changed": _l("SMS hour changed"),
     "anchor_rescheduled": _l("Anchor date rescheduled"),
     "harvest_date_recorded": _l("Liposuction date recorded"),
+    "answer_channel_changed": _l("Answer channel changed"), "voice_pin_set": _l("Voice call PIN set"),
+    "voice_pin_changed": _l("Voice call PIN changed"),
+}
+# How a patient answers (``Patient.answer_channel``)
+CHANNELS = {"web": _l("Web link by SMS"), "voice": _l("Voice call"), "sms": _l("SMS replies")}
+# How an answer was given (``Answer.mode``; None: saved before modes were recorded, on the web page)
+ANSWER_MODES = {
+    "web": _l("on the web page"), "voice_dtmf": _l("by phone, keypad"), "voice_speech": _l("by phone, spoken"),
+    "sms": _l("by SMS reply"),
+}
+CONVERSATION_CHANNELS = {"voice": _l("Voice call"), "sms": _l("SMS replies")}
+CONVERSATION_STATUSES = {
+    "open": _l("In progress"), "completed": _l("Completed"), "timed_out": _l("No reply: web link sent"),
+    "to_web": _l("The patient chose the web page"), "stopped": _l("Stopped"),
 }
 ULCER_STATES = {
     "open": _l("Open"), "healed": _l("Healed"), "awaiting_confirmation": _l("Noted by the team, not yet confirmed"),
@@ -92,7 +106,7 @@ AUDIT_ACTIONS = {
     "user.password_reset": _l("Password reset by e-mail"), "user.created": _l("Account created"),
     "user.disabled": _l("Account disabled"), "answer.cleared": _l("Answer cleared"),
     "answer.dropped": _l("Answer dropped (question no longer asked)"),
-    "patient.agreed": _l("Agreement to SMS and online answers recorded"),
+    "patient.agreed": _l("Agreement recorded"),
     "patient.acknowledged_information": _l("Information sheet read by the patient"),
     "restore.declared": _l("Database restore declared"), "restore.reconciled": _l("Database restore reconciled"),
     "alert.notification_pending": _l("Alert message waiting to be sent"),

@@ -26,6 +26,7 @@ from proapp.questionnaire.models import (
     ResponseStatus,
     UlcerDecision,
 )
+from proapp.remote.models import Conversation
 from proapp.sms.models import PROBLEMS, SmsMessage, SmsStatus
 from proapp.studies.catalog import StudyCatalog
 from proapp.studies.models import Site, Study
@@ -359,6 +360,10 @@ class PatientView:
     responses: list[Response]
     # occurrence id -> (when the EDC had it all, whether a correction made since is not acknowledged yet)
     edc_received: dict[int, tuple[datetime, bool]] = field(default_factory=dict)
+    # The voice calls and SMS conversations with the patient (newest first), each with its visit's code
+    conversations: list[tuple[Conversation, str]] = field(default_factory=list)
+    # response id -> the modes its answers were given in, first used first (["web"] for the web page alone)
+    response_modes: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def counts(self) -> Counts:
@@ -428,7 +433,26 @@ def patient_view(db: Session, patient: Patient, catalog: StudyCatalog, now: date
     # acknowledged a correction made since.
     received = {occ: (max(a.at for a in got), any(a.behind for a in got))
                 for occ, got in by_occ.items() if all(got)}
-    return PatientView(patient, study, site, contact, timeline, messages, events, responses, received)
+    conversations = [(c, code) for c, code in db.execute(
+        select(Conversation, Occurrence.visit_code).join(Occurrence, Occurrence.id == Conversation.occurrence_id)
+        .where(Conversation.patient_id == patient.id)
+        .order_by(Conversation.started_at.desc(), Conversation.id.desc()))]
+    return PatientView(patient, study, site, contact, timeline, messages, events, responses, received,
+                       conversations, response_modes(db, [r.id for r in responses
+                                                          if r.status == ResponseStatus.COMPLETED]))
+
+
+def response_modes(db: Session, response_ids: list[int]) -> dict[int, list[str]]:
+    """How each response's answers were given: its modes, first used first (an answer saved before modes were
+    recorded counts as the web page)."""
+    out: dict[int, list[str]] = {}
+    for rid, mode in db.execute(select(Answer.response_id, Answer.mode)
+                                .where(Answer.response_id.in_(response_ids or [-1]))
+                                .order_by(Answer.response_id, Answer.answered_at, Answer.id)):
+        modes = out.setdefault(rid, [])
+        if (mode or "web") not in modes:
+            modes.append(mode or "web")
+    return out
 
 
 # Score trends ----------------------------------------------------------------------------------------------
@@ -528,6 +552,12 @@ def original_answers(db: Session, response_id: int) -> dict[tuple[str, int], str
     """The answers as the patient gave them (corrections are kept beside them)."""
     return {(code, rep): value for code, rep, value in db.execute(
         select(Answer.item_code, Answer.repeat_index, Answer.value).where(Answer.response_id == response_id))}
+
+
+def answer_modes(db: Session, response_id: int) -> dict[tuple[str, int], str]:
+    """How the patient gave each answer (``ANSWER_MODES``; "web" for one saved before modes were recorded)."""
+    return {(code, rep): mode or "web" for code, rep, mode in db.execute(
+        select(Answer.item_code, Answer.repeat_index, Answer.mode).where(Answer.response_id == response_id))}
 
 
 def study_by_code(db: Session, code: str) -> Study | None:

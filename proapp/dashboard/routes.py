@@ -40,6 +40,7 @@ from proapp.export.data import acknowledged
 from proapp.i18n import day, moment, number
 from proapp.instruments import derived_values
 from proapp.patients import actions as changes
+from proapp.patients import channels
 from proapp.patients.enrolment import (
     SENDING_HOURS,
     EnrolmentError,
@@ -135,7 +136,7 @@ def enrol() -> Any:
     choices = _enrol_choices(v)
     form = {"study_site": choices[0][0] if len(choices) == 1 else "", "subject_id": "", "phone": "",
             "language": "fr", "timezone": "", "anchor_date": "", "sms_hour": "10", "agreed_on": "",
-            "harvest_date": ""}
+            "harvest_date": "", "answer_channel": "web", "voice_pin": "", "sms_agreed": ""}
     errors: dict[str, str] = {}
     if request.method == "POST":
         form = {k: (request.form.get(k) or "").strip()[:100] for k in form}
@@ -164,8 +165,19 @@ def enrol() -> Any:
     codes = sorted({c[0].split("/")[0] for c in choices})
     sheets = {code: runtime.studies().get(code).information for code in codes}
     harvest_studies = [code for code in codes if runtime.studies().get(code).fat_harvest is not None]
+    form["voice_pin"] = ""                   # never written back into the page
     return render_template("staff/enrol.html", form=form, errors=errors, choices=choices, timezones=TIMEZONES,
-                           hours=SENDING_HOURS, sheets=sheets, harvest_studies=harvest_studies), status
+                           hours=SENDING_HOURS, sheets=sheets, harvest_studies=harvest_studies,
+                           channel_plans=_channel_plans(codes)), status
+
+
+def _channel_plans(codes: list[str]) -> dict[str, dict[str, channels.ChannelPlan]]:
+    """For each study, the channels it offers and which visits go by each (the others by web link)."""
+    out = {}
+    for code in codes:
+        study = runtime.studies().get(code)
+        out[code] = {c: channels.plan(study, c) for c in channels.offered(study)}
+    return out
 
 
 def _parse_enrolment(form: dict[str, str], allowed: set[str]) -> tuple[dict[str, str], EnrolmentRequest | None]:
@@ -208,10 +220,15 @@ def _parse_enrolment(form: dict[str, str], allowed: set[str]) -> tuple[dict[str,
         errors["sms_hour"] = _("The SMS hour must be between 8 and 20 (no SMS at night).")
     if "study_site" in errors:
         return errors, None
+    form["answer_channel"] = form["answer_channel"] or "web"        # a form without the choice: the web link
+    if form["answer_channel"] not in ("web", "voice", "sms"):
+        errors["answer_channel"] = _("Choose how the patient answers: web link, voice call or SMS replies.")
+        form["answer_channel"] = "web"
     study, site = form["study_site"].split("/", 1)
     return errors, EnrolmentRequest(study, site, form["subject_id"], form["phone"], form["language"], anchor,
                                     form["timezone"] if form["timezone"] in TIMEZONES else None, hour, agreed,
-                                    harvest)
+                                    harvest, answer_channel=form["answer_channel"],
+                                    voice_pin=form["voice_pin"] or None, sms_answers_agreed=form["sms_agreed"] == "yes")
 
 
 # The patient page and its actions --------------------------------------------------------------------------
@@ -221,6 +238,7 @@ ACTIONS = {
     "withdraw": _l("Withdraw"), "phone": _l("Change phone number"), "language": _l("Change language"),
     "sms-hour": _l("Change SMS hour"), "reschedule": _l("Reschedule the anchor date"),
     "harvest-date": _l("Record the liposuction date"),
+    "channel": _l("Change how the patient answers"), "pin": _l("Change the voice call PIN"),
 }
 
 
@@ -246,6 +264,7 @@ def _render_patient(patient, errors: dict[str, str] | None = None, values: dict[
                            ulcer_today=runtime.now().astimezone(ZoneInfo(patient.timezone)).date().isoformat(),
                            harvest=runtime.studies().get(patient.study.code).fat_harvest, timedelta=timedelta,
                            values=values or {}, actions=ACTIONS, hours=SENDING_HOURS, now=runtime.now(),
+                           channel_plans=_channel_plans([patient.study.code])[patient.study.code],
                            instrument_titles={code: runtime.instruments().get(code).title(_lang())
                                               for code in runtime.instruments().codes()}), status
 
@@ -368,7 +387,8 @@ def patient_action(patient_id: int, action: str) -> Any:
         abort(404)
     v, s, now = viewer(), db.session(), runtime.now()
     form = {k: (request.form.get(k) or "")[:600]
-            for k in ("reason", "occurrence", "phone", "language", "sms_hour", "anchor_date", "harvest_date")}
+            for k in ("reason", "occurrence", "phone", "language", "sms_hour", "anchor_date", "harvest_date", "channel",
+                      "pin", "sms_agreed")}
     common = {"actor": v.actor, "reason": form["reason"], "now": now}
     try:
         if action == "resend":
@@ -419,6 +439,13 @@ def patient_action(patient_id: int, action: str) -> Any:
             changes.change_phone(s, runtime.phone_vault(), patient, form["phone"],
                                  region=current_app.config["DEFAULT_PHONE_REGION"], **common)
             done = _("The phone number is changed.")
+        elif action == "channel":
+            changes.set_answer_channel(s, runtime.studies().get(patient.study.code), patient, form["channel"],
+                                       pin=form["pin"], sms_agreed=form["sms_agreed"] == "yes", **common)
+            done = _("The patient now answers by: %(channel)s.", channel=labels.CHANNELS[patient.answer_channel])
+        elif action == "pin":
+            changes.change_voice_pin(s, patient, form["pin"], **common)
+            done = _("The voice call PIN is changed; the previous one no longer works.")
         elif action == "language":
             changes.change_language(s, patient, form["language"], **common)
             done = _("The language is changed.")
@@ -427,8 +454,8 @@ def patient_action(patient_id: int, action: str) -> Any:
             done = _("The SMS hour is changed.")
     except changes.ChangeRefused as exc:
         s.rollback()
-        return _render_patient(patient, errors={action: str(exc.message)}, values={"action": action, **form},
-                               status=422)
+        return _render_patient(patient, errors={action: str(exc.message)},
+                               values={"action": action, **form, "pin": ""}, status=422)   # a PIN never goes back
     s.commit()
     flash(done, "notice")
     return redirect(url_for("staff.patient", patient_id=patient.id), code=303)
@@ -495,10 +522,15 @@ def _render_response(patient, r, errors: dict[str, str] | None = None, values: d
                                     wording.get(i.code)) for i in inst.items}
 
     edc = acknowledged(s, [r.id]).get(r.id) if r.completed_at else None     # the revision the EDC holds
+    # How each answer was given (the web page, a call's keypad or speech, an SMS reply), shown beside each one
+    # when any was given otherwise than on the web page, with the remote wording the questions were read with.
+    modes = queries.answer_modes(s, r.id)
+    remote = any(m != "web" for m in modes.values())
 
     return render_template("staff/response.html", patient=patient, r=r, inst=inst, rows=rows, occ=occ, scores=scores,
                            errors=errors or {}, values=values or {}, lang=_lang(), questions=questions,
                            edc=edc, sources=runtime.studies().get(patient.study.code).corrections.sources,
+                           modes=modes if remote else {}, mode_wording=(r.flow_state or {}).get("mode_wording"),
                            methods=REQUEST_METHODS), status
 
 

@@ -66,6 +66,19 @@ class Exported:
         return self.answer_languages.get((code, repeat), self.language)
     # A visual analogue scale's control each value was given with: {(item, repeat): "line" or "number"}
     entered_with: dict[tuple[str, int], str] = field(default_factory=dict)
+    # How each stored answer was given ({(item, repeat): "voice_dtmf"}, ``ANSWER_MODES``): every answer the patient
+    # gave has one, "web" for those saved before migration 0028 (the web page was the only way then).
+    answer_modes: dict[tuple[str, int], str] = field(default_factory=dict)
+    # The remote wording version the questions were read or sent with ("2.2-R1"), for a response answered by voice
+    # or SMS (the response's ``flow_state``); None for the web page's wording.
+    mode_wording: str | None = None
+
+    @property
+    def modes(self) -> list[str]:
+        """Every mode the patient answered this response in, in the order first used ("web" when none says)."""
+        by_time = sorted((at, self.answer_modes[(code, rep)]) for code, rep, _v, at in self.answers
+                         if (code, rep) in self.answer_modes)
+        return list(dict.fromkeys(mode for _at, mode in by_time)) or ["web"]
 
     def effective(self) -> list[tuple[str, int, str | None, datetime]]:
         """The answers as corrected: a corrected value replaces the original (kept in ``corrections``)."""
@@ -124,12 +137,12 @@ def load(db: Session, key: ApiKey | None, *conds, order=None, limit: int | None 
     if limit is not None:
         stmt = stmt.limit(limit)
     items = [Exported(*r[:13], bool(r[13]), r[14], r[15], wording=dict((r[16] or {}).get("wording") or {}),
-                      patient_id=r[17]) for r in db.execute(stmt)]
+                      patient_id=r[17], mode_wording=(r[16] or {}).get("mode_wording")) for r in db.execute(stmt)]
     by_id = {e.id: e for e in items}
     if by_id:
-        for rid, code, repeat, value, at, lang, control in db.execute(
+        for rid, code, repeat, value, at, lang, control, mode in db.execute(
                 select(Answer.response_id, Answer.item_code, Answer.repeat_index, Answer.value, Answer.answered_at,
-                       Answer.language, Answer.entered_with)
+                       Answer.language, Answer.entered_with, Answer.mode)
                 .where(Answer.response_id.in_(list(by_id)))
                 .order_by(Answer.response_id, Answer.repeat_index, Answer.id)):
             by_id[rid].answers.append((code, repeat, value, at))
@@ -137,6 +150,7 @@ def load(db: Session, key: ApiKey | None, *conds, order=None, limit: int | None 
                 by_id[rid].answer_languages[(code, repeat)] = lang
             if control is not None:
                 by_id[rid].entered_with[(code, repeat)] = control
+            by_id[rid].answer_modes[(code, repeat)] = mode or "web"
         for c in db.scalars(select(Correction).where(Correction.response_id.in_(list(by_id)))
                             .order_by(Correction.id)):
             by_id[c.response_id].corrections.append((c.item_code, c.repeat_index, c.old_value, c.new_value,

@@ -13,7 +13,7 @@ from proapp.export.formats.odm import Oids
 from proapp.instruments import Registry
 from proapp.instruments.schema import Instrument, Item, Text
 from proapp.studies.models import Site
-from proapp.studies.schema import StudyDef
+from proapp.studies.schema import InstrumentUse, StudyDef
 
 
 def _text(t: Text | None) -> dict[str, str] | None:
@@ -50,12 +50,31 @@ def _item(i: Item, inst: Instrument, variant: str | None) -> dict[str, Any]:
     return d
 
 
-def _instrument(inst: Instrument, variant: str | None, features: list[str]) -> dict[str, Any]:
+def _remote(inst: Instrument, use: InstrumentUse) -> dict[str, Any] | None:
+    """How the study lets patients answer the instrument without the web page: by voice call or SMS replies, with
+    the instrument file's remote wording (its own version; items reworded for the ear, dates asked as days ago);
+    None when it is asked on the web page only."""
+    if not use.remote or inst.remote is None:
+        return None
+    r = inst.remote
+    return {"version": r.version, "modes": list(use.remote), "validated": r.validated, "note": r.note,
+            "instructions": _text(r.instructions),
+            "items": {code: {"text": _text(spec.text), **({"asked_as": "days_ago"} if spec.days_ago else {})}
+                      for code, spec in r.items.items()}}
+
+
+def _instrument(inst: Instrument, variant: str | None, features: list[str],
+                use: InstrumentUse | None = None) -> dict[str, Any]:
+    remote = _remote(inst, use) if use is not None else None
     return {
         "code": inst.code, "version": inst.version, "title": _text(inst.title),
         "instructions": _text(inst.instructions), "variant": variant, "features": features,
         "source": inst.source, "copyright": inst.copyright, "licence": inst.licence,
         "languages": {lang: {"validated": st.validated} for lang, st in inst.languages.items()},
+        # Answered by voice or SMS: the remote wording; ``remote_as``: the study's other instrument asked instead
+        # in those modes (the pain VAS becomes the 0-10 PAIN_NRS: another measure, never rescaled).
+        **({"remote": remote} if remote else {}),
+        **({"remote_as": use.remote_as} if use is not None and use.remote_as else {}),
         "items": [_item(i, inst, variant) for i in inst.items],
         # A group "repeated_by" the patient's ulcers has one repeat per ulcer, its key the ulcer's number.
         "groups": [{"code": g.code, "max_repeats": g.max_repeats, "label": _text(g.label), "shown_if": g.show_if,
@@ -79,8 +98,11 @@ def data_dictionary(study: StudyDef, registry: Registry, db: Session, study_id: 
         "sites": [{"code": c, "name": n, "timezone": tz} for c, n, tz in sites],
         "visits": [{"code": v.code, "label": _text(v.label), "day": v.day,
                     "window": {"days_before": v.window.before, "days_after": v.window.after},
-                    "instruments": list(v.instruments)} for v in study.all_visits()],
-        "instruments": [_instrument(inst, use.variant or inst.default_variant, list(use.features))
+                    "instruments": list(v.instruments),
+                    # Every form the visit's data may hold: its instruments, and those answered instead of them by
+                    # voice or SMS (PAIN_NRS beside PAIN_VAS).
+                    "forms": study.forms_of(v.instruments)} for v in study.all_visits()],
+        "instruments": [_instrument(inst, use.variant or inst.default_variant, list(use.features), use)
                         for code, use in study.instruments.items()
                         for inst in [registry.get(code, use.version)]],
         "odm": {"study_oid": oids.study, "metadata_version_oid": oids.mdv},

@@ -25,6 +25,7 @@ def ref(name: str) -> dict[str, str]:
 
 TEXT = {"type": "object", "required": ["en", "fr"], "properties": {"en": {"type": "string"}, "fr": {"type": "string"}}}
 ANSWER_VALUE = {"type": ["string", "null"]}
+ANSWER_MODE = {"type": "string", "enum": ["web", "voice_dtmf", "voice_speech", "sms"]}
 SCHEMAS: dict[str, Any] = {
     "Text": {**TEXT, "description": "A wording in English and French."},
     "Problem": {"type": "object", "required": ["type", "title", "status", "detail"],
@@ -37,7 +38,11 @@ SCHEMAS: dict[str, Any] = {
                               for k in ("target_day", "opens_on", "closes_on")}},
     "InstrumentRef": {"type": "object", "required": ["code", "version"],
                       "properties": {"code": {"type": "string"},
-                                     "version": {"type": "string", "description": "Text, e.g. 1.0 or 1.1."}}},
+                                     "version": {"type": "string", "description": "Text, e.g. 1.0 or 1.1."},
+                                     "mode_wording": {"type": ["string", "null"], "description": "The remote "
+                                                      "wording version the questions were read aloud (voice call) "
+                                                      "or sent by SMS with, e.g. 2.2-R1; null for the web "
+                                                      "page's wording."}}},
     "Signature": {"type": "object", "required": ["meaning", "method"],
                   "description": "The corrector's electronic signature: what it means and how they were identified "
                                  "(password, password+totp).",
@@ -73,12 +78,26 @@ SCHEMAS: dict[str, Any] = {
             "window": ref("Window"),
             "instrument": ref("InstrumentRef"),
             "language": {"type": "string", "enum": ["fr", "en"]},
+            "languages": {"type": "array", "items": {"type": "string", "enum": ["fr", "en"]},
+                          "description": "Every language the patient answered in, first used first."},
+            "answer_languages": {"type": "object", "additionalProperties": {"type": "string", "enum": ["fr", "en"]},
+                                 "description": "The language of each answer, by item code (CODE[n] in a group's "
+                                 "repeat n)."},
+            "modes": {"type": "array", "items": ANSWER_MODE, "description": "Every way the patient answered this "
+                      "response, first used first."},
+            "answer_modes": {"type": "object", "additionalProperties": ANSWER_MODE,
+                             "description": "How each answer was given, by item code (CODE[n] in a group's repeat "
+                             "n): web for the web page (and every answer saved before modes were recorded), "
+                             "voice_dtmf or voice_speech for a voice call (keypad or speech), sms for an SMS reply. "
+                             "An answer a correction added is absent."},
             "agreements": {"type": "array", "description": "The patient's agreement to SMS and to answering "
                            "online at enrolment (kind agreement), then their acknowledgements of later information "
-                           "sheets (acknowledgement), oldest first.",
+                           "sheets (acknowledgement) and their agreement that questions and answers travel by SMS "
+                           "(sms_answers, when the team chose SMS replies with them), oldest first.",
                            "items": {"type": "object", "required": ["kind", "information_version", "given_on"],
                                      "properties": {"kind": {"type": "string",
-                                                             "enum": ["agreement", "acknowledgement"]},
+                                                             "enum": ["agreement", "acknowledgement",
+                                                                      "sms_answers"]},
                                                     "information_version": {"type": ["string", "null"]},
                                                     "given_on": {"type": "string", "format": "date"}}}},
             "wording_validated": {"type": "boolean", "description": "Whether the wording the patient read (this "
@@ -121,7 +140,11 @@ SCHEMAS: dict[str, Any] = {
                                        "window": {"type": "object", "required": ["days_before", "days_after"],
                                                   "properties": {"days_before": {"type": "integer"},
                                                                  "days_after": {"type": "integer"}}},
-                                       "instruments": {"type": "array", "items": {"type": "string"}}}},
+                                       "instruments": {"type": "array", "items": {"type": "string"}},
+                                       "forms": {"type": "array", "items": {"type": "string"},
+                                                 "description": "Every form the visit's data may hold: its "
+                                                 "instruments, and those answered instead of them by voice or SMS "
+                                                 "(PAIN_NRS beside PAIN_VAS)."}}},
     "DictionaryItem": {"type": "object", "required": ["code", "type", "text"],
                        "properties": {"code": {"type": "string"},
                                       "type": {"type": "string", "enum": ["choice", "check", "vas", "date"]},
@@ -143,6 +166,20 @@ SCHEMAS: dict[str, Any] = {
                                             "variant": {"type": ["string", "null"]},
                                             "source": {"type": "string"}, "copyright": {"type": "string"},
                                             "licence": {"type": "string"},
+                                            "remote": {"type": "object", "description": "How the study lets "
+                                                       "patients answer it by voice call or SMS replies: the "
+                                                       "remote wording's version, the modes allowed, and the items "
+                                                       "reworded (a date asked as days ago).",
+                                                       "required": ["version", "modes"],
+                                                       "properties": {"version": {"type": "string"},
+                                                                      "modes": {"type": "array", "items": {
+                                                                          "type": "string",
+                                                                          "enum": ["voice", "sms"]}},
+                                                                      "validated": {"type": "boolean"},
+                                                                      "note": {"type": "string"}}},
+                                            "remote_as": {"type": "string", "description": "The study's other "
+                                                          "instrument asked instead by voice or SMS (a different "
+                                                          "measure, never rescaled)."},
                                             "items": {"type": "array", "items": ref("DictionaryItem")},
                                             "derived": {"type": "array", "items": ref("DictionaryDerived")}}},
     "Dictionary": {"type": "object", "required": ["study", "visits", "instruments"],
@@ -294,7 +331,10 @@ def spec(public_url: str) -> dict[str, Any]:
                 "description": "CSV (format=csv): one row per answer, RFC 4180 with CRLF line ends. A text cell "
                                "that would begin with =, +, -, @, a tab or a carriage return is written with a "
                                "leading single quote (OWASP CSV injection), so spreadsheets show it as text; "
-                               "strip one leading quote from such cells to get the value back. REDCap "
+                               "strip one leading quote from such cells to get the value back. Its "
+                               "answer_language, answer_mode (web, voice_dtmf, voice_speech, sms) and mode_wording "
+                               "(the remote wording version, empty for the web page's) columns are the JSON's. "
+                               "REDCap "
                                "(format=redcap): a JSON array of records in REDCap's flat import format, the "
                                "cursor in the X-Next-Cursor header.",
                 "responses": {"200": {"description": "A page of responses", "headers": PAGE_HEADERS, "content": {

@@ -1,9 +1,9 @@
 """Changes staff make to an enrolled patient: pause or resume their SMS, withdraw them, move their anchor date,
-record their liposuction date, change their number, language or SMS hour. Each asks for a reason and leaves a
-``patient_event`` with who, when, why and the old and new values (phone numbers masked). Messages are translatable:
-they reach the page. What other features must do about a change (cancel the SMS waiting to go, disable links) they
-do on this package's signals (proapp/patients/signals.py); the visits' own changes are made by
-proapp/patients/occurrences.py."""
+record their liposuction date, change their number, language or SMS hour, how they answer (web link, voice call, SMS
+replies) and their voice PIN. Each asks for a reason and leaves a ``patient_event`` with who, when, why and the old
+and new values (phone numbers masked; a PIN never). Messages are translatable: they reach the page. What other
+features must do about a change (cancel the SMS waiting to go, disable links) they do on this package's signals
+(proapp/patients/signals.py); the visits' own changes are made by proapp/patients/occurrences.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Session
 
 from proapp.config import SUPPORTED_LANGUAGES
-from proapp.patients import occurrences, phones, preferences
+from proapp.patients import channels, occurrences, phones, preferences
 from proapp.patients.enrolment import (
     SENDING_HOURS,
     Rescheduled,
@@ -25,6 +25,7 @@ from proapp.patients.enrolment import (
 )
 from proapp.patients.models import Patient, PatientStatus
 from proapp.patients.signals import links_must_stop, sms_must_stop
+from proapp.studies.schema import StudyDef
 
 REASON_MAX = 500
 
@@ -190,3 +191,67 @@ def change_sms_hour(db: Session, patient: Patient, hour_text: str, *, actor: str
     old, patient.sms_hour, patient.updated_at = patient.sms_hour, hour, now
     _event(db, patient, now, actor, "sms_hour_changed", reason, {"old": old, "new": hour})
     db.flush()
+
+
+def set_answer_channel(db: Session, study: StudyDef, patient: Patient, channel: str, *, pin: str | None,
+                       sms_agreed: bool, actor: str, reason: str | None, now: datetime) -> None:
+    """How the patient answers from now on: the web link, a voice call or SMS replies (the visits the study
+    allows so; the others stay on the web link). A voice call needs the PIN typed by the team with the patient
+    (stored hashed, never shown again; kept when the patient already has one and none is typed); SMS replies need
+    the patient's agreement that questions and answers travel by SMS (recorded once)."""
+    try:
+        channels.check_channel(study, channel)
+    except channels.ChannelRefused as exc:
+        raise ChangeRefused(exc.message, "channel") from None
+    contact = patient.contact
+    if channel != "web" and contact is None:
+        raise ChangeRefused(_l("This patient has no phone number."), "channel")
+    new_pin = None
+    if channel == "voice" and ((pin or "").strip() or contact is None or contact.voice_pin_hash is None):
+        try:
+            new_pin = channels.check_pin(pin)
+        except channels.ChannelRefused as exc:
+            raise ChangeRefused(exc.message, "pin") from None
+    if channel == "sms":
+        if not sms_agreed and not channels.has_sms_agreement(db, patient.id):
+            raise ChangeRefused(_l("Tick the box once the patient agrees that the questions and their answers "
+                                   "travel by SMS."), "sms_agreed")
+        if contact is not None and contact.opted_out_at is not None:
+            raise ChangeRefused(_l("The patient stopped the SMS: resume them first, with the patient's agreement."),
+                                "channel")
+    reason = check_reason(reason)
+    check_active(patient)
+    if channel == patient.answer_channel and new_pin is None:
+        raise ChangeRefused(_l("This is already how the patient answers."), "channel")
+    if new_pin is not None:
+        _set_pin(db, patient, new_pin, actor=actor, reason=reason, now=now)
+    if channel == "sms":
+        channels.record_sms_agreement(db, patient, actor=actor, now=now)
+    if channel != patient.answer_channel:
+        old, patient.answer_channel, patient.updated_at = patient.answer_channel, channel, now
+        _event(db, patient, now, actor, "answer_channel_changed", reason, {"old": old, "new": channel})
+    db.flush()
+
+
+def change_voice_pin(db: Session, patient: Patient, pin: str | None, *, actor: str, reason: str | None,
+                     now: datetime) -> None:
+    """A new PIN for the voice calls, typed with the patient (the old one stops working at once)."""
+    try:
+        new_pin = channels.check_pin(pin)
+    except channels.ChannelRefused as exc:
+        raise ChangeRefused(exc.message, "pin") from None
+    reason = check_reason(reason)
+    check_active(patient)
+    if patient.contact is None:
+        raise ChangeRefused(_l("This patient has no phone number."), "pin")
+    _set_pin(db, patient, new_pin, actor=actor, reason=reason, now=now)
+    db.flush()
+
+
+def _set_pin(db: Session, patient: Patient, pin: str, *, actor: str, reason: str, now: datetime) -> None:
+    """Store the PIN's hash; the history says it changed, never the PIN nor its hash."""
+    contact = patient.contact
+    assert contact is not None
+    had = contact.voice_pin_hash is not None
+    contact.voice_pin_hash, contact.updated_at = channels.hash_pin(pin), now
+    _event(db, patient, now, actor, "voice_pin_changed" if had else "voice_pin_set", reason)

@@ -40,15 +40,26 @@ def parse_date(value: str, option: str = "--anchor-date") -> date:
 @click.option("--harvest-date", "harvest_date", default=None,
               help="The liposuction date, when it is done (a study with a fat_harvest follow-up; YYYY-MM-DD): on or "
                    "before the anchor date, not after today. Later: the patient's page.")
+@click.option("--channel", "answer_channel", default="web", show_default=True,
+              type=click.Choice(["web", "voice", "sms"]),
+              help="How the patient answers: the web link, a voice call or SMS replies (the visits the study allows "
+                   "so; the others by web link).")
+@click.option("--sms-answers-agreed", is_flag=True,
+              help="With --channel sms: the patient agrees that the questions and answers travel by SMS.")
 def enroll_cmd(study: str, site: str, subject: str, phone: str, language: str, anchor_date: str,
-               timezone: str | None, sms_hour: int, agreed_on: str, harvest_date: str | None) -> None:
-    """Enrol a patient and print their schedule."""
-
-
+               timezone: str | None, sms_hour: int, agreed_on: str, harvest_date: str | None, answer_channel: str,
+               sms_answers_agreed: bool) -> None:
+    """Enrol a patient and print their schedule. With --channel voice, the PIN typed with the patient is asked
+    (hidden), never given as an option (it would stay in the shell's history)."""
+    pin = None
+    if answer_channel == "voice":
+        pin = click.prompt("Voice call PIN typed with the patient (4 to 6 digits)", hide_input=True, default="",
+                           show_default=False)
     req = EnrolmentRequest(study_code=study, site_code=site, subject_id=subject, phone=phone,
                            language=language, anchor_date=parse_date(anchor_date), timezone=timezone,
                            sms_hour=sms_hour, agreed_on=parse_date(agreed_on, "--agreed-on"),
-                           harvest_date=parse_date(harvest_date, "--harvest-date") if harvest_date else None)
+                           harvest_date=parse_date(harvest_date, "--harvest-date") if harvest_date else None,
+                           answer_channel=answer_channel, voice_pin=pin, sms_answers_agreed=sms_answers_agreed)
     with force_locale("en"):
         try:
             with db.transaction() as s:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from proapp.audit.trail import record
 from proapp.config import SUPPORTED_LANGUAGES
-from proapp.patients import occurrences, phones
+from proapp.patients import channels, occurrences, phones
 from proapp.patients.models import Agreement, Occurrence, OccurrenceStatus, Patient, PatientContact, PatientStatus
 from proapp.patients.preferences import record_event
 from proapp.patients.signals import visits_moved
@@ -54,6 +54,11 @@ class EnrolmentRequest:
     sms_hour: int = 10
     agreed_on: date | None = None      # the day the patient agreed to SMS and to answering online (required)
     harvest_date: date | None = None   # the liposuction (a study with ``fat_harvest``), when it is already done
+    # How the patient answers (channels.py): the web link, a voice call (with the PIN typed with the patient) or
+    # SMS replies (with their agreement that questions and answers travel by SMS)
+    answer_channel: str = "web"
+    voice_pin: str | None = None
+    sms_answers_agreed: bool = False
 
 
 def harvest_date_problem(harvest: date, anchor: date, today: date) -> object | None:
@@ -128,6 +133,15 @@ def validate_enrolment(db: Session, catalog: StudyCatalog, req: EnrolmentRequest
                 errors["harvest_date"] = problem
     if req.agreed_on is not None and req.agreed_on > now.astimezone(ZoneInfo(timezone)).date():
         errors["agreed_on"] = _l("The patient's agreement cannot be dated after today.")
+    try:
+        channels.check_channel(study_def, req.answer_channel)
+        if req.answer_channel == "voice":
+            channels.check_pin(req.voice_pin)
+        if req.answer_channel == "sms" and not req.sms_answers_agreed:
+            raise channels.ChannelRefused(_l("Tick the box once the patient agrees that the questions and their "
+                                             "answers travel by SMS."), "sms_agreed")
+    except channels.ChannelRefused as exc:
+        errors[{"channel": "answer_channel", "pin": "voice_pin"}.get(exc.field, exc.field)] = exc.message
     for field, missing in (("subject_id", not req.subject_id), ("phone", not req.phone),
                            ("anchor_date", req.anchor_date is None), ("agreed_on", req.agreed_on is None)):
         if missing and field not in errors:
@@ -145,13 +159,15 @@ def enroll_patient(db: Session, catalog: StudyCatalog, vault: phones.PhoneVault,
     study_def = catalog.get(req.study_code)
     patient = Patient(study_id=study.id, site_id=site.id, subject_id=req.subject_id, language=req.language,
                       timezone=timezone, anchor_date=req.anchor_date, harvest_date=req.harvest_date,
-                      sms_hour=req.sms_hour,
+                      sms_hour=req.sms_hour, answer_channel=req.answer_channel,
                       status=PatientStatus.ACTIVE, schedule_version=study_def.version,
                       enrolled_at=now, updated_at=now)
     db.add(patient)
     db.flush()
     db.add(PatientContact(patient_id=patient.id, phone_ciphertext=vault.encrypt(e164),
-                          phone_lookup=vault.lookup(e164), usable=True, updated_at=now))
+                          phone_lookup=vault.lookup(e164), usable=True, updated_at=now,
+                          voice_pin_hash=channels.hash_pin(req.voice_pin or "") if req.answer_channel == "voice"
+                          else None))
     occurrences.schedule(db, patient.id, compute_schedule(study_def, req.anchor_date, timezone), now)
     assert req.agreed_on is not None                     # validate_enrolment refuses an enrolment without it
     version = study_def.information.version if study_def.information else None
@@ -165,12 +181,15 @@ def enroll_patient(db: Session, catalog: StudyCatalog, vault: phones.PhoneVault,
                 "language": req.language, "timezone": timezone, "anchor_date": req.anchor_date.isoformat(),
                 **({"harvest_date": req.harvest_date.isoformat()} if req.harvest_date else {}),
                 "sms_hour": req.sms_hour, "phone": phones.mask(e164), "schedule_version": study_def.version,
+                "answer_channel": req.answer_channel, **({"voice_pin": "set"} if req.answer_channel == "voice" else {}),
                 "schedule": [[o.visit_code, o.window_opens_on.isoformat(), o.window_closes_on.isoformat(),
                               o.status.value] for o in schedule_of(db, patient.id)]}, at=now)
     record(db, actor=actor, action="patient.agreed", entity="agreement", entity_id=agreement.id,
            patient_id=patient.id, new={"kind": "agreement", "to": ["sms", "online_answers"],
                                        "information_version": version, "given_on": req.agreed_on.isoformat()},
            at=now)
+    if req.answer_channel == "sms":
+        channels.record_sms_agreement(db, patient, actor=actor, now=now)
     return patient
 
 

@@ -1,4 +1,5 @@
-"""A patient's own preferences: the language of pages and SMS, and the SMS themselves (opt-out by the patient,
+"""A patient's own preferences: the language of pages and SMS, how they answer (web link, voice call, SMS replies:
+channels.py), and the SMS themselves (opt-out by the patient,
 pause and resume by staff). Each change is a ``PatientEvent`` and an audit entry; stopping the SMS announces
 ``sms_must_stop`` (proapp/patients/signals.py), so that what waits to be sent is cancelled in the same
 transaction."""
@@ -12,8 +13,10 @@ from sqlalchemy.orm import Session
 
 from proapp.audit.trail import record
 from proapp.config import SUPPORTED_LANGUAGES
-from proapp.patients.models import Patient, PatientContact, PatientEvent
+from proapp.patients import channels
+from proapp.patients.models import Patient, PatientContact, PatientEvent, PatientStatus
 from proapp.patients.signals import sms_must_stop
+from proapp.studies.schema import StudyDef
 
 
 def record_event(db: Session, patient_id: int, now: datetime, actor: str, action: str, reason: str | None = None,
@@ -75,5 +78,39 @@ def patient_switched_language(db: Session, patient: Patient, language: str, *, a
         return False
     old, patient.language, patient.updated_at = patient.language, language, now
     record_event(db, patient.id, now, actor, "language_changed", details={"old": old, "new": language})
+    db.flush()
+    return True
+
+
+def channels_to_offer(db: Session, study: StudyDef, patient: Patient) -> list[str]:
+    """The channels the patient may switch to themselves from a questionnaire page: those the study allows but
+    their own, a voice call only once the team set their PIN with them, SMS replies only while they receive SMS;
+    none once the follow-up is paused or ended."""
+    contact = patient.contact
+    if patient.status != PatientStatus.ACTIVE:
+        return []
+    out = []
+    for channel in channels.offered(study):
+        if channel == patient.answer_channel:
+            continue
+        if channel != "web" and (contact is None or not contact.usable or contact.opted_out_at is not None):
+            continue
+        if channel == "voice" and (contact is None or contact.voice_pin_hash is None):
+            continue
+        out.append(channel)
+    return out
+
+
+def patient_switched_channel(db: Session, study: StudyDef, patient: Patient, channel: str, *, actor: str,
+                             now: datetime) -> bool:
+    """The patient chose, on a questionnaire page, how they answer next time. Choosing SMS replies is their
+    agreement that questions and answers travel by SMS (the page says so), recorded. Returns whether anything
+    changed (a channel not offered to them changes nothing)."""
+    if channel not in channels_to_offer(db, study, patient):
+        return False
+    if channel == "sms":
+        channels.record_sms_agreement(db, patient, actor=actor, now=now)
+    old, patient.answer_channel, patient.updated_at = patient.answer_channel, channel, now
+    record_event(db, patient.id, now, actor, "answer_channel_changed", details={"old": old, "new": channel})
     db.flush()
     return True

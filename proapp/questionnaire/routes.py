@@ -28,7 +28,12 @@ from proapp.config import SUPPORTED_LANGUAGES
 from proapp.i18n import day, use_locale
 from proapp.patients.enrolment import acknowledge_information, agreements_of
 from proapp.patients.models import Occurrence, Patient, PatientContact
-from proapp.patients.preferences import opt_out, patient_switched_language
+from proapp.patients.preferences import (
+    channels_to_offer,
+    opt_out,
+    patient_switched_channel,
+    patient_switched_language,
+)
 from proapp.questionnaire import answering as answering
 from proapp.questionnaire import flow as flowmod
 from proapp.questionnaire.models import AccessLink
@@ -402,7 +407,39 @@ def done() -> tuple[str, int] | str:
     if not visit_q.visit.completed:
         page = _state_page(visit_q.visit)
         return page if page else redirect(url_for("questionnaire.welcome"), code=303)  # type: ignore[return-value]
-    return render_template("questionnaire/message.html", kind="thanks", call=_raised_call(visit_q.visit))
+    return render_template("questionnaire/message.html", kind="thanks", call=_raised_call(visit_q.visit),
+                           **_channel_offer(visit_q.visit))
+
+
+def _channel_offer(visit: answering.Visit) -> dict[str, object]:
+    """What the patient may choose for next time (a voice call, SMS replies, or the web link again), as the study
+    allows and their PIN and SMS permit."""
+    s = db.session()
+    patient = s.get_one(Patient, visit.patient_id)
+    return {"offer": channels_to_offer(s, runtime.studies().get(visit.study_code), patient),
+            "current_channel": patient.answer_channel, "sms_hour": patient.sms_hour}
+
+
+@bp.route("/q/channel", methods=["GET", "POST"])
+def answer_channel() -> tuple[str, int] | str:
+    """The patient chooses how they answer next time: a voice call (once the team set their PIN with them), SMS
+    replies (choosing them is their agreement that questions and answers travel by SMS, which the page says), or
+    the web link. Recorded with who and when; the team sees it on the patient's page."""
+    visit = _session_or_page(require_open=False).visit
+    changed, status = None, 200
+    if request.method == "POST":
+        s = db.session()
+        patient = s.get_one(Patient, visit.patient_id)
+        if patient_switched_channel(s, runtime.studies().get(visit.study_code), patient,
+                                    request.form.get("channel", "")[:10], actor=_actor(), now=runtime.now()):
+            changed = patient.answer_channel
+            s.commit()
+        else:
+            s.rollback()
+            status = 422
+    return render_template("questionnaire/channel.html", changed=changed, refused=status == 422,
+                           can_continue=visit.is_open(runtime.now()) and not visit.completed,
+                           **_channel_offer(visit)), status
 
 
 @bp.get("/information/<study>")

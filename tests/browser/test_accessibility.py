@@ -99,6 +99,13 @@ def test_patient_pages_have_no_violation(app, live_server, browser, language):
     page.goto(f"{live_server}/q/PAIN_VAS.PAIN_VAS?nojs")           # the number field the VAS falls back to
     page.evaluate("document.querySelectorAll('.vas-js').forEach(e => e.remove())")
     found["vas number field"] = violations(page)
+    page.goto(f"{live_server}/q/review")
+    page.locator("form[action='/q/submit'] button[type=submit]").first.click()
+    page.wait_for_url(re.compile(r".*/q/done$"))
+    found["thanks, next time by SMS offered"] = violations(page)
+    page.locator("form[action='/q/channel'] button[type=submit]").first.click()
+    page.wait_for_selector("p.notice[role=status]")
+    found["channel chosen"] = violations(page)
     assert {k: v for k, v in found.items() if v} == {}, json.dumps(found, indent=1, ensure_ascii=False)
 
 

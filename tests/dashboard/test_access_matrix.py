@@ -28,6 +28,7 @@ OTHER_ROUTES = {
     "questionnaire.language": "the patient session from the token",
     "questionnaire.sms_stop": "the patient session from the token",
     "questionnaire.patient_information": "the patient session from the token",
+    "questionnaire.answer_channel": "the patient session from the token",
     "questionnaire.information": "a study's public information sheet, nothing personal",
     "questionnaire.call": "the patient session from the token",
     "mail.dev_mail": "development with the console mail gateway only",

@@ -75,7 +75,8 @@ def test_metadata_is_the_data_dictionary(app, key):
     assert body["study"]["code"] == "ADUSE" and [s["code"] for s in body["sites"]] == ["TLS"]
     w1 = next(v for v in body["visits"] if v["code"] == "W1")
     assert w1 == {"code": "W1", "label": {"en": "Week 1", "fr": "Semaine 1"}, "day": 7,
-                  "window": {"days_before": 0, "days_after": 3}, "instruments": ["DU_DIARY", "PAIN_VAS"]}
+                  "window": {"days_before": 0, "days_after": 3}, "instruments": ["DU_DIARY", "PAIN_VAS"],
+                  "forms": ["DU_DIARY", "PAIN_VAS", "PAIN_NRS"]}     # the pain rating asked by voice or SMS
     dlqi = next(i for i in body["instruments"] if i["code"] == "DLQI")
     q1 = dlqi["items"][0]
     assert q1["code"] == "DLQI01" and q1["type"] == "choice" and set(q1["text"]) == {"en", "fr"}
@@ -128,7 +129,7 @@ def test_a_response_carries_what_the_edc_needs(app, key):
     complete_diary(app, "ADU-TLS-001")
     items = app.test_client().get(f"{URL}/responses", headers=auth(key)).get_json()["data"]
     diary = next(i for i in items if i["instrument"]["code"] == "DU_DIARY")
-    assert diary["instrument"] == {"code": "DU_DIARY", "version": "2.3"}
+    assert diary["instrument"] == {"code": "DU_DIARY", "version": "2.3", "mode_wording": None}   # the web page
     assert diary["language"] == "fr" and diary["completed_on_site"] is False
     assert diary["completed_at"].endswith("Z") and diary["visit"] == "W1" and diary["site"] == "TLS"
     assert diary["answers"]["DU_HAND"] == ["R", "L"] and diary["answers"]["DU_FINGER"] == ["2", "3"]

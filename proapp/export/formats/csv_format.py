@@ -1,5 +1,7 @@
-"""The export API's CSV: one row per answer, with the item and value labels in one language, and the language the
-patient answered each question in (``answer_language``: a patient may switch language midway)."""
+"""The export API's CSV: one row per answer, with the item and value labels in one language, the language the
+patient answered each question in (``answer_language``: a patient may switch language midway) and how they gave it
+(``answer_mode``: the web page, a call's keypad or speech, an SMS reply), with the remote wording version the
+response was read or sent with (``mode_wording``, empty for the web page's)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ CSV_COLUMNS = ("response_id", "sequence", "subject_id", "site", "visit", "instru
                "language", "completed_at", "completed_on_site", "item_code", "repeat", "value", "item_label",
                "value_label", "answered_at", "original_value", "corrected_at", "corrected_by", "correction_reason",
                "correction_signature", "correction_source", "correction_requested_on",
-               "correction_request_method", "row_kind", "answer_language", "entered_with")
+               "correction_request_method", "row_kind", "answer_language", "entered_with", "answer_mode",
+               "mode_wording")
 
 
 def value_label(item: Item, value: str | None, lang: str) -> str:
@@ -43,12 +46,15 @@ def csv_rows(e: Exported, inst: Instrument, lang: str, variant: str | None,
     ``variant``); a corrected answer keeps the time it was given (``answered_at``) beside ``corrected_at``. Last, a
     corrected response's ``removed_answer`` and ``removed_score`` rows (empty value) name what an earlier revision
     had and this one no longer has: the receiver deletes it. ``entered_with``: a visual analogue scale's control
-    ("line" or "number"), empty elsewhere."""
+    ("line" or "number"), empty elsewhere. ``answer_mode``: how the answer was given ("web" for one saved before
+    modes were recorded; empty on score rows and on an answer a correction added); ``mode_wording`` on every row
+    of a response answered by voice or SMS."""
     head = (e.id, sequence, e.subject_id, e.site, e.visit, e.instrument, e.version,
             e.language, iso(e.completed_at), "yes" if e.on_site else "no")
     originals = {(c[0], c[1]): c for c in reversed(e.corrections)}      # the first correction holds the original
     latest = {(c[0], c[1]): c for c in e.corrections}
     given = {(code, repeat): at for code, repeat, _value, at in e.answers}
+    wording = e.mode_wording or ""
     for code, repeat, value, _at in current_answers(inst, e):
         try:
             item = inst.item(code)
@@ -61,17 +67,19 @@ def csv_rows(e: Exported, inst: Instrument, lang: str, variant: str | None,
                value_label(item, value, lang), iso(answered) if answered else "",
                *(("" if originals[(code, repeat)][2] is None else originals[(code, repeat)][2], iso(fix[6]), fix[5],
                   fix[4], f"{fix[8]}: {fix[7]}" if fix[7] else "", *correction_source(fix)) if fix else ("",) * 8),
-               "answer", e.answer_languages.get((code, repeat), ""), e.entered_with.get((code, repeat), ""))
+               "answer", e.answer_languages.get((code, repeat), ""), e.entered_with.get((code, repeat), ""),
+               e.answer_modes.get((code, repeat), ""), wording)
     labels = {d.code: d.label(lang) for d in inst.derived}
     no_answer_columns = ("",) * 10             # value_label, answered_at and the correction's eight columns
     for code, repeat, value in all_scores(inst, e.current_scores):
         yield (*head, code, repeat or 0, "" if value is None else value, labels[code], *no_answer_columns, "score",
-               "", "")
+               "", "", "", wording)
     items = {i.code: i for i in inst.items}
     for kind, code, repeat in removed(inst, e):
         label = labels[code] if kind == "score" else (
             shown(items[code], e, variant or inst.default_variant)(lang) if code in items else "")
-        yield (*head, code, repeat or 0, "", label, *no_answer_columns, f"removed_{kind}", "", "")
+        yield (*head, code, repeat or 0, "", label, *no_answer_columns, f"removed_{kind}", "", "",
+               "", wording)
 
 
 def page_chunks(page: Page, db: Session) -> Iterator[str]:

@@ -42,6 +42,11 @@ def full_url(study: str, e: Exported) -> str:
     return f"urn:uuid:{uuid.uuid5(UUIDS, f'{study}:response:{e.id}:r{len(e.corrections)}')}"
 
 
+def answer_mode_url(public_url: str) -> str:
+    """The item extension saying how an answer was given (``valueCode``: web, voice_dtmf, voice_speech, sms)."""
+    return f"{public_url}/fhir/StructureDefinition/answer-mode"
+
+
 def _fhir_answer(inst: Instrument, item: Item, value: str, lang: str) -> dict[str, Any]:
     if item.type == "choice":
         return {"valueCoding": {"system": _coding_system(inst, item), "code": value,
@@ -59,6 +64,7 @@ def fhir_response(e: Exported, inst: Instrument, study: StudyDef, public_url: st
     groups: dict[str, dict[int, list[dict[str, Any]]]] = {}
     use = study.instruments.get(inst.code)
     variant = (use.variant if use else None) or inst.default_variant
+    remote = e.modes != ["web"]
     for code, repeat, value, _at in current_answers(inst, e):
         try:
             item = inst.item(code)
@@ -68,8 +74,16 @@ def fhir_response(e: Exported, inst: Instrument, study: StudyDef, public_url: st
         # language on the item, with FHIR's own extension for an element's language.
         lang = e.language_of(code, repeat)
         entry: dict[str, Any] = {"linkId": code, "text": shown(item, e, variant)(lang)}
+        extensions = []
         if lang != e.language:
-            entry["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/language", "valueCode": lang}]
+            extensions.append({"url": "http://hl7.org/fhir/StructureDefinition/language", "valueCode": lang})
+        # How the answer was given, on every item of a response answered (wholly or partly) by voice or SMS; a
+        # response answered on the web page alone carries none (absent: the web page).
+        mode = e.answer_modes.get((code, repeat))
+        if remote and mode is not None:
+            extensions.append({"url": answer_mode_url(public_url), "valueCode": mode})
+        if extensions:
+            entry["extension"] = extensions
         if value is not None:
             entry["answer"] = [_fhir_answer(inst, item, value, lang)]
             control = e.entered_with.get((code, repeat))
@@ -95,7 +109,11 @@ def fhir_response(e: Exported, inst: Instrument, study: StudyDef, public_url: st
         "authored": iso(e.completed_at),
         "source": {"display": "site device" if e.on_site else "patient's own device"},
         "extension": [{"url": f"{public_url}/fhir/StructureDefinition/visit",
-                       "valueString": e.visit}, *(_correction(public_url, c) for c in e.corrections)],
+                       "valueString": e.visit},
+                      # The remote wording the questions were read aloud or sent by SMS with ("2.2-R1")
+                      *([{"url": f"{public_url}/fhir/StructureDefinition/mode-wording",
+                          "valueString": e.mode_wording}] if e.mode_wording else []),
+                      *(_correction(public_url, c) for c in e.corrections)],
         "language": e.language,
         "item": items,
     }

@@ -45,13 +45,21 @@ def json_item(e: Exported, inst: Instrument, sequence: int) -> dict[str, Any]:
         "visit": e.visit,
         "window": {"target_day": e.due_on.isoformat(), "opens_on": e.opens_on.isoformat(),
                    "closes_on": e.closes_on.isoformat()},
-        "instrument": {"code": e.instrument, "version": e.version},
+        # ``mode_wording``: the remote wording version the questions were read aloud or sent by SMS with ("2.2-R1"),
+        # null for the web page's wording.
+        "instrument": {"code": e.instrument, "version": e.version, "mode_wording": e.mode_wording},
         "language": e.language,
         # Every language the patient answered in (first used first), and the language of each answer: a patient may
         # switch language midway ("DU_HAND[1]": an answer of a repeat).
         "languages": e.languages,
         "answer_languages": {(code if not rep else f"{code}[{rep}]"): lang
                              for (code, rep), lang in sorted(e.answer_languages.items())},
+        # How the patient answered (first used first), and how each answer was given: "web" (the page, and every
+        # answer saved before modes were recorded), "voice_dtmf" or "voice_speech" (a call: keypad or speech),
+        # "sms" (an SMS reply).
+        "modes": e.modes,
+        "answer_modes": {(code if not rep else f"{code}[{rep}]"): mode
+                         for (code, rep), mode in sorted(e.answer_modes.items())},
         # Whether the wording the patient read is the licensed, validated text of that instrument version.
         "wording_validated": inst.languages[e.language].validated,
         "completed_at": iso(e.completed_at),

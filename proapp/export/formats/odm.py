@@ -64,7 +64,7 @@ class Oids:
 
 
 def metadata_fingerprint(study: StudyDef) -> str:
-    content = {"visits": [[v.code, v.label.en, v.label.fr, list(v.instruments)] for v in study.all_visits()],
+    content = {"visits": [[v.code, v.label.en, v.label.fr, study.forms_of(v.instruments)] for v in study.all_visits()],
                "instruments": {c: [u.version, u.variant] for c, u in sorted(study.instruments.items())},
                "oids": dict(sorted(study.edc.odm.oids.items()))}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]
@@ -169,7 +169,8 @@ def _form(e: Exported, inst: Instrument, oids: Oids) -> Iterator[str]:
     parts = [f'<FormData FormOID={_attr(oids.form(e.instrument))} TransactionType="{form_tx}">',
              f"<AuditRecord><UserRef UserOID={_attr(oids(user))}/><LocationRef "
              f"LocationOID={_attr(oids.location(e.site))}/><DateTimeStamp>{iso(e.completed_at)}</DateTimeStamp>"
-             f"<SourceID>proapp response {e.id}, {e.instrument} {e.version}, {'+'.join(e.languages)}{_wording(e)}"
+             f"<SourceID>proapp response {e.id}, {e.instrument} {e.version}, {'+'.join(e.languages)}"
+             f"{_modes(e)}{_wording(e)}"
              "</SourceID>"
              "</AuditRecord>"]
     plain, repeats = [], {}
@@ -222,9 +223,17 @@ def _form(e: Exported, inst: Instrument, oids: Oids) -> Iterator[str]:
     yield "".join(parts)
 
 
+def _modes(e: Exported) -> str:
+    """How the answers were given, when not all on the web page (as FHIR says nothing for a web response):
+    ", by sms+voice_dtmf"."""
+    return "" if set(e.modes) <= {"web"} else f", by {'+'.join(e.modes)}"
+
+
 def _wording(e: Exported) -> str:
-    """The wordings read, then each visual analogue scale's control ("PAIN entered with line")."""
-    return ("".join(f", {code} worded for {situation}" for code, situation in sorted(e.wording.items())) +
+    """The remote wording read aloud or sent ("remote wording 2.2-R1"), the wordings read, then each visual
+    analogue scale's control ("PAIN entered with line")."""
+    return ((f", remote wording {e.mode_wording}" if e.mode_wording else "") +
+            "".join(f", {code} worded for {situation}" for code, situation in sorted(e.wording.items())) +
             "".join(f", {code}{f'[{rep}]' if rep else ''} entered with {control}"
                     for (code, rep), control in sorted(e.entered_with.items())))
 
@@ -269,8 +278,10 @@ def odm_metadata(study: StudyDef, registry: Registry, sites: list[tuple[str, str
     for v in visits:
         out.append(f"<StudyEventDef OID={_attr(oids.event(v.code))} Name={_attr(f'{v.code} {v.label.en}')} "
                    'Repeating="No" Type="Scheduled">')
-        out += [f'<FormRef FormOID={_attr(oids.form(code))} OrderNumber="{n}" Mandatory="Yes"/>'
-                for n, code in enumerate(v.instruments, 1)]
+        # A form answered instead of one of the visit's by voice or SMS (PAIN_NRS for PAIN_VAS) is not mandatory.
+        out += [f'<FormRef FormOID={_attr(oids.form(code))} OrderNumber="{n}" '
+                f'Mandatory="{"Yes" if code in v.instruments else "No"}"/>'
+                for n, code in enumerate(study.forms_of(v.instruments), 1)]
         out += ulcers.get("formref", []) if v is visits[0] else []
         out.append("</StudyEventDef>")
     for inst in insts:

@@ -3,9 +3,9 @@
 The project: a data dictionary (REDCap's CSV, its 18 columns in REDCap's order), one arm, an event per visit, the
 instrument-event mapping and the repeating instruments (the ulcer groups), in the JSON REDCap's API imports. A form
 per instrument (``dlqi``, ``haq``...) with the response's facts (``<form>_resp_id``, ``_revision``, ``_version``,
-``_lang``, ``_done_at``, ``_on_site``, ``_corr_src``, ``_vas_ctrl``), the answers and the derived scores; a
-repeating form per group of repeated questions, its instance the repeat (for an ulcer followed until it heals,
-the ulcer's number). Every field is
+``_lang``, ``_done_at``, ``_on_site``, ``_corr_src``, ``_vas_ctrl``, ``_mode``, ``_mode_wording``), the answers
+and the derived scores; a repeating form per group of repeated questions, its instance the repeat (for an ulcer
+followed until it heals, the ulcer's number). Every field is
 ``@READONLY``: the answers are the patient's and the scores proapp's (no ``calc``: REDCap cannot apply the
 instruments' rules for missing answers), and a correction is made in proapp, with its signature, and imported again.
 
@@ -60,7 +60,14 @@ META = (("resp_id", Text(en="proapp response id", fr="Identifiant de la réponse
         ("vas_ctrl", Text(en="How each visual analogue scale was marked (item[repeat]: line, or number without "
                              "JavaScript)",
                           fr="Comment chaque échelle visuelle analogique a été remplie (item[répétition] : ligne, "
-                             "ou nombre sans JavaScript)"), "notes", ""))
+                             "ou nombre sans JavaScript)"), "notes", ""),
+        ("mode", Text(en="How the patient answered: web, voice_dtmf (call, keypad), voice_speech (call, speech), sms "
+                         "(SMS replies); several joined by +",
+                      fr="Comment le patient a répondu : web, voice_dtmf (appel, clavier), voice_speech (appel, "
+                         "voix), sms (réponses par SMS) ; plusieurs joints par +"), "text", ""),
+        ("mode_wording", Text(en="Wording version read aloud or sent by SMS (empty: the web page's)",
+                              fr="Version du texte lu au téléphone ou envoyé par SMS (vide : celui de la page web)"),
+         "text", ""))
 TICKED = Text(en="Ticked", fr="Coché")
 OLDER = Text(en="Asked in version {v} only.", fr="Posée dans la version {v} seulement.")
 
@@ -314,7 +321,8 @@ class Project:
         facts = (str(e.id), str(len(e.corrections)), e.version, "+".join(e.languages),
                  iso(e.completed_at).replace("T", " ").removesuffix("Z"), "1" if e.on_site else "0",
                  "; ".join(f"{c[0]}[{c[1]}]: {source_phrase(c) or 'not recorded'}" for c in e.corrections),
-                 "; ".join(f"{code}[{rep}]: {how}" for (code, rep), how in sorted(e.entered_with.items())))
+                 "; ".join(f"{code}[{rep}]: {how}" for (code, rep), how in sorted(e.entered_with.items())),
+                 "+".join(e.modes), e.mode_wording or "")
         row.update({f"{main.name}_{suffix}": value for (suffix, *_), value in zip(META, facts, strict=True)})
         for f in main.fields:
             if f.kind == "checkbox" and inst_has(inst, f.code):
