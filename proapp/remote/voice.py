@@ -182,6 +182,10 @@ class _Call:
     def t(self, text: str, **values: Any) -> str:
         return _t(self.lang, text, **values)
 
+    def spoken(self, prompt: engine.Prompt, value: str) -> str:
+        with force_locale(self.lang):
+            return engine.spoken_value(prompt, value, self.lang)
+
     def handle(self, reply: Reply) -> Turn:
         handler = {"pin": self.pin, "question": self.question, "did_you_say": self.did_you_say,
                    "urgent": self.urgent, "connect": self.connect, "after_dial": self.after_dial,
@@ -272,7 +276,7 @@ class _Call:
                 self.state.update({"step": "did_you_say", "pending": {"key": prompt.key, "value": value,
                                                                       "mode": mode}})
                 return Turn(self.lang, [self.t("Did you say: %(answer)s?",
-                                               answer=engine.spoken_value(prompt, value, self.lang)),
+                                               answer=self.spoken(prompt, value)),
                                         self.t("Press 1 for yes, 2 for no.")],
                             gather=Gather("yes_no", _hints(self.lang)))
         if value is None:
@@ -308,7 +312,7 @@ class _Call:
         if met:
             self.state.update({"step": "urgent", "urgent": [r.code for r in met]})
             return Turn(self.lang, [self.t("You answered: %(answer)s.",
-                                           answer=engine.spoken_value(prompt, value, self.lang)),
+                                           answer=self.spoken(prompt, value)),
                                     self.t("Press 1 to confirm this answer, 2 to change it.")],
                         gather=Gather("yes_no", _hints(self.lang)))
         return self.ask([])
@@ -379,12 +383,18 @@ class _Call:
         code = _instrument(self.state["held"][0])
         said = [self.t("You answered:")]
         flow = {s.key: s for s in vq.flow()}
+        noes = 0
         for entry in self.state["held"]:
             if _instrument(entry) != code or entry["key"] not in flow:
                 continue
             prompt = engine.prompt_for(vq, flow[entry["key"]], self.lang, self.now)
-            heading = f"{prompt.heading}: " if prompt.heading else ""
-            said.append(f"{heading}{prompt.text} {engine.spoken_value(prompt, entry['value'], self.lang)}.")
+            if entry["value"] == "N" and prompt.item is not None:     # "No" is said once for them all
+                noes += 1
+                continue
+            heading = f"{prompt.heading}. " if prompt.heading else ""
+            said.append(f"{heading}{prompt.text} {self.spoken(prompt, entry['value'])}.")
+        if noes:
+            said.append(self.t("No to the other questions.") if len(said) > 1 else self.t("No to every question."))
         said.append(self.t("Press 1 to confirm, 2 to answer this questionnaire again."))
         self.state.update({"step": "readback", "readback": code})
         return Turn(self.lang, before + said, gather=Gather("yes_no", _hints(self.lang)))
