@@ -249,7 +249,9 @@ class _Call:
         if self.state.get("key") != prompt.key:
             self.state["tries"] = 0
         self.state.update({"step": "question", "key": prompt.key})
-        return Turn(self.lang, before + _question_texts(prompt, self.lang),
+        star = self.state.get("star_told") != self.conv.provider_ref       # said once a call
+        self.state["star_told"] = self.conv.provider_ref
+        return Turn(self.lang, before + _question_texts(prompt, self.lang, star=star),
                     gather=Gather("question", tuple(c.label for c in prompt.choices), prompt.two_digit_keys))
 
     def current(self) -> engine.Prompt | None:
@@ -467,7 +469,7 @@ def _yes_no(reply: Reply) -> bool | None:
     return None
 
 
-def _question_texts(prompt: engine.Prompt, lang: str) -> list[str]:
+def _question_texts(prompt: engine.Prompt, lang: str, *, star: bool = True) -> list[str]:
     said = []
     if prompt.title:
         said.append(prompt.title)
@@ -481,7 +483,8 @@ def _question_texts(prompt: engine.Prompt, lang: str) -> list[str]:
                        low=prompt.choices[0].key, high=prompt.choices[-1].key))
     else:
         said.extend(_t(lang, "For %(answer)s, press %(key)s.", answer=c.label, key=c.key) for c in prompt.choices)
-    said.append(_t(lang, "To hear the question again, press star."))
+    if star:
+        said.append(_t(lang, "To hear the question again, press star."))
     return said
 
 

@@ -12,36 +12,10 @@ from proapp.models import Alert, Occurrence, OccurrenceStatus, Patient, PatientS
 from proapp.remote.models import Conversation
 from proapp.sms.models import SmsStatus
 from tests.remote import voice_helpers as vh
-from tests.remote.voice_helpers import PIN, answers_of, local, place_call, voice_patient
+from tests.remote.voice_helpers import PIN, answer_the_questions, answers_of, local, place_call, voice_patient
 from tests.sms.conftest import at, outbox
-from tests.sms.fake_twilio import CallDriver
 
 fake_twilio, voice_app, worker = vh.fake_twilio, vh.voice_app, vh.worker
-
-DIARY = {                                  # what the patient answers, by words of the question heard
-    "new ulcer appeared": "1", "Which hand": "1", "Which finger": "3", "Where on the finger": "1",
-    "How many days ago": "2#", "another new ulcer": "2", "0 to 10": "6#",
-}
-
-
-def answer_the_questions(call: CallDriver, answers: dict[str, str] | None = None, *, stop_after: int | None = None,
-                         confirm: str = "1") -> int:
-    """Answer every question as ``answers`` says (No to the others), confirm each read-back. Returns the number of
-    questions answered."""
-    answers = answers or DIARY
-    asked = 0
-    for _ in range(60):
-        if call.ended or (stop_after is not None and asked >= stop_after):
-            return asked
-        heard = call.last
-        if "Press 1 to confirm, 2 to answer" in heard or "pour confirmer, sur 2 pour répondre" in heard:
-            call.press(confirm)
-            continue
-        asked += 1
-        keys = next((k for words, k in answers.items() if words in heard.split("You answered")[0]), "2")
-        call.press(keys)
-    raise AssertionError("the call never ended")
-
 
 def conversation(app, pid: int) -> Conversation:
     with app.app_context():

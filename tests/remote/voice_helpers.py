@@ -86,3 +86,28 @@ def answers_of(app, pid: int) -> dict:
             .join(Occurrence, Occurrence.id == Response.occurrence_id)
             .where(Occurrence.patient_id == pid)).all()
     return {(r[0], r[1], r[2]): (r[3], r[4]) for r in rows}
+
+
+DIARY = {                                  # what the patient answers, by words of the question heard
+    "new ulcer appeared": "1", "Which hand": "1", "Which finger": "3", "Where on the finger": "1",
+    "How many days ago": "2#", "another new ulcer": "2", "0 to 10": "6#",
+}
+
+
+def answer_the_questions(call: CallDriver, answers: dict[str, str] | None = None, *, stop_after: int | None = None,
+                         confirm: str = "1") -> int:
+    """Answer every question as ``answers`` says (No to the others), confirm each read-back. Returns the number of
+    questions answered."""
+    answers = answers or DIARY
+    asked = 0
+    for _ in range(60):
+        if call.ended or (stop_after is not None and asked >= stop_after):
+            return asked
+        heard = call.last
+        if "Press 1 to confirm, 2 to answer" in heard or "pour confirmer, sur 2 pour répondre" in heard:
+            call.press(confirm)
+            continue
+        asked += 1
+        keys = next((k for words, k in answers.items() if words in heard.split("You answered")[0]), "2")
+        call.press(keys)
+    raise AssertionError("the call never ended")
