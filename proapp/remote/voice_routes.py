@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, abort, current_app, request
+from flask import Blueprint, Response, abort, current_app, render_template, request
+from sqlalchemy import select
 
 from proapp import db, runtime
 from proapp.extensions import csrf
 from proapp.remote import voice
+from proapp.sms.gateways import ConsoleGateway, from_config
+from proapp.sms.models import SmsMessage
 
 log = logging.getLogger("proapp.voice")
 bp = Blueprint("voice", __name__)
@@ -96,6 +99,36 @@ def status(message_id: int) -> tuple[str, int]:
         abort(404)
     s.commit()
     return "", 204
+
+
+@bp.route("/dev/voice/<int:message_id>", methods=["GET", "POST"])
+def dev_call(message_id: int) -> str:
+    """Development only: walk a call the console gateway recorded, the page playing the phone (the state machine is
+    the one Twilio's webhooks drive)."""
+    gateway = from_config(current_app.config, current_app.instance_path)
+    if current_app.config["PRODUCTION"] or not isinstance(gateway, ConsoleGateway):
+        abort(404)
+    s = db.session()
+    sid = s.scalar(select(SmsMessage.provider_sid).where(SmsMessage.id == message_id, SmsMessage.channel == "voice"))
+    if not sid:
+        abort(404)
+    ctx, now = _context(), runtime.now()
+    if request.method == "GET":
+        turn = voice.answered(s, ctx, message_id, voice.Reply(sid, answered_by="human"), now)
+    else:
+        try:
+            confidence = float(request.form.get("confidence") or 1)
+        except ValueError:
+            confidence = 1.0
+        turn = voice.step(s, ctx, message_id, voice.Reply(sid, digits=request.form.get("digits", "").strip() or None,
+                                                          speech=request.form.get("speech", "").strip() or None,
+                                                          confidence=confidence), now)
+    if turn is None:
+        abort(404)
+    if turn.hangup:
+        voice.call_ended(s, ctx, message_id, sid, "completed", "human", now)
+    s.commit()
+    return render_template("dev_voice.html", turn=turn, message_id=message_id)
 
 
 def init_app(app) -> None:

@@ -101,9 +101,9 @@ class ConsoleGateway:
         return Outcome("sent", reference=sid, provider_status="delivered")
 
     def _call(self, out: Outgoing) -> Outcome:
-        """A call is recorded, never placed: /dev/sms lists it (and /dev/voice walks it in the browser)."""
+        """A call is recorded, never placed: /dev/sms lists it, linked to /dev/voice/<id> that walks it."""
         sid = "CONSOLECA" + secrets.token_hex(12)
-        body = f"Voice call: {out.answer_url}"
+        body = f"Voice call: {(out.answer_url or '').replace('/voice/answer/', '/dev/voice/')}"
         record = {"sid": sid, "message_id": out.message_id, "channel": "voice", "to": mask(out.to),
                   "to_sha256": hashlib.sha256(out.to.encode()).hexdigest(), "body": body,
                   "body_sha256": body_hash(body), "answer_url": out.answer_url, "callback_url": out.callback_url,

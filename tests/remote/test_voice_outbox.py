@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import timedelta
 
@@ -99,8 +100,19 @@ def test_the_console_gateway_records_the_call_for_the_development_page(database_
         assert row.status == SmsStatus.ACCEPTED and row.provider_sid.startswith("CONSOLECA")
         with app.app_context():
             assert db.session().scalar(select(SmsMessage.channel).where(SmsMessage.id == row.id)) == "voice"
-        page = app.test_client().get("/dev/sms").get_data(as_text=True)
-        assert f"/voice/answer/{row.id}" in page and "Voice call" in page
+        client = app.test_client()
+        page = client.get("/dev/sms").get_data(as_text=True)
+        assert f"/dev/voice/{row.id}" in page and "Voice call" in page
         assert fake_twilio.calls == {}
+        # The development page plays the phone: PIN, then the first question.
+        page = client.get(f"/dev/voice/{row.id}").get_data(as_text=True)
+        assert "Please enter your PIN, followed by the hash key." in page
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        page = client.post(f"/dev/voice/{row.id}", data={"csrf_token": token, "digits": "2468#"}).get_data(
+            as_text=True)
+        assert "Finger ulcer diary" in page and "For Yes, press 1." in page
+        page = client.post(f"/dev/voice/{row.id}", data={"csrf_token": token, "speech": "no",
+                                                         "confidence": "0.95"}).get_data(as_text=True)
+        assert "signs of infection" in page
     finally:
         app.extensions["proapp.engine"].dispose()
