@@ -99,6 +99,7 @@ def answered(db: Session, ctx: Context, message_id: int, reply: Reply, now: date
     elif msg.provider_sid != reply.call_sid:
         return None
     if (reply.answered_by or "") in delivery.MACHINE:
+        msg.provider_status = delivery.ANSWERED_BY_MACHINE     # the call's end says "completed" (maybe without it)
         _audit(db, msg, None, "voice.machine", {"answered_by": reply.answered_by}, now)
         return Turn(lang, [_t(lang, "This is %(sender)s for your questionnaire. We will call again; you can also "
                                     "answer on the link we send by SMS.", sender=ctx.sender_name)], hangup=True)
@@ -148,6 +149,8 @@ def call_ended(db: Session, ctx: Context, message_id: int, call_sid: str, call_s
     msg = delivery.locked(db, message_id)
     if msg is None or msg.channel != "voice":
         return False
+    if not answered_by and msg.provider_status == delivery.ANSWERED_BY_MACHINE:
+        answered_by = "machine_start"
     delivery.apply_call_status(db, msg, call_sid, call_status, answered_by, now)
     if call_status not in delivery.VOICE_FINAL:
         return True

@@ -69,6 +69,7 @@ VOICE_STATUS = {
 }
 VOICE_FINAL = ("completed", "busy", "no-answer", "failed", "canceled")
 MACHINE = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax")
+ANSWERED_BY_MACHINE = "machine"      # a call's provider status once a voicemail or fax answered it
 LINK_AFTER_CALL = "link_after_call"   # the link by SMS when the last call of a visit was not answered or ended early
 REMINDABLE = (SmsStatus.ACCEPTED, SmsStatus.SENT, SmsStatus.DELIVERED, SmsStatus.UNDELIVERED)
 WAITING = (SmsStatus.PENDING,)

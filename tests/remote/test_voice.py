@@ -154,6 +154,16 @@ def test_a_voicemail_gets_a_neutral_message_and_nothing_is_stored(voice_app, wor
     place_call(voice_app, worker, fake_twilio, local(2026, 3, 25, 10))
 
 
+def test_a_voicemail_is_not_delivered_even_when_the_calls_end_omits_answered_by(voice_app, worker, fake_twilio):
+    pid = voice_patient(voice_app)
+    call = place_call(voice_app, worker, fake_twilio)
+    call.amd_in_status_callback = False
+    call.pick_up(answered_by="machine_start")
+    assert call.ended
+    [row] = [r for r in outbox(voice_app, pid) if r.visit_code == "W1"]
+    assert (row.status, row.provider_sid) == (SmsStatus.UNDELIVERED, call.call.sid)
+
+
 def test_an_unsigned_or_wrongly_signed_webhook_is_refused(voice_app, worker, fake_twilio):
     pid = voice_patient(voice_app)
     call = place_call(voice_app, worker, fake_twilio)

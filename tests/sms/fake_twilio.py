@@ -310,6 +310,7 @@ class CallDriver:
         self.ended = False
         self.seconds = 0.0
         self.last_status: int | None = None
+        self.amd_in_status_callback = True    # whether the status callback repeats AnsweredBy
 
     # Signed webhooks
     def post(self, url: str, params: dict[str, str], *, signature: str | None = None) -> Any:
@@ -389,7 +390,7 @@ class CallDriver:
     def status_callback(self, status: str) -> Any:
         self.call.status = status
         params = {"CallStatus": status, "CallDuration": str(round(self.call.duration))}
-        if self.call.answered_by:
+        if self.call.answered_by and self.amd_in_status_callback:
             params["AnsweredBy"] = self.call.answered_by
         if self.call.status_callback:
             return self.post(self.call.status_callback, params)
