@@ -125,6 +125,8 @@ def test_speech_heard_with_low_confidence_is_checked_first(voice_app, worker, fa
     call.pick_up()
     assert call.last.startswith("Bonjour, ici SuiviPRO pour votre questionnaire.")
     call.press(PIN + "#")
+    assert call.gathering.attributes["language"] == "fr-FR" and call.gathering.attributes["input"] == "dtmf speech"
+    assert call.gathering.attributes["hints"] == "Oui, Non"
     call.speak("non", confidence=0.41)
     assert call.last == "Avez-vous dit : Non ? Appuyez sur 1 pour oui, 2 pour non."
     call.press("2")                                               # not what was said: the question again
@@ -263,3 +265,14 @@ def test_the_last_call_not_answered_is_followed_by_the_link_by_sms(voice_app, wo
     worker.tick()
     [sms] = fake_twilio.messages.values()
     assert "/s/" in sms.body and sms.to == "+33612345678"
+
+
+def test_a_window_that_closes_during_the_call_ends_it(voice_app, worker, fake_twilio):
+    pid = voice_patient(voice_app)
+    call = place_call(voice_app, worker, fake_twilio)
+    call.pick_up().press(PIN + "#")
+    answer_the_questions(call, stop_after=3)
+    at(voice_app, local(2026, 3, 27, 0, 0))                      # W1 closed at midnight after its last day
+    call.press("2")
+    assert call.ended and call.said[-1] == "This questionnaire can no longer be answered. Thank you, goodbye."
+    assert answers_of(voice_app, pid) == {} and conversation(voice_app, pid).status == "stopped"
