@@ -51,6 +51,7 @@ from proapp.patients.phones import PhoneVault
 from proapp.questionnaire import commands as questionnaire_commands
 from proapp.questionnaire import routes as questionnaire_routes
 from proapp.questionnaire.answering import connect_signals as connect_questionnaire
+from proapp.remote import voice_routes
 from proapp.sms import commands as sms_commands
 from proapp.sms import routes as sms_routes
 from proapp.sms.delivery import connect_signals
@@ -110,6 +111,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         met=rules_telling_patient, raised=raised_telling_patient))
 
     sms_routes.init_app(app)
+    voice_routes.init_app(app)
 
     mail.init_app(app)
 

@@ -109,6 +109,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TWILIO_ACCOUNT_SID", None, "Twilio account SID (`AC...`)."),
     Setting("TWILIO_AUTH_TOKEN", None, "Twilio auth token: authenticates requests and checks status callbacks."),
     Setting("TWILIO_FROM", None, "Sending number or alphanumeric sender ID (default: SMS_SENDER_NAME)."),
+    Setting("TWILIO_VOICE_FROM", None, "Caller ID of the voice calls: a Twilio number of the account, or a number "
+            "verified as caller ID (default: TWILIO_FROM)."),
     Setting("TWILIO_MESSAGING_SERVICE_SID", None, "Messaging Service SID (`MG...`), used instead of TWILIO_FROM."),
     Setting("TWILIO_API_BASE", "https://api.twilio.com", "Twilio REST base URL (tests point it at a local fake)."),
     Setting("TWILIO_TIMEOUT", 10, "Seconds to wait for Twilio before the outcome is treated as unknown.", int),

@@ -60,6 +60,17 @@ TWILIO_STATUS = {
     "read": SmsStatus.DELIVERED, "undelivered": SmsStatus.UNDELIVERED, "failed": SmsStatus.FAILED,
     "canceled": SmsStatus.FAILED,
 }
+# A call (``channel == "voice"``): answered is "delivered"; busy, not answered or a voicemail is "undelivered" (the
+# next reminder calls again); Twilio could not place it: "failed".
+VOICE_STATUS = {
+    "queued": SmsStatus.ACCEPTED, "initiated": SmsStatus.ACCEPTED, "ringing": SmsStatus.ACCEPTED,
+    "in-progress": SmsStatus.SENT, "completed": SmsStatus.DELIVERED, "busy": SmsStatus.UNDELIVERED,
+    "no-answer": SmsStatus.UNDELIVERED, "failed": SmsStatus.FAILED, "canceled": SmsStatus.FAILED,
+}
+VOICE_FINAL = ("completed", "busy", "no-answer", "failed", "canceled")
+MACHINE = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax")
+ANSWERED_BY_MACHINE = "machine"      # a call's provider status once a voicemail or fax answered it
+LINK_AFTER_CALL = "link_after_call"   # the link by SMS when the last call of a visit was not answered or ended early
 REMINDABLE = (SmsStatus.ACCEPTED, SmsStatus.SENT, SmsStatus.DELIVERED, SmsStatus.UNDELIVERED)
 WAITING = (SmsStatus.PENDING,)
 
@@ -356,13 +367,16 @@ def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings
             continue
         resend = msg.kind.startswith(RESEND)
         # A staff resend is always the link (the team sends it because the patient asked for it).
-        msg.channel = "sms" if information or resend else answer_channel(patient, contact, occ, catalog)
+        link_only = information or resend or msg.kind == LINK_AFTER_CALL
+        msg.channel = "sms" if link_only else answer_channel(patient, contact, occ, catalog)
         if msg.channel == "voice":           # a call: no link, no text; the webhooks ask the questions
+            answer_url = f"{settings.public_url}/voice/answer/{msg.id}"
             msg.attempts += 1
-            msg.language, msg.gateway = patient.language, gateway
+            # The hash marks the request as ready to leave (a claim of a dead worker is then looked up, never
+            # placed twice); a call is found again by number and time (``Gateway.find_call``).
+            msg.language, msg.gateway, msg.body_sha256 = patient.language, gateway, body_hash(answer_url)
             out.outgoing.append(Outgoing(msg.id, phone, "", f"{settings.public_url}/voice/status/{msg.id}",
-                                         channel="voice",
-                                         answer_url=f"{settings.public_url}/voice/answer/{msg.id}"))
+                                         channel="voice", answer_url=answer_url))
             continue
         token, link = new_link(db, occ, now, revoke_previous=False,
                                purpose=INFORMATION_LINK if information else None)
@@ -482,11 +496,23 @@ def apply_outcome(db: Session, message_id: int, worker: str, outcome: Outcome, n
     return msg.status
 
 
+def apply_call_status(db: Session, msg: SmsMessage, sid: str, call_status: str, answered_by: str | None,
+                      now: datetime) -> bool:
+    """A call's status callback (or lookup): completed by a machine (voicemail, fax) is "undelivered" (nobody
+    answered the questions: the next reminder calls again)."""
+    if call_status == "completed" and (answered_by or "") in MACHINE:
+        return apply_provider_status(db, msg, sid, "no-answer", None, now,
+                                     error_message=f"answered by a machine ({answered_by}): neutral message left",
+                                     provider_status=f"machine:{answered_by}"[:20])
+    return apply_provider_status(db, msg, sid, call_status, None, now)
+
+
 def apply_provider_status(db: Session, msg: SmsMessage, sid: str, raw_status: str, error_code: int | None,
-                          now: datetime, error_message: str | None = None) -> bool:
+                          now: datetime, error_message: str | None = None, provider_status: str | None = None
+                          ) -> bool:
     """A delivery report (callback, lookup or poll). Duplicates and late, older reports change nothing.
     Returns True when the message changed."""
-    new = TWILIO_STATUS.get(raw_status)
+    new = (VOICE_STATUS if msg.channel == "voice" else TWILIO_STATUS).get(raw_status)
     if new is None or msg.status == SmsStatus.CANCELLED:
         return False
     if msg.provider_sid is not None and msg.provider_sid != sid:
@@ -496,13 +522,43 @@ def apply_provider_status(db: Session, msg: SmsMessage, sid: str, raw_status: st
         return False
     msg.provider_sid = sid
     msg.submitted_at = msg.submitted_at or now
-    _set(msg, new, now, provider_status=raw_status)
+    _set(msg, new, now, provider_status=provider_status or raw_status)
     if new in (SmsStatus.UNDELIVERED, SmsStatus.FAILED):
         msg.error_code = error_code
         msg.error_message = error_message or (UNUSABLE_CODES.get(error_code or 0) if error_code else None)
         _maybe_unusable(db, msg, error_code, now)
     db.flush()
     return True
+
+
+def later_call_due(db: Session, msg: SmsMessage, catalog: StudyCatalog, now: datetime) -> bool:
+    """Whether the study's reminder days still hold a call for this visit after today (a call is placed at each
+    reminder, as a text would be sent)."""
+    occ, patient = msg.occurrence, msg.patient
+    invitation = db.scalar(select(SmsMessage).where(SmsMessage.occurrence_id == occ.id,
+                                                    SmsMessage.round == occ.sms_round, SmsMessage.kind == INVITATION))
+    if invitation is None:
+        return False
+    try:
+        rules = [(r.after_invitation_days, r.last_day) for r in catalog.get(patient.study.code).sms.reminders]
+    except KeyError:
+        rules = []
+    today = local_day(now, patient.timezone)
+    invited_on = local_day(invitation.submitted_at or invitation.status_at, patient.timezone)
+    return any(day > today for _number, day in reminder_days(invited_on, occ.window_closes_on, rules))
+
+
+def queue_link_after_call(db: Session, msg: SmsMessage, now: datetime, why: str) -> bool:
+    """The link by SMS after a call that left the visit unanswered with no call to come (its last reminder, or the
+    patient could not be understood): due now, once per visit and round. Returns True when it was queued."""
+    occ = msg.occurrence
+    if occ.status != OccurrenceStatus.SCHEDULED or now >= occ.window_closes_at:
+        return False
+    queued = _insert_new(db, [_new_row(occ.id, msg.patient_id, LINK_AFTER_CALL, now, now, sms_round=occ.sms_round)])
+    if queued:
+        record(db, actor="system:voice", action="sms.link_after_call", entity="occurrence", entity_id=occ.id,
+               patient_id=msg.patient_id, new={"after_message": msg.id, "why": why}, at=now)
+    return bool(queued)
 
 
 KEY_LOST = "the phone key that encrypted this number is missing from PROAPP_PHONE_KEYS: ask the patient again"
@@ -575,7 +631,10 @@ def reconcile(db: Session, gateway: Gateway, vault: PhoneVault, now: datetime, s
         except ValueError:                   # a lost phone key: it cannot be looked up, and is never resent
             _set(msg, SmsStatus.FAILED, now, error_message="outcome unknown and the number unreadable (phone key)")
             continue
-        found: Found | None = gateway.find(phone, msg.body_sha256)
+        if msg.channel == "voice":           # a call: any call to the number since this try was claimed
+            found: Found | None = gateway.find_call(phone, (msg.claimed_at or msg.status_at) - settings.claim_lease)
+        else:
+            found = gateway.find(phone, msg.body_sha256)
         if found is not None:
             r.found += 1
             if not apply_provider_status(db, msg, found.sid, found.provider_status, found.error_code, now):

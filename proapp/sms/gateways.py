@@ -33,6 +33,7 @@ UNUSABLE_CODES = {
     30006: "landline or unreachable carrier",
 }
 TWILIO_API = "https://api.twilio.com"
+CALL_RING_SECONDS = 30              # how long a call rings before Twilio gives up ("no-answer")
 
 
 def body_hash(body: str) -> str:
@@ -67,6 +68,8 @@ class Gateway(Protocol):
 
     def sent_since(self, to: str, since: datetime) -> list[Sent]: ...
 
+    def find_call(self, to: str, since: datetime) -> Found | None: ...
+
 
 @dataclass(frozen=True)
 class Sent:
@@ -87,6 +90,8 @@ class ConsoleGateway:
         self.path = path
 
     def send(self, out: Outgoing) -> Outcome:
+        if out.channel == "voice":
+            return self._call(out)
         sid = "CONSOLE" + secrets.token_hex(12)
         record = {"sid": sid, "message_id": out.message_id, "to": mask(out.to),
                   "to_sha256": hashlib.sha256(out.to.encode()).hexdigest(), "body": out.body,
@@ -95,8 +100,28 @@ class ConsoleGateway:
         log.info("SMS to %s: %s", mask(out.to), out.body)
         return Outcome("sent", reference=sid, provider_status="delivered")
 
+    def _call(self, out: Outgoing) -> Outcome:
+        """A call is recorded, never placed: /dev/sms lists it, linked to /dev/voice/<id> that walks it."""
+        sid = "CONSOLECA" + secrets.token_hex(12)
+        body = f"Voice call: {(out.answer_url or '').replace('/voice/answer/', '/dev/voice/')}"
+        record = {"sid": sid, "message_id": out.message_id, "channel": "voice", "to": mask(out.to),
+                  "to_sha256": hashlib.sha256(out.to.encode()).hexdigest(), "body": body,
+                  "body_sha256": body_hash(body), "answer_url": out.answer_url, "callback_url": out.callback_url,
+                  "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        jsonlines.append(self.path, record)
+        log.info("Voice call to %s (console: not placed): %s", mask(out.to), out.answer_url)
+        return Outcome("sent", reference=sid, provider_status="queued")
+
     def entries(self) -> list[dict[str, Any]]:
         return jsonlines.read(self.path)
+
+    def find_call(self, to: str, since: datetime) -> Found | None:
+        to_sha = hashlib.sha256(to.encode()).hexdigest()
+        for e in reversed(self.entries()):
+            if (e.get("channel") == "voice" and e.get("to_sha256") == to_sha
+                    and datetime.fromisoformat(e["at"]) >= since):
+                return Found(e["sid"], "queued")
+        return None
 
     def find(self, to: str, body_sha256: str) -> Found | None:
         to_sha = hashlib.sha256(to.encode()).hexdigest()
@@ -120,8 +145,10 @@ class TwilioGateway:
     name = "twilio"
 
     def __init__(self, *, account_sid: str, auth_token: str, sender: str | None, messaging_service_sid: str | None,
-                 api_base: str = TWILIO_API, timeout: float = 10):
+                 api_base: str = TWILIO_API, timeout: float = 10, voice_from: str | None = None,
+                 ring_seconds: int = CALL_RING_SECONDS):
         self.account_sid, self.auth_token = account_sid, auth_token
+        self.voice_from, self.ring_seconds = voice_from or sender, ring_seconds
         self.sender, self.messaging_service_sid = sender, messaging_service_sid
         self.api_base, self.timeout = api_base.rstrip("/"), timeout
         self._client_instance: Any = None
@@ -151,8 +178,11 @@ class TwilioGateway:
         return self._client_instance
 
     def send(self, out: Outgoing) -> Outcome:
-        from twilio.base.exceptions import TwilioRestException
+        if out.channel == "voice":
+            return self._call(out)
+        return self._request(lambda: self._client().messages.create(**self._sms_params(out)))
 
+    def _sms_params(self, out: Outgoing) -> dict[str, Any]:
         params: dict[str, Any] = {"to": out.to, "body": out.body}
         if self.messaging_service_sid:
             params["messaging_service_sid"] = self.messaging_service_sid
@@ -160,8 +190,22 @@ class TwilioGateway:
             params["from_"] = self.sender
         if out.callback_url:
             params["status_callback"] = out.callback_url
+        return params
+
+    def _call(self, out: Outgoing) -> Outcome:
+        """Place a call (``calls.create``): Twilio asks ``answer_url`` what to say once it is answered, with
+        answering machine detection (``AnsweredBy``), and posts the call's end to ``callback_url``. The
+        Outcome's reference is the CallSid."""
+        return self._request(lambda: self._client().calls.create(
+            to=out.to, from_=self.voice_from, url=out.answer_url, method="POST",
+            status_callback=out.callback_url, status_callback_method="POST", machine_detection="Enable",
+            timeout=self.ring_seconds))
+
+    def _request(self, create: Any) -> Outcome:
+        from twilio.base.exceptions import TwilioRestException
+
         try:
-            msg = self._client().messages.create(**params)
+            msg = create()
         except TwilioRestException as exc:
             if exc.status == 429 or exc.status >= 500:
                 return Outcome("retry", f"HTTP {exc.status}: {exc.msg}"[:300], error_code=exc.code)
@@ -170,8 +214,18 @@ class TwilioGateway:
             if _never_left(exc):
                 return Outcome("retry", f"connection failed: {type(exc).__name__}")
             return Outcome("unknown", f"no answer from Twilio: {type(exc).__name__}")
-        return Outcome("sent", msg.error_message, reference=msg.sid, provider_status=msg.status,
-                       error_code=msg.error_code)
+        return Outcome("sent", getattr(msg, "error_message", None), reference=msg.sid, provider_status=msg.status,
+                       error_code=getattr(msg, "error_code", None))
+
+    def find_call(self, to: str, since: datetime) -> Found | None:
+        """A call to ``to`` created since ``since`` (an unknown outcome: the request may have placed it). Twilio's
+        own StartTime filter leaves out the calls not dialled yet (no start time), so the filter is ours, on the
+        creation time."""
+        for call in self._client().calls.list(to=to, limit=50):
+            created = call.date_created or call.start_time
+            if created is None or created >= since:
+                return Found(call.sid, call.status)
+        return None
 
     def find(self, to: str, body_sha256: str) -> Found | None:
         for msg in self._client().messages.list(to=to, limit=100):
@@ -192,6 +246,9 @@ class TwilioGateway:
         from twilio.base.exceptions import TwilioRestException
 
         try:
+            if sid.startswith("CA"):                       # a call's sid
+                call = self._client().calls(sid).fetch()
+                return Found(call.sid, call.status)
             msg = self._client().messages(sid).fetch()
         except TwilioRestException as exc:
             if exc.status == 404:
@@ -217,5 +274,6 @@ def from_config(config: Mapping[str, Any], instance_path: str | Path) -> Gateway
         return TwilioGateway(account_sid=config["TWILIO_ACCOUNT_SID"], auth_token=config["TWILIO_AUTH_TOKEN"],
                              sender=config.get("TWILIO_FROM") or config["SMS_SENDER_NAME"],
                              messaging_service_sid=config.get("TWILIO_MESSAGING_SERVICE_SID"),
-                             api_base=config["TWILIO_API_BASE"], timeout=config["TWILIO_TIMEOUT"])
+                             api_base=config["TWILIO_API_BASE"], timeout=config["TWILIO_TIMEOUT"],
+                             voice_from=config.get("TWILIO_VOICE_FROM") or config.get("TWILIO_FROM"))
     return ConsoleGateway(Path(instance_path) / "console_sms.jsonl")
