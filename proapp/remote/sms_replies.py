@@ -62,6 +62,9 @@ MAX_TRIES = 3                      # replies it cannot read before the link is s
 SEEN_KEPT = 100                    # the MessageSids remembered per conversation (a webhook delivered twice)
 LINK_MARGIN = timedelta(hours=1)   # a conversation times out at the latest this long before the window closes
 LIVE = (ConversationStatus.OPEN.value,)
+# The next question waits this long after the safety advice: the worker sends a batch's SMS in parallel, and the
+# network does not keep their order either; the advice must arrive first.
+AFTER_ADVICE = timedelta(seconds=10)
 
 
 # Finding who writes -----------------------------------------------------------------------------------------------
@@ -214,22 +217,24 @@ def _reply(db: Session, c: Conversation, occ: Occurrence, body: str, sid: str, c
         _queue(db, c, occ, {"text": reask(prompt, c.language)}, now)
         return "reasked"
     _state(c, tries=0, answered=int(state.get("answered", 0)) + 1)
-    _tell_alerts(db, c, occ, ctx)
-    return _ask(db, c, occ, ctx) or "answered"
+    told = _tell_alerts(db, c, occ, ctx)
+    return _ask(db, c, occ, ctx, after=AFTER_ADVICE if told else None) or "answered"
 
 
-def _tell_alerts(db: Session, c: Conversation, occ: Occurrence, ctx: Context) -> None:
-    """An urgent or same-day alert newly raised for the visit is told at once, in its own SMS."""
+def _tell_alerts(db: Session, c: Conversation, occ: Occurrence, ctx: Context) -> bool:
+    """An urgent or same-day alert newly raised for the visit is told at once, in its own SMS. Returns whether."""
     rules = ctx.studies.get(occ.patient.study.code).alerts.rules
     raised = len(raised_telling_patient(db.connection(), occ.id, rules))
     told = int((c.state or {}).get("told", 0))
     if raised > told:
         _queue(db, c, occ, {"safety": [told, raised]}, ctx.now)
         _state(c, told=raised)
+        return True
+    return False
 
 
 def _ask(db: Session, c: Conversation, occ: Occurrence, ctx: Context,
-         vq: answering.VisitQuestionnaire | None = None) -> str | None:
+         vq: answering.VisitQuestionnaire | None = None, after: timedelta | None = None) -> str | None:
     """The next question, or the visit completed and thanked when every one is answered."""
     now = ctx.now
     vq = vq or conv.load_visit(db.connection(), occ.id, MODE, ctx.registry, ctx.studies, for_writing=True)
@@ -242,10 +247,11 @@ def _ask(db: Session, c: Conversation, occ: Occurrence, ctx: Context,
             _end(db, c, ConversationStatus.STOPPED, now, "not_completed")
             return "closed"
         _end(db, c, ConversationStatus.COMPLETED, now, "completed")
-        _queue(db, c, occ, {"text": smstext.conversation("thanks", c.language, sender=_sender())}, now)
+        _queue(db, c, occ, {"text": smstext.conversation("thanks", c.language, sender=_sender())}, now,
+               due=now + after if after else None)
         return "completed"
     _state(c, asked=prompt.key, tries=0)
-    _queue(db, c, occ, {"text": question(prompt, c.language)}, now)
+    _queue(db, c, occ, {"text": question(prompt, c.language)}, now, due=now + after if after else None)
     return None
 
 

@@ -83,8 +83,6 @@ def conversation(kind: str, language: str, **values: object) -> str:
                            **values)
         if kind == "thanks":
             return gettext("%(sender)s: thank you, your answers have been sent to your study team.", **values)
-        if kind == "web_from_now":
-            return gettext("%(sender)s: from now on your questionnaires will come with a link to open.", **values)
         if kind == "not_by_sms":
             return gettext("%(sender)s: this questionnaire can only be answered on the web page, with the link we "
                            "sent you.", **values)
