@@ -106,7 +106,7 @@ def test_a_weekly_diary_answered_by_sms_replies(sms_app, worker, fake_twilio):
     assert "1er questionnaire" in first                  # W0 (web only) by link, the patient's first SMS
     w1 = _w1(sms_app, pid)
     assert opener.startswith(f"SuiviPRO : questionnaire jusqu'au {w1.window_closes_on:%d/%m}. Répondez 1 pour "
-                             "répondre par SMS, ou ouvrez https://pro.example.test/s/")
+                             "répondre par SMS ou ouvrez https://pro.example.test/s/")
     assert len(opener) <= 160
     got = _say(sms_app, worker, phone, "1")
     assert len(got) == 1 and "ulcère" in got[0] and got[0].endswith("1 Oui / 2 Non")
@@ -152,7 +152,7 @@ def test_a_reply_it_cannot_read_is_asked_again_then_the_link_is_sent(sms_app, wo
     assert _say(sms_app, worker, phone, "peut-être") == ["Je n'ai pas compris. Répondez 1 ou 2."]
     assert _say(sms_app, worker, phone, "bof") == ["Je n'ai pas compris. Répondez 1 ou 2."]
     [link] = _say(sms_app, worker, phone, "???")
-    assert link.startswith("SuiviPRO : pour répondre plutôt sur la page web, ouvrez https://pro.example.test/s/")
+    assert link.startswith("SuiviPRO : pour répondre sur la page web, ouvrez https://pro.example.test/s/")
     assert _conversation(sms_app, pid).status == "to_web"
     resp = sms_app.test_client().get(link.rsplit(" ", 1)[1].removeprefix("https://pro.example.test"))
     assert resp.status_code == 303                       # the link opens the questionnaire
