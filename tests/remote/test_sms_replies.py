@@ -16,6 +16,7 @@ from proapp.models import Alert, Answer, Response
 from proapp.patients.models import Occurrence, OccurrenceStatus, Patient, PatientContact, PatientEvent
 from proapp.remote.models import Conversation
 from proapp.sms.models import SmsMessage, SmsStatus
+from proapp.sms.text import gsm7_length
 from tests.conftest import fresh_app
 from tests.sms.conftest import at, enrol, twilio_settings
 from tests.sms.fake_twilio import FakeTwilio, Phone
@@ -25,8 +26,10 @@ W0_ANCHOR = date(2026, 3, 17)          # W0 (days -3 to -1) open at ENROLLED: it
 ENROLLED = datetime(2026, 3, 16, 6, tzinfo=UTC)
 NUMBER = "+33612345678"
 # The weekly diary's answers by screen key suffix; anything else is answered "non".
-DIARY = {"DU_NEW": "oui", "DU_HAND": "gauche", "DU_FINGER": "2", "DU_SITE": "1", "DU_ONSET": "3",
-         "PAIN_NRS": "7"}
+NEW_ULCER = {"DU_NEW": "oui", "DU_HAND": "gauche", "DU_FINGER": "2", "DU_SITE": "1", "DU_ONSET": "3",
+             "PAIN_NRS": "7"}
+NO_ULCER = {"PAIN_NRS": "7"}
+DIARY = NEW_ULCER
 
 
 def local(y, m, d, h, minute=0) -> datetime:
@@ -84,8 +87,8 @@ def _conversation(app, pid: int) -> Conversation | None:
                                    .order_by(Conversation.id.desc()).limit(1))
 
 
-def _answer_for(asked: str) -> str:
-    return DIARY.get(asked.rsplit(".", 1)[-1], "non")
+def _answer_for(asked: str, diary: dict[str, str] = DIARY) -> str:
+    return diary.get(asked.rsplit(".", 1)[-1], "non")
 
 
 def _say(app, worker: Worker, phone: Phone, body: str, sid: str | None = None) -> list[str]:
@@ -98,7 +101,8 @@ def _say(app, worker: Worker, phone: Phone, body: str, sid: str | None = None) -
     return phone.received()[before:]
 
 
-def test_a_weekly_diary_answered_by_sms_replies(sms_app, worker, fake_twilio):
+@pytest.mark.parametrize(("diary", "new_ulcers"), [(NEW_ULCER, 1), (NO_ULCER, 0)], ids=["new_ulcer", "no_ulcer"])
+def test_a_weekly_diary_answered_by_sms_replies(sms_app, worker, fake_twilio, diary, new_ulcers):
     pid = _patient(sms_app, "ADU-TLS-301")
     phone = Phone(fake_twilio, NUMBER)
     now = _opened(sms_app, worker, pid)
@@ -117,7 +121,7 @@ def test_a_weekly_diary_answered_by_sms_replies(sms_app, worker, fake_twilio):
             break
         at(sms_app, now + timedelta(minutes=replies))
         asked = c.state["asked"]
-        got = _say(sms_app, worker, phone, _answer_for(asked))
+        got = _say(sms_app, worker, phone, _answer_for(asked, diary))
         replies += 1
         assert len(got) == 1, got
         if asked.endswith("PAIN_NRS"):
@@ -131,7 +135,7 @@ def test_a_weekly_diary_answered_by_sms_replies(sms_app, worker, fake_twilio):
         responses = {r.instrument_code: r for r in s.scalars(select(Response).where(Response.occurrence_id == w1.id))}
         assert set(responses) == {"DU_DIARY", "PAIN_NRS"}
         assert responses["PAIN_NRS"].scores["score"] == 7
-        assert responses["DU_DIARY"].scores["new_ulcer_count"] == 1
+        assert responses["DU_DIARY"].scores["new_ulcer_count"] == new_ulcers
         assert set(s.scalars(select(Answer.mode).join(Response).where(Response.occurrence_id == w1.id))) == {"sms"}
         rows = s.execute(select(SmsMessage.kind, SmsMessage.status, SmsMessage.channel)
                          .where(SmsMessage.occurrence_id == w1.id).order_by(SmsMessage.id)).all()
@@ -140,8 +144,16 @@ def test_a_weekly_diary_answered_by_sms_replies(sms_app, worker, fake_twilio):
     assert all(r.status == SmsStatus.ACCEPTED for r in rows)
     sent = len(phone.received()) - 1                    # W1: the opener, the questions, the thank-you
     assert sent == len(rows) and replies == sent - 1
-    print(f"\nSMS per weekly diary (one new ulcer): {sent} sent, {replies} received; "
-          f"segments sent {sum(-(-len(b) // 153) if len(b) > 160 else 1 for b in phone.received()[1:])}")
+    segments = sum(_segments(b) for b in phone.received()[1:])
+    print(f"\nSMS per weekly diary ({new_ulcers} new ulcer): {sent} sent ({segments} segments), {replies} received")
+    assert (sent, replies, segments) == ((20, 19, 33) if new_ulcers else (14, 13, 24))
+
+
+def _segments(body: str) -> int:
+    """Twilio's billed segments: GSM-7 160 (153 when concatenated), else UCS-2 70 (67)."""
+    n = gsm7_length(body)
+    single, part, size = (160, 153, n) if n is not None else (70, 67, len(body))
+    return 1 if size <= single else -(-size // part)
 
 
 def test_a_reply_it_cannot_read_is_asked_again_then_the_link_is_sent(sms_app, worker, fake_twilio):
