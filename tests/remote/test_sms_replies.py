@@ -336,3 +336,53 @@ def test_two_workers_send_each_reply_once(sms_app, fake_twilio):
     finally:
         for w in workers:
             w.close()
+
+
+def test_english_questions_and_re_asks(sms_app, worker, fake_twilio):
+    pid = enrol(sms_app, "ADU-TLS-311", W0_ANCHOR, language="en", now=ENROLLED)
+    with sms_app.app_context(), db.transaction() as s:
+        s.get(Patient, pid).answer_channel = "sms"
+    phone = Phone(fake_twilio, NUMBER)
+    _opened(sms_app, worker, pid)
+    assert phone.last().startswith("SuiviPRO: questionnaire until ") and "Reply 1 to answer by SMS" in phone.last()
+    [question] = _say(sms_app, worker, phone, "yes")
+    assert question.endswith("1 Yes / 2 No")
+    assert _say(sms_app, worker, phone, "maybe") == ["Sorry, I did not understand. Reply 1 or 2."]
+
+
+def test_sms_for_a_web_only_visit_is_answered_on_the_web(sms_app, worker, fake_twilio):
+    pid = _patient(sms_app, "ADU-TLS-312", channel="web")
+    phone = Phone(fake_twilio, NUMBER)
+    at(sms_app, local(2026, 3, 16, 10))
+    worker.tick()                                        # W0 (DLQI, HAQ: web only) by link
+    assert _say(sms_app, worker, phone, "SMS") == [
+        "SuiviPRO : ce questionnaire se remplit seulement sur la page web, avec le lien envoyé."]
+    with sms_app.app_context():
+        assert db.session().get(Patient, pid).answer_channel == "web"
+
+
+@pytest.fixture
+def patient_app(database_url, instance_dir, fake_twilio):
+    """Replies awaited for a week: a conversation still going on when a reminder falls due."""
+    app = fresh_app(database_url, **twilio_settings(fake_twilio, SMS_REPLY_TIMEOUT_MINUTES=7 * 24 * 60))
+    yield app
+    app.extensions["proapp.engine"].dispose()
+
+
+def test_no_reminder_while_the_patient_is_answering(patient_app, fake_twilio):
+    at(patient_app, ENROLLED)
+    worker = Worker(patient_app, worker_id="patient-worker")
+    try:
+        pid = _patient(patient_app, "ADU-TLS-313")
+        phone = Phone(fake_twilio, NUMBER)
+        now = _opened(patient_app, worker, pid)
+        _say(patient_app, worker, phone, "1")
+        at(patient_app, now + timedelta(days=2))
+        worker.tick()                                    # the reminder's day: "Reply 1" would read as an answer
+        assert len(phone.received()) == 3
+        with patient_app.app_context():
+            reasons = db.session().scalars(select(SmsMessage.cancel_reason)
+                                           .where(SmsMessage.kind == "reminder_1")).all()
+        assert reasons == ["in_conversation"]
+    finally:
+        worker.close()
