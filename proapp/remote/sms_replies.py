@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -96,11 +97,13 @@ def _word(body: str) -> str:
 
 # The webhook's work ---------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
 class Context:
-    """What a reply needs besides the database: the definitions, the texts' sender, the app's clock reading."""
+    """What a reply needs besides the database: the definitions and the app's clock reading."""
 
-    def __init__(self, registry: Registry, studies: StudyCatalog, now: datetime):
-        self.registry, self.studies, self.now = registry, studies, now
+    registry: Registry
+    studies: StudyCatalog
+    now: datetime
 
 
 def receive(db: Session, contact: PatientContact, body: str, sid: str, ctx: Context) -> str:
@@ -127,6 +130,8 @@ def receive(db: Session, contact: PatientContact, body: str, sid: str, ctx: Cont
             _end(db, live, ConversationStatus.STOPPED, now, "stop")
         _seen(current, sid)
         return "stopped"
+    if contact.opted_out_at is not None or contact.sms_paused_at is not None:
+        return "ignored"          # no SMS may go to the patient: nothing is read (the team resumes them in person)
     if occ is None:
         if word == "web":
             _switch(db, patient, "web", now)

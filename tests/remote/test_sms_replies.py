@@ -184,8 +184,11 @@ def test_stop_records_the_opt_out_and_nothing_more_is_sent(sms_app, worker, fake
         assert s.scalars(select(PatientEvent.action).where(PatientEvent.patient_id == pid)).all() == ["sms_opt_out"]
     at(sms_app, now + timedelta(days=3))
     worker.tick()                                        # no reminder either
-    assert _say(sms_app, worker, phone, "oui") == []
+    assert _say(sms_app, worker, phone, "oui") == []     # nor any reply read
+    assert _say(sms_app, worker, phone, "1") == []
     assert len(phone.received()) == 3
+    with sms_app.app_context():
+        assert db.session().scalar(select(func.count()).select_from(Answer)) == 0
 
 
 def test_lien_sends_the_link_and_web_switches_the_next_visits_to_links(sms_app, worker, fake_twilio):
