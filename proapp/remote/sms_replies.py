@@ -164,14 +164,20 @@ def receive(db: Session, contact: PatientContact, body: str, sid: str, ctx: Cont
 
 
 def _may_start(db: Session, occ: Occurrence, current: Conversation | None) -> bool:
-    """A "1" starts a conversation in reply to an opener of this visit, or takes up one that timed out."""
-    if current is not None:
-        return current.status == ConversationStatus.TIMED_OUT.value
-    return db.scalar(select(SmsMessage.id).where(SmsMessage.occurrence_id == occ.id,
-                                                 SmsMessage.round == occ.sms_round,
-                                                 SmsMessage.channel == "sms_replies",
-                                                 SmsMessage.kind.not_like(f"{delivery.REPLY}%"),
-                                                 SmsMessage.submitted_at.is_not(None)).limit(1)) is not None
+    """A "1" starts a conversation in reply to an opener of this visit, takes up one that timed out, or one that
+    ended otherwise (the link asked for, STOP then SMS resumed by the team) when an opener was sent since."""
+    if current is not None and current.status == ConversationStatus.TIMED_OUT.value:
+        return True
+    if current is not None and current.status not in (ConversationStatus.TO_WEB.value,
+                                                      ConversationStatus.STOPPED.value):
+        return False
+    opener = select(SmsMessage.id).where(SmsMessage.occurrence_id == occ.id, SmsMessage.round == occ.sms_round,
+                                         SmsMessage.channel == "sms_replies",
+                                         SmsMessage.kind.not_like(f"{delivery.REPLY}%"),
+                                         SmsMessage.submitted_at.is_not(None))
+    if current is not None and current.ended_at is not None:
+        opener = opener.where(SmsMessage.submitted_at > current.ended_at)
+    return db.scalar(opener.limit(1)) is not None
 
 
 def _to_sms(db: Session, patient: Patient, occ: Occurrence, current: Conversation | None, sid: str,

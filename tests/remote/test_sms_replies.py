@@ -389,3 +389,19 @@ def test_no_reminder_while_the_patient_is_answering(patient_app, fake_twilio):
         assert reasons == ["in_conversation"]
     finally:
         worker.close()
+
+
+def test_after_the_link_a_reminder_opener_takes_the_conversation_up_again(sms_app, worker, fake_twilio):
+    pid = _patient(sms_app, "ADU-TLS-314")
+    phone = Phone(fake_twilio, NUMBER)
+    now = _opened(sms_app, worker, pid)
+    _say(sms_app, worker, phone, "1")
+    _say(sms_app, worker, phone, "non")
+    _say(sms_app, worker, phone, "lien")
+    assert _say(sms_app, worker, phone, "1") == []           # the link was asked for: "1" alone reads as nothing
+    at(sms_app, now + timedelta(days=2))
+    worker.tick()
+    assert "Répondez 1" in phone.last()                       # the reminder, an opener again
+    [question] = _say(sms_app, worker, phone, "1")
+    assert question.endswith("1 Oui / 2 Non") and _conversation(sms_app, pid).status == "open"
+    assert "DU_NEW" not in _conversation(sms_app, pid).state["asked"]   # it goes on from the answer given
