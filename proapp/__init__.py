@@ -51,10 +51,11 @@ from proapp.patients.phones import PhoneVault
 from proapp.questionnaire import commands as questionnaire_commands
 from proapp.questionnaire import routes as questionnaire_routes
 from proapp.questionnaire.answering import connect_signals as connect_questionnaire
-from proapp.remote import voice_routes
+from proapp.remote import sms_replies, voice_routes
+from proapp.remote import sms_routes as sms_routes_replies
 from proapp.sms import commands as sms_commands
 from proapp.sms import routes as sms_routes
-from proapp.sms.delivery import connect_signals
+from proapp.sms.delivery import Replies, connect_signals, register_replies
 from proapp.studies.catalog import DATA_DIR as STUDY_DIR
 from proapp.studies.catalog import DEMO_CONTACTS, StudyFileError, load_studies, missing_information, refused_wording
 
@@ -112,6 +113,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     sms_routes.init_app(app)
     voice_routes.init_app(app)
+    sms_routes_replies.init_app(app)          # SMS conversations: the incoming message webhook
+    register_replies(Replies(compose=sms_replies.compose, busy=sms_replies.busy))
 
     mail.init_app(app)
 

@@ -94,6 +94,8 @@ SETTINGS: tuple[Setting, ...] = (
             "gateway (found: kept; not found: sent again).", int),
     Setting("SMS_UNKNOWN_GRACE_SECONDS", 60, "How long an SMS whose outcome is unknown waits before it may be sent "
             "again when the gateway does not know it.", int),
+    Setting("SMS_REPLY_TIMEOUT_MINUTES", 240, "An SMS conversation without a reply for this long (and never later "
+            "than an hour before the window closes) ends, and the patient is sent the web link.", int),
     Setting("SMS_RECONCILE_SECONDS", 60, "How often the worker looks for abandoned claims, unknown outcomes and "
             "missing delivery reports.", int),
     Setting("MAIL_GATEWAY", "console", "`console` (writes each e-mail to `instance/console_mail.jsonl` and lists "

@@ -647,3 +647,56 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
     for name, text in logs.items():
         for secret in forbidden:
             assert secret not in text, f"{name} holds {secret[:6]}..."
+
+
+def test_a_weekly_diary_answered_by_sms_replies_as_deployed(deployed):
+    """A patient who answers by SMS replies: the worker (its own process) sends each question through the fake
+    Twilio, the phone's replies come to /sms/inbound through nginx, signed for the public URL."""
+    from proapp.patients.models import Occurrence, Patient
+    from proapp.questionnaire.models import Answer, Response
+    from tests.sms.fake_twilio import Phone
+
+    d = deployed
+    number = "+33676543210"
+    zone = daytime_zone()
+    anchor = (dt.datetime.now(ZoneInfo(zone)).date() - dt.timedelta(days=7)).isoformat()
+    d.cli("enroll", "--study", "ADUSE", "--site", "TLS", "--subject", "ADU-TLS-131", "--phone", number,
+          "--language", "fr", "--anchor-date", anchor, "--timezone", zone, "--agreed-on", anchor)
+    with d.app.app_context(), db.transaction() as s:
+        s.scalar(select(Patient).where(Patient.subject_id == "ADU-TLS-131")).answer_channel = "sms"
+    d.cli("tick")
+    phone = Phone(d.twilio, number, url=d.url + "/sms/inbound")
+    wait_for(lambda: phone.received(), "the invitation")
+    d.secrets.append(re.search(r"/s/([A-Za-z0-9_-]+)", phone.last()).group(1))
+
+    def say(body: str) -> list[str]:
+        before = len(phone.received())
+        url, params, signature = phone.reply(body)
+        resp = requests.post(url, data=params, headers={"X-Twilio-Signature": signature}, verify=str(d.cert),
+                             timeout=30)
+        assert resp.status_code == 200 and "<Response>" in resp.text and "<Message" not in resp.text
+        wait_for(lambda: len(phone.received()) > before, f"the SMS after {body!r}")
+        return phone.received()[before:]
+
+    _url, params, signature = phone.reply("1")
+    forged = requests.post(d.url + "/sms/inbound", data={**params, "Body": "STOP"}, verify=str(d.cert), timeout=30,
+                           headers={"X-Twilio-Signature": signature})
+    assert forged.status_code == 403
+    got, replies = say("1"), 1
+    started = time.monotonic()
+    while not got[-1].startswith("SuiviPRO : merci"):
+        assert replies < 30, got
+        got = say("7" if "0 à 10" in got[-1] else "non")
+        replies += 1
+    print(f"\ndeployed: weekly diary by SMS replies, {replies} replies, {time.monotonic() - started:.0f} s")
+    with d.app.app_context():
+        s = db.session()
+        occ = s.scalar(select(Occurrence).join(Patient).where(Patient.subject_id == "ADU-TLS-131",
+                                                              Occurrence.visit_code == "W1"))
+        assert occ.status.value == "completed"
+        modes = s.scalars(select(Answer.mode).join(Response).where(Response.occurrence_id == occ.id)).all()
+        assert set(modes) == {"sms"} and len(modes) == replies - 1
+    d.app.extensions["proapp.engine"].dispose()
+    logs = "\n".join(d.all_logs().values())
+    for leak in (*d.secrets, *phone_forms(number)):
+        assert leak not in logs, leak

@@ -28,7 +28,7 @@ def upgrade() -> None:
     with op.batch_alter_table("patient_contact", schema=None) as batch_op:
         batch_op.add_column(sa.Column("voice_pin_hash", sa.String(length=200), nullable=True))
     with op.batch_alter_table("sms_message", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("channel", sa.String(length=10), nullable=False, server_default="sms"))
+        batch_op.add_column(sa.Column("channel", sa.String(length=12), nullable=False, server_default="sms"))
     op.create_table(
         "conversation",
         sa.Column("id", sa.Integer(), nullable=False),

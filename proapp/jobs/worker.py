@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, is_dataclass
+from datetime import timedelta
 from typing import Any
 
 import requests
@@ -30,6 +31,7 @@ from proapp.db import dialect_insert, utcnow
 from proapp.export import push
 from proapp.jobs.models import WorkerHeartbeat
 from proapp.patients import occurrences
+from proapp.remote import sms_replies
 from proapp.sms import delivery as sms
 from proapp.sms.gateways import Gateway, Outgoing, from_config
 
@@ -102,6 +104,12 @@ class Worker:
                         sms.apply_outcome(s, out.message_id, self.id, outcome, now, self.settings)
                         report.count(outcome.kind)
         return report
+
+    def conversations(self) -> dict[str, int]:
+        """SMS conversations without a reply for too long end: the web link is sent (proapp/remote/sms_replies.py)."""
+        with self.app.app_context(), db.transaction() as s:
+            timeout = timedelta(minutes=self.app.config["SMS_REPLY_TIMEOUT_MINUTES"])
+            return {"conversations_timed_out": sms_replies.time_out(s, runtime.now(), timeout, self.settings.quiet)}
 
     def reconcile(self) -> sms.Reconciled:
         with self.app.app_context(), db.transaction() as s:
@@ -207,6 +215,7 @@ class Worker:
         """One pass of every job, as the scheduler would run them."""
         self.beat()
         queued = self.queue()
+        conversations = self.conversations()
         reconciled = self.reconcile()
         sent = self.send_due()
         alerted = self.alerts()
@@ -214,7 +223,7 @@ class Worker:
         pushed = self.push()
         purged = self.rate_counters()
         checkpointed = self.checkpoint()        # last: it refuses (raises) while a chain's head is not signed
-        return {**queued, **checkpointed, **purged, **{f"alerts_{k}": v for k, v in alerted.items()},
+        return {**queued, **conversations, **checkpointed, **purged, **{f"alerts_{k}": v for k, v in alerted.items()},
                 **{f"account_mails_{k}": v for k, v in mailed.items()},
                 **asdict(reconciled), **{f"sms_{k}": v for k, v in asdict(sent).items()},
                 **{f"push_{k}": v for k, v in asdict(pushed).items()}}
@@ -266,6 +275,8 @@ class Worker:
         first = utcnow()
         scheduler.add_job(self._logged(self.queue), "interval", seconds=queue_every, id="queue", next_run_time=first)
         scheduler.add_job(self._logged(self.send_due), "interval", seconds=send_every, id="send",
+                          next_run_time=first)
+        scheduler.add_job(self._logged(self.conversations), "interval", seconds=queue_every, id="conversations",
                           next_run_time=first)
         scheduler.add_job(self._logged(self.reconcile), "interval", seconds=reconcile_every, id="reconcile",
                           next_run_time=first)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,6 +54,7 @@ log = logging.getLogger("proapp.sms")
 INVITATION = "invitation"
 INFORMATION = "info:"      # info:<information sheet version>: the SMS asking to read a new information sheet
 RESEND = "resend_"         # resend_1, resend_2, ...: a new link sent at a coordinator's request
+REPLY = "reply_"           # reply_1, reply_2, ...: the messages of an SMS conversation (proapp/remote/sms_replies.py)
 MAX_RETRY_DELAY = timedelta(hours=1)
 TWILIO_STATUS = {
     "queued": SmsStatus.ACCEPTED, "accepted": SmsStatus.ACCEPTED, "scheduled": SmsStatus.ACCEPTED,
@@ -252,9 +254,11 @@ def queue_resend(db: Session, occ: Occurrence, now: datetime) -> str:
 def cancel_unsendable(db: Session, now: datetime) -> int:
     """Waiting rows whose SMS must no longer go: completed, missed or closed, patient not active, SMS stopped."""
     visit_sms = SmsMessage.kind.not_like(f"{INFORMATION}%")      # the information SMS has no window
+    reply = SmsMessage.kind.like(f"{REPLY}%")          # a conversation's thank-you goes after the completion
     reason = case(
-        (and_(visit_sms, Occurrence.status == OccurrenceStatus.COMPLETED), "completed"),
-        (and_(visit_sms, Occurrence.status != OccurrenceStatus.SCHEDULED), "window_closed"),
+        (and_(visit_sms, ~reply, Occurrence.status == OccurrenceStatus.COMPLETED), "completed"),
+        (and_(visit_sms, Occurrence.status.not_in((OccurrenceStatus.SCHEDULED, OccurrenceStatus.COMPLETED))),
+         "window_closed"),
         (and_(visit_sms, Occurrence.window_closes_at <= now), "window_closed"),
         (Patient.status != PatientStatus.ACTIVE, "patient_not_active"),
         (closing(Patient.study_id), "study_closed"),
@@ -292,6 +296,36 @@ def claim(db: Session, worker: str, now: datetime, limit: int) -> list[int]:
         _audit_sms(db, [tuple(r) for r in taken], SmsStatus.PENDING.value, SmsStatus.SENDING.value, now,
                    worker=worker)
     return ids
+
+
+@dataclass(frozen=True)
+class Replies:
+    """What the SMS conversations (proapp/remote/sms_replies.py, above this feature) tell the outbox, registered by
+    the app factory (`register_replies`): ``compose(db, msg, now=, sender=, link=)`` the body of a conversation's
+    message (``link()`` issues the visit's link and returns its URL), or None when there is nothing to send;
+    ``busy(db, occurrence_id)`` whether a conversation about the visit is going on (its reminders then wait)."""
+
+    compose: Callable[..., str | None]
+    busy: Callable[[Session, int], bool]
+
+
+_replies: list[Replies] = []
+
+
+def register_replies(replies: Replies) -> None:
+    _replies[:] = [replies]
+
+
+def queue_reply(db: Session, occurrence_id: int, patient_id: int, sms_round: int, now: datetime,
+                due: datetime | None = None) -> str | None:
+    """One more message of a visit's SMS conversation, due now (or at ``due``): its kind (reply_<n>), or None when
+    another one took that number at the same moment (the caller holds the patient's lock, so it does not)."""
+    taken = db.scalars(select(SmsMessage.kind).where(SmsMessage.occurrence_id == occurrence_id,
+                                                     SmsMessage.round == sms_round,
+                                                     SmsMessage.kind.like(f"{REPLY}%"))).all()
+    kind = f"{REPLY}{len(taken) + 1}"
+    row = _new_row(occurrence_id, patient_id, kind, due or now, now, sms_round=sms_round)
+    return kind if _insert_new(db, [row]) else None
 
 
 @dataclass
@@ -338,9 +372,11 @@ def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings
         information = msg.kind.startswith(INFORMATION)
         # An invitation or reminder of an earlier round (the visit moved since), or for a window not open yet: not
         # sent. The information SMS belongs to no visit's round.
+        reply = msg.kind.startswith(REPLY)
         why = None if information else (
             "rescheduled" if msg.round != occ.sms_round or now < occ.window_opens_at else None)
         why = why or (_patient_unsendable(patient, contact) if information
+                      else _reply_unsendable(occ, patient, contact, now) if reply
                       else _unsendable_reason(occ, patient, contact, now)) or (
             "study_closed" if patient.study_id in closed else None) or (
             "acknowledged" if information and _acknowledged(db, msg) else None)
@@ -348,7 +384,8 @@ def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings
             _set(msg, SmsStatus.CANCELLED, now, cancel_reason=why)
             out.cancelled += 1
             continue
-        allowed = allowed_at(now, patient.timezone, patient.sms_hour, settings.quiet)
+        # A conversation's message answers the patient, who is writing to us now: no quiet hours.
+        allowed = now if reply else allowed_at(now, patient.timezone, patient.sms_hour, settings.quiet)
         if allowed > now:                    # quiet hours (the worker was stopped, or a retry fell at night)
             if allowed >= occ.window_closes_at and not information:
                 _set(msg, SmsStatus.CANCELLED, now, cancel_reason="window_closed")
@@ -368,7 +405,25 @@ def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings
         resend = msg.kind.startswith(RESEND)
         # A staff resend is always the link (the team sends it because the patient asked for it).
         link_only = information or resend or msg.kind == LINK_AFTER_CALL
-        msg.channel = "sms" if link_only else answer_channel(patient, contact, occ, catalog)
+        msg.channel = ("sms" if link_only else "sms_replies" if reply
+                       else answer_channel(patient, contact, occ, catalog))
+        if reply:
+            body = _reply_body(db, msg, occ, now, settings)
+            if body is None:
+                _set(msg, SmsStatus.CANCELLED, now, cancel_reason="nothing_to_send")
+                out.cancelled += 1
+                continue
+            msg.attempts += 1
+            msg.language, msg.gateway = patient.language, gateway
+            msg.body_sha256, msg.body_length = body_hash(body), len(body)
+            out.outgoing.append(Outgoing(msg.id, phone, body, f"{settings.public_url}/sms/status/{msg.id}",
+                                         channel="sms_replies"))
+            continue
+        if msg.channel == "sms_replies" and _replies and _replies[0].busy(db, occ.id):
+            # A reminder while the patient is answering by SMS would read as an answer: it is not sent.
+            _set(msg, SmsStatus.CANCELLED, now, cancel_reason="in_conversation")
+            out.cancelled += 1
+            continue
         if msg.channel == "voice":           # a call: no link, no text; the webhooks ask the questions
             answer_url = f"{settings.public_url}/voice/answer/{msg.id}"
             msg.attempts += 1
@@ -383,7 +438,9 @@ def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings
         text_kind = ("information" if information else "invitation" if msg.kind == INVITATION or resend
                      else "last_day" if local_day(now, patient.timezone) == occ.window_closes_on else "reminder")
         if text_kind == "invitation" and _first_sms(db, msg):
-            text_kind = "first_invitation"
+            text_kind = "first_invitation"      # the patient's first SMS names their rights, whatever the channel
+        elif msg.channel == "sms_replies" and text_kind in ("invitation", "reminder", "last_day"):
+            text_kind = "opener"                # "Reply 1 to answer by SMS, or open <link>"
         body = smstext.compose(text_kind, patient.language, sender=settings.sender_name,
                                link=f"{settings.public_url}/s/{token}", last_day=occ.window_closes_on)
         msg.attempts += 1
@@ -393,6 +450,27 @@ def prepare(db: Session, ids: list[int], *, worker: str, now: datetime, settings
                                      f"{settings.public_url}/sms/status/{msg.id}"))
     db.flush()
     return out
+
+
+def _reply_body(db: Session, msg: SmsMessage, occ: Occurrence, now: datetime, settings: SmsSettings) -> str | None:
+    """A conversation's message, composed by the SMS conversations; a link in it is issued here, as for any SMS."""
+    if not _replies:
+        return None
+
+    def link() -> str:
+        token, access = new_link(db, occ, now, revoke_previous=False)
+        msg.access_link_id = access.id
+        return f"{settings.public_url}/s/{token}"
+
+    return _replies[0].compose(db, msg, now=now, sender=settings.sender_name, link=link)
+
+
+def _reply_unsendable(occ: Occurrence, patient: Patient, contact: PatientContact | None,
+                      now: datetime) -> str | None:
+    """A conversation's message goes while the window is open, also once the visit is completed (the thank-you)."""
+    if occ.status not in (OccurrenceStatus.SCHEDULED, OccurrenceStatus.COMPLETED) or now >= occ.window_closes_at:
+        return "window_closed"
+    return _patient_unsendable(patient, contact)
 
 
 def _first_sms(db: Session, msg: SmsMessage) -> bool:

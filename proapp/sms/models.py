@@ -48,7 +48,7 @@ class SmsMessage(Base):
     kind: Mapped[str] = mapped_column(String(20))          # invitation, reminder_1, reminder_2, ...
     # "sms": a text with the link; "voice": a call that asks the questions; "sms_replies": a text that opens an
     # SMS conversation (the patient's answer channel when the row was queued).
-    channel: Mapped[str] = mapped_column(String(10), default="sms", server_default="sms")
+    channel: Mapped[str] = mapped_column(String(12), default="sms", server_default="sms")
     round: Mapped[int] = mapped_column(default=0, server_default="0")   # the occurrence's sms_round when queued
     status: Mapped[SmsStatus] = mapped_column(
         Enum(SmsStatus, name="sms_status", native_enum=False, create_constraint=True, length=20,

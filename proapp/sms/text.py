@@ -16,7 +16,8 @@ GSM7_BASIC = frozenset(
     "abcdefghijklmnopqrstuvwxyzäöñüà")
 GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
 SEGMENT = 160
-KINDS = ("first_invitation", "invitation", "reminder", "last_day", "information")
+KINDS = ("first_invitation", "invitation", "reminder", "last_day", "information", "opener", "conversation_link",
+         "timeout_link")
 EN_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -58,7 +59,38 @@ def compose(kind: str, language: str, *, sender: str, link: str, last_day: date)
                            "%(link)s", **values)
         if kind == "last_day":
             return gettext("%(sender)s: last day to answer your follow-up questionnaire: %(link)s", **values)
+        # SMS conversations (proapp/remote/sms_replies.py): the invitation and reminders of a patient who answers
+        # by SMS replies, and the link when a conversation goes back to the web page.
+        if kind == "opener":
+            return gettext("%(sender)s: questionnaire until %(date)s. Reply 1 to answer by SMS, or open %(link)s",
+                           **values)
+        if kind == "conversation_link":
+            return gettext("%(sender)s: to answer on the web page instead, open %(link)s", **values)
+        if kind == "timeout_link":
+            return gettext("%(sender)s: no reply. Your answers are kept: go on by %(date)s at %(link)s", **values)
     raise ValueError(f"unknown SMS kind {kind!r}")
+
+
+def conversation(kind: str, language: str, **values: object) -> str:
+    """The texts of an SMS conversation that hold no link (nor any answer): the re-asks, the thank-you."""
+    with force_locale(language):
+        if kind == "not_understood_choice":
+            return gettext("Sorry, I did not understand. Reply %(keys)s.", **values)
+        if kind == "not_understood_number":
+            return gettext("Sorry, I did not understand. Reply with a number from %(low)s to %(high)s.", **values)
+        if kind == "not_understood_days":
+            return gettext("Sorry, I did not understand. Reply with a number of days, from 0 to %(high)s.",
+                           **values)
+        if kind == "thanks":
+            return gettext("%(sender)s: thank you, your answers have been sent to your study team.", **values)
+        if kind == "not_by_sms":
+            return gettext("%(sender)s: this questionnaire can only be answered on the web page, with the link we "
+                           "sent you.", **values)
+        if kind == "number_scale":
+            return gettext("Reply with a number from %(low)s to %(high)s.", **values)
+        if kind == "days_ago":
+            return gettext("Reply with the number of days ago (0 = today).", **values)
+    raise ValueError(f"unknown conversation text {kind!r}")
 
 
 def longest_text(public_url: str, sender: str, token_length: int) -> tuple[str, int | None]:

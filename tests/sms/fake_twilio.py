@@ -404,3 +404,44 @@ class CallDriver:
     @property
     def last(self) -> str:
         return " ".join(self.turns[-1]) if self.turns else ""
+
+
+# Incoming messages (SMS conversations) -----------------------------------------------------------------------------
+# A patient's phone that replies: the incoming-message webhook Twilio posts to the app (form fields as in Twilio's
+# "request to your incoming message webhook URL"), signed with the account's auth token, for the Flask test client
+# or requests. What the phone received is what the fake Twilio took for its number.
+
+TWILIO_NUMBER = "+33757000000"
+
+
+class Phone:
+    def __init__(self, fake: FakeTwilio, number: str, url: str = "https://pro.example.test/sms/inbound",
+                 to: str = TWILIO_NUMBER):
+        self.fake, self.number, self.url, self.to = fake, number, url, to
+        self._seq = 0
+
+    def received(self) -> list[str]:
+        """The bodies sent to this phone, in the order Twilio took them."""
+        return [m.body for m in sorted(self.fake.messages.values(), key=lambda m: m.sid) if m.to == self.number]
+
+    def last(self) -> str:
+        return self.received()[-1]
+
+    def reply(self, body: str, sid: str | None = None) -> tuple[str, dict[str, str], str]:
+        """(URL, form, X-Twilio-Signature) of the webhook Twilio sends when this phone texts ``body``."""
+        with self.fake._lock:
+            self.fake._seq += 1
+            sid = sid or f"SM{self.fake._seq:030x}in"
+        segments = 1 if len(body) <= 160 else -(-len(body) // 153)
+        params = {"ToCountry": "FR", "ToState": "", "SmsMessageSid": sid, "NumMedia": "0", "ToCity": "",
+                  "FromZip": "", "SmsSid": sid, "FromState": "", "SmsStatus": "received", "FromCity": "",
+                  "Body": body, "FromCountry": "FR", "To": self.to, "ToZip": "", "NumSegments": str(segments),
+                  "MessageSid": sid, "AccountSid": self.fake.account_sid, "From": self.number,
+                  "ApiVersion": "2010-04-01"}
+        return self.url, params, RequestValidator(self.fake.auth_token).compute_signature(self.url, params)
+
+    def send(self, client: Any, body: str, sid: str | None = None, signature: str | None = None) -> Any:
+        """Post the webhook through a Flask test client (the path of the signed URL)."""
+        url, params, sig = self.reply(body, sid)
+        return client.post(urlsplit(url).path, data=params,
+                           headers={"X-Twilio-Signature": sig if signature is None else signature})
