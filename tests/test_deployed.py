@@ -23,14 +23,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from werkzeug.security import generate_password_hash
 
 from proapp import db
+from proapp.models import Occurrence, OccurrenceStatus, Patient, PatientContact, SmsMessage, SmsStatus
 from proapp.studies.catalog import DEMO_CONTACTS
 from tests.benchmarks._setup import free_port
 from tests.conftest import PHONE_KEY, PRODUCTION_STUDIES, fresh_app
 from tests.mailserver import Inbox, smtp_server
-from tests.sms.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from tests.remote.voice_helpers import answer_the_questions
+from tests.sms.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, CallDriver, FakeTwilio
 
 pytestmark = [pytest.mark.requirement("DEPLOYED"), pytest.mark.postgres, pytest.mark.slow]
 
@@ -442,6 +445,121 @@ def test_the_information_page_and_the_agreement_as_deployed(deployed, browser):
     d.app.extensions["proapp.engine"].dispose()
 
 
+def test_a_weekly_diary_answered_by_sms_replies_as_deployed(deployed):
+    """A patient who answers by SMS replies: the worker (its own process) sends each question through the fake
+    Twilio, the phone's replies come to /sms/inbound through nginx, signed for the public URL."""
+    from proapp.patients.models import Occurrence, Patient
+    from proapp.questionnaire.models import Answer, Response
+    from tests.sms.fake_twilio import Phone
+
+    d = deployed
+    number = "+33676543210"
+    zone = daytime_zone()
+    anchor = (dt.datetime.now(ZoneInfo(zone)).date() - dt.timedelta(days=7)).isoformat()
+    d.cli("enroll", "--study", "ADUSE", "--site", "TLS", "--subject", "ADU-TLS-131", "--phone", number,
+          "--language", "fr", "--anchor-date", anchor, "--timezone", zone, "--agreed-on", anchor)
+    with d.app.app_context(), db.transaction() as s:
+        s.scalar(select(Patient).where(Patient.subject_id == "ADU-TLS-131")).answer_channel = "sms"
+    d.cli("tick")
+    phone = Phone(d.twilio, number, url=d.url + "/sms/inbound")
+    wait_for(lambda: phone.received(), "the invitation")
+    d.secrets.append(re.search(r"/s/([A-Za-z0-9_-]+)", phone.last()).group(1))
+
+    def say(body: str) -> list[str]:
+        before = len(phone.received())
+        url, params, signature = phone.reply(body)
+        resp = requests.post(url, data=params, headers={"X-Twilio-Signature": signature}, verify=str(d.cert),
+                             timeout=30)
+        assert resp.status_code == 200 and "<Response>" in resp.text and "<Message" not in resp.text
+        wait_for(lambda: len(phone.received()) > before, f"the SMS after {body!r}")
+        return phone.received()[before:]
+
+    _url, params, signature = phone.reply("1")
+    forged = requests.post(d.url + "/sms/inbound", data={**params, "Body": "STOP"}, verify=str(d.cert), timeout=30,
+                           headers={"X-Twilio-Signature": signature})
+    assert forged.status_code == 403
+    got, replies = say("1"), 1
+    started = time.monotonic()
+    while not got[-1].startswith("SuiviPRO : merci"):
+        assert replies < 30, got
+        got = say("7" if "0 à 10" in got[-1] else "non")
+        replies += 1
+    print(f"\ndeployed: weekly diary by SMS replies, {replies} replies, {time.monotonic() - started:.0f} s")
+    with d.app.app_context():
+        s = db.session()
+        occ = s.scalar(select(Occurrence).join(Patient).where(Patient.subject_id == "ADU-TLS-131",
+                                                              Occurrence.visit_code == "W1"))
+        assert occ.status.value == "completed"
+        modes = s.scalars(select(Answer.mode).join(Response).where(Response.occurrence_id == occ.id)).all()
+        assert set(modes) == {"sms"} and len(modes) == replies - 1
+    d.app.extensions["proapp.engine"].dispose()
+    logs = "\n".join(d.all_logs().values())
+    for leak in (*d.secrets, *phone_forms(number)):
+        assert leak not in logs, leak
+
+
+# A voice call ---------------------------------------------------------------------------------------------------
+
+PHONE_V = "+33611223344"
+PIN = "739164"
+
+
+class _Https:
+    """What the call driver needs of a client: post a form and read the answer, here over TLS through nginx."""
+
+    def __init__(self, base: str, cert: str):
+        self.base, self.cert = base, cert
+
+    def post(self, path: str, data: dict, headers: dict) -> _Answer:
+        return _Answer(requests.post(self.base + path, data=data, headers=headers, verify=self.cert, timeout=30))
+
+
+class _Answer:
+    def __init__(self, resp: requests.Response):
+        self.status_code, self.text = resp.status_code, resp.text
+
+    def get_data(self, as_text: bool = True) -> str:
+        return self.text
+
+
+def test_a_weekly_diary_answered_by_a_call_through_the_deployed_stack(deployed):
+    """One call through the deployed stack: the worker places it through the real ``twilio`` SDK to the fake
+    Twilio, whose driver plays the phone by posting the signed webhooks over HTTPS through nginx. The diary is
+    stored with its modes, the row delivered, and no log holds the PIN or the phone number."""
+    d = deployed
+    zone = daytime_zone()
+    anchor = (dt.datetime.now(ZoneInfo(zone)).date() - dt.timedelta(days=7)).isoformat()
+    d.cli("enroll", "--study", "ADUSE", "--site", "TLS", "--subject", "ADU-TLS-151", "--phone", PHONE_V,
+          "--language", "en", "--anchor-date", anchor, "--timezone", zone, "--agreed-on", anchor)
+    with d.app.app_context(), db.transaction() as s:
+        patient = s.scalars(select(Patient).where(Patient.subject_id == "ADU-TLS-151")).one()
+        patient.answer_channel = "voice"
+        s.execute(update(PatientContact).where(PatientContact.patient_id == patient.id)
+                  .values(voice_pin_hash=generate_password_hash(PIN)))
+        pid = patient.id
+    d.cli("tick")
+    wait_for(lambda: any(c.to == PHONE_V for c in d.twilio.calls.values()), "the call to the patient")
+    [call] = [c for c in d.twilio.calls.values() if c.to == PHONE_V]
+    assert call.url.startswith(d.url + "/voice/answer/")
+    phone = CallDriver(d.twilio, call, _Https(d.url, str(d.cert)), d.url)
+    phone.pick_up()
+    assert phone.last_status == 200 and "PIN" in phone.last
+    phone.press(PIN + "#")
+    answer_the_questions(phone)
+    assert phone.ended and phone.said[-1] == "Your questionnaire is complete. Thank you, goodbye."
+    assert phone.last_status == 204                                   # the status callback, through nginx
+    with d.app.app_context():
+        s = db.session()
+        w1 = s.scalars(select(Occurrence).where(Occurrence.patient_id == pid, Occurrence.visit_code == "W1")).one()
+        assert w1.status == OccurrenceStatus.COMPLETED
+        row = s.scalars(select(SmsMessage).where(SmsMessage.occurrence_id == w1.id)).one()
+        assert (row.channel, row.status, row.provider_sid) == ("voice", SmsStatus.DELIVERED, call.sid)
+    d.app.extensions["proapp.engine"].dispose()
+    for name, text in d.all_logs().items():
+        for leak in (PIN, *phone_forms(PHONE_V)):
+            assert leak not in text, (name, leak)
+
+
 def test_the_deployed_stack_end_to_end(deployed, browser):
     d = deployed
     link = sms_link(d, PHONE_A)
@@ -545,7 +663,10 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
     # The EDC's nightly job, over TLS with the certificate checked: every format, paged one at a time.
     auth = {"Authorization": f"Bearer {d.api_key}"}
     pulled = d.get("/api/v1/studies/ADUSE/responses", headers=auth).json()
-    assert {r["instrument"]["code"] for r in pulled["data"]} == {"PAIN_VAS", "DU_DIARY"}
+    # This patient's two responses, and those of the tests before this one on this stack (a diary answered by SMS
+    # replies or in a call: its pain as the 0-10 rating PAIN_NRS).
+    assert {"PAIN_VAS", "DU_DIARY"} <= {r["instrument"]["code"] for r in pulled["data"]} <= {
+        "PAIN_VAS", "DU_DIARY", "PAIN_NRS"}
     assert next(r for r in pulled["data"] if r["instrument"]["code"] == "PAIN_VAS")["answers"]["PAIN_VAS"] == "30"
     for fmt in ("json", "csv", "odm", "fhir", "redcap"):
         cursor, pages = None, 0
@@ -557,7 +678,7 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
             cursor = resp.headers["X-Next-Cursor"]
             if resp.headers["X-Has-More"] == "false":
                 break
-        assert pages == 2, fmt                      # two responses, one a page
+        assert pages == len(pulled["data"]), fmt    # every response, one a page
     # REDCap in one step: the project's dictionary, and a Questionnaire at its canonical URL.
     dictionary = d.get("/api/v1/studies/ADUSE/metadata", headers=auth, params={"format": "redcap"})
     assert dictionary.status_code == 200 and dictionary.text.startswith("Variable / Field Name,Form Name,")
@@ -598,7 +719,8 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
         assert answers == {"PAIN_VAS": "30", "DU_NEW": "N", "DU_INFECT": "Y", "DU_ANTIBIO": "N", "DU_NECROSIS": "N",
                            "DU_HOSPITAL": "N", "DU_SURGERY": "N", "DU_INJECTED": "N", "DU_HARVEST": "N",
                            "DU_ISCHAEMIA": "N", "DU_BONE": "N", "DU_AMPUTATION": "N"}
-        assert s.scalar(select(func.count()).select_from(Response).where(Response.completed_at.is_not(None))) == 2
+        assert s.scalar(select(func.count()).select_from(Response).join(Occurrence).where(
+            Occurrence.patient_id == a.id, Response.completed_at.is_not(None))) == 2
         assert s.get(PatientContact, a.id).opted_out_at is not None
         assert s.get(PatientContact, b.id).sms_paused_at is not None
         assert s.scalar(select(SmsMessage.status).where(SmsMessage.patient_id == a.id)) == "delivered"
@@ -613,7 +735,7 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
         assert {"user.login", "patient.sms_pause", "alert.acknowledged", "user.logout"} <= set(staff), staff
         assert ("alert.raised", "system:alerts") in actions and ("alert.notification_sent", "system:alerts") in actions
         assert ("sms.status", "system:sms") in actions
-        assert sum(act == "api.request" for act, _ in actions) == 1 + 5 * 2 + 3  # every pull is recorded
+        assert sum(act == "api.request" for act, _ in actions) == 1 + 5 * len(pulled["data"]) + 3  # every pull
     d.app.extensions["proapp.engine"].dispose()
 
     # Monitoring: gunicorn answers /metrics and /readyz to this host (the scrape), nginx never to the public.
@@ -647,56 +769,3 @@ def test_the_deployed_stack_end_to_end(deployed, browser):
     for name, text in logs.items():
         for secret in forbidden:
             assert secret not in text, f"{name} holds {secret[:6]}..."
-
-
-def test_a_weekly_diary_answered_by_sms_replies_as_deployed(deployed):
-    """A patient who answers by SMS replies: the worker (its own process) sends each question through the fake
-    Twilio, the phone's replies come to /sms/inbound through nginx, signed for the public URL."""
-    from proapp.patients.models import Occurrence, Patient
-    from proapp.questionnaire.models import Answer, Response
-    from tests.sms.fake_twilio import Phone
-
-    d = deployed
-    number = "+33676543210"
-    zone = daytime_zone()
-    anchor = (dt.datetime.now(ZoneInfo(zone)).date() - dt.timedelta(days=7)).isoformat()
-    d.cli("enroll", "--study", "ADUSE", "--site", "TLS", "--subject", "ADU-TLS-131", "--phone", number,
-          "--language", "fr", "--anchor-date", anchor, "--timezone", zone, "--agreed-on", anchor)
-    with d.app.app_context(), db.transaction() as s:
-        s.scalar(select(Patient).where(Patient.subject_id == "ADU-TLS-131")).answer_channel = "sms"
-    d.cli("tick")
-    phone = Phone(d.twilio, number, url=d.url + "/sms/inbound")
-    wait_for(lambda: phone.received(), "the invitation")
-    d.secrets.append(re.search(r"/s/([A-Za-z0-9_-]+)", phone.last()).group(1))
-
-    def say(body: str) -> list[str]:
-        before = len(phone.received())
-        url, params, signature = phone.reply(body)
-        resp = requests.post(url, data=params, headers={"X-Twilio-Signature": signature}, verify=str(d.cert),
-                             timeout=30)
-        assert resp.status_code == 200 and "<Response>" in resp.text and "<Message" not in resp.text
-        wait_for(lambda: len(phone.received()) > before, f"the SMS after {body!r}")
-        return phone.received()[before:]
-
-    _url, params, signature = phone.reply("1")
-    forged = requests.post(d.url + "/sms/inbound", data={**params, "Body": "STOP"}, verify=str(d.cert), timeout=30,
-                           headers={"X-Twilio-Signature": signature})
-    assert forged.status_code == 403
-    got, replies = say("1"), 1
-    started = time.monotonic()
-    while not got[-1].startswith("SuiviPRO : merci"):
-        assert replies < 30, got
-        got = say("7" if "0 à 10" in got[-1] else "non")
-        replies += 1
-    print(f"\ndeployed: weekly diary by SMS replies, {replies} replies, {time.monotonic() - started:.0f} s")
-    with d.app.app_context():
-        s = db.session()
-        occ = s.scalar(select(Occurrence).join(Patient).where(Patient.subject_id == "ADU-TLS-131",
-                                                              Occurrence.visit_code == "W1"))
-        assert occ.status.value == "completed"
-        modes = s.scalars(select(Answer.mode).join(Response).where(Response.occurrence_id == occ.id)).all()
-        assert set(modes) == {"sms"} and len(modes) == replies - 1
-    d.app.extensions["proapp.engine"].dispose()
-    logs = "\n".join(d.all_logs().values())
-    for leak in (*d.secrets, *phone_forms(number)):
-        assert leak not in logs, leak
