@@ -6,25 +6,19 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Flask, Response, abort, current_app, request
+from flask import Blueprint, Flask, Response, request
 
 from proapp import db, runtime
 from proapp.extensions import csrf
 from proapp.patients.phones import PhoneError, normalise
 from proapp.remote import sms_replies
+from proapp.sms.webhooks import require_twilio_signature
 
 log = logging.getLogger("proapp.sms")
 bp = Blueprint("sms_replies", __name__)
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 MAX_BODY = 1600                     # Twilio's longest message
 
-
-def _signed_url() -> str:
-    """The URL Twilio signed: the configured public URL (the app may sit behind a proxy) plus path and query."""
-    url = current_app.config["PUBLIC_URL"] + request.path
-    if request.query_string:
-        url += "?" + request.query_string.decode("latin-1")
-    return url
 
 
 def _twiml() -> Response:
@@ -34,15 +28,7 @@ def _twiml() -> Response:
 @bp.post("/sms/inbound")
 @csrf.exempt
 def inbound() -> Response:
-    if current_app.config["SMS_GATEWAY"] != "twilio":
-        abort(404)
-    from twilio.request_validator import RequestValidator
-
-    validator = RequestValidator(current_app.config["TWILIO_AUTH_TOKEN"])
-    signature = request.headers.get("X-Twilio-Signature", "")
-    if not signature or not validator.validate(_signed_url(), request.form.to_dict(), signature):
-        log.warning("incoming SMS refused: bad or missing signature")
-        abort(403)
+    require_twilio_signature("incoming SMS")
     sid = request.form.get("MessageSid", "")[:64]
     body = request.form.get("Body", "")[:MAX_BODY]
     try:

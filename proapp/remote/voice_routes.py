@@ -14,29 +14,14 @@ from proapp.extensions import csrf
 from proapp.remote import voice
 from proapp.sms.gateways import ConsoleGateway, from_config
 from proapp.sms.models import SmsMessage
+from proapp.sms.webhooks import require_twilio_signature
 
 log = logging.getLogger("proapp.voice")
 bp = Blueprint("voice", __name__)
 
 
-def _signed_url() -> str:
-    """The URL Twilio signed: the configured public URL (the app may sit behind a proxy) plus path and query."""
-    url = current_app.config["PUBLIC_URL"] + request.path
-    if request.query_string:
-        url += "?" + request.query_string.decode("latin-1")
-    return url
-
-
 def _check_signature() -> None:
-    if current_app.config["SMS_GATEWAY"] != "twilio":
-        abort(404)
-    from twilio.request_validator import RequestValidator
-
-    validator = RequestValidator(current_app.config["TWILIO_AUTH_TOKEN"])
-    signature = request.headers.get("X-Twilio-Signature", "")
-    if not signature or not validator.validate(_signed_url(), request.form.to_dict(), signature):
-        log.warning("voice webhook %s refused: bad or missing signature", request.path)
-        abort(403)
+    require_twilio_signature(f"voice webhook {request.path}")
 
 
 def _reply() -> voice.Reply:
@@ -61,30 +46,28 @@ def _twiml(turn: voice.Turn, message_id: int) -> Response:
     return Response(voice.twiml(turn, action), mimetype="text/xml")
 
 
-@bp.post("/voice/answer/<int:message_id>")
-@csrf.exempt
-def answer(message_id: int) -> Response:
+def _turn(advance, message_id: int) -> Response:
+    """Check the signature, let the call's state machine take Twilio's input, commit, answer with its TwiML."""
     _check_signature()
     reply = _reply()
     s = db.session()
-    turn = voice.answered(s, _context(), message_id, reply, runtime.now())
+    turn = advance(s, _context(), message_id, reply, runtime.now())
     if turn is None:
         abort(404)
     s.commit()
     return _twiml(turn, message_id)
+
+
+@bp.post("/voice/answer/<int:message_id>")
+@csrf.exempt
+def answer(message_id: int) -> Response:
+    return _turn(voice.answered, message_id)
 
 
 @bp.post("/voice/step/<int:message_id>")
 @csrf.exempt
 def step(message_id: int) -> Response:
-    _check_signature()
-    reply = _reply()
-    s = db.session()
-    turn = voice.step(s, _context(), message_id, reply, runtime.now())
-    if turn is None:
-        abort(404)
-    s.commit()
-    return _twiml(turn, message_id)
+    return _turn(voice.step, message_id)
 
 
 @bp.post("/voice/status/<int:message_id>")

@@ -13,31 +13,17 @@ from proapp.patients.models import Patient
 from proapp.sms import delivery as outbox
 from proapp.sms.gateways import ConsoleGateway, from_config
 from proapp.sms.models import SmsMessage
+from proapp.sms.webhooks import require_twilio_signature
 
 log = logging.getLogger("proapp.sms")
 bp = Blueprint("sms", __name__)
 
 
-def _signed_url() -> str:
-    """The URL Twilio signed: the configured public URL (the app may sit behind a proxy) plus path and query."""
-    url = current_app.config["PUBLIC_URL"] + request.path
-    if request.query_string:
-        url += "?" + request.query_string.decode("latin-1")
-    return url
-
 
 @bp.post("/sms/status/<int:message_id>")
 @csrf.exempt
 def status_callback(message_id: int) -> tuple[str, int]:
-    if current_app.config["SMS_GATEWAY"] != "twilio":
-        abort(404)
-    from twilio.request_validator import RequestValidator
-
-    validator = RequestValidator(current_app.config["TWILIO_AUTH_TOKEN"])
-    signature = request.headers.get("X-Twilio-Signature", "")
-    if not signature or not validator.validate(_signed_url(), request.form.to_dict(), signature):
-        log.warning("SMS status callback for %s refused: bad or missing signature", message_id)
-        abort(403)
+    require_twilio_signature(f"SMS status callback for {message_id}")
     sid = request.form.get("MessageSid", "")
     raw = request.form.get("MessageStatus") or request.form.get("SmsStatus") or ""
     try:
